@@ -1,0 +1,1 @@
+//! Check runner for the Leasehold model.

@@ -1,0 +1,1 @@
+//! TCP host for the Leasehold actors.

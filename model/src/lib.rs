@@ -1,0 +1,2 @@
+//! Leasehold: the GFS mutation protocol as stateright actors.
+pub mod types;

@@ -1,0 +1,323 @@
+//! Protocol vocabulary: the names the patent and the GFS paper use, as types.
+//!
+//! Everything that crosses the wire is a sized integer (`u32`/`u64`), never
+//! `usize`, so the TCP host and the model agree on encodings.
+//!
+//! Two traits form the *host interface* for chunk data: [`Payload`] (the bytes
+//! a client pushes) and [`ChunkStore`] (where a chunkserver keeps its chunk
+//! replicas). The model implements both with tiny in-memory values
+//! ([`RecordToken`], [`MemStore`]) so every replica's contents are part of the
+//! checked state; the TCP host implements them with byte buffers and files.
+//! The actors never know which one they run on.
+
+use serde::{Deserialize, Serialize};
+use std::fmt::{self, Debug, Formatter};
+use std::hash::Hash;
+
+/// Globally unique chunk name chosen by the master ([0090]).
+pub type ChunkHandle = u64;
+/// Incremented by the master on every new lease grant; a replica whose
+/// version is lower than the master's is stale (GFS paper §4.5).
+pub type ChunkVersion = u64;
+/// Identifies one lease grant of one chunk. Global mutation order is lease
+/// grant order, then serial ([0090]), so epochs only grow, even across master
+/// restarts (the master persists the counter).
+pub type LeaseEpoch = u64;
+/// Consecutive number the primary assigns to each mutation within a lease
+/// ([0099]). Starts at 1 in each epoch.
+pub type Serial = u64;
+/// Position inside a chunk, in the store's unit (bytes on disk, abstract
+/// units in the model).
+pub type Offset = u64;
+/// Index of a file inside the master's namespace.
+pub type FileId = u32;
+
+/// Identifies data a client pushed ([0095]): the client's node index and a
+/// per-client sequence number. Replicas buffer pushed data under this id
+/// until a mutation names it or it ages out.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DataId {
+    pub client: u32,
+    pub seq: u32,
+}
+
+impl Debug for DataId {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "d{}.{}", self.client, self.seq)
+    }
+}
+
+/// Which lease and which slot within it a mutation was applied under: the
+/// global order of mutations on a chunk ([0090]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub struct Stamp {
+    pub epoch: LeaseEpoch,
+    pub serial: Serial,
+}
+
+impl Debug for Stamp {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}#{}", self.epoch, self.serial)
+    }
+}
+
+/// Data a client pushes and a replica writes. `len` is in the store's unit.
+pub trait Payload: Clone + Debug + Eq + Hash + Ord {
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Joins the fragments of one push, in order, into the data to write.
+    /// The TCP host pushes large records in fragments so that each server
+    /// can forward a fragment while it still receives the next ([0098]).
+    fn concat(fragments: &[Self]) -> Self;
+}
+
+/// Why a store refused an operation. The chunkserver turns these into
+/// failure replies, so the client retries instead of the server crashing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum StoreError {
+    /// The write would run past the chunk's maximum size.
+    OutOfRange,
+    /// The disk is full or refused the write.
+    NoSpace,
+    /// A block failed its checksum: corruption is detected, never served.
+    Corrupt,
+    /// Any other I/O failure, with the host's description.
+    Io(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::OutOfRange => write!(f, "write past the end of the chunk"),
+            StoreError::NoSpace => write!(f, "no space left on the chunkserver's disk"),
+            StoreError::Corrupt => write!(f, "checksum mismatch: block is corrupt"),
+            StoreError::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+/// What a chunkserver persists per chunk replica besides its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct ReplicaMeta {
+    /// The chunk version this replica last learned from the master.
+    pub version: ChunkVersion,
+    /// The last mutation applied, so a restarted secondary keeps applying
+    /// in serial order ([00100]).
+    pub applied: Stamp,
+}
+
+/// Where a chunkserver keeps its chunk replicas: durable across crashes.
+///
+/// Every method that changes the store must be durable when it returns Ok
+/// (the TCP host writes and fsyncs), because the chunkserver acknowledges a
+/// mutation right after applying it.
+pub trait ChunkStore: Clone + Debug + PartialEq + Hash {
+    type Payload: Payload;
+
+    /// Replica metadata; a chunk the server never saw is version 0, empty.
+    fn meta(&self, chunk: ChunkHandle) -> ReplicaMeta;
+    /// Records a new chunk version learned from the master.
+    fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError>;
+    /// End of the data written so far: where the next record append goes.
+    fn chunk_len(&self, chunk: ChunkHandle) -> Offset;
+    /// Writes `data` at `offset`, overwriting whatever is there ([00106]),
+    /// and records `stamp` as the last applied mutation.
+    fn write_at(
+        &mut self,
+        chunk: ChunkHandle,
+        offset: Offset,
+        data: &Self::Payload,
+        stamp: Stamp,
+    ) -> Result<(), StoreError>;
+    /// Fills the chunk from its current end up to `end` with padding
+    /// ([00105]) and records `stamp`.
+    fn pad_to(&mut self, chunk: ChunkHandle, end: Offset, stamp: Stamp) -> Result<(), StoreError>;
+    /// Records that mutation `stamp` was consumed without changing data (it
+    /// failed here, e.g. its pushed data had aged out), so later serials are
+    /// not held back behind it ([00101]: the region is left undefined).
+    fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError>;
+    /// Reads `len` units at `offset` (short at the end of the data).
+    fn read(&self, chunk: ChunkHandle, offset: Offset, len: u64) -> Result<Self::Payload, StoreError>;
+    /// Every chunk this replica holds, for reports to the master.
+    fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)>;
+}
+
+// ---------------------------------------------------------------------------
+// The model's side of the host interface.
+
+/// A record in the model: which client pushed it, its sequence number, and
+/// its size in units. Two tokens are the same data exactly when equal.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RecordToken {
+    pub id: DataId,
+    pub units: u8,
+}
+
+impl Debug for RecordToken {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}.{}x{}", self.id.client, self.id.seq, self.units)
+    }
+}
+
+impl Payload for RecordToken {
+    fn len(&self) -> u64 {
+        self.units as u64
+    }
+    fn concat(fragments: &[Self]) -> Self {
+        // The model pushes each record as one fragment.
+        assert_eq!(fragments.len(), 1, "model records are pushed whole");
+        fragments[0]
+    }
+}
+
+/// One unit of a chunk replica in the model.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Cell {
+    /// Padding written by a record append that did not fit ([00105]).
+    Pad(Stamp),
+    /// Unit `part` of a record, written by the mutation `stamp`.
+    Data { record: RecordToken, part: u8, stamp: Stamp },
+}
+
+impl Debug for Cell {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self {
+            Cell::Pad(_) => write!(f, "pad"),
+            Cell::Data { record, part, .. } if record.units == 1 => write!(f, "{record:?}", record = record.id),
+            Cell::Data { record, part, .. } => write!(f, "{:?}[{part}]", record.id),
+        }
+    }
+}
+
+/// One replica of one chunk in the model: a few cells and the metadata.
+#[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct MemReplica {
+    pub meta: ReplicaMeta,
+    /// `None` is a hole: a unit never written on this replica (possible when
+    /// it missed a failed mutation and a later one wrote past it).
+    pub cells: Vec<Option<Cell>>,
+}
+
+impl Debug for MemReplica {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "v{} [", self.meta.version)?;
+        for (i, c) in self.cells.iter().enumerate() {
+            if i > 0 {
+                write!(f, " ")?;
+            }
+            match c {
+                None => write!(f, "_")?,
+                Some(c) => write!(f, "{c:?}")?,
+            }
+        }
+        write!(f, "]")
+    }
+}
+
+/// The model's chunk store: every replica of every chunk the server has,
+/// indexed by chunk handle (the model's handles are small and dense).
+#[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct MemStore {
+    pub chunk_size: u8,
+    pub replicas: Vec<MemReplica>,
+}
+
+impl Debug for MemStore {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.replicas.iter()).finish()
+    }
+}
+
+impl MemStore {
+    pub fn new(chunk_size: u8) -> Self {
+        MemStore { chunk_size, replicas: Vec::new() }
+    }
+
+    pub fn replica(&self, chunk: ChunkHandle) -> Option<&MemReplica> {
+        self.replicas.get(chunk as usize)
+    }
+
+    fn replica_mut(&mut self, chunk: ChunkHandle) -> &mut MemReplica {
+        let i = chunk as usize;
+        if self.replicas.len() <= i {
+            self.replicas.resize_with(i + 1, MemReplica::default);
+        }
+        &mut self.replicas[i]
+    }
+}
+
+impl ChunkStore for MemStore {
+    type Payload = RecordToken;
+
+    fn meta(&self, chunk: ChunkHandle) -> ReplicaMeta {
+        self.replica(chunk).map(|r| r.meta).unwrap_or_default()
+    }
+
+    fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
+        self.replica_mut(chunk).meta.version = version;
+        Ok(())
+    }
+
+    fn chunk_len(&self, chunk: ChunkHandle) -> Offset {
+        self.replica(chunk).map(|r| r.cells.len() as Offset).unwrap_or(0)
+    }
+
+    fn write_at(
+        &mut self,
+        chunk: ChunkHandle,
+        offset: Offset,
+        data: &RecordToken,
+        stamp: Stamp,
+    ) -> Result<(), StoreError> {
+        // Deliberately no bound check here: the model store lets a buggy
+        // primary write across the chunk boundary so that APPEND-3 can see it.
+        // The file store refuses such writes as a second line of defence.
+        let end = offset + data.len();
+        let r = self.replica_mut(chunk);
+        if r.cells.len() < end as usize {
+            r.cells.resize(end as usize, None);
+        }
+        for part in 0..data.units {
+            r.cells[offset as usize + part as usize] = Some(Cell::Data { record: *data, part, stamp });
+        }
+        r.meta.applied = stamp;
+        Ok(())
+    }
+
+    fn pad_to(&mut self, chunk: ChunkHandle, end: Offset, stamp: Stamp) -> Result<(), StoreError> {
+        if end > self.chunk_size as u64 {
+            return Err(StoreError::OutOfRange);
+        }
+        let r = self.replica_mut(chunk);
+        while (r.cells.len() as u64) < end {
+            r.cells.push(Some(Cell::Pad(stamp)));
+        }
+        r.meta.applied = stamp;
+        Ok(())
+    }
+
+    fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
+        self.replica_mut(chunk).meta.applied = stamp;
+        Ok(())
+    }
+
+    fn read(&self, chunk: ChunkHandle, offset: Offset, len: u64) -> Result<RecordToken, StoreError> {
+        // The model reads whole records only: the token at `offset`.
+        let r = self.replica(chunk).ok_or(StoreError::OutOfRange)?;
+        match r.cells.get(offset as usize) {
+            Some(Some(Cell::Data { record, part: 0, .. })) if record.len() == len => Ok(*record),
+            _ => Err(StoreError::OutOfRange),
+        }
+    }
+
+    fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)> {
+        self.replicas
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.meta.version > 0)
+            .map(|(i, r)| (i as ChunkHandle, r.meta.version))
+            .collect()
+    }
+}
