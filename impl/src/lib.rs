@@ -1,1 +1,36 @@
-//! TCP host for the Leasehold actors.
+//! Leasehold over TCP: runs the protocol's stateright actors for real, with
+//! chunk replicas in files.
+//!
+//! Modules:
+//!
+//! - [`frame`]: the wire format, length-prefixed postcard frames carrying
+//!   `(src, dst, msg)`, with its size limit.
+//! - [`config`]: the cluster file, mapping actor ids to addresses, roles and
+//!   data directories; [`config::ClusterConfig::local`] for tests.
+//! - [`host`]: [`host::ActorHost`] runs any `stateright::actor::Actor` as one
+//!   node: frames in, timers on the real clock, saves to disk, frames out.
+//! - [`filestore`]: [`filestore::FileStore`], the model's `ChunkStore`
+//!   interface over files, checksummed per 64 KiB block.
+//! - [`payload`]: [`payload::Bytes`], the model's `Payload` interface over
+//!   real bytes.
+//!
+//! A node's loop, once per event (see [`host`] for the details):
+//!
+//! 1. Take the next event: an expired timer, a message the actor sent to
+//!    itself, a pending random choice, or else wait for a frame, an injected
+//!    message, the next timer or shutdown.
+//! 2. Call the actor's handler, which only returns commands.
+//! 3. Execute the commands in the order the handler emitted them; a `Save`
+//!    is on disk (fsync, rename, fsync of the directory) before the next
+//!    command runs, so nothing sent after it can overtake it.
+
+pub mod config;
+pub mod filestore;
+pub mod frame;
+pub mod host;
+pub mod payload;
+
+pub use config::{ClusterConfig, NodeConfig, Role};
+pub use filestore::FileStore;
+pub use host::{ActorHost, HostConfig, HostError, HostHandle, RunningHost};
+pub use payload::Bytes;

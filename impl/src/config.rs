@@ -1,0 +1,390 @@
+//! Cluster configuration: which actor id runs where, in which role, with
+//! which data directory.
+//!
+//! ```toml
+//! chunk_bytes = 67108864          # optional, 64 MiB by default
+//!
+//! [[node]]
+//! id = 0
+//! role = "master"
+//! addr = "127.0.0.1:7000"
+//! data_dir = "master"             # relative to the config file's folder
+//!
+//! [[node]]
+//! id = 1
+//! role = "chunkserver"
+//! addr = "127.0.0.1:7001"
+//! data_dir = "cs1"
+//! position = 10                   # optional: network distance = |a - b|
+//! ```
+//!
+//! The host only needs ids and addresses; roles, data directories, positions
+//! and the chunk size are for whoever constructs the actors.
+
+use serde::{Deserialize, Serialize};
+use stateright::actor::Id;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+/// Chunk size when the config names none: the GFS paper's 64 MiB.
+pub const CHUNK_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+
+// Config ids are u64 and `Id` converts from usize: no id may be truncated.
+const _: () = assert!(usize::BITS >= 64);
+
+/// What a node does in the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Master,
+    Chunkserver,
+    Client,
+}
+
+/// One node of the cluster: one actor behind one TCP address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub id: u64,
+    pub role: Role,
+    pub addr: SocketAddr,
+    /// Where the node keeps its saved actor storage (and, for a
+    /// chunkserver, its chunk files). Absolute after loading.
+    pub data_dir: PathBuf,
+    /// Position on a line; the distance between two nodes is the difference
+    /// of their positions. Chains for pushing data ([0098]) use it when all
+    /// nodes involved have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+}
+
+impl NodeConfig {
+    pub fn actor_id(&self) -> Id {
+        Id::from(self.id as usize)
+    }
+}
+
+/// The whole cluster, validated: ids, addresses and data directories unique.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    #[serde(default = "chunk_bytes_default")]
+    pub chunk_bytes: u64,
+    #[serde(rename = "node")]
+    pub nodes: Vec<NodeConfig>,
+}
+
+fn chunk_bytes_default() -> u64 {
+    CHUNK_BYTES_DEFAULT
+}
+
+/// Why a cluster config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read cluster config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write cluster config {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cluster config {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("cluster config has no nodes")]
+    Empty,
+    #[error("node id {0} appears more than once")]
+    DuplicateId(u64),
+    #[error("address {addr} is used by nodes {first} and {second}")]
+    DuplicateAddr {
+        addr: SocketAddr,
+        first: u64,
+        second: u64,
+    },
+    #[error("data directory {dir} is used by nodes {first} and {second}")]
+    DuplicateDataDir {
+        dir: PathBuf,
+        first: u64,
+        second: u64,
+    },
+    #[error("chunk_bytes must be positive")]
+    ZeroChunkBytes,
+    #[error("no node with id {0:?} in the cluster config")]
+    UnknownId(Id),
+    #[error("cannot pick a free loopback port: {0}")]
+    NoFreePort(std::io::Error),
+}
+
+impl ClusterConfig {
+    /// Builds a config from nodes, checking it like a loaded file.
+    pub fn new(chunk_bytes: u64, nodes: Vec<NodeConfig>) -> Result<Self, ConfigError> {
+        let config = ClusterConfig { chunk_bytes, nodes };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and validates a TOML file; relative data directories are taken
+    /// relative to the file's folder, so a config works from any cwd.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.into(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text, resolving data directories against
+    /// `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let mut config: ClusterConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        for node in &mut config.nodes {
+            if node.data_dir.is_relative() {
+                node.data_dir = base_dir.join(&node.data_dir);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a cluster config always serializes to TOML")
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), ConfigError> {
+        std::fs::write(path, self.to_toml()).map_err(|source| ConfigError::Write {
+            path: path.into(),
+            source,
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.nodes.is_empty() {
+            return Err(ConfigError::Empty);
+        }
+        if self.chunk_bytes == 0 {
+            return Err(ConfigError::ZeroChunkBytes);
+        }
+        let mut ids = HashMap::new();
+        let mut addrs = HashMap::new();
+        let mut dirs = HashMap::new();
+        for node in &self.nodes {
+            if ids.insert(node.id, ()).is_some() {
+                return Err(ConfigError::DuplicateId(node.id));
+            }
+            if let Some(first) = addrs.insert(node.addr, node.id) {
+                return Err(ConfigError::DuplicateAddr {
+                    addr: node.addr,
+                    first,
+                    second: node.id,
+                });
+            }
+            // Two nodes in one directory would overwrite each other's chunk
+            // files and saved state.
+            if let Some(first) = dirs.insert(node.data_dir.clone(), node.id) {
+                return Err(ConfigError::DuplicateDataDir {
+                    dir: node.data_dir.clone(),
+                    first,
+                    second: node.id,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn node(&self, id: Id) -> Result<&NodeConfig, ConfigError> {
+        let raw = usize::from(id) as u64;
+        self.nodes
+            .iter()
+            .find(|n| n.id == raw)
+            .ok_or(ConfigError::UnknownId(id))
+    }
+
+    pub fn addr(&self, id: Id) -> Result<SocketAddr, ConfigError> {
+        self.node(id).map(|n| n.addr)
+    }
+
+    /// Ids of the nodes with `role`, in config order.
+    pub fn ids_with_role(&self, role: Role) -> Vec<Id> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role == role)
+            .map(NodeConfig::actor_id)
+            .collect()
+    }
+
+    /// Every node's id and address.
+    pub fn addrs(&self) -> HashMap<Id, SocketAddr> {
+        self.nodes.iter().map(|n| (n.actor_id(), n.addr)).collect()
+    }
+
+    /// Network distance between two nodes, if both have a position.
+    pub fn distance(&self, a: Id, b: Id) -> Result<Option<u64>, ConfigError> {
+        let (pa, pb) = (self.node(a)?.position, self.node(b)?.position);
+        Ok(pa.zip(pb).map(|(pa, pb)| pa.abs_diff(pb)))
+    }
+
+    /// A cluster on this machine: master id 0, chunkservers `1..=n`, one
+    /// client `n + 1`, each on a free 127.0.0.1 port, data under `base_dir`.
+    pub fn local(n_chunkservers: usize, base_dir: &Path) -> Result<Self, ConfigError> {
+        Self::local_with_clients(n_chunkservers, 1, base_dir)
+    }
+
+    /// Like [`ClusterConfig::local`] with `n_clients` clients after the
+    /// chunkservers. Positions are the ids, so distance follows numbering.
+    pub fn local_with_clients(
+        n_chunkservers: usize,
+        n_clients: usize,
+        base_dir: &Path,
+    ) -> Result<Self, ConfigError> {
+        let total = 1 + n_chunkservers + n_clients;
+        let ports = free_loopback_ports(total).map_err(ConfigError::NoFreePort)?;
+        let nodes = (0..total)
+            .map(|i| {
+                let (role, name) = match i {
+                    0 => (Role::Master, "master".to_string()),
+                    i if i <= n_chunkservers => (Role::Chunkserver, format!("chunkserver-{i}")),
+                    i => (Role::Client, format!("client-{i}")),
+                };
+                NodeConfig {
+                    id: i as u64,
+                    role,
+                    addr: SocketAddr::from((Ipv4Addr::LOCALHOST, ports[i])),
+                    data_dir: base_dir.join(name),
+                    position: Some(i as u64),
+                }
+            })
+            .collect();
+        Self::new(CHUNK_BYTES_DEFAULT, nodes)
+    }
+}
+
+/// Ports the OS reports free right now. All listeners are held until every
+/// port is chosen, so the ports are distinct; another process may still take
+/// one before the node binds it, which tests accept as a rare flake.
+fn free_loopback_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        [[node]]
+        id = 0
+        role = "master"
+        addr = "127.0.0.1:7000"
+        data_dir = "master"
+
+        [[node]]
+        id = 1
+        role = "chunkserver"
+        addr = "127.0.0.1:7001"
+        data_dir = "/abs/cs1"
+        position = 10
+
+        [[node]]
+        id = 2
+        role = "client"
+        addr = "127.0.0.1:7002"
+        data_dir = "client"
+        position = 3
+    "#;
+
+    #[test]
+    fn parses_and_resolves_relative_dirs() {
+        let c = ClusterConfig::parse(EXAMPLE, Path::new("/etc/lh")).unwrap();
+        assert_eq!(c.chunk_bytes, CHUNK_BYTES_DEFAULT);
+        assert_eq!(
+            c.node(Id::from(0)).unwrap().data_dir,
+            Path::new("/etc/lh/master")
+        );
+        assert_eq!(c.node(Id::from(1)).unwrap().data_dir, Path::new("/abs/cs1"));
+        assert_eq!(c.ids_with_role(Role::Chunkserver), vec![Id::from(1)]);
+        assert_eq!(c.distance(Id::from(1), Id::from(2)).unwrap(), Some(7));
+        assert_eq!(c.distance(Id::from(0), Id::from(2)).unwrap(), None);
+        assert!(matches!(
+            c.node(Id::from(9)),
+            Err(ConfigError::UnknownId(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_duplicates_and_junk() {
+        let dup_addr = EXAMPLE.replace("127.0.0.1:7002", "127.0.0.1:7001");
+        assert!(matches!(
+            ClusterConfig::parse(&dup_addr, Path::new("/")),
+            Err(ConfigError::DuplicateAddr { .. })
+        ));
+        let dup_id = EXAMPLE.replace("id = 2", "id = 1");
+        assert!(matches!(
+            ClusterConfig::parse(&dup_id, Path::new("/")),
+            Err(ConfigError::DuplicateId(1))
+        ));
+        let dup_dir = EXAMPLE.replace("\"client\"", "\"master\"");
+        assert!(matches!(
+            ClusterConfig::parse(&dup_dir, Path::new("/")),
+            Err(ConfigError::DuplicateDataDir { .. })
+        ));
+        let bad_role = EXAMPLE.replace("\"client\"\n", "\"janitor\"\n");
+        assert!(matches!(
+            ClusterConfig::parse(&bad_role, Path::new("/")),
+            Err(ConfigError::Parse { .. })
+        ));
+        let unknown_field = format!("{EXAMPLE}\nmystery = 1\n");
+        assert!(matches!(
+            ClusterConfig::parse(&unknown_field, Path::new("/")),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            ClusterConfig::parse("node = []", Path::new("/")),
+            Err(ConfigError::Empty)
+        ));
+    }
+
+    #[test]
+    fn unreadable_file_names_the_path() {
+        let err = ClusterConfig::load(Path::new("/nonexistent/leasehold.toml")).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }));
+        assert!(
+            err.to_string().contains("/nonexistent/leasehold.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn local_cluster_round_trips_through_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ClusterConfig::local(3, dir.path()).unwrap();
+        assert_eq!(c.nodes.len(), 5);
+        assert_eq!(c.ids_with_role(Role::Master), vec![Id::from(0)]);
+        assert_eq!(c.ids_with_role(Role::Chunkserver), Id::vec_from(1..4));
+        assert_eq!(c.ids_with_role(Role::Client), vec![Id::from(4)]);
+        assert!(c
+            .nodes
+            .iter()
+            .all(|n| n.addr.ip() == Ipv4Addr::LOCALHOST && n.addr.port() != 0));
+        let path = dir.path().join("cluster.toml");
+        c.write(&path).unwrap();
+        assert_eq!(ClusterConfig::load(&path).unwrap(), c);
+    }
+}

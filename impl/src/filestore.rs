@@ -1,0 +1,801 @@
+//! [`FileStore`]: chunk replicas as files, checksummed per 64 KiB block.
+//!
+//! Layout under the store's directory, one pair per chunk replica:
+//!
+//! - `chunk-<handle>.dat`: the chunk's bytes, offset 0 at file offset 0.
+//! - `chunk-<handle>.meta`: version, last applied [`Stamp`], data length and
+//!   one CRC32C per 64 KiB block of data, followed by a CRC32C of the file
+//!   itself. It is replaced atomically (temp file, fsync, rename, fsync of
+//!   the directory), so it is always one complete old or new version.
+//!
+//! The data length in `.meta` is the truth; bytes past it in `.dat` (left by
+//! a crash during a write) are never read and are overwritten with zeros
+//! before the length grows over them.
+//!
+//! A mutation writes and fsyncs the data first, then replaces `.meta`. A
+//! crash between the two leaves blocks whose bytes no longer match the old
+//! checksums: reading them returns [`StoreError::Corrupt`], never the torn
+//! bytes. The GFS paper's chunkservers check each 64 KiB block the same way
+//! before returning data, so corruption is detected, not served.
+//!
+//! Overwriting part of a block ([00106]: a secondary writes a record at the
+//! primary's offset even over existing data) verifies the block's bytes that
+//! survive the write before recomputing its checksum, so a write never
+//! launders corruption it did not cause.
+//!
+//! Metadata lives in memory too (loaded at open), because [`ChunkStore`]'s
+//! `meta`, `chunk_len` and `chunks` cannot fail. All clones, and every
+//! `FileStore` opened on the same directory in this process, share that one
+//! copy, so they agree with each other and with the files.
+
+use leasehold_model::types::{
+    ChunkHandle, ChunkStore, ChunkVersion, Offset, ReplicaMeta, Stamp, StoreError,
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Debug, Formatter};
+use std::fs::{self, File, OpenOptions};
+use std::hash::{Hash, Hasher};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use crate::payload::Bytes;
+
+pub use crate::config::CHUNK_BYTES_DEFAULT;
+
+/// Bytes covered by one checksum, as in the GFS paper.
+pub const CHECKSUM_BLOCK_BYTES: u64 = 64 * 1024;
+
+const META_MAGIC: &[u8; 8] = b"LHCHUNK1";
+/// magic, version, epoch, serial, length, block count.
+const META_HEADER_BYTES: usize = 8 + 8 * 4 + 4;
+
+/// A handle to a directory of chunk replicas. Equality, hashing and
+/// serialization are by directory and chunk size: the files are the state.
+#[derive(Clone)]
+pub struct FileStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    chunk_bytes: u64,
+    chunks: Mutex<BTreeMap<ChunkHandle, Entry>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Entry {
+    Healthy(ChunkMeta),
+    /// The `.meta` file is unreadable or fails its checksum. The replica
+    /// reports version 0 (stale, so the master never uses it) and refuses
+    /// reads and mutations.
+    Damaged(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+struct ChunkMeta {
+    replica: ReplicaMeta,
+    len: u64,
+    /// One per block of `len` bytes; the last block may be partial.
+    crcs: Vec<u32>,
+}
+
+/// Stores open in this process, by canonical directory, so that two opens
+/// of one directory share one metadata cache instead of diverging.
+fn open_stores() -> &'static Mutex<HashMap<PathBuf, Weak<Inner>>> {
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<Inner>>>> = OnceLock::new();
+    OPEN.get_or_init(Default::default)
+}
+
+impl FileStore {
+    /// Opens (creating if needed) the store in `dir`, loading every chunk's
+    /// metadata. Reopening a directory already open in this process returns
+    /// a handle to the same store.
+    pub fn open(dir: &Path, chunk_bytes: u64) -> Result<Self, StoreError> {
+        assert!(chunk_bytes > 0, "chunk size must be positive");
+        fs::create_dir_all(dir).map_err(io_error)?;
+        let dir = dir.canonicalize().map_err(io_error)?;
+        let mut open = open_stores().lock().expect("store registry poisoned");
+        if let Some(inner) = open.get(&dir).and_then(Weak::upgrade) {
+            if inner.chunk_bytes != chunk_bytes {
+                return Err(StoreError::Io(format!(
+                    "{} is already open with chunk size {} (asked for {chunk_bytes})",
+                    dir.display(),
+                    inner.chunk_bytes
+                )));
+            }
+            return Ok(FileStore { inner });
+        }
+        let chunks = load_dir(&dir)?;
+        let inner = Arc::new(Inner {
+            dir: dir.clone(),
+            chunk_bytes,
+            chunks: Mutex::new(chunks),
+        });
+        open.retain(|_, w| w.strong_count() > 0);
+        open.insert(dir, Arc::downgrade(&inner));
+        Ok(FileStore { inner })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn chunk_bytes(&self) -> u64 {
+        self.inner.chunk_bytes
+    }
+
+    fn data_path(&self, chunk: ChunkHandle) -> PathBuf {
+        self.inner.dir.join(format!("chunk-{chunk}.dat"))
+    }
+
+    fn meta_path(&self, chunk: ChunkHandle) -> PathBuf {
+        self.inner.dir.join(format!("chunk-{chunk}.meta"))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ChunkHandle, Entry>> {
+        self.inner
+            .chunks
+            .lock()
+            .expect("chunk metadata lock poisoned")
+    }
+
+    /// Runs `change` on the chunk's metadata (a fresh empty chunk if the
+    /// store never saw it), with the chunk's data file open for writing,
+    /// then makes the new metadata durable and visible.
+    fn mutate(
+        &self,
+        chunk: ChunkHandle,
+        change: impl FnOnce(&mut ChunkMeta, &File) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut chunks = self.lock();
+        let (mut meta, is_new) = match chunks.get(&chunk) {
+            Some(Entry::Healthy(m)) => (m.clone(), false),
+            Some(Entry::Damaged(_)) => return Err(StoreError::Corrupt),
+            None => (ChunkMeta::default(), true),
+        };
+        let data = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.data_path(chunk))
+            .map_err(io_error)?;
+        if is_new {
+            // The new data file's directory entry must survive a crash
+            // before the metadata that refers to it does.
+            sync_dir(&self.inner.dir)?;
+        }
+        change(&mut meta, &data)?;
+        write_meta(&self.inner.dir, &self.meta_path(chunk), &meta)?;
+        chunks.insert(chunk, Entry::Healthy(meta));
+        Ok(())
+    }
+
+    /// Replaces `[offset, offset + new.len())` with `new`, filling any gap
+    /// between the current end and `offset` with zeros.
+    fn splice(
+        &self,
+        meta: &mut ChunkMeta,
+        data: &File,
+        offset: u64,
+        new: &[u8],
+    ) -> Result<(), StoreError> {
+        let end = offset
+            .checked_add(new.len() as u64)
+            .ok_or(StoreError::OutOfRange)?;
+        if end > self.inner.chunk_bytes {
+            return Err(StoreError::OutOfRange);
+        }
+        let old_len = meta.len;
+        let write_start = offset.min(old_len);
+        if write_start == end {
+            return Ok(());
+        }
+        let new_len = old_len.max(end);
+        let first_block = write_start / CHECKSUM_BLOCK_BYTES;
+        let last_block = (end - 1) / CHECKSUM_BLOCK_BYTES;
+        let region_start = first_block * CHECKSUM_BLOCK_BYTES;
+        let region_end = ((last_block + 1) * CHECKSUM_BLOCK_BYTES).min(new_len);
+        let mut region = vec![0u8; (region_end - region_start) as usize];
+
+        // Old bytes that share a block with the write survive it: verify
+        // them before they go into a new checksum.
+        let keeps_prefix = region_start < write_start;
+        let last_start = last_block * CHECKSUM_BLOCK_BYTES;
+        let keeps_suffix = end < old_len.min(last_start + CHECKSUM_BLOCK_BYTES);
+        let mut edge_blocks = Vec::new();
+        if keeps_prefix {
+            edge_blocks.push(first_block);
+        }
+        if keeps_suffix && !(keeps_prefix && last_block == first_block) {
+            edge_blocks.push(last_block);
+        }
+        for block in edge_blocks {
+            let old = read_verified_block(data, meta, block)?;
+            let at = (block * CHECKSUM_BLOCK_BYTES - region_start) as usize;
+            region[at..at + old.len()].copy_from_slice(&old);
+        }
+        let at = (offset - region_start) as usize;
+        region[at..at + new.len()].copy_from_slice(new);
+
+        data.write_all_at(&region, region_start).map_err(io_error)?;
+        data.sync_data().map_err(io_error)?;
+
+        meta.len = new_len;
+        meta.crcs.resize(block_count(new_len), 0);
+        for (i, block) in region.chunks(CHECKSUM_BLOCK_BYTES as usize).enumerate() {
+            meta.crcs[first_block as usize + i] = crc32c::crc32c(block);
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of one block of data (partial if it is the last), checked.
+fn read_verified_block(data: &File, meta: &ChunkMeta, block: u64) -> Result<Vec<u8>, StoreError> {
+    let start = block * CHECKSUM_BLOCK_BYTES;
+    let end = (start + CHECKSUM_BLOCK_BYTES).min(meta.len);
+    assert!(
+        start < end,
+        "block {block} is past the data ({} bytes)",
+        meta.len
+    );
+    let mut buf = vec![0u8; (end - start) as usize];
+    match data.read_exact_at(&mut buf, start) {
+        Ok(()) => {}
+        // The metadata promises bytes the file does not have.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(StoreError::Corrupt),
+        Err(e) => return Err(io_error(e)),
+    }
+    if crc32c::crc32c(&buf) != meta.crcs[block as usize] {
+        return Err(StoreError::Corrupt);
+    }
+    Ok(buf)
+}
+
+fn block_count(len: u64) -> usize {
+    len.div_ceil(CHECKSUM_BLOCK_BYTES) as usize
+}
+
+/// Maps an I/O failure to what the protocol can act on: a full disk is its
+/// own reason, everything else is reported with the OS's text.
+fn io_error(e: io::Error) -> StoreError {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => StoreError::NoSpace,
+        _ => StoreError::Io(e.to_string()),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
+}
+
+fn encode_meta(meta: &ChunkMeta) -> Vec<u8> {
+    assert_eq!(meta.crcs.len(), block_count(meta.len));
+    let mut out = Vec::with_capacity(META_HEADER_BYTES + 4 * meta.crcs.len() + 4);
+    out.extend_from_slice(META_MAGIC);
+    for field in [
+        meta.replica.version,
+        meta.replica.applied.epoch,
+        meta.replica.applied.serial,
+        meta.len,
+    ] {
+        out.extend_from_slice(&field.to_le_bytes());
+    }
+    out.extend_from_slice(&(meta.crcs.len() as u32).to_le_bytes());
+    for crc in &meta.crcs {
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+    let own_crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&own_crc.to_le_bytes());
+    out
+}
+
+fn decode_meta(bytes: &[u8]) -> Result<ChunkMeta, String> {
+    let Some((body, own_crc)) = bytes.split_last_chunk::<4>() else {
+        return Err("truncated".into());
+    };
+    if crc32c::crc32c(body) != u32::from_le_bytes(*own_crc) {
+        return Err("checksum mismatch".into());
+    }
+    if body.len() < META_HEADER_BYTES || &body[..8] != META_MAGIC {
+        return Err("not a chunk metadata file".into());
+    }
+    let u64_at =
+        |i: usize| u64::from_le_bytes(body[8 + 8 * i..16 + 8 * i].try_into().expect("8 bytes"));
+    let n_crcs = u32::from_le_bytes(body[40..44].try_into().expect("4 bytes")) as usize;
+    let len = u64_at(3);
+    if n_crcs != block_count(len) || body.len() != META_HEADER_BYTES + 4 * n_crcs {
+        return Err(format!("{n_crcs} checksums do not fit {len} bytes of data"));
+    }
+    let crcs = body[META_HEADER_BYTES..]
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect();
+    Ok(ChunkMeta {
+        replica: ReplicaMeta {
+            version: u64_at(0),
+            applied: Stamp {
+                epoch: u64_at(1),
+                serial: u64_at(2),
+            },
+        },
+        len,
+        crcs,
+    })
+}
+
+/// Replaces `path` atomically and durably with the encoded metadata.
+fn write_meta(dir: &Path, path: &Path, meta: &ChunkMeta) -> Result<(), StoreError> {
+    let tmp = path.with_extension("meta.tmp");
+    let mut file = File::create(&tmp).map_err(io_error)?;
+    file.write_all(&encode_meta(meta)).map_err(io_error)?;
+    file.sync_all().map_err(io_error)?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io_error)?;
+    sync_dir(dir)
+}
+
+fn load_dir(dir: &Path) -> Result<BTreeMap<ChunkHandle, Entry>, StoreError> {
+    let mut chunks = BTreeMap::new();
+    for dirent in fs::read_dir(dir).map_err(io_error)? {
+        let dirent = dirent.map_err(io_error)?;
+        let name = dirent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".meta.tmp") {
+            // A metadata write that crashed before its rename: the old
+            // `.meta` is still the truth.
+            let _ = fs::remove_file(dirent.path());
+            continue;
+        }
+        let Some(handle) = name
+            .strip_prefix("chunk-")
+            .and_then(|n| n.strip_suffix(".meta"))
+        else {
+            continue;
+        };
+        let Ok(handle) = handle.parse::<ChunkHandle>() else {
+            continue;
+        };
+        let entry = match fs::read(dirent.path()) {
+            Ok(bytes) => match decode_meta(&bytes) {
+                Ok(meta) => Entry::Healthy(meta),
+                Err(why) => Entry::Damaged(why),
+            },
+            Err(e) => Entry::Damaged(e.to_string()),
+        };
+        if let Entry::Damaged(why) = &entry {
+            tracing::error!(chunk = handle, dir = %dir.display(), "chunk metadata unusable, replica treated as stale: {why}");
+        }
+        chunks.insert(handle, entry);
+    }
+    Ok(chunks)
+}
+
+impl ChunkStore for FileStore {
+    type Payload = Bytes;
+
+    fn meta(&self, chunk: ChunkHandle) -> ReplicaMeta {
+        match self.lock().get(&chunk) {
+            Some(Entry::Healthy(m)) => m.replica,
+            _ => ReplicaMeta::default(),
+        }
+    }
+
+    fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
+        self.mutate(chunk, |meta, _| {
+            meta.replica.version = version;
+            Ok(())
+        })
+    }
+
+    fn chunk_len(&self, chunk: ChunkHandle) -> Offset {
+        match self.lock().get(&chunk) {
+            Some(Entry::Healthy(m)) => m.len,
+            _ => 0,
+        }
+    }
+
+    fn write_at(
+        &mut self,
+        chunk: ChunkHandle,
+        offset: Offset,
+        data: &Bytes,
+        stamp: Stamp,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        self.mutate(chunk, |meta, file| {
+            this.splice(meta, file, offset, data.as_slice())?;
+            meta.replica.applied = stamp;
+            Ok(())
+        })
+    }
+
+    fn pad_to(&mut self, chunk: ChunkHandle, end: Offset, stamp: Stamp) -> Result<(), StoreError> {
+        if end > self.inner.chunk_bytes {
+            return Err(StoreError::OutOfRange);
+        }
+        let this = self.clone();
+        self.mutate(chunk, |meta, file| {
+            // Padding is zeros; readers find records by their own framing.
+            if end > meta.len {
+                let zeros = vec![0u8; (end - meta.len) as usize];
+                let at = meta.len;
+                this.splice(meta, file, at, &zeros)?;
+            }
+            meta.replica.applied = stamp;
+            Ok(())
+        })
+    }
+
+    fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
+        self.mutate(chunk, |meta, _| {
+            meta.replica.applied = stamp;
+            Ok(())
+        })
+    }
+
+    fn read(&self, chunk: ChunkHandle, offset: Offset, len: u64) -> Result<Bytes, StoreError> {
+        let meta = match self.lock().get(&chunk) {
+            Some(Entry::Healthy(m)) => m.clone(),
+            Some(Entry::Damaged(_)) => return Err(StoreError::Corrupt),
+            None => return Err(StoreError::OutOfRange),
+        };
+        if offset > meta.len {
+            return Err(StoreError::OutOfRange);
+        }
+        let end = offset.saturating_add(len).min(meta.len);
+        if offset == end {
+            return Ok(Bytes::default());
+        }
+        let data = File::open(self.data_path(chunk)).map_err(|e| match e.kind() {
+            // Metadata says there is data; the file is gone.
+            io::ErrorKind::NotFound => StoreError::Corrupt,
+            _ => io_error(e),
+        })?;
+        let first_block = offset / CHECKSUM_BLOCK_BYTES;
+        let last_block = (end - 1) / CHECKSUM_BLOCK_BYTES;
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for block in first_block..=last_block {
+            let bytes = read_verified_block(&data, &meta, block)?;
+            let block_start = block * CHECKSUM_BLOCK_BYTES;
+            let from = offset.saturating_sub(block_start) as usize;
+            let to = ((end - block_start) as usize).min(bytes.len());
+            out.extend_from_slice(&bytes[from..to]);
+        }
+        Ok(out.into())
+    }
+
+    fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)> {
+        self.lock()
+            .iter()
+            .filter_map(|(&h, e)| match e {
+                Entry::Healthy(m) if m.replica.version > 0 => Some((h, m.replica.version)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Debug for FileStore {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "FileStore({})", self.inner.dir.display())
+    }
+}
+
+impl PartialEq for FileStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.dir == other.inner.dir && self.inner.chunk_bytes == other.inner.chunk_bytes
+    }
+}
+
+impl Eq for FileStore {}
+
+impl Hash for FileStore {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.inner.dir.hash(state);
+        self.inner.chunk_bytes.hash(state);
+    }
+}
+
+/// What a saved actor storage holds for its chunk store: where the files are.
+#[derive(Serialize, Deserialize)]
+struct StoreLocation {
+    dir: PathBuf,
+    chunk_bytes: u64,
+}
+
+impl Serialize for FileStore {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StoreLocation {
+            dir: self.inner.dir.clone(),
+            chunk_bytes: self.inner.chunk_bytes,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for FileStore {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let at = StoreLocation::deserialize(d)?;
+        FileStore::open(&at.dir, at.chunk_bytes).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "cannot reopen chunk store {}: {e}",
+                at.dir.display()
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasehold_model::types::Payload;
+
+    const B: u64 = CHECKSUM_BLOCK_BYTES;
+
+    fn stamp(serial: u64) -> Stamp {
+        Stamp { epoch: 1, serial }
+    }
+
+    fn pattern(len: u64, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    /// A plain byte vector that mirrors what the store should hold.
+    fn apply(mirror: &mut Vec<u8>, offset: u64, data: &[u8]) {
+        let end = offset as usize + data.len();
+        if mirror.len() < end {
+            mirror.resize(end, 0);
+        }
+        mirror[offset as usize..end].copy_from_slice(data);
+    }
+
+    fn reopen(store: FileStore) -> FileStore {
+        let (dir, size) = (store.dir().to_path_buf(), store.chunk_bytes());
+        drop(store);
+        FileStore::open(&dir, size).unwrap()
+    }
+
+    #[test]
+    fn new_chunk_is_version_zero_and_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(dir.path(), 4 * B).unwrap();
+        assert_eq!(s.meta(7), ReplicaMeta::default());
+        assert_eq!(s.chunk_len(7), 0);
+        assert!(s.chunks().is_empty());
+        assert_eq!(s.read(7, 0, 1), Err(StoreError::OutOfRange));
+    }
+
+    #[test]
+    fn writes_overwrites_and_reads_mid_block_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 8 * B).unwrap();
+        let mut mirror = Vec::new();
+        // Appends that end mid-block, an overwrite inside existing data that
+        // straddles a block boundary ([00106]), an overwrite that also
+        // extends, a write past the end that leaves a hole, a tiny write.
+        let writes = [
+            (0, pattern(1000, 1)),
+            (1000, pattern(B + 17, 2)),
+            (B - 10, pattern(40, 3)),
+            (500, pattern(3, 4)),
+            (B + 1000, pattern(2 * B, 5)),
+            (5 * B + 3, pattern(9, 6)),
+            (4 * B - 1, pattern(1, 7)),
+        ];
+        for (i, (offset, data)) in writes.iter().enumerate() {
+            s.write_at(1, *offset, &Bytes::from(data.clone()), stamp(i as u64 + 1))
+                .unwrap();
+            apply(&mut mirror, *offset, data);
+            assert_eq!(s.chunk_len(1), mirror.len() as u64);
+        }
+        assert_eq!(s.meta(1).applied, stamp(writes.len() as u64));
+        let check = |s: &FileStore| {
+            for (offset, len) in [
+                (0, mirror.len() as u64),
+                (B - 20, 50),
+                (777, 1),
+                (B, B),
+                (5 * B, 100),
+                (3, 2 * B + 5),
+            ] {
+                let got = s.read(1, offset, len).unwrap();
+                let end = (offset + len).min(mirror.len() as u64) as usize;
+                assert_eq!(
+                    got.as_slice(),
+                    &mirror[offset as usize..end],
+                    "read {offset}+{len}"
+                );
+            }
+            // Short at the end, empty exactly at the end, refused past it.
+            assert_eq!(s.read(1, mirror.len() as u64 - 2, 10).unwrap().len(), 2);
+            assert!(s.read(1, mirror.len() as u64, 10).unwrap().is_empty());
+            assert_eq!(
+                s.read(1, mirror.len() as u64 + 1, 1),
+                Err(StoreError::OutOfRange)
+            );
+        };
+        check(&s);
+        let s = reopen(s);
+        check(&s);
+        assert_eq!(s.meta(1).applied, stamp(writes.len() as u64));
+    }
+
+    #[test]
+    fn writes_past_the_chunk_size_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 1000).unwrap();
+        s.write_at(1, 990, &Bytes::from(vec![1u8; 10]), stamp(1))
+            .unwrap();
+        assert_eq!(
+            s.write_at(1, 995, &Bytes::from(vec![1u8; 6]), stamp(2)),
+            Err(StoreError::OutOfRange)
+        );
+        assert_eq!(
+            s.write_at(1, u64::MAX, &Bytes::from(vec![1u8; 6]), stamp(2)),
+            Err(StoreError::OutOfRange)
+        );
+        assert_eq!(s.pad_to(1, 1001, stamp(2)), Err(StoreError::OutOfRange));
+        // A refused write changes nothing, not even the applied stamp.
+        assert_eq!(s.meta(1).applied, stamp(1));
+        assert_eq!(s.chunk_len(1), 1000);
+    }
+
+    #[test]
+    fn pad_then_read_the_padding_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 3 * B).unwrap();
+        let record = pattern(100, 9);
+        s.write_at(2, 0, &Bytes::from(record.clone()), stamp(1))
+            .unwrap();
+        s.pad_to(2, 3 * B, stamp(2)).unwrap();
+        assert_eq!(s.chunk_len(2), 3 * B);
+        assert_eq!(s.meta(2).applied, stamp(2));
+        let s = reopen(s);
+        let all = s.read(2, 0, 3 * B).unwrap();
+        assert_eq!(&all[..100], &record[..]);
+        assert!(all[100..].iter().all(|&b| b == 0));
+        // Padding to an end already reached only records the stamp.
+        let mut s = s;
+        s.pad_to(2, B, stamp(3)).unwrap();
+        assert_eq!((s.chunk_len(2), s.meta(2).applied), (3 * B, stamp(3)));
+    }
+
+    #[test]
+    fn a_flipped_byte_is_corrupt_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+        s.write_at(3, 0, &Bytes::from(pattern(2 * B + 10, 1)), stamp(1))
+            .unwrap();
+        let path = dir.path().join("chunk-3.dat");
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[B as usize + 5] ^= 0x40;
+        fs::write(&path, bytes).unwrap();
+        // Any read touching block 1 fails; blocks 0 and 2 still serve.
+        assert_eq!(s.read(3, B + 5, 1), Err(StoreError::Corrupt));
+        assert_eq!(s.read(3, 0, 3 * B), Err(StoreError::Corrupt));
+        assert_eq!(
+            s.read(3, 10, 20).unwrap().as_slice(),
+            &pattern(2 * B + 10, 1)[10..30]
+        );
+        assert!(s.read(3, 2 * B, 10).is_ok());
+        // A partial overwrite of the bad block must not bless the bad byte.
+        assert_eq!(
+            s.write_at(3, B + 100, &Bytes::from(vec![7u8; 10]), stamp(2)),
+            Err(StoreError::Corrupt)
+        );
+        // Overwriting the whole block repairs it.
+        s.write_at(3, B, &Bytes::from(vec![8u8; B as usize]), stamp(3))
+            .unwrap();
+        assert_eq!(s.read(3, B + 5, 1).unwrap().as_slice(), &[8]);
+    }
+
+    #[test]
+    fn truncated_data_file_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+        s.write_at(4, 0, &Bytes::from(pattern(1000, 1)), stamp(1))
+            .unwrap();
+        File::options()
+            .write(true)
+            .open(dir.path().join("chunk-4.dat"))
+            .unwrap()
+            .set_len(500)
+            .unwrap();
+        assert_eq!(s.read(4, 0, 10), Err(StoreError::Corrupt));
+    }
+
+    #[test]
+    fn damaged_metadata_makes_the_replica_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+        s.set_version(5, 3).unwrap();
+        s.set_version(6, 4).unwrap();
+        s.write_at(5, 0, &Bytes::from(pattern(10, 1)), stamp(1))
+            .unwrap();
+        assert_eq!(s.chunks(), vec![(5, 3), (6, 4)]);
+        let meta = dir.path().join("chunk-5.meta");
+        let mut bytes = fs::read(&meta).unwrap();
+        bytes[9] ^= 1;
+        fs::write(&meta, bytes).unwrap();
+        let mut s = reopen(s);
+        assert_eq!(s.meta(5).version, 0);
+        assert_eq!(s.chunks(), vec![(6, 4)]);
+        assert_eq!(s.read(5, 0, 1), Err(StoreError::Corrupt));
+        assert_eq!(s.set_version(5, 9), Err(StoreError::Corrupt));
+    }
+
+    #[test]
+    fn version_and_applied_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+        s.set_version(9, 2).unwrap();
+        s.set_applied(
+            9,
+            Stamp {
+                epoch: 4,
+                serial: 11,
+            },
+        )
+        .unwrap();
+        let s = reopen(s);
+        assert_eq!(
+            s.meta(9),
+            ReplicaMeta {
+                version: 2,
+                applied: Stamp {
+                    epoch: 4,
+                    serial: 11
+                }
+            }
+        );
+        assert_eq!(s.chunk_len(9), 0);
+    }
+
+    #[test]
+    fn clones_and_reopens_share_state_and_serialize_as_a_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = FileStore::open(dir.path(), 4 * B).unwrap();
+        let b = a.clone();
+        let c = FileStore::open(dir.path(), 4 * B).unwrap();
+        a.write_at(1, 0, &Bytes::from(vec![1u8; 3]), stamp(1))
+            .unwrap();
+        assert_eq!((b.chunk_len(1), c.chunk_len(1)), (3, 3));
+        assert_eq!(a, c);
+        assert!(FileStore::open(dir.path(), 2 * B).is_err());
+        let saved = postcard::to_allocvec(&a).unwrap();
+        let d: FileStore = postcard::from_bytes(&saved).unwrap();
+        assert_eq!(d, a);
+        assert_eq!(d.read(1, 0, 3).unwrap().as_slice(), &[1, 1, 1]);
+    }
+
+    #[test]
+    fn full_disk_maps_to_no_space() {
+        assert_eq!(
+            io_error(io::Error::from(io::ErrorKind::StorageFull)),
+            StoreError::NoSpace
+        );
+        assert_eq!(
+            io_error(io::Error::from_raw_os_error(28)),
+            StoreError::NoSpace
+        );
+        assert!(matches!(
+            io_error(io::Error::from(io::ErrorKind::PermissionDenied)),
+            StoreError::Io(_)
+        ));
+    }
+
+    #[test]
+    fn payload_concat_of_fragments_writes_like_one_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+        let whole = Bytes::concat(&[Bytes::from(pattern(B, 1)), Bytes::from(pattern(5, 2))]);
+        s.write_at(1, 7, &whole, stamp(1)).unwrap();
+        assert_eq!(s.read(1, 7, B + 5).unwrap(), whole);
+    }
+}

@@ -1,0 +1,912 @@
+//! [`ActorHost`]: runs one stateright [`Actor`] as a node on the network.
+//!
+//! The host decides nothing about the protocol. It maps the actor's commands
+//! to the real world and the real world to handler calls:
+//!
+//! | actor side                 | host side                                   |
+//! |----------------------------|---------------------------------------------|
+//! | `on_start(id, storage)`    | storage loaded from `<storage_dir>/actor-<id>.storage` |
+//! | `Send(dst, msg)`           | frame on the TCP connection to `dst`; to itself: local queue; to the application id: the application channel |
+//! | `SetTimer(t, lo..hi)`      | deadline now + uniform(lo..hi); re-setting an armed `t` re-arms it |
+//! | `CancelTimer(t)`           | deadline removed (no-op if not armed)      |
+//! | `ChooseRandom(key, xs)`    | pending choice under `key` (empty `xs` removes it); later one `x` picked uniformly → `on_random` |
+//! | `Save(storage)`            | temp file, fsync, rename, fsync of the directory, before the next command |
+//! | `on_msg(src, msg)`         | a frame from a peer, or [`HostHandle::inject`] |
+//! | `on_timeout(t)`            | `t`'s deadline passed (it is disarmed first, as in stateright's model) |
+//!
+//! Why a dedicated OS thread per actor, with tokio for the network: the
+//! actor's handlers are synchronous and may block (a chunkserver's handler
+//! writes and fsyncs chunk files through [`crate::filestore::FileStore`],
+//! and `Save` must be durable before the next command). Blocking a tokio
+//! worker would stall every connection; a thread of its own keeps the actor
+//! strictly sequential, and it waits for its next event with a tiny
+//! single-threaded runtime of its own (channels and a timer only). Reading,
+//! writing and accepting connections are tokio tasks on the caller's runtime.
+//!
+//! Failure handling: a peer that sends an oversized or malformed frame has
+//! its connection closed and logged; the node goes on. A peer that cannot be
+//! reached is retried with capped exponential backoff while frames for it
+//! queue up to [`PEER_QUEUE_FRAMES_MAX`]; beyond that, new frames for it are
+//! dropped (the protocol tolerates loss, memory must stay bounded). A failed
+//! `Save` stops the node (fail-stop: the commands after it depend on it), as
+//! a crash would in the model.
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use serde::{de::DeserializeOwned, Serialize};
+use stateright::actor::{Actor, Command, Id, Out};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::config::{ClusterConfig, ConfigError};
+use crate::frame::{self, Envelope, Parsed};
+
+/// Frames waiting for one peer's connection. When full (the peer is down or
+/// slow), new frames for that peer are dropped and logged.
+pub const PEER_QUEUE_FRAMES_MAX: usize = 1024;
+/// Inbound connections served at once; further peers wait in the OS backlog
+/// until one closes.
+pub const CONNECTIONS_MAX: usize = 256;
+/// Messages received (from peers or injected) but not yet handled. When
+/// full, connection readers wait, which pushes back on the senders via TCP.
+pub const INBOX_MSGS_MAX: usize = 1024;
+/// Messages the actor sent to the application and the application has not
+/// taken yet. When full, new ones are dropped and logged.
+pub const APP_QUEUE_MSGS_MAX: usize = 1024;
+/// Messages the actor sent to itself and has not handled yet.
+pub const SELF_QUEUE_MSGS_MAX: usize = 1024;
+/// First and largest wait between attempts to reach a peer.
+pub const RECONNECT_BACKOFF_MS_MIN: u64 = 10;
+pub const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
+/// First and largest wait after a failed accept (e.g. out of descriptors).
+pub const ACCEPT_BACKOFF_MS_MIN: u64 = 10;
+pub const ACCEPT_BACKOFF_MS_MAX: u64 = 1_000;
+/// A connect or a frame write that takes longer marks the peer unreachable.
+pub const PEER_IO_TIMEOUT_MS: u64 = 2_000;
+/// Receive buffer growth step; a frame larger than this grows the buffer up
+/// to the frame's size (at most [`frame::FRAME_BYTES_MAX`]).
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+const _: () = assert!(RECONNECT_BACKOFF_MS_MIN <= RECONNECT_BACKOFF_MS_MAX);
+const _: () = assert!(ACCEPT_BACKOFF_MS_MIN <= ACCEPT_BACKOFF_MS_MAX);
+
+const STORAGE_MAGIC: &[u8; 8] = b"LHSTORE1";
+
+/// Where and with whom one node runs.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    pub id: Id,
+    /// Address to accept peers on.
+    pub listen: SocketAddr,
+    /// Every node's address (this node's own entry is ignored).
+    pub peers: HashMap<Id, SocketAddr>,
+    /// Where the actor's saved storage lives.
+    pub storage_dir: PathBuf,
+    /// Messages the actor sends to this id go to the application channel
+    /// (see [`RunningHost::take_app_receiver`]) instead of the network. It
+    /// must not be a node of the cluster.
+    pub app_id: Option<Id>,
+    /// Seed for timer durations and random choices; `None` seeds from the
+    /// OS. A fixed seed does not make a networked run reproducible, but it
+    /// makes one node's choices repeatable given the same inputs.
+    pub seed: Option<u64>,
+}
+
+impl HostConfig {
+    /// The host settings of node `id` in `cluster`: its address, its data
+    /// directory for storage, everyone else as peers.
+    pub fn from_cluster(cluster: &ClusterConfig, id: Id) -> Result<Self, ConfigError> {
+        let node = cluster.node(id)?;
+        Ok(HostConfig {
+            id,
+            listen: node.addr,
+            peers: cluster.addrs(),
+            storage_dir: node.data_dir.clone(),
+            app_id: None,
+            seed: None,
+        })
+    }
+
+    pub fn with_app_id(mut self, app_id: Id) -> Self {
+        self.app_id = Some(app_id);
+        self
+    }
+
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The file that holds the actor's last saved storage.
+    pub fn storage_path(&self) -> PathBuf {
+        self.storage_dir
+            .join(format!("actor-{}.storage", usize::from(self.id) as u64))
+    }
+}
+
+/// Why a node could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot load saved storage {path}: {message}")]
+    LoadStorage { path: PathBuf, message: String },
+    #[error("cannot save storage {path}: {message}")]
+    SaveStorage { path: PathBuf, message: String },
+    #[error("application id {0:?} is also a node of the cluster")]
+    AppIdInCluster(Id),
+    #[error("cannot start the actor thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the actor thread panicked")]
+    Panicked,
+}
+
+/// The node is shut down (or stopped after a failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the node has shut down")]
+pub struct HostClosed;
+
+/// Why [`HostHandle::try_inject`] did not deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    #[error("the node's inbox is full")]
+    Full,
+    #[error("the node has shut down")]
+    Closed,
+}
+
+/// A received message on its way to the actor.
+struct Inbound<M> {
+    src: Id,
+    msg: M,
+}
+
+/// Talks to a running node from the same process. Cheap to clone.
+pub struct HostHandle<M> {
+    id: Id,
+    inbox: mpsc::Sender<Inbound<M>>,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl<M> Clone for HostHandle<M> {
+    fn clone(&self) -> Self {
+        HostHandle {
+            id: self.id,
+            inbox: self.inbox.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+impl<M> HostHandle<M> {
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// Delivers `msg` to the actor as if `src` had sent it, waiting while
+    /// the inbox is full.
+    pub async fn inject(&self, src: Id, msg: M) -> Result<(), HostClosed> {
+        self.inbox
+            .send(Inbound { src, msg })
+            .await
+            .map_err(|_| HostClosed)
+    }
+
+    /// Like [`HostHandle::inject`], but gives up at once when the inbox is
+    /// full.
+    pub fn try_inject(&self, src: Id, msg: M) -> Result<(), InjectError> {
+        self.inbox
+            .try_send(Inbound { src, msg })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => InjectError::Full,
+                mpsc::error::TrySendError::Closed(_) => InjectError::Closed,
+            })
+    }
+
+    /// Starts a graceful shutdown: stop accepting, let the current handler
+    /// and its commands finish, close every connection. Returns at once;
+    /// [`RunningHost::join`] waits for the end.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// A started node. Dropping it leaves the node running; use
+/// [`RunningHost::shutdown`] to stop it.
+pub struct RunningHost<M> {
+    handle: HostHandle<M>,
+    local_addr: SocketAddr,
+    app: Option<mpsc::Receiver<M>>,
+    actor_result: oneshot::Receiver<Result<(), HostError>>,
+    /// Closed when every task and the actor thread of this node have ended.
+    all_done: mpsc::Receiver<()>,
+}
+
+impl<M> RunningHost<M> {
+    pub fn handle(&self) -> HostHandle<M> {
+        self.handle.clone()
+    }
+
+    pub fn id(&self) -> Id {
+        self.handle.id
+    }
+
+    /// The address actually listened on (differs from the config for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Messages the actor sent to the application id, once. `None` if there
+    /// is no application id or the receiver was already taken.
+    pub fn take_app_receiver(&mut self) -> Option<mpsc::Receiver<M>> {
+        self.app.take()
+    }
+
+    /// Waits until the node has stopped (after [`HostHandle::shutdown`] or a
+    /// failure) and all its connections are closed and its port released.
+    pub async fn join(mut self) -> Result<(), HostError> {
+        let result = (&mut self.actor_result)
+            .await
+            .unwrap_or(Err(HostError::Panicked));
+        drop(self.app.take());
+        while self.all_done.recv().await.is_some() {}
+        result
+    }
+
+    /// Shuts the node down and waits for it.
+    pub async fn shutdown(self) -> Result<(), HostError> {
+        self.handle.shutdown();
+        self.join().await
+    }
+}
+
+/// Runs one actor as one node.
+pub struct ActorHost<A> {
+    actor: A,
+    config: HostConfig,
+}
+
+impl<A> ActorHost<A>
+where
+    A: Actor + Send + 'static,
+    A::Msg: Serialize + DeserializeOwned + Send + 'static,
+    A::Storage: Serialize + DeserializeOwned + Send + 'static,
+    A::Timer: Send + Eq + Hash + Clone,
+{
+    pub fn new(actor: A, config: HostConfig) -> Self {
+        ActorHost { actor, config }
+    }
+
+    /// Loads the saved storage, binds the listen address, and starts the
+    /// node: the actor's `on_start` runs on its thread before any message is
+    /// handled. Must be called within a tokio runtime, which then carries the
+    /// node's network tasks.
+    pub async fn start(self) -> Result<RunningHost<A::Msg>, HostError> {
+        let ActorHost { actor, config } = self;
+        let id = config.id;
+        let span = tracing::info_span!("node", id = usize::from(id) as u64);
+        if let Some(app_id) = config.app_id {
+            if config.peers.contains_key(&app_id) || app_id == id {
+                return Err(HostError::AppIdInCluster(app_id));
+            }
+        }
+        let storage_path = config.storage_path();
+        let storage: Option<A::Storage> = load_storage(&storage_path)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| HostError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| HostError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shutdown_tx = Arc::new(shutdown_tx);
+        let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_MSGS_MAX);
+        let (done_tx, all_done) = mpsc::channel::<()>(1);
+
+        let mut peers = HashMap::new();
+        for (&peer, &addr) in &config.peers {
+            if peer == id {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
+            peers.insert(peer, tx);
+            let writer = write_peer(peer, addr, rx, shutdown_rx.clone(), done_tx.clone());
+            tokio::spawn(writer.instrument(span.clone()));
+        }
+        let (app_tx, app_rx) = match config.app_id {
+            Some(app_id) => {
+                let (tx, rx) = mpsc::channel(APP_QUEUE_MSGS_MAX);
+                (Some((app_id, tx)), Some(rx))
+            }
+            None => (None, None),
+        };
+
+        tokio::spawn(
+            accept_loop::<A::Msg>(
+                id,
+                listener,
+                inbox_tx.clone(),
+                shutdown_rx.clone(),
+                done_tx.clone(),
+            )
+            .instrument(span.clone()),
+        );
+
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let (result_tx, actor_result) = oneshot::channel();
+        let thread_span = span.clone();
+        let node_shutdown = shutdown_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("leasehold-node-{}", usize::from(id)))
+            .spawn(move || {
+                let _entered = thread_span.enter();
+                let _done = done_tx;
+                // Built here so that timer and random values, which live
+                // only on this thread, need not be `Send`.
+                let node = Node {
+                    actor,
+                    id,
+                    timers: HashMap::new(),
+                    randoms: BTreeMap::new(),
+                    local: VecDeque::new(),
+                    peers,
+                    app: app_tx,
+                    storage_path,
+                    rng,
+                    shutdown: node_shutdown,
+                };
+                let result = node.run(storage, inbox_rx, shutdown_rx);
+                if let Err(e) = &result {
+                    tracing::error!("node stopped: {e}");
+                }
+                let _ = result_tx.send(result);
+            })
+            .map_err(HostError::Thread)?;
+
+        Ok(RunningHost {
+            handle: HostHandle {
+                id,
+                inbox: inbox_tx,
+                shutdown: shutdown_tx,
+            },
+            local_addr,
+            app: app_rx,
+            actor_result,
+            all_done,
+        })
+    }
+}
+
+/// What woke the actor thread.
+enum Wake<M> {
+    Inbound(Inbound<M>),
+    Timer,
+    Shutdown,
+}
+
+/// The actor and everything its commands act on. Lives on the actor thread.
+struct Node<A: Actor> {
+    actor: A,
+    id: Id,
+    timers: HashMap<A::Timer, Instant>,
+    /// Pending random choices by key; a BTreeMap so that, with a fixed
+    /// seed, the order they are resolved in is repeatable.
+    randoms: BTreeMap<String, Vec<A::Random>>,
+    local: VecDeque<A::Msg>,
+    peers: HashMap<Id, mpsc::Sender<Vec<u8>>>,
+    app: Option<(Id, mpsc::Sender<A::Msg>)>,
+    storage_path: PathBuf,
+    rng: StdRng,
+    /// Kept so a failed save can stop the network side too.
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl<A> Node<A>
+where
+    A: Actor,
+    A::Msg: Serialize,
+    A::Storage: Serialize,
+{
+    fn run(
+        mut self,
+        storage: Option<A::Storage>,
+        mut inbox: mpsc::Receiver<Inbound<A::Msg>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), HostError> {
+        // Only channels and one timer are awaited here, never I/O.
+        let waiter = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(HostError::Thread)?;
+
+        let mut out = Out::new();
+        tracing::info!(restored = storage.is_some(), "starting actor");
+        let mut state = self.actor.on_start(self.id, &storage, &mut out);
+        drop(storage);
+        let result = self.execute(out).and_then(|()| loop {
+            if *shutdown.borrow() {
+                break Ok(());
+            }
+            // Local work first, but an expired timer before anything else
+            // so a busy inbox cannot starve timers.
+            if let Some(timer) = self.take_expired_timer() {
+                tracing::debug!(?timer, "timer fired");
+                let out = self.handle(&mut state, |a, id, s, o| a.on_timeout(id, s, &timer, o));
+                self.execute(out)?;
+                continue;
+            }
+            if let Some(msg) = self.local.pop_front() {
+                tracing::debug!(src = usize::from(self.id) as u64, ?msg, "deliver from self");
+                let src = self.id;
+                let out = self.handle(&mut state, |a, id, s, o| a.on_msg(id, s, src, msg, o));
+                self.execute(out)?;
+                continue;
+            }
+            if let Some((key, choices)) = self.randoms.pop_first() {
+                let random = choices
+                    .choose(&mut self.rng)
+                    .expect("empty choices are removed")
+                    .clone();
+                tracing::debug!(%key, ?random, "random choice");
+                let out = self.handle(&mut state, |a, id, s, o| a.on_random(id, s, &random, o));
+                self.execute(out)?;
+                continue;
+            }
+            let deadline = self.timers.values().min().copied();
+            let wake = waiter.block_on(async {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => Wake::Shutdown,
+                    m = inbox.recv() => m.map_or(Wake::Shutdown, Wake::Inbound),
+                    _ = sleep_until(deadline) => Wake::Timer,
+                }
+            });
+            match wake {
+                Wake::Shutdown => break Ok(()),
+                Wake::Timer => continue,
+                Wake::Inbound(Inbound { src, msg }) => {
+                    tracing::debug!(src = usize::from(src) as u64, ?msg, "deliver");
+                    let out = self.handle(&mut state, |a, id, s, o| a.on_msg(id, s, src, msg, o));
+                    self.execute(out)?;
+                }
+            }
+        });
+        // Whatever ended the loop, the rest of the node stops with it.
+        self.shutdown.send_replace(true);
+        tracing::info!("actor stopped");
+        result
+    }
+
+    /// Calls one handler and keeps its new state if it made one.
+    fn handle(
+        &self,
+        state: &mut A::State,
+        handler: impl FnOnce(&A, Id, &mut Cow<A::State>, &mut Out<A>),
+    ) -> Out<A> {
+        let mut out = Out::new();
+        let mut cow = Cow::Borrowed(&*state);
+        handler(&self.actor, self.id, &mut cow, &mut out);
+        if let Cow::Owned(next) = cow {
+            *state = next;
+        }
+        out
+    }
+
+    /// The armed timer with the earliest passed deadline, disarmed.
+    fn take_expired_timer(&mut self) -> Option<A::Timer> {
+        let now = Instant::now();
+        let (timer, _) = self
+            .timers
+            .iter()
+            .filter(|(_, &at)| at <= now)
+            .min_by_key(|(_, &at)| at)?;
+        let timer = timer.clone();
+        self.timers.remove(&timer);
+        Some(timer)
+    }
+
+    /// Carries out a handler's commands strictly in order. A failed save
+    /// returns at once, so no later command of that handler takes effect.
+    fn execute(&mut self, out: Out<A>) -> Result<(), HostError> {
+        for command in out {
+            match command {
+                Command::Send(dst, msg) => self.send(dst, msg),
+                Command::SetTimer(timer, range) => {
+                    let after = if range.start < range.end {
+                        self.rng.random_range(range)
+                    } else {
+                        range.start
+                    };
+                    self.timers.insert(timer, Instant::now() + after);
+                }
+                Command::CancelTimer(timer) => {
+                    self.timers.remove(&timer);
+                }
+                Command::ChooseRandom(key, choices) => {
+                    if choices.is_empty() {
+                        self.randoms.remove(&key);
+                    } else {
+                        self.randoms.insert(key, choices);
+                    }
+                }
+                Command::Save(storage) => {
+                    let bytes = save_storage(&self.storage_path, &storage)?;
+                    tracing::debug!(bytes, "saved storage");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, dst: Id, msg: A::Msg) {
+        if dst == self.id {
+            if self.local.len() >= SELF_QUEUE_MSGS_MAX {
+                tracing::warn!(?msg, "self queue full, message dropped");
+            } else {
+                self.local.push_back(msg);
+            }
+            return;
+        }
+        if let Some((app_id, app)) = &self.app {
+            if dst == *app_id {
+                match app.try_send(msg) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(msg)) => {
+                        tracing::warn!(?msg, "application queue full, message dropped")
+                    }
+                    // The application stopped listening; nothing to tell.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+                return;
+            }
+        }
+        let Some(peer) = self.peers.get(&dst) else {
+            tracing::warn!(
+                dst = usize::from(dst) as u64,
+                ?msg,
+                "no such node, message dropped"
+            );
+            return;
+        };
+        let envelope = Envelope {
+            src: self.id,
+            dst,
+            msg,
+        };
+        let bytes = match frame::encode(&envelope) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(dst = usize::from(dst) as u64, msg = ?envelope.msg, "message dropped: {e}");
+                return;
+            }
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = peer.try_send(bytes) {
+            tracing::warn!(
+                dst = usize::from(dst) as u64,
+                "peer queue full, message dropped"
+            );
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Accepts peers until shutdown, one reader task per connection, at most
+/// [`CONNECTIONS_MAX`] at once. Accept errors are retried with backoff;
+/// they never stop the node.
+async fn accept_loop<M>(
+    id: Id,
+    listener: TcpListener,
+    inbox: mpsc::Sender<Inbound<M>>,
+    mut shutdown: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) where
+    M: DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let mut backoff_ms = ACCEPT_BACKOFF_MS_MIN;
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer_addr)) => {
+                backoff_ms = ACCEPT_BACKOFF_MS_MIN;
+                tracing::debug!(%peer_addr, "accepted connection");
+                let reader = read_connection(
+                    id,
+                    stream,
+                    peer_addr,
+                    inbox.clone(),
+                    shutdown.clone(),
+                    done.clone(),
+                );
+                tokio::spawn(
+                    async move {
+                        reader.await;
+                        drop(permit);
+                    }
+                    .in_current_span(),
+                );
+            }
+            Err(e) => {
+                tracing::warn!("accept failed, retrying in {backoff_ms} ms: {e}");
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                    _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                }
+                backoff_ms = (backoff_ms * 2).min(ACCEPT_BACKOFF_MS_MAX);
+            }
+        }
+    }
+    tracing::debug!("stopped accepting");
+    drop(done);
+}
+
+/// Reads frames from one peer until it closes, misbehaves, or the node
+/// shuts down. A bad frame closes this connection only.
+async fn read_connection<M>(
+    id: Id,
+    mut stream: TcpStream,
+    peer_addr: SocketAddr,
+    inbox: mpsc::Sender<Inbound<M>>,
+    mut shutdown: watch::Receiver<bool>,
+    _done: mpsc::Sender<()>,
+) where
+    M: DeserializeOwned + std::fmt::Debug,
+{
+    let mut buf = bytes::BytesMut::with_capacity(READ_CHUNK_BYTES);
+    loop {
+        loop {
+            match frame::parse::<M>(&buf) {
+                Ok(Parsed::Incomplete) => break,
+                Ok(Parsed::Frame(envelope, used)) => {
+                    let _ = buf.split_to(used);
+                    if envelope.dst != id {
+                        tracing::warn!(
+                            %peer_addr,
+                            dst = usize::from(envelope.dst) as u64,
+                            "frame for another node dropped (peer's config differs?)"
+                        );
+                        continue;
+                    }
+                    let inbound = Inbound {
+                        src: envelope.src,
+                        msg: envelope.msg,
+                    };
+                    tokio::select! {
+                        _ = shutdown.wait_for(|stop| *stop) => return,
+                        sent = inbox.send(inbound) => if sent.is_err() { return },
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer_addr, "closing connection: {e}");
+                    return;
+                }
+            }
+        }
+        // Room for the rest of the frame being received, or one more chunk.
+        let wanted = match buf.get(..frame::FRAME_HEADER_BYTES) {
+            Some(h) => {
+                frame::FRAME_HEADER_BYTES
+                    + u32::from_be_bytes(h.try_into().expect("4 bytes")) as usize
+            }
+            None => frame::FRAME_HEADER_BYTES,
+        };
+        buf.reserve(wanted.saturating_sub(buf.len()).clamp(1, READ_CHUNK_BYTES));
+        let read = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            read = stream.read_buf(&mut buf) => read,
+        };
+        match read {
+            Ok(0) if buf.is_empty() => {
+                tracing::debug!(%peer_addr, "peer closed connection");
+                return;
+            }
+            Ok(0) => {
+                tracing::warn!(%peer_addr, "peer closed connection in the middle of a frame");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(%peer_addr, "connection failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// Sends one peer its frames over one persistent connection, in order,
+/// reconnecting with capped exponential backoff. Ends when the actor thread
+/// ends (its sender is dropped), after writing what was queued if the peer
+/// is connected; once shutting down it no longer reconnects.
+async fn write_peer(
+    peer: Id,
+    addr: SocketAddr,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    shutdown: watch::Receiver<bool>,
+    _done: mpsc::Sender<()>,
+) {
+    let peer_id = usize::from(peer) as u64;
+    let io_timeout = Duration::from_millis(PEER_IO_TIMEOUT_MS);
+    let mut stream: Option<TcpStream> = None;
+    let mut backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+    let mut failures: u64 = 0;
+    while let Some(bytes) = frames.recv().await {
+        if stream.is_none() {
+            if *shutdown.borrow() {
+                // Nobody will wait for an unreachable peer during shutdown.
+                continue;
+            }
+            match tokio::time::timeout(io_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    if failures > 0 {
+                        tracing::info!(peer = peer_id, %addr, failures, "reconnected");
+                    }
+                    stream = Some(s);
+                    backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+                    failures = 0;
+                }
+                Ok(Err(e)) => {
+                    // One line per outage, not one per attempt.
+                    if failures == 0 {
+                        tracing::warn!(peer = peer_id, %addr, "cannot connect, will retry: {e}");
+                    }
+                    failures += 1;
+                }
+                Err(_) => {
+                    if failures == 0 {
+                        tracing::warn!(peer = peer_id, %addr, "connect timed out, will retry");
+                    }
+                    failures += 1;
+                }
+            }
+        }
+        let Some(s) = stream.as_mut() else {
+            // This frame is lost; wait before the next attempt so an
+            // unreachable peer costs neither CPU nor log lines. Frames
+            // arriving meanwhile queue up to the peer queue limit.
+            let mut shutdown = shutdown.clone();
+            tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => {}
+                _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+            }
+            backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
+            continue;
+        };
+        match tokio::time::timeout(io_timeout, s.write_all(&bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(peer = peer_id, %addr, "connection lost, frame dropped: {e}");
+                stream = None;
+            }
+            Err(_) => {
+                tracing::warn!(peer = peer_id, %addr, "write timed out, frame dropped, reconnecting");
+                stream = None;
+            }
+        }
+    }
+    if let Some(mut s) = stream {
+        let _ = tokio::time::timeout(io_timeout, s.shutdown()).await;
+    }
+}
+
+/// Reads the last saved storage: `None` if nothing was ever saved. A file
+/// that exists but does not check out stops the node from starting, because
+/// starting empty would forget promises the actor made (e.g. a lease epoch).
+fn load_storage<S: DeserializeOwned>(path: &Path) -> Result<Option<S>, HostError> {
+    let fail = |message: String| HostError::LoadStorage {
+        path: path.into(),
+        message,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let header = STORAGE_MAGIC.len() + 4;
+    if bytes.len() < header || &bytes[..STORAGE_MAGIC.len()] != STORAGE_MAGIC {
+        return Err(fail("not a Leasehold storage file".into()));
+    }
+    let crc = u32::from_le_bytes(
+        bytes[STORAGE_MAGIC.len()..header]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    let payload = &bytes[header..];
+    if crc32c::crc32c(payload) != crc {
+        return Err(fail("checksum mismatch".into()));
+    }
+    postcard::from_bytes(payload)
+        .map(Some)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Replaces the saved storage atomically and durably; returns its size.
+fn save_storage<S: Serialize>(path: &Path, storage: &S) -> Result<usize, HostError> {
+    let fail = |message: String| HostError::SaveStorage {
+        path: path.into(),
+        message,
+    };
+    let payload = postcard::to_allocvec(storage).map_err(|e| fail(e.to_string()))?;
+    let dir = path.parent().expect("storage path has a directory");
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let tmp = path.with_extension("storage.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(STORAGE_MAGIC)?;
+        file.write_all(&crc32c::crc32c(&payload).to_le_bytes())?;
+        file.write_all(&payload)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        // The rename is durable only once the directory is.
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| fail(e.to_string()))?;
+    Ok(STORAGE_MAGIC.len() + 4 + payload.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_round_trips_and_detects_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("actor-3.storage");
+        assert_eq!(load_storage::<(u64, String)>(&path).unwrap(), None);
+        save_storage(&path, &(7u64, "x".to_string())).unwrap();
+        save_storage(&path, &(8u64, "yz".to_string())).unwrap();
+        assert_eq!(
+            load_storage::<(u64, String)>(&path).unwrap(),
+            Some((8, "yz".into()))
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            load_storage::<(u64, String)>(&path),
+            Err(HostError::LoadStorage { .. })
+        ));
+    }
+}

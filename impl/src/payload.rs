@@ -1,0 +1,119 @@
+//! [`Bytes`]: the host's [`Payload`], real bytes where the model has tokens.
+
+use leasehold_model::types::Payload;
+use serde::{Deserialize, Serialize};
+use std::fmt::{self, Debug, Formatter};
+
+/// Bytes shown by `Debug` before it elides the rest.
+const DEBUG_PREFIX_BYTES: usize = 8;
+
+/// Data a client pushes and a replica writes.
+///
+/// Wraps `bytes::Bytes` so that clones (the actor state is copied on write,
+/// and pushed data is forwarded to the next replica while it is buffered) are
+/// reference counts, not copies. Serializes as one byte string, so a frame
+/// carries it as a length and the raw bytes.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Bytes(bytes::Bytes);
+
+impl Bytes {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Debug for Bytes {
+    // Protocol messages and states carry payloads and are logged; a 16 MiB
+    // dump would drown the log, so show the length and a recognisable prefix.
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(f, "{}B[", self.0.len())?;
+        for b in self.0.iter().take(DEBUG_PREFIX_BYTES) {
+            write!(f, "{b:02x}")?;
+        }
+        if self.0.len() > DEBUG_PREFIX_BYTES {
+            write!(f, "..")?;
+        }
+        write!(f, "]")
+    }
+}
+
+impl Payload for Bytes {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn concat(fragments: &[Self]) -> Self {
+        // A single fragment is the common case: no copy.
+        if let [only] = fragments {
+            return only.clone();
+        }
+        let total: usize = fragments.iter().map(|f| f.0.len()).sum();
+        let mut joined = Vec::with_capacity(total);
+        for fragment in fragments {
+            joined.extend_from_slice(&fragment.0);
+        }
+        Bytes(joined.into())
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Self {
+        Bytes(v.into())
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(v: &[u8]) -> Self {
+        Bytes(bytes::Bytes::copy_from_slice(v))
+    }
+}
+
+impl From<bytes::Bytes> for Bytes {
+    fn from(v: bytes::Bytes) -> Self {
+        Bytes(v)
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_short() {
+        let b = Bytes::from(vec![0xabu8; 1 << 20]);
+        assert_eq!(format!("{b:?}"), "1048576B[abababababababab..]");
+        assert_eq!(format!("{:?}", Bytes::from(&b"\x01\x02"[..])), "2B[0102]");
+    }
+
+    #[test]
+    fn concat_joins_in_order() {
+        let parts = [
+            Bytes::from(&b"ab"[..]),
+            Bytes::from(&b""[..]),
+            Bytes::from(&b"cde"[..]),
+        ];
+        assert_eq!(Bytes::concat(&parts).as_slice(), b"abcde");
+        assert_eq!(Bytes::concat(&parts[..1]).as_slice(), b"ab");
+        assert!(Bytes::concat(&[]).is_empty());
+    }
+
+    #[test]
+    fn serializes_as_length_and_raw_bytes() {
+        let encoded = postcard::to_allocvec(&Bytes::from(&b"xyz"[..])).unwrap();
+        assert_eq!(encoded, [3, b'x', b'y', b'z']);
+    }
+}
