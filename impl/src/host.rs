@@ -334,7 +334,13 @@ where
                 continue;
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
-            peers.insert(peer, tx);
+            peers.insert(
+                peer,
+                Peer {
+                    frames: tx,
+                    dropped: 0,
+                },
+            );
             let writer = write_peer(peer, addr, rx, shutdown_rx.clone(), done_tx.clone());
             tokio::spawn(writer.instrument(span.clone()));
         }
@@ -412,6 +418,14 @@ enum Wake<M> {
     Shutdown,
 }
 
+/// The queue to one peer's writer task.
+struct Peer {
+    frames: mpsc::Sender<Vec<u8>>,
+    /// Frames dropped since the queue was last accepting, so an outage logs
+    /// one line when it starts and one when it ends, not one per frame.
+    dropped: u64,
+}
+
 /// The actor and everything its commands act on. Lives on the actor thread.
 struct Node<A: Actor> {
     actor: A,
@@ -421,7 +435,7 @@ struct Node<A: Actor> {
     /// seed, the order they are resolved in is repeatable.
     randoms: BTreeMap<String, Vec<A::Random>>,
     local: VecDeque<A::Msg>,
-    peers: HashMap<Id, mpsc::Sender<Vec<u8>>>,
+    peers: HashMap<Id, Peer>,
     app: Option<(Id, mpsc::Sender<A::Msg>)>,
     storage_path: PathBuf,
     rng: StdRng,
@@ -588,7 +602,7 @@ where
                 return;
             }
         }
-        let Some(peer) = self.peers.get(&dst) else {
+        let Some(peer) = self.peers.get_mut(&dst) else {
             tracing::warn!(
                 dst = usize::from(dst) as u64,
                 ?msg,
@@ -608,11 +622,29 @@ where
                 return;
             }
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = peer.try_send(bytes) {
-            tracing::warn!(
-                dst = usize::from(dst) as u64,
-                "peer queue full, message dropped"
-            );
+        match peer.frames.try_send(bytes) {
+            Ok(()) if peer.dropped > 0 => {
+                tracing::info!(
+                    dst = usize::from(dst) as u64,
+                    dropped = peer.dropped,
+                    "peer queue accepting again"
+                );
+                peer.dropped = 0;
+            }
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if peer.dropped == 0 {
+                    tracing::warn!(
+                        dst = usize::from(dst) as u64,
+                        "peer queue full, dropping messages to it"
+                    );
+                }
+                peer.dropped += 1;
+            }
+            // The writer ends only after this node stops sending.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                unreachable!("peer writer ended while the actor runs")
+            }
         }
     }
 }
@@ -833,7 +865,8 @@ async fn write_peer(
 /// Reads the last saved storage: `None` if nothing was ever saved. A file
 /// that exists but does not check out stops the node from starting, because
 /// starting empty would forget promises the actor made (e.g. a lease epoch).
-fn load_storage<S: DeserializeOwned>(path: &Path) -> Result<Option<S>, HostError> {
+/// Public so that tools can inspect a stopped node's state.
+pub fn load_storage<S: DeserializeOwned>(path: &Path) -> Result<Option<S>, HostError> {
     let fail = |message: String| HostError::LoadStorage {
         path: path.into(),
         message,

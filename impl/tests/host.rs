@@ -1,0 +1,357 @@
+//! The host with a toy actor on 127.0.0.1: messages flow, timers fire and
+//! re-arm like stateright's, saves survive a restart and land before the
+//! sends after them, the application hook works, and garbage on the port
+//! hurts only the connection it came on.
+
+use leasehold::config::ClusterConfig;
+use leasehold::frame::{self, Envelope};
+use leasehold::host::{load_storage, ActorHost, HostConfig, RunningHost};
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Actor, Id, Out};
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// Stands for the client library in these tests; not a cluster node.
+const APP_ID: usize = 1000;
+const TEST_MS_MAX: u64 = 10_000;
+const WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+enum Msg {
+    /// From the app: send `Ping(n)` to `to`.
+    PingOther {
+        to: u64,
+        n: u64,
+    },
+    Ping(u64),
+    Pong(u64),
+    /// Count one up, save, then report `Value`.
+    Bump,
+    Get,
+    Value(u64),
+    /// Set the tick timer twice in one handler: it must fire once.
+    ArmTwice,
+    /// Set the tick timer, then cancel it: it must not fire.
+    ArmThenCancel,
+    Tick(u64),
+    Roll,
+    Rolled(u8),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct State {
+    count: u64,
+    ticks: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Timer {
+    Tick,
+}
+
+struct Toy {
+    /// Ticks armed by `on_start`, re-armed until this many fired.
+    ticks_at_start: u64,
+}
+
+impl Actor for Toy {
+    type Msg = Msg;
+    type State = State;
+    type Timer = Timer;
+    type Storage = u64;
+    type Random = u8;
+
+    fn on_start(&self, _id: Id, storage: &Option<u64>, o: &mut Out<Self>) -> State {
+        if self.ticks_at_start > 0 {
+            o.set_timer(Timer::Tick, ms(5)..ms(15));
+        }
+        State {
+            count: storage.unwrap_or(0),
+            ticks: 0,
+        }
+    }
+
+    fn on_msg(&self, _id: Id, state: &mut Cow<State>, src: Id, msg: Msg, o: &mut Out<Self>) {
+        match msg {
+            Msg::PingOther { to, n } => o.send(Id::from(to as usize), Msg::Ping(n)),
+            Msg::Ping(n) => o.send(src, Msg::Pong(n)),
+            Msg::Pong(n) => o.send(app_id(), Msg::Pong(n)),
+            Msg::Bump => {
+                let s = state.to_mut();
+                s.count += 1;
+                o.save(s.count);
+                o.send(src, Msg::Value(s.count));
+            }
+            Msg::Get => o.send(src, Msg::Value(state.count)),
+            Msg::ArmTwice => {
+                o.set_timer(Timer::Tick, ms(30)..ms(30));
+                o.set_timer(Timer::Tick, ms(60)..ms(60));
+            }
+            Msg::ArmThenCancel => {
+                o.set_timer(Timer::Tick, ms(10)..ms(10));
+                o.cancel_timer(Timer::Tick);
+            }
+            Msg::Roll => o.choose_random("roll", vec![1, 2, 3]),
+            _ => {}
+        }
+    }
+
+    fn on_timeout(&self, _id: Id, state: &mut Cow<State>, _timer: &Timer, o: &mut Out<Self>) {
+        let s = state.to_mut();
+        s.ticks += 1;
+        o.send(app_id(), Msg::Tick(s.ticks));
+        if s.ticks < self.ticks_at_start {
+            o.set_timer(Timer::Tick, ms(5)..ms(15));
+        }
+    }
+
+    fn on_random(&self, _id: Id, _state: &mut Cow<State>, random: &u8, o: &mut Out<Self>) {
+        o.send(app_id(), Msg::Rolled(*random));
+    }
+}
+
+fn app_id() -> Id {
+    Id::from(APP_ID)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+async fn start(cluster: &ClusterConfig, id: u64, ticks_at_start: u64) -> RunningHost<Msg> {
+    let config = HostConfig::from_cluster(cluster, Id::from(id as usize))
+        .unwrap()
+        .with_app_id(app_id())
+        .with_seed(id);
+    ActorHost::new(Toy { ticks_at_start }, config)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn next(app: &mut mpsc::Receiver<Msg>) -> Msg {
+    timeout(WAIT, app.recv())
+        .await
+        .expect("no message for the app in time")
+        .expect("app channel closed")
+}
+
+/// Runs a test body under the per-test time limit.
+async fn bounded(body: impl std::future::Future<Output = ()>) {
+    init_tracing();
+    timeout(ms(TEST_MS_MAX), body)
+        .await
+        .expect("test took too long");
+}
+
+fn cluster(dir: &Path) -> ClusterConfig {
+    // Master, one chunkserver, one client: three nodes, ids 0..3.
+    ClusterConfig::local(1, dir).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_flow_between_hosts_and_back_to_the_app() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let mut a = start(&cluster, 0, 0).await;
+        let b = start(&cluster, 1, 0).await;
+        let c = start(&cluster, 2, 0).await;
+        let mut app = a.take_app_receiver().unwrap();
+        for (to, n) in [(1, 7), (2, 8), (1, 9)] {
+            a.handle()
+                .inject(app_id(), Msg::PingOther { to, n })
+                .await
+                .unwrap();
+            assert_eq!(next(&mut app).await, Msg::Pong(n));
+        }
+        // A reply to the injected message goes to the app, not the network.
+        a.handle().inject(app_id(), Msg::Get).await.unwrap();
+        assert_eq!(next(&mut app).await, Msg::Value(0));
+        for h in [a, b, c] {
+            h.shutdown().await.unwrap();
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_fire_rearm_and_cancel_like_stateright() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let mut a = start(&cluster, 0, 3).await;
+        let mut app = a.take_app_receiver().unwrap();
+        for n in 1..=3 {
+            assert_eq!(next(&mut app).await, Msg::Tick(n));
+        }
+        // Re-setting an armed timer re-arms it: one firing, not two.
+        a.handle().inject(app_id(), Msg::ArmTwice).await.unwrap();
+        assert_eq!(next(&mut app).await, Msg::Tick(4));
+        // Cancelled right after being set: never fires.
+        a.handle()
+            .inject(app_id(), Msg::ArmThenCancel)
+            .await
+            .unwrap();
+        tokio::time::sleep(ms(150)).await;
+        assert!(
+            app.try_recv().is_err(),
+            "a timer fired twice or after its cancel"
+        );
+        a.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_storage_is_reloaded_after_a_restart() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let storage_path = HostConfig::from_cluster(&cluster, Id::from(1))
+            .unwrap()
+            .storage_path();
+        let mut b = start(&cluster, 1, 0).await;
+        let mut app = b.take_app_receiver().unwrap();
+        for n in 1..=3 {
+            b.handle().inject(app_id(), Msg::Bump).await.unwrap();
+            assert_eq!(next(&mut app).await, Msg::Value(n));
+            // The reply was sent after the save, so the save is on disk.
+            assert_eq!(load_storage::<u64>(&storage_path).unwrap(), Some(n));
+        }
+        b.shutdown().await.unwrap();
+
+        // Same id, same port, same directory.
+        let mut b = start(&cluster, 1, 0).await;
+        let mut app = b.take_app_receiver().unwrap();
+        b.handle().inject(app_id(), Msg::Get).await.unwrap();
+        assert_eq!(next(&mut app).await, Msg::Value(3));
+        b.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_choice_is_one_of_the_offered() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let mut a = start(&cluster, 0, 0).await;
+        let mut app = a.take_app_receiver().unwrap();
+        for _ in 0..5 {
+            a.handle().inject(app_id(), Msg::Roll).await.unwrap();
+            match next(&mut app).await {
+                Msg::Rolled(r) => assert!((1..=3).contains(&r)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        a.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+/// Sends `bytes` on a fresh connection and expects the host to close it.
+async fn closed_after(addr: std::net::SocketAddr, bytes: &[u8]) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut sink = [0u8; 16];
+    // EOF or reset, both mean the host hung up on us.
+    let read = timeout(WAIT, s.read(&mut sink))
+        .await
+        .expect("host kept a bad connection open");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "host answered garbage: {read:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_port_closes_that_connection_only() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let mut a = start(&cluster, 0, 0).await;
+        let b = start(&cluster, 1, 0).await;
+        let mut app = a.take_app_receiver().unwrap();
+        let b_addr = b.local_addr();
+
+        // An HTTP request reads as an absurd frame length.
+        closed_after(b_addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        // A plausible length followed by bytes that are no message.
+        closed_after(b_addr, &[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff]).await;
+        // A valid frame with junk inside it.
+        let mut bad = frame::encode(&Envelope {
+            src: Id::from(0),
+            dst: Id::from(1),
+            msg: Msg::Ping(1),
+        })
+        .unwrap();
+        bad.push(7);
+        let len = (bad.len() - 4) as u32;
+        bad[..4].copy_from_slice(&len.to_be_bytes());
+        closed_after(b_addr, &bad).await;
+        // A connection that dies in the middle of a frame.
+        let mut s = TcpStream::connect(b_addr).await.unwrap();
+        s.write_all(&[0, 0, 1, 0, 1, 2]).await.unwrap();
+        drop(s);
+
+        // A well-formed frame from a raw socket is served: b answers the
+        // ping to node 0's real connection.
+        let mut raw = TcpStream::connect(b_addr).await.unwrap();
+        let ping = frame::encode(&Envelope {
+            src: Id::from(0),
+            dst: Id::from(1),
+            msg: Msg::Ping(41),
+        })
+        .unwrap();
+        raw.write_all(&ping).await.unwrap();
+        assert_eq!(next(&mut app).await, Msg::Pong(41));
+
+        // And b still talks to its peers as before.
+        a.handle()
+            .inject(app_id(), Msg::PingOther { to: 1, n: 42 })
+            .await
+            .unwrap();
+        assert_eq!(next(&mut app).await, Msg::Pong(42));
+        a.shutdown().await.unwrap();
+        b.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_peer_neither_blocks_nor_stops_the_node() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let mut a = start(&cluster, 0, 0).await;
+        let mut app = a.take_app_receiver().unwrap();
+        // Node 1 never starts: far more pings than its queue holds.
+        for n in 0..(2 * leasehold::host::PEER_QUEUE_FRAMES_MAX as u64) {
+            a.handle()
+                .inject(app_id(), Msg::PingOther { to: 1, n })
+                .await
+                .unwrap();
+        }
+        a.handle().inject(app_id(), Msg::Get).await.unwrap();
+        assert_eq!(next(&mut app).await, Msg::Value(0));
+        // Shutdown does not wait for the unreachable peer.
+        timeout(ms(3_000), a.shutdown())
+            .await
+            .expect("shutdown hung")
+            .unwrap();
+    })
+    .await;
+}
