@@ -21,6 +21,25 @@ impl Bytes {
     pub fn as_slice(&self) -> &[u8] {
         &self.0
     }
+
+    /// Cuts the data into fragments of at most `fragment_bytes_max` bytes
+    /// for a pipelined push ([0098]); the fragments share this buffer, so
+    /// cutting copies nothing. Empty data is one empty fragment, so a push
+    /// always has something to carry.
+    pub fn fragments(&self, fragment_bytes_max: u64) -> Vec<Bytes> {
+        assert!(
+            fragment_bytes_max > 0,
+            "fragments must hold at least one byte"
+        );
+        if self.0.is_empty() {
+            return vec![self.clone()];
+        }
+        let step = usize::try_from(fragment_bytes_max).unwrap_or(usize::MAX);
+        (0..self.0.len())
+            .step_by(step)
+            .map(|at| Bytes(self.0.slice(at..self.0.len().min(at.saturating_add(step)))))
+            .collect()
+    }
 }
 
 impl Debug for Bytes {
@@ -109,6 +128,18 @@ mod tests {
         assert_eq!(Bytes::concat(&parts).as_slice(), b"abcde");
         assert_eq!(Bytes::concat(&parts[..1]).as_slice(), b"ab");
         assert!(Bytes::concat(&[]).is_empty());
+    }
+
+    #[test]
+    fn fragments_concat_back_to_the_whole() {
+        let whole = Bytes::from((0..=255u8).collect::<Vec<_>>());
+        for max in [1, 7, 100, 256, 1000, u64::MAX] {
+            let parts = whole.fragments(max);
+            assert!(parts.iter().all(|p| p.len() <= max && !p.is_empty()));
+            assert_eq!(parts.len() as u64, 256u64.div_ceil(max.min(256)));
+            assert_eq!(Bytes::concat(&parts), whole);
+        }
+        assert_eq!(Bytes::default().fragments(4), vec![Bytes::default()]);
     }
 
     #[test]
