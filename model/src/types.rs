@@ -62,7 +62,7 @@ impl Debug for Stamp {
 }
 
 /// Data a client pushes and a replica writes. `len` is in the store's unit.
-pub trait Payload: Clone + Debug + Eq + Hash + Ord {
+pub trait Payload: Clone + Debug + Eq + Hash + Ord + Serialize + for<'de> Deserialize<'de> {
     fn len(&self) -> u64;
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -71,6 +71,12 @@ pub trait Payload: Clone + Debug + Eq + Hash + Ord {
     /// The TCP host pushes large records in fragments so that each server
     /// can forward a fragment while it still receives the next ([0098]).
     fn concat(fragments: &[Self]) -> Self;
+    /// Cuts data into fragments of at most `fragment_max` units for a
+    /// pipelined push. The model pushes whole records.
+    fn split(&self, fragment_max: u64) -> Vec<Self> {
+        let _ = fragment_max;
+        vec![self.clone()]
+    }
 }
 
 /// Why a store refused an operation. The chunkserver turns these into
@@ -113,7 +119,9 @@ pub struct ReplicaMeta {
 /// Every method that changes the store must be durable when it returns Ok
 /// (the TCP host writes and fsyncs), because the chunkserver acknowledges a
 /// mutation right after applying it.
-pub trait ChunkStore: Clone + Debug + PartialEq + Hash {
+pub trait ChunkStore:
+    Clone + Debug + PartialEq + Hash + Serialize + for<'de> Deserialize<'de>
+{
     type Payload: Payload;
 
     /// Replica metadata; a chunk the server never saw is version 0, empty.
@@ -139,9 +147,18 @@ pub trait ChunkStore: Clone + Debug + PartialEq + Hash {
     /// not held back behind it ([00101]: the region is left undefined).
     fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError>;
     /// Reads `len` units at `offset` (short at the end of the data).
-    fn read(&self, chunk: ChunkHandle, offset: Offset, len: u64) -> Result<Self::Payload, StoreError>;
+    fn read(
+        &self,
+        chunk: ChunkHandle,
+        offset: Offset,
+        len: u64,
+    ) -> Result<Self::Payload, StoreError>;
     /// Every chunk this replica holds, for reports to the master.
     fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)>;
+    /// How many times this chunkserver has restarted (durable).
+    fn incarnation(&self) -> u32;
+    /// Counts a restart, durably, before the server says anything.
+    fn count_restart(&mut self) -> Result<u32, StoreError>;
 }
 
 // ---------------------------------------------------------------------------
@@ -178,14 +195,20 @@ pub enum Cell {
     /// Padding written by a record append that did not fit ([00105]).
     Pad(Stamp),
     /// Unit `part` of a record, written by the mutation `stamp`.
-    Data { record: RecordToken, part: u8, stamp: Stamp },
+    Data {
+        record: RecordToken,
+        part: u8,
+        stamp: Stamp,
+    },
 }
 
 impl Debug for Cell {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
             Cell::Pad(_) => write!(f, "pad"),
-            Cell::Data { record, part, .. } if record.units == 1 => write!(f, "{record:?}", record = record.id),
+            Cell::Data { record, part, .. } if record.units == 1 => {
+                write!(f, "{record:?}", record = record.id)
+            }
             Cell::Data { record, part, .. } => write!(f, "{:?}[{part}]", record.id),
         }
     }
@@ -221,6 +244,7 @@ impl Debug for MemReplica {
 #[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct MemStore {
     pub chunk_size: u8,
+    pub incarnation: u32,
     pub replicas: Vec<MemReplica>,
 }
 
@@ -232,7 +256,11 @@ impl Debug for MemStore {
 
 impl MemStore {
     pub fn new(chunk_size: u8) -> Self {
-        MemStore { chunk_size, replicas: Vec::new() }
+        MemStore {
+            chunk_size,
+            incarnation: 0,
+            replicas: Vec::new(),
+        }
     }
 
     pub fn replica(&self, chunk: ChunkHandle) -> Option<&MemReplica> {
@@ -261,7 +289,9 @@ impl ChunkStore for MemStore {
     }
 
     fn chunk_len(&self, chunk: ChunkHandle) -> Offset {
-        self.replica(chunk).map(|r| r.cells.len() as Offset).unwrap_or(0)
+        self.replica(chunk)
+            .map(|r| r.cells.len() as Offset)
+            .unwrap_or(0)
     }
 
     fn write_at(
@@ -280,7 +310,11 @@ impl ChunkStore for MemStore {
             r.cells.resize(end as usize, None);
         }
         for part in 0..data.units {
-            r.cells[offset as usize + part as usize] = Some(Cell::Data { record: *data, part, stamp });
+            r.cells[offset as usize + part as usize] = Some(Cell::Data {
+                record: *data,
+                part,
+                stamp,
+            });
         }
         r.meta.applied = stamp;
         Ok(())
@@ -303,11 +337,18 @@ impl ChunkStore for MemStore {
         Ok(())
     }
 
-    fn read(&self, chunk: ChunkHandle, offset: Offset, len: u64) -> Result<RecordToken, StoreError> {
+    fn read(
+        &self,
+        chunk: ChunkHandle,
+        offset: Offset,
+        len: u64,
+    ) -> Result<RecordToken, StoreError> {
         // The model reads whole records only: the token at `offset`.
         let r = self.replica(chunk).ok_or(StoreError::OutOfRange)?;
         match r.cells.get(offset as usize) {
-            Some(Some(Cell::Data { record, part: 0, .. })) if record.len() == len => Ok(*record),
+            Some(Some(Cell::Data {
+                record, part: 0, ..
+            })) if record.len() == len => Ok(*record),
             _ => Err(StoreError::OutOfRange),
         }
     }
@@ -319,5 +360,14 @@ impl ChunkStore for MemStore {
             .filter(|(_, r)| r.meta.version > 0)
             .map(|(i, r)| (i as ChunkHandle, r.meta.version))
             .collect()
+    }
+
+    fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    fn count_restart(&mut self) -> Result<u32, StoreError> {
+        self.incarnation += 1;
+        Ok(self.incarnation)
     }
 }

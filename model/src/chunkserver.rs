@@ -1,0 +1,801 @@
+//! The chunkserver: replica storage, push buffers, and the primary and
+//! secondary roles of the mutation protocol.
+//!
+//! * Data push ([0095]–[0098]): pushed data is buffered until a mutation uses
+//!   it or it ages out. Each fragment is forwarded at once to the closest
+//!   server of the chain that has not had it, so a push is pipelined; the end
+//!   of the chain tells the client that every replica has the data.
+//! * Leases ([0090], [0091]): a replica offered a lease requests it and starts
+//!   its lease clock at that moment; a grant that arrives after that clock ran
+//!   out is ignored. While it mutates, the primary asks for extensions.
+//! * Primary ([0099], [00104]–[00106]): assigns consecutive serial numbers,
+//!   applies each mutation, forwards it to the secondaries, and answers the
+//!   client only when every secondary applied it ([00101]). A record append
+//!   goes at the primary's end of the chunk; one that does not fit pads the
+//!   chunk on every replica and sends the client to the next chunk.
+//! * Secondary ([00100]): applies strictly in serial order, holding back
+//!   mutations that arrive early; writes exactly at the primary's offset.
+
+use crate::config::{Bug, Durations, ProtocolCfg};
+use crate::master::NodeStorage;
+use crate::msg::*;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Id, Out};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+/// A chunkserver's view of its lease on one chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplicaLease {
+    pub chunk: ChunkHandle,
+    /// The epoch of the lease held, or being requested.
+    pub epoch: LeaseEpoch,
+    /// Granted and its clock has not run out: this replica is the primary.
+    pub holding: bool,
+    /// A request (new lease or extension) whose clock is still running.
+    pub requested: bool,
+    pub secondaries: Vec<Id>,
+    /// The serial number the next mutation gets ([0099]).
+    pub next_serial: Serial,
+    pub extensions: u32,
+}
+
+/// Data pushed by a client, kept until used or aged out ([0095]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Buffered<P> {
+    pub data: DataId,
+    pub fragments: Vec<P>,
+    pub complete: bool,
+}
+
+/// A mutation the primary applied and forwarded, awaiting secondaries.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InFlight {
+    pub chunk: ChunkHandle,
+    pub stamp: Stamp,
+    pub client: Id,
+    pub data: DataId,
+    /// `None` for a pad: the client is sent to the next chunk.
+    pub offset: Option<Offset>,
+    pub acked: Vec<Id>,
+}
+
+/// A forwarded mutation that arrived before its turn ([00100]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HeldApply {
+    pub primary: Id,
+    pub chunk: ChunkHandle,
+    pub version: ChunkVersion,
+    pub stamp: Stamp,
+    pub op: ApplyOp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChunkserverState<S: ChunkStore> {
+    pub store: S,
+    pub leases: Vec<ReplicaLease>,
+    pub buffer: Vec<Buffered<S::Payload>>,
+    pub in_flight: Vec<InFlight>,
+    pub held: Vec<HeldApply>,
+}
+
+impl<S: ChunkStore> ChunkserverState<S> {
+    pub fn lease(&self, chunk: ChunkHandle) -> Option<&ReplicaLease> {
+        self.leases.iter().find(|l| l.chunk == chunk)
+    }
+
+    /// Whether this replica is the primary of `chunk` right now.
+    pub fn is_primary(&self, chunk: ChunkHandle) -> bool {
+        self.lease(chunk).is_some_and(|l| l.holding)
+    }
+
+    fn lease_mut(&mut self, chunk: ChunkHandle) -> &mut ReplicaLease {
+        let i = match self.leases.iter().position(|l| l.chunk == chunk) {
+            Some(i) => i,
+            None => {
+                self.leases.push(ReplicaLease {
+                    chunk,
+                    epoch: 0,
+                    holding: false,
+                    requested: false,
+                    secondaries: vec![],
+                    next_serial: 1,
+                    extensions: 0,
+                });
+                self.leases.sort_by_key(|l| l.chunk);
+                self.leases.iter().position(|l| l.chunk == chunk).unwrap()
+            }
+        };
+        &mut self.leases[i]
+    }
+
+    fn take_data(&mut self, data: DataId) -> Option<S::Payload> {
+        let i = self
+            .buffer
+            .iter()
+            .position(|b| b.data == data && b.complete)?;
+        let b = self.buffer.remove(i);
+        Some(S::Payload::concat(&b.fragments))
+    }
+
+    fn has_data(&self, data: DataId) -> bool {
+        self.buffer.iter().any(|b| b.data == data && b.complete)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChunkserverActor<S> {
+    pub cfg: Arc<ProtocolCfg>,
+    /// The store a chunkserver starts with when it has saved nothing yet:
+    /// empty in the model, a handle to its data directory over TCP.
+    pub initial_store: S,
+}
+
+type O<S> = Out<crate::Node<S>>;
+
+impl<S: ChunkStore> ChunkserverActor<S> {
+    pub fn on_start(&self, storage: &Option<NodeStorage<S>>, o: &mut O<S>) -> ChunkserverState<S> {
+        let store = match storage {
+            Some(NodeStorage::Chunkserver(s)) => {
+                // A restart: tell the master which versions survived, so it
+                // can recognise a replica that missed a lease grant.
+                let mut s = s.clone();
+                match s.count_restart() {
+                    Ok(incarnation) => {
+                        o.save(NodeStorage::Chunkserver(s.clone()));
+                        o.send(
+                            self.cfg.master,
+                            Msg::ChunkReport {
+                                incarnation,
+                                chunks: s.chunks(),
+                            },
+                        );
+                    }
+                    // Without a durable restart count this server cannot
+                    // tell old announcements from new: it stays silent and
+                    // the master's grant timeout leaves it out.
+                    Err(_) => {}
+                }
+                s
+            }
+            _ => self.initial_store.clone(),
+        };
+        ChunkserverState {
+            store,
+            leases: vec![],
+            buffer: vec![],
+            in_flight: vec![],
+            held: vec![],
+        }
+    }
+
+    fn save(&self, state: &ChunkserverState<S>, o: &mut O<S>) {
+        o.save(NodeStorage::Chunkserver(state.store.clone()));
+    }
+
+    pub fn on_msg(
+        &self,
+        id: Id,
+        state: &mut Cow<ChunkserverState<S>>,
+        src: Id,
+        msg: Msg<S::Payload>,
+        o: &mut O<S>,
+    ) {
+        match msg {
+            Msg::PushData {
+                data,
+                fragment,
+                last,
+                bytes,
+                chain,
+                client,
+            } => self.on_push(id, state, data, fragment, last, bytes, chain, client, o),
+            Msg::LeaseOffer {
+                chunk,
+                epoch,
+                version,
+            } => {
+                let meta = state.store.meta(chunk);
+                let newer_lease = state.lease(chunk).is_some_and(|l| l.epoch >= epoch);
+                if version < meta.version || newer_lease {
+                    return; // a delayed offer of an older lease
+                }
+                let s = state.to_mut();
+                if version > meta.version {
+                    if let Err(e) = s.store.set_version(chunk, version) {
+                        // Without the version on disk this replica must not
+                        // lead; let the offer time out at the master.
+                        let _ = e;
+                        return;
+                    }
+                    self.save(s, o);
+                }
+                let l = s.lease_mut(chunk);
+                l.epoch = epoch;
+                l.holding = false;
+                l.requested = true;
+                l.extensions = 0;
+                l.next_serial = 1;
+                // The lease clock starts now, before the master's ([0091]).
+                o.set_timer(
+                    Timer::LeaseRequest(chunk),
+                    Durations::range(self.cfg.durations.lease_ms),
+                );
+                o.send(src, Msg::LeaseRequest { chunk, epoch });
+            }
+            Msg::LeaseGrant {
+                chunk,
+                epoch,
+                version,
+                secondaries,
+            } => {
+                let Some(l) = state.lease(chunk) else {
+                    if self.cfg.bug == Bug::AcceptsLateGrant {
+                        self.accept_grant(state, chunk, epoch, version, secondaries, o);
+                    }
+                    return;
+                };
+                // A grant is good only while the request it answers is
+                // still within its clock: a late grant is ignored.
+                let answers_request = l.epoch == epoch && l.requested;
+                let late_but_buggy =
+                    self.cfg.bug == Bug::AcceptsLateGrant && l.epoch <= epoch && !l.holding;
+                if answers_request || late_but_buggy {
+                    self.accept_grant(state, chunk, epoch, version, secondaries, o);
+                }
+            }
+            Msg::NewVersion {
+                chunk,
+                version,
+                incarnation,
+            } => {
+                let own = state.store.meta(chunk).version;
+                if version < own || incarnation != state.store.incarnation() {
+                    return;
+                }
+                if version > own {
+                    let s = state.to_mut();
+                    if s.store.set_version(chunk, version).is_err() {
+                        return;
+                    }
+                    self.save(s, o);
+                }
+                o.send(src, Msg::VersionAck { chunk, version });
+                self.apply_held(state, chunk, o);
+            }
+            Msg::RevokeLease { chunk, epoch } => {
+                if state
+                    .lease(chunk)
+                    .is_some_and(|l| l.epoch == epoch && (l.holding || l.requested))
+                {
+                    self.drop_lease(state, chunk, o);
+                }
+                o.send(src, Msg::LeaseRevoked { chunk, epoch });
+            }
+            Msg::ReportRequest => {
+                o.send(
+                    src,
+                    Msg::ChunkReport {
+                        incarnation: state.store.incarnation(),
+                        chunks: state.store.chunks(),
+                    },
+                );
+            }
+            Msg::Mutate {
+                chunk,
+                epoch: _,
+                kind,
+                data,
+            } => self.on_mutate(state, src, chunk, kind, data, o),
+            Msg::Apply {
+                chunk,
+                version,
+                stamp,
+                op,
+            } => {
+                self.on_apply(
+                    state,
+                    src,
+                    HeldApply {
+                        primary: src,
+                        chunk,
+                        version,
+                        stamp,
+                        op,
+                    },
+                    o,
+                );
+                self.apply_held(state, chunk, o);
+            }
+            Msg::Applied {
+                chunk,
+                stamp,
+                result,
+            } => self.on_applied(state, src, chunk, stamp, result, o),
+            Msg::Read {
+                chunk,
+                version,
+                offset,
+                len,
+            } => {
+                let own = state.store.meta(chunk).version;
+                let result = if own < version || own == 0 {
+                    // A stale replica never serves a read.
+                    Err(Failure::StaleReplica)
+                } else {
+                    state.store.read(chunk, offset, len).map_err(Failure::Store)
+                };
+                o.send(
+                    src,
+                    Msg::ReadReply {
+                        chunk,
+                        offset,
+                        result,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    pub fn on_timeout(&self, state: &mut Cow<ChunkserverState<S>>, timer: &Timer, o: &mut O<S>) {
+        match *timer {
+            Timer::Lease(chunk) => {
+                if state.is_primary(chunk) {
+                    let s = state.to_mut();
+                    s.lease_mut(chunk).holding = false;
+                    self.fail_in_flight(s, chunk, o);
+                }
+            }
+            Timer::LeaseRequest(chunk) => {
+                if state.lease(chunk).is_some_and(|l| l.requested) {
+                    state.to_mut().lease_mut(chunk).requested = false;
+                }
+            }
+            Timer::AgeOut(data) => {
+                if let Some(i) = state.buffer.iter().position(|b| b.data == data) {
+                    state.to_mut().buffer.remove(i);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn accept_grant(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+        version: ChunkVersion,
+        secondaries: Vec<Id>,
+        o: &mut O<S>,
+    ) {
+        let s = state.to_mut();
+        if version > s.store.meta(chunk).version {
+            // The master moved the version on past silent replicas.
+            if s.store.set_version(chunk, version).is_err() {
+                return;
+            }
+            self.save(s, o);
+        }
+        let l = s.lease_mut(chunk);
+        if l.epoch != epoch {
+            // Only reachable with the late-grant bug: a grant for a lease
+            // this replica never requested.
+            l.next_serial = 1;
+            l.extensions = 0;
+        }
+        l.epoch = epoch;
+        l.holding = true;
+        l.requested = false;
+        l.secondaries = secondaries;
+        o.cancel_timer(Timer::LeaseRequest(chunk));
+        o.set_timer(
+            Timer::Lease(chunk),
+            Durations::range(self.cfg.durations.lease_ms),
+        );
+    }
+
+    fn drop_lease(&self, state: &mut Cow<ChunkserverState<S>>, chunk: ChunkHandle, o: &mut O<S>) {
+        let s = state.to_mut();
+        let l = s.lease_mut(chunk);
+        l.holding = false;
+        l.requested = false;
+        o.cancel_timer(Timer::Lease(chunk));
+        o.cancel_timer(Timer::LeaseRequest(chunk));
+        self.fail_in_flight(s, chunk, o);
+    }
+
+    /// A primary that lost its lease cannot complete its mutations: fail
+    /// them so clients retry ([00101]); the data may already be on some
+    /// replicas, which at-least-once append allows ([00107]).
+    fn fail_in_flight(&self, s: &mut ChunkserverState<S>, chunk: ChunkHandle, o: &mut O<S>) {
+        let (failed, kept): (Vec<_>, Vec<_>) =
+            s.in_flight.drain(..).partition(|m| m.chunk == chunk);
+        s.in_flight = kept;
+        for m in failed {
+            o.send(
+                m.client,
+                Msg::MutationFailed {
+                    chunk,
+                    data: m.data,
+                    reason: Failure::NotPrimary,
+                },
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_push(
+        &self,
+        id: Id,
+        state: &mut Cow<ChunkserverState<S>>,
+        data: DataId,
+        fragment: u32,
+        last: bool,
+        bytes: S::Payload,
+        chain: Vec<Id>,
+        client: Id,
+        o: &mut O<S>,
+    ) {
+        let s = state.to_mut();
+        let existing = s.buffer.iter().position(|b| b.data == data);
+        match (existing, fragment) {
+            (Some(i), 0) => {
+                // A retry pushes the data again from the start.
+                s.buffer[i] = Buffered {
+                    data,
+                    fragments: vec![bytes.clone()],
+                    complete: last,
+                };
+            }
+            (None, 0) => {
+                if s.buffer.len() as u32 >= self.cfg.push_buffers_max {
+                    o.send(
+                        client,
+                        Msg::MutationFailed {
+                            chunk: ChunkHandle::MAX,
+                            data,
+                            reason: Failure::Busy,
+                        },
+                    );
+                    return;
+                }
+                s.buffer.push(Buffered {
+                    data,
+                    fragments: vec![bytes.clone()],
+                    complete: last,
+                });
+                s.buffer.sort_by_key(|b| b.data);
+                if self.cfg.age_out {
+                    o.set_timer(
+                        Timer::AgeOut(data),
+                        Durations::range(self.cfg.durations.age_out_ms),
+                    );
+                }
+            }
+            (Some(i), n) if s.buffer[i].fragments.len() as u32 == n && !s.buffer[i].complete => {
+                s.buffer[i].fragments.push(bytes.clone());
+                s.buffer[i].complete = last;
+            }
+            _ => return, // a fragment out of sequence: the push will be retried
+        }
+        // Forward at once, before the rest arrives: pipelining ([0098]).
+        match self.cfg.closest(id, &chain) {
+            Some(next) => {
+                let rest: Vec<Id> = chain.iter().copied().filter(|r| *r != next).collect();
+                o.send(
+                    next,
+                    Msg::PushData {
+                        data,
+                        fragment,
+                        last,
+                        bytes,
+                        chain: rest,
+                        client,
+                    },
+                );
+            }
+            None if last => o.send(client, Msg::DataPushed { data }),
+            None => {}
+        }
+    }
+
+    fn on_mutate(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        client: Id,
+        chunk: ChunkHandle,
+        kind: MutationKind,
+        data: DataId,
+        o: &mut O<S>,
+    ) {
+        let fail = |o: &mut O<S>, reason| {
+            o.send(
+                client,
+                Msg::MutationFailed {
+                    chunk,
+                    data,
+                    reason,
+                },
+            )
+        };
+        let Some(lease) = state.lease(chunk).filter(|l| l.holding).cloned() else {
+            return fail(o, Failure::NotPrimary);
+        };
+        if state.in_flight.len() as u32 >= self.cfg.mutations_in_flight_max {
+            return fail(o, Failure::Busy);
+        }
+        if !state.has_data(data) {
+            return fail(o, Failure::DataMissing);
+        }
+        let s = state.to_mut();
+        let payload = s.take_data(data).expect("checked above");
+        o.cancel_timer(Timer::AgeOut(data));
+        let chunk_size = self.cfg.chunk_size;
+        let too_large = match kind {
+            MutationKind::Append => payload.len() > self.cfg.record_size_max(),
+            MutationKind::Write { offset } => offset + payload.len() > chunk_size,
+        };
+        if too_large {
+            return fail(o, Failure::TooLarge);
+        }
+        let stamp = Stamp {
+            epoch: lease.epoch,
+            serial: lease.next_serial,
+        };
+        let (op, offset) = match kind {
+            MutationKind::Append => {
+                let end = s.store.chunk_len(chunk);
+                let fits =
+                    end + payload.len() <= chunk_size || self.cfg.bug == Bug::PrimarySkipsFitCheck;
+                if fits {
+                    (ApplyOp::WriteAt { offset: end, data }, Some(end))
+                } else {
+                    // [00105]: pad to the full size; the client retries on
+                    // the next chunk.
+                    (ApplyOp::PadTo { end: chunk_size }, None)
+                }
+            }
+            MutationKind::Write { offset } => (ApplyOp::WriteAt { offset, data }, Some(offset)),
+        };
+        let applied = match op {
+            ApplyOp::WriteAt { offset, .. } => s.store.write_at(chunk, offset, &payload, stamp),
+            ApplyOp::PadTo { end } => s.store.pad_to(chunk, end, stamp),
+        };
+        if let Err(e) = applied {
+            return fail(o, Failure::Store(e));
+        }
+        self.save(s, o);
+        let l = s.lease_mut(chunk);
+        if self.cfg.bug != Bug::PrimaryReusesSerial {
+            l.next_serial += 1;
+        }
+        // Keep the lease while mutating ([0091]): ask for an extension.
+        if !l.requested && l.extensions < self.cfg.extensions_max {
+            l.extensions += 1;
+            l.requested = true;
+            o.set_timer(
+                Timer::LeaseRequest(chunk),
+                Durations::range(self.cfg.durations.lease_ms),
+            );
+            o.send(
+                self.cfg.master,
+                Msg::LeaseRequest {
+                    chunk,
+                    epoch: stamp.epoch,
+                },
+            );
+        }
+        let secondaries = lease.secondaries.clone();
+        let skip_secondaries =
+            offset.is_none() && self.cfg.bug == Bug::PrimaryDoesNotPadSecondaries;
+        let version = s.store.meta(chunk).version;
+        if !skip_secondaries {
+            for r in &secondaries {
+                o.send(
+                    *r,
+                    Msg::Apply {
+                        chunk,
+                        version,
+                        stamp,
+                        op,
+                    },
+                );
+            }
+        }
+        if secondaries.is_empty()
+            || skip_secondaries
+            || self.cfg.bug == Bug::PrimaryAcksBeforeSecondaries
+        {
+            self.reply_done(client, chunk, data, offset, stamp, o);
+        } else {
+            s.in_flight.push(InFlight {
+                chunk,
+                stamp,
+                client,
+                data,
+                offset,
+                acked: vec![],
+            });
+        }
+    }
+
+    fn reply_done(
+        &self,
+        client: Id,
+        chunk: ChunkHandle,
+        data: DataId,
+        offset: Option<Offset>,
+        stamp: Stamp,
+        o: &mut O<S>,
+    ) {
+        if self.cfg.bug == Bug::PrimaryNeverReplies {
+            return;
+        }
+        match offset {
+            Some(offset) => o.send(
+                client,
+                Msg::MutationDone {
+                    chunk,
+                    data,
+                    offset,
+                    stamp,
+                },
+            ),
+            None => o.send(client, Msg::ChunkFull { chunk, data }),
+        }
+    }
+
+    fn on_applied(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        src: Id,
+        chunk: ChunkHandle,
+        stamp: Stamp,
+        result: Result<(), Failure>,
+        o: &mut O<S>,
+    ) {
+        let Some(i) = state
+            .in_flight
+            .iter()
+            .position(|m| m.chunk == chunk && m.stamp == stamp)
+        else {
+            return;
+        };
+        let secondaries = state
+            .lease(chunk)
+            .map(|l| l.secondaries.clone())
+            .unwrap_or_default();
+        let m = &state.in_flight[i];
+        if m.acked.contains(&src) {
+            return;
+        }
+        let s = state.to_mut();
+        match result {
+            Ok(()) => {
+                s.in_flight[i].acked.push(src);
+                if secondaries.iter().all(|r| s.in_flight[i].acked.contains(r)) {
+                    let m = s.in_flight.remove(i);
+                    if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {
+                        self.reply_done(m.client, chunk, m.data, m.offset, m.stamp, o);
+                    }
+                }
+            }
+            Err(_) => {
+                // [00101]: any replica's error fails the mutation.
+                let m = s.in_flight.remove(i);
+                if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {
+                    o.send(
+                        m.client,
+                        Msg::MutationFailed {
+                            chunk,
+                            data: m.data,
+                            reason: Failure::SecondaryFailed,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Secondary side of act 1250: apply in serial order, or hold back.
+    fn on_apply(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        primary: Id,
+        a: HeldApply,
+        o: &mut O<S>,
+    ) {
+        let chunk = a.chunk;
+        let meta = state.store.meta(chunk);
+        let reply = |o: &mut O<S>, result| {
+            o.send(
+                primary,
+                Msg::Applied {
+                    chunk,
+                    stamp: a.stamp,
+                    result,
+                },
+            )
+        };
+        if a.version < meta.version || a.stamp.epoch < meta.applied.epoch {
+            // From a lease older than one this replica already follows.
+            return reply(o, Err(Failure::StaleLease));
+        }
+        let expected = if a.stamp.epoch == meta.applied.epoch {
+            meta.applied.serial + 1
+        } else {
+            1
+        };
+        if a.stamp.serial < expected
+            && a.stamp.epoch == meta.applied.epoch
+            && self.cfg.bug != Bug::SecondaryAppliesOutOfOrder
+        {
+            return; // a duplicate of a mutation already applied
+        }
+        let in_turn = a.version == meta.version && a.stamp.serial == expected;
+        let out_of_order_bug = self.cfg.bug == Bug::SecondaryAppliesOutOfOrder
+            && a.version == meta.version
+            && a.stamp > meta.applied;
+        if !in_turn && !out_of_order_bug {
+            // Early: a previous serial, or the new version, is still on its
+            // way. Hold it, within bounds.
+            if state.held.contains(&a) {
+                return;
+            }
+            if state.held.len() as u32 >= self.cfg.mutations_in_flight_max {
+                return reply(o, Err(Failure::Busy));
+            }
+            let s = state.to_mut();
+            s.held.push(a);
+            s.held.sort_by_key(|h| (h.chunk, h.stamp));
+            return;
+        }
+        let s = state.to_mut();
+        let result = match a.op {
+            ApplyOp::WriteAt { offset, data } => match s.take_data(data) {
+                Some(payload) => {
+                    o.cancel_timer(Timer::AgeOut(data));
+                    // [00106]: exactly the primary's offset, even over data.
+                    let at = if self.cfg.bug == Bug::SecondaryAppendsAtOwnEnd {
+                        s.store.chunk_len(chunk)
+                    } else {
+                        offset
+                    };
+                    s.store
+                        .write_at(chunk, at, &payload, a.stamp)
+                        .map_err(Failure::Store)
+                }
+                None => Err(Failure::DataMissing),
+            },
+            ApplyOp::PadTo { end } => s.store.pad_to(chunk, end, a.stamp).map_err(Failure::Store),
+        };
+        if result.is_err() {
+            // The serial is used up even though it failed here, so later
+            // mutations are not held behind it; its region is undefined.
+            let _ = s.store.set_applied(chunk, a.stamp);
+        }
+        self.save(s, o);
+        reply(o, result);
+    }
+
+    fn apply_held(&self, state: &mut Cow<ChunkserverState<S>>, chunk: ChunkHandle, o: &mut O<S>) {
+        loop {
+            let meta = state.store.meta(chunk);
+            let next = state.held.iter().position(|h| {
+                let expected = if h.stamp.epoch == meta.applied.epoch {
+                    meta.applied.serial + 1
+                } else {
+                    1
+                };
+                h.chunk == chunk && h.version == meta.version && h.stamp.serial == expected
+            });
+            let Some(i) = next else { return };
+            let h = state.to_mut().held.remove(i);
+            let primary = h.primary;
+            self.on_apply(state, primary, h, o);
+        }
+    }
+}

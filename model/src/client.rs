@@ -1,0 +1,538 @@
+//! The client: metadata from the master, data to the replicas.
+//!
+//! A mutation runs acts 1210–1270 ([0093]–[00101]): ask the master for the
+//! lease holder (or use the cached answer, [0094]), push the data along the
+//! chain (act 1230), then send the request to the primary (act 1240). On a
+//! failure the client first repeats acts 1230–1270 with the cached primary,
+//! then starts again from act 1210 ([00101]). A record append that finds its
+//! chunk full moves to the next chunk ([00105]). Retries are bounded.
+//!
+//! In the model a client runs a script of operations given in its
+//! configuration; over TCP the application submits operations with
+//! `Msg::Submit` and gets `Msg::Done` back.
+
+use crate::config::{Bug, Durations, ProtocolCfg};
+use crate::msg::*;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Id, Out};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    Opening,
+    /// Act 1210 sent; waiting for act 1220.
+    FindingLease,
+    /// Act 1230: pushing to the chain.
+    Pushing,
+    /// Act 1240 sent to the primary.
+    Mutating,
+    Locating,
+    Reading {
+        replica: Id,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Current<P> {
+    pub op: ClientOp<P>,
+    pub data: DataId,
+    pub phase: Phase,
+    /// Chunk index the operation works on (an append moves forward).
+    pub index: ChunkIndex,
+    pub retries: u32,
+    /// Retries of acts 1230–1270 with the cached primary since act 1210.
+    pub retries_at_primary: u32,
+    /// Replicas a read already tried.
+    pub tried: Vec<Id>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ClientState<P> {
+    pub queue: Vec<ClientOp<P>>,
+    pub current: Option<Current<P>>,
+    /// Cached lease holders ([0094]), one per chunk.
+    pub cache: Vec<LeaseInfo>,
+    pub next_seq: u32,
+    /// Results in operation order; kept only when there is no application
+    /// to report to (the model's properties read them).
+    pub results: Vec<OpResult<P>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ClientActor<P> {
+    pub cfg: Arc<ProtocolCfg>,
+    /// This client's number: the `client` of every `DataId` it pushes.
+    pub number: u32,
+    pub script: Vec<ClientOp<P>>,
+    /// Where results go over TCP; `None` keeps them in the state.
+    pub report_to: Option<Id>,
+    /// Largest fragment of a pipelined push.
+    pub fragment_max: u64,
+}
+
+type O<S> = Out<crate::Node<S>>;
+
+impl<P: Payload> ClientActor<P> {
+    pub fn on_start<S: ChunkStore<Payload = P>>(&self, id: Id, o: &mut O<S>) -> ClientState<P> {
+        let mut state = Cow::Owned(ClientState {
+            queue: self.script.clone(),
+            current: None,
+            cache: vec![],
+            next_seq: 0,
+            results: vec![],
+        });
+        self.start_next(id, &mut state, o);
+        state.into_owned()
+    }
+
+    pub fn on_msg<S: ChunkStore<Payload = P>>(
+        &self,
+        id: Id,
+        state: &mut Cow<ClientState<P>>,
+        src: Id,
+        msg: Msg<P>,
+        o: &mut O<S>,
+    ) {
+        match msg {
+            Msg::Submit { op } => {
+                state.to_mut().queue.push(op);
+                self.start_next(id, state, o);
+            }
+            Msg::FileOpened { file, chunks, .. } => {
+                if !matches!(
+                    state.current,
+                    Some(Current {
+                        phase: Phase::Opening,
+                        ..
+                    })
+                ) {
+                    return;
+                }
+                let result = match file {
+                    Some(file) => OpResult::Opened { file, chunks },
+                    None => OpResult::Failed(Failure::NotFound),
+                };
+                self.finish(id, state, result, o);
+            }
+            Msg::LeaseHolder { info, .. } => {
+                let Some(cur) = &state.current else { return };
+                if cur.phase != Phase::FindingLease || !self.wants(cur, &info) {
+                    return;
+                }
+                let s = state.to_mut();
+                s.cache.retain(|c| c.chunk != info.chunk);
+                s.cache.push(info.clone());
+                s.cache.sort();
+                if let Some(cur) = s.current.as_mut() {
+                    cur.index = ChunkIndex::At(info.index);
+                }
+                self.push(id, state, &info, o);
+            }
+            Msg::NoLease { reason, .. } => {
+                if matches!(&state.current, Some(c) if c.phase == Phase::FindingLease) {
+                    self.retry(id, state, reason, o);
+                }
+            }
+            Msg::Located { info, chunks } => {
+                let Some(cur) = &state.current else { return };
+                if cur.phase != Phase::Locating {
+                    return;
+                }
+                match (cur.op.clone(), info) {
+                    (ClientOp::Stat { .. }, Some(info)) => {
+                        self.finish(id, state, OpResult::Stat { info, chunks }, o)
+                    }
+                    (ClientOp::Read { .. }, Some(info)) => {
+                        state.to_mut().cache.retain(|c| c.chunk != info.chunk);
+                        state.to_mut().cache.push(info.clone());
+                        self.read_next(id, state, &info, o);
+                    }
+                    _ => self.finish(id, state, OpResult::Failed(Failure::NotFound), o),
+                }
+            }
+            Msg::DataPushed { data } => {
+                let Some(cur) = &state.current else { return };
+                if cur.phase != Phase::Pushing || cur.data != data {
+                    return;
+                }
+                let Some(info) = self.cached(state, cur) else {
+                    return;
+                };
+                let kind = match cur.op {
+                    ClientOp::Write { offset, .. } => MutationKind::Write { offset },
+                    _ => MutationKind::Append,
+                };
+                // Act 1240 / [00103]: every replica has the data.
+                o.send(
+                    info.primary,
+                    Msg::Mutate {
+                        chunk: info.chunk,
+                        epoch: info.epoch,
+                        kind,
+                        data,
+                    },
+                );
+                state.to_mut().current.as_mut().unwrap().phase = Phase::Mutating;
+                self.arm_timeout(o);
+            }
+            Msg::MutationDone {
+                chunk,
+                data,
+                offset,
+                stamp,
+            } => {
+                let Some(cur) = &state.current else { return };
+                if cur.phase != Phase::Mutating || cur.data != data {
+                    return;
+                }
+                let index = match cur.index {
+                    ChunkIndex::At(n) => n,
+                    ChunkIndex::Last => 0,
+                };
+                self.finish(
+                    id,
+                    state,
+                    OpResult::Mutated {
+                        chunk,
+                        index,
+                        offset,
+                        stamp,
+                    },
+                    o,
+                );
+            }
+            Msg::ChunkFull { chunk, data } => {
+                let Some(cur) = &state.current else { return };
+                if cur.phase != Phase::Mutating || cur.data != data {
+                    return;
+                }
+                // Act 1440: retry on the next chunk, which the master
+                // allocates ([00105]). Not a failure, so no retry is used.
+                let next = match cur.index {
+                    ChunkIndex::At(n) => n + 1,
+                    ChunkIndex::Last => 1,
+                };
+                let s = state.to_mut();
+                s.cache.retain(|c| c.chunk != chunk);
+                let cur = s.current.as_mut().unwrap();
+                cur.index = ChunkIndex::At(next);
+                cur.retries_at_primary = 0;
+                self.find_lease(state, o);
+            }
+            Msg::MutationFailed { data, reason, .. } => {
+                let Some(cur) = &state.current else { return };
+                let waiting = matches!(cur.phase, Phase::Mutating | Phase::Pushing);
+                if waiting && cur.data == data {
+                    self.retry(id, state, reason, o);
+                }
+            }
+            Msg::ReadReply { result, .. } => {
+                let Some(Current {
+                    phase: Phase::Reading { replica },
+                    ..
+                }) = &state.current
+                else {
+                    return;
+                };
+                if *replica != src {
+                    return;
+                }
+                match result {
+                    Ok(data) => self.finish(id, state, OpResult::Read { data }, o),
+                    Err(_) => {
+                        // Try another up-to-date replica.
+                        let Some(info) = state.current.as_ref().and_then(|c| self.cached(state, c))
+                        else {
+                            return;
+                        };
+                        self.read_next(id, state, &info, o);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn on_timeout<S: ChunkStore<Payload = P>>(
+        &self,
+        id: Id,
+        state: &mut Cow<ClientState<P>>,
+        timer: &Timer,
+        o: &mut O<S>,
+    ) {
+        if *timer == Timer::RequestTimeout && state.current.is_some() {
+            // No answer in time: treat the primary as unreachable ([0094]).
+            self.retry(id, state, Failure::NotPrimary, o);
+        }
+    }
+
+    fn wants(&self, cur: &Current<P>, info: &LeaseInfo) -> bool {
+        let file = match &cur.op {
+            ClientOp::Append { file, .. } | ClientOp::Write { file, .. } => *file,
+            _ => return false,
+        };
+        file == info.file && matches!(cur.index, ChunkIndex::Last)
+            || cur.index == ChunkIndex::At(info.index)
+    }
+
+    fn cached(&self, state: &ClientState<P>, cur: &Current<P>) -> Option<LeaseInfo> {
+        let file = match &cur.op {
+            ClientOp::Append { file, .. }
+            | ClientOp::Write { file, .. }
+            | ClientOp::Read { file, .. }
+            | ClientOp::Stat { file, .. } => *file,
+            ClientOp::Open { .. } => return None,
+        };
+        let index = match cur.index {
+            ChunkIndex::At(n) => n,
+            ChunkIndex::Last => state
+                .cache
+                .iter()
+                .filter(|c| c.file == file)
+                .map(|c| c.index)
+                .max()?,
+        };
+        state
+            .cache
+            .iter()
+            .find(|c| c.file == file && c.index == index)
+            .cloned()
+    }
+
+    fn arm_timeout(&self, o: &mut O<impl ChunkStore<Payload = P>>) {
+        if self.cfg.reply_timeouts {
+            o.set_timer(
+                Timer::RequestTimeout,
+                Durations::range(self.cfg.durations.request_timeout_ms),
+            );
+        }
+    }
+
+    fn start_next<S: ChunkStore<Payload = P>>(
+        &self,
+        id: Id,
+        state: &mut Cow<ClientState<P>>,
+        o: &mut O<S>,
+    ) {
+        if state.current.is_some() || state.queue.is_empty() {
+            return;
+        }
+        let s = state.to_mut();
+        let op = s.queue.remove(0);
+        let data = DataId {
+            client: self.number,
+            seq: s.next_seq,
+        };
+        s.next_seq += 1;
+        let index = match &op {
+            ClientOp::Append { .. } => ChunkIndex::Last,
+            ClientOp::Write { index, .. }
+            | ClientOp::Read { index, .. }
+            | ClientOp::Stat { index, .. } => ChunkIndex::At(*index),
+            ClientOp::Open { .. } => ChunkIndex::At(0),
+        };
+        s.current = Some(Current {
+            op: op.clone(),
+            data,
+            phase: Phase::Opening,
+            index,
+            retries: 0,
+            retries_at_primary: 0,
+            tried: vec![],
+        });
+        match op {
+            ClientOp::Open { path, create } => {
+                o.send(self.cfg.master, Msg::OpenFile { path, create });
+                self.arm_timeout(o);
+            }
+            ClientOp::Append { .. } | ClientOp::Write { .. } => {
+                let cur = s.current.clone().unwrap();
+                match self.cached(s, &cur) {
+                    Some(info) => {
+                        if let Some(c) = s.current.as_mut() {
+                            c.index = ChunkIndex::At(info.index);
+                        }
+                        self.push(id, state, &info, o)
+                    }
+                    None => self.find_lease(state, o),
+                }
+            }
+            ClientOp::Read { file, index, .. } | ClientOp::Stat { file, index } => {
+                s.current.as_mut().unwrap().phase = Phase::Locating;
+                o.send(self.cfg.master, Msg::Locate { file, index });
+                self.arm_timeout(o);
+            }
+        }
+    }
+
+    /// Act 1210.
+    fn find_lease<S: ChunkStore<Payload = P>>(
+        &self,
+        state: &mut Cow<ClientState<P>>,
+        o: &mut O<S>,
+    ) {
+        let s = state.to_mut();
+        let cur = s.current.as_mut().unwrap();
+        cur.phase = Phase::FindingLease;
+        let file = match &cur.op {
+            ClientOp::Append { file, .. } | ClientOp::Write { file, .. } => *file,
+            _ => unreachable!("only mutations find leases"),
+        };
+        o.send(
+            self.cfg.master,
+            Msg::FindLease {
+                file,
+                index: cur.index,
+            },
+        );
+        self.arm_timeout(o);
+    }
+
+    /// Act 1230: push along the chain, starting with the closest replica
+    /// ([0096]); each fragment goes out as soon as it is cut ([0098]).
+    fn push<S: ChunkStore<Payload = P>>(
+        &self,
+        id: Id,
+        state: &mut Cow<ClientState<P>>,
+        info: &LeaseInfo,
+        o: &mut O<S>,
+    ) {
+        let s = state.to_mut();
+        let cur = s.current.as_mut().unwrap();
+        cur.phase = Phase::Pushing;
+        let me = id;
+        let bytes = match &cur.op {
+            ClientOp::Append { data, .. } | ClientOp::Write { data, .. } => data.clone(),
+            _ => unreachable!("only mutations push"),
+        };
+        let mut chain: Vec<Id> = std::iter::once(info.primary)
+            .chain(info.secondaries.iter().copied())
+            .collect();
+        chain.sort();
+        chain.dedup();
+        let first = self.cfg.closest(me, &chain).expect("a lease has a primary");
+        chain.retain(|r| *r != first);
+        let fragments = bytes.split(self.fragment_max);
+        let n = fragments.len() as u32;
+        for (i, fragment) in fragments.into_iter().enumerate() {
+            let i = i as u32;
+            o.send(
+                first,
+                Msg::PushData {
+                    data: cur.data,
+                    fragment: i,
+                    last: i + 1 == n,
+                    bytes: fragment,
+                    chain: chain.clone(),
+                    client: me,
+                },
+            );
+        }
+        self.arm_timeout(o);
+    }
+
+    fn read_next<S: ChunkStore<Payload = P>>(
+        &self,
+        id: Id,
+        state: &mut Cow<ClientState<P>>,
+        info: &LeaseInfo,
+        o: &mut O<S>,
+    ) {
+        let s = state.to_mut();
+        let cur = s.current.as_mut().unwrap();
+        let ClientOp::Read { offset, len, .. } = cur.op else {
+            return;
+        };
+        let me = id;
+        let mut replicas: Vec<Id> = info
+            .secondaries
+            .iter()
+            .copied()
+            .chain(std::iter::once(info.primary))
+            .filter(|r| usize::from(*r) != usize::MAX && !cur.tried.contains(r))
+            .collect();
+        replicas.sort();
+        match self.cfg.closest(me, &replicas) {
+            Some(r) => {
+                cur.tried.push(r);
+                cur.phase = Phase::Reading { replica: r };
+                o.send(
+                    r,
+                    Msg::Read {
+                        chunk: info.chunk,
+                        version: info.version,
+                        offset,
+                        len,
+                    },
+                );
+                self.arm_timeout(o);
+            }
+            None => self.finish(id, state, OpResult::Failed(Failure::NotFound), o),
+        }
+    }
+
+    /// [00101]: repeat acts 1230–1270 once with the cached primary, then go
+    /// back to act 1210; give up after the retry bound.
+    fn retry<S: ChunkStore<Payload = P>>(
+        &self,
+        id: Id,
+        state: &mut Cow<ClientState<P>>,
+        reason: Failure,
+        o: &mut O<S>,
+    ) {
+        let cur = state.current.clone().unwrap();
+        if cur.retries >= self.cfg.client_retries_max || self.cfg.bug == Bug::ClientDoesNotRetry {
+            return self.finish(id, state, OpResult::Failed(reason), o);
+        }
+        let s = state.to_mut();
+        let c = s.current.as_mut().unwrap();
+        c.retries += 1;
+        match cur.op {
+            ClientOp::Append { .. } | ClientOp::Write { .. } => {
+                let cached = self.cached(s, &cur);
+                let back_to_master = reason == Failure::NotPrimary
+                    || cur.retries_at_primary >= 1
+                    || cached.is_none();
+                if back_to_master {
+                    let chunk = cached.map(|c| c.chunk);
+                    s.cache.retain(|c| Some(c.chunk) != chunk);
+                    s.current.as_mut().unwrap().retries_at_primary = 0;
+                    self.find_lease(state, o);
+                } else {
+                    s.current.as_mut().unwrap().retries_at_primary += 1;
+                    self.push(id, state, &cached.unwrap(), o);
+                }
+            }
+            ClientOp::Open { path, create } => {
+                o.send(self.cfg.master, Msg::OpenFile { path, create });
+                self.arm_timeout(o);
+            }
+            ClientOp::Read { file, index, .. } | ClientOp::Stat { file, index } => {
+                let c = s.current.as_mut().unwrap();
+                c.phase = Phase::Locating;
+                c.tried.clear();
+                o.send(self.cfg.master, Msg::Locate { file, index });
+                self.arm_timeout(o);
+            }
+        }
+    }
+
+    fn finish<S: ChunkStore<Payload = P>>(
+        &self,
+        id: Id,
+        state: &mut Cow<ClientState<P>>,
+        result: OpResult<P>,
+        o: &mut O<S>,
+    ) {
+        let s = state.to_mut();
+        s.current = None;
+        o.cancel_timer(Timer::RequestTimeout);
+        match self.report_to {
+            Some(app) => o.send(app, Msg::Done { result }),
+            None => s.results.push(result),
+        }
+        self.start_next(id, state, o);
+    }
+}

@@ -1,0 +1,222 @@
+//! The protocol's parameters, shared by every actor of one cluster, and the
+//! seeded bugs.
+//!
+//! The same struct configures the model and the TCP system; the model uses
+//! tiny sizes (a chunk of a few units) and explicit bounds on retries and
+//! grants so that exhaustive checking terminates, the TCP host uses real sizes
+//! and effectively unbounded counters.
+
+use serde::{Deserialize, Serialize};
+use stateright::actor::Id;
+use std::time::Duration;
+
+/// A protocol bug that can be switched on to show that the checker catches
+/// it. `Bug::None` is the protocol as specified. Each variant removes exactly
+/// one guard; the guard's code names the bug in a comment.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+pub enum Bug {
+    #[default]
+    None,
+    /// Secondaries append at their own end instead of the primary's offset
+    /// (breaks [00106]).
+    SecondaryAppendsAtOwnEnd,
+    /// The master's lease-expiry timeout may fire while the primary still
+    /// holds its lease: the master re-grants before expiry, as with clock
+    /// drift beyond the bound ([0091]).
+    MasterIgnoresClockBound,
+    /// A restarted master grants leases without waiting one lease period.
+    RestartedMasterGrantsImmediately,
+    /// Secondaries apply mutations as they arrive, not in serial order
+    /// ([00100]).
+    SecondaryAppliesOutOfOrder,
+    /// The primary pads its own replica but does not tell secondaries
+    /// ([00105]).
+    PrimaryDoesNotPadSecondaries,
+    /// The master does not increment the chunk version on a new lease.
+    VersionNotIncremented,
+    /// The primary acknowledges a mutation before all secondaries replied
+    /// ([00101]).
+    PrimaryAcksBeforeSecondaries,
+    /// The master hands out replicas it does not know to be up to date.
+    StaleReplicaHandedToClient,
+    /// The client gives up on the first failure instead of retrying
+    /// ([00101], [00107]).
+    ClientDoesNotRetry,
+    /// A chunkserver accepts a lease grant that arrives after its request's
+    /// timer ran out (the late-grant hole).
+    AcceptsLateGrant,
+    /// The primary appends without checking that the record fits ([00104]).
+    PrimarySkipsFitCheck,
+    /// The primary does not advance the serial number ([0099]).
+    PrimaryReusesSerial,
+    /// The primary never answers record appends (a liveness bug).
+    PrimaryNeverReplies,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 14] = [
+        Bug::None,
+        Bug::SecondaryAppendsAtOwnEnd,
+        Bug::MasterIgnoresClockBound,
+        Bug::RestartedMasterGrantsImmediately,
+        Bug::SecondaryAppliesOutOfOrder,
+        Bug::PrimaryDoesNotPadSecondaries,
+        Bug::VersionNotIncremented,
+        Bug::PrimaryAcksBeforeSecondaries,
+        Bug::StaleReplicaHandedToClient,
+        Bug::ClientDoesNotRetry,
+        Bug::AcceptsLateGrant,
+        Bug::PrimarySkipsFitCheck,
+        Bug::PrimaryReusesSerial,
+        Bug::PrimaryNeverReplies,
+    ];
+
+    /// Kebab-case name used on the command line.
+    pub fn name(self) -> String {
+        let s = format!("{self:?}");
+        let mut out = String::new();
+        for (i, ch) in s.chars().enumerate() {
+            if ch.is_uppercase() {
+                if i > 0 {
+                    out.push('-');
+                }
+                out.extend(ch.to_lowercase());
+            } else {
+                out.push(ch);
+            }
+        }
+        out
+    }
+
+    pub fn parse(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+/// Real timer durations for the TCP host. The model ignores them; the
+/// relations between them are the clock assumption the model relies on
+/// (docs/model.md, "Time").
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Durations {
+    /// How long a chunkserver holds a lease, counted from its request.
+    pub lease_ms: u64,
+    /// How long the master holds a lease, counted from its grant. Must
+    /// exceed `lease_ms` by the clock drift bound.
+    pub master_lease_ms: u64,
+    /// How long pushed data waits in a buffer before it ages out.
+    pub age_out_ms: u64,
+    /// How long the master waits for version acknowledgements.
+    pub grant_timeout_ms: u64,
+    /// How long a client waits for a reply before it retries.
+    pub request_timeout_ms: u64,
+}
+
+impl Durations {
+    /// The relative drift between any two clocks that the lease rule
+    /// tolerates, in parts per thousand.
+    pub const DRIFT_PER_MILLE_MAX: u64 = 100;
+
+    /// The paper's 60 s lease, with the master's period longer by the drift
+    /// bound plus a margin.
+    pub fn gfs() -> Self {
+        Durations {
+            lease_ms: 60_000,
+            master_lease_ms: 66_000 + 500,
+            age_out_ms: 60_000,
+            grant_timeout_ms: 2_000,
+            request_timeout_ms: 5_000,
+        }
+    }
+
+    /// Short periods for demos and tests of the TCP system.
+    pub fn short() -> Self {
+        Durations {
+            lease_ms: 2_000,
+            master_lease_ms: 2_300,
+            age_out_ms: 10_000,
+            grant_timeout_ms: 500,
+            request_timeout_ms: 1_500,
+        }
+    }
+
+    /// The clock assumption, checked where a cluster starts: the master's
+    /// lease outlasts the chunkserver's even when the chunkserver's clock
+    /// runs `DRIFT_PER_MILLE_MAX` slower.
+    pub fn satisfy_clock_bound(&self) -> bool {
+        self.master_lease_ms * 1000 > self.lease_ms * (1000 + Self::DRIFT_PER_MILLE_MAX)
+    }
+
+    pub(crate) fn range(ms: u64) -> std::ops::Range<Duration> {
+        Duration::from_millis(ms)..Duration::from_millis(ms + 1)
+    }
+}
+
+/// The parameters every actor of one cluster shares.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProtocolCfg {
+    /// Maximum chunk size in the store's unit ([00104]: e.g. 64 MB).
+    pub chunk_size: u64,
+    /// Replicas per chunk, chosen by the master when it allocates a chunk.
+    pub replicas_per_chunk: u32,
+    pub master: Id,
+    pub chunkservers: Vec<Id>,
+    /// Network position of each node (same order as node ids), for the
+    /// "closest replica" choice of the chain push ([0096], [0097]).
+    pub positions: Vec<(Id, u64)>,
+    /// Model bound: lease grants per chunk (new epochs). The TCP system uses
+    /// `u32::MAX`.
+    pub lease_grants_max: u32,
+    /// Model bound: lease extensions a primary asks for per lease.
+    pub extensions_max: u32,
+    /// Model bound: early revocations per chunk.
+    pub revocations_max: u32,
+    /// Model bound: chunks per file.
+    pub chunks_max: u32,
+    /// Model bound: retries of one client operation.
+    pub client_retries_max: u32,
+    /// Whether buffered push data ages out (the model turns this off in
+    /// small configurations to keep the state space small).
+    pub age_out: bool,
+    /// Whether clients and the master time out waiting for replies
+    /// (requests, lease requests after an offer). Without faults every
+    /// request is answered, so the model turns these timeouts off there.
+    pub reply_timeouts: bool,
+    /// Pushed records a chunkserver buffers at once; more is `Busy`.
+    pub push_buffers_max: u32,
+    /// Mutations a primary has in flight at once; more is `Busy`.
+    pub mutations_in_flight_max: u32,
+    pub durations: Durations,
+    pub bug: Bug,
+}
+
+impl ProtocolCfg {
+    /// The largest record a client may append: a quarter chunk ([00104]).
+    pub fn record_size_max(&self) -> u64 {
+        self.chunk_size / 4
+    }
+
+    pub fn position(&self, id: Id) -> u64 {
+        self.positions
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, p)| *p)
+            .unwrap_or(u64::from(usize::from(id) as u32))
+    }
+
+    /// Network distance, estimated from positions as [0097] estimates it
+    /// from IP addresses.
+    pub fn distance(&self, a: Id, b: Id) -> u64 {
+        self.position(a).abs_diff(self.position(b))
+    }
+
+    /// The next hop of a chain push: the server in `remaining` closest to
+    /// `from` ([0096]); ties go to the lower id so every host agrees.
+    pub fn closest(&self, from: Id, remaining: &[Id]) -> Option<Id> {
+        remaining
+            .iter()
+            .copied()
+            .min_by_key(|r| (self.distance(from, *r), *r))
+    }
+}

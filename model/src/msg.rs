@@ -1,0 +1,355 @@
+//! Messages and timers of the mutation protocol.
+//!
+//! Requests and replies come in pairs; failures are replies with a reason,
+//! so the checker explores every retry path. Each variant names the act of
+//! the patent's flowcharts (Fig. 12: acts 1210–1270; Fig. 14: acts
+//! 1410–1460) it implements, and [`Msg::act`] returns that name for the
+//! Explorer and for tracing.
+
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::Id;
+use std::fmt::Debug;
+
+/// Which chunk of a file a client asks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ChunkIndex {
+    /// The file's last chunk: where record appends go ([00103]).
+    Last,
+    /// Chunk number `n` of the file; `n` equal to the chunk count asks the
+    /// master to allocate the next chunk ([00105]).
+    At(u32),
+}
+
+/// What a client asks the primary to do with data it pushed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MutationKind {
+    /// Record append: the primary chooses the offset ([00104]–[00106]).
+    Append,
+    /// Write at an offset the client chose ([0099]).
+    Write { offset: Offset },
+}
+
+/// What the primary tells secondaries to apply, in serial order ([00100]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ApplyOp {
+    /// Write the pushed data `data` at exactly `offset`, even over existing
+    /// data ([00106]).
+    WriteAt { offset: Offset, data: DataId },
+    /// Pad the replica from its end to `end` ([00105]).
+    PadTo { end: Offset },
+}
+
+/// Why an operation failed. Carried in failure replies so the client can
+/// decide between retrying at the primary and going back to the master.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Failure {
+    /// The receiver holds no lease for the chunk (any more) ([0094]).
+    NotPrimary,
+    /// Pushed data is not in the buffer: never arrived or aged out ([0095]).
+    DataMissing,
+    /// The replica's chunk version is behind the primary's: it missed a
+    /// lease grant and must not take mutations (stale replica).
+    StaleReplica,
+    /// The request came from a lease older than the one this replica follows.
+    StaleLease,
+    /// A secondary did not answer or reported a failure ([00101]).
+    SecondaryFailed,
+    /// Too many mutations or pushes in flight at this server.
+    Busy,
+    /// A record larger than a quarter chunk ([00104]) or a write that leaves
+    /// the chunk.
+    TooLarge,
+    /// The master cannot name a primary now: no up-to-date replica, a grant
+    /// bound, or a restarted master's waiting period.
+    NoLeaseNow,
+    /// No such file or chunk.
+    NotFound,
+    /// The chunk store refused the operation.
+    Store(StoreError),
+}
+
+/// The chunk metadata a client caches after act 1220 ([0094]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    pub file: FileId,
+    pub index: u32,
+    pub chunk: ChunkHandle,
+    pub version: ChunkVersion,
+    pub epoch: LeaseEpoch,
+    pub primary: Id,
+    /// Up-to-date secondaries only: never a stale replica (VERSION-2).
+    pub secondaries: Vec<Id>,
+}
+
+/// A client operation submitted by the application (the TCP client library)
+/// or scripted by the model configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ClientOp<P> {
+    /// Look up or create a file by name, so later operations can name it.
+    Open { path: String, create: bool },
+    /// Record append of `data` to `file` ([00103]).
+    Append { file: FileId, data: P },
+    /// Write `data` at `offset` within chunk `index` of `file` ([0093]).
+    Write {
+        file: FileId,
+        index: u32,
+        offset: Offset,
+        data: P,
+    },
+    /// Read `len` units at `offset` of chunk `index` from an up-to-date replica.
+    Read {
+        file: FileId,
+        index: u32,
+        offset: Offset,
+        len: u64,
+    },
+    /// Report a chunk's metadata (replicas, version, primary).
+    Stat { file: FileId, index: u32 },
+}
+
+/// The outcome of a client operation, reported to the application.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum OpResult<P> {
+    Opened {
+        file: FileId,
+        chunks: u32,
+    },
+    /// A record append or write succeeded at `offset` of `chunk`.
+    Mutated {
+        chunk: ChunkHandle,
+        index: u32,
+        offset: Offset,
+        stamp: Stamp,
+    },
+    Read {
+        data: P,
+    },
+    Stat {
+        info: LeaseInfo,
+        chunks: u32,
+    },
+    /// The operation gave up after its retries, with the last reason.
+    Failed(Failure),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Msg<P> {
+    // ---- application ↔ client actor (TCP host only; the model scripts ops)
+    Submit {
+        op: ClientOp<P>,
+    },
+    Done {
+        result: OpResult<P>,
+    },
+
+    // ---- client ↔ master: acts 1210 and 1220
+    OpenFile {
+        path: String,
+        create: bool,
+    },
+    FileOpened {
+        path: String,
+        file: Option<FileId>,
+        chunks: u32,
+    },
+    /// Act 1210: who holds the lease of this chunk, and where are the others?
+    FindLease {
+        file: FileId,
+        index: ChunkIndex,
+    },
+    /// Act 1220.
+    LeaseHolder {
+        info: LeaseInfo,
+        chunks: u32,
+    },
+    /// Read path: where are the up-to-date replicas? No lease is granted.
+    Locate {
+        file: FileId,
+        index: u32,
+    },
+    Located {
+        info: Option<LeaseInfo>,
+        chunks: u32,
+    },
+    /// The master cannot answer `FindLease`/`Locate` (with why).
+    NoLease {
+        file: FileId,
+        index: ChunkIndex,
+        reason: Failure,
+    },
+
+    // ---- master ↔ chunkservers: lease grants, versions ([0090], [0091])
+    /// Master to the chosen replica: request lease `epoch` now.
+    LeaseOffer {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+        version: ChunkVersion,
+    },
+    /// Master to the other up-to-date replicas: the chunk's new version.
+    /// `incarnation` is the receiver's restart count as the master last
+    /// heard it: a restarted replica ignores announcements meant for its
+    /// previous life, which the master may since have counted stale.
+    NewVersion {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        incarnation: u32,
+    },
+    VersionAck {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+    },
+    /// Replica to master: grant (or extend) lease `epoch`. The replica's own
+    /// lease clock starts when it sends this, before the master's.
+    LeaseRequest {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+    },
+    LeaseGrant {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+        version: ChunkVersion,
+        secondaries: Vec<Id>,
+    },
+    /// Early revocation ([0091]: e.g. before a rename).
+    RevokeLease {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+    },
+    LeaseRevoked {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+    },
+    /// Chunkserver to master on restart or on request: its chunks and
+    /// versions, so the master can tell stale replicas.
+    ChunkReport {
+        incarnation: u32,
+        chunks: Vec<(ChunkHandle, ChunkVersion)>,
+    },
+    ReportRequest,
+
+    // ---- data push: act 1230, along a chain ([0095]–[0098])
+    PushData {
+        data: DataId,
+        fragment: u32,
+        last: bool,
+        bytes: P,
+        chain: Vec<Id>,
+        client: Id,
+    },
+    /// From the end of the chain: every replica on it has the data.
+    DataPushed {
+        data: DataId,
+    },
+
+    // ---- mutations: acts 1240–1270 and 1410–1460
+    /// Act 1240 / record append request ([00103]).
+    Mutate {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+        kind: MutationKind,
+        data: DataId,
+    },
+    /// Act 1250: primary to secondaries, in serial order.
+    Apply {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        stamp: Stamp,
+        op: ApplyOp,
+    },
+    /// Act 1260.
+    Applied {
+        chunk: ChunkHandle,
+        stamp: Stamp,
+        result: Result<(), Failure>,
+    },
+    /// Act 1270 / 1460: the mutation is applied on every replica.
+    MutationDone {
+        chunk: ChunkHandle,
+        data: DataId,
+        offset: Offset,
+        stamp: Stamp,
+    },
+    /// Act 1440: the chunk was padded; retry on the next chunk.
+    ChunkFull {
+        chunk: ChunkHandle,
+        data: DataId,
+    },
+    MutationFailed {
+        chunk: ChunkHandle,
+        data: DataId,
+        reason: Failure,
+    },
+
+    // ---- reads
+    Read {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        offset: Offset,
+        len: u64,
+    },
+    ReadReply {
+        chunk: ChunkHandle,
+        offset: Offset,
+        result: Result<P, Failure>,
+    },
+}
+
+impl<P> Msg<P> {
+    /// The protocol step a message belongs to, for the Explorer and traces.
+    pub fn act(&self) -> &'static str {
+        match self {
+            Msg::Submit { .. } => "submit",
+            Msg::Done { .. } => "done",
+            Msg::OpenFile { .. } | Msg::FileOpened { .. } => "open",
+            Msg::FindLease { .. } => "act 1210 find lease",
+            Msg::LeaseHolder { .. } => "act 1220 lease holder",
+            Msg::Locate { .. } | Msg::Located { .. } => "locate",
+            Msg::NoLease { .. } => "act 1220 no lease",
+            Msg::LeaseOffer { .. } => "lease offer",
+            Msg::NewVersion { .. } | Msg::VersionAck { .. } => "new version",
+            Msg::LeaseRequest { .. } => "lease request",
+            Msg::LeaseGrant { .. } => "lease grant",
+            Msg::RevokeLease { .. } | Msg::LeaseRevoked { .. } => "lease revoke",
+            Msg::ChunkReport { .. } | Msg::ReportRequest => "chunk report",
+            Msg::PushData { .. } | Msg::DataPushed { .. } => "act 1230 push",
+            Msg::Mutate {
+                kind: MutationKind::Append,
+                ..
+            } => "act 1410 append request",
+            Msg::Mutate { .. } => "act 1240 write request",
+            Msg::Apply { .. } => "act 1250 apply",
+            Msg::Applied { .. } => "act 1260 applied",
+            Msg::MutationDone { .. } => "act 1270 done",
+            Msg::ChunkFull { .. } => "act 1440 chunk full",
+            Msg::MutationFailed { .. } => "act 1270 failed",
+            Msg::Read { .. } | Msg::ReadReply { .. } => "read",
+        }
+    }
+}
+
+/// Timers. Their real durations come from [`crate::config::Durations`]; the
+/// model ignores durations and the timed model (`crate::system`) decides
+/// which timeouts may fire when.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Timer {
+    // chunkserver
+    /// The chunkserver's lease on a chunk runs out (counted from its request).
+    Lease(ChunkHandle),
+    /// A lease request (new or extension) is still answerable.
+    LeaseRequest(ChunkHandle),
+    /// Pushed data not used by a mutation ages out of the buffer ([0095]).
+    AgeOut(DataId),
+    // master
+    /// The master's view of a lease runs out ([0091]).
+    LeaseExpiry(ChunkHandle),
+    /// Waiting for version acknowledgements of a lease offer.
+    GrantTimeout(ChunkHandle),
+    /// The master revokes a lease early ([0091]).
+    Revoke(ChunkHandle),
+    /// A restarted master grants nothing for one lease period.
+    StartupQuiet,
+    // client
+    /// No reply in time: retry ([00101]).
+    RequestTimeout,
+}

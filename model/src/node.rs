@@ -1,0 +1,103 @@
+//! One actor type for every role, so one model (and one TCP host) holds the
+//! master, the chunkservers and the clients. It only delegates.
+
+use crate::chunkserver::{ChunkserverActor, ChunkserverState};
+use crate::client::{ClientActor, ClientState};
+use crate::master::{MasterActor, MasterState, NodeStorage};
+use crate::msg::{Msg, Timer};
+use crate::types::ChunkStore;
+use stateright::actor::{Actor, Id, Out};
+use std::borrow::Cow;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Node<S: ChunkStore> {
+    Master(MasterActor),
+    Chunkserver(ChunkserverActor<S>),
+    Client(ClientActor<S::Payload>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum NodeState<S: ChunkStore> {
+    Master(MasterState),
+    Chunkserver(ChunkserverState<S>),
+    Client(ClientState<S::Payload>),
+}
+
+/// Runs a role's handler on its own state type inside the node's `Cow`,
+/// keeping the state borrowed (so the checker can prune no-op steps) unless
+/// the handler really changed it.
+macro_rules! delegate {
+    ($state:ident, $variant:ident, |$s:ident| $call:expr) => {{
+        let NodeState::$variant(inner) = &**$state else {
+            unreachable!("node and state roles agree")
+        };
+        let mut $s = Cow::Borrowed(inner);
+        $call;
+        if let Cow::Owned(next) = $s {
+            *$state = Cow::Owned(NodeState::$variant(next));
+        }
+    }};
+}
+
+impl<S: ChunkStore> Actor for Node<S> {
+    type Msg = Msg<S::Payload>;
+    type State = NodeState<S>;
+    type Timer = Timer;
+    type Random = ();
+    type Storage = NodeStorage<S>;
+
+    fn name(&self) -> String {
+        match self {
+            Node::Master(_) => "master".into(),
+            Node::Chunkserver(_) => "chunkserver".into(),
+            Node::Client(_) => "client".into(),
+        }
+    }
+
+    fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> Self::State {
+        match self {
+            Node::Master(a) => {
+                let durable = match storage {
+                    Some(NodeStorage::Master(d)) => Some(d.clone()),
+                    _ => None,
+                };
+                NodeState::Master(a.on_start(&durable, o))
+            }
+            Node::Chunkserver(a) => NodeState::Chunkserver(a.on_start(storage, o)),
+            Node::Client(a) => NodeState::Client(a.on_start(id, o)),
+        }
+    }
+
+    fn on_msg(
+        &self,
+        id: Id,
+        state: &mut Cow<Self::State>,
+        src: Id,
+        msg: Self::Msg,
+        o: &mut Out<Self>,
+    ) {
+        match self {
+            Node::Master(a) => delegate!(state, Master, |s| a.on_msg(&mut s, src, msg, o)),
+            Node::Chunkserver(a) => {
+                delegate!(state, Chunkserver, |s| a.on_msg(id, &mut s, src, msg, o))
+            }
+            Node::Client(a) => delegate!(state, Client, |s| a.on_msg(id, &mut s, src, msg, o)),
+        }
+    }
+
+    fn on_timeout(
+        &self,
+        id: Id,
+        state: &mut Cow<Self::State>,
+        timer: &Self::Timer,
+        o: &mut Out<Self>,
+    ) {
+        match self {
+            Node::Master(a) => delegate!(state, Master, |s| a.on_timeout(&mut s, timer, o)),
+            Node::Chunkserver(a) => {
+                delegate!(state, Chunkserver, |s| a.on_timeout(&mut s, timer, o))
+            }
+            Node::Client(a) => delegate!(state, Client, |s| a.on_timeout(id, &mut s, timer, o)),
+        }
+    }
+}

@@ -1,0 +1,1084 @@
+//! The checked system: a named configuration of actors, the timed fault
+//! model, and the properties.
+//!
+//! # Time
+//! Stateright's `ActorModel` fires any armed timer at any moment. That is
+//! right for most timers (it models arbitrary delays), but not for the lease
+//! rule of [0091], which is safe only under a clock assumption: the master
+//! waits out a lease on its own clock, which runs for longer than the
+//! primary's lease and starts later (the primary starts its clock when it
+//! *requests* the lease, the master when it *grants* it). With drift between
+//! the two clocks bounded (`Durations::satisfy_clock_bound`), the primary's
+//! lease therefore always ends before the master's.
+//!
+//! [`LeaseholdModel`] wraps the `ActorModel` (same state and action types, so
+//! the Explorer and every checker work unchanged) and encodes exactly that:
+//! the master's `LeaseExpiry(chunk)` timeout is withheld while any live
+//! chunkserver still runs a lease clock (`Lease` or `LeaseRequest` timer) for
+//! that chunk and epoch; a restarted master's `StartupQuiet` timeout is
+//! withheld while any live chunkserver runs any lease clock. The seeded bug
+//! `MasterIgnoresClockBound` removes the first guard.
+//!
+//! The wrapper also bounds faults in total (stateright's `max_crashes` only
+//! bounds crashes at one moment) and, in configurations without faults,
+//! withholds timeouts that only lost messages or slow peers would trigger
+//! (the environment answers in time).
+
+use crate::chunkserver::ChunkserverActor;
+use crate::client::ClientActor;
+use crate::config::{Bug, Durations, ProtocolCfg};
+use crate::master::{ChunkMeta, FileMeta, LeaseView, MasterActor, MasterDurable, MasterState};
+use crate::msg::*;
+use crate::types::*;
+use crate::{Node, NodeState};
+use stateright::actor::{
+    ActorModel, ActorModelAction, ActorModelState, Envelope, Id, LossyNetwork, Network,
+};
+use stateright::{Expectation, Model, Path, Property};
+use std::sync::Arc;
+
+pub type ModelNode = Node<MemStore>;
+pub type State = ActorModelState<ModelNode, History>;
+pub type Action = ActorModelAction<Msg<RecordToken>, Timer, ()>;
+
+/// A model configuration: how many of each node, what clients do, which
+/// faults the environment may inject, and the protocol's bounds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelCfg {
+    pub name: &'static str,
+    pub chunkservers: u8,
+    /// Record appends per client; clients run them one after another.
+    pub appends: Vec<u8>,
+    /// Writes per client: (chunk offset) of each write, one unit each.
+    pub writes: Vec<Vec<u8>>,
+    pub chunk_units: u8,
+    pub record_units: u8,
+    /// Units of old data already in chunk 0 on every replica at start, so a
+    /// record append soon finds the chunk full ([00105]).
+    pub prefill_units: u8,
+    pub lease_grants_max: u32,
+    pub extensions_max: u32,
+    pub revocations_max: u32,
+    pub client_retries_max: u32,
+    /// Whether leases may run out at all. Off models leases long enough (and
+    /// extensions in time) for every mutation: used for liveness.
+    pub lease_expiry: bool,
+    pub lossy: bool,
+    pub duplicating: bool,
+    pub chunkserver_crashes: u8,
+    pub master_crashes: u8,
+    pub age_out: bool,
+    pub bug: Bug,
+}
+
+impl ModelCfg {
+    /// The configurations tests, README and benchmarks refer to by name.
+    pub fn named(name: &str) -> Option<ModelCfg> {
+        let base = ModelCfg {
+            name: "tiny",
+            chunkservers: 3,
+            appends: vec![1],
+            writes: vec![],
+            chunk_units: 4,
+            record_units: 1,
+            prefill_units: 0,
+            lease_grants_max: 1,
+            extensions_max: 0,
+            revocations_max: 0,
+            client_retries_max: 0,
+            lease_expiry: false,
+            lossy: false,
+            duplicating: false,
+            chunkserver_crashes: 0,
+            master_crashes: 0,
+            age_out: false,
+            bug: Bug::None,
+        };
+        let cfg = match name {
+            // One append, no faults: the protocol's happy path.
+            "tiny" => base,
+            // Two clients appending concurrently, no faults; liveness is
+            // checked here.
+            "small" => ModelCfg {
+                name: "small",
+                appends: vec![1, 1],
+                ..base
+            },
+            // A chunk that fills up: padding and the next chunk ([00105]),
+            // with a lease extension.
+            "pad" => ModelCfg {
+                name: "pad",
+                chunk_units: 8,
+                record_units: 2,
+                prefill_units: 7,
+                extensions_max: 1,
+                ..base
+            },
+            // The default configuration README runs: two concurrent appends,
+            // a chunk that fills, lease expiry with re-grant to another
+            // replica, and one client retry.
+            "default" => ModelCfg {
+                name: "default",
+                appends: vec![1, 1],
+                chunk_units: 8,
+                record_units: 2,
+                prefill_units: 7,
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lease_expiry: true,
+                ..base
+            },
+            // Faults: a lossy network, one chunkserver crash-restart, lease
+            // expiry and re-grant, client timeouts and retries.
+            "faults" => ModelCfg {
+                name: "faults",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lease_expiry: true,
+                lossy: true,
+                chunkserver_crashes: 1,
+                ..base
+            },
+            // A master crash-restart while a lease is held.
+            "master-restart" => ModelCfg {
+                name: "master-restart",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lease_expiry: true,
+                master_crashes: 1,
+                ..base
+            },
+            // Serial writes by one client, then a concurrent write.
+            "writes" => ModelCfg {
+                name: "writes",
+                appends: vec![],
+                writes: vec![vec![0, 1]],
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lease_expiry: true,
+                chunkserver_crashes: 1,
+                ..base
+            },
+            // Duplicated messages and revocation.
+            "dup" => ModelCfg {
+                name: "dup",
+                duplicating: true,
+                lease_grants_max: 2,
+                revocations_max: 1,
+                client_retries_max: 1,
+                lease_expiry: true,
+                ..base
+            },
+            _ => return None,
+        };
+        Some(cfg)
+    }
+
+    pub const NAMES: [&'static str; 8] = [
+        "tiny",
+        "small",
+        "pad",
+        "default",
+        "faults",
+        "master-restart",
+        "writes",
+        "dup",
+    ];
+
+    pub fn with_bug(mut self, bug: Bug) -> Self {
+        self.bug = bug;
+        self
+    }
+
+    pub fn clients(&self) -> usize {
+        self.appends.len().max(self.writes.len())
+    }
+
+    fn faulty(&self) -> bool {
+        self.lossy
+            || self.duplicating
+            || self.chunkserver_crashes > 0
+            || self.master_crashes > 0
+            || self.age_out
+    }
+
+    pub fn master_id(&self) -> Id {
+        Id::from(0)
+    }
+
+    pub fn chunkserver_ids(&self) -> Vec<Id> {
+        (1..=self.chunkservers as usize).map(Id::from).collect()
+    }
+
+    pub fn client_id(&self, n: usize) -> Id {
+        Id::from(1 + self.chunkservers as usize + n)
+    }
+
+    pub fn is_chunkserver(&self, id: Id) -> bool {
+        (1..=self.chunkservers as usize).contains(&usize::from(id))
+    }
+
+    pub fn protocol(&self) -> ProtocolCfg {
+        let n = 1 + self.chunkservers as usize + self.clients();
+        ProtocolCfg {
+            chunk_size: self.chunk_units as u64,
+            replicas_per_chunk: self.chunkservers as u32,
+            master: self.master_id(),
+            chunkservers: self.chunkserver_ids(),
+            // A line: clients sit past the last chunkserver, so a push runs
+            // down the chain from the highest chunkserver id ([0096]).
+            positions: (0..n).map(|i| (Id::from(i), i as u64)).collect(),
+            lease_grants_max: self.lease_grants_max,
+            extensions_max: self.extensions_max,
+            revocations_max: self.revocations_max,
+            chunks_max: 2,
+            client_retries_max: self.client_retries_max,
+            age_out: self.age_out,
+            reply_timeouts: self.faulty(),
+            push_buffers_max: 4,
+            mutations_in_flight_max: 4,
+            durations: Durations::gfs(),
+            bug: self.bug,
+        }
+    }
+
+    /// The record a client's `k`-th append pushes.
+    pub fn record(&self, client: usize, k: usize) -> RecordToken {
+        RecordToken {
+            id: DataId {
+                client: client as u32,
+                seq: k as u32,
+            },
+            units: self.record_units,
+        }
+    }
+
+    pub fn script(&self, client: usize) -> Vec<ClientOp<RecordToken>> {
+        let mut ops = vec![];
+        for k in 0..self.appends.get(client).copied().unwrap_or(0) as usize {
+            ops.push(ClientOp::Append {
+                file: 0,
+                data: self.record(client, k),
+            });
+        }
+        for (k, &offset) in self
+            .writes
+            .get(client)
+            .map(|w| w.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let data = RecordToken {
+                id: DataId {
+                    client: client as u32,
+                    seq: k as u32,
+                },
+                units: 1,
+            };
+            ops.push(ClientOp::Write {
+                file: 0,
+                index: 0,
+                offset: offset as u64,
+                data,
+            });
+        }
+        ops
+    }
+
+    fn initial_store(&self) -> MemStore {
+        let mut store = MemStore::new(self.chunk_units);
+        if self.prefill_units > 0 {
+            let old = RecordToken {
+                id: DataId {
+                    client: u32::MAX,
+                    seq: 0,
+                },
+                units: self.prefill_units,
+            };
+            store
+                .write_at(0, 0, &old, Stamp::default())
+                .expect("prefill fits");
+        }
+        store
+    }
+
+    fn initial_master(&self) -> MasterDurable {
+        let mut durable = MasterDurable {
+            files: vec![FileMeta {
+                name: "log".into(),
+                chunks: vec![],
+            }],
+            chunks: vec![],
+        };
+        if self.prefill_units > 0 {
+            durable.files[0].chunks.push(0);
+            durable.chunks.push(ChunkMeta {
+                file: 0,
+                index: 0,
+                version: 0,
+                epoch: 0,
+                grants: 0,
+                replicas: self.chunkserver_ids(),
+            });
+        }
+        durable
+    }
+
+    pub fn into_model(self) -> LeaseholdModel {
+        let protocol = Arc::new(self.protocol());
+        let mut actors: Vec<ModelNode> = vec![Node::Master(MasterActor {
+            cfg: protocol.clone(),
+            initial: self.initial_master(),
+        })];
+        for _ in 0..self.chunkservers {
+            actors.push(Node::Chunkserver(ChunkserverActor {
+                cfg: protocol.clone(),
+                initial_store: self.initial_store(),
+            }));
+        }
+        for c in 0..self.clients() {
+            actors.push(Node::Client(ClientActor {
+                cfg: protocol.clone(),
+                number: c as u32,
+                script: self.script(c),
+                report_to: None,
+                fragment_max: u64::MAX,
+            }));
+        }
+        let network = if self.duplicating {
+            Network::new_unordered_duplicating([])
+        } else {
+            Network::new_unordered_nonduplicating([])
+        };
+        let inner = ActorModel::new(self.clone(), History::default())
+            .actors(actors)
+            .init_network(network)
+            .lossy_network(if self.lossy {
+                LossyNetwork::Yes
+            } else {
+                LossyNetwork::No
+            })
+            .max_crashes(1)
+            .record_msg_out(History::on_send);
+        let properties = properties(&self);
+        LeaseholdModel {
+            inner,
+            cfg: self,
+            properties,
+        }
+    }
+}
+
+/// Auxiliary history the properties need and the actors must not see
+/// (a TLA+-style auxiliary variable, kept small).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct History {
+    pub chunkserver_crashes: u8,
+    pub master_crashes: u8,
+    /// Per (node, chunk): the last mutation it applied, as announced by its
+    /// `Apply` (primary) or successful `Applied` (secondary) messages.
+    pub applied: Vec<(Id, ChunkHandle, Stamp)>,
+    /// Set when some replica applied a mutation not after its previous one.
+    pub out_of_order: bool,
+    /// Chunks a primary reported full (act 1440).
+    pub full: Vec<ChunkHandle>,
+    /// (chunk, epoch, primary) of every lease the master granted.
+    pub grants: Vec<(ChunkHandle, LeaseEpoch, Id)>,
+}
+
+impl History {
+    fn on_send(_cfg: &ModelCfg, h: &History, env: Envelope<&Msg<RecordToken>>) -> Option<History> {
+        match env.msg {
+            Msg::Apply { chunk, stamp, .. } => Some(h.with_applied(env.src, *chunk, *stamp, true)),
+            Msg::Applied {
+                chunk,
+                stamp,
+                result: Ok(()),
+            } => Some(h.with_applied(env.src, *chunk, *stamp, false)),
+            Msg::ChunkFull { chunk, .. } if !h.full.contains(chunk) => {
+                let mut h = h.clone();
+                h.full.push(*chunk);
+                h.full.sort();
+                Some(h)
+            }
+            Msg::LeaseGrant { chunk, epoch, .. }
+                if !h.grants.contains(&(*chunk, *epoch, env.dst)) =>
+            {
+                let mut h = h.clone();
+                h.grants.push((*chunk, *epoch, env.dst));
+                h.grants.sort();
+                Some(h)
+            }
+            _ => None,
+        }
+    }
+
+    fn with_applied(
+        &self,
+        node: Id,
+        chunk: ChunkHandle,
+        stamp: Stamp,
+        from_primary: bool,
+    ) -> History {
+        let mut h = self.clone();
+        match h
+            .applied
+            .iter_mut()
+            .find(|(n, c, _)| *n == node && *c == chunk)
+        {
+            Some((_, _, last)) => {
+                // A primary sends the same stamp to each secondary.
+                let in_order = stamp > *last || (from_primary && stamp == *last);
+                if !in_order {
+                    h.out_of_order = true;
+                }
+                *last = (*last).max(stamp);
+            }
+            None => {
+                h.applied.push((node, chunk, stamp));
+                h.applied.sort();
+            }
+        }
+        h
+    }
+}
+
+/// The actors under the timed fault model (see the module doc).
+#[derive(Clone)]
+pub struct LeaseholdModel {
+    pub inner: ActorModel<ModelNode, ModelCfg, History>,
+    pub cfg: ModelCfg,
+    pub properties: Vec<Property<LeaseholdModel>>,
+}
+
+impl LeaseholdModel {
+    fn live_chunkservers<'a>(
+        &'a self,
+        s: &'a State,
+    ) -> impl Iterator<Item = (Id, &'a crate::chunkserver::ChunkserverState<MemStore>)> + 'a {
+        self.cfg
+            .chunkserver_ids()
+            .into_iter()
+            .filter(move |id| !s.crashed[usize::from(*id)])
+            .filter_map(move |id| match &*s.actor_states[usize::from(id)] {
+                NodeState::Chunkserver(c) => Some((id, c)),
+                _ => None,
+            })
+    }
+
+    /// Whether some live chunkserver's lease clock for `chunk` (and `epoch`,
+    /// if given) is still running.
+    fn lease_clock_running(
+        &self,
+        s: &State,
+        chunk: Option<ChunkHandle>,
+        epoch: Option<LeaseEpoch>,
+    ) -> bool {
+        self.live_chunkservers(s).any(|(id, cs)| {
+            s.timers_set[usize::from(id)].iter().any(|t| {
+                let c = match t {
+                    Timer::Lease(c) | Timer::LeaseRequest(c) => *c,
+                    _ => return false,
+                };
+                chunk.is_none_or(|chunk| chunk == c)
+                    && epoch.is_none_or(|e| cs.lease(c).is_some_and(|l| l.epoch == e))
+            })
+        })
+    }
+
+    fn allowed(&self, s: &State, action: &Action) -> bool {
+        match action {
+            ActorModelAction::Timeout(id, timer) => match timer {
+                Timer::LeaseExpiry(chunk) => {
+                    if self.cfg.bug == Bug::MasterIgnoresClockBound {
+                        return true;
+                    }
+                    let epoch = match master(s).lease(*chunk) {
+                        Some(LeaseView::Granted { epoch, .. }) => *epoch,
+                        _ => return true,
+                    };
+                    !self.lease_clock_running(s, Some(*chunk), Some(epoch))
+                }
+                Timer::StartupQuiet => !self.lease_clock_running(s, None, None),
+                Timer::Lease(_) | Timer::LeaseRequest(_) => self.cfg.lease_expiry,
+                _ => {
+                    let _ = id;
+                    true
+                }
+            },
+            ActorModelAction::Crash(id) => {
+                if self.cfg.is_chunkserver(*id) {
+                    s.history.chunkserver_crashes < self.cfg.chunkserver_crashes
+                } else if *id == self.cfg.master_id() {
+                    s.history.master_crashes < self.cfg.master_crashes
+                } else {
+                    false
+                }
+            }
+            _ => true,
+        }
+    }
+}
+
+pub fn master(s: &State) -> &MasterState {
+    match &*s.actor_states[0] {
+        NodeState::Master(m) => m,
+        _ => unreachable!("node 0 is the master"),
+    }
+}
+
+impl Model for LeaseholdModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        self.inner.init_states()
+    }
+
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        self.inner.actions(state, actions);
+        actions.retain(|a| self.allowed(state, a));
+    }
+
+    fn next_state(&self, last: &State, action: Action) -> Option<State> {
+        let crash = match &action {
+            ActorModelAction::Crash(id) => Some(*id),
+            _ => None,
+        };
+        let mut next = self.inner.next_state(last, action)?;
+        if let Some(id) = crash {
+            if id == self.cfg.master_id() {
+                next.history.master_crashes += 1;
+            } else {
+                next.history.chunkserver_crashes += 1;
+            }
+        }
+        Some(next)
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        match action {
+            ActorModelAction::Deliver { src, dst, msg } => {
+                format!(
+                    "{} {} → {}: {msg:?}",
+                    msg.act(),
+                    self.node_name(*src),
+                    self.node_name(*dst)
+                )
+            }
+            ActorModelAction::Timeout(id, timer) => {
+                format!("timeout {}: {timer:?}", self.node_name(*id))
+            }
+            ActorModelAction::Crash(id) => format!("crash {}", self.node_name(*id)),
+            ActorModelAction::Recover(id) => format!("restart {}", self.node_name(*id)),
+            ActorModelAction::Drop(env) => format!(
+                "lose {} → {}: {:?}",
+                self.node_name(env.src),
+                self.node_name(env.dst),
+                env.msg
+            ),
+            other => self.inner.format_action(other),
+        }
+    }
+
+    fn format_step(&self, last: &State, action: Action) -> Option<String> {
+        self.inner.format_step(last, action)
+    }
+
+    fn as_svg(&self, path: Path<State, Action>) -> Option<String> {
+        // Same states and actions: the inner model can replay the path.
+        let steps = path.into_vec();
+        let init = steps.first()?.0.clone();
+        let actions: Vec<Action> = steps.into_iter().filter_map(|(_, a)| a).collect();
+        Path::from_actions(&self.inner, init, actions.iter()).and_then(|p| self.inner.as_svg(p))
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        self.properties.clone()
+    }
+
+    fn within_boundary(&self, state: &State) -> bool {
+        (self.inner.within_boundary)(&self.cfg, state)
+    }
+}
+
+impl LeaseholdModel {
+    pub fn node_name(&self, id: Id) -> String {
+        let i = usize::from(id);
+        if i == 0 {
+            "master".into()
+        } else if self.cfg.is_chunkserver(id) {
+            format!("cs{i}")
+        } else if i < 1 + self.cfg.chunkservers as usize + self.cfg.clients() {
+            format!("client{}", i - 1 - self.cfg.chunkservers as usize)
+        } else {
+            format!("node{i}")
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Properties. Names start with the requirement ID from specs/.
+
+/// An acknowledged mutation, read back from the clients' results.
+#[derive(Clone, Copy, Debug)]
+pub struct Acked {
+    pub record: RecordToken,
+    pub append: bool,
+    pub chunk: ChunkHandle,
+    pub offset: Offset,
+    pub stamp: Stamp,
+}
+
+pub fn acked(model: &LeaseholdModel, s: &State) -> Vec<Acked> {
+    let mut out = vec![];
+    for c in 0..model.cfg.clients() {
+        let NodeState::Client(client) = &*s.actor_states[usize::from(model.cfg.client_id(c))]
+        else {
+            continue;
+        };
+        let script = model.cfg.script(c);
+        for (op, result) in script.iter().zip(client.results.iter()) {
+            if let OpResult::Mutated {
+                chunk,
+                offset,
+                stamp,
+                ..
+            } = result
+            {
+                let (record, append) = match op {
+                    ClientOp::Append { data, .. } => (*data, true),
+                    ClientOp::Write { data, .. } => (*data, false),
+                    _ => continue,
+                };
+                out.push(Acked {
+                    record,
+                    append,
+                    chunk: *chunk,
+                    offset: *offset,
+                    stamp: *stamp,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn store(s: &State, id: Id) -> &MemStore {
+    match &*s.actor_states[usize::from(id)] {
+        NodeState::Chunkserver(c) => &c.store,
+        _ => unreachable!("a chunkserver id"),
+    }
+}
+
+/// Whether replica `store` holds `record` whole at `offset` of `chunk`.
+fn holds(store: &MemStore, chunk: ChunkHandle, offset: Offset, record: RecordToken) -> bool {
+    let Some(r) = store.replica(chunk) else {
+        return false;
+    };
+    (0..record.units).all(|part| {
+        matches!(r.cells.get(offset as usize + part as usize), Some(Some(Cell::Data { record: got, part: p, .. })) if *got == record && *p == part)
+    })
+}
+
+/// Replicas at the master's current version of `chunk`.
+fn current_replicas<'a>(
+    model: &'a LeaseholdModel,
+    s: &'a State,
+    chunk: ChunkHandle,
+) -> impl Iterator<Item = Id> + 'a {
+    let version = master(s)
+        .durable
+        .chunks
+        .get(chunk as usize)
+        .map(|c| c.version);
+    model
+        .cfg
+        .chunkserver_ids()
+        .into_iter()
+        .filter(move |id| Some(store(s, *id).meta(chunk).version) == version)
+}
+
+fn holds_all_acked_appends(model: &LeaseholdModel, s: &State, id: Id, chunk: ChunkHandle) -> bool {
+    acked(model, s)
+        .iter()
+        .filter(|a| a.append && a.chunk == chunk)
+        .all(|a| holds(store(s, id), chunk, a.offset, a.record))
+}
+
+fn lease_1(model: &LeaseholdModel, s: &State) -> bool {
+    let chunks = master(s).durable.chunks.len() as ChunkHandle;
+    (0..chunks.max(2)).all(|c| {
+        model
+            .live_chunkservers(s)
+            .filter(|(_, cs)| cs.is_primary(c))
+            .count()
+            <= 1
+    })
+}
+
+fn order_1(model: &LeaseholdModel, s: &State) -> bool {
+    // Any two replicas that applied mutation (epoch, serial) applied the
+    // same one, at the same place, unless a later mutation overwrote it.
+    let ids = model.cfg.chunkserver_ids();
+    for a in &ids {
+        for (chunk, ra) in store(s, *a).replicas.iter().enumerate() {
+            for (o, cell) in ra.cells.iter().enumerate() {
+                let Some(cell) = cell else { continue };
+                let stamp = cell_stamp(cell);
+                if stamp == Stamp::default() {
+                    continue; // prefilled data predates the model
+                }
+                for b in &ids {
+                    let Some(rb) = store(s, *b).replica(chunk as ChunkHandle) else {
+                        continue;
+                    };
+                    let b_applied = rb.cells.iter().flatten().any(|c| cell_stamp(c) == stamp);
+                    if !b_applied {
+                        continue;
+                    }
+                    match rb.cells.get(o).copied().flatten() {
+                        Some(other) if other == *cell => {}
+                        Some(other) if cell_stamp(&other) > stamp => {}
+                        _ => return false,
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+fn cell_stamp(c: &Cell) -> Stamp {
+    match c {
+        Cell::Pad(s) => *s,
+        Cell::Data { stamp, .. } => *stamp,
+    }
+}
+
+fn append_1(model: &LeaseholdModel, s: &State) -> bool {
+    acked(model, s).iter().filter(|a| a.append).all(|a| {
+        current_replicas(model, s, a.chunk)
+            .all(|id| holds(store(s, id), a.chunk, a.offset, a.record))
+    })
+}
+
+fn append_2(model: &LeaseholdModel, s: &State) -> bool {
+    let acks = acked(model, s);
+    acks.iter().filter(|a| a.append).all(|a| {
+        acks.iter()
+            .filter(|b| b.append && b.chunk == a.chunk && b.stamp > a.stamp)
+            .all(|b| b.offset >= a.offset + a.record.len())
+    })
+}
+
+fn append_3(model: &LeaseholdModel, s: &State) -> bool {
+    let size = model.cfg.chunk_units as u64;
+    acked(model, s)
+        .iter()
+        .all(|a| a.offset + a.record.len() <= size)
+        && model.cfg.chunkserver_ids().iter().all(|id| {
+            store(s, *id)
+                .replicas
+                .iter()
+                .all(|r| r.cells.len() as u64 <= size)
+        })
+}
+
+fn append_4(model: &LeaseholdModel, s: &State) -> bool {
+    let size = model.cfg.chunk_units as u64;
+    s.history
+        .full
+        .iter()
+        .all(|&c| current_replicas(model, s, c).all(|id| store(s, id).chunk_len(c) == size))
+}
+
+fn order_2(_: &LeaseholdModel, s: &State) -> bool {
+    !s.history.out_of_order
+}
+
+fn write_1(model: &LeaseholdModel, s: &State) -> bool {
+    acked(model, s).iter().filter(|a| !a.append).all(|a| {
+        current_replicas(model, s, a.chunk).all(|id| {
+            let Some(r) = store(s, id).replica(a.chunk) else {
+                return false;
+            };
+            (0..a.record.units).all(|p| {
+                match r
+                    .cells
+                    .get(a.offset as usize + p as usize)
+                    .copied()
+                    .flatten()
+                {
+                    Some(Cell::Data {
+                        record,
+                        part,
+                        stamp,
+                    }) if stamp == a.stamp => record == a.record && part == p,
+                    Some(c) => cell_stamp(&c) > a.stamp,
+                    None => false,
+                }
+            })
+        })
+    })
+}
+
+fn version_1(model: &LeaseholdModel, s: &State) -> bool {
+    if s.crashed[0] {
+        return true; // a crashed master counts nothing
+    }
+    master(s).views.iter().enumerate().all(|(c, v)| {
+        v.up_to_date
+            .iter()
+            .all(|id| holds_all_acked_appends(model, s, *id, c as ChunkHandle))
+    })
+}
+
+fn version_2(model: &LeaseholdModel, s: &State) -> bool {
+    let m = master(s);
+    let current = |chunk: ChunkHandle, epoch: LeaseEpoch| matches!(m.lease(chunk), Some(LeaseView::Granted { epoch: e, .. }) if *e == epoch);
+    let named_ok = |info: &LeaseInfo| {
+        !current(info.chunk, info.epoch)
+            || std::iter::once(info.primary)
+                .chain(info.secondaries.iter().copied())
+                .all(|id| holds_all_acked_appends(model, s, id, info.chunk))
+    };
+    let in_flight = s.network.iter_all().all(|env| match env.msg {
+        Msg::LeaseHolder { info, .. } => named_ok(info),
+        _ => true,
+    });
+    let cached = (0..model.cfg.clients()).all(|c| {
+        match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+            NodeState::Client(cl) => cl.cache.iter().all(named_ok),
+            _ => true,
+        }
+    });
+    in_flight && cached
+}
+
+/// Every client finished every operation successfully.
+pub fn all_succeeded(model: &LeaseholdModel, s: &State) -> bool {
+    (0..model.cfg.clients()).all(
+        |c| match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+            NodeState::Client(cl) => {
+                cl.results.len() == model.cfg.script(c).len()
+                    && cl
+                        .results
+                        .iter()
+                        .all(|r| matches!(r, OpResult::Mutated { .. }))
+            }
+            _ => true,
+        },
+    )
+}
+
+fn some_append_acked(model: &LeaseholdModel, s: &State) -> bool {
+    acked(model, s).iter().any(|a| a.append)
+}
+
+fn some_write_acked(model: &LeaseholdModel, s: &State) -> bool {
+    acked(model, s).iter().any(|a| !a.append)
+}
+
+fn duplicate_record(model: &LeaseholdModel, s: &State) -> bool {
+    model.cfg.chunkserver_ids().iter().any(|id| {
+        let mut seen: Vec<RecordToken> = vec![];
+        store(s, *id)
+            .replicas
+            .iter()
+            .flat_map(|r| r.cells.iter())
+            .any(|c| match c {
+                Some(Cell::Data {
+                    record, part: 0, ..
+                }) => {
+                    let dup = seen.contains(record);
+                    seen.push(*record);
+                    dup
+                }
+                _ => false,
+            })
+    })
+}
+
+fn padded_and_next_chunk(model: &LeaseholdModel, s: &State) -> bool {
+    !s.history.full.is_empty() && acked(model, s).iter().any(|a| a.append && a.chunk != 0)
+}
+
+fn second_server_led(_: &LeaseholdModel, s: &State) -> bool {
+    s.history.grants.iter().any(|(c, _, p)| {
+        s.history
+            .grants
+            .iter()
+            .any(|(c2, _, p2)| c == c2 && p != p2)
+    })
+}
+
+fn stale_replica_detected(_: &LeaseholdModel, s: &State) -> bool {
+    let m = master(s);
+    m.durable
+        .chunks
+        .iter()
+        .zip(m.views.iter())
+        .any(|(meta, view)| meta.version > 0 && view.up_to_date.len() < meta.replicas.len())
+}
+
+fn replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
+    let ids = model.cfg.chunkserver_ids();
+    (0..master(s).durable.chunks.len() as ChunkHandle).any(|c| {
+        let mut current = current_replicas(model, s, c);
+        let Some(first) = current.next() else {
+            return false;
+        };
+        let cells = |id: Id| {
+            store(s, id)
+                .replica(c)
+                .map(|r| r.cells.clone())
+                .unwrap_or_default()
+        };
+        let a = cells(first);
+        let _ = &ids;
+        current.any(|id| cells(id) != a)
+    })
+}
+
+fn failed_write_replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
+    replicas_differ(model, s)
+        && (0..model.cfg.clients()).any(|c| {
+            match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+                NodeState::Client(cl) => {
+                    cl.current.as_ref().is_some_and(|cur| cur.retries > 0)
+                        || cl.results.iter().any(|r| matches!(r, OpResult::Failed(_)))
+                }
+                _ => false,
+            }
+        })
+}
+
+fn held_back(model: &LeaseholdModel, s: &State) -> bool {
+    model
+        .live_chunkservers(s)
+        .any(|(_, cs)| !cs.held.is_empty())
+}
+
+fn lease_expired_and_regranted(_: &LeaseholdModel, s: &State) -> bool {
+    s.history.grants.iter().any(|(_, e, _)| *e >= 2)
+}
+
+fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
+    let appends = !cfg.appends.is_empty();
+    let writes = !cfg.writes.is_empty();
+    let mut p = vec![
+        Property::always(
+            "LEASE-1 at most one primary per chunk at any instant",
+            lease_1,
+        ),
+        Property::always(
+            "ORDER-1 replicas agree on the mutation at each (epoch, serial)",
+            order_1,
+        ),
+        Property::always(
+            "ORDER-2 each replica applies mutations in increasing (epoch, serial)",
+            order_2,
+        ),
+        Property::always(
+            "VERSION-1 the master counts as up to date only replicas holding every acked record",
+            version_1,
+        ),
+        Property::always(
+            "VERSION-2 the master names to clients only replicas holding every acked record",
+            version_2,
+        ),
+    ];
+    if appends {
+        p.push(Property::always(
+            "APPEND-1 an acked record stays whole at its offset on every up-to-date replica",
+            append_1,
+        ));
+        p.push(Property::always(
+            "APPEND-2 later acked appends get higher offsets or later chunks",
+            append_2,
+        ));
+        p.push(Property::always(
+            "APPEND-3 no record crosses a chunk boundary",
+            append_3,
+        ));
+        p.push(Property::always(
+            "APPEND-4 a chunk reported full is padded on every up-to-date replica",
+            append_4,
+        ));
+        p.push(Property::sometimes(
+            "APPEND-1 reached: a record append acknowledged",
+            some_append_acked,
+        ));
+    }
+    if writes {
+        p.push(Property::always(
+            "WRITE-1 a serial acked write leaves its region defined on every up-to-date replica",
+            write_1,
+        ));
+        p.push(Property::sometimes(
+            "WRITE-1 reached: a write acknowledged",
+            some_write_acked,
+        ));
+    }
+    // Reachability companions, each attached where the configuration can
+    // produce the situation its safety property guards.
+    if cfg.lease_grants_max >= 2 && cfg.lease_expiry {
+        p.push(Property::sometimes(
+            "LEASE-1 reached: a lease granted to a second server after expiry",
+            second_server_led,
+        ));
+        p.push(Property::sometimes(
+            "LEASE-2 reached: a lease expired and a new epoch was granted",
+            lease_expired_and_regranted,
+        ));
+    }
+    if cfg.chunkserver_crashes > 0 || cfg.lossy {
+        p.push(Property::sometimes(
+            "VERSION-1 reached: a stale replica detected",
+            stale_replica_detected,
+        ));
+    }
+    if appends
+        && (cfg.chunkserver_crashes > 0 || cfg.lossy || cfg.duplicating)
+        && cfg.client_retries_max > 0
+    {
+        p.push(Property::sometimes(
+            "APPEND-5 reached: a record duplicated in some replica",
+            duplicate_record,
+        ));
+    }
+    if appends && cfg.prefill_units > 0 {
+        p.push(Property::sometimes(
+            "APPEND-4 reached: a chunk padded and the append retried on the next chunk",
+            padded_and_next_chunk,
+        ));
+    }
+    if writes && cfg.client_retries_max > 0 && cfg.faulty() {
+        p.push(Property::sometimes(
+            "WRITE-2 reached: a failed write left replicas different",
+            failed_write_replicas_differ,
+        ));
+    }
+    if cfg.clients() > 1 || cfg.lease_grants_max > 1 {
+        p.push(Property::sometimes(
+            "ORDER-2 reached: a secondary held back an early mutation",
+            held_back,
+        ));
+    }
+    p
+}
+
+pub fn properties(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
+    attach(cfg)
+}
+
+/// Cross-checks used by tests: the expectation of a property by name.
+pub fn expectation(model: &LeaseholdModel, name: &str) -> Option<Expectation> {
+    model
+        .properties
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| p.expectation.clone())
+}
