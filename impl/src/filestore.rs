@@ -63,6 +63,9 @@ struct Inner {
     dir: PathBuf,
     chunk_bytes: u64,
     chunks: Mutex<BTreeMap<ChunkHandle, Entry>>,
+    /// The chunkserver's restart count, mirrored from the `incarnation`
+    /// file (the model's `ChunkStore::incarnation`).
+    incarnation: Mutex<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,10 +112,12 @@ impl FileStore {
             return Ok(FileStore { inner });
         }
         let chunks = load_dir(&dir)?;
+        let incarnation = load_incarnation(&dir)?;
         let inner = Arc::new(Inner {
             dir: dir.clone(),
             chunk_bytes,
             chunks: Mutex::new(chunks),
+            incarnation: Mutex::new(incarnation),
         });
         open.retain(|_, w| w.strong_count() > 0);
         open.insert(dir, Arc::downgrade(&inner));
@@ -338,6 +343,47 @@ fn write_meta(dir: &Path, path: &Path, meta: &ChunkMeta) -> Result<(), StoreErro
     sync_dir(dir)
 }
 
+const INCARNATION_FILE: &str = "incarnation";
+const INCARNATION_MAGIC: &[u8; 8] = b"LHINCAR1";
+
+/// The saved restart count: 0 if the server never restarted. A damaged file
+/// refuses the open: restarting with a wrong count could make the server
+/// accept version announcements meant for a previous life.
+fn load_incarnation(dir: &Path) -> Result<u32, StoreError> {
+    let bytes = match fs::read(dir.join(INCARNATION_FILE)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_error(e)),
+    };
+    let ok = bytes.len() == 16 && &bytes[..8] == INCARNATION_MAGIC;
+    let count = ok.then(|| u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")));
+    let crc = ok.then(|| u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")));
+    match (count, crc) {
+        (Some(count), Some(crc)) if crc32c::crc32c(&bytes[..12]) == crc => Ok(count),
+        _ => Err(StoreError::Io(format!(
+            "{} is damaged",
+            dir.join(INCARNATION_FILE).display()
+        ))),
+    }
+}
+
+/// Replaces the restart count atomically and durably.
+fn write_incarnation(dir: &Path, count: u32) -> Result<(), StoreError> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(INCARNATION_MAGIC);
+    out.extend_from_slice(&count.to_le_bytes());
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    let path = dir.join(INCARNATION_FILE);
+    let tmp = dir.join("incarnation.tmp");
+    let mut file = File::create(&tmp).map_err(io_error)?;
+    file.write_all(&out).map_err(io_error)?;
+    file.sync_all().map_err(io_error)?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(io_error)?;
+    sync_dir(dir)
+}
+
 fn load_dir(dir: &Path) -> Result<BTreeMap<ChunkHandle, Entry>, StoreError> {
     let mut chunks = BTreeMap::new();
     for dirent in fs::read_dir(dir).map_err(io_error)? {
@@ -477,6 +523,19 @@ impl ChunkStore for FileStore {
             })
             .collect()
     }
+
+    fn incarnation(&self) -> u32 {
+        *self.inner.incarnation.lock().expect("incarnation lock poisoned")
+    }
+
+    fn count_restart(&mut self) -> Result<u32, StoreError> {
+        let mut count = self.inner.incarnation.lock().expect("incarnation lock poisoned");
+        let next = count.checked_add(1).ok_or(StoreError::Io("restart count overflow".into()))?;
+        // Durable before the caller reports it to the master.
+        write_incarnation(&self.inner.dir, next)?;
+        *count = next;
+        Ok(next)
+    }
 }
 
 impl Debug for FileStore {
@@ -559,6 +618,20 @@ mod tests {
         let (dir, size) = (store.dir().to_path_buf(), store.chunk_bytes());
         drop(store);
         FileStore::open(&dir, size).unwrap()
+    }
+
+    #[test]
+    fn restart_count_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = FileStore::open(dir.path(), 4 * B).unwrap();
+        assert_eq!(store.incarnation(), 0);
+        assert_eq!(store.count_restart().unwrap(), 1);
+        assert_eq!(store.count_restart().unwrap(), 2);
+        let store = reopen(store);
+        assert_eq!(store.incarnation(), 2);
+        std::fs::write(dir.path().join(INCARNATION_FILE), b"junk").unwrap();
+        drop(store);
+        assert!(FileStore::open(dir.path(), 4 * B).is_err());
     }
 
     #[test]

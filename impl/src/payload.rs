@@ -74,6 +74,11 @@ impl Payload for Bytes {
         }
         Bytes(joined.into())
     }
+
+    /// Zero-copy fragments for a pipelined push ([0098]).
+    fn split(&self, fragment_max: u64) -> Vec<Self> {
+        self.fragments(fragment_max)
+    }
 }
 
 impl From<Vec<u8>> for Bytes {
@@ -140,6 +145,13 @@ mod tests {
             assert_eq!(Bytes::concat(&parts), whole);
         }
         assert_eq!(Bytes::default().fragments(4), vec![Bytes::default()]);
+    }
+
+    #[test]
+    fn split_is_fragments() {
+        let whole = Bytes::from(vec![7u8; 1000]);
+        assert_eq!(Payload::split(&whole, 300), whole.fragments(300));
+        assert_eq!(Payload::split(&whole, 300).len(), 4);
     }
 
     #[test]
