@@ -1,0 +1,273 @@
+//! The `check` subcommand and the library API the tests use.
+//!
+//! A run prints progress while it explores, then every property's verdict
+//! (an `always` property holds or is violated; a `sometimes` companion is
+//! reached or not), the state counts and time, and for each violation a
+//! readable counterexample: one protocol step per line.
+
+use crate::liveness;
+use clap::{Args, ValueEnum};
+use leasehold_model::config::Bug;
+use leasehold_model::system::{LeaseholdModel, ModelCfg};
+use stateright::{Checker, Expectation, Model};
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Breadth first: holds whole states, finds short counterexamples.
+    Bfs,
+    /// Depth first: holds only fingerprints, far leaner on memory; the only
+    /// strategy where stateright applies symmetry reduction.
+    Dfs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Model configuration to check (see --list).
+    #[arg(long, default_value = "default")]
+    pub config: String,
+    /// Seeded bug to switch on, by kebab-case name (see --list).
+    #[arg(long)]
+    pub bug: Option<String>,
+    /// Checker threads. Note: stateright ignores timeouts with one thread.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    #[arg(long, value_enum, default_value_t = Strategy::Bfs)]
+    pub strategy: Strategy,
+    /// Override a configuration field, e.g. --set lossy=true (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Safety net: stop after this many generated states (the verdict is
+    /// then "incomplete").
+    #[arg(long, default_value_t = 200_000_000)]
+    pub max_states: usize,
+    /// Also run the cycle-aware liveness check (explores the whole graph in
+    /// memory: small fault-free configurations only).
+    #[arg(long)]
+    pub liveness: bool,
+    /// List configurations and seeded bugs, then exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// One property's outcome.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    pub name: &'static str,
+    pub expectation: Expectation,
+    /// For `always`: a counterexample; for `sometimes`: an example.
+    pub discovery: Option<Vec<String>>,
+}
+
+impl Verdict {
+    /// Whether this outcome is what the property demands.
+    pub fn ok(&self) -> bool {
+        match self.expectation {
+            Expectation::Always | Expectation::Eventually => self.discovery.is_none(),
+            Expectation::Sometimes => self.discovery.is_some(),
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        match (&self.expectation, self.discovery.is_some()) {
+            (Expectation::Sometimes, true) => "reached",
+            (Expectation::Sometimes, false) => "NOT REACHED",
+            (_, false) => "holds",
+            (_, true) => "VIOLATED",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Report {
+    pub config: String,
+    pub bug: Bug,
+    pub unique_states: usize,
+    pub total_states: usize,
+    pub max_depth: usize,
+    pub elapsed: Duration,
+    /// False when the state cap stopped the search before it finished.
+    pub complete: bool,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Report {
+    pub fn verdict(&self, name_prefix: &str) -> Option<&Verdict> {
+        self.verdicts.iter().find(|v| v.name.starts_with(name_prefix))
+    }
+
+    /// The `always` properties that were violated.
+    pub fn violated(&self) -> Vec<&'static str> {
+        self.verdicts.iter().filter(|v| v.expectation != Expectation::Sometimes && v.discovery.is_some()).map(|v| v.name).collect()
+    }
+
+    pub fn all_ok(&self) -> bool {
+        self.complete && self.verdicts.iter().all(Verdict::ok)
+    }
+}
+
+pub struct Options {
+    pub threads: usize,
+    pub strategy: Strategy,
+    pub max_states: usize,
+    /// Stop at the first violation of an `always` property (for seeded bugs).
+    pub stop_at_violation: bool,
+    /// Print progress to stderr every second.
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { threads: 2, strategy: Strategy::Bfs, max_states: 200_000_000, stop_at_violation: false, progress: false }
+    }
+}
+
+/// Checks `cfg` and returns every property's verdict.
+pub fn check_model(cfg: ModelCfg, opts: &Options) -> Report {
+    let name = cfg.name.to_string();
+    let bug = cfg.bug;
+    let model = cfg.into_model();
+    let mut builder = model.checker().threads(opts.threads).target_state_count(opts.max_states);
+    if opts.stop_at_violation {
+        builder = builder.finish_when(stateright::HasDiscoveries::AnyFailures);
+    }
+    let started = Instant::now();
+    match opts.strategy {
+        Strategy::Bfs => collect(name, bug, builder.spawn_bfs(), started, opts),
+        Strategy::Dfs => collect(name, bug, builder.spawn_dfs(), started, opts),
+    }
+}
+
+fn collect<C: Checker<LeaseholdModel>>(config: String, bug: Bug, checker: C, started: Instant, opts: &Options) -> Report {
+    let mut last = Instant::now();
+    while !checker.is_done() {
+        std::thread::sleep(Duration::from_millis(50));
+        if opts.progress && last.elapsed() >= Duration::from_secs(1) {
+            last = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            let unique = checker.unique_state_count();
+            eprint!(
+                "\r  {:>6.1}s  {:>12} unique  {:>13} total  depth {:>3}  {:>9.0} unique/s ",
+                secs,
+                unique,
+                checker.state_count(),
+                checker.max_depth(),
+                unique as f64 / secs
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+    let checker = checker.join();
+    if opts.progress {
+        eprintln!();
+    }
+    let model = checker.model();
+    let verdicts = model
+        .properties()
+        .into_iter()
+        .map(|p| Verdict {
+            name: p.name,
+            expectation: p.expectation.clone(),
+            discovery: checker.discovery(p.name).map(|path| {
+                path.into_vec().into_iter().filter_map(|(_, action)| action).map(|a| model.format_action(&a)).collect()
+            }),
+        })
+        .collect();
+    let total = checker.state_count();
+    Report {
+        config,
+        bug,
+        unique_states: checker.unique_state_count(),
+        total_states: total,
+        max_depth: checker.max_depth(),
+        elapsed: started.elapsed(),
+        complete: total < opts.max_states || opts.stop_at_violation,
+        verdicts,
+    }
+}
+
+pub fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "configuration {} (bug: {})", report.config, report.bug.name())?;
+    for v in &report.verdicts {
+        let kind = match v.expectation {
+            Expectation::Always => "always",
+            Expectation::Sometimes => "sometimes",
+            Expectation::Eventually => "eventually",
+        };
+        writeln!(out, "  {:<11} {:<9} {}", v.label(), kind, v.name)?;
+    }
+    writeln!(
+        out,
+        "  {} unique states, {} total, max depth {}, {:.2} s{}",
+        report.unique_states,
+        report.total_states,
+        report.max_depth,
+        report.elapsed.as_secs_f64(),
+        if report.complete { "" } else { " (INCOMPLETE: state cap reached)" }
+    )?;
+    for v in report.verdicts.iter().filter(|v| v.expectation != Expectation::Sometimes) {
+        if let Some(path) = &v.discovery {
+            writeln!(out, "\ncounterexample for {}:", v.name)?;
+            for (i, step) in path.iter().enumerate() {
+                writeln!(out, "  {:>3}. {step}", i + 1)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves `--config`, `--set` and `--bug` into a configuration.
+pub fn resolve(config: &str, sets: &[String], bug: Option<&str>) -> Result<ModelCfg, String> {
+    let mut cfg = ModelCfg::named(config).ok_or_else(|| format!("unknown configuration {config:?}; known: {}", ModelCfg::NAMES.join(", ")))?;
+    for s in sets {
+        cfg.set(s)?;
+    }
+    if let Some(name) = bug {
+        let b = Bug::parse(name).ok_or_else(|| {
+            let names: Vec<String> = Bug::ALL.iter().skip(1).map(|b| b.name()).collect();
+            format!("unknown bug {name:?}; known: {}", names.join(", "))
+        })?;
+        cfg = cfg.with_bug(b);
+    }
+    Ok(cfg)
+}
+
+pub fn run_check(args: CheckArgs) -> ExitCode {
+    if args.list {
+        println!("configurations: {}", ModelCfg::NAMES.join(", "));
+        println!("seeded bugs:");
+        for b in Bug::ALL.iter().skip(1) {
+            println!("  {}", b.name());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let cfg = match resolve(&args.config, &args.sets, args.bug.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.threads == 0 {
+        eprintln!("error: --threads must be at least 1");
+        return ExitCode::from(2);
+    }
+    eprintln!("checking configuration {} ({:?}, {} threads)", cfg.name, args.strategy, args.threads);
+    let opts = Options { threads: args.threads, strategy: args.strategy, max_states: args.max_states, stop_at_violation: false, progress: true };
+    let report = check_model(cfg.clone(), &opts);
+    let mut stdout = std::io::stdout();
+    let _ = print_report(&report, &mut stdout);
+    let mut ok = report.all_ok();
+    if args.liveness {
+        let live = liveness::check_liveness(&cfg.into_model(), 5_000_000);
+        let _ = liveness::print_liveness(&live, &mut stdout);
+        ok &= live.holds();
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
