@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! chunk_bytes = 67108864          # optional, 64 MiB by default
+//! leases = "gfs"                  # optional: "gfs" (60 s) or "short" (2 s)
 //!
 //! [[node]]
 //! id = 0
@@ -18,9 +19,13 @@
 //! position = 10                   # optional: network distance = |a - b|
 //! ```
 //!
-//! The host only needs ids and addresses; roles, data directories, positions
-//! and the chunk size are for whoever constructs the actors.
+//! The host only needs ids and addresses; roles, data directories, positions,
+//! the chunk size and the lease periods are for whoever constructs the actors
+//! (`crate::nodes`). Lease periods are part of the cluster file, not of each
+//! command line, because the lease rule is safe only if the master and every
+//! chunkserver use the same pair ([0091], `Durations::satisfy_clock_bound`).
 
+use leasehold_model::config::Durations;
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
 use std::collections::HashMap;
@@ -32,6 +37,30 @@ pub const CHUNK_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 
 // Config ids are u64 and `Id` converts from usize: no id may be truncated.
 const _: () = assert!(usize::BITS >= 64);
+
+/// Which timer periods the cluster runs with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Leases {
+    /// The GFS paper's 60 s leases ([`Durations::gfs`]).
+    #[default]
+    Gfs,
+    /// 2 s leases for demos and tests ([`Durations::short`]).
+    Short,
+}
+
+impl Leases {
+    pub fn durations(self) -> Durations {
+        match self {
+            Leases::Gfs => Durations::gfs(),
+            Leases::Short => Durations::short(),
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Leases::default()
+    }
+}
 
 /// What a node does in the protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,6 +100,8 @@ impl NodeConfig {
 pub struct ClusterConfig {
     #[serde(default = "chunk_bytes_default")]
     pub chunk_bytes: u64,
+    #[serde(default, skip_serializing_if = "Leases::is_default")]
+    pub leases: Leases,
     #[serde(rename = "node")]
     pub nodes: Vec<NodeConfig>,
 }
@@ -121,7 +152,11 @@ pub enum ConfigError {
 impl ClusterConfig {
     /// Builds a config from nodes, checking it like a loaded file.
     pub fn new(chunk_bytes: u64, nodes: Vec<NodeConfig>) -> Result<Self, ConfigError> {
-        let config = ClusterConfig { chunk_bytes, nodes };
+        let config = ClusterConfig {
+            chunk_bytes,
+            leases: Leases::default(),
+            nodes,
+        };
         config.validate()?;
         Ok(config)
     }
@@ -157,6 +192,18 @@ impl ClusterConfig {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The same cluster with another chunk size (checked like a load).
+    pub fn with_chunk_bytes(mut self, chunk_bytes: u64) -> Result<Self, ConfigError> {
+        self.chunk_bytes = chunk_bytes;
+        self.validate()?;
+        Ok(self)
+    }
+
+    pub fn with_leases(mut self, leases: Leases) -> Self {
+        self.leases = leases;
+        self
     }
 
     pub fn to_toml(&self) -> String {

@@ -279,10 +279,16 @@ impl<M> RunningHost<M> {
     }
 }
 
+/// Logs one delivered message: `(src, dst, msg)`. The host knows nothing of
+/// the protocol, so whoever builds the actor may supply one that extracts
+/// the protocol's fields (see `crate::nodes::trace_msg`).
+pub type MsgTracer<M> = fn(Id, Id, &M);
+
 /// Runs one actor as one node.
-pub struct ActorHost<A> {
+pub struct ActorHost<A: Actor> {
     actor: A,
     config: HostConfig,
+    tracer: Option<MsgTracer<A::Msg>>,
 }
 
 impl<A> ActorHost<A>
@@ -293,7 +299,18 @@ where
     A::Timer: Send + Eq + Hash + Clone,
 {
     pub fn new(actor: A, config: HostConfig) -> Self {
-        ActorHost { actor, config }
+        ActorHost {
+            actor,
+            config,
+            tracer: None,
+        }
+    }
+
+    /// Logs every delivered message with `tracer` instead of the generic
+    /// debug line.
+    pub fn with_msg_tracer(mut self, tracer: MsgTracer<A::Msg>) -> Self {
+        self.tracer = Some(tracer);
+        self
     }
 
     /// Loads the saved storage, binds the listen address, and starts the
@@ -301,7 +318,11 @@ where
     /// handled. Must be called within a tokio runtime, which then carries the
     /// node's network tasks.
     pub async fn start(self) -> Result<RunningHost<A::Msg>, HostError> {
-        let ActorHost { actor, config } = self;
+        let ActorHost {
+            actor,
+            config,
+            tracer,
+        } = self;
         let id = config.id;
         let span = tracing::info_span!("node", id = usize::from(id) as u64);
         if let Some(app_id) = config.app_id {
@@ -388,6 +409,10 @@ where
                     storage_path,
                     rng,
                     shutdown: node_shutdown,
+                    tracer,
+                    saved: storage
+                        .as_ref()
+                        .and_then(|s| postcard::to_allocvec(s).ok()),
                 };
                 let result = node.run(storage, inbox_rx, shutdown_rx);
                 if let Err(e) = &result {
@@ -441,6 +466,9 @@ struct Node<A: Actor> {
     rng: StdRng,
     /// Kept so a failed save can stop the network side too.
     shutdown: Arc<watch::Sender<bool>>,
+    tracer: Option<MsgTracer<A::Msg>>,
+    /// The payload of the storage file as last loaded or saved.
+    saved: Option<Vec<u8>>,
 }
 
 impl<A> Node<A>
@@ -478,7 +506,7 @@ where
                 continue;
             }
             if let Some(msg) = self.local.pop_front() {
-                tracing::debug!(src = usize::from(self.id) as u64, ?msg, "deliver from self");
+                self.trace(self.id, &msg);
                 let src = self.id;
                 let out = self.handle(&mut state, |a, id, s, o| a.on_msg(id, s, src, msg, o));
                 self.execute(out)?;
@@ -507,7 +535,18 @@ where
                 Wake::Shutdown => break Ok(()),
                 Wake::Timer => continue,
                 Wake::Inbound(Inbound { src, msg }) => {
-                    tracing::debug!(src = usize::from(src) as u64, ?msg, "deliver");
+                    // The select may pick a message although a deadline has
+                    // passed meanwhile (e.g. the process was stopped with
+                    // SIGSTOP and continued): expired timers go first, so a
+                    // primary whose lease clock ran out while it was paused
+                    // sees the expiry before the request ([0091]).
+                    while let Some(timer) = self.take_expired_timer() {
+                        tracing::debug!(?timer, "timer fired");
+                        let out =
+                            self.handle(&mut state, |a, id, s, o| a.on_timeout(id, s, &timer, o));
+                        self.execute(out)?;
+                    }
+                    self.trace(src, &msg);
                     let out = self.handle(&mut state, |a, id, s, o| a.on_msg(id, s, src, msg, o));
                     self.execute(out)?;
                 }
@@ -517,6 +556,13 @@ where
         self.shutdown.send_replace(true);
         tracing::info!("actor stopped");
         result
+    }
+
+    fn trace(&self, src: Id, msg: &A::Msg) {
+        match self.tracer {
+            Some(tracer) => tracer(src, self.id, msg),
+            None => tracing::debug!(src = usize::from(src) as u64, ?msg, "deliver"),
+        }
     }
 
     /// Calls one handler and keeps its new state if it made one.
@@ -572,7 +618,22 @@ where
                     }
                 }
                 Command::Save(storage) => {
-                    let bytes = save_storage(&self.storage_path, &storage)?;
+                    let payload = postcard::to_allocvec(&storage).map_err(|e| {
+                        HostError::SaveStorage {
+                            path: self.storage_path.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                    // What is already on disk is already durable: a save of
+                    // the same bytes has nothing to add. (A chunkserver saves
+                    // after every mutation, but its storage names only its
+                    // chunk directory; the chunk files are already synced.)
+                    if self.saved.as_deref() == Some(&payload[..]) {
+                        tracing::trace!("storage unchanged, save skipped");
+                        continue;
+                    }
+                    let bytes = save_payload(&self.storage_path, &payload)?;
+                    self.saved = Some(payload);
                     tracing::debug!(bytes, "saved storage");
                 }
             }
@@ -899,20 +960,30 @@ pub fn load_storage<S: DeserializeOwned>(path: &Path) -> Result<Option<S>, HostE
 }
 
 /// Replaces the saved storage atomically and durably; returns its size.
+#[cfg(test)]
 fn save_storage<S: Serialize>(path: &Path, storage: &S) -> Result<usize, HostError> {
+    let payload = postcard::to_allocvec(storage).map_err(|e| HostError::SaveStorage {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    save_payload(path, &payload)
+}
+
+/// Replaces the saved storage with an encoded payload, atomically and
+/// durably; returns the file's size.
+fn save_payload(path: &Path, payload: &[u8]) -> Result<usize, HostError> {
     let fail = |message: String| HostError::SaveStorage {
         path: path.into(),
         message,
     };
-    let payload = postcard::to_allocvec(storage).map_err(|e| fail(e.to_string()))?;
     let dir = path.parent().expect("storage path has a directory");
     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
     let tmp = path.with_extension("storage.tmp");
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(STORAGE_MAGIC)?;
-        file.write_all(&crc32c::crc32c(&payload).to_le_bytes())?;
-        file.write_all(&payload)?;
+        file.write_all(&crc32c::crc32c(payload).to_le_bytes())?;
+        file.write_all(payload)?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(&tmp, path)?;

@@ -24,13 +24,16 @@
 //!    is on disk (fsync, rename, fsync of the directory) before the next
 //!    command runs, so nothing sent after it can overtake it.
 
+pub mod client;
 pub mod config;
 pub mod filestore;
 pub mod frame;
 pub mod host;
+pub mod nodes;
 pub mod payload;
+pub mod record;
 
-pub use config::{ClusterConfig, NodeConfig, Role};
+pub use config::{ClusterConfig, Leases, NodeConfig, Role};
 pub use filestore::FileStore;
 pub use host::{ActorHost, HostConfig, HostError, HostHandle, RunningHost};
 pub use payload::Bytes;

@@ -1,0 +1,436 @@
+//! Building the real nodes from a [`ClusterConfig`]: the protocol's
+//! parameters for real sizes, and a master, chunkserver or client actor
+//! hosted over TCP.
+//!
+//! The actors are the model's, unchanged; this module only chooses their
+//! parameters. The model bounds lease grants, extensions and chunks per file
+//! so that checking terminates; here those bounds are `u32::MAX`. Two bounds
+//! differ on purpose:
+//!
+//! - `revocations_max = 0`: in the model the master revokes leases early at
+//!   will to explore [0091]'s revocation; a real master has no rename or
+//!   snapshot that needs it, and revoking every lease halfway through its
+//!   period would only churn versions. (A stale secondary still ends its
+//!   primary's lease: the master's report handling revokes regardless.)
+//! - `client_retries_max` is finite ([`CLIENT_RETRIES_MAX`]): the client
+//!   actor retries at once, without backoff, so an unbounded count could
+//!   spin while no replica can take a lease. After the bound the actor
+//!   reports the failure and the client library decides, with backoff and an
+//!   overall deadline, whether to submit the operation again.
+
+use leasehold_model::chunkserver::ChunkserverActor;
+use leasehold_model::client::ClientActor;
+use leasehold_model::config::{Bug, Durations, ProtocolCfg};
+use leasehold_model::master::{MasterActor, MasterDurable};
+use leasehold_model::msg::{ApplyOp, Failure, Msg, MutationKind};
+use leasehold_model::types::{StoreError, Payload};
+use leasehold_model::Node;
+use stateright::actor::Id;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::{ClusterConfig, ConfigError, NodeConfig, Role};
+use crate::filestore::FileStore;
+use crate::host::{ActorHost, HostConfig, HostError, RunningHost};
+use crate::payload::Bytes;
+
+/// The actor every real node runs.
+pub type RealNode = Node<FileStore>;
+/// The messages real nodes exchange.
+pub type RealMsg = Msg<Bytes>;
+
+/// Largest fragment of a pipelined push ([0098]): small enough that the
+/// next server starts forwarding early, large enough that framing costs
+/// little. One checksum block.
+pub const FRAGMENT_BYTES_MAX: u64 = 64 * 1024;
+/// Pushed records a chunkserver buffers at once; more is `Busy`. With
+/// records of at most a quarter chunk, the buffered bytes per server are at
+/// most `PUSH_BUFFERS_MAX * chunk_bytes / 4` (512 MiB for 64 MiB chunks).
+pub const PUSH_BUFFERS_MAX: u32 = 32;
+/// Mutations a primary has in flight (and a secondary holds back) at once.
+pub const MUTATIONS_IN_FLIGHT_MAX: u32 = 64;
+/// Retries of one operation inside the client actor (see the module doc).
+pub const CLIENT_RETRIES_MAX: u32 = 8;
+/// Replicas per chunk, as in GFS, fewer if the cluster has fewer servers.
+pub const REPLICAS_PER_CHUNK_MAX: u32 = 3;
+
+// A pushed record must fit one frame fragment by fragment.
+const _: () = assert!(FRAGMENT_BYTES_MAX as usize * 2 <= crate::frame::FRAME_PAYLOAD_BYTES_MAX);
+
+/// Why a node could not be built or started.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the cluster config needs exactly one master, found {0}")]
+    Masters(usize),
+    #[error("the cluster config has no chunkservers")]
+    NoChunkservers,
+    #[error("node {id} is a {actual:?}, not a {wanted:?}")]
+    WrongRole { id: u64, actual: Role, wanted: Role },
+    #[error(
+        "refusing to run: the lease periods break the clock assumption: the master's \
+         lease ({master_lease_ms} ms) must outlast the chunkserver's ({lease_ms} ms) by \
+         more than {drift} per mille ([0091])"
+    )]
+    ClockBound {
+        lease_ms: u64,
+        master_lease_ms: u64,
+        drift: u64,
+    },
+    #[error("cannot open the chunk store in {dir}: {error}")]
+    Store { dir: PathBuf, error: StoreError },
+    #[error("node {id}: {source}")]
+    Host { id: u64, source: HostError },
+}
+
+/// A node's network position: the configured one, else one estimated from
+/// its IP address ([0097]: "distances can be easily estimated by examining
+/// IP addresses"). An IPv4 address as a number puts hosts of one subnet
+/// close together; IPv6 uses its first 64 bits (the network prefix).
+pub fn position(node: &NodeConfig) -> u64 {
+    if let Some(p) = node.position {
+        return p;
+    }
+    match node.addr.ip() {
+        IpAddr::V4(ip) => u64::from(u32::from(ip)),
+        IpAddr::V6(ip) => (u128::from(ip) >> 64) as u64,
+    }
+}
+
+/// The protocol's parameters for this cluster.
+pub fn protocol_cfg(cluster: &ClusterConfig) -> Result<ProtocolCfg, NodeError> {
+    let masters = cluster.ids_with_role(Role::Master);
+    if masters.len() != 1 {
+        return Err(NodeError::Masters(masters.len()));
+    }
+    let chunkservers = cluster.ids_with_role(Role::Chunkserver);
+    if chunkservers.is_empty() {
+        return Err(NodeError::NoChunkservers);
+    }
+    let durations = cluster.leases.durations();
+    check_clock_bound(&durations)?;
+    Ok(ProtocolCfg {
+        chunk_size: cluster.chunk_bytes,
+        replicas_per_chunk: REPLICAS_PER_CHUNK_MAX.min(chunkservers.len() as u32),
+        master: masters[0],
+        chunkservers,
+        positions: cluster
+            .nodes
+            .iter()
+            .map(|n| (n.actor_id(), position(n)))
+            .collect(),
+        lease_grants_max: u32::MAX,
+        extensions_max: u32::MAX,
+        revocations_max: 0,
+        chunks_max: u32::MAX,
+        client_retries_max: CLIENT_RETRIES_MAX,
+        age_out: true,
+        reply_timeouts: true,
+        push_buffers_max: PUSH_BUFFERS_MAX,
+        mutations_in_flight_max: MUTATIONS_IN_FLIGHT_MAX,
+        durations,
+        bug: Bug::None,
+    })
+}
+
+/// The model's lease rule is safe only under the clock assumption; a node
+/// whose periods break it must not run at all.
+pub fn check_clock_bound(d: &Durations) -> Result<(), NodeError> {
+    if d.satisfy_clock_bound() {
+        Ok(())
+    } else {
+        Err(NodeError::ClockBound {
+            lease_ms: d.lease_ms,
+            master_lease_ms: d.master_lease_ms,
+            drift: Durations::DRIFT_PER_MILLE_MAX,
+        })
+    }
+}
+
+fn node_with_role(cluster: &ClusterConfig, id: u64, wanted: Role) -> Result<&NodeConfig, NodeError> {
+    let node = cluster.node(Id::from(id as usize))?;
+    if node.role != wanted {
+        return Err(NodeError::WrongRole {
+            id,
+            actual: node.role,
+            wanted,
+        });
+    }
+    Ok(node)
+}
+
+async fn start(
+    actor: RealNode,
+    config: HostConfig,
+) -> Result<RunningHost<RealMsg>, NodeError> {
+    let id = usize::from(config.id) as u64;
+    ActorHost::new(actor, config)
+        .with_msg_tracer(trace_msg)
+        .start()
+        .await
+        .map_err(|source| NodeError::Host { id, source })
+}
+
+/// Starts the master `id` of `cluster` in this tokio runtime.
+pub async fn start_master(
+    cluster: &ClusterConfig,
+    id: u64,
+) -> Result<RunningHost<RealMsg>, NodeError> {
+    node_with_role(cluster, id, Role::Master)?;
+    let cfg = Arc::new(protocol_cfg(cluster)?);
+    let actor = Node::Master(MasterActor {
+        cfg,
+        initial: MasterDurable::default(),
+    });
+    start(actor, HostConfig::from_cluster(cluster, Id::from(id as usize))?).await
+}
+
+/// The directory of a chunkserver's chunk files.
+pub fn chunk_dir(node: &NodeConfig) -> PathBuf {
+    node.data_dir.join("chunks")
+}
+
+/// Starts chunkserver `id` of `cluster`, with its chunks in
+/// `<data_dir>/chunks`.
+pub async fn start_chunkserver(
+    cluster: &ClusterConfig,
+    id: u64,
+) -> Result<RunningHost<RealMsg>, NodeError> {
+    let node = node_with_role(cluster, id, Role::Chunkserver)?;
+    let cfg = Arc::new(protocol_cfg(cluster)?);
+    let dir = chunk_dir(node);
+    let store = FileStore::open(&dir, cluster.chunk_bytes)
+        .map_err(|error| NodeError::Store { dir, error })?;
+    let actor = Node::Chunkserver(ChunkserverActor {
+        cfg,
+        initial_store: store,
+    });
+    start(actor, HostConfig::from_cluster(cluster, Id::from(id as usize))?).await
+}
+
+/// Starts client `id` of `cluster`; its results go to the application
+/// channel under `app_id` (see [`crate::client`]).
+pub async fn start_client(
+    cluster: &ClusterConfig,
+    id: u64,
+    app_id: Id,
+) -> Result<RunningHost<RealMsg>, NodeError> {
+    node_with_role(cluster, id, Role::Client)?;
+    let cfg = Arc::new(protocol_cfg(cluster)?);
+    let number = u32::try_from(id).map_err(|_| NodeError::WrongRole {
+        id,
+        actual: Role::Client,
+        wanted: Role::Client,
+    })?;
+    let actor = Node::Client(ClientActor {
+        cfg,
+        number,
+        script: vec![],
+        report_to: Some(app_id),
+        fragment_max: FRAGMENT_BYTES_MAX,
+    });
+    let config = HostConfig::from_cluster(cluster, Id::from(id as usize))?.with_app_id(app_id);
+    start(actor, config).await
+}
+
+/// The protocol fields of a message, for tracing: each is `None` when the
+/// message does not carry it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsgFields {
+    pub chunk: Option<u64>,
+    pub version: Option<u64>,
+    pub epoch: Option<u64>,
+    pub serial: Option<u64>,
+    pub offset: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+/// Extracts chunk handle, version, lease epoch, serial, offset and data
+/// length from any protocol message.
+pub fn msg_fields(msg: &RealMsg) -> MsgFields {
+    let mut f = MsgFields::default();
+    match msg {
+        Msg::LeaseHolder { info, .. } => {
+            f.chunk = Some(info.chunk);
+            f.version = Some(info.version);
+            f.epoch = Some(info.epoch);
+        }
+        Msg::Located { info: Some(info), .. } => {
+            f.chunk = Some(info.chunk);
+            f.version = Some(info.version);
+        }
+        Msg::LeaseOffer { chunk, epoch, version }
+        | Msg::LeaseGrant { chunk, epoch, version, .. } => {
+            f.chunk = Some(*chunk);
+            f.epoch = Some(*epoch);
+            f.version = Some(*version);
+        }
+        Msg::NewVersion { chunk, version, .. } | Msg::VersionAck { chunk, version } => {
+            f.chunk = Some(*chunk);
+            f.version = Some(*version);
+        }
+        Msg::LeaseRequest { chunk, epoch }
+        | Msg::RevokeLease { chunk, epoch }
+        | Msg::LeaseRevoked { chunk, epoch } => {
+            f.chunk = Some(*chunk);
+            f.epoch = Some(*epoch);
+        }
+        Msg::PushData { bytes, .. } => f.bytes = Some(bytes.len()),
+        Msg::Mutate { chunk, epoch, kind, .. } => {
+            f.chunk = Some(*chunk);
+            f.epoch = Some(*epoch);
+            if let MutationKind::Write { offset } = kind {
+                f.offset = Some(*offset);
+            }
+        }
+        Msg::Apply { chunk, version, stamp, op } => {
+            f.chunk = Some(*chunk);
+            f.version = Some(*version);
+            f.epoch = Some(stamp.epoch);
+            f.serial = Some(stamp.serial);
+            f.offset = Some(match op {
+                ApplyOp::WriteAt { offset, .. } => *offset,
+                ApplyOp::PadTo { end } => *end,
+            });
+        }
+        Msg::Applied { chunk, stamp, .. } => {
+            f.chunk = Some(*chunk);
+            f.epoch = Some(stamp.epoch);
+            f.serial = Some(stamp.serial);
+        }
+        Msg::MutationDone { chunk, offset, stamp, .. } => {
+            f.chunk = Some(*chunk);
+            f.epoch = Some(stamp.epoch);
+            f.serial = Some(stamp.serial);
+            f.offset = Some(*offset);
+        }
+        Msg::ChunkFull { chunk, .. } | Msg::MutationFailed { chunk, .. } => {
+            f.chunk = Some(*chunk)
+        }
+        Msg::Read { chunk, version, offset, len } => {
+            f.chunk = Some(*chunk);
+            f.version = Some(*version);
+            f.offset = Some(*offset);
+            f.bytes = Some(*len);
+        }
+        Msg::ReadReply { chunk, offset, result } => {
+            f.chunk = Some(*chunk);
+            f.offset = Some(*offset);
+            f.bytes = result.as_ref().ok().map(|b| b.len());
+        }
+        _ => {}
+    }
+    f
+}
+
+/// The host's tracer for real nodes: one event per delivered message, named
+/// by the patent's act, with the protocol fields. Lease changes, padding and
+/// failures are `info` (rare and worth seeing); the data path is `debug`.
+pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
+    let f = msg_fields(msg);
+    let act = msg.act();
+    let src = usize::from(src) as u64;
+    let dst = usize::from(dst) as u64;
+    let reason = match msg {
+        Msg::MutationFailed { reason, .. } | Msg::NoLease { reason, .. } => {
+            Some(describe_failure(reason))
+        }
+        Msg::Applied { result: Err(reason), .. } | Msg::ReadReply { result: Err(reason), .. } => {
+            Some(describe_failure(reason))
+        }
+        _ => None,
+    };
+    // A primary's extension grants ride on every mutation, so grants are
+    // debug; an offer starts a new lease (a new epoch and version).
+    let notable = matches!(
+        msg,
+        Msg::LeaseOffer { .. }
+            | Msg::RevokeLease { .. }
+            | Msg::ChunkReport { .. }
+            | Msg::ChunkFull { .. }
+            | Msg::MutationFailed { .. }
+            | Msg::NoLease { .. }
+    );
+    macro_rules! event {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                act,
+                src,
+                dst,
+                chunk = f.chunk,
+                version = f.version,
+                epoch = f.epoch,
+                serial = f.serial,
+                offset = f.offset,
+                bytes = f.bytes,
+                reason,
+                "deliver"
+            )
+        };
+    }
+    if notable {
+        event!(tracing::Level::INFO);
+    } else {
+        event!(tracing::Level::DEBUG);
+    }
+}
+
+/// A protocol failure in words, for errors and logs.
+pub fn describe_failure(f: &Failure) -> String {
+    match f {
+        Failure::NotPrimary => "the replica holds no lease for the chunk".into(),
+        Failure::DataMissing => "pushed data never arrived or aged out".into(),
+        Failure::StaleReplica => "the replica is stale (it missed a lease grant)".into(),
+        Failure::StaleLease => "the request came from an older lease".into(),
+        Failure::SecondaryFailed => "a secondary replica failed or did not answer".into(),
+        Failure::Busy => "the server is busy (too many pushes or mutations in flight)".into(),
+        Failure::TooLarge => "the data does not fit the chunk (or exceeds a quarter chunk)".into(),
+        Failure::NoLeaseNow => "no replica can take a lease now".into(),
+        Failure::NotFound => "no such file or chunk, or no replica could serve it".into(),
+        Failure::Store(e) => format!("chunk store: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn real_parameters_from_a_local_cluster() {
+        let c = ClusterConfig::local_with_clients(3, 2, Path::new("/tmp/x")).unwrap();
+        let cfg = protocol_cfg(&c).unwrap();
+        assert_eq!(cfg.master, Id::from(0));
+        assert_eq!(cfg.chunkservers, Id::vec_from(1..4));
+        assert_eq!(cfg.replicas_per_chunk, 3);
+        assert_eq!(cfg.chunk_size, c.chunk_bytes);
+        assert_eq!(cfg.position(Id::from(5)), 5);
+        assert!(cfg.durations.satisfy_clock_bound());
+        assert_eq!(cfg.bug, Bug::None);
+    }
+
+    #[test]
+    fn positions_come_from_ip_addresses_without_a_topology() {
+        let mut c = ClusterConfig::local(1, Path::new("/tmp/x")).unwrap();
+        for n in &mut c.nodes {
+            n.position = None;
+        }
+        c.nodes[1].addr = "10.0.0.7:1".parse().unwrap();
+        c.nodes[2].addr = "10.0.1.7:1".parse().unwrap();
+        let cfg = protocol_cfg(&c).unwrap();
+        assert_eq!(cfg.distance(Id::from(1), Id::from(2)), 256);
+    }
+
+    #[test]
+    fn a_broken_clock_bound_is_refused() {
+        let mut d = Durations::short();
+        d.master_lease_ms = d.lease_ms;
+        assert!(matches!(
+            check_clock_bound(&d),
+            Err(NodeError::ClockBound { .. })
+        ));
+    }
+}
