@@ -7,6 +7,7 @@
 //! - [`config`]: protocol parameters shared by a cluster, and seeded bugs.
 //! - [`master`], [`chunkserver`], [`client`]: the three roles.
 //! - [`node`]: one actor type delegating to the roles.
+//! - [`display`]: how node states read in the Explorer and in traces.
 //! - [`system`]: the checked model: configurations, the timed fault model,
 //!   and the properties, each named by its requirement in `specs/`.
 //!
@@ -17,6 +18,7 @@
 pub mod chunkserver;
 pub mod client;
 pub mod config;
+pub mod display;
 pub mod master;
 pub mod msg;
 pub mod node;

@@ -16,7 +16,8 @@ pub enum Node<S: ChunkStore> {
     Client(ClientActor<S::Payload>),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+// Debug is hand-written in `display.rs`, to read like the protocol.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub enum NodeState<S: ChunkStore> {
     Master(MasterState),
     Chunkserver(ChunkserverState<S>),
