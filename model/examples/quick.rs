@@ -6,9 +6,18 @@ fn main() {
     let name = args.get(1).map(|s| s.as_str()).unwrap_or("tiny");
     let bug = args.get(2).and_then(|b| Bug::parse(b)).unwrap_or(Bug::None);
     let dfs = args.get(3).map(|s| s == "dfs").unwrap_or(false);
-    let model = ModelCfg::named(name).unwrap().with_bug(bug).into_model();
+    let mut cfg = ModelCfg::named(name).unwrap().with_bug(bug);
+    for a in args.iter().skip(4) {
+        cfg.set(a).unwrap();
+    }
+    let model = cfg.into_model();
     let t = std::time::Instant::now();
-    let b = model.checker().threads(2).target_state_count(30_000_000);
+    let b = model.checker().threads(2).target_state_count(
+        std::env::var("CAP")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(30_000_000),
+    );
     if dfs {
         report(name, bug, b.spawn_dfs().join(), t)
     } else {

@@ -61,6 +61,19 @@ pub struct InFlight {
     pub acked: Vec<Id>,
 }
 
+/// A client's mutation that reached the chosen replica before the master's
+/// grant did. The master names a primary to clients only after granting, so
+/// the grant is on its way; the mutation waits for it (or for the request's
+/// clock to run out).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EarlyMutate {
+    pub client: Id,
+    pub chunk: ChunkHandle,
+    pub epoch: LeaseEpoch,
+    pub kind: MutationKind,
+    pub data: DataId,
+}
+
 /// A forwarded mutation that arrived before its turn ([00100]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HeldApply {
@@ -78,6 +91,7 @@ pub struct ChunkserverState<S: ChunkStore> {
     pub buffer: Vec<Buffered<S::Payload>>,
     pub in_flight: Vec<InFlight>,
     pub held: Vec<HeldApply>,
+    pub early: Vec<EarlyMutate>,
 }
 
 impl<S: ChunkStore> ChunkserverState<S> {
@@ -167,6 +181,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             buffer: vec![],
             in_flight: vec![],
             held: vec![],
+            early: vec![],
         }
     }
 
@@ -284,10 +299,10 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             }
             Msg::Mutate {
                 chunk,
-                epoch: _,
+                epoch,
                 kind,
                 data,
-            } => self.on_mutate(state, src, chunk, kind, data, o),
+            } => self.on_mutate(state, src, chunk, epoch, kind, data, o),
             Msg::Apply {
                 chunk,
                 version,
@@ -350,7 +365,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             }
             Timer::LeaseRequest(chunk) => {
                 if state.lease(chunk).is_some_and(|l| l.requested) {
-                    state.to_mut().lease_mut(chunk).requested = false;
+                    let s = state.to_mut();
+                    s.lease_mut(chunk).requested = false;
+                    self.fail_early(s, chunk, o);
                 }
             }
             Timer::AgeOut(data) => {
@@ -395,6 +412,13 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             Timer::Lease(chunk),
             Durations::range(self.cfg.durations.lease_ms),
         );
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.early)
+            .into_iter()
+            .partition(|m| m.chunk == chunk && m.epoch == epoch);
+        s.early = waiting;
+        for m in ready {
+            self.on_mutate(state, m.client, m.chunk, m.epoch, m.kind, m.data, o);
+        }
     }
 
     fn drop_lease(&self, state: &mut Cow<ChunkserverState<S>>, chunk: ChunkHandle, o: &mut O<S>) {
@@ -405,6 +429,25 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         o.cancel_timer(Timer::Lease(chunk));
         o.cancel_timer(Timer::LeaseRequest(chunk));
         self.fail_in_flight(s, chunk, o);
+        self.fail_early(s, chunk, o);
+    }
+
+    /// The grant that early mutations waited for will not count any more.
+    fn fail_early(&self, s: &mut ChunkserverState<S>, chunk: ChunkHandle, o: &mut O<S>) {
+        let (failed, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut s.early)
+            .into_iter()
+            .partition(|m| m.chunk == chunk);
+        s.early = kept;
+        for m in failed {
+            o.send(
+                m.client,
+                Msg::MutationFailed {
+                    chunk,
+                    data: m.data,
+                    reason: Failure::NotPrimary,
+                },
+            );
+        }
     }
 
     /// A primary that lost its lease cannot complete its mutations: fail
@@ -507,6 +550,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         state: &mut Cow<ChunkserverState<S>>,
         client: Id,
         chunk: ChunkHandle,
+        epoch: LeaseEpoch,
         kind: MutationKind,
         data: DataId,
         o: &mut O<S>,
@@ -521,6 +565,28 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 },
             )
         };
+        let granting = state
+            .lease(chunk)
+            .is_some_and(|l| !l.holding && l.requested && l.epoch == epoch);
+        if granting {
+            let early = EarlyMutate {
+                client,
+                chunk,
+                epoch,
+                kind,
+                data,
+            };
+            if state.early.contains(&early) {
+                return;
+            }
+            if state.early.len() as u32 >= self.cfg.mutations_in_flight_max {
+                return fail(o, Failure::Busy);
+            }
+            let s = state.to_mut();
+            s.early.push(early);
+            s.early.sort();
+            return;
+        }
         let Some(lease) = state.lease(chunk).filter(|l| l.holding).cloned() else {
             return fail(o, Failure::NotPrimary);
         };
@@ -736,9 +802,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             return; // a duplicate of a mutation already applied
         }
         let in_turn = a.version == meta.version && a.stamp.serial == expected;
-        let out_of_order_bug = self.cfg.bug == Bug::SecondaryAppliesOutOfOrder
-            && a.version == meta.version
-            && a.stamp > meta.applied;
+        // The bug applies whatever arrives, in arrival order.
+        let out_of_order_bug =
+            self.cfg.bug == Bug::SecondaryAppliesOutOfOrder && a.version == meta.version;
         if !in_turn && !out_of_order_bug {
             // Early: a previous serial, or the new version, is still on its
             // way. Hold it, within bounds.

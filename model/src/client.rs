@@ -488,7 +488,11 @@ impl<P: Payload> ClientActor<P> {
         }
         let s = state.to_mut();
         let c = s.current.as_mut().unwrap();
-        c.retries += 1;
+        // An unbounded retry budget (the TCP client's, and the liveness
+        // model's) is not counted, so the state stays finite.
+        if self.cfg.client_retries_max != u32::MAX {
+            c.retries += 1;
+        }
         match cur.op {
             ClientOp::Append { .. } | ClientOp::Write { .. } => {
                 let cached = self.cached(s, &cur);

@@ -60,9 +60,14 @@ pub struct ModelCfg {
     pub extensions_max: u32,
     pub revocations_max: u32,
     pub client_retries_max: u32,
-    /// Whether leases may run out at all. Off models leases long enough (and
-    /// extensions in time) for every mutation: used for liveness.
-    pub lease_expiry: bool,
+    /// How many times a chunkserver's lease clock may run out (a bounded
+    /// timing fault). 0 models leases long enough, and extensions in time,
+    /// for every mutation.
+    pub lease_expiries: u8,
+    /// Messages may be delayed past any timeout, so replies time out and
+    /// are retried. For safety this subsumes loss: a lost message and one
+    /// delayed forever look the same to every actor.
+    pub delays: bool,
     pub lossy: bool,
     pub duplicating: bool,
     pub chunkserver_crashes: u8,
@@ -86,7 +91,8 @@ impl ModelCfg {
             extensions_max: 0,
             revocations_max: 0,
             client_retries_max: 0,
-            lease_expiry: false,
+            lease_expiries: 0,
+            delays: false,
             lossy: false,
             duplicating: false,
             chunkserver_crashes: 0,
@@ -115,17 +121,25 @@ impl ModelCfg {
                 ..base
             },
             // The default configuration README runs: two concurrent appends,
-            // a chunk that fills, lease expiry with re-grant to another
-            // replica, and one client retry.
+            // a lease that runs out and is granted to another replica, and
+            // one client retry.
             "default" => ModelCfg {
                 name: "default",
                 appends: vec![1, 1],
-                chunk_units: 8,
-                record_units: 2,
-                prefill_units: 7,
                 lease_grants_max: 2,
                 client_retries_max: 1,
-                lease_expiry: true,
+                lease_expiries: 1,
+                ..base
+            },
+            // Liveness: like "default", but the client retries without
+            // bound (a fair scheduler lets the lease run out and a new one be
+            // granted, so success must stay reachable from every state).
+            "live" => ModelCfg {
+                name: "live",
+                appends: vec![1, 1],
+                lease_grants_max: 2,
+                client_retries_max: u32::MAX,
+                lease_expiries: 1,
                 ..base
             },
             // Faults: a lossy network, one chunkserver crash-restart, lease
@@ -134,7 +148,7 @@ impl ModelCfg {
                 name: "faults",
                 lease_grants_max: 2,
                 client_retries_max: 1,
-                lease_expiry: true,
+                lease_expiries: 1,
                 lossy: true,
                 chunkserver_crashes: 1,
                 ..base
@@ -144,7 +158,7 @@ impl ModelCfg {
                 name: "master-restart",
                 lease_grants_max: 2,
                 client_retries_max: 1,
-                lease_expiry: true,
+                lease_expiries: 1,
                 master_crashes: 1,
                 ..base
             },
@@ -155,7 +169,7 @@ impl ModelCfg {
                 writes: vec![vec![0, 1]],
                 lease_grants_max: 2,
                 client_retries_max: 1,
-                lease_expiry: true,
+                lease_expiries: 1,
                 chunkserver_crashes: 1,
                 ..base
             },
@@ -166,7 +180,7 @@ impl ModelCfg {
                 lease_grants_max: 2,
                 revocations_max: 1,
                 client_retries_max: 1,
-                lease_expiry: true,
+                lease_expiries: 1,
                 ..base
             },
             _ => return None,
@@ -174,16 +188,54 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "tiny",
         "small",
         "pad",
         "default",
+        "live",
         "faults",
         "master-restart",
         "writes",
         "dup",
     ];
+
+    /// Overrides one field by name (`key=value`), for experiments from the
+    /// command line (`leasehold check --set lossy=true`).
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value, got {assignment:?}"))?;
+        let num = || value.parse::<u32>().map_err(|e| format!("{key}: {e}"));
+        let flag = || value.parse::<bool>().map_err(|e| format!("{key}: {e}"));
+        let list = || -> Result<Vec<u8>, String> {
+            value
+                .split(',')
+                .filter(|v| !v.is_empty())
+                .map(|v| v.parse::<u8>().map_err(|e| format!("{key}: {e}")))
+                .collect()
+        };
+        match key {
+            "chunkservers" => self.chunkservers = num()? as u8,
+            "appends" => self.appends = list()?,
+            "chunk_units" => self.chunk_units = num()? as u8,
+            "record_units" => self.record_units = num()? as u8,
+            "prefill_units" => self.prefill_units = num()? as u8,
+            "lease_grants_max" => self.lease_grants_max = num()?,
+            "extensions_max" => self.extensions_max = num()?,
+            "revocations_max" => self.revocations_max = num()?,
+            "client_retries_max" => self.client_retries_max = num()?,
+            "lease_expiries" => self.lease_expiries = num()? as u8,
+            "delays" => self.delays = flag()?,
+            "lossy" => self.lossy = flag()?,
+            "duplicating" => self.duplicating = flag()?,
+            "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
+            "master_crashes" => self.master_crashes = num()? as u8,
+            "age_out" => self.age_out = flag()?,
+            _ => return Err(format!("unknown configuration field {key:?}")),
+        }
+        Ok(())
+    }
 
     pub fn with_bug(mut self, bug: Bug) -> Self {
         self.bug = bug;
@@ -195,7 +247,8 @@ impl ModelCfg {
     }
 
     fn faulty(&self) -> bool {
-        self.lossy
+        self.delays
+            || self.lossy
             || self.duplicating
             || self.chunkserver_crashes > 0
             || self.master_crashes > 0
@@ -376,6 +429,7 @@ impl ModelCfg {
 pub struct History {
     pub chunkserver_crashes: u8,
     pub master_crashes: u8,
+    pub lease_expiries: u8,
     /// Per (node, chunk): the last mutation it applied, as announced by its
     /// `Apply` (primary) or successful `Applied` (secondary) messages.
     pub applied: Vec<(Id, ChunkHandle, Stamp)>,
@@ -501,7 +555,9 @@ impl LeaseholdModel {
                     !self.lease_clock_running(s, Some(*chunk), Some(epoch))
                 }
                 Timer::StartupQuiet => !self.lease_clock_running(s, None, None),
-                Timer::Lease(_) | Timer::LeaseRequest(_) => self.cfg.lease_expiry,
+                Timer::Lease(_) | Timer::LeaseRequest(_) => {
+                    s.history.lease_expiries < self.cfg.lease_expiries
+                }
                 _ => {
                     let _ = id;
                     true
@@ -546,7 +602,16 @@ impl Model for LeaseholdModel {
             ActorModelAction::Crash(id) => Some(*id),
             _ => None,
         };
+        // A lease clock running out, held or requested, is the bounded
+        // timing fault.
+        let expiry = matches!(
+            &action,
+            ActorModelAction::Timeout(_, Timer::Lease(_) | Timer::LeaseRequest(_))
+        );
         let mut next = self.inner.next_state(last, action)?;
+        if expiry {
+            next.history.lease_expiries += 1;
+        }
         if let Some(id) = crash {
             if id == self.cfg.master_id() {
                 next.history.master_crashes += 1;
@@ -1024,7 +1089,7 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
     }
     // Reachability companions, each attached where the configuration can
     // produce the situation its safety property guards.
-    if cfg.lease_grants_max >= 2 && cfg.lease_expiry {
+    if cfg.lease_grants_max >= 2 && cfg.lease_expiries > 0 {
         p.push(Property::sometimes(
             "LEASE-1 reached: a lease granted to a second server after expiry",
             second_server_led,
