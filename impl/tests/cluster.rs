@@ -1,0 +1,522 @@
+//! The real system end to end: a master and three chunkservers as separate
+//! `leasehold` processes on 127.0.0.1, clients from the library in this
+//! process. Short leases (2 s) and 256 KiB chunks, so lease expiry and
+//! padding happen within seconds. Every test is bounded by a timeout.
+//!
+//! Replica contents are checked by opening each chunkserver's chunk
+//! directory with `FileStore` (checksums verified) after the appends.
+
+use leasehold::client::{Appended, Client, ClientError};
+use leasehold::config::{ClusterConfig, Leases, Role};
+use leasehold::filestore::FileStore;
+use leasehold::frame::{self, Envelope, Parsed};
+use leasehold::nodes::{self, RealMsg};
+use leasehold::record;
+use leasehold_model::config::Durations;
+use leasehold_model::msg::{Failure, Msg, MutationKind};
+use leasehold_model::types::{ChunkStore, DataId, StoreError};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use stateright::actor::Id;
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_leasehold");
+const CHUNK_BYTES: u64 = 256 * 1024;
+const TEST_TIMEOUT: Duration = Duration::from_secs(100);
+const OP_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// A master (id 0) and chunkservers 1..=3 as processes; clients 4.. are
+/// only in the config.
+struct Cluster {
+    dir: tempfile::TempDir,
+    config: ClusterConfig,
+    path: PathBuf,
+    procs: HashMap<u64, Child>,
+}
+
+impl Cluster {
+    fn start(clients: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ClusterConfig::local_with_clients(3, clients, dir.path())
+            .unwrap()
+            .with_chunk_bytes(CHUNK_BYTES)
+            .unwrap()
+            .with_leases(Leases::Short);
+        let path = dir.path().join("cluster.toml");
+        config.write(&path).unwrap();
+        let mut c = Cluster {
+            dir,
+            config,
+            path,
+            procs: HashMap::new(),
+        };
+        for id in 0..=3 {
+            c.spawn(id);
+        }
+        c
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let role = match self.config.node(Id::from(id as usize)).unwrap().role {
+            Role::Master => "master",
+            Role::Chunkserver => "chunkserver",
+            Role::Client => panic!("clients run in the test"),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node-{id}.log")))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args([role, "--config"])
+            .arg(&self.path)
+            .args(["--id", &id.to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.procs.insert(id, child);
+        // Ready when it accepts connections.
+        let addr = self.config.addr(Id::from(id as usize)).unwrap();
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10), "node {id} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, id: u64, signal: Signal) {
+        let pid = Pid::from_raw(self.procs[&id].id() as i32);
+        kill(pid, signal).unwrap();
+    }
+
+    fn kill(&mut self, id: u64) {
+        self.signal(id, Signal::SIGKILL);
+        self.procs.remove(&id).unwrap().wait().unwrap();
+    }
+
+    fn client_ids(&self) -> Vec<u64> {
+        self.config
+            .ids_with_role(Role::Client)
+            .into_iter()
+            .map(|i| usize::from(i) as u64)
+            .collect()
+    }
+
+    async fn client(&self, n: usize) -> Client {
+        Client::connect_with_timeout(&self.config, self.client_ids()[n], OP_TIMEOUT)
+            .await
+            .unwrap()
+    }
+
+    /// Chunkserver `id`'s replicas as they are on disk now.
+    fn replica(&self, id: u64) -> FileStore {
+        let node = self.config.node(Id::from(id as usize)).unwrap();
+        FileStore::open(&nodes::chunk_dir(node), CHUNK_BYTES).unwrap()
+    }
+
+    fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, mut child) in self.procs.drain() {
+            let pid = Pid::from_raw(child.id() as i32);
+            let _ = kill(pid, Signal::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Recognisable record contents of varying size.
+fn record_data(client: usize, seq: usize, len: usize) -> Vec<u8> {
+    let mut d = format!("c{client}-r{seq}:").into_bytes();
+    d.extend((0..len).map(|i| b'a' + ((i + seq) % 26) as u8));
+    d
+}
+
+/// APPEND-1: every acknowledged record is at its offset, whole, on every
+/// up-to-date replica of its chunk; the record reader returns it once.
+async fn check_acked(c: &Cluster, client: &Client, path: &str, acked: &[(Appended, Vec<u8>)]) {
+    let stat = client.stat(path).await.unwrap();
+    for (a, data) in acked {
+        let chunk = &stat.chunks[a.index as usize];
+        assert_eq!(chunk.chunk, a.chunk);
+        assert!(!chunk.replicas.is_empty());
+        let framed = record::frame(a.record_id, data);
+        for &r in &chunk.replicas {
+            let got = c
+                .replica(r)
+                .read(a.chunk, a.offset, framed.len() as u64)
+                .unwrap_or_else(|e| panic!("replica {r} chunk {} offset {}: {e}", a.chunk, a.offset));
+            assert!(got.as_slice() == framed, "replica {r} holds other bytes at chunk {} offset {}", a.chunk, a.offset);
+        }
+    }
+    let records = client.read_records(path).await.unwrap();
+    let mut by_id: HashMap<u64, usize> = HashMap::new();
+    for r in &records {
+        *by_id.entry(r.id).or_default() += 1;
+    }
+    for (a, data) in acked {
+        assert_eq!(by_id.get(&a.record_id), Some(&1), "record {:x} read back once", a.record_id);
+        let r = records.iter().find(|r| r.id == a.record_id).unwrap();
+        assert_eq!(&r.data, data);
+    }
+}
+
+async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
+    tokio::time::timeout(TEST_TIMEOUT, f)
+        .await
+        .expect("test ran past its time bound");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_on_every_replica_and_read_back_once() {
+    bounded(async {
+        let c = Cluster::start(3);
+        let path = "/logs/concurrent";
+        let mut tasks = Vec::new();
+        for n in 0..3 {
+            let client = c.client(n).await;
+            client.create(path).await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for seq in 0..30 {
+                    let data = record_data(n, seq, 100 + (seq * 7919 + n * 104_729) % 20_000);
+                    let a = client.record_append_detailed(path, &data).await.unwrap();
+                    acked.push((a, data));
+                }
+                client.shutdown().await;
+                acked
+            }));
+        }
+        let mut acked = Vec::new();
+        for t in tasks {
+            acked.extend(t.await.unwrap());
+        }
+        // ~0.9 MB in 256 KiB chunks: several chunks, so padding happened.
+        let reader = c.client(0).await;
+        let stat = reader.stat(path).await.unwrap();
+        assert!(stat.chunks.len() >= 3, "{stat:?}");
+        let offsets: HashSet<_> = acked.iter().map(|(a, _)| (a.chunk, a.offset)).collect();
+        assert_eq!(offsets.len(), acked.len(), "no two records at one place");
+        check_acked(&c, &reader, path, &acked).await;
+        let records = reader.read_records(path).await.unwrap();
+        assert_eq!(records.len(), acked.len(), "no record that was not acknowledged");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_does_not_fit_pads_every_replica_and_goes_to_the_next_chunk() {
+    bounded(async {
+        let c = Cluster::start(1);
+        let client = c.client(0).await;
+        let path = "/logs/overflow";
+        client.create(path).await.unwrap();
+        // Four records of 60 000 bytes (+ 20 of framing) fill 240 080 bytes
+        // of a 262 144-byte chunk; the fifth does not fit ([00105]).
+        let mut acked = Vec::new();
+        for seq in 0..5 {
+            let mut data = record_data(0, seq, 0);
+            data.resize(60_000, b'x');
+            let a = client.record_append_detailed(path, &data).await.unwrap();
+            acked.push((a, data));
+        }
+        let framed = 60_000 + record::RECORD_HEADER_BYTES;
+        for (seq, (a, _)) in acked.iter().take(4).enumerate() {
+            assert_eq!((a.index, a.offset), (0, seq as u64 * framed));
+        }
+        assert_eq!((acked[4].0.index, acked[4].0.offset), (1, 0), "retry lands in the next chunk");
+        let stat = client.stat(path).await.unwrap();
+        assert_eq!(stat.chunks.len(), 2);
+        let chunk0 = &stat.chunks[0];
+        assert_eq!(chunk0.replicas, vec![1, 2, 3]);
+        for &r in &chunk0.replicas {
+            let store = c.replica(r);
+            assert_eq!(store.chunk_len(chunk0.chunk), CHUNK_BYTES, "replica {r} padded to the full size");
+            let tail = store.read(chunk0.chunk, 4 * framed, CHUNK_BYTES).unwrap();
+            assert_eq!(tail.len() as u64, CHUNK_BYTES - 4 * framed);
+            assert!(tail.iter().all(|&b| b == 0), "padding on replica {r} is zeros");
+        }
+        check_acked(&c, &client, path, &acked).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors_and_the_servers_keep_serving() {
+    bounded(async {
+        let c = Cluster::start(1);
+        let client = c.client(0).await;
+        let path = "/logs/bad";
+        client.create(path).await.unwrap();
+
+        // More than a quarter chunk, framing included: refused before sending.
+        let too_big = vec![7u8; (CHUNK_BYTES / 4) as usize - 10];
+        let err = client.record_append(path, &too_big).await.unwrap_err();
+        assert!(matches!(err, ClientError::RecordTooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("quarter chunk"), "{err}");
+        assert_eq!(client.open(path).await.unwrap().chunks, 0, "nothing was sent");
+
+        // Unknown files and chunks.
+        let err = client.record_append("/no/such/file", b"x").await.unwrap_err();
+        assert!(matches!(err, ClientError::NoSuchFile(_)), "{err}");
+        let err = client.read("/no/such/file", 0, 10).await.unwrap_err();
+        assert!(matches!(err, ClientError::NoSuchFile(_)), "{err}");
+        let err = client.stat_chunk(path, 99).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Failed { reason: Failure::NotFound, .. }),
+            "{err}"
+        );
+
+        // Garbage, an oversized frame header and a peer that vanishes
+        // mid-frame, at every server.
+        for id in 0..=3u64 {
+            let addr = c.config.addr(Id::from(id as usize)).unwrap();
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap();
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&[0, 0, 1, 0, 1, 2, 3]).unwrap();
+            drop(s);
+        }
+        // The servers go on serving.
+        let a = client.record_append_detailed(path, b"still here").await.unwrap();
+        check_acked(&c, &client, path, &[(a, b"still here".to_vec())]).await;
+        let master_log = c.log(0);
+        assert!(master_log.contains("closing connection"), "{master_log}");
+    })
+    .await
+}
+
+/// Appends from `n` clients until `stop`, recording what was acknowledged.
+/// A failed append is retried with a new record (at least once: the failed
+/// one may still be in the file).
+fn appenders(
+    clients: Vec<Client>,
+    path: &'static str,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(Vec<(Instant, Appended, Vec<u8>)>, u32)>> {
+    clients
+        .into_iter()
+        .enumerate()
+        .map(|(n, client)| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut acked, mut failed) = (Vec::new(), 0);
+                let mut seq = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let data = record_data(n, seq, 1500);
+                    seq += 1;
+                    match client.record_append_detailed(path, &data).await {
+                        Ok(a) => acked.push((Instant::now(), a, data)),
+                        Err(_) => failed += 1,
+                    }
+                }
+                client.shutdown().await;
+                (acked, failed)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_chunkserver_loses_no_acked_record_and_comes_back_stale() {
+    bounded(async {
+        let mut c = Cluster::start(3);
+        let path = "/logs/kill";
+        let clients = vec![c.client(0).await, c.client(1).await];
+        clients[0].create(path).await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = appenders(clients, path, stop.clone());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        c.kill(2);
+        tokio::time::sleep(Duration::from_millis(4000)).await;
+        c.spawn(2);
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut acked = Vec::new();
+        for t in tasks {
+            let (a, _failed) = t.await.unwrap();
+            acked.extend(a.into_iter().map(|(_, a, d)| (a, d)));
+        }
+        assert!(acked.len() > 20, "appends went on: {}", acked.len());
+        let reader = c.client(2).await;
+        // At least once: every acknowledged record, at its offset on every
+        // replica the master names, read back once.
+        check_acked(&c, &reader, path, &acked).await;
+        // The restarted server missed lease grants: where its version is
+        // behind the master's, the master does not name it.
+        let stat = reader.stat(path).await.unwrap();
+        let restarted = c.replica(2);
+        let mut stale = 0;
+        for chunk in &stat.chunks {
+            let own = restarted.meta(chunk.chunk).version;
+            if own < chunk.version {
+                stale += 1;
+                assert!(!chunk.replicas.contains(&2), "stale replica named: {chunk:?}");
+            }
+        }
+        assert!(stale > 0, "the restarted replica missed a lease grant: {stat:?}");
+        assert!(c.log(2).contains("restored=true"), "{}", c.log(2));
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
+    bounded(async {
+        let c = Cluster::start(3);
+        let path = "/logs/pause";
+        let warm = c.client(0).await;
+        warm.create(path).await.unwrap();
+        let first = warm.record_append_detailed(path, b"warm").await.unwrap();
+        let old = warm.stat_chunk(path, 0).await.unwrap();
+        let old_primary = old.primary.expect("a lease is held");
+        let old_epoch = old.epoch;
+        assert_eq!(first.stamp.epoch, old_epoch);
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = appenders(vec![warm], path, stop.clone());
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        c.signal(old_primary, Signal::SIGSTOP);
+        let paused_at = Instant::now();
+
+        // Wait for appends under a new lease.
+        let watcher = c.client(1).await;
+        let start = Instant::now();
+        loop {
+            let s = watcher.stat_chunk(path, 0).await.unwrap();
+            if s.epoch > old_epoch && s.primary.is_some() {
+                assert_ne!(s.primary, Some(old_primary));
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "no new primary");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut acked = Vec::new();
+        for t in tasks {
+            acked.extend(t.await.unwrap().0);
+        }
+        // [0091]: the new lease starts only after the old one expired. The
+        // last acknowledgement under the old lease came after the old
+        // primary's last extension request, so the first under the new
+        // lease comes at least a chunkserver lease period later.
+        let last_old = acked
+            .iter()
+            .filter(|(_, a, _)| a.index == 0 && a.stamp.epoch == old_epoch)
+            .map(|(t, _, _)| *t)
+            .max()
+            .unwrap();
+        let first_new = acked
+            .iter()
+            .filter(|(_, a, _)| a.stamp.epoch > old_epoch)
+            .map(|(t, _, _)| *t)
+            .min()
+            .expect("appends went on under a new lease");
+        assert!(last_old <= paused_at + Duration::from_millis(50));
+        let lease = Duration::from_millis(Durations::short().lease_ms);
+        assert!(
+            first_new.duration_since(last_old) >= lease,
+            "new lease after {:?}",
+            first_new.duration_since(last_old)
+        );
+
+        // While it is still paused, a client asks the old primary to append
+        // under the old lease; once continued, its lease clock has run out
+        // and it refuses ([0091]). The test plays the client: it listens on
+        // a client id's address and sends a raw frame.
+        let me = *c.client_ids().last().unwrap();
+        let listener = std::net::TcpListener::bind(c.config.addr(Id::from(me as usize)).unwrap()).unwrap();
+        let mutate: RealMsg = Msg::Mutate {
+            chunk: old.chunk,
+            epoch: old_epoch,
+            kind: MutationKind::Append,
+            data: DataId { client: me as u32, seq: 0 },
+        };
+        let bytes = frame::encode(&Envelope {
+            src: Id::from(me as usize),
+            dst: Id::from(old_primary as usize),
+            msg: mutate,
+        })
+        .unwrap();
+        let mut to_old = TcpStream::connect(c.config.addr(Id::from(old_primary as usize)).unwrap()).unwrap();
+        to_old.write_all(&bytes).unwrap();
+        c.signal(old_primary, Signal::SIGCONT);
+        let reply = tokio::task::spawn_blocking(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = Vec::new();
+            loop {
+                if let Parsed::Frame(env, _) = frame::parse::<RealMsg>(&buf).unwrap() {
+                    return env.msg;
+                }
+                let mut more = [0u8; 4096];
+                let n = s.read(&mut more).unwrap();
+                assert!(n > 0, "old primary closed without answering");
+                buf.extend_from_slice(&more[..n]);
+            }
+        })
+        .await
+        .unwrap();
+        assert!(
+            matches!(reply, Msg::MutationFailed { reason: Failure::NotPrimary, .. }),
+            "{reply:?}"
+        );
+        drop(to_old);
+
+        // No conflicting mutations: every acknowledged record is at its
+        // offset on every up-to-date replica.
+        let acked: Vec<_> = acked.into_iter().map(|(_, a, d)| (a, d)).collect();
+        check_acked(&c, &watcher, path, &acked).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_block_fails_on_its_replica_and_is_read_from_another() {
+    bounded(async {
+        let c = Cluster::start(1);
+        let client = c.client(0).await;
+        let path = "/logs/corrupt";
+        client.create(path).await.unwrap();
+        let mut acked = Vec::new();
+        for seq in 0..10 {
+            let data = record_data(0, seq, 10_000);
+            acked.push((client.record_append_detailed(path, &data).await.unwrap(), data));
+        }
+        let chunk = acked[0].0.chunk;
+        // The client (id 4) reads from the closest replica first: 3.
+        let victim = 3;
+        let node = c.config.node(Id::from(victim)).unwrap();
+        let file = nodes::chunk_dir(node).join(format!("chunk-{chunk}.dat"));
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes[100] ^= 0x55;
+        std::fs::write(&file, bytes).unwrap();
+
+        assert_eq!(c.replica(victim as u64).read(chunk, 0, 1000), Err(StoreError::Corrupt));
+        let good = c.replica(1).read(chunk, 0, 1000).unwrap();
+        let read = client.read(path, 0, 1000).await.unwrap();
+        assert_eq!(read, good.as_slice(), "served by another replica");
+        let records = client.read_records(path).await.unwrap();
+        assert_eq!(records.len(), 10);
+        assert!(records.iter().zip(&acked).all(|(r, (_, d))| &r.data == d));
+    })
+    .await
+}
