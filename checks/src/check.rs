@@ -95,12 +95,18 @@ pub struct Report {
 
 impl Report {
     pub fn verdict(&self, name_prefix: &str) -> Option<&Verdict> {
-        self.verdicts.iter().find(|v| v.name.starts_with(name_prefix))
+        self.verdicts
+            .iter()
+            .find(|v| v.name.starts_with(name_prefix))
     }
 
     /// The `always` properties that were violated.
     pub fn violated(&self) -> Vec<&'static str> {
-        self.verdicts.iter().filter(|v| v.expectation != Expectation::Sometimes && v.discovery.is_some()).map(|v| v.name).collect()
+        self.verdicts
+            .iter()
+            .filter(|v| v.expectation != Expectation::Sometimes && v.discovery.is_some())
+            .map(|v| v.name)
+            .collect()
     }
 
     pub fn all_ok(&self) -> bool {
@@ -120,7 +126,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { threads: 2, strategy: Strategy::Bfs, max_states: 200_000_000, stop_at_violation: false, progress: false }
+        Options {
+            threads: 2,
+            strategy: Strategy::Bfs,
+            max_states: 200_000_000,
+            stop_at_violation: false,
+            progress: false,
+        }
     }
 }
 
@@ -129,7 +141,10 @@ pub fn check_model(cfg: ModelCfg, opts: &Options) -> Report {
     let name = cfg.name.to_string();
     let bug = cfg.bug;
     let model = cfg.into_model();
-    let mut builder = model.checker().threads(opts.threads).target_state_count(opts.max_states);
+    let mut builder = model
+        .checker()
+        .threads(opts.threads)
+        .target_state_count(opts.max_states);
     if opts.stop_at_violation {
         builder = builder.finish_when(stateright::HasDiscoveries::AnyFailures);
     }
@@ -140,7 +155,13 @@ pub fn check_model(cfg: ModelCfg, opts: &Options) -> Report {
     }
 }
 
-fn collect<C: Checker<LeaseholdModel>>(config: String, bug: Bug, checker: C, started: Instant, opts: &Options) -> Report {
+fn collect<C: Checker<LeaseholdModel>>(
+    config: String,
+    bug: Bug,
+    checker: C,
+    started: Instant,
+    opts: &Options,
+) -> Report {
     let mut last = Instant::now();
     while !checker.is_done() {
         std::thread::sleep(Duration::from_millis(50));
@@ -171,7 +192,11 @@ fn collect<C: Checker<LeaseholdModel>>(config: String, bug: Bug, checker: C, sta
             name: p.name,
             expectation: p.expectation.clone(),
             discovery: checker.discovery(p.name).map(|path| {
-                path.into_vec().into_iter().filter_map(|(_, action)| action).map(|a| model.format_action(&a)).collect()
+                path.into_vec()
+                    .into_iter()
+                    .filter_map(|(_, action)| action)
+                    .map(|a| model.format_action(&a))
+                    .collect()
             }),
         })
         .collect();
@@ -189,7 +214,12 @@ fn collect<C: Checker<LeaseholdModel>>(config: String, bug: Bug, checker: C, sta
 }
 
 pub fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(out, "configuration {} (bug: {})", report.config, report.bug.name())?;
+    writeln!(
+        out,
+        "configuration {} (bug: {})",
+        report.config,
+        report.bug.name()
+    )?;
     for v in &report.verdicts {
         let kind = match v.expectation {
             Expectation::Always => "always",
@@ -205,9 +235,17 @@ pub fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()
         report.total_states,
         report.max_depth,
         report.elapsed.as_secs_f64(),
-        if report.complete { "" } else { " (INCOMPLETE: state cap reached)" }
+        if report.complete {
+            ""
+        } else {
+            " (INCOMPLETE: state cap reached)"
+        }
     )?;
-    for v in report.verdicts.iter().filter(|v| v.expectation != Expectation::Sometimes) {
+    for v in report
+        .verdicts
+        .iter()
+        .filter(|v| v.expectation != Expectation::Sometimes)
+    {
         if let Some(path) = &v.discovery {
             writeln!(out, "\ncounterexample for {}:", v.name)?;
             for (i, step) in path.iter().enumerate() {
@@ -220,7 +258,12 @@ pub fn print_report(report: &Report, out: &mut impl Write) -> std::io::Result<()
 
 /// Resolves `--config`, `--set` and `--bug` into a configuration.
 pub fn resolve(config: &str, sets: &[String], bug: Option<&str>) -> Result<ModelCfg, String> {
-    let mut cfg = ModelCfg::named(config).ok_or_else(|| format!("unknown configuration {config:?}; known: {}", ModelCfg::NAMES.join(", ")))?;
+    let mut cfg = ModelCfg::named(config).ok_or_else(|| {
+        format!(
+            "unknown configuration {config:?}; known: {}",
+            ModelCfg::NAMES.join(", ")
+        )
+    })?;
     for s in sets {
         cfg.set(s)?;
     }
@@ -254,8 +297,17 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         eprintln!("error: --threads must be at least 1");
         return ExitCode::from(2);
     }
-    eprintln!("checking configuration {} ({:?}, {} threads)", cfg.name, args.strategy, args.threads);
-    let opts = Options { threads: args.threads, strategy: args.strategy, max_states: args.max_states, stop_at_violation: false, progress: true };
+    eprintln!(
+        "checking configuration {} ({:?}, {} threads)",
+        cfg.name, args.strategy, args.threads
+    );
+    let opts = Options {
+        threads: args.threads,
+        strategy: args.strategy,
+        max_states: args.max_states,
+        stop_at_violation: false,
+        progress: true,
+    };
     let report = check_model(cfg.clone(), &opts);
     let mut stdout = std::io::stdout();
     let _ = print_report(&report, &mut stdout);

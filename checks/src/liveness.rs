@@ -73,7 +73,9 @@ pub fn check_liveness(model: &LeaseholdModel, max_states: usize) -> LivenessRepo
         actions.clear();
         model.actions(&state, &mut actions);
         for action in actions.drain(..) {
-            let Some(next) = model.next_state(&state, action.clone()) else { continue };
+            let Some(next) = model.next_state(&state, action.clone()) else {
+                continue;
+            };
             let fp = fingerprint(&next);
             let next_id = match ids.get(&fp) {
                 Some(&n) => n,
@@ -125,7 +127,13 @@ pub fn check_liveness(model: &LeaseholdModel, max_states: usize) -> LivenessRepo
         steps.reverse();
         steps
     });
-    LivenessReport { states: n, goal_states: goal.iter().filter(|g| **g).count(), doomed_states: doomed.len(), doomed_path, complete }
+    LivenessReport {
+        states: n,
+        goal_states: goal.iter().filter(|g| **g).count(),
+        doomed_states: doomed.len(),
+        doomed_path,
+        complete,
+    }
 }
 
 pub fn print_liveness(r: &LivenessReport, out: &mut impl Write) -> std::io::Result<()> {

@@ -10,7 +10,13 @@ use leasehold_model::config::Bug;
 use leasehold_model::system::ModelCfg;
 
 fn exhaustive(name: &str) -> Report {
-    let report = check_model(ModelCfg::named(name).unwrap(), &Options::default());
+    // Depth first: it holds fingerprints only, so the large configurations
+    // fit in memory; the unique state count does not depend on the order.
+    let opts = Options {
+        strategy: Strategy::Dfs,
+        ..Options::default()
+    };
+    let report = check_model(ModelCfg::named(name).unwrap(), &opts);
     for v in &report.verdicts {
         assert!(
             v.ok(),

@@ -439,6 +439,10 @@ pub struct History {
     pub full: Vec<ChunkHandle>,
     /// (chunk, epoch, primary) of every lease the master granted.
     pub grants: Vec<(ChunkHandle, LeaseEpoch, Id)>,
+    /// The master granted an extension of a lease it had granted before.
+    pub extended: bool,
+    /// The master revoked a lease.
+    pub revoked: bool,
 }
 
 impl History {
@@ -456,9 +460,11 @@ impl History {
                 h.full.sort();
                 Some(h)
             }
-            Msg::LeaseGrant { chunk, epoch, .. }
-                if !h.grants.contains(&(*chunk, *epoch, env.dst)) =>
-            {
+            Msg::LeaseGrant { chunk, epoch, .. } if h.grants.contains(&(*chunk, *epoch, env.dst)) => {
+                (!h.extended).then(|| History { extended: true, ..h.clone() })
+            }
+            Msg::RevokeLease { .. } => (!h.revoked).then(|| History { revoked: true, ..h.clone() }),
+            Msg::LeaseGrant { chunk, epoch, .. } => {
                 let mut h = h.clone();
                 h.grants.push((*chunk, *epoch, env.dst));
                 h.grants.sort();
@@ -1098,6 +1104,12 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             "LEASE-2 reached: a lease expired and a new epoch was granted",
             lease_expired_and_regranted,
         ));
+    }
+    if cfg.extensions_max > 0 {
+        p.push(Property::sometimes("LEASE-4 reached: a lease extended while mutating", |_, s: &State| s.history.extended));
+    }
+    if cfg.revocations_max > 0 {
+        p.push(Property::sometimes("LEASE-4 reached: a lease revoked early", |_, s: &State| s.history.revoked));
     }
     if cfg.chunkserver_crashes > 0 || cfg.lossy {
         p.push(Property::sometimes(
