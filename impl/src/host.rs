@@ -868,6 +868,13 @@ async fn write_peer(
     let mut backoff_ms = RECONNECT_BACKOFF_MS_MIN;
     let mut failures: u64 = 0;
     while let Some(bytes) = frames.recv().await {
+        if stream.as_ref().is_some_and(peer_closed) {
+            // The peer closed its end (e.g. a client process exited and a
+            // new one took its id). Writing would lose this frame to the
+            // old connection's reset: connect anew first.
+            tracing::debug!(peer = peer_id, %addr, "peer closed the connection, reconnecting");
+            stream = None;
+        }
         if stream.is_none() {
             if *shutdown.borrow() {
                 // Nobody will wait for an unreachable peer during shutdown.
@@ -924,6 +931,18 @@ async fn write_peer(
     }
     if let Some(mut s) = stream {
         let _ = tokio::time::timeout(io_timeout, s.shutdown()).await;
+    }
+}
+
+/// Whether the peer has closed a connection we only write to: it never
+/// sends anything, so readable means end of stream (or an error).
+fn peer_closed(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    match stream.try_read(&mut probe) {
+        Ok(0) => true,
+        Ok(_) => false, // unexpected bytes; the protocol never sends any back
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(_) => true,
     }
 }
 

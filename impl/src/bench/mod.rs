@@ -1,0 +1,466 @@
+//! `leasehold bench`: the checker and the TCP system measured against
+//! their baselines, side by side, in one invocation (issue 5).
+//!
+//! Every figure is a ratio to a baseline run in the same invocation on the
+//! same machine, because absolute times drift from run to run:
+//!
+//! - [`checker`]: each named configuration checked in a child process of its
+//!   own (unique and total states, seconds, states/s, peak memory), beside
+//!   stateright's own paxos example (3 clients, DFS, 2 threads) built from
+//!   the stateright package's source.
+//! - [`raw`]: plain TCP forwarders (a 3-hop chain and a single hop), a
+//!   round trip, and a single `fdatasync` writer: the physical limits.
+//! - [`redis`]: Redis, a primary and two replicas, `XADD` + `WAIT 2 0`.
+//! - [`system`]: Leasehold record appends and pushes over a local cluster.
+//! - [`report`] and [`plot`]: `docs/performance.md` and its PNG plots.
+//!
+//! These are benchmarks, not tests: nothing here asserts a time.
+
+pub mod checker;
+pub mod plot;
+pub mod proc;
+pub mod raw;
+pub mod redis;
+pub mod report;
+pub mod stats;
+pub mod system;
+
+use clap::Args;
+use leasehold_checks::check::Strategy;
+use leasehold_model::system::ModelCfg;
+use stats::{fmt, size_label, thousands};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Record sizes of the append runs.
+pub const RECORD_SIZES: [u64; 3] = [1 << 10, 64 << 10, 1 << 20];
+/// Concurrent clients of the append runs.
+pub const CLIENT_COUNTS: [usize; 2] = [1, 16];
+/// Push sizes for the 3-replica vs 1-replica figure.
+pub const PUSH_SIZES: [u64; 2] = [1 << 20, 64 << 20];
+/// Records one append run may make at most (bounds disk use).
+pub const APPEND_RECORDS_MAX: u64 = 200_000;
+/// Configurations skipped unless asked for by `--configs`, with why.
+pub const SKIPPED_CONFIGS: [(&str, &str); 0] = [];
+/// Configurations `--quick` checks: those that finish in seconds.
+pub const QUICK_CONFIGS: [&str; 4] = ["tiny", "small", "pad", "default"];
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Run the checker benchmark (with neither --checker nor --tcp, both run).
+    #[arg(long)]
+    pub checker: bool,
+    /// Run the TCP benchmark (loopback only).
+    #[arg(long)]
+    pub tcp: bool,
+    /// Short runs: 1 s per load, the small configurations only, fewer
+    /// repeats. For trying the benchmark out; the figures are noisier.
+    #[arg(long)]
+    pub quick: bool,
+    /// Configurations to check, comma-separated (default: all named ones).
+    #[arg(long, value_delimiter = ',')]
+    pub configs: Vec<String>,
+    /// Stop any one check after this many seconds (reported as capped).
+    #[arg(long, default_value_t = 150)]
+    pub check_cap_s: u64,
+    /// Seconds per TCP load run (default 5, or 1 with --quick).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// The report to write; its generated sections are replaced, the
+    /// hand-written text around them kept. Plots go next to it.
+    #[arg(long, default_value = "docs/performance.md")]
+    pub out: PathBuf,
+    /// Print the results only; write no report and no plots.
+    #[arg(long)]
+    pub no_write: bool,
+    /// Scratch directory for clusters, Redis and the paxos build (default:
+    /// the system temp directory).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Internal: check one configuration and print one result line (the
+    /// parent runs each check in a child so its peak memory is its own).
+    #[arg(long, hide = true)]
+    pub child_check: Option<String>,
+    #[arg(long, hide = true, value_enum, default_value_t = Strategy::Bfs)]
+    pub child_strategy: Strategy,
+    #[arg(long, hide = true)]
+    pub child_symmetry: bool,
+}
+
+/// What the machine was doing, reported with every figure.
+#[derive(Clone, Debug)]
+pub struct MachineInfo {
+    pub cpus: usize,
+    pub cpus_allowed: String,
+    pub pinned: bool,
+    pub load_before: String,
+    pub load_after: String,
+    pub kernel: String,
+    pub date: String,
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+impl MachineInfo {
+    fn now() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let online = command_output("nproc", &["--all"]).parse().unwrap_or(cpus);
+        MachineInfo {
+            cpus: online,
+            cpus_allowed: proc::cpus_allowed(),
+            pinned: cpus < online,
+            load_before: load_average(),
+            load_after: String::new(),
+            kernel: command_output("uname", &["-r"]),
+            date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        }
+    }
+}
+
+/// Everything one invocation measured.
+#[derive(Default)]
+pub struct Results {
+    pub checks: Vec<checker::CheckRow>,
+    pub paxos: Option<checker::CheckRow>,
+    pub paxos_error: Option<String>,
+    pub check_notes: Vec<String>,
+    pub tcp: Option<TcpResults>,
+}
+
+#[derive(Default)]
+pub struct TcpResults {
+    pub seconds: f64,
+    pub rtt: Option<stats::Latency>,
+    /// (bytes, hops, median time)
+    pub raw_push: Vec<(u64, usize, Duration)>,
+    pub fdatasync_per_s: f64,
+    pub redis: Vec<redis::RedisRun>,
+    pub redis_note: Option<String>,
+    pub appends: Vec<system::AppendRun>,
+    /// (bytes, replicas, median time)
+    pub pushes: Vec<(u64, usize, Duration)>,
+    pub notes: Vec<String>,
+}
+
+impl TcpResults {
+    pub fn raw(&self, bytes: u64, hops: usize) -> Option<Duration> {
+        self.raw_push.iter().find(|r| r.0 == bytes && r.1 == hops).map(|r| r.2)
+    }
+    pub fn push(&self, bytes: u64, replicas: usize) -> Option<Duration> {
+        self.pushes.iter().find(|r| r.0 == bytes && r.1 == replicas).map(|r| r.2)
+    }
+    pub fn append(&self, bytes: u64, clients: usize) -> Option<&system::AppendRun> {
+        self.appends.iter().find(|r| r.record_bytes == bytes && r.clients == clients)
+    }
+    pub fn redis_run(&self, bytes: u64, clients: usize) -> Option<&redis::RedisRun> {
+        self.redis.iter().find(|r| r.record_bytes == bytes && r.clients == clients)
+    }
+    /// Streaming throughput of the raw 3-hop chain (its largest push), MB/s.
+    pub fn raw_chain_mb_per_s(&self) -> f64 {
+        let big = PUSH_SIZES[PUSH_SIZES.len() - 1];
+        self.raw(big, 3).map_or(f64::NAN, |d| stats::mb_per_s(big, d))
+    }
+}
+
+pub fn run_bench(args: BenchArgs) -> ExitCode {
+    if let Some(config) = &args.child_check {
+        return checker::run_child(config, args.child_strategy, args.child_symmetry);
+    }
+    let (do_checker, do_tcp) = match (args.checker, args.tcp) {
+        (false, false) => (true, true),
+        other => other,
+    };
+    let mut machine = MachineInfo::now();
+    let work = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("leasehold-bench-{}", std::process::id()));
+    eprintln!(
+        "leasehold bench: {} CPUs, allowed {} ({}), load {}",
+        machine.cpus,
+        machine.cpus_allowed,
+        if machine.pinned { "pinned" } else { "not pinned" },
+        machine.load_before
+    );
+    let started = Instant::now();
+    let mut results = Results::default();
+    if do_checker {
+        run_checker_part(&args, &mut results);
+    }
+    if do_tcp {
+        match run_tcp_part(&args, &work) {
+            Ok(t) => results.tcp = Some(t),
+            Err(e) => {
+                eprintln!("error: the TCP benchmark failed: {e}");
+                let _ = std::fs::remove_dir_all(&work);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    machine.load_after = load_average();
+    eprintln!("\nall done in {:.0} s (load now {})", started.elapsed().as_secs_f64(), machine.load_after);
+    let text = report::summary(&results, &machine, args.quick);
+    println!("{text}");
+    if !args.no_write {
+        if let Err(e) = report::write(&args.out, &results, &machine, args.quick, do_checker, do_tcp) {
+            eprintln!("error: cannot write the report: {e}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!("wrote {} and its plots", args.out.display());
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_checker_part(args: &BenchArgs, results: &mut Results) {
+    let cap = Duration::from_secs(args.check_cap_s);
+    eprintln!("\n== checker: every configuration in its own process, {} threads, cap {} s ==", checker::CHECK_THREADS, args.check_cap_s);
+    // The baseline first: stateright's paxos example.
+    let paxos_dir = args
+        .work_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("leasehold-bench-stateright-{}", checker::STATERIGHT_VERSION));
+    match checker::build_paxos(&paxos_dir) {
+        Ok(bin) => {
+            eprintln!("paxos check-dfs {} (baseline) ...", checker::PAXOS_CLIENTS);
+            match checker::run_paxos(&bin, cap) {
+                Ok(row) => {
+                    eprintln!("  {}", one_line(&row));
+                    results.paxos = Some(row);
+                }
+                Err(e) => results.paxos_error = Some(e),
+            }
+        }
+        Err(e) => results.paxos_error = Some(e),
+    }
+    if let Some(e) = &results.paxos_error {
+        eprintln!("  paxos baseline skipped: {e}");
+    }
+    let names: Vec<String> = if !args.configs.is_empty() {
+        args.configs.clone()
+    } else if args.quick {
+        QUICK_CONFIGS.iter().map(|s| s.to_string()).collect()
+    } else {
+        ModelCfg::NAMES
+            .iter()
+            .filter(|n| !SKIPPED_CONFIGS.iter().any(|(s, _)| s == *n))
+            .map(|s| s.to_string())
+            .collect()
+    };
+    for (name, why) in SKIPPED_CONFIGS {
+        if !names.iter().any(|n| n == name) {
+            results.check_notes.push(format!("`{name}` not checked: {why}"));
+        }
+    }
+    if args.quick {
+        results.check_notes.push("`--quick`: only the small configurations were checked".to_string());
+    }
+    let mut plans: Vec<checker::CheckPlan> = Vec::new();
+    // Like for like with the baseline first: the default configuration
+    // depth-first, then every configuration breadth-first (what
+    // `leasehold check` runs by default).
+    if names.iter().any(|n| n == "default") {
+        plans.push(checker::CheckPlan { config: "default".into(), strategy: Strategy::Dfs, symmetry: false });
+    }
+    if checker::SYMMETRY_AVAILABLE && names.iter().any(|n| n == checker::SYMMETRY_CONFIG) {
+        plans.push(checker::CheckPlan {
+            config: checker::SYMMETRY_CONFIG.into(),
+            strategy: Strategy::Dfs,
+            symmetry: true,
+        });
+    }
+    for n in &names {
+        plans.push(checker::CheckPlan { config: n.clone(), strategy: Strategy::Bfs, symmetry: false });
+    }
+    for plan in &plans {
+        eprintln!(
+            "check {} ({}{}) ...",
+            plan.config,
+            checker::strategy_name(plan.strategy),
+            if plan.symmetry { ", symmetry" } else { "" }
+        );
+        match checker::run_ours(plan, cap) {
+            Ok(row) => {
+                eprintln!("  {}", one_line(&row));
+                results.checks.push(row);
+            }
+            Err(e) => {
+                eprintln!("  failed: {e}");
+                results.check_notes.push(format!("`{}` failed: {e}", plan.config));
+            }
+        }
+    }
+}
+
+fn one_line(r: &checker::CheckRow) -> String {
+    format!(
+        "{} {}: {} unique, {} total, {:.2} s, {:.0} unique/s, peak {:.0} MiB{}",
+        r.name,
+        r.strategy,
+        thousands(r.unique),
+        thousands(r.total),
+        r.secs,
+        r.rate(),
+        r.peak_mib,
+        if r.finished { "" } else { " (CAPPED)" }
+    )
+}
+
+fn run_tcp_part(args: &BenchArgs, work: &std::path::Path) -> Result<TcpResults, String> {
+    let secs = args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 });
+    let load_time = Duration::from_secs_f64(secs);
+    let repeats = if args.quick { 1 } else { 5 };
+    let mut t = TcpResults { seconds: secs, ..TcpResults::default() };
+    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+
+    eprintln!("\n== raw baselines: TCP forwarders with {} KiB buffers ==", raw::RAW_BUFFER_BYTES >> 10);
+    let rtt = raw::round_trip(Duration::from_secs_f64(secs.min(2.0)), 100_000).map_err(|e| e.to_string())?;
+    eprintln!("round trip: p50 {:.1} µs, p99 {:.1} µs", rtt.p50_us, rtt.p99_us);
+    t.rtt = Some(rtt);
+    for &bytes in &PUSH_SIZES {
+        for hops in [1, 3] {
+            let reps = if bytes > 8 << 20 { repeats.min(3) } else { repeats * 4 };
+            let d = raw::push_time(hops, bytes, reps).map_err(|e| e.to_string())?;
+            eprintln!(
+                "raw push {} through {hops} hop(s): {:.2} ms ({:.0} MB/s)",
+                size_label(bytes),
+                d.as_secs_f64() * 1e3,
+                stats::mb_per_s(bytes, d)
+            );
+            t.raw_push.push((bytes, hops, d));
+        }
+    }
+    let fsync_dir = work.join("fdatasync");
+    t.fdatasync_per_s = raw::fdatasync_rate(&fsync_dir, 64 << 10, Duration::from_secs_f64(secs.min(3.0)))
+        .map_err(|e| e.to_string())?;
+    eprintln!("fdatasync of 64 KiB appends, one writer: {:.0} /s", t.fdatasync_per_s);
+
+    eprintln!("\n== Redis: a primary and two replicas, XADD + WAIT 2 0 ==");
+    if redis::RedisTrio::available() {
+        match redis::RedisTrio::start(&work.join("redis")) {
+            Ok(trio) => {
+                eprintln!("started redis-server pids {:?}", trio.pids());
+                for &bytes in &RECORD_SIZES[..2] {
+                    for &clients in &CLIENT_COUNTS {
+                        match redis::load(trio.primary_port, bytes, clients, load_time) {
+                            Ok(r) => {
+                                eprintln!(
+                                    "redis {} x {clients} clients: {:.0} records/s, {:.1} MB/s, p50 {:.0} µs, p99 {:.0} µs",
+                                    size_label(bytes),
+                                    r.records_per_s(),
+                                    r.mb_per_s(),
+                                    r.latency.p50_us,
+                                    r.latency.p99_us
+                                );
+                                t.redis.push(r);
+                            }
+                            Err(e) => t.notes.push(format!("Redis {} x {clients}: {e}", size_label(bytes))),
+                        }
+                    }
+                }
+                drop(trio);
+                eprintln!("stopped redis-server");
+            }
+            Err(e) => t.redis_note = Some(format!("Redis did not start: {e}")),
+        }
+    } else {
+        t.redis_note = Some(
+            "redis-server is not installed (`apt-get install -y redis-server`; scripts/bench-all does it): Redis baseline skipped".to_string(),
+        );
+    }
+    if let Some(n) = &t.redis_note {
+        eprintln!("{n}");
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(leasehold_part(&mut t, work, load_time, repeats))?;
+    Ok(t)
+}
+
+async fn leasehold_part(
+    t: &mut TcpResults,
+    work: &std::path::Path,
+    load_time: Duration,
+    repeats: usize,
+) -> Result<(), String> {
+    let max_clients = CLIENT_COUNTS[CLIENT_COUNTS.len() - 1];
+    eprintln!("\n== Leasehold: master + 3 chunkservers (one `leasehold cluster` process), {max_clients} clients here ==");
+    let cluster = system::LocalCluster::start(&work.join("cluster3"), 3, max_clients).await?;
+    let mut result = Ok(());
+    'runs: for &bytes in &RECORD_SIZES {
+        for &clients in &CLIENT_COUNTS {
+            let path = format!("/bench/append-{bytes}-{clients}");
+            match system::append_load(&cluster, &path, bytes, clients, load_time, APPEND_RECORDS_MAX).await {
+                Ok(r) => {
+                    eprintln!(
+                        "append {} x {clients} clients: {:.0} records/s, {:.1} MB/s, p50 {:.0} µs, p99 {:.0} µs",
+                        size_label(bytes),
+                        r.records_per_s(),
+                        r.mb_per_s(),
+                        r.latency.p50_us,
+                        r.latency.p99_us
+                    );
+                    t.appends.push(r);
+                }
+                Err(e) => {
+                    result = Err(format!("append {} x {clients}: {e}", size_label(bytes)));
+                    break 'runs;
+                }
+            }
+        }
+    }
+    if result.is_ok() {
+        result = pushes(t, &cluster, 3, repeats).await;
+    }
+    cluster.stop().await;
+    result?;
+    let single = system::LocalCluster::start(&work.join("cluster1"), 1, 1).await?;
+    let r = pushes(t, &single, 1, repeats).await;
+    single.stop().await;
+    r?;
+    t.notes.push(
+        "Durable mode only: every mutation is written and fsync'd (data, then the chunk's metadata) \
+         on each replica before it is acknowledged; the implementation offers no page-cache mode."
+            .to_string(),
+    );
+    Ok(())
+}
+
+async fn pushes(t: &mut TcpResults, cluster: &system::LocalCluster, replicas: usize, repeats: usize) -> Result<(), String> {
+    for &bytes in &PUSH_SIZES {
+        let reps = if bytes > 8 << 20 { repeats.min(3) } else { repeats * 2 };
+        let d = system::push_time(cluster, bytes, reps, &replicas.to_string()).await?;
+        eprintln!(
+            "write {} to {replicas} replica(s): {:.2} ms ({:.0} MB/s)",
+            size_label(bytes),
+            d.as_secs_f64() * 1e3,
+            stats::mb_per_s(bytes, d)
+        );
+        t.pushes.push((bytes, replicas, d));
+    }
+    Ok(())
+}
+
+/// `fmt` for report cells.
+pub(crate) fn cell(x: f64, digits: usize) -> String {
+    fmt(x, digits)
+}

@@ -1,0 +1,235 @@
+//! The report's plots, drawn by the benchmark itself: plotters renders SVG
+//! (its SVG backend needs no font files: text stays text), and Debian's
+//! `rsvg-convert` turns each into a PNG. Without `rsvg-convert` the SVG is
+//! kept and linked instead.
+
+use super::stats::size_label;
+use super::{Results, TcpResults, CLIENT_COUNTS, RECORD_SIZES};
+use plotters::prelude::*;
+use std::path::Path;
+
+const WIDTH: u32 = 900;
+const HEIGHT: u32 = 520;
+
+/// Converts `name.svg` in `dir` to `name.png`; returns the file name the
+/// report links.
+fn finish(dir: &Path, name: &str, svg: String) -> Result<String, String> {
+    let svg_path = dir.join(format!("{name}.svg"));
+    let png_path = dir.join(format!("{name}.png"));
+    std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+    let converted = std::process::Command::new("rsvg-convert")
+        .args(["--background-color", "white", "-o"])
+        .arg(&png_path)
+        .arg(&svg_path)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if converted {
+        let _ = std::fs::remove_file(&svg_path);
+        Ok(format!("{name}.png"))
+    } else {
+        eprintln!("rsvg-convert is missing (apt-get install -y librsvg2-bin): keeping {name}.svg");
+        Ok(format!("{name}.svg"))
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    format!("plot: {e}")
+}
+
+/// Check time (log scale) per configuration, with the paxos baseline.
+pub fn checker_plots(dir: &Path, r: &Results) -> Result<Vec<String>, String> {
+    let mut bars: Vec<(String, f64, bool)> = Vec::new();
+    if let Some(p) = &r.paxos {
+        bars.push((format!("paxos {}", p.strategy), p.secs, true));
+    }
+    for c in &r.checks {
+        let label = format!("{} {}{}", c.name, c.strategy, if c.symmetry { "+sym" } else { "" });
+        bars.push((label, c.secs, false));
+    }
+    if bars.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let max = bars.iter().map(|b| b.1).fold(1.0, f64::max) * 2.0;
+        let n = bars.len();
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Check time per configuration (2 threads; paxos = stateright's example)", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(90)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..n as f64, (0.01f64..max).log_scale())
+            .map_err(err)?;
+        let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 0.01 && i < labels.len() {
+                    labels[i].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .x_label_style(("sans-serif", 12).into_font().transform(FontTransform::Rotate90))
+            .y_desc("seconds (log scale)")
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let color = if b.2 { RGBColor(200, 120, 40) } else { RGBColor(60, 110, 180) };
+                Rectangle::new([(i as f64 + 0.15, 0.01), (i as f64 + 0.85, b.1.max(0.011))], color.filled())
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                Text::new(format!("{:.2}s", b.1), (i as f64 + 0.2, b.1.max(0.011) * 1.15), ("sans-serif", 12))
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(vec![finish(dir, "bench-check-time", svg)?])
+}
+
+/// Append throughput vs record size (one line per client count) and vs
+/// clients (one line per record size), with the raw chain and Redis.
+pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
+    if t.appends.is_empty() {
+        return Ok(vec![]);
+    }
+    let colors = [RGBColor(60, 110, 180), RGBColor(200, 120, 40), RGBColor(60, 160, 90)];
+    let chain = t.raw_chain_mb_per_s();
+    let max_mb = t
+        .appends
+        .iter()
+        .map(|a| a.mb_per_s())
+        .chain(t.redis.iter().map(|r| r.mb_per_s()))
+        .chain(std::iter::once(if chain.is_nan() { 1.0 } else { chain }))
+        .fold(1.0, f64::max)
+        * 2.0;
+    let mut out = Vec::new();
+
+    // Throughput vs record size.
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Record append throughput vs record size (3 replicas, durable)", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d((512f64..2.0 * (1 << 20) as f64).log_scale(), (0.01f64..max_mb).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("record size")
+            .y_desc("MB/s (log scale)")
+            .x_label_formatter(&|x| size_label(*x as u64))
+            .draw()
+            .map_err(err)?;
+        for (ci, &clients) in CLIENT_COUNTS.iter().enumerate() {
+            let pts: Vec<(f64, f64)> = RECORD_SIZES
+                .iter()
+                .filter_map(|&b| t.append(b, clients).map(|a| (b as f64, a.mb_per_s().max(0.011))))
+                .collect();
+            let c = colors[ci % colors.len()];
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(err)?
+                .label(format!("Leasehold, {clients} client(s)"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(err)?;
+            let redis: Vec<(f64, f64)> = RECORD_SIZES
+                .iter()
+                .filter_map(|&b| t.redis_run(b, clients).map(|r| (b as f64, r.mb_per_s().max(0.011))))
+                .collect();
+            if !redis.is_empty() {
+                let style = c.mix(0.5).stroke_width(1);
+                chart
+                    .draw_series(LineSeries::new(redis.clone(), style))
+                    .map_err(err)?
+                    .label(format!("Redis XADD+WAIT, {clients} client(s)"))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+                chart
+                    .draw_series(redis.iter().map(|&p| TriangleMarker::new(p, 5, c.mix(0.5).filled())))
+                    .map_err(err)?;
+            }
+        }
+        if !chain.is_nan() {
+            let gray = RGBColor(120, 120, 120);
+            chart
+                .draw_series(LineSeries::new(vec![(512.0, chain), (2.0 * (1 << 20) as f64, chain)], gray.stroke_width(1)))
+                .map_err(err)?
+                .label("raw TCP 3-hop chain (64 MiB push)")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], gray));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    out.push(finish(dir, "bench-append-size", svg)?);
+
+    // Throughput vs clients.
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let max_clients = *CLIENT_COUNTS.iter().max().expect("client counts") as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Record append throughput vs concurrent clients (one file)", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0.8f64..max_clients * 1.25).log_scale(), (0.01f64..max_mb).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("clients")
+            .y_desc("MB/s (log scale)")
+            .x_label_formatter(&|x| format!("{}", x.round() as u64))
+            .draw()
+            .map_err(err)?;
+        for (si, &bytes) in RECORD_SIZES.iter().enumerate() {
+            let pts: Vec<(f64, f64)> = CLIENT_COUNTS
+                .iter()
+                .filter_map(|&c| t.append(bytes, c).map(|a| (c as f64, a.mb_per_s().max(0.011))))
+                .collect();
+            let c = colors[si % colors.len()];
+            chart
+                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                .map_err(err)?
+                .label(format!("{} records", size_label(bytes)))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(err)?;
+        }
+        if !chain.is_nan() {
+            let gray = RGBColor(120, 120, 120);
+            chart
+                .draw_series(LineSeries::new(vec![(0.8, chain), (max_clients * 1.25, chain)], gray.stroke_width(1)))
+                .map_err(err)?
+                .label("raw TCP 3-hop chain")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], gray));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    out.push(finish(dir, "bench-append-clients", svg)?);
+    Ok(out)
+}

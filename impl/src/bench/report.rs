@@ -1,0 +1,426 @@
+//! `docs/performance.md`: the generated sections (between `<!-- BEGIN
+//! bench:NAME -->` and `<!-- END bench:NAME -->`) are replaced on every run
+//! of their part; the hand-written text around them stays.
+
+use super::checker::{CheckRow, SYMMETRY_AVAILABLE, SYMMETRY_CONFIG};
+use super::stats::{fmt, mb_per_s, ratio, size_label, thousands};
+use super::{plot, MachineInfo, Results, TcpResults, CLIENT_COUNTS, PUSH_SIZES, RECORD_SIZES};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Default configuration targets (issue 5).
+pub const DEFAULT_SECONDS_MAX: f64 = 60.0;
+pub const DEFAULT_MEMORY_MIB_MAX: f64 = 1024.0;
+pub const SYMMETRY_REDUCTION_MIN: f64 = 3.0;
+
+/// One target: what was measured against what, and whether it was met.
+pub struct Target {
+    pub what: String,
+    pub measured: String,
+    pub baseline: String,
+    pub ratio: f64,
+    pub goal: String,
+    pub met: Option<bool>,
+}
+
+fn mark(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "not measured",
+    }
+}
+
+fn targets_table(out: &mut String, targets: &[Target]) {
+    out.push_str("| target | measured | baseline (same run) | ratio | goal | verdict |\n");
+    out.push_str("|---|---:|---:|---:|---|---|\n");
+    for t in targets {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            t.what,
+            t.measured,
+            t.baseline,
+            if t.ratio.is_nan() { "n/a".to_string() } else { format!("{:.2}×", t.ratio) },
+            t.goal,
+            mark(t.met)
+        );
+    }
+}
+
+fn machine_line(m: &MachineInfo) -> String {
+    format!(
+        "{}; {} CPUs, this run allowed on CPUs {} ({}); load average before {}, after {}; Linux {}",
+        m.date,
+        m.cpus,
+        m.cpus_allowed,
+        if m.pinned { "pinned with taskset" } else { "not pinned" },
+        m.load_before,
+        m.load_after,
+        m.kernel
+    )
+}
+
+fn find<'a>(rows: &'a [CheckRow], name: &str, strategy: &str, symmetry: bool) -> Option<&'a CheckRow> {
+    rows.iter()
+        .find(|r| r.name == name && r.strategy == strategy && r.symmetry == symmetry)
+}
+
+pub fn check_targets(r: &Results) -> Vec<Target> {
+    let mut t = Vec::new();
+    let paxos = r.paxos.as_ref();
+    let paxos_rate = paxos.map_or(f64::NAN, CheckRow::rate);
+    let paxos_s = paxos.map_or("not run".to_string(), |p| format!("paxos DFS {} unique/s", thousands(p.rate() as u64)));
+    for strategy in ["DFS", "BFS"] {
+        if let Some(d) = find(&r.checks, "default", strategy, false) {
+            let q = ratio(d.rate(), paxos_rate);
+            t.push(Target {
+                what: format!("`default` ({strategy}) unique states/s ≥ paxos DFS"),
+                measured: format!("{} unique/s", thousands(d.rate() as u64)),
+                baseline: paxos_s.clone(),
+                ratio: q,
+                goal: "≥ 1×".to_string(),
+                met: (!q.is_nan()).then_some(q >= 1.0),
+            });
+        }
+    }
+    if let Some(d) = find(&r.checks, "default", "BFS", false) {
+        t.push(Target {
+            what: "`default` exhaustive (BFS, as `leasehold check` runs it) time".to_string(),
+            measured: format!("{:.1} s{}", d.secs, if d.finished { "" } else { " (capped)" }),
+            baseline: paxos.map_or("n/a".to_string(), |p| format!("paxos {:.1} s", p.secs)),
+            ratio: ratio(d.secs, DEFAULT_SECONDS_MAX),
+            goal: format!("≤ {DEFAULT_SECONDS_MAX:.0} s"),
+            met: Some(d.finished && d.secs <= DEFAULT_SECONDS_MAX),
+        });
+        t.push(Target {
+            what: "`default` exhaustive (BFS) peak memory".to_string(),
+            measured: format!("{:.0} MiB", d.peak_mib),
+            baseline: paxos.map_or("n/a".to_string(), |p| format!("paxos {:.0} MiB", p.peak_mib)),
+            ratio: ratio(d.peak_mib, DEFAULT_MEMORY_MIB_MAX),
+            goal: "≤ 1 GiB".to_string(),
+            met: Some(d.finished && d.peak_mib <= DEFAULT_MEMORY_MIB_MAX),
+        });
+    }
+    let plain = find(&r.checks, SYMMETRY_CONFIG, "DFS", false);
+    let sym = find(&r.checks, SYMMETRY_CONFIG, "DFS", true);
+    let (measured, q, met) = match (plain, sym) {
+        (Some(p), Some(s)) => {
+            let q = ratio(p.unique as f64, s.unique as f64);
+            (format!("{} unique with symmetry", thousands(s.unique)), q, Some(q >= SYMMETRY_REDUCTION_MIN))
+        }
+        _ if !SYMMETRY_AVAILABLE => ("symmetry reduction not in the checker yet".to_string(), f64::NAN, None),
+        _ => ("not run".to_string(), f64::NAN, None),
+    };
+    t.push(Target {
+        what: format!("symmetry reduction on `{SYMMETRY_CONFIG}` (interchangeable clients)"),
+        measured,
+        baseline: plain.map_or("n/a".to_string(), |p| format!("{} unique without", thousands(p.unique))),
+        ratio: q,
+        goal: "≥ 3× fewer unique states".to_string(),
+        met,
+    });
+    t
+}
+
+fn checker_section(r: &Results, m: &MachineInfo, quick: bool, plots: &[String]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Measured {}{}.\n", machine_line(m), if quick { ", **--quick**" } else { "" });
+    s.push_str("| configuration | strategy | unique states | total states | seconds | unique states/s | peak memory | verdicts | reproduce |\n");
+    s.push_str("|---|---|---:|---:|---:|---:|---:|---|---|\n");
+    let mut rows: Vec<&CheckRow> = r.paxos.iter().collect();
+    rows.extend(r.checks.iter());
+    for row in rows {
+        let verdicts = match (row.finished, row.verdicts_ok) {
+            (false, _) => format!("capped (after {:.0} s)", row.secs),
+            (true, Some(true)) => "all as demanded".to_string(),
+            (true, Some(false)) => "**some not as demanded**".to_string(),
+            (true, None) => "baseline".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "| {}{} | {}{} | {} | {} | {:.2} | {} | {:.0} MiB | {} | `{}` |",
+            row.name,
+            if row.verdicts_ok.is_none() && row.finished { " (baseline)" } else { "" },
+            row.strategy,
+            if row.symmetry { " + symmetry" } else { "" },
+            thousands(row.unique),
+            thousands(row.total),
+            row.secs,
+            thousands(row.rate() as u64),
+            row.peak_mib,
+            verdicts,
+            row.command
+        );
+    }
+    if let Some(e) = &r.paxos_error {
+        let _ = writeln!(s, "\nThe paxos baseline could not run: {e}.");
+    }
+    for n in &r.check_notes {
+        let _ = writeln!(s, "\n- {n}");
+    }
+    s.push_str("\nSeconds are the wall time of each check's own process; peak memory is that process's peak resident set (`ru_maxrss`, the kernel's `VmHWM`).\n\n");
+    targets_table(&mut s, &check_targets(r));
+    for p in plots {
+        let _ = writeln!(s, "\n![{p}]({p})");
+    }
+    s
+}
+
+pub fn tcp_targets(t: &TcpResults) -> Vec<Target> {
+    let mut v = Vec::new();
+    for &bytes in &PUSH_SIZES {
+        if let (Some(l), Some(raw)) = (t.push(bytes, 3), t.raw(bytes, 3)) {
+            let q = l.as_secs_f64() / raw.as_secs_f64();
+            v.push(Target {
+                what: format!("write {} to 3 replicas vs raw 3-hop chain", size_label(bytes)),
+                measured: format!("{:.2} ms", l.as_secs_f64() * 1e3),
+                baseline: format!("{:.2} ms", raw.as_secs_f64() * 1e3),
+                ratio: q,
+                goal: "≤ 1.25×".to_string(),
+                met: Some(q <= 1.25),
+            });
+        }
+    }
+    let chain = t.raw_chain_mb_per_s();
+    let chain_s = format!("raw chain {:.0} MB/s", chain);
+    let mut versus_chain = |clients: usize, goal: f64| {
+        for &bytes in RECORD_SIZES.iter().filter(|&&b| b >= 1 << 20) {
+            if let Some(a) = t.append(bytes, clients) {
+                let q = ratio(a.mb_per_s(), chain);
+                v.push(Target {
+                    what: format!("{} appends, {clients} client(s), vs raw chain throughput", size_label(bytes)),
+                    measured: format!("{:.1} MB/s", a.mb_per_s()),
+                    baseline: chain_s.clone(),
+                    ratio: q,
+                    goal: format!("≥ {goal}×"),
+                    met: (!q.is_nan()).then_some(q >= goal),
+                });
+            }
+        }
+    };
+    versus_chain(1, 0.5);
+    versus_chain(16, 0.4);
+    let redis_target = |bytes: u64, mbps: bool, goal: f64| -> Target {
+        let a = t.append(bytes, 16);
+        let r = t.redis_run(bytes, 16);
+        let (m, b) = match mbps {
+            true => (a.map_or(f64::NAN, |a| a.mb_per_s()), r.map_or(f64::NAN, |r| r.mb_per_s())),
+            false => (a.map_or(f64::NAN, |a| a.records_per_s()), r.map_or(f64::NAN, |r| r.records_per_s())),
+        };
+        let unit = if mbps { "MB/s" } else { "records/s" };
+        let q = ratio(m, b);
+        Target {
+            what: format!("{} appends, 16 clients, vs Redis XADD + WAIT 2 0 ({unit})", size_label(bytes)),
+            measured: format!("{} {unit}", fmt(m, 1)),
+            baseline: if r.is_some() { format!("Redis {} {unit}", fmt(b, 1)) } else { "Redis not run".to_string() },
+            ratio: q,
+            goal: format!("≥ {goal}×"),
+            met: (!q.is_nan()).then_some(q >= goal),
+        }
+    };
+    v.push(redis_target(64 << 10, true, 1.0));
+    v.push(redis_target(1 << 10, false, 0.5));
+    for bytes in [64 << 10, 1 << 10] {
+        if let Some(a) = t.append(bytes, 16) {
+            let q = ratio(a.records_per_s(), t.fdatasync_per_s);
+            v.push(Target {
+                what: format!("durable {} appends, 16 clients, vs one 64 KiB fdatasync writer (group commit)", size_label(bytes)),
+                measured: format!("{:.0} records/s", a.records_per_s()),
+                baseline: format!("{:.0} fdatasync/s", t.fdatasync_per_s),
+                ratio: q,
+                goal: "≥ 1×".to_string(),
+                met: (!q.is_nan()).then_some(q >= 1.0),
+            });
+        }
+    }
+    v
+}
+
+fn tcp_section(t: &TcpResults, m: &MachineInfo, quick: bool, plots: &[String]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Measured {}{}; {} s per load run. Loopback only.\n",
+        machine_line(m),
+        if quick { ", **--quick**" } else { "" },
+        t.seconds
+    );
+    let _ = writeln!(
+        s,
+        "Machine mode: {}.\n",
+        if m.pinned {
+            "pinned (all processes on the allowed CPUs): round trips avoid the idle-core wake-up"
+        } else {
+            "not pinned: processes move between both cores, and a round trip pays the idle core's wake-up (~70 µs here instead of ~4 µs pinned)"
+        }
+    );
+    s.push_str("### Raw baselines\n\n| figure | value | reproduce |\n|---|---:|---|\n");
+    if let Some(r) = t.rtt {
+        let _ = writeln!(
+            s,
+            "| one-byte round trip (p50 / p99) | {:.1} µs / {:.1} µs | `leasehold bench --tcp` |",
+            r.p50_us, r.p99_us
+        );
+    }
+    for &bytes in &PUSH_SIZES {
+        let (h1, h3) = (t.raw(bytes, 1), t.raw(bytes, 3));
+        for (hops, d) in [(1, h1), (3, h3)] {
+            if let Some(d) = d {
+                let _ = writeln!(
+                    s,
+                    "| push {} through {hops} hop(s), 64 KiB buffers | {:.2} ms ({:.0} MB/s) | `leasehold bench --tcp` |",
+                    size_label(bytes),
+                    d.as_secs_f64() * 1e3,
+                    mb_per_s(bytes, d)
+                );
+            }
+        }
+        if let (Some(a), Some(b)) = (h3, h1) {
+            let _ = writeln!(
+                s,
+                "| 3-hop chain / single hop, {} | {:.2}× | |",
+                size_label(bytes),
+                a.as_secs_f64() / b.as_secs_f64()
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "| one writer, 64 KiB append + fdatasync | {:.0} /s | `leasehold bench --tcp` |",
+        t.fdatasync_per_s
+    );
+
+    s.push_str("\n### Redis (primary + 2 replicas, `XADD` + `WAIT 2 0` per record, no persistence)\n\n");
+    if let Some(n) = &t.redis_note {
+        let _ = writeln!(s, "{n}\n");
+    }
+    if !t.redis.is_empty() {
+        s.push_str("| record | clients | records/s | MB/s | p50 | p99 |\n|---|---:|---:|---:|---:|---:|\n");
+        for r in &t.redis {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} | {:.1} | {:.0} µs | {:.0} µs |",
+                size_label(r.record_bytes),
+                r.clients,
+                r.records_per_s(),
+                r.mb_per_s(),
+                r.latency.p50_us,
+                r.latency.p99_us
+            );
+        }
+    }
+
+    s.push_str("\n### Leasehold record append (3 replicas, durable: fsync before ack; one file)\n\n");
+    s.push_str("| record | clients | records/s | MB/s | p50 | p99 | vs raw chain MB/s | vs Redis (same size, clients) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let chain = t.raw_chain_mb_per_s();
+    for &bytes in &RECORD_SIZES {
+        for &clients in &CLIENT_COUNTS {
+            if let Some(a) = t.append(bytes, clients) {
+                let redis = t.redis_run(bytes, clients).map_or("n/a".to_string(), |r| {
+                    format!("{:.2}× MB/s", a.mb_per_s() / r.mb_per_s())
+                });
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.0} | {:.1} | {:.0} µs | {:.0} µs | {}× | {} |",
+                    size_label(bytes),
+                    clients,
+                    a.records_per_s(),
+                    a.mb_per_s(),
+                    a.latency.p50_us,
+                    a.latency.p99_us,
+                    fmt(ratio(a.mb_per_s(), chain), 2),
+                    redis
+                );
+            }
+        }
+    }
+    s.push_str("\n### Pushing data: Leasehold write (push to every replica, then commit) vs the raw chain\n\n");
+    s.push_str("| size | raw 1 hop | raw 3 hops | Leasehold 1 replica | Leasehold 3 replicas | 3 replicas / raw 3 hops | 3 replicas / 1 replica |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    let ms = |d: Option<std::time::Duration>| d.map_or("n/a".to_string(), |d| format!("{:.2} ms", d.as_secs_f64() * 1e3));
+    let q = |a: Option<std::time::Duration>, b: Option<std::time::Duration>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64()),
+        _ => "n/a".to_string(),
+    };
+    for &bytes in &PUSH_SIZES {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            size_label(bytes),
+            ms(t.raw(bytes, 1)),
+            ms(t.raw(bytes, 3)),
+            ms(t.push(bytes, 1)),
+            ms(t.push(bytes, 3)),
+            q(t.push(bytes, 3), t.raw(bytes, 3)),
+            q(t.push(bytes, 3), t.push(bytes, 1))
+        );
+    }
+    for n in &t.notes {
+        let _ = writeln!(s, "\n- {n}");
+    }
+    s.push_str("\n### Targets\n\n");
+    targets_table(&mut s, &tcp_targets(t));
+    for p in plots {
+        let _ = writeln!(s, "\n![{p}]({p})");
+    }
+    s
+}
+
+/// The results as text for the terminal.
+pub fn summary(r: &Results, m: &MachineInfo, quick: bool) -> String {
+    let mut s = String::new();
+    if !r.checks.is_empty() || r.paxos.is_some() {
+        s.push_str("## Checker\n\n");
+        s.push_str(&checker_section(r, m, quick, &[]));
+    }
+    if let Some(t) = &r.tcp {
+        s.push_str("\n## TCP\n\n");
+        s.push_str(&tcp_section(t, m, quick, &[]));
+    }
+    s
+}
+
+const TEMPLATE: &str = "# Performance\n\n\
+Rerun everything (minutes; prints progress):\n\n\
+```sh\nscripts/bench-all\n```\n\n\
+## Model checker\n\n<!-- BEGIN bench:checker -->\n<!-- END bench:checker -->\n\n\
+## TCP system\n\n<!-- BEGIN bench:tcp -->\n<!-- END bench:tcp -->\n";
+
+/// Replaces the text between the markers of `name` in `doc`.
+pub fn replace_section(doc: &str, name: &str, body: &str) -> Option<String> {
+    let begin = format!("<!-- BEGIN bench:{name} -->");
+    let end = format!("<!-- END bench:{name} -->");
+    let b = doc.find(&begin)? + begin.len();
+    let e = b + doc[b..].find(&end)?;
+    Some(format!("{}\n{}\n{}", &doc[..b], body.trim_end(), &doc[e..]))
+}
+
+pub fn write(out: &Path, r: &Results, m: &MachineInfo, quick: bool, checker: bool, tcp: bool) -> Result<(), String> {
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut doc = std::fs::read_to_string(out).unwrap_or_else(|_| TEMPLATE.to_string());
+    if checker {
+        let plots = plot::checker_plots(dir, r)?;
+        doc = replace_section(&doc, "checker", &checker_section(r, m, quick, &plots))
+            .ok_or("the report has no bench:checker markers")?;
+    }
+    if let (true, Some(t)) = (tcp, &r.tcp) {
+        let plots = plot::tcp_plots(dir, t)?;
+        doc = replace_section(&doc, "tcp", &tcp_section(t, m, quick, &plots))
+            .ok_or("the report has no bench:tcp markers")?;
+    }
+    std::fs::write(out, doc).map_err(|e| format!("{}: {e}", out.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_only_its_section() {
+        let doc = "intro\n<!-- BEGIN bench:a -->\nold\n<!-- END bench:a -->\nmiddle\n<!-- BEGIN bench:b -->\nkeep\n<!-- END bench:b -->\n";
+        let new = replace_section(doc, "a", "new\n").unwrap();
+        assert_eq!(new, "intro\n<!-- BEGIN bench:a -->\nnew\n<!-- END bench:a -->\nmiddle\n<!-- BEGIN bench:b -->\nkeep\n<!-- END bench:b -->\n");
+        assert!(replace_section(doc, "c", "x").is_none());
+    }
+}

@@ -1,0 +1,179 @@
+//! Leasehold over TCP: a local cluster (master + chunkservers in one child
+//! `leasehold cluster` process, like a user runs it) and clients hosted in
+//! this process through the client library, all on loopback.
+
+use super::proc::Server;
+use super::stats::{latency, median, Latency};
+use crate::client::Client;
+use crate::config::{ClusterConfig, Role};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a started cluster may take to print its banner.
+const CLUSTER_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline of one benchmark operation (a healthy cluster answers in
+/// milliseconds; this only keeps a broken run from hanging).
+const OP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running local cluster and its clients.
+pub struct LocalCluster {
+    pub config: ClusterConfig,
+    pub clients: Vec<Client>,
+    server: Server,
+    pub dir: PathBuf,
+}
+
+impl LocalCluster {
+    /// Writes a cluster file with `chunkservers` chunkservers and `clients`
+    /// client ids under `dir`, starts `leasehold cluster --dir dir` and
+    /// connects the clients.
+    pub async fn start(dir: &Path, chunkservers: usize, clients: usize) -> Result<LocalCluster, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config = ClusterConfig::local_with_clients(chunkservers, clients, dir)
+            .map_err(|e| e.to_string())?;
+        let path = dir.join("cluster.toml");
+        config.write(&path).map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .arg("cluster")
+            .arg("--dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the cluster: {e}"))?;
+        let out = child.stdout.take().expect("piped stdout");
+        let mut server = Server::new("leasehold cluster", child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if line.starts_with("leasehold cluster running") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let started = Instant::now();
+        while rx.try_recv().is_err() {
+            if server.exited() {
+                return Err("the cluster process exited before it was ready".to_string());
+            }
+            if started.elapsed() > CLUSTER_READY_TIMEOUT {
+                return Err("the cluster did not start in 30 s".to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut connected = Vec::new();
+        for id in config.ids_with_role(Role::Client) {
+            let id = usize::from(id) as u64;
+            let c = Client::connect_with_timeout(&config, id, OP_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?;
+            connected.push(c);
+        }
+        Ok(LocalCluster {
+            config,
+            clients: connected,
+            server,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub async fn stop(mut self) {
+        for c in self.clients.drain(..) {
+            c.shutdown().await;
+        }
+        self.server.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One record-append run.
+#[derive(Clone, Debug)]
+pub struct AppendRun {
+    pub record_bytes: u64,
+    pub clients: usize,
+    pub records: u64,
+    pub elapsed: Duration,
+    pub latency: Latency,
+}
+
+impl AppendRun {
+    pub fn records_per_s(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64()
+    }
+    pub fn mb_per_s(&self) -> f64 {
+        super::stats::mb_per_s(self.records * self.record_bytes, self.elapsed)
+    }
+}
+
+/// `clients` of the cluster's clients append `record_bytes` records to one
+/// file for `duration` (each client at most `records_max / clients`).
+pub async fn append_load(
+    cluster: &LocalCluster,
+    path: &str,
+    record_bytes: u64,
+    clients: usize,
+    duration: Duration,
+    records_max: u64,
+) -> Result<AppendRun, String> {
+    assert!(clients >= 1 && clients <= cluster.clients.len(), "{clients} clients asked");
+    let data = Arc::new(vec![b'L'; record_bytes as usize]);
+    cluster.clients[0].create(path).await.map_err(|e| e.to_string())?;
+    // Warm up: the first append allocates the chunk and obtains a lease.
+    for c in &cluster.clients[..clients] {
+        c.record_append(path, &data).await.map_err(|e| e.to_string())?;
+    }
+    let per_client_max = (records_max / clients as u64).max(1);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in &cluster.clients[..clients] {
+        let c = c.clone();
+        let data = data.clone();
+        let path = path.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while started.elapsed() < duration && (samples.len() as u64) < per_client_max {
+                let t = Instant::now();
+                c.record_append(&path, &data).await.map_err(|e| e.to_string())?;
+                samples.push(t.elapsed());
+            }
+            Ok::<_, String>(samples)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.map_err(|e| format!("appender panicked: {e}"))??);
+    }
+    let elapsed = started.elapsed();
+    Ok(AppendRun {
+        record_bytes,
+        clients,
+        records: all.len() as u64,
+        elapsed,
+        latency: latency(all),
+    })
+}
+
+/// Median time of `repeats` writes of `bytes` at offset 0 of fresh files
+/// (each a push to every replica of the chunk, then the commit).
+pub async fn push_time(cluster: &LocalCluster, bytes: u64, repeats: usize, tag: &str) -> Result<Duration, String> {
+    let c = &cluster.clients[0];
+    let data = vec![b'P'; bytes as usize];
+    let mut samples = Vec::new();
+    // One warm-up write, then the timed ones.
+    for i in 0..=repeats.max(1) {
+        let path = format!("/bench/push-{tag}-{bytes}-{i}");
+        c.create(&path).await.map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        c.write(&path, 0, &data).await.map_err(|e| e.to_string())?;
+        if i > 0 {
+            samples.push(t.elapsed());
+        }
+    }
+    Ok(median(samples))
+}
