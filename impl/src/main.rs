@@ -65,7 +65,10 @@ enum Cmd {
     Check(leasehold_checks::CheckArgs),
     /// Serve stateright's Explorer for a configuration of the protocol.
     Explore(leasehold_checks::ExploreArgs),
-    // A `bench` subcommand (load generator) goes here, from impl/src/bench.rs.
+    /// Benchmark the checker and the TCP system against their baselines
+    /// (stateright's paxos, raw TCP, fdatasync, Redis); writes
+    /// docs/performance.md. Takes minutes; prints progress.
+    Bench(leasehold::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
     let cmd = match cli.cmd {
         Cmd::Check(args) => return leasehold_checks::run_check(args),
         Cmd::Explore(args) => return leasehold_checks::run_explore(args),
+        Cmd::Bench(args) => return leasehold::bench::run_bench(args),
         other => other,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -278,7 +282,7 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
             client.shutdown().await;
             Ok(())
         }
-        Cmd::Check(_) | Cmd::Explore(_) => unreachable!("run without a runtime"),
+        Cmd::Check(_) | Cmd::Explore(_) | Cmd::Bench(_) => unreachable!("run without a runtime"),
     }
 }
 

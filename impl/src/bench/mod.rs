@@ -28,7 +28,7 @@ pub mod system;
 use clap::Args;
 use leasehold_checks::check::Strategy;
 use leasehold_model::system::ModelCfg;
-use stats::{fmt, size_label, thousands};
+use stats::{size_label, thousands};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -458,9 +458,4 @@ async fn pushes(t: &mut TcpResults, cluster: &system::LocalCluster, replicas: us
         t.pushes.push((bytes, replicas, d));
     }
     Ok(())
-}
-
-/// `fmt` for report cells.
-pub(crate) fn cell(x: f64, digits: usize) -> String {
-    fmt(x, digits)
 }
