@@ -295,7 +295,12 @@ impl Display for Waiting<'_> {
             Some(o) => write!(f, "{:?} at {o}", m.data)?,
             None => write!(f, "pad for {:?}", m.data)?,
         }
-        write!(f, " for client {:?}, applied on {}", m.client, CsList(&m.acked))
+        write!(
+            f,
+            " for client {:?}, applied on {}",
+            m.client,
+            CsList(&m.acked)
+        )
     }
 }
 
@@ -338,7 +343,11 @@ fn client<P: Payload>(c: &ClientState<P>, f: &mut Formatter<'_>) -> fmt::Result 
         None => b.line(format_args!("idle"))?,
     }
     if !c.queue.is_empty() {
-        let ops: Vec<String> = c.queue.iter().map(|o| ClientOpText(o).to_string()).collect();
+        let ops: Vec<String> = c
+            .queue
+            .iter()
+            .map(|o| ClientOpText(o).to_string())
+            .collect();
         b.line(format_args!("then: {}", ops.join(", ")))?;
     }
     for info in &c.cache {
@@ -359,7 +368,9 @@ impl<P: Payload> Display for Doing<'_, P> {
         write!(f, "{}, ", ClientOpText(&cur.op))?;
         match &cur.phase {
             Phase::Opening => f.write_str("opening the file")?,
-            Phase::FindingLease => f.write_str("asking the master for the lease holder (act 1210)")?,
+            Phase::FindingLease => {
+                f.write_str("asking the master for the lease holder (act 1210)")?
+            }
             Phase::Pushing => write!(f, "pushing {:?} to the replicas (act 1230)", cur.data)?,
             Phase::Mutating if append => {
                 f.write_str("waiting for the primary's append (act 1410)")?
@@ -397,13 +408,19 @@ impl<P: Payload> Display for ClientOpText<'_, P> {
                 index,
                 offset,
                 data,
-            } => write!(f, "write {data:?} at file {file} chunk #{index} offset {offset}"),
+            } => write!(
+                f,
+                "write {data:?} at file {file} chunk #{index} offset {offset}"
+            ),
             ClientOp::Read {
                 file,
                 index,
                 offset,
                 len,
-            } => write!(f, "read {len} at file {file} chunk #{index} offset {offset}"),
+            } => write!(
+                f,
+                "read {len} at file {file} chunk #{index} offset {offset}"
+            ),
             ClientOp::Stat { file, index } => write!(f, "stat file {file} chunk #{index}"),
             // Operations added later read as their Debug until drawn here.
             #[allow(unreachable_patterns)]
@@ -634,7 +651,8 @@ mod tests {
     #[test]
     fn strip_marks_partial_records_and_old_data() {
         let mut s = MemStore::new(4);
-        s.write_at(0, 0, &rec(u32::MAX, 0, 2), Stamp::default()).unwrap();
+        s.write_at(0, 0, &rec(u32::MAX, 0, 2), Stamp::default())
+            .unwrap();
         s.write_at(0, 2, &rec(0, 0, 2), stamp(1, 1)).unwrap();
         // A later write overwrote the record's first unit.
         s.write_at(0, 2, &rec(1, 0, 1), stamp(2, 1)).unwrap();

@@ -71,7 +71,9 @@ fn clicks_through_a_successful_record_append() {
     // redraws the property list and moves the links below it.
     let done = page.wait_for(|v| v.done, "the checker to finish");
     assert!(
-        done.properties.iter().all(|p| !p.contains("Counterexample")),
+        done.properties
+            .iter()
+            .all(|p| !p.contains("Counterexample")),
         "no property fails without a bug: {:#?}",
         done.properties
     );
@@ -116,7 +118,9 @@ fn seeded_bug_links_the_violated_property_to_its_counterexample() {
     // The primary acknowledges before its secondaries applied: `small`
     // catches it in a few hundred states.
     let bug = Bug::PrimaryAcksBeforeSecondaries;
-    let cfg = ModelCfg::named("small").expect("small exists").with_bug(bug);
+    let cfg = ModelCfg::named("small")
+        .expect("small exists")
+        .with_bug(bug);
     let id = "APPEND-1 ";
     let explorer = Explorer::start(cfg, true);
     let tab = explorer.open();

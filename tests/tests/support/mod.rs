@@ -1,8 +1,8 @@
 //! Support for the Explorer browser test: Debian's Chromium, the Explorer
 //! served from this process, and a small page model of the Explorer's UI.
 
-use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::browser::tab::point::Point;
+use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
 use headless_chrome::{Browser, LaunchOptions, Tab};
 use leasehold_model::system::ModelCfg;
 use serde::Deserialize;
@@ -44,7 +44,9 @@ pub fn chromium() -> PathBuf {
         if path.exists() {
             Ok(path.to_path_buf())
         } else {
-            Err(format!("apt-get installed chromium but {CHROMIUM} is still missing"))
+            Err(format!(
+                "apt-get installed chromium but {CHROMIUM} is still missing"
+            ))
         }
     });
     match ready {
@@ -81,7 +83,10 @@ impl Explorer {
         });
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "the Explorer did not listen on {addr}");
+            assert!(
+                Instant::now() < deadline,
+                "the Explorer did not listen on {addr}"
+            );
             thread::sleep(Duration::from_millis(50));
         }
         Explorer {
@@ -231,7 +236,10 @@ impl<'a> Page<'a> {
     }
 
     pub fn wait_for_property(&self, done: impl Fn(&str) -> bool) -> String {
-        let view = self.wait_for(|v| v.properties.iter().any(|p| done(p)), "a property verdict");
+        let view = self.wait_for(
+            |v| v.properties.iter().any(|p| done(p)),
+            "a property verdict",
+        );
         view.properties.into_iter().find(|p| done(p)).unwrap()
     }
 
