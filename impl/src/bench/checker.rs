@@ -132,7 +132,6 @@ pub fn run_ours(plan: &CheckPlan, cap: Duration) -> Result<CheckRow, String> {
         cmd.arg("--child-symmetry");
     }
     let run = run_capped(cmd, cap).map_err(|e| format!("cannot run the check: {e}"))?;
-    eprintln!();
     let line = run.stdout.iter().find(|l| l.starts_with(RESULT_TAG));
     let num = |k: &str| line.and_then(|l| field(l, k)).and_then(|v| v.parse::<u64>().ok());
     let (unique, total) = match line {

@@ -33,6 +33,15 @@ fn finish(dir: &Path, name: &str, svg: String) -> Result<String, String> {
     }
 }
 
+/// `637k`, `1.2M`, `486`.
+fn short_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{}k", n / 1000),
+        n => n.to_string(),
+    }
+}
+
 fn err(e: impl std::fmt::Display) -> String {
     format!("plot: {e}")
 }
@@ -41,10 +50,17 @@ fn err(e: impl std::fmt::Display) -> String {
 pub fn checker_plots(dir: &Path, r: &Results) -> Result<Vec<String>, String> {
     let mut bars: Vec<(String, f64, bool)> = Vec::new();
     if let Some(p) = &r.paxos {
-        bars.push((format!("paxos {}", p.strategy), p.secs, true));
+        bars.push((format!("{} {} ({} states)", p.name, p.strategy, short_count(p.unique)), p.secs, true));
     }
     for c in &r.checks {
-        let label = format!("{} {}{}", c.name, c.strategy, if c.symmetry { "+sym" } else { "" });
+        let label = format!(
+            "{} {}{} ({} states{})",
+            c.name,
+            c.strategy,
+            if c.symmetry { " + symmetry" } else { "" },
+            short_count(c.unique),
+            if c.finished { "" } else { ", capped" }
+        );
         bars.push((label, c.secs, false));
     }
     if bars.is_empty() {
@@ -52,43 +68,47 @@ pub fn checker_plots(dir: &Path, r: &Results) -> Result<Vec<String>, String> {
     }
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        // Horizontal bars, first run on top, so the labels read normally.
+        let height = (120 + 34 * bars.len() as u32).max(260);
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let max = bars.iter().map(|b| b.1).fold(1.0, f64::max) * 2.0;
+        let max = bars.iter().map(|b| b.1).fold(1.0, f64::max) * 3.0;
         let n = bars.len();
         let mut chart = ChartBuilder::on(&root)
-            .caption("Check time per configuration (2 threads; paxos = stateright's example)", ("sans-serif", 18))
+            .caption("Check time per configuration (2 threads; orange: stateright's paxos example)", ("sans-serif", 18))
             .margin(12)
-            .x_label_area_size(90)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..n as f64, (0.01f64..max).log_scale())
+            .x_label_area_size(40)
+            .y_label_area_size(230)
+            .build_cartesian_2d((0.01f64..max).log_scale(), 0f64..n as f64)
             .map_err(err)?;
         let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
         chart
             .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (x - i as f64 - 0.5).abs() < 0.01 && i < labels.len() {
-                    labels[i].clone()
+            .disable_y_mesh()
+            .y_labels(n * 2 + 1)
+            .y_label_formatter(&|y| {
+                let k = y.floor() as usize;
+                if (y - k as f64 - 0.5).abs() < 0.01 && k < n {
+                    labels[n - 1 - k].clone()
                 } else {
                     String::new()
                 }
             })
-            .x_label_style(("sans-serif", 12).into_font().transform(FontTransform::Rotate90))
-            .y_desc("seconds (log scale)")
+            .y_label_style(("sans-serif", 13))
+            .x_desc("seconds (log scale)")
             .draw()
             .map_err(err)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                let y = (n - 1 - i) as f64;
                 let color = if b.2 { RGBColor(200, 120, 40) } else { RGBColor(60, 110, 180) };
-                Rectangle::new([(i as f64 + 0.15, 0.01), (i as f64 + 0.85, b.1.max(0.011))], color.filled())
+                Rectangle::new([(0.01, y + 0.15), (b.1.max(0.011), y + 0.85)], color.filled())
             }))
             .map_err(err)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
-                Text::new(format!("{:.2}s", b.1), (i as f64 + 0.2, b.1.max(0.011) * 1.15), ("sans-serif", 12))
+                let y = (n - 1 - i) as f64;
+                Text::new(format!("{:.2} s", b.1), (b.1.max(0.011) * 1.1, y + 0.65), ("sans-serif", 12))
             }))
             .map_err(err)?;
         root.present().map_err(err)?;
