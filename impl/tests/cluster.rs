@@ -131,6 +131,15 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the nodes saw, for the failure report.
+            for id in 0..=3 {
+                let log = self.log(id);
+                let lines: Vec<&str> = log.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(60)..];
+                eprintln!("---- node {id} log (last {} lines)\n{}", tail.len(), tail.join("\n"));
+            }
+        }
         for (_, mut child) in self.procs.drain() {
             let pid = Pid::from_raw(child.id() as i32);
             let _ = kill(pid, Signal::SIGCONT);
@@ -309,6 +318,7 @@ async fn bad_input_gets_clear_errors_and_the_servers_keep_serving() {
 fn appenders(
     clients: Vec<Client>,
     path: &'static str,
+    record_bytes: usize,
     stop: Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<(Vec<(Instant, Appended, Vec<u8>)>, u32)>> {
     clients
@@ -320,7 +330,7 @@ fn appenders(
                 let (mut acked, mut failed) = (Vec::new(), 0);
                 let mut seq = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    let data = record_data(n, seq, 1500);
+                    let data = record_data(n, seq, record_bytes);
                     seq += 1;
                     match client.record_append_detailed(path, &data).await {
                         Ok(a) => acked.push((Instant::now(), a, data)),
@@ -342,7 +352,7 @@ async fn a_killed_chunkserver_loses_no_acked_record_and_comes_back_stale() {
         let clients = vec![c.client(0).await, c.client(1).await];
         clients[0].create(path).await.unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let tasks = appenders(clients, path, stop.clone());
+        let tasks = appenders(clients, path, 1500, stop.clone());
         tokio::time::sleep(Duration::from_millis(1500)).await;
         c.kill(2);
         tokio::time::sleep(Duration::from_millis(4000)).await;
@@ -390,8 +400,10 @@ async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
         let old_epoch = old.epoch;
         assert_eq!(first.stamp.epoch, old_epoch);
 
+        // Small records, so that the appends stay in chunk 0, whose
+        // primary is paused.
         let stop = Arc::new(AtomicBool::new(false));
-        let tasks = appenders(vec![warm], path, stop.clone());
+        let tasks = appenders(vec![warm], path, 100, stop.clone());
         tokio::time::sleep(Duration::from_millis(800)).await;
         c.signal(old_primary, Signal::SIGSTOP);
         let paused_at = Instant::now();
@@ -424,6 +436,7 @@ async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
             .map(|(t, _, _)| *t)
             .max()
             .unwrap();
+        assert!(acked.iter().all(|(_, a, _)| a.index == 0), "appends stayed in chunk 0");
         let first_new = acked
             .iter()
             .filter(|(_, a, _)| a.stamp.epoch > old_epoch)
