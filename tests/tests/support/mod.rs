@@ -95,12 +95,21 @@ impl Explorer {
         }
     }
 
+    /// Opens the Explorer in a new tab and waits until its script has
+    /// listed the initial state.
     pub fn open(&self) -> Arc<Tab> {
         let tab = self.browser.new_tab().expect("open a tab");
         tab.set_default_timeout(Duration::from_secs(20));
+        // Not `wait_until_navigated`: a page served from this machine can
+        // finish loading before headless_chrome starts watching for that,
+        // and the wait then never ends. The page itself tells when it is
+        // ready.
         tab.navigate_to(&self.url)
-            .and_then(|t| t.wait_until_navigated())
             .unwrap_or_else(|e| panic!("open {}: {e}", self.url));
+        Page::new(&tab, 20).wait_for(
+            |v| v.next.iter().any(|n| n == "Init 0"),
+            "the Explorer to list the initial state",
+        );
         tab
     }
 
