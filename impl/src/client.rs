@@ -21,7 +21,9 @@
 //! [`Client`]), as the CLI's `append --workers` does.
 
 use leasehold_model::msg::{ClientOp, Failure, LeaseInfo, Msg, OpResult};
-use leasehold_model::types::{ChunkHandle, ChunkVersion, FileId, LeaseEpoch, Offset, Payload, Stamp};
+use leasehold_model::types::{
+    ChunkHandle, ChunkVersion, FileId, LeaseEpoch, Offset, Payload, Stamp,
+};
 use stateright::actor::Id;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -306,7 +308,10 @@ impl Client {
                 Err(_) => return Err(SubmitError::Timeout),
             }
         }
-        let inject = self.inner.handle.inject(Id::from(APP_ID), Msg::Submit { op });
+        let inject = self
+            .inner
+            .handle
+            .inject(Id::from(APP_ID), Msg::Submit { op });
         match timeout_at(deadline, inject).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(SubmitError::Closed),
@@ -355,7 +360,12 @@ impl Client {
                 OpResult::Failed(reason)
                     if resubmit && transient(&reason) && Instant::now() + backoff < deadline =>
                 {
-                    tracing::debug!(op = op_name, path, reason = describe_failure(&reason), "resubmitting");
+                    tracing::debug!(
+                        op = op_name,
+                        path,
+                        reason = describe_failure(&reason),
+                        "resubmitting"
+                    );
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_millis(RESUBMIT_BACKOFF_MS_MAX));
                 }
@@ -406,7 +416,13 @@ impl Client {
     }
 
     async fn file_id(&self, path: &str) -> Result<FileId> {
-        let cached = self.inner.files.lock().expect("file cache lock").get(path).copied();
+        let cached = self
+            .inner
+            .files
+            .lock()
+            .expect("file cache lock")
+            .get(path)
+            .copied();
         match cached {
             Some(file) => Ok(file),
             None => Ok(self.open(path).await?.file),
@@ -474,7 +490,9 @@ impl Client {
             offset,
             len: data.len() as u64,
         };
-        let end = offset.checked_add(data.len() as u64).ok_or_else(out_of_range)?;
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or_else(out_of_range)?;
         if end.div_ceil(cb) > u64::from(u32::MAX) {
             return Err(out_of_range());
         }
@@ -484,11 +502,14 @@ impl Client {
         while !rest.is_empty() {
             let index = (pos / cb) as u32;
             let in_chunk = pos % cb;
-            let n = (rest.len() as u64).min(cb - in_chunk).min(WRITE_PIECE_BYTES_MAX) as usize;
+            let n = (rest.len() as u64)
+                .min(cb - in_chunk)
+                .min(WRITE_PIECE_BYTES_MAX) as usize;
             // The master allocates only the next chunk of a file ([00105]);
             // an empty write allocates each chunk before `index`.
             while chunks < index {
-                self.write_piece(path, info.file, chunks, 0, Bytes::default()).await?;
+                self.write_piece(path, info.file, chunks, 0, Bytes::default())
+                    .await?;
                 chunks += 1;
             }
             self.write_piece(path, info.file, index, in_chunk, Bytes::from(&rest[..n]))
@@ -523,7 +544,10 @@ impl Client {
     /// Metadata of chunk `index` of `path`.
     pub async fn stat_chunk(&self, path: &str, index: u32) -> Result<ChunkStat> {
         let file = self.file_id(path).await?;
-        match self.run("stat", path, ClientOp::Stat { file, index }, false).await? {
+        match self
+            .run("stat", path, ClientOp::Stat { file, index }, false)
+            .await?
+        {
             OpResult::Stat { info, .. } => Ok(chunk_stat(&info)),
             other => unreachable!("stat answered with {other:?}"),
         }
@@ -546,7 +570,13 @@ impl Client {
     /// Reads up to `len` bytes of chunk `index` at `offset` from an
     /// up-to-date replica (the actor tries the others if one fails). Short
     /// at the end of that replica's data; empty for a chunk never written.
-    pub async fn read_chunk(&self, path: &str, index: u32, offset: Offset, len: u64) -> Result<Bytes> {
+    pub async fn read_chunk(
+        &self,
+        path: &str,
+        index: u32,
+        offset: Offset,
+        len: u64,
+    ) -> Result<Bytes> {
         let file = self.file_id(path).await?;
         let op = ClientOp::Read {
             file,
@@ -557,10 +587,12 @@ impl Client {
         match self.run("read", path, op, false).await {
             Ok(OpResult::Read { data }) => Ok(data),
             Ok(other) => unreachable!("read answered with {other:?}"),
-            Err(e @ ClientError::Failed {
-                reason: Failure::NotFound,
-                ..
-            }) => {
+            Err(
+                e @ ClientError::Failed {
+                    reason: Failure::NotFound,
+                    ..
+                },
+            ) => {
                 // A chunk allocated but never leased has version 0 at the
                 // master and on every replica, which refuse to serve it:
                 // it holds nothing.
@@ -582,7 +614,8 @@ impl Client {
         let cb = self.inner.chunk_bytes;
         let size_max = u64::from(info.chunks) * cb;
         let end = offset.saturating_add(len).min(size_max);
-        let mut out = Vec::with_capacity(end.saturating_sub(offset).min(READ_PIECE_BYTES_MAX) as usize);
+        let mut out =
+            Vec::with_capacity(end.saturating_sub(offset).min(READ_PIECE_BYTES_MAX) as usize);
         let mut pos = offset;
         while pos < end {
             let index = (pos / cb) as u32;
@@ -661,7 +694,8 @@ fn transient(reason: &Failure) -> bool {
 }
 
 fn chunk_stat(info: &LeaseInfo) -> ChunkStat {
-    let primary = (usize::from(info.primary) != usize::MAX).then(|| usize::from(info.primary) as u64);
+    let primary =
+        (usize::from(info.primary) != usize::MAX).then(|| usize::from(info.primary) as u64);
     let mut replicas: Vec<u64> = info
         .secondaries
         .iter()

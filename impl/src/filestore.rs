@@ -525,12 +525,22 @@ impl ChunkStore for FileStore {
     }
 
     fn incarnation(&self) -> u32 {
-        *self.inner.incarnation.lock().expect("incarnation lock poisoned")
+        *self
+            .inner
+            .incarnation
+            .lock()
+            .expect("incarnation lock poisoned")
     }
 
     fn count_restart(&mut self) -> Result<u32, StoreError> {
-        let mut count = self.inner.incarnation.lock().expect("incarnation lock poisoned");
-        let next = count.checked_add(1).ok_or(StoreError::Io("restart count overflow".into()))?;
+        let mut count = self
+            .inner
+            .incarnation
+            .lock()
+            .expect("incarnation lock poisoned");
+        let next = count
+            .checked_add(1)
+            .ok_or(StoreError::Io("restart count overflow".into()))?;
         // Durable before the caller reports it to the master.
         write_incarnation(&self.inner.dir, next)?;
         *count = next;

@@ -410,9 +410,7 @@ where
                     rng,
                     shutdown: node_shutdown,
                     tracer,
-                    saved: storage
-                        .as_ref()
-                        .and_then(|s| postcard::to_allocvec(s).ok()),
+                    saved: storage.as_ref().and_then(|s| postcard::to_allocvec(s).ok()),
                 };
                 let result = node.run(storage, inbox_rx, shutdown_rx);
                 if let Err(e) = &result {
@@ -618,12 +616,11 @@ where
                     }
                 }
                 Command::Save(storage) => {
-                    let payload = postcard::to_allocvec(&storage).map_err(|e| {
-                        HostError::SaveStorage {
+                    let payload =
+                        postcard::to_allocvec(&storage).map_err(|e| HostError::SaveStorage {
                             path: self.storage_path.clone(),
                             message: e.to_string(),
-                        }
-                    })?;
+                        })?;
                     // What is already on disk is already durable: a save of
                     // the same bytes has nothing to add. (A chunkserver saves
                     // after every mutation, but its storage names only its

@@ -178,7 +178,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let server = matches!(cli.cmd, Cmd::Master(_) | Cmd::Chunkserver(_) | Cmd::Cluster(_));
+    let server = matches!(
+        cli.cmd,
+        Cmd::Master(_) | Cmd::Chunkserver(_) | Cmd::Cluster(_)
+    );
     init_tracing(if server { "info" } else { "warn" });
     let cmd = match cli.cmd {
         Cmd::Check(args) => return leasehold_checks::run_check(args),
@@ -186,7 +189,10 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => return leasehold::bench::run_bench(args),
         other => other,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -264,7 +270,10 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
             }
             out.flush()?;
             if a.verbose {
-                eprintln!("{count} records ({} duplicates skipped)", reader.duplicates());
+                eprintln!(
+                    "{count} records ({} duplicates skipped)",
+                    reader.duplicates()
+                );
             }
             client.shutdown().await;
             Ok(())
@@ -272,12 +281,29 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
         Cmd::Stat(a) => {
             let client = connect(&a.client, 0).await?;
             let stat = client.stat(&a.path).await?;
-            println!("{}: file {}, {} chunks of at most {} bytes", stat.path, stat.file, stat.chunks.len(), client.chunk_bytes());
-            println!("{:>5}  {:>8}  {:>7}  {:>5}  {:>7}  replicas (up to date)", "index", "chunk", "version", "epoch", "primary");
+            println!(
+                "{}: file {}, {} chunks of at most {} bytes",
+                stat.path,
+                stat.file,
+                stat.chunks.len(),
+                client.chunk_bytes()
+            );
+            println!(
+                "{:>5}  {:>8}  {:>7}  {:>5}  {:>7}  replicas (up to date)",
+                "index", "chunk", "version", "epoch", "primary"
+            );
             for c in &stat.chunks {
                 let primary = c.primary.map_or("-".to_string(), |p| p.to_string());
                 let replicas: Vec<String> = c.replicas.iter().map(|r| r.to_string()).collect();
-                println!("{:>5}  {:>8}  {:>7}  {:>5}  {:>7}  {}", c.index, c.chunk, c.version, c.epoch, primary, replicas.join(","));
+                println!(
+                    "{:>5}  {:>8}  {:>7}  {:>5}  {:>7}  {}",
+                    c.index,
+                    c.chunk,
+                    c.version,
+                    c.epoch,
+                    primary,
+                    replicas.join(",")
+                );
             }
             client.shutdown().await;
             Ok(())
@@ -360,13 +386,23 @@ async fn cluster(a: ClusterArgs) -> Result<(), BoxError> {
 
 fn print_cluster(cluster: &ClusterConfig, path: &Path) {
     let p = path.display();
-    println!("leasehold cluster running ({} leases, {} byte chunks):", match cluster.leases {
-        Leases::Gfs => "60 s",
-        Leases::Short => "2 s",
-    }, cluster.chunk_bytes);
+    println!(
+        "leasehold cluster running ({} leases, {} byte chunks):",
+        match cluster.leases {
+            Leases::Gfs => "60 s",
+            Leases::Short => "2 s",
+        },
+        cluster.chunk_bytes
+    );
     for n in &cluster.nodes {
         if n.role != Role::Client {
-            println!("  {:<11} {:>2}  {}  {}", format!("{:?}", n.role).to_lowercase(), n.id, n.addr, n.data_dir.display());
+            println!(
+                "  {:<11} {:>2}  {}  {}",
+                format!("{:?}", n.role).to_lowercase(),
+                n.id,
+                n.addr,
+                n.data_dir.display()
+            );
         }
     }
     println!("config: {p}");
@@ -396,7 +432,10 @@ async fn connect(args: &ClientArgs, offset: usize) -> Result<Client, BoxError> {
                 .filter(|&i| i >= first)
                 .collect();
             let id = *ids.get(offset).ok_or_else(|| {
-                format!("the cluster file has no client id number {} from {first} on", offset + 1)
+                format!(
+                    "the cluster file has no client id number {} from {first} on",
+                    offset + 1
+                )
             })?;
             Client::connect_with_timeout(&cluster, id, timeout).await?
         }
@@ -419,7 +458,9 @@ async fn append(a: AppendArgs) -> Result<(), BoxError> {
     } else {
         let mut sum = 0;
         for f in &a.files {
-            sum += std::fs::metadata(f).map_err(|e| format!("{}: {e}", f.display()))?.len();
+            sum += std::fs::metadata(f)
+                .map_err(|e| format!("{}: {e}", f.display()))?
+                .len();
         }
         Some(sum)
     };
@@ -487,7 +528,12 @@ async fn append(a: AppendArgs) -> Result<(), BoxError> {
                     Ok(at) => {
                         appended += 1;
                         if print_offsets {
-                            bar.suspend(|| println!("{line_no}\t{}\t{}\t{:016x}", at.index, at.offset, at.record_id));
+                            bar.suspend(|| {
+                                println!(
+                                    "{line_no}\t{}\t{}\t{:016x}",
+                                    at.index, at.offset, at.record_id
+                                )
+                            });
                         }
                         if total_bytes.is_some() {
                             bar.inc(data.len() as u64 + 1);

@@ -23,7 +23,7 @@ use leasehold_model::client::ClientActor;
 use leasehold_model::config::{Bug, Durations, ProtocolCfg};
 use leasehold_model::master::{MasterActor, MasterDurable};
 use leasehold_model::msg::{ApplyOp, Failure, Msg, MutationKind};
-use leasehold_model::types::{StoreError, Payload};
+use leasehold_model::types::{Payload, StoreError};
 use leasehold_model::Node;
 use stateright::actor::Id;
 use std::net::IpAddr;
@@ -149,7 +149,11 @@ pub fn check_clock_bound(d: &Durations) -> Result<(), NodeError> {
     }
 }
 
-fn node_with_role(cluster: &ClusterConfig, id: u64, wanted: Role) -> Result<&NodeConfig, NodeError> {
+fn node_with_role(
+    cluster: &ClusterConfig,
+    id: u64,
+    wanted: Role,
+) -> Result<&NodeConfig, NodeError> {
     let node = cluster.node(Id::from(id as usize))?;
     if node.role != wanted {
         return Err(NodeError::WrongRole {
@@ -161,10 +165,7 @@ fn node_with_role(cluster: &ClusterConfig, id: u64, wanted: Role) -> Result<&Nod
     Ok(node)
 }
 
-async fn start(
-    actor: RealNode,
-    config: HostConfig,
-) -> Result<RunningHost<RealMsg>, NodeError> {
+async fn start(actor: RealNode, config: HostConfig) -> Result<RunningHost<RealMsg>, NodeError> {
     let id = usize::from(config.id) as u64;
     ActorHost::new(actor, config)
         .with_msg_tracer(trace_msg)
@@ -184,7 +185,11 @@ pub async fn start_master(
         cfg,
         initial: MasterDurable::default(),
     });
-    start(actor, HostConfig::from_cluster(cluster, Id::from(id as usize))?).await
+    start(
+        actor,
+        HostConfig::from_cluster(cluster, Id::from(id as usize))?,
+    )
+    .await
 }
 
 /// The directory of a chunkserver's chunk files.
@@ -207,7 +212,11 @@ pub async fn start_chunkserver(
         cfg,
         initial_store: store,
     });
-    start(actor, HostConfig::from_cluster(cluster, Id::from(id as usize))?).await
+    start(
+        actor,
+        HostConfig::from_cluster(cluster, Id::from(id as usize))?,
+    )
+    .await
 }
 
 /// Starts client `id` of `cluster`; its results go to the application
@@ -257,12 +266,23 @@ pub fn msg_fields(msg: &RealMsg) -> MsgFields {
             f.version = Some(info.version);
             f.epoch = Some(info.epoch);
         }
-        Msg::Located { info: Some(info), .. } => {
+        Msg::Located {
+            info: Some(info), ..
+        } => {
             f.chunk = Some(info.chunk);
             f.version = Some(info.version);
         }
-        Msg::LeaseOffer { chunk, epoch, version }
-        | Msg::LeaseGrant { chunk, epoch, version, .. } => {
+        Msg::LeaseOffer {
+            chunk,
+            epoch,
+            version,
+        }
+        | Msg::LeaseGrant {
+            chunk,
+            epoch,
+            version,
+            ..
+        } => {
             f.chunk = Some(*chunk);
             f.epoch = Some(*epoch);
             f.version = Some(*version);
@@ -278,14 +298,21 @@ pub fn msg_fields(msg: &RealMsg) -> MsgFields {
             f.epoch = Some(*epoch);
         }
         Msg::PushData { bytes, .. } => f.bytes = Some(bytes.len()),
-        Msg::Mutate { chunk, epoch, kind, .. } => {
+        Msg::Mutate {
+            chunk, epoch, kind, ..
+        } => {
             f.chunk = Some(*chunk);
             f.epoch = Some(*epoch);
             if let MutationKind::Write { offset } = kind {
                 f.offset = Some(*offset);
             }
         }
-        Msg::Apply { chunk, version, stamp, op } => {
+        Msg::Apply {
+            chunk,
+            version,
+            stamp,
+            op,
+        } => {
             f.chunk = Some(*chunk);
             f.version = Some(*version);
             f.epoch = Some(stamp.epoch);
@@ -300,22 +327,34 @@ pub fn msg_fields(msg: &RealMsg) -> MsgFields {
             f.epoch = Some(stamp.epoch);
             f.serial = Some(stamp.serial);
         }
-        Msg::MutationDone { chunk, offset, stamp, .. } => {
+        Msg::MutationDone {
+            chunk,
+            offset,
+            stamp,
+            ..
+        } => {
             f.chunk = Some(*chunk);
             f.epoch = Some(stamp.epoch);
             f.serial = Some(stamp.serial);
             f.offset = Some(*offset);
         }
-        Msg::ChunkFull { chunk, .. } | Msg::MutationFailed { chunk, .. } => {
-            f.chunk = Some(*chunk)
-        }
-        Msg::Read { chunk, version, offset, len } => {
+        Msg::ChunkFull { chunk, .. } | Msg::MutationFailed { chunk, .. } => f.chunk = Some(*chunk),
+        Msg::Read {
+            chunk,
+            version,
+            offset,
+            len,
+        } => {
             f.chunk = Some(*chunk);
             f.version = Some(*version);
             f.offset = Some(*offset);
             f.bytes = Some(*len);
         }
-        Msg::ReadReply { chunk, offset, result } => {
+        Msg::ReadReply {
+            chunk,
+            offset,
+            result,
+        } => {
             f.chunk = Some(*chunk);
             f.offset = Some(*offset);
             f.bytes = result.as_ref().ok().map(|b| b.len());
@@ -337,9 +376,14 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
         Msg::MutationFailed { reason, .. } | Msg::NoLease { reason, .. } => {
             Some(describe_failure(reason))
         }
-        Msg::Applied { result: Err(reason), .. } | Msg::ReadReply { result: Err(reason), .. } => {
-            Some(describe_failure(reason))
+        Msg::Applied {
+            result: Err(reason),
+            ..
         }
+        | Msg::ReadReply {
+            result: Err(reason),
+            ..
+        } => Some(describe_failure(reason)),
         _ => None,
     };
     // A primary's extension grants ride on every mutation, so grants are

@@ -89,7 +89,10 @@ impl Cluster {
         let addr = self.config.addr(Id::from(id as usize)).unwrap();
         let start = Instant::now();
         while TcpStream::connect(addr).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "node {id} did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "node {id} did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -137,7 +140,11 @@ impl Drop for Cluster {
                 let log = self.log(id);
                 let lines: Vec<&str> = log.lines().collect();
                 let tail = &lines[lines.len().saturating_sub(60)..];
-                eprintln!("---- node {id} log (last {} lines)\n{}", tail.len(), tail.join("\n"));
+                eprintln!(
+                    "---- node {id} log (last {} lines)\n{}",
+                    tail.len(),
+                    tail.join("\n")
+                );
             }
         }
         for (_, mut child) in self.procs.drain() {
@@ -169,8 +176,15 @@ async fn check_acked(c: &Cluster, client: &Client, path: &str, acked: &[(Appende
             let got = c
                 .replica(r)
                 .read(a.chunk, a.offset, framed.len() as u64)
-                .unwrap_or_else(|e| panic!("replica {r} chunk {} offset {}: {e}", a.chunk, a.offset));
-            assert!(got.as_slice() == framed, "replica {r} holds other bytes at chunk {} offset {}", a.chunk, a.offset);
+                .unwrap_or_else(|e| {
+                    panic!("replica {r} chunk {} offset {}: {e}", a.chunk, a.offset)
+                });
+            assert!(
+                got.as_slice() == framed,
+                "replica {r} holds other bytes at chunk {} offset {}",
+                a.chunk,
+                a.offset
+            );
         }
     }
     let records = client.read_records(path).await.unwrap();
@@ -179,7 +193,12 @@ async fn check_acked(c: &Cluster, client: &Client, path: &str, acked: &[(Appende
         *by_id.entry(r.id).or_default() += 1;
     }
     for (a, data) in acked {
-        assert_eq!(by_id.get(&a.record_id), Some(&1), "record {:x} read back once", a.record_id);
+        assert_eq!(
+            by_id.get(&a.record_id),
+            Some(&1),
+            "record {:x} read back once",
+            a.record_id
+        );
         let r = records.iter().find(|r| r.id == a.record_id).unwrap();
         assert_eq!(&r.data, data);
     }
@@ -223,7 +242,11 @@ async fn concurrent_appends_are_on_every_replica_and_read_back_once() {
         assert_eq!(offsets.len(), acked.len(), "no two records at one place");
         check_acked(&c, &reader, path, &acked).await;
         let records = reader.read_records(path).await.unwrap();
-        assert_eq!(records.len(), acked.len(), "no record that was not acknowledged");
+        assert_eq!(
+            records.len(),
+            acked.len(),
+            "no record that was not acknowledged"
+        );
     })
     .await
 }
@@ -248,17 +271,28 @@ async fn a_record_that_does_not_fit_pads_every_replica_and_goes_to_the_next_chun
         for (seq, (a, _)) in acked.iter().take(4).enumerate() {
             assert_eq!((a.index, a.offset), (0, seq as u64 * framed));
         }
-        assert_eq!((acked[4].0.index, acked[4].0.offset), (1, 0), "retry lands in the next chunk");
+        assert_eq!(
+            (acked[4].0.index, acked[4].0.offset),
+            (1, 0),
+            "retry lands in the next chunk"
+        );
         let stat = client.stat(path).await.unwrap();
         assert_eq!(stat.chunks.len(), 2);
         let chunk0 = &stat.chunks[0];
         assert_eq!(chunk0.replicas, vec![1, 2, 3]);
         for &r in &chunk0.replicas {
             let store = c.replica(r);
-            assert_eq!(store.chunk_len(chunk0.chunk), CHUNK_BYTES, "replica {r} padded to the full size");
+            assert_eq!(
+                store.chunk_len(chunk0.chunk),
+                CHUNK_BYTES,
+                "replica {r} padded to the full size"
+            );
             let tail = store.read(chunk0.chunk, 4 * framed, CHUNK_BYTES).unwrap();
             assert_eq!(tail.len() as u64, CHUNK_BYTES - 4 * framed);
-            assert!(tail.iter().all(|&b| b == 0), "padding on replica {r} is zeros");
+            assert!(
+                tail.iter().all(|&b| b == 0),
+                "padding on replica {r} is zeros"
+            );
         }
         check_acked(&c, &client, path, &acked).await;
     })
@@ -278,16 +312,29 @@ async fn bad_input_gets_clear_errors_and_the_servers_keep_serving() {
         let err = client.record_append(path, &too_big).await.unwrap_err();
         assert!(matches!(err, ClientError::RecordTooLarge { .. }), "{err}");
         assert!(err.to_string().contains("quarter chunk"), "{err}");
-        assert_eq!(client.open(path).await.unwrap().chunks, 0, "nothing was sent");
+        assert_eq!(
+            client.open(path).await.unwrap().chunks,
+            0,
+            "nothing was sent"
+        );
 
         // Unknown files and chunks.
-        let err = client.record_append("/no/such/file", b"x").await.unwrap_err();
+        let err = client
+            .record_append("/no/such/file", b"x")
+            .await
+            .unwrap_err();
         assert!(matches!(err, ClientError::NoSuchFile(_)), "{err}");
         let err = client.read("/no/such/file", 0, 10).await.unwrap_err();
         assert!(matches!(err, ClientError::NoSuchFile(_)), "{err}");
         let err = client.stat_chunk(path, 99).await.unwrap_err();
         assert!(
-            matches!(err, ClientError::Failed { reason: Failure::NotFound, .. }),
+            matches!(
+                err,
+                ClientError::Failed {
+                    reason: Failure::NotFound,
+                    ..
+                }
+            ),
             "{err}"
         );
 
@@ -298,19 +345,27 @@ async fn bad_input_gets_clear_errors_and_the_servers_keep_serving() {
             let mut s = TcpStream::connect(addr).unwrap();
             s.write_all(&u32::MAX.to_be_bytes()).unwrap();
             let mut s = TcpStream::connect(addr).unwrap();
-            s.write_all(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap();
+            s.write_all(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff])
+                .unwrap();
             let mut s = TcpStream::connect(addr).unwrap();
             s.write_all(&[0, 0, 1, 0, 1, 2, 3]).unwrap();
             drop(s);
         }
         // The servers go on serving.
-        let a = client.record_append_detailed(path, b"still here").await.unwrap();
+        let a = client
+            .record_append_detailed(path, b"still here")
+            .await
+            .unwrap();
         check_acked(&c, &client, path, &[(a, b"still here".to_vec())]).await;
         let master_log = c.log(0);
         assert!(master_log.contains("closing connection"), "{master_log}");
     })
     .await
 }
+
+/// What one appender saw: acknowledged appends with their time and data,
+/// and how many appends failed.
+type AppenderReport = (Vec<(Instant, Appended, Vec<u8>)>, u32);
 
 /// Appends from `n` clients until `stop`, recording what was acknowledged.
 /// A failed append is retried with a new record (at least once: the failed
@@ -320,7 +375,7 @@ fn appenders(
     path: &'static str,
     record_bytes: usize,
     stop: Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<(Vec<(Instant, Appended, Vec<u8>)>, u32)>> {
+) -> Vec<tokio::task::JoinHandle<AppenderReport>> {
     clients
         .into_iter()
         .enumerate()
@@ -378,10 +433,16 @@ async fn a_killed_chunkserver_loses_no_acked_record_and_comes_back_stale() {
             let own = restarted.meta(chunk.chunk).version;
             if own < chunk.version {
                 stale += 1;
-                assert!(!chunk.replicas.contains(&2), "stale replica named: {chunk:?}");
+                assert!(
+                    !chunk.replicas.contains(&2),
+                    "stale replica named: {chunk:?}"
+                );
             }
         }
-        assert!(stale > 0, "the restarted replica missed a lease grant: {stat:?}");
+        assert!(
+            stale > 0,
+            "the restarted replica missed a lease grant: {stat:?}"
+        );
         assert!(c.log(2).contains("restored=true"), "{}", c.log(2));
     })
     .await
@@ -436,7 +497,10 @@ async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
             .map(|(t, _, _)| *t)
             .max()
             .unwrap();
-        assert!(acked.iter().all(|(_, a, _)| a.index == 0), "appends stayed in chunk 0");
+        assert!(
+            acked.iter().all(|(_, a, _)| a.index == 0),
+            "appends stayed in chunk 0"
+        );
         let first_new = acked
             .iter()
             .filter(|(_, a, _)| a.stamp.epoch > old_epoch)
@@ -456,12 +520,16 @@ async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
         // and it refuses ([0091]). The test plays the client: it listens on
         // a client id's address and sends a raw frame.
         let me = *c.client_ids().last().unwrap();
-        let listener = std::net::TcpListener::bind(c.config.addr(Id::from(me as usize)).unwrap()).unwrap();
+        let listener =
+            std::net::TcpListener::bind(c.config.addr(Id::from(me as usize)).unwrap()).unwrap();
         let mutate: RealMsg = Msg::Mutate {
             chunk: old.chunk,
             epoch: old_epoch,
             kind: MutationKind::Append,
-            data: DataId { client: me as u32, seq: 0 },
+            data: DataId {
+                client: me as u32,
+                seq: 0,
+            },
         };
         let bytes = frame::encode(&Envelope {
             src: Id::from(me as usize),
@@ -469,7 +537,8 @@ async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
             msg: mutate,
         })
         .unwrap();
-        let mut to_old = TcpStream::connect(c.config.addr(Id::from(old_primary as usize)).unwrap()).unwrap();
+        let mut to_old =
+            TcpStream::connect(c.config.addr(Id::from(old_primary as usize)).unwrap()).unwrap();
         to_old.write_all(&bytes).unwrap();
         c.signal(old_primary, Signal::SIGCONT);
         let reply = tokio::task::spawn_blocking(move || {
@@ -489,7 +558,13 @@ async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
         .await
         .unwrap();
         assert!(
-            matches!(reply, Msg::MutationFailed { reason: Failure::NotPrimary, .. }),
+            matches!(
+                reply,
+                Msg::MutationFailed {
+                    reason: Failure::NotPrimary,
+                    ..
+                }
+            ),
             "{reply:?}"
         );
         drop(to_old);
@@ -512,7 +587,10 @@ async fn a_corrupt_block_fails_on_its_replica_and_is_read_from_another() {
         let mut acked = Vec::new();
         for seq in 0..10 {
             let data = record_data(0, seq, 10_000);
-            acked.push((client.record_append_detailed(path, &data).await.unwrap(), data));
+            acked.push((
+                client.record_append_detailed(path, &data).await.unwrap(),
+                data,
+            ));
         }
         let chunk = acked[0].0.chunk;
         // The client (id 4) reads from the closest replica first: 3.
@@ -523,7 +601,10 @@ async fn a_corrupt_block_fails_on_its_replica_and_is_read_from_another() {
         bytes[100] ^= 0x55;
         std::fs::write(&file, bytes).unwrap();
 
-        assert_eq!(c.replica(victim as u64).read(chunk, 0, 1000), Err(StoreError::Corrupt));
+        assert_eq!(
+            c.replica(victim as u64).read(chunk, 0, 1000),
+            Err(StoreError::Corrupt)
+        );
         let good = c.replica(1).read(chunk, 0, 1000).unwrap();
         let read = client.read(path, 0, 1000).await.unwrap();
         assert_eq!(read, good.as_slice(), "served by another replica");

@@ -32,7 +32,10 @@ fn record_append_request() {
         chunk: 7,
         epoch: 3,
         kind: MutationKind::Append,
-        data: DataId { client: 4, seq: 300 },
+        data: DataId {
+            client: 4,
+            seq: 300,
+        },
     };
     assert_eq!(
         frame_of(4, 1, msg),
