@@ -27,9 +27,9 @@ const RESULT_TAG: &str = "LEASEHOLD-BENCH-RESULT";
 /// flip this; the symmetric run is then already in the plan.
 pub const SYMMETRY_AVAILABLE: bool = false;
 
-/// The configuration used for the symmetry figure: two clients that each
-/// append one record, interchangeable.
-pub const SYMMETRY_CONFIG: &str = "default";
+/// The configuration of the symmetry figure: three clients that each
+/// append one record, interchangeable (the model's symmetry benchmark).
+pub const SYMMETRY_CONFIG: &str = "three-clients";
 
 /// One checker run to make.
 #[derive(Clone, Debug)]
@@ -132,6 +132,10 @@ pub fn run_ours(plan: &CheckPlan, cap: Duration) -> Result<CheckRow, String> {
         cmd.arg("--child-symmetry");
     }
     let run = run_capped(cmd, cap).map_err(|e| format!("cannot run the check: {e}"))?;
+    if !run.finished {
+        // The killed check left its progress line open.
+        eprintln!();
+    }
     let line = run.stdout.iter().find(|l| l.starts_with(RESULT_TAG));
     let num = |k: &str| line.and_then(|l| field(l, k)).and_then(|v| v.parse::<u64>().ok());
     let (unique, total) = match line {

@@ -33,6 +33,23 @@ fn finish(dir: &Path, name: &str, svg: String) -> Result<String, String> {
     }
 }
 
+/// The record-size axis, in log2 of bytes: 512 B to 2 MiB.
+const X_LOG2_MIN: f64 = 9.0;
+const X_LOG2_MAX: f64 = 21.0;
+
+fn log2(x: f64) -> f64 {
+    x.log2()
+}
+
+/// Labels whole powers of two on a log2 axis; nothing between them.
+fn pow2_label(x: f64, label: impl Fn(u64) -> String) -> String {
+    if x >= 0.0 && (x - x.round()).abs() < 1e-6 {
+        label(1u64 << x.round() as u32)
+    } else {
+        String::new()
+    }
+}
+
 /// `637k`, `1.2M`, `486`.
 fn short_count(n: u64) -> String {
     match n {
@@ -144,19 +161,20 @@ pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(60)
-            .build_cartesian_2d((512f64..2.0 * (1 << 20) as f64).log_scale(), (0.01f64..max_mb).log_scale())
+            .build_cartesian_2d(X_LOG2_MIN..X_LOG2_MAX, (0.01f64..max_mb).log_scale())
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("record size")
+            .x_desc("record size (log scale)")
             .y_desc("MB/s (log scale)")
-            .x_label_formatter(&|x| size_label(*x as u64))
+            .x_labels((X_LOG2_MAX - X_LOG2_MIN) as usize + 1)
+            .x_label_formatter(&|x| pow2_label(*x, size_label))
             .draw()
             .map_err(err)?;
         for (ci, &clients) in CLIENT_COUNTS.iter().enumerate() {
             let pts: Vec<(f64, f64)> = RECORD_SIZES
                 .iter()
-                .filter_map(|&b| t.append(b, clients).map(|a| (b as f64, a.mb_per_s().max(0.011))))
+                .filter_map(|&b| t.append(b, clients).map(|a| (log2(b as f64), a.mb_per_s().max(0.011))))
                 .collect();
             let c = colors[ci % colors.len()];
             chart
@@ -167,7 +185,7 @@ pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(err)?;
             let redis: Vec<(f64, f64)> = RECORD_SIZES
                 .iter()
-                .filter_map(|&b| t.redis_run(b, clients).map(|r| (b as f64, r.mb_per_s().max(0.011))))
+                .filter_map(|&b| t.redis_run(b, clients).map(|r| (log2(b as f64), r.mb_per_s().max(0.011))))
                 .collect();
             if !redis.is_empty() {
                 let style = c.mix(0.5).stroke_width(1);
@@ -184,7 +202,7 @@ pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
         if !chain.is_nan() {
             let gray = RGBColor(120, 120, 120);
             chart
-                .draw_series(LineSeries::new(vec![(512.0, chain), (2.0 * (1 << 20) as f64, chain)], gray.stroke_width(1)))
+                .draw_series(LineSeries::new(vec![(X_LOG2_MIN, chain), (X_LOG2_MAX, chain)], gray.stroke_width(1)))
                 .map_err(err)?
                 .label("raw TCP 3-hop chain (64 MiB push)")
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], gray));
@@ -205,25 +223,26 @@ pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let max_clients = *CLIENT_COUNTS.iter().max().expect("client counts") as f64;
+        let max_clients = log2(*CLIENT_COUNTS.iter().max().expect("client counts") as f64) + 0.5;
         let mut chart = ChartBuilder::on(&root)
             .caption("Record append throughput vs concurrent clients (one file)", ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(60)
-            .build_cartesian_2d((0.8f64..max_clients * 1.25).log_scale(), (0.01f64..max_mb).log_scale())
+            .build_cartesian_2d(-0.5f64..max_clients, (0.01f64..max_mb).log_scale())
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("clients")
+            .x_desc("concurrent clients (log scale)")
             .y_desc("MB/s (log scale)")
-            .x_label_formatter(&|x| format!("{}", x.round() as u64))
+            .x_labels(max_clients.ceil() as usize + 2)
+            .x_label_formatter(&|x| pow2_label(*x, |n| n.to_string()))
             .draw()
             .map_err(err)?;
         for (si, &bytes) in RECORD_SIZES.iter().enumerate() {
             let pts: Vec<(f64, f64)> = CLIENT_COUNTS
                 .iter()
-                .filter_map(|&c| t.append(bytes, c).map(|a| (c as f64, a.mb_per_s().max(0.011))))
+                .filter_map(|&c| t.append(bytes, c).map(|a| (log2(c as f64), a.mb_per_s().max(0.011))))
                 .collect();
             let c = colors[si % colors.len()];
             chart
@@ -236,7 +255,7 @@ pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
         if !chain.is_nan() {
             let gray = RGBColor(120, 120, 120);
             chart
-                .draw_series(LineSeries::new(vec![(0.8, chain), (max_clients * 1.25, chain)], gray.stroke_width(1)))
+                .draw_series(LineSeries::new(vec![(-0.5, chain), (max_clients, chain)], gray.stroke_width(1)))
                 .map_err(err)?
                 .label("raw TCP 3-hop chain")
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], gray));
