@@ -152,6 +152,8 @@ pub struct Results {
 pub struct TcpResults {
     pub seconds: f64,
     pub rtt: Option<stats::Latency>,
+    /// The same with both ends pinned to CPU 0.
+    pub rtt_pinned: Option<stats::Latency>,
     /// (bytes, hops, median time)
     pub raw_push: Vec<(u64, usize, Duration)>,
     pub fdatasync_per_s: f64,
@@ -352,9 +354,13 @@ fn run_tcp_part(args: &BenchArgs, work: &std::path::Path) -> Result<TcpResults, 
     std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
 
     eprintln!("\n== raw baselines: TCP forwarders with {} KiB buffers ==", raw::RAW_BUFFER_BYTES >> 10);
-    let rtt = raw::round_trip(Duration::from_secs_f64(secs.min(2.0)), 100_000).map_err(|e| e.to_string())?;
-    eprintln!("round trip: p50 {:.1} µs, p99 {:.1} µs", rtt.p50_us, rtt.p99_us);
+    let rtt_time = Duration::from_secs_f64(secs.min(2.0));
+    let rtt = raw::round_trip(rtt_time, 100_000, None).map_err(|e| e.to_string())?;
+    eprintln!("round trip, as scheduled: p50 {:.1} µs, p99 {:.1} µs", rtt.p50_us, rtt.p99_us);
     t.rtt = Some(rtt);
+    let pinned = raw::round_trip(rtt_time, 100_000, Some(0)).map_err(|e| e.to_string())?;
+    eprintln!("round trip, both ends on CPU 0: p50 {:.1} µs, p99 {:.1} µs", pinned.p50_us, pinned.p99_us);
+    t.rtt_pinned = Some(pinned);
     for &bytes in &PUSH_SIZES {
         for hops in [1, 3] {
             let reps = if bytes > 8 << 20 { repeats.min(3) } else { repeats * 10 };

@@ -70,9 +70,25 @@ fn forward(mut up: TcpStream, mut down: Option<TcpStream>) {
     }
 }
 
+/// Pins the calling thread to one CPU.
+fn pin_to(cpu: usize) {
+    // SAFETY: cpu_set_t is a plain bit set; zeroed is empty, CPU_SET sets
+    // one bit, and sched_setaffinity(0, ..) affects only this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 impl Chain {
     /// Starts `hops` forwarders on loopback and connects the client.
     pub fn start(hops: usize) -> std::io::Result<Chain> {
+        Self::start_pinned(hops, None)
+    }
+
+    /// Like [`Chain::start`], with every server thread pinned to `cpu`.
+    pub fn start_pinned(hops: usize, cpu: Option<usize>) -> std::io::Result<Chain> {
         assert!(hops >= 1, "a chain has at least one server");
         let mut threads = Vec::new();
         // Build from the tail: each server knows its downstream address.
@@ -82,6 +98,9 @@ impl Chain {
             let addr = listener.local_addr()?;
             let down_addr = downstream;
             threads.push(std::thread::spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_to(cpu);
+                }
                 let Ok((up, _)) = listener.accept() else { return };
                 let _ = up.set_nodelay(true);
                 let down = down_addr.and_then(|a| TcpStream::connect(a).ok());
@@ -141,9 +160,21 @@ pub fn push_time(hops: usize, bytes: u64, repeats: usize) -> std::io::Result<Dur
 }
 
 /// One-byte round trips over one connection, for `duration` (at most
-/// `count_max`).
-pub fn round_trip(duration: Duration, count_max: usize) -> std::io::Result<Latency> {
-    let mut chain = Chain::start(1)?;
+/// `count_max`); with `cpu`, both ends run pinned to that CPU (the
+/// `taskset -c 0` mode: no cross-core wake-up).
+pub fn round_trip(duration: Duration, count_max: usize, cpu: Option<usize>) -> std::io::Result<Latency> {
+    std::thread::spawn(move || {
+        if let Some(cpu) = cpu {
+            pin_to(cpu);
+        }
+        round_trip_here(duration, count_max, cpu)
+    })
+    .join()
+    .unwrap_or_else(|_| Err(std::io::Error::other("round-trip thread panicked")))
+}
+
+fn round_trip_here(duration: Duration, count_max: usize, cpu: Option<usize>) -> std::io::Result<Latency> {
+    let mut chain = Chain::start_pinned(1, cpu)?;
     let mut samples = Vec::new();
     let started = Instant::now();
     while started.elapsed() < duration && samples.len() < count_max {
