@@ -21,6 +21,7 @@ fn main() {
                 max_states: 5_000_000,
                 stop_at_violation: true,
                 progress: false,
+                symmetry: false,
             };
             let r = check_model(cfg, &opts);
             let v = r.violated();

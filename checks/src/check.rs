@@ -43,6 +43,10 @@ pub struct CheckArgs {
     /// then "incomplete").
     #[arg(long, default_value_t = 200_000_000)]
     pub max_states: usize,
+    /// Symmetry reduction over interchangeable clients (DFS only: stateright
+    /// ignores it in BFS).
+    #[arg(long)]
+    pub symmetry: bool,
     /// Also run the cycle-aware liveness check (explores the whole graph in
     /// memory: small fault-free configurations only).
     #[arg(long)]
@@ -122,6 +126,8 @@ pub struct Options {
     pub stop_at_violation: bool,
     /// Print progress to stderr every second.
     pub progress: bool,
+    /// Reduce by client symmetry (needs DFS and interchangeable clients).
+    pub symmetry: bool,
 }
 
 impl Default for Options {
@@ -132,6 +138,7 @@ impl Default for Options {
             max_states: 200_000_000,
             stop_at_violation: false,
             progress: false,
+            symmetry: false,
         }
     }
 }
@@ -140,11 +147,18 @@ impl Default for Options {
 pub fn check_model(cfg: ModelCfg, opts: &Options) -> Report {
     let name = cfg.name.to_string();
     let bug = cfg.bug;
+    assert!(
+        !opts.symmetry || cfg.clients_interchangeable(),
+        "symmetry needs clients with the same script"
+    );
     let model = cfg.into_model();
     let mut builder = model
         .checker()
         .threads(opts.threads)
         .target_state_count(opts.max_states);
+    if opts.symmetry {
+        builder = builder.symmetry_fn(leasehold_model::symmetry::representative);
+    }
     if opts.stop_at_violation {
         builder = builder.finish_when(stateright::HasDiscoveries::AnyFailures);
     }
@@ -297,8 +311,17 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         eprintln!("error: --threads must be at least 1");
         return ExitCode::from(2);
     }
+    if args.symmetry && (args.strategy != Strategy::Dfs || !cfg.clients_interchangeable()) {
+        eprintln!("error: --symmetry needs --strategy dfs and clients with the same script");
+        return ExitCode::from(2);
+    }
+    let symmetry = if args.symmetry {
+        ", client symmetry"
+    } else {
+        ""
+    };
     eprintln!(
-        "checking configuration {} ({:?}, {} threads)",
+        "checking configuration {} ({:?}, {} threads{symmetry})",
         cfg.name, args.strategy, args.threads
     );
     let opts = Options {
@@ -307,6 +330,7 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         max_states: args.max_states,
         stop_at_violation: false,
         progress: true,
+        symmetry: args.symmetry,
     };
     let report = check_model(cfg.clone(), &opts);
     let mut stdout = std::io::stdout();

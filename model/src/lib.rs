@@ -22,6 +22,7 @@ pub mod display;
 pub mod master;
 pub mod msg;
 pub mod node;
+pub mod symmetry;
 pub mod system;
 pub mod types;
 

@@ -142,6 +142,12 @@ impl ModelCfg {
                 lease_expiries: 1,
                 ..base
             },
+            // Three interchangeable clients: the symmetry benchmark.
+            "three-clients" => ModelCfg {
+                name: "three-clients",
+                appends: vec![1, 1, 1],
+                ..base
+            },
             // Faults: a lossy network, one chunkserver crash-restart, lease
             // expiry and re-grant, client timeouts and retries.
             "faults" => ModelCfg {
@@ -173,14 +179,11 @@ impl ModelCfg {
                 chunkserver_crashes: 1,
                 ..base
             },
-            // Duplicated messages and revocation.
-            "dup" => ModelCfg {
-                name: "dup",
-                duplicating: true,
+            // An early revocation ([0091]) and a re-grant.
+            "revoke" => ModelCfg {
+                name: "revoke",
                 lease_grants_max: 2,
                 revocations_max: 1,
-                client_retries_max: 1,
-                lease_expiries: 1,
                 ..base
             },
             _ => return None,
@@ -188,16 +191,17 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "tiny",
         "small",
         "pad",
         "default",
         "live",
+        "three-clients",
         "faults",
         "master-restart",
         "writes",
-        "dup",
+        "revoke",
     ];
 
     /// Overrides one field by name (`key=value`), for experiments from the
@@ -235,6 +239,13 @@ impl ModelCfg {
             _ => return Err(format!("unknown configuration field {key:?}")),
         }
         Ok(())
+    }
+
+    /// Whether all clients run the same script up to their own number, so
+    /// symmetry reduction over clients is sound.
+    pub fn clients_interchangeable(&self) -> bool {
+        self.appends.windows(2).all(|w| w[0] == w[1])
+            && self.writes.windows(2).all(|w| w[0] == w[1])
     }
 
     pub fn with_bug(mut self, bug: Bug) -> Self {
@@ -460,10 +471,18 @@ impl History {
                 h.full.sort();
                 Some(h)
             }
-            Msg::LeaseGrant { chunk, epoch, .. } if h.grants.contains(&(*chunk, *epoch, env.dst)) => {
-                (!h.extended).then(|| History { extended: true, ..h.clone() })
+            Msg::LeaseGrant { chunk, epoch, .. }
+                if h.grants.contains(&(*chunk, *epoch, env.dst)) =>
+            {
+                (!h.extended).then(|| History {
+                    extended: true,
+                    ..h.clone()
+                })
             }
-            Msg::RevokeLease { .. } => (!h.revoked).then(|| History { revoked: true, ..h.clone() }),
+            Msg::RevokeLease { .. } => (!h.revoked).then(|| History {
+                revoked: true,
+                ..h.clone()
+            }),
             Msg::LeaseGrant { chunk, epoch, .. } => {
                 let mut h = h.clone();
                 h.grants.push((*chunk, *epoch, env.dst));
@@ -1106,10 +1125,16 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
         ));
     }
     if cfg.extensions_max > 0 {
-        p.push(Property::sometimes("LEASE-4 reached: a lease extended while mutating", |_, s: &State| s.history.extended));
+        p.push(Property::sometimes(
+            "LEASE-4 reached: a lease extended while mutating",
+            |_, s: &State| s.history.extended,
+        ));
     }
     if cfg.revocations_max > 0 {
-        p.push(Property::sometimes("LEASE-4 reached: a lease revoked early", |_, s: &State| s.history.revoked));
+        p.push(Property::sometimes(
+            "LEASE-4 reached: a lease revoked early",
+            |_, s: &State| s.history.revoked,
+        ));
     }
     if cfg.chunkserver_crashes > 0 || cfg.lossy {
         p.push(Property::sometimes(
@@ -1138,7 +1163,7 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             failed_write_replicas_differ,
         ));
     }
-    if cfg.clients() > 1 || cfg.lease_grants_max > 1 {
+    if cfg.clients() > 1 || (cfg.client_retries_max > 0 && cfg.lease_grants_max > 1) {
         p.push(Property::sometimes(
             "ORDER-2 reached: a secondary held back an early mutation",
             held_back,

@@ -250,7 +250,8 @@ pub struct MemStore {
 
 impl Debug for MemStore {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.replicas.iter()).finish()
+        // The Explorer and counterexamples show replicas as strips.
+        crate::display::mem_store(self, f)
     }
 }
 

@@ -1,0 +1,407 @@
+//! Symmetry reduction over clients.
+//!
+//! Clients with the same script (up to their own number) are
+//! interchangeable: swapping two of them, everywhere their identity appears
+//! (their slot, their node id in messages and in the master's and
+//! chunkservers' state, the client number in every `DataId` and record),
+//! gives a state that behaves the same and satisfies the same properties.
+//! [`representative`] maps a state to the least of its client permutations
+//! (by fingerprint), so the checker explores one state per class.
+//!
+//! Chunkservers are not interchangeable: their network positions order the
+//! chain push and the master's lease rotation.
+//!
+//! Stateright applies symmetry only in DFS and simulation, not BFS.
+
+use crate::chunkserver::ChunkserverState;
+use crate::client::{ClientState, Current};
+use crate::master::{LeaseView, MasterState, NodeStorage};
+use crate::msg::*;
+use crate::system::State;
+use crate::types::*;
+use crate::NodeState;
+use stateright::actor::{Envelope, Id, Network};
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// A permutation of client numbers: `map[old] = new`.
+pub struct ClientPerm {
+    /// Node index of client 0.
+    pub first: usize,
+    pub map: Vec<usize>,
+}
+
+impl ClientPerm {
+    fn id(&self, id: Id) -> Id {
+        let i = usize::from(id);
+        if i >= self.first && i < self.first + self.map.len() {
+            Id::from(self.first + self.map[i - self.first])
+        } else {
+            id
+        }
+    }
+
+    fn number(&self, n: u32) -> u32 {
+        self.map.get(n as usize).map(|m| *m as u32).unwrap_or(n)
+    }
+}
+
+pub trait Permute {
+    fn permute(&self, p: &ClientPerm) -> Self;
+}
+
+impl<T: Permute> Permute for Vec<T> {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        self.iter().map(|x| x.permute(p)).collect()
+    }
+}
+
+impl<T: Permute> Permute for Option<T> {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        self.as_ref().map(|x| x.permute(p))
+    }
+}
+
+impl Permute for Id {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        p.id(*self)
+    }
+}
+
+impl Permute for DataId {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        DataId {
+            client: p.number(self.client),
+            seq: self.seq,
+        }
+    }
+}
+
+impl Permute for RecordToken {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        RecordToken {
+            id: self.id.permute(p),
+            units: self.units,
+        }
+    }
+}
+
+impl Permute for Cell {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        match *self {
+            Cell::Pad(s) => Cell::Pad(s),
+            Cell::Data {
+                record,
+                part,
+                stamp,
+            } => Cell::Data {
+                record: record.permute(p),
+                part,
+                stamp,
+            },
+        }
+    }
+}
+
+impl Permute for MemStore {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        let mut s = self.clone();
+        for r in &mut s.replicas {
+            for c in r.cells.iter_mut().flatten() {
+                *c = c.permute(p);
+            }
+        }
+        s
+    }
+}
+
+impl Permute for ApplyOp {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        match *self {
+            ApplyOp::WriteAt { offset, data } => ApplyOp::WriteAt {
+                offset,
+                data: data.permute(p),
+            },
+            pad => pad,
+        }
+    }
+}
+
+impl Permute for ChunkserverState<MemStore> {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        let mut s = self.clone();
+        s.store = s.store.permute(p);
+        for b in &mut s.buffer {
+            b.data = b.data.permute(p);
+            b.fragments = b.fragments.permute(p);
+        }
+        s.buffer.sort_by_key(|b| b.data);
+        for m in &mut s.in_flight {
+            m.client = m.client.permute(p);
+            m.data = m.data.permute(p);
+        }
+        for h in &mut s.held {
+            h.op = h.op.permute(p);
+        }
+        for e in &mut s.early {
+            e.client = e.client.permute(p);
+            e.data = e.data.permute(p);
+        }
+        s.early.sort();
+        s
+    }
+}
+
+impl Permute for MasterState {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        let mut s = self.clone();
+        for v in &mut s.views {
+            v.waiting = v.waiting.permute(p);
+            v.waiting.sort();
+            // Lease holders and up-to-date sets name chunkservers only.
+            debug_assert!(
+                !matches!(v.lease, LeaseView::Granted { primary, .. } if p.id(primary) != primary)
+            );
+        }
+        s
+    }
+}
+
+impl Permute for ClientOp<RecordToken> {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        match self {
+            ClientOp::Append { file, data } => ClientOp::Append {
+                file: *file,
+                data: data.permute(p),
+            },
+            ClientOp::Write {
+                file,
+                index,
+                offset,
+                data,
+            } => ClientOp::Write {
+                file: *file,
+                index: *index,
+                offset: *offset,
+                data: data.permute(p),
+            },
+            other => other.clone(),
+        }
+    }
+}
+
+impl Permute for ClientState<RecordToken> {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        let mut s = self.clone();
+        s.queue = s.queue.permute(p);
+        s.current = s.current.as_ref().map(|c| Current {
+            op: c.op.permute(p),
+            data: c.data.permute(p),
+            ..c.clone()
+        });
+        s
+    }
+}
+
+impl Permute for NodeState<MemStore> {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        match self {
+            NodeState::Master(m) => NodeState::Master(m.permute(p)),
+            NodeState::Chunkserver(c) => NodeState::Chunkserver(c.permute(p)),
+            NodeState::Client(c) => NodeState::Client(c.permute(p)),
+        }
+    }
+}
+
+impl Permute for NodeStorage<MemStore> {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        match self {
+            NodeStorage::Chunkserver(s) => NodeStorage::Chunkserver(s.permute(p)),
+            other => other.clone(),
+        }
+    }
+}
+
+impl Permute for Timer {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        match self {
+            Timer::AgeOut(d) => Timer::AgeOut(d.permute(p)),
+            other => other.clone(),
+        }
+    }
+}
+
+impl Permute for Msg<RecordToken> {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        match self.clone() {
+            Msg::PushData {
+                data,
+                fragment,
+                last,
+                bytes,
+                chain,
+                client,
+            } => Msg::PushData {
+                data: data.permute(p),
+                fragment,
+                last,
+                bytes: bytes.permute(p),
+                chain,
+                client: client.permute(p),
+            },
+            Msg::DataPushed { data } => Msg::DataPushed {
+                data: data.permute(p),
+            },
+            Msg::Mutate {
+                chunk,
+                epoch,
+                kind,
+                data,
+            } => Msg::Mutate {
+                chunk,
+                epoch,
+                kind,
+                data: data.permute(p),
+            },
+            Msg::Apply {
+                chunk,
+                version,
+                stamp,
+                op,
+            } => Msg::Apply {
+                chunk,
+                version,
+                stamp,
+                op: op.permute(p),
+            },
+            Msg::MutationDone {
+                chunk,
+                data,
+                offset,
+                stamp,
+            } => Msg::MutationDone {
+                chunk,
+                data: data.permute(p),
+                offset,
+                stamp,
+            },
+            Msg::ChunkFull { chunk, data } => Msg::ChunkFull {
+                chunk,
+                data: data.permute(p),
+            },
+            Msg::MutationFailed {
+                chunk,
+                data,
+                reason,
+            } => Msg::MutationFailed {
+                chunk,
+                data: data.permute(p),
+                reason,
+            },
+            Msg::Submit { op } => Msg::Submit { op: op.permute(p) },
+            other => other,
+        }
+    }
+}
+
+impl Permute for Envelope<Msg<RecordToken>> {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        Envelope {
+            src: self.src.permute(p),
+            dst: self.dst.permute(p),
+            msg: self.msg.permute(p),
+        }
+    }
+}
+
+/// The state with its clients renumbered by `p`.
+pub fn permute_state(s: &State, p: &ClientPerm) -> State {
+    let n = s.actor_states.len();
+    // Slot j of the result holds what was in the slot that maps to j.
+    let source = |j: usize| -> usize {
+        if j >= p.first && j < p.first + p.map.len() {
+            p.first
+                + p.map
+                    .iter()
+                    .position(|m| *m == j - p.first)
+                    .expect("a permutation")
+        } else {
+            j
+        }
+    };
+    let network = match &s.network {
+        Network::UnorderedNonDuplicating(_) => Network::new_unordered_nonduplicating(
+            s.network.iter_all().map(|e| e.to_cloned_msg().permute(p)),
+        ),
+        Network::UnorderedDuplicating(_, last) => Network::new_unordered_duplicating_with_last_msg(
+            s.network.iter_all().map(|e| e.to_cloned_msg().permute(p)),
+            last.as_ref().map(|e| e.permute(p)),
+        ),
+        ordered => ordered.clone(),
+    };
+    let mut timers_set = Vec::with_capacity(n);
+    for j in 0..n {
+        let mut t = stateright::actor::Timers::new();
+        for timer in s.timers_set[source(j)].iter() {
+            t.set(timer.permute(p));
+        }
+        timers_set.push(t);
+    }
+    State {
+        actor_states: (0..n)
+            .map(|j| Arc::new(s.actor_states[source(j)].permute(p)))
+            .collect(),
+        network,
+        timers_set,
+        random_choices: (0..n)
+            .map(|j| s.random_choices[source(j)].clone())
+            .collect(),
+        crashed: (0..n).map(|j| s.crashed[source(j)]).collect(),
+        history: s.history.clone(),
+        actor_storages: (0..n)
+            .map(|j| s.actor_storages[source(j)].permute(p))
+            .collect(),
+    }
+}
+
+fn permutations(k: usize) -> Vec<Vec<usize>> {
+    if k == 0 {
+        return vec![vec![]];
+    }
+    let mut out = vec![];
+    for rest in permutations(k - 1) {
+        for pos in 0..=rest.len() {
+            let mut v = rest.clone();
+            v.insert(pos, k - 1);
+            out.push(v);
+        }
+    }
+    out
+}
+
+fn fingerprint(s: &State) -> u64 {
+    let mut h = DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// The representative of a state's class under client permutations: the
+/// permutation with the least fingerprint. Only sound when every client runs
+/// the same script (see `ModelCfg::clients_interchangeable`).
+pub fn representative(s: &State) -> State {
+    let first = s
+        .actor_states
+        .iter()
+        .position(|a| matches!(**a, NodeState::Client(_)));
+    let Some(first) = first else { return s.clone() };
+    let k = s.actor_states.len() - first;
+    if k < 2 {
+        return s.clone();
+    }
+    permutations(k)
+        .into_iter()
+        .map(|map| permute_state(s, &ClientPerm { first, map }))
+        .min_by_key(fingerprint)
+        .expect("at least the identity")
+}
