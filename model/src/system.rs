@@ -426,10 +426,12 @@ impl ModelCfg {
             .max_crashes(1)
             .record_msg_out(History::on_send);
         let properties = properties(&self);
+        let scripts = (0..self.clients()).map(|c| self.script(c)).collect();
         LeaseholdModel {
             inner,
             cfg: self,
             properties,
+            scripts,
         }
     }
 }
@@ -529,6 +531,8 @@ pub struct LeaseholdModel {
     pub inner: ActorModel<ModelNode, ModelCfg, History>,
     pub cfg: ModelCfg,
     pub properties: Vec<Property<LeaseholdModel>>,
+    /// Each client's script, built once: properties read it on every state.
+    pub scripts: Vec<Vec<ClientOp<RecordToken>>>,
 }
 
 impl LeaseholdModel {
@@ -728,7 +732,7 @@ pub fn acked(model: &LeaseholdModel, s: &State) -> Vec<Acked> {
         else {
             continue;
         };
-        let script = model.cfg.script(c);
+        let script = &model.scripts[c];
         for (op, result) in script.iter().zip(client.results.iter()) {
             if let OpResult::Mutated {
                 chunk,
@@ -952,7 +956,7 @@ pub fn all_succeeded(model: &LeaseholdModel, s: &State) -> bool {
     (0..model.cfg.clients()).all(
         |c| match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
             NodeState::Client(cl) => {
-                cl.results.len() == model.cfg.script(c).len()
+                cl.results.len() == model.scripts[c].len()
                     && cl
                         .results
                         .iter()
