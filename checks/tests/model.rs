@@ -84,6 +84,14 @@ fn revoke_holds_and_reaches_every_companion() {
     assert_eq!(r.unique_states, 175);
 }
 
+#[test]
+fn age_out_holds_and_reaches_every_companion() {
+    // PUSH-2: pushed data that ages out fails its mutation; the retry pushes
+    // it again and succeeds.
+    let r = exhaustive("age-out");
+    assert!(r.unique_states > 50, "{}", r.unique_states);
+}
+
 /// A duplicating network makes the space explode (a duplicated push and
 /// mutation re-append a record each time, as at-least-once allows), so it
 /// is checked bounded, breadth first: no violation in the first 200,000

@@ -133,7 +133,10 @@ pub enum OpResult<P> {
     Failed(Failure),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Debug names each message by its protocol step first
+/// (`[act 1210 find lease] FindLease { .. }`), so messages in flight read
+/// like the protocol in the Explorer and in counterexamples.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Msg<P> {
     // ---- application ↔ client actor (TCP host only; the model scripts ops)
     Submit {
@@ -352,4 +355,39 @@ pub enum Timer {
     // client
     /// No reply in time: retry ([00101]).
     RequestTimeout,
+}
+
+/// Formats struct-like variants field by field, as derive(Debug) would.
+macro_rules! debug_variants {
+    ($self:ident, $f:ident; $($variant:ident { $($field:ident),* }),* ; $($unit:ident),*) => {
+        match $self {
+            $(Msg::$variant { $($field),* } => {
+                let mut d = $f.debug_struct(stringify!($variant));
+                $(d.field(stringify!($field), $field);)*
+                d.finish()
+            })*
+            $(Msg::$unit => $f.write_str(stringify!($unit)),)*
+        }
+    };
+}
+
+impl<P: Debug> Debug for Msg<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}] ", self.act())?;
+        debug_variants!(self, f;
+            Submit { op }, Done { result }, OpenFile { path, create },
+            FileOpened { path, file, chunks }, FindLease { file, index },
+            LeaseHolder { info, chunks }, Locate { file, index }, Located { info, chunks },
+            NoLease { file, index, reason }, LeaseOffer { chunk, epoch, version },
+            NewVersion { chunk, version, incarnation }, VersionAck { chunk, version },
+            LeaseRequest { chunk, epoch }, LeaseGrant { chunk, epoch, version, secondaries },
+            RevokeLease { chunk, epoch }, LeaseRevoked { chunk, epoch },
+            ChunkReport { incarnation, chunks },
+            PushData { data, fragment, last, bytes, chain, client }, DataPushed { data },
+            Mutate { chunk, epoch, kind, data }, Apply { chunk, version, stamp, op },
+            Applied { chunk, stamp, result }, MutationDone { chunk, data, offset, stamp },
+            ChunkFull { chunk, data }, MutationFailed { chunk, data, reason },
+            Read { chunk, version, offset, len }, ReadReply { chunk, offset, result };
+            ReportRequest)
+    }
 }

@@ -179,6 +179,14 @@ impl ModelCfg {
                 chunkserver_crashes: 1,
                 ..base
             },
+            // Pushed data ages out of a buffer before its mutation ([0095]):
+            // the mutation fails and the client pushes again.
+            "age-out" => ModelCfg {
+                name: "age-out",
+                age_out: true,
+                client_retries_max: 1,
+                ..base
+            },
             // An early revocation ([0091]) and a re-grant.
             "revoke" => ModelCfg {
                 name: "revoke",
@@ -191,7 +199,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "tiny",
         "small",
         "pad",
@@ -202,6 +210,7 @@ impl ModelCfg {
         "master-restart",
         "writes",
         "revoke",
+        "age-out",
     ];
 
     /// Overrides one field by name (`key=value`), for experiments from the
@@ -456,6 +465,8 @@ pub struct History {
     pub extended: bool,
     /// The master revoked a lease.
     pub revoked: bool,
+    /// A mutation failed because its pushed data was gone (aged out).
+    pub data_missing: bool,
 }
 
 impl History {
@@ -483,6 +494,17 @@ impl History {
             }
             Msg::RevokeLease { .. } => (!h.revoked).then(|| History {
                 revoked: true,
+                ..h.clone()
+            }),
+            Msg::MutationFailed {
+                reason: Failure::DataMissing,
+                ..
+            }
+            | Msg::Applied {
+                result: Err(Failure::DataMissing),
+                ..
+            } => (!h.data_missing).then(|| History {
+                data_missing: true,
                 ..h.clone()
             }),
             Msg::LeaseGrant { chunk, epoch, .. } => {
@@ -654,8 +676,12 @@ impl Model for LeaseholdModel {
     fn format_action(&self, action: &Action) -> String {
         match action {
             ActorModelAction::Deliver { src, dst, msg } => {
+                // The act leads the line; the message's own Debug repeats it
+                // in brackets, which this drops.
+                let text = format!("{msg:?}");
+                let body = text.split_once("] ").map(|(_, b)| b).unwrap_or(&text);
                 format!(
-                    "{} {} → {}: {msg:?}",
+                    "{} {} → {}: {body}",
                     msg.act(),
                     self.node_name(*src),
                     self.node_name(*dst)
@@ -1127,6 +1153,11 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             "LEASE-2 reached: a lease expired and a new epoch was granted",
             lease_expired_and_regranted,
         ));
+    }
+    if cfg.age_out && cfg.client_retries_max > 0 {
+        p.push(Property::sometimes("PUSH-2 reached: data aged out, the mutation failed, the client pushed again and succeeded", |m: &LeaseholdModel, s: &State| {
+            s.history.data_missing && all_succeeded(m, s)
+        }));
     }
     if cfg.extensions_max > 0 {
         p.push(Property::sometimes(
