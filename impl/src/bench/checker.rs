@@ -22,11 +22,6 @@ pub const CHECK_THREADS: usize = 2;
 /// The line a child check prints for the parent to parse.
 const RESULT_TAG: &str = "LEASEHOLD-BENCH-RESULT";
 
-/// Whether `leasehold_checks::check::Options` can switch on symmetry
-/// reduction yet. When it can: set the option in [`check_options`] and
-/// flip this; the symmetric run is then already in the plan.
-pub const SYMMETRY_AVAILABLE: bool = false;
-
 /// The configuration of the symmetry figure: three clients that each
 /// append one record, interchangeable (the model's symmetry benchmark).
 pub const SYMMETRY_CONFIG: &str = "three-clients";
@@ -76,12 +71,12 @@ pub fn strategy_name(s: Strategy) -> &'static str {
 
 /// Checker options for one benchmark run.
 pub fn check_options(strategy: Strategy, symmetry: bool) -> Options {
-    // When symmetry reduction lands in `Options`, pass it here, e.g.
-    // `symmetry,` in the struct below, and flip SYMMETRY_AVAILABLE.
-    assert!(!symmetry || SYMMETRY_AVAILABLE, "symmetry is not available yet");
+    // Stateright reduces symmetry only depth-first.
+    assert!(!symmetry || strategy == Strategy::Dfs, "symmetry needs DFS");
     Options {
         threads: CHECK_THREADS,
         strategy,
+        symmetry,
         progress: true,
         ..Options::default()
     }

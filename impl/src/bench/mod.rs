@@ -296,13 +296,11 @@ fn run_checker_part(args: &BenchArgs, results: &mut Results) {
                 symmetry: false,
             });
         }
-        if checker::SYMMETRY_AVAILABLE {
-            plans.push(checker::CheckPlan {
-                config: checker::SYMMETRY_CONFIG.into(),
-                strategy: Strategy::Dfs,
-                symmetry: true,
-            });
-        }
+        plans.push(checker::CheckPlan {
+            config: checker::SYMMETRY_CONFIG.into(),
+            strategy: Strategy::Dfs,
+            symmetry: true,
+        });
     }
     for n in &names {
         plans.push(checker::CheckPlan { config: n.clone(), strategy: Strategy::Bfs, symmetry: false });

@@ -129,7 +129,7 @@ fn start_one(dir: &Path, port: u16, primary: Option<u16>) -> std::io::Result<Ser
 }
 
 impl RedisTrio {
-    /// `None` when `redis-server` is not installed.
+    /// Whether `redis-server` is installed.
     pub fn available() -> bool {
         Command::new("redis-server")
             .arg("--version")
