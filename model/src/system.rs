@@ -148,15 +148,24 @@ impl ModelCfg {
                 appends: vec![1, 1, 1],
                 ..base
             },
-            // Faults: a lossy network, one chunkserver crash-restart, lease
-            // expiry and re-grant, client timeouts and retries.
+            // Faults: messages delayed past timeouts (for safety this
+            // subsumes loss), one chunkserver crash-restart, one lease expiry
+            // and re-grant, one client retry.
             "faults" => ModelCfg {
                 name: "faults",
                 lease_grants_max: 2,
                 client_retries_max: 1,
                 lease_expiries: 1,
-                lossy: true,
+                delays: true,
                 chunkserver_crashes: 1,
+                ..base
+            },
+            // Stateright's lossy network: any message may be dropped.
+            "lossy" => ModelCfg {
+                name: "lossy",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lossy: true,
                 ..base
             },
             // A master crash-restart while a lease is held.
@@ -168,15 +177,14 @@ impl ModelCfg {
                 master_crashes: 1,
                 ..base
             },
-            // Serial writes by one client, then a concurrent write.
+            // Serial writes by one client, with replies delayed past timeouts so
+            // a write can fail part-way and be retried.
             "writes" => ModelCfg {
                 name: "writes",
                 appends: vec![],
                 writes: vec![vec![0, 1]],
-                lease_grants_max: 2,
                 client_retries_max: 1,
-                lease_expiries: 1,
-                chunkserver_crashes: 1,
+                delays: true,
                 ..base
             },
             // Pushed data ages out of a buffer before its mutation ([0095]):
@@ -199,7 +207,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "tiny",
         "small",
         "pad",
@@ -207,6 +215,7 @@ impl ModelCfg {
         "live",
         "three-clients",
         "faults",
+        "lossy",
         "master-restart",
         "writes",
         "revoke",
