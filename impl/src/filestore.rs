@@ -254,6 +254,7 @@ fn read_verified_block(data: &File, meta: &ChunkMeta, block: u64) -> Result<Vec<
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(StoreError::Corrupt),
         Err(e) => return Err(io_error(e)),
     }
+    // STORE-1: a block that fails its checksum is an error, never data.
     if crc32c::crc32c(&buf) != meta.crcs[block as usize] {
         return Err(StoreError::Corrupt);
     }

@@ -31,6 +31,7 @@ pub const FRAME_HEADER_BYTES: usize = 4;
 /// the envelope and the message's own fields. A peer announcing more is
 /// treated as broken, so one connection can never make the host buffer more
 /// than this (plus one read) in memory.
+// WIRE-1: every frame is length-prefixed and bounded by this maximum.
 pub const FRAME_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024 + 64 * 1024;
 
 /// Largest frame on the wire, header included.

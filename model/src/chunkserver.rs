@@ -152,8 +152,10 @@ impl<S: ChunkStore> ChunkserverActor<S> {
     pub fn on_start(&self, storage: &Option<NodeStorage<S>>, o: &mut O<S>) -> ChunkserverState<S> {
         let store = match storage {
             Some(NodeStorage::Chunkserver(s)) => {
-                // A restart: tell the master which versions survived, so it
-                // can recognise a replica that missed a lease grant.
+                // FAULT-1: chunk data and versions survived the crash (the
+                // store is durable); buffers, leases and in-flight state did
+                // not. Tell the master which versions survived, so it can
+                // recognise a replica that missed a lease grant.
                 let mut s = s.clone();
                 match s.count_restart() {
                     Ok(incarnation) => {
@@ -524,7 +526,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             }
             _ => return, // a fragment out of sequence: the push will be retried
         }
-        // Forward at once, before the rest arrives: pipelining ([0098]).
+        // PUSH-1: forward at once, before the rest arrives: pipelining ([0098]).
         match self.cfg.closest(id, &chain) {
             Some(next) => {
                 let rest: Vec<Id> = chain.iter().copied().filter(|r| *r != next).collect();

@@ -162,6 +162,7 @@ impl MasterActor {
                 for cs in &self.cfg.chunkservers {
                     o.send(*cs, Msg::ReportRequest);
                 }
+                // LEASE-3: no grant until one lease period has passed.
                 let quiet = self.cfg.bug != Bug::RestartedMasterGrantsImmediately;
                 if quiet {
                     o.set_timer(
@@ -567,22 +568,8 @@ impl MasterActor {
             acked: vec![primary],
         };
         view.last_primary = Some(primary);
-        for r in view.up_to_date.iter().filter(|r| **r != primary) {
-            let incarnation = s
-                .servers
-                .iter()
-                .find(|v| v.id == *r)
-                .map(|v| v.incarnation)
-                .unwrap_or(0);
-            o.send(
-                *r,
-                Msg::NewVersion {
-                    chunk,
-                    version,
-                    incarnation,
-                },
-            );
-        }
+        let others = view.up_to_date.iter().copied().filter(|r| *r != primary);
+        announce_version(&s.servers, chunk, version, others, o);
         o.send(
             primary,
             Msg::LeaseOffer {
@@ -635,22 +622,8 @@ impl MasterActor {
             }
             let version = meta.version;
             o.save(NodeStorage::Master(s.durable.clone()));
-            for r in acked.iter().filter(|r| **r != primary) {
-                let incarnation = s
-                    .servers
-                    .iter()
-                    .find(|v| v.id == *r)
-                    .map(|v| v.incarnation)
-                    .unwrap_or(0);
-                o.send(
-                    *r,
-                    Msg::NewVersion {
-                        chunk,
-                        version,
-                        incarnation,
-                    },
-                );
-            }
+            let others = acked.iter().copied().filter(|r| *r != primary);
+            announce_version(&s.servers, chunk, version, others, o);
         }
         let version = s.durable.chunks[chunk as usize].version;
         let view = &mut s.views[chunk as usize];
@@ -771,6 +744,33 @@ impl MasterActor {
                 v.sort();
             }
         }
+    }
+}
+
+/// Tells replicas a chunk's new version, each addressed to the incarnation
+/// the master last heard of, so that a replica which restarted since (and
+/// may have been counted stale) ignores it.
+fn announce_version<S: ChunkStore>(
+    servers: &[ServerView],
+    chunk: ChunkHandle,
+    version: ChunkVersion,
+    to: impl Iterator<Item = Id>,
+    o: &mut Out<crate::Node<S>>,
+) {
+    for r in to {
+        let incarnation = servers
+            .iter()
+            .find(|v| v.id == r)
+            .map(|v| v.incarnation)
+            .unwrap_or(0);
+        o.send(
+            r,
+            Msg::NewVersion {
+                chunk,
+                version,
+                incarnation,
+            },
+        );
     }
 }
 

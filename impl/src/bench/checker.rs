@@ -132,7 +132,10 @@ pub fn run_ours(plan: &CheckPlan, cap: Duration) -> Result<CheckRow, String> {
         eprintln!();
     }
     let line = run.stdout.iter().find(|l| l.starts_with(RESULT_TAG));
-    let num = |k: &str| line.and_then(|l| field(l, k)).and_then(|v| v.parse::<u64>().ok());
+    let num = |k: &str| {
+        line.and_then(|l| field(l, k))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
     let (unique, total) = match line {
         Some(_) => (num("unique").unwrap_or(0), num("total").unwrap_or(0)),
         None => progress_counts(&run.last_stderr),
@@ -204,7 +207,11 @@ pub fn build_paxos(work: &Path) -> Result<PathBuf, String> {
             .status()
             .map_err(|e| format!("cp: {e}"))?;
         if !status.success() {
-            return Err(format!("cannot copy {} to {}", src.display(), work.display()));
+            return Err(format!(
+                "cannot copy {} to {}",
+                src.display(),
+                work.display()
+            ));
         }
     }
     eprintln!(
@@ -212,7 +219,14 @@ pub fn build_paxos(work: &Path) -> Result<PathBuf, String> {
         pkg.display()
     );
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["build", "--release", "--locked", "--quiet", "--example", "paxos"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--example",
+            "paxos",
+        ])
         .arg("--manifest-path")
         .arg(pkg.join("Cargo.toml"))
         .arg("--target-dir")
@@ -239,7 +253,11 @@ pub fn run_paxos(bin: &Path, cap: Duration) -> Result<CheckRow, String> {
             run.finished
         ));
     };
-    let num = |k: &str| field(done, k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let num = |k: &str| {
+        field(done, k)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Ok(CheckRow {
         name: format!("paxos ({PAXOS_CLIENTS} clients)"),
         strategy: "DFS",
@@ -251,7 +269,9 @@ pub fn run_paxos(bin: &Path, cap: Duration) -> Result<CheckRow, String> {
         peak_mib: run.peak_kib as f64 / 1024.0,
         finished: run.finished,
         verdicts_ok: None,
-        command: format!("paxos check-dfs {PAXOS_CLIENTS}  # stateright {STATERIGHT_VERSION} examples/paxos.rs"),
+        command: format!(
+            "paxos check-dfs {PAXOS_CLIENTS}  # stateright {STATERIGHT_VERSION} examples/paxos.rs"
+        ),
     })
 }
 
@@ -261,7 +281,8 @@ mod tests {
 
     #[test]
     fn parses_progress_line() {
-        let l = "    12.0s        640000 unique        1400000 total  depth  40     53000 unique/s ";
+        let l =
+            "    12.0s        640000 unique        1400000 total  depth  40     53000 unique/s ";
         assert_eq!(progress_counts(l), (640_000, 1_400_000));
         assert_eq!(progress_counts(""), (0, 0));
     }

@@ -167,21 +167,32 @@ pub struct TcpResults {
 
 impl TcpResults {
     pub fn raw(&self, bytes: u64, hops: usize) -> Option<Duration> {
-        self.raw_push.iter().find(|r| r.0 == bytes && r.1 == hops).map(|r| r.2)
+        self.raw_push
+            .iter()
+            .find(|r| r.0 == bytes && r.1 == hops)
+            .map(|r| r.2)
     }
     pub fn push(&self, bytes: u64, replicas: usize) -> Option<Duration> {
-        self.pushes.iter().find(|r| r.0 == bytes && r.1 == replicas).map(|r| r.2)
+        self.pushes
+            .iter()
+            .find(|r| r.0 == bytes && r.1 == replicas)
+            .map(|r| r.2)
     }
     pub fn append(&self, bytes: u64, clients: usize) -> Option<&system::AppendRun> {
-        self.appends.iter().find(|r| r.record_bytes == bytes && r.clients == clients)
+        self.appends
+            .iter()
+            .find(|r| r.record_bytes == bytes && r.clients == clients)
     }
     pub fn redis_run(&self, bytes: u64, clients: usize) -> Option<&redis::RedisRun> {
-        self.redis.iter().find(|r| r.record_bytes == bytes && r.clients == clients)
+        self.redis
+            .iter()
+            .find(|r| r.record_bytes == bytes && r.clients == clients)
     }
     /// Streaming throughput of the raw 3-hop chain (its largest push), MB/s.
     pub fn raw_chain_mb_per_s(&self) -> f64 {
         let big = PUSH_SIZES[PUSH_SIZES.len() - 1];
-        self.raw(big, 3).map_or(f64::NAN, |d| stats::mb_per_s(big, d))
+        self.raw(big, 3)
+            .map_or(f64::NAN, |d| stats::mb_per_s(big, d))
     }
 }
 
@@ -203,7 +214,11 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
         "leasehold bench: {} CPUs, allowed {} ({}), load {}",
         machine.cpus,
         machine.cpus_allowed,
-        if machine.pinned { "pinned" } else { "not pinned" },
+        if machine.pinned {
+            "pinned"
+        } else {
+            "not pinned"
+        },
         machine.load_before
     );
     let started = Instant::now();
@@ -223,11 +238,17 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
     }
     let _ = std::fs::remove_dir_all(&work);
     machine.load_after = load_average();
-    eprintln!("\nall done in {:.0} s (load now {})", started.elapsed().as_secs_f64(), machine.load_after);
+    eprintln!(
+        "\nall done in {:.0} s (load now {})",
+        started.elapsed().as_secs_f64(),
+        machine.load_after
+    );
     let text = report::summary(&results, &machine, args.quick);
     println!("{text}");
     if !args.no_write {
-        if let Err(e) = report::write(&args.out, &results, &machine, args.quick, do_checker, do_tcp) {
+        if let Err(e) = report::write(
+            &args.out, &results, &machine, args.quick, do_checker, do_tcp,
+        ) {
             eprintln!("error: cannot write the report: {e}");
             return ExitCode::FAILURE;
         }
@@ -238,13 +259,20 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
 
 fn run_checker_part(args: &BenchArgs, results: &mut Results) {
     let cap = Duration::from_secs(args.check_cap_s);
-    eprintln!("\n== checker: every configuration in its own process, {} threads, cap {} s ==", checker::CHECK_THREADS, args.check_cap_s);
+    eprintln!(
+        "\n== checker: every configuration in its own process, {} threads, cap {} s ==",
+        checker::CHECK_THREADS,
+        args.check_cap_s
+    );
     // The baseline first: stateright's paxos example.
     let paxos_dir = args
         .work_dir
         .clone()
         .unwrap_or_else(std::env::temp_dir)
-        .join(format!("leasehold-bench-stateright-{}", checker::STATERIGHT_VERSION));
+        .join(format!(
+            "leasehold-bench-stateright-{}",
+            checker::STATERIGHT_VERSION
+        ));
     match checker::build_paxos(&paxos_dir) {
         Ok(bin) => {
             eprintln!("paxos check-dfs {} (baseline) ...", checker::PAXOS_CLIENTS);
@@ -268,7 +296,11 @@ fn run_checker_part(args: &BenchArgs, results: &mut Results) {
     } else {
         ModelCfg::NAMES.iter().map(|s| s.to_string()).collect()
     };
-    let large: Vec<&str> = LARGE_CONFIGS.iter().copied().filter(|l| names.iter().any(|n| n == l)).collect();
+    let large: Vec<&str> = LARGE_CONFIGS
+        .iter()
+        .copied()
+        .filter(|l| names.iter().any(|n| n == l))
+        .collect();
     if !large.is_empty() {
         results.check_notes.push(format!(
             "{} take minutes each on 2 cores: checked depth-first (BFS memory passed 10 GB within a minute) and capped at {} s (`--large-cap-s`); their rows show how far each got and at what rate",
@@ -277,14 +309,20 @@ fn run_checker_part(args: &BenchArgs, results: &mut Results) {
         ));
     }
     if args.quick {
-        results.check_notes.push("`--quick`: only the small configurations were checked".to_string());
+        results
+            .check_notes
+            .push("`--quick`: only the small configurations were checked".to_string());
     }
     let mut plans: Vec<checker::CheckPlan> = Vec::new();
     // Like for like with the baseline first: the default configuration
     // depth-first, then every configuration breadth-first but the large ones (what
     // `leasehold check` runs by default).
     if names.iter().any(|n| n == "default") {
-        plans.push(checker::CheckPlan { config: "default".into(), strategy: Strategy::Dfs, symmetry: false });
+        plans.push(checker::CheckPlan {
+            config: "default".into(),
+            strategy: Strategy::Dfs,
+            symmetry: false,
+        });
     }
     // The symmetry figure: the same configuration depth-first (stateright
     // reduces symmetry only in DFS) without and with the reduction.
@@ -303,8 +341,16 @@ fn run_checker_part(args: &BenchArgs, results: &mut Results) {
         });
     }
     for n in &names {
-        let strategy = if LARGE_CONFIGS.contains(&n.as_str()) { Strategy::Dfs } else { Strategy::Bfs };
-        plans.push(checker::CheckPlan { config: n.clone(), strategy, symmetry: false });
+        let strategy = if LARGE_CONFIGS.contains(&n.as_str()) {
+            Strategy::Dfs
+        } else {
+            Strategy::Bfs
+        };
+        plans.push(checker::CheckPlan {
+            config: n.clone(),
+            strategy,
+            symmetry: false,
+        });
     }
     for plan in &plans {
         eprintln!(
@@ -325,7 +371,9 @@ fn run_checker_part(args: &BenchArgs, results: &mut Results) {
             }
             Err(e) => {
                 eprintln!("  failed: {e}");
-                results.check_notes.push(format!("`{}` failed: {e}", plan.config));
+                results
+                    .check_notes
+                    .push(format!("`{}` failed: {e}", plan.config));
             }
         }
     }
@@ -350,20 +398,36 @@ fn run_tcp_part(args: &BenchArgs, work: &std::path::Path) -> Result<TcpResults, 
     let secs = args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 });
     let load_time = Duration::from_secs_f64(secs);
     let repeats = if args.quick { 1 } else { 5 };
-    let mut t = TcpResults { seconds: secs, ..TcpResults::default() };
+    let mut t = TcpResults {
+        seconds: secs,
+        ..TcpResults::default()
+    };
     std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
 
-    eprintln!("\n== raw baselines: TCP forwarders with {} KiB buffers ==", raw::RAW_BUFFER_BYTES >> 10);
+    eprintln!(
+        "\n== raw baselines: TCP forwarders with {} KiB buffers ==",
+        raw::RAW_BUFFER_BYTES >> 10
+    );
     let rtt_time = Duration::from_secs_f64(secs.min(2.0));
     let rtt = raw::round_trip(rtt_time, 100_000, None).map_err(|e| e.to_string())?;
-    eprintln!("round trip, as scheduled: p50 {:.1} µs, p99 {:.1} µs", rtt.p50_us, rtt.p99_us);
+    eprintln!(
+        "round trip, as scheduled: p50 {:.1} µs, p99 {:.1} µs",
+        rtt.p50_us, rtt.p99_us
+    );
     t.rtt = Some(rtt);
     let pinned = raw::round_trip(rtt_time, 100_000, Some(0)).map_err(|e| e.to_string())?;
-    eprintln!("round trip, both ends on CPU 0: p50 {:.1} µs, p99 {:.1} µs", pinned.p50_us, pinned.p99_us);
+    eprintln!(
+        "round trip, both ends on CPU 0: p50 {:.1} µs, p99 {:.1} µs",
+        pinned.p50_us, pinned.p99_us
+    );
     t.rtt_pinned = Some(pinned);
     for &bytes in &PUSH_SIZES {
         for hops in [1, 3] {
-            let reps = if bytes > 8 << 20 { repeats.min(3) } else { repeats * 10 };
+            let reps = if bytes > 8 << 20 {
+                repeats.min(3)
+            } else {
+                repeats * 10
+            };
             let d = raw::push_time(hops, bytes, reps).map_err(|e| e.to_string())?;
             eprintln!(
                 "raw push {} through {hops} hop(s): {:.2} ms ({:.0} MB/s)",
@@ -375,9 +439,13 @@ fn run_tcp_part(args: &BenchArgs, work: &std::path::Path) -> Result<TcpResults, 
         }
     }
     let fsync_dir = work.join("fdatasync");
-    t.fdatasync_per_s = raw::fdatasync_rate(&fsync_dir, 64 << 10, Duration::from_secs_f64(secs.min(3.0)))
-        .map_err(|e| e.to_string())?;
-    eprintln!("fdatasync of 64 KiB appends, one writer: {:.0} /s", t.fdatasync_per_s);
+    t.fdatasync_per_s =
+        raw::fdatasync_rate(&fsync_dir, 64 << 10, Duration::from_secs_f64(secs.min(3.0)))
+            .map_err(|e| e.to_string())?;
+    eprintln!(
+        "fdatasync of 64 KiB appends, one writer: {:.0} /s",
+        t.fdatasync_per_s
+    );
 
     eprintln!("\n== Redis: a primary and two replicas, XADD + WAIT 2 0 ==");
     if redis::RedisTrio::available() {
@@ -398,7 +466,9 @@ fn run_tcp_part(args: &BenchArgs, work: &std::path::Path) -> Result<TcpResults, 
                                 );
                                 t.redis.push(r);
                             }
-                            Err(e) => t.notes.push(format!("Redis {} x {clients}: {e}", size_label(bytes))),
+                            Err(e) => t
+                                .notes
+                                .push(format!("Redis {} x {clients}: {e}", size_label(bytes))),
                         }
                     }
                 }
@@ -437,7 +507,16 @@ async fn leasehold_part(
     'runs: for &bytes in &RECORD_SIZES {
         for &clients in &CLIENT_COUNTS {
             let path = format!("/bench/append-{bytes}-{clients}");
-            match system::append_load(&cluster, &path, bytes, clients, load_time, APPEND_RECORDS_MAX).await {
+            match system::append_load(
+                &cluster,
+                &path,
+                bytes,
+                clients,
+                load_time,
+                APPEND_RECORDS_MAX,
+            )
+            .await
+            {
                 Ok(r) => {
                     eprintln!(
                         "append {} x {clients} clients: {:.0} records/s, {:.1} MB/s, p50 {:.0} µs, p99 {:.0} µs",
@@ -473,9 +552,18 @@ async fn leasehold_part(
     Ok(())
 }
 
-async fn pushes(t: &mut TcpResults, cluster: &system::LocalCluster, replicas: usize, repeats: usize) -> Result<(), String> {
+async fn pushes(
+    t: &mut TcpResults,
+    cluster: &system::LocalCluster,
+    replicas: usize,
+    repeats: usize,
+) -> Result<(), String> {
     for &bytes in &PUSH_SIZES {
-        let reps = if bytes > 8 << 20 { repeats.min(3) } else { repeats * 2 };
+        let reps = if bytes > 8 << 20 {
+            repeats.min(3)
+        } else {
+            repeats * 2
+        };
         let d = system::push_time(cluster, bytes, reps, &replicas.to_string()).await?;
         eprintln!(
             "write {} to {replicas} replica(s): {:.2} ms ({:.0} MB/s)",

@@ -67,7 +67,16 @@ fn err(e: impl std::fmt::Display) -> String {
 pub fn checker_plots(dir: &Path, r: &Results) -> Result<Vec<String>, String> {
     let mut bars: Vec<(String, f64, bool)> = Vec::new();
     if let Some(p) = &r.paxos {
-        bars.push((format!("{} {} ({} states)", p.name, p.strategy, short_count(p.unique)), p.secs, true));
+        bars.push((
+            format!(
+                "{} {} ({} states)",
+                p.name,
+                p.strategy,
+                short_count(p.unique)
+            ),
+            p.secs,
+            true,
+        ));
     }
     for c in &r.checks {
         let label = format!(
@@ -92,7 +101,10 @@ pub fn checker_plots(dir: &Path, r: &Results) -> Result<Vec<String>, String> {
         let max = bars.iter().map(|b| b.1).fold(1.0, f64::max) * 3.0;
         let n = bars.len();
         let mut chart = ChartBuilder::on(&root)
-            .caption("Check time per configuration (2 threads; orange: stateright's paxos example)", ("sans-serif", 18))
+            .caption(
+                "Check time per configuration (2 threads; orange: stateright's paxos example)",
+                ("sans-serif", 18),
+            )
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(230)
@@ -118,14 +130,25 @@ pub fn checker_plots(dir: &Path, r: &Results) -> Result<Vec<String>, String> {
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
                 let y = (n - 1 - i) as f64;
-                let color = if b.2 { RGBColor(200, 120, 40) } else { RGBColor(60, 110, 180) };
-                Rectangle::new([(0.01, y + 0.15), (b.1.max(0.011), y + 0.85)], color.filled())
+                let color = if b.2 {
+                    RGBColor(200, 120, 40)
+                } else {
+                    RGBColor(60, 110, 180)
+                };
+                Rectangle::new(
+                    [(0.01, y + 0.15), (b.1.max(0.011), y + 0.85)],
+                    color.filled(),
+                )
             }))
             .map_err(err)?;
         chart
             .draw_series(bars.iter().enumerate().map(|(i, b)| {
                 let y = (n - 1 - i) as f64;
-                Text::new(format!("{:.2} s", b.1), (b.1.max(0.011) * 1.1, y + 0.65), ("sans-serif", 12))
+                Text::new(
+                    format!("{:.2} s", b.1),
+                    (b.1.max(0.011) * 1.1, y + 0.65),
+                    ("sans-serif", 12),
+                )
             }))
             .map_err(err)?;
         root.present().map_err(err)?;
@@ -139,7 +162,11 @@ pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
     if t.appends.is_empty() {
         return Ok(vec![]);
     }
-    let colors = [RGBColor(60, 110, 180), RGBColor(200, 120, 40), RGBColor(60, 160, 90)];
+    let colors = [
+        RGBColor(60, 110, 180),
+        RGBColor(200, 120, 40),
+        RGBColor(60, 160, 90),
+    ];
     let chain = t.raw_chain_mb_per_s();
     let max_mb = t
         .appends
@@ -157,7 +184,10 @@ pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Record append throughput vs record size (3 replicas, durable)", ("sans-serif", 18))
+            .caption(
+                "Record append throughput vs record size (3 replicas, durable)",
+                ("sans-serif", 18),
+            )
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(60)
@@ -174,18 +204,28 @@ pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
         for (ci, &clients) in CLIENT_COUNTS.iter().enumerate() {
             let pts: Vec<(f64, f64)> = RECORD_SIZES
                 .iter()
-                .filter_map(|&b| t.append(b, clients).map(|a| (log2(b as f64), a.mb_per_s().max(0.011))))
+                .filter_map(|&b| {
+                    t.append(b, clients)
+                        .map(|a| (log2(b as f64), a.mb_per_s().max(0.011)))
+                })
                 .collect();
             let c = colors[ci % colors.len()];
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
                 .map_err(err)?
                 .label(format!("Leasehold, {clients} client(s)"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(err)?;
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                .map_err(err)?;
             let redis: Vec<(f64, f64)> = RECORD_SIZES
                 .iter()
-                .filter_map(|&b| t.redis_run(b, clients).map(|r| (log2(b as f64), r.mb_per_s().max(0.011))))
+                .filter_map(|&b| {
+                    t.redis_run(b, clients)
+                        .map(|r| (log2(b as f64), r.mb_per_s().max(0.011)))
+                })
                 .collect();
             if !redis.is_empty() {
                 let style = c.mix(0.5).stroke_width(1);
@@ -195,14 +235,21 @@ pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
                     .label(format!("Redis XADD+WAIT, {clients} client(s)"))
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
                 chart
-                    .draw_series(redis.iter().map(|&p| TriangleMarker::new(p, 5, c.mix(0.5).filled())))
+                    .draw_series(
+                        redis
+                            .iter()
+                            .map(|&p| TriangleMarker::new(p, 5, c.mix(0.5).filled())),
+                    )
                     .map_err(err)?;
             }
         }
         if !chain.is_nan() {
             let gray = RGBColor(120, 120, 120);
             chart
-                .draw_series(LineSeries::new(vec![(X_LOG2_MIN, chain), (X_LOG2_MAX, chain)], gray.stroke_width(1)))
+                .draw_series(LineSeries::new(
+                    vec![(X_LOG2_MIN, chain), (X_LOG2_MAX, chain)],
+                    gray.stroke_width(1),
+                ))
                 .map_err(err)?
                 .label("raw TCP 3-hop chain (64 MiB push)")
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], gray));
@@ -225,7 +272,10 @@ pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
         root.fill(&WHITE).map_err(err)?;
         let max_clients = log2(*CLIENT_COUNTS.iter().max().expect("client counts") as f64) + 0.5;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Record append throughput vs concurrent clients (one file)", ("sans-serif", 18))
+            .caption(
+                "Record append throughput vs concurrent clients (one file)",
+                ("sans-serif", 18),
+            )
             .margin(12)
             .x_label_area_size(45)
             .y_label_area_size(60)
@@ -242,20 +292,30 @@ pub fn tcp_plots(dir: &Path, t: &TcpResults) -> Result<Vec<String>, String> {
         for (si, &bytes) in RECORD_SIZES.iter().enumerate() {
             let pts: Vec<(f64, f64)> = CLIENT_COUNTS
                 .iter()
-                .filter_map(|&c| t.append(bytes, c).map(|a| (log2(c as f64), a.mb_per_s().max(0.011))))
+                .filter_map(|&c| {
+                    t.append(bytes, c)
+                        .map(|a| (log2(c as f64), a.mb_per_s().max(0.011)))
+                })
                 .collect();
             let c = colors[si % colors.len()];
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
                 .map_err(err)?
                 .label(format!("{} records", size_label(bytes)))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled()))).map_err(err)?;
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                .map_err(err)?;
         }
         if !chain.is_nan() {
             let gray = RGBColor(120, 120, 120);
             chart
-                .draw_series(LineSeries::new(vec![(-0.5, chain), (max_clients, chain)], gray.stroke_width(1)))
+                .draw_series(LineSeries::new(
+                    vec![(-0.5, chain), (max_clients, chain)],
+                    gray.stroke_width(1),
+                ))
                 .map_err(err)?
                 .label("raw TCP 3-hop chain")
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], gray));

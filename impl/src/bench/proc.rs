@@ -159,7 +159,9 @@ impl Server {
 
     /// SIGTERM, up to 5 s for a clean exit, then SIGKILL.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         if let Ok(Some(_)) = child.try_wait() {
             return;
         }
@@ -173,7 +175,11 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        eprintln!("  {} (pid {}) ignored SIGTERM; killing it", self.name, child.id());
+        eprintln!(
+            "  {} (pid {}) ignored SIGTERM; killing it",
+            self.name,
+            child.id()
+        );
         let _ = child.kill();
         let _ = child.wait();
     }

@@ -101,7 +101,9 @@ impl Chain {
                 if let Some(cpu) = cpu {
                     pin_to(cpu);
                 }
-                let Ok((up, _)) = listener.accept() else { return };
+                let Ok((up, _)) = listener.accept() else {
+                    return;
+                };
                 let _ = up.set_nodelay(true);
                 let down = down_addr.and_then(|a| TcpStream::connect(a).ok());
                 if let Some(d) = &down {
@@ -162,7 +164,11 @@ pub fn push_time(hops: usize, bytes: u64, repeats: usize) -> std::io::Result<Dur
 /// One-byte round trips over one connection, for `duration` (at most
 /// `count_max`); with `cpu`, both ends run pinned to that CPU (the
 /// `taskset -c 0` mode: no cross-core wake-up).
-pub fn round_trip(duration: Duration, count_max: usize, cpu: Option<usize>) -> std::io::Result<Latency> {
+pub fn round_trip(
+    duration: Duration,
+    count_max: usize,
+    cpu: Option<usize>,
+) -> std::io::Result<Latency> {
     std::thread::spawn(move || {
         if let Some(cpu) = cpu {
             pin_to(cpu);
@@ -173,7 +179,11 @@ pub fn round_trip(duration: Duration, count_max: usize, cpu: Option<usize>) -> s
     .unwrap_or_else(|_| Err(std::io::Error::other("round-trip thread panicked")))
 }
 
-fn round_trip_here(duration: Duration, count_max: usize, cpu: Option<usize>) -> std::io::Result<Latency> {
+fn round_trip_here(
+    duration: Duration,
+    count_max: usize,
+    cpu: Option<usize>,
+) -> std::io::Result<Latency> {
     let mut chain = Chain::start_pinned(1, cpu)?;
     let mut samples = Vec::new();
     let started = Instant::now();

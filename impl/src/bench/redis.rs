@@ -50,7 +50,10 @@ pub fn read_reply(r: &mut impl BufRead) -> std::io::Result<Reply> {
     let mut line = Vec::new();
     r.read_until(b'\n', &mut line)?;
     if line.len() < 3 || !line.ends_with(b"\r\n") {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "short reply"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "short reply",
+        ));
     }
     let body = String::from_utf8_lossy(&line[1..line.len() - 2]).into_owned();
     let bad = |_| std::io::Error::new(std::io::ErrorKind::InvalidData, "bad length");
@@ -124,7 +127,9 @@ fn start_one(dir: &Path, port: u16, primary: Option<u16>) -> std::io::Result<Ser
     if let Some(p) = primary {
         cmd.args(["--replicaof", "127.0.0.1"]).arg(p.to_string());
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     Ok(Server::new(format!("redis-server :{port}"), cmd.spawn()?))
 }
 
@@ -150,7 +155,10 @@ impl RedisTrio {
             let port = free_port().map_err(|e| e.to_string())?;
             servers.push(start_one(dir, port, Some(primary_port)).map_err(|e| e.to_string())?);
         }
-        let trio = RedisTrio { primary_port, servers };
+        let trio = RedisTrio {
+            primary_port,
+            servers,
+        };
         let started = Instant::now();
         loop {
             if let Ok(mut c) = Conn::connect(primary_port) {
@@ -195,7 +203,12 @@ impl RedisRun {
 
 /// `clients` threads, each a connection doing `XADD` + `WAIT 2 0` with
 /// `record_bytes` of payload, for `duration`.
-pub fn load(port: u16, record_bytes: u64, clients: usize, duration: Duration) -> Result<RedisRun, String> {
+pub fn load(
+    port: u16,
+    record_bytes: u64,
+    clients: usize,
+    duration: Duration,
+) -> Result<RedisRun, String> {
     let stream = format!("bench-{record_bytes}-{clients}");
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
@@ -208,8 +221,15 @@ pub fn load(port: u16, record_bytes: u64, clients: usize, duration: Duration) ->
                 let mut samples = Vec::new();
                 while started.elapsed() < duration {
                     let t = Instant::now();
-                    let args: [&[u8]; 7] =
-                        [b"XADD", stream.as_bytes(), b"MAXLEN", b"~", maxlen.as_bytes(), b"*", b"d"];
+                    let args: [&[u8]; 7] = [
+                        b"XADD",
+                        stream.as_bytes(),
+                        b"MAXLEN",
+                        b"~",
+                        maxlen.as_bytes(),
+                        b"*",
+                        b"d",
+                    ];
                     let mut full: Vec<&[u8]> = args.to_vec();
                     full.push(&payload);
                     match c.call(&full).map_err(|e| e.to_string())? {
@@ -228,7 +248,10 @@ pub fn load(port: u16, record_bytes: u64, clients: usize, duration: Duration) ->
         .collect();
     let mut all = Vec::new();
     for t in threads {
-        all.extend(t.join().map_err(|_| "a Redis client thread panicked".to_string())??);
+        all.extend(
+            t.join()
+                .map_err(|_| "a Redis client thread panicked".to_string())??,
+        );
     }
     let elapsed = started.elapsed();
     Ok(RedisRun {
@@ -251,11 +274,17 @@ mod tests {
         assert_eq!(out, b"*3\r\n$4\r\nWAIT\r\n$1\r\n2\r\n$1\r\n0\r\n");
         let mut r = &b":2\r\n$3\r\nabc\r\n$-1\r\n*2\r\n+OK\r\n-ERR x\r\n"[..];
         assert_eq!(read_reply(&mut r).unwrap(), Reply::Int(2));
-        assert_eq!(read_reply(&mut r).unwrap(), Reply::Bulk(Some(b"abc".to_vec())));
+        assert_eq!(
+            read_reply(&mut r).unwrap(),
+            Reply::Bulk(Some(b"abc".to_vec()))
+        );
         assert_eq!(read_reply(&mut r).unwrap(), Reply::Bulk(None));
         assert_eq!(
             read_reply(&mut r).unwrap(),
-            Reply::Array(vec![Reply::Simple("OK".into()), Reply::Error("ERR x".into())])
+            Reply::Array(vec![
+                Reply::Simple("OK".into()),
+                Reply::Error("ERR x".into())
+            ])
         );
     }
 }

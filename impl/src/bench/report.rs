@@ -41,7 +41,11 @@ fn targets_table(out: &mut String, targets: &[Target]) {
             t.what,
             t.measured,
             t.baseline,
-            if t.ratio.is_nan() { "n/a".to_string() } else { format!("{:.2}×", t.ratio) },
+            if t.ratio.is_nan() {
+                "n/a".to_string()
+            } else {
+                format!("{:.2}×", t.ratio)
+            },
             t.goal,
             mark(t.met)
         );
@@ -54,14 +58,23 @@ fn machine_line(m: &MachineInfo) -> String {
         m.date,
         m.cpus,
         m.cpus_allowed,
-        if m.pinned { "pinned with taskset" } else { "not pinned" },
+        if m.pinned {
+            "pinned with taskset"
+        } else {
+            "not pinned"
+        },
         m.load_before,
         m.load_after,
         m.kernel
     )
 }
 
-fn find<'a>(rows: &'a [CheckRow], name: &str, strategy: &str, symmetry: bool) -> Option<&'a CheckRow> {
+fn find<'a>(
+    rows: &'a [CheckRow],
+    name: &str,
+    strategy: &str,
+    symmetry: bool,
+) -> Option<&'a CheckRow> {
     rows.iter()
         .find(|r| r.name == name && r.strategy == strategy && r.symmetry == symmetry)
 }
@@ -70,7 +83,9 @@ pub fn check_targets(r: &Results) -> Vec<Target> {
     let mut t = Vec::new();
     let paxos = r.paxos.as_ref();
     let paxos_rate = paxos.map_or(f64::NAN, CheckRow::rate);
-    let paxos_s = paxos.map_or("not run".to_string(), |p| format!("paxos DFS {} unique/s", thousands(p.rate() as u64)));
+    let paxos_s = paxos.map_or("not run".to_string(), |p| {
+        format!("paxos DFS {} unique/s", thousands(p.rate() as u64))
+    });
     for strategy in ["DFS", "BFS"] {
         if let Some(d) = find(&r.checks, "default", strategy, false) {
             let q = ratio(d.rate(), paxos_rate);
@@ -87,7 +102,11 @@ pub fn check_targets(r: &Results) -> Vec<Target> {
     if let Some(d) = find(&r.checks, "default", "BFS", false) {
         t.push(Target {
             what: "`default` exhaustive (BFS, as `leasehold check` runs it) time".to_string(),
-            measured: format!("{:.1} s{}", d.secs, if d.finished { "" } else { " (capped)" }),
+            measured: format!(
+                "{:.1} s{}",
+                d.secs,
+                if d.finished { "" } else { " (capped)" }
+            ),
             baseline: paxos.map_or("n/a".to_string(), |p| format!("paxos {:.1} s", p.secs)),
             ratio: paxos.map_or(f64::NAN, |p| ratio(d.secs, p.secs)),
             goal: format!("≤ {DEFAULT_SECONDS_MAX:.0} s"),
@@ -96,7 +115,9 @@ pub fn check_targets(r: &Results) -> Vec<Target> {
         t.push(Target {
             what: "`default` exhaustive (BFS) peak memory".to_string(),
             measured: format!("{:.0} MiB", d.peak_mib),
-            baseline: paxos.map_or("n/a".to_string(), |p| format!("paxos {:.0} MiB", p.peak_mib)),
+            baseline: paxos.map_or("n/a".to_string(), |p| {
+                format!("paxos {:.0} MiB", p.peak_mib)
+            }),
             ratio: paxos.map_or(f64::NAN, |p| ratio(d.peak_mib, p.peak_mib)),
             goal: "≤ 1 GiB".to_string(),
             met: Some(d.finished && d.peak_mib <= DEFAULT_MEMORY_MIB_MAX),
@@ -108,7 +129,11 @@ pub fn check_targets(r: &Results) -> Vec<Target> {
         (Some(p), Some(s)) => {
             let q = ratio(p.unique as f64, s.unique as f64);
             (
-                format!("{} unique with symmetry ({:.2} s)", thousands(s.unique), s.secs),
+                format!(
+                    "{} unique with symmetry ({:.2} s)",
+                    thousands(s.unique),
+                    s.secs
+                ),
                 q,
                 Some(s.finished && p.finished && q >= SYMMETRY_REDUCTION_MIN),
             )
@@ -118,7 +143,9 @@ pub fn check_targets(r: &Results) -> Vec<Target> {
     t.push(Target {
         what: format!("symmetry reduction on `{SYMMETRY_CONFIG}` (interchangeable clients)"),
         measured,
-        baseline: plain.map_or("n/a".to_string(), |p| format!("{} unique without ({:.2} s)", thousands(p.unique), p.secs)),
+        baseline: plain.map_or("n/a".to_string(), |p| {
+            format!("{} unique without ({:.2} s)", thousands(p.unique), p.secs)
+        }),
         ratio: q,
         goal: "≥ 3× fewer unique states (ratio: without / with)".to_string(),
         met,
@@ -128,7 +155,12 @@ pub fn check_targets(r: &Results) -> Vec<Target> {
 
 fn checker_section(r: &Results, m: &MachineInfo, quick: bool, plots: &[String]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Measured {}{}.\n", machine_line(m), if quick { ", **--quick**" } else { "" });
+    let _ = writeln!(
+        s,
+        "Measured {}{}.\n",
+        machine_line(m),
+        if quick { ", **--quick**" } else { "" }
+    );
     s.push_str("| configuration | strategy | unique states | total states | seconds | unique states/s | peak memory | verdicts | reproduce |\n");
     s.push_str("|---|---|---:|---:|---:|---:|---:|---|---|\n");
     let mut rows: Vec<&CheckRow> = r.paxos.iter().collect();
@@ -144,7 +176,11 @@ fn checker_section(r: &Results, m: &MachineInfo, quick: bool, plots: &[String]) 
             s,
             "| {}{} | {}{} | {} | {} | {:.2} | {} | {:.0} MiB | {} | `{}` |",
             row.name,
-            if row.verdicts_ok.is_none() && row.finished { " (baseline)" } else { "" },
+            if row.verdicts_ok.is_none() && row.finished {
+                " (baseline)"
+            } else {
+                ""
+            },
             row.strategy,
             if row.symmetry { " + symmetry" } else { "" },
             thousands(row.unique),
@@ -176,7 +212,10 @@ pub fn tcp_targets(t: &TcpResults) -> Vec<Target> {
         if let (Some(l), Some(raw)) = (t.push(bytes, 3), t.raw(bytes, 3)) {
             let q = l.as_secs_f64() / raw.as_secs_f64();
             v.push(Target {
-                what: format!("write {} to 3 replicas vs raw 3-hop chain", size_label(bytes)),
+                what: format!(
+                    "write {} to 3 replicas vs raw 3-hop chain",
+                    size_label(bytes)
+                ),
                 measured: format!("{:.2} ms", l.as_secs_f64() * 1e3),
                 baseline: format!("{:.2} ms", raw.as_secs_f64() * 1e3),
                 ratio: q,
@@ -192,7 +231,10 @@ pub fn tcp_targets(t: &TcpResults) -> Vec<Target> {
             if let Some(a) = t.append(bytes, clients) {
                 let q = ratio(a.mb_per_s(), chain);
                 v.push(Target {
-                    what: format!("{} appends, {clients} client(s), vs raw chain throughput", size_label(bytes)),
+                    what: format!(
+                        "{} appends, {clients} client(s), vs raw chain throughput",
+                        size_label(bytes)
+                    ),
                     measured: format!("{:.1} MB/s", a.mb_per_s()),
                     baseline: chain_s.clone(),
                     ratio: q,
@@ -208,15 +250,28 @@ pub fn tcp_targets(t: &TcpResults) -> Vec<Target> {
         let a = t.append(bytes, 16);
         let r = t.redis_run(bytes, 16);
         let (m, b) = match mbps {
-            true => (a.map_or(f64::NAN, |a| a.mb_per_s()), r.map_or(f64::NAN, |r| r.mb_per_s())),
-            false => (a.map_or(f64::NAN, |a| a.records_per_s()), r.map_or(f64::NAN, |r| r.records_per_s())),
+            true => (
+                a.map_or(f64::NAN, |a| a.mb_per_s()),
+                r.map_or(f64::NAN, |r| r.mb_per_s()),
+            ),
+            false => (
+                a.map_or(f64::NAN, |a| a.records_per_s()),
+                r.map_or(f64::NAN, |r| r.records_per_s()),
+            ),
         };
         let unit = if mbps { "MB/s" } else { "records/s" };
         let q = ratio(m, b);
         Target {
-            what: format!("{} appends, 16 clients, vs Redis XADD + WAIT 2 0 ({unit})", size_label(bytes)),
+            what: format!(
+                "{} appends, 16 clients, vs Redis XADD + WAIT 2 0 ({unit})",
+                size_label(bytes)
+            ),
             measured: format!("{} {unit}", fmt(m, 1)),
-            baseline: if r.is_some() { format!("Redis {} {unit}", fmt(b, 1)) } else { "Redis not run".to_string() },
+            baseline: if r.is_some() {
+                format!("Redis {} {unit}", fmt(b, 1))
+            } else {
+                "Redis not run".to_string()
+            },
             ratio: q,
             goal: format!("≥ {goal}×"),
             met: (!q.is_nan()).then_some(q >= goal),
@@ -228,7 +283,10 @@ pub fn tcp_targets(t: &TcpResults) -> Vec<Target> {
         if let Some(a) = t.append(bytes, 16) {
             let q = ratio(a.records_per_s(), t.fdatasync_per_s);
             v.push(Target {
-                what: format!("durable {} appends, 16 clients, vs one 64 KiB fdatasync writer (group commit)", size_label(bytes)),
+                what: format!(
+                    "durable {} appends, 16 clients, vs one 64 KiB fdatasync writer (group commit)",
+                    size_label(bytes)
+                ),
                 measured: format!("{:.0} records/s", a.records_per_s()),
                 baseline: format!("{:.0} fdatasync/s", t.fdatasync_per_s),
                 ratio: q,
@@ -301,12 +359,16 @@ fn tcp_section(t: &TcpResults, m: &MachineInfo, quick: bool, plots: &[String]) -
         t.fdatasync_per_s
     );
 
-    s.push_str("\n### Redis (primary + 2 replicas, `XADD` + `WAIT 2 0` per record, no persistence)\n\n");
+    s.push_str(
+        "\n### Redis (primary + 2 replicas, `XADD` + `WAIT 2 0` per record, no persistence)\n\n",
+    );
     if let Some(n) = &t.redis_note {
         let _ = writeln!(s, "{n}\n");
     }
     if !t.redis.is_empty() {
-        s.push_str("| record | clients | records/s | MB/s | p50 | p99 |\n|---|---:|---:|---:|---:|---:|\n");
+        s.push_str(
+            "| record | clients | records/s | MB/s | p50 | p99 |\n|---|---:|---:|---:|---:|---:|\n",
+        );
         for r in &t.redis {
             let _ = writeln!(
                 s,
@@ -321,7 +383,9 @@ fn tcp_section(t: &TcpResults, m: &MachineInfo, quick: bool, plots: &[String]) -
         }
     }
 
-    s.push_str("\n### Leasehold record append (3 replicas, durable: fsync before ack; one file)\n\n");
+    s.push_str(
+        "\n### Leasehold record append (3 replicas, durable: fsync before ack; one file)\n\n",
+    );
     s.push_str("| record | clients | records/s | MB/s | p50 | p99 | vs raw chain MB/s | vs Redis (same size, clients) |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
     let chain = t.raw_chain_mb_per_s();
     for &bytes in &RECORD_SIZES {
@@ -347,7 +411,11 @@ fn tcp_section(t: &TcpResults, m: &MachineInfo, quick: bool, plots: &[String]) -
     }
     s.push_str("\n### Pushing data: Leasehold write (push to every replica, then commit) vs the raw chain\n\n");
     s.push_str("| size | raw 1 hop | raw 3 hops | Leasehold 1 replica | Leasehold 3 replicas | 3 replicas / raw 3 hops | 3 replicas / 1 replica |\n|---|---:|---:|---:|---:|---:|---:|\n");
-    let ms = |d: Option<std::time::Duration>| d.map_or("n/a".to_string(), |d| format!("{:.2} ms", d.as_secs_f64() * 1e3));
+    let ms = |d: Option<std::time::Duration>| {
+        d.map_or("n/a".to_string(), |d| {
+            format!("{:.2} ms", d.as_secs_f64() * 1e3)
+        })
+    };
     let q = |a: Option<std::time::Duration>, b: Option<std::time::Duration>| match (a, b) {
         (Some(a), Some(b)) => format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64()),
         _ => "n/a".to_string(),
@@ -405,8 +473,18 @@ pub fn replace_section(doc: &str, name: &str, body: &str) -> Option<String> {
     Some(format!("{}\n{}\n{}", &doc[..b], body.trim_end(), &doc[e..]))
 }
 
-pub fn write(out: &Path, r: &Results, m: &MachineInfo, quick: bool, checker: bool, tcp: bool) -> Result<(), String> {
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+pub fn write(
+    out: &Path,
+    r: &Results,
+    m: &MachineInfo,
+    quick: bool,
+    checker: bool,
+    tcp: bool,
+) -> Result<(), String> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut doc = std::fs::read_to_string(out).unwrap_or_else(|_| TEMPLATE.to_string());
     if checker {

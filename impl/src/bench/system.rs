@@ -30,7 +30,11 @@ impl LocalCluster {
     /// Writes a cluster file with `chunkservers` chunkservers and `clients`
     /// client ids under `dir`, starts `leasehold cluster --dir dir` and
     /// connects the clients.
-    pub async fn start(dir: &Path, chunkservers: usize, clients: usize) -> Result<LocalCluster, String> {
+    pub async fn start(
+        dir: &Path,
+        chunkservers: usize,
+        clients: usize,
+    ) -> Result<LocalCluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config = ClusterConfig::local_with_clients(chunkservers, clients, dir)
             .map_err(|e| e.to_string())?;
@@ -121,12 +125,20 @@ pub async fn append_load(
     duration: Duration,
     records_max: u64,
 ) -> Result<AppendRun, String> {
-    assert!(clients >= 1 && clients <= cluster.clients.len(), "{clients} clients asked");
+    assert!(
+        clients >= 1 && clients <= cluster.clients.len(),
+        "{clients} clients asked"
+    );
     let data = Arc::new(vec![b'L'; record_bytes as usize]);
-    cluster.clients[0].create(path).await.map_err(|e| e.to_string())?;
+    cluster.clients[0]
+        .create(path)
+        .await
+        .map_err(|e| e.to_string())?;
     // Warm up: the first append allocates the chunk and obtains a lease.
     for c in &cluster.clients[..clients] {
-        c.record_append(path, &data).await.map_err(|e| e.to_string())?;
+        c.record_append(path, &data)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let per_client_max = (records_max / clients as u64).max(1);
     let started = Instant::now();
@@ -139,7 +151,9 @@ pub async fn append_load(
             let mut samples = Vec::new();
             while started.elapsed() < duration && (samples.len() as u64) < per_client_max {
                 let t = Instant::now();
-                c.record_append(&path, &data).await.map_err(|e| e.to_string())?;
+                c.record_append(&path, &data)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 samples.push(t.elapsed());
             }
             Ok::<_, String>(samples)
@@ -161,7 +175,12 @@ pub async fn append_load(
 
 /// Median time of `repeats` writes of `bytes` at offset 0 of fresh files
 /// (each a push to every replica of the chunk, then the commit).
-pub async fn push_time(cluster: &LocalCluster, bytes: u64, repeats: usize, tag: &str) -> Result<Duration, String> {
+pub async fn push_time(
+    cluster: &LocalCluster,
+    bytes: u64,
+    repeats: usize,
+    tag: &str,
+) -> Result<Duration, String> {
     let c = &cluster.clients[0];
     let data = vec![b'P'; bytes as usize];
     let mut samples = Vec::new();
