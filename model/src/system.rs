@@ -1084,6 +1084,50 @@ fn failed_write_replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
         })
 }
 
+fn same_stamp_on_two_replicas(model: &LeaseholdModel, s: &State) -> bool {
+    let ids = model.cfg.chunkserver_ids();
+    ids.iter().any(|a| {
+        store(s, *a).replicas.iter().enumerate().any(|(chunk, r)| {
+            r.cells
+                .iter()
+                .flatten()
+                .map(cell_stamp)
+                .filter(|st| *st != Stamp::default())
+                .any(|st| {
+                    ids.iter().filter(|b| *b != a).any(|b| {
+                        store(s, *b)
+                            .replica(chunk as ChunkHandle)
+                            .is_some_and(|rb| {
+                                rb.cells.iter().flatten().any(|c| cell_stamp(c) == st)
+                            })
+                    })
+                })
+        })
+    })
+}
+
+fn two_acked_in_one_chunk(model: &LeaseholdModel, s: &State) -> bool {
+    let acks = acked(model, s);
+    acks.iter().enumerate().any(|(i, a)| {
+        acks.iter()
+            .skip(i + 1)
+            .any(|b| a.append && b.append && a.chunk == b.chunk)
+    })
+}
+
+/// A client was told a lease holder while some replica of the chunk was
+/// left out of the named set (stale).
+fn named_without_stale(model: &LeaseholdModel, s: &State) -> bool {
+    let replicas = model.cfg.chunkservers as usize;
+    let short = |info: &LeaseInfo| 1 + info.secondaries.len() < replicas;
+    (0..model.cfg.clients()).any(
+        |c| match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+            NodeState::Client(cl) => cl.cache.iter().any(short),
+            _ => false,
+        },
+    )
+}
+
 fn held_back(model: &LeaseholdModel, s: &State) -> bool {
     model
         .live_chunkservers(s)
@@ -1161,6 +1205,30 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
         p.push(Property::sometimes(
             "LEASE-2 reached: a lease expired and a new epoch was granted",
             lease_expired_and_regranted,
+        ));
+    }
+    if appends || writes {
+        p.push(Property::sometimes(
+            "ORDER-1 reached: two replicas applied the same (epoch, serial)",
+            same_stamp_on_two_replicas,
+        ));
+    }
+    if cfg.appends.iter().map(|a| *a as usize).sum::<usize>() >= 2 {
+        p.push(Property::sometimes(
+            "APPEND-2 reached: two appends acked in the same chunk",
+            two_acked_in_one_chunk,
+        ));
+    }
+    if appends && cfg.prefill_units > 0 {
+        p.push(Property::sometimes(
+            "APPEND-3 reached: a record that did not fit was acked in the next chunk",
+            padded_and_next_chunk,
+        ));
+    }
+    if cfg.chunkserver_crashes > 0 || cfg.lossy {
+        p.push(Property::sometimes(
+            "VERSION-2 reached: a lease holder named to a client without a stale replica",
+            named_without_stale,
         ));
     }
     if cfg.age_out && cfg.client_retries_max > 0 {
