@@ -440,16 +440,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             .into_iter()
             .partition(|m| m.chunk == chunk);
         s.early = kept;
-        for m in failed {
-            o.send(
-                m.client,
-                Msg::MutationFailed {
-                    chunk,
-                    data: m.data,
-                    reason: Failure::NotPrimary,
-                },
-            );
-        }
+        not_primary(chunk, failed.iter().map(|m| (m.client, m.data)), o);
     }
 
     /// A primary that lost its lease cannot complete its mutations: fail
@@ -459,16 +450,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         let (failed, kept): (Vec<_>, Vec<_>) =
             s.in_flight.drain(..).partition(|m| m.chunk == chunk);
         s.in_flight = kept;
-        for m in failed {
-            o.send(
-                m.client,
-                Msg::MutationFailed {
-                    chunk,
-                    data: m.data,
-                    reason: Failure::NotPrimary,
-                },
-            );
-        }
+        not_primary(chunk, failed.iter().map(|m| (m.client, m.data)), o);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -865,5 +847,24 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             let primary = h.primary;
             self.on_apply(state, primary, h, o);
         }
+    }
+}
+
+/// Tells each waiting client its mutation failed: this replica is not (or no
+/// longer) the primary, so the client goes back to the master ([0094]).
+fn not_primary<S: ChunkStore>(
+    chunk: ChunkHandle,
+    waiting: impl Iterator<Item = (Id, DataId)>,
+    o: &mut O<S>,
+) {
+    for (client, data) in waiting {
+        o.send(
+            client,
+            Msg::MutationFailed {
+                chunk,
+                data,
+                reason: Failure::NotPrimary,
+            },
+        );
     }
 }

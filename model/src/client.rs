@@ -269,22 +269,15 @@ impl<P: Payload> ClientActor<P> {
     }
 
     fn wants(&self, cur: &Current<P>, info: &LeaseInfo) -> bool {
-        let file = match &cur.op {
-            ClientOp::Append { file, .. } | ClientOp::Write { file, .. } => *file,
-            _ => return false,
-        };
-        file == info.file && matches!(cur.index, ChunkIndex::Last)
-            || cur.index == ChunkIndex::At(info.index)
+        let mutation = matches!(cur.op, ClientOp::Append { .. } | ClientOp::Write { .. });
+        // The reply must be for this file, and for the chunk asked about.
+        mutation
+            && cur.op.file() == Some(info.file)
+            && (cur.index == ChunkIndex::Last || cur.index == ChunkIndex::At(info.index))
     }
 
     fn cached(&self, state: &ClientState<P>, cur: &Current<P>) -> Option<LeaseInfo> {
-        let file = match &cur.op {
-            ClientOp::Append { file, .. }
-            | ClientOp::Write { file, .. }
-            | ClientOp::Read { file, .. }
-            | ClientOp::Stat { file, .. } => *file,
-            ClientOp::Open { .. } => return None,
-        };
+        let file = cur.op.file()?;
         let index = match cur.index {
             ChunkIndex::At(n) => n,
             ChunkIndex::Last => state
@@ -402,17 +395,14 @@ impl<P: Payload> ClientActor<P> {
         let s = state.to_mut();
         let cur = s.current.as_mut().unwrap();
         cur.phase = Phase::Pushing;
-        let me = id;
         let bytes = match &cur.op {
             ClientOp::Append { data, .. } | ClientOp::Write { data, .. } => data.clone(),
             _ => unreachable!("only mutations push"),
         };
-        let mut chain: Vec<Id> = std::iter::once(info.primary)
-            .chain(info.secondaries.iter().copied())
-            .collect();
+        let mut chain: Vec<Id> = info.replicas().collect();
         chain.sort();
         chain.dedup();
-        let first = self.cfg.closest(me, &chain).expect("a lease has a primary");
+        let first = self.cfg.closest(id, &chain).expect("a lease has a primary");
         chain.retain(|r| *r != first);
         let fragments = bytes.split(self.fragment_max);
         let n = fragments.len() as u32;
@@ -426,7 +416,7 @@ impl<P: Payload> ClientActor<P> {
                     last: i + 1 == n,
                     bytes: fragment,
                     chain: chain.clone(),
-                    client: me,
+                    client: id,
                 },
             );
         }
@@ -445,16 +435,12 @@ impl<P: Payload> ClientActor<P> {
         let ClientOp::Read { offset, len, .. } = cur.op else {
             return;
         };
-        let me = id;
         let mut replicas: Vec<Id> = info
-            .secondaries
-            .iter()
-            .copied()
-            .chain(std::iter::once(info.primary))
+            .replicas()
             .filter(|r| usize::from(*r) != usize::MAX && !cur.tried.contains(r))
             .collect();
         replicas.sort();
-        match self.cfg.closest(me, &replicas) {
+        match self.cfg.closest(id, &replicas) {
             Some(r) => {
                 cur.tried.push(r);
                 cur.phase = Phase::Reading { replica: r };

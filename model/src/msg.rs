@@ -108,6 +108,26 @@ pub enum ClientOp<P> {
     Stat { file: FileId, index: u32 },
 }
 
+impl<P> ClientOp<P> {
+    /// The file the operation works on (`Open` names it by path instead).
+    pub fn file(&self) -> Option<FileId> {
+        match self {
+            ClientOp::Append { file, .. }
+            | ClientOp::Write { file, .. }
+            | ClientOp::Read { file, .. }
+            | ClientOp::Stat { file, .. } => Some(*file),
+            ClientOp::Open { .. } => None,
+        }
+    }
+}
+
+impl LeaseInfo {
+    /// Every replica named: the primary, then the secondaries.
+    pub fn replicas(&self) -> impl Iterator<Item = Id> + '_ {
+        std::iter::once(self.primary).chain(self.secondaries.iter().copied())
+    }
+}
+
 /// The outcome of a client operation, reported to the application.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum OpResult<P> {
