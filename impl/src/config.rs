@@ -25,6 +25,7 @@
 //! command line, because the lease rule is safe only if the master and every
 //! chunkserver use the same pair ([0091], `Durations::satisfy_clock_bound`).
 
+use crate::filestore::Durability;
 use leasehold_model::config::Durations;
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
@@ -102,8 +103,16 @@ pub struct ClusterConfig {
     pub chunk_bytes: u64,
     #[serde(default, skip_serializing_if = "Leases::is_default")]
     pub leases: Leases,
+    /// Whether chunkservers fsync before they acknowledge (the default) or
+    /// leave writes in the page cache (for measuring what fsync costs).
+    #[serde(default, skip_serializing_if = "is_fsync")]
+    pub durability: Durability,
     #[serde(rename = "node")]
     pub nodes: Vec<NodeConfig>,
+}
+
+fn is_fsync(d: &Durability) -> bool {
+    *d == Durability::Fsync
 }
 
 fn chunk_bytes_default() -> u64 {
@@ -155,6 +164,7 @@ impl ClusterConfig {
         let config = ClusterConfig {
             chunk_bytes,
             leases: Leases::default(),
+            durability: Durability::default(),
             nodes,
         };
         config.validate()?;
@@ -203,6 +213,11 @@ impl ClusterConfig {
 
     pub fn with_leases(mut self, leases: Leases) -> Self {
         self.leases = leases;
+        self
+    }
+
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
         self
     }
 

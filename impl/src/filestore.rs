@@ -12,11 +12,23 @@
 //! a crash during a write) are never read and are overwritten with zeros
 //! before the length grows over them.
 //!
-//! A mutation writes and fsyncs the data first, then replaces `.meta`. A
-//! crash between the two leaves blocks whose bytes no longer match the old
-//! checksums: reading them returns [`StoreError::Corrupt`], never the torn
-//! bytes. The GFS paper's chunkservers check each 64 KiB block the same way
-//! before returning data, so corruption is detected, not served.
+//! A mutation writes the data at once but makes it durable later, at the
+//! next [`FileStore::sync`]: the host calls it before it carries out any
+//! command that follows a mutation (a reply, a forward, a save), so nothing
+//! is acknowledged before it is on disk, and every mutation handled since
+//! the last sync shares one sync (group commit). A sync fsyncs each changed
+//! data file first, then replaces each changed `.meta`. A crash between the
+//! two leaves blocks whose bytes no longer match the old checksums: reading
+//! them returns [`StoreError::Corrupt`], never the torn bytes. The GFS
+//! paper's chunkservers check each 64 KiB block the same way before
+//! returning data, so corruption is detected, not served. (Appends write
+//! only past the durable length, which the old `.meta` ignores, so only an
+//! unacknowledged overwrite can leave such blocks.)
+//!
+//! [`Durability::PageCache`] skips the fsyncs (data, metadata, directory)
+//! but keeps the order and the writes: a killed process loses nothing it
+//! acknowledged, a machine crash may. It exists to measure what durability
+//! costs; [`Durability::Fsync`] is the default.
 //!
 //! Overwriting part of a block ([00106]: a secondary writes a record at the
 //! primary's offset even over existing data) verifies the block's bytes that
@@ -52,6 +64,21 @@ const META_MAGIC: &[u8; 8] = b"LHCHUNK1";
 /// magic, version, epoch, serial, length, block count.
 const META_HEADER_BYTES: usize = 8 + 8 * 4 + 4;
 
+/// Whether a sync reaches the disk or only the kernel's page cache.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// fsync before anything that follows a mutation is sent: survives a
+    /// machine crash.
+    #[default]
+    Fsync,
+    /// Written but not synced: survives a killed process, not a machine
+    /// crash. For measuring what the fsyncs cost.
+    PageCache,
+}
+
 /// A handle to a directory of chunk replicas. Equality, hashing and
 /// serialization are by directory and chunk size: the files are the state.
 #[derive(Clone)]
@@ -62,10 +89,23 @@ pub struct FileStore {
 struct Inner {
     dir: PathBuf,
     chunk_bytes: u64,
+    durability: Durability,
     chunks: Mutex<BTreeMap<ChunkHandle, Entry>>,
+    /// Changes made since the last sync. Locked after `chunks` when both are.
+    unsynced: Mutex<Unsynced>,
     /// The chunkserver's restart count, mirrored from the `incarnation`
     /// file (the model's `ChunkStore::incarnation`).
     incarnation: Mutex<u32>,
+}
+
+/// What the next sync must make durable.
+#[derive(Default)]
+struct Unsynced {
+    /// Chunks whose metadata changed, and whether their data did too.
+    chunks: BTreeMap<ChunkHandle, bool>,
+    /// A data file was created: its directory entry must be durable before
+    /// metadata that refers to it.
+    new_data_files: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,16 +137,26 @@ impl FileStore {
     /// metadata. Reopening a directory already open in this process returns
     /// a handle to the same store.
     pub fn open(dir: &Path, chunk_bytes: u64) -> Result<Self, StoreError> {
+        Self::open_with(dir, chunk_bytes, Durability::Fsync)
+    }
+
+    /// [`FileStore::open`] with a choice of durability.
+    pub fn open_with(
+        dir: &Path,
+        chunk_bytes: u64,
+        durability: Durability,
+    ) -> Result<Self, StoreError> {
         assert!(chunk_bytes > 0, "chunk size must be positive");
         fs::create_dir_all(dir).map_err(io_error)?;
         let dir = dir.canonicalize().map_err(io_error)?;
         let mut open = open_stores().lock().expect("store registry poisoned");
         if let Some(inner) = open.get(&dir).and_then(Weak::upgrade) {
-            if inner.chunk_bytes != chunk_bytes {
+            if inner.chunk_bytes != chunk_bytes || inner.durability != durability {
                 return Err(StoreError::Io(format!(
-                    "{} is already open with chunk size {} (asked for {chunk_bytes})",
+                    "{} is already open with chunk size {} and {:?} (asked for {chunk_bytes} and {durability:?})",
                     dir.display(),
-                    inner.chunk_bytes
+                    inner.chunk_bytes,
+                    inner.durability,
                 )));
             }
             return Ok(FileStore { inner });
@@ -116,7 +166,9 @@ impl FileStore {
         let inner = Arc::new(Inner {
             dir: dir.clone(),
             chunk_bytes,
+            durability,
             chunks: Mutex::new(chunks),
+            unsynced: Mutex::default(),
             incarnation: Mutex::new(incarnation),
         });
         open.retain(|_, w| w.strong_count() > 0);
@@ -132,12 +184,25 @@ impl FileStore {
         self.inner.chunk_bytes
     }
 
-    fn data_path(&self, chunk: ChunkHandle) -> PathBuf {
-        self.inner.dir.join(format!("chunk-{chunk}.dat"))
+    pub fn durability(&self) -> Durability {
+        self.inner.durability
     }
 
-    fn meta_path(&self, chunk: ChunkHandle) -> PathBuf {
-        self.inner.dir.join(format!("chunk-{chunk}.meta"))
+    fn data_path(&self, chunk: ChunkHandle) -> PathBuf {
+        self.inner.data_path(chunk)
+    }
+
+    /// Makes every change since the last sync durable (see the module
+    /// comment for the order). Cheap when nothing changed. On failure the
+    /// changes stay pending and nothing that depends on them may be sent:
+    /// the host stops the node, and a restart reads what is on disk.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+
+    /// Whether a change awaits [`FileStore::sync`].
+    pub fn has_unsynced(&self) -> bool {
+        !self.inner.unsynced().chunks.is_empty()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ChunkHandle, Entry>> {
@@ -149,10 +214,12 @@ impl FileStore {
 
     /// Runs `change` on the chunk's metadata (a fresh empty chunk if the
     /// store never saw it), with the chunk's data file open for writing,
-    /// then makes the new metadata durable and visible.
+    /// then makes the new metadata visible; the next sync makes it durable.
+    /// `writes_data` says whether `change` writes the data file.
     fn mutate(
         &self,
         chunk: ChunkHandle,
+        writes_data: bool,
         change: impl FnOnce(&mut ChunkMeta, &File) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut chunks = self.lock();
@@ -168,14 +235,11 @@ impl FileStore {
             .truncate(false)
             .open(self.data_path(chunk))
             .map_err(io_error)?;
-        if is_new {
-            // The new data file's directory entry must survive a crash
-            // before the metadata that refers to it does.
-            sync_dir(&self.inner.dir)?;
-        }
         change(&mut meta, &data)?;
-        write_meta(&self.inner.dir, &self.meta_path(chunk), &meta)?;
         chunks.insert(chunk, Entry::Healthy(meta));
+        let mut unsynced = self.inner.unsynced();
+        *unsynced.chunks.entry(chunk).or_default() |= writes_data;
+        unsynced.new_data_files |= is_new;
         Ok(())
     }
 
@@ -227,7 +291,6 @@ impl FileStore {
         region[at..at + new.len()].copy_from_slice(new);
 
         data.write_all_at(&region, region_start).map_err(io_error)?;
-        data.sync_data().map_err(io_error)?;
 
         meta.len = new_len;
         meta.crcs.resize(block_count(new_len), 0);
@@ -235,6 +298,59 @@ impl FileStore {
             meta.crcs[first_block as usize + i] = crc32c::crc32c(block);
         }
         Ok(())
+    }
+}
+
+impl Inner {
+    fn data_path(&self, chunk: ChunkHandle) -> PathBuf {
+        self.dir.join(format!("chunk-{chunk}.dat"))
+    }
+
+    fn meta_path(&self, chunk: ChunkHandle) -> PathBuf {
+        self.dir.join(format!("chunk-{chunk}.meta"))
+    }
+
+    fn unsynced(&self) -> std::sync::MutexGuard<'_, Unsynced> {
+        self.unsynced.lock().expect("unsynced set lock poisoned")
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        let chunks = self.chunks.lock().expect("chunk metadata lock poisoned");
+        let mut unsynced = self.unsynced();
+        if unsynced.chunks.is_empty() {
+            return Ok(());
+        }
+        let fsync = self.durability == Durability::Fsync;
+        // Data before the metadata that covers it, so a crash leaves old
+        // metadata over new data (ignored or detected), never the reverse.
+        if fsync {
+            for (&chunk, _) in unsynced.chunks.iter().filter(|(_, &data)| data) {
+                File::open(self.data_path(chunk))
+                    .and_then(|f| f.sync_data())
+                    .map_err(io_error)?;
+            }
+            if unsynced.new_data_files {
+                sync_dir(&self.dir)?;
+            }
+        }
+        unsynced.new_data_files = false;
+        while let Some((&chunk, _)) = unsynced.chunks.first_key_value() {
+            if let Some(Entry::Healthy(meta)) = chunks.get(&chunk) {
+                write_meta(&self.dir, &self.meta_path(chunk), meta, fsync)?;
+            }
+            unsynced.chunks.remove(&chunk);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    // A store closed in an orderly way (a test, a clean shutdown) keeps what
+    // it was told; a crash keeps only what was synced, as on a real disk.
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            tracing::error!(dir = %self.dir.display(), "chunk store not synced at close: {e}");
+        }
     }
 }
 
@@ -333,15 +449,21 @@ fn decode_meta(bytes: &[u8]) -> Result<ChunkMeta, String> {
     })
 }
 
-/// Replaces `path` atomically and durably with the encoded metadata.
-fn write_meta(dir: &Path, path: &Path, meta: &ChunkMeta) -> Result<(), StoreError> {
+/// Replaces `path` atomically with the encoded metadata, durably if
+/// `fsync`.
+fn write_meta(dir: &Path, path: &Path, meta: &ChunkMeta, fsync: bool) -> Result<(), StoreError> {
     let tmp = path.with_extension("meta.tmp");
     let mut file = File::create(&tmp).map_err(io_error)?;
     file.write_all(&encode_meta(meta)).map_err(io_error)?;
-    file.sync_all().map_err(io_error)?;
+    if fsync {
+        file.sync_all().map_err(io_error)?;
+    }
     drop(file);
     fs::rename(&tmp, path).map_err(io_error)?;
-    sync_dir(dir)
+    if fsync {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 const INCARNATION_FILE: &str = "incarnation";
@@ -432,7 +554,7 @@ impl ChunkStore for FileStore {
     }
 
     fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
-        self.mutate(chunk, |meta, _| {
+        self.mutate(chunk, false, |meta, _| {
             meta.replica.version = version;
             Ok(())
         })
@@ -453,7 +575,7 @@ impl ChunkStore for FileStore {
         stamp: Stamp,
     ) -> Result<(), StoreError> {
         let this = self.clone();
-        self.mutate(chunk, |meta, file| {
+        self.mutate(chunk, true, |meta, file| {
             this.splice(meta, file, offset, data.as_slice())?;
             meta.replica.applied = stamp;
             Ok(())
@@ -465,7 +587,7 @@ impl ChunkStore for FileStore {
             return Err(StoreError::OutOfRange);
         }
         let this = self.clone();
-        self.mutate(chunk, |meta, file| {
+        self.mutate(chunk, true, |meta, file| {
             // Padding is zeros; readers find records by their own framing.
             if end > meta.len {
                 let zeros = vec![0u8; (end - meta.len) as usize];
@@ -478,7 +600,7 @@ impl ChunkStore for FileStore {
     }
 
     fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
-        self.mutate(chunk, |meta, _| {
+        self.mutate(chunk, false, |meta, _| {
             meta.replica.applied = stamp;
             Ok(())
         })
@@ -625,10 +747,93 @@ mod tests {
         mirror[offset as usize..end].copy_from_slice(data);
     }
 
+    /// Drops the store as a crash would: what was not synced is not on
+    /// disk (the data file may hold the bytes; the metadata never saw them).
+    fn crash(store: FileStore) -> FileStore {
+        let (dir, size) = (store.dir().to_path_buf(), store.chunk_bytes());
+        store.inner.unsynced().chunks.clear();
+        drop(store);
+        FileStore::open(&dir, size).unwrap()
+    }
+
     fn reopen(store: FileStore) -> FileStore {
         let (dir, size) = (store.dir().to_path_buf(), store.chunk_bytes());
         drop(store);
         FileStore::open(&dir, size).unwrap()
+    }
+
+    #[test]
+    fn a_crash_keeps_what_was_synced_and_nothing_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+        assert!(!s.has_unsynced());
+        s.set_version(1, 2).unwrap();
+        s.write_at(1, 0, &Bytes::from(pattern(1000, 1)), stamp(1))
+            .unwrap();
+        assert!(s.has_unsynced());
+        s.sync().unwrap();
+        assert!(!s.has_unsynced());
+        // Two more mutations, visible at once but not yet durable.
+        s.write_at(1, 1000, &Bytes::from(pattern(B, 2)), stamp(2))
+            .unwrap();
+        s.set_version(1, 3).unwrap();
+        assert_eq!((s.chunk_len(1), s.meta(1).version), (1000 + B, 3));
+        let mut s = crash(s);
+        assert_eq!(s.chunk_len(1), 1000);
+        assert_eq!(s.meta(1).version, 2);
+        assert_eq!(s.meta(1).applied, stamp(1));
+        assert_eq!(
+            s.read(1, 0, 2000).unwrap().as_slice(),
+            &pattern(1000, 1)[..]
+        );
+        // The unsynced bytes past the durable length are ignored, and the
+        // next append overwrites them cleanly.
+        s.write_at(1, 1000, &Bytes::from(pattern(10, 3)), stamp(2))
+            .unwrap();
+        s.sync().unwrap();
+        let s = crash(s);
+        assert_eq!(
+            s.read(1, 995, 100).unwrap().as_slice(),
+            &[&pattern(1000, 1)[995..], &pattern(10, 3)[..]].concat()[..]
+        );
+    }
+
+    #[test]
+    fn one_sync_covers_every_chunk_changed_since_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+        for chunk in 1..=3 {
+            s.write_at(
+                chunk,
+                0,
+                &Bytes::from(pattern(100, chunk as u8)),
+                stamp(chunk),
+            )
+            .unwrap();
+        }
+        s.sync().unwrap();
+        let s = crash(s);
+        for chunk in 1..=3 {
+            assert_eq!(s.chunk_len(chunk), 100);
+            assert_eq!(s.meta(chunk).applied, stamp(chunk));
+        }
+    }
+
+    #[test]
+    fn page_cache_mode_keeps_order_and_data_without_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open_with(dir.path(), 4 * B, Durability::PageCache).unwrap();
+        assert_eq!(s.durability(), Durability::PageCache);
+        assert!(FileStore::open(dir.path(), 4 * B).is_err());
+        s.write_at(1, 0, &Bytes::from(pattern(100, 1)), stamp(1))
+            .unwrap();
+        s.sync().unwrap();
+        // A killed process keeps what the page cache has.
+        let (dir_path, size) = (s.dir().to_path_buf(), s.chunk_bytes());
+        s.inner.unsynced().chunks.clear();
+        drop(s);
+        let s = FileStore::open_with(&dir_path, size, Durability::PageCache).unwrap();
+        assert_eq!(s.read(1, 0, 100).unwrap().as_slice(), &pattern(100, 1)[..]);
     }
 
     #[test]
@@ -803,6 +1008,7 @@ mod tests {
         s.write_at(5, 0, &Bytes::from(pattern(10, 1)), stamp(1))
             .unwrap();
         assert_eq!(s.chunks(), vec![(5, 3), (6, 4)]);
+        s.sync().unwrap();
         let meta = dir.path().join("chunk-5.meta");
         let mut bytes = fs::read(&meta).unwrap();
         bytes[9] ^= 1;

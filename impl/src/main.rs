@@ -7,6 +7,7 @@
 use clap::{Args, Parser, Subcommand};
 use leasehold::client::{op_timeout_default, Client};
 use leasehold::config::{ClusterConfig, Leases, Role};
+use leasehold::filestore::Durability;
 use leasehold::host::RunningHost;
 use leasehold::nodes::{self, RealMsg};
 use std::io::{BufRead, Read, Write};
@@ -94,6 +95,12 @@ struct ClusterArgs {
     /// cluster only; the choice is written to cluster.toml).
     #[arg(long)]
     short_leases: bool,
+    /// `fsync` (default): chunkservers make every mutation durable before
+    /// they acknowledge it. `page-cache`: they leave it in the page cache
+    /// (survives a killed process, not a machine crash; for measuring what
+    /// fsync costs). New cluster only; written to cluster.toml.
+    #[arg(long, value_enum)]
+    durability: Option<Durability>,
     /// Client ids to put in a new cluster.toml.
     #[arg(long, default_value_t = LOCAL_CLIENTS_DEFAULT)]
     clients: usize,
@@ -370,9 +377,19 @@ async fn cluster(a: ClusterArgs) -> Result<(), BoxError> {
         if a.short_leases {
             c = c.with_leases(Leases::Short);
         }
+        if let Some(d) = a.durability {
+            c = c.with_durability(d);
+        }
         c.write(&path)?;
         c
     };
+    if a.durability.is_some_and(|d| d != cluster.durability) {
+        eprintln!(
+            "note: --durability applies to a new cluster; {} keeps {:?}",
+            path.display(),
+            cluster.durability
+        );
+    }
     let mut hosts = Vec::new();
     for id in cluster.ids_with_role(Role::Master) {
         hosts.push(nodes::start_master(&cluster, usize::from(id) as u64).await?);

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use crate::config::{ClusterConfig, ConfigError, NodeConfig, Role};
 use crate::filestore::FileStore;
-use crate::host::{ActorHost, HostConfig, HostError, RunningHost};
+use crate::host::{ActorHost, Barrier, HostConfig, HostError, RunningHost};
 use crate::payload::Bytes;
 
 /// The actor every real node runs.
@@ -165,11 +165,17 @@ fn node_with_role(
     Ok(node)
 }
 
-async fn start(actor: RealNode, config: HostConfig) -> Result<RunningHost<RealMsg>, NodeError> {
+async fn start(
+    actor: RealNode,
+    config: HostConfig,
+    barrier: Option<Barrier>,
+) -> Result<RunningHost<RealMsg>, NodeError> {
     let id = usize::from(config.id) as u64;
-    ActorHost::new(actor, config)
-        .with_msg_tracer(trace_msg)
-        .start()
+    let mut host = ActorHost::new(actor, config).with_msg_tracer(trace_msg);
+    if let Some(barrier) = barrier {
+        host = host.with_barrier(barrier);
+    }
+    host.start()
         .await
         .map_err(|source| NodeError::Host { id, source })
 }
@@ -188,6 +194,7 @@ pub async fn start_master(
     start(
         actor,
         HostConfig::from_cluster(cluster, Id::from(id as usize))?,
+        None,
     )
     .await
 }
@@ -206,15 +213,19 @@ pub async fn start_chunkserver(
     let node = node_with_role(cluster, id, Role::Chunkserver)?;
     let cfg = Arc::new(protocol_cfg(cluster)?);
     let dir = chunk_dir(node);
-    let store = FileStore::open(&dir, cluster.chunk_bytes)
+    let store = FileStore::open_with(&dir, cluster.chunk_bytes, cluster.durability)
         .map_err(|error| NodeError::Store { dir, error })?;
+    let synced = store.clone();
     let actor = Node::Chunkserver(ChunkserverActor {
         cfg,
         initial_store: store,
     });
+    // Group commit: the host syncs the chunk files once per batch of
+    // handled messages, before any reply or forward leaves.
     start(
         actor,
         HostConfig::from_cluster(cluster, Id::from(id as usize))?,
+        Some(Box::new(move || synced.sync().map_err(|e| e.to_string()))),
     )
     .await
 }
@@ -241,7 +252,7 @@ pub async fn start_client(
         fragment_max: FRAGMENT_BYTES_MAX,
     });
     let config = HostConfig::from_cluster(cluster, Id::from(id as usize))?.with_app_id(app_id);
-    start(actor, config).await
+    start(actor, config, None).await
 }
 
 /// The protocol fields of a message, for tracing: each is `None` when the

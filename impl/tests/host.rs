@@ -1,7 +1,8 @@
 //! The host with a toy actor on 127.0.0.1: messages flow, timers fire and
 //! re-arm like stateright's, saves survive a restart and land before the
 //! sends after them, the application hook works, and garbage on the port
-//! hurts only the connection it came on.
+//! hurts only the connection it came on, and the barrier (group commit)
+//! passes before any command of the handlers it covers.
 
 use leasehold::config::ClusterConfig;
 use leasehold::frame::{self, Envelope};
@@ -10,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use stateright::actor::{Actor, Id, Out};
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -41,6 +44,23 @@ enum Msg {
     Tick(u64),
     Roll,
     Rolled(u8),
+    /// Record one write outside the state (as a chunkserver writes a chunk
+    /// file), then report how many were written so far.
+    Write,
+    Written(u64),
+    /// Block the actor thread for this many milliseconds.
+    Stall(u64),
+}
+
+/// Writes made by handlers outside the actor's state, and what the barrier
+/// has made durable of them.
+#[derive(Default)]
+struct Disk {
+    written: AtomicU64,
+    synced: AtomicU64,
+    /// Barrier passes that found something to sync.
+    syncs: AtomicU64,
+    fail: AtomicBool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -57,6 +77,7 @@ enum Timer {
 struct Toy {
     /// Ticks armed by `on_start`, re-armed until this many fired.
     ticks_at_start: u64,
+    disk: Arc<Disk>,
 }
 
 impl Actor for Toy {
@@ -97,6 +118,11 @@ impl Actor for Toy {
                 o.cancel_timer(Timer::Tick);
             }
             Msg::Roll => o.choose_random("roll", vec![1, 2, 3]),
+            Msg::Write => {
+                let n = self.disk.written.fetch_add(1, Ordering::SeqCst) + 1;
+                o.send(src, Msg::Written(n));
+            }
+            Msg::Stall(n) => std::thread::sleep(ms(n)),
             _ => {}
         }
     }
@@ -131,14 +157,43 @@ fn init_tracing() {
 }
 
 async fn start(cluster: &ClusterConfig, id: u64, ticks_at_start: u64) -> RunningHost<Msg> {
+    host(cluster, id, ticks_at_start, Arc::default(), false)
+        .start()
+        .await
+        .unwrap()
+}
+
+fn host(
+    cluster: &ClusterConfig,
+    id: u64,
+    ticks_at_start: u64,
+    disk: Arc<Disk>,
+    with_barrier: bool,
+) -> ActorHost<Toy> {
     let config = HostConfig::from_cluster(cluster, Id::from(id as usize))
         .unwrap()
         .with_app_id(app_id())
         .with_seed(id);
-    ActorHost::new(Toy { ticks_at_start }, config)
-        .start()
-        .await
-        .unwrap()
+    let toy = Toy {
+        ticks_at_start,
+        disk: disk.clone(),
+    };
+    let host = ActorHost::new(toy, config);
+    if !with_barrier {
+        return host;
+    }
+    host.with_barrier(Box::new(move || {
+        let written = disk.written.load(Ordering::SeqCst);
+        if written == disk.synced.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if disk.fail.load(Ordering::SeqCst) {
+            return Err("disk on fire".into());
+        }
+        disk.syncs.fetch_add(1, Ordering::SeqCst);
+        disk.synced.store(written, Ordering::SeqCst);
+        Ok(())
+    }))
 }
 
 async fn next(app: &mut mpsc::Receiver<Msg>) -> Msg {
@@ -233,8 +288,19 @@ async fn saved_storage_is_reloaded_after_a_restart() {
         }
         b.shutdown().await.unwrap();
 
-        // Same id, same port, same directory.
-        let mut b = start(&cluster, 1, 0).await;
+        // Same id, same port, same directory. While b was down, another
+        // test's outgoing connection may have been given its port as an
+        // ephemeral one (the test ports come from that range): wait for it.
+        let mut b = loop {
+            match host(&cluster, 1, 0, Arc::default(), false).start().await {
+                Err(leasehold::HostError::Bind { source, .. })
+                    if source.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    tokio::time::sleep(ms(50)).await
+                }
+                started => break started.unwrap(),
+            }
+        };
         let mut app = b.take_app_receiver().unwrap();
         b.handle().inject(app_id(), Msg::Get).await.unwrap();
         assert_eq!(next(&mut app).await, Msg::Value(3));
@@ -352,6 +418,70 @@ async fn unreachable_peer_neither_blocks_nor_stops_the_node() {
             .await
             .expect("shutdown hung")
             .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn barrier_passes_before_replies_and_one_covers_a_batch() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let disk = Arc::new(Disk::default());
+        let mut a = host(&cluster, 0, 0, disk.clone(), true)
+            .start()
+            .await
+            .unwrap();
+        let mut app = a.take_app_receiver().unwrap();
+        // Writes queue up while the actor is stalled, then are handled as
+        // batches: each reply leaves only after its write passed a barrier.
+        const WRITES: u64 = 100;
+        a.handle().inject(app_id(), Msg::Stall(200)).await.unwrap();
+        for _ in 0..WRITES {
+            a.handle().inject(app_id(), Msg::Write).await.unwrap();
+        }
+        for n in 1..=WRITES {
+            assert_eq!(next(&mut app).await, Msg::Written(n));
+            assert!(
+                disk.synced.load(Ordering::SeqCst) >= n,
+                "write {n} replied before its barrier"
+            );
+        }
+        let syncs = disk.syncs.load(Ordering::SeqCst);
+        // 100 queued writes fit in two batches of BATCH_MSGS_MAX.
+        assert!(
+            syncs <= WRITES.div_ceil(leasehold::host::BATCH_MSGS_MAX as u64),
+            "{syncs} syncs for {WRITES} queued writes: no group commit"
+        );
+        a.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_barrier_stops_the_node_before_any_reply() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let disk = Arc::new(Disk::default());
+        let mut a = host(&cluster, 0, 0, disk.clone(), true)
+            .start()
+            .await
+            .unwrap();
+        let mut app = a.take_app_receiver().unwrap();
+        a.handle().inject(app_id(), Msg::Write).await.unwrap();
+        assert_eq!(next(&mut app).await, Msg::Written(1));
+        disk.fail.store(true, Ordering::SeqCst);
+        let _ = a.handle().inject(app_id(), Msg::Write).await;
+        let result = timeout(WAIT, a.join()).await.expect("node kept running");
+        assert!(
+            matches!(result, Err(leasehold::HostError::Barrier(_))),
+            "{result:?}"
+        );
+        assert!(
+            app.try_recv().is_err(),
+            "a reply left although its write never became durable"
+        );
     })
     .await;
 }
