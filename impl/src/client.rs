@@ -22,7 +22,7 @@
 
 use leasehold_model::msg::{ClientOp, Failure, LeaseInfo, Msg, OpResult};
 use leasehold_model::types::{
-    ChunkHandle, ChunkVersion, FileId, LeaseEpoch, Offset, Payload, Stamp,
+    ChunkHandle, ChunkVersion, DataId, FileId, LeaseEpoch, Offset, Payload, Stamp,
 };
 use stateright::actor::Id;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::{ClusterConfig, Role};
-use crate::host::{HostError, HostHandle, RunningHost};
+use crate::host::{HostError, HostHandle, MsgObserver, Passage, RunningHost};
 use crate::nodes::{self, describe_failure, NodeError, RealMsg};
 use crate::payload::Bytes;
 use crate::record::{self, RECORD_HEADER_BYTES};
@@ -163,6 +163,58 @@ pub struct Record {
     pub data: Vec<u8>,
 }
 
+/// Time the client actor spent pushing data ([0095]–[0098]): from sending
+/// the first fragment of a push to the chain's acknowledgement that every
+/// replica has all of it (`DataPushed`), summed over completed pushes.
+/// Commits are not included, so this is the data flow alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PushStats {
+    pub pushes: u64,
+    pub time: Duration,
+}
+
+/// Pushes started and not yet acknowledged, and the finished ones' sum.
+#[derive(Default)]
+struct PushClock {
+    started: HashMap<DataId, std::time::Instant>,
+    stats: PushStats,
+}
+
+/// Pushes that never complete (their operation failed) are forgotten when
+/// this many are pending, so the clock's memory stays bounded.
+const PUSHES_PENDING_MAX: usize = 4096;
+
+impl PushClock {
+    fn observer(clock: Arc<Mutex<PushClock>>) -> MsgObserver<RealMsg> {
+        Box::new(move |passage, _src, _dst, msg| {
+            let now = std::time::Instant::now();
+            let mut c = clock.lock().expect("push clock lock");
+            match (passage, msg) {
+                (
+                    Passage::Sent,
+                    Msg::PushData {
+                        data, fragment: 0, ..
+                    },
+                ) => {
+                    if c.started.len() >= PUSHES_PENDING_MAX {
+                        c.started.clear();
+                    }
+                    // A retry pushes again from fragment 0: the time counts
+                    // from the first attempt.
+                    c.started.entry(*data).or_insert(now);
+                }
+                (Passage::Delivered, Msg::DataPushed { data }) => {
+                    if let Some(start) = c.started.remove(data) {
+                        c.stats.pushes += 1;
+                        c.stats.time += now - start;
+                    }
+                }
+                _ => {}
+            }
+        })
+    }
+}
+
 /// A client of one cluster, as one client id of its config.
 #[derive(Clone)]
 pub struct Client {
@@ -178,6 +230,7 @@ struct Inner {
     files: Mutex<HashMap<String, FileId>>,
     next_record: AtomicU64,
     op_timeout: Duration,
+    push_clock: Arc<Mutex<PushClock>>,
 }
 
 /// The application side of the client actor: its answers, and how many
@@ -219,7 +272,9 @@ impl Client {
         if !is_client {
             return Err(ClientError::NotAClient(client_id));
         }
-        let mut host = nodes::start_client(cluster, client_id, Id::from(APP_ID))
+        let push_clock = Arc::new(Mutex::new(PushClock::default()));
+        let observer = PushClock::observer(push_clock.clone());
+        let mut host = nodes::start_client(cluster, client_id, Id::from(APP_ID), Some(observer))
             .await
             .map_err(|source| ClientError::Start {
                 id: client_id,
@@ -243,6 +298,7 @@ impl Client {
                 files: Mutex::new(HashMap::new()),
                 next_record: AtomicU64::new(start),
                 op_timeout,
+                push_clock,
             }),
         })
     }
@@ -275,6 +331,11 @@ impl Client {
 
     pub fn chunk_bytes(&self) -> u64 {
         self.inner.chunk_bytes
+    }
+
+    /// Pushes completed so far and the time they took (see [`PushStats`]).
+    pub fn push_stats(&self) -> PushStats {
+        self.inner.push_clock.lock().expect("push clock lock").stats
     }
 
     /// The largest record data [`Client::record_append`] accepts: a quarter

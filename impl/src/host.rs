@@ -302,6 +302,20 @@ impl<M> RunningHost<M> {
 /// the protocol's fields (see `crate::nodes::trace_msg`).
 pub type MsgTracer<M> = fn(Id, Id, &M);
 
+/// Which way a message passed the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Passage {
+    /// The actor sent it (before it is framed).
+    Sent,
+    /// It is about to be handed to the actor.
+    Delivered,
+}
+
+/// Sees every message the actor sends and is delivered, with source and
+/// destination, for measurement (the client library times pushes with
+/// it). Runs on the actor thread, so it must be quick.
+pub type MsgObserver<M> = Box<dyn FnMut(Passage, Id, Id, &M) + Send>;
+
 /// Makes durable what the actor's handlers wrote outside its state (a
 /// chunkserver's chunk files), before any command they emitted is carried
 /// out. An error stops the node.
@@ -313,6 +327,7 @@ pub struct ActorHost<A: Actor> {
     config: HostConfig,
     tracer: Option<MsgTracer<A::Msg>>,
     barrier: Option<Barrier>,
+    observer: Option<MsgObserver<A::Msg>>,
 }
 
 impl<A> ActorHost<A>
@@ -328,7 +343,14 @@ where
             config,
             tracer: None,
             barrier: None,
+            observer: None,
         }
+    }
+
+    /// Shows every message sent and delivered to `observer`.
+    pub fn with_observer(mut self, observer: MsgObserver<A::Msg>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Passes `barrier` after the handlers of each batch and before their
@@ -355,6 +377,7 @@ where
             config,
             tracer,
             barrier,
+            observer,
         } = self;
         let id = config.id;
         let span = tracing::info_span!("node", id = usize::from(id) as u64);
@@ -444,6 +467,7 @@ where
                     shutdown: node_shutdown,
                     tracer,
                     barrier,
+                    observer,
                     saved: storage.as_ref().and_then(|s| postcard::to_allocvec(s).ok()),
                 };
                 let result = node.run(storage, inbox_rx, shutdown_rx);
@@ -500,6 +524,7 @@ struct Node<A: Actor> {
     shutdown: Arc<watch::Sender<bool>>,
     tracer: Option<MsgTracer<A::Msg>>,
     barrier: Option<Barrier>,
+    observer: Option<MsgObserver<A::Msg>>,
     /// The payload of the storage file as last loaded or saved.
     saved: Option<Vec<u8>>,
 }
@@ -606,7 +631,10 @@ where
         result
     }
 
-    fn trace(&self, src: Id, msg: &A::Msg) {
+    fn trace(&mut self, src: Id, msg: &A::Msg) {
+        if let Some(observer) = &mut self.observer {
+            observer(Passage::Delivered, src, self.id, msg);
+        }
         match self.tracer {
             Some(tracer) => tracer(src, self.id, msg),
             None => tracing::debug!(src = usize::from(src) as u64, ?msg, "deliver"),
@@ -702,6 +730,9 @@ where
     }
 
     fn send(&mut self, dst: Id, msg: A::Msg) {
+        if let Some(observer) = &mut self.observer {
+            observer(Passage::Sent, self.id, dst, &msg);
+        }
         if dst == self.id {
             if self.local.len() >= SELF_QUEUE_MSGS_MAX {
                 tracing::warn!(?msg, "self queue full, message dropped");

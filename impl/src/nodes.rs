@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use crate::config::{ClusterConfig, ConfigError, NodeConfig, Role};
 use crate::filestore::FileStore;
-use crate::host::{ActorHost, Barrier, HostConfig, HostError, RunningHost};
+use crate::host::{ActorHost, HostConfig, HostError, MsgObserver, RunningHost};
 use crate::payload::Bytes;
 
 /// The actor every real node runs.
@@ -168,14 +168,11 @@ fn node_with_role(
 async fn start(
     actor: RealNode,
     config: HostConfig,
-    barrier: Option<Barrier>,
+    hooks: impl FnOnce(ActorHost<RealNode>) -> ActorHost<RealNode>,
 ) -> Result<RunningHost<RealMsg>, NodeError> {
     let id = usize::from(config.id) as u64;
-    let mut host = ActorHost::new(actor, config).with_msg_tracer(trace_msg);
-    if let Some(barrier) = barrier {
-        host = host.with_barrier(barrier);
-    }
-    host.start()
+    hooks(ActorHost::new(actor, config).with_msg_tracer(trace_msg))
+        .start()
         .await
         .map_err(|source| NodeError::Host { id, source })
 }
@@ -194,7 +191,7 @@ pub async fn start_master(
     start(
         actor,
         HostConfig::from_cluster(cluster, Id::from(id as usize))?,
-        None,
+        |host| host,
     )
     .await
 }
@@ -225,17 +222,19 @@ pub async fn start_chunkserver(
     start(
         actor,
         HostConfig::from_cluster(cluster, Id::from(id as usize))?,
-        Some(Box::new(move || synced.sync().map_err(|e| e.to_string()))),
+        |host| host.with_barrier(Box::new(move || synced.sync().map_err(|e| e.to_string()))),
     )
     .await
 }
 
 /// Starts client `id` of `cluster`; its results go to the application
-/// channel under `app_id` (see [`crate::client`]).
+/// channel under `app_id` (see [`crate::client`]); `observer` sees its
+/// messages.
 pub async fn start_client(
     cluster: &ClusterConfig,
     id: u64,
     app_id: Id,
+    observer: Option<MsgObserver<RealMsg>>,
 ) -> Result<RunningHost<RealMsg>, NodeError> {
     node_with_role(cluster, id, Role::Client)?;
     let cfg = Arc::new(protocol_cfg(cluster)?);
@@ -252,7 +251,11 @@ pub async fn start_client(
         fragment_max: FRAGMENT_BYTES_MAX,
     });
     let config = HostConfig::from_cluster(cluster, Id::from(id as usize))?.with_app_id(app_id);
-    start(actor, config, None).await
+    start(actor, config, |host| match observer {
+        Some(o) => host.with_observer(o),
+        None => host,
+    })
+    .await
 }
 
 /// The protocol fields of a message, for tracing: each is `None` when the

@@ -25,6 +25,7 @@ pub mod report;
 pub mod stats;
 pub mod system;
 
+use crate::filestore::Durability;
 use clap::Args;
 use leasehold_checks::check::Strategy;
 use leasehold_model::system::ModelCfg;
@@ -160,8 +161,7 @@ pub struct TcpResults {
     pub redis: Vec<redis::RedisRun>,
     pub redis_note: Option<String>,
     pub appends: Vec<system::AppendRun>,
-    /// (bytes, replicas, median time)
-    pub pushes: Vec<(u64, usize, Duration)>,
+    pub pushes: Vec<system::PushRun>,
     pub notes: Vec<String>,
 }
 
@@ -172,16 +172,32 @@ impl TcpResults {
             .find(|r| r.0 == bytes && r.1 == hops)
             .map(|r| r.2)
     }
-    pub fn push(&self, bytes: u64, replicas: usize) -> Option<Duration> {
+    fn push_run(&self, bytes: u64, replicas: usize) -> Option<&system::PushRun> {
         self.pushes
             .iter()
-            .find(|r| r.0 == bytes && r.1 == replicas)
-            .map(|r| r.2)
+            .find(|r| r.bytes == bytes && r.replicas == replicas)
     }
+    /// The median push alone (no commit).
+    pub fn push(&self, bytes: u64, replicas: usize) -> Option<Duration> {
+        self.push_run(bytes, replicas).map(|r| r.push)
+    }
+    /// The median whole write: push and commit.
+    pub fn write(&self, bytes: u64, replicas: usize) -> Option<Duration> {
+        self.push_run(bytes, replicas).map(|r| r.write)
+    }
+    /// The durable (fsync) run.
     pub fn append(&self, bytes: u64, clients: usize) -> Option<&system::AppendRun> {
+        self.append_in(bytes, clients, Durability::Fsync)
+    }
+    pub fn append_in(
+        &self,
+        bytes: u64,
+        clients: usize,
+        durability: Durability,
+    ) -> Option<&system::AppendRun> {
         self.appends
             .iter()
-            .find(|r| r.record_bytes == bytes && r.clients == clients)
+            .find(|r| r.record_bytes == bytes && r.clients == clients && r.durability == durability)
     }
     pub fn redis_run(&self, bytes: u64, clients: usize) -> Option<&redis::RedisRun> {
         self.redis
@@ -501,14 +517,43 @@ async fn leasehold_part(
     repeats: usize,
 ) -> Result<(), String> {
     let max_clients = CLIENT_COUNTS[CLIENT_COUNTS.len() - 1];
-    eprintln!("\n== Leasehold: master + 3 chunkservers (one `leasehold cluster` process), {max_clients} clients here ==");
-    let cluster = system::LocalCluster::start(&work.join("cluster3"), 3, max_clients).await?;
-    let mut result = Ok(());
-    'runs: for &bytes in &RECORD_SIZES {
+    for durability in [Durability::Fsync, Durability::PageCache] {
+        let mode = durability_label(durability);
+        eprintln!("\n== Leasehold, {mode}: master + 3 chunkservers (one `leasehold cluster` process), {max_clients} clients here ==");
+        let dir = work.join(format!("cluster3-{mode}"));
+        let cluster = system::LocalCluster::start(&dir, 3, max_clients, durability).await?;
+        let mut result = appends(t, &cluster, load_time, mode).await;
+        if result.is_ok() && durability == Durability::Fsync {
+            result = pushes(t, &cluster, 3, repeats).await;
+        }
+        cluster.stop().await;
+        result?;
+    }
+    let single =
+        system::LocalCluster::start(&work.join("cluster1"), 1, 1, Durability::Fsync).await?;
+    let r = pushes(t, &single, 1, repeats).await;
+    single.stop().await;
+    r
+}
+
+pub fn durability_label(d: Durability) -> &'static str {
+    match d {
+        Durability::Fsync => "durable",
+        Durability::PageCache => "page-cache",
+    }
+}
+
+async fn appends(
+    t: &mut TcpResults,
+    cluster: &system::LocalCluster,
+    load_time: Duration,
+    mode: &str,
+) -> Result<(), String> {
+    for &bytes in &RECORD_SIZES {
         for &clients in &CLIENT_COUNTS {
             let path = format!("/bench/append-{bytes}-{clients}");
-            match system::append_load(
-                &cluster,
+            let r = system::append_load(
+                cluster,
                 &path,
                 bytes,
                 clients,
@@ -516,39 +561,18 @@ async fn leasehold_part(
                 APPEND_RECORDS_MAX,
             )
             .await
-            {
-                Ok(r) => {
-                    eprintln!(
-                        "append {} x {clients} clients: {:.0} records/s, {:.1} MB/s, p50 {:.0} µs, p99 {:.0} µs",
-                        size_label(bytes),
-                        r.records_per_s(),
-                        r.mb_per_s(),
-                        r.latency.p50_us,
-                        r.latency.p99_us
-                    );
-                    t.appends.push(r);
-                }
-                Err(e) => {
-                    result = Err(format!("append {} x {clients}: {e}", size_label(bytes)));
-                    break 'runs;
-                }
-            }
+            .map_err(|e| format!("{mode} append {} x {clients}: {e}", size_label(bytes)))?;
+            eprintln!(
+                "{mode} append {} x {clients} clients: {:.0} records/s, {:.1} MB/s, p50 {:.0} µs, p99 {:.0} µs",
+                size_label(bytes),
+                r.records_per_s(),
+                r.mb_per_s(),
+                r.latency.p50_us,
+                r.latency.p99_us
+            );
+            t.appends.push(r);
         }
     }
-    if result.is_ok() {
-        result = pushes(t, &cluster, 3, repeats).await;
-    }
-    cluster.stop().await;
-    result?;
-    let single = system::LocalCluster::start(&work.join("cluster1"), 1, 1).await?;
-    let r = pushes(t, &single, 1, repeats).await;
-    single.stop().await;
-    r?;
-    t.notes.push(
-        "Durable mode only: every mutation is written and fsync'd (data, then the chunk's metadata) \
-         on each replica before it is acknowledged; the implementation offers no page-cache mode."
-            .to_string(),
-    );
     Ok(())
 }
 
@@ -564,14 +588,15 @@ async fn pushes(
         } else {
             repeats * 2
         };
-        let d = system::push_time(cluster, bytes, reps, &replicas.to_string()).await?;
+        let r = system::push_time(cluster, bytes, reps, &replicas.to_string()).await?;
         eprintln!(
-            "write {} to {replicas} replica(s): {:.2} ms ({:.0} MB/s)",
+            "push {} to {replicas} replica(s): {:.2} ms ({:.0} MB/s); whole write with commit {:.2} ms",
             size_label(bytes),
-            d.as_secs_f64() * 1e3,
-            stats::mb_per_s(bytes, d)
+            r.push.as_secs_f64() * 1e3,
+            stats::mb_per_s(bytes, r.push),
+            r.write.as_secs_f64() * 1e3,
         );
-        t.pushes.push((bytes, replicas, d));
+        t.pushes.push(r);
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use super::proc::Server;
 use super::stats::{latency, median, Latency};
 use crate::client::Client;
 use crate::config::{ClusterConfig, Role};
+use crate::filestore::Durability;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,10 +35,12 @@ impl LocalCluster {
         dir: &Path,
         chunkservers: usize,
         clients: usize,
+        durability: Durability,
     ) -> Result<LocalCluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config = ClusterConfig::local_with_clients(chunkservers, clients, dir)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .with_durability(durability);
         let path = dir.join("cluster.toml");
         config.write(&path).map_err(|e| e.to_string())?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -99,6 +102,7 @@ impl LocalCluster {
 /// One record-append run.
 #[derive(Clone, Debug)]
 pub struct AppendRun {
+    pub durability: Durability,
     pub record_bytes: u64,
     pub clients: usize,
     pub records: u64,
@@ -165,6 +169,7 @@ pub async fn append_load(
     }
     let elapsed = started.elapsed();
     Ok(AppendRun {
+        durability: cluster.config.durability,
         record_bytes,
         clients,
         records: all.len() as u64,
@@ -173,26 +178,51 @@ pub async fn append_load(
     })
 }
 
-/// Median time of `repeats` writes of `bytes` at offset 0 of fresh files
-/// (each a push to every replica of the chunk, then the commit).
+/// One write size to one replica count: the medians of the push alone and
+/// of the whole write.
+#[derive(Clone, Copy, Debug)]
+pub struct PushRun {
+    pub bytes: u64,
+    pub replicas: usize,
+    /// From the first fragment sent to the chain's `DataPushed`, summed over
+    /// the write's pieces ([`crate::client::PushStats`]).
+    pub push: Duration,
+    /// The whole write: push, then the commit on every replica.
+    pub write: Duration,
+}
+
+/// Medians of `repeats` writes of `bytes` at offset 0 of fresh files, each
+/// a push to every replica of the chunk, then the commit. A one-byte write
+/// first allocates the chunk and obtains the lease, so the timed write is
+/// data flow and commit only.
 pub async fn push_time(
     cluster: &LocalCluster,
     bytes: u64,
     repeats: usize,
     tag: &str,
-) -> Result<Duration, String> {
+) -> Result<PushRun, String> {
     let c = &cluster.clients[0];
     let data = vec![b'P'; bytes as usize];
-    let mut samples = Vec::new();
+    let (mut pushes, mut writes) = (Vec::new(), Vec::new());
     // One warm-up write, then the timed ones.
     for i in 0..=repeats.max(1) {
         let path = format!("/bench/push-{tag}-{bytes}-{i}");
         c.create(&path).await.map_err(|e| e.to_string())?;
+        c.write(&path, 0, b"p").await.map_err(|e| e.to_string())?;
+        let before = c.push_stats();
         let t = Instant::now();
         c.write(&path, 0, &data).await.map_err(|e| e.to_string())?;
+        let write = t.elapsed();
+        let push = c.push_stats().time - before.time;
         if i > 0 {
-            samples.push(t.elapsed());
+            pushes.push(push);
+            writes.push(write);
         }
     }
-    Ok(median(samples))
+    Ok(PushRun {
+        bytes,
+        replicas: cluster.config.ids_with_role(Role::Chunkserver).len(),
+        push: median(pushes),
+        write: median(writes),
+    })
 }
