@@ -104,6 +104,23 @@ pub fn parse<M: DeserializeOwned>(buf: &[u8]) -> Result<Parsed<M>, FrameError> {
     Ok(Parsed::Frame(envelope, FRAME_HEADER_BYTES + payload_bytes))
 }
 
+/// Takes the first whole frame off `buf` and parses it, lending the frame
+/// to the payload decoder so that pushed data is shared, not copied (see
+/// [`crate::payload::decoding_from`]). `None` if more bytes are needed.
+/// The frame's bytes are consumed even when it is malformed.
+pub fn take<M: DeserializeOwned>(
+    buf: &mut bytes::BytesMut,
+) -> Result<Option<Envelope<M>>, FrameError> {
+    let Some(payload_bytes) = check(buf)? else {
+        return Ok(None);
+    };
+    let frame = buf.split_to(FRAME_HEADER_BYTES + payload_bytes).freeze();
+    crate::payload::decoding_from(&frame, || match parse(&frame)? {
+        Parsed::Frame(envelope, _) => Ok(Some(envelope)),
+        Parsed::Incomplete => unreachable!("a checked frame is whole"),
+    })
+}
+
 /// The check half of parsing: the payload length if a whole frame is
 /// buffered, `None` if more bytes are needed, an error if the header is
 /// unacceptable (known from the first four bytes alone).
@@ -148,6 +165,29 @@ mod tests {
             dst: Id::from(2),
             msg,
         }
+    }
+
+    #[test]
+    fn take_consumes_frame_by_frame_and_shares_the_payload() {
+        let a = envelope(Msg::Data {
+            seq: 1,
+            bytes: vec![5u8; 5000].into(),
+        });
+        let b = envelope(Msg::Ping(2));
+        let mut buf = bytes::BytesMut::new();
+        buf.extend_from_slice(&encode(&a).unwrap());
+        buf.extend_from_slice(&encode(&b).unwrap()[..3]);
+        assert_eq!(take::<Msg>(&mut buf).unwrap(), Some(a));
+        assert_eq!(take::<Msg>(&mut buf).unwrap(), None, "b is not whole yet");
+        buf.extend_from_slice(&encode(&b).unwrap()[3..]);
+        assert_eq!(take::<Msg>(&mut buf).unwrap(), Some(b));
+        assert!(buf.is_empty());
+        // A malformed frame is consumed with its error.
+        let mut bad = encode(&envelope(Msg::Ping(3))).unwrap();
+        bad[4] = 0xff;
+        buf.extend_from_slice(&bad);
+        assert!(take::<Msg>(&mut buf).is_err());
+        assert!(buf.is_empty());
     }
 
     #[test]

@@ -64,7 +64,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::{ClusterConfig, ConfigError};
-use crate::frame::{self, Envelope, Parsed};
+use crate::frame::{self, Envelope};
 
 /// Frames waiting for one peer's connection. When full (the peer is down or
 /// slow), new frames for that peer are dropped and logged.
@@ -884,10 +884,9 @@ async fn read_connection<M>(
     let mut buf = bytes::BytesMut::with_capacity(READ_CHUNK_BYTES);
     loop {
         loop {
-            match frame::parse::<M>(&buf) {
-                Ok(Parsed::Incomplete) => break,
-                Ok(Parsed::Frame(envelope, used)) => {
-                    let _ = buf.split_to(used);
+            match frame::take::<M>(&mut buf) {
+                Ok(None) => break,
+                Ok(Some(envelope)) => {
                     if envelope.dst != id {
                         tracing::warn!(
                             %peer_addr,

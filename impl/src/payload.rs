@@ -1,7 +1,8 @@
 //! [`Bytes`]: the host's [`Payload`], real bytes where the model has tokens.
 
 use leasehold_model::types::Payload;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::cell::RefCell;
 use std::fmt::{self, Debug, Formatter};
 
 /// Bytes shown by `Debug` before it elides the rest.
@@ -13,9 +14,72 @@ const DEBUG_PREFIX_BYTES: usize = 8;
 /// and pushed data is forwarded to the next replica while it is buffered) are
 /// reference counts, not copies. Serializes as one byte string, so a frame
 /// carries it as a length and the raw bytes.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Bytes(bytes::Bytes);
+
+thread_local! {
+    /// The received frame being decoded on this thread, if its decoder
+    /// lent it (see [`decoding_from`]).
+    static SHARED_FRAME: RefCell<Option<bytes::Bytes>> = const { RefCell::new(None) };
+}
+
+/// Runs `decode` with `frame` lent to [`Bytes`]'s deserializer: payloads
+/// borrowed from inside `frame` become slices of it instead of copies, so
+/// a pushed fragment crosses a hop without being copied out of the receive
+/// buffer.
+pub fn decoding_from<T>(frame: &bytes::Bytes, decode: impl FnOnce() -> T) -> T {
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            SHARED_FRAME.with(|f| f.borrow_mut().take());
+        }
+    }
+    SHARED_FRAME.with(|f| *f.borrow_mut() = Some(frame.clone()));
+    let _clear = Clear;
+    decode()
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut Formatter<'_>) -> fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Bytes, E> {
+                let shared = SHARED_FRAME.with(|f| {
+                    f.borrow().as_ref().and_then(|frame| {
+                        let range = frame.as_ptr_range();
+                        let inside = range.start <= v.as_ptr() && v.as_ptr_range().end <= range.end;
+                        inside.then(|| frame.slice_ref(v))
+                    })
+                });
+                Ok(Bytes(
+                    shared.unwrap_or_else(|| bytes::Bytes::copy_from_slice(v)),
+                ))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(bytes::Bytes::copy_from_slice(v)))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v.into()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Bytes, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
+                while let Some(b) = seq.next_element::<u8>()? {
+                    v.push(b);
+                }
+                Ok(Bytes(v.into()))
+            }
+        }
+        d.deserialize_bytes(Visit)
+    }
+}
 
 impl Bytes {
     pub fn as_slice(&self) -> &[u8] {
@@ -152,6 +216,22 @@ mod tests {
         let whole = Bytes::from(vec![7u8; 1000]);
         assert_eq!(Payload::split(&whole, 300), whole.fragments(300));
         assert_eq!(Payload::split(&whole, 300).len(), 4);
+    }
+
+    #[test]
+    fn decoding_from_a_lent_frame_shares_it_and_copies_otherwise() {
+        let frame =
+            bytes::Bytes::from(postcard::to_allocvec(&Bytes::from(vec![9u8; 1000])).unwrap());
+        let shared: Bytes = decoding_from(&frame, || postcard::from_bytes(&frame).unwrap());
+        assert_eq!(shared, Bytes::from(vec![9u8; 1000]));
+        assert!(
+            frame.as_ptr_range().contains(&shared.as_ptr()),
+            "not shared"
+        );
+        // Without a lent frame (or after it), the bytes are copied.
+        let copied: Bytes = postcard::from_bytes(&frame).unwrap();
+        assert_eq!(copied, shared);
+        assert!(!frame.as_ptr_range().contains(&copied.as_ptr()));
     }
 
     #[test]
