@@ -107,8 +107,23 @@ pub struct ClusterConfig {
     /// leave writes in the page cache (for measuring what fsync costs).
     #[serde(default, skip_serializing_if = "is_fsync")]
     pub durability: Durability,
+    /// Largest fragment a client cuts pushed data into ([0098]): smaller
+    /// starts the next hop sooner, larger costs fewer messages.
+    #[serde(
+        default = "push_fragment_bytes_default",
+        skip_serializing_if = "is_push_fragment_bytes_default"
+    )]
+    pub push_fragment_bytes: u64,
     #[serde(rename = "node")]
     pub nodes: Vec<NodeConfig>,
+}
+
+fn push_fragment_bytes_default() -> u64 {
+    crate::nodes::FRAGMENT_BYTES_MAX
+}
+
+fn is_push_fragment_bytes_default(n: &u64) -> bool {
+    *n == push_fragment_bytes_default()
 }
 
 fn is_fsync(d: &Durability) -> bool {
@@ -136,6 +151,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("cluster config has no nodes")]
     Empty,
+    #[error("push_fragment_bytes = {bytes}: must be from 1 to {most} (half a frame)")]
+    PushFragmentBytes { bytes: u64, most: u64 },
     #[error("node id {0} appears more than once")]
     DuplicateId(u64),
     #[error("address {addr} is used by nodes {first} and {second}")]
@@ -165,6 +182,7 @@ impl ClusterConfig {
             chunk_bytes,
             leases: Leases::default(),
             durability: Durability::default(),
+            push_fragment_bytes: push_fragment_bytes_default(),
             nodes,
         };
         config.validate()?;
@@ -221,6 +239,12 @@ impl ClusterConfig {
         self
     }
 
+    pub fn with_push_fragment_bytes(mut self, bytes: u64) -> Result<Self, ConfigError> {
+        self.push_fragment_bytes = bytes;
+        self.validate()?;
+        Ok(self)
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a cluster config always serializes to TOML")
     }
@@ -238,6 +262,13 @@ impl ClusterConfig {
         }
         if self.chunk_bytes == 0 {
             return Err(ConfigError::ZeroChunkBytes);
+        }
+        let fragment_most = (crate::frame::FRAME_PAYLOAD_BYTES_MAX / 2) as u64;
+        if !(1..=fragment_most).contains(&self.push_fragment_bytes) {
+            return Err(ConfigError::PushFragmentBytes {
+                bytes: self.push_fragment_bytes,
+                most: fragment_most,
+            });
         }
         let mut ids = HashMap::new();
         let mut addrs = HashMap::new();
@@ -421,6 +452,18 @@ mod tests {
             ClusterConfig::parse("node = []", Path::new("/")),
             Err(ConfigError::Empty)
         ));
+        for bytes in [0, 1 << 30] {
+            let fragments = format!("push_fragment_bytes = {bytes}\n{EXAMPLE}");
+            assert!(matches!(
+                ClusterConfig::parse(&fragments, Path::new("/")),
+                Err(ConfigError::PushFragmentBytes { .. })
+            ));
+        }
+        let durability = format!("durability = \"sometimes\"\n{EXAMPLE}");
+        assert!(matches!(
+            ClusterConfig::parse(&durability, Path::new("/")),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 
     #[test]
@@ -447,6 +490,15 @@ mod tests {
             .all(|n| n.addr.ip() == Ipv4Addr::LOCALHOST && n.addr.port() != 0));
         let path = dir.path().join("cluster.toml");
         c.write(&path).unwrap();
+        assert_eq!(ClusterConfig::load(&path).unwrap(), c);
+        // Non-default choices are written and read back.
+        let c = c
+            .with_durability(Durability::PageCache)
+            .with_push_fragment_bytes(256 << 10)
+            .unwrap();
+        c.write(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("durability = \"page-cache\""), "{text}");
         assert_eq!(ClusterConfig::load(&path).unwrap(), c);
     }
 }

@@ -40,9 +40,10 @@ pub type RealNode = Node<FileStore>;
 /// The messages real nodes exchange.
 pub type RealMsg = Msg<Bytes>;
 
-/// Largest fragment of a pipelined push ([0098]): small enough that the
-/// next server starts forwarding early, large enough that framing costs
-/// little. One checksum block.
+/// Largest fragment of a pipelined push ([0098]) unless the cluster config
+/// says otherwise (`push_fragment_bytes`): small enough that the next
+/// server starts forwarding early, large enough that framing costs little.
+/// One checksum block.
 pub const FRAGMENT_BYTES_MAX: u64 = 64 * 1024;
 /// Pushed records a chunkserver buffers at once; more is `Busy`. With
 /// records of at most a quarter chunk, the buffered bytes per server are at
@@ -248,7 +249,7 @@ pub async fn start_client(
         number,
         script: vec![],
         report_to: Some(app_id),
-        fragment_max: FRAGMENT_BYTES_MAX,
+        fragment_max: cluster.push_fragment_bytes,
     });
     let config = HostConfig::from_cluster(cluster, Id::from(id as usize))?.with_app_id(app_id);
     start(actor, config, |host| match observer {

@@ -26,6 +26,7 @@ pub mod stats;
 pub mod system;
 
 use crate::filestore::Durability;
+use crate::nodes::FRAGMENT_BYTES_MAX;
 use clap::Args;
 use leasehold_checks::check::Strategy;
 use leasehold_model::system::ModelCfg;
@@ -172,10 +173,19 @@ impl TcpResults {
             .find(|r| r.0 == bytes && r.1 == hops)
             .map(|r| r.2)
     }
+    /// With the default fragment size.
     fn push_run(&self, bytes: u64, replicas: usize) -> Option<&system::PushRun> {
-        self.pushes
-            .iter()
-            .find(|r| r.bytes == bytes && r.replicas == replicas)
+        self.push_with(bytes, replicas, FRAGMENT_BYTES_MAX)
+    }
+    pub fn push_with(
+        &self,
+        bytes: u64,
+        replicas: usize,
+        fragment_bytes: u64,
+    ) -> Option<&system::PushRun> {
+        self.pushes.iter().find(|r| {
+            r.bytes == bytes && r.replicas == replicas && r.fragment_bytes == fragment_bytes
+        })
     }
     /// The median push alone (no commit).
     pub fn push(&self, bytes: u64, replicas: usize) -> Option<Duration> {
@@ -521,7 +531,9 @@ async fn leasehold_part(
         let mode = durability_label(durability);
         eprintln!("\n== Leasehold, {mode}: master + 3 chunkservers (one `leasehold cluster` process), {max_clients} clients here ==");
         let dir = work.join(format!("cluster3-{mode}"));
-        let cluster = system::LocalCluster::start(&dir, 3, max_clients, durability).await?;
+        let cluster =
+            system::LocalCluster::start(&dir, 3, max_clients, durability, FRAGMENT_BYTES_MAX)
+                .await?;
         let mut result = appends(t, &cluster, load_time, mode).await;
         if result.is_ok() && durability == Durability::Fsync {
             result = pushes(t, &cluster, 3, repeats).await;
@@ -529,12 +541,35 @@ async fn leasehold_part(
         cluster.stop().await;
         result?;
     }
-    let single =
-        system::LocalCluster::start(&work.join("cluster1"), 1, 1, Durability::Fsync).await?;
+    let single = system::LocalCluster::start(
+        &work.join("cluster1"),
+        1,
+        1,
+        Durability::Fsync,
+        FRAGMENT_BYTES_MAX,
+    )
+    .await?;
     let r = pushes(t, &single, 1, repeats).await;
     single.stop().await;
-    r
+    r?;
+    // The fragment size trades how soon the next hop starts against how
+    // many messages a push costs: measure the alternatives.
+    for fragment in PUSH_FRAGMENT_SWEEP {
+        eprintln!(
+            "\n== Leasehold pushes with {} fragments ==",
+            size_label(fragment)
+        );
+        let dir = work.join(format!("cluster3-fragment-{fragment}"));
+        let cluster = system::LocalCluster::start(&dir, 3, 1, Durability::Fsync, fragment).await?;
+        let r = pushes(t, &cluster, 3, repeats).await;
+        cluster.stop().await;
+        r?;
+    }
+    Ok(())
 }
+
+/// Fragment sizes pushed besides the default, to show the trade-off.
+pub const PUSH_FRAGMENT_SWEEP: [u64; 2] = [256 << 10, 1 << 20];
 
 pub fn durability_label(d: Durability) -> &'static str {
     match d {
@@ -590,8 +625,9 @@ async fn pushes(
         };
         let r = system::push_time(cluster, bytes, reps, &replicas.to_string()).await?;
         eprintln!(
-            "push {} to {replicas} replica(s): {:.2} ms ({:.0} MB/s); whole write with commit {:.2} ms",
+            "push {} to {replicas} replica(s) in {} fragments: {:.2} ms ({:.0} MB/s); whole write with commit {:.2} ms",
             size_label(bytes),
+            size_label(r.fragment_bytes),
             r.push.as_secs_f64() * 1e3,
             stats::mb_per_s(bytes, r.push),
             r.write.as_secs_f64() * 1e3,

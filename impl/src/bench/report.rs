@@ -5,10 +5,11 @@
 use super::checker::{CheckRow, SYMMETRY_CONFIG};
 use super::stats::{fmt, mb_per_s, ratio, size_label, thousands};
 use super::{
-    durability_label, plot, MachineInfo, Results, TcpResults, CLIENT_COUNTS, PUSH_SIZES,
-    RECORD_SIZES,
+    durability_label, plot, MachineInfo, Results, TcpResults, CLIENT_COUNTS, PUSH_FRAGMENT_SWEEP,
+    PUSH_SIZES, RECORD_SIZES,
 };
 use crate::filestore::Durability;
+use crate::nodes::FRAGMENT_BYTES_MAX;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -447,6 +448,22 @@ fn tcp_section(t: &TcpResults, m: &MachineInfo, quick: bool, plots: &[String]) -
             ms(t.write(bytes, 1)),
             ms(t.write(bytes, 3)),
         );
+    }
+    s.push_str("\nFragment size (`push_fragment_bytes` in cluster.toml): the push alone to 3 replicas, and the whole write, by the size of the fragments the client cuts the data into.\n\n| size | fragments | push, 3 replicas | vs raw 3 hops | write, 3 replicas |\n|---|---:|---:|---:|---:|\n");
+    for &bytes in &PUSH_SIZES {
+        for fragment in std::iter::once(FRAGMENT_BYTES_MAX).chain(PUSH_FRAGMENT_SWEEP) {
+            if let Some(r) = t.push_with(bytes, 3, fragment) {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} |",
+                    size_label(bytes),
+                    size_label(fragment),
+                    ms(Some(r.push)),
+                    q(Some(r.push), t.raw(bytes, 3)),
+                    ms(Some(r.write)),
+                );
+            }
+        }
     }
     for n in &t.notes {
         let _ = writeln!(s, "\n- {n}");

@@ -36,9 +36,11 @@ impl LocalCluster {
         chunkservers: usize,
         clients: usize,
         durability: Durability,
+        push_fragment_bytes: u64,
     ) -> Result<LocalCluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config = ClusterConfig::local_with_clients(chunkservers, clients, dir)
+            .and_then(|c| c.with_push_fragment_bytes(push_fragment_bytes))
             .map_err(|e| e.to_string())?
             .with_durability(durability);
         let path = dir.join("cluster.toml");
@@ -184,6 +186,7 @@ pub async fn append_load(
 pub struct PushRun {
     pub bytes: u64,
     pub replicas: usize,
+    pub fragment_bytes: u64,
     /// From the first fragment sent to the chain's `DataPushed`, summed over
     /// the write's pieces ([`crate::client::PushStats`]).
     pub push: Duration,
@@ -222,6 +225,7 @@ pub async fn push_time(
     Ok(PushRun {
         bytes,
         replicas: cluster.config.ids_with_role(Role::Chunkserver).len(),
+        fragment_bytes: cluster.config.push_fragment_bytes,
         push: median(pushes),
         write: median(writes),
     })
