@@ -49,6 +49,10 @@ pub const FRAGMENT_BYTES_MAX: u64 = 64 * 1024;
 /// records of at most a quarter chunk, the buffered bytes per server are at
 /// most `PUSH_BUFFERS_MAX * chunk_bytes / 4` (512 MiB for 64 MiB chunks).
 pub const PUSH_BUFFERS_MAX: u32 = 32;
+/// Pushed bytes a chunkserver buffers at once, whatever the record sizes:
+/// sixteen records of the largest size for 64 MiB chunks. A fragment past
+/// it is `Busy` and its push dropped; the client pushes again later.
+pub const PUSH_BUFFER_BYTES_MAX: u64 = 256 * 1024 * 1024;
 /// Mutations a primary has in flight (and a secondary holds back) at once.
 pub const MUTATIONS_IN_FLIGHT_MAX: u32 = 64;
 /// Retries of one operation inside the client actor (see the module doc).
@@ -130,6 +134,7 @@ pub fn protocol_cfg(cluster: &ClusterConfig) -> Result<ProtocolCfg, NodeError> {
         age_out: true,
         reply_timeouts: true,
         push_buffers_max: PUSH_BUFFERS_MAX,
+        push_buffer_bytes_max: PUSH_BUFFER_BYTES_MAX,
         mutations_in_flight_max: MUTATIONS_IN_FLIGHT_MAX,
         durations,
         bug: Bug::None,

@@ -468,6 +468,20 @@ impl<S: ChunkStore> ChunkserverActor<S> {
     ) {
         let s = state.to_mut();
         let existing = s.buffer.iter().position(|b| b.data == data);
+        if self.over_push_budget(s, data, fragment, bytes.len()) {
+            // Drop the whole push, not just this fragment: its rest would be
+            // out of sequence anyway, and the client pushes again.
+            s.buffer.retain(|b| b.data != data);
+            o.send(
+                client,
+                Msg::MutationFailed {
+                    chunk: ChunkHandle::MAX,
+                    data,
+                    reason: Failure::Busy,
+                },
+            );
+            return;
+        }
         match (existing, fragment) {
             (Some(i), 0) => {
                 // A retry pushes the data again from the start.
@@ -527,6 +541,30 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             None if last => o.send(client, Msg::DataPushed { data }),
             None => {}
         }
+    }
+
+    /// Whether keeping this fragment would take the buffered push bytes past
+    /// `push_buffer_bytes_max`. Fragment 0 restarts its push, so that
+    /// push's earlier fragments do not count then.
+    fn over_push_budget(
+        &self,
+        s: &ChunkserverState<S>,
+        data: DataId,
+        fragment: u32,
+        bytes: u64,
+    ) -> bool {
+        let max = self.cfg.push_buffer_bytes_max;
+        if max == u64::MAX {
+            return false;
+        }
+        let held: u64 = s
+            .buffer
+            .iter()
+            .filter(|b| b.data != data || fragment > 0)
+            .flat_map(|b| &b.fragments)
+            .map(Payload::len)
+            .sum();
+        held.saturating_add(bytes) > max
     }
 
     fn on_mutate(
@@ -866,5 +904,75 @@ fn not_primary<S: ChunkStore>(
                 reason: Failure::NotPrimary,
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::ModelCfg;
+    use stateright::actor::Command;
+
+    fn push(units: u8, seq: u32, client: Id) -> Msg<RecordToken> {
+        let data = DataId { client: 0, seq };
+        Msg::PushData {
+            data,
+            fragment: 0,
+            last: true,
+            bytes: RecordToken { id: data, units },
+            chain: vec![],
+            client,
+        }
+    }
+
+    #[test]
+    fn a_push_past_the_byte_budget_is_busy_and_not_buffered() {
+        let model = ModelCfg::named("tiny").expect("tiny exists");
+        let mut cfg = model.protocol();
+        cfg.push_buffer_bytes_max = 5;
+        let actor = ChunkserverActor {
+            cfg: Arc::new(cfg),
+            initial_store: MemStore::new(model.chunk_units),
+        };
+        let (me, client) = (Id::from(1), Id::from(9));
+        let mut o = Out::new();
+        let mut state = Cow::Owned(actor.on_start(&None, &mut o));
+        let mut deliver = |state: &mut Cow<ChunkserverState<MemStore>>, msg| {
+            let mut o = Out::new();
+            actor.on_msg(me, state, client, msg, &mut o);
+            o.iter()
+                .filter_map(|c| match c {
+                    Command::Send(_, m) => Some(m.clone()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let buffered = |state: &ChunkserverState<MemStore>| {
+            state.buffer.iter().map(|b| b.data.seq).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            deliver(&mut state, push(3, 1, client)),
+            [Msg::DataPushed {
+                data: DataId { client: 0, seq: 1 }
+            }]
+        );
+        let refused = deliver(&mut state, push(3, 2, client));
+        assert!(
+            matches!(
+                refused[..],
+                [Msg::MutationFailed {
+                    reason: Failure::Busy,
+                    ..
+                }]
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(buffered(&state), [1]);
+        // A retry of the buffered push replaces it: its old bytes don't count.
+        assert_eq!(deliver(&mut state, push(4, 1, client)).len(), 1);
+        assert_eq!(buffered(&state), [1]);
+        // Within the budget, a second push is kept beside the first.
+        assert_eq!(deliver(&mut state, push(1, 3, client)).len(), 1);
+        assert_eq!(buffered(&state), [1, 3]);
     }
 }

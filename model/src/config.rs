@@ -185,6 +185,11 @@ pub struct ProtocolCfg {
     pub reply_timeouts: bool,
     /// Pushed records a chunkserver buffers at once; more is `Busy`.
     pub push_buffers_max: u32,
+    /// Bytes of pushed data a chunkserver buffers at once: a fragment that
+    /// would go past it is refused `Busy` and its push dropped, so a server
+    /// never holds more, whatever the record sizes. (The model's records
+    /// are bounded by `push_buffers_max` alone: it sets this to `u64::MAX`.)
+    pub push_buffer_bytes_max: u64,
     /// Mutations a primary has in flight at once; more is `Busy`.
     pub mutations_in_flight_max: u32,
     pub durations: Durations,

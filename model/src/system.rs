@@ -318,6 +318,7 @@ impl ModelCfg {
             age_out: self.age_out,
             reply_timeouts: self.faulty(),
             push_buffers_max: 4,
+            push_buffer_bytes_max: u64::MAX,
             mutations_in_flight_max: 4,
             durations: Durations::gfs(),
             bug: self.bug,
