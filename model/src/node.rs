@@ -3,7 +3,7 @@
 
 use crate::chunkserver::{ChunkserverActor, ChunkserverState};
 use crate::client::{ClientActor, ClientState};
-use crate::master::{MasterActor, MasterState, NodeStorage};
+use crate::master::{MasterActor, MasterDurable, MasterState, NodeStorage};
 use crate::msg::{Msg, Timer};
 use crate::types::ChunkStore;
 use stateright::actor::{Actor, Id, Out};
@@ -59,7 +59,7 @@ impl<S: ChunkStore> Actor for Node<S> {
         match self {
             Node::Master(a) => {
                 let durable = match storage {
-                    Some(NodeStorage::Master(d)) => Some(d.clone()),
+                    Some(NodeStorage::Master(d)) => Some(MasterDurable::clone(d)),
                     _ => None,
                 };
                 NodeState::Master(a.on_start(&durable, o))

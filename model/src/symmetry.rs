@@ -217,7 +217,7 @@ impl Permute for NodeState<MemStore> {
 impl Permute for NodeStorage<MemStore> {
     fn permute(&self, p: &ClientPerm) -> Self {
         match self {
-            NodeStorage::Chunkserver(s) => NodeStorage::Chunkserver(s.permute(p)),
+            NodeStorage::Chunkserver(s) => NodeStorage::Chunkserver(Arc::new(s.permute(p))),
             other => other.clone(),
         }
     }
