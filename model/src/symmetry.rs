@@ -107,11 +107,7 @@ impl Permute for Cell {
 impl Permute for MemStore {
     fn permute(&self, p: &ClientPerm) -> Self {
         let mut s = self.clone();
-        for r in &mut s.replicas {
-            for c in r.cells.iter_mut().flatten() {
-                *c = c.permute(p);
-            }
-        }
+        s.map_cells(|c| c.permute(p));
         s
     }
 }

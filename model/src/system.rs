@@ -852,7 +852,7 @@ fn order_1(model: &LeaseholdModel, s: &State) -> bool {
     // same one, at the same place, unless a later mutation overwrote it.
     let ids = model.cfg.chunkserver_ids();
     for a in &ids {
-        for (chunk, ra) in store(s, *a).replicas.iter().enumerate() {
+        for (chunk, ra) in store(s, *a).replicas().iter().enumerate() {
             for (o, cell) in ra.cells.iter().enumerate() {
                 let Some(cell) = cell else { continue };
                 let stamp = cell_stamp(cell);
@@ -909,7 +909,7 @@ fn append_3(model: &LeaseholdModel, s: &State) -> bool {
         .all(|a| a.offset + a.record.len() <= size)
         && model.cfg.chunkserver_ids().iter().all(|id| {
             store(s, *id)
-                .replicas
+                .replicas()
                 .iter()
                 .all(|r| r.cells.len() as u64 <= size)
         })
@@ -1014,7 +1014,7 @@ fn duplicate_record(model: &LeaseholdModel, s: &State) -> bool {
     model.cfg.chunkserver_ids().iter().any(|id| {
         let mut seen: Vec<RecordToken> = vec![];
         store(s, *id)
-            .replicas
+            .replicas()
             .iter()
             .flat_map(|r| r.cells.iter())
             .any(|c| match c {
@@ -1087,22 +1087,26 @@ fn failed_write_replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
 fn same_stamp_on_two_replicas(model: &LeaseholdModel, s: &State) -> bool {
     let ids = model.cfg.chunkserver_ids();
     ids.iter().any(|a| {
-        store(s, *a).replicas.iter().enumerate().any(|(chunk, r)| {
-            r.cells
-                .iter()
-                .flatten()
-                .map(cell_stamp)
-                .filter(|st| *st != Stamp::default())
-                .any(|st| {
-                    ids.iter().filter(|b| *b != a).any(|b| {
-                        store(s, *b)
-                            .replica(chunk as ChunkHandle)
-                            .is_some_and(|rb| {
-                                rb.cells.iter().flatten().any(|c| cell_stamp(c) == st)
-                            })
+        store(s, *a)
+            .replicas()
+            .iter()
+            .enumerate()
+            .any(|(chunk, r)| {
+                r.cells
+                    .iter()
+                    .flatten()
+                    .map(cell_stamp)
+                    .filter(|st| *st != Stamp::default())
+                    .any(|st| {
+                        ids.iter().filter(|b| *b != a).any(|b| {
+                            store(s, *b)
+                                .replica(chunk as ChunkHandle)
+                                .is_some_and(|rb| {
+                                    rb.cells.iter().flatten().any(|c| cell_stamp(c) == st)
+                                })
+                        })
                     })
-                })
-        })
+            })
     })
 }
 
