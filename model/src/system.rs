@@ -585,7 +585,7 @@ impl LeaseholdModel {
         self.cfg
             .chunkserver_id_iter()
             .filter(move |id| !s.crashed[usize::from(*id)])
-            .filter_map(move |id| match &*s.actor_states[usize::from(id)] {
+            .filter_map(move |id| match &**s.actor_states[usize::from(id)] {
                 NodeState::Chunkserver(c) => Some((id, c)),
                 _ => None,
             })
@@ -648,7 +648,7 @@ impl LeaseholdModel {
 }
 
 pub fn master(s: &State) -> &MasterState {
-    match &*s.actor_states[0] {
+    match &**s.actor_states[0] {
         NodeState::Master(m) => m,
         _ => unreachable!("node 0 is the master"),
     }
@@ -775,7 +775,7 @@ pub struct Acked {
 pub fn acked<'a>(model: &'a LeaseholdModel, s: &'a State) -> impl Iterator<Item = Acked> + 'a {
     (0..model.cfg.clients()).flat_map(move |c| {
         let results: &[OpResult<RecordToken>] =
-            match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+            match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
                 NodeState::Client(client) => &client.results,
                 _ => &[],
             };
@@ -809,7 +809,7 @@ pub fn acked<'a>(model: &'a LeaseholdModel, s: &'a State) -> impl Iterator<Item 
 }
 
 fn store(s: &State, id: Id) -> &MemStore {
-    match &*s.actor_states[usize::from(id)] {
+    match &**s.actor_states[usize::from(id)] {
         NodeState::Chunkserver(c) => &c.store,
         _ => unreachable!("a chunkserver id"),
     }
@@ -987,7 +987,7 @@ fn version_2(model: &LeaseholdModel, s: &State) -> bool {
         _ => true,
     });
     let cached = (0..model.cfg.clients()).all(|c| {
-        match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+        match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
             NodeState::Client(cl) => cl.cache.iter().all(named_ok),
             _ => true,
         }
@@ -998,7 +998,7 @@ fn version_2(model: &LeaseholdModel, s: &State) -> bool {
 /// Every client finished every operation successfully.
 pub fn all_succeeded(model: &LeaseholdModel, s: &State) -> bool {
     (0..model.cfg.clients()).all(
-        |c| match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+        |c| match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
             NodeState::Client(cl) => {
                 cl.results.len() == model.scripts[c].len()
                     && cl
@@ -1077,7 +1077,7 @@ fn replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
 fn failed_write_replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
     replicas_differ(model, s)
         && (0..model.cfg.clients()).any(|c| {
-            match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+            match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
                 NodeState::Client(cl) => {
                     cl.current.as_ref().is_some_and(|cur| cur.retries > 0)
                         || cl.results.iter().any(|r| matches!(r, OpResult::Failed(_)))
@@ -1121,7 +1121,7 @@ fn named_without_stale(model: &LeaseholdModel, s: &State) -> bool {
     let replicas = model.cfg.chunkservers as usize;
     let short = |info: &LeaseInfo| 1 + info.secondaries.len() < replicas;
     (0..model.cfg.clients()).any(
-        |c| match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+        |c| match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
             NodeState::Client(cl) => cl.cache.iter().any(short),
             _ => false,
         },

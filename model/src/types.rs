@@ -12,7 +12,6 @@
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
-use std::collections::hash_map::DefaultHasher;
 use std::fmt::{self, Debug, Formatter};
 use std::hash::{Hash, Hasher};
 
@@ -258,12 +257,18 @@ struct StoreContents {
 
 impl StoreContents {
     fn digest(&self) -> u64 {
-        // A fixed-key hasher, so a store's digest, and with it the checker's
-        // fingerprints, are the same in every run.
-        let mut h = DefaultHasher::new();
-        self.hash(&mut h);
-        h.finish()
+        digest(self)
     }
+}
+
+/// A 64-bit digest of `value` that stands for it in the checker's
+/// fingerprints (see [`MemStore`] and [`crate::node::Digested`]). Fixed
+/// keys, so fingerprints are the same in every run; aHash, the hasher
+/// stateright fingerprints with, because SipHash on many small fields cost
+/// more than the digest saves.
+pub fn digest<T: Hash + ?Sized>(value: &T) -> u64 {
+    ahash::RandomState::with_seeds(0x6c65_6173, 0x6568_6f6c, 0x6467_6673, 0x6d6f_6465)
+        .hash_one(value)
 }
 
 /// The model's chunk store: every replica of every chunk the server has,
