@@ -156,10 +156,10 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 // store is durable); buffers, leases and in-flight state did
                 // not. Tell the master which versions survived, so it can
                 // recognise a replica that missed a lease grant.
-                let mut s = s.clone();
+                let mut s = S::clone(s);
                 match s.count_restart() {
                     Ok(incarnation) => {
-                        o.save(NodeStorage::Chunkserver(s.clone()));
+                        o.save(NodeStorage::Chunkserver(Arc::new(s.clone())));
                         o.send(
                             self.cfg.master,
                             Msg::ChunkReport {
@@ -188,7 +188,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
     }
 
     fn save(&self, state: &ChunkserverState<S>, o: &mut O<S>) {
-        o.save(NodeStorage::Chunkserver(state.store.clone()));
+        o.save(NodeStorage::Chunkserver(Arc::new(state.store.clone())));
     }
 
     pub fn on_msg(

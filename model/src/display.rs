@@ -490,7 +490,7 @@ impl<P: Payload> Display for ResultText<'_, P> {
 /// - `·`: free unit before the chunk's maximum size.
 pub fn mem_store(store: &MemStore, f: &mut Formatter<'_>) -> fmt::Result {
     let mut first = true;
-    for (chunk, r) in store.replicas.iter().enumerate() {
+    for (chunk, r) in store.replicas().iter().enumerate() {
         if r.meta.version == 0 && r.cells.is_empty() {
             continue; // a chunk this server never saw
         }
@@ -500,7 +500,7 @@ pub fn mem_store(store: &MemStore, f: &mut Formatter<'_>) -> fmt::Result {
             (false, false) => "; ",
         };
         first = false;
-        write!(f, "{sep}chunk {chunk} {}", Strip(r, store.chunk_size))?;
+        write!(f, "{sep}chunk {chunk} {}", Strip(r, store.chunk_size()))?;
     }
     if first {
         f.write_str("no chunks")?;

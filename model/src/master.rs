@@ -140,7 +140,7 @@ impl MasterActor {
             None => {
                 let durable = self.initial.clone();
                 if !durable.files.is_empty() {
-                    o.save(NodeStorage::Master(durable.clone()));
+                    o.save(NodeStorage::Master(Arc::new(durable.clone())));
                 }
                 let views = durable
                     .chunks
@@ -198,7 +198,7 @@ impl MasterActor {
                             name: path.clone(),
                             chunks: vec![],
                         });
-                        o.save(NodeStorage::Master(s.durable.clone()));
+                        o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
                         Some((s.durable.files.len() - 1) as FileId)
                     }
                     (None, false) => None,
@@ -503,7 +503,7 @@ impl MasterActor {
         });
         s.durable.files[file as usize].chunks.push(chunk);
         s.views.push(fresh_view(replicas));
-        o.save(NodeStorage::Master(s.durable.clone()));
+        o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
         Ok(chunk)
     }
 
@@ -559,7 +559,7 @@ impl MasterActor {
             meta.version += 1;
         }
         let (epoch, version) = (meta.epoch, meta.version);
-        o.save(NodeStorage::Master(s.durable.clone()));
+        o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
         let view = &mut s.views[chunk as usize];
         view.lease = LeaseView::Offered {
             primary,
@@ -621,7 +621,7 @@ impl MasterActor {
                 meta.version += 1;
             }
             let version = meta.version;
-            o.save(NodeStorage::Master(s.durable.clone()));
+            o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
             let others = acked.iter().copied().filter(|r| *r != primary);
             announce_version(&s.servers, chunk, version, others, o);
         }
@@ -788,7 +788,10 @@ fn fresh_view(up_to_date: Vec<Id>) -> ChunkView {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(bound = "S: ChunkStore")]
 pub enum NodeStorage<S> {
-    Master(MasterDurable),
-    Chunkserver(S),
+    // Shared, not owned: the checker clones every node's storage into every
+    // successor state, while a node saves only when its durable state
+    // changes. Serialized like the value itself (serde's `rc` feature).
+    Master(Arc<MasterDurable>),
+    Chunkserver(Arc<S>),
     Client,
 }

@@ -3,11 +3,14 @@
 
 use crate::chunkserver::{ChunkserverActor, ChunkserverState};
 use crate::client::{ClientActor, ClientState};
-use crate::master::{MasterActor, MasterState, NodeStorage};
+use crate::master::{MasterActor, MasterDurable, MasterState, NodeStorage};
 use crate::msg::{Msg, Timer};
 use crate::types::ChunkStore;
 use stateright::actor::{Actor, Id, Out};
 use std::borrow::Cow;
+use std::fmt::{self, Debug, Formatter};
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Node<S: ChunkStore> {
@@ -24,25 +27,74 @@ pub enum NodeState<S: ChunkStore> {
     Client(ClientState<S::Payload>),
 }
 
+/// A node's state with a digest of it, taken when the state is made.
+///
+/// The checker hashes every node's state for every state it generates,
+/// though a step changes one node at most; hashing a node as its digest
+/// makes that one word per node. The state is read-only once wrapped, so
+/// the digest cannot go stale. Equality, `Debug` and the value are the
+/// state's own.
+#[derive(Clone)]
+pub struct Digested<T> {
+    value: T,
+    digest: u64,
+}
+
+impl<T: Hash> Digested<T> {
+    pub fn new(value: T) -> Self {
+        Digested {
+            digest: crate::types::digest(&value),
+            value,
+        }
+    }
+}
+
+impl<T> Deref for Digested<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> Hash for Digested<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.digest);
+    }
+}
+
+impl<T: PartialEq> PartialEq for Digested<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest && self.value == other.value
+    }
+}
+
+impl<T: Eq> Eq for Digested<T> {}
+
+impl<T: Debug> Debug for Digested<T> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        self.value.fmt(f)
+    }
+}
+
 /// Runs a role's handler on its own state type inside the node's `Cow`,
 /// keeping the state borrowed (so the checker can prune no-op steps) unless
 /// the handler really changed it.
 macro_rules! delegate {
     ($state:ident, $variant:ident, |$s:ident| $call:expr) => {{
-        let NodeState::$variant(inner) = &**$state else {
+        let NodeState::$variant(inner) = &***$state else {
             unreachable!("node and state roles agree")
         };
         let mut $s = Cow::Borrowed(inner);
         $call;
         if let Cow::Owned(next) = $s {
-            *$state = Cow::Owned(NodeState::$variant(next));
+            *$state = Cow::Owned(Digested::new(NodeState::$variant(next)));
         }
     }};
 }
 
 impl<S: ChunkStore> Actor for Node<S> {
     type Msg = Msg<S::Payload>;
-    type State = NodeState<S>;
+    type State = Digested<NodeState<S>>;
     type Timer = Timer;
     type Random = ();
     type Storage = NodeStorage<S>;
@@ -56,17 +108,17 @@ impl<S: ChunkStore> Actor for Node<S> {
     }
 
     fn on_start(&self, id: Id, storage: &Option<Self::Storage>, o: &mut Out<Self>) -> Self::State {
-        match self {
+        Digested::new(match self {
             Node::Master(a) => {
                 let durable = match storage {
-                    Some(NodeStorage::Master(d)) => Some(d.clone()),
+                    Some(NodeStorage::Master(d)) => Some(MasterDurable::clone(d)),
                     _ => None,
                 };
                 NodeState::Master(a.on_start(&durable, o))
             }
             Node::Chunkserver(a) => NodeState::Chunkserver(a.on_start(storage, o)),
             Node::Client(a) => NodeState::Client(a.on_start(id, o)),
-        }
+        })
     }
 
     fn on_msg(

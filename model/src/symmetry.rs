@@ -17,6 +17,7 @@ use crate::chunkserver::ChunkserverState;
 use crate::client::{ClientState, Current};
 use crate::master::{LeaseView, MasterState, NodeStorage};
 use crate::msg::*;
+use crate::node::Digested;
 use crate::system::State;
 use crate::types::*;
 use crate::NodeState;
@@ -107,11 +108,7 @@ impl Permute for Cell {
 impl Permute for MemStore {
     fn permute(&self, p: &ClientPerm) -> Self {
         let mut s = self.clone();
-        for r in &mut s.replicas {
-            for c in r.cells.iter_mut().flatten() {
-                *c = c.permute(p);
-            }
-        }
+        s.map_cells(|c| c.permute(p));
         s
     }
 }
@@ -217,7 +214,7 @@ impl Permute for NodeState<MemStore> {
 impl Permute for NodeStorage<MemStore> {
     fn permute(&self, p: &ClientPerm) -> Self {
         match self {
-            NodeStorage::Chunkserver(s) => NodeStorage::Chunkserver(s.permute(p)),
+            NodeStorage::Chunkserver(s) => NodeStorage::Chunkserver(Arc::new(s.permute(p))),
             other => other.clone(),
         }
     }
@@ -350,7 +347,7 @@ pub fn permute_state(s: &State, p: &ClientPerm) -> State {
     }
     State {
         actor_states: (0..n)
-            .map(|j| Arc::new(s.actor_states[source(j)].permute(p)))
+            .map(|j| Arc::new(Digested::new(s.actor_states[source(j)].permute(p))))
             .collect(),
         network,
         timers_set,
@@ -393,7 +390,7 @@ pub fn representative(s: &State) -> State {
     let first = s
         .actor_states
         .iter()
-        .position(|a| matches!(**a, NodeState::Client(_)));
+        .position(|a| matches!(***a, NodeState::Client(_)));
     let Some(first) = first else { return s.clone() };
     let k = s.actor_states.len() - first;
     if k < 2 {

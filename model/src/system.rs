@@ -31,6 +31,7 @@ use crate::master::{ChunkMeta, FileMeta, LeaseView, MasterActor, MasterDurable, 
 use crate::msg::*;
 use crate::types::*;
 use crate::{Node, NodeState};
+use smallvec::SmallVec;
 use stateright::actor::{
     ActorModel, ActorModelAction, ActorModelState, Envelope, Id, LossyNetwork, Network,
 };
@@ -289,7 +290,13 @@ impl ModelCfg {
     }
 
     pub fn chunkserver_ids(&self) -> Vec<Id> {
-        (1..=self.chunkservers as usize).map(Id::from).collect()
+        self.chunkserver_id_iter().collect()
+    }
+
+    /// The chunkservers' ids without a list, for the properties, which run
+    /// on every state.
+    pub fn chunkserver_id_iter(&self) -> impl Iterator<Item = Id> + Clone {
+        (1..=self.chunkservers as usize).map(Id::from)
     }
 
     pub fn client_id(&self, n: usize) -> Id {
@@ -457,6 +464,10 @@ impl ModelCfg {
 
 /// Auxiliary history the properties need and the actors must not see
 /// (a TLA+-style auxiliary variable, kept small).
+///
+/// Its lists are inline, sized for the named configurations (they spill to
+/// the heap beyond): the checker clones the history into every generated
+/// state, and heap lists cost an allocation each time.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct History {
     pub chunkserver_crashes: u8,
@@ -464,13 +475,13 @@ pub struct History {
     pub lease_expiries: u8,
     /// Per (node, chunk): the last mutation it applied, as announced by its
     /// `Apply` (primary) or successful `Applied` (secondary) messages.
-    pub applied: Vec<(Id, ChunkHandle, Stamp)>,
+    pub applied: SmallVec<[(Id, ChunkHandle, Stamp); 6]>,
     /// Set when some replica applied a mutation not after its previous one.
     pub out_of_order: bool,
     /// Chunks a primary reported full (act 1440).
-    pub full: Vec<ChunkHandle>,
+    pub full: SmallVec<[ChunkHandle; 2]>,
     /// (chunk, epoch, primary) of every lease the master granted.
-    pub grants: Vec<(ChunkHandle, LeaseEpoch, Id)>,
+    pub grants: SmallVec<[(ChunkHandle, LeaseEpoch, Id); 4]>,
     /// The master granted an extension of a lease it had granted before.
     pub extended: bool,
     /// The master revoked a lease.
@@ -573,10 +584,9 @@ impl LeaseholdModel {
         s: &'a State,
     ) -> impl Iterator<Item = (Id, &'a crate::chunkserver::ChunkserverState<MemStore>)> + 'a {
         self.cfg
-            .chunkserver_ids()
-            .into_iter()
+            .chunkserver_id_iter()
             .filter(move |id| !s.crashed[usize::from(*id)])
-            .filter_map(move |id| match &*s.actor_states[usize::from(id)] {
+            .filter_map(move |id| match &**s.actor_states[usize::from(id)] {
                 NodeState::Chunkserver(c) => Some((id, c)),
                 _ => None,
             })
@@ -639,7 +649,7 @@ impl LeaseholdModel {
 }
 
 pub fn master(s: &State) -> &MasterState {
-    match &*s.actor_states[0] {
+    match &**s.actor_states[0] {
         NodeState::Master(m) => m,
         _ => unreachable!("node 0 is the master"),
     }
@@ -761,42 +771,46 @@ pub struct Acked {
     pub stamp: Stamp,
 }
 
-pub fn acked(model: &LeaseholdModel, s: &State) -> Vec<Acked> {
-    let mut out = vec![];
-    for c in 0..model.cfg.clients() {
-        let NodeState::Client(client) = &*s.actor_states[usize::from(model.cfg.client_id(c))]
-        else {
-            continue;
-        };
-        let script = &model.scripts[c];
-        for (op, result) in script.iter().zip(client.results.iter()) {
-            if let OpResult::Mutated {
-                chunk,
-                offset,
-                stamp,
-                ..
-            } = result
-            {
+/// Every acknowledged mutation. An iterator, not a list: the properties
+/// read it several times on every state the checker visits.
+pub fn acked<'a>(model: &'a LeaseholdModel, s: &'a State) -> impl Iterator<Item = Acked> + 'a {
+    (0..model.cfg.clients()).flat_map(move |c| {
+        let results: &[OpResult<RecordToken>] =
+            match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
+                NodeState::Client(client) => &client.results,
+                _ => &[],
+            };
+        model.scripts[c]
+            .iter()
+            .zip(results)
+            .filter_map(|(op, result)| {
+                let OpResult::Mutated {
+                    chunk,
+                    offset,
+                    stamp,
+                    ..
+                } = result
+                else {
+                    return None;
+                };
                 let (record, append) = match op {
                     ClientOp::Append { data, .. } => (*data, true),
                     ClientOp::Write { data, .. } => (*data, false),
-                    _ => continue,
+                    _ => return None,
                 };
-                out.push(Acked {
+                Some(Acked {
                     record,
                     append,
                     chunk: *chunk,
                     offset: *offset,
                     stamp: *stamp,
-                });
-            }
-        }
-    }
-    out
+                })
+            })
+    })
 }
 
 fn store(s: &State, id: Id) -> &MemStore {
-    match &*s.actor_states[usize::from(id)] {
+    match &**s.actor_states[usize::from(id)] {
         NodeState::Chunkserver(c) => &c.store,
         _ => unreachable!("a chunkserver id"),
     }
@@ -825,14 +839,12 @@ fn current_replicas<'a>(
         .map(|c| c.version);
     model
         .cfg
-        .chunkserver_ids()
-        .into_iter()
+        .chunkserver_id_iter()
         .filter(move |id| Some(store(s, *id).meta(chunk).version) == version)
 }
 
 fn holds_all_acked_appends(model: &LeaseholdModel, s: &State, id: Id, chunk: ChunkHandle) -> bool {
     acked(model, s)
-        .iter()
         .filter(|a| a.append && a.chunk == chunk)
         .all(|a| holds(store(s, id), chunk, a.offset, a.record))
 }
@@ -851,17 +863,17 @@ fn lease_1(model: &LeaseholdModel, s: &State) -> bool {
 fn order_1(model: &LeaseholdModel, s: &State) -> bool {
     // Any two replicas that applied mutation (epoch, serial) applied the
     // same one, at the same place, unless a later mutation overwrote it.
-    let ids = model.cfg.chunkserver_ids();
-    for a in &ids {
-        for (chunk, ra) in store(s, *a).replicas.iter().enumerate() {
+    let ids = model.cfg.chunkserver_id_iter();
+    for a in ids.clone() {
+        for (chunk, ra) in store(s, a).replicas().iter().enumerate() {
             for (o, cell) in ra.cells.iter().enumerate() {
                 let Some(cell) = cell else { continue };
                 let stamp = cell_stamp(cell);
                 if stamp == Stamp::default() {
                     continue; // prefilled data predates the model
                 }
-                for b in &ids {
-                    let Some(rb) = store(s, *b).replica(chunk as ChunkHandle) else {
+                for b in ids.clone() {
+                    let Some(rb) = store(s, b).replica(chunk as ChunkHandle) else {
                         continue;
                     };
                     let b_applied = rb.cells.iter().flatten().any(|c| cell_stamp(c) == stamp);
@@ -888,16 +900,15 @@ fn cell_stamp(c: &Cell) -> Stamp {
 }
 
 fn append_1(model: &LeaseholdModel, s: &State) -> bool {
-    acked(model, s).iter().filter(|a| a.append).all(|a| {
+    acked(model, s).filter(|a| a.append).all(|a| {
         current_replicas(model, s, a.chunk)
             .all(|id| holds(store(s, id), a.chunk, a.offset, a.record))
     })
 }
 
 fn append_2(model: &LeaseholdModel, s: &State) -> bool {
-    let acks = acked(model, s);
-    acks.iter().filter(|a| a.append).all(|a| {
-        acks.iter()
+    acked(model, s).filter(|a| a.append).all(|a| {
+        acked(model, s)
             .filter(|b| b.append && b.chunk == a.chunk && b.stamp > a.stamp)
             .all(|b| b.offset >= a.offset + a.record.len())
     })
@@ -905,12 +916,10 @@ fn append_2(model: &LeaseholdModel, s: &State) -> bool {
 
 fn append_3(model: &LeaseholdModel, s: &State) -> bool {
     let size = model.cfg.chunk_units as u64;
-    acked(model, s)
-        .iter()
-        .all(|a| a.offset + a.record.len() <= size)
-        && model.cfg.chunkserver_ids().iter().all(|id| {
-            store(s, *id)
-                .replicas
+    acked(model, s).all(|a| a.offset + a.record.len() <= size)
+        && model.cfg.chunkserver_id_iter().all(|id| {
+            store(s, id)
+                .replicas()
                 .iter()
                 .all(|r| r.cells.len() as u64 <= size)
         })
@@ -929,7 +938,7 @@ fn order_2(_: &LeaseholdModel, s: &State) -> bool {
 }
 
 fn write_1(model: &LeaseholdModel, s: &State) -> bool {
-    acked(model, s).iter().filter(|a| !a.append).all(|a| {
+    acked(model, s).filter(|a| !a.append).all(|a| {
         current_replicas(model, s, a.chunk).all(|id| {
             let Some(r) = store(s, id).replica(a.chunk) else {
                 return false;
@@ -979,7 +988,7 @@ fn version_2(model: &LeaseholdModel, s: &State) -> bool {
         _ => true,
     });
     let cached = (0..model.cfg.clients()).all(|c| {
-        match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+        match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
             NodeState::Client(cl) => cl.cache.iter().all(named_ok),
             _ => true,
         }
@@ -990,7 +999,7 @@ fn version_2(model: &LeaseholdModel, s: &State) -> bool {
 /// Every client finished every operation successfully.
 pub fn all_succeeded(model: &LeaseholdModel, s: &State) -> bool {
     (0..model.cfg.clients()).all(
-        |c| match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+        |c| match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
             NodeState::Client(cl) => {
                 cl.results.len() == model.scripts[c].len()
                     && cl
@@ -1004,18 +1013,18 @@ pub fn all_succeeded(model: &LeaseholdModel, s: &State) -> bool {
 }
 
 fn some_append_acked(model: &LeaseholdModel, s: &State) -> bool {
-    acked(model, s).iter().any(|a| a.append)
+    acked(model, s).any(|a| a.append)
 }
 
 fn some_write_acked(model: &LeaseholdModel, s: &State) -> bool {
-    acked(model, s).iter().any(|a| !a.append)
+    acked(model, s).any(|a| !a.append)
 }
 
 fn duplicate_record(model: &LeaseholdModel, s: &State) -> bool {
-    model.cfg.chunkserver_ids().iter().any(|id| {
-        let mut seen: Vec<RecordToken> = vec![];
-        store(s, *id)
-            .replicas
+    model.cfg.chunkserver_id_iter().any(|id| {
+        let mut seen: SmallVec<[RecordToken; 8]> = SmallVec::new();
+        store(s, id)
+            .replicas()
             .iter()
             .flat_map(|r| r.cells.iter())
             .any(|c| match c {
@@ -1032,7 +1041,7 @@ fn duplicate_record(model: &LeaseholdModel, s: &State) -> bool {
 }
 
 fn padded_and_next_chunk(model: &LeaseholdModel, s: &State) -> bool {
-    !s.history.full.is_empty() && acked(model, s).iter().any(|a| a.append && a.chunk != 0)
+    !s.history.full.is_empty() && acked(model, s).any(|a| a.append && a.chunk != 0)
 }
 
 fn second_server_led(_: &LeaseholdModel, s: &State) -> bool {
@@ -1054,20 +1063,14 @@ fn stale_replica_detected(_: &LeaseholdModel, s: &State) -> bool {
 }
 
 fn replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
-    let ids = model.cfg.chunkserver_ids();
     (0..master(s).durable.chunks.len() as ChunkHandle).any(|c| {
         let mut current = current_replicas(model, s, c);
         let Some(first) = current.next() else {
             return false;
         };
-        let cells = |id: Id| {
-            store(s, id)
-                .replica(c)
-                .map(|r| r.cells.clone())
-                .unwrap_or_default()
-        };
+        let cells =
+            |id: Id| -> &[Option<Cell>] { store(s, id).replica(c).map_or(&[], |r| &r.cells[..]) };
         let a = cells(first);
-        let _ = &ids;
         current.any(|id| cells(id) != a)
     })
 }
@@ -1075,7 +1078,7 @@ fn replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
 fn failed_write_replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
     replicas_differ(model, s)
         && (0..model.cfg.clients()).any(|c| {
-            match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+            match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
                 NodeState::Client(cl) => {
                     cl.current.as_ref().is_some_and(|cur| cur.retries > 0)
                         || cl.results.iter().any(|r| matches!(r, OpResult::Failed(_)))
@@ -1086,21 +1089,19 @@ fn failed_write_replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
 }
 
 fn same_stamp_on_two_replicas(model: &LeaseholdModel, s: &State) -> bool {
-    let ids = model.cfg.chunkserver_ids();
-    ids.iter().any(|a| {
-        store(s, *a).replicas.iter().enumerate().any(|(chunk, r)| {
+    let ids = model.cfg.chunkserver_id_iter();
+    ids.clone().any(|a| {
+        store(s, a).replicas().iter().enumerate().any(|(chunk, r)| {
             r.cells
                 .iter()
                 .flatten()
                 .map(cell_stamp)
                 .filter(|st| *st != Stamp::default())
                 .any(|st| {
-                    ids.iter().filter(|b| *b != a).any(|b| {
-                        store(s, *b)
-                            .replica(chunk as ChunkHandle)
-                            .is_some_and(|rb| {
-                                rb.cells.iter().flatten().any(|c| cell_stamp(c) == st)
-                            })
+                    ids.clone().filter(|b| *b != a).any(|b| {
+                        store(s, b).replica(chunk as ChunkHandle).is_some_and(|rb| {
+                            rb.cells.iter().flatten().any(|c| cell_stamp(c) == st)
+                        })
                     })
                 })
         })
@@ -1108,9 +1109,8 @@ fn same_stamp_on_two_replicas(model: &LeaseholdModel, s: &State) -> bool {
 }
 
 fn two_acked_in_one_chunk(model: &LeaseholdModel, s: &State) -> bool {
-    let acks = acked(model, s);
-    acks.iter().enumerate().any(|(i, a)| {
-        acks.iter()
+    acked(model, s).enumerate().any(|(i, a)| {
+        acked(model, s)
             .skip(i + 1)
             .any(|b| a.append && b.append && a.chunk == b.chunk)
     })
@@ -1122,7 +1122,7 @@ fn named_without_stale(model: &LeaseholdModel, s: &State) -> bool {
     let replicas = model.cfg.chunkservers as usize;
     let short = |info: &LeaseInfo| 1 + info.secondaries.len() < replicas;
     (0..model.cfg.clients()).any(
-        |c| match &*s.actor_states[usize::from(model.cfg.client_id(c))] {
+        |c| match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
             NodeState::Client(cl) => cl.cache.iter().any(short),
             _ => false,
         },

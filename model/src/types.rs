@@ -11,8 +11,9 @@
 //! The actors never know which one they run on.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use std::fmt::{self, Debug, Formatter};
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 
 /// Globally unique chunk name chosen by the master ([0090]).
 pub type ChunkHandle = u64;
@@ -214,13 +215,19 @@ impl Debug for Cell {
     }
 }
 
+/// A replica's cells, inline: the model's chunks are a few units long, and
+/// every chunkserver step that changes its store clones it, so a heap
+/// allocation per replica would be paid on most steps. Longer chunks (a
+/// configuration's `chunk_units` above 8) spill to the heap unchanged.
+pub type Cells = SmallVec<[Option<Cell>; 8]>;
+
 /// One replica of one chunk in the model: a few cells and the metadata.
 #[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct MemReplica {
     pub meta: ReplicaMeta,
     /// `None` is a hole: a unit never written on this replica (possible when
     /// it missed a failed mutation and a later one wrote past it).
-    pub cells: Vec<Option<Cell>>,
+    pub cells: Cells,
 }
 
 impl Debug for MemReplica {
@@ -239,13 +246,61 @@ impl Debug for MemReplica {
     }
 }
 
+/// What a [`MemStore`] holds; serialized as the store itself.
+#[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+struct StoreContents {
+    chunk_size: u8,
+    incarnation: u32,
+    /// Indexed by chunk handle; the model allocates at most two chunks.
+    replicas: SmallVec<[MemReplica; 2]>,
+}
+
+impl StoreContents {
+    fn digest(&self) -> u64 {
+        digest(self)
+    }
+}
+
+/// A 64-bit digest of `value` that stands for it in the checker's
+/// fingerprints (see [`MemStore`] and [`crate::node::Digested`]). Fixed
+/// keys, so fingerprints are the same in every run; aHash, the hasher
+/// stateright fingerprints with, because SipHash on many small fields cost
+/// more than the digest saves.
+pub fn digest<T: Hash + ?Sized>(value: &T) -> u64 {
+    ahash::RandomState::with_seeds(0x6c65_6173, 0x6568_6f6c, 0x6467_6673, 0x6d6f_6465)
+        .hash_one(value)
+}
+
 /// The model's chunk store: every replica of every chunk the server has,
 /// indexed by chunk handle (the model's handles are small and dense).
-#[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+///
+/// The checker hashes every store twice per generated state (in the
+/// chunkserver's state and in its saved storage), but a store changes on
+/// few steps. So the store keeps a digest of its contents, renewed by every
+/// change, and hashes as that digest alone. The contents are reachable
+/// only through methods, so no change can skip the renewal.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct MemStore {
-    pub chunk_size: u8,
-    pub incarnation: u32,
-    pub replicas: Vec<MemReplica>,
+    contents: StoreContents,
+    digest: u64,
+}
+
+impl Hash for MemStore {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.digest);
+    }
+}
+
+impl Serialize for MemStore {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.contents.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for MemStore {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        StoreContents::deserialize(d).map(MemStore::from_contents)
+    }
 }
 
 impl Debug for MemStore {
@@ -257,23 +312,59 @@ impl Debug for MemStore {
 
 impl MemStore {
     pub fn new(chunk_size: u8) -> Self {
-        MemStore {
+        MemStore::from_contents(StoreContents {
             chunk_size,
             incarnation: 0,
-            replicas: Vec::new(),
-        }
+            replicas: SmallVec::new(),
+        })
+    }
+
+    fn from_contents(contents: StoreContents) -> Self {
+        let digest = contents.digest();
+        MemStore { contents, digest }
+    }
+
+    pub fn chunk_size(&self) -> u8 {
+        self.contents.chunk_size
+    }
+
+    /// Every replica, indexed by chunk handle.
+    pub fn replicas(&self) -> &[MemReplica] {
+        &self.contents.replicas
     }
 
     pub fn replica(&self, chunk: ChunkHandle) -> Option<&MemReplica> {
-        self.replicas.get(chunk as usize)
+        self.contents.replicas.get(chunk as usize)
     }
 
-    fn replica_mut(&mut self, chunk: ChunkHandle) -> &mut MemReplica {
-        let i = chunk as usize;
-        if self.replicas.len() <= i {
-            self.replicas.resize_with(i + 1, MemReplica::default);
-        }
-        &mut self.replicas[i]
+    /// Changes the contents with `f` and renews the digest.
+    fn change<R>(&mut self, f: impl FnOnce(&mut StoreContents) -> R) -> R {
+        let r = f(&mut self.contents);
+        self.digest = self.contents.digest();
+        r
+    }
+
+    /// Rewrites every cell with `f` (the symmetry reduction renames clients).
+    pub fn map_cells(&mut self, mut f: impl FnMut(Cell) -> Cell) {
+        self.change(|c| {
+            for r in &mut c.replicas {
+                for cell in r.cells.iter_mut().flatten() {
+                    *cell = f(*cell);
+                }
+            }
+        })
+    }
+
+    /// Changes the replica of `chunk` with `f`, creating it (and any below
+    /// it) empty first.
+    fn change_replica<R>(&mut self, chunk: ChunkHandle, f: impl FnOnce(&mut MemReplica) -> R) -> R {
+        self.change(|c| {
+            let i = chunk as usize;
+            if c.replicas.len() <= i {
+                c.replicas.resize_with(i + 1, MemReplica::default);
+            }
+            f(&mut c.replicas[i])
+        })
     }
 }
 
@@ -285,7 +376,7 @@ impl ChunkStore for MemStore {
     }
 
     fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
-        self.replica_mut(chunk).meta.version = version;
+        self.change_replica(chunk, |r| r.meta.version = version);
         Ok(())
     }
 
@@ -306,35 +397,37 @@ impl ChunkStore for MemStore {
         // primary write across the chunk boundary so that APPEND-3 can see it.
         // The file store refuses such writes as a second line of defence.
         let end = offset + data.len();
-        let r = self.replica_mut(chunk);
-        if r.cells.len() < end as usize {
-            r.cells.resize(end as usize, None);
-        }
-        for part in 0..data.units {
-            r.cells[offset as usize + part as usize] = Some(Cell::Data {
-                record: *data,
-                part,
-                stamp,
-            });
-        }
-        r.meta.applied = stamp;
+        self.change_replica(chunk, |r| {
+            if r.cells.len() < end as usize {
+                r.cells.resize(end as usize, None);
+            }
+            for part in 0..data.units {
+                r.cells[offset as usize + part as usize] = Some(Cell::Data {
+                    record: *data,
+                    part,
+                    stamp,
+                });
+            }
+            r.meta.applied = stamp;
+        });
         Ok(())
     }
 
     fn pad_to(&mut self, chunk: ChunkHandle, end: Offset, stamp: Stamp) -> Result<(), StoreError> {
-        if end > self.chunk_size as u64 {
+        if end > self.chunk_size() as u64 {
             return Err(StoreError::OutOfRange);
         }
-        let r = self.replica_mut(chunk);
-        while (r.cells.len() as u64) < end {
-            r.cells.push(Some(Cell::Pad(stamp)));
-        }
-        r.meta.applied = stamp;
+        self.change_replica(chunk, |r| {
+            while (r.cells.len() as u64) < end {
+                r.cells.push(Some(Cell::Pad(stamp)));
+            }
+            r.meta.applied = stamp;
+        });
         Ok(())
     }
 
     fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
-        self.replica_mut(chunk).meta.applied = stamp;
+        self.change_replica(chunk, |r| r.meta.applied = stamp);
         Ok(())
     }
 
@@ -355,7 +448,7 @@ impl ChunkStore for MemStore {
     }
 
     fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)> {
-        self.replicas
+        self.replicas()
             .iter()
             .enumerate()
             .filter(|(_, r)| r.meta.version > 0)
@@ -364,11 +457,13 @@ impl ChunkStore for MemStore {
     }
 
     fn incarnation(&self) -> u32 {
-        self.incarnation
+        self.contents.incarnation
     }
 
     fn count_restart(&mut self) -> Result<u32, StoreError> {
-        self.incarnation += 1;
-        Ok(self.incarnation)
+        Ok(self.change(|c| {
+            c.incarnation += 1;
+            c.incarnation
+        }))
     }
 }
