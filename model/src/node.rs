@@ -27,25 +27,32 @@ pub enum NodeState<S: ChunkStore> {
     Client(ClientState<S::Payload>),
 }
 
-/// A node's state with a digest of it, taken when the state is made.
+/// A node's state with a digest of it, taken the first time it is hashed.
 ///
 /// The checker hashes every node's state for every state it generates,
 /// though a step changes one node at most; hashing a node as its digest
 /// makes that one word per node. The state is read-only once wrapped, so
-/// the digest cannot go stale. Equality, `Debug` and the value are the
-/// state's own.
+/// the digest cannot go stale. It is taken lazily because the TCP host
+/// never hashes states, and a chunkserver's state there holds megabytes of
+/// pushed data. Equality, `Debug` and the value are the state's own.
 #[derive(Clone)]
 pub struct Digested<T> {
     value: T,
-    digest: u64,
+    digest: std::sync::OnceLock<u64>,
 }
 
 impl<T: Hash> Digested<T> {
     pub fn new(value: T) -> Self {
         Digested {
-            digest: crate::types::digest(&value),
+            digest: std::sync::OnceLock::new(),
             value,
         }
+    }
+
+    fn digest(&self) -> u64 {
+        *self
+            .digest
+            .get_or_init(|| crate::types::digest(&self.value))
     }
 }
 
@@ -56,15 +63,15 @@ impl<T> Deref for Digested<T> {
     }
 }
 
-impl<T> Hash for Digested<T> {
+impl<T: Hash> Hash for Digested<T> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.digest);
+        state.write_u64(self.digest());
     }
 }
 
 impl<T: PartialEq> PartialEq for Digested<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.digest == other.digest && self.value == other.value
+        self.value == other.value
     }
 }
 
