@@ -71,17 +71,22 @@ pub enum Parsed<M> {
 
 /// Encodes one envelope as a complete frame (header and payload).
 pub fn encode<M: Serialize>(envelope: &Envelope<M>) -> Result<Vec<u8>, FrameError> {
-    let frame = postcard::to_extend(envelope, vec![0u8; FRAME_HEADER_BYTES])
+    // Sizing first costs a walk of the message without its bytes, and
+    // saves the copies of a growing buffer (a 64 KiB push fragment was
+    // copied about three times) and any work on an oversized message.
+    let payload_bytes = postcard::experimental::serialized_size(envelope)
         .map_err(|e| FrameError::Encode(e.to_string()))?;
-    let payload_bytes = frame.len() - FRAME_HEADER_BYTES;
     if payload_bytes > FRAME_PAYLOAD_BYTES_MAX {
         return Err(FrameError::Oversized {
             len: payload_bytes as u64,
             max: FRAME_PAYLOAD_BYTES_MAX as u64,
         });
     }
-    let mut frame = frame;
-    frame[..FRAME_HEADER_BYTES].copy_from_slice(&(payload_bytes as u32).to_be_bytes());
+    let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload_bytes);
+    frame.extend_from_slice(&(payload_bytes as u32).to_be_bytes());
+    let frame =
+        postcard::to_extend(envelope, frame).map_err(|e| FrameError::Encode(e.to_string()))?;
+    debug_assert_eq!(frame.len(), FRAME_HEADER_BYTES + payload_bytes);
     Ok(frame)
 }
 

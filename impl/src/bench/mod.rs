@@ -70,7 +70,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 150)]
     pub check_cap_s: u64,
     /// The cap for the large configurations (faults, master-restart,
-    /// writes, dup), which take minutes each.
+    /// writes), checked depth-first.
     #[arg(long, default_value_t = 60)]
     pub large_cap_s: u64,
     /// Seconds per TCP load run (default 5, or 1 with --quick).
@@ -329,7 +329,7 @@ fn run_checker_part(args: &BenchArgs, results: &mut Results) {
         .collect();
     if !large.is_empty() {
         results.check_notes.push(format!(
-            "{} take minutes each on 2 cores: checked depth-first (BFS memory passed 10 GB within a minute) and capped at {} s (`--large-cap-s`); their rows show how far each got and at what rate",
+            "{} are checked depth-first (BFS memory passed 10 GB within a minute on some) and capped at {} s (`--large-cap-s`); a row marked capped shows how far that check got and at what rate",
             large.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", "),
             args.large_cap_s
         ));
