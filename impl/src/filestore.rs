@@ -109,6 +109,11 @@ struct Inner {
     chunks: Mutex<BTreeMap<ChunkHandle, Entry>>,
     /// Changes made since the last sync. Locked after `chunks` when both are.
     unsynced: Mutex<Unsynced>,
+    /// A sync failed. The kernel reports a failed writeback once, so a
+    /// later fsync may succeed over lost pages: after a failure the store
+    /// never syncs again (the host has stopped the node; a restart reads
+    /// what is on disk).
+    sync_failed: std::sync::atomic::AtomicBool,
     /// The chunkserver's restart count, mirrored from the `incarnation`
     /// file (the model's `ChunkStore::incarnation`).
     incarnation: Mutex<u32>,
@@ -187,6 +192,7 @@ impl FileStore {
             durability,
             chunks: Mutex::new(chunks),
             unsynced: Mutex::default(),
+            sync_failed: Default::default(),
             incarnation: Mutex::new(incarnation),
         });
         open.retain(|_, w| w.strong_count() > 0);
@@ -364,6 +370,20 @@ impl Inner {
     }
 
     fn sync(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.sync_failed.load(Ordering::SeqCst) {
+            return Err(StoreError::Io(
+                "an earlier sync failed; the store must be reopened".into(),
+            ));
+        }
+        let result = self.sync_pending();
+        if result.is_err() {
+            self.sync_failed.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn sync_pending(&self) -> Result<(), StoreError> {
         let mut chunks = self.chunks.lock().expect("chunk metadata lock poisoned");
         let mut unsynced = self.unsynced();
         if unsynced.chunks.is_empty() {
@@ -402,6 +422,9 @@ impl Drop for Inner {
     // A store closed in an orderly way (a test, a clean shutdown) keeps what
     // it was told; a crash keeps only what was synced, as on a real disk.
     fn drop(&mut self) {
+        if self.sync_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if let Err(e) = self.sync() {
             tracing::error!(dir = %self.dir.display(), "chunk store not synced at close: {e}");
         }
@@ -472,6 +495,9 @@ fn encode_meta(meta: &ChunkMeta) -> Vec<u8> {
 
 /// Decodes one slot; bytes after the slot's own checksum are ignored.
 fn decode_meta(slot: &[u8]) -> Result<ChunkMeta, String> {
+    if slot.len() >= 8 && &slot[..8] == b"LHCHUNK1" {
+        return Err("metadata of an older leasehold (LHCHUNK1); this one reads LHCHUNK2".into());
+    }
     if slot.len() < META_HEADER_BYTES + 4 || &slot[..8] != META_MAGIC {
         return Err("not chunk metadata".into());
     }
@@ -545,46 +571,66 @@ fn decode_meta_file(bytes: &[u8]) -> Result<ChunkMeta, String> {
 
 /// Writes `meta` with the next sequence number into the slot not holding
 /// the current one, durably if `fsync`. Returns whether the file was new.
+///
+/// A chunk's first metadata is written whole to a temporary file and
+/// renamed into place (once per chunk, so its cost does not matter): a
+/// crash then leaves either no `.meta` or a complete one, never a sized
+/// file whose only slot was torn, which would read as damaged for ever.
 fn write_meta(
     path: &Path,
     chunk_bytes: u64,
     meta: &mut ChunkMeta,
     fsync: bool,
 ) -> Result<bool, StoreError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io_error)?;
-    let len = file.metadata().map_err(io_error)?.len();
-    let created = len == 0;
-    let slot_bytes = if created {
-        let slot_bytes = meta_slot_bytes(chunk_bytes);
-        file.set_len(META_SLOTS * slot_bytes).map_err(io_error)?;
-        slot_bytes
-    } else {
-        len / META_SLOTS
-    };
     let mut next = meta.clone();
     next.seq += 1;
     let encoded = encode_meta(&next);
-    if encoded.len() as u64 > slot_bytes {
-        return Err(StoreError::Io(format!(
+    let too_big = |slot_bytes: u64| {
+        StoreError::Io(format!(
             "{}: metadata of {} bytes does not fit its {slot_bytes}-byte slot",
             path.display(),
             encoded.len()
-        )));
-    }
-    file.write_all_at(&encoded, (next.seq % META_SLOTS) * slot_bytes)
-        .map_err(io_error)?;
-    if fsync {
-        file.sync_data().map_err(io_error)?;
-    }
+        ))
+    };
+    let created = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => {
+            let slot_bytes = file.metadata().map_err(io_error)?.len() / META_SLOTS;
+            if encoded.len() as u64 > slot_bytes {
+                return Err(too_big(slot_bytes));
+            }
+            file.write_all_at(&encoded, (next.seq % META_SLOTS) * slot_bytes)
+                .map_err(io_error)?;
+            if fsync {
+                file.sync_data().map_err(io_error)?;
+            }
+            false
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let slot_bytes = meta_slot_bytes(chunk_bytes);
+            if encoded.len() as u64 > slot_bytes {
+                return Err(too_big(slot_bytes));
+            }
+            let mut image = vec![0u8; (META_SLOTS * slot_bytes) as usize];
+            let at = ((next.seq % META_SLOTS) * slot_bytes) as usize;
+            image[at..at + encoded.len()].copy_from_slice(&encoded);
+            let tmp = path.with_extension(META_NEW_SUFFIX);
+            let mut file = File::create(&tmp).map_err(io_error)?;
+            file.write_all(&image).map_err(io_error)?;
+            if fsync {
+                file.sync_data().map_err(io_error)?;
+            }
+            drop(file);
+            fs::rename(&tmp, path).map_err(io_error)?;
+            true
+        }
+        Err(e) => return Err(io_error(e)),
+    };
     meta.seq = next.seq;
     Ok(created)
 }
+
+/// Extension of a chunk's first metadata before it is renamed into place.
+const META_NEW_SUFFIX: &str = "meta.new";
 
 const INCARNATION_FILE: &str = "incarnation";
 const INCARNATION_MAGIC: &[u8; 8] = b"LHINCAR1";
@@ -633,6 +679,12 @@ fn load_dir(dir: &Path) -> Result<BTreeMap<ChunkHandle, Entry>, StoreError> {
         let dirent = dirent.map_err(io_error)?;
         let name = dirent.file_name();
         let Some(name) = name.to_str() else { continue };
+        if name.ends_with(&format!(".{META_NEW_SUFFIX}")) {
+            // A chunk's first metadata that a crash kept from its rename:
+            // nothing of that chunk was acknowledged.
+            let _ = fs::remove_file(dirent.path());
+            continue;
+        }
         let Some(handle) = name
             .strip_prefix("chunk-")
             .and_then(|n| n.strip_suffix(".meta"))
@@ -643,6 +695,13 @@ fn load_dir(dir: &Path) -> Result<BTreeMap<ChunkHandle, Entry>, StoreError> {
             continue;
         };
         let entry = match fs::read(dirent.path()) {
+            // The chunk's first metadata write never reached the disk (a
+            // crash before its sync): nothing of it was acknowledged, so
+            // the replica does not have the chunk.
+            Ok(bytes) if bytes.iter().all(|&b| b == 0) => {
+                tracing::warn!(chunk = handle, dir = %dir.display(), "chunk metadata never written, chunk ignored");
+                continue;
+            }
             Ok(bytes) => match decode_meta_file(&bytes) {
                 Ok(meta) => Entry::Healthy(meta),
                 Err(why) => Entry::Damaged(why),
@@ -1171,6 +1230,54 @@ mod tests {
     }
 
     #[test]
+    fn a_first_metadata_write_lost_in_a_crash_leaves_no_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+        s.write_at(1, 0, &Bytes::from(pattern(10, 1)), stamp(1))
+            .unwrap();
+        s.write_at(2, 0, &Bytes::from(pattern(10, 2)), stamp(1))
+            .unwrap();
+        s.sync().unwrap();
+        // As a file system without fsync (page-cache mode) may leave a new
+        // file after a machine crash: sized but never written, or empty. A
+        // first write that never got renamed is ignored too.
+        fs::write(dir.path().join("chunk-3.meta.new"), b"junk").unwrap();
+        let meta = dir.path().join("chunk-1.meta");
+        let len = fs::metadata(&meta).unwrap().len() as usize;
+        fs::write(&meta, vec![0u8; len]).unwrap();
+        fs::write(dir.path().join("chunk-2.meta"), b"").unwrap();
+        let mut s = crash(s);
+        assert_eq!(s.chunks(), vec![]);
+        assert_eq!(s.read(1, 0, 1), Err(StoreError::OutOfRange));
+        assert!(!dir.path().join("chunk-3.meta.new").exists());
+        // The chunk can be written afresh.
+        s.write_at(1, 0, &Bytes::from(pattern(5, 3)), stamp(1))
+            .unwrap();
+        s.set_version(1, 2).unwrap();
+        s.sync().unwrap();
+        let s = crash(s);
+        assert_eq!(s.chunks(), vec![(1, 2)]);
+    }
+
+    #[test]
+    fn after_a_failed_sync_the_store_never_syncs_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+        s.write_at(1, 0, &Bytes::from(pattern(10, 1)), stamp(1))
+            .unwrap();
+        // The metadata path is taken by a directory: the sync fails.
+        fs::create_dir(dir.path().join("chunk-1.meta")).unwrap();
+        assert!(s.sync().is_err());
+        fs::remove_dir(dir.path().join("chunk-1.meta")).unwrap();
+        assert!(s.sync().is_err(), "a sync after a failure must not succeed");
+        let (path, size) = (s.dir().to_path_buf(), s.chunk_bytes());
+        drop(s);
+        // Nothing was written at close either.
+        assert!(!path.join("chunk-1.meta").exists());
+        assert_eq!(FileStore::open(&path, size).unwrap().chunks(), vec![]);
+    }
+
+    #[test]
     fn metadata_slots_decode_only_with_their_own_number() {
         let meta = ChunkMeta {
             replica: ReplicaMeta {
@@ -1191,6 +1298,11 @@ mod tests {
         assert_eq!(decode_meta_file(&file).unwrap(), meta);
         assert!(decode_meta_file(&file[..2 * slot - 1]).is_err());
         assert!(decode_meta_file(&[]).is_err());
+        let mut old = file.clone();
+        old[slot..slot + 8].copy_from_slice(b"LHCHUNK1");
+        assert!(decode_meta_file(&old)
+            .unwrap_err()
+            .contains("older leasehold"));
     }
 
     #[test]

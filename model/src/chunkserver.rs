@@ -466,11 +466,22 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         client: Id,
         o: &mut O<S>,
     ) {
-        let s = state.to_mut();
-        let existing = s.buffer.iter().position(|b| b.data == data);
-        if self.over_push_budget(s, data, fragment, bytes.len()) {
-            // Drop the whole push, not just this fragment: its rest would be
-            // out of sequence anyway, and the client pushes again.
+        let existing = state.buffer.iter().position(|b| b.data == data);
+        // Only a fragment that would be kept counts against the budget: a
+        // stale or out-of-sequence one is ignored below, and must neither
+        // drop a complete push nor answer Busy once per fragment.
+        let kept = match (existing, fragment) {
+            (_, 0) => true,
+            (Some(i), n) => {
+                state.buffer[i].fragments.len() as u32 == n && !state.buffer[i].complete
+            }
+            (None, _) => false,
+        };
+        if kept && self.over_push_budget(state, data, fragment, bytes.len()) {
+            // Drop the whole push, not just this fragment: its later
+            // fragments are then out of sequence and ignored, and the
+            // client pushes again.
+            let s = state.to_mut();
             s.buffer.retain(|b| b.data != data);
             o.send(
                 client,
@@ -482,6 +493,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             );
             return;
         }
+        let s = state.to_mut();
         match (existing, fragment) {
             (Some(i), 0) => {
                 // A retry pushes the data again from the start.
@@ -973,6 +985,28 @@ mod tests {
         assert_eq!(buffered(&state), [1]);
         // Within the budget, a second push is kept beside the first.
         assert_eq!(deliver(&mut state, push(1, 3, client)).len(), 1);
+        assert_eq!(buffered(&state), [1, 3]);
+        // A stale later fragment of a complete push is ignored, even over
+        // the budget: no Busy, and the buffered push stays.
+        let Msg::PushData {
+            data,
+            bytes,
+            chain,
+            client: c,
+            ..
+        } = push(5, 1, client)
+        else {
+            unreachable!()
+        };
+        let stale = Msg::PushData {
+            data,
+            fragment: 1,
+            last: true,
+            bytes,
+            chain,
+            client: c,
+        };
+        assert!(deliver(&mut state, stale).is_empty());
         assert_eq!(buffered(&state), [1, 3]);
     }
 }
