@@ -661,7 +661,8 @@ where
         self.timers.values().any(|&at| at <= now)
     }
 
-    /// Passes the barrier, then carries out the commands.
+    /// Passes the barrier, then carries out the commands. STORE-2: what the
+    /// handlers wrote is durable before anything they commanded happens.
     fn commit(&mut self, out: Out<A>) -> Result<(), HostError> {
         if let Some(barrier) = &mut self.barrier {
             barrier().map_err(HostError::Barrier)?;

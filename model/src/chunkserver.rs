@@ -483,14 +483,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             // client pushes again.
             let s = state.to_mut();
             s.buffer.retain(|b| b.data != data);
-            o.send(
-                client,
-                Msg::MutationFailed {
-                    chunk: ChunkHandle::MAX,
-                    data,
-                    reason: Failure::Busy,
-                },
-            );
+            o.send(client, push_busy(data));
             return;
         }
         let s = state.to_mut();
@@ -505,14 +498,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             }
             (None, 0) => {
                 if s.buffer.len() as u32 >= self.cfg.push_buffers_max {
-                    o.send(
-                        client,
-                        Msg::MutationFailed {
-                            chunk: ChunkHandle::MAX,
-                            data,
-                            reason: Failure::Busy,
-                        },
-                    );
+                    o.send(client, push_busy(data));
                     return;
                 }
                 s.buffer.push(Buffered {
@@ -902,6 +888,16 @@ impl<S: ChunkStore> ChunkserverActor<S> {
 
 /// Tells each waiting client its mutation failed: this replica is not (or no
 /// longer) the primary, so the client goes back to the master ([0094]).
+/// The answer to a push this server has no room for: no chunk is involved
+/// yet, so the client only learns to push again later.
+fn push_busy<P>(data: DataId) -> Msg<P> {
+    Msg::MutationFailed {
+        chunk: ChunkHandle::MAX,
+        data,
+        reason: Failure::Busy,
+    }
+}
+
 fn not_primary<S: ChunkStore>(
     chunk: ChunkHandle,
     waiting: impl Iterator<Item = (Id, DataId)>,
