@@ -945,7 +945,7 @@ mod tests {
         let (me, client) = (Id::from(1), Id::from(9));
         let mut o = Out::new();
         let mut state = Cow::Owned(actor.on_start(&None, &mut o));
-        let mut deliver = |state: &mut Cow<ChunkserverState<MemStore>>, msg| {
+        let deliver = |state: &mut Cow<ChunkserverState<MemStore>>, msg| {
             let mut o = Out::new();
             actor.on_msg(me, state, client, msg, &mut o);
             o.iter()
