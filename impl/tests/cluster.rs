@@ -226,6 +226,11 @@ async fn concurrent_appends_are_on_every_replica_and_read_back_once() {
                     let a = client.record_append_detailed(path, &data).await.unwrap();
                     acked.push((a, data));
                 }
+                // Every append pushed its data down the chain first, and the
+                // client timed each push to the chain's acknowledgement.
+                let pushed = client.push_stats();
+                assert!(pushed.pushes >= 30, "{pushed:?}");
+                assert!(pushed.time > std::time::Duration::ZERO, "{pushed:?}");
                 client.shutdown().await;
                 acked
             }));
