@@ -187,6 +187,13 @@ const PUSHES_PENDING_MAX: usize = 4096;
 impl PushClock {
     fn observer(clock: Arc<Mutex<PushClock>>) -> MsgObserver<RealMsg> {
         Box::new(move |passage, _src, _dst, msg| {
+            // Every message passes here; only two kinds are timed.
+            if !matches!(
+                msg,
+                Msg::PushData { fragment: 0, .. } | Msg::DataPushed { .. }
+            ) {
+                return;
+            }
             let now = std::time::Instant::now();
             let mut c = clock.lock().expect("push clock lock");
             match (passage, msg) {

@@ -119,7 +119,7 @@ pub struct ClusterConfig {
 }
 
 fn push_fragment_bytes_default() -> u64 {
-    crate::nodes::FRAGMENT_BYTES_MAX
+    crate::nodes::PUSH_FRAGMENT_BYTES_DEFAULT
 }
 
 fn is_push_fragment_bytes_default(n: &u64) -> bool {

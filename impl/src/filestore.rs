@@ -22,13 +22,13 @@
 //! command that follows a mutation (a reply, a forward, a save), so nothing
 //! is acknowledged before it is on disk, and every mutation handled since
 //! the last sync shares one sync (group commit). A sync fsyncs each changed
-//! data file first, then replaces each changed `.meta`. A crash between the
-//! two leaves blocks whose bytes no longer match the old checksums: reading
-//! them returns [`StoreError::Corrupt`], never the torn bytes. The GFS
-//! paper's chunkservers check each 64 KiB block the same way before
-//! returning data, so corruption is detected, not served. (Appends write
-//! only past the durable length, which the old `.meta` ignores, so only an
-//! unacknowledged overwrite can leave such blocks.)
+//! data file first, then writes and fsyncs each changed `.meta` slot. A
+//! crash between the two leaves blocks whose bytes no longer match the old
+//! checksums: reading them returns [`StoreError::Corrupt`], never the torn
+//! bytes. The GFS paper's chunkservers check each 64 KiB block the same
+//! way before returning data, so corruption is detected, not served.
+//! (Appends write only past the durable length, which the old `.meta`
+//! ignores, so only an unacknowledged overwrite can leave such blocks.)
 //!
 //! [`Durability::PageCache`] skips the fsyncs (data, metadata, directory)
 //! but keeps the order and the writes: a killed process loses nothing it
@@ -217,9 +217,10 @@ impl FileStore {
     }
 
     /// Makes every change since the last sync durable (see the module
-    /// comment for the order). Cheap when nothing changed. On failure the
-    /// changes stay pending and nothing that depends on them may be sent:
-    /// the host stops the node, and a restart reads what is on disk.
+    /// comment for the order). Cheap when nothing changed. After a failure
+    /// nothing that depends on the changes may be sent, and every later
+    /// sync fails too: the host stops the node, and a restart reads what is
+    /// on disk.
     pub fn sync(&self) -> Result<(), StoreError> {
         self.inner.sync()
     }
@@ -306,13 +307,17 @@ impl FileStore {
             Vec::new()
         };
         let keeps_suffix = end < old_len.min(last_start + CHECKSUM_BLOCK_BYTES);
-        let suffix = match (
+        let last_read;
+        let suffix: &[u8] = match (
             keeps_suffix,
             last_block == first_block && !prefix.is_empty(),
         ) {
-            (false, _) => Vec::new(),
-            (true, true) => prefix.clone(),
-            (true, false) => read_verified_block(data, meta, last_block)?,
+            (false, _) => &[],
+            (true, true) => &prefix,
+            (true, false) => {
+                last_read = read_verified_block(data, meta, last_block)?;
+                &last_read
+            }
         };
         let gap = vec![0u8; offset.saturating_sub(old_len) as usize];
 
@@ -422,9 +427,6 @@ impl Drop for Inner {
     // A store closed in an orderly way (a test, a clean shutdown) keeps what
     // it was told; a crash keeps only what was synced, as on a real disk.
     fn drop(&mut self) {
-        if self.sync_failed.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
         if let Err(e) = self.sync() {
             tracing::error!(dir = %self.dir.display(), "chunk store not synced at close: {e}");
         }
@@ -548,7 +550,7 @@ fn decode_meta(slot: &[u8]) -> Result<ChunkMeta, String> {
 /// so a store reopened with another chunk size still reads its files.
 fn decode_meta_file(bytes: &[u8]) -> Result<ChunkMeta, String> {
     let n = bytes.len() as u64;
-    if n == 0 || n % META_SLOTS != 0 {
+    if n == 0 || !n.is_multiple_of(META_SLOTS) {
         return Err(format!("{n} bytes is no whole number of slots"));
     }
     let mut newest: Option<ChunkMeta> = None;

@@ -173,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn take_consumes_frame_by_frame_and_shares_the_payload() {
+    fn take_consumes_frame_by_frame() {
         let a = envelope(Msg::Data {
             seq: 1,
             bytes: vec![5u8; 5000].into(),

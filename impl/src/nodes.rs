@@ -44,7 +44,7 @@ pub type RealMsg = Msg<Bytes>;
 /// says otherwise (`push_fragment_bytes`): small enough that the next
 /// server starts forwarding early, large enough that framing costs little.
 /// One checksum block.
-pub const FRAGMENT_BYTES_MAX: u64 = 64 * 1024;
+pub const PUSH_FRAGMENT_BYTES_DEFAULT: u64 = 64 * 1024;
 /// Pushed records a chunkserver buffers at once; more is `Busy`. With
 /// records of at most a quarter chunk, the buffered bytes per server are at
 /// most `PUSH_BUFFERS_MAX * chunk_bytes / 4` (512 MiB for 64 MiB chunks).
@@ -61,7 +61,8 @@ pub const CLIENT_RETRIES_MAX: u32 = 8;
 pub const REPLICAS_PER_CHUNK_MAX: u32 = 3;
 
 // A pushed record must fit one frame fragment by fragment.
-const _: () = assert!(FRAGMENT_BYTES_MAX as usize * 2 <= crate::frame::FRAME_PAYLOAD_BYTES_MAX);
+const _: () =
+    assert!(PUSH_FRAGMENT_BYTES_DEFAULT as usize * 2 <= crate::frame::FRAME_PAYLOAD_BYTES_MAX);
 
 /// Why a node could not be built or started.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,7 @@ pub mod stats;
 pub mod system;
 
 use crate::filestore::Durability;
-use crate::nodes::FRAGMENT_BYTES_MAX;
+use crate::nodes::PUSH_FRAGMENT_BYTES_DEFAULT;
 use clap::Args;
 use leasehold_checks::check::Strategy;
 use leasehold_model::system::ModelCfg;
@@ -175,7 +175,7 @@ impl TcpResults {
     }
     /// With the default fragment size.
     fn push_run(&self, bytes: u64, replicas: usize) -> Option<&system::PushRun> {
-        self.push_with(bytes, replicas, FRAGMENT_BYTES_MAX)
+        self.push_with(bytes, replicas, PUSH_FRAGMENT_BYTES_DEFAULT)
     }
     pub fn push_with(
         &self,
@@ -527,13 +527,18 @@ async fn leasehold_part(
     repeats: usize,
 ) -> Result<(), String> {
     let max_clients = CLIENT_COUNTS[CLIENT_COUNTS.len() - 1];
-    for durability in [Durability::Fsync, Durability::PageCache] {
+    for durability in DURABILITY_MODES {
         let mode = durability_label(durability);
         eprintln!("\n== Leasehold, {mode}: master + 3 chunkservers (one `leasehold cluster` process), {max_clients} clients here ==");
         let dir = work.join(format!("cluster3-{mode}"));
-        let cluster =
-            system::LocalCluster::start(&dir, 3, max_clients, durability, FRAGMENT_BYTES_MAX)
-                .await?;
+        let cluster = system::LocalCluster::start(
+            &dir,
+            3,
+            max_clients,
+            durability,
+            PUSH_FRAGMENT_BYTES_DEFAULT,
+        )
+        .await?;
         let mut result = appends(t, &cluster, load_time, mode).await;
         if result.is_ok() && durability == Durability::Fsync {
             result = pushes(t, &cluster, 3, repeats).await;
@@ -546,7 +551,7 @@ async fn leasehold_part(
         1,
         1,
         Durability::Fsync,
-        FRAGMENT_BYTES_MAX,
+        PUSH_FRAGMENT_BYTES_DEFAULT,
     )
     .await?;
     let r = pushes(t, &single, 1, repeats).await;
@@ -567,6 +572,9 @@ async fn leasehold_part(
     }
     Ok(())
 }
+
+/// The append matrix runs in each mode, durable first.
+pub const DURABILITY_MODES: [Durability; 2] = [Durability::Fsync, Durability::PageCache];
 
 /// Fragment sizes pushed besides the default, to show the trade-off.
 pub const PUSH_FRAGMENT_SWEEP: [u64; 2] = [256 << 10, 1 << 20];

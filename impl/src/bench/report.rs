@@ -5,11 +5,11 @@
 use super::checker::{CheckRow, SYMMETRY_CONFIG};
 use super::stats::{fmt, mb_per_s, ratio, size_label, thousands};
 use super::{
-    durability_label, plot, MachineInfo, Results, TcpResults, CLIENT_COUNTS, PUSH_FRAGMENT_SWEEP,
-    PUSH_SIZES, RECORD_SIZES,
+    durability_label, plot, MachineInfo, Results, TcpResults, CLIENT_COUNTS, DURABILITY_MODES,
+    PUSH_FRAGMENT_SWEEP, PUSH_SIZES, RECORD_SIZES,
 };
 use crate::filestore::Durability;
-use crate::nodes::FRAGMENT_BYTES_MAX;
+use crate::nodes::PUSH_FRAGMENT_BYTES_DEFAULT;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -250,7 +250,7 @@ pub fn tcp_targets(t: &TcpResults) -> Vec<Target> {
             }
         }
     };
-    for d in [Durability::Fsync, Durability::PageCache] {
+    for d in DURABILITY_MODES {
         versus_chain(1, 0.5, d);
         versus_chain(16, 0.4, d);
     }
@@ -286,7 +286,7 @@ pub fn tcp_targets(t: &TcpResults) -> Vec<Target> {
             met: (!q.is_nan()).then_some(q >= goal),
         }
     };
-    for d in [Durability::Fsync, Durability::PageCache] {
+    for d in DURABILITY_MODES {
         v.push(redis_target(64 << 10, true, 1.0, d));
         v.push(redis_target(1 << 10, false, 0.5, d));
     }
@@ -398,7 +398,7 @@ fn tcp_section(t: &TcpResults, m: &MachineInfo, quick: bool, plots: &[String]) -
     s.push_str("Durable: every replica fsyncs a mutation before anything that follows it is sent (group commit: one sync per batch of waiting messages). Page cache: the same without the fsyncs (`leasehold cluster --durability page-cache`); survives a killed process, not a machine crash.\n\n");
     s.push_str("| mode | record | clients | records/s | MB/s | p50 | p99 | vs raw chain MB/s | vs Redis (same size, clients) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     let chain = t.raw_chain_mb_per_s();
-    for d in [Durability::Fsync, Durability::PageCache] {
+    for d in DURABILITY_MODES {
         for &bytes in &RECORD_SIZES {
             for &clients in &CLIENT_COUNTS {
                 if let Some(a) = t.append_in(bytes, clients, d) {
@@ -451,7 +451,7 @@ fn tcp_section(t: &TcpResults, m: &MachineInfo, quick: bool, plots: &[String]) -
     }
     s.push_str("\nFragment size (`push_fragment_bytes` in cluster.toml): the push alone to 3 replicas, and the whole write, by the size of the fragments the client cuts the data into.\n\n| size | fragments | push, 3 replicas | vs raw 3 hops | write, 3 replicas |\n|---|---:|---:|---:|---:|\n");
     for &bytes in &PUSH_SIZES {
-        for fragment in std::iter::once(FRAGMENT_BYTES_MAX).chain(PUSH_FRAGMENT_SWEEP) {
+        for fragment in std::iter::once(PUSH_FRAGMENT_BYTES_DEFAULT).chain(PUSH_FRAGMENT_SWEEP) {
             if let Some(r) = t.push_with(bytes, 3, fragment) {
                 let _ = writeln!(
                     s,
