@@ -4,6 +4,8 @@
 //! ```toml
 //! chunk_bytes = 67108864          # optional, 64 MiB by default
 //! leases = "gfs"                  # optional: "gfs" (60 s) or "short" (2 s)
+//! trace_dir = "traces"            # optional: every node records its steps
+//!                                 # there, for `leasehold validate`
 //!
 //! [[node]]
 //! id = 0
@@ -114,6 +116,11 @@ pub struct ClusterConfig {
         skip_serializing_if = "is_push_fragment_bytes_default"
     )]
     pub push_fragment_bytes: u64,
+    /// Where every node (clients included) writes its step trace for
+    /// `leasehold validate` (`crate::trace`); no traces when unset.
+    /// Relative to the config file's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_dir: Option<PathBuf>,
     #[serde(rename = "node")]
     pub nodes: Vec<NodeConfig>,
 }
@@ -183,6 +190,7 @@ impl ClusterConfig {
             leases: Leases::default(),
             durability: Durability::default(),
             push_fragment_bytes: push_fragment_bytes_default(),
+            trace_dir: None,
             nodes,
         };
         config.validate()?;
@@ -218,6 +226,11 @@ impl ClusterConfig {
                 node.data_dir = base_dir.join(&node.data_dir);
             }
         }
+        if let Some(dir) = &mut config.trace_dir {
+            if dir.is_relative() {
+                *dir = base_dir.join(&*dir);
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -231,6 +244,12 @@ impl ClusterConfig {
 
     pub fn with_leases(mut self, leases: Leases) -> Self {
         self.leases = leases;
+        self
+    }
+
+    /// Every node records its steps in `dir` (see `crate::trace`).
+    pub fn with_trace_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.trace_dir = dir;
         self
     }
 

@@ -7,7 +7,7 @@
 //! |----------------------------|---------------------------------------------|
 //! | `on_start(id, storage)`    | storage loaded from `<storage_dir>/actor-<id>.storage` |
 //! | `Send(dst, msg)`           | frame on the TCP connection to `dst`; to itself: local queue; to the application id: the application channel |
-//! | `SetTimer(t, lo..hi)`      | deadline now + uniform(lo..hi); re-setting an armed `t` re-arms it |
+//! | `SetTimer(t, lo..hi)`      | deadline = the step's clock reading + uniform(lo..hi); re-setting an armed `t` re-arms it |
 //! | `CancelTimer(t)`           | deadline removed (no-op if not armed)      |
 //! | `ChooseRandom(key, xs)`    | pending choice under `key` (empty `xs` removes it); later one `x` picked uniformly → `on_random` |
 //! | `Save(storage)`            | temp file, fsync, rename, fsync of the directory, before the next command |
@@ -35,6 +35,21 @@
 //! before its writes are durable ([0099]: replies report applied
 //! mutations). A batch stops early at an expired timer, so that timers
 //! and cancellations keep their order.
+//!
+//! Time: every step (a handler call) has one reading of the monotonic
+//! clock, taken before its handler runs and before any timer that expired
+//! by then is handled. A timer the step sets is due that long after the
+//! reading, however long the step's batch, barrier or sends then take, so
+//! the host never makes a deadline later than the actor asked for. A lease
+//! clock started in the step that sends the lease request therefore runs
+//! out no later than `lease_ms` after the request left ([0091],
+//! docs/model.md "Time"). And no step's reading is past the deadline of a
+//! timer armed when it began: expired timers are handled first.
+//!
+//! Step traces: with a [`StepRecorder`], every step (input, clock reading,
+//! commands with their deadlines, a digest of the state after it) is handed
+//! to the recorder after the barrier and before any of its commands is
+//! carried out, so a trace never lacks a step whose messages left.
 //!
 //! Failure handling: a peer that sends an oversized or malformed frame has
 //! its connection closed and logged; the node goes on. A peer that cannot be
@@ -321,6 +336,90 @@ pub type MsgObserver<M> = Box<dyn FnMut(Passage, Id, Id, &M) + Send>;
 /// out. An error stops the node.
 pub type Barrier = Box<dyn FnMut() -> Result<(), String> + Send>;
 
+/// One reading of the monotonic clock: the instant for tokio's timers and
+/// the same moment in nanoseconds of `CLOCK_MONOTONIC`, which every process
+/// on one machine shares, so traces of several nodes compare directly.
+#[derive(Clone, Copy, Debug)]
+pub struct StepClock {
+    pub at: Instant,
+    pub ns: u64,
+}
+
+impl StepClock {
+    pub fn now() -> StepClock {
+        let ns = monotonic_ns();
+        StepClock {
+            at: Instant::now(),
+            ns,
+        }
+    }
+
+    fn after(&self, d: Duration) -> StepClock {
+        StepClock {
+            at: self.at + d,
+            ns: self.ns.saturating_add(d.as_nanos() as u64),
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds (the clock `std::time::Instant` reads
+/// on Linux).
+pub fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    assert_eq!(rc, 0, "CLOCK_MONOTONIC is always readable");
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// What a step handled.
+pub enum StepInput<A: Actor> {
+    /// The actor (re)started with the storage it had saved.
+    Start(Option<A::Storage>),
+    Msg {
+        src: Id,
+        msg: A::Msg,
+    },
+    Timer(A::Timer),
+    Random(A::Random),
+}
+
+/// A command of a step, with timer durations resolved to deadlines.
+pub enum StepCommand<A: Actor> {
+    Send(Id, A::Msg),
+    SetTimer(A::Timer, StepClock),
+    CancelTimer(A::Timer),
+    ChooseRandom(String, Vec<A::Random>),
+    Save(A::Storage),
+}
+
+/// One handler call: when, on what (kept only when a recorder wants it),
+/// what it commanded, and the digest of the state it left.
+pub struct Step<A: Actor> {
+    pub clock: StepClock,
+    pub input: Option<StepInput<A>>,
+    pub commands: Vec<StepCommand<A>>,
+    pub digest: u64,
+}
+
+/// Records every step a node takes (see the module doc). Runs on the actor
+/// thread: `record` should buffer, `flush` write once per batch.
+pub trait StepRecorder<A: Actor>: Send {
+    /// A digest of the actor's state right after a step.
+    fn digest(&mut self, state: &A::State) -> u64;
+    fn record(&mut self, step: &Step<A>);
+    /// Writes what was recorded; called before the steps' commands run.
+    fn flush(&mut self);
+}
+
+/// A test hook: how long to hold a message to `dst` before it is queued
+/// for the network (`None`: not at all). Holding is a delay the model
+/// allows; it lets a test make a grant arrive late without a proxy.
+pub type SendDelay<M> = Box<dyn Fn(Id, &M) -> Option<Duration> + Send>;
+
 /// Runs one actor as one node.
 pub struct ActorHost<A: Actor> {
     actor: A,
@@ -328,6 +427,8 @@ pub struct ActorHost<A: Actor> {
     tracer: Option<MsgTracer<A::Msg>>,
     barrier: Option<Barrier>,
     observer: Option<MsgObserver<A::Msg>>,
+    recorder: Option<Box<dyn StepRecorder<A>>>,
+    send_delay: Option<SendDelay<A::Msg>>,
 }
 
 impl<A> ActorHost<A>
@@ -344,7 +445,21 @@ where
             tracer: None,
             barrier: None,
             observer: None,
+            recorder: None,
+            send_delay: None,
         }
+    }
+
+    /// Hands every step to `recorder` (see the module doc).
+    pub fn with_recorder(mut self, recorder: Box<dyn StepRecorder<A>>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// Holds chosen outgoing messages for a while (a test hook).
+    pub fn with_send_delay(mut self, delay: SendDelay<A::Msg>) -> Self {
+        self.send_delay = Some(delay);
+        self
     }
 
     /// Shows every message sent and delivered to `observer`.
@@ -378,6 +493,8 @@ where
             tracer,
             barrier,
             observer,
+            recorder,
+            send_delay,
         } = self;
         let id = config.id;
         let span = tracing::info_span!("node", id = usize::from(id) as u64);
@@ -447,6 +564,7 @@ where
         let (result_tx, actor_result) = oneshot::channel();
         let thread_span = span.clone();
         let node_shutdown = shutdown_tx.clone();
+        let network = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name(format!("leasehold-node-{}", usize::from(id)))
             .spawn(move || {
@@ -454,7 +572,7 @@ where
                 let _done = done_tx;
                 // Built here so that timer and random values, which live
                 // only on this thread, need not be `Send`.
-                let node = Node {
+                let node = NodeLoop {
                     actor,
                     id,
                     timers: HashMap::new(),
@@ -468,6 +586,9 @@ where
                     tracer,
                     barrier,
                     observer,
+                    recorder,
+                    send_delay,
+                    network,
                     saved: storage.as_ref().and_then(|s| postcard::to_allocvec(s).ok()),
                 };
                 let result = node.run(storage, inbox_rx, shutdown_rx);
@@ -508,10 +629,10 @@ struct Peer {
 }
 
 /// The actor and everything its commands act on. Lives on the actor thread.
-struct Node<A: Actor> {
+struct NodeLoop<A: Actor> {
     actor: A,
     id: Id,
-    timers: HashMap<A::Timer, Instant>,
+    timers: HashMap<A::Timer, StepClock>,
     /// Pending random choices by key; a BTreeMap so that, with a fixed
     /// seed, the order they are resolved in is repeatable.
     randoms: BTreeMap<String, Vec<A::Random>>,
@@ -525,15 +646,19 @@ struct Node<A: Actor> {
     tracer: Option<MsgTracer<A::Msg>>,
     barrier: Option<Barrier>,
     observer: Option<MsgObserver<A::Msg>>,
+    recorder: Option<Box<dyn StepRecorder<A>>>,
+    send_delay: Option<SendDelay<A::Msg>>,
+    /// The runtime of the network tasks, for held messages.
+    network: tokio::runtime::Handle,
     /// The payload of the storage file as last loaded or saved.
     saved: Option<Vec<u8>>,
 }
 
-impl<A> Node<A>
+impl<A> NodeLoop<A>
 where
     A: Actor,
-    A::Msg: Serialize,
-    A::Storage: Serialize,
+    A::Msg: Serialize + Send + 'static,
+    A::Storage: Serialize + Clone,
 {
     fn run(
         mut self,
@@ -547,27 +672,27 @@ where
             .build()
             .map_err(HostError::Thread)?;
 
-        let mut out = Out::new();
         tracing::info!(restored = storage.is_some(), "starting actor");
+        let clock = StepClock::now();
+        let mut out = Out::new();
         let mut state = self.actor.on_start(self.id, &storage, &mut out);
-        drop(storage);
-        let result = self.commit(out).and_then(|()| loop {
+        let input = self.recorder.is_some().then(|| StepInput::Start(storage));
+        let start = self.step(&state, clock, input, out);
+        let result = self.commit(vec![start]).and_then(|()| loop {
             if *shutdown.borrow() {
                 break Ok(());
             }
             // Local work first, but an expired timer before anything else
             // so a busy inbox cannot starve timers.
-            if let Some(timer) = self.take_expired_timer() {
-                tracing::debug!(?timer, "timer fired");
-                let out = self.handle(&mut state, |a, id, s, o| a.on_timeout(id, s, &timer, o));
-                self.commit(out)?;
+            let clock = StepClock::now();
+            if let Some(timer) = self.take_expired_timer(clock) {
+                let step = self.handle_timer(&mut state, clock, timer);
+                self.commit(vec![step])?;
                 continue;
             }
             if let Some(msg) = self.local.pop_front() {
-                self.trace(self.id, &msg);
-                let src = self.id;
-                let out = self.handle(&mut state, |a, id, s, o| a.on_msg(id, s, src, msg, o));
-                self.commit(out)?;
+                let step = self.handle_msg(&mut state, clock, self.id, msg);
+                self.commit(vec![step])?;
                 continue;
             }
             if let Some((key, choices)) = self.randoms.pop_first() {
@@ -576,11 +701,18 @@ where
                     .expect("empty choices are removed")
                     .clone();
                 tracing::debug!(%key, ?random, "random choice");
-                let out = self.handle(&mut state, |a, id, s, o| a.on_random(id, s, &random, o));
-                self.commit(out)?;
+                let mut out = Out::new();
+                let mut cow = Cow::Borrowed(&state);
+                self.actor.on_random(self.id, &mut cow, &random, &mut out);
+                if let Cow::Owned(next) = cow {
+                    state = next;
+                }
+                let input = self.recorder.is_some().then(|| StepInput::Random(random));
+                let step = self.step(&state, clock, input, out);
+                self.commit(vec![step])?;
                 continue;
             }
-            let deadline = self.timers.values().min().copied();
+            let deadline = self.timers.values().map(|d| d.at).min();
             let wake = waiter.block_on(async {
                 tokio::select! {
                     biased;
@@ -598,28 +730,26 @@ where
                     // SIGSTOP and continued): expired timers go first, so a
                     // primary whose lease clock ran out while it was paused
                     // sees the expiry before the request ([0091]).
-                    while let Some(timer) = self.take_expired_timer() {
-                        tracing::debug!(?timer, "timer fired");
-                        let out =
-                            self.handle(&mut state, |a, id, s, o| a.on_timeout(id, s, &timer, o));
-                        self.commit(out)?;
+                    let mut clock = StepClock::now();
+                    while let Some(timer) = self.take_expired_timer(clock) {
+                        let step = self.handle_timer(&mut state, clock, timer);
+                        self.commit(vec![step])?;
+                        clock = StepClock::now();
                     }
-                    self.trace(src, &msg);
-                    let mut batch =
-                        self.handle(&mut state, |a, id, s, o| a.on_msg(id, s, src, msg, o));
+                    let mut batch = vec![self.handle_msg(&mut state, clock, src, msg)];
                     // Group commit: handle what else has arrived, then pass
-                    // one barrier for all of it.
+                    // one barrier for all of it. A timer that expires
+                    // meanwhile ends the batch, so no step's clock reading
+                    // is past an armed deadline.
                     for _ in 1..BATCH_MSGS_MAX {
-                        if self.has_expired_timer() {
+                        let clock = StepClock::now();
+                        if self.has_expired_timer(clock) {
                             break;
                         }
                         let Ok(Inbound { src, msg }) = inbox.try_recv() else {
                             break;
                         };
-                        self.trace(src, &msg);
-                        let mut out =
-                            self.handle(&mut state, |a, id, s, o| a.on_msg(id, s, src, msg, o));
-                        batch.append(&mut out);
+                        batch.push(self.handle_msg(&mut state, clock, src, msg));
                     }
                     self.commit(batch)?;
                 }
@@ -641,6 +771,29 @@ where
         }
     }
 
+    fn handle_msg(
+        &mut self,
+        state: &mut A::State,
+        clock: StepClock,
+        src: Id,
+        msg: A::Msg,
+    ) -> Step<A> {
+        self.trace(src, &msg);
+        let input = self.recorder.is_some().then(|| StepInput::Msg {
+            src,
+            msg: msg.clone(),
+        });
+        let out = self.handle(state, |a, id, s, o| a.on_msg(id, s, src, msg, o));
+        self.step(state, clock, input, out)
+    }
+
+    fn handle_timer(&mut self, state: &mut A::State, clock: StepClock, timer: A::Timer) -> Step<A> {
+        tracing::debug!(?timer, "timer fired");
+        let out = self.handle(state, |a, id, s, o| a.on_timeout(id, s, &timer, o));
+        let input = self.recorder.is_some().then(|| StepInput::Timer(timer));
+        self.step(state, clock, input, out)
+    }
+
     /// Calls one handler and keeps its new state if it made one.
     fn handle(
         &self,
@@ -656,58 +809,101 @@ where
         out
     }
 
-    fn has_expired_timer(&self) -> bool {
-        let now = Instant::now();
-        self.timers.values().any(|&at| at <= now)
-    }
-
-    /// Passes the barrier, then carries out the commands. STORE-2: what the
-    /// handlers wrote is durable before anything they commanded happens.
-    fn commit(&mut self, out: Out<A>) -> Result<(), HostError> {
-        if let Some(barrier) = &mut self.barrier {
-            barrier().map_err(HostError::Barrier)?;
-        }
-        self.execute(out)
-    }
-
-    /// The armed timer with the earliest passed deadline, disarmed.
-    fn take_expired_timer(&mut self) -> Option<A::Timer> {
-        let now = Instant::now();
-        let (timer, _) = self
-            .timers
-            .iter()
-            .filter(|(_, &at)| at <= now)
-            .min_by_key(|(_, &at)| at)?;
-        let timer = timer.clone();
-        self.timers.remove(&timer);
-        Some(timer)
-    }
-
-    /// Carries out a handler's commands strictly in order. A failed save
-    /// returns at once, so no later command of that handler takes effect.
-    fn execute(&mut self, out: Out<A>) -> Result<(), HostError> {
-        for command in out {
-            match command {
-                Command::Send(dst, msg) => self.send(dst, msg),
+    /// Makes a handler's commands a step taken at `clock`: each timer's
+    /// deadline is fixed now, from the step's clock reading, not when the
+    /// command is carried out after the batch and its barrier.
+    fn step(
+        &mut self,
+        state: &A::State,
+        clock: StepClock,
+        input: Option<StepInput<A>>,
+        out: Out<A>,
+    ) -> Step<A> {
+        let commands = out
+            .into_iter()
+            .map(|command| match command {
+                Command::Send(dst, msg) => StepCommand::Send(dst, msg),
                 Command::SetTimer(timer, range) => {
                     let after = if range.start < range.end {
                         self.rng.random_range(range)
                     } else {
                         range.start
                     };
-                    self.timers.insert(timer, Instant::now() + after);
+                    StepCommand::SetTimer(timer, clock.after(after))
                 }
-                Command::CancelTimer(timer) => {
+                Command::CancelTimer(timer) => StepCommand::CancelTimer(timer),
+                Command::ChooseRandom(key, choices) => StepCommand::ChooseRandom(key, choices),
+                Command::Save(storage) => StepCommand::Save(storage),
+            })
+            .collect();
+        let digest = match &mut self.recorder {
+            Some(r) => r.digest(state),
+            None => 0,
+        };
+        Step {
+            clock,
+            input,
+            commands,
+            digest,
+        }
+    }
+
+    fn has_expired_timer(&self, clock: StepClock) -> bool {
+        self.timers.values().any(|d| d.at <= clock.at)
+    }
+
+    /// Passes the barrier, records the steps, then carries out their
+    /// commands. STORE-2: what the handlers wrote is durable before anything
+    /// they commanded happens.
+    fn commit(&mut self, steps: Vec<Step<A>>) -> Result<(), HostError> {
+        if let Some(barrier) = &mut self.barrier {
+            barrier().map_err(HostError::Barrier)?;
+        }
+        if let Some(recorder) = &mut self.recorder {
+            for step in &steps {
+                recorder.record(step);
+            }
+            recorder.flush();
+        }
+        for step in steps {
+            self.execute(step.commands)?;
+        }
+        Ok(())
+    }
+
+    /// The armed timer with the earliest deadline at or before `clock`,
+    /// disarmed.
+    fn take_expired_timer(&mut self, clock: StepClock) -> Option<A::Timer> {
+        let (timer, _) = self
+            .timers
+            .iter()
+            .filter(|(_, d)| d.at <= clock.at)
+            .min_by_key(|(_, d)| d.at)?;
+        let timer = timer.clone();
+        self.timers.remove(&timer);
+        Some(timer)
+    }
+
+    /// Carries out a step's commands strictly in order. A failed save
+    /// returns at once, so no later command of that step takes effect.
+    fn execute(&mut self, commands: Vec<StepCommand<A>>) -> Result<(), HostError> {
+        for command in commands {
+            match command {
+                StepCommand::Send(dst, msg) => self.send(dst, msg),
+                StepCommand::SetTimer(timer, deadline) => {
+                    self.timers.insert(timer, deadline);
+                }
+                StepCommand::CancelTimer(timer) => {
                     self.timers.remove(&timer);
                 }
-                Command::ChooseRandom(key, choices) => {
+                StepCommand::ChooseRandom(key, choices) => {
                     if choices.is_empty() {
                         self.randoms.remove(&key);
                     } else {
                         self.randoms.insert(key, choices);
                     }
                 }
-                Command::Save(storage) => {
+                StepCommand::Save(storage) => {
                     let payload =
                         postcard::to_allocvec(&storage).map_err(|e| HostError::SaveStorage {
                             path: self.storage_path.clone(),
@@ -768,6 +964,10 @@ where
             dst,
             msg,
         };
+        let hold = self
+            .send_delay
+            .as_ref()
+            .and_then(|delay| delay(dst, &envelope.msg));
         let bytes = match frame::encode(&envelope) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -775,6 +975,15 @@ where
                 return;
             }
         };
+        if let Some(hold) = hold {
+            tracing::debug!(dst = usize::from(dst) as u64, ?hold, msg = ?envelope.msg, "message held (test hook)");
+            let frames = peer.frames.clone();
+            self.network.spawn(async move {
+                tokio::time::sleep(hold).await;
+                let _ = frames.send(bytes).await;
+            });
+            return;
+        }
         match peer.frames.try_send(bytes) {
             Ok(()) if peer.dropped > 0 => {
                 tracing::info!(

@@ -33,6 +33,7 @@ pub mod host;
 pub mod nodes;
 pub mod payload;
 pub mod record;
+pub mod trace;
 
 pub use config::{ClusterConfig, Leases, NodeConfig, Role};
 pub use filestore::FileStore;

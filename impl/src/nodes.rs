@@ -34,6 +34,7 @@ use crate::config::{ClusterConfig, ConfigError, NodeConfig, Role};
 use crate::filestore::FileStore;
 use crate::host::{ActorHost, HostConfig, HostError, MsgObserver, RunningHost};
 use crate::payload::Bytes;
+use crate::trace::{TraceActor, TraceWriter};
 
 /// The actor every real node runs.
 pub type RealNode = Node<FileStore>;
@@ -89,6 +90,8 @@ pub enum NodeError {
     Store { dir: PathBuf, error: StoreError },
     #[error("node {id}: {source}")]
     Host { id: u64, source: HostError },
+    #[error("cannot record a step trace: {0}")]
+    Trace(String),
 }
 
 /// A node's network position: the configured one, else one estimated from
@@ -172,16 +175,58 @@ fn node_with_role(
     Ok(node)
 }
 
+/// Test hooks for a node's host: faults injected at the host, never in
+/// the protocol. Empty by default.
+#[derive(Default)]
+pub struct NodeHooks {
+    /// Holds chosen outgoing messages (see [`crate::host::SendDelay`]).
+    pub send_delay: Option<crate::host::SendDelay<RealMsg>>,
+}
+
 async fn start(
+    cluster: &ClusterConfig,
     actor: RealNode,
     config: HostConfig,
-    hooks: impl FnOnce(ActorHost<RealNode>) -> ActorHost<RealNode>,
+    hooks: NodeHooks,
+    more: impl FnOnce(ActorHost<RealNode>) -> ActorHost<RealNode>,
 ) -> Result<RunningHost<RealMsg>, NodeError> {
     let id = usize::from(config.id) as u64;
-    hooks(ActorHost::new(actor, config).with_msg_tracer(trace_msg))
+    let mut host = ActorHost::new(actor.clone(), config).with_msg_tracer(trace_msg);
+    if let Some(dir) = &cluster.trace_dir {
+        let (params, protocol) = trace_actor(&actor);
+        let writer = TraceWriter::create(dir, id, params, protocol)
+            .map_err(|e| NodeError::Trace(e.to_string()))?;
+        tracing::info!(path = %writer.path().display(), "recording a step trace");
+        host = host.with_recorder(Box::new(writer));
+    }
+    if let Some(delay) = hooks.send_delay {
+        host = host.with_send_delay(delay);
+    }
+    more(host)
         .start()
         .await
         .map_err(|source| NodeError::Host { id, source })
+}
+
+/// What a trace needs to rebuild `actor` for replay.
+fn trace_actor(actor: &RealNode) -> (TraceActor, ProtocolCfg) {
+    match actor {
+        Node::Master(a) => (TraceActor::Master, ProtocolCfg::clone(&a.cfg)),
+        Node::Chunkserver(a) => (
+            TraceActor::Chunkserver {
+                chunk_bytes: a.cfg.chunk_size,
+            },
+            ProtocolCfg::clone(&a.cfg),
+        ),
+        Node::Client(a) => (
+            TraceActor::Client {
+                number: a.number,
+                report_to: a.report_to.map(|id| usize::from(id) as u64),
+                fragment_max: a.fragment_max,
+            },
+            ProtocolCfg::clone(&a.cfg),
+        ),
+    }
 }
 
 /// Starts the master `id` of `cluster` in this tokio runtime.
@@ -189,18 +234,23 @@ pub async fn start_master(
     cluster: &ClusterConfig,
     id: u64,
 ) -> Result<RunningHost<RealMsg>, NodeError> {
+    start_master_with(cluster, id, NodeHooks::default()).await
+}
+
+/// [`start_master`] with test hooks.
+pub async fn start_master_with(
+    cluster: &ClusterConfig,
+    id: u64,
+    hooks: NodeHooks,
+) -> Result<RunningHost<RealMsg>, NodeError> {
     node_with_role(cluster, id, Role::Master)?;
     let cfg = Arc::new(protocol_cfg(cluster)?);
     let actor = Node::Master(MasterActor {
         cfg,
         initial: MasterDurable::default(),
     });
-    start(
-        actor,
-        HostConfig::from_cluster(cluster, Id::from(id as usize))?,
-        |host| host,
-    )
-    .await
+    let config = HostConfig::from_cluster(cluster, Id::from(id as usize))?;
+    start(cluster, actor, config, hooks, |host| host).await
 }
 
 /// The directory of a chunkserver's chunk files.
@@ -214,6 +264,15 @@ pub async fn start_chunkserver(
     cluster: &ClusterConfig,
     id: u64,
 ) -> Result<RunningHost<RealMsg>, NodeError> {
+    start_chunkserver_with(cluster, id, NodeHooks::default()).await
+}
+
+/// [`start_chunkserver`] with test hooks.
+pub async fn start_chunkserver_with(
+    cluster: &ClusterConfig,
+    id: u64,
+    hooks: NodeHooks,
+) -> Result<RunningHost<RealMsg>, NodeError> {
     let node = node_with_role(cluster, id, Role::Chunkserver)?;
     let cfg = Arc::new(protocol_cfg(cluster)?);
     let dir = chunk_dir(node);
@@ -226,11 +285,10 @@ pub async fn start_chunkserver(
     });
     // Group commit: the host syncs the chunk files once per batch of
     // handled messages, before any reply or forward leaves.
-    start(
-        actor,
-        HostConfig::from_cluster(cluster, Id::from(id as usize))?,
-        |host| host.with_barrier(Box::new(move || synced.sync().map_err(|e| e.to_string()))),
-    )
+    let config = HostConfig::from_cluster(cluster, Id::from(id as usize))?;
+    start(cluster, actor, config, hooks, |host| {
+        host.with_barrier(Box::new(move || synced.sync().map_err(|e| e.to_string())))
+    })
     .await
 }
 
@@ -258,10 +316,16 @@ pub async fn start_client(
         fragment_max: cluster.push_fragment_bytes,
     });
     let config = HostConfig::from_cluster(cluster, Id::from(id as usize))?.with_app_id(app_id);
-    start(actor, config, |host| match observer {
-        Some(o) => host.with_observer(o),
-        None => host,
-    })
+    start(
+        cluster,
+        actor,
+        config,
+        NodeHooks::default(),
+        |host| match observer {
+            Some(o) => host.with_observer(o),
+            None => host,
+        },
+    )
     .await
 }
 

@@ -5,7 +5,7 @@ use crate::chunkserver::{ChunkserverActor, ChunkserverState};
 use crate::client::{ClientActor, ClientState};
 use crate::master::{MasterActor, MasterDurable, MasterState, NodeStorage};
 use crate::msg::{Msg, Timer};
-use crate::types::ChunkStore;
+use crate::types::{digest, ChunkStore, StoreView};
 use stateright::actor::{Actor, Id, Out};
 use std::borrow::Cow;
 use std::fmt::{self, Debug, Formatter};
@@ -25,6 +25,29 @@ pub enum NodeState<S: ChunkStore> {
     Master(MasterState),
     Chunkserver(ChunkserverState<S>),
     Client(ClientState<S::Payload>),
+}
+
+impl<S: ChunkStore> NodeState<S> {
+    /// A digest of the node's protocol state that does not depend on how
+    /// its chunk store keeps data: a chunkserver's store counts only as its
+    /// [`StoreView`]. Real nodes record it after every step, and trace
+    /// validation compares it with a replay of the same steps through the
+    /// same actor code on an in-memory store.
+    pub fn protocol_digest(&self) -> u64 {
+        match self {
+            NodeState::Master(m) => digest(&(0u8, m)),
+            NodeState::Chunkserver(c) => digest(&(
+                1u8,
+                &c.leases,
+                &c.buffer,
+                &c.in_flight,
+                &c.held,
+                &c.early,
+                StoreView::of(&c.store),
+            )),
+            NodeState::Client(c) => digest(&(2u8, c)),
+        }
+    }
 }
 
 /// A node's state with a digest of it, taken the first time it is hashed.

@@ -162,6 +162,30 @@ pub trait ChunkStore:
     fn count_restart(&mut self) -> Result<u32, StoreError>;
 }
 
+/// What the protocol can see of a chunk store, whatever keeps the data:
+/// its restart count and, per chunk it holds, the replica metadata and the
+/// end of the data. Traces of real nodes record it, and node digests
+/// ([`crate::NodeState::protocol_digest`]) hash it, so a replay on another
+/// store implementation can be compared with the real run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct StoreView {
+    pub incarnation: u32,
+    pub chunks: Vec<(ChunkHandle, ReplicaMeta, Offset)>,
+}
+
+impl StoreView {
+    pub fn of<S: ChunkStore>(store: &S) -> StoreView {
+        StoreView {
+            incarnation: store.incarnation(),
+            chunks: store
+                .chunks()
+                .into_iter()
+                .map(|(chunk, _)| (chunk, store.meta(chunk), store.chunk_len(chunk)))
+                .collect(),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The model's side of the host interface.
 
