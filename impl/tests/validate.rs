@@ -1,0 +1,364 @@
+//! Trace validation on a real run: a master, three chunkservers and two
+//! clients in this process, with traces on and short (2 s) leases. The
+//! clients append concurrently, wait for the lease to run out so that a
+//! second lease is granted to another replica, and append again, with some
+//! large records so that a chunk fills and is padded. The run must validate
+//! clean; then each test corrupts a copy of the trace and checks that
+//! validation names the broken requirement.
+
+use leasehold::client::Client;
+use leasehold::config::{ClusterConfig, Leases, Role};
+use leasehold::nodes;
+use leasehold::trace::{read_run, NodeTrace, TraceActor, TraceCommand, TraceInput};
+use leasehold::validate::{
+    records_of, validate_dir, validate_traces, write_records, Check, Report, ValidateOptions,
+};
+use leasehold_model::msg::{Msg, OpResult};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const CHUNK_BYTES: u64 = 256 * 1024;
+const OP_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// The trace directory of the one real run every test here starts from.
+fn real_run() -> &'static Path {
+    static RUN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let traces = dir.path().join("traces");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(run_cluster(dir.path(), &traces));
+        (dir, traces)
+    })
+    .1
+}
+
+async fn run_cluster(base: &Path, traces: &Path) {
+    let cluster = ClusterConfig::local_with_clients(3, 2, base)
+        .unwrap()
+        .with_chunk_bytes(CHUNK_BYTES)
+        .unwrap()
+        .with_leases(Leases::Short)
+        .with_trace_dir(Some(traces.to_path_buf()));
+    let mut servers = vec![nodes::start_master(&cluster, 0).await.unwrap()];
+    for id in 1..=3 {
+        servers.push(nodes::start_chunkserver(&cluster, id).await.unwrap());
+    }
+    let client_ids: Vec<u64> = cluster
+        .ids_with_role(Role::Client)
+        .into_iter()
+        .map(|i| usize::from(i) as u64)
+        .collect();
+    let mut clients = vec![];
+    for &id in &client_ids {
+        clients.push(
+            Client::connect_with_timeout(&cluster, id, OP_TIMEOUT)
+                .await
+                .unwrap(),
+        );
+    }
+    clients[0].create("/log").await.unwrap();
+    let append_round = |round: u8| {
+        let tasks: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|(n, c)| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    for k in 0..12u8 {
+                        // Every fourth record is large, so chunks fill and
+                        // the primary pads them ([00105]).
+                        let len = if k % 4 == 3 { 40_000 } else { 1_000 };
+                        let data = vec![round * 64 + n as u8 * 16 + k; len];
+                        c.record_append("/log", &data).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        async move {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+    append_round(0).await;
+    // Past the master's lease period: the next append needs a new lease,
+    // which the master offers to another replica.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    append_round(1).await;
+    for c in clients {
+        c.shutdown().await;
+    }
+    for s in servers {
+        s.shutdown().await.unwrap();
+    }
+}
+
+fn quiet() -> ValidateOptions<'static> {
+    ValidateOptions {
+        threads: 2,
+        ..ValidateOptions::default()
+    }
+}
+
+fn show(r: &Report) -> String {
+    let mut s = r.summary();
+    for f in r.failures.iter().chain(&r.notes) {
+        s.push_str(&format!("\n  {f}"));
+    }
+    s
+}
+
+fn traces() -> Vec<NodeTrace> {
+    read_run(real_run()).unwrap()
+}
+
+fn validate(traces: Vec<NodeTrace>) -> Report {
+    let r = validate_traces(traces, &quiet()).unwrap();
+    eprintln!("{}", show(&r));
+    r
+}
+
+fn role_of(t: &NodeTrace) -> Role {
+    match t.header.actor {
+        TraceActor::Master => Role::Master,
+        TraceActor::Chunkserver { .. } => Role::Chunkserver,
+        TraceActor::Client { .. } => Role::Client,
+    }
+}
+
+#[test]
+fn a_real_run_validates_clean() {
+    let r = validate_dir(real_run(), &quiet()).unwrap();
+    eprintln!("{}", show(&r));
+    assert!(r.is_clean(), "{}", show(&r));
+    assert_eq!(r.nodes, 6);
+    assert_eq!(r.steps_replayed, r.steps_recorded);
+    assert_eq!(r.messages_matched, r.messages_received);
+    assert!(r.acks_checked >= 48, "{}", show(&r));
+    // Two leases at least: the first one ran out and another was granted.
+    assert!(r.leases_checked >= 2, "{}", show(&r));
+}
+
+#[test]
+fn a_trace_written_back_record_by_record_still_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    for t in traces() {
+        let path = dir.path().join(t.path.file_name().unwrap());
+        write_records(&path, &records_of(&t)).unwrap();
+    }
+    let r = validate_dir(dir.path(), &quiet()).unwrap();
+    assert!(r.is_clean(), "{}", show(&r));
+}
+
+#[test]
+fn two_applies_swapped_on_a_secondary_break_order_2() {
+    let mut traces = traces();
+    let applied_ok = |s: &leasehold::trace::TraceStep| {
+        s.commands.iter().find_map(|c| match c {
+            TraceCommand::Send {
+                msg:
+                    Msg::Applied {
+                        chunk,
+                        stamp,
+                        result: Ok(()),
+                    },
+                ..
+            } => Some((*chunk, *stamp)),
+            _ => None,
+        })
+    };
+    let mut done = false;
+    'files: for t in traces
+        .iter_mut()
+        .filter(|t| role_of(t) == Role::Chunkserver)
+    {
+        for i in 0..t.steps.len() {
+            for j in i + 1..t.steps.len() {
+                let (Some((ca, _)), Some((cb, _))) =
+                    (applied_ok(&t.steps[i]), applied_ok(&t.steps[j]))
+                else {
+                    continue;
+                };
+                if ca != cb {
+                    continue;
+                }
+                // Swap what the two steps did, keeping their places in time.
+                let (a, b) = (t.steps[i].clone(), t.steps[j].clone());
+                t.steps[i].input = b.input;
+                t.steps[i].commands = b.commands;
+                t.steps[i].digest = b.digest;
+                t.steps[j].input = a.input;
+                t.steps[j].commands = a.commands;
+                t.steps[j].digest = a.digest;
+                done = true;
+                break 'files;
+            }
+        }
+    }
+    assert!(done, "the run has a secondary that applied twice");
+    let r = validate(traces);
+    assert!(r.fails(Check::Order2), "{}", show(&r));
+}
+
+#[test]
+fn a_dropped_send_breaks_trace_2() {
+    let mut traces = traces();
+    // A secondary's acknowledgement of an applied mutation: its primary
+    // received it, so it must have been sent.
+    let t = traces
+        .iter_mut()
+        .find(|t| {
+            role_of(t) == Role::Chunkserver
+                && t.steps.iter().any(|s| {
+                    s.commands.iter().any(|c| {
+                        matches!(
+                            c,
+                            TraceCommand::Send {
+                                msg: Msg::Applied { .. },
+                                ..
+                            }
+                        )
+                    })
+                })
+        })
+        .expect("a secondary");
+    let step = t
+        .steps
+        .iter_mut()
+        .find(|s| {
+            s.commands.iter().any(|c| {
+                matches!(
+                    c,
+                    TraceCommand::Send {
+                        msg: Msg::Applied { .. },
+                        ..
+                    }
+                )
+            })
+        })
+        .unwrap();
+    step.commands.retain(|c| {
+        !matches!(
+            c,
+            TraceCommand::Send {
+                msg: Msg::Applied { .. },
+                ..
+            }
+        )
+    });
+    let r = validate(traces);
+    assert!(r.fails(Check::Trace2), "{}", show(&r));
+}
+
+/// The client is told another offset than the primary sent. TRACE-2 names
+/// the forgery (no node sent that message), APPEND-1 its consequence (the
+/// record is not at the offset the application was given); the client's
+/// replay also reports its answer to the application differing (TRACE-1).
+#[test]
+fn a_changed_acknowledged_offset_breaks_trace_2_and_append_1() {
+    let mut traces = traces();
+    let mut done = false;
+    for t in traces.iter_mut().filter(|t| role_of(t) == Role::Client) {
+        for s in &mut t.steps {
+            let acked = s.commands.iter().any(|c| {
+                matches!(
+                    c,
+                    TraceCommand::Send {
+                        msg: Msg::Done {
+                            result: OpResult::Mutated { .. }
+                        },
+                        ..
+                    }
+                )
+            });
+            if let (
+                true,
+                TraceInput::Msg {
+                    msg: Msg::MutationDone { offset, .. },
+                    ..
+                },
+            ) = (acked, &mut s.input)
+            {
+                *offset += 7;
+                done = true;
+                break;
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    assert!(done, "a client had an append acknowledged");
+    let r = validate(traces);
+    assert!(r.fails(Check::Trace2), "{}", show(&r));
+    assert!(r.fails(Check::Append1), "{}", show(&r));
+}
+
+/// The second lease's grant, and its acceptance, moved back into the
+/// first lease: two primaries at once. (Clocks then go back within both
+/// files, which TRACE-3 reports too.)
+#[test]
+fn a_lease_grant_shifted_back_in_time_breaks_lease_1() {
+    let mut traces = traces();
+    let master = traces
+        .iter()
+        .position(|t| role_of(t) == Role::Master)
+        .unwrap();
+    // The first grant of lease 1 and of lease 2 of chunk 0.
+    let grant = |t: &NodeTrace, epoch: u64| {
+        t.steps.iter().position(|s| {
+            s.commands.iter().any(|c| matches!(c, TraceCommand::Send { msg: Msg::LeaseGrant { chunk: 0, epoch: e, .. }, .. } if *e == epoch))
+        })
+    };
+    let first = grant(&traces[master], 1).expect("lease 1 granted");
+    let second = grant(&traces[master], 2).expect("lease 2 granted");
+    let first_ns = traces[master].steps[first].clock_ns;
+    let shift = traces[master].steps[second].clock_ns - first_ns - 1_000_000;
+    let primary = traces[master].steps[second]
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            TraceCommand::Send {
+                dst,
+                msg: Msg::LeaseGrant { epoch: 2, .. },
+            } => Some(*dst),
+            _ => None,
+        })
+        .unwrap();
+    traces[master].steps[second].clock_ns -= shift;
+    let cs = traces
+        .iter_mut()
+        .find(|t| t.header.node == primary)
+        .unwrap();
+    let accept = cs
+        .steps
+        .iter()
+        .position(|s| {
+            matches!(
+                &s.input,
+                TraceInput::Msg {
+                    msg: Msg::LeaseGrant {
+                        chunk: 0,
+                        epoch: 2,
+                        ..
+                    },
+                    ..
+                }
+            )
+        })
+        .expect("the grant was received");
+    cs.steps[accept].clock_ns -= shift;
+    for c in &mut cs.steps[accept].commands {
+        if let TraceCommand::SetTimer { deadline_ns, .. } = c {
+            *deadline_ns -= shift;
+        }
+    }
+    let r = validate(traces);
+    assert!(r.fails(Check::Lease1), "{}", show(&r));
+}
