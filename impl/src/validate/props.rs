@@ -307,12 +307,14 @@ fn acked(
             }
             // A write (not an append) may be overwritten by a later one.
             let end = a.offset + len;
-            let overwritten = s.applied.iter().any(|w| {
-                w.chunk == a.chunk
-                    && w.stamp > a.stamp
-                    && matches!(&w.op, AppliedOp::WriteAt { offset, data } if *offset < end && offset + data.as_slice().len() as u64 > a.offset)
-            });
-            if overwritten && !a.append {
+            let overwritten = || {
+                s.applied.iter().any(|w| {
+                    w.chunk == a.chunk
+                        && w.stamp > a.stamp
+                        && matches!(&w.op, AppliedOp::WriteAt { offset, data } if *offset < end && offset + data.as_slice().len() as u64 > a.offset)
+                })
+            };
+            if !a.append && overwritten() {
                 continue;
             }
             let got = store.bytes(a.chunk, a.offset, end).unwrap_or_default();

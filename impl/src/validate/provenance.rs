@@ -15,12 +15,20 @@
 //! messages and are exempt. A receive from a node whose trace was cut
 //! short by its budget is only noted when it comes after the cut.
 
-use leasehold_model::types::digest;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::replay::{ms, short};
 use super::{Check, Finding, Loc};
 use crate::trace::{NodeTrace, TraceActor, TraceCommand, TraceInput};
+
+/// How much earlier than its send a receive's clock reading may be. The
+/// host reads the clock of a batched step (every message of a batch after
+/// the first) before it takes the message from its inbox, so a message
+/// that arrives in between gets a reading from before it arrived, and
+/// perhaps from before its sender's step began, when the receiving thread
+/// is preempted there. Such receives match their sends and are counted in
+/// a note; 10 ms covers a scheduler time slice on a loaded machine.
+pub const RECEIVE_CLOCK_SLACK_NS: u64 = 10_000_000;
 
 #[derive(Default)]
 pub struct Provenance {
@@ -47,7 +55,6 @@ struct Receive {
     file: usize,
     step: usize,
     src: u64,
-    key: u64,
 }
 
 pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>) -> Provenance {
@@ -56,29 +63,29 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>) -> Provenance {
         TraceActor::Client { report_to, .. } => report_to,
         _ => None,
     };
-    let mut sends: HashMap<(u64, u64, u64), VecDeque<SendAt>> = HashMap::new();
+    // Keyed by sender and receiver only: between two nodes, messages
+    // mostly arrive in the order sent, so the match is almost always at
+    // the front of its queue.
+    let mut sends: HashMap<(u64, u64), VecDeque<SendAt>> = HashMap::new();
     let mut total_sends = 0u64;
     for (&src, files) in by_node {
         let app = app_of(files);
         for (fi, f) in files.iter().enumerate() {
             for (si, s) in f.steps.iter().enumerate() {
                 for (ci, c) in s.commands.iter().enumerate() {
-                    let TraceCommand::Send { dst, msg } = c else {
+                    let TraceCommand::Send { dst, .. } = c else {
                         continue;
                     };
                     if Some(*dst) == app {
                         continue;
                     }
                     total_sends += 1;
-                    sends
-                        .entry((src, *dst, digest(msg)))
-                        .or_default()
-                        .push_back(SendAt {
-                            clock_ns: s.clock_ns,
-                            file: fi,
-                            step: si,
-                            command: ci,
-                        });
+                    sends.entry((src, *dst)).or_default().push_back(SendAt {
+                        clock_ns: s.clock_ns,
+                        file: fi,
+                        step: si,
+                        command: ci,
+                    });
                 }
             }
         }
@@ -89,7 +96,7 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>) -> Provenance {
         let app = app_of(files);
         for (fi, f) in files.iter().enumerate() {
             for (si, s) in f.steps.iter().enumerate() {
-                let TraceInput::Msg { src, msg } = &s.input else {
+                let TraceInput::Msg { src, .. } = &s.input else {
                     continue;
                 };
                 if Some(*src) == app {
@@ -112,7 +119,6 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>) -> Provenance {
                     file: fi,
                     step: si,
                     src: *src,
-                    key: digest(msg),
                 });
             }
         }
@@ -128,6 +134,7 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>) -> Provenance {
         });
     }
     receives.sort_by_key(|r| r.clock_ns);
+    let mut early: Option<(u64, u64, Loc, std::path::PathBuf)> = None;
     for r in receives {
         let rf = &by_node[&r.node][r.file];
         let rs = &rf.steps[r.step];
@@ -139,7 +146,7 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>) -> Provenance {
             TraceCommand::Send { msg, .. } => msg,
             _ => unreachable!("sends are send commands"),
         };
-        let queue = sends.get_mut(&(r.src, r.node, r.key));
+        let queue = sends.get_mut(&(r.src, r.node));
         let found = queue
             .as_ref()
             .and_then(|q| q.iter().position(|s| value_at(s) == msg));
@@ -149,9 +156,14 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>) -> Provenance {
             step: rs.n,
         };
         match (queue, found) {
-            (Some(q), Some(i)) if q[i].clock_ns <= r.clock_ns => {
-                q.remove(i);
+            (Some(q), Some(i)) if q[i].clock_ns <= r.clock_ns + RECEIVE_CLOCK_SLACK_NS => {
+                let s = q.remove(i).expect("found above");
                 p.matched += 1;
+                if s.clock_ns > r.clock_ns {
+                    let e = early.get_or_insert((0, 0, at, rf.path.clone()));
+                    e.0 += 1;
+                    e.1 = e.1.max(s.clock_ns - r.clock_ns);
+                }
             }
             (Some(q), Some(i)) => {
                 let s = q[i];
@@ -198,6 +210,17 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>) -> Provenance {
                 }
             }
         }
+    }
+    if let Some((count, most, at, file)) = early {
+        p.notes.push(Finding {
+            check: Check::Trace2,
+            at,
+            file,
+            explanation: format!(
+                "{count} messages were received with a clock reading up to {} µs before their send's (first here): the host reads a batched step's clock before taking its message",
+                most / 1000
+            ),
+        });
     }
     p.unreceived = total_sends - p.matched;
     p

@@ -536,6 +536,15 @@ fn replay_file(
         });
     }
 
+    if file.steps.is_empty() {
+        ctx.note(
+            Check::Trace1,
+            loc(0),
+            path,
+            "this start recorded no step: the node never ran it (e.g. its address was in use)"
+                .into(),
+        );
+    }
     if file.torn_tail {
         ctx.note(
             Check::Trace1,
@@ -561,6 +570,12 @@ fn replay_file(
             ctx.carried = Some(s.store);
         }
         Some(NodeState::Master(m)) if !diverged => ctx.out.final_master = Some(m.durable),
+        None if matches!(role, Role::Chunkserver(_)) => {
+            // A start that never ran leaves the store as it found it.
+            if let Role::Chunkserver(a) = &role {
+                ctx.carried = Some(a.initial_store.clone());
+            }
+        }
         _ => {
             if ctx.out.kind == Kind::Master {
                 ctx.out.final_master = saves.last().cloned().or(ctx.out.final_master.take());
