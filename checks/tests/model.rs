@@ -209,6 +209,26 @@ fn bug_primary_reuses_serial_breaks_order_1() {
     caught(Bug::PrimaryReusesSerial, "small", "ORDER-1");
 }
 
+/// A grant that restarts the lease clock differs from the protocol only in
+/// *when* a timer runs out, which the model's timers do not have: the
+/// checker sees the same states and verdicts. It is a real-time bug, caught
+/// by trace validation of a TCP run whose grants are delayed
+/// (impl/tests/lease_clock.rs, LEASE-1 in real time); this test pins that the
+/// model cannot, so nobody mistakes its passing for a check of LEASE-2's
+/// timing.
+#[test]
+fn bug_grant_restarts_lease_clock_is_invisible_to_the_model() {
+    let opts = Options {
+        strategy: Strategy::Dfs,
+        ..Options::default()
+    };
+    let cfg = || ModelCfg::named("pad").unwrap();
+    let right = check_model(cfg(), &opts);
+    let buggy = check_model(cfg().with_bug(Bug::GrantRestartsLeaseClock), &opts);
+    assert!(right.all_ok() && buggy.all_ok(), "{buggy:?}");
+    assert_eq!(right.unique_states, buggy.unique_states);
+}
+
 // Liveness (LIVE-1): from every reachable state, success stays reachable.
 
 #[test]

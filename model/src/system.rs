@@ -603,7 +603,7 @@ impl LeaseholdModel {
         self.live_chunkservers(s).any(|(id, cs)| {
             s.timers_set[usize::from(id)].iter().any(|t| {
                 let c = match t {
-                    Timer::Lease(c) | Timer::LeaseRequest(c) => *c,
+                    Timer::LeaseClock(c, _) => *c,
                     _ => return false,
                 };
                 chunk.is_none_or(|chunk| chunk == c)
@@ -626,9 +626,7 @@ impl LeaseholdModel {
                     !self.lease_clock_running(s, Some(*chunk), Some(epoch))
                 }
                 Timer::StartupQuiet => !self.lease_clock_running(s, None, None),
-                Timer::Lease(_) | Timer::LeaseRequest(_) => {
-                    s.history.lease_expiries < self.cfg.lease_expiries
-                }
+                Timer::LeaseClock(..) => s.history.lease_expiries < self.cfg.lease_expiries,
                 _ => {
                     let _ = id;
                     true
@@ -675,10 +673,7 @@ impl Model for LeaseholdModel {
         };
         // A lease clock running out, held or requested, is the bounded
         // timing fault.
-        let expiry = matches!(
-            &action,
-            ActorModelAction::Timeout(_, Timer::Lease(_) | Timer::LeaseRequest(_))
-        );
+        let expiry = matches!(&action, ActorModelAction::Timeout(_, Timer::LeaseClock(..)));
         let mut next = self.inner.next_state(last, action)?;
         if expiry {
             next.history.lease_expiries += 1;
