@@ -130,13 +130,22 @@ fn duplicating_network_bounded_check_finds_no_violation() {
 /// Checks `config` with `bug` on until the first violation, and asserts the
 /// violated property is the expected one and a counterexample path exists.
 fn caught(bug: Bug, config: &str, property: &str) {
+    caught_with(bug, config, &[], property)
+}
+
+/// [`caught`] with configuration fields overridden (`key=value`).
+fn caught_with(bug: Bug, config: &str, sets: &[&str], property: &str) {
     let opts = Options {
         strategy: Strategy::Bfs,
         stop_at_violation: true,
         max_states: 20_000_000,
         ..Options::default()
     };
-    let report = check_model(ModelCfg::named(config).unwrap().with_bug(bug), &opts);
+    let mut cfg = ModelCfg::named(config).unwrap().with_bug(bug);
+    for s in sets {
+        cfg.set(s).unwrap();
+    }
+    let report = check_model(cfg, &opts);
     let violated = report.violated();
     assert!(
         violated.iter().any(|v| v.starts_with(property)),
@@ -207,6 +216,20 @@ fn bug_primary_skips_fit_check_breaks_append_3() {
 #[test]
 fn bug_primary_reuses_serial_breaks_order_1() {
     caught(Bug::PrimaryReusesSerial, "small", "ORDER-1");
+}
+
+/// The wrapper waits out, before the master's expiry, only the lease
+/// clocks that started before the master armed it; so a master that grants
+/// an extension without restarting its own clock loses the lease while the
+/// primary's extended one runs.
+#[test]
+fn bug_master_keeps_clock_on_extension_breaks_lease_1() {
+    caught_with(
+        Bug::MasterKeepsClockOnExtension,
+        "default",
+        &["extensions_max=1"],
+        "LEASE-1",
+    );
 }
 
 /// A grant that restarts the lease clock differs from the protocol only in

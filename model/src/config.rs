@@ -59,10 +59,14 @@ pub enum Bug {
     /// validation of a real run with a delayed grant does (LEASE-1 in real
     /// time, `a_delayed_grant_never_makes_two_primaries`).
     GrantRestartsLeaseClock,
+    /// The master grants an extension without restarting its own lease
+    /// clock, so its lease can end while the primary's extended one runs
+    /// ([0091]).
+    MasterKeepsClockOnExtension,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 15] = [
+    pub const ALL: [Bug; 16] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -78,6 +82,7 @@ impl Bug {
         Bug::PrimaryReusesSerial,
         Bug::PrimaryNeverReplies,
         Bug::GrantRestartsLeaseClock,
+        Bug::MasterKeepsClockOnExtension,
     ];
 
     /// Kebab-case name used on the command line.

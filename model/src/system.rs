@@ -13,11 +13,17 @@
 //!
 //! [`LeaseholdModel`] wraps the `ActorModel` (same state and action types, so
 //! the Explorer and every checker work unchanged) and encodes exactly that:
-//! the master's `LeaseExpiry(chunk)` timeout is withheld while any live
-//! chunkserver still runs a lease clock (`Lease` or `LeaseRequest` timer) for
-//! that chunk and epoch; a restarted master's `StartupQuiet` timeout is
-//! withheld while any live chunkserver runs any lease clock. The seeded bug
-//! `MasterIgnoresClockBound` removes the first guard.
+//! the master's `LeaseExpiry(chunk)` timeout is withheld while a live
+//! chunkserver still runs a lease clock (`LeaseClock` timer) for that chunk
+//! and epoch *that was already running when the master last armed its
+//! expiry* (it granted or extended the lease): only those clocks started
+//! before the master's, so only those are sure to end first in real time.
+//! A clock started later (an extension's request the master has not seen)
+//! does not hold the master back, so a master that forgets to restart its
+//! own clock on an extension is caught. A restarted master's
+//! `StartupQuiet` timeout is withheld while any live chunkserver runs any
+//! lease clock. The seeded bug `MasterIgnoresClockBound` removes the first
+//! guard.
 //!
 //! The wrapper also bounds faults in total (stateright's `max_crashes` only
 //! bounds crashes at one moment) and, in configurations without faults,
@@ -33,8 +39,10 @@ use crate::types::*;
 use crate::{Node, NodeState};
 use smallvec::SmallVec;
 use stateright::actor::{
-    ActorModel, ActorModelAction, ActorModelState, Envelope, Id, LossyNetwork, Network,
+    Actor, ActorModel, ActorModelAction, ActorModelState, Command, Envelope, Id, LossyNetwork,
+    Network, Out,
 };
+use std::borrow::Cow;
 use stateright::{Expectation, Model, Path, Property};
 use std::sync::Arc;
 
@@ -488,6 +496,9 @@ pub struct History {
     pub revoked: bool,
     /// A mutation failed because its pushed data was gone (aged out).
     pub data_missing: bool,
+    /// The lease clocks (chunkserver, chunk, clock) each chunk's master
+    /// expiry waits for: those running when the master last armed it.
+    pub expiry_waits: SmallVec<[(Id, ChunkHandle, u8); 2]>,
 }
 
 impl History {
@@ -612,6 +623,66 @@ impl LeaseholdModel {
         })
     }
 
+    /// The chunks whose `LeaseExpiry` the master (re)arms if it takes
+    /// `action` in `last`. A re-armed timer leaves the timer set as it was,
+    /// so the wrapper asks the master's handler what it commands (a second
+    /// run of one master step; the master takes few of them).
+    fn expiry_armed_by(&self, last: &State, action: &Action) -> SmallVec<[ChunkHandle; 1]> {
+        let master = self.cfg.master_id();
+        let i = usize::from(master);
+        let mut out = Out::new();
+        let mut state = Cow::Borrowed(&*last.actor_states[i]);
+        let actor = &self.inner.actors[i];
+        match action {
+            ActorModelAction::Deliver { src, dst, msg } if *dst == master && !last.crashed[i] => {
+                actor.on_msg(master, &mut state, *src, msg.clone(), &mut out)
+            }
+            ActorModelAction::Timeout(id, timer) if *id == master => {
+                actor.on_timeout(master, &mut state, timer, &mut out)
+            }
+            _ => return SmallVec::new(),
+        }
+        out.iter()
+            .filter_map(|c| match c {
+                Command::SetTimer(Timer::LeaseExpiry(chunk), _) => Some(*chunk),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Keeps `History::expiry_waits` exact after a step: a chunk whose
+    /// expiry the master just armed waits for the clocks of its granted
+    /// epoch running now; a clock that stopped (ran out, was cancelled, its
+    /// server crashed) is waited for no longer.
+    fn settle_expiry_waits(&self, next: &mut State, armed: &[ChunkHandle]) {
+        let running = |s: &State, id: Id, chunk: ChunkHandle, clock: u8| {
+            !s.crashed[usize::from(id)]
+                && s.timers_set[usize::from(id)]
+                    .iter()
+                    .any(|t| *t == Timer::LeaseClock(chunk, clock))
+        };
+        let mut waits = std::mem::take(&mut next.history.expiry_waits);
+        waits.retain(|(id, chunk, clock)| {
+            !armed.contains(chunk) && running(next, *id, *chunk, *clock)
+        });
+        for &chunk in armed {
+            let Some(LeaseView::Granted { epoch, .. }) = master(next).lease(chunk) else {
+                continue;
+            };
+            for (id, cs) in self.live_chunkservers(next) {
+                if cs.lease(chunk).is_some_and(|l| l.epoch == *epoch) {
+                    for clock in 0..2 {
+                        if running(next, id, chunk, clock) {
+                            waits.push((id, chunk, clock));
+                        }
+                    }
+                }
+            }
+        }
+        waits.sort();
+        next.history.expiry_waits = waits;
+    }
+
     fn allowed(&self, s: &State, action: &Action) -> bool {
         match action {
             ActorModelAction::Timeout(id, timer) => match timer {
@@ -619,11 +690,8 @@ impl LeaseholdModel {
                     if self.cfg.bug == Bug::MasterIgnoresClockBound {
                         return true;
                     }
-                    let epoch = match master(s).lease(*chunk) {
-                        Some(LeaseView::Granted { epoch, .. }) => *epoch,
-                        _ => return true,
-                    };
-                    !self.lease_clock_running(s, Some(*chunk), Some(epoch))
+                    let granted = matches!(master(s).lease(*chunk), Some(LeaseView::Granted { .. }));
+                    !granted || !s.history.expiry_waits.iter().any(|w| w.1 == *chunk)
                 }
                 Timer::StartupQuiet => !self.lease_clock_running(s, None, None),
                 Timer::LeaseClock(..) => s.history.lease_expiries < self.cfg.lease_expiries,
@@ -674,10 +742,12 @@ impl Model for LeaseholdModel {
         // A lease clock running out, held or requested, is the bounded
         // timing fault.
         let expiry = matches!(&action, ActorModelAction::Timeout(_, Timer::LeaseClock(..)));
+        let armed = self.expiry_armed_by(last, &action);
         let mut next = self.inner.next_state(last, action)?;
         if expiry {
             next.history.lease_expiries += 1;
         }
+        self.settle_expiry_waits(&mut next, &armed);
         if let Some(id) = crash {
             if id == self.cfg.master_id() {
                 next.history.master_crashes += 1;
