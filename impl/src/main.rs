@@ -119,6 +119,11 @@ struct ClusterArgs {
     /// Client ids to put in a new cluster.toml.
     #[arg(long, default_value_t = LOCAL_CLIENTS_DEFAULT)]
     clients: usize,
+    /// Every node, clients included, records a step trace in <DIR>/traces,
+    /// for `leasehold validate <DIR>/traces` (new cluster only; written to
+    /// cluster.toml as `trace_dir`).
+    #[arg(long)]
+    trace: bool,
 }
 
 #[derive(Args)]
@@ -461,9 +466,18 @@ async fn cluster(a: ClusterArgs) -> Result<(), BoxError> {
         if let Some(d) = a.durability {
             c = c.with_durability(d);
         }
+        if a.trace {
+            c = c.with_trace_dir(Some(dir.join("traces")));
+        }
         c.write(&path)?;
         c
     };
+    if a.trace && cluster.trace_dir.is_none() {
+        eprintln!(
+            "note: --trace applies to a new cluster; add trace_dir = \"traces\" to {} instead",
+            path.display()
+        );
+    }
     if a.durability.is_some_and(|d| d != cluster.durability) {
         eprintln!(
             "note: --durability applies to a new cluster; {} keeps {:?}",
@@ -504,6 +518,9 @@ fn print_cluster(cluster: &ClusterConfig, path: &Path) {
         }
     }
     println!("config: {p}");
+    if let Some(traces) = &cluster.trace_dir {
+        println!("step traces: {} (leasehold validate)", traces.display());
+    }
     println!("try, in another shell:");
     println!("  seq 1 1000 | leasehold append --config {p} /logs/a");
     println!("  leasehold cat-records --config {p} /logs/a | tail -3");

@@ -78,13 +78,15 @@ pub enum NodeError {
     WrongRole { id: u64, actual: Role, wanted: Role },
     #[error(
         "refusing to run: the lease periods break the clock assumption: the master's \
-         lease ({master_lease_ms} ms) must outlast the chunkserver's ({lease_ms} ms) by \
-         more than {drift} per mille ([0091])"
+         lease ({master_lease_ms} ms) must be at least {master_lease_ms_min} ms to outlast \
+         the chunkserver's ({lease_ms} ms) with every clock's rate within {rate_error} per \
+         mille of real time ([0091], docs/model.md \"Time\")"
     )]
     ClockBound {
         lease_ms: u64,
         master_lease_ms: u64,
-        drift: u64,
+        master_lease_ms_min: u64,
+        rate_error: u64,
     },
     #[error("cannot open the chunk store in {dir}: {error}")]
     Store { dir: PathBuf, error: StoreError },
@@ -154,7 +156,8 @@ pub fn check_clock_bound(d: &Durations) -> Result<(), NodeError> {
         Err(NodeError::ClockBound {
             lease_ms: d.lease_ms,
             master_lease_ms: d.master_lease_ms,
-            drift: Durations::DRIFT_PER_MILLE_MAX,
+            master_lease_ms_min: Durations::master_lease_ms_min(d.lease_ms),
+            rate_error: Durations::CLOCK_RATE_ERROR_PER_MILLE_MAX,
         })
     }
 }
@@ -181,6 +184,9 @@ fn node_with_role(
 pub struct NodeHooks {
     /// Holds chosen outgoing messages (see [`crate::host::SendDelay`]).
     pub send_delay: Option<crate::host::SendDelay<RealMsg>>,
+    /// A seeded bug for this node's actor, to show that a test or trace
+    /// validation catches it over TCP (`Bug::None` by default).
+    pub bug: Bug,
 }
 
 async fn start(
@@ -191,6 +197,7 @@ async fn start(
     more: impl FnOnce(ActorHost<RealNode>) -> ActorHost<RealNode>,
 ) -> Result<RunningHost<RealMsg>, NodeError> {
     let id = usize::from(config.id) as u64;
+    let actor = with_bug(actor, hooks.bug);
     let mut host = ActorHost::new(actor.clone(), config).with_msg_tracer(trace_msg);
     if let Some(dir) = &cluster.trace_dir {
         let (params, protocol) = trace_actor(&actor);
@@ -206,6 +213,19 @@ async fn start(
         .start()
         .await
         .map_err(|source| NodeError::Host { id, source })
+}
+
+fn with_bug(mut actor: RealNode, bug: Bug) -> RealNode {
+    if bug != Bug::None {
+        let cfg = match &mut actor {
+            Node::Master(a) => &mut a.cfg,
+            Node::Chunkserver(a) => &mut a.cfg,
+            Node::Client(a) => &mut a.cfg,
+        };
+        Arc::make_mut(cfg).bug = bug;
+        tracing::warn!(bug = bug.name(), "running with a seeded bug (test hook)");
+    }
+    actor
 }
 
 /// What a trace needs to rebuild `actor` for replay.
@@ -561,5 +581,13 @@ mod tests {
             check_clock_bound(&d),
             Err(NodeError::ClockBound { .. })
         ));
+        // The smallest master period the error names is the bound exactly.
+        for lease_ms in [2_000, 60_000, 1] {
+            d.lease_ms = lease_ms;
+            d.master_lease_ms = Durations::master_lease_ms_min(lease_ms);
+            assert!(check_clock_bound(&d).is_ok(), "{d:?}");
+            d.master_lease_ms -= 1;
+            assert!(check_clock_bound(&d).is_err(), "{d:?}");
+        }
     }
 }

@@ -6,8 +6,13 @@
 //!   server of the chain that has not had it, so a push is pipelined; the end
 //!   of the chain tells the client that every replica has the data.
 //! * Leases ([0090], [0091]): a replica offered a lease requests it and starts
-//!   its lease clock at that moment; a grant that arrives after that clock ran
-//!   out is ignored. While it mutates, the primary asks for extensions.
+//!   a lease clock at that moment; a grant that arrives after that clock ran
+//!   out is ignored, and a grant in time makes that same clock the lease's,
+//!   so the lease ends no later than `lease_ms` after its request left. While
+//!   it mutates, the primary asks for extensions, each on a clock of its own
+//!   started with its request; the lease keeps running on the old clock
+//!   until the extension is granted (LEASE-2). A replica that has applied
+//!   anything of a newer lease never writes as primary under an older one.
 //! * Primary ([0099], [00104]–[00106]): assigns consecutive serial numbers,
 //!   applies each mutation, forwards it to the secondaries, and answers the
 //!   client only when every secondary applied it ([00101]). A record append
@@ -35,6 +40,11 @@ pub struct ReplicaLease {
     pub holding: bool,
     /// A request (new lease or extension) whose clock is still running.
     pub requested: bool,
+    /// Which of the two lease clocks ([`Timer::LeaseClock`]) the latest
+    /// request started: while `requested`, the pending request's; otherwise
+    /// the held lease's. A held lease with a request pending runs on the
+    /// other one.
+    pub clock: u8,
     pub secondaries: Vec<Id>,
     /// The serial number the next mutation gets ([0099]).
     pub next_serial: Serial,
@@ -94,9 +104,28 @@ pub struct ChunkserverState<S: ChunkStore> {
     pub early: Vec<EarlyMutate>,
 }
 
+impl ReplicaLease {
+    /// The clock the held lease runs on (meaningful while `holding`).
+    pub fn held_clock(&self) -> u8 {
+        if self.requested {
+            1 - self.clock
+        } else {
+            self.clock
+        }
+    }
+}
+
 impl<S: ChunkStore> ChunkserverState<S> {
     pub fn lease(&self, chunk: ChunkHandle) -> Option<&ReplicaLease> {
         self.leases.iter().find(|l| l.chunk == chunk)
+    }
+
+    /// The timer whose expiry ends this replica's lease of `chunk`, if it
+    /// holds it (trace validation reads the lease's deadline from it).
+    pub fn lease_timer(&self, chunk: ChunkHandle) -> Option<Timer> {
+        self.lease(chunk)
+            .filter(|l| l.holding)
+            .map(|l| Timer::LeaseClock(chunk, l.held_clock()))
     }
 
     /// Whether this replica is the primary of `chunk` right now.
@@ -113,6 +142,7 @@ impl<S: ChunkStore> ChunkserverState<S> {
                     epoch: 0,
                     holding: false,
                     requested: false,
+                    clock: 0,
                     secondaries: vec![],
                     next_serial: 1,
                     extensions: 0,
@@ -232,11 +262,14 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 l.epoch = epoch;
                 l.holding = false;
                 l.requested = true;
+                l.clock = 0;
                 l.extensions = 0;
                 l.next_serial = 1;
-                // The lease clock starts now, before the master's ([0091]).
+                // LEASE-2: the lease clock starts now, in the step that
+                // sends the request, before the master's can ([0091]).
+                o.cancel_timer(Timer::LeaseClock(chunk, 1));
                 o.set_timer(
-                    Timer::LeaseRequest(chunk),
+                    Timer::LeaseClock(chunk, 0),
                     Durations::range(self.cfg.durations.lease_ms),
                 );
                 o.send(src, Msg::LeaseRequest { chunk, epoch });
@@ -358,18 +391,22 @@ impl<S: ChunkStore> ChunkserverActor<S> {
 
     pub fn on_timeout(&self, state: &mut Cow<ChunkserverState<S>>, timer: &Timer, o: &mut O<S>) {
         match *timer {
-            Timer::Lease(chunk) => {
-                if state.is_primary(chunk) {
+            Timer::LeaseClock(chunk, clock) => {
+                let Some(l) = state.lease(chunk) else { return };
+                if l.requested && l.clock == clock {
+                    // The pending request ran out: a grant for it is now
+                    // late. A held lease goes on, on its own clock.
+                    let s = state.to_mut();
+                    let l = s.lease_mut(chunk);
+                    l.requested = false;
+                    if l.holding {
+                        l.clock = 1 - clock;
+                    }
+                    self.fail_early(s, chunk, o);
+                } else if l.holding && l.held_clock() == clock {
                     let s = state.to_mut();
                     s.lease_mut(chunk).holding = false;
                     self.fail_in_flight(s, chunk, o);
-                }
-            }
-            Timer::LeaseRequest(chunk) => {
-                if state.lease(chunk).is_some_and(|l| l.requested) {
-                    let s = state.to_mut();
-                    s.lease_mut(chunk).requested = false;
-                    self.fail_early(s, chunk, o);
                 }
             }
             Timer::AgeOut(data) => {
@@ -405,15 +442,24 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             l.next_serial = 1;
             l.extensions = 0;
         }
+        let late = !l.requested;
         l.epoch = epoch;
         l.holding = true;
         l.requested = false;
         l.secondaries = secondaries;
-        o.cancel_timer(Timer::LeaseRequest(chunk));
-        o.set_timer(
-            Timer::Lease(chunk),
-            Durations::range(self.cfg.durations.lease_ms),
-        );
+        // LEASE-2: the lease runs on the clock its request started, so it
+        // ends no later than `lease_ms` after the request left, however
+        // late the grant came; the previous lease's clock, if this grants
+        // an extension, is done.
+        o.cancel_timer(Timer::LeaseClock(chunk, 1 - l.clock));
+        if late || self.cfg.bug == Bug::GrantRestartsLeaseClock {
+            // Only with a seeded bug: a clock started at the grant, which
+            // outlasts the master's once the grant was delayed.
+            o.set_timer(
+                Timer::LeaseClock(chunk, l.clock),
+                Durations::range(self.cfg.durations.lease_ms),
+            );
+        }
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.early)
             .into_iter()
             .partition(|m| m.chunk == chunk && m.epoch == epoch);
@@ -428,8 +474,8 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         let l = s.lease_mut(chunk);
         l.holding = false;
         l.requested = false;
-        o.cancel_timer(Timer::Lease(chunk));
-        o.cancel_timer(Timer::LeaseRequest(chunk));
+        o.cancel_timer(Timer::LeaseClock(chunk, 0));
+        o.cancel_timer(Timer::LeaseClock(chunk, 1));
         self.fail_in_flight(s, chunk, o);
         self.fail_early(s, chunk, o);
     }
@@ -610,6 +656,15 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         let Some(lease) = state.lease(chunk).filter(|l| l.holding).cloned() else {
             return fail(o, Failure::NotPrimary);
         };
+        if state.store.meta(chunk).applied.epoch > lease.epoch {
+            // LEASE-1, ORDER-2: this replica already applied a mutation of a
+            // newer lease, so its own lease is over whatever its clock says
+            // (only a broken clock bound gets here). Writing under the old
+            // epoch now would put an older stamp after a newer one and hold
+            // back every later Apply of the newer lease.
+            self.drop_lease(state, chunk, o);
+            return fail(o, Failure::NotPrimary);
+        }
         if state.in_flight.len() as u32 >= self.cfg.mutations_in_flight_max {
             return fail(o, Failure::Busy);
         }
@@ -662,8 +717,11 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         if !l.requested && l.extensions < self.cfg.extensions_max {
             l.extensions += 1;
             l.requested = true;
+            // LEASE-2: the extension's clock starts with its request; the
+            // lease runs on in the other clock until it is granted.
+            l.clock = 1 - l.clock;
             o.set_timer(
-                Timer::LeaseRequest(chunk),
+                Timer::LeaseClock(chunk, l.clock),
                 Durations::range(self.cfg.durations.lease_ms),
             );
             o.send(

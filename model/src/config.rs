@@ -53,10 +53,20 @@ pub enum Bug {
     PrimaryReusesSerial,
     /// The primary never answers record appends (a liveness bug).
     PrimaryNeverReplies,
+    /// A grant restarts the lease clock at its arrival instead of leaving
+    /// the lease on the clock its request started (LEASE-2). The model's
+    /// timers have no durations, so the checker cannot see this; trace
+    /// validation of a real run with a delayed grant does (LEASE-1 in real
+    /// time, `a_delayed_grant_never_makes_two_primaries`).
+    GrantRestartsLeaseClock,
+    /// The master grants an extension without restarting its own lease
+    /// clock, so its lease can end while the primary's extended one runs
+    /// ([0091]).
+    MasterKeepsClockOnExtension,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 16] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -71,6 +81,8 @@ impl Bug {
         Bug::PrimarySkipsFitCheck,
         Bug::PrimaryReusesSerial,
         Bug::PrimaryNeverReplies,
+        Bug::GrantRestartsLeaseClock,
+        Bug::MasterKeepsClockOnExtension,
     ];
 
     /// Kebab-case name used on the command line.
@@ -96,14 +108,18 @@ impl Bug {
 }
 
 /// Real timer durations for the TCP host. The model ignores them; the
-/// relations between them are the clock assumption the model relies on
-/// (docs/model.md, "Time").
+/// relation between the two lease periods is the clock assumption the model
+/// relies on (docs/model.md, "Time").
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Durations {
-    /// How long a chunkserver holds a lease, counted from its request.
+    /// How long a chunkserver holds a lease, on its own clock, counted from
+    /// a reading taken before its request left; a grant never moves that
+    /// deadline later (LEASE-2).
     pub lease_ms: u64,
-    /// How long the master holds a lease, counted from its grant. Must
-    /// exceed `lease_ms` by the clock drift bound.
+    /// How long the master holds a lease, on its own clock, counted from a
+    /// reading taken after the request arrived (when it grants or extends).
+    /// Must exceed `lease_ms` by the clock rate bound
+    /// ([`Durations::satisfy_clock_bound`]).
     pub master_lease_ms: u64,
     /// How long pushed data waits in a buffer before it ages out.
     pub age_out_ms: u64,
@@ -114,12 +130,15 @@ pub struct Durations {
 }
 
 impl Durations {
-    /// The relative drift between any two clocks that the lease rule
-    /// tolerates, in parts per thousand.
-    pub const DRIFT_PER_MILLE_MAX: u64 = 100;
+    /// The clock assumption, as a bound on rates: every node's clock
+    /// measures a real interval `d` as somewhere between `d * (1 - ρ)` and
+    /// `d * (1 + ρ)`, with ρ = this many parts per thousand. A lease of `L`
+    /// on a chunkserver's clock then lasts at most `L / (1 - ρ)` of real
+    /// time, and the master's `M` at least `M / (1 + ρ)`.
+    pub const CLOCK_RATE_ERROR_PER_MILLE_MAX: u64 = 50;
 
-    /// The paper's 60 s lease, with the master's period longer by the drift
-    /// bound plus a margin.
+    /// The paper's 60 s lease; the master's period is longer than the rate
+    /// bound needs (63.2 s) by a margin.
     pub fn gfs() -> Self {
         Durations {
             lease_ms: 60_000,
@@ -130,7 +149,8 @@ impl Durations {
         }
     }
 
-    /// Short periods for demos and tests of the TCP system.
+    /// Short periods for demos and tests of the TCP system (the bound needs
+    /// a master period above 2.21 s).
     pub fn short() -> Self {
         Durations {
             lease_ms: 2_000,
@@ -141,11 +161,21 @@ impl Durations {
         }
     }
 
-    /// The clock assumption, checked where a cluster starts: the master's
-    /// lease outlasts the chunkserver's even when the chunkserver's clock
-    /// runs `DRIFT_PER_MILLE_MAX` slower.
+    /// The clock assumption, checked where a cluster starts (docs/model.md,
+    /// "Time"). The chunkserver's lease starts no later than its request
+    /// leaves and the master's no earlier than the request arrives, so the
+    /// master's outlasts it in real time when
+    /// `M / (1 + ρ) > L / (1 - ρ)`, that is `M (1 - ρ) > L (1 + ρ)`.
     pub fn satisfy_clock_bound(&self) -> bool {
-        self.master_lease_ms * 1000 > self.lease_ms * (1000 + Self::DRIFT_PER_MILLE_MAX)
+        let rho = Self::CLOCK_RATE_ERROR_PER_MILLE_MAX as u128;
+        self.master_lease_ms as u128 * (1000 - rho) > self.lease_ms as u128 * (1000 + rho)
+    }
+
+    /// The shortest master lease period the bound allows for `lease_ms`
+    /// (for error messages).
+    pub fn master_lease_ms_min(lease_ms: u64) -> u64 {
+        let rho = Self::CLOCK_RATE_ERROR_PER_MILLE_MAX;
+        lease_ms * (1000 + rho) / (1000 - rho) + 1
     }
 
     pub(crate) fn range(ms: u64) -> std::ops::Range<Duration> {

@@ -323,10 +323,12 @@ impl MasterActor {
                         // again starts after the primary's (it sent the request
                         // before we received it).
                         let version = state.durable.chunks[chunk as usize].version;
-                        o.set_timer(
-                            Timer::LeaseExpiry(chunk),
-                            Durations::range(self.cfg.durations.master_lease_ms),
-                        );
+                        if self.cfg.bug != Bug::MasterKeepsClockOnExtension {
+                            o.set_timer(
+                                Timer::LeaseExpiry(chunk),
+                                Durations::range(self.cfg.durations.master_lease_ms),
+                            );
+                        }
                         o.send(
                             src,
                             Msg::LeaseGrant {

@@ -357,10 +357,13 @@ impl<P> Msg<P> {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Timer {
     // chunkserver
-    /// The chunkserver's lease on a chunk runs out (counted from its request).
-    Lease(ChunkHandle),
-    /// A lease request (new or extension) is still answerable.
-    LeaseRequest(ChunkHandle),
+    /// One of a chunkserver's two lease clocks for a chunk, started when it
+    /// sends a lease request (new or extension) and running out `lease_ms`
+    /// later on its own clock. While the request is pending it bounds when
+    /// a grant is still good; a grant makes it the clock of the lease, so
+    /// no lease outlasts its request's deadline ([0091]). Two, because an
+    /// extension's request runs while the held lease's clock still does.
+    LeaseClock(ChunkHandle, u8),
     /// Pushed data not used by a mutation ages out of the buffer ([0095]).
     AgeOut(DataId),
     // master

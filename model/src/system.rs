@@ -13,11 +13,17 @@
 //!
 //! [`LeaseholdModel`] wraps the `ActorModel` (same state and action types, so
 //! the Explorer and every checker work unchanged) and encodes exactly that:
-//! the master's `LeaseExpiry(chunk)` timeout is withheld while any live
-//! chunkserver still runs a lease clock (`Lease` or `LeaseRequest` timer) for
-//! that chunk and epoch; a restarted master's `StartupQuiet` timeout is
-//! withheld while any live chunkserver runs any lease clock. The seeded bug
-//! `MasterIgnoresClockBound` removes the first guard.
+//! the master's `LeaseExpiry(chunk)` timeout is withheld while a live
+//! chunkserver still runs a lease clock (`LeaseClock` timer) for that chunk
+//! and epoch *that was already running when the master last armed its
+//! expiry* (it granted or extended the lease): only those clocks started
+//! before the master's, so only those are sure to end first in real time.
+//! A clock started later (an extension's request the master has not seen)
+//! does not hold the master back, so a master that forgets to restart its
+//! own clock on an extension is caught. A restarted master's
+//! `StartupQuiet` timeout is withheld while any live chunkserver runs any
+//! lease clock. The seeded bug `MasterIgnoresClockBound` removes the first
+//! guard.
 //!
 //! The wrapper also bounds faults in total (stateright's `max_crashes` only
 //! bounds crashes at one moment) and, in configurations without faults,
@@ -33,9 +39,11 @@ use crate::types::*;
 use crate::{Node, NodeState};
 use smallvec::SmallVec;
 use stateright::actor::{
-    ActorModel, ActorModelAction, ActorModelState, Envelope, Id, LossyNetwork, Network,
+    Actor, ActorModel, ActorModelAction, ActorModelState, Command, Envelope, Id, LossyNetwork,
+    Network, Out,
 };
 use stateright::{Expectation, Model, Path, Property};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 pub type ModelNode = Node<MemStore>;
@@ -196,11 +204,13 @@ impl ModelCfg {
                 client_retries_max: 1,
                 ..base
             },
-            // An early revocation ([0091]) and a re-grant.
+            // An early revocation ([0091]), the client's retry, and a
+            // re-grant under which the append succeeds.
             "revoke" => ModelCfg {
                 name: "revoke",
                 lease_grants_max: 2,
                 revocations_max: 1,
+                client_retries_max: 1,
                 ..base
             },
             _ => return None,
@@ -485,9 +495,13 @@ pub struct History {
     /// The master granted an extension of a lease it had granted before.
     pub extended: bool,
     /// The master revoked a lease.
-    pub revoked: bool,
+    /// The epoch of the first lease the master revoked (0: none yet).
+    pub revoked: LeaseEpoch,
     /// A mutation failed because its pushed data was gone (aged out).
     pub data_missing: bool,
+    /// The lease clocks (chunkserver, chunk, clock) each chunk's master
+    /// expiry waits for: those running when the master last armed it.
+    pub expiry_waits: SmallVec<[(Id, ChunkHandle, u8); 2]>,
 }
 
 impl History {
@@ -513,8 +527,8 @@ impl History {
                     ..h.clone()
                 })
             }
-            Msg::RevokeLease { .. } => (!h.revoked).then(|| History {
-                revoked: true,
+            Msg::RevokeLease { epoch, .. } => (h.revoked == 0).then(|| History {
+                revoked: *epoch,
                 ..h.clone()
             }),
             Msg::MutationFailed {
@@ -592,24 +606,74 @@ impl LeaseholdModel {
             })
     }
 
-    /// Whether some live chunkserver's lease clock for `chunk` (and `epoch`,
-    /// if given) is still running.
-    fn lease_clock_running(
-        &self,
-        s: &State,
-        chunk: Option<ChunkHandle>,
-        epoch: Option<LeaseEpoch>,
-    ) -> bool {
-        self.live_chunkservers(s).any(|(id, cs)| {
-            s.timers_set[usize::from(id)].iter().any(|t| {
-                let c = match t {
-                    Timer::Lease(c) | Timer::LeaseRequest(c) => *c,
-                    _ => return false,
-                };
-                chunk.is_none_or(|chunk| chunk == c)
-                    && epoch.is_none_or(|e| cs.lease(c).is_some_and(|l| l.epoch == e))
-            })
+    /// Whether some live chunkserver runs a lease clock (for a restarted
+    /// master's quiet period: any lease its previous incarnation granted).
+    fn lease_clock_running(&self, s: &State) -> bool {
+        self.live_chunkservers(s).any(|(id, _)| {
+            s.timers_set[usize::from(id)]
+                .iter()
+                .any(|t| matches!(t, Timer::LeaseClock(..)))
         })
+    }
+
+    /// The chunks whose `LeaseExpiry` the master (re)arms if it takes
+    /// `action` in `last`. A re-armed timer leaves the timer set as it was,
+    /// so the wrapper asks the master's handler what it commands (a second
+    /// run of one master step; the master takes few of them).
+    fn expiry_armed_by(&self, last: &State, action: &Action) -> SmallVec<[ChunkHandle; 1]> {
+        let master = self.cfg.master_id();
+        let i = usize::from(master);
+        let mut out = Out::new();
+        let mut state = Cow::Borrowed(&*last.actor_states[i]);
+        let actor = &self.inner.actors[i];
+        match action {
+            ActorModelAction::Deliver { src, dst, msg } if *dst == master && !last.crashed[i] => {
+                actor.on_msg(master, &mut state, *src, msg.clone(), &mut out)
+            }
+            ActorModelAction::Timeout(id, timer) if *id == master => {
+                actor.on_timeout(master, &mut state, timer, &mut out)
+            }
+            _ => return SmallVec::new(),
+        }
+        out.iter()
+            .filter_map(|c| match c {
+                Command::SetTimer(Timer::LeaseExpiry(chunk), _) => Some(*chunk),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Keeps `History::expiry_waits` exact after a step: a chunk whose
+    /// expiry the master just armed waits for the clocks of its granted
+    /// epoch running now; a clock that stopped (ran out, was cancelled, its
+    /// server crashed) is waited for no longer.
+    fn settle_expiry_waits(&self, next: &mut State, armed: &[ChunkHandle]) {
+        let running = |s: &State, id: Id, chunk: ChunkHandle, clock: u8| {
+            !s.crashed[usize::from(id)]
+                && s.timers_set[usize::from(id)]
+                    .iter()
+                    .any(|t| *t == Timer::LeaseClock(chunk, clock))
+        };
+        let mut waits = std::mem::take(&mut next.history.expiry_waits);
+        waits.retain(|(id, chunk, clock)| {
+            !armed.contains(chunk) && running(next, *id, *chunk, *clock)
+        });
+        for &chunk in armed {
+            let Some(LeaseView::Granted { epoch, .. }) = master(next).lease(chunk) else {
+                continue;
+            };
+            for (id, cs) in self.live_chunkservers(next) {
+                if cs.lease(chunk).is_some_and(|l| l.epoch == *epoch) {
+                    for clock in 0..2 {
+                        if running(next, id, chunk, clock) {
+                            waits.push((id, chunk, clock));
+                        }
+                    }
+                }
+            }
+        }
+        waits.sort();
+        next.history.expiry_waits = waits;
     }
 
     fn allowed(&self, s: &State, action: &Action) -> bool {
@@ -619,16 +683,12 @@ impl LeaseholdModel {
                     if self.cfg.bug == Bug::MasterIgnoresClockBound {
                         return true;
                     }
-                    let epoch = match master(s).lease(*chunk) {
-                        Some(LeaseView::Granted { epoch, .. }) => *epoch,
-                        _ => return true,
-                    };
-                    !self.lease_clock_running(s, Some(*chunk), Some(epoch))
+                    let granted =
+                        matches!(master(s).lease(*chunk), Some(LeaseView::Granted { .. }));
+                    !granted || !s.history.expiry_waits.iter().any(|w| w.1 == *chunk)
                 }
-                Timer::StartupQuiet => !self.lease_clock_running(s, None, None),
-                Timer::Lease(_) | Timer::LeaseRequest(_) => {
-                    s.history.lease_expiries < self.cfg.lease_expiries
-                }
+                Timer::StartupQuiet => !self.lease_clock_running(s),
+                Timer::LeaseClock(..) => s.history.lease_expiries < self.cfg.lease_expiries,
                 _ => {
                     let _ = id;
                     true
@@ -675,14 +735,13 @@ impl Model for LeaseholdModel {
         };
         // A lease clock running out, held or requested, is the bounded
         // timing fault.
-        let expiry = matches!(
-            &action,
-            ActorModelAction::Timeout(_, Timer::Lease(_) | Timer::LeaseRequest(_))
-        );
+        let expiry = matches!(&action, ActorModelAction::Timeout(_, Timer::LeaseClock(..)));
+        let armed = self.expiry_armed_by(last, &action);
         let mut next = self.inner.next_state(last, action)?;
         if expiry {
             next.history.lease_expiries += 1;
         }
+        self.settle_expiry_waits(&mut next, &armed);
         if let Some(id) = crash {
             if id == self.cfg.master_id() {
                 next.history.master_crashes += 1;
@@ -1246,8 +1305,17 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
     if cfg.revocations_max > 0 {
         p.push(Property::sometimes(
             "LEASE-4 reached: a lease revoked early",
-            |_, s: &State| s.history.revoked,
+            |_, s: &State| s.history.revoked > 0,
         ));
+        if cfg.lease_grants_max > 1 && cfg.client_retries_max > 0 {
+            p.push(Property::sometimes(
+                "LEASE-4 reached: a lease granted again after a revocation, and every append acked",
+                |m: &LeaseholdModel, s: &State| {
+                    let h = &s.history;
+                    h.revoked > 0 && h.grants.iter().any(|g| g.1 > h.revoked) && all_succeeded(m, s)
+                },
+            ));
+        }
     }
     if cfg.chunkserver_crashes > 0 || cfg.lossy {
         p.push(Property::sometimes(
@@ -1276,7 +1344,11 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             failed_write_replicas_differ,
         ));
     }
-    if cfg.clients() > 1 || (cfg.client_retries_max > 0 && cfg.lease_grants_max > 1) {
+    // One client holds back only behind a fault: without one, a re-grant
+    // completes after every secondary has the new version, and one mutation
+    // is in flight at a time.
+    if cfg.clients() > 1 || (cfg.client_retries_max > 0 && cfg.lease_grants_max > 1 && cfg.faulty())
+    {
         p.push(Property::sometimes(
             "ORDER-2 reached: a secondary held back an early mutation",
             held_back,
