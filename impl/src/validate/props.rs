@@ -45,13 +45,15 @@ impl Props {
 
 /// How far a primary's lease may reach past the master's view of it in
 /// LEASE-1. The clock assumption ([`Durations::satisfy_clock_bound`]) lets
-/// a chunkserver's clock run [`Durations::DRIFT_PER_MILLE_MAX`] per mille
-/// slow, so over one lease it may keep the lease that much longer in real
-/// time than its own clock says; the master's longer period covers that.
-/// Traces of one machine share one clock, so this is slack the protocol
-/// claims, not noise: a real overlap past it is a fault.
+/// each clock's rate be off by [`Durations::CLOCK_RATE_ERROR_PER_MILLE_MAX`]
+/// per mille, so a lease of `L` on a chunkserver's clock may last up to
+/// `L / (1 - ρ)` of real time, `L ρ / (1 - ρ)` longer than it says (105 ms
+/// for a 2 s lease); the master's longer period covers that. Traces of one
+/// machine share one clock, so this is slack the protocol claims, not
+/// noise: a primary past it is a fault.
 pub fn lease_tolerance_ns(d: &Durations) -> u64 {
-    d.lease_ms * Durations::DRIFT_PER_MILLE_MAX / 1000 * 1_000_000
+    let rho = Durations::CLOCK_RATE_ERROR_PER_MILLE_MAX;
+    d.lease_ms * 1_000_000 * rho / (1000 - rho)
 }
 
 pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) -> Props {

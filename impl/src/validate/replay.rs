@@ -16,7 +16,7 @@
 //! delegates to them, so that a state is handed over owned and not cloned
 //! on every step.
 
-use leasehold_model::chunkserver::{ChunkserverActor, ChunkserverState};
+use leasehold_model::chunkserver::ChunkserverActor;
 use leasehold_model::client::ClientActor;
 use leasehold_model::master::{LeaseView, MasterActor, MasterDurable, MasterState, NodeStorage};
 use leasehold_model::msg::{ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
@@ -46,11 +46,6 @@ pub const TIMER_SLACK_NS: u64 = 1_000_000;
 const FAULT_CALLS_TRIED_MAX: u32 = 256;
 /// Steps replayed between progress reports.
 const TICK_STEPS: u64 = 4096;
-
-/// The timer whose expiry ends a chunkserver's held lease of `chunk`.
-fn lease_timer(s: &ChunkserverState<ReplayStore>, chunk: ChunkHandle) -> Option<Timer> {
-    s.is_primary(chunk).then_some(Timer::Lease(chunk))
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -1254,7 +1249,7 @@ fn after_step(
                 });
             }
             for l in s.leases.iter().filter(|l| l.holding) {
-                let deadline = lease_timer(s, l.chunk).and_then(|t| armed.get(&t).copied());
+                let deadline = s.lease_timer(l.chunk).and_then(|t| armed.get(&t).copied());
                 let open = open_primary.entry(l.chunk).or_insert(OpenLease {
                     epoch: l.epoch,
                     from_ns: clock,
