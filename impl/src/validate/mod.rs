@@ -34,7 +34,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::trace::{read_run, NodeTrace, TraceError, TraceRecord, TRACE_MAGIC};
+use crate::trace::{read_trace, NodeTrace, TraceError, TraceRecord, TRACE_MAGIC};
 
 /// What a finding is about: a check of the trace itself or a requirement
 /// of specs/requirements.md, by its ID.
@@ -225,11 +225,49 @@ pub fn validate_dir(dir: &Path, opts: &ValidateOptions) -> Result<Report, Valida
     if !dir.is_dir() {
         return Err(ValidateError::NoDir(dir.into()));
     }
-    let traces = read_run(dir)?;
+    let traces = read_dir(dir, opts.threads.max(1))?;
     if traces.is_empty() {
         return Err(ValidateError::NoTraces(dir.into()));
     }
     validate_traces(traces, opts)
+}
+
+/// Every trace file in `dir`, as [`crate::trace::read_run`] reads them, but
+/// `threads` files at a time: reading and decoding is a good part of a
+/// validation's time.
+fn read_dir(dir: &Path, threads: usize) -> Result<Vec<NodeTrace>, TraceError> {
+    let io = |source| TraceError::Io {
+        path: dir.into(),
+        source,
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.extension().is_some_and(|e| e == "trace") {
+            paths.push(path);
+        }
+    }
+    // Largest first, so one big file does not start last.
+    paths.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map_or(0, |m| m.len())));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let read: std::sync::Mutex<Vec<Result<NodeTrace, TraceError>>> = Default::default();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(paths.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                let t = read_trace(path);
+                read.lock().expect("read lock").push(t);
+            });
+        }
+    });
+    let mut traces = read
+        .into_inner()
+        .expect("read lock")
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    traces.sort_by_key(|t| (t.header.node, t.header.start));
+    Ok(traces)
 }
 
 /// Validates traces already read (tests corrupt them in memory first).
