@@ -333,7 +333,7 @@ pub fn validate_traces(
     findings.extend(props.findings);
     notes.extend(props.notes);
 
-    findings.sort_by(|a, b| (a.check, a.at).cmp(&(b.check, b.at)));
+    findings.sort_by_key(|f| (f.check, f.at));
     let mut listed: BTreeMap<(Check, u64), usize> = BTreeMap::new();
     for f in findings {
         let n = listed.entry((f.check, f.at.node)).or_default();
@@ -344,7 +344,7 @@ pub fn validate_traces(
             report.failures_unlisted += 1;
         }
     }
-    notes.sort_by(|a, b| (a.check, a.at).cmp(&(b.check, b.at)));
+    notes.sort_by_key(|f| (f.check, f.at));
     report.notes = notes;
     Ok(report)
 }

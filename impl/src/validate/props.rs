@@ -9,7 +9,7 @@ use leasehold_model::master::MasterDurable;
 use leasehold_model::msg::Msg;
 use leasehold_model::types::{ChunkHandle, ChunkStore, Stamp};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::replay::{ms, AppliedOp, Interval, Kind, NodeOutcome};
 use super::{Check, Finding, Loc};
@@ -24,20 +24,20 @@ pub struct Props {
 }
 
 impl Props {
-    fn fail(&mut self, check: Check, at: Loc, file: &PathBuf, explanation: String) {
+    fn fail(&mut self, check: Check, at: Loc, file: &Path, explanation: String) {
         self.findings.push(Finding {
             check,
             at,
-            file: file.clone(),
+            file: file.to_path_buf(),
             explanation,
         });
     }
 
-    fn note(&mut self, check: Check, at: Loc, file: &PathBuf, explanation: String) {
+    fn note(&mut self, check: Check, at: Loc, file: &Path, explanation: String) {
         self.notes.push(Finding {
             check,
             at,
-            file: file.clone(),
+            file: file.to_path_buf(),
             explanation,
         });
     }

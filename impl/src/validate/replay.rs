@@ -25,7 +25,7 @@ use leasehold_model::{Node, NodeState};
 use stateright::actor::{Command, Id, Out};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -198,20 +198,20 @@ struct NodeCtx<'a> {
 }
 
 impl NodeCtx<'_> {
-    fn fail(&mut self, check: Check, at: Loc, file: &PathBuf, explanation: String) {
+    fn fail(&mut self, check: Check, at: Loc, file: &Path, explanation: String) {
         self.out.findings.push(Finding {
             check,
             at,
-            file: file.clone(),
+            file: file.to_path_buf(),
             explanation,
         });
     }
 
-    fn note(&mut self, check: Check, at: Loc, file: &PathBuf, explanation: String) {
+    fn note(&mut self, check: Check, at: Loc, file: &Path, explanation: String) {
         self.out.notes.push(Finding {
             check,
             at,
-            file: file.clone(),
+            file: file.to_path_buf(),
             explanation,
         });
     }
@@ -511,7 +511,7 @@ fn replay_file(
             from_ns: l.from_ns,
             to_ns: to,
             from: l.from,
-            file: path.clone(),
+            file: path.to_path_buf(),
         });
     }
     let quiet_end = next.map(|n| {
@@ -527,7 +527,7 @@ fn replay_file(
             from_ns,
             to_ns: quiet_end,
             from,
-            file: path.clone(),
+            file: path.to_path_buf(),
         });
     }
 
@@ -587,7 +587,7 @@ fn recorded_checks(
     ctx: &mut NodeCtx,
     step: &TraceStep,
     at: Loc,
-    path: &PathBuf,
+    path: &Path,
     open_primary: &BTreeMap<ChunkHandle, OpenLease>,
 ) {
     let mut late_reported: Vec<ChunkHandle> = vec![];
@@ -603,7 +603,7 @@ fn recorded_checks(
                 result: Ok(()),
             } => (*chunk, *stamp, false),
             Msg::ChunkFull { chunk, .. } => {
-                ctx.out.full.push((*chunk, at, path.clone()));
+                ctx.out.full.push((*chunk, at, path.to_path_buf()));
                 continue;
             }
             Msg::LeaseHolder { info, .. }
@@ -613,7 +613,7 @@ fn recorded_checks(
                 ctx.out.named.push(Named {
                     clock_ns: step.clock_ns,
                     at,
-                    file: path.clone(),
+                    file: path.to_path_buf(),
                     info: info.clone(),
                 });
                 continue;
@@ -666,7 +666,7 @@ fn note_ack(
     step: &TraceStep,
     report_to: Option<u64>,
     at: Loc,
-    path: &PathBuf,
+    path: &Path,
 ) {
     let TraceInput::Msg {
         src,
@@ -704,7 +704,7 @@ fn note_ack(
         primary: *src,
         clock_ns: step.clock_ns,
         at,
-        file: path.clone(),
+        file: path.to_path_buf(),
     });
 }
 
@@ -720,7 +720,7 @@ fn replay_step(
     step: &TraceStep,
     previous: Option<&NodeTrace>,
     at: Loc,
-    path: &PathBuf,
+    path: &Path,
 ) -> Result<Vec<StoreView>, String> {
     let mut pending = vec![];
     if let TraceInput::Start { restored } = &step.input {
@@ -844,7 +844,7 @@ fn start(
     restored: Option<&TraceStorage>,
     previous: Option<&NodeTrace>,
     at: Loc,
-    path: &PathBuf,
+    path: &Path,
 ) -> ReplayOut {
     let mut out = ReplayOut::new();
     match role {
@@ -1190,7 +1190,7 @@ fn after_step(
     state: &Option<NodeState<ReplayStore>>,
     step: &TraceStep,
     at: Loc,
-    path: &PathBuf,
+    path: &Path,
     armed: &HashMap<Timer, u64>,
     open_primary: &mut BTreeMap<ChunkHandle, OpenLease>,
     open_master: &mut BTreeMap<ChunkHandle, (u64, u64, Loc)>,
@@ -1213,14 +1213,14 @@ fn after_step(
                         stamp,
                         op: AppliedOp::WriteAt { offset, data },
                         at,
-                        file: path.clone(),
+                        file: path.to_path_buf(),
                     }),
                     StoreEvent::Padded { chunk, stamp, end } => ctx.out.applied.push(Applied {
                         chunk,
                         stamp,
                         op: AppliedOp::PadTo { end },
                         at,
-                        file: path.clone(),
+                        file: path.to_path_buf(),
                     }),
                     StoreEvent::Version { chunk, version } => {
                         ctx.out.versions.push((chunk, clock, version))
@@ -1245,7 +1245,7 @@ fn after_step(
                     from_ns: l.from_ns,
                     to_ns: Some(l.deadline.map_or(clock, |d| d.min(clock))),
                     from: l.from,
-                    file: path.clone(),
+                    file: path.to_path_buf(),
                 });
             }
             for l in s.leases.iter().filter(|l| l.holding) {
@@ -1289,7 +1289,7 @@ fn master_leases(
     m: &MasterState,
     step: &TraceStep,
     at: Loc,
-    path: &PathBuf,
+    path: &Path,
     open: &mut BTreeMap<ChunkHandle, (u64, u64, Loc)>,
 ) {
     let clock = step.clock_ns;
@@ -1310,7 +1310,7 @@ fn master_leases(
             from_ns,
             to_ns: Some(clock),
             from,
-            file: path.clone(),
+            file: path.to_path_buf(),
         });
     }
     for c in &step.commands {
@@ -1333,7 +1333,7 @@ fn master_leases(
                     version: *version,
                     clock_ns: clock,
                     at,
-                    file: path.clone(),
+                    file: path.to_path_buf(),
                 });
             }
         }
