@@ -469,3 +469,75 @@ fn a_lease_grant_shifted_back_in_time_breaks_lease_1() {
     let r = validate(traces);
     assert!(r.fails(Check::Lease1), "{}", show(&r));
 }
+
+/// The command line: failures one per line with their IDs, a summary, and
+/// the exit code says which of clean (0), failed (1), unreadable (2).
+#[test]
+fn the_cli_prints_failures_by_id_and_exits_by_outcome() {
+    let bin = env!("CARGO_BIN_EXE_leasehold");
+    let run = |dir: &Path| {
+        let out = std::process::Command::new(bin)
+            .args(["validate", "--quiet"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, _) = run(real_run());
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains(" 0 failures"), "{stdout}");
+
+    // One dropped send, written back as trace files.
+    let dir = tempfile::tempdir().unwrap();
+    let mut dropped = false;
+    for mut t in traces() {
+        if !dropped && role_of(&t) == Role::Master {
+            if let Some(s) = t.steps.iter_mut().find(|s| {
+                s.commands.iter().any(|c| {
+                    matches!(
+                        c,
+                        TraceCommand::Send {
+                            msg: Msg::FileOpened { .. },
+                            ..
+                        }
+                    )
+                })
+            }) {
+                s.commands.retain(|c| {
+                    !matches!(
+                        c,
+                        TraceCommand::Send {
+                            msg: Msg::FileOpened { .. },
+                            ..
+                        }
+                    )
+                });
+                dropped = true;
+            }
+        }
+        write_records(
+            &dir.path().join(t.path.file_name().unwrap()),
+            &records_of(&t),
+        )
+        .unwrap();
+    }
+    assert!(dropped);
+    let (code, stdout, _) = run(dir.path());
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("TRACE-2 node ")),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = run(&dir.path().join("missing"));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no such directory"), "{stderr}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(empty.path());
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no trace files"), "{stderr}");
+}
