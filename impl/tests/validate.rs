@@ -541,3 +541,42 @@ fn the_cli_prints_failures_by_id_and_exits_by_outcome() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("no trace files"), "{stderr}");
 }
+
+/// A node killed while writing its trace leaves a torn last record: the
+/// reader drops it, and validation notes it instead of failing, since that
+/// step's commands never ran.
+#[test]
+fn a_torn_last_record_is_noted_not_failed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut torn = None;
+    for t in traces() {
+        let path = dir.path().join(t.path.file_name().unwrap());
+        write_records(&path, &records_of(&t)).unwrap();
+        if torn.is_none() && role_of(&t) == Role::Chunkserver {
+            // Half of one more record, as a kill in the middle of its write
+            // leaves it.
+            let mut next = t.steps.last().unwrap().clone();
+            next.n += 1;
+            let body = postcard::to_allocvec(&leasehold::trace::TraceRecord::Step(next)).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            f.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
+            f.write_all(&crc32c::crc32c(&body).to_le_bytes()).unwrap();
+            f.write_all(&body[..body.len() / 2]).unwrap();
+            torn = Some(t.header.node);
+        }
+    }
+    let node = torn.expect("a chunkserver");
+    let r = validate_dir(dir.path(), &quiet()).unwrap();
+    assert!(r.is_clean(), "{}", show(&r));
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.at.node == node && n.explanation.contains("torn")),
+        "{}",
+        show(&r)
+    );
+}

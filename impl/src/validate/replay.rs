@@ -1133,7 +1133,9 @@ type ReplayCommand = Command<Msg<Bytes>, Timer, (), NodeStorage<ReplayStore>>;
 
 fn describe_command(c: &ReplayCommand) -> String {
     match c {
-        Command::Send(dst, m) => format!("sends {} to {}", short(m), usize::from(*dst)),
+        Command::Send(dst, m) => {
+            format!("sends {} to {}", short(m), peer(usize::from(*dst) as u64))
+        }
         Command::SetTimer(t, _) => format!("sets timer {t:?}"),
         Command::CancelTimer(t) => format!("cancels timer {t:?}"),
         Command::Save(NodeStorage::Master(_)) => "saves the master's storage".into(),
@@ -1147,7 +1149,7 @@ fn describe_command(c: &ReplayCommand) -> String {
 
 fn describe_recorded(c: &TraceCommand) -> String {
     match c {
-        TraceCommand::Send { dst, msg } => format!("sends {} to {dst}", short(msg)),
+        TraceCommand::Send { dst, msg } => format!("sends {} to {}", short(msg), peer(*dst)),
         TraceCommand::SetTimer { timer, .. } => format!("sets timer {timer:?}"),
         TraceCommand::CancelTimer(t) => format!("cancels timer {t:?}"),
         TraceCommand::Save(TraceStorage::Master(_)) => "saves the master's storage".into(),
@@ -1156,11 +1158,20 @@ fn describe_recorded(c: &TraceCommand) -> String {
     }
 }
 
+/// A destination by name: the client library's application id is no node.
+fn peer(id: u64) -> String {
+    if id == crate::client::APP_ID as u64 {
+        "the application".into()
+    } else {
+        id.to_string()
+    }
+}
+
 pub fn describe_input(input: &TraceInput) -> String {
     match input {
         TraceInput::Start { restored: None } => "start (nothing restored)".into(),
         TraceInput::Start { restored: Some(_) } => "restart".into(),
-        TraceInput::Msg { src, msg } => format!("{} from {src}", short(msg)),
+        TraceInput::Msg { src, msg } => format!("{} from {}", short(msg), peer(*src)),
         TraceInput::Timer(t) => format!("timer {t:?}"),
     }
 }
