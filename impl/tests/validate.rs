@@ -580,3 +580,38 @@ fn a_torn_last_record_is_noted_not_failed() {
         show(&r)
     );
 }
+
+/// A restart must find what the node's previous start left: the master
+/// one of its saves, a chunkserver the store its replay carried over.
+#[test]
+fn restored_storage_the_previous_start_never_left_breaks_trace_1() {
+    use leasehold::trace::TraceStorage;
+    let mut traces = traces();
+    let mut restarted = vec![];
+    for t in traces.iter_mut().filter(|t| t.header.start == 1) {
+        let TraceInput::Start {
+            restored: Some(storage),
+        } = &mut t.steps[0].input
+        else {
+            continue;
+        };
+        match storage {
+            TraceStorage::Master(d) => d.chunks[0].version += 5,
+            TraceStorage::Chunkserver(v) => v.chunks[0].2 += 100,
+            TraceStorage::Client => continue,
+        }
+        restarted.push(t.header.node);
+    }
+    assert_eq!(restarted.len(), 2, "the master and a chunkserver restarted");
+    let r = validate(traces);
+    for node in restarted {
+        assert!(
+            r.failures.iter().any(|f| f.check == Check::Trace1
+                && f.at.node == node
+                && f.at.start == 1
+                && f.explanation.contains("restored")),
+            "{}",
+            show(&r)
+        );
+    }
+}

@@ -190,8 +190,8 @@ struct NodeCtx<'a> {
     faults: Arc<FaultSwitch>,
     /// The chunkserver's store as its last start left it.
     carried: Option<ReplayStore>,
-    /// Master storage saved by the previous start, in order.
-    master_saves: Vec<MasterDurable>,
+    /// The node's files before the one being replayed.
+    earlier: &'a [NodeTrace],
     /// ORDER-2: the last stamp this node applied, per chunk, and at which
     /// step (a primary sends one stamp to each secondary in one step).
     last_applied: HashMap<ChunkHandle, (Stamp, Loc)>,
@@ -217,7 +217,11 @@ impl NodeCtx<'_> {
     }
 }
 
-fn replay_node(node: u64, files: &[NodeTrace], tick: &(dyn Fn(u64) + Sync)) -> NodeOutcome {
+fn replay_node<'a>(
+    node: u64,
+    files: &'a [NodeTrace],
+    tick: &'a (dyn Fn(u64) + Sync),
+) -> NodeOutcome {
     let kind = match files[0].header.actor {
         TraceActor::Master => Kind::Master,
         TraceActor::Chunkserver { .. } => Kind::Chunkserver,
@@ -248,12 +252,12 @@ fn replay_node(node: u64, files: &[NodeTrace], tick: &(dyn Fn(u64) + Sync)) -> N
         journal: Arc::default(),
         faults: Arc::default(),
         carried: None,
-        master_saves: vec![],
+        earlier: &[],
         last_applied: HashMap::new(),
     };
     for (i, file) in files.iter().enumerate() {
-        let previous = i.checked_sub(1).map(|p| &files[p]);
-        replay_file(&mut ctx, file, previous, files.get(i + 1));
+        ctx.earlier = &files[..i];
+        replay_file(&mut ctx, file, files.get(i + 1));
     }
     (ctx.tick)(ctx.untold);
     if kind == Kind::Chunkserver {
@@ -272,12 +276,8 @@ struct OpenLease {
     untimed_reported: bool,
 }
 
-fn replay_file(
-    ctx: &mut NodeCtx,
-    file: &NodeTrace,
-    previous: Option<&NodeTrace>,
-    next: Option<&NodeTrace>,
-) {
+fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, next: Option<&NodeTrace>) {
+    let previous = ctx.earlier.last();
     let header = &file.header;
     let node = header.node;
     let start = header.start;
@@ -343,7 +343,6 @@ fn replay_file(
     let mut open_primary: BTreeMap<ChunkHandle, OpenLease> = BTreeMap::new();
     let mut open_master: BTreeMap<ChunkHandle, (u64, u64, Loc)> = BTreeMap::new();
     let mut pending_saves: Vec<(StoreView, u64)> = vec![];
-    let mut saves: Vec<MasterDurable> = vec![];
     let mut numbering_reported = false;
 
     for (index, step) in file.steps.iter().enumerate() {
@@ -464,7 +463,6 @@ fn replay_file(
                 TraceCommand::CancelTimer(timer) => {
                     armed.remove(timer);
                 }
-                TraceCommand::Save(TraceStorage::Master(d)) => saves.push(d.clone()),
                 _ => {}
             }
         }
@@ -573,13 +571,25 @@ fn replay_file(
         }
         _ => {
             if ctx.out.kind == Kind::Master {
-                ctx.out.final_master = saves.last().cloned().or(ctx.out.final_master.take());
+                if let Some(d) = master_saves(std::slice::from_ref(file)).next() {
+                    ctx.out.final_master = Some(d.clone());
+                }
             }
         }
     }
-    if !saves.is_empty() {
-        ctx.master_saves = saves;
-    }
+}
+
+/// The master storage `files` saved, latest first.
+fn master_saves(files: &[NodeTrace]) -> impl Iterator<Item = &MasterDurable> {
+    files
+        .iter()
+        .rev()
+        .flat_map(|f| f.steps.iter().rev())
+        .flat_map(|s| s.commands.iter().rev())
+        .filter_map(|c| match c {
+            TraceCommand::Save(TraceStorage::Master(d)) => Some(d),
+            _ => None,
+        })
 }
 
 /// Checks over what the node recorded, whether or not its replay got here.
@@ -866,24 +876,26 @@ fn start(
             // earlier save if it was killed after recording its step but
             // before carrying out the save.
             if let Some(prev) = previous {
-                let saves = &ctx.master_saves;
+                let mut saves = master_saves(ctx.earlier);
                 let explained = match &durable {
-                    None => saves.is_empty(),
-                    Some(d) => saves.last() == Some(d),
+                    None => saves.next().is_none(),
+                    Some(d) => saves.next() == Some(d),
                 };
                 if !explained {
-                    let earlier = durable
-                        .as_ref()
-                        .and_then(|d| saves.iter().rposition(|s| s == d));
-                    match earlier {
+                    // Saves that were recorded but never carried out are
+                    // at most one batch's.
+                    let skipped = durable.as_ref().and_then(|d| {
+                        master_saves(ctx.earlier)
+                            .take(2 * BATCH_MSGS_MAX)
+                            .position(|s| s == d)
+                    });
+                    match skipped {
                         Some(i) => ctx.note(
                             Check::Trace1,
                             at,
                             path,
                             format!(
-                                "restored the master's save {} of {} from start {}: the later ones were recorded but not carried out (the node stopped in between)",
-                                i + 1,
-                                saves.len(),
+                                "restored the master's storage as saved {i} saves before the last of start {}: the later ones were recorded but not carried out (the node stopped in between)",
                                 prev.header.start
                             ),
                         ),
