@@ -312,7 +312,13 @@ pub fn validate_traces(
         }
     };
     let nodes: Vec<(&u64, &Vec<NodeTrace>)> = by_node.iter().collect();
-    let outcomes = replay::replay_all(&nodes, opts.threads.max(1), &tick);
+    // Provenance needs only the records: it runs beside the replay, which
+    // leaves a core idle once only the longest node is still replaying.
+    let (outcomes, prov) = std::thread::scope(|scope| {
+        let prov = scope.spawn(|| provenance::check(&by_node));
+        let outcomes = replay::replay_all(&nodes, opts.threads.max(1), &tick);
+        (outcomes, prov.join().expect("provenance check panicked"))
+    });
     let mut findings = Vec::new();
     let mut notes = Vec::new();
     for o in &outcomes {
@@ -320,7 +326,6 @@ pub fn validate_traces(
         findings.extend(o.findings.iter().cloned());
         notes.extend(o.notes.iter().cloned());
     }
-    let prov = provenance::check(&by_node);
     report.messages_received = prov.received;
     report.messages_matched = prov.matched;
     report.messages_from_application = prov.from_application;
