@@ -513,3 +513,91 @@ fn version_2(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::replay::{Applied, Grant};
+    use super::*;
+    use crate::payload::Bytes;
+
+    fn outcome(node: u64, kind: Kind) -> NodeOutcome {
+        NodeOutcome {
+            node,
+            kind,
+            findings: vec![],
+            notes: vec![],
+            steps_replayed: 0,
+            primary: vec![],
+            master_leases: vec![],
+            grants: vec![],
+            named: vec![],
+            applied: vec![],
+            versions: vec![],
+            acks: vec![],
+            full: vec![],
+            final_store: None,
+            store_exact: true,
+            final_master: None,
+            replayed_whole: true,
+        }
+    }
+
+    fn at(node: u64, step: u64) -> Loc {
+        Loc {
+            node,
+            start: 0,
+            step,
+        }
+    }
+
+    fn write(node: u64, serial: u64, offset: u64, byte: u8) -> Applied {
+        Applied {
+            chunk: 7,
+            stamp: Stamp { epoch: 2, serial },
+            op: AppliedOp::WriteAt {
+                offset,
+                data: Bytes::from(vec![byte; 10]),
+            },
+            at: at(node, serial),
+            file: PathBuf::from(format!("node-{node}.0.trace")),
+        }
+    }
+
+    #[test]
+    fn order_1_fails_one_stamp_applied_as_two_mutations() {
+        let (mut a, mut b) = (outcome(1, Kind::Chunkserver), outcome(2, Kind::Chunkserver));
+        a.applied = vec![write(1, 1, 0, 1), write(1, 2, 10, 2)];
+        b.applied = vec![write(2, 1, 0, 1), write(2, 2, 10, 2)];
+        let mut p = Props::default();
+        order_1(&mut p, &[&a, &b]);
+        assert!(p.findings.is_empty(), "{:?}", p.findings);
+        // Replica 2 put serial 2 at its own end instead of the primary's
+        // offset (the model's SecondaryAppendsAtOwnEnd).
+        b.applied[1] = write(2, 2, 12, 2);
+        order_1(&mut p, &[&a, &b]);
+        assert_eq!(p.findings.len(), 1);
+        assert_eq!(p.findings[0].check, Check::Order1);
+        assert_eq!(p.findings[0].at.node, 2);
+    }
+
+    #[test]
+    fn version_1_fails_a_new_lease_without_a_new_version() {
+        let mut m = outcome(0, Kind::Master);
+        let grant = |epoch, version| Grant {
+            chunk: 3,
+            epoch,
+            version,
+            clock_ns: epoch,
+            at: at(0, epoch),
+            file: PathBuf::from("node-0.0.trace"),
+        };
+        m.grants = vec![grant(1, 1), grant(2, 2)];
+        let mut p = Props::default();
+        version_1(&mut p, Some(&m));
+        assert!(p.findings.is_empty());
+        m.grants.push(grant(3, 2));
+        version_1(&mut p, Some(&m));
+        assert_eq!(p.findings.len(), 1);
+        assert_eq!(p.findings[0].check, Check::Version1);
+    }
+}
