@@ -489,7 +489,8 @@ fn version_2(
     for n in &m.named {
         for r in n.info.replicas() {
             let r = usize::from(r) as u64;
-            let Some(s) = servers.iter().find(|s| s.node == r) else {
+            // A replica whose replay stopped has no versions past that.
+            let Some(s) = servers.iter().find(|s| s.node == r && s.replayed_whole) else {
                 continue;
             };
             let held = s
