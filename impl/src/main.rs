@@ -66,10 +66,11 @@ enum Cmd {
     Check(leasehold_checks::CheckArgs),
     /// Serve stateright's Explorer for a configuration of the protocol.
     Explore(leasehold_checks::ExploreArgs),
-    /// Validate a run's step traces (the cluster's trace_dir) against the
-    /// model: replay every node through the checked actors, match every
-    /// message received to its send, and check the requirements over the
-    /// run (specs/trace-format.md). Exits 1 on any failure, 2 if the traces
+    /// Check a run's step traces (the cluster's trace_dir) against the model.
+    ///
+    /// Replays every node through the checked actors, matches every message
+    /// received to its send, and checks the requirements over the run
+    /// (specs/trace-format.md). Exits 1 on any failure, 2 if the traces
     /// cannot be read.
     Validate(ValidateArgs),
     /// Benchmark the checker and the TCP system against their baselines
