@@ -190,6 +190,9 @@ struct NodeCtx<'a> {
     faults: Arc<FaultSwitch>,
     /// The chunkserver's store as its last start left it.
     carried: Option<ReplayStore>,
+    /// Chunkserver saves whose recorded view is the store after a later
+    /// step of their batch (see [`compare`]).
+    saves_from_later_steps: u64,
     /// The node's files before the one being replayed.
     earlier: &'a [NodeTrace],
     /// ORDER-2: the last stamp this node applied, per chunk, and at which
@@ -253,6 +256,7 @@ fn replay_node<'a>(
         faults: Arc::default(),
         carried: None,
         earlier: &[],
+        saves_from_later_steps: 0,
         last_applied: HashMap::new(),
     };
     for (i, file) in files.iter().enumerate() {
@@ -260,6 +264,22 @@ fn replay_node<'a>(
         replay_file(&mut ctx, file, files.get(i + 1));
     }
     (ctx.tick)(ctx.untold);
+    if ctx.saves_from_later_steps > 0 {
+        let last = files.last().expect("a node has a file");
+        ctx.note(
+            Check::Trace1,
+            Loc {
+                node,
+                start: last.header.start,
+                step: 0,
+            },
+            &last.path,
+            format!(
+                "{} saved store views show the store after a later step of their batch (the host records a batch's steps after all of them ran)",
+                ctx.saves_from_later_steps
+            ),
+        );
+    }
     if kind == Kind::Chunkserver {
         ctx.out.final_store = ctx.carried.take();
     }
@@ -1296,7 +1316,27 @@ fn after_step(
             }
             if !pending_saves.is_empty() {
                 let view = StoreView::of(&s.store);
-                pending_saves.retain(|(v, k)| *v != view && step.n - *k < BATCH_MSGS_MAX as u64);
+                let mut expired = vec![];
+                pending_saves.retain(|(v, k)| {
+                    if *v == view {
+                        ctx.saves_from_later_steps += 1;
+                        false
+                    } else if step.n - *k + 1 >= BATCH_MSGS_MAX as u64 {
+                        expired.push(*k);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                for k in expired {
+                    ctx.fail(
+                        Check::Trace1,
+                        Loc { step: k, ..at },
+                        path,
+                        "a saved store view matches no replayed store up to the end of its batch"
+                            .into(),
+                    );
+                }
             }
         }
         Some(NodeState::Master(m)) => master_leases(ctx, m, step, at, path, open_master),
