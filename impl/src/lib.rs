@@ -34,6 +34,7 @@ pub mod nodes;
 pub mod payload;
 pub mod record;
 pub mod trace;
+pub mod validate;
 
 pub use config::{ClusterConfig, Leases, NodeConfig, Role};
 pub use filestore::FileStore;

@@ -66,6 +66,12 @@ enum Cmd {
     Check(leasehold_checks::CheckArgs),
     /// Serve stateright's Explorer for a configuration of the protocol.
     Explore(leasehold_checks::ExploreArgs),
+    /// Validate a run's step traces (the cluster's trace_dir) against the
+    /// model: replay every node through the checked actors, match every
+    /// message received to its send, and check the requirements over the
+    /// run (specs/trace-format.md). Exits 1 on any failure, 2 if the traces
+    /// cannot be read.
+    Validate(ValidateArgs),
     /// Benchmark the checker and the TCP system against their baselines
     /// (stateright's paxos, raw TCP, fdatasync, Redis); writes
     /// docs/performance.md. Takes minutes; prints progress.
@@ -80,6 +86,15 @@ struct ServerArgs {
     /// This node's id in the cluster file.
     #[arg(long)]
     id: u64,
+}
+
+#[derive(Args)]
+struct ValidateArgs {
+    /// The trace directory: node-<id>.<start>.trace files.
+    dir: PathBuf,
+    /// Print only the failures and the summary: no notes, no progress.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -199,6 +214,7 @@ fn main() -> ExitCode {
         Cmd::Check(args) => return leasehold_checks::run_check(args),
         Cmd::Explore(args) => return leasehold_checks::run_explore(args),
         Cmd::Bench(args) => return leasehold::bench::run_bench(args),
+        Cmd::Validate(args) => return validate(args),
         other => other,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -217,6 +233,69 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `leasehold validate`: failures one per line (`REQ-ID node N start S
+/// step K: why`), then notes unless quiet, then the summary.
+fn validate(a: ValidateArgs) -> ExitCode {
+    use leasehold::validate::{validate_dir, ValidateOptions};
+    // Long traces take a while; a bar only where someone watches.
+    let bar = (!a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} steps replayed {per_sec} ({eta})",
+            )
+            .expect("valid template"),
+        )
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let opts = ValidateOptions {
+        progress: Some(&progress),
+        ..ValidateOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let result = validate_dir(&a.dir, &opts);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    for f in &report.failures {
+        println!("{f}");
+    }
+    if report.failures_unlisted > 0 {
+        println!(
+            "... and {} more failures of the checks and nodes above",
+            report.failures_unlisted
+        );
+    }
+    if !a.quiet {
+        for n in &report.notes {
+            println!("note: {n}");
+        }
+    }
+    println!(
+        "{}; {:.2} s, {:.0} steps/s",
+        report.summary(),
+        secs,
+        report.steps_recorded as f64 / secs.max(1e-9)
+    );
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -320,7 +399,9 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
             client.shutdown().await;
             Ok(())
         }
-        Cmd::Check(_) | Cmd::Explore(_) | Cmd::Bench(_) => unreachable!("run without a runtime"),
+        Cmd::Check(_) | Cmd::Explore(_) | Cmd::Bench(_) | Cmd::Validate(_) => {
+            unreachable!("run without a runtime")
+        }
     }
 }
 

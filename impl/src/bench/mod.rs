@@ -24,6 +24,7 @@ pub mod redis;
 pub mod report;
 pub mod stats;
 pub mod system;
+pub mod trace;
 
 use crate::filestore::Durability;
 use crate::nodes::PUSH_FRAGMENT_BYTES_DEFAULT;
@@ -59,6 +60,10 @@ pub struct BenchArgs {
     /// Run the TCP benchmark (loopback only).
     #[arg(long)]
     pub tcp: bool,
+    /// Run the step-trace benchmark: durable 1 KiB x 16 clients appends
+    /// with traces off and on, and `validate` on the recorded trace.
+    #[arg(long)]
+    pub trace: bool,
     /// Short runs: 1 s per load, the small configurations only, fewer
     /// repeats. For trying the benchmark out; the figures are noisier.
     #[arg(long)]
@@ -148,6 +153,7 @@ pub struct Results {
     pub paxos_error: Option<String>,
     pub check_notes: Vec<String>,
     pub tcp: Option<TcpResults>,
+    pub trace: Option<trace::TraceResults>,
 }
 
 #[derive(Default)]
@@ -226,8 +232,8 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
     if let Some(config) = &args.child_check {
         return checker::run_child(config, args.child_strategy, args.child_symmetry);
     }
-    let (do_checker, do_tcp) = match (args.checker, args.tcp) {
-        (false, false) => (true, true),
+    let (do_checker, do_tcp, do_trace) = match (args.checker, args.tcp, args.trace) {
+        (false, false, false) => (true, true, true),
         other => other,
     };
     let mut machine = MachineInfo::now();
@@ -262,6 +268,18 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
             }
         }
     }
+    if do_trace {
+        let secs = args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 });
+        let pairs = if args.quick { 1 } else { trace::TRACE_PAIRS };
+        match trace::run_trace_part(&work, Duration::from_secs_f64(secs), pairs) {
+            Ok(t) => results.trace = Some(t),
+            Err(e) => {
+                eprintln!("error: the trace benchmark failed: {e}");
+                let _ = std::fs::remove_dir_all(&work);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&work);
     machine.load_after = load_average();
     eprintln!(
@@ -273,7 +291,7 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
     println!("{text}");
     if !args.no_write {
         if let Err(e) = report::write(
-            &args.out, &results, &machine, args.quick, do_checker, do_tcp,
+            &args.out, &results, &machine, args.quick, do_checker, do_tcp, do_trace,
         ) {
             eprintln!("error: cannot write the report: {e}");
             return ExitCode::FAILURE;

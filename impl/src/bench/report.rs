@@ -476,6 +476,46 @@ fn tcp_section(t: &TcpResults, m: &MachineInfo, quick: bool, plots: &[String]) -
     s
 }
 
+fn trace_section(t: &super::trace::TraceResults, m: &MachineInfo, quick: bool) -> String {
+    use super::stats::size_label;
+    let mut s = String::new();
+    let _ = writeln!(s, "{}\n", machine_line(m));
+    if quick {
+        s.push_str("`--quick`: 1 s loads; noisier figures.\n\n");
+    }
+    let _ = writeln!(
+        s,
+        "Durable {} record appends from {} clients, one file, {:.0} s per run, {} runs with traces off and {} on, alternating; each row is its kind's median run. Then `leasehold validate` ({} threads) on the last traced run's trace.\n",
+        size_label(super::trace::TRACE_RECORD_BYTES),
+        super::trace::TRACE_CLIENTS,
+        t.on.elapsed.as_secs_f64(),
+        t.pairs,
+        t.pairs,
+        t.threads
+    );
+    s.push_str("| traces | records/s | p50 µs | p99 µs |\n|---|---:|---:|---:|\n");
+    for (label, r) in [("off", &t.off), ("on", &t.on)] {
+        let _ = writeln!(
+            s,
+            "| {label} | {:.0} | {:.0} | {:.0} |",
+            r.records_per_s(),
+            r.latency.p50_us,
+            r.latency.p99_us
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nWith traces the cluster keeps {:.0}% of its append rate. Validation: {} recorded steps ({:.0} MB of trace) in {:.2} s, **{:.0} steps/s** (reading included), {} failures.",
+        100.0 * t.throughput_kept(),
+        t.steps,
+        t.trace_bytes as f64 / 1e6,
+        t.validate.as_secs_f64(),
+        t.steps_per_s(),
+        t.failures
+    );
+    s
+}
+
 /// The results as text for the terminal.
 pub fn summary(r: &Results, m: &MachineInfo, quick: bool) -> String {
     let mut s = String::new();
@@ -487,6 +527,10 @@ pub fn summary(r: &Results, m: &MachineInfo, quick: bool) -> String {
         s.push_str("\n## TCP\n\n");
         s.push_str(&tcp_section(t, m, quick, &[]));
     }
+    if let Some(t) = &r.trace {
+        s.push_str("\n## Step traces\n\n");
+        s.push_str(&trace_section(t, m, quick));
+    }
     s
 }
 
@@ -494,7 +538,8 @@ const TEMPLATE: &str = "# Performance\n\n\
 Rerun everything (minutes; prints progress):\n\n\
 ```sh\nscripts/bench-all\n```\n\n\
 ## Model checker\n\n<!-- BEGIN bench:checker -->\n<!-- END bench:checker -->\n\n\
-## TCP system\n\n<!-- BEGIN bench:tcp -->\n<!-- END bench:tcp -->\n";
+## TCP system\n\n<!-- BEGIN bench:tcp -->\n<!-- END bench:tcp -->\n\n\
+## Step traces\n\n<!-- BEGIN bench:trace -->\n<!-- END bench:trace -->\n";
 
 /// Replaces the text between the markers of `name` in `doc`.
 pub fn replace_section(doc: &str, name: &str, body: &str) -> Option<String> {
@@ -512,6 +557,7 @@ pub fn write(
     quick: bool,
     checker: bool,
     tcp: bool,
+    trace: bool,
 ) -> Result<(), String> {
     let dir = out
         .parent()
@@ -528,6 +574,16 @@ pub fn write(
         let plots = plot::tcp_plots(dir, t)?;
         doc = replace_section(&doc, "tcp", &tcp_section(t, m, quick, &plots))
             .ok_or("the report has no bench:tcp markers")?;
+    }
+    if let (true, Some(t)) = (trace, &r.trace) {
+        // A report written before this section existed gains it at the end.
+        if !doc.contains("<!-- BEGIN bench:trace -->") {
+            doc.push_str(
+                "\n## Step traces\n\n<!-- BEGIN bench:trace -->\n<!-- END bench:trace -->\n",
+            );
+        }
+        doc = replace_section(&doc, "trace", &trace_section(t, m, quick))
+            .ok_or("the report has no bench:trace markers")?;
     }
     std::fs::write(out, doc).map_err(|e| format!("{}: {e}", out.display()))
 }

@@ -38,11 +38,33 @@ impl LocalCluster {
         durability: Durability,
         push_fragment_bytes: u64,
     ) -> Result<LocalCluster, String> {
+        Self::start_traced(
+            dir,
+            chunkservers,
+            clients,
+            durability,
+            push_fragment_bytes,
+            None,
+        )
+        .await
+    }
+
+    /// [`LocalCluster::start`], every node (clients too) recording a step
+    /// trace in `trace_dir` if given.
+    pub async fn start_traced(
+        dir: &Path,
+        chunkservers: usize,
+        clients: usize,
+        durability: Durability,
+        push_fragment_bytes: u64,
+        trace_dir: Option<PathBuf>,
+    ) -> Result<LocalCluster, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config = ClusterConfig::local_with_clients(chunkservers, clients, dir)
             .and_then(|c| c.with_push_fragment_bytes(push_fragment_bytes))
             .map_err(|e| e.to_string())?
-            .with_durability(durability);
+            .with_durability(durability)
+            .with_trace_dir(trace_dir);
         let path = dir.join("cluster.toml");
         config.write(&path).map_err(|e| e.to_string())?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -92,12 +114,19 @@ impl LocalCluster {
         })
     }
 
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        let dir = self.stop_keeping_files().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Stops the clients and the cluster and returns its directory, left
+    /// in place (its traces are validated after the run).
+    pub async fn stop_keeping_files(mut self) -> PathBuf {
         for c in self.clients.drain(..) {
             c.shutdown().await;
         }
         self.server.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.dir.clone()
     }
 }
 

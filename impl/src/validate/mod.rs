@@ -1,0 +1,382 @@
+//! Trace validation (`leasehold validate DIR`): does a real run's step
+//! trace ([`crate::trace`]) show the checked protocol, and do the
+//! requirements hold over it in real time? Format and checks are in
+//! specs/trace-format.md; in short:
+//!
+//! - **TRACE-1, replay** ([`replay`]): every node's recorded inputs, fed
+//!   through the model's own actor on an in-memory [`ReplayStore`], give
+//!   the recorded commands and state digests. So the node ran the checked
+//!   code, and the replayed states stand for the real ones.
+//! - **TRACE-2, provenance** ([`provenance`]): every message a node
+//!   received was sent to it, earlier, by the node it names, with the same
+//!   value, and no send is received twice.
+//! - **TRACE-3, timers**: clock readings never go back within a file, and
+//!   a timer fires only while armed and not before its deadline.
+//! - **Requirements** ([`props`]): LEASE-1 in real time, ORDER-1, ORDER-2,
+//!   APPEND-1..4, WRITE-1, VERSION-1 and VERSION-2, over the replayed
+//!   states, the stores' real bytes and the recorded messages.
+//!
+//! Messages between a client node and its application (the client
+//! library's in-process caller, the client's `report_to`) never cross the
+//! network and have no sender's trace: they are exempt from TRACE-2, and
+//! they are what the requirements take as the operations asked for.
+
+pub mod props;
+pub mod provenance;
+pub mod replay;
+pub mod store;
+
+pub use store::ReplayStore;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::trace::{read_trace, NodeTrace, TraceError, TraceRecord, TRACE_MAGIC};
+
+/// What a finding is about: a check of the trace itself or a requirement
+/// of specs/requirements.md, by its ID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Check {
+    /// The node ran the checked code: replay gives the recorded commands
+    /// and digests.
+    Trace1,
+    /// Every received message was sent, earlier, once.
+    Trace2,
+    /// Clocks and timers behave as the host promises.
+    Trace3,
+    Lease1,
+    Order1,
+    Order2,
+    Append1,
+    Append2,
+    Append3,
+    Append4,
+    Write1,
+    Version1,
+    Version2,
+}
+
+impl Check {
+    pub fn id(self) -> &'static str {
+        match self {
+            Check::Trace1 => "TRACE-1",
+            Check::Trace2 => "TRACE-2",
+            Check::Trace3 => "TRACE-3",
+            Check::Lease1 => "LEASE-1",
+            Check::Order1 => "ORDER-1",
+            Check::Order2 => "ORDER-2",
+            Check::Append1 => "APPEND-1",
+            Check::Append2 => "APPEND-2",
+            Check::Append3 => "APPEND-3",
+            Check::Append4 => "APPEND-4",
+            Check::Write1 => "WRITE-1",
+            Check::Version1 => "VERSION-1",
+            Check::Version2 => "VERSION-2",
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+/// Where in the run: a step of one start of one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Loc {
+    pub node: u64,
+    pub start: u32,
+    pub step: u64,
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "node {} start {} step {}",
+            self.node, self.start, self.step
+        )
+    }
+}
+
+/// One failed check (or, among [`Report::notes`], something validation
+/// had to assume or could not check).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub check: Check,
+    pub at: Loc,
+    /// The trace file of `at`.
+    pub file: PathBuf,
+    pub explanation: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.check, self.at, self.explanation)
+    }
+}
+
+/// The outcome of validating one run.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Failed checks, in check order, then by place.
+    pub failures: Vec<Finding>,
+    /// Failures past [`ValidateOptions::findings_per_check_max`] for one
+    /// check and node, counted but not listed.
+    pub failures_unlisted: u64,
+    /// Assumptions validation made (store faults taken from the trace, a
+    /// torn tail) and parts it could not check.
+    pub notes: Vec<Finding>,
+    pub nodes: usize,
+    pub files: usize,
+    pub steps_recorded: u64,
+    pub steps_replayed: u64,
+    /// Messages received from cluster nodes, and how many of them matched
+    /// a send (TRACE-2).
+    pub messages_received: u64,
+    pub messages_matched: u64,
+    /// Messages between clients and their applications (exempt).
+    pub messages_from_application: u64,
+    /// Sends nobody received: lost, or in flight when the run ended.
+    pub messages_unreceived: u64,
+    /// Acknowledged mutations checked against the replicas' bytes.
+    pub acks_checked: u64,
+    /// Primary lease intervals checked against the master's.
+    pub leases_checked: u64,
+}
+
+impl Report {
+    pub fn is_clean(&self) -> bool {
+        self.failures.is_empty() && self.failures_unlisted == 0
+    }
+
+    /// Whether some failure is of `check`.
+    pub fn fails(&self, check: Check) -> bool {
+        self.failures.iter().any(|f| f.check == check)
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} nodes, {} trace files, {} of {} recorded steps replayed, {} of {} messages matched \
+             ({} from applications, {} never received), {} acknowledged mutations and {} leases \
+             checked: {} failures",
+            self.nodes,
+            self.files,
+            self.steps_replayed,
+            self.steps_recorded,
+            self.messages_matched,
+            self.messages_received,
+            self.messages_from_application,
+            self.messages_unreceived,
+            self.acks_checked,
+            self.leases_checked,
+            self.failures.len() as u64 + self.failures_unlisted,
+        )
+    }
+}
+
+/// How [`validate_dir`] reports progress: called now and then with the
+/// steps replayed so far and the steps recorded in all.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+pub struct ValidateOptions<'a> {
+    /// Failures listed per check and node; the rest are only counted.
+    pub findings_per_check_max: usize,
+    /// Threads replaying nodes at once (nodes are independent until the
+    /// requirements are checked over all of them).
+    pub threads: usize,
+    pub progress: Option<Progress<'a>>,
+}
+
+impl Default for ValidateOptions<'_> {
+    fn default() -> Self {
+        ValidateOptions {
+            findings_per_check_max: 20,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            progress: None,
+        }
+    }
+}
+
+/// Why a directory could not be validated at all (as opposed to a run that
+/// fails its checks, which is a [`Report`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error("{0}: no such directory")]
+    NoDir(PathBuf),
+    #[error("{0}: no trace files (node-<id>.<start>.trace); was trace_dir set in cluster.toml?")]
+    NoTraces(PathBuf),
+    #[error("node {node}: trace files of starts {missing:?} are missing (found {found:?})")]
+    MissingStart {
+        node: u64,
+        missing: Vec<u32>,
+        found: Vec<u32>,
+    },
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+}
+
+/// Validates every trace in `dir`. See the module doc for the checks.
+pub fn validate_dir(dir: &Path, opts: &ValidateOptions) -> Result<Report, ValidateError> {
+    if !dir.is_dir() {
+        return Err(ValidateError::NoDir(dir.into()));
+    }
+    let traces = read_dir(dir, opts.threads.max(1))?;
+    if traces.is_empty() {
+        return Err(ValidateError::NoTraces(dir.into()));
+    }
+    validate_traces(traces, opts)
+}
+
+/// Every trace file in `dir`, as [`crate::trace::read_run`] reads them, but
+/// `threads` files at a time: reading and decoding is a good part of a
+/// validation's time.
+fn read_dir(dir: &Path, threads: usize) -> Result<Vec<NodeTrace>, TraceError> {
+    let io = |source| TraceError::Io {
+        path: dir.into(),
+        source,
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        if path.extension().is_some_and(|e| e == "trace") {
+            paths.push(path);
+        }
+    }
+    // Largest first, so one big file does not start last.
+    paths.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map_or(0, |m| m.len())));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let read: std::sync::Mutex<Vec<Result<NodeTrace, TraceError>>> = Default::default();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(paths.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                let t = read_trace(path);
+                read.lock().expect("read lock").push(t);
+            });
+        }
+    });
+    let mut traces = read
+        .into_inner()
+        .expect("read lock")
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    traces.sort_by_key(|t| (t.header.node, t.header.start));
+    Ok(traces)
+}
+
+/// Validates traces already read (tests corrupt them in memory first).
+pub fn validate_traces(
+    traces: Vec<NodeTrace>,
+    opts: &ValidateOptions,
+) -> Result<Report, ValidateError> {
+    let mut by_node: BTreeMap<u64, Vec<NodeTrace>> = BTreeMap::new();
+    for t in traces {
+        by_node.entry(t.header.node).or_default().push(t);
+    }
+    for (&node, files) in &mut by_node {
+        files.sort_by_key(|t| t.header.start);
+        let found: Vec<u32> = files.iter().map(|t| t.header.start).collect();
+        let missing: Vec<u32> = (0..found.last().map_or(0, |l| l + 1))
+            .filter(|s| !found.contains(s))
+            .collect();
+        if !missing.is_empty() || found.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ValidateError::MissingStart {
+                node,
+                missing,
+                found,
+            });
+        }
+    }
+    let mut report = Report {
+        nodes: by_node.len(),
+        files: by_node.values().map(Vec::len).sum(),
+        steps_recorded: by_node
+            .values()
+            .flatten()
+            .map(|t| t.steps.len() as u64)
+            .sum(),
+        ..Report::default()
+    };
+    let total = report.steps_recorded;
+    let done = AtomicU64::new(0);
+    let tick = |n: u64| {
+        let before = done.fetch_add(n, Ordering::Relaxed);
+        if let Some(p) = opts.progress {
+            p(before + n, total);
+        }
+    };
+    let nodes: Vec<(&u64, &Vec<NodeTrace>)> = by_node.iter().collect();
+    // Provenance needs only the records: it runs beside the replay, which
+    // leaves a core idle once only the longest node is still replaying.
+    let (outcomes, prov) = std::thread::scope(|scope| {
+        let prov = scope.spawn(|| provenance::check(&by_node));
+        let outcomes = replay::replay_all(&nodes, opts.threads.max(1), &tick);
+        (outcomes, prov.join().expect("provenance check panicked"))
+    });
+    let mut findings = Vec::new();
+    let mut notes = Vec::new();
+    for o in &outcomes {
+        report.steps_replayed += o.steps_replayed;
+        findings.extend(o.findings.iter().cloned());
+        notes.extend(o.notes.iter().cloned());
+    }
+    report.messages_received = prov.received;
+    report.messages_matched = prov.matched;
+    report.messages_from_application = prov.from_application;
+    report.messages_unreceived = prov.unreceived;
+    findings.extend(prov.findings);
+    notes.extend(prov.notes);
+    let props = props::check(&by_node, &outcomes);
+    report.acks_checked = props.acks_checked;
+    report.leases_checked = props.leases_checked;
+    findings.extend(props.findings);
+    notes.extend(props.notes);
+
+    findings.sort_by_key(|f| (f.check, f.at));
+    let mut listed: BTreeMap<(Check, u64), usize> = BTreeMap::new();
+    for f in findings {
+        let n = listed.entry((f.check, f.at.node)).or_default();
+        *n += 1;
+        if *n <= opts.findings_per_check_max {
+            report.failures.push(f);
+        } else {
+            report.failures_unlisted += 1;
+        }
+    }
+    notes.sort_by_key(|f| (f.check, f.at));
+    report.notes = notes;
+    Ok(report)
+}
+
+/// Writes `records` as a trace file, framed as [`crate::trace::TraceWriter`]
+/// frames them (tests rewrite real traces with it).
+pub fn write_records(path: &Path, records: &[TraceRecord]) -> std::io::Result<()> {
+    let mut out = Vec::from(&TRACE_MAGIC[..]);
+    for r in records {
+        let body = postcard::to_allocvec(r).map_err(std::io::Error::other)?;
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        out.extend_from_slice(&body);
+    }
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(&out)?;
+    f.sync_all()
+}
+
+/// The records of a trace read back, for [`write_records`].
+pub fn records_of(trace: &NodeTrace) -> Vec<TraceRecord> {
+    let mut r = vec![TraceRecord::Header(trace.header.clone())];
+    r.extend(trace.steps.iter().cloned().map(TraceRecord::Step));
+    if trace.truncated {
+        r.push(TraceRecord::Truncated {
+            steps: trace.steps.len() as u64,
+        });
+    }
+    r
+}

@@ -1,0 +1,600 @@
+//! [`ReplayStore`]: the chunk store a replayed chunkserver runs on. It keeps
+//! real bytes in memory and answers every [`ChunkStore`] call as
+//! [`crate::filestore::FileStore`] does, as far as the trait lets anyone
+//! see: the same lengths, errors, padding and listing. What a real disk adds
+//! (checksums, torn writes, full disks) reaches the replay only as faults
+//! taken from the trace ([`FaultSwitch`]).
+//!
+//! A store is a value: clones are independent, as the model's `MemStore`
+//! is, so a step can be replayed again from the state before it. Data is
+//! kept in blocks shared between clones and copied only when one of them
+//! writes a block (the actor clones its store into every `Save`, and the
+//! replay keeps the state before a step it may have to run again).
+
+use leasehold_model::types::{
+    ChunkHandle, ChunkStore, ChunkVersion, Offset, Payload, ReplicaMeta, Stamp, StoreError,
+    StoreView,
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt::{self, Debug, Formatter};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::payload::Bytes;
+
+/// Bytes per shared block: what one write copies at most when another
+/// clone still holds the block. The file store's checksum block, though
+/// nothing here depends on that.
+const BLOCK_BYTES: u64 = 64 * 1024;
+
+#[derive(Clone, Default, PartialEq, Eq)]
+struct ReplayChunk {
+    meta: ReplicaMeta,
+    len: u64,
+    /// `len` bytes in blocks of `BLOCK_BYTES`; the last may be short.
+    blocks: Vec<Arc<Vec<u8>>>,
+}
+
+impl ReplayChunk {
+    fn bytes(&self, from: u64, to: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity((to - from) as usize);
+        let mut at = from;
+        while at < to {
+            let block = (at / BLOCK_BYTES) as usize;
+            let within = (at % BLOCK_BYTES) as usize;
+            let take = ((to - at) as usize).min(BLOCK_BYTES as usize - within);
+            out.extend_from_slice(&self.blocks[block][within..within + take]);
+            at += take as u64;
+        }
+        out
+    }
+
+    /// Writes `data` at `offset`, zero-filling from the end to `offset`.
+    fn splice(&mut self, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        if end > self.len {
+            self.grow(end);
+        }
+        let mut at = offset;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let block = (at / BLOCK_BYTES) as usize;
+            let within = (at % BLOCK_BYTES) as usize;
+            let take = rest.len().min(BLOCK_BYTES as usize - within);
+            Arc::make_mut(&mut self.blocks[block])[within..within + take]
+                .copy_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            at += take as u64;
+        }
+    }
+
+    /// Extends the data with zeros to `end`.
+    fn grow(&mut self, end: u64) {
+        while self.len < end {
+            let block = (self.len / BLOCK_BYTES) as usize;
+            if block == self.blocks.len() {
+                self.blocks.push(Arc::new(Vec::new()));
+            }
+            let fill = (end - self.len).min(BLOCK_BYTES - self.len % BLOCK_BYTES);
+            let b = Arc::make_mut(&mut self.blocks[block]);
+            b.resize(b.len() + fill as usize, 0);
+            self.len += fill;
+        }
+    }
+}
+
+/// What a store did, for the properties that need more than the replayed
+/// state: which mutation put which bytes where, and when versions moved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreEvent {
+    Wrote {
+        chunk: ChunkHandle,
+        stamp: Stamp,
+        offset: Offset,
+        data: Bytes,
+    },
+    Padded {
+        chunk: ChunkHandle,
+        stamp: Stamp,
+        end: Offset,
+    },
+    Version {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+    },
+}
+
+/// Store faults the replay takes from the trace: the data calls (writes,
+/// pads, reads) of one step are counted, and the armed ones fail with the
+/// recorded error instead of running.
+#[derive(Default)]
+pub struct FaultSwitch {
+    calls: AtomicU32,
+    armed: Mutex<Vec<(u32, StoreError)>>,
+}
+
+impl FaultSwitch {
+    /// Starts a step: no call counted, the given faults armed.
+    pub fn arm(&self, faults: &[(u32, StoreError)]) {
+        self.calls.store(0, Ordering::Relaxed);
+        let mut armed = self.armed.lock().expect("fault switch lock");
+        armed.clear();
+        armed.extend_from_slice(faults);
+    }
+
+    /// Data calls made since the last [`FaultSwitch::arm`].
+    pub fn calls(&self) -> u32 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    fn next_call(&self) -> Result<(), StoreError> {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        let armed = self.armed.lock().expect("fault switch lock");
+        match armed.iter().find(|(at, _)| *at == n) {
+            Some((_, e)) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A chunkserver's replicas in memory, for replay. See the module doc.
+#[derive(Clone)]
+pub struct ReplayStore {
+    chunk_bytes: u64,
+    incarnation: u32,
+    chunks: Arc<BTreeMap<ChunkHandle, Arc<ReplayChunk>>>,
+    /// Shared by every clone of one node's store: what it did, in order.
+    journal: Option<Arc<Mutex<Vec<StoreEvent>>>>,
+    faults: Option<Arc<FaultSwitch>>,
+}
+
+impl ReplayStore {
+    /// An empty store for chunks of at most `chunk_bytes`, as a chunkserver
+    /// with an empty data directory starts.
+    pub fn new(chunk_bytes: u64) -> Self {
+        ReplayStore {
+            chunk_bytes,
+            incarnation: 0,
+            chunks: Arc::default(),
+            journal: None,
+            faults: None,
+        }
+    }
+
+    /// Records what the store does into `journal` (every clone shares it).
+    pub fn with_journal(mut self, journal: Arc<Mutex<Vec<StoreEvent>>>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Fails data calls as `faults` is armed (every clone shares it).
+    pub fn with_faults(mut self, faults: Arc<FaultSwitch>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    pub fn chunk_bytes(&self) -> u64 {
+        self.chunk_bytes
+    }
+
+    /// The bytes `[from, to)` of a chunk as they are now, clipped to its
+    /// data; `None` if the store never saw the chunk.
+    pub fn bytes(&self, chunk: ChunkHandle, from: u64, to: u64) -> Option<Vec<u8>> {
+        let c = self.chunks.get(&chunk)?;
+        let to = to.min(c.len);
+        Some(if from >= to {
+            Vec::new()
+        } else {
+            c.bytes(from, to)
+        })
+    }
+
+    /// Makes the store show `view`: metadata and lengths as recorded. Data
+    /// a grown chunk gains is zeros, which the replay cannot know better
+    /// (used when a restart restored more than the replay carried over).
+    pub fn adopt_view(&mut self, view: &StoreView) {
+        let chunks = Arc::make_mut(&mut self.chunks);
+        chunks.retain(|h, c| c.meta.version == 0 || view.chunks.iter().any(|(v, ..)| v == h));
+        for (handle, meta, len) in &view.chunks {
+            let c = Arc::make_mut(chunks.entry(*handle).or_default());
+            c.meta = *meta;
+            if *len > c.len {
+                c.grow(*len);
+            } else {
+                c.len = *len;
+                c.blocks.truncate(len.div_ceil(BLOCK_BYTES) as usize);
+                let full = c.blocks.len().saturating_sub(1) as u64 * BLOCK_BYTES;
+                if let Some(last) = c.blocks.last_mut() {
+                    Arc::make_mut(last).truncate((*len - full) as usize);
+                }
+            }
+        }
+        self.incarnation = view.incarnation;
+    }
+
+    fn note(&self, event: impl FnOnce() -> StoreEvent) {
+        if let Some(j) = &self.journal {
+            j.lock().expect("journal lock").push(event());
+        }
+    }
+
+    fn data_call(&self) -> Result<(), StoreError> {
+        match &self.faults {
+            Some(f) => f.next_call(),
+            None => Ok(()),
+        }
+    }
+
+    fn chunk_mut(&mut self, chunk: ChunkHandle) -> &mut ReplayChunk {
+        Arc::make_mut(Arc::make_mut(&mut self.chunks).entry(chunk).or_default())
+    }
+}
+
+impl ChunkStore for ReplayStore {
+    type Payload = Bytes;
+
+    fn meta(&self, chunk: ChunkHandle) -> ReplicaMeta {
+        self.chunks.get(&chunk).map(|c| c.meta).unwrap_or_default()
+    }
+
+    fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
+        self.chunk_mut(chunk).meta.version = version;
+        self.note(|| StoreEvent::Version { chunk, version });
+        Ok(())
+    }
+
+    fn chunk_len(&self, chunk: ChunkHandle) -> Offset {
+        self.chunks.get(&chunk).map_or(0, |c| c.len)
+    }
+
+    fn write_at(
+        &mut self,
+        chunk: ChunkHandle,
+        offset: Offset,
+        data: &Bytes,
+        stamp: Stamp,
+    ) -> Result<(), StoreError> {
+        self.data_call()?;
+        // As the file store: a write past the chunk's size changes nothing.
+        let end = offset
+            .checked_add(data.len())
+            .ok_or(StoreError::OutOfRange)?;
+        if end > self.chunk_bytes {
+            return Err(StoreError::OutOfRange);
+        }
+        let c = self.chunk_mut(chunk);
+        // An empty write at or before the end writes nothing (the file
+        // store returns before touching the file) but still counts as
+        // applied; past the end it fills the gap with zeros.
+        if offset.min(c.len) < end {
+            c.splice(offset, data.as_slice());
+        }
+        c.meta.applied = stamp;
+        self.note(|| StoreEvent::Wrote {
+            chunk,
+            stamp,
+            offset,
+            data: data.clone(),
+        });
+        Ok(())
+    }
+
+    fn pad_to(&mut self, chunk: ChunkHandle, end: Offset, stamp: Stamp) -> Result<(), StoreError> {
+        self.data_call()?;
+        if end > self.chunk_bytes {
+            return Err(StoreError::OutOfRange);
+        }
+        let c = self.chunk_mut(chunk);
+        if end > c.len {
+            c.grow(end);
+        }
+        c.meta.applied = stamp;
+        self.note(|| StoreEvent::Padded { chunk, stamp, end });
+        Ok(())
+    }
+
+    fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
+        self.chunk_mut(chunk).meta.applied = stamp;
+        Ok(())
+    }
+
+    fn read(&self, chunk: ChunkHandle, offset: Offset, len: u64) -> Result<Bytes, StoreError> {
+        self.data_call()?;
+        let c = self.chunks.get(&chunk).ok_or(StoreError::OutOfRange)?;
+        if offset > c.len {
+            return Err(StoreError::OutOfRange);
+        }
+        let end = offset.saturating_add(len).min(c.len);
+        if offset == end {
+            return Ok(Bytes::default());
+        }
+        Ok(c.bytes(offset, end).into())
+    }
+
+    fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)> {
+        self.chunks
+            .iter()
+            .filter(|(_, c)| c.meta.version > 0)
+            .map(|(&h, c)| (h, c.meta.version))
+            .collect()
+    }
+
+    fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+
+    fn count_restart(&mut self) -> Result<u32, StoreError> {
+        self.incarnation = self
+            .incarnation
+            .checked_add(1)
+            .ok_or(StoreError::Io("restart count overflow".into()))?;
+        Ok(self.incarnation)
+    }
+}
+
+impl PartialEq for ReplayStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.chunk_bytes == other.chunk_bytes
+            && self.incarnation == other.incarnation
+            && (Arc::ptr_eq(&self.chunks, &other.chunks) || self.chunks == other.chunks)
+    }
+}
+
+impl Eq for ReplayStore {}
+
+impl Hash for ReplayStore {
+    // As the file store hashes by location, this hashes what the protocol
+    // sees; equal stores hash equal all the same.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.chunk_bytes.hash(state);
+        StoreView::of(self).hash(state);
+    }
+}
+
+impl Debug for ReplayStore {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ReplayStore(incarnation {}, {:?})",
+            self.incarnation,
+            StoreView::of(self).chunks
+        )
+    }
+}
+
+/// A store's contents as serialized: only for the trait's sake, since the
+/// replay never saves a store anywhere.
+#[derive(Serialize, Deserialize)]
+struct Contents {
+    chunk_bytes: u64,
+    incarnation: u32,
+    chunks: Vec<(ChunkHandle, ReplicaMeta, Vec<u8>)>,
+}
+
+impl Serialize for ReplayStore {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Contents {
+            chunk_bytes: self.chunk_bytes,
+            incarnation: self.incarnation,
+            chunks: self
+                .chunks
+                .iter()
+                .map(|(&h, c)| (h, c.meta, c.bytes(0, c.len)))
+                .collect(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReplayStore {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let c = Contents::deserialize(d)?;
+        let mut store = ReplayStore::new(c.chunk_bytes);
+        store.incarnation = c.incarnation;
+        for (h, meta, data) in c.chunks {
+            let chunk = store.chunk_mut(h);
+            chunk.meta = meta;
+            chunk.splice(0, &data);
+        }
+        Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filestore::FileStore;
+
+    const CHUNK: u64 = 4 * BLOCK_BYTES;
+
+    fn stamp(serial: u64) -> Stamp {
+        Stamp { epoch: 1, serial }
+    }
+
+    fn data(len: u64, seed: u8) -> Bytes {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect::<Vec<u8>>()
+            .into()
+    }
+
+    /// Both stores, checked to agree on everything the trait shows after
+    /// every operation.
+    struct Pair {
+        _dir: tempfile::TempDir,
+        file: FileStore,
+        replay: ReplayStore,
+    }
+
+    impl Pair {
+        fn new() -> Pair {
+            let dir = tempfile::tempdir().unwrap();
+            Pair {
+                file: FileStore::open(dir.path(), CHUNK).unwrap(),
+                replay: ReplayStore::new(CHUNK),
+                _dir: dir,
+            }
+        }
+
+        fn agree(&self, what: &str) {
+            let (f, r) = (&self.file, &self.replay);
+            assert_eq!(f.chunks(), r.chunks(), "{what}: chunks");
+            assert_eq!(f.incarnation(), r.incarnation(), "{what}: incarnation");
+            for chunk in 0..4 {
+                assert_eq!(f.meta(chunk), r.meta(chunk), "{what}: meta of {chunk}");
+                assert_eq!(
+                    f.chunk_len(chunk),
+                    r.chunk_len(chunk),
+                    "{what}: length of {chunk}"
+                );
+                assert_eq!(
+                    ChunkStore::read(f, chunk, 0, u64::MAX),
+                    ChunkStore::read(r, chunk, 0, u64::MAX),
+                    "{what}: bytes of {chunk}"
+                );
+            }
+            assert_eq!(StoreView::of(f), StoreView::of(r), "{what}: view");
+        }
+
+        fn both<T: PartialEq + Debug>(&mut self, what: &str, op: impl Fn(&mut dyn Op) -> T) {
+            let f = op(&mut self.file);
+            let r = op(&mut self.replay);
+            assert_eq!(f, r, "{what}: results");
+            self.agree(what);
+        }
+    }
+
+    /// The trait's calls, object-safe, so one closure drives both stores.
+    trait Op {
+        fn set_version(&mut self, c: ChunkHandle, v: u64) -> Result<(), StoreError>;
+        fn write_at(
+            &mut self,
+            c: ChunkHandle,
+            o: u64,
+            d: &Bytes,
+            s: Stamp,
+        ) -> Result<(), StoreError>;
+        fn pad_to(&mut self, c: ChunkHandle, e: u64, s: Stamp) -> Result<(), StoreError>;
+        fn set_applied(&mut self, c: ChunkHandle, s: Stamp) -> Result<(), StoreError>;
+        fn read(&self, c: ChunkHandle, o: u64, l: u64) -> Result<Bytes, StoreError>;
+        fn count_restart(&mut self) -> Result<u32, StoreError>;
+    }
+
+    impl<S: ChunkStore<Payload = Bytes>> Op for S {
+        fn set_version(&mut self, c: ChunkHandle, v: u64) -> Result<(), StoreError> {
+            ChunkStore::set_version(self, c, v)
+        }
+        fn write_at(
+            &mut self,
+            c: ChunkHandle,
+            o: u64,
+            d: &Bytes,
+            s: Stamp,
+        ) -> Result<(), StoreError> {
+            ChunkStore::write_at(self, c, o, d, s)
+        }
+        fn pad_to(&mut self, c: ChunkHandle, e: u64, s: Stamp) -> Result<(), StoreError> {
+            ChunkStore::pad_to(self, c, e, s)
+        }
+        fn set_applied(&mut self, c: ChunkHandle, s: Stamp) -> Result<(), StoreError> {
+            ChunkStore::set_applied(self, c, s)
+        }
+        fn read(&self, c: ChunkHandle, o: u64, l: u64) -> Result<Bytes, StoreError> {
+            ChunkStore::read(self, c, o, l)
+        }
+        fn count_restart(&mut self) -> Result<u32, StoreError> {
+            ChunkStore::count_restart(self)
+        }
+    }
+
+    #[test]
+    fn replay_store_answers_as_the_file_store_does() {
+        let mut p = Pair::new();
+        p.agree("empty");
+        p.both("read of a chunk never seen", |s| s.read(1, 0, 10));
+        p.both("version", |s| s.set_version(1, 3));
+        p.both("append", |s| s.write_at(1, 0, &data(1000, 1), stamp(1)));
+        p.both("append across a block", |s| {
+            s.write_at(1, 1000, &data(BLOCK_BYTES, 2), stamp(2))
+        });
+        p.both("overwrite inside", |s| {
+            s.write_at(1, 500, &data(700, 3), stamp(3))
+        });
+        p.both("write past the end leaves zeros", |s| {
+            s.write_at(1, 2 * BLOCK_BYTES + 10, &data(20, 4), stamp(4))
+        });
+        p.both("empty write inside", |s| {
+            s.write_at(1, 5, &Bytes::default(), stamp(5))
+        });
+        p.both("empty write past the end", |s| {
+            s.write_at(1, 3 * BLOCK_BYTES, &Bytes::default(), stamp(6))
+        });
+        p.both("write past the chunk", |s| {
+            s.write_at(1, CHUNK - 5, &data(10, 5), stamp(7))
+        });
+        p.both("write at an overflowing offset", |s| {
+            s.write_at(1, u64::MAX - 2, &data(10, 5), stamp(7))
+        });
+        p.both("short read at the end", |s| {
+            s.read(1, 3 * BLOCK_BYTES - 4, 100)
+        });
+        p.both("read at the end", |s| s.read(1, 3 * BLOCK_BYTES, 100));
+        p.both("read past the end", |s| s.read(1, 3 * BLOCK_BYTES + 1, 1));
+        p.both("pad below the end", |s| s.pad_to(1, 10, stamp(8)));
+        p.both("pad to the chunk's end", |s| s.pad_to(1, CHUNK, stamp(9)));
+        p.both("pad past the chunk", |s| s.pad_to(2, CHUNK + 1, stamp(9)));
+        p.both("pad of a new chunk", |s| s.pad_to(2, 100, stamp(10)));
+        p.both("a version-0 chunk is not listed", |s| {
+            s.set_applied(3, stamp(11))
+        });
+        p.both("its version arrives", |s| s.set_version(3, 1));
+        p.both("restart", |s| s.count_restart());
+        p.both("restart again", |s| s.count_restart());
+    }
+
+    #[test]
+    fn replay_store_follows_the_file_store_through_random_operations() {
+        let mut p = Pair::new();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for i in 0..400u64 {
+            let chunk = next(3);
+            let at = next(CHUNK + 100);
+            let len = [0, 1, 100, BLOCK_BYTES - 1, BLOCK_BYTES + 7][next(5) as usize];
+            let what = format!("operation {i}");
+            match next(6) {
+                0 => p.both(&what, |s| s.set_version(chunk, i)),
+                1 | 2 => p.both(&what, |s| {
+                    s.write_at(chunk, at, &data(len, i as u8), stamp(i))
+                }),
+                3 => p.both(&what, |s| s.pad_to(chunk, at, stamp(i))),
+                4 => p.both(&what, |s| s.read(chunk, at, len)),
+                _ => p.both(&what, |s| s.set_applied(chunk, stamp(i))),
+            }
+        }
+    }
+
+    #[test]
+    fn clones_are_independent_and_faults_fail_the_armed_call() {
+        let faults = Arc::new(FaultSwitch::default());
+        let mut a = ReplayStore::new(CHUNK).with_faults(faults.clone());
+        ChunkStore::write_at(&mut a, 0, 0, &data(100, 1), stamp(1)).unwrap();
+        let before = a.clone();
+        ChunkStore::write_at(&mut a, 0, 50, &data(100, 2), stamp(2)).unwrap();
+        assert_eq!(before.bytes(0, 0, 200).unwrap(), data(100, 1).as_slice());
+        assert_eq!(a.chunk_len(0), 150);
+        faults.arm(&[(1, StoreError::Corrupt)]);
+        assert_eq!(ChunkStore::read(&a, 0, 0, 10).map(|b| b.len()), Ok(10));
+        assert_eq!(ChunkStore::read(&a, 0, 0, 10), Err(StoreError::Corrupt));
+        assert_eq!(faults.calls(), 2);
+        faults.arm(&[]);
+        assert!(ChunkStore::read(&a, 0, 0, 10).is_ok());
+    }
+}

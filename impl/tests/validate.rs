@@ -1,0 +1,617 @@
+//! Trace validation on a real run: a master, three chunkservers and two
+//! clients in this process, with traces on and short (2 s) leases. The
+//! clients append concurrently, wait for the lease to run out so that a
+//! second lease is granted to another replica, and append again, with some
+//! large records so that a chunk fills and is padded. The run must validate
+//! clean; then each test corrupts a copy of the trace and checks that
+//! validation names the broken requirement.
+
+use leasehold::client::Client;
+use leasehold::config::{ClusterConfig, Leases, Role};
+use leasehold::nodes;
+use leasehold::trace::{read_run, NodeTrace, TraceActor, TraceCommand, TraceInput};
+use leasehold::validate::{
+    records_of, validate_dir, validate_traces, write_records, Check, Report, ValidateOptions,
+};
+use leasehold_model::msg::{Msg, OpResult};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const CHUNK_BYTES: u64 = 256 * 1024;
+const OP_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// The trace directory of the one real run every test here starts from.
+fn real_run() -> &'static Path {
+    static RUN: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let traces = dir.path().join("traces");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(run_cluster(dir.path(), &traces));
+        (dir, traces)
+    })
+    .1
+}
+
+async fn run_cluster(base: &Path, traces: &Path) {
+    let cluster = ClusterConfig::local_with_clients(3, 2, base)
+        .unwrap()
+        .with_chunk_bytes(CHUNK_BYTES)
+        .unwrap()
+        .with_leases(Leases::Short)
+        .with_trace_dir(Some(traces.to_path_buf()));
+    let mut servers = vec![nodes::start_master(&cluster, 0).await.unwrap()];
+    for id in 1..=3 {
+        servers.push(nodes::start_chunkserver(&cluster, id).await.unwrap());
+    }
+    let client_ids: Vec<u64> = cluster
+        .ids_with_role(Role::Client)
+        .into_iter()
+        .map(|i| usize::from(i) as u64)
+        .collect();
+    let mut clients = vec![];
+    for &id in &client_ids {
+        clients.push(
+            Client::connect_with_timeout(&cluster, id, OP_TIMEOUT)
+                .await
+                .unwrap(),
+        );
+    }
+    clients[0].create("/log").await.unwrap();
+    let append_round = |round: u8| {
+        let tasks: Vec<_> = clients
+            .iter()
+            .enumerate()
+            .map(|(n, c)| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    for k in 0..12u8 {
+                        // After the restarts every fourth record is large,
+                        // so the chunk fills and the primary pads it
+                        // ([00105]).
+                        let len = if round == 2 && k % 4 == 3 {
+                            40_000
+                        } else {
+                            1_000
+                        };
+                        let data = vec![round * 64 + n as u8 * 16 + k; len];
+                        c.record_append("/log", &data).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        async move {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+    append_round(0).await;
+    // Past the master's lease period: the next append needs a new lease,
+    // which the master offers to another replica.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    append_round(1).await;
+    // A chunkserver and then the master restart (each starts a second
+    // trace file from the storage it saved). The restarted master waits
+    // out a lease period before granting (LEASE-3), so the next append
+    // needs a new lease, which goes to another replica.
+    let cs = servers.remove(3);
+    cs.shutdown().await.unwrap();
+    servers.push(nodes::start_chunkserver(&cluster, 3).await.unwrap());
+    let master = servers.remove(0);
+    master.shutdown().await.unwrap();
+    servers.insert(0, nodes::start_master(&cluster, 0).await.unwrap());
+    append_round(2).await;
+    // Reads, so that some replica answers from its store.
+    let head = clients[1].read("/log", 0, 3_000).await.unwrap();
+    assert_eq!(head.len(), 3_000);
+    for c in clients {
+        c.shutdown().await;
+    }
+    for s in servers {
+        s.shutdown().await.unwrap();
+    }
+}
+
+fn quiet() -> ValidateOptions<'static> {
+    ValidateOptions {
+        threads: 2,
+        ..ValidateOptions::default()
+    }
+}
+
+fn show(r: &Report) -> String {
+    let mut s = r.summary();
+    for f in r.failures.iter().chain(&r.notes) {
+        s.push_str(&format!("\n  {f}"));
+    }
+    s
+}
+
+fn traces() -> Vec<NodeTrace> {
+    read_run(real_run()).unwrap()
+}
+
+fn validate(traces: Vec<NodeTrace>) -> Report {
+    let r = validate_traces(traces, &quiet()).unwrap();
+    eprintln!("{}", show(&r));
+    r
+}
+
+fn role_of(t: &NodeTrace) -> Role {
+    match t.header.actor {
+        TraceActor::Master => Role::Master,
+        TraceActor::Chunkserver { .. } => Role::Chunkserver,
+        TraceActor::Client { .. } => Role::Client,
+    }
+}
+
+#[test]
+fn a_real_run_validates_clean() {
+    let r = validate_dir(real_run(), &quiet()).unwrap();
+    eprintln!("{}", show(&r));
+    assert!(r.is_clean(), "{}", show(&r));
+    assert_eq!(r.nodes, 6);
+    assert_eq!(r.files, 8, "a chunkserver and the master restarted once");
+    assert_eq!(r.steps_replayed, r.steps_recorded);
+    assert_eq!(r.messages_matched, r.messages_received);
+    assert!(r.acks_checked >= 72, "{}", show(&r));
+    // Lease 1 of chunk 0 ran out, lease 2 went to another replica, and
+    // the next chunk had its own.
+    assert!(r.leases_checked >= 3, "{}", show(&r));
+    let sent = |pred: fn(&Msg<leasehold::Bytes>) -> bool| {
+        traces()
+            .iter()
+            .flat_map(|t| &t.steps)
+            .flat_map(|s| &s.commands)
+            .any(|c| matches!(c, TraceCommand::Send { msg, .. } if pred(msg)))
+    };
+    assert!(
+        sent(|m| matches!(m, Msg::ChunkFull { .. })),
+        "a chunk was padded"
+    );
+    assert!(
+        sent(|m| matches!(m, Msg::ReadReply { result: Ok(_), .. })),
+        "a replica served a read"
+    );
+}
+
+/// A replica's read that failed its checksum is a store fault the replay
+/// cannot produce; validation takes it from the trace and replays the step
+/// with that fault, so the replica's trace still validates. (The client,
+/// whose recorded steps went on as after a good read, does not.)
+#[test]
+fn a_recorded_store_fault_is_replayed_from_the_trace() {
+    use leasehold_model::msg::Failure;
+    use leasehold_model::types::StoreError;
+    let mut traces = traces();
+    let mut forged = None;
+    'find: for t in traces
+        .iter_mut()
+        .filter(|t| role_of(t) == Role::Chunkserver)
+    {
+        for s in &mut t.steps {
+            for c in &mut s.commands {
+                let TraceCommand::Send { dst, msg } = c else {
+                    continue;
+                };
+                if !matches!(msg, Msg::ReadReply { .. }) {
+                    continue;
+                }
+                let original = msg.clone();
+                if let Msg::ReadReply { result, .. } = msg {
+                    *result = Err(Failure::Store(StoreError::Corrupt));
+                }
+                forged = Some((t.header.node, *dst, original, msg.clone()));
+                break 'find;
+            }
+        }
+    }
+    let (server, client, original, corrupt) = forged.expect("a replica served a read");
+    let input = traces
+        .iter_mut()
+        .filter(|t| t.header.node == client)
+        .flat_map(|t| &mut t.steps)
+        .find_map(|s| match &mut s.input {
+            TraceInput::Msg { src, msg } if *src == server && *msg == original => Some(msg),
+            _ => None,
+        })
+        .expect("the client received the reply");
+    *input = corrupt;
+    let r = validate(traces);
+    assert!(
+        !r.failures
+            .iter()
+            .any(|f| f.at.node == server && f.check == Check::Trace1),
+        "{}",
+        show(&r)
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.at.node == server && n.explanation.contains("store fault")),
+        "{}",
+        show(&r)
+    );
+    assert!(!r.fails(Check::Trace2), "{}", show(&r));
+}
+
+#[test]
+fn a_trace_written_back_record_by_record_still_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    for t in traces() {
+        let path = dir.path().join(t.path.file_name().unwrap());
+        write_records(&path, &records_of(&t)).unwrap();
+    }
+    let r = validate_dir(dir.path(), &quiet()).unwrap();
+    assert!(r.is_clean(), "{}", show(&r));
+}
+
+#[test]
+fn two_applies_swapped_on_a_secondary_break_order_2() {
+    let mut traces = traces();
+    let applied_ok = |s: &leasehold::trace::TraceStep| {
+        s.commands.iter().find_map(|c| match c {
+            TraceCommand::Send {
+                msg:
+                    Msg::Applied {
+                        chunk,
+                        stamp,
+                        result: Ok(()),
+                    },
+                ..
+            } => Some((*chunk, *stamp)),
+            _ => None,
+        })
+    };
+    let mut done = false;
+    'files: for t in traces
+        .iter_mut()
+        .filter(|t| role_of(t) == Role::Chunkserver)
+    {
+        for i in 0..t.steps.len() {
+            for j in i + 1..t.steps.len() {
+                let (Some((ca, _)), Some((cb, _))) =
+                    (applied_ok(&t.steps[i]), applied_ok(&t.steps[j]))
+                else {
+                    continue;
+                };
+                if ca != cb {
+                    continue;
+                }
+                // Swap what the two steps did, keeping their places in time.
+                let (a, b) = (t.steps[i].clone(), t.steps[j].clone());
+                t.steps[i].input = b.input;
+                t.steps[i].commands = b.commands;
+                t.steps[i].digest = b.digest;
+                t.steps[j].input = a.input;
+                t.steps[j].commands = a.commands;
+                t.steps[j].digest = a.digest;
+                done = true;
+                break 'files;
+            }
+        }
+    }
+    assert!(done, "the run has a secondary that applied twice");
+    let r = validate(traces);
+    assert!(r.fails(Check::Order2), "{}", show(&r));
+}
+
+#[test]
+fn a_dropped_send_breaks_trace_2() {
+    let mut traces = traces();
+    // A secondary's acknowledgement of an applied mutation: its primary
+    // received it, so it must have been sent.
+    let t = traces
+        .iter_mut()
+        .find(|t| {
+            role_of(t) == Role::Chunkserver
+                && t.steps.iter().any(|s| {
+                    s.commands.iter().any(|c| {
+                        matches!(
+                            c,
+                            TraceCommand::Send {
+                                msg: Msg::Applied { .. },
+                                ..
+                            }
+                        )
+                    })
+                })
+        })
+        .expect("a secondary");
+    let step = t
+        .steps
+        .iter_mut()
+        .find(|s| {
+            s.commands.iter().any(|c| {
+                matches!(
+                    c,
+                    TraceCommand::Send {
+                        msg: Msg::Applied { .. },
+                        ..
+                    }
+                )
+            })
+        })
+        .unwrap();
+    step.commands.retain(|c| {
+        !matches!(
+            c,
+            TraceCommand::Send {
+                msg: Msg::Applied { .. },
+                ..
+            }
+        )
+    });
+    let r = validate(traces);
+    assert!(r.fails(Check::Trace2), "{}", show(&r));
+}
+
+/// The client is told another offset than the primary sent. TRACE-2 names
+/// the forgery (no node sent that message), APPEND-1 its consequence (the
+/// record is not at the offset the application was given); the client's
+/// replay also reports its answer to the application differing (TRACE-1).
+#[test]
+fn a_changed_acknowledged_offset_breaks_trace_2_and_append_1() {
+    let mut traces = traces();
+    let mut done = false;
+    for t in traces.iter_mut().filter(|t| role_of(t) == Role::Client) {
+        for s in &mut t.steps {
+            let acked = s.commands.iter().any(|c| {
+                matches!(
+                    c,
+                    TraceCommand::Send {
+                        msg: Msg::Done {
+                            result: OpResult::Mutated { .. }
+                        },
+                        ..
+                    }
+                )
+            });
+            if let (
+                true,
+                TraceInput::Msg {
+                    msg: Msg::MutationDone { offset, .. },
+                    ..
+                },
+            ) = (acked, &mut s.input)
+            {
+                *offset += 7;
+                done = true;
+                break;
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    assert!(done, "a client had an append acknowledged");
+    let r = validate(traces);
+    assert!(r.fails(Check::Trace2), "{}", show(&r));
+    assert!(r.fails(Check::Append1), "{}", show(&r));
+}
+
+/// The second lease's grant, and its acceptance, moved back into the
+/// first lease: two primaries at once. (Clocks then go back within both
+/// files, which TRACE-3 reports too.)
+#[test]
+fn a_lease_grant_shifted_back_in_time_breaks_lease_1() {
+    let mut traces = traces();
+    // The step of a master's file that first sends a grant of lease
+    // `epoch` of chunk 0, and to whom.
+    let grant = |traces: &[NodeTrace], epoch: u64| {
+        traces
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| role_of(t) == Role::Master)
+            .find_map(|(f, t)| {
+                t.steps.iter().enumerate().find_map(|(s, step)| {
+                    step.commands.iter().find_map(|c| match c {
+                        TraceCommand::Send {
+                            dst,
+                            msg:
+                                Msg::LeaseGrant {
+                                    chunk: 0, epoch: e, ..
+                                },
+                        } if *e == epoch => Some((f, s, *dst)),
+                        _ => None,
+                    })
+                })
+            })
+    };
+    let (f1, s1, _) = grant(&traces, 1).expect("lease 1 granted");
+    let grants: Vec<String> = traces
+        .iter()
+        .filter(|t| role_of(t) == Role::Master)
+        .flat_map(|t| &t.steps)
+        .flat_map(|s| &s.commands)
+        .filter_map(|c| match c {
+            TraceCommand::Send {
+                dst,
+                msg: m @ Msg::LeaseGrant { .. },
+            } => Some(format!("{m:?} to {dst}")),
+            _ => None,
+        })
+        .collect();
+    let (f2, s2, primary) =
+        grant(&traces, 2).unwrap_or_else(|| panic!("lease 2 granted: {grants:#?}"));
+    let shift = traces[f2].steps[s2].clock_ns - traces[f1].steps[s1].clock_ns - 1_000_000;
+    traces[f2].steps[s2].clock_ns -= shift;
+    let (cs, accept) = traces
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.header.node == primary)
+        .find_map(|(f, t)| {
+            t.steps
+                .iter()
+                .position(|s| {
+                    matches!(
+                        &s.input,
+                        TraceInput::Msg {
+                            msg: Msg::LeaseGrant {
+                                chunk: 0,
+                                epoch: 2,
+                                ..
+                            },
+                            ..
+                        }
+                    )
+                })
+                .map(|s| (f, s))
+        })
+        .expect("the grant was received");
+    traces[cs].steps[accept].clock_ns -= shift;
+    let r = validate(traces);
+    assert!(r.fails(Check::Lease1), "{}", show(&r));
+}
+
+/// The command line: failures one per line with their IDs, a summary, and
+/// the exit code says which of clean (0), failed (1), unreadable (2).
+#[test]
+fn the_cli_prints_failures_by_id_and_exits_by_outcome() {
+    let bin = env!("CARGO_BIN_EXE_leasehold");
+    let run = |dir: &Path| {
+        let out = std::process::Command::new(bin)
+            .args(["validate", "--quiet"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, _) = run(real_run());
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains(" 0 failures"), "{stdout}");
+
+    // One dropped send, written back as trace files.
+    let dir = tempfile::tempdir().unwrap();
+    let mut dropped = false;
+    for mut t in traces() {
+        if !dropped && role_of(&t) == Role::Master {
+            if let Some(s) = t.steps.iter_mut().find(|s| {
+                s.commands.iter().any(|c| {
+                    matches!(
+                        c,
+                        TraceCommand::Send {
+                            msg: Msg::FileOpened { .. },
+                            ..
+                        }
+                    )
+                })
+            }) {
+                s.commands.retain(|c| {
+                    !matches!(
+                        c,
+                        TraceCommand::Send {
+                            msg: Msg::FileOpened { .. },
+                            ..
+                        }
+                    )
+                });
+                dropped = true;
+            }
+        }
+        write_records(
+            &dir.path().join(t.path.file_name().unwrap()),
+            &records_of(&t),
+        )
+        .unwrap();
+    }
+    assert!(dropped);
+    let (code, stdout, _) = run(dir.path());
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("TRACE-2 node ")),
+        "{stdout}"
+    );
+
+    let (code, _, stderr) = run(&dir.path().join("missing"));
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no such directory"), "{stderr}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(empty.path());
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no trace files"), "{stderr}");
+}
+
+/// A node killed while writing its trace leaves a torn last record: the
+/// reader drops it, and validation notes it instead of failing, since that
+/// step's commands never ran.
+#[test]
+fn a_torn_last_record_is_noted_not_failed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut torn = None;
+    for t in traces() {
+        let path = dir.path().join(t.path.file_name().unwrap());
+        write_records(&path, &records_of(&t)).unwrap();
+        if torn.is_none() && role_of(&t) == Role::Chunkserver {
+            // Half of one more record, as a kill in the middle of its write
+            // leaves it.
+            let mut next = t.steps.last().unwrap().clone();
+            next.n += 1;
+            let body = postcard::to_allocvec(&leasehold::trace::TraceRecord::Step(next)).unwrap();
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            f.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
+            f.write_all(&crc32c::crc32c(&body).to_le_bytes()).unwrap();
+            f.write_all(&body[..body.len() / 2]).unwrap();
+            torn = Some(t.header.node);
+        }
+    }
+    let node = torn.expect("a chunkserver");
+    let r = validate_dir(dir.path(), &quiet()).unwrap();
+    assert!(r.is_clean(), "{}", show(&r));
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.at.node == node && n.explanation.contains("torn")),
+        "{}",
+        show(&r)
+    );
+}
+
+/// A restart must find what the node's previous start left: the master
+/// one of its saves, a chunkserver the store its replay carried over.
+#[test]
+fn restored_storage_the_previous_start_never_left_breaks_trace_1() {
+    use leasehold::trace::TraceStorage;
+    let mut traces = traces();
+    let mut restarted = vec![];
+    for t in traces.iter_mut().filter(|t| t.header.start == 1) {
+        let TraceInput::Start {
+            restored: Some(storage),
+        } = &mut t.steps[0].input
+        else {
+            continue;
+        };
+        match storage {
+            TraceStorage::Master(d) => d.chunks[0].version += 5,
+            TraceStorage::Chunkserver(v) => v.chunks[0].2 += 100,
+            TraceStorage::Client => continue,
+        }
+        restarted.push(t.header.node);
+    }
+    assert_eq!(restarted.len(), 2, "the master and a chunkserver restarted");
+    let r = validate(traces);
+    for node in restarted {
+        assert!(
+            r.failures.iter().any(|f| f.check == Check::Trace1
+                && f.at.node == node
+                && f.at.start == 1
+                && f.explanation.contains("restored")),
+            "{}",
+            show(&r)
+        );
+    }
+}
