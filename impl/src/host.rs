@@ -48,8 +48,11 @@
 //!
 //! Step traces: with a [`StepRecorder`], every step (input, clock reading,
 //! commands with their deadlines, a digest of the state after it) is handed
-//! to the recorder after the barrier and before any of its commands is
-//! carried out, so a trace never lacks a step whose messages left.
+//! to the recorder and written as soon as its handler returns, before the
+//! next handler, the barrier and any of its commands: a trace never lacks a
+//! step whose messages left, nor (but for the instant between a handler's
+//! last write and its record) one whose chunk writes a killed process left
+//! behind.
 //!
 //! Failure handling: a peer that sends an oversized or malformed frame has
 //! its connection closed and logged; the node goes on. A peer that cannot be
@@ -836,34 +839,35 @@ where
                 Command::Save(storage) => StepCommand::Save(storage),
             })
             .collect();
-        let digest = match &mut self.recorder {
-            Some(r) => r.digest(state),
-            None => 0,
-        };
-        Step {
+        let mut step = Step {
             clock,
             input,
             commands,
-            digest,
+            digest: 0,
+        };
+        if let Some(r) = &mut self.recorder {
+            // Recorded at once, before the next handler and the barrier: a
+            // killed process keeps the chunk writes its handlers made (the
+            // page cache survives it), so the step that made them must be
+            // in the trace by then too. The window left is from the
+            // handler's last write to this write.
+            step.digest = r.digest(state);
+            r.record(&step);
+            r.flush();
         }
+        step
     }
 
     fn has_expired_timer(&self, clock: StepClock) -> bool {
         self.timers.values().any(|d| d.at <= clock.at)
     }
 
-    /// Passes the barrier, records the steps, then carries out their
-    /// commands. STORE-2: what the handlers wrote is durable before anything
-    /// they commanded happens.
+    /// Passes the barrier, then carries out the steps' commands. STORE-2:
+    /// what the handlers wrote is durable before anything they commanded
+    /// happens. The steps are already recorded (see [`NodeLoop::step`]).
     fn commit(&mut self, steps: Vec<Step<A>>) -> Result<(), HostError> {
         if let Some(barrier) = &mut self.barrier {
             barrier().map_err(HostError::Barrier)?;
-        }
-        if let Some(recorder) = &mut self.recorder {
-            for step in &steps {
-                recorder.record(step);
-            }
-            recorder.flush();
         }
         for step in steps {
             self.execute(step.commands)?;

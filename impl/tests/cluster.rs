@@ -12,6 +12,7 @@ use leasehold::filestore::FileStore;
 use leasehold::frame::{self, Envelope, Parsed};
 use leasehold::nodes::{self, RealMsg};
 use leasehold::record;
+use leasehold::validate::{validate_dir, Check, Finding, ValidateOptions};
 use leasehold_model::config::Durations;
 use leasehold_model::msg::{Failure, Msg, MutationKind};
 use leasehold_model::types::{ChunkStore, DataId, StoreError};
@@ -48,7 +49,8 @@ impl Cluster {
             .unwrap()
             .with_chunk_bytes(CHUNK_BYTES)
             .unwrap()
-            .with_leases(Leases::Short);
+            .with_leases(Leases::Short)
+            .with_trace_dir(Some(dir.path().join("traces")));
         let path = dir.path().join("cluster.toml");
         config.write(&path).unwrap();
         let mut c = Cluster {
@@ -125,6 +127,41 @@ impl Cluster {
     fn replica(&self, id: u64) -> FileStore {
         let node = self.config.node(Id::from(id as usize)).unwrap();
         FileStore::open(&nodes::chunk_dir(node), CHUNK_BYTES).unwrap()
+    }
+
+    /// Stops every node and validates the run's step traces against the
+    /// model (issue #9): each node replayed through the actors, every
+    /// message received was sent, and the requirements over the run.
+    fn validated(self) {
+        self.validated_but(None)
+    }
+
+    /// [`Cluster::validated`], except for findings the test caused on
+    /// purpose (`expected`), which must then occur.
+    fn validated_but(mut self, expected: Option<&dyn Fn(&Finding) -> bool>) {
+        for (_, mut child) in self.procs.drain() {
+            let pid = Pid::from_raw(child.id() as i32);
+            let _ = kill(pid, Signal::SIGCONT);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let traces = self.config.trace_dir.clone().expect("tests record traces");
+        let report = validate_dir(&traces, &ValidateOptions::default()).unwrap();
+        let (foreseen, failures): (Vec<&Finding>, Vec<&Finding>) = report
+            .failures
+            .iter()
+            .partition(|f| expected.is_some_and(|e| e(f)));
+        let failures: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+        assert!(
+            failures.is_empty() && report.failures_unlisted == 0,
+            "trace validation failed: {}\n{}",
+            report.summary(),
+            failures.join("\n")
+        );
+        assert!(report.steps_replayed > 0, "{}", report.summary());
+        if expected.is_some() {
+            assert!(!foreseen.is_empty(), "the foreseen finding did not occur");
+        }
     }
 
     fn log(&self, id: u64) -> String {
@@ -252,6 +289,7 @@ async fn concurrent_appends_are_on_every_replica_and_read_back_once() {
             acked.len(),
             "no record that was not acknowledged"
         );
+        c.validated();
     })
     .await
 }
@@ -300,6 +338,7 @@ async fn a_record_that_does_not_fit_pads_every_replica_and_goes_to_the_next_chun
             );
         }
         check_acked(&c, &client, path, &acked).await;
+        c.validated();
     })
     .await
 }
@@ -364,6 +403,7 @@ async fn bad_input_gets_clear_errors_and_the_servers_keep_serving() {
         check_acked(&c, &client, path, &[(a, b"still here".to_vec())]).await;
         let master_log = c.log(0);
         assert!(master_log.contains("closing connection"), "{master_log}");
+        c.validated();
     })
     .await
 }
@@ -449,6 +489,7 @@ async fn a_killed_chunkserver_loses_no_acked_record_and_comes_back_stale() {
             "the restarted replica missed a lease grant: {stat:?}"
         );
         assert!(c.log(2).contains("restored=true"), "{}", c.log(2));
+        c.validated();
     })
     .await
 }
@@ -578,6 +619,12 @@ async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
         // offset on every up-to-date replica.
         let acked: Vec<_> = acked.into_iter().map(|(_, a, d)| (a, d)).collect();
         check_acked(&c, &watcher, path, &acked).await;
+        // The test played client `me` with a forged frame: the one message
+        // in the run that no node's trace sent (TRACE-2), as it should be.
+        let forged = |f: &Finding| {
+            f.check == Check::Trace2 && f.explanation.contains(&format!("from node {me},"))
+        };
+        c.validated_but(Some(&forged));
     })
     .await
 }
@@ -616,6 +663,7 @@ async fn a_corrupt_block_fails_on_its_replica_and_is_read_from_another() {
         let records = client.read_records(path).await.unwrap();
         assert_eq!(records.len(), 10);
         assert!(records.iter().zip(&acked).all(|(r, (_, d))| &r.data == d));
+        c.validated();
     })
     .await
 }

@@ -615,3 +615,46 @@ fn restored_storage_the_previous_start_never_left_breaks_trace_1() {
         );
     }
 }
+
+/// A killed chunkserver may restart with part of its last batch of chunk
+/// writes (written, not yet synced, or synced, not yet recorded): up to a
+/// batch of serials is a note; more is a failure.
+#[test]
+fn a_restart_within_one_batch_of_the_replay_is_a_note_and_beyond_it_a_failure() {
+    use leasehold::trace::TraceStorage;
+    for (serials, fails) in [(1, false), (1_000, true)] {
+        let mut traces = traces();
+        let mut node = None;
+        for t in traces.iter_mut().filter(|t| t.header.start == 1) {
+            if let TraceInput::Start {
+                restored: Some(TraceStorage::Chunkserver(v)),
+            } = &mut t.steps[0].input
+            {
+                v.chunks[0].1.applied.serial += serials;
+                v.chunks[0].2 += 10;
+                node = Some(t.header.node);
+            }
+        }
+        let node = node.expect("a chunkserver restarted");
+        let r = validate(traces);
+        // (The recorded digest after the start step still shows the real
+        // store, so the edited view also fails the digest comparison; only
+        // the restored-store finding is at stake here.)
+        let failed = r.failures.iter().any(|f| {
+            f.check == Check::Trace1
+                && f.at.node == node
+                && f.at.start == 1
+                && f.explanation.contains("restored store differs")
+        });
+        assert_eq!(failed, fails, "{serials} serials: {}", show(&r));
+        if !fails {
+            assert!(
+                r.notes
+                    .iter()
+                    .any(|n| n.at.node == node && n.explanation.contains("one batch")),
+                "{}",
+                show(&r)
+            );
+        }
+    }
+}
