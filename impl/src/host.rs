@@ -681,6 +681,9 @@ where
         let mut state = self.actor.on_start(self.id, &storage, &mut out);
         let input = self.recorder.is_some().then(|| StepInput::Start(storage));
         let start = self.step(&state, clock, input, out);
+        // A message taken from the inbox when a timer had expired: handled
+        // after the timers, as the next batch's first.
+        let mut carried: Option<Inbound<A::Msg>> = None;
         let result = self.commit(vec![start]).and_then(|()| loop {
             if *shutdown.borrow() {
                 break Ok(());
@@ -716,14 +719,17 @@ where
                 continue;
             }
             let deadline = self.timers.values().map(|d| d.at).min();
-            let wake = waiter.block_on(async {
-                tokio::select! {
-                    biased;
-                    _ = shutdown.wait_for(|stop| *stop) => Wake::Shutdown,
-                    m = inbox.recv() => m.map_or(Wake::Shutdown, Wake::Inbound),
-                    _ = sleep_until(deadline) => Wake::Timer,
-                }
-            });
+            let wake = match carried.take() {
+                Some(inbound) => Wake::Inbound(inbound),
+                None => waiter.block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.wait_for(|stop| *stop) => Wake::Shutdown,
+                        m = inbox.recv() => m.map_or(Wake::Shutdown, Wake::Inbound),
+                        _ = sleep_until(deadline) => Wake::Timer,
+                    }
+                }),
+            };
             match wake {
                 Wake::Shutdown => break Ok(()),
                 Wake::Timer => continue,
@@ -744,15 +750,18 @@ where
                     // one barrier for all of it. A timer that expires
                     // meanwhile ends the batch, so no step's clock reading
                     // is past an armed deadline.
+                    // The clock is read after the message is taken, so no
+                    // step's reading precedes its message's arrival.
                     for _ in 1..BATCH_MSGS_MAX {
-                        let clock = StepClock::now();
-                        if self.has_expired_timer(clock) {
-                            break;
-                        }
-                        let Ok(Inbound { src, msg }) = inbox.try_recv() else {
+                        let Ok(inbound) = inbox.try_recv() else {
                             break;
                         };
-                        batch.push(self.handle_msg(&mut state, clock, src, msg));
+                        let clock = StepClock::now();
+                        if self.has_expired_timer(clock) {
+                            carried = Some(inbound);
+                            break;
+                        }
+                        batch.push(self.handle_msg(&mut state, clock, inbound.src, inbound.msg));
                     }
                     self.commit(batch)?;
                 }
