@@ -410,6 +410,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 }
             }
             Timer::AgeOut(data) => {
+                if self.cfg.bug == Bug::AgedOutDataKept {
+                    return;
+                }
                 if let Some(i) = state.buffer.iter().position(|b| b.data == data) {
                     state.to_mut().buffer.remove(i);
                 }
@@ -676,7 +679,10 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         o.cancel_timer(Timer::AgeOut(data));
         let chunk_size = self.cfg.chunk_size;
         let too_large = match kind {
-            MutationKind::Append => payload.len() > self.cfg.record_size_max(),
+            MutationKind::Append => {
+                payload.len() > self.cfg.record_size_max()
+                    && self.cfg.bug != Bug::PrimarySkipsSizeCheck
+            }
             MutationKind::Write { offset } => offset + payload.len() > chunk_size,
         };
         if too_large {
@@ -689,8 +695,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         let (op, offset) = match kind {
             MutationKind::Append => {
                 let end = s.store.chunk_len(chunk);
-                let fits =
-                    end + payload.len() <= chunk_size || self.cfg.bug == Bug::PrimarySkipsFitCheck;
+                let fits = (end + payload.len() <= chunk_size
+                    && self.cfg.bug != Bug::PrimaryPadsAlthoughRecordFits)
+                    || self.cfg.bug == Bug::PrimarySkipsFitCheck;
                 if fits {
                     (ApplyOp::WriteAt { offset: end, data }, Some(end))
                 } else {
@@ -817,8 +824,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             return;
         }
         let s = state.to_mut();
-        match result {
-            Ok(()) => {
+        let ok = result.is_ok() || self.cfg.bug == Bug::PrimaryIgnoresSecondaryError;
+        match ok {
+            true => {
                 s.in_flight[i].acked.push(src);
                 if secondaries.iter().all(|r| s.in_flight[i].acked.contains(r)) {
                     let m = s.in_flight.remove(i);
@@ -827,7 +835,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                     }
                 }
             }
-            Err(_) => {
+            false => {
                 // [00101]: any replica's error fails the mutation.
                 let m = s.in_flight.remove(i);
                 if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {
