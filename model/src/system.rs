@@ -1339,12 +1339,18 @@ fn append_3(model: &LeaseholdModel, s: &State) -> bool {
 
 /// APPEND-4 ([00105]) both ways: a chunk reported full is padded to its
 /// end on every up-to-date replica, and a chunk is padded only where the
-/// record that padded it would have crossed the end. The padding append's
-/// record is not in the cells, so the second half takes the largest record
-/// any client appends (within the quarter-chunk limit) and the latest
-/// start of that pad on any replica (a replica that missed a failed
-/// mutation pads from a shorter end than the primary did): a pad that
-/// leaves room even for that record was written although the record fit.
+/// record that padded it would have crossed the end.
+///
+/// The second half cannot see the padding append's record or the primary's
+/// end when it padded, so it bounds both from above, which keeps it sound
+/// (it may miss a bug, never accuse the protocol): the record by the largest
+/// any client appends within the quarter-chunk limit; the primary's end by
+/// the largest, over every replica that applied the pad, of where its pad
+/// cells start, or of its length if it wrote none (it was full already;
+/// lengths only grow, and the primary is among them). A replica that missed
+/// a failed mutation pads from a shorter end than the primary, so no single
+/// replica's start would do. A pad that leaves room even then was written
+/// although the record fit.
 fn append_4(model: &LeaseholdModel, s: &State) -> bool {
     let size = model.cfg.chunk_units as u64;
     let full_padded = s
@@ -1379,7 +1385,10 @@ fn append_4(model: &LeaseholdModel, s: &State) -> bool {
                         .clone()
                         .filter_map(|other| {
                             let r = store(s, other).replica(chunk as ChunkHandle)?;
-                            r.cells.iter().position(|x| *x == Some(Cell::Pad(*stamp)))
+                            match r.cells.iter().position(|x| *x == Some(Cell::Pad(*stamp))) {
+                                Some(i) => Some(i),
+                                None => (r.meta.applied >= *stamp).then_some(r.cells.len()),
+                            }
                         })
                         .max()
                         .unwrap_or(0) as u64;
