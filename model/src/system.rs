@@ -788,31 +788,52 @@ impl LeaseholdModel {
 /// What [`LeaseholdModel::step_breaks`] needs to know of an action, taken
 /// before the action moves into the inner model.
 enum StepKind {
-    Deliver {
-        src: Id,
-        dst: Id,
-        msg: Msg<RecordToken>,
-    },
+    Deliver { src: Id, dst: Id, msg: Delivered },
     Timeout(Id, Timer),
+    Other,
+}
+
+/// The few facts of a delivered message the step checks read (the message
+/// itself stays with the inner model, uncloned).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivered {
+    Grant {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+    },
+    AppliedErr {
+        chunk: ChunkHandle,
+        stamp: Stamp,
+    },
+    Pushed(DataId),
     Other,
 }
 
 impl LeaseholdModel {
     fn step_kind(&self, action: &Action) -> StepKind {
         match action {
-            ActorModelAction::Deliver { src, dst, msg } => {
-                let relevant = match msg {
-                    Msg::LeaseGrant { .. } | Msg::Applied { result: Err(_), .. } => true,
-                    _ => usize::from(*dst) > 0,
+            // The master's steps break none of the step rules.
+            ActorModelAction::Deliver { src, dst, msg } if usize::from(*dst) > 0 => {
+                let msg = match msg {
+                    Msg::LeaseGrant { chunk, epoch, .. } => Delivered::Grant {
+                        chunk: *chunk,
+                        epoch: *epoch,
+                    },
+                    Msg::Applied {
+                        chunk,
+                        stamp,
+                        result: Err(_),
+                    } => Delivered::AppliedErr {
+                        chunk: *chunk,
+                        stamp: *stamp,
+                    },
+                    Msg::DataPushed { data } => Delivered::Pushed(*data),
+                    _ => Delivered::Other,
                 };
-                if relevant {
-                    StepKind::Deliver {
-                        src: *src,
-                        dst: *dst,
-                        msg: msg.clone(),
-                    }
-                } else {
-                    StepKind::Other
+                StepKind::Deliver {
+                    src: *src,
+                    dst: *dst,
+                    msg,
                 }
             }
             ActorModelAction::Timeout(id, t) => StepKind::Timeout(*id, t.clone()),
@@ -873,18 +894,18 @@ impl LeaseholdModel {
             s.network.iter_all().filter(|e| f(e)).count()
         };
         let (actor, delivered) = match kind {
-            StepKind::Deliver { dst, msg, .. } => (*dst, Some(msg)),
+            StepKind::Deliver { dst, msg, .. } => (*dst, Some(*msg)),
             StepKind::Timeout(id, _) => (*id, None),
             StepKind::Other => return 0,
         };
         if let (Some(a), Some(b)) = (cs_of(last, actor), cs_of(next, actor)) {
             // LEASE-2: a grant makes a replica the holder only when it
             // answers the replica's own request, still pending.
-            if let Some(Msg::LeaseGrant { chunk, epoch, .. }) = delivered {
-                let before = a.lease(*chunk);
-                let pending = before.is_some_and(|l| l.requested && l.epoch == *epoch);
-                let changed = before != b.lease(*chunk);
-                if changed && b.is_primary(*chunk) && !pending {
+            if let Some(Delivered::Grant { chunk, epoch }) = delivered {
+                let before = a.lease(chunk);
+                let pending = before.is_some_and(|l| l.requested && l.epoch == epoch);
+                let changed = before != b.lease(chunk);
+                if changed && b.is_primary(chunk) && !pending {
                     broken |= STEP_LATE_GRANT;
                 }
             }
@@ -914,27 +935,22 @@ impl LeaseholdModel {
             }
             // WRITE-2: a replica's error fails the mutation at once: it
             // leaves the primary's in-flight list and is never acked.
-            if let Some(Msg::Applied {
-                chunk,
-                stamp,
-                result: Err(_),
-            }) = delivered
-            {
+            if let Some(Delivered::AppliedErr { chunk, stamp }) = delivered {
                 let StepKind::Deliver { src, .. } = kind else {
                     unreachable!()
                 };
                 let awaited = a
                     .in_flight
                     .iter()
-                    .any(|m| m.chunk == *chunk && m.stamp == *stamp && !m.acked.contains(src));
+                    .any(|m| m.chunk == chunk && m.stamp == stamp && !m.acked.contains(src));
                 let kept = b
                     .in_flight
                     .iter()
-                    .any(|m| m.chunk == *chunk && m.stamp == *stamp);
+                    .any(|m| m.chunk == chunk && m.stamp == stamp);
                 let done = |s: &State| {
                     count(s, &|e| {
                         e.src == actor
-                            && matches!(e.msg, Msg::MutationDone { chunk: c, stamp: st, .. } if c == chunk && st == stamp)
+                            && matches!(e.msg, Msg::MutationDone { chunk: c, stamp: st, .. } if *c == chunk && *st == stamp)
                     })
                 };
                 if awaited && (kept || done(next) > done(last)) {
@@ -952,13 +968,13 @@ impl LeaseholdModel {
             };
             if sent(next) > sent(last) {
                 let acknowledged = match delivered {
-                    Some(Msg::DataPushed { data }) => {
+                    Some(Delivered::Pushed(data)) => {
                         count(next, &|e| {
                             e.src == actor
-                                && matches!(e.msg, Msg::Mutate { data: d, .. } if d == data)
+                                && matches!(e.msg, Msg::Mutate { data: d, .. } if *d == data)
                         }) > count(last, &|e| {
                             e.src == actor
-                                && matches!(e.msg, Msg::Mutate { data: d, .. } if d == data)
+                                && matches!(e.msg, Msg::Mutate { data: d, .. } if *d == data)
                         })
                     }
                     _ => false,
