@@ -322,6 +322,12 @@ fn bug_client_mutates_before_data_pushed_breaks_push_1() {
     caught(Bug::ClientMutatesBeforeDataPushed, "tiny", "PUSH-1");
 }
 
+/// The chain half of PUSH-1: a hop that skips the closest server.
+#[test]
+fn bug_push_skips_closest_breaks_push_1() {
+    caught(Bug::PushSkipsClosest, "tiny", "PUSH-1");
+}
+
 #[test]
 fn bug_aged_out_data_kept_breaks_push_2() {
     caught(Bug::AgedOutDataKept, "age-out", "PUSH-2");

@@ -570,7 +570,11 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             _ => return, // a fragment out of sequence: the push will be retried
         }
         // PUSH-1: forward at once, before the rest arrives: pipelining ([0098]).
-        match self.cfg.closest(id, &chain) {
+        let next = match self.cfg.bug {
+            Bug::PushSkipsClosest => chain.iter().copied().min(),
+            _ => self.cfg.closest(id, &chain),
+        };
+        match next {
             Some(next) => {
                 let rest: Vec<Id> = chain.iter().copied().filter(|r| *r != next).collect();
                 o.send(

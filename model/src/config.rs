@@ -85,10 +85,13 @@ pub enum Bug {
     /// The primary appends a record larger than a quarter chunk instead of
     /// refusing it `TooLarge` ([00104]).
     PrimarySkipsSizeCheck,
+    /// A chunkserver forwards a push to the first server left on the chain
+    /// (lowest id), not the closest one ([0096]).
+    PushSkipsClosest,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 23] = [
+    pub const ALL: [Bug; 24] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -112,6 +115,7 @@ impl Bug {
         Bug::PrimaryIgnoresSecondaryError,
         Bug::AgedOutDataKept,
         Bug::PrimarySkipsSizeCheck,
+        Bug::PushSkipsClosest,
     ];
 
     /// Kebab-case name used on the command line.
