@@ -829,29 +829,26 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         }
         let s = state.to_mut();
         let ok = result.is_ok() || self.cfg.bug == Bug::PrimaryIgnoresSecondaryError;
-        match ok {
-            true => {
-                s.in_flight[i].acked.push(src);
-                if secondaries.iter().all(|r| s.in_flight[i].acked.contains(r)) {
-                    let m = s.in_flight.remove(i);
-                    if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {
-                        self.reply_done(m.client, chunk, m.data, m.offset, m.stamp, o);
-                    }
-                }
-            }
-            false => {
-                // [00101]: any replica's error fails the mutation.
+        if ok {
+            s.in_flight[i].acked.push(src);
+            if secondaries.iter().all(|r| s.in_flight[i].acked.contains(r)) {
                 let m = s.in_flight.remove(i);
                 if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {
-                    o.send(
-                        m.client,
-                        Msg::MutationFailed {
-                            chunk,
-                            data: m.data,
-                            reason: Failure::SecondaryFailed,
-                        },
-                    );
+                    self.reply_done(m.client, chunk, m.data, m.offset, m.stamp, o);
                 }
+            }
+        } else {
+            // [00101]: any replica's error fails the mutation.
+            let m = s.in_flight.remove(i);
+            if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {
+                o.send(
+                    m.client,
+                    Msg::MutationFailed {
+                        chunk,
+                        data: m.data,
+                        reason: Failure::SecondaryFailed,
+                    },
+                );
             }
         }
     }

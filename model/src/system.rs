@@ -1774,10 +1774,9 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             |m: &LeaseholdModel, s: &State| {
                 (0..m.cfg.clients()).any(|c| {
                     match &**s.actor_states[usize::from(m.cfg.client_id(c))] {
-                        NodeState::Client(cl) => cl
-                            .results
-                            .iter()
-                            .any(|r| *r == OpResult::Failed(Failure::TooLarge)),
+                        NodeState::Client(cl) => {
+                            cl.results.contains(&OpResult::Failed(Failure::TooLarge))
+                        }
                         _ => false,
                     }
                 })
