@@ -20,6 +20,7 @@ fn main() {
                 strategy: Strategy::Bfs,
                 max_states: 5_000_000,
                 stop_at_violation: true,
+                stop_at_property: None,
                 progress: false,
                 symmetry: false,
             };

@@ -124,6 +124,10 @@ pub struct Options {
     pub max_states: usize,
     /// Stop at the first violation of an `always` property (for seeded bugs).
     pub stop_at_violation: bool,
+    /// With `stop_at_violation`: stop only when the property whose name
+    /// starts with this is violated (a seeded bug may break a stronger
+    /// property first; its test shows the named one catching it too).
+    pub stop_at_property: Option<String>,
     /// Print progress to stderr every second.
     pub progress: bool,
     /// Reduce by client symmetry (needs DFS and interchangeable clients).
@@ -137,6 +141,7 @@ impl Default for Options {
             strategy: Strategy::Bfs,
             max_states: 200_000_000,
             stop_at_violation: false,
+            stop_at_property: None,
             progress: false,
             symmetry: false,
         }
@@ -152,6 +157,17 @@ pub fn check_model(cfg: ModelCfg, opts: &Options) -> Report {
         "symmetry needs clients with the same script"
     );
     let model = cfg.into_model();
+    let named = opts.stop_at_property.as_ref().map(|prefix| {
+        let names: std::collections::BTreeSet<&'static str> = model
+            .properties
+            .iter()
+            .filter(|p| p.expectation == Expectation::Always)
+            .filter(|p| p.name.starts_with(prefix.as_str()))
+            .map(|p| p.name)
+            .collect();
+        assert!(!names.is_empty(), "no property named {prefix}");
+        names
+    });
     let mut builder = model
         .checker()
         .threads(opts.threads)
@@ -160,7 +176,10 @@ pub fn check_model(cfg: ModelCfg, opts: &Options) -> Report {
         builder = builder.symmetry_fn(leasehold_model::symmetry::representative);
     }
     if opts.stop_at_violation {
-        builder = builder.finish_when(stateright::HasDiscoveries::AnyFailures);
+        builder = builder.finish_when(match named {
+            Some(names) => stateright::HasDiscoveries::AnyOf(names),
+            None => stateright::HasDiscoveries::AnyFailures,
+        });
     }
     let started = Instant::now();
     match opts.strategy {
@@ -329,6 +348,7 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         strategy: args.strategy,
         max_states: args.max_states,
         stop_at_violation: false,
+        stop_at_property: None,
         progress: true,
         symmetry: args.symmetry,
     };

@@ -97,6 +97,42 @@ fn revoke_holds_and_reaches_every_companion() {
 }
 
 #[test]
+fn pad_two_holds_and_reaches_every_companion() {
+    // APPEND-2 across chunks: one client's first append fits in chunk 0,
+    // its second pads the chunk (APPEND-4: only because it does not fit)
+    // and is acked in chunk 1. Counted with `History::started_after`, which
+    // records the first append as acked when the second starts.
+    let r = exhaustive("pad-two");
+    assert_eq!(r.unique_states, 113);
+}
+
+#[test]
+fn too_large_holds_and_reaches_every_companion() {
+    // APPEND-3: a record over a quarter chunk is refused TooLarge.
+    let r = exhaustive("too-large");
+    assert_eq!(r.unique_states, 42);
+}
+
+#[test]
+fn crash_holds_and_reaches_every_companion() {
+    // FAULT-1, VERSION-1: a chunkserver crash-restart keeps its chunks and
+    // versions; a replica that missed a version is detected stale, and a
+    // retry duplicates a record (APPEND-5). Small enough for every run
+    // (about 4 s); `faults` adds delays and a lease expiry.
+    let r = exhaustive("crash");
+    assert_eq!(r.unique_states, 467_912);
+}
+
+#[test]
+fn master_crash_holds_and_reaches_every_companion() {
+    // LEASE-3: a master crash-restart, possibly while the lease is held;
+    // the restarted master grants again only after its waiting period
+    // (about 9 s; `master-restart` adds a lease expiry).
+    let r = exhaustive("master-crash");
+    assert_eq!(r.unique_states, 1_067_585);
+}
+
+#[test]
 fn age_out_holds_and_reaches_every_companion() {
     // PUSH-2: pushed data that ages out fails its mutation; the retry pushes
     // it again and succeeds.
@@ -129,8 +165,9 @@ fn duplicating_network_bounded_check_finds_no_violation() {
     );
 }
 
-/// Checks `config` with `bug` on until the first violation, and asserts the
-/// violated property is the expected one and a counterexample path exists.
+/// Checks `config` with `bug` on, breadth first, until `property` is
+/// violated (a bug may break another property first: the search goes on),
+/// and asserts it was and a counterexample path exists.
 fn caught(bug: Bug, config: &str, property: &str) {
     caught_with(bug, config, &[], property)
 }
@@ -140,6 +177,7 @@ fn caught_with(bug: Bug, config: &str, sets: &[&str], property: &str) {
     let opts = Options {
         strategy: Strategy::Bfs,
         stop_at_violation: true,
+        stop_at_property: Some(property.to_string()),
         max_states: 20_000_000,
         ..Options::default()
     };
@@ -175,7 +213,7 @@ fn bug_master_ignores_clock_bound_breaks_lease_1() {
 fn bug_restarted_master_grants_immediately_breaks_lease_1() {
     caught(
         Bug::RestartedMasterGrantsImmediately,
-        "master-restart",
+        "master-crash",
         "LEASE-1",
     );
 }
@@ -192,7 +230,7 @@ fn bug_primary_does_not_pad_secondaries_breaks_append_4() {
 
 #[test]
 fn bug_version_not_incremented_breaks_append_1() {
-    caught(Bug::VersionNotIncremented, "faults", "APPEND-1");
+    caught(Bug::VersionNotIncremented, "crash", "APPEND-1");
 }
 
 #[test]
@@ -202,12 +240,17 @@ fn bug_primary_acks_before_secondaries_breaks_append_1() {
 
 #[test]
 fn bug_stale_replica_handed_to_client_breaks_version_2() {
-    caught(Bug::StaleReplicaHandedToClient, "faults", "VERSION-2");
+    caught(Bug::StaleReplicaHandedToClient, "crash", "VERSION-2");
 }
 
 #[test]
 fn bug_accepts_late_grant_breaks_lease_1() {
     caught(Bug::AcceptsLateGrant, "default", "LEASE-1");
+}
+
+#[test]
+fn bug_accepts_late_grant_breaks_lease_2() {
+    caught(Bug::AcceptsLateGrant, "default", "LEASE-2");
 }
 
 #[test]
@@ -232,6 +275,74 @@ fn bug_master_keeps_clock_on_extension_breaks_lease_1() {
         &["extensions_max=1"],
         "LEASE-1",
     );
+}
+
+/// The same bug where extensions are the point (LEASE-4): the master's
+/// own lease runs out while the primary's extended one runs.
+#[test]
+fn bug_master_keeps_clock_on_extension_breaks_lease_4() {
+    caught(Bug::MasterKeepsClockOnExtension, "pad", "LEASE-4");
+}
+
+#[test]
+fn bug_primary_pads_although_record_fits_breaks_append_4() {
+    caught(Bug::PrimaryPadsAlthoughRecordFits, "pad-two", "APPEND-4");
+}
+
+#[test]
+fn bug_primary_skips_size_check_breaks_append_3() {
+    caught(Bug::PrimarySkipsSizeCheck, "too-large", "APPEND-3");
+}
+
+/// A late answer to the first append's timed-out attempt, taken as the
+/// second append's: the second, started after the first was acked, is
+/// "acked" below it.
+#[test]
+fn bug_client_accepts_stale_done_breaks_append_2() {
+    caught_with(
+        Bug::ClientAcceptsStaleDone,
+        "tiny",
+        &["appends=2", "delays=true", "client_retries_max=1"],
+        "APPEND-2",
+    );
+}
+
+#[test]
+fn bug_client_does_not_retry_breaks_append_5() {
+    caught(Bug::ClientDoesNotRetry, "default", "APPEND-5");
+}
+
+#[test]
+fn bug_master_keeps_silent_replicas_breaks_version_1() {
+    caught(Bug::MasterKeepsSilentReplicas, "crash", "VERSION-1");
+}
+
+#[test]
+fn bug_client_mutates_before_data_pushed_breaks_push_1() {
+    caught(Bug::ClientMutatesBeforeDataPushed, "tiny", "PUSH-1");
+}
+
+/// The chain half of PUSH-1: a hop that skips the closest server.
+#[test]
+fn bug_push_skips_closest_breaks_push_1() {
+    caught(Bug::PushSkipsClosest, "tiny", "PUSH-1");
+}
+
+#[test]
+fn bug_aged_out_data_kept_breaks_push_2() {
+    caught(Bug::AgedOutDataKept, "age-out", "PUSH-2");
+}
+
+/// The same early acknowledgement of a write; VERSION-1 (the master
+/// counts the secondaries up to date) catches it too.
+#[test]
+fn bug_primary_acks_before_secondaries_breaks_write_1() {
+    caught(Bug::PrimaryAcksBeforeSecondaries, "writes", "WRITE-1");
+}
+
+#[test]
+fn bug_primary_ignores_secondary_error_breaks_write_2() {
+    caught(Bug::PrimaryIgnoresSecondaryError, "writes", "WRITE-2");
 }
 
 /// A grant that restarts the lease clock differs from the protocol only in

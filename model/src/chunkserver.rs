@@ -410,6 +410,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 }
             }
             Timer::AgeOut(data) => {
+                if self.cfg.bug == Bug::AgedOutDataKept {
+                    return;
+                }
                 if let Some(i) = state.buffer.iter().position(|b| b.data == data) {
                     state.to_mut().buffer.remove(i);
                 }
@@ -567,7 +570,11 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             _ => return, // a fragment out of sequence: the push will be retried
         }
         // PUSH-1: forward at once, before the rest arrives: pipelining ([0098]).
-        match self.cfg.closest(id, &chain) {
+        let next = match self.cfg.bug {
+            Bug::PushSkipsClosest => chain.iter().copied().min(),
+            _ => self.cfg.closest(id, &chain),
+        };
+        match next {
             Some(next) => {
                 let rest: Vec<Id> = chain.iter().copied().filter(|r| *r != next).collect();
                 o.send(
@@ -676,7 +683,10 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         o.cancel_timer(Timer::AgeOut(data));
         let chunk_size = self.cfg.chunk_size;
         let too_large = match kind {
-            MutationKind::Append => payload.len() > self.cfg.record_size_max(),
+            MutationKind::Append => {
+                payload.len() > self.cfg.record_size_max()
+                    && self.cfg.bug != Bug::PrimarySkipsSizeCheck
+            }
             MutationKind::Write { offset } => offset + payload.len() > chunk_size,
         };
         if too_large {
@@ -689,8 +699,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         let (op, offset) = match kind {
             MutationKind::Append => {
                 let end = s.store.chunk_len(chunk);
-                let fits =
-                    end + payload.len() <= chunk_size || self.cfg.bug == Bug::PrimarySkipsFitCheck;
+                let fits = (end + payload.len() <= chunk_size
+                    && self.cfg.bug != Bug::PrimaryPadsAlthoughRecordFits)
+                    || self.cfg.bug == Bug::PrimarySkipsFitCheck;
                 if fits {
                     (ApplyOp::WriteAt { offset: end, data }, Some(end))
                 } else {
@@ -817,29 +828,27 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             return;
         }
         let s = state.to_mut();
-        match result {
-            Ok(()) => {
-                s.in_flight[i].acked.push(src);
-                if secondaries.iter().all(|r| s.in_flight[i].acked.contains(r)) {
-                    let m = s.in_flight.remove(i);
-                    if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {
-                        self.reply_done(m.client, chunk, m.data, m.offset, m.stamp, o);
-                    }
-                }
-            }
-            Err(_) => {
-                // [00101]: any replica's error fails the mutation.
+        let ok = result.is_ok() || self.cfg.bug == Bug::PrimaryIgnoresSecondaryError;
+        if ok {
+            s.in_flight[i].acked.push(src);
+            if secondaries.iter().all(|r| s.in_flight[i].acked.contains(r)) {
                 let m = s.in_flight.remove(i);
                 if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {
-                    o.send(
-                        m.client,
-                        Msg::MutationFailed {
-                            chunk,
-                            data: m.data,
-                            reason: Failure::SecondaryFailed,
-                        },
-                    );
+                    self.reply_done(m.client, chunk, m.data, m.offset, m.stamp, o);
                 }
+            }
+        } else {
+            // [00101]: any replica's error fails the mutation.
+            let m = s.in_flight.remove(i);
+            if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {
+                o.send(
+                    m.client,
+                    Msg::MutationFailed {
+                        chunk,
+                        data: m.data,
+                        reason: Failure::SecondaryFailed,
+                    },
+                );
             }
         }
     }

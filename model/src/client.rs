@@ -184,7 +184,8 @@ impl<P: Payload> ClientActor<P> {
                 stamp,
             } => {
                 let Some(cur) = &state.current else { return };
-                if cur.phase != Phase::Mutating || cur.data != data {
+                let other_data = cur.data != data && self.cfg.bug != Bug::ClientAcceptsStaleDone;
+                if cur.phase != Phase::Mutating || other_data {
                     return;
                 }
                 let index = match cur.index {
@@ -419,6 +420,24 @@ impl<P: Payload> ClientActor<P> {
                     client: id,
                 },
             );
+        }
+        if self.cfg.bug == Bug::ClientMutatesBeforeDataPushed {
+            // Only with the seeded bug: act 1240 without waiting for the
+            // chain's acknowledgement.
+            let kind = match cur.op {
+                ClientOp::Write { offset, .. } => MutationKind::Write { offset },
+                _ => MutationKind::Append,
+            };
+            o.send(
+                info.primary,
+                Msg::Mutate {
+                    chunk: info.chunk,
+                    epoch: info.epoch,
+                    kind,
+                    data: cur.data,
+                },
+            );
+            cur.phase = Phase::Mutating;
         }
         self.arm_timeout(o);
     }

@@ -63,10 +63,35 @@ pub enum Bug {
     /// clock, so its lease can end while the primary's extended one runs
     /// ([0091]).
     MasterKeepsClockOnExtension,
+    /// The primary pads the chunk and sends the client on even when the
+    /// record fits ([00105]: padding only for a record that does not fit).
+    PrimaryPadsAlthoughRecordFits,
+    /// The client takes a `MutationDone` for data other than its current
+    /// operation's (a late duplicate answer to an earlier operation's
+    /// retried attempt) as its current operation's acknowledgement.
+    ClientAcceptsStaleDone,
+    /// At a grant timeout the master keeps the replicas that did not
+    /// acknowledge the new version counted up to date (GFS §4.5).
+    MasterKeepsSilentReplicas,
+    /// The client sends its mutation as soon as it starts the push, without
+    /// waiting for the chain's `DataPushed` ([0099]).
+    ClientMutatesBeforeDataPushed,
+    /// The primary counts a secondary's error reply as an acknowledgement
+    /// ([00101]: any replica's error fails the mutation).
+    PrimaryIgnoresSecondaryError,
+    /// A chunkserver keeps pushed data in its buffer when it ages out
+    /// ([0095]).
+    AgedOutDataKept,
+    /// The primary appends a record larger than a quarter chunk instead of
+    /// refusing it `TooLarge` ([00104]).
+    PrimarySkipsSizeCheck,
+    /// A chunkserver forwards a push to the first server left on the chain
+    /// (lowest id), not the closest one ([0096]).
+    PushSkipsClosest,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 16] = [
+    pub const ALL: [Bug; 24] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -83,6 +108,14 @@ impl Bug {
         Bug::PrimaryNeverReplies,
         Bug::GrantRestartsLeaseClock,
         Bug::MasterKeepsClockOnExtension,
+        Bug::PrimaryPadsAlthoughRecordFits,
+        Bug::ClientAcceptsStaleDone,
+        Bug::MasterKeepsSilentReplicas,
+        Bug::ClientMutatesBeforeDataPushed,
+        Bug::PrimaryIgnoresSecondaryError,
+        Bug::AgedOutDataKept,
+        Bug::PrimarySkipsSizeCheck,
+        Bug::PushSkipsClosest,
     ];
 
     /// Kebab-case name used on the command line.

@@ -629,7 +629,9 @@ impl MasterActor {
         }
         let version = s.durable.chunks[chunk as usize].version;
         let view = &mut s.views[chunk as usize];
-        view.up_to_date = acked.clone();
+        if self.cfg.bug != Bug::MasterKeepsSilentReplicas {
+            view.up_to_date = acked.clone();
+        }
         let secondaries: Vec<Id> = acked.iter().copied().filter(|r| *r != primary).collect();
         view.lease = LeaseView::Granted {
             primary,

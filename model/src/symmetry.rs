@@ -355,7 +355,16 @@ pub fn permute_state(s: &State, p: &ClientPerm) -> State {
             .map(|j| s.random_choices[source(j)].clone())
             .collect(),
         crashed: (0..n).map(|j| s.crashed[source(j)]).collect(),
-        history: s.history.clone(),
+        history: {
+            // APPEND-2's real-time order names clients by number.
+            let mut h = s.history.clone();
+            let n = |c: u8| p.number(c as u32) as u8;
+            for e in h.started_after.iter_mut() {
+                *e = (n(e.0), e.1, n(e.2), e.3);
+            }
+            h.started_after.sort();
+            h
+        },
         actor_storages: (0..n)
             .map(|j| s.actor_storages[source(j)].permute(p))
             .collect(),

@@ -213,12 +213,47 @@ impl ModelCfg {
                 client_retries_max: 1,
                 ..base
             },
+            // One client appending twice into a chunk with room for one
+            // record: the first fits, the second pads the chunk and goes to
+            // the next (APPEND-2 across chunks, APPEND-4 both ways).
+            "pad-two" => ModelCfg {
+                name: "pad-two",
+                appends: vec![2],
+                chunk_units: 8,
+                record_units: 2,
+                prefill_units: 5,
+                ..base
+            },
+            // A record over the quarter-chunk limit ([00104]): refused.
+            "too-large" => ModelCfg {
+                name: "too-large",
+                record_units: 2,
+                ..base
+            },
+            // One chunkserver crash-restart with reply timeouts and one
+            // retry, small enough for every test run (FAULT-1, VERSION-1).
+            "crash" => ModelCfg {
+                name: "crash",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                chunkserver_crashes: 1,
+                ..base
+            },
+            // One master crash-restart, possibly while the lease is held,
+            // and one retry (LEASE-3), small enough for every test run.
+            "master-crash" => ModelCfg {
+                name: "master-crash",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                master_crashes: 1,
+                ..base
+            },
             _ => return None,
         };
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 16] = [
         "tiny",
         "small",
         "pad",
@@ -231,6 +266,10 @@ impl ModelCfg {
         "writes",
         "revoke",
         "age-out",
+        "pad-two",
+        "too-large",
+        "crash",
+        "master-crash",
     ];
 
     /// Overrides one field by name (`key=value`), for experiments from the
@@ -502,11 +541,49 @@ pub struct History {
     /// The lease clocks (chunkserver, chunk, clock) each chunk's master
     /// expiry waits for: those running when the master last armed it.
     pub expiry_waits: SmallVec<[(Id, ChunkHandle, u8); 2]>,
+    /// For APPEND-2's real-time order: `(b client, b operation, a client,
+    /// a operation)` for every record append `b` that started after record
+    /// append `a` was acknowledged. An append started with nothing acked
+    /// (every operation of a one-operation client) adds nothing, so only
+    /// clients that append more than once add states.
+    pub started_after: SmallVec<[(u8, u8, u8, u8); 1]>,
+    /// Steps that broke a rule only a step can show (`STEP_*` bits): set
+    /// only by a seeded bug, so the protocol's state space is unchanged.
+    pub broken: u8,
 }
 
+/// A replica accepted a lease grant that answered no request of its own
+/// still pending (LEASE-2).
+pub const STEP_LATE_GRANT: u8 = 1;
+/// A client sent a mutation in a step that was not the chain's
+/// acknowledgement of its data, or a push went to a server that was not
+/// the closest one left on the chain (PUSH-1).
+pub const STEP_PUSH_ORDER: u8 = 2;
+/// A replica applied data that was not in its buffer, or kept data that
+/// aged out (PUSH-2).
+pub const STEP_STALE_DATA: u8 = 4;
+/// A client gave up on a record append with retries left (APPEND-5).
+pub const STEP_APPEND_GAVE_UP: u8 = 8;
+/// A client gave up on a write with retries left, or a primary kept a
+/// mutation a replica failed instead of failing it at once (WRITE-2).
+pub const STEP_WRITE_FAILURE_HIDDEN: u8 = 16;
+
 impl History {
-    fn on_send(_cfg: &ModelCfg, h: &History, env: Envelope<&Msg<RecordToken>>) -> Option<History> {
+    fn on_send(cfg: &ModelCfg, h: &History, env: Envelope<&Msg<RecordToken>>) -> Option<History> {
         match env.msg {
+            // PUSH-1 ([0096]): each hop goes to the closest server of the
+            // chain that has not had the data (positions are node indices,
+            // ties to the lower id, as `ProtocolCfg::closest`).
+            Msg::PushData { chain, .. } => {
+                let d = |a: Id| usize::from(a).abs_diff(usize::from(env.src));
+                let closest = !chain.contains(&env.dst)
+                    && chain.iter().all(|r| (d(env.dst), env.dst) < (d(*r), *r))
+                    && cfg.is_chunkserver(env.dst);
+                (!closest && h.broken & STEP_PUSH_ORDER == 0).then(|| History {
+                    broken: h.broken | STEP_PUSH_ORDER,
+                    ..h.clone()
+                })
+            }
             Msg::Apply { chunk, stamp, .. } => Some(h.with_applied(env.src, *chunk, *stamp, true)),
             Msg::Applied {
                 chunk,
@@ -708,6 +785,223 @@ impl LeaseholdModel {
     }
 }
 
+/// What [`LeaseholdModel::step_breaks`] needs to know of an action, taken
+/// before the action moves into the inner model.
+enum StepKind {
+    Deliver { src: Id, dst: Id, msg: Delivered },
+    Timeout(Id, Timer),
+    Other,
+}
+
+/// The few facts of a delivered message the step checks read (the message
+/// itself stays with the inner model, uncloned).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivered {
+    Grant {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+    },
+    AppliedErr {
+        chunk: ChunkHandle,
+        stamp: Stamp,
+    },
+    Pushed(DataId),
+    Other,
+}
+
+impl LeaseholdModel {
+    fn step_kind(&self, action: &Action) -> StepKind {
+        match action {
+            // The master's steps break none of the step rules.
+            ActorModelAction::Deliver { src, dst, msg } if usize::from(*dst) > 0 => {
+                let msg = match msg {
+                    Msg::LeaseGrant { chunk, epoch, .. } => Delivered::Grant {
+                        chunk: *chunk,
+                        epoch: *epoch,
+                    },
+                    Msg::Applied {
+                        chunk,
+                        stamp,
+                        result: Err(_),
+                    } => Delivered::AppliedErr {
+                        chunk: *chunk,
+                        stamp: *stamp,
+                    },
+                    Msg::DataPushed { data } => Delivered::Pushed(*data),
+                    _ => Delivered::Other,
+                };
+                StepKind::Deliver {
+                    src: *src,
+                    dst: *dst,
+                    msg,
+                }
+            }
+            ActorModelAction::Timeout(id, t) => StepKind::Timeout(*id, t.clone()),
+            _ => StepKind::Other,
+        }
+    }
+
+    /// Whether record append `b` started after `a` was acknowledged.
+    pub fn started_after(s: &State, b: &Acked, a: &Acked) -> bool {
+        let key = (b.client as u8, b.op as u8, a.client as u8, a.op as u8);
+        s.history.started_after.contains(&key)
+    }
+
+    /// APPEND-2's real-time order: a record append that starts in this
+    /// step (its client just finished the previous operation) records which
+    /// appends were acknowledged by then.
+    fn record_starts(&self, last: &State, next: &mut State) {
+        for c in 0..self.cfg.clients() {
+            let i = usize::from(self.cfg.client_id(c));
+            let (NodeState::Client(a), NodeState::Client(b)) =
+                (&**last.actor_states[i], &**next.actor_states[i])
+            else {
+                continue;
+            };
+            let k = b.results.len();
+            let starts_append = matches!(self.scripts[c].get(k), Some(ClientOp::Append { .. }));
+            if k <= a.results.len() || !starts_append {
+                continue;
+            }
+            let before: SmallVec<[(u8, u8, u8, u8); 2]> = acked(self, next)
+                .filter(|x| x.append)
+                .map(|x| (c as u8, k as u8, x.client as u8, x.op as u8))
+                .collect();
+            if !before.is_empty() {
+                let h = &mut next.history;
+                h.started_after.extend(before);
+                h.started_after.sort();
+            }
+        }
+    }
+
+    /// The `STEP_*` rules this step broke (see [`History::broken`]).
+    fn step_breaks(&self, last: &State, kind: &StepKind, next: &State) -> u8 {
+        let mut broken = 0;
+        fn cs_of(s: &State, id: Id) -> Option<&crate::chunkserver::ChunkserverState<MemStore>> {
+            match &**s.actor_states[usize::from(id)] {
+                NodeState::Chunkserver(c) if !s.crashed[usize::from(id)] => Some(c),
+                _ => None,
+            }
+        }
+        fn client_of(s: &State, id: Id) -> Option<&crate::client::ClientState<RecordToken>> {
+            match &**s.actor_states[usize::from(id)] {
+                NodeState::Client(c) => Some(c),
+                _ => None,
+            }
+        }
+        let count = |s: &State, f: &dyn Fn(&Envelope<&Msg<RecordToken>>) -> bool| {
+            s.network.iter_all().filter(|e| f(e)).count()
+        };
+        let (actor, delivered) = match kind {
+            StepKind::Deliver { dst, msg, .. } => (*dst, Some(*msg)),
+            StepKind::Timeout(id, _) => (*id, None),
+            StepKind::Other => return 0,
+        };
+        if let (Some(a), Some(b)) = (cs_of(last, actor), cs_of(next, actor)) {
+            // LEASE-2: a grant makes a replica the holder only when it
+            // answers the replica's own request, still pending.
+            if let Some(Delivered::Grant { chunk, epoch }) = delivered {
+                let before = a.lease(chunk);
+                let pending = before.is_some_and(|l| l.requested && l.epoch == epoch);
+                let changed = before != b.lease(chunk);
+                if changed && b.is_primary(chunk) && !pending {
+                    broken |= STEP_LATE_GRANT;
+                }
+            }
+            // PUSH-2: data that aged out is gone, and a replica applies
+            // only data it holds.
+            if let StepKind::Timeout(_, Timer::AgeOut(d)) = kind {
+                if b.buffer.iter().any(|x| x.data == *d) {
+                    broken |= STEP_STALE_DATA;
+                }
+            }
+            if delivered.is_some() && a.store != b.store {
+                let fresh = b.store.replicas().iter().enumerate().any(|(chunk, r)| {
+                    let old = a.store.replica(chunk as ChunkHandle);
+                    r.cells.iter().flatten().any(|c| match c {
+                        Cell::Data { record, stamp, .. } if *stamp != Stamp::default() => {
+                            let new = !old.is_some_and(|o| {
+                                o.cells.iter().flatten().any(|x| cell_stamp(x) == *stamp)
+                            });
+                            new && !a.buffer.iter().any(|x| x.data == record.id && x.complete)
+                        }
+                        _ => false,
+                    })
+                });
+                if fresh {
+                    broken |= STEP_STALE_DATA;
+                }
+            }
+            // WRITE-2: a replica's error fails the mutation at once: it
+            // leaves the primary's in-flight list and is never acked.
+            if let Some(Delivered::AppliedErr { chunk, stamp }) = delivered {
+                let StepKind::Deliver { src, .. } = kind else {
+                    unreachable!()
+                };
+                let awaited = a
+                    .in_flight
+                    .iter()
+                    .any(|m| m.chunk == chunk && m.stamp == stamp && !m.acked.contains(src));
+                let kept = b
+                    .in_flight
+                    .iter()
+                    .any(|m| m.chunk == chunk && m.stamp == stamp);
+                let done = |s: &State| {
+                    count(s, &|e| {
+                        e.src == actor
+                            && matches!(e.msg, Msg::MutationDone { chunk: c, stamp: st, .. } if *c == chunk && *st == stamp)
+                    })
+                };
+                if awaited && (kept || done(next) > done(last)) {
+                    broken |= STEP_WRITE_FAILURE_HIDDEN;
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (client_of(last, actor), client_of(next, actor)) {
+            // PUSH-1: a client sends a mutation only in the step that takes
+            // the chain's acknowledgement of that mutation's data.
+            let sent = |s: &State| {
+                count(s, &|e| {
+                    e.src == actor && matches!(e.msg, Msg::Mutate { .. })
+                })
+            };
+            if sent(next) > sent(last) {
+                let acknowledged = match delivered {
+                    Some(Delivered::Pushed(data)) => {
+                        count(next, &|e| {
+                            e.src == actor
+                                && matches!(e.msg, Msg::Mutate { data: d, .. } if *d == data)
+                        }) > count(last, &|e| {
+                            e.src == actor
+                                && matches!(e.msg, Msg::Mutate { data: d, .. } if *d == data)
+                        })
+                    }
+                    _ => false,
+                };
+                if !acknowledged {
+                    broken |= STEP_PUSH_ORDER;
+                }
+            }
+            // APPEND-5, WRITE-2: a client reports a mutation failed only
+            // with its retries used up.
+            if b.results.len() > a.results.len()
+                && matches!(b.results.get(a.results.len()), Some(OpResult::Failed(_)))
+            {
+                if let Some(cur) = &a.current {
+                    if cur.retries < self.cfg.client_retries_max {
+                        broken |= match cur.op {
+                            ClientOp::Append { .. } => STEP_APPEND_GAVE_UP,
+                            _ => STEP_WRITE_FAILURE_HIDDEN,
+                        };
+                    }
+                }
+            }
+        }
+        broken
+    }
+}
+
 pub fn master(s: &State) -> &MasterState {
     match &**s.actor_states[0] {
         NodeState::Master(m) => m,
@@ -737,11 +1031,17 @@ impl Model for LeaseholdModel {
         // timing fault.
         let expiry = matches!(&action, ActorModelAction::Timeout(_, Timer::LeaseClock(..)));
         let armed = self.expiry_armed_by(last, &action);
+        let action_copy = self.step_kind(&action);
         let mut next = self.inner.next_state(last, action)?;
         if expiry {
             next.history.lease_expiries += 1;
         }
         self.settle_expiry_waits(&mut next, &armed);
+        self.record_starts(last, &mut next);
+        let broken = self.step_breaks(last, &action_copy, &next);
+        if broken & !next.history.broken != 0 {
+            next.history.broken |= broken;
+        }
         if let Some(id) = crash {
             if id == self.cfg.master_id() {
                 next.history.master_crashes += 1;
@@ -823,6 +1123,9 @@ impl LeaseholdModel {
 /// An acknowledged mutation, read back from the clients' results.
 #[derive(Clone, Copy, Debug)]
 pub struct Acked {
+    /// The client, and the operation's place in its script.
+    pub client: usize,
+    pub op: usize,
     pub record: RecordToken,
     pub append: bool,
     pub chunk: ChunkHandle,
@@ -842,7 +1145,8 @@ pub fn acked<'a>(model: &'a LeaseholdModel, s: &'a State) -> impl Iterator<Item 
         model.scripts[c]
             .iter()
             .zip(results)
-            .filter_map(|(op, result)| {
+            .enumerate()
+            .filter_map(move |(k, (op, result))| {
                 let OpResult::Mutated {
                     chunk,
                     offset,
@@ -858,6 +1162,8 @@ pub fn acked<'a>(model: &'a LeaseholdModel, s: &'a State) -> impl Iterator<Item 
                     _ => return None,
                 };
                 Some(Acked {
+                    client: c,
+                    op: k,
                     record,
                     append,
                     chunk: *chunk,
@@ -902,10 +1208,40 @@ fn current_replicas<'a>(
         .filter(move |id| Some(store(s, *id).meta(chunk).version) == version)
 }
 
-fn holds_all_acked_appends(model: &LeaseholdModel, s: &State, id: Id, chunk: ChunkHandle) -> bool {
+/// Whether replica `store` holds the acknowledged write `a` at its offset,
+/// unit by unit, unless a later mutation (a higher stamp) overwrote a unit.
+fn holds_write(store: &MemStore, a: &Acked) -> bool {
+    let Some(r) = store.replica(a.chunk) else {
+        return false;
+    };
+    (0..a.record.units).all(|p| {
+        match r
+            .cells
+            .get(a.offset as usize + p as usize)
+            .copied()
+            .flatten()
+        {
+            Some(Cell::Data {
+                record,
+                part,
+                stamp,
+            }) if stamp == a.stamp => record == a.record && part == p,
+            Some(c) => cell_stamp(&c) > a.stamp,
+            None => false,
+        }
+    })
+}
+
+/// Whether replica `id` holds every acknowledged mutation of `chunk`: each
+/// record append whole at its offset, each write at its offset unless a
+/// later mutation overwrote it (VERSION-1, VERSION-2).
+fn holds_all_acked(model: &LeaseholdModel, s: &State, id: Id, chunk: ChunkHandle) -> bool {
     acked(model, s)
-        .filter(|a| a.append && a.chunk == chunk)
-        .all(|a| holds(store(s, id), chunk, a.offset, a.record))
+        .filter(|a| a.chunk == chunk)
+        .all(|a| match a.append {
+            true => holds(store(s, id), chunk, a.offset, a.record),
+            false => holds_write(store(s, id), &a),
+        })
 }
 
 fn lease_1(model: &LeaseholdModel, s: &State) -> bool {
@@ -965,17 +1301,50 @@ fn append_1(model: &LeaseholdModel, s: &State) -> bool {
     })
 }
 
+/// APPEND-2 ([00107]): every *later* acknowledged append gets a higher
+/// offset in the same chunk or a later chunk (by its index in the file).
+///
+/// "Later" must be an order the protocol promises, or the property would
+/// fail on correct runs:
+/// * not acknowledgement order: two concurrent appends are acknowledged in
+///   whatever order their replies travel, so the one acknowledged second may
+///   well sit at the lower offset, or (one padded the chunk, the other was
+///   serialised before the pad) in the earlier chunk;
+/// * within one chunk, the serial order the primaries chose: a higher stamp
+///   (lease grant order, then serial, [0090]) is a later mutation, whichever
+///   client sent it and whenever it was acknowledged;
+/// * across chunks stamps do not compare (each chunk has its own epochs), so
+///   real time: `b` is later than `a` when `b`'s operation started after `a`
+///   was acknowledged (`History::started_after`; a client's next operation
+///   always starts after its previous one finished).
 fn append_2(model: &LeaseholdModel, s: &State) -> bool {
     acked(model, s).filter(|a| a.append).all(|a| {
-        acked(model, s)
-            .filter(|b| b.append && b.chunk == a.chunk && b.stamp > a.stamp)
-            .all(|b| b.offset >= a.offset + a.record.len())
+        acked(model, s).filter(|b| b.append).all(|b| {
+            let serial_later = b.chunk == a.chunk && b.stamp > a.stamp;
+            let real_time_later = LeaseholdModel::started_after(s, &b, &a);
+            let index = |x: &Acked| {
+                master(s)
+                    .durable
+                    .chunks
+                    .get(x.chunk as usize)
+                    .map_or(x.chunk as u32, |c| c.index)
+            };
+            !(serial_later || real_time_later)
+                || index(&b) > index(&a)
+                || (b.chunk == a.chunk && b.offset >= a.offset + a.record.len())
+        })
     })
 }
 
+/// APPEND-3 ([00104]): no acknowledged record is larger than a quarter
+/// chunk or crosses the chunk's end, and no replica grows past it.
 fn append_3(model: &LeaseholdModel, s: &State) -> bool {
     let size = model.cfg.chunk_units as u64;
-    acked(model, s).all(|a| a.offset + a.record.len() <= size)
+    // `ProtocolCfg::record_size_max`, without building the protocol.
+    let max = size / 4;
+    acked(model, s)
+        .filter(|a| a.append)
+        .all(|a| a.record.len() <= max && a.offset + a.record.len() <= size)
         && model.cfg.chunkserver_id_iter().all(|id| {
             store(s, id)
                 .replicas()
@@ -984,12 +1353,65 @@ fn append_3(model: &LeaseholdModel, s: &State) -> bool {
         })
 }
 
+/// APPEND-4 ([00105]) both ways: a chunk reported full is padded to its
+/// end on every up-to-date replica, and a chunk is padded only where the
+/// record that padded it would have crossed the end.
+///
+/// The second half cannot see the padding append's record or the primary's
+/// end when it padded, so it bounds both from above, which keeps it sound
+/// (it may miss a bug, never accuse the protocol): the record by the largest
+/// any client appends within the quarter-chunk limit; the primary's end by
+/// the largest, over every replica that applied the pad, of where its pad
+/// cells start, or of its length if it wrote none (it was full already;
+/// lengths only grow, and the primary is among them). A replica that missed
+/// a failed mutation pads from a shorter end than the primary, so no single
+/// replica's start would do. A pad that leaves room even then was written
+/// although the record fit.
 fn append_4(model: &LeaseholdModel, s: &State) -> bool {
     let size = model.cfg.chunk_units as u64;
-    s.history
+    let full_padded = s
+        .history
         .full
         .iter()
-        .all(|&c| current_replicas(model, s, c).all(|id| store(s, id).chunk_len(c) == size))
+        .all(|&c| current_replicas(model, s, c).all(|id| store(s, id).chunk_len(c) == size));
+    if !full_padded {
+        return false;
+    }
+    let max = size / 4; // `ProtocolCfg::record_size_max`
+    let largest = model
+        .scripts
+        .iter()
+        .flatten()
+        .filter_map(|op| match op {
+            ClientOp::Append { data, .. } if data.len() <= max => Some(data.len()),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let ids = model.cfg.chunkserver_id_iter();
+    ids.clone().all(|id| {
+        store(s, id)
+            .replicas()
+            .iter()
+            .enumerate()
+            .all(|(chunk, r)| {
+                r.cells.iter().flatten().all(|c| {
+                    let Cell::Pad(stamp) = c else { return true };
+                    let start = ids
+                        .clone()
+                        .filter_map(|other| {
+                            let r = store(s, other).replica(chunk as ChunkHandle)?;
+                            match r.cells.iter().position(|x| *x == Some(Cell::Pad(*stamp))) {
+                                Some(i) => Some(i),
+                                None => (r.meta.applied >= *stamp).then_some(r.cells.len()),
+                            }
+                        })
+                        .max()
+                        .unwrap_or(0) as u64;
+                    start + largest > size
+                })
+            })
+    })
 }
 
 fn order_2(_: &LeaseholdModel, s: &State) -> bool {
@@ -997,29 +1419,65 @@ fn order_2(_: &LeaseholdModel, s: &State) -> bool {
 }
 
 fn write_1(model: &LeaseholdModel, s: &State) -> bool {
-    acked(model, s).filter(|a| !a.append).all(|a| {
-        current_replicas(model, s, a.chunk).all(|id| {
-            let Some(r) = store(s, id).replica(a.chunk) else {
-                return false;
-            };
-            (0..a.record.units).all(|p| {
-                match r
-                    .cells
-                    .get(a.offset as usize + p as usize)
-                    .copied()
-                    .flatten()
-                {
-                    Some(Cell::Data {
-                        record,
-                        part,
-                        stamp,
-                    }) if stamp == a.stamp => record == a.record && part == p,
-                    Some(c) => cell_stamp(&c) > a.stamp,
-                    None => false,
-                }
-            })
+    acked(model, s)
+        .filter(|a| !a.append)
+        .all(|a| current_replicas(model, s, a.chunk).all(|id| holds_write(store(s, id), &a)))
+}
+
+/// LEASE-2 ([0091]): a replica holds a lease only for an epoch it
+/// requested, from a grant that arrived while that request was pending
+/// (checked at each grant's delivery: `STEP_LATE_GRANT`).
+fn lease_2(_: &LeaseholdModel, s: &State) -> bool {
+    s.history.broken & STEP_LATE_GRANT == 0
+}
+
+/// LEASE-4 ([0091]): extensions and revocations keep the primary's lease
+/// inside the master's: a live replica holds a lease only while the master
+/// grants that epoch to that replica. A crashed master, or a restarted one
+/// in its waiting period, does not know the leases it granted before;
+/// LEASE-3's wait covers those.
+fn lease_4(model: &LeaseholdModel, s: &State) -> bool {
+    if s.crashed[0] {
+        return true;
+    }
+    let m = master(s);
+    if m.quiet {
+        return true;
+    }
+    model.live_chunkservers(s).all(|(id, cs)| {
+        cs.leases.iter().filter(|l| l.holding).all(|l| {
+            matches!(m.lease(l.chunk), Some(LeaseView::Granted { primary, epoch, .. })
+                if *primary == id && *epoch == l.epoch)
         })
     })
+}
+
+/// PUSH-1 ([0096]–[0099]): a client sends a mutation only on the chain's
+/// acknowledgement of its data, and each hop of a push goes to the closest
+/// server left on the chain (`STEP_PUSH_ORDER`, set by the step's check and
+/// by `History::on_send`).
+fn push_1(_: &LeaseholdModel, s: &State) -> bool {
+    s.history.broken & STEP_PUSH_ORDER == 0
+}
+
+/// PUSH-2 ([0095], [00101]): a replica applies only data that is in its
+/// buffer, and data that ages out leaves the buffer (`STEP_STALE_DATA`).
+fn push_2(_: &LeaseholdModel, s: &State) -> bool {
+    s.history.broken & STEP_STALE_DATA == 0
+}
+
+/// APPEND-5 ([00107]): a failed record append is retried: a client reports
+/// one failed only with its retries used up (`STEP_APPEND_GAVE_UP`).
+fn append_5(_: &LeaseholdModel, s: &State) -> bool {
+    s.history.broken & STEP_APPEND_GAVE_UP == 0
+}
+
+/// WRITE-2 ([00101]): a mutation that fails at a replica is failed by the
+/// primary at once, so it is never acknowledged; and a client reports a
+/// write failed only with its retries used up
+/// (`STEP_WRITE_FAILURE_HIDDEN`).
+fn write_2(_: &LeaseholdModel, s: &State) -> bool {
+    s.history.broken & STEP_WRITE_FAILURE_HIDDEN == 0
 }
 
 fn version_1(model: &LeaseholdModel, s: &State) -> bool {
@@ -1029,7 +1487,7 @@ fn version_1(model: &LeaseholdModel, s: &State) -> bool {
     master(s).views.iter().enumerate().all(|(c, v)| {
         v.up_to_date
             .iter()
-            .all(|id| holds_all_acked_appends(model, s, *id, c as ChunkHandle))
+            .all(|id| holds_all_acked(model, s, *id, c as ChunkHandle))
     })
 }
 
@@ -1040,7 +1498,7 @@ fn version_2(model: &LeaseholdModel, s: &State) -> bool {
         !current(info.chunk, info.epoch)
             || std::iter::once(info.primary)
                 .chain(info.secondaries.iter().copied())
-                .all(|id| holds_all_acked_appends(model, s, id, info.chunk))
+                .all(|id| holds_all_acked(model, s, id, info.chunk))
     };
     let in_flight = s.network.iter_all().all(|env| match env.msg {
         Msg::LeaseHolder { info, .. } => named_ok(info),
@@ -1101,6 +1559,14 @@ fn duplicate_record(model: &LeaseholdModel, s: &State) -> bool {
 
 fn padded_and_next_chunk(model: &LeaseholdModel, s: &State) -> bool {
     !s.history.full.is_empty() && acked(model, s).any(|a| a.append && a.chunk != 0)
+}
+
+fn later_chunk_after_ack(model: &LeaseholdModel, s: &State) -> bool {
+    acked(model, s).filter(|a| a.append).any(|a| {
+        acked(model, s)
+            .filter(|b| b.append)
+            .any(|b| b.chunk != a.chunk && LeaseholdModel::started_after(s, &b, &a))
+    })
 }
 
 fn second_server_led(_: &LeaseholdModel, s: &State) -> bool {
@@ -1201,6 +1667,9 @@ fn lease_expired_and_regranted(_: &LeaseholdModel, s: &State) -> bool {
 fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
     let appends = !cfg.appends.is_empty();
     let writes = !cfg.writes.is_empty();
+    // Whether some mutation can succeed at all: a record over the
+    // quarter-chunk limit is always refused.
+    let mutates = writes || (appends && cfg.record_units as u64 <= cfg.chunk_units as u64 / 4);
     let mut p = vec![
         Property::always(
             "LEASE-1 at most one primary per chunk at any instant",
@@ -1215,31 +1684,65 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             order_2,
         ),
         Property::always(
-            "VERSION-1 the master counts as up to date only replicas holding every acked record",
+            "VERSION-1 the master counts as up to date only replicas holding every acked mutation",
             version_1,
         ),
         Property::always(
-            "VERSION-2 the master names to clients only replicas holding every acked record",
+            "VERSION-2 the master names to clients only replicas holding every acked mutation",
             version_2,
         ),
+        Property::always(
+            "LEASE-2 a replica holds a lease only from a grant answering its own pending request",
+            lease_2,
+        ),
     ];
+    if cfg.extensions_max > 0 || cfg.revocations_max > 0 {
+        p.push(Property::always(
+            "LEASE-4 a replica holds a lease only while the master grants it that epoch",
+            lease_4,
+        ));
+    }
+    if appends || writes {
+        p.push(Property::always(
+            "PUSH-1 a mutation is sent only on the chain's acknowledgement, each hop to the closest server left",
+            push_1,
+        ));
+        p.push(Property::always(
+            "PUSH-2 a replica applies only buffered data, and aged-out data leaves the buffer",
+            push_2,
+        ));
+    }
+    if mutates {
+        p.push(Property::sometimes(
+            "PUSH-1 reached: a mutation acknowledged after its data went down the chain",
+            |m: &LeaseholdModel, s: &State| acked(m, s).next().is_some(),
+        ));
+    }
+    if appends {
+        p.push(Property::always(
+            "APPEND-5 a client reports a record append failed only with its retries used up",
+            append_5,
+        ));
+    }
     if appends {
         p.push(Property::always(
             "APPEND-1 an acked record stays whole at its offset on every up-to-date replica",
             append_1,
         ));
         p.push(Property::always(
-            "APPEND-2 later acked appends get higher offsets or later chunks",
+            "APPEND-2 a later acked append (higher stamp in the chunk, or started after the ack) gets a higher offset or a later chunk",
             append_2,
         ));
         p.push(Property::always(
-            "APPEND-3 no record crosses a chunk boundary",
+            "APPEND-3 no acked record exceeds a quarter chunk or crosses a chunk boundary",
             append_3,
         ));
         p.push(Property::always(
-            "APPEND-4 a chunk reported full is padded on every up-to-date replica",
+            "APPEND-4 a chunk is padded exactly when the record did not fit, on every up-to-date replica",
             append_4,
         ));
+    }
+    if appends && mutates {
         p.push(Property::sometimes(
             "APPEND-1 reached: a record append acknowledged",
             some_append_acked,
@@ -1254,6 +1757,44 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             "WRITE-1 reached: a write acknowledged",
             some_write_acked,
         ));
+        p.push(Property::always(
+            "WRITE-2 a write failed at a replica is never acked, and is reported failed only with retries used up",
+            write_2,
+        ));
+    }
+    if cfg.appends.iter().any(|&n| n >= 2) && cfg.prefill_units > 0 {
+        p.push(Property::sometimes(
+            "APPEND-2 reached: an append started after another's ack acked in a later chunk",
+            later_chunk_after_ack,
+        ));
+    }
+    if appends && cfg.record_units as u64 > cfg.chunk_units as u64 / 4 {
+        p.push(Property::sometimes(
+            "APPEND-3 reached: a record over a quarter chunk refused",
+            |m: &LeaseholdModel, s: &State| {
+                (0..m.cfg.clients()).any(|c| {
+                    match &**s.actor_states[usize::from(m.cfg.client_id(c))] {
+                        NodeState::Client(cl) => {
+                            cl.results.contains(&OpResult::Failed(Failure::TooLarge))
+                        }
+                        _ => false,
+                    }
+                })
+            },
+        ));
+    }
+    if cfg.master_crashes > 0 {
+        p.push(Property::sometimes(
+            "LEASE-3 reached: a restarted master granted a lease after its waiting period",
+            |_, s: &State| {
+                s.history.master_crashes > 0
+                    && !s.crashed[0]
+                    && master(s)
+                        .views
+                        .iter()
+                        .any(|v| matches!(v.lease, LeaseView::Granted { .. }))
+            },
+        ));
     }
     // Reachability companions, each attached where the configuration can
     // produce the situation its safety property guards.
@@ -1267,13 +1808,15 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             lease_expired_and_regranted,
         ));
     }
-    if appends || writes {
+    if mutates {
         p.push(Property::sometimes(
             "ORDER-1 reached: two replicas applied the same (epoch, serial)",
             same_stamp_on_two_replicas,
         ));
     }
-    if cfg.appends.iter().map(|a| *a as usize).sum::<usize>() >= 2 {
+    // Two appends in one chunk need room for two records there.
+    let room = cfg.chunk_units.saturating_sub(cfg.prefill_units);
+    if cfg.appends.iter().map(|a| *a as usize).sum::<usize>() >= 2 && room >= 2 * cfg.record_units {
         p.push(Property::sometimes(
             "APPEND-2 reached: two appends acked in the same chunk",
             two_acked_in_one_chunk,
