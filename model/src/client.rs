@@ -160,20 +160,8 @@ impl<P: Payload> ClientActor<P> {
                 let Some(info) = self.cached(state, cur) else {
                     return;
                 };
-                let kind = match cur.op {
-                    ClientOp::Write { offset, .. } => MutationKind::Write { offset },
-                    _ => MutationKind::Append,
-                };
                 // Act 1240 / [00103]: every replica has the data.
-                o.send(
-                    info.primary,
-                    Msg::Mutate {
-                        chunk: info.chunk,
-                        epoch: info.epoch,
-                        kind,
-                        data,
-                    },
-                );
+                send_mutate(&info, cur, o);
                 state.to_mut().current.as_mut().unwrap().phase = Phase::Mutating;
                 self.arm_timeout(o);
             }
@@ -424,19 +412,7 @@ impl<P: Payload> ClientActor<P> {
         if self.cfg.bug == Bug::ClientMutatesBeforeDataPushed {
             // Only with the seeded bug: act 1240 without waiting for the
             // chain's acknowledgement.
-            let kind = match cur.op {
-                ClientOp::Write { offset, .. } => MutationKind::Write { offset },
-                _ => MutationKind::Append,
-            };
-            o.send(
-                info.primary,
-                Msg::Mutate {
-                    chunk: info.chunk,
-                    epoch: info.epoch,
-                    kind,
-                    data: cur.data,
-                },
-            );
+            send_mutate(info, cur, o);
             cur.phase = Phase::Mutating;
         }
         self.arm_timeout(o);
@@ -544,4 +520,21 @@ impl<P: Payload> ClientActor<P> {
         }
         self.start_next(id, state, o);
     }
+}
+
+/// Act 1240: asks the primary to apply the pushed data of `cur`.
+fn send_mutate<S: ChunkStore>(info: &LeaseInfo, cur: &Current<S::Payload>, o: &mut O<S>) {
+    let kind = match cur.op {
+        ClientOp::Write { offset, .. } => MutationKind::Write { offset },
+        _ => MutationKind::Append,
+    };
+    o.send(
+        info.primary,
+        Msg::Mutate {
+            chunk: info.chunk,
+            epoch: info.epoch,
+            kind,
+            data: cur.data,
+        },
+    );
 }

@@ -525,25 +525,7 @@ mod tests {
     use crate::payload::Bytes;
 
     fn outcome(node: u64, kind: Kind) -> NodeOutcome {
-        NodeOutcome {
-            node,
-            kind,
-            findings: vec![],
-            notes: vec![],
-            steps_replayed: 0,
-            primary: vec![],
-            master_leases: vec![],
-            grants: vec![],
-            named: vec![],
-            applied: vec![],
-            versions: vec![],
-            acks: vec![],
-            full: vec![],
-            final_store: None,
-            store_exact: true,
-            final_master: None,
-            replayed_whole: true,
-        }
+        NodeOutcome::new(node, kind)
     }
 
     fn at(node: u64, step: u64) -> Loc {

@@ -146,6 +146,31 @@ pub struct NodeOutcome {
     pub replayed_whole: bool,
 }
 
+impl NodeOutcome {
+    /// Nothing found yet about `node`.
+    pub fn new(node: u64, kind: Kind) -> Self {
+        NodeOutcome {
+            node,
+            kind,
+            findings: vec![],
+            notes: vec![],
+            steps_replayed: 0,
+            primary: vec![],
+            master_leases: vec![],
+            grants: vec![],
+            named: vec![],
+            applied: vec![],
+            versions: vec![],
+            acks: vec![],
+            full: vec![],
+            final_store: None,
+            store_exact: true,
+            final_master: None,
+            replayed_whole: true,
+        }
+    }
+}
+
 /// Replays every node, `threads` at a time; `tick` hears of steps done.
 pub fn replay_all(
     nodes: &[(&u64, &Vec<NodeTrace>)],
@@ -231,25 +256,7 @@ fn replay_node<'a>(
         TraceActor::Client { .. } => Kind::Client,
     };
     let mut ctx = NodeCtx {
-        out: NodeOutcome {
-            node,
-            kind,
-            findings: vec![],
-            notes: vec![],
-            steps_replayed: 0,
-            primary: vec![],
-            master_leases: vec![],
-            grants: vec![],
-            named: vec![],
-            applied: vec![],
-            versions: vec![],
-            acks: vec![],
-            full: vec![],
-            final_store: None,
-            store_exact: true,
-            final_master: None,
-            replayed_whole: true,
-        },
+        out: NodeOutcome::new(node, kind),
         tick,
         untold: 0,
         journal: Arc::default(),
