@@ -187,21 +187,18 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 // not. Tell the master which versions survived, so it can
                 // recognise a replica that missed a lease grant.
                 let mut s = S::clone(s);
-                match s.count_restart() {
-                    Ok(incarnation) => {
-                        o.save(NodeStorage::Chunkserver(Arc::new(s.clone())));
-                        o.send(
-                            self.cfg.master,
-                            Msg::ChunkReport {
-                                incarnation,
-                                chunks: s.chunks(),
-                            },
-                        );
-                    }
-                    // Without a durable restart count this server cannot
-                    // tell old announcements from new: it stays silent and
-                    // the master's grant timeout leaves it out.
-                    Err(_) => {}
+                // Without a durable restart count this server cannot tell
+                // old announcements from new: it stays silent and the
+                // master's grant timeout leaves it out.
+                if let Ok(incarnation) = s.count_restart() {
+                    o.save(NodeStorage::Chunkserver(Arc::new(s.clone())));
+                    o.send(
+                        self.cfg.master,
+                        Msg::ChunkReport {
+                            incarnation,
+                            chunks: s.chunks(),
+                        },
+                    );
                 }
                 s
             }
@@ -618,6 +615,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         held.saturating_add(bytes) > max
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_mutate(
         &self,
         state: &mut Cow<ChunkserverState<S>>,

@@ -421,12 +421,10 @@ impl MasterActor {
                     }
                 }
             }
-            Timer::StartupQuiet => {
-                if state.quiet {
-                    state.to_mut().quiet = false;
-                    for chunk in 0..state.views.len() as ChunkHandle {
-                        self.try_offer(state, chunk, o);
-                    }
+            Timer::StartupQuiet if state.quiet => {
+                state.to_mut().quiet = false;
+                for chunk in 0..state.views.len() as ChunkHandle {
+                    self.try_offer(state, chunk, o);
                 }
             }
             _ => {}

@@ -35,7 +35,8 @@ pub fn chromium() -> PathBuf {
         };
         let install = ["install", "-y", "-q", "chromium", "chromium-driver"];
         // A fresh machine may have no package lists yet: update, then retry.
-        if !apt(&install) && !(apt(&["update", "-q"]) && apt(&install)) {
+        let installed = apt(&install) || (apt(&["update", "-q"]) && apt(&install));
+        if !installed {
             return Err(format!(
                 "the Explorer test needs Debian's Chromium at {CHROMIUM} and could not install \
                  it; run as root: apt-get update && apt-get install -y chromium chromium-driver"
