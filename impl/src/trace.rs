@@ -400,19 +400,28 @@ pub fn parse_trace(path: &Path, bytes: &[u8]) -> Result<NodeTrace, TraceError> {
     })
 }
 
-/// Every trace file in `dir`, by node and then start.
-pub fn read_run(dir: &Path) -> Result<Vec<NodeTrace>, TraceError> {
+/// The paths of every trace file in `dir`, in no particular order.
+pub fn trace_files(dir: &Path) -> Result<Vec<PathBuf>, TraceError> {
     let io = |source| TraceError::Io {
         path: dir.into(),
         source,
     };
-    let mut traces = Vec::new();
+    let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
         if path.extension().is_some_and(|e| e == "trace") {
-            traces.push(read_trace(&path)?);
+            paths.push(path);
         }
     }
+    Ok(paths)
+}
+
+/// Every trace file in `dir`, by node and then start.
+pub fn read_run(dir: &Path) -> Result<Vec<NodeTrace>, TraceError> {
+    let mut traces = trace_files(dir)?
+        .iter()
+        .map(|p| read_trace(p))
+        .collect::<Result<Vec<_>, _>>()?;
     traces.sort_by_key(|t| (t.header.node, t.header.start));
     Ok(traces)
 }

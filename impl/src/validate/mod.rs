@@ -236,17 +236,7 @@ pub fn validate_dir(dir: &Path, opts: &ValidateOptions) -> Result<Report, Valida
 /// `threads` files at a time: reading and decoding is a good part of a
 /// validation's time.
 fn read_dir(dir: &Path, threads: usize) -> Result<Vec<NodeTrace>, TraceError> {
-    let io = |source| TraceError::Io {
-        path: dir.into(),
-        source,
-    };
-    let mut paths = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        if path.extension().is_some_and(|e| e == "trace") {
-            paths.push(path);
-        }
-    }
+    let mut paths = crate::trace::trace_files(dir)?;
     // Largest first, so one big file does not start last.
     paths.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map_or(0, |m| m.len())));
     let next = std::sync::atomic::AtomicUsize::new(0);
