@@ -409,12 +409,14 @@ pub struct Step<A: Actor> {
 }
 
 /// Records every step a node takes (see the module doc). Runs on the actor
-/// thread: `record` should buffer, `flush` write once per batch.
+/// thread: `record` encodes into a buffer, `flush` writes it; the host
+/// calls both as each handler returns (see the module doc for why).
 pub trait StepRecorder<A: Actor>: Send {
     /// A digest of the actor's state right after a step.
     fn digest(&mut self, state: &A::State) -> u64;
     fn record(&mut self, step: &Step<A>);
-    /// Writes what was recorded; called before the steps' commands run.
+    /// Writes what was recorded; called before the next handler, the
+    /// barrier and the step's commands.
     fn flush(&mut self);
 }
 

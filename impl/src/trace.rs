@@ -38,7 +38,8 @@ pub const TRACE_MAGIC: &[u8; 8] = b"LHTRACE1";
 pub const TRACE_NODE_BYTES_MAX: u64 = 1 << 30;
 /// Largest single record (a step that pushes a 16 MiB fragment, with room).
 pub const TRACE_RECORD_BYTES_MAX: u32 = 64 << 20;
-/// Trace bytes buffered before a write, within one batch of steps.
+/// Initial capacity of the buffer one step's record is encoded into before
+/// its write.
 const TRACE_BUFFER_BYTES: usize = 1 << 20;
 
 /// How to rebuild a node's actor for replay: the role's own parameters
