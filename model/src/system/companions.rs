@@ -1,0 +1,144 @@
+//! Reachability companions: the `sometimes` properties that show each
+//! checked situation actually occurs.
+
+use super::*;
+use crate::msg::*;
+use crate::types::*;
+use crate::NodeState;
+use smallvec::SmallVec;
+use stateright::actor::Id;
+
+pub(super) fn some_append_acked(model: &LeaseholdModel, s: &State) -> bool {
+    acked(model, s).any(|a| a.append)
+}
+
+pub(super) fn some_write_acked(model: &LeaseholdModel, s: &State) -> bool {
+    acked(model, s).any(|a| !a.append)
+}
+
+pub(super) fn duplicate_record(model: &LeaseholdModel, s: &State) -> bool {
+    model.cfg.chunkserver_id_iter().any(|id| {
+        let mut seen: SmallVec<[RecordToken; 8]> = SmallVec::new();
+        store(s, id)
+            .replicas()
+            .iter()
+            .flat_map(|r| r.cells.iter())
+            .any(|c| match c {
+                Some(Cell::Data {
+                    record, part: 0, ..
+                }) => {
+                    let dup = seen.contains(record);
+                    seen.push(*record);
+                    dup
+                }
+                _ => false,
+            })
+    })
+}
+
+pub(super) fn padded_and_next_chunk(model: &LeaseholdModel, s: &State) -> bool {
+    !s.history.full.is_empty() && acked(model, s).any(|a| a.append && a.chunk != 0)
+}
+
+pub(super) fn later_chunk_after_ack(model: &LeaseholdModel, s: &State) -> bool {
+    acked(model, s).filter(|a| a.append).any(|a| {
+        acked(model, s)
+            .filter(|b| b.append)
+            .any(|b| b.chunk != a.chunk && LeaseholdModel::started_after(s, &b, &a))
+    })
+}
+
+pub(super) fn second_server_led(_: &LeaseholdModel, s: &State) -> bool {
+    s.history.grants.iter().any(|(c, _, p)| {
+        s.history
+            .grants
+            .iter()
+            .any(|(c2, _, p2)| c == c2 && p != p2)
+    })
+}
+
+pub(super) fn stale_replica_detected(_: &LeaseholdModel, s: &State) -> bool {
+    let m = master(s);
+    m.durable
+        .chunks
+        .iter()
+        .zip(m.views.iter())
+        .any(|(meta, view)| meta.version > 0 && view.up_to_date.len() < meta.replicas.len())
+}
+
+pub(super) fn replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
+    (0..master(s).durable.chunks.len() as ChunkHandle).any(|c| {
+        let mut current = current_replicas(model, s, c);
+        let Some(first) = current.next() else {
+            return false;
+        };
+        let cells =
+            |id: Id| -> &[Option<Cell>] { store(s, id).replica(c).map_or(&[], |r| &r.cells[..]) };
+        let a = cells(first);
+        current.any(|id| cells(id) != a)
+    })
+}
+
+pub(super) fn failed_write_replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
+    replicas_differ(model, s)
+        && (0..model.cfg.clients()).any(|c| {
+            match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
+                NodeState::Client(cl) => {
+                    cl.current.as_ref().is_some_and(|cur| cur.retries > 0)
+                        || cl.results.iter().any(|r| matches!(r, OpResult::Failed(_)))
+                }
+                _ => false,
+            }
+        })
+}
+
+pub(super) fn same_stamp_on_two_replicas(model: &LeaseholdModel, s: &State) -> bool {
+    let ids = model.cfg.chunkserver_id_iter();
+    ids.clone().any(|a| {
+        store(s, a).replicas().iter().enumerate().any(|(chunk, r)| {
+            r.cells
+                .iter()
+                .flatten()
+                .map(cell_stamp)
+                .filter(|st| *st != Stamp::default())
+                .any(|st| {
+                    ids.clone().filter(|b| *b != a).any(|b| {
+                        store(s, b).replica(chunk as ChunkHandle).is_some_and(|rb| {
+                            rb.cells.iter().flatten().any(|c| cell_stamp(c) == st)
+                        })
+                    })
+                })
+        })
+    })
+}
+
+pub(super) fn two_acked_in_one_chunk(model: &LeaseholdModel, s: &State) -> bool {
+    acked(model, s).enumerate().any(|(i, a)| {
+        acked(model, s)
+            .skip(i + 1)
+            .any(|b| a.append && b.append && a.chunk == b.chunk)
+    })
+}
+
+/// A client was told a lease holder while some replica of the chunk was
+/// left out of the named set (stale).
+pub(super) fn named_without_stale(model: &LeaseholdModel, s: &State) -> bool {
+    let replicas = model.cfg.chunkservers as usize;
+    let short = |info: &LeaseInfo| 1 + info.secondaries.len() < replicas;
+    (0..model.cfg.clients()).any(
+        |c| match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
+            NodeState::Client(cl) => cl.cache.iter().any(short),
+            _ => false,
+        },
+    )
+}
+
+pub(super) fn held_back(model: &LeaseholdModel, s: &State) -> bool {
+    model
+        .live_chunkservers(s)
+        .any(|(_, cs)| !cs.held.is_empty())
+}
+
+pub(super) fn lease_expired_and_regranted(_: &LeaseholdModel, s: &State) -> bool {
+    s.history.grants.iter().any(|(_, e, _)| *e >= 2)
+}

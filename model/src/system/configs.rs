@@ -1,0 +1,473 @@
+//! The named configurations, and `--set` overrides of their fields.
+
+use super::*;
+use crate::chunkserver::ChunkserverActor;
+use crate::client::ClientActor;
+use crate::config::{Bug, Durations, ProtocolCfg};
+use crate::master::{ChunkMeta, FileMeta, MasterActor, MasterDurable};
+use crate::msg::*;
+use crate::types::*;
+use crate::Node;
+use stateright::actor::{ActorModel, Id, LossyNetwork, Network};
+use std::sync::Arc;
+
+/// A model configuration: how many of each node, what clients do, which
+/// faults the environment may inject, and the protocol's bounds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelCfg {
+    pub name: &'static str,
+    pub chunkservers: u8,
+    /// Record appends per client; clients run them one after another.
+    pub appends: Vec<u8>,
+    /// Writes per client: (chunk offset) of each write, one unit each.
+    pub writes: Vec<Vec<u8>>,
+    pub chunk_units: u8,
+    pub record_units: u8,
+    /// Units of old data already in chunk 0 on every replica at start, so a
+    /// record append soon finds the chunk full ([00105]).
+    pub prefill_units: u8,
+    pub lease_grants_max: u32,
+    pub extensions_max: u32,
+    pub revocations_max: u32,
+    pub client_retries_max: u32,
+    /// How many times a chunkserver's lease clock may run out (a bounded
+    /// timing fault). 0 models leases long enough, and extensions in time,
+    /// for every mutation.
+    pub lease_expiries: u8,
+    /// Messages may be delayed past any timeout, so replies time out and
+    /// are retried. For safety this subsumes loss: a lost message and one
+    /// delayed forever look the same to every actor.
+    pub delays: bool,
+    pub lossy: bool,
+    pub duplicating: bool,
+    pub chunkserver_crashes: u8,
+    pub master_crashes: u8,
+    pub age_out: bool,
+    pub bug: Bug,
+}
+
+impl ModelCfg {
+    /// The configurations tests, README and benchmarks refer to by name.
+    pub fn named(name: &str) -> Option<ModelCfg> {
+        let base = ModelCfg {
+            name: "tiny",
+            chunkservers: 3,
+            appends: vec![1],
+            writes: vec![],
+            chunk_units: 4,
+            record_units: 1,
+            prefill_units: 0,
+            lease_grants_max: 1,
+            extensions_max: 0,
+            revocations_max: 0,
+            client_retries_max: 0,
+            lease_expiries: 0,
+            delays: false,
+            lossy: false,
+            duplicating: false,
+            chunkserver_crashes: 0,
+            master_crashes: 0,
+            age_out: false,
+            bug: Bug::None,
+        };
+        let cfg = match name {
+            // One append, no faults: the protocol's happy path.
+            "tiny" => base,
+            // Two clients appending concurrently, no faults; liveness is
+            // checked here.
+            "small" => ModelCfg {
+                name: "small",
+                appends: vec![1, 1],
+                ..base
+            },
+            // A chunk that fills up: padding and the next chunk ([00105]),
+            // with a lease extension.
+            "pad" => ModelCfg {
+                name: "pad",
+                chunk_units: 8,
+                record_units: 2,
+                prefill_units: 7,
+                extensions_max: 1,
+                ..base
+            },
+            // The default configuration README runs: two concurrent appends,
+            // a lease that runs out and is granted to another replica, and
+            // one client retry.
+            "default" => ModelCfg {
+                name: "default",
+                appends: vec![1, 1],
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lease_expiries: 1,
+                ..base
+            },
+            // Liveness: like "default", but the client retries without
+            // bound (a fair scheduler lets the lease run out and a new one be
+            // granted, so success must stay reachable from every state).
+            "live" => ModelCfg {
+                name: "live",
+                appends: vec![1, 1],
+                lease_grants_max: 2,
+                client_retries_max: u32::MAX,
+                lease_expiries: 1,
+                ..base
+            },
+            // Three interchangeable clients: the symmetry benchmark.
+            "three-clients" => ModelCfg {
+                name: "three-clients",
+                appends: vec![1, 1, 1],
+                ..base
+            },
+            // Faults: messages delayed past timeouts (for safety this
+            // subsumes loss), one chunkserver crash-restart, one lease expiry
+            // and re-grant, one client retry.
+            "faults" => ModelCfg {
+                name: "faults",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lease_expiries: 1,
+                delays: true,
+                chunkserver_crashes: 1,
+                ..base
+            },
+            // Stateright's lossy network: any message may be dropped.
+            "lossy" => ModelCfg {
+                name: "lossy",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lossy: true,
+                ..base
+            },
+            // A master crash-restart while a lease is held.
+            "master-restart" => ModelCfg {
+                name: "master-restart",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lease_expiries: 1,
+                master_crashes: 1,
+                ..base
+            },
+            // Serial writes by one client, with replies delayed past timeouts so
+            // a write can fail part-way and be retried.
+            "writes" => ModelCfg {
+                name: "writes",
+                appends: vec![],
+                writes: vec![vec![0, 1]],
+                client_retries_max: 1,
+                delays: true,
+                ..base
+            },
+            // Pushed data ages out of a buffer before its mutation ([0095]):
+            // the mutation fails and the client pushes again.
+            "age-out" => ModelCfg {
+                name: "age-out",
+                age_out: true,
+                client_retries_max: 1,
+                ..base
+            },
+            // An early revocation ([0091]), the client's retry, and a
+            // re-grant under which the append succeeds.
+            "revoke" => ModelCfg {
+                name: "revoke",
+                lease_grants_max: 2,
+                revocations_max: 1,
+                client_retries_max: 1,
+                ..base
+            },
+            // One client appending twice into a chunk with room for one
+            // record: the first fits, the second pads the chunk and goes to
+            // the next (APPEND-2 across chunks, APPEND-4 both ways).
+            "pad-two" => ModelCfg {
+                name: "pad-two",
+                appends: vec![2],
+                chunk_units: 8,
+                record_units: 2,
+                prefill_units: 5,
+                ..base
+            },
+            // A record over the quarter-chunk limit ([00104]): refused.
+            "too-large" => ModelCfg {
+                name: "too-large",
+                record_units: 2,
+                ..base
+            },
+            // One chunkserver crash-restart with reply timeouts and one
+            // retry, small enough for every test run (FAULT-1, VERSION-1).
+            "crash" => ModelCfg {
+                name: "crash",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                chunkserver_crashes: 1,
+                ..base
+            },
+            // One master crash-restart, possibly while the lease is held,
+            // and one retry (LEASE-3), small enough for every test run.
+            "master-crash" => ModelCfg {
+                name: "master-crash",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                master_crashes: 1,
+                ..base
+            },
+            _ => return None,
+        };
+        Some(cfg)
+    }
+
+    pub const NAMES: [&'static str; 16] = [
+        "tiny",
+        "small",
+        "pad",
+        "default",
+        "live",
+        "three-clients",
+        "faults",
+        "lossy",
+        "master-restart",
+        "writes",
+        "revoke",
+        "age-out",
+        "pad-two",
+        "too-large",
+        "crash",
+        "master-crash",
+    ];
+
+    /// Overrides one field by name (`key=value`), for experiments from the
+    /// command line (`leasehold check --set lossy=true`).
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value, got {assignment:?}"))?;
+        let num = || value.parse::<u32>().map_err(|e| format!("{key}: {e}"));
+        let flag = || value.parse::<bool>().map_err(|e| format!("{key}: {e}"));
+        let list = || -> Result<Vec<u8>, String> {
+            value
+                .split(',')
+                .filter(|v| !v.is_empty())
+                .map(|v| v.parse::<u8>().map_err(|e| format!("{key}: {e}")))
+                .collect()
+        };
+        match key {
+            "chunkservers" => self.chunkservers = num()? as u8,
+            "appends" => self.appends = list()?,
+            "chunk_units" => self.chunk_units = num()? as u8,
+            "record_units" => self.record_units = num()? as u8,
+            "prefill_units" => self.prefill_units = num()? as u8,
+            "lease_grants_max" => self.lease_grants_max = num()?,
+            "extensions_max" => self.extensions_max = num()?,
+            "revocations_max" => self.revocations_max = num()?,
+            "client_retries_max" => self.client_retries_max = num()?,
+            "lease_expiries" => self.lease_expiries = num()? as u8,
+            "delays" => self.delays = flag()?,
+            "lossy" => self.lossy = flag()?,
+            "duplicating" => self.duplicating = flag()?,
+            "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
+            "master_crashes" => self.master_crashes = num()? as u8,
+            "age_out" => self.age_out = flag()?,
+            _ => return Err(format!("unknown configuration field {key:?}")),
+        }
+        Ok(())
+    }
+
+    /// Whether all clients run the same script up to their own number, so
+    /// symmetry reduction over clients is sound.
+    pub fn clients_interchangeable(&self) -> bool {
+        self.appends.windows(2).all(|w| w[0] == w[1])
+            && self.writes.windows(2).all(|w| w[0] == w[1])
+    }
+
+    pub fn with_bug(mut self, bug: Bug) -> Self {
+        self.bug = bug;
+        self
+    }
+
+    pub fn clients(&self) -> usize {
+        self.appends.len().max(self.writes.len())
+    }
+
+    pub(super) fn faulty(&self) -> bool {
+        self.delays
+            || self.lossy
+            || self.duplicating
+            || self.chunkserver_crashes > 0
+            || self.master_crashes > 0
+            || self.age_out
+    }
+
+    pub fn master_id(&self) -> Id {
+        Id::from(0)
+    }
+
+    pub fn chunkserver_ids(&self) -> Vec<Id> {
+        self.chunkserver_id_iter().collect()
+    }
+
+    /// The chunkservers' ids without a list, for the properties, which run
+    /// on every state.
+    pub fn chunkserver_id_iter(&self) -> impl Iterator<Item = Id> + Clone {
+        (1..=self.chunkservers as usize).map(Id::from)
+    }
+
+    pub fn client_id(&self, n: usize) -> Id {
+        Id::from(1 + self.chunkservers as usize + n)
+    }
+
+    pub fn is_chunkserver(&self, id: Id) -> bool {
+        (1..=self.chunkservers as usize).contains(&usize::from(id))
+    }
+
+    pub fn protocol(&self) -> ProtocolCfg {
+        let n = 1 + self.chunkservers as usize + self.clients();
+        ProtocolCfg {
+            chunk_size: self.chunk_units as u64,
+            replicas_per_chunk: self.chunkservers as u32,
+            master: self.master_id(),
+            chunkservers: self.chunkserver_ids(),
+            // A line: clients sit past the last chunkserver, so a push runs
+            // down the chain from the highest chunkserver id ([0096]).
+            positions: (0..n).map(|i| (Id::from(i), i as u64)).collect(),
+            lease_grants_max: self.lease_grants_max,
+            extensions_max: self.extensions_max,
+            revocations_max: self.revocations_max,
+            chunks_max: 2,
+            client_retries_max: self.client_retries_max,
+            age_out: self.age_out,
+            reply_timeouts: self.faulty(),
+            push_buffers_max: 4,
+            push_buffer_bytes_max: u64::MAX,
+            mutations_in_flight_max: 4,
+            durations: Durations::gfs(),
+            bug: self.bug,
+        }
+    }
+
+    /// The record a client's `k`-th append pushes.
+    pub fn record(&self, client: usize, k: usize) -> RecordToken {
+        RecordToken {
+            id: DataId {
+                client: client as u32,
+                seq: k as u32,
+            },
+            units: self.record_units,
+        }
+    }
+
+    pub fn script(&self, client: usize) -> Vec<ClientOp<RecordToken>> {
+        let mut ops = vec![];
+        for k in 0..self.appends.get(client).copied().unwrap_or(0) as usize {
+            ops.push(ClientOp::Append {
+                file: 0,
+                data: self.record(client, k),
+            });
+        }
+        for (k, &offset) in self
+            .writes
+            .get(client)
+            .map(|w| w.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+        {
+            let data = RecordToken {
+                id: DataId {
+                    client: client as u32,
+                    seq: k as u32,
+                },
+                units: 1,
+            };
+            ops.push(ClientOp::Write {
+                file: 0,
+                index: 0,
+                offset: offset as u64,
+                data,
+            });
+        }
+        ops
+    }
+
+    fn initial_store(&self) -> MemStore {
+        let mut store = MemStore::new(self.chunk_units);
+        if self.prefill_units > 0 {
+            let old = RecordToken {
+                id: DataId {
+                    client: u32::MAX,
+                    seq: 0,
+                },
+                units: self.prefill_units,
+            };
+            store
+                .write_at(0, 0, &old, Stamp::default())
+                .expect("prefill fits");
+        }
+        store
+    }
+
+    fn initial_master(&self) -> MasterDurable {
+        let mut durable = MasterDurable {
+            files: vec![FileMeta {
+                name: "log".into(),
+                chunks: vec![],
+            }],
+            chunks: vec![],
+        };
+        if self.prefill_units > 0 {
+            durable.files[0].chunks.push(0);
+            durable.chunks.push(ChunkMeta {
+                file: 0,
+                index: 0,
+                version: 0,
+                epoch: 0,
+                grants: 0,
+                replicas: self.chunkserver_ids(),
+            });
+        }
+        durable
+    }
+
+    pub fn into_model(self) -> LeaseholdModel {
+        let protocol = Arc::new(self.protocol());
+        let mut actors: Vec<ModelNode> = vec![Node::Master(MasterActor {
+            cfg: protocol.clone(),
+            initial: self.initial_master(),
+        })];
+        for _ in 0..self.chunkservers {
+            actors.push(Node::Chunkserver(ChunkserverActor {
+                cfg: protocol.clone(),
+                initial_store: self.initial_store(),
+            }));
+        }
+        for c in 0..self.clients() {
+            actors.push(Node::Client(ClientActor {
+                cfg: protocol.clone(),
+                number: c as u32,
+                script: self.script(c),
+                report_to: None,
+                fragment_max: u64::MAX,
+            }));
+        }
+        let network = if self.duplicating {
+            Network::new_unordered_duplicating([])
+        } else {
+            Network::new_unordered_nonduplicating([])
+        };
+        let inner = ActorModel::new(self.clone(), History::default())
+            .actors(actors)
+            .init_network(network)
+            .lossy_network(if self.lossy {
+                LossyNetwork::Yes
+            } else {
+                LossyNetwork::No
+            })
+            .max_crashes(1)
+            .record_msg_out(History::on_send);
+        let properties = properties(&self);
+        let scripts = (0..self.clients()).map(|c| self.script(c)).collect();
+        LeaseholdModel {
+            inner,
+            cfg: self,
+            properties,
+            scripts,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The auxiliary history the properties read and the actors never see.
+
+use super::*;
+use crate::msg::*;
+use crate::types::*;
+use smallvec::SmallVec;
+use stateright::actor::{Envelope, Id};
+
+/// Auxiliary history the properties need and the actors must not see
+/// (a TLA+-style auxiliary variable, kept small).
+///
+/// Its lists are inline, sized for the named configurations (they spill to
+/// the heap beyond): the checker clones the history into every generated
+/// state, and heap lists cost an allocation each time.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct History {
+    pub chunkserver_crashes: u8,
+    pub master_crashes: u8,
+    pub lease_expiries: u8,
+    /// Per (node, chunk): the last mutation it applied, as announced by its
+    /// `Apply` (primary) or successful `Applied` (secondary) messages.
+    pub applied: SmallVec<[(Id, ChunkHandle, Stamp); 6]>,
+    /// Set when some replica applied a mutation not after its previous one.
+    pub out_of_order: bool,
+    /// Chunks a primary reported full (act 1440).
+    pub full: SmallVec<[ChunkHandle; 2]>,
+    /// (chunk, epoch, primary) of every lease the master granted.
+    pub grants: SmallVec<[(ChunkHandle, LeaseEpoch, Id); 4]>,
+    /// The master granted an extension of a lease it had granted before.
+    pub extended: bool,
+    /// The master revoked a lease.
+    /// The epoch of the first lease the master revoked (0: none yet).
+    pub revoked: LeaseEpoch,
+    /// A mutation failed because its pushed data was gone (aged out).
+    pub data_missing: bool,
+    /// The lease clocks (chunkserver, chunk, clock) each chunk's master
+    /// expiry waits for: those running when the master last armed it.
+    pub expiry_waits: SmallVec<[(Id, ChunkHandle, u8); 2]>,
+    /// For APPEND-2's real-time order: `(b client, b operation, a client,
+    /// a operation)` for every record append `b` that started after record
+    /// append `a` was acknowledged. An append started with nothing acked
+    /// (every operation of a one-operation client) adds nothing, so only
+    /// clients that append more than once add states.
+    pub started_after: SmallVec<[(u8, u8, u8, u8); 1]>,
+    /// Steps that broke a rule only a step can show (`STEP_*` bits): set
+    /// only by a seeded bug, so the protocol's state space is unchanged.
+    pub broken: u8,
+}
+
+/// A replica accepted a lease grant that answered no request of its own
+/// still pending (LEASE-2).
+pub const STEP_LATE_GRANT: u8 = 1;
+/// A client sent a mutation in a step that was not the chain's
+/// acknowledgement of its data, or a push went to a server that was not
+/// the closest one left on the chain (PUSH-1).
+pub const STEP_PUSH_ORDER: u8 = 2;
+/// A replica applied data that was not in its buffer, or kept data that
+/// aged out (PUSH-2).
+pub const STEP_STALE_DATA: u8 = 4;
+/// A client gave up on a record append with retries left (APPEND-5).
+pub const STEP_APPEND_GAVE_UP: u8 = 8;
+/// A client gave up on a write with retries left, or a primary kept a
+/// mutation a replica failed instead of failing it at once (WRITE-2).
+pub const STEP_WRITE_FAILURE_HIDDEN: u8 = 16;
+
+impl History {
+    pub(super) fn on_send(
+        cfg: &ModelCfg,
+        h: &History,
+        env: Envelope<&Msg<RecordToken>>,
+    ) -> Option<History> {
+        match env.msg {
+            // PUSH-1 ([0096]): each hop goes to the closest server of the
+            // chain that has not had the data (positions are node indices,
+            // ties to the lower id, as `ProtocolCfg::closest`).
+            Msg::PushData { chain, .. } => {
+                let d = |a: Id| usize::from(a).abs_diff(usize::from(env.src));
+                let closest = !chain.contains(&env.dst)
+                    && chain.iter().all(|r| (d(env.dst), env.dst) < (d(*r), *r))
+                    && cfg.is_chunkserver(env.dst);
+                (!closest && h.broken & STEP_PUSH_ORDER == 0).then(|| History {
+                    broken: h.broken | STEP_PUSH_ORDER,
+                    ..h.clone()
+                })
+            }
+            Msg::Apply { chunk, stamp, .. } => Some(h.with_applied(env.src, *chunk, *stamp, true)),
+            Msg::Applied {
+                chunk,
+                stamp,
+                result: Ok(()),
+            } => Some(h.with_applied(env.src, *chunk, *stamp, false)),
+            Msg::ChunkFull { chunk, .. } if !h.full.contains(chunk) => {
+                let mut h = h.clone();
+                h.full.push(*chunk);
+                h.full.sort();
+                Some(h)
+            }
+            Msg::LeaseGrant { chunk, epoch, .. }
+                if h.grants.contains(&(*chunk, *epoch, env.dst)) =>
+            {
+                (!h.extended).then(|| History {
+                    extended: true,
+                    ..h.clone()
+                })
+            }
+            Msg::RevokeLease { epoch, .. } => (h.revoked == 0).then(|| History {
+                revoked: *epoch,
+                ..h.clone()
+            }),
+            Msg::MutationFailed {
+                reason: Failure::DataMissing,
+                ..
+            }
+            | Msg::Applied {
+                result: Err(Failure::DataMissing),
+                ..
+            } => (!h.data_missing).then(|| History {
+                data_missing: true,
+                ..h.clone()
+            }),
+            Msg::LeaseGrant { chunk, epoch, .. } => {
+                let mut h = h.clone();
+                h.grants.push((*chunk, *epoch, env.dst));
+                h.grants.sort();
+                Some(h)
+            }
+            _ => None,
+        }
+    }
+
+    fn with_applied(
+        &self,
+        node: Id,
+        chunk: ChunkHandle,
+        stamp: Stamp,
+        from_primary: bool,
+    ) -> History {
+        let mut h = self.clone();
+        match h
+            .applied
+            .iter_mut()
+            .find(|(n, c, _)| *n == node && *c == chunk)
+        {
+            Some((_, _, last)) => {
+                // A primary sends the same stamp to each secondary.
+                let in_order = stamp > *last || (from_primary && stamp == *last);
+                if !in_order {
+                    h.out_of_order = true;
+                }
+                *last = (*last).max(stamp);
+            }
+            None => {
+                h.applied.push((node, chunk, stamp));
+                h.applied.sort();
+            }
+        }
+        h
+    }
+}

@@ -1,0 +1,313 @@
+//! The checked system: a named configuration of actors, the timed fault
+//! model, and the properties.
+//!
+//! # Time
+//! Stateright's `ActorModel` fires any armed timer at any moment. That is
+//! right for most timers (it models arbitrary delays), but not for the lease
+//! rule of [0091], which is safe only under a clock assumption: the master
+//! waits out a lease on its own clock, which runs for longer than the
+//! primary's lease and starts later (the primary starts its clock when it
+//! *requests* the lease, the master when it *grants* it). With drift between
+//! the two clocks bounded (`Durations::satisfy_clock_bound`), the primary's
+//! lease therefore always ends before the master's.
+//!
+//! [`LeaseholdModel`] wraps the `ActorModel` (same state and action types, so
+//! the Explorer and every checker work unchanged) and encodes exactly that:
+//! the master's `LeaseExpiry(chunk)` timeout is withheld while a live
+//! chunkserver still runs a lease clock (`LeaseClock` timer) for that chunk
+//! and epoch *that was already running when the master last armed its
+//! expiry* (it granted or extended the lease): only those clocks started
+//! before the master's, so only those are sure to end first in real time.
+//! A clock started later (an extension's request the master has not seen)
+//! does not hold the master back, so a master that forgets to restart its
+//! own clock on an extension is caught. A restarted master's
+//! `StartupQuiet` timeout is withheld while any live chunkserver runs any
+//! lease clock. The seeded bug `MasterIgnoresClockBound` removes the first
+//! guard.
+//!
+//! The wrapper also bounds faults in total (stateright's `max_crashes` only
+//! bounds crashes at one moment) and, in configurations without faults,
+//! withholds timeouts that only lost messages or slow peers would trigger
+//! (the environment answers in time).
+//!
+//! # Map
+//! - [`configs`]: the named configurations ([`ModelCfg`]) and `--set`.
+//! - [`history`]: the auxiliary history the properties read.
+//! - [`timed`]: the wrapper ([`LeaseholdModel`]) that enforces the time
+//!   rule above, bounds faults, and checks the step rules.
+//! - [`properties`]: the always-properties; [`companions`]: their
+//!   `sometimes` companions. This file attaches both to a configuration.
+
+mod companions;
+mod configs;
+mod history;
+mod properties;
+mod timed;
+
+pub use configs::*;
+pub use history::*;
+pub use properties::{acked, all_succeeded, Acked};
+pub use timed::master;
+pub use timed::LeaseholdModel;
+
+use crate::master::LeaseView;
+use crate::msg::*;
+use crate::types::*;
+use crate::{Node, NodeState};
+use companions::*;
+use properties::*;
+use stateright::actor::{ActorModelAction, ActorModelState};
+use stateright::{Expectation, Property};
+
+pub type ModelNode = Node<MemStore>;
+pub type State = ActorModelState<ModelNode, History>;
+pub type Action = ActorModelAction<Msg<RecordToken>, Timer, ()>;
+
+fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
+    let appends = !cfg.appends.is_empty();
+    let writes = !cfg.writes.is_empty();
+    // Whether some mutation can succeed at all: a record over the
+    // quarter-chunk limit is always refused.
+    let mutates = writes || (appends && cfg.record_units as u64 <= cfg.chunk_units as u64 / 4);
+    let mut p = vec![
+        Property::always(
+            "LEASE-1 at most one primary per chunk at any instant",
+            lease_1,
+        ),
+        Property::always(
+            "ORDER-1 replicas agree on the mutation at each (epoch, serial)",
+            order_1,
+        ),
+        Property::always(
+            "ORDER-2 each replica applies mutations in increasing (epoch, serial)",
+            order_2,
+        ),
+        Property::always(
+            "VERSION-1 the master counts as up to date only replicas holding every acked mutation",
+            version_1,
+        ),
+        Property::always(
+            "VERSION-2 the master names to clients only replicas holding every acked mutation",
+            version_2,
+        ),
+        Property::always(
+            "LEASE-2 a replica holds a lease only from a grant answering its own pending request",
+            lease_2,
+        ),
+    ];
+    if cfg.extensions_max > 0 || cfg.revocations_max > 0 {
+        p.push(Property::always(
+            "LEASE-4 a replica holds a lease only while the master grants it that epoch",
+            lease_4,
+        ));
+    }
+    if appends || writes {
+        p.push(Property::always(
+            "PUSH-1 a mutation is sent only on the chain's acknowledgement, each hop to the closest server left",
+            push_1,
+        ));
+        p.push(Property::always(
+            "PUSH-2 a replica applies only buffered data, and aged-out data leaves the buffer",
+            push_2,
+        ));
+    }
+    if mutates {
+        p.push(Property::sometimes(
+            "PUSH-1 reached: a mutation acknowledged after its data went down the chain",
+            |m: &LeaseholdModel, s: &State| acked(m, s).next().is_some(),
+        ));
+    }
+    if appends {
+        p.push(Property::always(
+            "APPEND-5 a client reports a record append failed only with its retries used up",
+            append_5,
+        ));
+    }
+    if appends {
+        p.push(Property::always(
+            "APPEND-1 an acked record stays whole at its offset on every up-to-date replica",
+            append_1,
+        ));
+        p.push(Property::always(
+            "APPEND-2 a later acked append (higher stamp in the chunk, or started after the ack) gets a higher offset or a later chunk",
+            append_2,
+        ));
+        p.push(Property::always(
+            "APPEND-3 no acked record exceeds a quarter chunk or crosses a chunk boundary",
+            append_3,
+        ));
+        p.push(Property::always(
+            "APPEND-4 a chunk is padded exactly when the record did not fit, on every up-to-date replica",
+            append_4,
+        ));
+    }
+    if appends && mutates {
+        p.push(Property::sometimes(
+            "APPEND-1 reached: a record append acknowledged",
+            some_append_acked,
+        ));
+    }
+    if writes {
+        p.push(Property::always(
+            "WRITE-1 a serial acked write leaves its region defined on every up-to-date replica",
+            write_1,
+        ));
+        p.push(Property::sometimes(
+            "WRITE-1 reached: a write acknowledged",
+            some_write_acked,
+        ));
+        p.push(Property::always(
+            "WRITE-2 a write failed at a replica is never acked, and is reported failed only with retries used up",
+            write_2,
+        ));
+    }
+    if cfg.appends.iter().any(|&n| n >= 2) && cfg.prefill_units > 0 {
+        p.push(Property::sometimes(
+            "APPEND-2 reached: an append started after another's ack acked in a later chunk",
+            later_chunk_after_ack,
+        ));
+    }
+    if appends && cfg.record_units as u64 > cfg.chunk_units as u64 / 4 {
+        p.push(Property::sometimes(
+            "APPEND-3 reached: a record over a quarter chunk refused",
+            |m: &LeaseholdModel, s: &State| {
+                (0..m.cfg.clients()).any(|c| {
+                    match &**s.actor_states[usize::from(m.cfg.client_id(c))] {
+                        NodeState::Client(cl) => {
+                            cl.results.contains(&OpResult::Failed(Failure::TooLarge))
+                        }
+                        _ => false,
+                    }
+                })
+            },
+        ));
+    }
+    if cfg.master_crashes > 0 {
+        p.push(Property::sometimes(
+            "LEASE-3 reached: a restarted master granted a lease after its waiting period",
+            |_, s: &State| {
+                s.history.master_crashes > 0
+                    && !s.crashed[0]
+                    && master(s)
+                        .views
+                        .iter()
+                        .any(|v| matches!(v.lease, LeaseView::Granted { .. }))
+            },
+        ));
+    }
+    // Reachability companions, each attached where the configuration can
+    // produce the situation its safety property guards.
+    if cfg.lease_grants_max >= 2 && cfg.lease_expiries > 0 {
+        p.push(Property::sometimes(
+            "LEASE-1 reached: a lease granted to a second server after expiry",
+            second_server_led,
+        ));
+        p.push(Property::sometimes(
+            "LEASE-2 reached: a lease expired and a new epoch was granted",
+            lease_expired_and_regranted,
+        ));
+    }
+    if mutates {
+        p.push(Property::sometimes(
+            "ORDER-1 reached: two replicas applied the same (epoch, serial)",
+            same_stamp_on_two_replicas,
+        ));
+    }
+    // Two appends in one chunk need room for two records there.
+    let room = cfg.chunk_units.saturating_sub(cfg.prefill_units);
+    if cfg.appends.iter().map(|a| *a as usize).sum::<usize>() >= 2 && room >= 2 * cfg.record_units {
+        p.push(Property::sometimes(
+            "APPEND-2 reached: two appends acked in the same chunk",
+            two_acked_in_one_chunk,
+        ));
+    }
+    if appends && cfg.prefill_units > 0 {
+        p.push(Property::sometimes(
+            "APPEND-3 reached: a record that did not fit was acked in the next chunk",
+            padded_and_next_chunk,
+        ));
+    }
+    if cfg.chunkserver_crashes > 0 || cfg.lossy {
+        p.push(Property::sometimes(
+            "VERSION-2 reached: a lease holder named to a client without a stale replica",
+            named_without_stale,
+        ));
+    }
+    if cfg.age_out && cfg.client_retries_max > 0 {
+        p.push(Property::sometimes("PUSH-2 reached: data aged out, the mutation failed, the client pushed again and succeeded", |m: &LeaseholdModel, s: &State| {
+            s.history.data_missing && all_succeeded(m, s)
+        }));
+    }
+    if cfg.extensions_max > 0 {
+        p.push(Property::sometimes(
+            "LEASE-4 reached: a lease extended while mutating",
+            |_, s: &State| s.history.extended,
+        ));
+    }
+    if cfg.revocations_max > 0 {
+        p.push(Property::sometimes(
+            "LEASE-4 reached: a lease revoked early",
+            |_, s: &State| s.history.revoked > 0,
+        ));
+        if cfg.lease_grants_max > 1 && cfg.client_retries_max > 0 {
+            p.push(Property::sometimes(
+                "LEASE-4 reached: a lease granted again after a revocation, and every append acked",
+                |m: &LeaseholdModel, s: &State| {
+                    let h = &s.history;
+                    h.revoked > 0 && h.grants.iter().any(|g| g.1 > h.revoked) && all_succeeded(m, s)
+                },
+            ));
+        }
+    }
+    if cfg.chunkserver_crashes > 0 || cfg.lossy {
+        p.push(Property::sometimes(
+            "VERSION-1 reached: a stale replica detected",
+            stale_replica_detected,
+        ));
+    }
+    if appends
+        && (cfg.chunkserver_crashes > 0 || cfg.lossy || cfg.duplicating)
+        && cfg.client_retries_max > 0
+    {
+        p.push(Property::sometimes(
+            "APPEND-5 reached: a record duplicated in some replica",
+            duplicate_record,
+        ));
+    }
+    if appends && cfg.prefill_units > 0 {
+        p.push(Property::sometimes(
+            "APPEND-4 reached: a chunk padded and the append retried on the next chunk",
+            padded_and_next_chunk,
+        ));
+    }
+    if writes && cfg.client_retries_max > 0 && cfg.faulty() {
+        p.push(Property::sometimes(
+            "WRITE-2 reached: a failed write left replicas different",
+            failed_write_replicas_differ,
+        ));
+    }
+    // One client holds back only behind a fault: without one, a re-grant
+    // completes after every secondary has the new version, and one mutation
+    // is in flight at a time.
+    if cfg.clients() > 1 || (cfg.client_retries_max > 0 && cfg.lease_grants_max > 1 && cfg.faulty())
+    {
+        p.push(Property::sometimes(
+            "ORDER-2 reached: a secondary held back an early mutation",
+            held_back,
+        ));
+    }
+    p
+}
+
+pub fn properties(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
+    attach(cfg)
+}
+
+/// Cross-checks used by tests: the expectation of a property by name.
+pub fn expectation(model: &LeaseholdModel, name: &str) -> Option<Expectation> {
+    model
+        .properties
+        .iter()
+        .find(|p| p.name == name)
+        .map(|p| p.expectation.clone())
+}

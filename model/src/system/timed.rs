@@ -1,0 +1,471 @@
+//! The timed fault wrapper around stateright's `ActorModel` (see the
+//! module doc of [`super`]: Time).
+
+use super::*;
+use crate::config::Bug;
+use crate::master::{LeaseView, MasterState};
+use crate::msg::*;
+use crate::types::*;
+use crate::NodeState;
+use smallvec::SmallVec;
+use stateright::actor::{Actor, ActorModel, ActorModelAction, Command, Envelope, Id, Out};
+use stateright::{Model, Path, Property};
+use std::borrow::Cow;
+
+/// The actors under the timed fault model (see the module doc).
+#[derive(Clone)]
+pub struct LeaseholdModel {
+    pub inner: ActorModel<ModelNode, ModelCfg, History>,
+    pub cfg: ModelCfg,
+    pub properties: Vec<Property<LeaseholdModel>>,
+    /// Each client's script, built once: properties read it on every state.
+    pub scripts: Vec<Vec<ClientOp<RecordToken>>>,
+}
+
+impl LeaseholdModel {
+    pub(super) fn live_chunkservers<'a>(
+        &'a self,
+        s: &'a State,
+    ) -> impl Iterator<Item = (Id, &'a crate::chunkserver::ChunkserverState<MemStore>)> + 'a {
+        self.cfg
+            .chunkserver_id_iter()
+            .filter(move |id| !s.crashed[usize::from(*id)])
+            .filter_map(move |id| match &**s.actor_states[usize::from(id)] {
+                NodeState::Chunkserver(c) => Some((id, c)),
+                _ => None,
+            })
+    }
+
+    /// Whether some live chunkserver runs a lease clock (for a restarted
+    /// master's quiet period: any lease its previous incarnation granted).
+    pub(super) fn lease_clock_running(&self, s: &State) -> bool {
+        self.live_chunkservers(s).any(|(id, _)| {
+            s.timers_set[usize::from(id)]
+                .iter()
+                .any(|t| matches!(t, Timer::LeaseClock(..)))
+        })
+    }
+
+    /// The chunks whose `LeaseExpiry` the master (re)arms if it takes
+    /// `action` in `last`. A re-armed timer leaves the timer set as it was,
+    /// so the wrapper asks the master's handler what it commands (a second
+    /// run of one master step; the master takes few of them).
+    fn expiry_armed_by(&self, last: &State, action: &Action) -> SmallVec<[ChunkHandle; 1]> {
+        let master = self.cfg.master_id();
+        let i = usize::from(master);
+        let mut out = Out::new();
+        let mut state = Cow::Borrowed(&*last.actor_states[i]);
+        let actor = &self.inner.actors[i];
+        match action {
+            ActorModelAction::Deliver { src, dst, msg } if *dst == master && !last.crashed[i] => {
+                actor.on_msg(master, &mut state, *src, msg.clone(), &mut out)
+            }
+            ActorModelAction::Timeout(id, timer) if *id == master => {
+                actor.on_timeout(master, &mut state, timer, &mut out)
+            }
+            _ => return SmallVec::new(),
+        }
+        out.iter()
+            .filter_map(|c| match c {
+                Command::SetTimer(Timer::LeaseExpiry(chunk), _) => Some(*chunk),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Keeps `History::expiry_waits` exact after a step: a chunk whose
+    /// expiry the master just armed waits for the clocks of its granted
+    /// epoch running now; a clock that stopped (ran out, was cancelled, its
+    /// server crashed) is waited for no longer.
+    fn settle_expiry_waits(&self, next: &mut State, armed: &[ChunkHandle]) {
+        let running = |s: &State, id: Id, chunk: ChunkHandle, clock: u8| {
+            !s.crashed[usize::from(id)]
+                && s.timers_set[usize::from(id)]
+                    .iter()
+                    .any(|t| *t == Timer::LeaseClock(chunk, clock))
+        };
+        let mut waits = std::mem::take(&mut next.history.expiry_waits);
+        waits.retain(|(id, chunk, clock)| {
+            !armed.contains(chunk) && running(next, *id, *chunk, *clock)
+        });
+        for &chunk in armed {
+            let Some(LeaseView::Granted { epoch, .. }) = master(next).lease(chunk) else {
+                continue;
+            };
+            for (id, cs) in self.live_chunkservers(next) {
+                if cs.lease(chunk).is_some_and(|l| l.epoch == *epoch) {
+                    for clock in 0..2 {
+                        if running(next, id, chunk, clock) {
+                            waits.push((id, chunk, clock));
+                        }
+                    }
+                }
+            }
+        }
+        waits.sort();
+        next.history.expiry_waits = waits;
+    }
+
+    fn allowed(&self, s: &State, action: &Action) -> bool {
+        match action {
+            ActorModelAction::Timeout(id, timer) => match timer {
+                Timer::LeaseExpiry(chunk) => {
+                    if self.cfg.bug == Bug::MasterIgnoresClockBound {
+                        return true;
+                    }
+                    let granted =
+                        matches!(master(s).lease(*chunk), Some(LeaseView::Granted { .. }));
+                    !granted || !s.history.expiry_waits.iter().any(|w| w.1 == *chunk)
+                }
+                Timer::StartupQuiet => !self.lease_clock_running(s),
+                Timer::LeaseClock(..) => s.history.lease_expiries < self.cfg.lease_expiries,
+                _ => {
+                    let _ = id;
+                    true
+                }
+            },
+            ActorModelAction::Crash(id) => {
+                if self.cfg.is_chunkserver(*id) {
+                    s.history.chunkserver_crashes < self.cfg.chunkserver_crashes
+                } else if *id == self.cfg.master_id() {
+                    s.history.master_crashes < self.cfg.master_crashes
+                } else {
+                    false
+                }
+            }
+            _ => true,
+        }
+    }
+}
+
+/// What [`LeaseholdModel::step_breaks`] needs to know of an action, taken
+/// before the action moves into the inner model.
+enum StepKind {
+    Deliver { src: Id, dst: Id, msg: Delivered },
+    Timeout(Id, Timer),
+    Other,
+}
+
+/// The few facts of a delivered message the step checks read (the message
+/// itself stays with the inner model, uncloned).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivered {
+    Grant {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+    },
+    AppliedErr {
+        chunk: ChunkHandle,
+        stamp: Stamp,
+    },
+    Pushed(DataId),
+    Other,
+}
+
+impl LeaseholdModel {
+    fn step_kind(&self, action: &Action) -> StepKind {
+        match action {
+            // The master's steps break none of the step rules.
+            ActorModelAction::Deliver { src, dst, msg } if usize::from(*dst) > 0 => {
+                let msg = match msg {
+                    Msg::LeaseGrant { chunk, epoch, .. } => Delivered::Grant {
+                        chunk: *chunk,
+                        epoch: *epoch,
+                    },
+                    Msg::Applied {
+                        chunk,
+                        stamp,
+                        result: Err(_),
+                    } => Delivered::AppliedErr {
+                        chunk: *chunk,
+                        stamp: *stamp,
+                    },
+                    Msg::DataPushed { data } => Delivered::Pushed(*data),
+                    _ => Delivered::Other,
+                };
+                StepKind::Deliver {
+                    src: *src,
+                    dst: *dst,
+                    msg,
+                }
+            }
+            ActorModelAction::Timeout(id, t) => StepKind::Timeout(*id, t.clone()),
+            _ => StepKind::Other,
+        }
+    }
+
+    /// Whether record append `b` started after `a` was acknowledged.
+    pub fn started_after(s: &State, b: &Acked, a: &Acked) -> bool {
+        let key = (b.client as u8, b.op as u8, a.client as u8, a.op as u8);
+        s.history.started_after.contains(&key)
+    }
+
+    /// APPEND-2's real-time order: a record append that starts in this
+    /// step (its client just finished the previous operation) records which
+    /// appends were acknowledged by then.
+    fn record_starts(&self, last: &State, next: &mut State) {
+        for c in 0..self.cfg.clients() {
+            let i = usize::from(self.cfg.client_id(c));
+            let (NodeState::Client(a), NodeState::Client(b)) =
+                (&**last.actor_states[i], &**next.actor_states[i])
+            else {
+                continue;
+            };
+            let k = b.results.len();
+            let starts_append = matches!(self.scripts[c].get(k), Some(ClientOp::Append { .. }));
+            if k <= a.results.len() || !starts_append {
+                continue;
+            }
+            let before: SmallVec<[(u8, u8, u8, u8); 2]> = acked(self, next)
+                .filter(|x| x.append)
+                .map(|x| (c as u8, k as u8, x.client as u8, x.op as u8))
+                .collect();
+            if !before.is_empty() {
+                let h = &mut next.history;
+                h.started_after.extend(before);
+                h.started_after.sort();
+            }
+        }
+    }
+
+    /// The `STEP_*` rules this step broke (see [`History::broken`]).
+    fn step_breaks(&self, last: &State, kind: &StepKind, next: &State) -> u8 {
+        let mut broken = 0;
+        fn cs_of(s: &State, id: Id) -> Option<&crate::chunkserver::ChunkserverState<MemStore>> {
+            match &**s.actor_states[usize::from(id)] {
+                NodeState::Chunkserver(c) if !s.crashed[usize::from(id)] => Some(c),
+                _ => None,
+            }
+        }
+        fn client_of(s: &State, id: Id) -> Option<&crate::client::ClientState<RecordToken>> {
+            match &**s.actor_states[usize::from(id)] {
+                NodeState::Client(c) => Some(c),
+                _ => None,
+            }
+        }
+        let count = |s: &State, f: &dyn Fn(&Envelope<&Msg<RecordToken>>) -> bool| {
+            s.network.iter_all().filter(|e| f(e)).count()
+        };
+        let (actor, delivered) = match kind {
+            StepKind::Deliver { dst, msg, .. } => (*dst, Some(*msg)),
+            StepKind::Timeout(id, _) => (*id, None),
+            StepKind::Other => return 0,
+        };
+        if let (Some(a), Some(b)) = (cs_of(last, actor), cs_of(next, actor)) {
+            // LEASE-2: a grant makes a replica the holder only when it
+            // answers the replica's own request, still pending.
+            if let Some(Delivered::Grant { chunk, epoch }) = delivered {
+                let before = a.lease(chunk);
+                let pending = before.is_some_and(|l| l.requested && l.epoch == epoch);
+                let changed = before != b.lease(chunk);
+                if changed && b.is_primary(chunk) && !pending {
+                    broken |= STEP_LATE_GRANT;
+                }
+            }
+            // PUSH-2: data that aged out is gone, and a replica applies
+            // only data it holds.
+            if let StepKind::Timeout(_, Timer::AgeOut(d)) = kind {
+                if b.buffer.iter().any(|x| x.data == *d) {
+                    broken |= STEP_STALE_DATA;
+                }
+            }
+            if delivered.is_some() && a.store != b.store {
+                let fresh = b.store.replicas().iter().enumerate().any(|(chunk, r)| {
+                    let old = a.store.replica(chunk as ChunkHandle);
+                    r.cells.iter().flatten().any(|c| match c {
+                        Cell::Data { record, stamp, .. } if *stamp != Stamp::default() => {
+                            let new = !old.is_some_and(|o| {
+                                o.cells.iter().flatten().any(|x| cell_stamp(x) == *stamp)
+                            });
+                            new && !a.buffer.iter().any(|x| x.data == record.id && x.complete)
+                        }
+                        _ => false,
+                    })
+                });
+                if fresh {
+                    broken |= STEP_STALE_DATA;
+                }
+            }
+            // WRITE-2: a replica's error fails the mutation at once: it
+            // leaves the primary's in-flight list and is never acked.
+            if let Some(Delivered::AppliedErr { chunk, stamp }) = delivered {
+                let StepKind::Deliver { src, .. } = kind else {
+                    unreachable!()
+                };
+                let awaited = a
+                    .in_flight
+                    .iter()
+                    .any(|m| m.chunk == chunk && m.stamp == stamp && !m.acked.contains(src));
+                let kept = b
+                    .in_flight
+                    .iter()
+                    .any(|m| m.chunk == chunk && m.stamp == stamp);
+                let done = |s: &State| {
+                    count(s, &|e| {
+                        e.src == actor
+                            && matches!(e.msg, Msg::MutationDone { chunk: c, stamp: st, .. } if *c == chunk && *st == stamp)
+                    })
+                };
+                if awaited && (kept || done(next) > done(last)) {
+                    broken |= STEP_WRITE_FAILURE_HIDDEN;
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (client_of(last, actor), client_of(next, actor)) {
+            // PUSH-1: a client sends a mutation only in the step that takes
+            // the chain's acknowledgement of that mutation's data.
+            let sent = |s: &State| {
+                count(s, &|e| {
+                    e.src == actor && matches!(e.msg, Msg::Mutate { .. })
+                })
+            };
+            if sent(next) > sent(last) {
+                let acknowledged = match delivered {
+                    Some(Delivered::Pushed(data)) => {
+                        count(next, &|e| {
+                            e.src == actor
+                                && matches!(e.msg, Msg::Mutate { data: d, .. } if *d == data)
+                        }) > count(last, &|e| {
+                            e.src == actor
+                                && matches!(e.msg, Msg::Mutate { data: d, .. } if *d == data)
+                        })
+                    }
+                    _ => false,
+                };
+                if !acknowledged {
+                    broken |= STEP_PUSH_ORDER;
+                }
+            }
+            // APPEND-5, WRITE-2: a client reports a mutation failed only
+            // with its retries used up.
+            if b.results.len() > a.results.len()
+                && matches!(b.results.get(a.results.len()), Some(OpResult::Failed(_)))
+            {
+                if let Some(cur) = &a.current {
+                    if cur.retries < self.cfg.client_retries_max {
+                        broken |= match cur.op {
+                            ClientOp::Append { .. } => STEP_APPEND_GAVE_UP,
+                            _ => STEP_WRITE_FAILURE_HIDDEN,
+                        };
+                    }
+                }
+            }
+        }
+        broken
+    }
+}
+
+pub fn master(s: &State) -> &MasterState {
+    match &**s.actor_states[0] {
+        NodeState::Master(m) => m,
+        _ => unreachable!("node 0 is the master"),
+    }
+}
+
+impl Model for LeaseholdModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        self.inner.init_states()
+    }
+
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        self.inner.actions(state, actions);
+        actions.retain(|a| self.allowed(state, a));
+    }
+
+    fn next_state(&self, last: &State, action: Action) -> Option<State> {
+        let crash = match &action {
+            ActorModelAction::Crash(id) => Some(*id),
+            _ => None,
+        };
+        // A lease clock running out, held or requested, is the bounded
+        // timing fault.
+        let expiry = matches!(&action, ActorModelAction::Timeout(_, Timer::LeaseClock(..)));
+        let armed = self.expiry_armed_by(last, &action);
+        let action_copy = self.step_kind(&action);
+        let mut next = self.inner.next_state(last, action)?;
+        if expiry {
+            next.history.lease_expiries += 1;
+        }
+        self.settle_expiry_waits(&mut next, &armed);
+        self.record_starts(last, &mut next);
+        let broken = self.step_breaks(last, &action_copy, &next);
+        if broken & !next.history.broken != 0 {
+            next.history.broken |= broken;
+        }
+        if let Some(id) = crash {
+            if id == self.cfg.master_id() {
+                next.history.master_crashes += 1;
+            } else {
+                next.history.chunkserver_crashes += 1;
+            }
+        }
+        Some(next)
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        match action {
+            ActorModelAction::Deliver { src, dst, msg } => {
+                // The act leads the line; the message's own Debug repeats it
+                // in brackets, which this drops.
+                let text = format!("{msg:?}");
+                let body = text.split_once("] ").map(|(_, b)| b).unwrap_or(&text);
+                format!(
+                    "{} {} → {}: {body}",
+                    msg.act(),
+                    self.node_name(*src),
+                    self.node_name(*dst)
+                )
+            }
+            ActorModelAction::Timeout(id, timer) => {
+                format!("timeout {}: {timer:?}", self.node_name(*id))
+            }
+            ActorModelAction::Crash(id) => format!("crash {}", self.node_name(*id)),
+            ActorModelAction::Recover(id) => format!("restart {}", self.node_name(*id)),
+            ActorModelAction::Drop(env) => format!(
+                "lose {} → {}: {:?}",
+                self.node_name(env.src),
+                self.node_name(env.dst),
+                env.msg
+            ),
+            other => self.inner.format_action(other),
+        }
+    }
+
+    fn format_step(&self, last: &State, action: Action) -> Option<String> {
+        self.inner.format_step(last, action)
+    }
+
+    fn as_svg(&self, path: Path<State, Action>) -> Option<String> {
+        // Same states and actions: the inner model can replay the path.
+        let steps = path.into_vec();
+        let init = steps.first()?.0.clone();
+        let actions: Vec<Action> = steps.into_iter().filter_map(|(_, a)| a).collect();
+        Path::from_actions(&self.inner, init, actions.iter()).and_then(|p| self.inner.as_svg(p))
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        self.properties.clone()
+    }
+
+    fn within_boundary(&self, state: &State) -> bool {
+        (self.inner.within_boundary)(&self.cfg, state)
+    }
+}
+
+impl LeaseholdModel {
+    pub fn node_name(&self, id: Id) -> String {
+        let i = usize::from(id);
+        if i == 0 {
+            "master".into()
+        } else if self.cfg.is_chunkserver(id) {
+            format!("cs{i}")
+        } else if i < 1 + self.cfg.chunkservers as usize + self.cfg.clients() {
+            format!("client{}", i - 1 - self.cfg.chunkservers as usize)
+        } else {
+            format!("node{i}")
+        }
+    }
+}
