@@ -68,7 +68,8 @@ pub(super) fn stale_replica_detected(_: &LeaseholdModel, s: &State) -> bool {
 
 pub(super) fn replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
     (0..master(s).durable.chunks.len() as ChunkHandle).any(|c| {
-        let mut current = current_replicas(model, s, c);
+        let v = ModelView::new(model, s);
+        let mut current = replicas_at_version(&v, c);
         let Some(first) = current.next() else {
             return false;
         };

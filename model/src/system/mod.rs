@@ -43,12 +43,15 @@ mod configs;
 mod history;
 mod properties;
 mod timed;
+pub mod view;
 
 pub use configs::*;
 pub use history::*;
-pub use properties::{acked, all_succeeded, Acked};
+pub use properties::always as always_properties;
+pub use properties::{acked, all_succeeded};
 pub use timed::master;
 pub use timed::LeaseholdModel;
+pub use view::{Acked, GlobalView, ModelView, Region, StampedStore};
 
 use crate::master::LeaseView;
 use crate::msg::*;
@@ -58,6 +61,7 @@ use companions::*;
 use properties::*;
 use stateright::actor::{ActorModelAction, ActorModelState};
 use stateright::{Expectation, Property};
+use view::*;
 
 pub type ModelNode = Node<MemStore>;
 pub type State = ActorModelState<ModelNode, History>;
@@ -72,43 +76,43 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
     let mut p = vec![
         Property::always(
             "LEASE-1 at most one primary per chunk at any instant",
-            lease_1,
+            |m, s| lease_1(&ModelView::new(m, s)),
         ),
         Property::always(
             "ORDER-1 replicas agree on the mutation at each (epoch, serial)",
-            order_1,
+            |m, s| order_1(&ModelView::new(m, s)),
         ),
         Property::always(
             "ORDER-2 each replica applies mutations in increasing (epoch, serial)",
-            order_2,
+            |m, s| order_2(&ModelView::new(m, s)),
         ),
         Property::always(
             "VERSION-1 the master counts as up to date only replicas holding every acked mutation",
-            version_1,
+            |m, s| version_1(&ModelView::new(m, s)),
         ),
         Property::always(
             "VERSION-2 the master names to clients only replicas holding every acked mutation",
-            version_2,
+            |m, s| version_2(&ModelView::new(m, s)),
         ),
         Property::always(
             "LEASE-2 a replica holds a lease only from a grant answering its own pending request",
-            lease_2,
+            |m, s| lease_2(&ModelView::new(m, s)),
         ),
     ];
     if cfg.extensions_max > 0 || cfg.revocations_max > 0 {
         p.push(Property::always(
             "LEASE-4 a replica holds a lease only while the master grants it that epoch",
-            lease_4,
+            |m, s| lease_4(&ModelView::new(m, s)),
         ));
     }
     if appends || writes {
         p.push(Property::always(
             "PUSH-1 a mutation is sent only on the chain's acknowledgement, each hop to the closest server left",
-            push_1,
+            |m, s| push_1(&ModelView::new(m, s)),
         ));
         p.push(Property::always(
             "PUSH-2 a replica applies only buffered data, and aged-out data leaves the buffer",
-            push_2,
+            |m, s| push_2(&ModelView::new(m, s)),
         ));
     }
     if mutates {
@@ -120,25 +124,25 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
     if appends {
         p.push(Property::always(
             "APPEND-5 a client reports a record append failed only with its retries used up",
-            append_5,
+            |m, s| append_5(&ModelView::new(m, s)),
         ));
     }
     if appends {
         p.push(Property::always(
             "APPEND-1 an acked record stays whole at its offset on every up-to-date replica",
-            append_1,
+            |m, s| append_1(&ModelView::new(m, s)),
         ));
         p.push(Property::always(
             "APPEND-2 a later acked append (higher stamp in the chunk, or started after the ack) gets a higher offset or a later chunk",
-            append_2,
+            |m, s| append_2(&ModelView::new(m, s)),
         ));
         p.push(Property::always(
             "APPEND-3 no acked record exceeds a quarter chunk or crosses a chunk boundary",
-            append_3,
+            |m, s| append_3(&ModelView::new(m, s)),
         ));
         p.push(Property::always(
             "APPEND-4 a chunk is padded exactly when the record did not fit, on every up-to-date replica",
-            append_4,
+            |m, s| append_4(&ModelView::new(m, s)),
         ));
     }
     if appends && mutates {
@@ -150,7 +154,7 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
     if writes {
         p.push(Property::always(
             "WRITE-1 a serial acked write leaves its region defined on every up-to-date replica",
-            write_1,
+            |m, s| write_1(&ModelView::new(m, s)),
         ));
         p.push(Property::sometimes(
             "WRITE-1 reached: a write acknowledged",
@@ -158,7 +162,7 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
         ));
         p.push(Property::always(
             "WRITE-2 a write failed at a replica is never acked, and is reported failed only with retries used up",
-            write_2,
+            |m, s| write_2(&ModelView::new(m, s)),
         ));
     }
     if cfg.appends.iter().any(|&n| n >= 2) && cfg.prefill_units > 0 {

@@ -1,4 +1,10 @@
-//! The always-properties. Names start with the requirement ID from specs/.
+//! The always-properties, each a function of a [`GlobalView`]: the model
+//! checks them on every state it visits, and `leasehold validate` on every
+//! global state of a real run (see [`super::view`]). Names start with the
+//! requirement ID from specs/.
+//!
+//! The model's helpers below (`acked`, `store`, ...) read a checker state
+//! directly, for the companions and the time wrapper.
 
 use super::*;
 use crate::master::LeaseView;
@@ -7,22 +13,12 @@ use crate::types::*;
 use crate::NodeState;
 use stateright::actor::Id;
 
-/// An acknowledged mutation, read back from the clients' results.
-#[derive(Clone, Copy, Debug)]
-pub struct Acked {
-    /// The client, and the operation's place in its script.
-    pub client: usize,
-    pub op: usize,
-    pub record: RecordToken,
-    pub append: bool,
-    pub chunk: ChunkHandle,
-    pub offset: Offset,
-    pub stamp: Stamp,
-}
-
 /// Every acknowledged mutation. An iterator, not a list: the properties
 /// read it several times on every state the checker visits.
-pub fn acked<'a>(model: &'a LeaseholdModel, s: &'a State) -> impl Iterator<Item = Acked> + 'a {
+pub fn acked<'a>(
+    model: &'a LeaseholdModel,
+    s: &'a State,
+) -> impl Iterator<Item = Acked<RecordToken>> + 'a {
     (0..model.cfg.clients()).flat_map(move |c| {
         let results: &[OpResult<RecordToken>] =
             match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
@@ -68,120 +64,20 @@ pub(super) fn store(s: &State, id: Id) -> &MemStore {
     }
 }
 
-/// Whether replica `store` holds `record` whole at `offset` of `chunk`.
-pub(super) fn holds(
-    store: &MemStore,
-    chunk: ChunkHandle,
-    offset: Offset,
-    record: RecordToken,
-) -> bool {
-    let Some(r) = store.replica(chunk) else {
-        return false;
-    };
-    (0..record.units).all(|part| {
-        matches!(r.cells.get(offset as usize + part as usize), Some(Some(Cell::Data { record: got, part: p, .. })) if *got == record && *p == part)
-    })
-}
-
-/// Replicas at the master's current version of `chunk`.
-pub(super) fn current_replicas<'a>(
-    model: &'a LeaseholdModel,
-    s: &'a State,
-    chunk: ChunkHandle,
-) -> impl Iterator<Item = Id> + 'a {
-    let version = master(s)
-        .durable
-        .chunks
-        .get(chunk as usize)
-        .map(|c| c.version);
-    model
-        .cfg
-        .chunkserver_id_iter()
-        .filter(move |id| Some(store(s, *id).meta(chunk).version) == version)
-}
-
-/// Whether replica `store` holds the acknowledged write `a` at its offset,
-/// unit by unit, unless a later mutation (a higher stamp) overwrote a unit.
-pub(super) fn holds_write(store: &MemStore, a: &Acked) -> bool {
-    let Some(r) = store.replica(a.chunk) else {
-        return false;
-    };
-    (0..a.record.units).all(|p| {
-        match r
-            .cells
-            .get(a.offset as usize + p as usize)
-            .copied()
-            .flatten()
-        {
-            Some(Cell::Data {
-                record,
-                part,
-                stamp,
-            }) if stamp == a.stamp => record == a.record && part == p,
-            Some(c) => cell_stamp(&c) > a.stamp,
-            None => false,
-        }
-    })
-}
-
-/// Whether replica `id` holds every acknowledged mutation of `chunk`: each
-/// record append whole at its offset, each write at its offset unless a
-/// later mutation overwrote it (VERSION-1, VERSION-2).
-pub(super) fn holds_all_acked(
-    model: &LeaseholdModel,
-    s: &State,
-    id: Id,
-    chunk: ChunkHandle,
-) -> bool {
-    acked(model, s)
-        .filter(|a| a.chunk == chunk)
-        .all(|a| match a.append {
-            true => holds(store(s, id), chunk, a.offset, a.record),
-            false => holds_write(store(s, id), &a),
-        })
-}
-
-pub(super) fn lease_1(model: &LeaseholdModel, s: &State) -> bool {
-    let chunks = master(s).durable.chunks.len() as ChunkHandle;
-    (0..chunks.max(2)).all(|c| {
-        model
-            .live_chunkservers(s)
-            .filter(|(_, cs)| cs.is_primary(c))
-            .count()
-            <= 1
-    })
-}
-
-pub(super) fn order_1(model: &LeaseholdModel, s: &State) -> bool {
-    // Any two replicas that applied mutation (epoch, serial) applied the
-    // same one, at the same place, unless a later mutation overwrote it.
-    let ids = model.cfg.chunkserver_id_iter();
-    for a in ids.clone() {
-        for (chunk, ra) in store(s, a).replicas().iter().enumerate() {
-            for (o, cell) in ra.cells.iter().enumerate() {
-                let Some(cell) = cell else { continue };
-                let stamp = cell_stamp(cell);
-                if stamp == Stamp::default() {
-                    continue; // prefilled data predates the model
-                }
-                for b in ids.clone() {
-                    let Some(rb) = store(s, b).replica(chunk as ChunkHandle) else {
-                        continue;
-                    };
-                    let b_applied = rb.cells.iter().flatten().any(|c| cell_stamp(c) == stamp);
-                    if !b_applied {
-                        continue;
-                    }
-                    match rb.cells.get(o).copied().flatten() {
-                        Some(other) if other == *cell => {}
-                        Some(other) if cell_stamp(&other) > stamp => {}
-                        _ => return false,
-                    }
-                }
+/// Every client finished every operation successfully.
+pub fn all_succeeded(model: &LeaseholdModel, s: &State) -> bool {
+    (0..model.cfg.clients()).all(
+        |c| match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
+            NodeState::Client(cl) => {
+                cl.results.len() == model.scripts[c].len()
+                    && cl
+                        .results
+                        .iter()
+                        .all(|r| matches!(r, OpResult::Mutated { .. }))
             }
-        }
-    }
-    true
+            _ => true,
+        },
+    )
 }
 
 pub(super) fn cell_stamp(c: &Cell) -> Stamp {
@@ -191,11 +87,150 @@ pub(super) fn cell_stamp(c: &Cell) -> Stamp {
     }
 }
 
-pub(super) fn append_1(model: &LeaseholdModel, s: &State) -> bool {
-    acked(model, s).filter(|a| a.append).all(|a| {
-        current_replicas(model, s, a.chunk)
-            .all(|id| holds(store(s, id), a.chunk, a.offset, a.record))
+// ---------------------------------------------------------------------------
+// Helpers over any view.
+
+/// Replicas at the master's current version of `chunk`.
+pub fn replicas_at_version<V: GlobalView>(
+    v: &V,
+    chunk: ChunkHandle,
+) -> impl Iterator<Item = Id> + '_ {
+    let version = master_of(v)
+        .durable
+        .chunks
+        .get(chunk as usize)
+        .map(|c| c.version);
+    v.chunkservers()
+        .filter(move |id| Some(v.store(*id).replica_meta(chunk).version) == version)
+}
+
+/// Whether `[from, to)` of `chunk` lies wholly in regions of `store`, each
+/// (clipped to the range) passing `ok`.
+fn covered<S: StampedStore>(
+    store: &S,
+    chunk: ChunkHandle,
+    from: Offset,
+    to: Offset,
+    mut ok: impl FnMut(Region) -> bool,
+) -> bool {
+    let mut at = from;
+    for r in store.regions(chunk) {
+        if r.end <= at {
+            continue;
+        }
+        if r.start > at || at >= to {
+            break;
+        }
+        let clipped = Region {
+            start: at,
+            end: r.end.min(to),
+            ..r
+        };
+        if !ok(clipped) {
+            return false;
+        }
+        at = clipped.end;
+    }
+    at >= to
+}
+
+/// Whether replica `store` holds `record` whole at `offset` of `chunk`.
+fn holds<S: StampedStore>(
+    store: &S,
+    chunk: ChunkHandle,
+    offset: Offset,
+    record: &S::Payload,
+) -> bool {
+    store.holds_part(chunk, offset, record, 0, record.len())
+}
+
+/// Whether replica `store` holds the acknowledged write `a` at its offset,
+/// unit by unit, unless a later mutation (a higher stamp) overwrote a unit.
+fn holds_write<S: StampedStore>(store: &S, a: &Acked<S::Payload>) -> bool {
+    covered(store, a.chunk, a.offset, a.offset + a.record.len(), |r| {
+        if r.stamp == a.stamp {
+            !r.pad
+                && store.holds_part(
+                    a.chunk,
+                    a.offset,
+                    &a.record,
+                    r.start - a.offset,
+                    r.end - a.offset,
+                )
+        } else {
+            r.stamp > a.stamp
+        }
     })
+}
+
+/// Whether replica `id` holds every acknowledged mutation of `chunk`: each
+/// record append whole at its offset, each write at its offset unless a
+/// later mutation overwrote it (VERSION-1, VERSION-2).
+fn holds_all_acked<V: GlobalView>(v: &V, id: Id, chunk: ChunkHandle) -> bool {
+    let store = v.store(id);
+    v.acked()
+        .filter(|a| a.chunk == chunk)
+        .all(|a| match a.append {
+            true => holds(store, chunk, a.offset, &a.record),
+            false => holds_write(store, &a),
+        })
+}
+
+// ---------------------------------------------------------------------------
+// The properties.
+
+/// LEASE-1 ([0090], [0091]): at most one primary per chunk at any instant.
+pub fn lease_1<V: GlobalView>(v: &V) -> bool {
+    let chunks = master_of(v).durable.chunks.len() as ChunkHandle;
+    (0..chunks.max(2))
+        .filter(|c| v.in_focus(*c))
+        .all(|c| v.chunkservers().filter(|id| is_primary(v, *id, c)).count() <= 1)
+}
+
+/// ORDER-1 ([0090], [0099]): any two replicas that applied mutation
+/// (epoch, serial) applied the same one, at the same place, unless a later
+/// mutation overwrote it.
+pub fn order_1<V: GlobalView>(v: &V) -> bool {
+    let ids = v.chunkservers();
+    ids.clone().all(|a| {
+        let sa = v.store(a);
+        sa.handles().filter(|c| v.in_focus(*c)).all(|chunk| {
+            // Prefilled data (stamp 0) predates the model.
+            sa.regions(chunk)
+                .filter(|r| r.stamp != Stamp::default())
+                .all(|r| {
+                    ids.clone().filter(|b| *b != a).all(|b| {
+                        let sb = v.store(b);
+                        let b_applied = sb.regions(chunk).any(|x| x.stamp == r.stamp);
+                        !b_applied
+                            || covered(sb, chunk, r.start, r.end, |x| {
+                                (x.stamp == r.stamp
+                                    && x.pad == r.pad
+                                    && sa.same_data(sb, chunk, x.start, x.end))
+                                    || x.stamp > r.stamp
+                            })
+                    })
+                })
+        })
+    })
+}
+
+/// ORDER-2 ([00100]): each replica applies mutations in increasing
+/// (epoch, serial), as its `Apply`/`Applied` messages show
+/// (`History::out_of_order`).
+pub fn order_2<V: GlobalView>(v: &V) -> bool {
+    !v.history().out_of_order
+}
+
+/// APPEND-1 ([00107]): an acknowledged record append is whole at its
+/// offset on every replica at the chunk's current version.
+pub fn append_1<V: GlobalView>(v: &V) -> bool {
+    v.acked()
+        .filter(|a| a.append && v.in_focus(a.chunk))
+        .all(|a| {
+            replicas_at_version(v, a.chunk)
+                .all(|id| holds(v.store(id), a.chunk, a.offset, &a.record))
+        })
 }
 
 /// APPEND-2 ([00107]): every *later* acknowledged append gets a higher
@@ -212,41 +247,42 @@ pub(super) fn append_1(model: &LeaseholdModel, s: &State) -> bool {
 ///   client sent it and whenever it was acknowledged;
 /// * across chunks stamps do not compare (each chunk has its own epochs), so
 ///   real time: `b` is later than `a` when `b`'s operation started after `a`
-///   was acknowledged (`History::started_after`; a client's next operation
-///   always starts after its previous one finished).
-pub(super) fn append_2(model: &LeaseholdModel, s: &State) -> bool {
-    acked(model, s).filter(|a| a.append).all(|a| {
-        acked(model, s).filter(|b| b.append).all(|b| {
-            let serial_later = b.chunk == a.chunk && b.stamp > a.stamp;
-            let real_time_later = LeaseholdModel::started_after(s, &b, &a);
-            let index = |x: &Acked| {
-                master(s)
-                    .durable
-                    .chunks
-                    .get(x.chunk as usize)
-                    .map_or(x.chunk as u32, |c| c.index)
-            };
-            !(serial_later || real_time_later)
-                || index(&b) > index(&a)
-                || (b.chunk == a.chunk && b.offset >= a.offset + a.record.len())
-        })
+///   was acknowledged (`GlobalView::started_after`; a client's next
+///   operation always starts after its previous one finished).
+pub fn append_2<V: GlobalView>(v: &V) -> bool {
+    let m = master_of(v);
+    let index = |x: &Acked<PayloadOf<V>>| {
+        m.durable
+            .chunks
+            .get(x.chunk as usize)
+            .map_or(x.chunk as u32, |c| c.index)
+    };
+    v.acked().filter(|a| a.append).all(|a| {
+        v.acked()
+            .filter(|b| b.append && (v.in_focus(a.chunk) || v.in_focus(b.chunk)))
+            .all(|b| {
+                let serial_later = b.chunk == a.chunk && b.stamp > a.stamp;
+                !(serial_later || v.started_after(&b, &a))
+                    || index(&b) > index(&a)
+                    || (b.chunk == a.chunk && b.offset >= a.offset + a.record.len())
+            })
     })
 }
 
 /// APPEND-3 ([00104]): no acknowledged record is larger than a quarter
 /// chunk or crosses the chunk's end, and no replica grows past it.
-pub(super) fn append_3(model: &LeaseholdModel, s: &State) -> bool {
-    let size = model.cfg.chunk_units as u64;
-    // `ProtocolCfg::record_size_max`, without building the protocol.
-    let max = size / 4;
-    acked(model, s)
-        .filter(|a| a.append)
+pub fn append_3<V: GlobalView>(v: &V) -> bool {
+    let size = v.chunk_size();
+    let max = size / 4; // `ProtocolCfg::record_size_max`
+    v.acked()
+        .filter(|a| a.append && v.in_focus(a.chunk))
         .all(|a| a.record.len() <= max && a.offset + a.record.len() <= size)
-        && model.cfg.chunkserver_id_iter().all(|id| {
-            store(s, id)
-                .replicas()
-                .iter()
-                .all(|r| r.cells.len() as u64 <= size)
+        && v.chunkservers().all(|id| {
+            let store = v.store(id);
+            store
+                .handles()
+                .filter(|c| v.in_focus(*c))
+                .all(|c| store.data_len(c) <= size)
         })
 }
 
@@ -259,73 +295,60 @@ pub(super) fn append_3(model: &LeaseholdModel, s: &State) -> bool {
 /// (it may miss a bug, never accuse the protocol): the record by the largest
 /// any client appends within the quarter-chunk limit; the primary's end by
 /// the largest, over every replica that applied the pad, of where its pad
-/// cells start, or of its length if it wrote none (it was full already;
-/// lengths only grow, and the primary is among them). A replica that missed
-/// a failed mutation pads from a shorter end than the primary, so no single
+/// starts, or of its length if it wrote none (it was full already; lengths
+/// only grow, and the primary is among them). A replica that missed a
+/// failed mutation pads from a shorter end than the primary, so no single
 /// replica's start would do. A pad that leaves room even then was written
 /// although the record fit.
-pub(super) fn append_4(model: &LeaseholdModel, s: &State) -> bool {
-    let size = model.cfg.chunk_units as u64;
-    let full_padded = s
-        .history
+pub fn append_4<V: GlobalView>(v: &V) -> bool {
+    let size = v.chunk_size();
+    let full_padded = v
+        .history()
         .full
         .iter()
-        .all(|&c| current_replicas(model, s, c).all(|id| store(s, id).chunk_len(c) == size));
+        .filter(|c| v.in_focus(**c))
+        .all(|&c| replicas_at_version(v, c).all(|id| v.store(id).data_len(c) == size));
     if !full_padded {
         return false;
     }
-    let max = size / 4; // `ProtocolCfg::record_size_max`
-    let largest = model
-        .scripts
-        .iter()
-        .flatten()
-        .filter_map(|op| match op {
-            ClientOp::Append { data, .. } if data.len() <= max => Some(data.len()),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(0);
-    let ids = model.cfg.chunkserver_id_iter();
+    let largest = v.largest_append();
+    let ids = v.chunkservers();
     ids.clone().all(|id| {
-        store(s, id)
-            .replicas()
-            .iter()
-            .enumerate()
-            .all(|(chunk, r)| {
-                r.cells.iter().flatten().all(|c| {
-                    let Cell::Pad(stamp) = c else { return true };
-                    let start = ids
-                        .clone()
-                        .filter_map(|other| {
-                            let r = store(s, other).replica(chunk as ChunkHandle)?;
-                            match r.cells.iter().position(|x| *x == Some(Cell::Pad(*stamp))) {
-                                Some(i) => Some(i),
-                                None => (r.meta.applied >= *stamp).then_some(r.cells.len()),
-                            }
-                        })
-                        .max()
-                        .unwrap_or(0) as u64;
-                    start + largest > size
-                })
+        let store = v.store(id);
+        store.handles().filter(|c| v.in_focus(*c)).all(|chunk| {
+            store.regions(chunk).filter(|r| r.pad).all(|pad| {
+                let start = ids
+                    .clone()
+                    .filter_map(|other| {
+                        let s = v.store(other);
+                        match s.regions(chunk).find(|x| x.pad && x.stamp == pad.stamp) {
+                            Some(x) => Some(x.start),
+                            None => (s.replica_meta(chunk).applied >= pad.stamp)
+                                .then(|| s.data_len(chunk)),
+                        }
+                    })
+                    .max()
+                    .unwrap_or(0);
+                start + largest > size
             })
+        })
     })
 }
 
-pub(super) fn order_2(_: &LeaseholdModel, s: &State) -> bool {
-    !s.history.out_of_order
-}
-
-pub(super) fn write_1(model: &LeaseholdModel, s: &State) -> bool {
-    acked(model, s)
-        .filter(|a| !a.append)
-        .all(|a| current_replicas(model, s, a.chunk).all(|id| holds_write(store(s, id), &a)))
+/// WRITE-1 ([00106]): an acknowledged write is at its offset on every
+/// replica at the chunk's current version, unless a later mutation
+/// overwrote it.
+pub fn write_1<V: GlobalView>(v: &V) -> bool {
+    v.acked()
+        .filter(|a| !a.append && v.in_focus(a.chunk))
+        .all(|a| replicas_at_version(v, a.chunk).all(|id| holds_write(v.store(id), &a)))
 }
 
 /// LEASE-2 ([0091]): a replica holds a lease only for an epoch it
 /// requested, from a grant that arrived while that request was pending
 /// (checked at each grant's delivery: `STEP_LATE_GRANT`).
-pub(super) fn lease_2(_: &LeaseholdModel, s: &State) -> bool {
-    s.history.broken & STEP_LATE_GRANT == 0
+pub fn lease_2<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_LATE_GRANT == 0
 }
 
 /// LEASE-4 ([0091]): extensions and revocations keep the primary's lease
@@ -333,19 +356,20 @@ pub(super) fn lease_2(_: &LeaseholdModel, s: &State) -> bool {
 /// grants that epoch to that replica. A crashed master, or a restarted one
 /// in its waiting period, does not know the leases it granted before;
 /// LEASE-3's wait covers those.
-pub(super) fn lease_4(model: &LeaseholdModel, s: &State) -> bool {
-    if s.crashed[0] {
+pub fn lease_4<V: GlobalView>(v: &V) -> bool {
+    let (m, up) = v.master();
+    if !up || m.quiet {
         return true;
     }
-    let m = master(s);
-    if m.quiet {
-        return true;
-    }
-    model.live_chunkservers(s).all(|(id, cs)| {
-        cs.leases.iter().filter(|l| l.holding).all(|l| {
-            matches!(m.lease(l.chunk), Some(LeaseView::Granted { primary, epoch, .. })
+    v.chunkservers().all(|id| {
+        v.leases(id)
+            .unwrap_or(&[])
+            .iter()
+            .filter(|l| l.holding && v.in_focus(l.chunk))
+            .all(|l| {
+                matches!(m.lease(l.chunk), Some(LeaseView::Granted { primary, epoch, .. })
                 if *primary == id && *epoch == l.epoch)
-        })
+            })
     })
 }
 
@@ -353,75 +377,83 @@ pub(super) fn lease_4(model: &LeaseholdModel, s: &State) -> bool {
 /// acknowledgement of its data, and each hop of a push goes to the closest
 /// server left on the chain (`STEP_PUSH_ORDER`, set by the step's check and
 /// by `History::on_send`).
-pub(super) fn push_1(_: &LeaseholdModel, s: &State) -> bool {
-    s.history.broken & STEP_PUSH_ORDER == 0
+pub fn push_1<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_PUSH_ORDER == 0
 }
 
 /// PUSH-2 ([0095], [00101]): a replica applies only data that is in its
 /// buffer, and data that ages out leaves the buffer (`STEP_STALE_DATA`).
-pub(super) fn push_2(_: &LeaseholdModel, s: &State) -> bool {
-    s.history.broken & STEP_STALE_DATA == 0
+pub fn push_2<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_STALE_DATA == 0
 }
 
 /// APPEND-5 ([00107]): a failed record append is retried: a client reports
 /// one failed only with its retries used up (`STEP_APPEND_GAVE_UP`).
-pub(super) fn append_5(_: &LeaseholdModel, s: &State) -> bool {
-    s.history.broken & STEP_APPEND_GAVE_UP == 0
+pub fn append_5<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_APPEND_GAVE_UP == 0
 }
 
 /// WRITE-2 ([00101]): a mutation that fails at a replica is failed by the
 /// primary at once, so it is never acknowledged; and a client reports a
 /// write failed only with its retries used up
 /// (`STEP_WRITE_FAILURE_HIDDEN`).
-pub(super) fn write_2(_: &LeaseholdModel, s: &State) -> bool {
-    s.history.broken & STEP_WRITE_FAILURE_HIDDEN == 0
+pub fn write_2<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_WRITE_FAILURE_HIDDEN == 0
 }
 
-pub(super) fn version_1(model: &LeaseholdModel, s: &State) -> bool {
-    if s.crashed[0] {
+/// VERSION-1 (GFS §4.5): the master counts as up to date only replicas
+/// holding every acknowledged mutation of the chunk.
+pub fn version_1<V: GlobalView>(v: &V) -> bool {
+    let (m, up) = v.master();
+    if !up {
         return true; // a crashed master counts nothing
     }
-    master(s).views.iter().enumerate().all(|(c, v)| {
-        v.up_to_date
-            .iter()
-            .all(|id| holds_all_acked(model, s, *id, c as ChunkHandle))
-    })
+    m.views
+        .iter()
+        .enumerate()
+        .filter(|(c, _)| v.in_focus(*c as ChunkHandle))
+        .all(|(c, view)| {
+            view.up_to_date
+                .iter()
+                .all(|id| holds_all_acked(v, *id, c as ChunkHandle))
+        })
 }
 
-pub(super) fn version_2(model: &LeaseholdModel, s: &State) -> bool {
-    let m = master(s);
+/// VERSION-2 (GFS §4.5): the master names to clients, under a lease that
+/// is still current, only replicas holding every acknowledged mutation.
+pub fn version_2<V: GlobalView>(v: &V) -> bool {
+    let m = master_of(v);
     let current = |chunk: ChunkHandle, epoch: LeaseEpoch| matches!(m.lease(chunk), Some(LeaseView::Granted { epoch: e, .. }) if *e == epoch);
-    let named_ok = |info: &LeaseInfo| {
+    v.named().filter(|info| v.in_focus(info.chunk)).all(|info| {
         !current(info.chunk, info.epoch)
             || std::iter::once(info.primary)
                 .chain(info.secondaries.iter().copied())
-                .all(|id| holds_all_acked(model, s, id, info.chunk))
-    };
-    let in_flight = s.network.iter_all().all(|env| match env.msg {
-        Msg::LeaseHolder { info, .. } => named_ok(info),
-        _ => true,
-    });
-    let cached = (0..model.cfg.clients()).all(|c| {
-        match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
-            NodeState::Client(cl) => cl.cache.iter().all(named_ok),
-            _ => true,
-        }
-    });
-    in_flight && cached
+                .all(|id| holds_all_acked(v, id, info.chunk))
+    })
 }
 
-/// Every client finished every operation successfully.
-pub fn all_succeeded(model: &LeaseholdModel, s: &State) -> bool {
-    (0..model.cfg.clients()).all(
-        |c| match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
-            NodeState::Client(cl) => {
-                cl.results.len() == model.scripts[c].len()
-                    && cl
-                        .results
-                        .iter()
-                        .all(|r| matches!(r, OpResult::Mutated { .. }))
-            }
-            _ => true,
-        },
-    )
+/// An always-property over any view, named by its requirement ID.
+pub type ViewProperty<V> = (&'static str, fn(&V) -> bool);
+
+/// The always-properties by requirement ID, for checkers of other views
+/// than the model's (`leasehold validate`).
+pub fn always<V: GlobalView>() -> [ViewProperty<V>; 16] {
+    [
+        ("LEASE-1", lease_1::<V>),
+        ("LEASE-2", lease_2::<V>),
+        ("LEASE-4", lease_4::<V>),
+        ("ORDER-1", order_1::<V>),
+        ("ORDER-2", order_2::<V>),
+        ("APPEND-1", append_1::<V>),
+        ("APPEND-2", append_2::<V>),
+        ("APPEND-3", append_3::<V>),
+        ("APPEND-4", append_4::<V>),
+        ("APPEND-5", append_5::<V>),
+        ("WRITE-1", write_1::<V>),
+        ("WRITE-2", write_2::<V>),
+        ("PUSH-1", push_1::<V>),
+        ("PUSH-2", push_2::<V>),
+        ("VERSION-1", version_1::<V>),
+        ("VERSION-2", version_2::<V>),
+    ]
 }

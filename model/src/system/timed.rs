@@ -195,7 +195,7 @@ impl LeaseholdModel {
     }
 
     /// Whether record append `b` started after `a` was acknowledged.
-    pub fn started_after(s: &State, b: &Acked, a: &Acked) -> bool {
+    pub fn started_after(s: &State, b: &Acked<RecordToken>, a: &Acked<RecordToken>) -> bool {
         let key = (b.client as u8, b.op as u8, a.client as u8, a.op as u8);
         s.history.started_after.contains(&key)
     }
