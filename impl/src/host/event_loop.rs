@@ -11,18 +11,17 @@ use serde::Serialize;
 use stateright::actor::{Actor, Command, Id, Out};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::clock::sleep_until;
 use super::net::Peer;
-use super::storage::save_payload;
+use super::storage::StorageFile;
 use super::{
     Barrier, HostError, Inbound, MsgObserver, MsgTracer, Passage, SendDelay, Step, StepClock,
     StepCommand, StepInput, StepRecorder, BATCH_MSGS_MAX, SELF_QUEUE_MSGS_MAX,
 };
-use crate::frame::{self, Envelope};
+use crate::frame::Envelope;
 
 /// What woke the actor thread.
 enum Wake<M> {
@@ -42,7 +41,7 @@ pub(super) struct NodeLoop<A: Actor> {
     pub(super) local: VecDeque<A::Msg>,
     pub(super) peers: HashMap<Id, Peer>,
     pub(super) app: Option<(Id, mpsc::Sender<A::Msg>)>,
-    pub(super) storage_path: PathBuf,
+    pub(super) storage: StorageFile,
     pub(super) rng: StdRng,
     /// Kept so a failed save can stop the network side too.
     pub(super) shutdown: Arc<watch::Sender<bool>>,
@@ -53,8 +52,6 @@ pub(super) struct NodeLoop<A: Actor> {
     pub(super) send_delay: Option<SendDelay<A::Msg>>,
     /// The runtime of the network tasks, for held messages.
     pub(super) network: tokio::runtime::Handle,
-    /// The payload of the storage file as last loaded or saved.
-    pub(super) saved: Option<Vec<u8>>,
 }
 
 impl<A> NodeLoop<A>
@@ -316,24 +313,7 @@ where
                         self.randoms.insert(key, choices);
                     }
                 }
-                StepCommand::Save(storage) => {
-                    let payload =
-                        postcard::to_allocvec(&storage).map_err(|e| HostError::SaveStorage {
-                            path: self.storage_path.clone(),
-                            message: e.to_string(),
-                        })?;
-                    // What is already on disk is already durable: a save of
-                    // the same bytes has nothing to add. (A chunkserver saves
-                    // after every mutation, but its storage names only its
-                    // chunk directory; the chunk files are already synced.)
-                    if self.saved.as_deref() == Some(&payload[..]) {
-                        tracing::trace!("storage unchanged, save skipped");
-                        continue;
-                    }
-                    let bytes = save_payload(&self.storage_path, &payload)?;
-                    self.saved = Some(payload);
-                    tracing::debug!(bytes, "saved storage");
-                }
+                StepCommand::Save(storage) => self.storage.save(&storage)?,
             }
         }
         Ok(())
@@ -372,58 +352,12 @@ where
             );
             return;
         };
+        let hold = self.send_delay.as_ref().and_then(|delay| delay(dst, &msg));
         let envelope = Envelope {
             src: self.id,
             dst,
             msg,
         };
-        let hold = self
-            .send_delay
-            .as_ref()
-            .and_then(|delay| delay(dst, &envelope.msg));
-        let bytes = match frame::encode(&envelope) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::error!(dst = usize::from(dst) as u64, msg = ?envelope.msg, "message dropped: {e}");
-                return;
-            }
-        };
-        if let Some(hold) = hold {
-            tracing::debug!(dst = usize::from(dst) as u64, ?hold, msg = ?envelope.msg, "message held (test hook)");
-            let frames = peer.frames.clone();
-            self.network.spawn(async move {
-                tokio::time::sleep(hold).await;
-                let _ = frames.send(bytes).await;
-            });
-            return;
-        }
-        match peer.frames.try_send(bytes) {
-            Ok(()) if peer.dropped > 0 => {
-                tracing::info!(
-                    dst = usize::from(dst) as u64,
-                    dropped = peer.dropped,
-                    "peer queue accepting again"
-                );
-                peer.dropped = 0;
-            }
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if peer.dropped == 0 {
-                    tracing::warn!(
-                        dst = usize::from(dst) as u64,
-                        "peer queue full, dropping messages to it"
-                    );
-                }
-                peer.dropped += 1;
-            }
-            // The writer is gone only if the runtime carrying the network
-            // tasks was dropped; the node is going down with it.
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                tracing::debug!(
-                    dst = usize::from(dst) as u64,
-                    "network stopped, message dropped"
-                )
-            }
-        }
+        peer.send(envelope, hold, &self.network);
     }
 }

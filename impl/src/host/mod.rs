@@ -96,7 +96,8 @@ pub use step::{Step, StepCommand, StepInput, StepRecorder};
 pub use storage::{load_storage, Barrier};
 
 use event_loop::NodeLoop;
-use net::{accept_loop, write_peer, Peer};
+use net::{accept_loop, spawn_writers};
+use storage::StorageFile;
 
 /// Frames waiting for one peer's connection. When full (the peer is down or
 /// slow), new frames for that peer are dropped and logged.
@@ -450,22 +451,7 @@ where
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_MSGS_MAX);
         let (done_tx, all_done) = mpsc::channel::<()>(1);
 
-        let mut peers = HashMap::new();
-        for (&peer, &addr) in &config.peers {
-            if peer == id {
-                continue;
-            }
-            let (tx, rx) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
-            peers.insert(
-                peer,
-                Peer {
-                    frames: tx,
-                    dropped: 0,
-                },
-            );
-            let writer = write_peer(peer, addr, rx, shutdown_rx.clone(), done_tx.clone());
-            tokio::spawn(writer.instrument(span.clone()));
-        }
+        let peers = spawn_writers(id, &config.peers, &shutdown_rx, &done_tx, &span);
         let (app_tx, app_rx) = match config.app_id {
             Some(app_id) => {
                 let (tx, rx) = mpsc::channel(APP_QUEUE_MSGS_MAX);
@@ -508,7 +494,7 @@ where
                     local: VecDeque::new(),
                     peers,
                     app: app_tx,
-                    storage_path,
+                    storage: StorageFile::new(storage_path, storage.as_ref()),
                     rng,
                     shutdown: node_shutdown,
                     tracer,
@@ -517,7 +503,6 @@ where
                     recorder,
                     send_delay,
                     network,
-                    saved: storage.as_ref().and_then(|s| postcard::to_allocvec(s).ok()),
                 };
                 let result = node.run(storage, inbox_rx, shutdown_rx);
                 if let Err(e) = &result {

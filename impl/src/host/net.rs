@@ -3,8 +3,10 @@
 //! peer that keeps a persistent connection and sends that peer's queued
 //! frames in order (see "Failure handling" in the [module doc](super)).
 
-use serde::de::DeserializeOwned;
+use serde::{de::DeserializeOwned, Serialize};
 use stateright::actor::Id;
+use std::collections::HashMap;
+use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +17,9 @@ use tracing::Instrument;
 
 use super::{
     Inbound, ACCEPT_BACKOFF_MS_MAX, ACCEPT_BACKOFF_MS_MIN, CONNECTIONS_MAX, PEER_IO_TIMEOUT_MS,
-    RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
+    PEER_QUEUE_FRAMES_MAX, RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
 };
-use crate::frame;
+use crate::frame::{self, Envelope};
 
 /// Receive buffer growth step; a frame larger than this grows the buffer up
 /// to the frame's size (at most [`frame::FRAME_BYTES_MAX`]).
@@ -25,10 +27,98 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// The queue to one peer's writer task.
 pub(super) struct Peer {
-    pub(super) frames: mpsc::Sender<Vec<u8>>,
+    frames: mpsc::Sender<Vec<u8>>,
     /// Frames dropped since the queue was last accepting, so an outage logs
     /// one line when it starts and one when it ends, not one per frame.
-    pub(super) dropped: u64,
+    dropped: u64,
+}
+
+impl Peer {
+    /// Frames `envelope` and queues it for this peer's writer, never
+    /// waiting: the actor thread must not block on a slow peer, so a full
+    /// queue drops the frame (the protocol tolerates loss). With `hold` (the
+    /// [`super::SendDelay`] test hook) the frame waits that long on
+    /// `network` first.
+    pub(super) fn send<M: Serialize + Debug>(
+        &mut self,
+        envelope: Envelope<M>,
+        hold: Option<Duration>,
+        network: &tokio::runtime::Handle,
+    ) {
+        let dst = envelope.dst;
+        let bytes = match frame::encode(&envelope) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(dst = usize::from(dst) as u64, msg = ?envelope.msg, "message dropped: {e}");
+                return;
+            }
+        };
+        if let Some(hold) = hold {
+            tracing::debug!(dst = usize::from(dst) as u64, ?hold, msg = ?envelope.msg, "message held (test hook)");
+            let frames = self.frames.clone();
+            network.spawn(async move {
+                tokio::time::sleep(hold).await;
+                let _ = frames.send(bytes).await;
+            });
+            return;
+        }
+        match self.frames.try_send(bytes) {
+            Ok(()) if self.dropped > 0 => {
+                tracing::info!(
+                    dst = usize::from(dst) as u64,
+                    dropped = self.dropped,
+                    "peer queue accepting again"
+                );
+                self.dropped = 0;
+            }
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.dropped == 0 {
+                    tracing::warn!(
+                        dst = usize::from(dst) as u64,
+                        "peer queue full, dropping messages to it"
+                    );
+                }
+                self.dropped += 1;
+            }
+            // The writer is gone only if the runtime carrying the network
+            // tasks was dropped; the node is going down with it.
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::debug!(
+                    dst = usize::from(dst) as u64,
+                    "network stopped, message dropped"
+                )
+            }
+        }
+    }
+}
+
+/// One frame queue and one writer task per peer, this node excluded. A
+/// writer connects when its first frame arrives.
+pub(super) fn spawn_writers(
+    id: Id,
+    addrs: &HashMap<Id, SocketAddr>,
+    shutdown: &watch::Receiver<bool>,
+    done: &mpsc::Sender<()>,
+    span: &tracing::Span,
+) -> HashMap<Id, Peer> {
+    let mut peers = HashMap::new();
+    for (&peer, &addr) in addrs {
+        if peer == id {
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(PEER_QUEUE_FRAMES_MAX);
+        peers.insert(
+            peer,
+            Peer {
+                frames: tx,
+                dropped: 0,
+            },
+        );
+        let writer = write_peer(peer, addr, rx, shutdown.clone(), done.clone());
+        tokio::spawn(writer.instrument(span.clone()));
+    }
+    peers
 }
 
 /// Accepts peers until shutdown, one reader task per connection, at most
@@ -164,7 +254,7 @@ async fn read_connection<M>(
 /// reconnecting with capped exponential backoff. Ends when the actor thread
 /// ends (its sender is dropped), after writing what was queued if the peer
 /// is connected; once shutting down it no longer reconnects.
-pub(super) async fn write_peer(
+async fn write_peer(
     peer: Id,
     addr: SocketAddr,
     mut frames: mpsc::Receiver<Vec<u8>>,

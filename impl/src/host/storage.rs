@@ -5,9 +5,9 @@
 //! the postcard payload. A `Save` replaces it atomically and durably: temp
 //! file, fsync, rename, fsync of the directory.
 
-use serde::de::DeserializeOwned;
+use serde::{de::DeserializeOwned, Serialize};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::HostError;
 
@@ -17,6 +17,45 @@ const STORAGE_MAGIC: &[u8; 8] = b"LHSTORE1";
 /// chunkserver's chunk files), before any command they emitted is carried
 /// out. An error stops the node.
 pub type Barrier = Box<dyn FnMut() -> Result<(), String> + Send>;
+
+/// The actor's storage file, and what it holds, so that a save of the same
+/// bytes can be skipped.
+pub(super) struct StorageFile {
+    path: PathBuf,
+    /// The payload of the storage file as last loaded or saved.
+    saved: Option<Vec<u8>>,
+}
+
+impl StorageFile {
+    /// The file at `path`, holding `loaded` (what [`load_storage`] read).
+    pub(super) fn new<S: Serialize>(path: PathBuf, loaded: Option<&S>) -> Self {
+        StorageFile {
+            path,
+            saved: loaded.and_then(|s| postcard::to_allocvec(s).ok()),
+        }
+    }
+
+    /// Carries out a `Save`: durable when it returns Ok, so the commands
+    /// after it may depend on it.
+    pub(super) fn save<S: Serialize>(&mut self, storage: &S) -> Result<(), HostError> {
+        let payload = postcard::to_allocvec(storage).map_err(|e| HostError::SaveStorage {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        // What is already on disk is already durable: a save of the same
+        // bytes has nothing to add. (A chunkserver saves after every
+        // mutation, but its storage names only its chunk directory; the
+        // chunk files are already synced.)
+        if self.saved.as_deref() == Some(&payload[..]) {
+            tracing::trace!("storage unchanged, save skipped");
+            return Ok(());
+        }
+        let bytes = save_payload(&self.path, &payload)?;
+        self.saved = Some(payload);
+        tracing::debug!(bytes, "saved storage");
+        Ok(())
+    }
+}
 
 /// Reads the last saved storage: `None` if nothing was ever saved. A file
 /// that exists but does not check out stops the node from starting, because
@@ -50,19 +89,9 @@ pub fn load_storage<S: DeserializeOwned>(path: &Path) -> Result<Option<S>, HostE
         .map_err(|e| fail(e.to_string()))
 }
 
-/// Replaces the saved storage atomically and durably; returns its size.
-#[cfg(test)]
-fn save_storage<S: serde::Serialize>(path: &Path, storage: &S) -> Result<usize, HostError> {
-    let payload = postcard::to_allocvec(storage).map_err(|e| HostError::SaveStorage {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
-    save_payload(path, &payload)
-}
-
 /// Replaces the saved storage with an encoded payload, atomically and
 /// durably; returns the file's size.
-pub(super) fn save_payload(path: &Path, payload: &[u8]) -> Result<usize, HostError> {
+fn save_payload(path: &Path, payload: &[u8]) -> Result<usize, HostError> {
     let fail = |message: String| HostError::SaveStorage {
         path: path.into(),
         message,
@@ -94,8 +123,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("actor-3.storage");
         assert_eq!(load_storage::<(u64, String)>(&path).unwrap(), None);
-        save_storage(&path, &(7u64, "x".to_string())).unwrap();
-        save_storage(&path, &(8u64, "yz".to_string())).unwrap();
+        let mut file = StorageFile::new::<()>(path.clone(), None);
+        file.save(&(7u64, "x".to_string())).unwrap();
+        file.save(&(8u64, "yz".to_string())).unwrap();
         assert_eq!(
             load_storage::<(u64, String)>(&path).unwrap(),
             Some((8, "yz".into()))
