@@ -36,7 +36,5 @@ pub mod record;
 pub mod trace;
 pub mod validate;
 
-pub use config::{ClusterConfig, Leases, NodeConfig, Role};
-pub use filestore::FileStore;
-pub use host::{ActorHost, HostConfig, HostError, HostHandle, RunningHost};
+pub use host::HostError;
 pub use payload::Bytes;

@@ -270,10 +270,6 @@ impl<M> HostHandle<M> {
     pub fn shutdown(&self) {
         self.shutdown.send_replace(true);
     }
-
-    pub fn is_shut_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
 }
 
 /// A started node. Dropping it leaves the node running; use
