@@ -342,12 +342,6 @@ impl ClusterConfig {
         self.nodes.iter().map(|n| (n.actor_id(), n.addr)).collect()
     }
 
-    /// Network distance between two nodes, if both have a position.
-    pub fn distance(&self, a: Id, b: Id) -> Result<Option<u64>, ConfigError> {
-        let (pa, pb) = (self.node(a)?.position, self.node(b)?.position);
-        Ok(pa.zip(pb).map(|(pa, pb)| pa.abs_diff(pb)))
-    }
-
     /// A cluster on this machine: master id 0, chunkservers `1..=n`, one
     /// client `n + 1`, each on a free 127.0.0.1 port, data under `base_dir`.
     pub fn local(n_chunkservers: usize, base_dir: &Path) -> Result<Self, ConfigError> {
@@ -432,8 +426,8 @@ mod tests {
         );
         assert_eq!(c.node(Id::from(1)).unwrap().data_dir, Path::new("/abs/cs1"));
         assert_eq!(c.ids_with_role(Role::Chunkserver), vec![Id::from(1)]);
-        assert_eq!(c.distance(Id::from(1), Id::from(2)).unwrap(), Some(7));
-        assert_eq!(c.distance(Id::from(0), Id::from(2)).unwrap(), None);
+        assert_eq!(c.node(Id::from(0)).unwrap().position, None);
+        assert_eq!(c.node(Id::from(2)).unwrap().position, Some(3));
         assert!(matches!(
             c.node(Id::from(9)),
             Err(ConfigError::UnknownId(_))

@@ -60,8 +60,6 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use crate::payload::Bytes;
 
-pub use crate::config::CHUNK_BYTES_DEFAULT;
-
 /// Bytes covered by one checksum, as in the GFS paper.
 pub const CHECKSUM_BLOCK_BYTES: u64 = 64 * 1024;
 

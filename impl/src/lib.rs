@@ -14,15 +14,18 @@
 //! - [`payload`]: [`payload::Bytes`], the model's `Payload` interface over
 //!   real bytes.
 //!
-//! A node's loop, once per event (see [`host`] for the details):
+//! A node's loop (see [`host`] for the details):
 //!
 //! 1. Take the next event: an expired timer, a message the actor sent to
 //!    itself, a pending random choice, or else wait for a frame, an injected
-//!    message, the next timer or shutdown.
-//! 2. Call the actor's handler, which only returns commands.
-//! 3. Execute the commands in the order the handler emitted them; a `Save`
-//!    is on disk (fsync, rename, fsync of the directory) before the next
-//!    command runs, so nothing sent after it can overtake it.
+//!    message, the next timer or shutdown. A message brings along up to
+//!    [`host::BATCH_MSGS_MAX`] in all that have arrived (group commit).
+//! 2. Call the actor's handler for each, which only returns commands; with
+//!    step traces on, each step is recorded as its handler returns.
+//! 3. Pass the barrier once (a chunkserver's chunk writes become durable),
+//!    then execute the commands in the order the handlers emitted them; a
+//!    `Save` is on disk (fsync, rename, fsync of the directory) before the
+//!    next command runs, so nothing sent after it can overtake it.
 
 pub mod bench;
 pub mod client;
@@ -36,7 +39,5 @@ pub mod record;
 pub mod trace;
 pub mod validate;
 
-pub use config::{ClusterConfig, Leases, NodeConfig, Role};
-pub use filestore::FileStore;
-pub use host::{ActorHost, HostConfig, HostError, HostHandle, RunningHost};
+pub use host::HostError;
 pub use payload::Bytes;

@@ -1,0 +1,363 @@
+//! The actor thread's loop: takes one event at a time (an expired timer, a
+//! message to itself, a random choice, or else a batch of inbound
+//! messages), calls the handlers, records each step, passes the barrier and
+//! carries out the commands in order (see "Group commit" and "Time" in the
+//! [module doc](super)).
+
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::Rng;
+use serde::Serialize;
+use stateright::actor::{Actor, Command, Id, Out};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+
+use super::clock::sleep_until;
+use super::net::Peer;
+use super::storage::StorageFile;
+use super::{
+    Barrier, HostError, Inbound, MsgObserver, MsgTracer, Passage, SendDelay, Step, StepClock,
+    StepCommand, StepInput, StepRecorder, BATCH_MSGS_MAX, SELF_QUEUE_MSGS_MAX,
+};
+use crate::frame::Envelope;
+
+/// What woke the actor thread.
+enum Wake<M> {
+    Inbound(Inbound<M>),
+    Timer,
+    Shutdown,
+}
+
+/// The actor and everything its commands act on. Lives on the actor thread.
+pub(super) struct NodeLoop<A: Actor> {
+    pub(super) actor: A,
+    pub(super) id: Id,
+    pub(super) timers: HashMap<A::Timer, StepClock>,
+    /// Pending random choices by key; a BTreeMap so that, with a fixed
+    /// seed, the order they are resolved in is repeatable.
+    pub(super) randoms: BTreeMap<String, Vec<A::Random>>,
+    pub(super) local: VecDeque<A::Msg>,
+    pub(super) peers: HashMap<Id, Peer>,
+    pub(super) app: Option<(Id, mpsc::Sender<A::Msg>)>,
+    pub(super) storage: StorageFile,
+    pub(super) rng: StdRng,
+    /// Kept so a failed save can stop the network side too.
+    pub(super) shutdown: Arc<watch::Sender<bool>>,
+    pub(super) tracer: Option<MsgTracer<A::Msg>>,
+    pub(super) barrier: Option<Barrier>,
+    pub(super) observer: Option<MsgObserver<A::Msg>>,
+    pub(super) recorder: Option<Box<dyn StepRecorder<A>>>,
+    pub(super) send_delay: Option<SendDelay<A::Msg>>,
+    /// The runtime of the network tasks, for held messages.
+    pub(super) network: tokio::runtime::Handle,
+}
+
+impl<A> NodeLoop<A>
+where
+    A: Actor,
+    A::Msg: Serialize + Send + 'static,
+    A::Storage: Serialize + Clone,
+{
+    pub(super) fn run(
+        mut self,
+        storage: Option<A::Storage>,
+        mut inbox: mpsc::Receiver<Inbound<A::Msg>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), HostError> {
+        // Only channels and one timer are awaited here, never I/O.
+        let waiter = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(HostError::Thread)?;
+
+        tracing::info!(restored = storage.is_some(), "starting actor");
+        let clock = StepClock::now();
+        let mut out = Out::new();
+        let mut state = self.actor.on_start(self.id, &storage, &mut out);
+        let input = self.recorder.is_some().then(|| StepInput::Start(storage));
+        let start = self.step(&state, clock, input, out);
+        // A message taken from the inbox when a timer had expired: handled
+        // after the timers, as the next batch's first.
+        let mut carried: Option<Inbound<A::Msg>> = None;
+        let result = self.commit(vec![start]).and_then(|()| loop {
+            if *shutdown.borrow() {
+                break Ok(());
+            }
+            // Local work first, but an expired timer before anything else
+            // so a busy inbox cannot starve timers.
+            let clock = StepClock::now();
+            if let Some(timer) = self.take_expired_timer(clock) {
+                let step = self.handle_timer(&mut state, clock, timer);
+                self.commit(vec![step])?;
+                continue;
+            }
+            if let Some(msg) = self.local.pop_front() {
+                let step = self.handle_msg(&mut state, clock, self.id, msg);
+                self.commit(vec![step])?;
+                continue;
+            }
+            if let Some((key, choices)) = self.randoms.pop_first() {
+                let random = choices
+                    .choose(&mut self.rng)
+                    .expect("empty choices are removed")
+                    .clone();
+                tracing::debug!(%key, ?random, "random choice");
+                let mut out = Out::new();
+                let mut cow = Cow::Borrowed(&state);
+                self.actor.on_random(self.id, &mut cow, &random, &mut out);
+                if let Cow::Owned(next) = cow {
+                    state = next;
+                }
+                let input = self.recorder.is_some().then(|| StepInput::Random(random));
+                let step = self.step(&state, clock, input, out);
+                self.commit(vec![step])?;
+                continue;
+            }
+            let deadline = self.timers.values().map(|d| d.at).min();
+            let wake = match carried.take() {
+                Some(inbound) => Wake::Inbound(inbound),
+                None => waiter.block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.wait_for(|stop| *stop) => Wake::Shutdown,
+                        m = inbox.recv() => m.map_or(Wake::Shutdown, Wake::Inbound),
+                        _ = sleep_until(deadline) => Wake::Timer,
+                    }
+                }),
+            };
+            match wake {
+                Wake::Shutdown => break Ok(()),
+                Wake::Timer => continue,
+                Wake::Inbound(Inbound { src, msg }) => {
+                    // The select may pick a message although a deadline has
+                    // passed meanwhile (e.g. the process was stopped with
+                    // SIGSTOP and continued): expired timers go first, so a
+                    // primary whose lease clock ran out while it was paused
+                    // sees the expiry before the request ([0091]).
+                    let mut clock = StepClock::now();
+                    while let Some(timer) = self.take_expired_timer(clock) {
+                        let step = self.handle_timer(&mut state, clock, timer);
+                        self.commit(vec![step])?;
+                        clock = StepClock::now();
+                    }
+                    let mut batch = vec![self.handle_msg(&mut state, clock, src, msg)];
+                    // Group commit: handle what else has arrived, then pass
+                    // one barrier for all of it. A timer that expires
+                    // meanwhile ends the batch, so no step's clock reading
+                    // is past an armed deadline.
+                    // The clock is read after the message is taken, so no
+                    // step's reading precedes its message's arrival.
+                    for _ in 1..BATCH_MSGS_MAX {
+                        let Ok(inbound) = inbox.try_recv() else {
+                            break;
+                        };
+                        let clock = StepClock::now();
+                        if self.has_expired_timer(clock) {
+                            carried = Some(inbound);
+                            break;
+                        }
+                        batch.push(self.handle_msg(&mut state, clock, inbound.src, inbound.msg));
+                    }
+                    self.commit(batch)?;
+                }
+            }
+        });
+        // Whatever ended the loop, the rest of the node stops with it.
+        self.shutdown.send_replace(true);
+        tracing::info!("actor stopped");
+        result
+    }
+
+    fn trace(&mut self, src: Id, msg: &A::Msg) {
+        if let Some(observer) = &mut self.observer {
+            observer(Passage::Delivered, src, self.id, msg);
+        }
+        match self.tracer {
+            Some(tracer) => tracer(src, self.id, msg),
+            None => tracing::debug!(src = usize::from(src) as u64, ?msg, "deliver"),
+        }
+    }
+
+    fn handle_msg(
+        &mut self,
+        state: &mut A::State,
+        clock: StepClock,
+        src: Id,
+        msg: A::Msg,
+    ) -> Step<A> {
+        self.trace(src, &msg);
+        let input = self.recorder.is_some().then(|| StepInput::Msg {
+            src,
+            msg: msg.clone(),
+        });
+        let out = self.handle(state, |a, id, s, o| a.on_msg(id, s, src, msg, o));
+        self.step(state, clock, input, out)
+    }
+
+    fn handle_timer(&mut self, state: &mut A::State, clock: StepClock, timer: A::Timer) -> Step<A> {
+        tracing::debug!(?timer, "timer fired");
+        let out = self.handle(state, |a, id, s, o| a.on_timeout(id, s, &timer, o));
+        let input = self.recorder.is_some().then(|| StepInput::Timer(timer));
+        self.step(state, clock, input, out)
+    }
+
+    /// Calls one handler and keeps its new state if it made one.
+    fn handle(
+        &self,
+        state: &mut A::State,
+        handler: impl FnOnce(&A, Id, &mut Cow<A::State>, &mut Out<A>),
+    ) -> Out<A> {
+        let mut out = Out::new();
+        let mut cow = Cow::Borrowed(&*state);
+        handler(&self.actor, self.id, &mut cow, &mut out);
+        if let Cow::Owned(next) = cow {
+            *state = next;
+        }
+        out
+    }
+
+    /// Makes a handler's commands a step taken at `clock`: each timer's
+    /// deadline is fixed now, from the step's clock reading, not when the
+    /// command is carried out after the batch and its barrier.
+    fn step(
+        &mut self,
+        state: &A::State,
+        clock: StepClock,
+        input: Option<StepInput<A>>,
+        out: Out<A>,
+    ) -> Step<A> {
+        let commands = out
+            .into_iter()
+            .map(|command| match command {
+                Command::Send(dst, msg) => StepCommand::Send(dst, msg),
+                Command::SetTimer(timer, range) => {
+                    let after = if range.start < range.end {
+                        self.rng.random_range(range)
+                    } else {
+                        range.start
+                    };
+                    StepCommand::SetTimer(timer, clock.after(after))
+                }
+                Command::CancelTimer(timer) => StepCommand::CancelTimer(timer),
+                Command::ChooseRandom(key, choices) => StepCommand::ChooseRandom(key, choices),
+                Command::Save(storage) => StepCommand::Save(storage),
+            })
+            .collect();
+        let mut step = Step {
+            clock,
+            input,
+            commands,
+            digest: 0,
+        };
+        if let Some(r) = &mut self.recorder {
+            // Recorded at once, before the next handler and the barrier: a
+            // killed process keeps the chunk writes its handlers made (the
+            // page cache survives it), so the step that made them must be
+            // in the trace by then too. The window left is from the
+            // handler's last write to this write.
+            step.digest = r.digest(state);
+            r.record(&step);
+            r.flush();
+        }
+        step
+    }
+
+    fn has_expired_timer(&self, clock: StepClock) -> bool {
+        self.timers.values().any(|d| d.at <= clock.at)
+    }
+
+    /// Passes the barrier, then carries out the steps' commands. STORE-2:
+    /// what the handlers wrote is durable before anything they commanded
+    /// happens. The steps are already recorded (see [`NodeLoop::step`]).
+    fn commit(&mut self, steps: Vec<Step<A>>) -> Result<(), HostError> {
+        if let Some(barrier) = &mut self.barrier {
+            barrier().map_err(HostError::Barrier)?;
+        }
+        for step in steps {
+            self.execute(step.commands)?;
+        }
+        Ok(())
+    }
+
+    /// The armed timer with the earliest deadline at or before `clock`,
+    /// disarmed.
+    fn take_expired_timer(&mut self, clock: StepClock) -> Option<A::Timer> {
+        let (timer, _) = self
+            .timers
+            .iter()
+            .filter(|(_, d)| d.at <= clock.at)
+            .min_by_key(|(_, d)| d.at)?;
+        let timer = timer.clone();
+        self.timers.remove(&timer);
+        Some(timer)
+    }
+
+    /// Carries out a step's commands strictly in order. A failed save
+    /// returns at once, so no later command of that step takes effect.
+    fn execute(&mut self, commands: Vec<StepCommand<A>>) -> Result<(), HostError> {
+        for command in commands {
+            match command {
+                StepCommand::Send(dst, msg) => self.send(dst, msg),
+                StepCommand::SetTimer(timer, deadline) => {
+                    self.timers.insert(timer, deadline);
+                }
+                StepCommand::CancelTimer(timer) => {
+                    self.timers.remove(&timer);
+                }
+                StepCommand::ChooseRandom(key, choices) => {
+                    if choices.is_empty() {
+                        self.randoms.remove(&key);
+                    } else {
+                        self.randoms.insert(key, choices);
+                    }
+                }
+                StepCommand::Save(storage) => self.storage.save(&storage)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, dst: Id, msg: A::Msg) {
+        if let Some(observer) = &mut self.observer {
+            observer(Passage::Sent, self.id, dst, &msg);
+        }
+        if dst == self.id {
+            if self.local.len() >= SELF_QUEUE_MSGS_MAX {
+                tracing::warn!(?msg, "self queue full, message dropped");
+            } else {
+                self.local.push_back(msg);
+            }
+            return;
+        }
+        if let Some((app_id, app)) = &self.app {
+            if dst == *app_id {
+                match app.try_send(msg) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(msg)) => {
+                        tracing::warn!(?msg, "application queue full, message dropped")
+                    }
+                    // The application stopped listening; nothing to tell.
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+                return;
+            }
+        }
+        let Some(peer) = self.peers.get_mut(&dst) else {
+            tracing::warn!(
+                dst = usize::from(dst) as u64,
+                ?msg,
+                "no such node, message dropped"
+            );
+            return;
+        };
+        let hold = self.send_delay.as_ref().and_then(|delay| delay(dst, &msg));
+        let envelope = Envelope {
+            src: self.id,
+            dst,
+            msg,
+        };
+        peer.send(envelope, hold, &self.network);
+    }
+}

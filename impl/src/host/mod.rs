@@ -1,0 +1,523 @@
+//! [`ActorHost`]: runs one stateright [`Actor`] as a node on the network.
+//!
+//! The host decides nothing about the protocol. It maps the actor's commands
+//! to the real world and the real world to handler calls:
+//!
+//! | actor side                 | host side                                   |
+//! |----------------------------|---------------------------------------------|
+//! | `on_start(id, storage)`    | storage loaded from `<storage_dir>/actor-<id>.storage` |
+//! | `Send(dst, msg)`           | frame on the TCP connection to `dst`; to itself: local queue; to the application id: the application channel |
+//! | `SetTimer(t, lo..hi)`      | deadline = the step's clock reading + uniform(lo..hi); re-setting an armed `t` re-arms it |
+//! | `CancelTimer(t)`           | deadline removed (no-op if not armed)      |
+//! | `ChooseRandom(key, xs)`    | pending choice under `key` (empty `xs` removes it); later one `x` picked uniformly → `on_random` |
+//! | `Save(storage)`            | temp file, fsync, rename, fsync of the directory, before the next command |
+//! | (any command)              | after the [`Barrier`], if one is given: what the handlers wrote (chunk files) is durable before anything they commanded happens |
+//! | `on_msg(src, msg)`         | a frame from a peer, or [`HostHandle::inject`] |
+//! | `on_timeout(t)`            | `t`'s deadline passed (it is disarmed first, as in stateright's model) |
+//!
+//! Why a dedicated OS thread per actor, with tokio for the network: the
+//! actor's handlers are synchronous and may block (a chunkserver's handler
+//! writes and fsyncs chunk files through [`crate::filestore::FileStore`],
+//! and `Save` must be durable before the next command). Blocking a tokio
+//! worker would stall every connection; a thread of its own keeps the actor
+//! strictly sequential, and it waits for its next event with a tiny
+//! single-threaded runtime of its own (channels and a timer only). Reading,
+//! writing and accepting connections are tokio tasks on the caller's runtime.
+//!
+//! Group commit: when messages are waiting, the host hands up to
+//! [`BATCH_MSGS_MAX`] of them to their handlers one after another, then
+//! passes the [`Barrier`] once and carries out all their commands in order.
+//! Delaying a command until the batch ends is a delay the model already
+//! allows (messages may take any time to arrive); running the handlers in
+//! arrival order keeps each one's view of the state exact. So one fsync
+//! covers the mutations of every message in the batch, and nothing a
+//! handler commanded, least of all an acknowledgement, leaves the node
+//! before its writes are durable ([0099]: replies report applied
+//! mutations). A batch stops early at an expired timer, so that timers
+//! and cancellations keep their order.
+//!
+//! Time: every step (a handler call) has one reading of the monotonic
+//! clock, taken before its handler runs and before any timer that expired
+//! by then is handled. A timer the step sets is due that long after the
+//! reading, however long the step's batch, barrier or sends then take, so
+//! the host never makes a deadline later than the actor asked for. A lease
+//! clock started in the step that sends the lease request therefore runs
+//! out no later than `lease_ms` after the request left ([0091],
+//! docs/model.md "Time"). And no step's reading is past the deadline of a
+//! timer armed when it began: expired timers are handled first.
+//!
+//! Step traces: with a [`StepRecorder`], every step (input, clock reading,
+//! commands with their deadlines, a digest of the state after it) is handed
+//! to the recorder and written as soon as its handler returns, before the
+//! next handler, the barrier and any of its commands: a trace never lacks a
+//! step whose messages left, nor (but for the instant between a handler's
+//! last write and its record) one whose chunk writes a killed process left
+//! behind.
+//!
+//! Failure handling: a peer that sends an oversized or malformed frame has
+//! its connection closed and logged; the node goes on. A peer that cannot be
+//! reached is retried with capped exponential backoff while frames for it
+//! queue up to [`PEER_QUEUE_FRAMES_MAX`]; beyond that, new frames for it are
+//! dropped (the protocol tolerates loss, memory must stay bounded). A failed
+//! `Save` or barrier stops the node (fail-stop: the commands after it depend
+//! on it), as a crash would in the model.
+//!
+//! The code, one concern a file: this file holds the public face (config,
+//! errors, handles, [`ActorHost::start`]) and every limit;
+//! `event_loop.rs` the actor thread's loop over steps, batches and timers;
+//! `step.rs` what a step is and who records it; `clock.rs` the step's clock
+//! reading; `net.rs` the accept, read and write tasks; `storage.rs` the
+//! saved storage and the barrier.
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{de::DeserializeOwned, Serialize};
+use stateright::actor::{Actor, Id};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::Hash;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+
+use crate::config::{ClusterConfig, ConfigError};
+
+mod clock;
+mod event_loop;
+mod net;
+mod step;
+mod storage;
+
+pub use clock::{monotonic_ns, StepClock};
+pub use step::{Step, StepCommand, StepInput, StepRecorder};
+pub use storage::{load_storage, Barrier};
+
+use event_loop::NodeLoop;
+use net::{accept_loop, spawn_writers};
+use storage::StorageFile;
+
+/// Frames waiting for one peer's connection. When full (the peer is down or
+/// slow), new frames for that peer are dropped and logged.
+pub const PEER_QUEUE_FRAMES_MAX: usize = 1024;
+/// Inbound connections served at once; further peers wait in the OS backlog
+/// until one closes.
+pub const CONNECTIONS_MAX: usize = 256;
+/// Messages received (from peers or injected) but not yet handled. When
+/// full, connection readers wait, which pushes back on the senders via TCP.
+pub const INBOX_MSGS_MAX: usize = 1024;
+/// Messages the actor sent to the application and the application has not
+/// taken yet. When full, new ones are dropped and logged.
+pub const APP_QUEUE_MSGS_MAX: usize = 1024;
+/// Messages the actor sent to itself and has not handled yet.
+pub const SELF_QUEUE_MSGS_MAX: usize = 1024;
+/// First and largest wait between attempts to reach a peer.
+pub const RECONNECT_BACKOFF_MS_MIN: u64 = 10;
+pub const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
+/// First and largest wait after a failed accept (e.g. out of descriptors).
+pub const ACCEPT_BACKOFF_MS_MIN: u64 = 10;
+pub const ACCEPT_BACKOFF_MS_MAX: u64 = 1_000;
+/// A connect or a frame write that takes longer marks the peer unreachable.
+pub const PEER_IO_TIMEOUT_MS: u64 = 2_000;
+/// Messages handled before one barrier and the execution of their
+/// commands; bounds how long a reply waits behind other messages' handlers.
+pub const BATCH_MSGS_MAX: usize = 64;
+
+const _: () = assert!(RECONNECT_BACKOFF_MS_MIN <= RECONNECT_BACKOFF_MS_MAX);
+const _: () = assert!(ACCEPT_BACKOFF_MS_MIN <= ACCEPT_BACKOFF_MS_MAX);
+
+/// Where and with whom one node runs.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    pub id: Id,
+    /// Address to accept peers on.
+    pub listen: SocketAddr,
+    /// Every node's address (this node's own entry is ignored).
+    pub peers: HashMap<Id, SocketAddr>,
+    /// Where the actor's saved storage lives.
+    pub storage_dir: PathBuf,
+    /// Messages the actor sends to this id go to the application channel
+    /// (see [`RunningHost::take_app_receiver`]) instead of the network. It
+    /// must not be a node of the cluster.
+    pub app_id: Option<Id>,
+    /// Seed for timer durations and random choices; `None` seeds from the
+    /// OS. A fixed seed does not make a networked run reproducible, but it
+    /// makes one node's choices repeatable given the same inputs.
+    pub seed: Option<u64>,
+}
+
+impl HostConfig {
+    /// The host settings of node `id` in `cluster`: its address, its data
+    /// directory for storage, everyone else as peers.
+    pub fn from_cluster(cluster: &ClusterConfig, id: Id) -> Result<Self, ConfigError> {
+        let node = cluster.node(id)?;
+        Ok(HostConfig {
+            id,
+            listen: node.addr,
+            peers: cluster.addrs(),
+            storage_dir: node.data_dir.clone(),
+            app_id: None,
+            seed: None,
+        })
+    }
+
+    pub fn with_app_id(mut self, app_id: Id) -> Self {
+        self.app_id = Some(app_id);
+        self
+    }
+
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The file that holds the actor's last saved storage.
+    pub fn storage_path(&self) -> PathBuf {
+        self.storage_dir
+            .join(format!("actor-{}.storage", usize::from(self.id) as u64))
+    }
+}
+
+/// Why a node could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot load saved storage {path}: {message}")]
+    LoadStorage { path: PathBuf, message: String },
+    #[error("cannot save storage {path}: {message}")]
+    SaveStorage { path: PathBuf, message: String },
+    #[error("cannot make the actor's writes durable: {0}")]
+    Barrier(String),
+    #[error("application id {0:?} is also a node of the cluster")]
+    AppIdInCluster(Id),
+    #[error("cannot start the actor thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the actor thread panicked")]
+    Panicked,
+}
+
+/// The node is shut down (or stopped after a failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the node has shut down")]
+pub struct HostClosed;
+
+/// Why [`HostHandle::try_inject`] did not deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    #[error("the node's inbox is full")]
+    Full,
+    #[error("the node has shut down")]
+    Closed,
+}
+
+/// A received message on its way to the actor.
+struct Inbound<M> {
+    src: Id,
+    msg: M,
+}
+
+/// Talks to a running node from the same process. Cheap to clone.
+pub struct HostHandle<M> {
+    id: Id,
+    inbox: mpsc::Sender<Inbound<M>>,
+    shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl<M> Clone for HostHandle<M> {
+    fn clone(&self) -> Self {
+        HostHandle {
+            id: self.id,
+            inbox: self.inbox.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+impl<M> HostHandle<M> {
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// Delivers `msg` to the actor as if `src` had sent it, waiting while
+    /// the inbox is full.
+    pub async fn inject(&self, src: Id, msg: M) -> Result<(), HostClosed> {
+        self.inbox
+            .send(Inbound { src, msg })
+            .await
+            .map_err(|_| HostClosed)
+    }
+
+    /// Like [`HostHandle::inject`], but gives up at once when the inbox is
+    /// full.
+    pub fn try_inject(&self, src: Id, msg: M) -> Result<(), InjectError> {
+        self.inbox
+            .try_send(Inbound { src, msg })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => InjectError::Full,
+                mpsc::error::TrySendError::Closed(_) => InjectError::Closed,
+            })
+    }
+
+    /// Starts a graceful shutdown: stop accepting, let the current handler
+    /// and its commands finish, close every connection. Returns at once;
+    /// [`RunningHost::join`] waits for the end.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+}
+
+/// A started node. Dropping it leaves the node running; use
+/// [`RunningHost::shutdown`] to stop it.
+pub struct RunningHost<M> {
+    handle: HostHandle<M>,
+    local_addr: SocketAddr,
+    app: Option<mpsc::Receiver<M>>,
+    actor_result: oneshot::Receiver<Result<(), HostError>>,
+    /// Closed when every task and the actor thread of this node have ended.
+    all_done: mpsc::Receiver<()>,
+}
+
+impl<M> RunningHost<M> {
+    pub fn handle(&self) -> HostHandle<M> {
+        self.handle.clone()
+    }
+
+    pub fn id(&self) -> Id {
+        self.handle.id
+    }
+
+    /// The address actually listened on (differs from the config for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Messages the actor sent to the application id, once. `None` if there
+    /// is no application id or the receiver was already taken.
+    pub fn take_app_receiver(&mut self) -> Option<mpsc::Receiver<M>> {
+        self.app.take()
+    }
+
+    /// Waits until the node has stopped (after [`HostHandle::shutdown`] or a
+    /// failure) and all its connections are closed and its port released.
+    pub async fn join(mut self) -> Result<(), HostError> {
+        let result = (&mut self.actor_result)
+            .await
+            .unwrap_or(Err(HostError::Panicked));
+        drop(self.app.take());
+        while self.all_done.recv().await.is_some() {}
+        result
+    }
+
+    /// Shuts the node down and waits for it.
+    pub async fn shutdown(self) -> Result<(), HostError> {
+        self.handle.shutdown();
+        self.join().await
+    }
+}
+
+/// Logs one delivered message: `(src, dst, msg)`. The host knows nothing of
+/// the protocol, so whoever builds the actor may supply one that extracts
+/// the protocol's fields (see `crate::nodes::trace_msg`).
+pub type MsgTracer<M> = fn(Id, Id, &M);
+
+/// Which way a message passed the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Passage {
+    /// The actor sent it (before it is framed).
+    Sent,
+    /// It is about to be handed to the actor.
+    Delivered,
+}
+
+/// Sees every message the actor sends and is delivered, with source and
+/// destination, for measurement (the client library times pushes with
+/// it). Runs on the actor thread, so it must be quick.
+pub type MsgObserver<M> = Box<dyn FnMut(Passage, Id, Id, &M) + Send>;
+
+/// A test hook: how long to hold a message to `dst` before it is queued
+/// for the network (`None`: not at all). Holding is a delay the model
+/// allows; it lets a test make a grant arrive late without a proxy.
+pub type SendDelay<M> = Box<dyn Fn(Id, &M) -> Option<Duration> + Send>;
+
+/// Runs one actor as one node.
+pub struct ActorHost<A: Actor> {
+    actor: A,
+    config: HostConfig,
+    tracer: Option<MsgTracer<A::Msg>>,
+    barrier: Option<Barrier>,
+    observer: Option<MsgObserver<A::Msg>>,
+    recorder: Option<Box<dyn StepRecorder<A>>>,
+    send_delay: Option<SendDelay<A::Msg>>,
+}
+
+impl<A> ActorHost<A>
+where
+    A: Actor + Send + 'static,
+    A::Msg: Serialize + DeserializeOwned + Send + 'static,
+    A::Storage: Serialize + DeserializeOwned + Send + 'static,
+    A::Timer: Send + Eq + Hash + Clone,
+{
+    pub fn new(actor: A, config: HostConfig) -> Self {
+        ActorHost {
+            actor,
+            config,
+            tracer: None,
+            barrier: None,
+            observer: None,
+            recorder: None,
+            send_delay: None,
+        }
+    }
+
+    /// Hands every step to `recorder` (see the module doc).
+    pub fn with_recorder(mut self, recorder: Box<dyn StepRecorder<A>>) -> Self {
+        self.recorder = Some(recorder);
+        self
+    }
+
+    /// Holds chosen outgoing messages for a while (a test hook).
+    pub fn with_send_delay(mut self, delay: SendDelay<A::Msg>) -> Self {
+        self.send_delay = Some(delay);
+        self
+    }
+
+    /// Shows every message sent and delivered to `observer`.
+    pub fn with_observer(mut self, observer: MsgObserver<A::Msg>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Passes `barrier` after the handlers of each batch and before their
+    /// commands (see the module comment on group commit).
+    pub fn with_barrier(mut self, barrier: Barrier) -> Self {
+        self.barrier = Some(barrier);
+        self
+    }
+
+    /// Logs every delivered message with `tracer` instead of the generic
+    /// debug line.
+    pub fn with_msg_tracer(mut self, tracer: MsgTracer<A::Msg>) -> Self {
+        self.tracer = Some(tracer);
+        self
+    }
+
+    /// Loads the saved storage, binds the listen address, and starts the
+    /// node: the actor's `on_start` runs on its thread before any message is
+    /// handled. Must be called within a tokio runtime, which then carries the
+    /// node's network tasks.
+    pub async fn start(self) -> Result<RunningHost<A::Msg>, HostError> {
+        let ActorHost {
+            actor,
+            config,
+            tracer,
+            barrier,
+            observer,
+            recorder,
+            send_delay,
+        } = self;
+        let id = config.id;
+        let span = tracing::info_span!("node", id = usize::from(id) as u64);
+        if let Some(app_id) = config.app_id {
+            if config.peers.contains_key(&app_id) || app_id == id {
+                return Err(HostError::AppIdInCluster(app_id));
+            }
+        }
+        let storage_path = config.storage_path();
+        let storage: Option<A::Storage> = load_storage(&storage_path)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| HostError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| HostError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shutdown_tx = Arc::new(shutdown_tx);
+        let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_MSGS_MAX);
+        let (done_tx, all_done) = mpsc::channel::<()>(1);
+
+        let peers = spawn_writers(id, &config.peers, &shutdown_rx, &done_tx, &span);
+        let (app_tx, app_rx) = match config.app_id {
+            Some(app_id) => {
+                let (tx, rx) = mpsc::channel(APP_QUEUE_MSGS_MAX);
+                (Some((app_id, tx)), Some(rx))
+            }
+            None => (None, None),
+        };
+
+        tokio::spawn(
+            accept_loop::<A::Msg>(
+                id,
+                listener,
+                inbox_tx.clone(),
+                shutdown_rx.clone(),
+                done_tx.clone(),
+            )
+            .instrument(span.clone()),
+        );
+
+        let rng = match config.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let (result_tx, actor_result) = oneshot::channel();
+        let thread_span = span.clone();
+        let node_shutdown = shutdown_tx.clone();
+        let network = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name(format!("leasehold-node-{}", usize::from(id)))
+            .spawn(move || {
+                let _entered = thread_span.enter();
+                let _done = done_tx;
+                // Built here so that timer and random values, which live
+                // only on this thread, need not be `Send`.
+                let node = NodeLoop {
+                    actor,
+                    id,
+                    timers: HashMap::new(),
+                    randoms: BTreeMap::new(),
+                    local: VecDeque::new(),
+                    peers,
+                    app: app_tx,
+                    storage: StorageFile::new(storage_path, storage.as_ref()),
+                    rng,
+                    shutdown: node_shutdown,
+                    tracer,
+                    barrier,
+                    observer,
+                    recorder,
+                    send_delay,
+                    network,
+                };
+                let result = node.run(storage, inbox_rx, shutdown_rx);
+                if let Err(e) = &result {
+                    tracing::error!("node stopped: {e}");
+                }
+                let _ = result_tx.send(result);
+            })
+            .map_err(HostError::Thread)?;
+
+        Ok(RunningHost {
+            handle: HostHandle {
+                id,
+                inbox: inbox_tx,
+                shutdown: shutdown_tx,
+            },
+            local_addr,
+            app: app_rx,
+            actor_result,
+            all_done,
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! The node's saved storage on disk, and the barrier that makes the
+//! handlers' own writes durable before their commands are carried out.
+//!
+//! A storage file is `LHSTORE1`, the CRC32C of the payload (u32 LE), then
+//! the postcard payload. A `Save` replaces it atomically and durably: temp
+//! file, fsync, rename, fsync of the directory.
+
+use serde::{de::DeserializeOwned, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::HostError;
+
+const STORAGE_MAGIC: &[u8; 8] = b"LHSTORE1";
+
+/// Makes durable what the actor's handlers wrote outside its state (a
+/// chunkserver's chunk files), before any command they emitted is carried
+/// out. An error stops the node.
+pub type Barrier = Box<dyn FnMut() -> Result<(), String> + Send>;
+
+/// The actor's storage file, and what it holds, so that a save of the same
+/// bytes can be skipped.
+pub(super) struct StorageFile {
+    path: PathBuf,
+    /// The payload of the storage file as last loaded or saved.
+    saved: Option<Vec<u8>>,
+}
+
+impl StorageFile {
+    /// The file at `path`, holding `loaded` (what [`load_storage`] read).
+    pub(super) fn new<S: Serialize>(path: PathBuf, loaded: Option<&S>) -> Self {
+        StorageFile {
+            path,
+            saved: loaded.and_then(|s| postcard::to_allocvec(s).ok()),
+        }
+    }
+
+    /// Carries out a `Save`: durable when it returns Ok, so the commands
+    /// after it may depend on it.
+    pub(super) fn save<S: Serialize>(&mut self, storage: &S) -> Result<(), HostError> {
+        let payload = postcard::to_allocvec(storage).map_err(|e| HostError::SaveStorage {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        // What is already on disk is already durable: a save of the same
+        // bytes has nothing to add. (A chunkserver saves after every
+        // mutation, but its storage names only its chunk directory; the
+        // chunk files are already synced.)
+        if self.saved.as_deref() == Some(&payload[..]) {
+            tracing::trace!("storage unchanged, save skipped");
+            return Ok(());
+        }
+        let bytes = save_payload(&self.path, &payload)?;
+        self.saved = Some(payload);
+        tracing::debug!(bytes, "saved storage");
+        Ok(())
+    }
+}
+
+/// Reads the last saved storage: `None` if nothing was ever saved. A file
+/// that exists but does not check out stops the node from starting, because
+/// starting empty would forget promises the actor made (e.g. a lease epoch).
+/// Public so that tools can inspect a stopped node's state.
+pub fn load_storage<S: DeserializeOwned>(path: &Path) -> Result<Option<S>, HostError> {
+    let fail = |message: String| HostError::LoadStorage {
+        path: path.into(),
+        message,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let header = STORAGE_MAGIC.len() + 4;
+    if bytes.len() < header || &bytes[..STORAGE_MAGIC.len()] != STORAGE_MAGIC {
+        return Err(fail("not a Leasehold storage file".into()));
+    }
+    let crc = u32::from_le_bytes(
+        bytes[STORAGE_MAGIC.len()..header]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    let payload = &bytes[header..];
+    if crc32c::crc32c(payload) != crc {
+        return Err(fail("checksum mismatch".into()));
+    }
+    postcard::from_bytes(payload)
+        .map(Some)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// Replaces the saved storage with an encoded payload, atomically and
+/// durably; returns the file's size.
+fn save_payload(path: &Path, payload: &[u8]) -> Result<usize, HostError> {
+    let fail = |message: String| HostError::SaveStorage {
+        path: path.into(),
+        message,
+    };
+    let dir = path.parent().expect("storage path has a directory");
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let tmp = path.with_extension("storage.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(STORAGE_MAGIC)?;
+        file.write_all(&crc32c::crc32c(payload).to_le_bytes())?;
+        file.write_all(payload)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)?;
+        // The rename is durable only once the directory is.
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| fail(e.to_string()))?;
+    Ok(STORAGE_MAGIC.len() + 4 + payload.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_round_trips_and_detects_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("actor-3.storage");
+        assert_eq!(load_storage::<(u64, String)>(&path).unwrap(), None);
+        let mut file = StorageFile::new::<()>(path.clone(), None);
+        file.save(&(7u64, "x".to_string())).unwrap();
+        file.save(&(8u64, "yz".to_string())).unwrap();
+        assert_eq!(
+            load_storage::<(u64, String)>(&path).unwrap(),
+            Some((8, "yz".into()))
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            load_storage::<(u64, String)>(&path),
+            Err(HostError::LoadStorage { .. })
+        ));
+    }
+}
