@@ -273,6 +273,31 @@ pub async fn start_master_with(
     start(cluster, actor, config, hooks, |host| host).await
 }
 
+/// Starts the master and every chunkserver of `cluster` in this process,
+/// the master with `master` hooks and chunkserver `id` with
+/// `chunkserver(id)`'s (tests that give some nodes a hook or a seeded bug).
+pub async fn start_servers_with(
+    cluster: &ClusterConfig,
+    master: NodeHooks,
+    mut chunkserver: impl FnMut(u64) -> NodeHooks,
+) -> Result<Vec<RunningHost<RealMsg>>, NodeError> {
+    let mut running = vec![];
+    let mut master = Some(master);
+    for node in &cluster.nodes {
+        running.push(match node.role {
+            Role::Master => {
+                let hooks = master.take().unwrap_or_default();
+                start_master_with(cluster, node.id, hooks).await?
+            }
+            Role::Chunkserver => {
+                start_chunkserver_with(cluster, node.id, chunkserver(node.id)).await?
+            }
+            _ => continue,
+        });
+    }
+    Ok(running)
+}
+
 /// The directory of a chunkserver's chunk files.
 pub fn chunk_dir(node: &NodeConfig) -> PathBuf {
     node.data_dir.join("chunks")

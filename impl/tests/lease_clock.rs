@@ -53,20 +53,13 @@ async fn delayed_grant_run(bug: Bug) -> Vec<(String, String)> {
         })),
         ..NodeHooks::default()
     };
-    let mut servers = vec![nodes::start_master_with(&config, 0, hold_grants)
+    let chunkserver = |_| NodeHooks {
+        bug,
+        ..NodeHooks::default()
+    };
+    let servers = nodes::start_servers_with(&config, hold_grants, chunkserver)
         .await
-        .unwrap()];
-    for id in 1..=3 {
-        let hooks = NodeHooks {
-            bug,
-            ..NodeHooks::default()
-        };
-        servers.push(
-            nodes::start_chunkserver_with(&config, id, hooks)
-                .await
-                .unwrap(),
-        );
-    }
+        .unwrap();
     let path = "/logs/lease-clock";
     let a = Client::connect_with_timeout(&config, 4, OP_TIMEOUT)
         .await

@@ -164,6 +164,10 @@ fn a_real_run_validates_clean() {
     // Lease 1 of chunk 0 ran out, lease 2 went to another replica, and
     // the next chunk had its own.
     assert!(r.leases_checked >= 3, "{}", show(&r));
+    // The model's always-properties judged every global state a step
+    // changed, not a sample.
+    assert!(r.global_states > 100, "{}", show(&r));
+    assert_eq!(r.global_states_checked, r.global_states, "{}", show(&r));
     let sent = |pred: fn(&Msg<leasehold::Bytes>) -> bool| {
         traces()
             .iter()

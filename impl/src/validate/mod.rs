@@ -21,6 +21,7 @@
 //! network and have no sender's trace: they are exempt from TRACE-2, and
 //! they are what the requirements take as the operations asked for.
 
+pub mod global;
 pub mod props;
 pub mod provenance;
 pub mod replay;
@@ -48,13 +49,19 @@ pub enum Check {
     /// Clocks and timers behave as the host promises.
     Trace3,
     Lease1,
+    Lease2,
+    Lease4,
     Order1,
     Order2,
     Append1,
     Append2,
     Append3,
     Append4,
+    Append5,
     Write1,
+    Write2,
+    Push1,
+    Push2,
     Version1,
     Version2,
 }
@@ -66,13 +73,19 @@ impl Check {
             Check::Trace2 => "TRACE-2",
             Check::Trace3 => "TRACE-3",
             Check::Lease1 => "LEASE-1",
+            Check::Lease2 => "LEASE-2",
+            Check::Lease4 => "LEASE-4",
             Check::Order1 => "ORDER-1",
             Check::Order2 => "ORDER-2",
             Check::Append1 => "APPEND-1",
             Check::Append2 => "APPEND-2",
             Check::Append3 => "APPEND-3",
             Check::Append4 => "APPEND-4",
+            Check::Append5 => "APPEND-5",
             Check::Write1 => "WRITE-1",
+            Check::Write2 => "WRITE-2",
+            Check::Push1 => "PUSH-1",
+            Check::Push2 => "PUSH-2",
             Check::Version1 => "VERSION-1",
             Check::Version2 => "VERSION-2",
         }
@@ -147,6 +160,10 @@ pub struct Report {
     pub acks_checked: u64,
     /// Primary lease intervals checked against the master's.
     pub leases_checked: u64,
+    /// Global states the always-properties were evaluated on, of the
+    /// states some step changed.
+    pub global_states_checked: u64,
+    pub global_states: u64,
 }
 
 impl Report {
@@ -163,7 +180,7 @@ impl Report {
         format!(
             "{} nodes, {} trace files, {} of {} recorded steps replayed, {} of {} messages matched \
              ({} from applications, {} never received), {} acknowledged mutations and {} leases \
-             checked: {} failures",
+             checked, the model's properties on {} of {} global states: {} failures",
             self.nodes,
             self.files,
             self.steps_replayed,
@@ -174,6 +191,8 @@ impl Report {
             self.messages_unreceived,
             self.acks_checked,
             self.leases_checked,
+            self.global_states_checked,
+            self.global_states,
             self.failures.len() as u64 + self.failures_unlisted,
         )
     }
@@ -327,6 +346,11 @@ pub fn validate_traces(
     report.leases_checked = props.leases_checked;
     findings.extend(props.findings);
     notes.extend(props.notes);
+    let global = global::check(&by_node, &outcomes);
+    report.global_states_checked = global.states_checked;
+    report.global_states = global.states_total;
+    findings.extend(global.findings);
+    notes.extend(global.notes);
 
     findings.sort_by_key(|f| (f.check, f.at));
     let mut listed: BTreeMap<(Check, u64), usize> = BTreeMap::new();

@@ -1,17 +1,18 @@
-//! The requirements of specs/requirements.md stated over a whole run: the
-//! replayed nodes' lease intervals, the mutations their stores applied with
-//! the real bytes, the acknowledgements clients reported, and the master's
-//! final metadata. Each check names its requirement; the statements are in
-//! specs/trace-format.md.
+//! The requirements that speak of real time or of the master's messages,
+//! stated over a whole run: LEASE-1 as lease *intervals* on the nodes'
+//! clocks (beside the model's instantaneous LEASE-1, which [`super::global`]
+//! evaluates), VERSION-1's new version with every new lease, and VERSION-2's
+//! named replica holding the named version. Everything else is judged by
+//! the model's own properties on the run's global states
+//! ([`super::global`]). The statements are in specs/trace-format.md.
 
 use leasehold_model::config::Durations;
-use leasehold_model::master::MasterDurable;
 use leasehold_model::msg::Msg;
-use leasehold_model::types::{ChunkHandle, ChunkStore, Stamp};
+use leasehold_model::types::ChunkHandle;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::replay::{ms, AppliedOp, Interval, Kind, NodeOutcome};
+use super::replay::{ms, Interval, Kind, NodeOutcome};
 use super::{Check, Finding, Loc};
 use crate::trace::{NodeTrace, TraceCommand};
 
@@ -76,8 +77,7 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
         .collect();
 
     lease_1(&mut p, protocol, master, &servers, &at_s);
-    order_1(&mut p, &servers);
-    acked(&mut p, protocol.chunk_size, master, &servers, outcomes);
+    p.acks_checked = outcomes.iter().map(|o| o.acks.len() as u64).sum();
     version_1(&mut p, master);
     version_2(&mut p, by_node, master, &servers);
     p
@@ -193,247 +193,6 @@ fn lease_1(
     }
 }
 
-/// ORDER-1 ([0090], [0099]): replicas that applied one stamp applied the
-/// same mutation: the same bytes at the same offset, or the same padding.
-fn order_1(p: &mut Props, servers: &[&NodeOutcome]) {
-    let mut first: HashMap<(ChunkHandle, Stamp), (u64, &AppliedOp, Loc)> = HashMap::new();
-    for s in servers {
-        for a in &s.applied {
-            match first.get(&(a.chunk, a.stamp)) {
-                None => {
-                    first.insert((a.chunk, a.stamp), (s.node, &a.op, a.at));
-                }
-                Some((node, op, at)) if *node != s.node && **op != a.op => {
-                    let describe = |op: &AppliedOp| match op {
-                        AppliedOp::WriteAt { offset, data } => {
-                            format!("{} bytes at {offset} ({:?})", data.as_slice().len(), data)
-                        }
-                        AppliedOp::PadTo { end } => format!("padding to {end}"),
-                    };
-                    p.fail(
-                        Check::Order1,
-                        a.at,
-                        &a.file,
-                        format!(
-                            "applies {:?} of chunk {} as {}, but node {node} applied it as {} ({at})",
-                            a.stamp,
-                            a.chunk,
-                            describe(&a.op),
-                            describe(op)
-                        ),
-                    );
-                }
-                Some(_) => {}
-            }
-        }
-    }
-}
-
-/// APPEND-1..4 and WRITE-1 over the acknowledged mutations and the
-/// replicas as the run left them.
-fn acked(
-    p: &mut Props,
-    chunk_size: u64,
-    master: Option<&NodeOutcome>,
-    servers: &[&NodeOutcome],
-    outcomes: &[NodeOutcome],
-) {
-    let Some(durable): Option<&MasterDurable> = master.and_then(|m| m.final_master.as_ref()) else {
-        if let Some(a) = outcomes.iter().flat_map(|o| &o.acks).next() {
-            p.note(
-                Check::Append1,
-                a.at,
-                &a.file,
-                "acknowledged mutations not checked: the master's final metadata is unknown".into(),
-            );
-        }
-        return;
-    };
-    let version = |chunk: ChunkHandle| durable.chunks.get(chunk as usize).map(|c| c.version);
-    let mut inexact_noted: Vec<u64> = vec![];
-    let acks: Vec<_> = outcomes.iter().flat_map(|o| &o.acks).collect();
-    for a in &acks {
-        p.acks_checked += 1;
-        let check = if a.append {
-            Check::Append1
-        } else {
-            Check::Write1
-        };
-        let len = a.data.as_slice().len() as u64;
-        if a.append && (len > chunk_size / 4 || a.offset + len > chunk_size) {
-            p.fail(
-                Check::Append3,
-                a.at,
-                &a.file,
-                format!(
-                    "append of {len} bytes acknowledged at offset {} of chunk {}: more than a quarter chunk or past its end ({chunk_size} bytes)",
-                    a.offset, a.chunk
-                ),
-            );
-        }
-        let Some(v) = version(a.chunk) else {
-            p.fail(
-                check,
-                a.at,
-                &a.file,
-                format!(
-                    "acknowledged in chunk {}, which the master does not have",
-                    a.chunk
-                ),
-            );
-            continue;
-        };
-        let mut current = 0;
-        for s in servers {
-            let Some(store) = &s.final_store else {
-                continue;
-            };
-            if store.meta(a.chunk).version != v {
-                continue;
-            }
-            current += 1;
-            if !s.store_exact {
-                if !inexact_noted.contains(&s.node) {
-                    inexact_noted.push(s.node);
-                    p.note(
-                        check,
-                        a.at,
-                        &a.file,
-                        format!(
-                            "replica {}'s bytes not checked: its replay did not carry them through",
-                            s.node
-                        ),
-                    );
-                }
-                continue;
-            }
-            // A write (not an append) may be overwritten by a later one.
-            let end = a.offset + len;
-            let overwritten = || {
-                s.applied.iter().any(|w| {
-                    w.chunk == a.chunk
-                        && w.stamp > a.stamp
-                        && matches!(&w.op, AppliedOp::WriteAt { offset, data } if *offset < end && offset + data.as_slice().len() as u64 > a.offset)
-                })
-            };
-            if !a.append && overwritten() {
-                continue;
-            }
-            let got = store.bytes(a.chunk, a.offset, end).unwrap_or_default();
-            if got != a.data.as_slice() {
-                let why = match got.iter().zip(a.data.as_slice()).position(|(x, y)| x != y) {
-                    Some(i) => format!("differs from byte {i} on"),
-                    None => format!("has only {} of its {len} bytes there on", got.len()),
-                };
-                p.fail(
-                    check,
-                    a.at,
-                    &a.file,
-                    format!(
-                        "{} of {len} bytes acknowledged at offset {} of chunk {} ({:?}, from primary {}) {why} replica {} (at the master's version {v})",
-                        if a.append { "append" } else { "write" },
-                        a.offset,
-                        a.chunk,
-                        a.stamp,
-                        a.primary,
-                        s.node
-                    ),
-                );
-            }
-        }
-        if current == 0 {
-            // As in the model, the requirement speaks of replicas at the
-            // master's version; a run may end while a new version is on
-            // its way to all of them.
-            p.note(
-                check,
-                a.at,
-                &a.file,
-                format!(
-                    "acknowledged in chunk {}, but no replica ends at the master's version {v}: nothing to check",
-                    a.chunk
-                ),
-            );
-        }
-    }
-    // APPEND-2 ([00107]): within a chunk, a later append (in the primary's
-    // order) lands past every earlier one.
-    let mut by_chunk: BTreeMap<ChunkHandle, Vec<_>> = BTreeMap::new();
-    for a in acks.iter().filter(|a| a.append) {
-        by_chunk.entry(a.chunk).or_default().push(*a);
-    }
-    for (chunk, mut list) in by_chunk {
-        list.sort_by_key(|a| a.stamp);
-        let mut end_so_far: Option<(u64, Stamp)> = None;
-        for a in list {
-            if let Some((end, stamp)) =
-                end_so_far.filter(|(end, s)| a.offset < *end && *s != a.stamp)
-            {
-                p.fail(
-                    Check::Append2,
-                    a.at,
-                    &a.file,
-                    format!(
-                        "append {:?} of chunk {chunk} acknowledged at offset {}, before the end ({end}) of the earlier append {stamp:?}",
-                        a.stamp, a.offset
-                    ),
-                );
-            }
-            let end = a.offset + a.data.as_slice().len() as u64;
-            if end_so_far.is_none_or(|(e, _)| end > e) {
-                end_so_far = Some((end, a.stamp));
-            }
-        }
-    }
-    // APPEND-4 ([00105]): a chunk the primary reported full is padded to
-    // its full size on every replica at the master's version.
-    for s in servers {
-        for (chunk, at, file) in &s.full {
-            let Some(v) = version(*chunk) else { continue };
-            for r in servers.iter().filter(|r| r.store_exact) {
-                let Some(store) = &r.final_store else {
-                    continue;
-                };
-                if store.meta(*chunk).version == v && store.chunk_len(*chunk) != chunk_size {
-                    p.fail(
-                        Check::Append4,
-                        *at,
-                        file,
-                        format!(
-                            "chunk {chunk} reported full, but replica {} (at the master's version {v}) ends at {} of {chunk_size} bytes",
-                            r.node,
-                            store.chunk_len(*chunk)
-                        ),
-                    );
-                }
-            }
-        }
-    }
-    // APPEND-3 on the replicas: no replica's data passes its chunk's size.
-    for s in servers.iter().filter(|s| s.store_exact) {
-        let Some(store) = &s.final_store else {
-            continue;
-        };
-        for (chunk, _) in store.chunks() {
-            if store.chunk_len(chunk) > chunk_size {
-                p.fail(
-                    Check::Append3,
-                    Loc {
-                        node: s.node,
-                        start: 0,
-                        step: 0,
-                    },
-                    &PathBuf::new(),
-                    format!(
-                        "replica of chunk {chunk} holds {} bytes",
-                        store.chunk_len(chunk)
-                    ),
-                );
-            }
-        }
-    }
-}
-
 /// VERSION-1 (GFS §4.5): every new lease of a chunk comes with a higher
 /// version than the one before.
 fn version_1(p: &mut Props, master: Option<&NodeOutcome>) {
@@ -520,9 +279,8 @@ fn version_2(
 
 #[cfg(test)]
 mod tests {
-    use super::super::replay::{Applied, Grant};
+    use super::super::replay::Grant;
     use super::*;
-    use crate::payload::Bytes;
 
     fn outcome(node: u64, kind: Kind) -> NodeOutcome {
         NodeOutcome::new(node, kind)
@@ -536,36 +294,6 @@ mod tests {
         }
     }
 
-    fn write(node: u64, serial: u64, offset: u64, byte: u8) -> Applied {
-        Applied {
-            chunk: 7,
-            stamp: Stamp { epoch: 2, serial },
-            op: AppliedOp::WriteAt {
-                offset,
-                data: Bytes::from(vec![byte; 10]),
-            },
-            at: at(node, serial),
-            file: PathBuf::from(format!("node-{node}.0.trace")),
-        }
-    }
-
-    #[test]
-    fn order_1_fails_one_stamp_applied_as_two_mutations() {
-        let (mut a, mut b) = (outcome(1, Kind::Chunkserver), outcome(2, Kind::Chunkserver));
-        a.applied = vec![write(1, 1, 0, 1), write(1, 2, 10, 2)];
-        b.applied = vec![write(2, 1, 0, 1), write(2, 2, 10, 2)];
-        let mut p = Props::default();
-        order_1(&mut p, &[&a, &b]);
-        assert!(p.findings.is_empty(), "{:?}", p.findings);
-        // Replica 2 put serial 2 at its own end instead of the primary's
-        // offset (the model's SecondaryAppendsAtOwnEnd).
-        b.applied[1] = write(2, 2, 12, 2);
-        order_1(&mut p, &[&a, &b]);
-        assert_eq!(p.findings.len(), 1);
-        assert_eq!(p.findings[0].check, Check::Order1);
-        assert_eq!(p.findings[0].at.node, 2);
-    }
-
     #[test]
     fn version_1_fails_a_new_lease_without_a_new_version() {
         let mut m = outcome(0, Kind::Master);
@@ -575,7 +303,7 @@ mod tests {
             version,
             clock_ns: epoch,
             at: at(0, epoch),
-            file: PathBuf::from("node-0.0.trace"),
+            file: std::path::PathBuf::from("node-0.0.trace"),
         };
         m.grants = vec![grant(1, 1), grant(2, 2)];
         let mut p = Props::default();

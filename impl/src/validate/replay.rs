@@ -16,7 +16,7 @@
 //! delegates to them, so that a state is handed over owned and not cloned
 //! on every step.
 
-use leasehold_model::chunkserver::ChunkserverActor;
+use leasehold_model::chunkserver::{ChunkserverActor, ReplicaLease};
 use leasehold_model::client::ClientActor;
 use leasehold_model::master::{LeaseView, MasterActor, MasterDurable, MasterState, NodeStorage};
 use leasehold_model::msg::{ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
@@ -87,22 +87,6 @@ pub struct Named {
     pub info: LeaseInfo,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AppliedOp {
-    WriteAt { offset: Offset, data: Bytes },
-    PadTo { end: Offset },
-}
-
-/// A mutation a replica's store applied.
-#[derive(Clone, Debug)]
-pub struct Applied {
-    pub chunk: ChunkHandle,
-    pub stamp: Stamp,
-    pub op: AppliedOp,
-    pub at: Loc,
-    pub file: PathBuf,
-}
-
 /// A mutation a client was told succeeded and reported to its application.
 #[derive(Clone, Debug)]
 pub struct Ack {
@@ -113,8 +97,32 @@ pub struct Ack {
     pub append: bool,
     pub primary: u64,
     pub clock_ns: u64,
+    /// When the client took up the operation (APPEND-2's real-time order).
+    pub started_ns: u64,
     pub at: Loc,
     pub file: PathBuf,
+}
+
+/// One step's changes to what the always-properties read, for the global
+/// states [`super::global`] rebuilds.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Store(StoreEvent),
+    /// A chunkserver's leases after the step, each held one with the
+    /// deadline of the timer that ends it.
+    Leases(Vec<(ReplicaLease, Option<u64>)>),
+    Master(Arc<MasterState>),
+    /// A client's cached lease holders after the step.
+    Cache(Vec<LeaseInfo>),
+    /// `acks[i]` of this node.
+    Ack(usize),
+}
+
+/// The changes one replayed step made.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub at: Loc,
+    pub changes: Vec<Change>,
 }
 
 /// What replaying one node gave: its findings and the facts the
@@ -129,7 +137,6 @@ pub struct NodeOutcome {
     pub master_leases: Vec<Interval>,
     pub grants: Vec<Grant>,
     pub named: Vec<Named>,
-    pub applied: Vec<Applied>,
     /// (chunk, clock, version) whenever the store's version of a chunk was
     /// set.
     pub versions: Vec<(ChunkHandle, u64, ChunkVersion)>,
@@ -144,6 +151,11 @@ pub struct NodeOutcome {
     pub final_master: Option<MasterDurable>,
     /// Every replayed start reached its end.
     pub replayed_whole: bool,
+    /// Steps that changed what the always-properties read, in order.
+    pub observed: Vec<Observed>,
+    /// The clock of the first step whose replay stopped, if one did: the
+    /// global states after it are not known.
+    pub stopped_ns: Option<u64>,
 }
 
 impl NodeOutcome {
@@ -159,7 +171,6 @@ impl NodeOutcome {
             master_leases: vec![],
             grants: vec![],
             named: vec![],
-            applied: vec![],
             versions: vec![],
             acks: vec![],
             full: vec![],
@@ -167,6 +178,8 @@ impl NodeOutcome {
             store_exact: true,
             final_master: None,
             replayed_whole: true,
+            observed: vec![],
+            stopped_ns: None,
         }
     }
 }
@@ -223,6 +236,15 @@ struct NodeCtx<'a> {
     /// ORDER-2: the last stamp this node applied, per chunk, and at which
     /// step (a primary sends one stamp to each secondary in one step).
     last_applied: HashMap<ChunkHandle, (Stamp, Loc)>,
+    /// This step's changes so far, and the last values recorded.
+    changes: Vec<Change>,
+    last_leases: Vec<(ReplicaLease, Option<u64>)>,
+    last_master: Option<Arc<MasterState>>,
+    last_cache: Vec<LeaseInfo>,
+    /// A client's current operation: whether it had one after the last
+    /// step, and when it took it up.
+    had_op: bool,
+    op_started_ns: u64,
 }
 
 impl NodeCtx<'_> {
@@ -265,6 +287,12 @@ fn replay_node<'a>(
         earlier: &[],
         saves_from_later_steps: 0,
         last_applied: HashMap::new(),
+        changes: vec![],
+        last_leases: vec![],
+        last_master: None,
+        last_cache: vec![],
+        had_op: false,
+        op_started_ns: 0,
     };
     for (i, file) in files.iter().enumerate() {
         ctx.earlier = &files[..i];
@@ -328,6 +356,7 @@ fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, next: Option<&NodeTrace>) {
             ),
         );
         ctx.out.replayed_whole = false;
+        ctx.out.stopped_ns.get_or_insert(header.clock_ns);
         return;
     }
     let role = match &header.actor {
@@ -415,6 +444,7 @@ fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, next: Option<&NodeTrace>) {
             if index == 0 {
                 diverged = true;
                 ctx.out.replayed_whole = false;
+                ctx.out.stopped_ns.get_or_insert(clock);
             }
             if is_start {
                 continue;
@@ -469,6 +499,13 @@ fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, next: Option<&NodeTrace>) {
                 Err(why) => {
                     diverged = true;
                     ctx.out.replayed_whole = false;
+                    ctx.out.stopped_ns.get_or_insert(clock);
+                    // What the step showed before it diverged (an
+                    // acknowledgement) still counts, up to here.
+                    if !ctx.changes.is_empty() {
+                        let changes = std::mem::take(&mut ctx.changes);
+                        ctx.out.observed.push(Observed { at, changes });
+                    }
                     let rest = file.steps.len() - index - 1;
                     ctx.fail(
                         Check::Trace1,
@@ -740,9 +777,11 @@ fn note_ack(
         append,
         primary: *src,
         clock_ns: step.clock_ns,
+        started_ns: ctx.op_started_ns,
         at,
         file: path.to_path_buf(),
     });
+    ctx.changes.push(Change::Ack(ctx.out.acks.len() - 1));
 }
 
 /// Replays one step and compares it with the record; a recorded store
@@ -1290,30 +1329,22 @@ fn after_step(
             let events: Vec<StoreEvent> =
                 std::mem::take(&mut *ctx.journal.lock().expect("journal lock"));
             for e in events {
-                match e {
-                    StoreEvent::Wrote {
-                        chunk,
-                        stamp,
-                        offset,
-                        data,
-                    } => ctx.out.applied.push(Applied {
-                        chunk,
-                        stamp,
-                        op: AppliedOp::WriteAt { offset, data },
-                        at,
-                        file: path.to_path_buf(),
-                    }),
-                    StoreEvent::Padded { chunk, stamp, end } => ctx.out.applied.push(Applied {
-                        chunk,
-                        stamp,
-                        op: AppliedOp::PadTo { end },
-                        at,
-                        file: path.to_path_buf(),
-                    }),
-                    StoreEvent::Version { chunk, version } => {
-                        ctx.out.versions.push((chunk, clock, version))
-                    }
+                ctx.changes.push(Change::Store(e.clone()));
+                if let StoreEvent::Version { chunk, version } = e {
+                    ctx.out.versions.push((chunk, clock, version));
                 }
+            }
+            let leases: Vec<(ReplicaLease, Option<u64>)> = s
+                .leases
+                .iter()
+                .map(|l| {
+                    let deadline = s.lease_timer(l.chunk).and_then(|t| armed.get(&t).copied());
+                    (l.clone(), deadline)
+                })
+                .collect();
+            if leases != ctx.last_leases {
+                ctx.changes.push(Change::Leases(leases.clone()));
+                ctx.last_leases = leases;
             }
             // LEASE-1: the lease ends at the step that stops holding it or
             // at its timer's deadline, whichever comes first.
@@ -1384,10 +1415,42 @@ fn after_step(
                 }
             }
         }
-        Some(NodeState::Master(m)) => master_leases(ctx, m, step, at, path, open_master),
-        _ => {}
+        Some(NodeState::Master(m)) => {
+            if ctx.last_master.as_deref() != Some(m) {
+                let m = Arc::new(m.clone());
+                ctx.changes.push(Change::Master(m.clone()));
+                ctx.last_master = Some(m);
+            }
+            master_leases(ctx, m, step, at, path, open_master)
+        }
+        Some(NodeState::Client(c)) => {
+            if c.cache != ctx.last_cache {
+                ctx.changes.push(Change::Cache(c.cache.clone()));
+                ctx.last_cache = c.cache.clone();
+            }
+            // An operation starts when the client takes it up: with none
+            // before, or in the step that reports the previous one done.
+            let has = c.current.is_some();
+            let reported = step.commands.iter().any(|cmd| {
+                matches!(
+                    cmd,
+                    TraceCommand::Send {
+                        msg: Msg::Done { .. },
+                        ..
+                    }
+                )
+            });
+            if has && (!ctx.had_op || reported) {
+                ctx.op_started_ns = clock;
+            }
+            ctx.had_op = has;
+        }
+        None => {}
     }
-    let _ = clock;
+    if !ctx.changes.is_empty() {
+        let changes = std::mem::take(&mut ctx.changes);
+        ctx.out.observed.push(Observed { at, changes });
+    }
 }
 
 /// LEASE-1 and VERSION-1 on the master's side: when its view of a lease

@@ -104,6 +104,10 @@ pub enum StoreEvent {
         chunk: ChunkHandle,
         version: ChunkVersion,
     },
+    /// A mutation used up without changing data (`set_applied`).
+    Consumed { chunk: ChunkHandle, stamp: Stamp },
+    /// A restart restored more than the replay had ([`ReplayStore::adopt_view`]).
+    Adopted(StoreView),
 }
 
 /// Store faults the replay takes from the trace: the data calls (writes,
@@ -212,6 +216,7 @@ impl ReplayStore {
             }
         }
         self.incarnation = view.incarnation;
+        self.note(|| StoreEvent::Adopted(view.clone()));
     }
 
     fn note(&self, event: impl FnOnce() -> StoreEvent) {
@@ -297,6 +302,7 @@ impl ChunkStore for ReplayStore {
 
     fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
         self.chunk_mut(chunk).meta.applied = stamp;
+        self.note(|| StoreEvent::Consumed { chunk, stamp });
         Ok(())
     }
 

@@ -69,15 +69,29 @@ impl History {
         h: &History,
         env: Envelope<&Msg<RecordToken>>,
     ) -> Option<History> {
+        // Positions are node indices in the model.
+        let distance = |a: Id, b: Id| usize::from(a).abs_diff(usize::from(b)) as u64;
+        h.after_send(env, distance, |id| cfg.is_chunkserver(id))
+    }
+
+    /// The history after a message is sent, or `None` if unchanged. Any
+    /// payload: `leasehold validate` keeps a real run's history with it.
+    pub fn after_send<P>(
+        &self,
+        env: Envelope<&Msg<P>>,
+        distance: impl Fn(Id, Id) -> u64,
+        is_chunkserver: impl Fn(Id) -> bool,
+    ) -> Option<History> {
+        let h = self;
         match env.msg {
             // PUSH-1 ([0096]): each hop goes to the closest server of the
-            // chain that has not had the data (positions are node indices,
-            // ties to the lower id, as `ProtocolCfg::closest`).
+            // chain that has not had the data (ties to the lower id, as
+            // `ProtocolCfg::closest`).
             Msg::PushData { chain, .. } => {
-                let d = |a: Id| usize::from(a).abs_diff(usize::from(env.src));
+                let d = |a: Id| distance(a, env.src);
                 let closest = !chain.contains(&env.dst)
                     && chain.iter().all(|r| (d(env.dst), env.dst) < (d(*r), *r))
-                    && cfg.is_chunkserver(env.dst);
+                    && is_chunkserver(env.dst);
                 (!closest && h.broken & STEP_PUSH_ORDER == 0).then(|| History {
                     broken: h.broken | STEP_PUSH_ORDER,
                     ..h.clone()

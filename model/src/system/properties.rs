@@ -251,19 +251,24 @@ pub fn append_1<V: GlobalView>(v: &V) -> bool {
 ///   operation always starts after its previous one finished).
 pub fn append_2<V: GlobalView>(v: &V) -> bool {
     let m = master_of(v);
-    let index = |x: &Acked<PayloadOf<V>>| {
+    // (file, index in the file); appends to different files do not order.
+    let place = |x: &Acked<PayloadOf<V>>| {
         m.durable
             .chunks
             .get(x.chunk as usize)
-            .map_or(x.chunk as u32, |c| c.index)
+            .map_or((0, x.chunk as u32), |c| (c.file, c.index))
     };
     v.acked().filter(|a| a.append).all(|a| {
+        let a_in = v.in_focus(a.chunk);
+        let (file, index) = place(&a);
         v.acked()
-            .filter(|b| b.append && (v.in_focus(a.chunk) || v.in_focus(b.chunk)))
+            .filter(|b| b.append && (a_in || v.in_focus(b.chunk)))
             .all(|b| {
                 let serial_later = b.chunk == a.chunk && b.stamp > a.stamp;
-                !(serial_later || v.started_after(&b, &a))
-                    || index(&b) > index(&a)
+                let (b_file, b_index) = place(&b);
+                b_file != file
+                    || !(serial_later || v.started_after(&b, &a))
+                    || b_index > index
                     || (b.chunk == a.chunk && b.offset >= a.offset + a.record.len())
             })
     })

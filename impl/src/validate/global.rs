@@ -1,0 +1,637 @@
+//! The requirements over a run's global states, judged by the model's own
+//! property code ([`leasehold_model::system::always_properties`]).
+//!
+//! The replay ([`super::replay`]) gives, per node, the steps that changed
+//! what the properties read ([`Change`]). Here every node's recorded steps
+//! are merged in clock order, which is happens-before order on one machine
+//! (a node reads its clock before it takes a message, after the sender
+//! read its own and sent it; TRACE-2 checks that each receive has its
+//! send), and a global state is kept up to date step by step:
+//! chunkservers' replicas with their regions, their leases, the master's
+//! state, clients' caches and acknowledgements, the lease holders in
+//! flight, and the model's [`History`], fed by every send as the checker
+//! feeds it. After each step that changed something, the always-properties
+//! are evaluated on that state through [`GlobalView`], looking at the
+//! chunks the step changed (each property is a conjunction over chunks).
+//!
+//! A lease counts as held until its deadline on the holder's clock, though
+//! the actor learns of the deadline only when its timer fires: the host
+//! runs expired timers first, so no step acts under a lease past its
+//! deadline (docs/model.md, "Time").
+//!
+//! Cost: properties compare records with replicas byte by byte, so a run
+//! with many acknowledged records (a benchmark's) is checked at a sample
+//! of its global states, evenly spaced and always including the last
+//! (each sampled state looks at every chunk changed since the one before);
+//! the report says how many were checked.
+
+use leasehold_model::chunkserver::ReplicaLease;
+use leasehold_model::master::MasterState;
+use leasehold_model::msg::{LeaseInfo, Msg};
+use leasehold_model::system::{
+    always_properties, Acked, GlobalView, History, Region, StampedStore,
+};
+use leasehold_model::types::{ChunkHandle, ChunkStore, Offset, ReplicaMeta};
+use stateright::actor::{Envelope, Id};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::replay::{Ack, Change, NodeOutcome};
+use super::store::{ReplayStore, StoreEvent};
+use super::{Check, Finding, Loc};
+use crate::payload::Bytes;
+use crate::trace::{NodeTrace, TraceCommand, TraceInput};
+
+/// Global states checked in full before a run is sampled instead.
+pub const GLOBAL_STATES_FULL_MAX: u64 = 20_000;
+/// Acknowledgements beyond which a run is sampled (each state's check
+/// reads every acknowledged record of the chunks it looks at).
+pub const ACKS_FULL_MAX: usize = 2_000;
+/// Global states checked when a run is sampled.
+pub const GLOBAL_STATES_SAMPLED: u64 = 1_000;
+
+/// A replica in the global state: the replay store's bytes and metadata,
+/// and the regions the properties read (kept here, not in the store the
+/// actors ran on, which is cloned into every save).
+#[derive(Clone, Debug)]
+pub struct ViewStore {
+    store: ReplayStore,
+    regions: BTreeMap<ChunkHandle, Vec<Region>>,
+}
+
+impl ViewStore {
+    pub fn new(chunk_bytes: u64) -> Self {
+        ViewStore {
+            store: ReplayStore::new(chunk_bytes),
+            regions: BTreeMap::new(),
+        }
+    }
+
+    /// Applies what a replayed store did; the chunk it changed.
+    pub fn apply(&mut self, e: &StoreEvent) -> Vec<ChunkHandle> {
+        // The replayed store accepted each of these, so this one does too.
+        match e {
+            StoreEvent::Wrote {
+                chunk,
+                stamp,
+                offset,
+                data,
+            } => {
+                let _ = self.store.write_at(*chunk, *offset, data, *stamp);
+                overwrite(
+                    self.regions.entry(*chunk).or_default(),
+                    Region {
+                        start: *offset,
+                        end: offset + data.as_slice().len() as u64,
+                        stamp: *stamp,
+                        pad: false,
+                    },
+                );
+                vec![*chunk]
+            }
+            StoreEvent::Padded { chunk, stamp, end } => {
+                let from = self.store.chunk_len(*chunk);
+                let _ = self.store.pad_to(*chunk, *end, *stamp);
+                overwrite(
+                    self.regions.entry(*chunk).or_default(),
+                    Region {
+                        start: from,
+                        end: *end,
+                        stamp: *stamp,
+                        pad: true,
+                    },
+                );
+                vec![*chunk]
+            }
+            StoreEvent::Version { chunk, version } => {
+                let _ = self.store.set_version(*chunk, *version);
+                vec![*chunk]
+            }
+            StoreEvent::Consumed { chunk, stamp } => {
+                let _ = self.store.set_applied(*chunk, *stamp);
+                vec![*chunk]
+            }
+            StoreEvent::Adopted(view) => {
+                self.store.adopt_view(view);
+                // Bytes a restart restored beyond the replay are unknown:
+                // in no region. A shorter replica loses its tail.
+                self.regions
+                    .retain(|c, _| view.chunks.iter().any(|(h, ..)| h == c));
+                for (chunk, _, len) in &view.chunks {
+                    if let Some(rs) = self.regions.get_mut(chunk) {
+                        rs.retain(|r| r.start < *len);
+                        if let Some(last) = rs.last_mut() {
+                            last.end = last.end.min(*len);
+                        }
+                    }
+                }
+                view.chunks.iter().map(|(c, ..)| *c).collect()
+            }
+        }
+    }
+
+    fn bytes(&self, chunk: ChunkHandle, from: Offset, to: Offset) -> Option<Vec<u8>> {
+        let b = self.store.bytes(chunk, from, to)?;
+        (b.len() as u64 == to - from).then_some(b)
+    }
+}
+
+/// Puts `new` over whatever regions it covers, cutting those it overlaps.
+fn overwrite(regions: &mut Vec<Region>, new: Region) {
+    if new.start >= new.end {
+        return;
+    }
+    let i = regions.partition_point(|r| r.end <= new.start);
+    let mut j = i;
+    let mut left = None;
+    let mut right = None;
+    while j < regions.len() && regions[j].start < new.end {
+        let r = regions[j];
+        if r.start < new.start {
+            left = Some(Region {
+                end: new.start,
+                ..r
+            });
+        }
+        if r.end > new.end {
+            right = Some(Region {
+                start: new.end,
+                ..r
+            });
+        }
+        j += 1;
+    }
+    let replacement = left.into_iter().chain([new]).chain(right);
+    regions.splice(i..j, replacement);
+}
+
+impl StampedStore for ViewStore {
+    type Payload = Bytes;
+
+    fn replica_meta(&self, chunk: ChunkHandle) -> ReplicaMeta {
+        self.store.meta(chunk)
+    }
+
+    fn data_len(&self, chunk: ChunkHandle) -> Offset {
+        self.store.chunk_len(chunk)
+    }
+
+    fn handles(&self) -> impl Iterator<Item = ChunkHandle> + '_ {
+        self.regions.keys().copied()
+    }
+
+    fn regions(&self, chunk: ChunkHandle) -> impl Iterator<Item = Region> + '_ {
+        self.regions.get(&chunk).into_iter().flatten().copied()
+    }
+
+    fn holds_part(
+        &self,
+        chunk: ChunkHandle,
+        at: Offset,
+        record: &Bytes,
+        from: Offset,
+        to: Offset,
+    ) -> bool {
+        let want = &record.as_slice()[from as usize..to as usize];
+        self.bytes(chunk, at + from, at + to)
+            .is_some_and(|got| got == want)
+    }
+
+    fn same_data(&self, other: &Self, chunk: ChunkHandle, from: Offset, to: Offset) -> bool {
+        match (self.bytes(chunk, from, to), other.bytes(chunk, from, to)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// One global state of the run.
+struct RunState {
+    chunk_size: u64,
+    largest_append: u64,
+    /// Chunkserver ids and their replicas, leases (with deadlines) and the
+    /// leases held at `now`.
+    servers: Vec<Id>,
+    stores: BTreeMap<Id, ViewStore>,
+    leases: BTreeMap<Id, Vec<(ReplicaLease, Option<u64>)>>,
+    held: BTreeMap<Id, Vec<ReplicaLease>>,
+    master: Option<Arc<MasterState>>,
+    acks: Vec<Acked<Bytes>>,
+    /// (started, acknowledged) clock of `acks[i]`.
+    ack_times: Vec<(u64, u64)>,
+    in_flight: Vec<(u64, LeaseInfo)>,
+    caches: BTreeMap<u64, Vec<LeaseInfo>>,
+    history: History,
+    focus: Option<BTreeSet<ChunkHandle>>,
+}
+
+impl RunState {
+    /// The leases held at `now`: a lease past its deadline is over.
+    fn settle_leases(&mut self, now: u64) {
+        for (id, ls) in &self.leases {
+            let held = ls
+                .iter()
+                .map(|(l, deadline)| {
+                    let mut l = l.clone();
+                    l.holding &= deadline.is_none_or(|d| d > now);
+                    l
+                })
+                .collect();
+            self.held.insert(*id, held);
+        }
+    }
+}
+
+impl GlobalView for RunState {
+    type Store = ViewStore;
+
+    fn chunk_size(&self) -> u64 {
+        self.chunk_size
+    }
+
+    fn largest_append(&self) -> u64 {
+        self.largest_append
+    }
+
+    fn chunkservers(&self) -> impl Iterator<Item = Id> + Clone + '_ {
+        self.servers.iter().copied()
+    }
+
+    fn store(&self, id: Id) -> &ViewStore {
+        &self.stores[&id]
+    }
+
+    fn leases(&self, id: Id) -> Option<&[ReplicaLease]> {
+        Some(self.held.get(&id).map_or(&[][..], |v| &v[..]))
+    }
+
+    fn master(&self) -> (&MasterState, bool) {
+        (
+            self.master
+                .as_deref()
+                .expect("checked only once the master ran"),
+            true,
+        )
+    }
+
+    fn acked(&self) -> impl Iterator<Item = Acked<Bytes>> + '_ {
+        self.acks.iter().cloned()
+    }
+
+    fn started_after(&self, b: &Acked<Bytes>, a: &Acked<Bytes>) -> bool {
+        self.ack_times[b.op].0 >= self.ack_times[a.op].1
+    }
+
+    fn named(&self) -> impl Iterator<Item = &LeaseInfo> + '_ {
+        self.in_flight
+            .iter()
+            .map(|(_, i)| i)
+            .chain(self.caches.values().flatten())
+    }
+
+    fn history(&self) -> &History {
+        &self.history
+    }
+
+    fn in_focus(&self, chunk: ChunkHandle) -> bool {
+        self.focus.as_ref().is_none_or(|f| f.contains(&chunk))
+    }
+}
+
+/// What the global pass found.
+#[derive(Default)]
+pub struct Global {
+    pub states_checked: u64,
+    pub states_total: u64,
+    pub findings: Vec<Finding>,
+    pub notes: Vec<Finding>,
+}
+
+fn check_of(id: &str) -> Check {
+    match id {
+        "LEASE-1" => Check::Lease1,
+        "LEASE-2" => Check::Lease2,
+        "LEASE-4" => Check::Lease4,
+        "ORDER-1" => Check::Order1,
+        "ORDER-2" => Check::Order2,
+        "APPEND-1" => Check::Append1,
+        "APPEND-2" => Check::Append2,
+        "APPEND-3" => Check::Append3,
+        "APPEND-4" => Check::Append4,
+        "APPEND-5" => Check::Append5,
+        "WRITE-1" => Check::Write1,
+        "WRITE-2" => Check::Write2,
+        "PUSH-1" => Check::Push1,
+        "PUSH-2" => Check::Push2,
+        "VERSION-1" => Check::Version1,
+        "VERSION-2" => Check::Version2,
+        other => unreachable!("no check for property {other}"),
+    }
+}
+
+/// One recorded step in the merged order.
+struct At<'a> {
+    clock_ns: u64,
+    node: u64,
+    file: &'a NodeTrace,
+    index: usize,
+}
+
+pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) -> Global {
+    let mut g = Global::default();
+    let Some(first) = by_node.values().flatten().next() else {
+        return g;
+    };
+    let at0 = Loc {
+        node: first.header.node,
+        start: 0,
+        step: 0,
+    };
+    // The global states are known up to the first step whose replay
+    // stopped (TRACE-1 reports it); they are checked up to there.
+    let stopped = outcomes
+        .iter()
+        .filter_map(|o| o.stopped_ns.map(|ns| (ns, o.node)))
+        .min();
+    let protocol = &first.header.protocol;
+    let by_id: BTreeMap<u64, &NodeOutcome> = outcomes.iter().map(|o| (o.node, o)).collect();
+
+    let mut steps: Vec<At> = by_node
+        .iter()
+        .flat_map(|(&node, files)| {
+            files.iter().flat_map(move |file| {
+                file.steps.iter().enumerate().map(move |(index, s)| At {
+                    clock_ns: s.clock_ns,
+                    node,
+                    file,
+                    index,
+                })
+            })
+        })
+        .collect();
+    steps.sort_by_key(|a| (a.clock_ns, a.node, a.file.header.start, a.index));
+
+    let all_acks: Vec<(u64, &Ack)> = outcomes
+        .iter()
+        .flat_map(|o| o.acks.iter().map(move |a| (o.node, a)))
+        .collect();
+    let changed_steps: u64 = outcomes.iter().map(|o| o.observed.len() as u64).sum();
+    let sampled = changed_steps > GLOBAL_STATES_FULL_MAX || all_acks.len() > ACKS_FULL_MAX;
+    let every = if sampled {
+        changed_steps.div_ceil(GLOBAL_STATES_SAMPLED).max(1)
+    } else {
+        1
+    };
+    let size = protocol.chunk_size;
+    let mut st = RunState {
+        chunk_size: size,
+        largest_append: all_acks
+            .iter()
+            .filter(|(_, a)| a.append)
+            .map(|(_, a)| a.data.as_slice().len() as u64)
+            .filter(|l| *l <= size / 4)
+            .max()
+            .unwrap_or(0)
+            // A record that padded a chunk may have failed everywhere
+            // after: bound it by the limit, which keeps APPEND-4 sound.
+            .max(size / 4),
+        servers: protocol.chunkservers.clone(),
+        stores: protocol
+            .chunkservers
+            .iter()
+            .map(|id| (*id, ViewStore::new(size)))
+            .collect(),
+        leases: BTreeMap::new(),
+        held: BTreeMap::new(),
+        master: None,
+        acks: vec![],
+        ack_times: vec![],
+        in_flight: vec![],
+        caches: BTreeMap::new(),
+        history: History::default(),
+        focus: Some(BTreeSet::new()),
+    };
+    let mut cursor: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut failed: BTreeSet<&'static str> = BTreeSet::new();
+    let properties = always_properties::<RunState>();
+    let distance = |a: Id, b: Id| protocol.distance(a, b);
+    let is_chunkserver = |id: Id| protocol.chunkservers.contains(&id);
+    let mut seen_changes = 0u64;
+    let mut pending = false;
+
+    if let Some((ns, _)) = stopped {
+        steps.retain(|s| s.clock_ns <= ns);
+    }
+    let total = steps.len();
+    for (k, s) in steps.iter().enumerate() {
+        let step = &s.file.steps[s.index];
+        let here = Loc {
+            node: s.node,
+            start: s.file.header.start,
+            step: step.n,
+        };
+        let id = Id::from(s.node as usize);
+        let mut changed = false;
+        // The replay's changes of this step, if any.
+        let o = by_id[&s.node];
+        let c = cursor.entry(s.node).or_default();
+        if let Some(obs) = o.observed.get(*c).filter(|x| x.at == here) {
+            *c += 1;
+            changed = true;
+            seen_changes += 1;
+            for ch in &obs.changes {
+                apply_change(&mut st, id, ch, o);
+            }
+        }
+        // The sends, as the checker's history sees them.
+        for cmd in &step.commands {
+            let TraceCommand::Send { dst, msg } = cmd else {
+                continue;
+            };
+            let env = Envelope {
+                src: id,
+                dst: Id::from(*dst as usize),
+                msg,
+            };
+            if let Some(h) = st.history.after_send(env, distance, is_chunkserver) {
+                st.history = h;
+                changed = true;
+            }
+            if let Msg::LeaseHolder { info, .. } = msg {
+                st.in_flight.push((*dst, info.clone()));
+                focus(&mut st, info.chunk);
+                changed = true;
+            }
+        }
+        if let TraceInput::Msg {
+            msg: Msg::LeaseHolder { info, .. },
+            ..
+        } = &step.input
+        {
+            if let Some(i) = st
+                .in_flight
+                .iter()
+                .position(|(dst, x)| *dst == s.node && x == info)
+            {
+                st.in_flight.remove(i);
+            }
+        }
+        pending |= changed;
+        if changed && st.master.is_some() {
+            g.states_total += 1;
+        }
+        let last = k + 1 == total;
+        let due = pending && (seen_changes.is_multiple_of(every) || !sampled || last);
+        if !due || st.master.is_none() {
+            continue;
+        }
+        if last && sampled {
+            st.focus = None;
+        }
+        st.settle_leases(step.clock_ns);
+        g.states_checked += 1;
+        for (name, holds) in properties.iter() {
+            if failed.contains(name) || holds(&st) {
+                continue;
+            }
+            failed.insert(name);
+            g.findings.push(Finding {
+                check: check_of(name),
+                at: here,
+                file: s.file.path.clone(),
+                explanation: format!(
+                    "the model's property {name} fails on the global state after this step ({}){}",
+                    describe(&st),
+                    if sampled { "; the run was checked at a sample of its states, so an earlier state may fail it first" } else { "" }
+                ),
+            });
+        }
+        st.focus = Some(BTreeSet::new());
+        pending = false;
+    }
+    if let Some((_, node)) = stopped {
+        g.notes.push(Finding {
+            check: Check::Trace1,
+            at: Loc { node, ..at0 },
+            file: PathBuf::new(),
+            explanation: format!(
+                "the model's properties were checked on the global states up to where node {node}'s replay stopped (see TRACE-1), not after"
+            ),
+        });
+    }
+    if sampled {
+        g.notes.push(Finding {
+            check: Check::Append1,
+            at: at0,
+            file: PathBuf::new(),
+            explanation: format!(
+                "a large run ({changed_steps} changing steps, {} acknowledgements): the requirements were checked at {} of its global states, every {every}th and the last",
+                all_acks.len(),
+                g.states_checked
+            ),
+        });
+    }
+    g
+}
+
+fn focus(st: &mut RunState, chunk: ChunkHandle) {
+    if let Some(f) = &mut st.focus {
+        f.insert(chunk);
+    }
+}
+
+fn apply_change(st: &mut RunState, id: Id, ch: &Change, o: &NodeOutcome) {
+    match ch {
+        Change::Store(e) => {
+            if let Some(store) = st.stores.get_mut(&id) {
+                for c in store.apply(e) {
+                    focus(st, c);
+                }
+            }
+        }
+        Change::Leases(ls) => {
+            let before = st.leases.insert(id, ls.clone()).unwrap_or_default();
+            for (l, _) in before.iter().chain(ls) {
+                focus(st, l.chunk);
+            }
+        }
+        Change::Master(m) => {
+            // The chunks whose metadata or view changed.
+            let changed: Vec<ChunkHandle> = match &st.master {
+                None => (0..m.views.len().max(m.durable.chunks.len()) as ChunkHandle).collect(),
+                Some(old) => (0..m.views.len().max(old.views.len()) as ChunkHandle)
+                    .filter(|c| {
+                        let i = *c as usize;
+                        old.views.get(i) != m.views.get(i)
+                            || old.durable.chunks.get(i) != m.durable.chunks.get(i)
+                    })
+                    .collect(),
+            };
+            for c in changed {
+                focus(st, c);
+            }
+            st.master = Some(m.clone());
+        }
+        Change::Cache(infos) => {
+            let before = st.caches.insert(o.node, infos.clone()).unwrap_or_default();
+            for i in before.iter().chain(infos) {
+                focus(st, i.chunk);
+            }
+        }
+        Change::Ack(i) => {
+            let a = &o.acks[*i];
+            let op = st.acks.len();
+            st.acks.push(Acked {
+                client: o.node as usize,
+                op,
+                record: a.data.clone(),
+                append: a.append,
+                chunk: a.chunk,
+                offset: a.offset,
+                stamp: a.stamp,
+            });
+            st.ack_times.push((a.started_ns, a.clock_ns));
+            focus(st, a.chunk);
+        }
+    }
+}
+
+/// The focused chunks' replicas and primaries, for a failure's message.
+fn describe(st: &RunState) -> String {
+    let chunks: Vec<ChunkHandle> = match &st.focus {
+        Some(f) => f.iter().copied().collect(),
+        None => st
+            .stores
+            .values()
+            .flat_map(|s| s.handles())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+    };
+    let mut out = vec![];
+    for c in chunks.iter().take(4) {
+        let replicas: Vec<String> = st
+            .servers
+            .iter()
+            .map(|id| {
+                let s = &st.stores[id];
+                let m = s.replica_meta(*c);
+                let primary = st
+                    .held
+                    .get(id)
+                    .is_some_and(|ls| ls.iter().any(|l| l.chunk == *c && l.holding));
+                format!(
+                    "{}{} v{} {} bytes applied {:?}",
+                    usize::from(*id),
+                    if primary { " (primary)" } else { "" },
+                    m.version,
+                    s.data_len(*c),
+                    m.applied
+                )
+            })
+            .collect();
+        out.push(format!("chunk {c}: {}", replicas.join(", ")));
+    }
+    out.join("; ")
+}
