@@ -51,6 +51,18 @@ pub struct CheckArgs {
     /// memory: small fault-free configurations only).
     #[arg(long)]
     pub liveness: bool,
+    /// Instead of the exhaustive check, this many seeded random walks
+    /// (swarm: each seed favours its own mix of deliveries, timeouts,
+    /// crashes and losses), for configurations too large to close. Reports
+    /// the distinct states reached; it proves nothing about the rest.
+    #[arg(long, value_name = "SEEDS")]
+    pub swarm: Option<u64>,
+    /// First seed of --swarm (rerun one walk with --swarm 1 --seed N).
+    #[arg(long, default_value_t = 0, requires = "swarm")]
+    pub seed: u64,
+    /// Steps per --swarm walk at most.
+    #[arg(long, default_value_t = 200, requires = "swarm")]
+    pub depth: usize,
     /// List configurations and seeded bugs, then exit.
     #[arg(long)]
     pub list: bool,
@@ -333,6 +345,24 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
     if args.symmetry && (args.strategy != Strategy::Dfs || !cfg.clients_interchangeable()) {
         eprintln!("error: --symmetry needs --strategy dfs and clients with the same script");
         return ExitCode::from(2);
+    }
+    if let Some(seeds) = args.swarm {
+        eprintln!(
+            "swarm over configuration {}: {seeds} walks from seed {}, up to {} steps each",
+            cfg.name, args.seed, args.depth
+        );
+        let opts = crate::swarm::SwarmOptions {
+            seeds,
+            first_seed: args.seed,
+            depth: args.depth,
+        };
+        let r = crate::swarm::swarm(cfg, &opts);
+        let _ = crate::swarm::print_swarm(&r, &mut std::io::stdout());
+        return if r.violations.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
     }
     let symmetry = if args.symmetry {
         ", client symmetry"

@@ -6,10 +6,12 @@
 //! - [`explore`]: serves the same model in stateright's Explorer.
 //! - [`liveness`]: the cycle-aware "a goal stays reachable" check that
 //!   stateright's `eventually` cannot make.
+//! - [`swarm`]: seeded random walks for configurations too large to close.
 
 pub mod check;
 pub mod explore;
 pub mod liveness;
+pub mod swarm;
 
 pub use check::{run_check, CheckArgs};
 pub use explore::{run_explore, ExploreArgs};

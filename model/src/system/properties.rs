@@ -190,6 +190,15 @@ pub fn lease_1<V: GlobalView>(v: &V) -> bool {
 /// ORDER-1 ([0090], [0099]): any two replicas that applied mutation
 /// (epoch, serial) applied the same one, at the same place, unless a later
 /// mutation overwrote it.
+///
+/// A pad ([00105]) is the same mutation wherever it starts: each replica
+/// pads from its own end to the chunk's, and a replica that missed a failed
+/// mutation ends, and pads, sooner than one that applied it (APPEND-4 says
+/// so too). So where one replica has the pad, another that applied it may
+/// hold older data (a failed mutation's undefined region, [00101]) or
+/// nothing; it may not hold anything else under the pad's stamp. (Found by
+/// a swarm walk on the duplicating network, whose duplicated `Mutate`s fill
+/// a chunk with failed appends before it pads.)
 pub fn order_1<V: GlobalView>(v: &V) -> bool {
     let ids = v.chunkservers();
     ids.clone().all(|a| {
@@ -202,13 +211,20 @@ pub fn order_1<V: GlobalView>(v: &V) -> bool {
                     ids.clone().filter(|b| *b != a).all(|b| {
                         let sb = v.store(b);
                         let b_applied = sb.regions(chunk).any(|x| x.stamp == r.stamp);
-                        !b_applied
-                            || covered(sb, chunk, r.start, r.end, |x| {
-                                (x.stamp == r.stamp
-                                    && x.pad == r.pad
-                                    && sa.same_data(sb, chunk, x.start, x.end))
-                                    || x.stamp > r.stamp
-                            })
+                        if !b_applied {
+                            return true;
+                        }
+                        if r.pad {
+                            return sb.regions(chunk).all(|x| {
+                                x.stamp != r.stamp || x.pad || x.end <= r.start || x.start >= r.end
+                            });
+                        }
+                        covered(sb, chunk, r.start, r.end, |x| {
+                            (x.stamp == r.stamp
+                                && x.pad == r.pad
+                                && sa.same_data(sb, chunk, x.start, x.end))
+                                || x.stamp > r.stamp
+                        })
                     })
                 })
         })
