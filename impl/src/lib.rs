@@ -27,7 +27,6 @@
 //!    `Save` is on disk (fsync, rename, fsync of the directory) before the
 //!    next command runs, so nothing sent after it can overtake it.
 
-pub mod bench;
 pub mod client;
 pub mod config;
 pub mod filestore;
