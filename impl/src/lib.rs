@@ -13,6 +13,18 @@
 //!   interface over files, checksummed per 64 KiB block.
 //! - [`payload`]: [`payload::Bytes`], the model's `Payload` interface over
 //!   real bytes.
+//! - [`nodes`]: builds a master, chunkserver or client node from the cluster
+//!   file: the model's actors, unchanged, with parameters for real sizes.
+//! - [`client`]: the client library over one hosted client actor: files,
+//!   record append, writes, reads, and the record reader.
+//! - [`record`]: record framing for record append (checksum and unique id,
+//!   so readers skip padding, partial records and duplicates).
+//! - [`trace`]: step traces of real nodes, one record per step the host
+//!   takes.
+//! - [`validate`]: `leasehold validate`, which replays those traces through
+//!   the model's actors and checks the requirements over the run.
+//!
+//! The benchmark (`leasehold bench`) is a crate of its own, `bench/`.
 //!
 //! A node's loop (see [`host`] for the details):
 //!
@@ -27,7 +39,6 @@
 //!    `Save` is on disk (fsync, rename, fsync of the directory) before the
 //!    next command runs, so nothing sent after it can overtake it.
 
-pub mod bench;
 pub mod client;
 pub mod config;
 pub mod filestore;

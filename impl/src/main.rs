@@ -10,6 +10,7 @@ use leasehold::config::{ClusterConfig, Leases, Role};
 use leasehold::filestore::Durability;
 use leasehold::host::RunningHost;
 use leasehold::nodes::{self, RealMsg};
+use std::ffi::OsString;
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,7 +77,20 @@ enum Cmd {
     /// Benchmark the checker and the TCP system against their baselines
     /// (stateright's paxos, raw TCP, fdatasync, Redis); writes
     /// docs/performance.md. Takes minutes; prints progress.
-    Bench(leasehold::bench::BenchArgs),
+    ///
+    /// Runs the `leasehold-bench` binary beside this one with the same
+    /// arguments (`leasehold bench --help` lists them).
+    #[command(disable_help_flag = true)]
+    Bench(BenchArgs),
+}
+
+/// Everything after `bench`, handed to `leasehold-bench` unparsed: the
+/// benchmark lives in a crate of its own (bench/), which depends on this
+/// crate's library, so this binary cannot link it and execs it instead.
+#[derive(Args)]
+struct BenchArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
 }
 
 #[derive(Args)]
@@ -214,7 +228,7 @@ fn main() -> ExitCode {
     let cmd = match cli.cmd {
         Cmd::Check(args) => return leasehold_checks::run_check(args),
         Cmd::Explore(args) => return leasehold_checks::run_explore(args),
-        Cmd::Bench(args) => return leasehold::bench::run_bench(args),
+        Cmd::Bench(args) => return bench(args.args),
         Cmd::Validate(args) => return validate(args),
         other => other,
     };
@@ -404,6 +418,38 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
             unreachable!("run without a runtime")
         }
     }
+}
+
+/// The benchmark's binary, built by `cargo build --release` at the
+/// workspace root next to this one.
+const BENCH_BIN: &str = "leasehold-bench";
+
+/// `leasehold bench`: replaces this process with `leasehold-bench` from this
+/// binary's directory, so its output, exit status and Ctrl-C are the
+/// user's as if it were a subcommand compiled in.
+fn bench(args: Vec<OsString>) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("error: cannot find this binary, and {BENCH_BIN} beside it: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bin = exe.with_file_name(format!("{BENCH_BIN}{}", std::env::consts::EXE_SUFFIX));
+    if !bin.is_file() {
+        eprintln!(
+            "error: `leasehold bench` runs {}, which is missing: build it with \
+             `cargo build --release` at the workspace root (or \
+             `cargo build --release -p leasehold-bench`)",
+            bin.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    // exec returns only if it failed.
+    let e = std::process::Command::new(&bin).args(args).exec();
+    eprintln!("error: cannot run {}: {e}", bin.display());
+    ExitCode::FAILURE
 }
 
 /// Runs nodes until Ctrl-C or SIGTERM (graceful shutdown) or until one of

@@ -117,9 +117,15 @@ pub struct ReplicaMeta {
 
 /// Where a chunkserver keeps its chunk replicas: durable across crashes.
 ///
-/// Every method that changes the store must be durable when it returns Ok
-/// (the TCP host writes and fsyncs), because the chunkserver acknowledges a
-/// mutation right after applying it.
+/// A change need not be durable when its method returns, only before
+/// anything its step commanded happens, since the chunkserver acknowledges
+/// a mutation in the step that applies it (STORE-2). The TCP host passes a
+/// barrier after each batch of handlers and before carrying out their
+/// commands (`impl/src/host/event_loop.rs`); for the file store
+/// (`impl/src/filestore.rs`) that barrier is one sync of every change since
+/// the last (group commit). [`MemStore`] changes at once, and the model's
+/// crashes fall between steps, so the model sees the same order. Only
+/// `count_restart` is durable when it returns.
 pub trait ChunkStore:
     Clone + Debug + PartialEq + Hash + Serialize + for<'de> Deserialize<'de>
 {

@@ -4,9 +4,9 @@
 
 use super::proc::Server;
 use super::stats::{latency, median, Latency};
-use crate::client::Client;
-use crate::config::{ClusterConfig, Role};
-use crate::filestore::Durability;
+use leasehold::client::Client;
+use leasehold::config::{ClusterConfig, Role};
+use leasehold::filestore::Durability;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -67,8 +67,7 @@ impl LocalCluster {
             .with_trace_dir(trace_dir);
         let path = dir.join("cluster.toml");
         config.write(&path).map_err(|e| e.to_string())?;
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
+        let mut child = Command::new(crate::leasehold_exe()?)
             .arg("cluster")
             .arg("--dir")
             .arg(dir)
@@ -217,7 +216,7 @@ pub struct PushRun {
     pub replicas: usize,
     pub fragment_bytes: u64,
     /// From the first fragment sent to the chain's `DataPushed`, summed over
-    /// the write's pieces ([`crate::client::PushStats`]).
+    /// the write's pieces ([`leasehold::client::PushStats`]).
     pub push: Duration,
     /// The whole write: push, then the commit on every replica.
     pub write: Duration,

@@ -8,8 +8,8 @@ use super::{
     durability_label, plot, MachineInfo, Results, TcpResults, CLIENT_COUNTS, DURABILITY_MODES,
     PUSH_FRAGMENT_SWEEP, PUSH_SIZES, RECORD_SIZES,
 };
-use crate::filestore::Durability;
-use crate::nodes::PUSH_FRAGMENT_BYTES_DEFAULT;
+use leasehold::filestore::Durability;
+use leasehold::nodes::PUSH_FRAGMENT_BYTES_DEFAULT;
 use std::fmt::Write as _;
 use std::path::Path;
 

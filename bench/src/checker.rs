@@ -117,11 +117,11 @@ fn progress_counts(line: &str) -> (u64, u64) {
     (before("unique"), before("total"))
 }
 
-/// Checks one configuration in a child `leasehold bench --child-check`.
+/// Checks one configuration in a child `leasehold-bench --child-check`.
 pub fn run_ours(plan: &CheckPlan, cap: Duration) -> Result<CheckRow, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let mut cmd = Command::new(exe);
-    cmd.args(["bench", "--child-check", &plan.config, "--child-strategy"])
+    cmd.args(["--child-check", &plan.config, "--child-strategy"])
         .arg(strategy_name(plan.strategy).to_lowercase());
     if plan.symmetry {
         cmd.arg("--child-symmetry");

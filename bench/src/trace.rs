@@ -5,9 +5,9 @@
 
 use super::system::{self, AppendRun, LocalCluster};
 use super::APPEND_RECORDS_MAX;
-use crate::filestore::Durability;
-use crate::nodes::PUSH_FRAGMENT_BYTES_DEFAULT;
-use crate::validate::{validate_dir, ValidateOptions};
+use leasehold::filestore::Durability;
+use leasehold::nodes::PUSH_FRAGMENT_BYTES_DEFAULT;
+use leasehold::validate::{validate_dir, ValidateOptions};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

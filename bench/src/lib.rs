@@ -1,6 +1,13 @@
 //! `leasehold bench`: the checker and the TCP system measured against
 //! their baselines, side by side, in one invocation (issue 5).
 //!
+//! A crate of its own, so that the product library `leasehold` carries
+//! neither plotters nor the benchmark's process plumbing. `leasehold bench`
+//! execs this crate's `leasehold-bench` binary from its own directory, and
+//! the benchmark runs `leasehold` from that directory in turn
+//! ([`leasehold_exe`]); `cargo build --release` at the workspace root
+//! builds both.
+//!
 //! Every figure is a ratio to a baseline run in the same invocation on the
 //! same machine, because absolute times drift from run to run:
 //!
@@ -26,9 +33,9 @@ pub mod stats;
 pub mod system;
 pub mod trace;
 
-use crate::filestore::Durability;
-use crate::nodes::PUSH_FRAGMENT_BYTES_DEFAULT;
 use clap::Args;
+use leasehold::filestore::Durability;
+use leasehold::nodes::PUSH_FRAGMENT_BYTES_DEFAULT;
 use leasehold_checks::check::Strategy;
 use leasehold_model::system::ModelCfg;
 use stats::{size_label, thousands};
@@ -100,6 +107,21 @@ pub struct BenchArgs {
     pub child_strategy: Strategy,
     #[arg(long, hide = true)]
     pub child_symmetry: bool,
+}
+
+/// The `leasehold` binary beside this one (both land in the same target
+/// directory), which the TCP runs start as `leasehold cluster`.
+pub fn leasehold_exe() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let leasehold = exe.with_file_name(format!("leasehold{}", std::env::consts::EXE_SUFFIX));
+    if leasehold.is_file() {
+        Ok(leasehold)
+    } else {
+        Err(format!(
+            "{} is missing: build it with `cargo build --release` at the workspace root",
+            leasehold.display()
+        ))
+    }
 }
 
 /// What the machine was doing, reported with every figure.
