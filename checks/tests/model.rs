@@ -114,6 +114,23 @@ fn too_large_holds_and_reaches_every_companion() {
 }
 
 #[test]
+fn limits_holds_and_reaches_every_companion() {
+    // The TCP nodes' limits scaled down until they bite (issue #10): a push
+    // refused Busy for a full buffer and pushed again, a mutation refused
+    // Busy at a primary with one in flight, extensions past the first.
+    let r = exhaustive("limits");
+    assert_eq!(r.unique_states, 2_093);
+}
+
+#[test]
+fn push_budget_holds_and_reaches_every_companion() {
+    // The push buffer's unit budget, not its record count, refuses the
+    // second client's push.
+    let r = exhaustive("push-budget");
+    assert_eq!(r.unique_states, 705);
+}
+
+#[test]
 fn crash_holds_and_reaches_every_companion() {
     // FAULT-1, VERSION-1: a chunkserver crash-restart keeps its chunks and
     // versions; a replica that missed a version is detected stale, and a

@@ -43,6 +43,13 @@ pub struct ModelCfg {
     pub chunkserver_crashes: u8,
     pub master_crashes: u8,
     pub age_out: bool,
+    /// The chunkservers' push buffer (records, and units in all) and the
+    /// mutations a primary keeps in flight (and a secondary holds back):
+    /// the TCP nodes' limits, scaled down in `limits` so that every `Busy`
+    /// path runs.
+    pub push_buffers_max: u32,
+    pub push_buffer_units_max: u64,
+    pub mutations_in_flight_max: u32,
     pub bug: Bug,
 }
 
@@ -68,6 +75,9 @@ impl ModelCfg {
             chunkserver_crashes: 0,
             master_crashes: 0,
             age_out: false,
+            push_buffers_max: 4,
+            push_buffer_units_max: u64::MAX,
+            mutations_in_flight_max: 4,
             bug: Bug::None,
         };
         let cfg = match name {
@@ -185,6 +195,30 @@ impl ModelCfg {
                 prefill_units: 5,
                 ..base
             },
+            // The TCP nodes' limits scaled down until they bite: one pushed
+            // record buffered per server, one mutation in flight at a
+            // primary, extensions past the first; two clients race into
+            // each `Busy` and retry. (Age-out has its own configuration:
+            // with it on as well the space does not close.)
+            "limits" => ModelCfg {
+                name: "limits",
+                appends: vec![1, 1],
+                client_retries_max: 1,
+                extensions_max: 2,
+                push_buffers_max: 1,
+                push_buffer_units_max: 2,
+                mutations_in_flight_max: 1,
+                ..base
+            },
+            // The push buffer's byte (unit) budget, rather than its record
+            // count, refusing the second client's push.
+            "push-budget" => ModelCfg {
+                name: "push-budget",
+                appends: vec![1, 1],
+                client_retries_max: 1,
+                push_buffer_units_max: 1,
+                ..base
+            },
             // A record over the quarter-chunk limit ([00104]): refused.
             "too-large" => ModelCfg {
                 name: "too-large",
@@ -214,7 +248,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 16] = [
+    pub const NAMES: [&'static str; 18] = [
         "tiny",
         "small",
         "pad",
@@ -231,6 +265,8 @@ impl ModelCfg {
         "too-large",
         "crash",
         "master-crash",
+        "limits",
+        "push-budget",
     ];
 
     /// Overrides one field by name (`key=value`), for experiments from the
@@ -265,6 +301,9 @@ impl ModelCfg {
             "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
             "master_crashes" => self.master_crashes = num()? as u8,
             "age_out" => self.age_out = flag()?,
+            "push_buffers_max" => self.push_buffers_max = num()? as u32,
+            "push_buffer_units_max" => self.push_buffer_units_max = u64::from(num()?),
+            "mutations_in_flight_max" => self.mutations_in_flight_max = num()? as u32,
             _ => return Err(format!("unknown configuration field {key:?}")),
         }
         Ok(())
@@ -334,9 +373,9 @@ impl ModelCfg {
             client_retries_max: self.client_retries_max,
             age_out: self.age_out,
             reply_timeouts: self.faulty(),
-            push_buffers_max: 4,
-            push_buffer_bytes_max: u64::MAX,
-            mutations_in_flight_max: 4,
+            push_buffers_max: self.push_buffers_max,
+            push_buffer_bytes_max: self.push_buffer_units_max,
+            mutations_in_flight_max: self.mutations_in_flight_max,
             durations: Durations::gfs(),
             bug: self.bug,
         }

@@ -42,10 +42,17 @@ pub struct History {
     /// (every operation of a one-operation client) adds nothing, so only
     /// clients that append more than once add states.
     pub started_after: SmallVec<[(u8, u8, u8, u8); 1]>,
+    /// `Busy` refusals sent (`BUSY_*` bits), for the `limits` companions.
+    pub busy: u8,
     /// Steps that broke a rule only a step can show (`STEP_*` bits): set
     /// only by a seeded bug, so the protocol's state space is unchanged.
     pub broken: u8,
 }
+
+/// A server refused a push: its buffer was full.
+pub const BUSY_PUSH: u8 = 1;
+/// A primary refused a mutation: its in-flight (or early) list was full.
+pub const BUSY_MUTATE: u8 = 2;
 
 /// A replica accepted a lease grant that answered no request of its own
 /// still pending (LEASE-2).
@@ -121,6 +128,22 @@ impl History {
                 revoked: *epoch,
                 ..h.clone()
             }),
+            Msg::MutationFailed {
+                chunk,
+                reason: Failure::Busy,
+                ..
+            } => {
+                // A push refused answers for no chunk yet.
+                let bit = if *chunk == ChunkHandle::MAX {
+                    BUSY_PUSH
+                } else {
+                    BUSY_MUTATE
+                };
+                (h.busy & bit == 0).then(|| History {
+                    busy: h.busy | bit,
+                    ..h.clone()
+                })
+            }
             Msg::MutationFailed {
                 reason: Failure::DataMissing,
                 ..

@@ -242,6 +242,18 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             s.history.data_missing && all_succeeded(m, s)
         }));
     }
+    if cfg.push_buffers_max < 4 || cfg.push_buffer_units_max < u64::MAX {
+        p.push(Property::sometimes(
+            "PUSH-2 reached: a push refused Busy (buffer full), pushed again, and every append acked",
+            |m: &LeaseholdModel, s: &State| s.history.busy & BUSY_PUSH != 0 && all_succeeded(m, s),
+        ));
+    }
+    if cfg.mutations_in_flight_max < 4 {
+        p.push(Property::sometimes(
+            "ORDER-1 reached: a mutation refused Busy at the primary (in-flight limit)",
+            |_, s: &State| s.history.busy & BUSY_MUTATE != 0,
+        ));
+    }
     if cfg.extensions_max > 0 {
         p.push(Property::sometimes(
             "LEASE-4 reached: a lease extended while mutating",
@@ -293,7 +305,14 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
     // One client holds back only behind a fault: without one, a re-grant
     // completes after every secondary has the new version, and one mutation
     // is in flight at a time.
-    if cfg.clients() > 1 || (cfg.client_retries_max > 0 && cfg.lease_grants_max > 1 && cfg.faulty())
+    // Two mutations in flight at once need room for both at the primary
+    // and in the push buffers (`limits` and `push-budget` allow one).
+    let two_in_flight = cfg.mutations_in_flight_max > 1
+        && cfg.push_buffers_max > 1
+        && cfg.push_buffer_units_max >= 2 * cfg.record_units as u64;
+    if two_in_flight
+        && (cfg.clients() > 1
+            || (cfg.client_retries_max > 0 && cfg.lease_grants_max > 1 && cfg.faulty()))
     {
         p.push(Property::sometimes(
             "ORDER-2 reached: a secondary held back an early mutation",
