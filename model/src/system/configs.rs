@@ -301,9 +301,9 @@ impl ModelCfg {
             "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
             "master_crashes" => self.master_crashes = num()? as u8,
             "age_out" => self.age_out = flag()?,
-            "push_buffers_max" => self.push_buffers_max = num()? as u32,
+            "push_buffers_max" => self.push_buffers_max = num()?,
             "push_buffer_units_max" => self.push_buffer_units_max = u64::from(num()?),
-            "mutations_in_flight_max" => self.mutations_in_flight_max = num()? as u32,
+            "mutations_in_flight_max" => self.mutations_in_flight_max = num()?,
             _ => return Err(format!("unknown configuration field {key:?}")),
         }
         Ok(())
