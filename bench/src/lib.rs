@@ -95,6 +95,12 @@ pub struct BenchArgs {
     /// Print the results only; write no report and no plots.
     #[arg(long)]
     pub no_write: bool,
+    /// Do not record step traces of the TCP runs. By default every cluster
+    /// the TCP part starts records them, and after it stops (outside the
+    /// timed part) `leasehold validate` must pass on them, or the bench
+    /// fails; the trace part measures what recording costs.
+    #[arg(long)]
+    pub no_validate: bool,
     /// Scratch directory for clusters, Redis and the paxos build (default:
     /// the system temp directory).
     #[arg(long)]
@@ -556,7 +562,12 @@ fn run_tcp_part(args: &BenchArgs, work: &std::path::Path) -> Result<TcpResults, 
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(leasehold_part(&mut t, work, load_time, repeats))?;
+    let validate = !args.no_validate;
+    runtime.block_on(leasehold_part(&mut t, work, load_time, repeats, validate))?;
+    if !validate {
+        t.notes
+            .push("The TCP runs recorded no step traces (--no-validate).".into());
+    }
     Ok(t)
 }
 
@@ -565,29 +576,29 @@ async fn leasehold_part(
     work: &std::path::Path,
     load_time: Duration,
     repeats: usize,
+    validate: bool,
 ) -> Result<(), String> {
+    let start = |dir: std::path::PathBuf, servers, clients, durability, fragment| async move {
+        let traces = validate.then(|| dir.join("traces"));
+        system::LocalCluster::start_traced(&dir, servers, clients, durability, fragment, traces)
+            .await
+    };
     let max_clients = CLIENT_COUNTS[CLIENT_COUNTS.len() - 1];
     for durability in DURABILITY_MODES {
         let mode = durability_label(durability);
         eprintln!("\n== Leasehold, {mode}: master + 3 chunkservers (one `leasehold cluster` process), {max_clients} clients here ==");
         let dir = work.join(format!("cluster3-{mode}"));
-        let cluster = system::LocalCluster::start(
-            &dir,
-            3,
-            max_clients,
-            durability,
-            PUSH_FRAGMENT_BYTES_DEFAULT,
-        )
-        .await?;
+        let cluster = start(dir, 3, max_clients, durability, PUSH_FRAGMENT_BYTES_DEFAULT).await?;
         let mut result = appends(t, &cluster, load_time, mode).await;
         if result.is_ok() && durability == Durability::Fsync {
             result = pushes(t, &cluster, 3, repeats).await;
         }
-        cluster.stop().await;
+        let checked = cluster.stop_validated().await;
         result?;
+        note_validated(t, &format!("3 chunkservers, {mode}"), checked?);
     }
-    let single = system::LocalCluster::start(
-        &work.join("cluster1"),
+    let single = start(
+        work.join("cluster1"),
         1,
         1,
         Durability::Fsync,
@@ -595,8 +606,9 @@ async fn leasehold_part(
     )
     .await?;
     let r = pushes(t, &single, 1, repeats).await;
-    single.stop().await;
+    let checked = single.stop_validated().await;
     r?;
+    note_validated(t, "1 chunkserver", checked?);
     // The fragment size trades how soon the next hop starts against how
     // many messages a push costs: measure the alternatives.
     for fragment in PUSH_FRAGMENT_SWEEP {
@@ -605,12 +617,27 @@ async fn leasehold_part(
             size_label(fragment)
         );
         let dir = work.join(format!("cluster3-fragment-{fragment}"));
-        let cluster = system::LocalCluster::start(&dir, 3, 1, Durability::Fsync, fragment).await?;
+        let cluster = start(dir, 3, 1, Durability::Fsync, fragment).await?;
         let r = pushes(t, &cluster, 3, repeats).await;
-        cluster.stop().await;
+        let checked = cluster.stop_validated().await;
         r?;
+        note_validated(
+            t,
+            &format!("pushes in {} fragments", size_label(fragment)),
+            checked?,
+        );
     }
     Ok(())
+}
+
+/// Records that a run's traces validated (`None`: it recorded none).
+fn note_validated(t: &mut TcpResults, run: &str, summary: Option<String>) {
+    if let Some(summary) = summary {
+        eprintln!("validated ({run}): {summary}");
+        t.notes.push(format!(
+            "Step traces of the run ({run}) validated: {summary}."
+        ));
+    }
 }
 
 /// The append matrix runs in each mode, durable first.

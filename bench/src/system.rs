@@ -113,6 +113,35 @@ impl LocalCluster {
         })
     }
 
+    /// Stops the cluster and, if it recorded step traces, validates them
+    /// (every check of `leasehold validate`): the summary, or an error
+    /// naming the first failures. Removes the cluster's files either way.
+    pub async fn stop_validated(self) -> Result<Option<String>, String> {
+        let traces = self.config.trace_dir.clone();
+        let dir = self.stop_keeping_files().await;
+        let result = match traces {
+            None => Ok(None),
+            Some(traces) => {
+                let opts = leasehold::validate::ValidateOptions::default();
+                match leasehold::validate::validate_dir(&traces, &opts) {
+                    Err(e) => Err(format!("validating {}: {e}", traces.display())),
+                    Ok(r) if r.is_clean() => Ok(Some(r.summary())),
+                    Ok(r) => {
+                        let first: Vec<String> =
+                            r.failures.iter().take(5).map(|f| f.to_string()).collect();
+                        Err(format!(
+                            "the run's traces fail validation: {}\n  {}",
+                            r.summary(),
+                            first.join("\n  ")
+                        ))
+                    }
+                }
+            }
+        };
+        let _ = std::fs::remove_dir_all(dir);
+        result
+    }
+
     pub async fn stop(self) {
         let dir = self.stop_keeping_files().await;
         let _ = std::fs::remove_dir_all(dir);

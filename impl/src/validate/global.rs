@@ -31,9 +31,10 @@ use leasehold_model::msg::{LeaseInfo, Msg};
 use leasehold_model::system::{
     always_properties, Acked, GlobalView, History, Region, StampedStore,
 };
-use leasehold_model::types::{ChunkHandle, ChunkStore, Offset, ReplicaMeta};
+use leasehold_model::types::{ChunkHandle, ChunkStore, Offset, ReplicaMeta, Stamp};
 use stateright::actor::{Envelope, Id};
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,13 +44,16 @@ use super::{Check, Finding, Loc};
 use crate::payload::Bytes;
 use crate::trace::{NodeTrace, TraceCommand, TraceInput};
 
-/// Global states checked in full before a run is sampled instead.
-pub const GLOBAL_STATES_FULL_MAX: u64 = 20_000;
-/// Acknowledgements beyond which a run is sampled (each state's check
-/// reads every acknowledged record of the chunks it looks at).
-pub const ACKS_FULL_MAX: usize = 2_000;
-/// Global states checked when a run is sampled.
-pub const GLOBAL_STATES_SAMPLED: u64 = 1_000;
+/// How much checking a run gets in full: a state's check passes over
+/// every acknowledgement (cheaply, but all of them), so a run costs about
+/// its changed states times its acknowledgements. Up to this many, every
+/// changed state is checked (every test run's); beyond, a sample of states
+/// that costs about as much, so validation keeps its rate on a benchmark's
+/// run. Each sampled state looks at everything changed since the last one,
+/// so only a violation that a later step repaired can slip between them.
+pub const ACK_PASSES_FULL_MAX: u64 = 500_000;
+/// A sampled run is checked at no fewer states than this (and its last).
+pub const GLOBAL_STATES_SAMPLED_MIN: u64 = 16;
 
 /// A replica in the global state: the replay store's bytes and metadata,
 /// and the regions the properties read (kept here, not in the store the
@@ -58,6 +62,9 @@ pub const GLOBAL_STATES_SAMPLED: u64 = 1_000;
 pub struct ViewStore {
     store: ReplayStore,
     regions: BTreeMap<ChunkHandle, Vec<Region>>,
+    /// How many regions of each (chunk, stamp) there are, for `has_stamp`
+    /// without a scan (a benchmark's chunk has thousands of regions).
+    stamps: HashMap<(ChunkHandle, Stamp), u32>,
 }
 
 impl ViewStore {
@@ -65,11 +72,12 @@ impl ViewStore {
         ViewStore {
             store: ReplayStore::new(chunk_bytes),
             regions: BTreeMap::new(),
+            stamps: HashMap::new(),
         }
     }
 
-    /// Applies what a replayed store did; the chunk it changed.
-    pub fn apply(&mut self, e: &StoreEvent) -> Vec<ChunkHandle> {
+    /// Applies what a replayed store did; what it changed.
+    pub fn apply(&mut self, e: &StoreEvent) -> Vec<Touched> {
         // The replayed store accepted each of these, so this one does too.
         match e {
             StoreEvent::Wrote {
@@ -81,6 +89,8 @@ impl ViewStore {
                 let _ = self.store.write_at(*chunk, *offset, data, *stamp);
                 overwrite(
                     self.regions.entry(*chunk).or_default(),
+                    &mut self.stamps,
+                    *chunk,
                     Region {
                         start: *offset,
                         end: offset + data.as_slice().len() as u64,
@@ -88,13 +98,19 @@ impl ViewStore {
                         pad: false,
                     },
                 );
-                vec![*chunk]
+                vec![Touched::Range(
+                    *chunk,
+                    *offset,
+                    offset + data.as_slice().len() as u64,
+                )]
             }
             StoreEvent::Padded { chunk, stamp, end } => {
                 let from = self.store.chunk_len(*chunk);
                 let _ = self.store.pad_to(*chunk, *end, *stamp);
                 overwrite(
                     self.regions.entry(*chunk).or_default(),
+                    &mut self.stamps,
+                    *chunk,
                     Region {
                         start: from,
                         end: *end,
@@ -102,15 +118,15 @@ impl ViewStore {
                         pad: true,
                     },
                 );
-                vec![*chunk]
+                vec![Touched::Range(*chunk, from, *end)]
             }
             StoreEvent::Version { chunk, version } => {
                 let _ = self.store.set_version(*chunk, *version);
-                vec![*chunk]
+                vec![Touched::Whole(*chunk)]
             }
             StoreEvent::Consumed { chunk, stamp } => {
                 let _ = self.store.set_applied(*chunk, *stamp);
-                vec![*chunk]
+                vec![Touched::Meta(*chunk)]
             }
             StoreEvent::Adopted(view) => {
                 self.store.adopt_view(view);
@@ -126,19 +142,40 @@ impl ViewStore {
                         }
                     }
                 }
-                view.chunks.iter().map(|(c, ..)| *c).collect()
+                self.stamps.clear();
+                for (chunk, rs) in &self.regions {
+                    for r in rs {
+                        *self.stamps.entry((*chunk, r.stamp)).or_default() += 1;
+                    }
+                }
+                view.chunks
+                    .iter()
+                    .map(|(c, ..)| Touched::Whole(*c))
+                    .collect()
             }
         }
     }
-
-    fn bytes(&self, chunk: ChunkHandle, from: Offset, to: Offset) -> Option<Vec<u8>> {
-        let b = self.store.bytes(chunk, from, to)?;
-        (b.len() as u64 == to - from).then_some(b)
-    }
 }
 
-/// Puts `new` over whatever regions it covers, cutting those it overlaps.
-fn overwrite(regions: &mut Vec<Region>, new: Region) {
+/// What a step changed of a replica, for the properties' focus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Touched {
+    /// Bytes `[from, to)` of a chunk.
+    Range(ChunkHandle, Offset, Offset),
+    /// The chunk's metadata only (a serial used up).
+    Meta(ChunkHandle),
+    /// Everything about the chunk (its version, so which replicas count).
+    Whole(ChunkHandle),
+}
+
+/// Puts `new` over whatever regions it covers, cutting those it overlaps,
+/// and keeps the count of regions per stamp.
+fn overwrite(
+    regions: &mut Vec<Region>,
+    stamps: &mut HashMap<(ChunkHandle, Stamp), u32>,
+    chunk: ChunkHandle,
+    new: Region,
+) {
     if new.start >= new.end {
         return;
     }
@@ -162,7 +199,18 @@ fn overwrite(regions: &mut Vec<Region>, new: Region) {
         }
         j += 1;
     }
-    let replacement = left.into_iter().chain([new]).chain(right);
+    for r in &regions[i..j] {
+        if let Some(n) = stamps.get_mut(&(chunk, r.stamp)) {
+            *n -= 1;
+            if *n == 0 {
+                stamps.remove(&(chunk, r.stamp));
+            }
+        }
+    }
+    let replacement: Vec<Region> = left.into_iter().chain([new]).chain(right).collect();
+    for r in &replacement {
+        *stamps.entry((chunk, r.stamp)).or_default() += 1;
+    }
     regions.splice(i..j, replacement);
 }
 
@@ -185,6 +233,20 @@ impl StampedStore for ViewStore {
         self.regions.get(&chunk).into_iter().flatten().copied()
     }
 
+    fn regions_from(
+        &self,
+        chunk: ChunkHandle,
+        offset: Offset,
+    ) -> impl Iterator<Item = Region> + '_ {
+        let rs: &[Region] = self.regions.get(&chunk).map_or(&[], |v| &v[..]);
+        let i = rs.partition_point(|r| r.end <= offset);
+        rs[i..].iter().copied()
+    }
+
+    fn has_stamp(&self, chunk: ChunkHandle, stamp: Stamp) -> bool {
+        self.stamps.contains_key(&(chunk, stamp))
+    }
+
     fn holds_part(
         &self,
         chunk: ChunkHandle,
@@ -194,15 +256,11 @@ impl StampedStore for ViewStore {
         to: Offset,
     ) -> bool {
         let want = &record.as_slice()[from as usize..to as usize];
-        self.bytes(chunk, at + from, at + to)
-            .is_some_and(|got| got == want)
+        self.store.holds_at(chunk, at + from, want)
     }
 
     fn same_data(&self, other: &Self, chunk: ChunkHandle, from: Offset, to: Offset) -> bool {
-        match (self.bytes(chunk, from, to), other.bytes(chunk, from, to)) {
-            (Some(a), Some(b)) => a == b,
-            _ => false,
-        }
+        self.store.same_bytes(&other.store, chunk, from, to)
     }
 }
 
@@ -224,6 +282,12 @@ struct RunState {
     caches: BTreeMap<u64, Vec<LeaseInfo>>,
     history: History,
     focus: Option<BTreeSet<ChunkHandle>>,
+    /// Byte ranges changed since the last state checked, per chunk, and
+    /// chunks changed as a whole (see `GlobalView::range_in_focus`).
+    ranges: BTreeMap<ChunkHandle, Vec<(Offset, Offset)>>,
+    whole: BTreeSet<ChunkHandle>,
+    /// `acks[i]` for `i` from here on are new since the last state checked.
+    new_acks_from: usize,
 }
 
 impl RunState {
@@ -275,8 +339,8 @@ impl GlobalView for RunState {
         )
     }
 
-    fn acked(&self) -> impl Iterator<Item = Acked<Bytes>> + '_ {
-        self.acks.iter().cloned()
+    fn acked(&self) -> impl Iterator<Item = Cow<'_, Acked<Bytes>>> + '_ {
+        self.acks.iter().map(Cow::Borrowed)
     }
 
     fn started_after(&self, b: &Acked<Bytes>, a: &Acked<Bytes>) -> bool {
@@ -296,6 +360,19 @@ impl GlobalView for RunState {
 
     fn in_focus(&self, chunk: ChunkHandle) -> bool {
         self.focus.as_ref().is_none_or(|f| f.contains(&chunk))
+    }
+
+    fn range_in_focus(&self, chunk: ChunkHandle, from: Offset, to: Offset) -> bool {
+        self.focus.is_none()
+            || self.whole.contains(&chunk)
+            || self
+                .ranges
+                .get(&chunk)
+                .is_some_and(|rs| rs.iter().any(|(a, b)| *a < to && from < *b))
+    }
+
+    fn ack_in_focus(&self, a: &Acked<Bytes>) -> bool {
+        a.op >= self.new_acks_from
     }
 }
 
@@ -377,9 +454,12 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
         .flat_map(|o| o.acks.iter().map(move |a| (o.node, a)))
         .collect();
     let changed_steps: u64 = outcomes.iter().map(|o| o.observed.len() as u64).sum();
-    let sampled = changed_steps > GLOBAL_STATES_FULL_MAX || all_acks.len() > ACKS_FULL_MAX;
+    let acks = all_acks.len() as u64;
+    let passes = changed_steps.saturating_mul(acks) / 2;
+    let sampled = passes > ACK_PASSES_FULL_MAX;
+    let samples = (ACK_PASSES_FULL_MAX / acks.max(1)).max(GLOBAL_STATES_SAMPLED_MIN);
     let every = if sampled {
-        changed_steps.div_ceil(GLOBAL_STATES_SAMPLED).max(1)
+        changed_steps.div_ceil(samples).max(1)
     } else {
         1
     };
@@ -411,6 +491,9 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
         caches: BTreeMap::new(),
         history: History::default(),
         focus: Some(BTreeSet::new()),
+        ranges: BTreeMap::new(),
+        whole: BTreeSet::new(),
+        new_acks_from: 0,
     };
     let mut cursor: BTreeMap<u64, usize> = BTreeMap::new();
     let mut failed: BTreeSet<&'static str> = BTreeSet::new();
@@ -460,8 +543,11 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
             }
             if let Msg::LeaseHolder { info, .. } = msg {
                 st.in_flight.push((*dst, info.clone()));
-                focus(&mut st, info.chunk);
+                whole(&mut st, info.chunk);
                 changed = true;
+            }
+            if let Msg::ChunkFull { chunk, .. } = msg {
+                focus(&mut st, *chunk);
             }
         }
         if let TraceInput::Msg {
@@ -508,6 +594,9 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
             });
         }
         st.focus = Some(BTreeSet::new());
+        st.ranges.clear();
+        st.whole.clear();
+        st.new_acks_from = st.acks.len();
         pending = false;
     }
     if let Some((_, node)) = stopped {
@@ -526,8 +615,7 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
             at: at0,
             file: PathBuf::new(),
             explanation: format!(
-                "a large run ({changed_steps} changing steps, {} acknowledgements): the requirements were checked at {} of its global states, every {every}th and the last",
-                all_acks.len(),
+                "a large run ({changed_steps} changing steps, {acks} acknowledgements): the model's properties were checked at {} of its global states, every {every}th and the last",
                 g.states_checked
             ),
         });
@@ -541,12 +629,24 @@ fn focus(st: &mut RunState, chunk: ChunkHandle) {
     }
 }
 
+fn whole(st: &mut RunState, chunk: ChunkHandle) {
+    focus(st, chunk);
+    st.whole.insert(chunk);
+}
+
 fn apply_change(st: &mut RunState, id: Id, ch: &Change, o: &NodeOutcome) {
     match ch {
         Change::Store(e) => {
             if let Some(store) = st.stores.get_mut(&id) {
-                for c in store.apply(e) {
-                    focus(st, c);
+                for t in store.apply(e) {
+                    match t {
+                        Touched::Range(c, from, to) => {
+                            focus(st, c);
+                            st.ranges.entry(c).or_default().push((from, to));
+                        }
+                        Touched::Meta(c) => focus(st, c),
+                        Touched::Whole(c) => whole(st, c),
+                    }
                 }
             }
         }
@@ -569,14 +669,14 @@ fn apply_change(st: &mut RunState, id: Id, ch: &Change, o: &NodeOutcome) {
                     .collect(),
             };
             for c in changed {
-                focus(st, c);
+                whole(st, c);
             }
             st.master = Some(m.clone());
         }
         Change::Cache(infos) => {
             let before = st.caches.insert(o.node, infos.clone()).unwrap_or_default();
             for i in before.iter().chain(infos) {
-                focus(st, i.chunk);
+                whole(st, i.chunk);
             }
         }
         Change::Ack(i) => {

@@ -51,6 +51,21 @@ impl ReplayChunk {
         out
     }
 
+    /// The stretches of `[from, to)`, block by block, without a copy.
+    fn slices(&self, from: u64, to: u64) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut at = from;
+        std::iter::from_fn(move || {
+            if at >= to {
+                return None;
+            }
+            let block = (at / BLOCK_BYTES) as usize;
+            let within = (at % BLOCK_BYTES) as usize;
+            let take = ((to - at) as usize).min(BLOCK_BYTES as usize - within);
+            at += take as u64;
+            Some(&self.blocks[block][within..within + take])
+        })
+    }
+
     /// Writes `data` at `offset`, zero-filling from the end to `offset`.
     fn splice(&mut self, offset: u64, data: &[u8]) {
         let end = offset + data.len() as u64;
@@ -193,6 +208,47 @@ impl ReplayStore {
         } else {
             c.bytes(from, to)
         })
+    }
+
+    /// Whether `data` is what the chunk holds at `offset`, compared in
+    /// place (the properties compare every acknowledged record with every
+    /// replica, on many global states).
+    pub fn holds_at(&self, chunk: ChunkHandle, offset: u64, data: &[u8]) -> bool {
+        let Some(c) = self.chunks.get(&chunk) else {
+            return false;
+        };
+        let to = offset + data.len() as u64;
+        if to > c.len {
+            return false;
+        }
+        let mut rest = data;
+        for s in c.slices(offset, to) {
+            let (head, tail) = rest.split_at(s.len());
+            if head != s {
+                return false;
+            }
+            rest = tail;
+        }
+        true
+    }
+
+    /// Whether `[from, to)` of `chunk` is the same here and in `other`,
+    /// compared in place.
+    pub fn same_bytes(&self, other: &ReplayStore, chunk: ChunkHandle, from: u64, to: u64) -> bool {
+        let (Some(a), Some(b)) = (self.chunks.get(&chunk), other.chunks.get(&chunk)) else {
+            return false;
+        };
+        if to > a.len || to > b.len {
+            return false;
+        }
+        let mut at = from;
+        for s in a.slices(from, to) {
+            if !other.holds_at(chunk, at, s) {
+                return false;
+            }
+            at += s.len() as u64;
+        }
+        true
     }
 
     /// Makes the store show `view`: metadata and lengths as recorded. Data

@@ -11,6 +11,7 @@ use crate::master::LeaseView;
 use crate::msg::*;
 use crate::types::*;
 use crate::NodeState;
+use smallvec::SmallVec;
 use stateright::actor::Id;
 
 /// Every acknowledged mutation. An iterator, not a list: the properties
@@ -114,10 +115,7 @@ fn covered<S: StampedStore>(
     mut ok: impl FnMut(Region) -> bool,
 ) -> bool {
     let mut at = from;
-    for r in store.regions(chunk) {
-        if r.end <= at {
-            continue;
-        }
+    for r in store.regions_from(chunk, from) {
         if r.start > at || at >= to {
             break;
         }
@@ -163,13 +161,19 @@ fn holds_write<S: StampedStore>(store: &S, a: &Acked<S::Payload>) -> bool {
     })
 }
 
+/// Whether acknowledgement `a`'s agreement with the replicas needs
+/// checking in this state: it is new, or bytes under it changed.
+fn ack_to_check<V: GlobalView>(v: &V, a: &Acked<PayloadOf<V>>) -> bool {
+    v.ack_in_focus(a) || v.range_in_focus(a.chunk, a.offset, a.offset + a.record.len())
+}
+
 /// Whether replica `id` holds every acknowledged mutation of `chunk`: each
 /// record append whole at its offset, each write at its offset unless a
 /// later mutation overwrote it (VERSION-1, VERSION-2).
 fn holds_all_acked<V: GlobalView>(v: &V, id: Id, chunk: ChunkHandle) -> bool {
     let store = v.store(id);
     v.acked()
-        .filter(|a| a.chunk == chunk)
+        .filter(|a| a.chunk == chunk && ack_to_check(v, a))
         .all(|a| match a.append {
             true => holds(store, chunk, a.offset, &a.record),
             false => holds_write(store, &a),
@@ -206,11 +210,11 @@ pub fn order_1<V: GlobalView>(v: &V) -> bool {
         sa.handles().filter(|c| v.in_focus(*c)).all(|chunk| {
             // Prefilled data (stamp 0) predates the model.
             sa.regions(chunk)
-                .filter(|r| r.stamp != Stamp::default())
+                .filter(|r| r.stamp != Stamp::default() && v.range_in_focus(chunk, r.start, r.end))
                 .all(|r| {
                     ids.clone().filter(|b| *b != a).all(|b| {
                         let sb = v.store(b);
-                        let b_applied = sb.regions(chunk).any(|x| x.stamp == r.stamp);
+                        let b_applied = sb.has_stamp(chunk, r.stamp);
                         if !b_applied {
                             return true;
                         }
@@ -242,7 +246,7 @@ pub fn order_2<V: GlobalView>(v: &V) -> bool {
 /// offset on every replica at the chunk's current version.
 pub fn append_1<V: GlobalView>(v: &V) -> bool {
     v.acked()
-        .filter(|a| a.append && v.in_focus(a.chunk))
+        .filter(|a| a.append && v.in_focus(a.chunk) && ack_to_check(v, a))
         .all(|a| {
             replicas_at_version(v, a.chunk)
                 .all(|id| holds(v.store(id), a.chunk, a.offset, &a.record))
@@ -274,20 +278,24 @@ pub fn append_2<V: GlobalView>(v: &V) -> bool {
             .get(x.chunk as usize)
             .map_or((0, x.chunk as u32), |c| (c.file, c.index))
     };
-    v.acked().filter(|a| a.append).all(|a| {
-        let a_in = v.in_focus(a.chunk);
-        let (file, index) = place(&a);
-        v.acked()
-            .filter(|b| b.append && (a_in || v.in_focus(b.chunk)))
-            .all(|b| {
-                let serial_later = b.chunk == a.chunk && b.stamp > a.stamp;
-                let (b_file, b_index) = place(&b);
-                b_file != file
-                    || !(serial_later || v.started_after(&b, &a))
-                    || b_index > index
-                    || (b.chunk == a.chunk && b.offset >= a.offset + a.record.len())
-            })
-    })
+    // `b` is not placed before `a` although it is later.
+    let ordered = |a: &Acked<PayloadOf<V>>, b: &Acked<PayloadOf<V>>| {
+        let serial_later = b.chunk == a.chunk && b.stamp > a.stamp;
+        let (file, index) = place(a);
+        let (b_file, b_index) = place(b);
+        b_file != file
+            || !(serial_later || v.started_after(b, a))
+            || b_index > index
+            || (b.chunk == a.chunk && b.offset >= a.offset + a.record.len())
+    };
+    // Each pair with a focused acknowledgement, both ways.
+    v.acked()
+        .filter(|x| x.append && v.ack_in_focus(x))
+        .all(|x| {
+            v.acked()
+                .filter(|y| y.append)
+                .all(|y| ordered(&x, &y) && ordered(&y, &x))
+        })
 }
 
 /// APPEND-3 ([00104]): no acknowledged record is larger than a quarter
@@ -337,21 +345,24 @@ pub fn append_4<V: GlobalView>(v: &V) -> bool {
     ids.clone().all(|id| {
         let store = v.store(id);
         store.handles().filter(|c| v.in_focus(*c)).all(|chunk| {
-            store.regions(chunk).filter(|r| r.pad).all(|pad| {
-                let start = ids
-                    .clone()
-                    .filter_map(|other| {
-                        let s = v.store(other);
-                        match s.regions(chunk).find(|x| x.pad && x.stamp == pad.stamp) {
-                            Some(x) => Some(x.start),
-                            None => (s.replica_meta(chunk).applied >= pad.stamp)
-                                .then(|| s.data_len(chunk)),
-                        }
-                    })
-                    .max()
-                    .unwrap_or(0);
-                start + largest > size
-            })
+            store
+                .regions(chunk)
+                .filter(|r| r.pad && v.range_in_focus(chunk, r.start, r.end))
+                .all(|pad| {
+                    let start = ids
+                        .clone()
+                        .filter_map(|other| {
+                            let s = v.store(other);
+                            match s.regions(chunk).find(|x| x.pad && x.stamp == pad.stamp) {
+                                Some(x) => Some(x.start),
+                                None => (s.replica_meta(chunk).applied >= pad.stamp)
+                                    .then(|| s.data_len(chunk)),
+                            }
+                        })
+                        .max()
+                        .unwrap_or(0);
+                    start + largest > size
+                })
         })
     })
 }
@@ -361,7 +372,7 @@ pub fn append_4<V: GlobalView>(v: &V) -> bool {
 /// overwrote it.
 pub fn write_1<V: GlobalView>(v: &V) -> bool {
     v.acked()
-        .filter(|a| !a.append && v.in_focus(a.chunk))
+        .filter(|a| !a.append && v.in_focus(a.chunk) && ack_to_check(v, a))
         .all(|a| replicas_at_version(v, a.chunk).all(|id| holds_write(v.store(id), &a)))
 }
 
@@ -445,12 +456,22 @@ pub fn version_1<V: GlobalView>(v: &V) -> bool {
 pub fn version_2<V: GlobalView>(v: &V) -> bool {
     let m = master_of(v);
     let current = |chunk: ChunkHandle, epoch: LeaseEpoch| matches!(m.lease(chunk), Some(LeaseView::Granted { epoch: e, .. }) if *e == epoch);
-    v.named().filter(|info| v.in_focus(info.chunk)).all(|info| {
-        !current(info.chunk, info.epoch)
-            || std::iter::once(info.primary)
+    // (chunk, replica) pairs already found holding: many clients cache the
+    // same lease holders.
+    let mut checked: SmallVec<[(ChunkHandle, Id); 4]> = SmallVec::new();
+    v.named()
+        .filter(|info| v.in_focus(info.chunk) && current(info.chunk, info.epoch))
+        .all(|info| {
+            std::iter::once(info.primary)
                 .chain(info.secondaries.iter().copied())
-                .all(|id| holds_all_acked(v, id, info.chunk))
-    })
+                .all(|id| {
+                    if checked.contains(&(info.chunk, id)) {
+                        return true;
+                    }
+                    checked.push((info.chunk, id));
+                    holds_all_acked(v, id, info.chunk)
+                })
+        })
 }
 
 /// An always-property over any view, named by its requirement ID.

@@ -13,6 +13,7 @@ use super::*;
 use crate::chunkserver::ReplicaLease;
 use crate::master::MasterState;
 use stateright::actor::Id;
+use std::borrow::Cow;
 
 /// The part of a replica one mutation wrote and no later one overwrote:
 /// `[start, end)`, by mutation `stamp`; `pad` for a record append's padding
@@ -39,6 +40,18 @@ pub trait StampedStore {
     /// The regions of `chunk` in offset order. Units no mutation wrote (a
     /// replica that missed a failed mutation) are in none.
     fn regions(&self, chunk: ChunkHandle) -> impl Iterator<Item = Region> + '_;
+    /// The regions of `chunk` that end after `offset`, in offset order.
+    fn regions_from(
+        &self,
+        chunk: ChunkHandle,
+        offset: Offset,
+    ) -> impl Iterator<Item = Region> + '_ {
+        self.regions(chunk).skip_while(move |r| r.end <= offset)
+    }
+    /// Whether some region of `chunk` was written by `stamp`.
+    fn has_stamp(&self, chunk: ChunkHandle, stamp: Stamp) -> bool {
+        self.regions(chunk).any(|r| r.stamp == stamp)
+    }
     /// Whether units `[from, to)` of `record`, placed at `at`, are what the
     /// replica holds at `[at + from, at + to)`.
     fn holds_part(
@@ -90,7 +103,9 @@ pub trait GlobalView {
     /// is the one it left).
     fn master(&self) -> (&MasterState, bool);
     /// Every acknowledged mutation.
-    fn acked(&self) -> impl Iterator<Item = Acked<PayloadOf<Self>>> + '_;
+    /// (Borrowed where the view keeps them, so that passing over every
+    /// acknowledgement on every state copies nothing.)
+    fn acked(&self) -> impl Iterator<Item = Cow<'_, Acked<PayloadOf<Self>>>> + '_;
     /// Whether record append `b` started after `a` was acknowledged.
     fn started_after(&self, b: &Acked<PayloadOf<Self>>, a: &Acked<PayloadOf<Self>>) -> bool;
     /// The lease holders the master told clients that they may still act
@@ -103,6 +118,22 @@ pub trait GlobalView {
     /// true before and did not change).
     fn in_focus(&self, chunk: ChunkHandle) -> bool {
         let _ = chunk;
+        true
+    }
+    /// Whether the properties need look at `[from, to)` of `chunk`: in
+    /// `validate`, a range some step changed since the last state checked
+    /// on any replica (a region's or an acknowledged record's agreement with
+    /// the replicas changes only when bytes under it do), or a chunk whose
+    /// versions, lease holders or replica sets changed.
+    fn range_in_focus(&self, chunk: ChunkHandle, from: Offset, to: Offset) -> bool {
+        let _ = (from, to);
+        self.in_focus(chunk)
+    }
+    /// Whether pairs with acknowledgement `a` need checking: every one in
+    /// the model; in `validate`, those new since the last state checked (a
+    /// pair's order never changes once both are acknowledged).
+    fn ack_in_focus(&self, a: &Acked<PayloadOf<Self>>) -> bool {
+        let _ = a;
         true
     }
 }
@@ -254,8 +285,8 @@ impl GlobalView for ModelView<'_> {
         (master(self.state), !self.state.crashed[0])
     }
 
-    fn acked(&self) -> impl Iterator<Item = Acked<RecordToken>> + '_ {
-        acked(self.model, self.state)
+    fn acked(&self) -> impl Iterator<Item = Cow<'_, Acked<RecordToken>>> + '_ {
+        acked(self.model, self.state).map(Cow::Owned)
     }
 
     fn started_after(&self, b: &Acked<RecordToken>, a: &Acked<RecordToken>) -> bool {
