@@ -121,8 +121,9 @@ pub const CONNECTIONS_MAX: usize = 1024;
 pub const CONNECTIONS_PER_ADDR_MAX: usize = 512;
 /// A new connection must complete its hello (in an open cluster: send its
 /// first byte) within this long, or it is refused and closed. Our own
-/// writers send the hello in the same instant they connect, so this only
-/// ever expires for a peer that connects and then says nothing.
+/// writers connect only when they have a frame, and send it (after the
+/// hello) in the same instant, so this only ever expires for a peer that
+/// connects and then says nothing.
 pub const HELLO_TIMEOUT_MS: u64 = 2_000;
 /// A connection that sends nothing for this long is closed. Our writers
 /// keep connections open while idle and reconnect when they find one

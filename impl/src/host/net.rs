@@ -61,9 +61,15 @@ const _: () = assert!(
         > frame::FRAME_PAYLOAD_BYTES_MAX
 );
 
-/// The hello this node's writers send on every new connection.
+/// The hello this node's writers send on every new connection: none in an
+/// open cluster, whose wire stays exactly as it was before hellos existed
+/// (nodes of older builds, and tests that read raw frames, still talk to
+/// it).
 pub(super) fn hello(secret: Option<&str>) -> Vec<u8> {
-    let secret = secret.unwrap_or("").as_bytes();
+    let Some(secret) = secret else {
+        return Vec::new();
+    };
+    let secret = secret.as_bytes();
     assert!(
         secret.len() <= SECRET_BYTES_MAX,
         "config checks the secret's length"
@@ -595,7 +601,9 @@ async fn write_peer(
                 let mut s = TcpStream::connect(addr).await?;
                 // The hello goes first, in the instant of connecting, well
                 // inside the peer's hello timeout.
-                s.write_all(&hello).await?;
+                if !hello.is_empty() {
+                    s.write_all(&hello).await?;
+                }
                 Ok::<TcpStream, std::io::Error>(s)
             };
             match tokio::time::timeout(io_timeout, connect).await {
