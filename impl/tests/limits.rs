@@ -451,7 +451,7 @@ async fn a_closed_stdout_ends_stat_and_append_quietly() {
     .await
 }
 
-// CLI-2: `append` exits after a failed record although its stdin stays open
+// CLI-1: `append` exits after a failed record although its stdin stays open
 // (`tail -f log | leasehold append` hung), and its summary counts the
 // records acknowledged before the failure (it said 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,7 +490,7 @@ async fn append_stops_at_a_failed_record_and_counts_the_acknowledged_ones() {
     .await
 }
 
-// CLI-3: a write far past the file's end is refused at once with the bound
+// CLI-1: a write far past the file's end is refused at once with the bound
 // named, allocating nothing (it ignored --timeout-ms and allocated
 // thousands of chunks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,7 +528,7 @@ async fn a_write_far_past_the_end_is_refused_within_its_deadline() {
     .await
 }
 
-// CLI-4: a read whose only reachable replica is corrupt names the
+// CLI-1: a read whose only reachable replica is corrupt names the
 // corruption (it said "timed out … is the cluster running").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_from_a_corrupt_last_replica_names_the_corruption() {
