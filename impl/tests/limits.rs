@@ -131,10 +131,25 @@ fn open_frame(path: String) -> Vec<u8> {
     .unwrap()
 }
 
-async fn timed_append(client: &Client, path: &str) -> Duration {
+/// A new client creates `path` and appends to it within the normal time.
+async fn served(c: &Cluster, path: &str) -> Client {
+    let client = c.client().await;
+    client.create(path).await.unwrap();
     let started = Instant::now();
     client.record_append(path, b"served").await.unwrap();
-    started.elapsed()
+    let took = started.elapsed();
+    assert!(took < APPEND_NORMAL, "append took {took:?}");
+    client
+}
+
+/// The refusal line if the node refused `s` within `within`, else `None`
+/// (the connection is held open).
+async fn refused_within(s: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut probe = [0u8; 1];
+    match tokio::time::timeout(within, s.peek(&mut probe)).await {
+        Ok(Ok(n)) if n > 0 => Some(refusal(s).await),
+        _ => None,
+    }
 }
 
 // LIMIT-1: idle connections take no one's place. Before the limits, 256
@@ -151,10 +166,7 @@ async fn four_hundred_idle_connections_do_not_stop_a_new_client() {
                 idle.push(TcpStream::connect(c.addr(to)).await.unwrap());
             }
         }
-        let client = c.client().await;
-        client.create("/logs/idle").await.unwrap();
-        let took = timed_append(&client, "/logs/idle").await;
-        assert!(took < APPEND_NORMAL, "append took {took:?}");
+        let client = served(&c, "/logs/idle").await;
         drop(idle);
         client.shutdown().await;
         c.stop().await;
@@ -195,14 +207,11 @@ async fn over_a_connection_limit_a_peer_is_refused_and_told_why() {
         let mut total_refused = None;
         for _ in 0..8 {
             let mut s = connect_from([127, 0, 0, 4], master).await;
-            let mut probe = [0u8; 1];
-            match tokio::time::timeout(Duration::from_millis(100), s.peek(&mut probe)).await {
-                Ok(Ok(n)) if n > 0 => {
-                    total_refused = Some(refusal(&mut s).await);
-                    break;
-                }
-                _ => held.push(s),
+            if let Some(line) = refused_within(&mut s, Duration::from_millis(100)).await {
+                total_refused = Some(line);
+                break;
             }
+            held.push(s);
         }
         let line = total_refused.expect("the total limit is reached");
         assert!(
@@ -217,10 +226,7 @@ async fn over_a_connection_limit_a_peer_is_refused_and_told_why() {
         );
         assert!(started.elapsed() < Duration::from_secs(5));
         // Their slots are free again: a client is served at once.
-        let client = c.client().await;
-        client.create("/logs/limits").await.unwrap();
-        let took = timed_append(&client, "/logs/limits").await;
-        assert!(took < APPEND_NORMAL, "append took {took:?}");
+        let client = served(&c, "/logs/limits").await;
         client.shutdown().await;
         c.stop().await;
     })
@@ -339,14 +345,11 @@ async fn unfinished_frames_beyond_the_budget_are_refused() {
             s.write_all(&hello(SECRET)).await.unwrap();
             s.write_all(&(1024 * 1024u32).to_be_bytes()).await.unwrap();
             s.write_all(&[6, 0]).await.unwrap();
-            let mut probe = [0u8; 1];
-            match tokio::time::timeout(Duration::from_millis(300), s.peek(&mut probe)).await {
-                Ok(Ok(n)) if n > 0 => {
-                    refused = Some(refusal(&mut s).await);
-                    break;
-                }
-                _ => greedy.push(s),
+            if let Some(line) = refused_within(&mut s, Duration::from_millis(300)).await {
+                refused = Some(line);
+                break;
             }
+            greedy.push(s);
         }
         let line = refused.expect("the budget runs out");
         assert!(
@@ -354,10 +357,7 @@ async fn unfinished_frames_beyond_the_budget_are_refused() {
             "{line:?}"
         );
         // Small frames need no budget: a client is served meanwhile.
-        let client = c.client().await;
-        client.create("/logs/budget").await.unwrap();
-        let took = timed_append(&client, "/logs/budget").await;
-        assert!(took < APPEND_NORMAL, "append took {took:?}");
+        let client = served(&c, "/logs/budget").await;
         drop(greedy);
         client.shutdown().await;
         c.stop().await;
