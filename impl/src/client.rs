@@ -20,6 +20,7 @@
 //! parallel appends give each appender its own client id (its own
 //! [`Client`]), as the CLI's `append --workers` does.
 
+use leasehold_model::master::path_problem;
 use leasehold_model::msg::{ClientOp, Failure, LeaseInfo, Msg, OpResult};
 use leasehold_model::types::{
     ChunkHandle, ChunkVersion, DataId, FileId, LeaseEpoch, Offset, Payload, Stamp,
@@ -57,6 +58,11 @@ pub const READ_PIECE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 /// Largest single write mutation; longer writes are split (a write that
 /// spans chunks is split at chunk boundaries anyway, [0093]).
 pub const WRITE_PIECE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+/// Chunks one write may allocate past the file's end (the master allocates
+/// only a file's next chunk, [00105], so a write far past the end would
+/// allocate every chunk before it: a 1 TiB offset was 16,384 chunks).
+/// 64 chunks are 4 GiB at the default chunk size.
+pub const WRITE_NEW_CHUNKS_MAX: u64 = 64;
 const RESUBMIT_BACKOFF_MS_MIN: u64 = 20;
 const RESUBMIT_BACKOFF_MS_MAX: u64 = 1_000;
 /// Low bits of a record id: a per-client sequence from a random start.
@@ -80,8 +86,33 @@ pub enum ClientError {
     },
     #[error("no such file: {0}")]
     NoSuchFile(String),
+    #[error("bad path {}: {why}; nothing was sent", shown_path(.path))]
+    BadPath { path: String, why: &'static str },
     #[error("{path}: offset {offset} + {len} bytes is past the largest file size")]
     OutOfRange { path: String, offset: u64, len: u64 },
+    #[error(
+        "{path}: a write at offset {offset} would allocate {chunks} chunks past the file's end; \
+         one write allocates at most {most} (WRITE_NEW_CHUNKS_MAX); nothing was sent"
+    )]
+    TooFarPastEnd {
+        path: String,
+        offset: u64,
+        chunks: u64,
+        most: u64,
+    },
+    #[error(
+        "{op} of chunk {index} of {path} failed: {}{}",
+        describe_reports(.reports),
+        .timed_out_ms.map_or(String::new(), |ms| format!("; no other replica answered within {ms} ms"))
+    )]
+    ReplicasFailed {
+        op: &'static str,
+        path: String,
+        index: u32,
+        /// What each replica that answered said, in the order they did.
+        reports: Vec<(u64, Failure)>,
+        timed_out_ms: Option<u64>,
+    },
     #[error("{op} on {path} failed: {}", describe_failure(.reason))]
     Failed {
         op: &'static str,
@@ -111,6 +142,25 @@ pub enum ClientError {
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+fn describe_reports(reports: &[(u64, Failure)]) -> String {
+    let each: Vec<String> = reports
+        .iter()
+        .map(|(replica, reason)| format!("chunkserver {replica}: {}", describe_failure(reason)))
+        .collect();
+    each.join("; ")
+}
+
+/// A path for an error message: quoted, and cut short if it is long (a
+/// refused path may be megabytes).
+fn shown_path(path: &str) -> String {
+    const SHOWN_CHARS_MAX: usize = 64;
+    let mut shown: String = path.chars().take(SHOWN_CHARS_MAX).collect();
+    if shown.len() < path.len() {
+        shown.push_str(&format!("... ({} bytes)", path.len()));
+    }
+    format!("{shown:?}")
+}
 
 /// A file as the master knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,6 +230,9 @@ struct PushClock {
     stats: PushStats,
 }
 
+/// Replica failures remembered for one read's error message.
+const READ_FAILURES_KEPT_MAX: usize = 16;
+
 /// Pushes that never complete (their operation failed) are forgotten when
 /// this many are pending, so the clock's memory stays bounded.
 const PUSHES_PENDING_MAX: usize = 4096;
@@ -238,6 +291,10 @@ struct Inner {
     next_record: AtomicU64,
     op_timeout: Duration,
     push_clock: Arc<Mutex<PushClock>>,
+    /// The failures replicas answered reads with since the current read
+    /// began, so that a read that fails names them (a corrupt or stale
+    /// replica) instead of only timing out.
+    read_failures: Arc<Mutex<Vec<(u64, Failure)>>>,
 }
 
 /// The application side of the client actor: its answers, and how many
@@ -280,7 +337,26 @@ impl Client {
             return Err(ClientError::NotAClient(client_id));
         }
         let push_clock = Arc::new(Mutex::new(PushClock::default()));
-        let observer = PushClock::observer(push_clock.clone());
+        let read_failures: Arc<Mutex<Vec<(u64, Failure)>>> = Arc::default();
+        let mut timing = PushClock::observer(push_clock.clone());
+        let failures = read_failures.clone();
+        let observer: MsgObserver<RealMsg> = Box::new(move |passage, src, dst, msg| {
+            if let (
+                Passage::Delivered,
+                Msg::ReadReply {
+                    result: Err(reason),
+                    ..
+                },
+            ) = (passage, msg)
+            {
+                let mut f = failures.lock().expect("read failures lock");
+                // Bounded: a read asks each replica a few times at most.
+                if f.len() < READ_FAILURES_KEPT_MAX {
+                    f.push((usize::from(src) as u64, reason.clone()));
+                }
+            }
+            timing(passage, src, dst, msg)
+        });
         let mut host = nodes::start_client(cluster, client_id, Id::from(APP_ID), Some(observer))
             .await
             .map_err(|source| ClientError::Start {
@@ -306,6 +382,7 @@ impl Client {
                 next_record: AtomicU64::new(start),
                 op_timeout,
                 push_clock,
+                read_failures,
             }),
         })
     }
@@ -410,7 +487,28 @@ impl Client {
         resubmit: bool,
     ) -> Result<OpResult<Bytes>> {
         let started = Instant::now();
-        let deadline = started + self.inner.op_timeout;
+        self.run_until(
+            op_name,
+            path,
+            op,
+            resubmit,
+            started,
+            started + self.inner.op_timeout,
+        )
+        .await
+    }
+
+    /// [`Client::run`] within a deadline of an operation that began at
+    /// `started` (a write of several pieces has one deadline for all).
+    async fn run_until(
+        &self,
+        op_name: &'static str,
+        path: &str,
+        op: ClientOp<Bytes>,
+        resubmit: bool,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<OpResult<Bytes>> {
         let mut backoff = Duration::from_millis(RESUBMIT_BACKOFF_MS_MIN);
         loop {
             let result = match self.submit(op.clone(), deadline).await {
@@ -450,6 +548,14 @@ impl Client {
     }
 
     async fn open_op(&self, path: &str, create: bool) -> Result<FileInfo> {
+        // PATH-1: the master's own rule, checked here first so that a bad
+        // path costs no round trip and gets a precise reason.
+        if let Some(why) = path_problem(path) {
+            return Err(ClientError::BadPath {
+                path: path.into(),
+                why,
+            });
+        }
         let op = ClientOp::Open {
             path: path.into(),
             create,
@@ -550,7 +656,14 @@ impl Client {
     /// boundaries (and into pieces of at most [`WRITE_PIECE_BYTES_MAX`]).
     /// Chunks before the one written are allocated (empty) as needed. Each
     /// piece is one mutation: a failure may leave the range undefined.
+    ///
+    /// One deadline (the operation timeout) covers the whole write, every
+    /// piece included, and a write that would allocate more than
+    /// [`WRITE_NEW_CHUNKS_MAX`] chunks past the file's end is refused
+    /// before anything is sent.
     pub async fn write(&self, path: &str, offset: u64, data: &[u8]) -> Result<()> {
+        let started = Instant::now();
+        let deadline = started + self.inner.op_timeout;
         let info = self.open(path).await?;
         let cb = self.inner.chunk_bytes;
         let out_of_range = || ClientError::OutOfRange {
@@ -564,6 +677,18 @@ impl Client {
         if end.div_ceil(cb) > u64::from(u32::MAX) {
             return Err(out_of_range());
         }
+        let new_chunks = end.div_ceil(cb).saturating_sub(u64::from(info.chunks));
+        if new_chunks > WRITE_NEW_CHUNKS_MAX {
+            return Err(ClientError::TooFarPastEnd {
+                path: path.into(),
+                offset,
+                chunks: new_chunks,
+                most: WRITE_NEW_CHUNKS_MAX,
+            });
+        }
+        let piece = |index, in_chunk, bytes| {
+            self.write_piece(path, info.file, index, in_chunk, bytes, started, deadline)
+        };
         let mut chunks = info.chunks;
         let mut pos = offset;
         let mut rest = data;
@@ -576,12 +701,10 @@ impl Client {
             // The master allocates only the next chunk of a file ([00105]);
             // an empty write allocates each chunk before `index`.
             while chunks < index {
-                self.write_piece(path, info.file, chunks, 0, Bytes::default())
-                    .await?;
+                piece(chunks, 0, Bytes::default()).await?;
                 chunks += 1;
             }
-            self.write_piece(path, info.file, index, in_chunk, Bytes::from(&rest[..n]))
-                .await?;
+            piece(index, in_chunk, Bytes::from(&rest[..n])).await?;
             chunks = chunks.max(index + 1);
             pos += n as u64;
             rest = &rest[n..];
@@ -589,6 +712,7 @@ impl Client {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)] // a piece and its operation's deadline
     async fn write_piece(
         &self,
         path: &str,
@@ -596,6 +720,8 @@ impl Client {
         index: u32,
         offset: Offset,
         data: Bytes,
+        started: Instant,
+        deadline: Instant,
     ) -> Result<()> {
         let op = ClientOp::Write {
             file,
@@ -603,7 +729,10 @@ impl Client {
             offset,
             data,
         };
-        match self.run("write", path, op, true).await? {
+        match self
+            .run_until("write", path, op, true, started, deadline)
+            .await?
+        {
             OpResult::Mutated { .. } => Ok(()),
             other => unreachable!("write answered with {other:?}"),
         }
@@ -652,9 +781,29 @@ impl Client {
             offset,
             len,
         };
-        match self.run("read", path, op, false).await {
+        self.inner
+            .read_failures
+            .lock()
+            .expect("read failures lock")
+            .clear();
+        let result = self.run("read", path, op, false).await;
+        let reports =
+            std::mem::take(&mut *self.inner.read_failures.lock().expect("read failures lock"));
+        match result {
             Ok(OpResult::Read { data }) => Ok(data),
             Ok(other) => unreachable!("read answered with {other:?}"),
+            // A replica answered with a failure and none served the read:
+            // say what the replicas said (a corrupt block, a stale
+            // replica), which a timeout alone would hide.
+            Err(ClientError::Timeout { ms, .. }) if !reports.is_empty() => {
+                Err(ClientError::ReplicasFailed {
+                    op: "read",
+                    path: path.into(),
+                    index,
+                    reports,
+                    timed_out_ms: Some(ms),
+                })
+            }
             Err(
                 e @ ClientError::Failed {
                     reason: Failure::NotFound,
@@ -666,8 +815,24 @@ impl Client {
                 // it holds nothing.
                 match self.stat_chunk(path, index).await {
                     Ok(s) if s.version == 0 => Ok(Bytes::default()),
+                    _ if !reports.is_empty() => Err(ClientError::ReplicasFailed {
+                        op: "read",
+                        path: path.into(),
+                        index,
+                        reports,
+                        timed_out_ms: None,
+                    }),
                     _ => Err(e),
                 }
+            }
+            Err(ClientError::Failed { .. }) if !reports.is_empty() => {
+                Err(ClientError::ReplicasFailed {
+                    op: "read",
+                    path: path.into(),
+                    index,
+                    reports,
+                    timed_out_ms: None,
+                })
             }
             Err(e) => Err(e),
         }

@@ -6,6 +6,15 @@
 //! leases = "gfs"                  # optional: "gfs" (60 s) or "short" (2 s)
 //! trace_dir = "traces"            # optional: every node records its steps
 //!                                 # there, for `leasehold validate`
+//! secret = "..."                  # optional: every connection must present
+//!                                 # it; without it the cluster is open
+//!
+//! [limits]                        # optional: what one peer may make a node
+//! connections_max = 1024          # hold (crate::host::ConnLimits; these
+//! connections_per_addr_max = 512  # are the defaults)
+//! hello_timeout_ms = 2000
+//! connection_idle_ms = 120000
+//! unfinished_frame_bytes_max = 268435456
 //!
 //! [[node]]
 //! id = 0
@@ -28,6 +37,7 @@
 //! chunkserver use the same pair ([0091], `Durations::satisfy_clock_bound`).
 
 use crate::filestore::Durability;
+use crate::host::ConnLimits;
 use leasehold_model::config::Durations;
 use serde::{Deserialize, Serialize};
 use stateright::actor::Id;
@@ -121,6 +131,15 @@ pub struct ClusterConfig {
     /// Relative to the config file's folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_dir: Option<PathBuf>,
+    /// The cluster secret every connection's hello must carry (docs/tcp.md,
+    /// "Handshake"); `None`: the cluster is open, as before secrets existed,
+    /// and every server warns so at start. `leasehold cluster` writes one
+    /// into a new cluster.toml.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Connection limits, the constants in `crate::host` by default.
+    #[serde(default, skip_serializing_if = "ConnLimits::is_default")]
+    pub limits: ConnLimits,
     #[serde(rename = "node")]
     pub nodes: Vec<NodeConfig>,
 }
@@ -174,6 +193,13 @@ pub enum ConfigError {
         first: u64,
         second: u64,
     },
+    #[error(
+        "secret must be 1 to {} bytes of printable ASCII without spaces",
+        crate::host::SECRET_BYTES_MAX
+    )]
+    Secret,
+    #[error("limits: {0}")]
+    Limits(String),
     #[error("chunk_bytes must be positive")]
     ZeroChunkBytes,
     #[error("no node with id {0:?} in the cluster config")]
@@ -191,6 +217,8 @@ impl ClusterConfig {
             durability: Durability::default(),
             push_fragment_bytes: push_fragment_bytes_default(),
             trace_dir: None,
+            secret: None,
+            limits: ConnLimits::default(),
             nodes,
         };
         config.validate()?;
@@ -253,6 +281,24 @@ impl ClusterConfig {
         self
     }
 
+    /// Sets the cluster secret (see [`ClusterConfig::secret`]).
+    pub fn with_secret(mut self, secret: Option<String>) -> Result<Self, ConfigError> {
+        self.secret = secret;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// A new random secret: 32 hex digits (128 bits).
+    pub fn random_secret() -> String {
+        format!("{:032x}", rand::random::<u128>())
+    }
+
+    pub fn with_limits(mut self, limits: ConnLimits) -> Result<Self, ConfigError> {
+        self.limits = limits;
+        self.validate()?;
+        Ok(self)
+    }
+
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
@@ -288,6 +334,25 @@ impl ClusterConfig {
                 bytes: self.push_fragment_bytes,
                 most: fragment_most,
             });
+        }
+        if let Some(secret) = &self.secret {
+            // Printable ASCII keeps the secret writable in TOML and on a
+            // command line, and its length bounds the hello.
+            let printable = secret.bytes().all(|b| b.is_ascii_graphic());
+            if secret.is_empty() || secret.len() > crate::host::SECRET_BYTES_MAX || !printable {
+                return Err(ConfigError::Secret);
+            }
+        }
+        let l = &self.limits;
+        if l.connections_max == 0 || l.connections_per_addr_max == 0 {
+            return Err(ConfigError::Limits(
+                "connection limits must be at least 1".into(),
+            ));
+        }
+        if l.hello_timeout_ms == 0 || l.connection_idle_ms < l.hello_timeout_ms {
+            return Err(ConfigError::Limits(
+                "hello_timeout_ms must be positive and at most connection_idle_ms".into(),
+            ));
         }
         let mut ids = HashMap::new();
         let mut addrs = HashMap::new();

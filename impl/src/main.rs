@@ -244,11 +244,23 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cmd)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`leasehold stat | head`): it
+        // has all it wanted, so stop quietly with success, as the shell
+        // reports a pipeline whose last command succeeded.
+        Err(e) if is_broken_pipe(&*e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `e` is a write to a closed stdout pipe. Rust ignores SIGPIPE, so
+/// such a write fails with EPIPE instead of killing the process; `println!`
+/// would panic on it, so output goes through `writeln!` and lands here.
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// `leasehold validate`: failures one per line (`REQ-ID node N start S
@@ -387,21 +399,27 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
         Cmd::Stat(a) => {
             let client = connect(&a.client, 0).await?;
             let stat = client.stat(&a.path).await?;
-            println!(
+            let chunk_bytes = client.chunk_bytes();
+            client.shutdown().await;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
                 "{}: file {}, {} chunks of at most {} bytes",
                 stat.path,
                 stat.file,
                 stat.chunks.len(),
-                client.chunk_bytes()
-            );
-            println!(
+                chunk_bytes
+            )?;
+            writeln!(
+                out,
                 "{:>5}  {:>8}  {:>7}  {:>5}  {:>7}  replicas (up to date)",
                 "index", "chunk", "version", "epoch", "primary"
-            );
+            )?;
             for c in &stat.chunks {
                 let primary = c.primary.map_or("-".to_string(), |p| p.to_string());
                 let replicas: Vec<String> = c.replicas.iter().map(|r| r.to_string()).collect();
-                println!(
+                writeln!(
+                    out,
                     "{:>5}  {:>8}  {:>7}  {:>5}  {:>7}  {}",
                     c.index,
                     c.chunk,
@@ -409,9 +427,9 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
                     c.epoch,
                     primary,
                     replicas.join(",")
-                );
+                )?;
             }
-            client.shutdown().await;
+            out.flush()?;
             Ok(())
         }
         Cmd::Check(_) | Cmd::Explore(_) | Cmd::Bench(_) | Cmd::Validate(_) => {
@@ -516,9 +534,19 @@ async fn cluster(a: ClusterArgs) -> Result<(), BoxError> {
         if a.trace {
             c = c.with_trace_dir(Some(dir.join("traces")));
         }
+        // A new cluster is closed to strangers from the start; its clients
+        // read the secret from the same file.
+        c = c.with_secret(Some(ClusterConfig::random_secret()))?;
         c.write(&path)?;
         c
     };
+    if cluster.secret.is_none() {
+        eprintln!(
+            "note: {} has no secret, so anyone who reaches these ports may speak as any \
+             node; add secret = \"<random text>\" to it (and restart every node)",
+            path.display()
+        );
+    }
     if a.trace && cluster.trace_dir.is_none() {
         eprintln!(
             "note: --trace applies to a new cluster; add trace_dir = \"traces\" to {} instead",
@@ -675,27 +703,48 @@ async fn append(a: AppendArgs) -> Result<(), BoxError> {
         Ok(())
     });
     let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
+    // Set by the first worker that fails (or finds stdout closed), so the
+    // others stop before their next record, not after the queue drains.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let print_offsets = a.print_offsets;
     let mut workers = Vec::new();
     for client in clients {
         let rx = rx.clone();
+        let stop = stop.clone();
         let path = a.path.clone();
         let bar = bar.clone();
         workers.push(tokio::spawn(async move {
+            // Acknowledged records are counted whatever happens next, so
+            // the summary after an error is true.
             let mut appended = 0u64;
+            let mut outcome = Ok(());
             loop {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
                 let next = rx.lock().await.recv().await;
                 let Some((line_no, data)) = next else { break };
                 match client.record_append_detailed(&path, &data).await {
                     Ok(at) => {
                         appended += 1;
                         if print_offsets {
-                            bar.suspend(|| {
-                                println!(
+                            let printed = bar.suspend(|| {
+                                let mut out = std::io::stdout().lock();
+                                writeln!(
+                                    out,
                                     "{line_no}\t{}\t{}\t{:016x}",
                                     at.index, at.offset, at.record_id
                                 )
+                                .and_then(|()| out.flush())
                             });
+                            if let Err(e) = printed {
+                                // `| head -1` has what it wanted: stop
+                                // appending, as a killed filter would.
+                                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                                rx.lock().await.close();
+                                outcome = Err(AppendEnd::Output(e));
+                                break;
+                            }
                         }
                         if total_bytes.is_some() {
                             bar.inc(data.len() as u64 + 1);
@@ -705,32 +754,54 @@ async fn append(a: AppendArgs) -> Result<(), BoxError> {
                     }
                     Err(e) => {
                         // Stop everyone: close the queue so the reader ends.
+                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
                         rx.lock().await.close();
-                        client.shutdown().await;
-                        return Err(format!("line {line_no}: {e}"));
+                        outcome = Err(AppendEnd::Failed(format!("line {line_no}: {e}")));
+                        break;
                     }
                 }
             }
             client.shutdown().await;
-            Ok::<u64, String>(appended)
+            (appended, outcome)
         }));
     }
     let mut appended = 0;
     let mut errors = Vec::new();
+    let mut output_closed = None;
     for w in workers {
         match w.await {
-            Ok(Ok(n)) => appended += n,
-            Ok(Err(e)) => errors.push(e),
+            Ok((n, outcome)) => {
+                appended += n;
+                match outcome {
+                    Ok(()) => {}
+                    Err(AppendEnd::Failed(e)) => errors.push(e),
+                    Err(AppendEnd::Output(e)) => output_closed = Some(e),
+                }
+            }
             Err(e) => errors.push(format!("appender panicked: {e}")),
         }
     }
     bar.finish_and_clear();
-    if let Ok(Err(e)) = reader.join() {
-        errors.push(e);
+    // The reader has ended unless an appender stopped early: then it may be
+    // blocked reading stdin for ever (`tail -f log | leasehold append`), so
+    // it is left behind; the process exits without it.
+    if errors.is_empty() && output_closed.is_none() {
+        if let Ok(Err(e)) = reader.join() {
+            errors.push(e);
+        }
     }
     eprintln!("appended {appended} records to {}", a.path);
-    match errors.into_iter().next() {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
+    match (errors.into_iter().next(), output_closed) {
+        (Some(e), _) => Err(e.into()),
+        (None, Some(e)) => Err(e.into()),
+        (None, None) => Ok(()),
     }
+}
+
+/// Why an appender stopped before its input ended.
+enum AppendEnd {
+    /// A record failed: the command fails with this message.
+    Failed(String),
+    /// Printing an offset failed (stdout closed): see [`is_broken_pipe`].
+    Output(std::io::Error),
 }

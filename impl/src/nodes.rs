@@ -565,6 +565,9 @@ pub fn describe_failure(f: &Failure) -> String {
         Failure::NoLeaseNow => "no replica can take a lease now".into(),
         Failure::NotFound => "no such file or chunk, or no replica could serve it".into(),
         Failure::Store(e) => format!("chunk store: {e}"),
+        Failure::BadPath => "the master refused the path (absolute, at most 1024 bytes, \
+                             components of A-Z a-z 0-9 . _ -, no // . or ..)"
+            .into(),
     }
 }
 

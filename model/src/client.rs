@@ -111,8 +111,8 @@ impl<P: Payload> ClientActor<P> {
                     return;
                 }
                 let result = match file {
-                    Some(file) => OpResult::Opened { file, chunks },
-                    None => OpResult::Failed(Failure::NotFound),
+                    Ok(file) => OpResult::Opened { file, chunks },
+                    Err(reason) => OpResult::Failed(reason),
                 };
                 self.finish(id, state, result, o);
             }

@@ -29,6 +29,40 @@ use stateright::actor::{Id, Out};
 use std::borrow::Cow;
 use std::sync::Arc;
 
+/// Longest path the master takes, in bytes. Paths are kept in the master's
+/// memory and its saved state for ever, so their size must be bounded.
+pub const PATH_BYTES_MAX: usize = 1024;
+
+/// Why the master refuses `path`, or `None` if it takes it (PATH-1). A path
+/// is absolute (`/` first), at most [`PATH_BYTES_MAX`] bytes, and its
+/// components between single slashes are non-empty, neither `.` nor `..`,
+/// of ASCII letters, digits, `.`, `_` and `-`. One spelling per file: no
+/// `//`, no trailing `/`, no `.` that could name the same file twice, and
+/// no byte that a terminal or a log line would show differently.
+pub fn path_problem(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("the path is empty");
+    }
+    if path.len() > PATH_BYTES_MAX {
+        return Some("the path is longer than 1024 bytes");
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Some("the path is not absolute (it must start with /)");
+    };
+    for component in rest.split('/') {
+        match component {
+            "" => return Some("the path has an empty component (// or a trailing /)"),
+            "." | ".." => return Some("the path has a . or .. component"),
+            _ => {}
+        }
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        if !component.bytes().all(allowed) {
+            return Some("the path has a character other than A-Z a-z 0-9 . _ - and /");
+        }
+    }
+    None
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FileMeta {
     pub name: String,
@@ -189,6 +223,21 @@ impl MasterActor {
     ) {
         match msg {
             Msg::OpenFile { path, create } => {
+                // PATH-1: a path is checked before it is looked up or
+                // stored, so a refused one costs the master nothing.
+                if path_problem(&path).is_some() {
+                    let file = Err(Failure::BadPath);
+                    let path = String::new();
+                    o.send(
+                        src,
+                        Msg::FileOpened {
+                            path,
+                            file,
+                            chunks: 0,
+                        },
+                    );
+                    return;
+                }
                 let found = state.durable.files.iter().position(|f| f.name == path);
                 let file = match (found, create) {
                     (Some(i), _) => Some(i as FileId),
@@ -206,6 +255,7 @@ impl MasterActor {
                 let chunks = file
                     .map(|f| state.durable.files[f as usize].chunks.len() as u32)
                     .unwrap_or(0);
+                let file = file.ok_or(Failure::NotFound);
                 o.send(src, Msg::FileOpened { path, file, chunks });
             }
             Msg::FindLease { file, index } => {
@@ -796,4 +846,80 @@ pub enum NodeStorage<S> {
     Master(Arc<MasterDurable>),
     Chunkserver(Arc<S>),
     Client,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::ModelCfg;
+    use crate::types::MemStore;
+
+    fn open(
+        master: &MasterActor,
+        state: &mut Cow<MasterState>,
+        path: String,
+    ) -> Out<crate::Node<MemStore>> {
+        let mut o = Out::new();
+        master.on_msg::<MemStore>(
+            state,
+            Id::from(9),
+            Msg::OpenFile { path, create: true },
+            &mut o,
+        );
+        o
+    }
+
+    // PATH-1: a refused path is answered with `BadPath` and neither stored
+    // nor saved; a good one is created as before.
+    #[test]
+    fn the_master_refuses_bad_paths_and_keeps_nothing_of_them() {
+        let cfg = ModelCfg::named("tiny").expect("tiny exists").protocol();
+        let master = MasterActor {
+            cfg: Arc::new(cfg),
+            initial: MasterDurable::default(),
+        };
+        let mut init = Out::<crate::Node<MemStore>>::new();
+        let start = master.on_start::<MemStore>(&None, &mut init);
+        let long = format!("/{}", "a".repeat(1024 * 1024));
+        let bad = [
+            "",
+            "relative/path",
+            "/a//b",
+            "/a/",
+            "/",
+            "/a/./b",
+            "/a/../b",
+            "/tab\there",
+            long.as_str(),
+        ];
+        for path in bad {
+            assert!(path_problem(path).is_some(), "{path:?} is refused");
+            let mut state = Cow::Borrowed(&start);
+            let o = open(&master, &mut state, path.to_string());
+            assert!(
+                matches!(state, Cow::Borrowed(_)),
+                "{path:?} changed no state"
+            );
+            let sent: Vec<_> = o.iter().collect();
+            assert_eq!(sent.len(), 1, "{path:?}: one reply, no save: {sent:?}");
+            assert!(
+                matches!(
+                    sent[0],
+                    stateright::actor::Command::Send(_, Msg::FileOpened { path, file: Err(Failure::BadPath), chunks: 0 })
+                        if path.is_empty()
+                ),
+                "{sent:?}"
+            );
+        }
+        let longest = format!("/{}", "b".repeat(PATH_BYTES_MAX - 1));
+        for path in ["/logs/a", "/a.b/c_d-e/F9", longest.as_str()] {
+            assert_eq!(path_problem(path), None, "{path:?} is taken");
+            let mut state = Cow::Borrowed(&start);
+            open(&master, &mut state, path.to_string());
+            assert_eq!(
+                state.durable.files.last().map(|f| f.name.as_str()),
+                Some(path)
+            );
+        }
+    }
 }

@@ -67,6 +67,10 @@ pub enum Failure {
     NotFound,
     /// The chunk store refused the operation.
     Store(StoreError),
+    /// The master refused a path: empty, relative, too long, a character
+    /// outside the set, or an empty, `.` or `..` component
+    /// ([`crate::master::path_problem`]).
+    BadPath,
 }
 
 /// The chunk metadata a client caches after act 1220 ([0094]).
@@ -171,9 +175,12 @@ pub enum Msg<P> {
         path: String,
         create: bool,
     },
+    /// `file`: `Err(NotFound)` for a missing file opened without create,
+    /// `Err(BadPath)` for a refused path (then `path` is empty: echoing a
+    /// refused path would send its bytes back).
     FileOpened {
         path: String,
-        file: Option<FileId>,
+        file: Result<FileId, Failure>,
         chunks: u32,
     },
     /// Act 1210: who holds the lease of this chunk, and where are the others?

@@ -62,6 +62,15 @@
 //! `Save` or barrier stops the node (fail-stop: the commands after it depend
 //! on it), as a crash would in the model.
 //!
+//! Hostile and excessive input: everything a peer can make a node hold has
+//! a named limit ([`ConnLimits`]): connections in total and per address,
+//! time to say hello, idle time, and bytes of unfinished frames across all
+//! connections. A peer over a limit is sent one refusal line naming the
+//! limit, logged at WARN with its address, and closed; everyone else goes
+//! on being served. With a cluster secret, every connection opens with a
+//! hello that carries it, and a peer without it is refused the same way
+//! before any of its frames reaches the actor (docs/tcp.md, "Handshake").
+//!
 //! The code, one concern a file: this file holds the public face (config,
 //! errors, handles, [`ActorHost::start`]) and every limit;
 //! `event_loop.rs` the actor thread's loop over steps, batches and timers;
@@ -102,9 +111,31 @@ use storage::StorageFile;
 /// Frames waiting for one peer's connection. When full (the peer is down or
 /// slow), new frames for that peer are dropped and logged.
 pub const PEER_QUEUE_FRAMES_MAX: usize = 1024;
-/// Inbound connections served at once; further peers wait in the OS backlog
-/// until one closes.
-pub const CONNECTIONS_MAX: usize = 256;
+/// Inbound connections served at once, from every address together. A
+/// peer over it is accepted, sent a refusal naming this limit and closed,
+/// so that it learns why and the backlog never fills with waiting peers.
+pub const CONNECTIONS_MAX: usize = 1024;
+/// Inbound connections from one IP address. Half the total, so that one
+/// address can never take every slot. On loopback every node and client
+/// shares 127.0.0.1, so this must also cover a whole test cluster's fan-in.
+pub const CONNECTIONS_PER_ADDR_MAX: usize = 512;
+/// A new connection must complete its hello (in an open cluster: send its
+/// first byte) within this long, or it is refused and closed. Our own
+/// writers connect only when they have a frame, and send it (after the
+/// hello) in the same instant, so this only ever expires for a peer that
+/// connects and then says nothing.
+pub const HELLO_TIMEOUT_MS: u64 = 2_000;
+/// A connection that sends nothing for this long is closed. Our writers
+/// keep connections open while idle and reconnect when they find one
+/// closed, so closing costs a quiet peer one reconnect.
+pub const CONNECTION_IDLE_MS: u64 = 120_000;
+/// Bytes buffered for unfinished frames larger than one read, across every
+/// connection of a node. A frame that would go over it is refused and its
+/// connection closed: without it, 100 connections each holding most of a
+/// maximum-size frame held 1.6 GB (issue 15).
+pub const UNFINISHED_FRAME_BYTES_MAX: u64 = 256 * 1024 * 1024;
+/// Longest cluster secret (`secret` in cluster.toml) in a hello.
+pub const SECRET_BYTES_MAX: usize = 256;
 /// Messages received (from peers or injected) but not yet handled. When
 /// full, connection readers wait, which pushes back on the senders via TCP.
 pub const INBOX_MSGS_MAX: usize = 1024;
@@ -126,6 +157,43 @@ pub const PEER_IO_TIMEOUT_MS: u64 = 2_000;
 pub const BATCH_MSGS_MAX: usize = 64;
 
 const _: () = assert!(RECONNECT_BACKOFF_MS_MIN <= RECONNECT_BACKOFF_MS_MAX);
+const _: () = assert!(CONNECTIONS_PER_ADDR_MAX < CONNECTIONS_MAX);
+// One maximum-size frame must fit the budget, or a legitimate one could
+// never be received.
+const _: () = assert!(crate::frame::FRAME_BYTES_MAX as u64 <= UNFINISHED_FRAME_BYTES_MAX);
+const _: () = assert!(SECRET_BYTES_MAX <= u16::MAX as usize);
+const _: () = assert!(HELLO_TIMEOUT_MS <= CONNECTION_IDLE_MS);
+
+/// What one peer may make a node hold (see the constants of the same names,
+/// which are the defaults). `[limits]` in cluster.toml may lower or raise
+/// them for a whole cluster; tests lower them to reach them quickly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnLimits {
+    pub connections_max: usize,
+    pub connections_per_addr_max: usize,
+    pub hello_timeout_ms: u64,
+    pub connection_idle_ms: u64,
+    pub unfinished_frame_bytes_max: u64,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            connections_max: CONNECTIONS_MAX,
+            connections_per_addr_max: CONNECTIONS_PER_ADDR_MAX,
+            hello_timeout_ms: HELLO_TIMEOUT_MS,
+            connection_idle_ms: CONNECTION_IDLE_MS,
+            unfinished_frame_bytes_max: UNFINISHED_FRAME_BYTES_MAX,
+        }
+    }
+}
+
+impl ConnLimits {
+    pub fn is_default(&self) -> bool {
+        *self == ConnLimits::default()
+    }
+}
 const _: () = assert!(ACCEPT_BACKOFF_MS_MIN <= ACCEPT_BACKOFF_MS_MAX);
 
 /// Where and with whom one node runs.
@@ -146,6 +214,12 @@ pub struct HostConfig {
     /// OS. A fixed seed does not make a networked run reproducible, but it
     /// makes one node's choices repeatable given the same inputs.
     pub seed: Option<u64>,
+    /// The cluster secret: every connection must open with a hello that
+    /// carries it, and this node's writers send it. `None`: the cluster is
+    /// open (anyone who can reach the port may send frames), as before
+    /// secrets existed.
+    pub secret: Option<String>,
+    pub limits: ConnLimits,
 }
 
 impl HostConfig {
@@ -160,6 +234,8 @@ impl HostConfig {
             storage_dir: node.data_dir.clone(),
             app_id: None,
             seed: None,
+            secret: cluster.secret.clone(),
+            limits: cluster.limits,
         })
     }
 
@@ -447,7 +523,15 @@ where
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_MSGS_MAX);
         let (done_tx, all_done) = mpsc::channel::<()>(1);
 
-        let peers = spawn_writers(id, &config.peers, &shutdown_rx, &done_tx, &span);
+        if config.secret.is_none() && config.app_id.is_none() {
+            // Servers say it; a client of an open cluster needs no warning.
+            tracing::warn!(
+                "no cluster secret configured: any peer that reaches {local_addr} may send \
+                 frames as any node (set `secret` in cluster.toml)"
+            );
+        }
+        let hello = Arc::new(net::hello(config.secret.as_deref()));
+        let peers = spawn_writers(id, &config.peers, &hello, &shutdown_rx, &done_tx, &span);
         let (app_tx, app_rx) = match config.app_id {
             Some(app_id) => {
                 let (tx, rx) = mpsc::channel(APP_QUEUE_MSGS_MAX);
@@ -460,6 +544,7 @@ where
             accept_loop::<A::Msg>(
                 id,
                 listener,
+                net::Admission::new(config.limits, config.secret.as_deref()),
                 inbox_tx.clone(),
                 shutdown_rx.clone(),
                 done_tx.clone(),
