@@ -363,12 +363,13 @@ impl GlobalView for RunState {
     }
 
     fn range_in_focus(&self, chunk: ChunkHandle, from: Offset, to: Offset) -> bool {
+        // The ranges are sorted and merged before each check (`merge_ranges`).
         self.focus.is_none()
             || self.whole.contains(&chunk)
-            || self
-                .ranges
-                .get(&chunk)
-                .is_some_and(|rs| rs.iter().any(|(a, b)| *a < to && from < *b))
+            || self.ranges.get(&chunk).is_some_and(|rs| {
+                let i = rs.partition_point(|(_, end)| *end <= from);
+                rs.get(i).is_some_and(|(start, _)| *start < to)
+            })
     }
 
     fn ack_in_focus(&self, a: &Acked<Bytes>) -> bool {
@@ -576,6 +577,7 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
             st.focus = None;
         }
         st.settle_leases(step.clock_ns);
+        merge_ranges(&mut st.ranges);
         g.states_checked += 1;
         for (name, holds) in properties.iter() {
             if failed.contains(name) || holds(&st) {
@@ -626,6 +628,22 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
 fn focus(st: &mut RunState, chunk: ChunkHandle) {
     if let Some(f) = &mut st.focus {
         f.insert(chunk);
+    }
+}
+
+/// Sorts each chunk's changed ranges and merges those that overlap or
+/// touch (appends write one after another: most merge into one).
+fn merge_ranges(ranges: &mut BTreeMap<ChunkHandle, Vec<(Offset, Offset)>>) {
+    for rs in ranges.values_mut() {
+        rs.sort_unstable();
+        let mut merged: Vec<(Offset, Offset)> = Vec::with_capacity(rs.len());
+        for &(a, b) in rs.iter() {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        *rs = merged;
     }
 }
 
