@@ -8,6 +8,7 @@ use leasehold::config::ClusterConfig;
 use leasehold::frame::{self, Envelope};
 use leasehold::host::{ConnLimits, RunningHost};
 use leasehold::nodes::{self, NodeHooks, RealMsg};
+use leasehold::validate::{validate_dir, Check, Finding, ValidateOptions};
 use stateright::actor::Id;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -41,7 +42,8 @@ impl Cluster {
             .with_secret(Some(SECRET.into()))
             .unwrap()
             .with_limits(limits)
-            .unwrap();
+            .unwrap()
+            .with_trace_dir(Some(dir.path().join("traces")));
         config.write(&dir.path().join("cluster.toml")).unwrap();
         let servers =
             nodes::start_servers_with(&config, NodeHooks::default(), |_| NodeHooks::default())
@@ -80,10 +82,41 @@ impl Cluster {
         cmd
     }
 
+    /// Stops the servers and validates the run's traces (issue #9: every
+    /// TCP test's run must validate).
     async fn stop(self) {
+        self.stop_validated(false).await
+    }
+
+    /// [`Cluster::stop`] for a test that slipped frames of its own in as a
+    /// configured peer: the receivers' TRACE-2 findings (a message its
+    /// sender never sent) must occur, and nothing else.
+    async fn stop_forged(self) {
+        self.stop_validated(true).await
+    }
+
+    async fn stop_validated(self, forged: bool) {
         for s in self.servers {
             s.shutdown().await.unwrap();
         }
+        let traces = self.config.trace_dir.clone().expect("tests record traces");
+        let report = validate_dir(&traces, &ValidateOptions::default()).unwrap();
+        let (foreseen, failures): (Vec<&Finding>, Vec<&Finding>) = report
+            .failures
+            .iter()
+            .partition(|f| forged && f.check == Check::Trace2);
+        let failures: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+        assert!(
+            failures.is_empty() && report.failures_unlisted == 0,
+            "trace validation failed: {}\n{}",
+            report.summary(),
+            failures.join("\n")
+        );
+        assert!(report.steps_replayed > 0, "{}", report.summary());
+        assert!(
+            !forged || !foreseen.is_empty(),
+            "the forged frame left no trace"
+        );
     }
 }
 
@@ -271,7 +304,7 @@ async fn a_peer_without_the_secret_is_refused() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         client.shutdown().await;
-        c.stop().await;
+        c.stop_forged().await;
     })
     .await
 }
@@ -321,7 +354,7 @@ async fn a_one_mib_path_is_refused_and_the_master_keeps_nothing() {
         let bytes = std::fs::metadata(&storage).unwrap().len();
         assert!(bytes < 4096, "the master saved {bytes} bytes");
         client.shutdown().await;
-        c.stop().await;
+        c.stop_forged().await;
     })
     .await
 }
