@@ -427,6 +427,50 @@ fn bug_primary_never_replies_breaks_liveness() {
     assert!(r.doomed_states > 0, "{r:?}");
 }
 
+// Liveness after a fault (LIVE-2): a secondary that lost an Apply (in a
+// crash of its own, or in the network) reports the gap to the primary, so
+// the chunk moves again under the same lease.
+
+#[test]
+fn live_2_holds_after_a_crash_and_a_lost_apply() {
+    for (name, states) in [("live-crash", 27_223), ("live-lossy", 1_586)] {
+        let r = check_liveness(&ModelCfg::named(name).unwrap().into_model(), 1_000_000);
+        assert!(r.holds(), "{name}: {r:?}");
+        assert_eq!(r.states, states, "{name}");
+    }
+}
+
+#[test]
+fn live_crash_and_live_lossy_hold_and_reach_every_companion() {
+    // The liveness configurations' safety, with the gap reports' resends
+    // and skips (ORDER-1/2, APPEND-1..5 under them).
+    assert_eq!(exhaustive("live-crash").unique_states, 27_223);
+    assert_eq!(exhaustive("live-lossy").unique_states, 1_586);
+}
+
+/// Today's behaviour before the gap report: a secondary that lost the
+/// Apply before a held-back one waits for it while the lease lasts, and
+/// the lease lasts (it never runs out in these configurations).
+#[test]
+fn bug_secondary_waits_for_lost_serial_breaks_live_2() {
+    for name in ["live-crash", "live-lossy"] {
+        let model = ModelCfg::named(name)
+            .unwrap()
+            .with_bug(Bug::SecondaryWaitsForLostSerial)
+            .into_model();
+        let r = check_liveness(&model, 1_000_000);
+        assert!(r.complete, "{name}");
+        assert!(r.doomed_states > 0, "{name}: {r:?}");
+        let path = r.doomed_path.expect("a path to a doomed state");
+        // The doomed path loses an Apply: in a crash of the secondary that
+        // held back the next one, or in the network.
+        let lost = path
+            .iter()
+            .any(|s| s.starts_with("crash cs") || s.contains("lose "));
+        assert!(lost, "{name}: {path:#?}");
+    }
+}
+
 /// Every seeded bug has a test above that shows the checker catching it.
 #[test]
 fn every_seeded_bug_has_a_test() {

@@ -447,10 +447,11 @@ pub fn msg_fields(msg: &RealMsg) -> MsgFields {
             f.version = Some(*version);
             f.epoch = Some(stamp.epoch);
             f.serial = Some(stamp.serial);
-            f.offset = Some(match op {
-                ApplyOp::WriteAt { offset, .. } => *offset,
-                ApplyOp::PadTo { end } => *end,
-            });
+            f.offset = match op {
+                ApplyOp::WriteAt { offset, .. } => Some(*offset),
+                ApplyOp::PadTo { end } => Some(*end),
+                ApplyOp::Skip => None,
+            };
         }
         Msg::Applied { chunk, stamp, .. } => {
             f.chunk = Some(*chunk);

@@ -355,6 +355,12 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 );
                 self.apply_held(state, chunk, o);
             }
+            Msg::ApplyGap {
+                chunk,
+                version,
+                from,
+                until,
+            } => self.on_apply_gap(state, src, chunk, version, from, until, o),
             Msg::Applied {
                 chunk,
                 stamp,
@@ -406,6 +412,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                     self.fail_in_flight(s, chunk, o);
                 }
             }
+            Timer::HeldBack(chunk) => self.report_gap(state, chunk, o),
             Timer::AgeOut(data) => {
                 if self.cfg.bug == Bug::AgedOutDataKept {
                     return;
@@ -713,6 +720,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         let applied = match op {
             ApplyOp::WriteAt { offset, .. } => s.store.write_at(chunk, offset, &payload, stamp),
             ApplyOp::PadTo { end } => s.store.pad_to(chunk, end, stamp),
+            ApplyOp::Skip => unreachable!("a primary skips only in answer to a gap report"),
         };
         if let Err(e) = applied {
             return fail(o, Failure::Store(e));
@@ -861,15 +869,19 @@ impl<S: ChunkStore> ChunkserverActor<S> {
     ) {
         let chunk = a.chunk;
         let meta = state.store.meta(chunk);
+        // A skipped serial has nobody waiting for its answer.
+        let skip = a.op == ApplyOp::Skip;
         let reply = |o: &mut O<S>, result| {
-            o.send(
-                primary,
-                Msg::Applied {
-                    chunk,
-                    stamp: a.stamp,
-                    result,
-                },
-            )
+            if !skip {
+                o.send(
+                    primary,
+                    Msg::Applied {
+                        chunk,
+                        stamp: a.stamp,
+                        result,
+                    },
+                )
+            }
         };
         if a.version < meta.version || a.stamp.epoch < meta.applied.epoch {
             // From a lease older than one this replica already follows.
@@ -902,6 +914,12 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             let s = state.to_mut();
             s.held.push(a);
             s.held.sort_by_key(|h| (h.chunk, h.stamp));
+            if self.reports_gaps() {
+                o.set_timer(
+                    Timer::HeldBack(chunk),
+                    Durations::range(self.cfg.durations.held_back_ms),
+                );
+            }
             return;
         }
         let s = state.to_mut();
@@ -922,6 +940,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 None => Err(Failure::DataMissing),
             },
             ApplyOp::PadTo { end } => s.store.pad_to(chunk, end, a.stamp).map_err(Failure::Store),
+            // The primary no longer waits for this mutation: it failed.
+            // Nothing to write, and nobody to answer.
+            ApplyOp::Skip => Err(Failure::SecondaryFailed),
         };
         if result.is_err() {
             // The serial is used up even though it failed here, so later
@@ -932,7 +953,116 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         reply(o, result);
     }
 
+    /// Whether this secondary reports a serial it is missing. Only a lost
+    /// message or a crash leaves a gap for good, so without faults (no
+    /// reply timeouts) the timer is not armed and the model does not grow.
+    fn reports_gaps(&self) -> bool {
+        self.cfg.reply_timeouts && self.cfg.bug != Bug::SecondaryWaitsForLostSerial
+    }
+
+    /// `Timer::HeldBack`: the first mutation held back is still waiting
+    /// for an earlier serial of its lease. Ask its primary for the missing
+    /// serials, and keep asking while the gap stays open (the report, or
+    /// the answer, may be lost too).
+    fn report_gap(&self, state: &mut Cow<ChunkserverState<S>>, chunk: ChunkHandle, o: &mut O<S>) {
+        let meta = state.store.meta(chunk);
+        let Some(first) = state.held.iter().find(|h| h.chunk == chunk) else {
+            return;
+        };
+        o.set_timer(
+            Timer::HeldBack(chunk),
+            Durations::range(self.cfg.durations.held_back_ms),
+        );
+        // A mutation of a newer version waits for the master's NewVersion,
+        // not for the primary: nothing to ask.
+        if first.version != meta.version {
+            return;
+        }
+        let serial = if first.stamp.epoch == meta.applied.epoch {
+            meta.applied.serial + 1
+        } else {
+            1
+        };
+        o.send(
+            first.primary,
+            Msg::ApplyGap {
+                chunk,
+                version: first.version,
+                from: Stamp {
+                    epoch: first.stamp.epoch,
+                    serial,
+                },
+                until: first.stamp,
+            },
+        );
+    }
+
+    /// Primary side of a gap report: every serial the secondary lacks is
+    /// either still in flight here (send it again) or decided. A secondary
+    /// answers `Applied` Ok only once the mutation is durably in its store
+    /// (FAULT-1), so a decided serial it lacks was not acknowledged through
+    /// it: it failed ([00101]), and the secondary may use it up (`Skip`).
+    /// That holds whether or not this server still holds the lease: on
+    /// losing it, it failed everything in flight. A resent write whose
+    /// data the secondary no longer has fails there (`DataMissing`), which
+    /// fails the mutation and the client retries ([00107]).
+    #[allow(clippy::too_many_arguments)]
+    fn on_apply_gap(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        secondary: Id,
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        from: Stamp,
+        until: Stamp,
+        o: &mut O<S>,
+    ) {
+        if from.epoch != until.epoch || from.serial >= until.serial {
+            return;
+        }
+        // Serials of the lease this server holds that it has not issued are
+        // not its to decide (a report can only name issued ones).
+        let issued = match state.lease(chunk) {
+            Some(l) if l.epoch == from.epoch => l.next_serial,
+            _ => Serial::MAX,
+        };
+        for serial in from.serial..until.serial.min(issued) {
+            let stamp = Stamp {
+                epoch: from.epoch,
+                serial,
+            };
+            let op = match state
+                .in_flight
+                .iter()
+                .find(|m| m.chunk == chunk && m.stamp == stamp)
+            {
+                Some(m) if m.acked.contains(&secondary) => continue,
+                Some(m) => match m.offset {
+                    Some(offset) => ApplyOp::WriteAt {
+                        offset,
+                        data: m.data,
+                    },
+                    None => ApplyOp::PadTo {
+                        end: self.cfg.chunk_size,
+                    },
+                },
+                None => ApplyOp::Skip,
+            };
+            o.send(
+                secondary,
+                Msg::Apply {
+                    chunk,
+                    version,
+                    stamp,
+                    op,
+                },
+            );
+        }
+    }
+
     fn apply_held(&self, state: &mut Cow<ChunkserverState<S>>, chunk: ChunkHandle, o: &mut O<S>) {
+        let holding = |s: &ChunkserverState<S>| s.held.iter().any(|h| h.chunk == chunk);
+        let was_holding = holding(state);
         loop {
             let meta = state.store.meta(chunk);
             let next = state.held.iter().position(|h| {
@@ -943,10 +1073,16 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 };
                 h.chunk == chunk && h.version == meta.version && h.stamp.serial == expected
             });
-            let Some(i) = next else { return };
+            let Some(i) = next else { break };
             let h = state.to_mut().held.remove(i);
             let primary = h.primary;
             self.on_apply(state, primary, h, o);
+        }
+        // The timer is armed exactly while something of the chunk is held
+        // (cancelled only when that changes, so a duplicate Apply stays a
+        // step that changes nothing).
+        if was_holding && !holding(state) && self.reports_gaps() {
+            o.cancel_timer(Timer::HeldBack(chunk));
         }
     }
 }
