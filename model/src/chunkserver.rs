@@ -26,6 +26,7 @@ use crate::master::NodeStorage;
 use crate::msg::*;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use stateright::actor::{Id, Out};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -219,6 +220,35 @@ impl<S: ChunkStore> ChunkserverActor<S> {
     }
 
     pub fn on_msg(
+        &self,
+        id: Id,
+        state: &mut Cow<ChunkserverState<S>>,
+        src: Id,
+        msg: Msg<S::Payload>,
+        o: &mut O<S>,
+    ) {
+        if !self.reports_gaps() {
+            return self.handle_msg(id, state, src, msg, o);
+        }
+        // `Timer::HeldBack(chunk)` is armed exactly while the chunk has a
+        // serial gap: only messages change what is held or the replica's
+        // version, so it is set or cancelled here, where that changes (and
+        // a step that changes neither stays a step that changes nothing).
+        let before = gapped_chunks(state);
+        self.handle_msg(id, state, src, msg, o);
+        let after = gapped_chunks(state);
+        for &chunk in after.iter().filter(|c| !before.contains(c)) {
+            o.set_timer(
+                Timer::HeldBack(chunk),
+                Durations::range(self.cfg.durations.held_back_ms),
+            );
+        }
+        for &chunk in before.iter().filter(|c| !after.contains(c)) {
+            o.cancel_timer(Timer::HeldBack(chunk));
+        }
+    }
+
+    fn handle_msg(
         &self,
         id: Id,
         state: &mut Cow<ChunkserverState<S>>,
@@ -914,12 +944,6 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             let s = state.to_mut();
             s.held.push(a);
             s.held.sort_by_key(|h| (h.chunk, h.stamp));
-            if self.reports_gaps() {
-                o.set_timer(
-                    Timer::HeldBack(chunk),
-                    Durations::range(self.cfg.durations.held_back_ms),
-                );
-            }
             return;
         }
         let s = state.to_mut();
@@ -966,18 +990,13 @@ impl<S: ChunkStore> ChunkserverActor<S> {
     /// the answer, may be lost too).
     fn report_gap(&self, state: &mut Cow<ChunkserverState<S>>, chunk: ChunkHandle, o: &mut O<S>) {
         let meta = state.store.meta(chunk);
-        let Some(first) = state.held.iter().find(|h| h.chunk == chunk) else {
+        let Some(first) = first_behind_gap(state, chunk) else {
             return;
         };
         o.set_timer(
             Timer::HeldBack(chunk),
             Durations::range(self.cfg.durations.held_back_ms),
         );
-        // A mutation of a newer version waits for the master's NewVersion,
-        // not for the primary: nothing to ask.
-        if first.version != meta.version {
-            return;
-        }
         let serial = if first.stamp.epoch == meta.applied.epoch {
             meta.applied.serial + 1
         } else {
@@ -1061,8 +1080,6 @@ impl<S: ChunkStore> ChunkserverActor<S> {
     }
 
     fn apply_held(&self, state: &mut Cow<ChunkserverState<S>>, chunk: ChunkHandle, o: &mut O<S>) {
-        let holding = |s: &ChunkserverState<S>| s.held.iter().any(|h| h.chunk == chunk);
-        let was_holding = holding(state);
         loop {
             let meta = state.store.meta(chunk);
             let next = state.held.iter().position(|h| {
@@ -1073,18 +1090,39 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 };
                 h.chunk == chunk && h.version == meta.version && h.stamp.serial == expected
             });
-            let Some(i) = next else { break };
+            let Some(i) = next else { return };
             let h = state.to_mut().held.remove(i);
             let primary = h.primary;
             self.on_apply(state, primary, h, o);
         }
-        // The timer is armed exactly while something of the chunk is held
-        // (cancelled only when that changes, so a duplicate Apply stays a
-        // step that changes nothing).
-        if was_holding && !holding(state) && self.reports_gaps() {
-            o.cancel_timer(Timer::HeldBack(chunk));
+    }
+}
+
+/// The first mutation held back behind a serial gap of `chunk`: one of
+/// the replica's own version and of its current (or a newer) lease,
+/// which therefore waits for an earlier serial from its primary, never
+/// for the master. One of a newer version waits for the master's
+/// `NewVersion` (which the master's grant timeout covers), and one of an
+/// older lease will never be applied: neither is a gap to report.
+fn first_behind_gap<S: ChunkStore>(
+    state: &ChunkserverState<S>,
+    chunk: ChunkHandle,
+) -> Option<&HeldApply> {
+    let meta = state.store.meta(chunk);
+    state.held.iter().find(|h| {
+        h.chunk == chunk && h.version == meta.version && h.stamp.epoch >= meta.applied.epoch
+    })
+}
+
+/// The chunks with a serial gap (`first_behind_gap`), in held order.
+fn gapped_chunks<S: ChunkStore>(state: &ChunkserverState<S>) -> SmallVec<[ChunkHandle; 2]> {
+    let mut chunks = SmallVec::new();
+    for h in &state.held {
+        if !chunks.contains(&h.chunk) && first_behind_gap(state, h.chunk).is_some() {
+            chunks.push(h.chunk);
         }
     }
+    chunks
 }
 
 /// Tells each waiting client its mutation failed: this replica is not (or no

@@ -286,16 +286,6 @@ pub enum Msg<P> {
         stamp: Stamp,
         op: ApplyOp,
     },
-    /// Secondary to primary: mutations `from` up to (not including)
-    /// `until` never arrived, and `until` (held back, [00100]) waits behind
-    /// them. The primary sends each again, or `ApplyOp::Skip` for one it
-    /// no longer waits for, so the secondary can go on in serial order.
-    ApplyGap {
-        chunk: ChunkHandle,
-        version: ChunkVersion,
-        from: Stamp,
-        until: Stamp,
-    },
     /// Act 1260.
     Applied {
         chunk: ChunkHandle,
@@ -331,6 +321,17 @@ pub enum Msg<P> {
         chunk: ChunkHandle,
         offset: Offset,
         result: Result<P, Failure>,
+    },
+    /// Secondary to primary: mutations `from` up to (not including)
+    /// `until` never arrived, and `until` (held back, [00100]) waits behind
+    /// them. The primary sends each again, or `ApplyOp::Skip` for one it
+    /// no longer waits for, so the secondary can go on in serial order.
+    /// Last in the enum so that every earlier variant keeps its wire index.
+    ApplyGap {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        from: Stamp,
+        until: Stamp,
     },
 }
 
@@ -383,10 +384,6 @@ pub enum Timer {
     LeaseClock(ChunkHandle, u8),
     /// Pushed data not used by a mutation ages out of the buffer ([0095]).
     AgeOut(DataId),
-    /// A secondary has held back a mutation of this chunk (a serial before
-    /// it is missing, [00100]) for a while: it reports the gap to the
-    /// primary. Armed exactly while something of the chunk is held back.
-    HeldBack(ChunkHandle),
     // master
     /// The master's view of a lease runs out ([0091]).
     LeaseExpiry(ChunkHandle),
@@ -399,6 +396,12 @@ pub enum Timer {
     // client
     /// No reply in time: retry ([00101]).
     RequestTimeout,
+    // chunkserver, last so that every earlier timer keeps its trace index
+    /// A secondary has held back a mutation of this chunk behind a serial
+    /// gap (an earlier serial of its lease and version is missing,
+    /// [00100]) for a while: it reports the gap to the primary. Armed
+    /// exactly while the chunk has such a gap.
+    HeldBack(ChunkHandle),
 }
 
 /// Formats struct-like variants field by field, as derive(Debug) would.
