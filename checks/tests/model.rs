@@ -77,10 +77,11 @@ fn lossy_holds_and_reaches_every_companion() {
 }
 
 #[test]
-#[ignore = "9.3 million states, under two minutes; run with --ignored (see README)"]
+#[ignore = "10 million states, about three minutes; run with --ignored (see README)"]
 fn master_restart_holds_and_reaches_every_companion() {
+    // 9,277,133 before the gap report (as `master-crash`).
     let r = exhaustive("master-restart");
-    assert_eq!(r.unique_states, 9_277_133);
+    assert_eq!(r.unique_states, 10_042_141);
 }
 
 #[test]
