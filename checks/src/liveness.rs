@@ -14,6 +14,12 @@
 //! What it does not prove: that every infinite schedule succeeds; a cycle
 //! that could be left is allowed. It is exact for the explored graph, so it
 //! is only as good as the configuration's bounds (retries, grants, faults).
+//!
+//! Without faults this is LIVE-1. In a configuration with faults it is
+//! LIVE-2: the faults are bounded (the wrapper counts them), so every run
+//! has a last one, and success must stay reachable after it; there the
+//! network is `prompt_network` (a timeout fires only when nothing it waits
+//! for can still arrive), which is what "after the last fault" means.
 
 use leasehold_model::system::{all_succeeded, Action, LeaseholdModel, State};
 use stateright::Model;
@@ -31,6 +37,8 @@ pub struct LivenessReport {
     pub doomed_path: Option<Vec<String>>,
     /// False when the state cap stopped exploration.
     pub complete: bool,
+    /// The requirement checked: LIVE-1 without faults, LIVE-2 with them.
+    pub requirement: &'static str,
 }
 
 impl LivenessReport {
@@ -133,6 +141,11 @@ pub fn check_liveness(model: &LeaseholdModel, max_states: usize) -> LivenessRepo
         doomed_states: doomed.len(),
         doomed_path,
         complete,
+        requirement: if model.cfg.faulty() {
+            "LIVE-2"
+        } else {
+            "LIVE-1"
+        },
     }
 }
 
@@ -140,7 +153,13 @@ pub fn print_liveness(r: &LivenessReport, out: &mut impl Write) -> std::io::Resu
     let verdict = if r.holds() { "holds" } else { "VIOLATED" };
     writeln!(
         out,
-        "  {verdict:<11} liveness  LIVE-1 from every reachable state every client's operations can still all succeed ({} states, {} goal, {} doomed{})",
+        "  {verdict:<11} liveness  {} from every reachable state every client's operations can still all succeed{} ({} states, {} goal, {} doomed{})",
+        r.requirement,
+        if r.requirement == "LIVE-2" {
+            ", after the last fault"
+        } else {
+            ""
+        },
         r.states,
         r.goal_states,
         r.doomed_states,

@@ -447,10 +447,23 @@ pub fn msg_fields(msg: &RealMsg) -> MsgFields {
             f.version = Some(*version);
             f.epoch = Some(stamp.epoch);
             f.serial = Some(stamp.serial);
-            f.offset = Some(match op {
-                ApplyOp::WriteAt { offset, .. } => *offset,
-                ApplyOp::PadTo { end } => *end,
-            });
+            f.offset = match op {
+                ApplyOp::WriteAt { offset, .. } => Some(*offset),
+                ApplyOp::PadTo { end } => Some(*end),
+                ApplyOp::Skip => None,
+            };
+        }
+        Msg::ApplyGap {
+            chunk,
+            version,
+            from,
+            ..
+        } => {
+            // The first serial missing.
+            f.chunk = Some(*chunk);
+            f.version = Some(*version);
+            f.epoch = Some(from.epoch);
+            f.serial = Some(from.serial);
         }
         Msg::Applied { chunk, stamp, .. } => {
             f.chunk = Some(*chunk);
@@ -545,7 +558,11 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
             )
         };
     }
-    if notable {
+    if matches!(msg, Msg::ApplyGap { .. }) {
+        // A secondary lost Applies (a restart, or the network): worth a
+        // look whenever it happens.
+        event!(tracing::Level::WARN);
+    } else if notable {
         event!(tracing::Level::INFO);
     } else {
         event!(tracing::Level::DEBUG);

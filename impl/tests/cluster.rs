@@ -494,6 +494,109 @@ async fn a_killed_chunkserver_loses_no_acked_record_and_comes_back_stale() {
     .await
 }
 
+/// LIVE-2 over TCP (issues #10, #15): a secondary killed and restarted
+/// while a client appends lost the Applies sent while it was down, and
+/// before the gap report it held back every later one of the lease for
+/// good; the master kept extending the lease, so appends stalled until
+/// clients gave up (about 22 s). Now the restarted secondary reports the
+/// gap (`held_back_ms`, 200 ms here), the primary resends or skips the
+/// missing serials, and appends go on within two lease periods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_go_on_within_two_lease_periods_after_a_secondary_restarts() {
+    bounded(async {
+        let mut c = Cluster::start(2);
+        let path = "/logs/restart-secondary";
+        // One client appending with short pauses: some Apply is often on
+        // its way to the secondary when it goes down, and the run stays
+        // small enough for its trace to be replayed in seconds.
+        let client = c.client(0).await;
+        client.create(path).await.unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let appender = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let (mut acked, mut seq) = (Vec::new(), 0);
+                while !stop.load(Ordering::Relaxed) {
+                    let data = record_data(0, seq, 200);
+                    seq += 1;
+                    if let Ok(a) = client.record_append_detailed(path, &data).await {
+                        acked.push((Instant::now(), a, data));
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                client.shutdown().await;
+                acked
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // A secondary of the chunk being appended to.
+        let reader = c.client(1).await;
+        let stat = reader.stat(path).await.unwrap();
+        let chunk = stat.chunks.last().unwrap().clone();
+        let primary = chunk.primary.expect("a lease is held");
+        let secondary = *chunk.replicas.iter().find(|r| **r != primary).unwrap();
+        // Stopped first, so the Applies the primary sends it meanwhile wait
+        // in its socket unread, and the kill loses them (a crash loses what
+        // the kernel had not handed over yet).
+        let killed = Instant::now();
+        c.signal(secondary, Signal::SIGSTOP);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.kill(secondary);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.spawn(secondary);
+        let restarted = Instant::now();
+        let lease = Leases::Short.durations().lease_ms;
+        let bound = Duration::from_millis(2 * lease);
+        // Watched for the bound only: the run's trace is replayed whole.
+        tokio::time::sleep(bound).await;
+        stop.store(true, Ordering::Relaxed);
+        let acked = appender.await.unwrap();
+        let times: Vec<Instant> = acked.iter().map(|(at, _, _)| *at).collect();
+        let acked: Vec<(Appended, Vec<u8>)> = acked.into_iter().map(|(_, a, d)| (a, d)).collect();
+        let recovery = times
+            .iter()
+            .filter(|t| **t > restarted)
+            .map(|t| *t - restarted)
+            .min()
+            .expect("an append acknowledged after the restart");
+        let stall = times
+            .iter()
+            .filter(|t| **t > killed)
+            .map(|t| *t - killed)
+            .min()
+            .unwrap();
+        eprintln!(
+            "secondary {secondary} of chunk {} (primary {primary}): first ack {:?} after the \
+             restart, {:?} after the kill; {} acked in all",
+            chunk.chunk,
+            recovery,
+            stall,
+            acked.len()
+        );
+        assert!(
+            recovery <= bound,
+            "appends stalled {recovery:?} after the restart (bound {bound:?})"
+        );
+        // Appends went on after the recovery, not just one.
+        let after = times
+            .iter()
+            .filter(|t| **t > restarted + recovery && **t <= restarted + bound)
+            .count();
+        assert!(after > 5, "appends after the recovery: {after}");
+        // Whether an Apply was lost depends on timing (it must be on its
+        // way, or being handled, when the secondary goes down); a lost one
+        // is reported as a gap. impl/tests/held_back.rs loses one for sure.
+        // (Appending back to back loses one nearly every time, but a run of
+        // thousands of appends takes the trace validation over a minute.)
+        let gap = c.log(primary).contains("apply gap");
+        eprintln!("gap reported: {gap}");
+        check_acked(&c, &reader, path, &acked).await;
+        reader.shutdown().await;
+        c.validated();
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
     bounded(async {

@@ -5,7 +5,7 @@ use leasehold::frame::{self, Envelope, Parsed};
 use leasehold::nodes::RealMsg;
 use leasehold::Bytes;
 use leasehold_model::msg::{Failure, Msg, MutationKind};
-use leasehold_model::types::{DataId, StoreError};
+use leasehold_model::types::{DataId, Stamp, StoreError};
 use stateright::actor::Id;
 
 fn frame_of(src: usize, dst: usize, msg: RealMsg) -> Vec<u8> {
@@ -70,4 +70,26 @@ fn failure_with_a_store_error() {
         reason: Failure::Store(StoreError::Corrupt),
     };
     assert_eq!(frame_of(2, 4, msg), [0, 0, 0, 8, 2, 4, 25, 7, 4, 1, 9, 2]);
+}
+
+#[test]
+fn gap_report() {
+    // ApplyGap is variant 28, last, so every earlier index is unchanged:
+    // chunk, version, from (epoch, serial), until (epoch, serial).
+    let msg = Msg::ApplyGap {
+        chunk: 7,
+        version: 2,
+        from: Stamp {
+            epoch: 3,
+            serial: 5,
+        },
+        until: Stamp {
+            epoch: 3,
+            serial: 8,
+        },
+    };
+    assert_eq!(
+        frame_of(2, 1, msg),
+        [0, 0, 0, 9, 2, 1, 28, 7, 2, 3, 5, 3, 8]
+    );
 }

@@ -26,6 +26,7 @@ use crate::master::NodeStorage;
 use crate::msg::*;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 use stateright::actor::{Id, Out};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -226,6 +227,35 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         msg: Msg<S::Payload>,
         o: &mut O<S>,
     ) {
+        if !self.reports_gaps() {
+            return self.handle_msg(id, state, src, msg, o);
+        }
+        // `Timer::HeldBack(chunk)` is armed exactly while the chunk has a
+        // serial gap: only messages change what is held or the replica's
+        // version, so it is set or cancelled here, where that changes (and
+        // a step that changes neither stays a step that changes nothing).
+        let before = gapped_chunks(state);
+        self.handle_msg(id, state, src, msg, o);
+        let after = gapped_chunks(state);
+        for &chunk in after.iter().filter(|c| !before.contains(c)) {
+            o.set_timer(
+                Timer::HeldBack(chunk),
+                Durations::range(self.cfg.durations.held_back_ms),
+            );
+        }
+        for &chunk in before.iter().filter(|c| !after.contains(c)) {
+            o.cancel_timer(Timer::HeldBack(chunk));
+        }
+    }
+
+    fn handle_msg(
+        &self,
+        id: Id,
+        state: &mut Cow<ChunkserverState<S>>,
+        src: Id,
+        msg: Msg<S::Payload>,
+        o: &mut O<S>,
+    ) {
         match msg {
             Msg::PushData {
                 data,
@@ -355,6 +385,12 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 );
                 self.apply_held(state, chunk, o);
             }
+            Msg::ApplyGap {
+                chunk,
+                version,
+                from,
+                until,
+            } => self.on_apply_gap(state, src, chunk, version, from, until, o),
             Msg::Applied {
                 chunk,
                 stamp,
@@ -406,6 +442,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                     self.fail_in_flight(s, chunk, o);
                 }
             }
+            Timer::HeldBack(chunk) => self.report_gap(state, chunk, o),
             Timer::AgeOut(data) => {
                 if self.cfg.bug == Bug::AgedOutDataKept {
                     return;
@@ -713,6 +750,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         let applied = match op {
             ApplyOp::WriteAt { offset, .. } => s.store.write_at(chunk, offset, &payload, stamp),
             ApplyOp::PadTo { end } => s.store.pad_to(chunk, end, stamp),
+            ApplyOp::Skip => unreachable!("a primary skips only in answer to a gap report"),
         };
         if let Err(e) = applied {
             return fail(o, Failure::Store(e));
@@ -861,15 +899,19 @@ impl<S: ChunkStore> ChunkserverActor<S> {
     ) {
         let chunk = a.chunk;
         let meta = state.store.meta(chunk);
+        // A skipped serial has nobody waiting for its answer.
+        let skip = a.op == ApplyOp::Skip;
         let reply = |o: &mut O<S>, result| {
-            o.send(
-                primary,
-                Msg::Applied {
-                    chunk,
-                    stamp: a.stamp,
-                    result,
-                },
-            )
+            if !skip {
+                o.send(
+                    primary,
+                    Msg::Applied {
+                        chunk,
+                        stamp: a.stamp,
+                        result,
+                    },
+                )
+            }
         };
         if a.version < meta.version || a.stamp.epoch < meta.applied.epoch {
             // From a lease older than one this replica already follows.
@@ -922,6 +964,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 None => Err(Failure::DataMissing),
             },
             ApplyOp::PadTo { end } => s.store.pad_to(chunk, end, a.stamp).map_err(Failure::Store),
+            // The primary no longer waits for this mutation: it failed.
+            // Nothing to write, and nobody to answer.
+            ApplyOp::Skip => Err(Failure::SecondaryFailed),
         };
         if result.is_err() {
             // The serial is used up even though it failed here, so later
@@ -930,6 +975,108 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         }
         self.save(s, o);
         reply(o, result);
+    }
+
+    /// Whether this secondary reports a serial it is missing. Only a lost
+    /// message or a crash leaves a gap for good, so without faults (no
+    /// reply timeouts) the timer is not armed and the model does not grow.
+    fn reports_gaps(&self) -> bool {
+        self.cfg.reply_timeouts && self.cfg.bug != Bug::SecondaryWaitsForLostSerial
+    }
+
+    /// `Timer::HeldBack`: the first mutation held back is still waiting
+    /// for an earlier serial of its lease. Ask its primary for the missing
+    /// serials, and keep asking while the gap stays open (the report, or
+    /// the answer, may be lost too).
+    fn report_gap(&self, state: &mut Cow<ChunkserverState<S>>, chunk: ChunkHandle, o: &mut O<S>) {
+        let meta = state.store.meta(chunk);
+        let Some(first) = first_behind_gap(state, chunk) else {
+            return;
+        };
+        o.set_timer(
+            Timer::HeldBack(chunk),
+            Durations::range(self.cfg.durations.held_back_ms),
+        );
+        let serial = if first.stamp.epoch == meta.applied.epoch {
+            meta.applied.serial + 1
+        } else {
+            1
+        };
+        o.send(
+            first.primary,
+            Msg::ApplyGap {
+                chunk,
+                version: first.version,
+                from: Stamp {
+                    epoch: first.stamp.epoch,
+                    serial,
+                },
+                until: first.stamp,
+            },
+        );
+    }
+
+    /// Primary side of a gap report: every serial the secondary lacks is
+    /// either still in flight here (send it again) or decided. A secondary
+    /// answers `Applied` Ok only once the mutation is durably in its store
+    /// (FAULT-1), so a decided serial it lacks was not acknowledged through
+    /// it: it failed ([00101]), and the secondary may use it up (`Skip`).
+    /// That holds whether or not this server still holds the lease: on
+    /// losing it, it failed everything in flight. A resent write whose
+    /// data the secondary no longer has fails there (`DataMissing`), which
+    /// fails the mutation and the client retries ([00107]).
+    #[allow(clippy::too_many_arguments)]
+    fn on_apply_gap(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        secondary: Id,
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        from: Stamp,
+        until: Stamp,
+        o: &mut O<S>,
+    ) {
+        if from.epoch != until.epoch || from.serial >= until.serial {
+            return;
+        }
+        // Serials of the lease this server holds that it has not issued are
+        // not its to decide (a report can only name issued ones).
+        let issued = match state.lease(chunk) {
+            Some(l) if l.epoch == from.epoch => l.next_serial,
+            _ => Serial::MAX,
+        };
+        for serial in from.serial..until.serial.min(issued) {
+            let stamp = Stamp {
+                epoch: from.epoch,
+                serial,
+            };
+            let op = match state
+                .in_flight
+                .iter()
+                .find(|m| m.chunk == chunk && m.stamp == stamp)
+            {
+                Some(m) if m.acked.contains(&secondary) => continue,
+                Some(m) => match m.offset {
+                    Some(offset) => ApplyOp::WriteAt {
+                        offset,
+                        data: m.data,
+                    },
+                    None => ApplyOp::PadTo {
+                        end: self.cfg.chunk_size,
+                    },
+                },
+                None => ApplyOp::Skip,
+            };
+            o.send(
+                secondary,
+                Msg::Apply {
+                    chunk,
+                    version,
+                    stamp,
+                    op,
+                },
+            );
+        }
     }
 
     fn apply_held(&self, state: &mut Cow<ChunkserverState<S>>, chunk: ChunkHandle, o: &mut O<S>) {
@@ -949,6 +1096,33 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             self.on_apply(state, primary, h, o);
         }
     }
+}
+
+/// The first mutation held back behind a serial gap of `chunk`: one of
+/// the replica's own version and of its current (or a newer) lease,
+/// which therefore waits for an earlier serial from its primary, never
+/// for the master. One of a newer version waits for the master's
+/// `NewVersion` (which the master's grant timeout covers), and one of an
+/// older lease will never be applied: neither is a gap to report.
+fn first_behind_gap<S: ChunkStore>(
+    state: &ChunkserverState<S>,
+    chunk: ChunkHandle,
+) -> Option<&HeldApply> {
+    let meta = state.store.meta(chunk);
+    state.held.iter().find(|h| {
+        h.chunk == chunk && h.version == meta.version && h.stamp.epoch >= meta.applied.epoch
+    })
+}
+
+/// The chunks with a serial gap (`first_behind_gap`), in held order.
+fn gapped_chunks<S: ChunkStore>(state: &ChunkserverState<S>) -> SmallVec<[ChunkHandle; 2]> {
+    let mut chunks = SmallVec::new();
+    for h in &state.held {
+        if !chunks.contains(&h.chunk) && first_behind_gap(state, h.chunk).is_some() {
+            chunks.push(h.chunk);
+        }
+    }
+    chunks
 }
 
 /// Tells each waiting client its mutation failed: this replica is not (or no

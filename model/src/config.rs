@@ -88,10 +88,15 @@ pub enum Bug {
     /// A chunkserver forwards a push to the first server left on the chain
     /// (lowest id), not the closest one ([0096]).
     PushSkipsClosest,
+    /// A secondary that holds back a mutation behind a serial it never got
+    /// (lost in a crash or by the network) waits for it for ever instead of
+    /// reporting the gap to the primary: the chunk stalls while the lease
+    /// lasts (LIVE-2).
+    SecondaryWaitsForLostSerial,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 24] = [
+    pub const ALL: [Bug; 25] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -116,6 +121,7 @@ impl Bug {
         Bug::AgedOutDataKept,
         Bug::PrimarySkipsSizeCheck,
         Bug::PushSkipsClosest,
+        Bug::SecondaryWaitsForLostSerial,
     ];
 
     /// Kebab-case name used on the command line.
@@ -160,6 +166,11 @@ pub struct Durations {
     pub grant_timeout_ms: u64,
     /// How long a client waits for a reply before it retries.
     pub request_timeout_ms: u64,
+    /// How long a secondary holds back a mutation behind a missing serial
+    /// before it reports the gap to the primary (and again as long as the
+    /// gap stays open). Well inside the lease, so a lost Apply costs a
+    /// fraction of a lease period, not the lease.
+    pub held_back_ms: u64,
 }
 
 impl Durations {
@@ -179,6 +190,7 @@ impl Durations {
             age_out_ms: 60_000,
             grant_timeout_ms: 2_000,
             request_timeout_ms: 5_000,
+            held_back_ms: 2_000,
         }
     }
 
@@ -191,6 +203,7 @@ impl Durations {
             age_out_ms: 10_000,
             grant_timeout_ms: 500,
             request_timeout_ms: 1_500,
+            held_back_ms: 200,
         }
     }
 

@@ -329,6 +329,7 @@ impl Display for Op<'_> {
         match self.0 {
             ApplyOp::WriteAt { offset, data } => write!(f, "write {data:?} at {offset}"),
             ApplyOp::PadTo { end } => write!(f, "pad to {end}"),
+            ApplyOp::Skip => write!(f, "skip (failed at the primary)"),
         }
     }
 }

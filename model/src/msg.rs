@@ -38,6 +38,12 @@ pub enum ApplyOp {
     WriteAt { offset: Offset, data: DataId },
     /// Pad the replica from its end to `end` ([00105]).
     PadTo { end: Offset },
+    /// Use up the serial without changing the replica: the primary's answer
+    /// to a gap report for a mutation it no longer waits for. A secondary
+    /// acknowledges a mutation only once it holds it durably, so one it
+    /// lacks was never acknowledged through it and has failed ([00101]);
+    /// its region stays undefined, as after any failed mutation.
+    Skip,
 }
 
 /// Why an operation failed. Carried in failure replies so the client can
@@ -323,6 +329,17 @@ pub enum Msg<P> {
         offset: Offset,
         result: Result<P, Failure>,
     },
+    /// Secondary to primary: mutations `from` up to (not including)
+    /// `until` never arrived, and `until` (held back, [00100]) waits behind
+    /// them. The primary sends each again, or `ApplyOp::Skip` for one it
+    /// no longer waits for, so the secondary can go on in serial order.
+    /// Last in the enum so that every earlier variant keeps its wire index.
+    ApplyGap {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        from: Stamp,
+        until: Stamp,
+    },
 }
 
 impl<P> Msg<P> {
@@ -349,6 +366,7 @@ impl<P> Msg<P> {
             } => "act 1410 append request",
             Msg::Mutate { .. } => "act 1240 write request",
             Msg::Apply { .. } => "act 1250 apply",
+            Msg::ApplyGap { .. } => "act 1250 apply gap",
             Msg::Applied { .. } => "act 1260 applied",
             Msg::MutationDone { .. } => "act 1270 done",
             Msg::ChunkFull { .. } => "act 1440 chunk full",
@@ -385,6 +403,12 @@ pub enum Timer {
     // client
     /// No reply in time: retry ([00101]).
     RequestTimeout,
+    // chunkserver, last so that every earlier timer keeps its trace index
+    /// A secondary has held back a mutation of this chunk behind a serial
+    /// gap (an earlier serial of its lease and version is missing,
+    /// [00100]) for a while: it reports the gap to the primary. Armed
+    /// exactly while the chunk has such a gap.
+    HeldBack(ChunkHandle),
 }
 
 /// Formats struct-like variants field by field, as derive(Debug) would.
@@ -415,6 +439,7 @@ impl<P: Debug> Debug for Msg<P> {
             ChunkReport { incarnation, chunks },
             PushData { data, fragment, last, bytes, chain, client }, DataPushed { data },
             Mutate { chunk, epoch, kind, data }, Apply { chunk, version, stamp, op },
+            ApplyGap { chunk, version, from, until },
             Applied { chunk, stamp, result }, MutationDone { chunk, data, offset, stamp },
             ChunkFull { chunk, data }, MutationFailed { chunk, data, reason },
             Read { chunk, version, offset, len }, ReadReply { chunk, offset, result };

@@ -19,7 +19,7 @@
 use leasehold_model::chunkserver::{ChunkserverActor, ReplicaLease};
 use leasehold_model::client::ClientActor;
 use leasehold_model::master::{LeaseView, MasterActor, MasterDurable, MasterState, NodeStorage};
-use leasehold_model::msg::{ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
+use leasehold_model::msg::{ApplyOp, ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
 use leasehold_model::types::{ChunkHandle, ChunkVersion, Offset, Stamp, StoreError, StoreView};
 use leasehold_model::{Node, NodeState};
 use stateright::actor::{Command, Id, Out};
@@ -665,11 +665,25 @@ fn recorded_checks(
     open_primary: &BTreeMap<ChunkHandle, OpenLease>,
 ) {
     let mut late_reported: Vec<ChunkHandle> = vec![];
+    let answers_gap_report = matches!(
+        step.input,
+        TraceInput::Msg {
+            msg: Msg::ApplyGap { .. },
+            ..
+        }
+    );
     for c in &step.commands {
         let TraceCommand::Send { msg, .. } = c else {
             continue;
         };
         let (chunk, stamp, as_primary) = match msg {
+            // A skip uses up a serial that failed: nothing is applied.
+            Msg::Apply {
+                op: ApplyOp::Skip, ..
+            } => continue,
+            // Applies sent again in answer to a gap report were ordered
+            // (and checked) when first sent.
+            Msg::Apply { .. } if answers_gap_report => continue,
             Msg::Apply { chunk, stamp, .. } => (*chunk, *stamp, true),
             Msg::Applied {
                 chunk,

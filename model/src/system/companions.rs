@@ -143,3 +143,11 @@ pub(super) fn held_back(model: &LeaseholdModel, s: &State) -> bool {
 pub(super) fn lease_expired_and_regranted(_: &LeaseholdModel, s: &State) -> bool {
     s.history.grants.iter().any(|(_, e, _)| *e >= 2)
 }
+
+/// A gap report was answered (resent or skipped serials) and nothing is
+/// held back any more, with every operation done.
+pub(super) fn gap_reported_and_closed(model: &LeaseholdModel, s: &State) -> bool {
+    s.history.gap_reported
+        && model.live_chunkservers(s).all(|(_, cs)| cs.held.is_empty())
+        && all_succeeded(model, s)
+}

@@ -39,6 +39,9 @@ pub struct ModelCfg {
     /// delayed forever look the same to every actor.
     pub delays: bool,
     pub lossy: bool,
+    /// Apply messages the network may lose in all, without `lossy` (a
+    /// bounded fault, counted in the history like crashes).
+    pub apply_losses: u8,
     pub duplicating: bool,
     pub chunkserver_crashes: u8,
     pub master_crashes: u8,
@@ -50,6 +53,13 @@ pub struct ModelCfg {
     pub push_buffers_max: u32,
     pub push_buffer_units_max: u64,
     pub mutations_in_flight_max: u32,
+    /// The network delivers what can still arrive before a reply timeout
+    /// fires: a client's, the master's or a held-back secondary's timeout
+    /// fires only once no message to or from it can still take effect (it
+    /// was lost, or its receiver ignores it; one to a crashed server still
+    /// arrives after the restart). LIVE-2's "after the last fault": faults
+    /// stay arbitrary, timing does not, and unbounded retries stay finite.
+    pub prompt_network: bool,
     pub bug: Bug,
 }
 
@@ -71,6 +81,7 @@ impl ModelCfg {
             lease_expiries: 0,
             delays: false,
             lossy: false,
+            apply_losses: 0,
             duplicating: false,
             chunkserver_crashes: 0,
             master_crashes: 0,
@@ -78,6 +89,7 @@ impl ModelCfg {
             push_buffers_max: 4,
             push_buffer_units_max: u64::MAX,
             mutations_in_flight_max: 4,
+            prompt_network: false,
             bug: Bug::None,
         };
         let cfg = match name {
@@ -243,12 +255,41 @@ impl ModelCfg {
                 master_crashes: 1,
                 ..base
             },
+            // LIVE-2: liveness after a fault. One chunkserver crash-restart
+            // while one client appends (retrying without bound, as the TCP
+            // client does); the lease never runs out and is never extended,
+            // so only the protocol itself can get a stalled chunk moving
+            // again: a new epoch would hide a secondary that waits for a
+            // serial it lost.
+            "live-crash" => ModelCfg {
+                name: "live-crash",
+                // Two servers and two clients: the smallest shape in which
+                // a secondary holds back one client's Apply behind the
+                // other's (three servers: 1.77 million states, 28 s).
+                chunkservers: 2,
+                appends: vec![1, 1],
+                lease_grants_max: 2,
+                client_retries_max: u32::MAX,
+                chunkserver_crashes: 1,
+                prompt_network: true,
+                ..base
+            },
+            // LIVE-2 with one lost message instead of a crash: a lost
+            // Apply leaves a secondary holding back the client's retry.
+            "live-lossy" => ModelCfg {
+                name: "live-lossy",
+                lease_grants_max: 2,
+                client_retries_max: u32::MAX,
+                apply_losses: 1,
+                prompt_network: true,
+                ..base
+            },
             _ => return None,
         };
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 18] = [
+    pub const NAMES: [&'static str; 20] = [
         "tiny",
         "small",
         "pad",
@@ -267,6 +308,8 @@ impl ModelCfg {
         "master-crash",
         "limits",
         "push-budget",
+        "live-crash",
+        "live-lossy",
     ];
 
     /// Overrides one field by name (`key=value`), for experiments from the
@@ -297,6 +340,7 @@ impl ModelCfg {
             "lease_expiries" => self.lease_expiries = num()? as u8,
             "delays" => self.delays = flag()?,
             "lossy" => self.lossy = flag()?,
+            "apply_losses" => self.apply_losses = num()? as u8,
             "duplicating" => self.duplicating = flag()?,
             "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
             "master_crashes" => self.master_crashes = num()? as u8,
@@ -304,6 +348,7 @@ impl ModelCfg {
             "push_buffers_max" => self.push_buffers_max = num()?,
             "push_buffer_units_max" => self.push_buffer_units_max = u64::from(num()?),
             "mutations_in_flight_max" => self.mutations_in_flight_max = num()?,
+            "prompt_network" => self.prompt_network = flag()?,
             _ => return Err(format!("unknown configuration field {key:?}")),
         }
         Ok(())
@@ -325,9 +370,11 @@ impl ModelCfg {
         self.appends.len().max(self.writes.len())
     }
 
-    pub(super) fn faulty(&self) -> bool {
+    /// Whether the environment injects faults (and actors time out).
+    pub fn faulty(&self) -> bool {
         self.delays
             || self.lossy
+            || self.apply_losses > 0
             || self.duplicating
             || self.chunkserver_crashes > 0
             || self.master_crashes > 0
@@ -493,7 +540,7 @@ impl ModelCfg {
         let inner = ActorModel::new(self.clone(), History::default())
             .actors(actors)
             .init_network(network)
-            .lossy_network(if self.lossy {
+            .lossy_network(if self.lossy || self.apply_losses > 0 {
                 LossyNetwork::Yes
             } else {
                 LossyNetwork::No

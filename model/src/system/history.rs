@@ -17,6 +17,9 @@ pub struct History {
     pub chunkserver_crashes: u8,
     pub master_crashes: u8,
     pub lease_expiries: u8,
+    /// Apply messages the network lost (counted only where
+    /// `apply_losses` bounds them, so unbounded loss adds no states).
+    pub losses: u8,
     /// Per (node, chunk): the last mutation it applied, as announced by its
     /// `Apply` (primary) or successful `Applied` (secondary) messages.
     pub applied: SmallVec<[(Id, ChunkHandle, Stamp); 6]>,
@@ -33,6 +36,8 @@ pub struct History {
     pub revoked: LeaseEpoch,
     /// A mutation failed because its pushed data was gone (aged out).
     pub data_missing: bool,
+    /// A secondary reported a gap in the serials it was sent (LIVE-2).
+    pub gap_reported: bool,
     /// The lease clocks (chunkserver, chunk, clock) each chunk's master
     /// expiry waits for: those running when the master last armed it.
     pub expiry_waits: SmallVec<[(Id, ChunkHandle, u8); 2]>,
@@ -104,6 +109,16 @@ impl History {
                     ..h.clone()
                 })
             }
+            // A skip applies nothing at the primary, and a resend answers a
+            // gap report: neither is the primary applying a mutation.
+            Msg::Apply {
+                op: ApplyOp::Skip, ..
+            } => None,
+            Msg::Apply { chunk, stamp, .. } if h.resends(env.src, *chunk, *stamp) => None,
+            Msg::ApplyGap { .. } => (!h.gap_reported).then(|| History {
+                gap_reported: true,
+                ..h.clone()
+            }),
             Msg::Apply { chunk, stamp, .. } => Some(h.with_applied(env.src, *chunk, *stamp, true)),
             Msg::Applied {
                 chunk,
@@ -163,6 +178,15 @@ impl History {
             }
             _ => None,
         }
+    }
+
+    /// Whether `node`'s Apply of `stamp` is a resend: a primary takes the
+    /// serials of its lease in increasing order ([0099]), so an earlier
+    /// serial of the same epoch than one it already sent is not new.
+    fn resends(&self, node: Id, chunk: ChunkHandle, stamp: Stamp) -> bool {
+        self.applied.iter().any(|(n, c, last)| {
+            *n == node && *c == chunk && last.epoch == stamp.epoch && stamp.serial < last.serial
+        })
     }
 
     fn with_applied(

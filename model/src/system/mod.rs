@@ -319,6 +319,12 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             held_back,
         ));
     }
+    if appends && (cfg.chunkserver_crashes > 0 || cfg.apply_losses > 0) && cfg.prompt_network {
+        p.push(Property::sometimes(
+            "LIVE-2 reached: a secondary reported a gap, it closed, and every append was acked",
+            gap_reported_and_closed,
+        ));
+    }
     p
 }
 

@@ -8,7 +8,7 @@ use crate::msg::*;
 use crate::types::*;
 use crate::NodeState;
 use smallvec::SmallVec;
-use stateright::actor::{Actor, ActorModel, ActorModelAction, Command, Envelope, Id, Out};
+use stateright::actor::{Actor, ActorModel, ActorModelAction, Command, Envelope, Id, Network, Out};
 use stateright::{Model, Path, Property};
 use std::borrow::Cow;
 
@@ -106,6 +106,53 @@ impl LeaseholdModel {
         next.history.expiry_waits = waits;
     }
 
+    /// Whether a message is in flight (to or from `node`, if given) that
+    /// its receiver would act on, now or after its restart if it is down:
+    /// whatever a timeout waits for may still come (`prompt_network`).
+    fn can_still_arrive(&self, s: &State, node: Option<Id>) -> bool {
+        let involves =
+            |e: &Envelope<&Msg<RecordToken>>| node.is_none_or(|n| e.src == n || e.dst == n);
+        s.network.iter_deliverable().filter(involves).any(|e| {
+            let i = usize::from(e.dst);
+            if s.crashed[i] {
+                return true;
+            }
+            let mut out = Out::new();
+            let mut state = Cow::Borrowed(&*s.actor_states[i]);
+            self.inner.actors[i].on_msg(e.dst, &mut state, e.src, e.msg.clone(), &mut out);
+            matches!(state, Cow::Owned(_)) || out.iter().next().is_some()
+        })
+    }
+
+    /// Whether a live chunkserver waits to report a gap.
+    fn holding_back(&self, s: &State) -> bool {
+        self.live_chunkservers(s).any(|(id, _)| {
+            s.timers_set[usize::from(id)]
+                .iter()
+                .any(|t| matches!(t, Timer::HeldBack(_)))
+        })
+    }
+
+    /// Keeps one copy of each message in flight: of gap reports and of the
+    /// Applies sent again in answer to them (`all` false), or of every
+    /// message (`all`: `prompt_network`, where a client retrying without
+    /// bound repeats its requests). Resends repeat what may still be in
+    /// flight, and two identical copies behave as one: the receiver of a
+    /// repeat ignores it (an Apply already applied or held, a reply to an
+    /// answered request) or answers it again the same way. Keeping one,
+    /// the other delayed for ever as the network may do anyway, keeps
+    /// resend loops finite.
+    fn merge_copies(next: &mut State, all: bool) {
+        if let Network::UnorderedNonDuplicating(m) = &mut next.network {
+            for (env, n) in m.iter_mut() {
+                let resend = matches!(env.msg, Msg::Apply { .. } | Msg::ApplyGap { .. });
+                if *n > 1 && (all || resend) {
+                    *n = 1;
+                }
+            }
+        }
+    }
+
     fn allowed(&self, s: &State, action: &Action) -> bool {
         match action {
             ActorModelAction::Timeout(id, timer) => match timer {
@@ -119,6 +166,24 @@ impl LeaseholdModel {
                 }
                 Timer::StartupQuiet => !self.lease_clock_running(s),
                 Timer::LeaseClock(..) => s.history.lease_expiries < self.cfg.lease_expiries,
+                // A client or the master waits for a chain of replies: its
+                // timeout fires once nothing anywhere can still move.
+                // A held-back secondary's report (`held_back_ms`) comes
+                // well before a client or the master gives up.
+                Timer::RequestTimeout | Timer::GrantTimeout(_) if self.cfg.prompt_network => {
+                    !self.can_still_arrive(s, None) && !self.holding_back(s)
+                }
+                // A secondary waits for its own Applies only: clients that
+                // keep retrying elsewhere must not hold its report back.
+                // Under `delays` too: there every message may wait behind
+                // any step, so a report racing each delayed Apply multiplies
+                // the space (`writes`: 0.8 million states to over 11
+                // million); a report while the missing Apply is still on
+                // its way is checked where the network drops or delivers
+                // (`crash`, `lossy`, `master-crash`).
+                Timer::HeldBack(_) if self.cfg.prompt_network || self.cfg.delays => {
+                    !self.can_still_arrive(s, Some(*id))
+                }
                 _ => {
                     let _ = id;
                     true
@@ -132,6 +197,11 @@ impl LeaseholdModel {
                 } else {
                     false
                 }
+            }
+            ActorModelAction::Drop(env) => {
+                self.cfg.lossy
+                    || (matches!(env.msg, Msg::Apply { .. })
+                        && s.history.losses < self.cfg.apply_losses)
             }
             _ => true,
         }
@@ -384,10 +454,25 @@ impl Model for LeaseholdModel {
         // timing fault.
         let expiry = matches!(&action, ActorModelAction::Timeout(_, Timer::LeaseClock(..)));
         let armed = self.expiry_armed_by(last, &action);
+        let lost = matches!(&action, ActorModelAction::Drop(_));
         let action_copy = self.step_kind(&action);
+        let resends = matches!(
+            &action,
+            ActorModelAction::Timeout(_, Timer::HeldBack(_))
+                | ActorModelAction::Deliver {
+                    msg: Msg::ApplyGap { .. },
+                    ..
+                }
+        );
         let mut next = self.inner.next_state(last, action)?;
+        if resends || self.cfg.prompt_network {
+            Self::merge_copies(&mut next, self.cfg.prompt_network);
+        }
         if expiry {
             next.history.lease_expiries += 1;
+        }
+        if lost && !self.cfg.lossy {
+            next.history.losses += 1;
         }
         self.settle_expiry_waits(&mut next, &armed);
         self.record_starts(last, &mut next);
