@@ -5,12 +5,15 @@
 //! never reports a serial it lacks) the client's retry is held back behind
 //! the lost serial and appends stall past two lease periods; without it
 //! the secondary reports the gap, the primary sends the lost Apply again,
-//! and appends go on well inside them. `impl/tests/cluster.rs` has a
-//! secondary killed and restarted, with trace validation.
+//! and appends go on well inside them. Both runs record traces and must
+//! validate (the bug is one of liveness: the nodes that ran it break no
+//! safety property). `impl/tests/cluster.rs` has a secondary killed and
+//! restarted.
 
 use leasehold::client::Client;
 use leasehold::config::{ClusterConfig, Leases};
 use leasehold::nodes::{self, NodeHooks};
+use leasehold::validate::{validate_dir, Report, ValidateOptions};
 use leasehold_model::config::Bug;
 use leasehold_model::msg::Msg;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,14 +29,16 @@ const WATCH: Duration = Duration::from_secs(6);
 const LOST: Duration = Duration::from_secs(30);
 
 /// The first acknowledgement after an Apply to a secondary is lost,
-/// measured from the loss (`None`: none within `WATCH`).
-async fn recovery_after_a_lost_apply(bug: Bug) -> Option<Duration> {
+/// measured from the loss (`None`: none within `WATCH`), and the run's
+/// trace validation.
+async fn recovery_after_a_lost_apply(bug: Bug) -> (Option<Duration>, Report) {
     let dir = tempfile::tempdir().unwrap();
     let config = ClusterConfig::local_with_clients(3, 2, dir.path())
         .unwrap()
         .with_chunk_bytes(CHUNK_BYTES)
         .unwrap()
-        .with_leases(Leases::Short);
+        .with_leases(Leases::Short)
+        .with_trace_dir(Some(dir.path().join("traces")));
     // The secondary (id + 1) whose next Apply is lost (0: none), and when
     // it was.
     let victim = Arc::new(AtomicU64::new(0));
@@ -95,17 +100,26 @@ async fn recovery_after_a_lost_apply(bug: Bug) -> Option<Duration> {
     for s in servers {
         s.shutdown().await.unwrap();
     }
+    let traces = config.trace_dir.clone().expect("traced");
+    let report = validate_dir(&traces, &ValidateOptions::default()).unwrap();
     // One client appends one record at a time: the append whose Apply was
     // lost is acknowledged first of all after the loss, or none is.
     let lost = lost_at
         .lock()
         .unwrap()
         .expect("an Apply to the secondary was lost");
-    acked
+    let first = acked
         .iter()
         .filter(|t| **t > lost && **t < lost + WATCH)
         .map(|t| *t - lost)
-        .min()
+        .min();
+    (first, report)
+}
+
+fn assert_validated(r: &Report) {
+    let failures: Vec<String> = r.failures.iter().map(|f| f.to_string()).collect();
+    assert!(r.is_clean(), "{}\n{}", r.summary(), failures.join("\n"));
+    assert!(r.steps_replayed > 0, "{}", r.summary());
 }
 
 fn two_lease_periods() -> Duration {
@@ -114,9 +128,10 @@ fn two_lease_periods() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secondary_that_lost_an_apply_reports_the_gap_and_appends_go_on() {
-    let r = tokio::time::timeout(TEST_TIMEOUT, recovery_after_a_lost_apply(Bug::None))
+    let (r, report) = tokio::time::timeout(TEST_TIMEOUT, recovery_after_a_lost_apply(Bug::None))
         .await
         .expect("test ran past its time bound");
+    assert_validated(&report);
     eprintln!("first ack after the loss: {r:?}");
     let r = r.expect("an append acknowledged after the loss");
     assert!(r <= two_lease_periods(), "{r:?}");
@@ -125,9 +140,10 @@ async fn a_secondary_that_lost_an_apply_reports_the_gap_and_appends_go_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secondary_that_waits_for_lost_serials_stalls_appends() {
     let bug = Bug::SecondaryWaitsForLostSerial;
-    let r = tokio::time::timeout(TEST_TIMEOUT, recovery_after_a_lost_apply(bug))
+    let (r, report) = tokio::time::timeout(TEST_TIMEOUT, recovery_after_a_lost_apply(bug))
         .await
         .expect("test ran past its time bound");
+    assert_validated(&report);
     eprintln!("first ack after the loss, with the bug: {r:?}");
     assert!(
         r.is_none_or(|r| r > two_lease_periods()),
