@@ -1,0 +1,98 @@
+//! Leases on the chunkserver's side ([0090], [0091]): a grant taken on the
+//! clock its request started, and a lease dropped with everything waiting
+//! on it.
+
+use super::*;
+
+impl<S: ChunkStore> ChunkserverActor<S> {
+    pub(super) fn accept_grant(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+        version: ChunkVersion,
+        secondaries: Vec<Id>,
+        o: &mut O<S>,
+    ) {
+        let s = state.to_mut();
+        if version > s.store.meta(chunk).version {
+            // The master moved the version on past silent replicas.
+            if s.store.set_version(chunk, version).is_err() {
+                return;
+            }
+            self.save(s, o);
+        }
+        let l = s.lease_mut(chunk);
+        if l.epoch != epoch {
+            // Only reachable with the late-grant bug: a grant for a lease
+            // this replica never requested.
+            l.next_serial = 1;
+            l.extensions = 0;
+        }
+        let late = !l.requested;
+        l.epoch = epoch;
+        l.holding = true;
+        l.requested = false;
+        l.secondaries = secondaries;
+        // LEASE-2: the lease runs on the clock its request started, so it
+        // ends no later than `lease_ms` after the request left, however
+        // late the grant came; the previous lease's clock, if this grants
+        // an extension, is done.
+        o.cancel_timer(Timer::LeaseClock(chunk, 1 - l.clock));
+        if late || self.cfg.bug == Bug::GrantRestartsLeaseClock {
+            // Only with a seeded bug: a clock started at the grant, which
+            // outlasts the master's once the grant was delayed.
+            o.set_timer(
+                Timer::LeaseClock(chunk, l.clock),
+                Durations::range(self.cfg.durations.lease_ms),
+            );
+        }
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut s.early)
+            .into_iter()
+            .partition(|m| m.chunk == chunk && m.epoch == epoch);
+        s.early = waiting;
+        for m in ready {
+            self.on_mutate(state, m.client, m.chunk, m.epoch, m.kind, m.data, o);
+        }
+    }
+
+    pub(super) fn drop_lease(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        chunk: ChunkHandle,
+        o: &mut O<S>,
+    ) {
+        let s = state.to_mut();
+        let l = s.lease_mut(chunk);
+        l.holding = false;
+        l.requested = false;
+        o.cancel_timer(Timer::LeaseClock(chunk, 0));
+        o.cancel_timer(Timer::LeaseClock(chunk, 1));
+        self.fail_in_flight(s, chunk, o);
+        self.fail_early(s, chunk, o);
+    }
+
+    /// The grant that early mutations waited for will not count any more.
+    pub(super) fn fail_early(&self, s: &mut ChunkserverState<S>, chunk: ChunkHandle, o: &mut O<S>) {
+        let (failed, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut s.early)
+            .into_iter()
+            .partition(|m| m.chunk == chunk);
+        s.early = kept;
+        not_primary(chunk, failed.iter().map(|m| (m.client, m.data)), o);
+    }
+
+    /// A primary that lost its lease cannot complete its mutations: fail
+    /// them so clients retry ([00101]); the data may already be on some
+    /// replicas, which at-least-once append allows ([00107]).
+    pub(super) fn fail_in_flight(
+        &self,
+        s: &mut ChunkserverState<S>,
+        chunk: ChunkHandle,
+        o: &mut O<S>,
+    ) {
+        let (failed, kept): (Vec<_>, Vec<_>) =
+            s.in_flight.drain(..).partition(|m| m.chunk == chunk);
+        s.in_flight = kept;
+        not_primary(chunk, failed.iter().map(|m| (m.client, m.data)), o);
+    }
+}

@@ -1,0 +1,469 @@
+//! The chunkserver: replica storage, push buffers, and the primary and
+//! secondary roles of the mutation protocol.
+//!
+//! * Data push ([0095]–[0098]): pushed data is buffered until a mutation uses
+//!   it or it ages out. Each fragment is forwarded at once to the closest
+//!   server of the chain that has not had it, so a push is pipelined; the end
+//!   of the chain tells the client that every replica has the data.
+//! * Leases ([0090], [0091]): a replica offered a lease requests it and starts
+//!   a lease clock at that moment; a grant that arrives after that clock ran
+//!   out is ignored, and a grant in time makes that same clock the lease's,
+//!   so the lease ends no later than `lease_ms` after its request left. While
+//!   it mutates, the primary asks for extensions, each on a clock of its own
+//!   started with its request; the lease keeps running on the old clock
+//!   until the extension is granted (LEASE-2). A replica that has applied
+//!   anything of a newer lease never writes as primary under an older one.
+//! * Primary ([0099], [00104]–[00106]): assigns consecutive serial numbers,
+//!   applies each mutation, forwards it to the secondaries, and answers the
+//!   client only when every secondary applied it ([00101]). A record append
+//!   goes at the primary's end of the chunk; one that does not fit pads the
+//!   chunk on every replica and sends the client to the next chunk.
+//! * Secondary ([00100]): applies strictly in serial order, holding back
+//!   mutations that arrive early; writes exactly at the primary's offset.
+//!
+//! Files: this one holds the state, the start and the dispatch of messages
+//! and timers; [`push`], [`lease`], [`primary`] and [`secondary`] the
+//! handlers of each role.
+
+use crate::config::{Bug, Durations, ProtocolCfg};
+use crate::master::NodeStorage;
+use crate::msg::*;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+use stateright::actor::{Id, Out};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+mod lease;
+mod primary;
+mod push;
+mod secondary;
+
+use primary::not_primary;
+use secondary::gapped_chunks;
+
+/// A chunkserver's view of its lease on one chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplicaLease {
+    pub chunk: ChunkHandle,
+    /// The epoch of the lease held, or being requested.
+    pub epoch: LeaseEpoch,
+    /// Granted and its clock has not run out: this replica is the primary.
+    pub holding: bool,
+    /// A request (new lease or extension) whose clock is still running.
+    pub requested: bool,
+    /// Which of the two lease clocks ([`Timer::LeaseClock`]) the latest
+    /// request started: while `requested`, the pending request's; otherwise
+    /// the held lease's. A held lease with a request pending runs on the
+    /// other one.
+    pub clock: u8,
+    pub secondaries: Vec<Id>,
+    /// The serial number the next mutation gets ([0099]).
+    pub next_serial: Serial,
+    pub extensions: u32,
+}
+
+/// Data pushed by a client, kept until used or aged out ([0095]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Buffered<P> {
+    pub data: DataId,
+    pub fragments: Vec<P>,
+    pub complete: bool,
+}
+
+/// A mutation the primary applied and forwarded, awaiting secondaries.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InFlight {
+    pub chunk: ChunkHandle,
+    pub stamp: Stamp,
+    pub client: Id,
+    pub data: DataId,
+    /// `None` for a pad: the client is sent to the next chunk.
+    pub offset: Option<Offset>,
+    pub acked: Vec<Id>,
+}
+
+/// A client's mutation that reached the chosen replica before the master's
+/// grant did. The master names a primary to clients only after granting, so
+/// the grant is on its way; the mutation waits for it (or for the request's
+/// clock to run out).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EarlyMutate {
+    pub client: Id,
+    pub chunk: ChunkHandle,
+    pub epoch: LeaseEpoch,
+    pub kind: MutationKind,
+    pub data: DataId,
+}
+
+/// A forwarded mutation that arrived before its turn ([00100]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HeldApply {
+    pub primary: Id,
+    pub chunk: ChunkHandle,
+    pub version: ChunkVersion,
+    pub stamp: Stamp,
+    pub op: ApplyOp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChunkserverState<S: ChunkStore> {
+    pub store: S,
+    pub leases: Vec<ReplicaLease>,
+    pub buffer: Vec<Buffered<S::Payload>>,
+    pub in_flight: Vec<InFlight>,
+    pub held: Vec<HeldApply>,
+    pub early: Vec<EarlyMutate>,
+}
+
+impl ReplicaLease {
+    /// The clock the held lease runs on (meaningful while `holding`).
+    pub fn held_clock(&self) -> u8 {
+        if self.requested {
+            1 - self.clock
+        } else {
+            self.clock
+        }
+    }
+}
+
+impl<S: ChunkStore> ChunkserverState<S> {
+    pub fn lease(&self, chunk: ChunkHandle) -> Option<&ReplicaLease> {
+        self.leases.iter().find(|l| l.chunk == chunk)
+    }
+
+    /// The timer whose expiry ends this replica's lease of `chunk`, if it
+    /// holds it (trace validation reads the lease's deadline from it).
+    pub fn lease_timer(&self, chunk: ChunkHandle) -> Option<Timer> {
+        self.lease(chunk)
+            .filter(|l| l.holding)
+            .map(|l| Timer::LeaseClock(chunk, l.held_clock()))
+    }
+
+    /// Whether this replica is the primary of `chunk` right now.
+    pub fn is_primary(&self, chunk: ChunkHandle) -> bool {
+        self.lease(chunk).is_some_and(|l| l.holding)
+    }
+
+    fn lease_mut(&mut self, chunk: ChunkHandle) -> &mut ReplicaLease {
+        let i = match self.leases.iter().position(|l| l.chunk == chunk) {
+            Some(i) => i,
+            None => {
+                self.leases.push(ReplicaLease {
+                    chunk,
+                    epoch: 0,
+                    holding: false,
+                    requested: false,
+                    clock: 0,
+                    secondaries: vec![],
+                    next_serial: 1,
+                    extensions: 0,
+                });
+                self.leases.sort_by_key(|l| l.chunk);
+                self.leases.iter().position(|l| l.chunk == chunk).unwrap()
+            }
+        };
+        &mut self.leases[i]
+    }
+
+    fn take_data(&mut self, data: DataId) -> Option<S::Payload> {
+        let i = self
+            .buffer
+            .iter()
+            .position(|b| b.data == data && b.complete)?;
+        let b = self.buffer.remove(i);
+        Some(S::Payload::concat(&b.fragments))
+    }
+
+    fn has_data(&self, data: DataId) -> bool {
+        self.buffer.iter().any(|b| b.data == data && b.complete)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ChunkserverActor<S> {
+    pub cfg: Arc<ProtocolCfg>,
+    /// The store a chunkserver starts with when it has saved nothing yet:
+    /// empty in the model, a handle to its data directory over TCP.
+    pub initial_store: S,
+}
+
+type O<S> = Out<crate::Node<S>>;
+
+impl<S: ChunkStore> ChunkserverActor<S> {
+    pub fn on_start(&self, storage: &Option<NodeStorage<S>>, o: &mut O<S>) -> ChunkserverState<S> {
+        let store = match storage {
+            Some(NodeStorage::Chunkserver(s)) => {
+                // FAULT-1: chunk data and versions survived the crash (the
+                // store is durable); buffers, leases and in-flight state did
+                // not. Tell the master which versions survived, so it can
+                // recognise a replica that missed a lease grant.
+                let mut s = S::clone(s);
+                // Without a durable restart count this server cannot tell
+                // old announcements from new: it stays silent and the
+                // master's grant timeout leaves it out.
+                if let Ok(incarnation) = s.count_restart() {
+                    o.save(NodeStorage::Chunkserver(Arc::new(s.clone())));
+                    o.send(
+                        self.cfg.master,
+                        Msg::ChunkReport {
+                            incarnation,
+                            chunks: s.chunks(),
+                        },
+                    );
+                }
+                s
+            }
+            _ => self.initial_store.clone(),
+        };
+        ChunkserverState {
+            store,
+            leases: vec![],
+            buffer: vec![],
+            in_flight: vec![],
+            held: vec![],
+            early: vec![],
+        }
+    }
+
+    fn save(&self, state: &ChunkserverState<S>, o: &mut O<S>) {
+        o.save(NodeStorage::Chunkserver(Arc::new(state.store.clone())));
+    }
+
+    pub fn on_msg(
+        &self,
+        id: Id,
+        state: &mut Cow<ChunkserverState<S>>,
+        src: Id,
+        msg: Msg<S::Payload>,
+        o: &mut O<S>,
+    ) {
+        if !self.reports_gaps() {
+            return self.handle_msg(id, state, src, msg, o);
+        }
+        // `Timer::HeldBack(chunk)` is armed exactly while the chunk has a
+        // serial gap: only messages change what is held or the replica's
+        // version, so it is set or cancelled here, where that changes (and
+        // a step that changes neither stays a step that changes nothing).
+        let before = gapped_chunks(state);
+        self.handle_msg(id, state, src, msg, o);
+        let after = gapped_chunks(state);
+        for &chunk in after.iter().filter(|c| !before.contains(c)) {
+            o.set_timer(
+                Timer::HeldBack(chunk),
+                Durations::range(self.cfg.durations.held_back_ms),
+            );
+        }
+        for &chunk in before.iter().filter(|c| !after.contains(c)) {
+            o.cancel_timer(Timer::HeldBack(chunk));
+        }
+    }
+
+    fn handle_msg(
+        &self,
+        id: Id,
+        state: &mut Cow<ChunkserverState<S>>,
+        src: Id,
+        msg: Msg<S::Payload>,
+        o: &mut O<S>,
+    ) {
+        match msg {
+            Msg::PushData {
+                data,
+                fragment,
+                last,
+                bytes,
+                chain,
+                client,
+            } => self.on_push(id, state, data, fragment, last, bytes, chain, client, o),
+            Msg::LeaseOffer {
+                chunk,
+                epoch,
+                version,
+            } => {
+                let meta = state.store.meta(chunk);
+                let newer_lease = state.lease(chunk).is_some_and(|l| l.epoch >= epoch);
+                if version < meta.version || newer_lease {
+                    return; // a delayed offer of an older lease
+                }
+                let s = state.to_mut();
+                if version > meta.version {
+                    if let Err(e) = s.store.set_version(chunk, version) {
+                        // Without the version on disk this replica must not
+                        // lead; let the offer time out at the master.
+                        let _ = e;
+                        return;
+                    }
+                    self.save(s, o);
+                }
+                let l = s.lease_mut(chunk);
+                l.epoch = epoch;
+                l.holding = false;
+                l.requested = true;
+                l.clock = 0;
+                l.extensions = 0;
+                l.next_serial = 1;
+                // LEASE-2: the lease clock starts now, in the step that
+                // sends the request, before the master's can ([0091]).
+                o.cancel_timer(Timer::LeaseClock(chunk, 1));
+                o.set_timer(
+                    Timer::LeaseClock(chunk, 0),
+                    Durations::range(self.cfg.durations.lease_ms),
+                );
+                o.send(src, Msg::LeaseRequest { chunk, epoch });
+            }
+            Msg::LeaseGrant {
+                chunk,
+                epoch,
+                version,
+                secondaries,
+            } => {
+                let Some(l) = state.lease(chunk) else {
+                    if self.cfg.bug == Bug::AcceptsLateGrant {
+                        self.accept_grant(state, chunk, epoch, version, secondaries, o);
+                    }
+                    return;
+                };
+                // A grant is good only while the request it answers is
+                // still within its clock: a late grant is ignored.
+                let answers_request = l.epoch == epoch && l.requested;
+                let late_but_buggy =
+                    self.cfg.bug == Bug::AcceptsLateGrant && l.epoch <= epoch && !l.holding;
+                if answers_request || late_but_buggy {
+                    self.accept_grant(state, chunk, epoch, version, secondaries, o);
+                }
+            }
+            Msg::NewVersion {
+                chunk,
+                version,
+                incarnation,
+            } => {
+                let own = state.store.meta(chunk).version;
+                if version < own || incarnation != state.store.incarnation() {
+                    return;
+                }
+                if version > own {
+                    let s = state.to_mut();
+                    if s.store.set_version(chunk, version).is_err() {
+                        return;
+                    }
+                    self.save(s, o);
+                }
+                o.send(src, Msg::VersionAck { chunk, version });
+                self.apply_held(state, chunk, o);
+            }
+            Msg::RevokeLease { chunk, epoch } => {
+                if state
+                    .lease(chunk)
+                    .is_some_and(|l| l.epoch == epoch && (l.holding || l.requested))
+                {
+                    self.drop_lease(state, chunk, o);
+                }
+                o.send(src, Msg::LeaseRevoked { chunk, epoch });
+            }
+            Msg::ReportRequest => {
+                o.send(
+                    src,
+                    Msg::ChunkReport {
+                        incarnation: state.store.incarnation(),
+                        chunks: state.store.chunks(),
+                    },
+                );
+            }
+            Msg::Mutate {
+                chunk,
+                epoch,
+                kind,
+                data,
+            } => self.on_mutate(state, src, chunk, epoch, kind, data, o),
+            Msg::Apply {
+                chunk,
+                version,
+                stamp,
+                op,
+            } => {
+                self.on_apply(
+                    state,
+                    src,
+                    HeldApply {
+                        primary: src,
+                        chunk,
+                        version,
+                        stamp,
+                        op,
+                    },
+                    o,
+                );
+                self.apply_held(state, chunk, o);
+            }
+            Msg::ApplyGap {
+                chunk,
+                version,
+                from,
+                until,
+            } => self.on_apply_gap(state, src, chunk, version, from, until, o),
+            Msg::Applied {
+                chunk,
+                stamp,
+                result,
+            } => self.on_applied(state, src, chunk, stamp, result, o),
+            Msg::Read {
+                chunk,
+                version,
+                offset,
+                len,
+            } => {
+                let own = state.store.meta(chunk).version;
+                let result = if own < version || own == 0 {
+                    // A stale replica never serves a read.
+                    Err(Failure::StaleReplica)
+                } else {
+                    state.store.read(chunk, offset, len).map_err(Failure::Store)
+                };
+                o.send(
+                    src,
+                    Msg::ReadReply {
+                        chunk,
+                        offset,
+                        result,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    pub fn on_timeout(&self, state: &mut Cow<ChunkserverState<S>>, timer: &Timer, o: &mut O<S>) {
+        match *timer {
+            Timer::LeaseClock(chunk, clock) => {
+                let Some(l) = state.lease(chunk) else { return };
+                if l.requested && l.clock == clock {
+                    // The pending request ran out: a grant for it is now
+                    // late. A held lease goes on, on its own clock.
+                    let s = state.to_mut();
+                    let l = s.lease_mut(chunk);
+                    l.requested = false;
+                    if l.holding {
+                        l.clock = 1 - clock;
+                    }
+                    self.fail_early(s, chunk, o);
+                } else if l.holding && l.held_clock() == clock {
+                    let s = state.to_mut();
+                    s.lease_mut(chunk).holding = false;
+                    self.fail_in_flight(s, chunk, o);
+                }
+            }
+            Timer::HeldBack(chunk) => self.report_gap(state, chunk, o),
+            Timer::AgeOut(data) => {
+                if self.cfg.bug == Bug::AgedOutDataKept {
+                    return;
+                }
+                if let Some(i) = state.buffer.iter().position(|b| b.data == data) {
+                    state.to_mut().buffer.remove(i);
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The primary ([0099], [00101], [00104]–[00106]): serial numbers, the
+//! local apply, forwarding to the secondaries, the answer to the client,
+//! and answering a secondary's gap report.
+
+use super::*;
+
+impl<S: ChunkStore> ChunkserverActor<S> {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_mutate(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        client: Id,
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+        kind: MutationKind,
+        data: DataId,
+        o: &mut O<S>,
+    ) {
+        let fail = |o: &mut O<S>, reason| {
+            o.send(
+                client,
+                Msg::MutationFailed {
+                    chunk,
+                    data,
+                    reason,
+                },
+            )
+        };
+        let granting = state
+            .lease(chunk)
+            .is_some_and(|l| !l.holding && l.requested && l.epoch == epoch);
+        if granting {
+            let early = EarlyMutate {
+                client,
+                chunk,
+                epoch,
+                kind,
+                data,
+            };
+            if state.early.contains(&early) {
+                return;
+            }
+            if state.early.len() as u32 >= self.cfg.mutations_in_flight_max {
+                return fail(o, Failure::Busy);
+            }
+            let s = state.to_mut();
+            s.early.push(early);
+            s.early.sort();
+            return;
+        }
+        let Some(lease) = state.lease(chunk).filter(|l| l.holding).cloned() else {
+            return fail(o, Failure::NotPrimary);
+        };
+        if state.store.meta(chunk).applied.epoch > lease.epoch {
+            // LEASE-1, ORDER-2: this replica already applied a mutation of a
+            // newer lease, so its own lease is over whatever its clock says
+            // (only a broken clock bound gets here). Writing under the old
+            // epoch now would put an older stamp after a newer one and hold
+            // back every later Apply of the newer lease.
+            self.drop_lease(state, chunk, o);
+            return fail(o, Failure::NotPrimary);
+        }
+        if state.in_flight.len() as u32 >= self.cfg.mutations_in_flight_max {
+            return fail(o, Failure::Busy);
+        }
+        if !state.has_data(data) {
+            return fail(o, Failure::DataMissing);
+        }
+        let s = state.to_mut();
+        let payload = s.take_data(data).expect("checked above");
+        o.cancel_timer(Timer::AgeOut(data));
+        let chunk_size = self.cfg.chunk_size;
+        let too_large = match kind {
+            MutationKind::Append => {
+                payload.len() > self.cfg.record_size_max()
+                    && self.cfg.bug != Bug::PrimarySkipsSizeCheck
+            }
+            MutationKind::Write { offset } => offset + payload.len() > chunk_size,
+        };
+        if too_large {
+            return fail(o, Failure::TooLarge);
+        }
+        let stamp = Stamp {
+            epoch: lease.epoch,
+            serial: lease.next_serial,
+        };
+        let (op, offset) = match kind {
+            MutationKind::Append => {
+                let end = s.store.chunk_len(chunk);
+                let fits = (end + payload.len() <= chunk_size
+                    && self.cfg.bug != Bug::PrimaryPadsAlthoughRecordFits)
+                    || self.cfg.bug == Bug::PrimarySkipsFitCheck;
+                if fits {
+                    (ApplyOp::WriteAt { offset: end, data }, Some(end))
+                } else {
+                    // [00105]: pad to the full size; the client retries on
+                    // the next chunk.
+                    (ApplyOp::PadTo { end: chunk_size }, None)
+                }
+            }
+            MutationKind::Write { offset } => (ApplyOp::WriteAt { offset, data }, Some(offset)),
+        };
+        let applied = match op {
+            ApplyOp::WriteAt { offset, .. } => s.store.write_at(chunk, offset, &payload, stamp),
+            ApplyOp::PadTo { end } => s.store.pad_to(chunk, end, stamp),
+            ApplyOp::Skip => unreachable!("a primary skips only in answer to a gap report"),
+        };
+        if let Err(e) = applied {
+            return fail(o, Failure::Store(e));
+        }
+        self.save(s, o);
+        let l = s.lease_mut(chunk);
+        if self.cfg.bug != Bug::PrimaryReusesSerial {
+            l.next_serial += 1;
+        }
+        // Keep the lease while mutating ([0091]): ask for an extension.
+        if !l.requested && l.extensions < self.cfg.extensions_max {
+            l.extensions += 1;
+            l.requested = true;
+            // LEASE-2: the extension's clock starts with its request; the
+            // lease runs on in the other clock until it is granted.
+            l.clock = 1 - l.clock;
+            o.set_timer(
+                Timer::LeaseClock(chunk, l.clock),
+                Durations::range(self.cfg.durations.lease_ms),
+            );
+            o.send(
+                self.cfg.master,
+                Msg::LeaseRequest {
+                    chunk,
+                    epoch: stamp.epoch,
+                },
+            );
+        }
+        let secondaries = lease.secondaries.clone();
+        let skip_secondaries =
+            offset.is_none() && self.cfg.bug == Bug::PrimaryDoesNotPadSecondaries;
+        let version = s.store.meta(chunk).version;
+        if !skip_secondaries {
+            for r in &secondaries {
+                o.send(
+                    *r,
+                    Msg::Apply {
+                        chunk,
+                        version,
+                        stamp,
+                        op,
+                    },
+                );
+            }
+        }
+        if secondaries.is_empty()
+            || skip_secondaries
+            || self.cfg.bug == Bug::PrimaryAcksBeforeSecondaries
+        {
+            self.reply_done(client, chunk, data, offset, stamp, o);
+        } else {
+            s.in_flight.push(InFlight {
+                chunk,
+                stamp,
+                client,
+                data,
+                offset,
+                acked: vec![],
+            });
+        }
+    }
+
+    pub(super) fn reply_done(
+        &self,
+        client: Id,
+        chunk: ChunkHandle,
+        data: DataId,
+        offset: Option<Offset>,
+        stamp: Stamp,
+        o: &mut O<S>,
+    ) {
+        if self.cfg.bug == Bug::PrimaryNeverReplies {
+            return;
+        }
+        match offset {
+            Some(offset) => o.send(
+                client,
+                Msg::MutationDone {
+                    chunk,
+                    data,
+                    offset,
+                    stamp,
+                },
+            ),
+            None => o.send(client, Msg::ChunkFull { chunk, data }),
+        }
+    }
+
+    pub(super) fn on_applied(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        src: Id,
+        chunk: ChunkHandle,
+        stamp: Stamp,
+        result: Result<(), Failure>,
+        o: &mut O<S>,
+    ) {
+        let Some(i) = state
+            .in_flight
+            .iter()
+            .position(|m| m.chunk == chunk && m.stamp == stamp)
+        else {
+            return;
+        };
+        let secondaries = state
+            .lease(chunk)
+            .map(|l| l.secondaries.clone())
+            .unwrap_or_default();
+        let m = &state.in_flight[i];
+        if m.acked.contains(&src) {
+            return;
+        }
+        let s = state.to_mut();
+        let ok = result.is_ok() || self.cfg.bug == Bug::PrimaryIgnoresSecondaryError;
+        if ok {
+            s.in_flight[i].acked.push(src);
+            if secondaries.iter().all(|r| s.in_flight[i].acked.contains(r)) {
+                let m = s.in_flight.remove(i);
+                if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {
+                    self.reply_done(m.client, chunk, m.data, m.offset, m.stamp, o);
+                }
+            }
+        } else {
+            // [00101]: any replica's error fails the mutation.
+            let m = s.in_flight.remove(i);
+            if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {
+                o.send(
+                    m.client,
+                    Msg::MutationFailed {
+                        chunk,
+                        data: m.data,
+                        reason: Failure::SecondaryFailed,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Primary side of a gap report: every serial the secondary lacks is
+    /// either still in flight here (send it again) or decided. A secondary
+    /// answers `Applied` Ok only once the mutation is durably in its store
+    /// (FAULT-1), so a decided serial it lacks was not acknowledged through
+    /// it: it failed ([00101]), and the secondary may use it up (`Skip`).
+    /// That holds whether or not this server still holds the lease: on
+    /// losing it, it failed everything in flight. A resent write whose
+    /// data the secondary no longer has fails there (`DataMissing`), which
+    /// fails the mutation and the client retries ([00107]).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_apply_gap(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        secondary: Id,
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        from: Stamp,
+        until: Stamp,
+        o: &mut O<S>,
+    ) {
+        if from.epoch != until.epoch || from.serial >= until.serial {
+            return;
+        }
+        // Serials of the lease this server holds that it has not issued are
+        // not its to decide (a report can only name issued ones).
+        let issued = match state.lease(chunk) {
+            Some(l) if l.epoch == from.epoch => l.next_serial,
+            _ => Serial::MAX,
+        };
+        for serial in from.serial..until.serial.min(issued) {
+            let stamp = Stamp {
+                epoch: from.epoch,
+                serial,
+            };
+            let op = match state
+                .in_flight
+                .iter()
+                .find(|m| m.chunk == chunk && m.stamp == stamp)
+            {
+                Some(m) if m.acked.contains(&secondary) => continue,
+                Some(m) => match m.offset {
+                    Some(offset) => ApplyOp::WriteAt {
+                        offset,
+                        data: m.data,
+                    },
+                    None => ApplyOp::PadTo {
+                        end: self.cfg.chunk_size,
+                    },
+                },
+                None => ApplyOp::Skip,
+            };
+            o.send(
+                secondary,
+                Msg::Apply {
+                    chunk,
+                    version,
+                    stamp,
+                    op,
+                },
+            );
+        }
+    }
+}
+
+/// Tells each waiting client its mutation failed: this replica is not (or no
+/// longer) the primary, so the client goes back to the master ([0094]).
+pub(super) fn not_primary<S: ChunkStore>(
+    chunk: ChunkHandle,
+    waiting: impl Iterator<Item = (Id, DataId)>,
+    o: &mut O<S>,
+) {
+    for (client, data) in waiting {
+        o.send(
+            client,
+            Msg::MutationFailed {
+                chunk,
+                data,
+                reason: Failure::NotPrimary,
+            },
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The secondary ([00100]): applying in serial order, holding back what
+//! arrives early, and reporting a gap that does not close.
+
+use super::*;
+
+impl<S: ChunkStore> ChunkserverActor<S> {
+    /// Secondary side of act 1250: apply in serial order, or hold back.
+    pub(super) fn on_apply(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        primary: Id,
+        a: HeldApply,
+        o: &mut O<S>,
+    ) {
+        let chunk = a.chunk;
+        let meta = state.store.meta(chunk);
+        // A skipped serial has nobody waiting for its answer.
+        let skip = a.op == ApplyOp::Skip;
+        let reply = |o: &mut O<S>, result| {
+            if !skip {
+                o.send(
+                    primary,
+                    Msg::Applied {
+                        chunk,
+                        stamp: a.stamp,
+                        result,
+                    },
+                )
+            }
+        };
+        if a.version < meta.version || a.stamp.epoch < meta.applied.epoch {
+            // From a lease older than one this replica already follows.
+            return reply(o, Err(Failure::StaleLease));
+        }
+        let expected = if a.stamp.epoch == meta.applied.epoch {
+            meta.applied.serial + 1
+        } else {
+            1
+        };
+        if a.stamp.serial < expected
+            && a.stamp.epoch == meta.applied.epoch
+            && self.cfg.bug != Bug::SecondaryAppliesOutOfOrder
+        {
+            return; // a duplicate of a mutation already applied
+        }
+        let in_turn = a.version == meta.version && a.stamp.serial == expected;
+        // The bug applies whatever arrives, in arrival order.
+        let out_of_order_bug =
+            self.cfg.bug == Bug::SecondaryAppliesOutOfOrder && a.version == meta.version;
+        if !in_turn && !out_of_order_bug {
+            // Early: a previous serial, or the new version, is still on its
+            // way. Hold it, within bounds.
+            if state.held.contains(&a) {
+                return;
+            }
+            if state.held.len() as u32 >= self.cfg.mutations_in_flight_max {
+                return reply(o, Err(Failure::Busy));
+            }
+            let s = state.to_mut();
+            s.held.push(a);
+            s.held.sort_by_key(|h| (h.chunk, h.stamp));
+            return;
+        }
+        let s = state.to_mut();
+        let result = match a.op {
+            ApplyOp::WriteAt { offset, data } => match s.take_data(data) {
+                Some(payload) => {
+                    o.cancel_timer(Timer::AgeOut(data));
+                    // [00106]: exactly the primary's offset, even over data.
+                    let at = if self.cfg.bug == Bug::SecondaryAppendsAtOwnEnd {
+                        s.store.chunk_len(chunk)
+                    } else {
+                        offset
+                    };
+                    s.store
+                        .write_at(chunk, at, &payload, a.stamp)
+                        .map_err(Failure::Store)
+                }
+                None => Err(Failure::DataMissing),
+            },
+            ApplyOp::PadTo { end } => s.store.pad_to(chunk, end, a.stamp).map_err(Failure::Store),
+            // The primary no longer waits for this mutation: it failed.
+            // Nothing to write, and nobody to answer.
+            ApplyOp::Skip => Err(Failure::SecondaryFailed),
+        };
+        if result.is_err() {
+            // The serial is used up even though it failed here, so later
+            // mutations are not held behind it; its region is undefined.
+            let _ = s.store.set_applied(chunk, a.stamp);
+        }
+        self.save(s, o);
+        reply(o, result);
+    }
+
+    /// Whether this secondary reports a serial it is missing. Only a lost
+    /// message or a crash leaves a gap for good, so without faults (no
+    /// reply timeouts) the timer is not armed and the model does not grow.
+    pub(super) fn reports_gaps(&self) -> bool {
+        self.cfg.reply_timeouts && self.cfg.bug != Bug::SecondaryWaitsForLostSerial
+    }
+
+    /// `Timer::HeldBack`: the first mutation held back is still waiting
+    /// for an earlier serial of its lease. Ask its primary for the missing
+    /// serials, and keep asking while the gap stays open (the report, or
+    /// the answer, may be lost too).
+    pub(super) fn report_gap(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        chunk: ChunkHandle,
+        o: &mut O<S>,
+    ) {
+        let meta = state.store.meta(chunk);
+        let Some(first) = first_behind_gap(state, chunk) else {
+            return;
+        };
+        o.set_timer(
+            Timer::HeldBack(chunk),
+            Durations::range(self.cfg.durations.held_back_ms),
+        );
+        let serial = if first.stamp.epoch == meta.applied.epoch {
+            meta.applied.serial + 1
+        } else {
+            1
+        };
+        o.send(
+            first.primary,
+            Msg::ApplyGap {
+                chunk,
+                version: first.version,
+                from: Stamp {
+                    epoch: first.stamp.epoch,
+                    serial,
+                },
+                until: first.stamp,
+            },
+        );
+    }
+
+    pub(super) fn apply_held(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        chunk: ChunkHandle,
+        o: &mut O<S>,
+    ) {
+        loop {
+            let meta = state.store.meta(chunk);
+            let next = state.held.iter().position(|h| {
+                let expected = if h.stamp.epoch == meta.applied.epoch {
+                    meta.applied.serial + 1
+                } else {
+                    1
+                };
+                h.chunk == chunk && h.version == meta.version && h.stamp.serial == expected
+            });
+            let Some(i) = next else { return };
+            let h = state.to_mut().held.remove(i);
+            let primary = h.primary;
+            self.on_apply(state, primary, h, o);
+        }
+    }
+}
+
+/// The first mutation held back behind a serial gap of `chunk`: one of
+/// the replica's own version and of its current (or a newer) lease,
+/// which therefore waits for an earlier serial from its primary, never
+/// for the master. One of a newer version waits for the master's
+/// `NewVersion` (which the master's grant timeout covers), and one of an
+/// older lease will never be applied: neither is a gap to report.
+pub(super) fn first_behind_gap<S: ChunkStore>(
+    state: &ChunkserverState<S>,
+    chunk: ChunkHandle,
+) -> Option<&HeldApply> {
+    let meta = state.store.meta(chunk);
+    state.held.iter().find(|h| {
+        h.chunk == chunk && h.version == meta.version && h.stamp.epoch >= meta.applied.epoch
+    })
+}
+
+/// The chunks with a serial gap (`first_behind_gap`), in held order.
+pub(super) fn gapped_chunks<S: ChunkStore>(
+    state: &ChunkserverState<S>,
+) -> SmallVec<[ChunkHandle; 2]> {
+    let mut chunks = SmallVec::new();
+    for h in &state.held {
+        if !chunks.contains(&h.chunk) && first_behind_gap(state, h.chunk).is_some() {
+            chunks.push(h.chunk);
+        }
+    }
+    chunks
+}
