@@ -27,7 +27,7 @@ const COUNTEREXAMPLE: [&str; 16] = [
     // the other replicas, grants the lease once asked, and names the
     // holder.
     "act 1210 find lease client0 → master: FindLease { file: 0, index: Last }",
-    "lease offer master → cs1: LeaseOffer { chunk: 0, epoch: 1, version: 1 }",
+    "lease offer master → cs1: LeaseOffer { chunk: 0, epoch: 1, version: 1, incarnation: 0 }",
     "new version master → cs2: NewVersion { chunk: 0, version: 1, incarnation: 0 }",
     "new version master → cs3: NewVersion { chunk: 0, version: 1, incarnation: 0 }",
     "lease request cs1 → master: LeaseRequest { chunk: 0, epoch: 1 }",

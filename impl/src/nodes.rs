@@ -406,6 +406,7 @@ pub fn msg_fields(msg: &RealMsg) -> MsgFields {
             chunk,
             epoch,
             version,
+            ..
         }
         | Msg::LeaseGrant {
             chunk,

@@ -93,10 +93,13 @@ pub enum Bug {
     /// reporting the gap to the primary: the chunk stalls while the lease
     /// lasts (LIVE-2).
     SecondaryWaitsForLostSerial,
+    /// A restarted chunkserver takes a lease offer addressed to its
+    /// previous incarnation (the protocol before offers carried it).
+    TakesOfferOfPreviousLife,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 25] = [
+    pub const ALL: [Bug; 26] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -122,6 +125,7 @@ impl Bug {
         Bug::PrimarySkipsSizeCheck,
         Bug::PushSkipsClosest,
         Bug::SecondaryWaitsForLostSerial,
+        Bug::TakesOfferOfPreviousLife,
     ];
 
     /// Kebab-case name used on the command line.

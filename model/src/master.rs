@@ -620,12 +620,14 @@ impl MasterActor {
         view.last_primary = Some(primary);
         let others = view.up_to_date.iter().copied().filter(|r| *r != primary);
         announce_version(&s.servers, chunk, version, others, o);
+        let incarnation = s.incarnation(primary);
         o.send(
             primary,
             Msg::LeaseOffer {
                 chunk,
                 epoch,
                 version,
+                incarnation,
             },
         );
         if self.cfg.reply_timeouts {

@@ -221,6 +221,12 @@ pub enum Msg<P> {
         chunk: ChunkHandle,
         epoch: LeaseEpoch,
         version: ChunkVersion,
+        /// The receiver's restart count as the master last heard it, as in
+        /// `NewVersion`: a restarted replica ignores an offer meant for its
+        /// previous life, so a copy of an old offer arriving after the
+        /// restart (a duplicating network) cannot start a request that an
+        /// old copy of its grant would answer (LEASE-1).
+        incarnation: u32,
     },
     /// Master to the other up-to-date replicas: the chunk's new version.
     /// `incarnation` is the receiver's restart count as the master last
@@ -432,7 +438,7 @@ impl<P: Debug> Debug for Msg<P> {
             Submit { op }, Done { result }, OpenFile { path, create },
             FileOpened { path, file, chunks }, FindLease { file, index },
             LeaseHolder { info, chunks }, Locate { file, index }, Located { info, chunks },
-            NoLease { file, index, reason }, LeaseOffer { chunk, epoch, version },
+            NoLease { file, index, reason }, LeaseOffer { chunk, epoch, version, incarnation },
             NewVersion { chunk, version, incarnation }, VersionAck { chunk, version },
             LeaseRequest { chunk, epoch }, LeaseGrant { chunk, epoch, version, secondaries },
             RevokeLease { chunk, epoch }, LeaseRevoked { chunk, epoch },

@@ -281,11 +281,19 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 chunk,
                 epoch,
                 version,
+                incarnation,
             } => {
                 let meta = state.store.meta(chunk);
                 let newer_lease = state.lease(chunk).is_some_and(|l| l.epoch >= epoch);
                 if version < meta.version || newer_lease {
                     return; // a delayed offer of an older lease
+                }
+                if incarnation != state.store.incarnation()
+                    && self.cfg.bug != Bug::TakesOfferOfPreviousLife
+                {
+                    // Meant for this server before it restarted: the master
+                    // has moved on or will offer again (its grant timeout).
+                    return;
                 }
                 let s = state.to_mut();
                 if version > meta.version {
