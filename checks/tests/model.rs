@@ -61,8 +61,10 @@ fn default_holds_and_reaches_every_companion() {
 #[test]
 #[ignore = "about 2.7 million states, half a minute; run with --ignored (see README)"]
 fn faults_holds_and_reaches_every_companion() {
+    // 2,679,006 before a restarted chunkserver refused offers addressed to
+    // its previous incarnation (see `crash`).
     let r = exhaustive("faults");
-    assert_eq!(r.unique_states, 2_679_006);
+    assert_eq!(r.unique_states, 2_472_365);
 }
 
 #[test]
