@@ -1,0 +1,361 @@
+//! What a replayed step shows the requirements: acknowledgements, lease
+//! intervals, store events and the changes the global pass rebuilds from
+//! ([`super::Change`]).
+
+use super::*;
+
+/// The master storage `files` saved, latest first.
+pub(super) fn master_saves(files: &[NodeTrace]) -> impl Iterator<Item = &MasterDurable> {
+    files
+        .iter()
+        .rev()
+        .flat_map(|f| f.steps.iter().rev())
+        .flat_map(|s| s.commands.iter().rev())
+        .filter_map(|c| match c {
+            TraceCommand::Save(TraceStorage::Master(d)) => Some(d),
+            _ => None,
+        })
+}
+
+/// Checks over what the node recorded, whether or not its replay got here.
+pub(super) fn recorded_checks(
+    ctx: &mut NodeCtx,
+    step: &TraceStep,
+    at: Loc,
+    path: &Path,
+    open_primary: &BTreeMap<ChunkHandle, OpenLease>,
+) {
+    let mut late_reported: Vec<ChunkHandle> = vec![];
+    let answers_gap_report = matches!(
+        step.input,
+        TraceInput::Msg {
+            msg: Msg::ApplyGap { .. },
+            ..
+        }
+    );
+    for c in &step.commands {
+        let TraceCommand::Send { msg, .. } = c else {
+            continue;
+        };
+        let (chunk, stamp, as_primary) = match msg {
+            // A skip uses up a serial that failed: nothing is applied.
+            Msg::Apply {
+                op: ApplyOp::Skip, ..
+            } => continue,
+            // Applies sent again in answer to a gap report were ordered
+            // (and checked) when first sent.
+            Msg::Apply { .. } if answers_gap_report => continue,
+            Msg::Apply { chunk, stamp, .. } => (*chunk, *stamp, true),
+            Msg::Applied {
+                chunk,
+                stamp,
+                result: Ok(()),
+            } => (*chunk, *stamp, false),
+            Msg::ChunkFull { chunk, .. } => {
+                ctx.out.full.push((*chunk, at, path.to_path_buf()));
+                continue;
+            }
+            Msg::LeaseHolder { info, .. }
+            | Msg::Located {
+                info: Some(info), ..
+            } => {
+                ctx.out.named.push(Named {
+                    clock_ns: step.clock_ns,
+                    at,
+                    file: path.to_path_buf(),
+                    info: info.clone(),
+                });
+                continue;
+            }
+            _ => continue,
+        };
+        // ORDER-2 ([00100]): stamps applied on one replica only grow; a
+        // primary sends one stamp to each secondary in one step.
+        if let Some((last, last_at)) = ctx.last_applied.get(&chunk).copied() {
+            let in_order = stamp > last || (as_primary && stamp == last && last_at == at);
+            if !in_order {
+                ctx.fail(
+                    Check::Order2,
+                    at,
+                    path,
+                    format!("applies {stamp:?} of chunk {chunk} after {last:?} (at {last_at})"),
+                );
+            }
+        }
+        let e = ctx.last_applied.entry(chunk).or_insert((stamp, at));
+        if stamp >= e.0 {
+            *e = (stamp, at);
+        }
+        // LEASE-1: a primary orders mutations only within its lease (once
+        // per step: it sends one stamp to every secondary).
+        if as_primary && !late_reported.contains(&chunk) {
+            late_reported.push(chunk);
+            if let Some(l) = open_primary.get(&chunk) {
+                if let Some(d) = l.deadline.filter(|d| *d <= step.clock_ns) {
+                    ctx.fail(
+                        Check::Lease1,
+                        at,
+                        path,
+                        format!(
+                            "orders {stamp:?} of chunk {chunk} as primary {} ms after its lease ran out",
+                            ms(step.clock_ns - d)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Notes a mutation the client acknowledges to its application in this
+/// step, with the data its current operation carries.
+pub(super) fn note_ack(
+    ctx: &mut NodeCtx,
+    c: &leasehold_model::client::ClientState<Bytes>,
+    step: &TraceStep,
+    report_to: Option<u64>,
+    at: Loc,
+    path: &Path,
+) {
+    let TraceInput::Msg {
+        src,
+        msg:
+            Msg::MutationDone {
+                chunk,
+                data,
+                offset,
+                stamp,
+            },
+    } = &step.input
+    else {
+        return;
+    };
+    let reported = step.commands.iter().any(|cmd| {
+        matches!(cmd, TraceCommand::Send { dst, msg: Msg::Done { result: OpResult::Mutated { .. } } } if Some(*dst) == report_to)
+    });
+    if !reported {
+        return;
+    }
+    let Some(cur) = c.current.as_ref().filter(|cur| cur.data == *data) else {
+        return;
+    };
+    let (bytes, append) = match &cur.op {
+        ClientOp::Append { data, .. } => (data.clone(), true),
+        ClientOp::Write { data, .. } => (data.clone(), false),
+        _ => return,
+    };
+    ctx.out.acks.push(Ack {
+        chunk: *chunk,
+        offset: *offset,
+        stamp: *stamp,
+        data: bytes,
+        append,
+        primary: *src,
+        clock_ns: step.clock_ns,
+        started_ns: ctx.op_started_ns,
+        at,
+        file: path.to_path_buf(),
+    });
+    ctx.changes.push(Change::Ack(ctx.out.acks.len() - 1));
+}
+
+/// After a replayed step: store events, lease intervals, saved views.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn after_step(
+    ctx: &mut NodeCtx,
+    state: &Option<NodeState<ReplayStore>>,
+    step: &TraceStep,
+    at: Loc,
+    path: &Path,
+    armed: &HashMap<Timer, u64>,
+    open_primary: &mut BTreeMap<ChunkHandle, OpenLease>,
+    open_master: &mut BTreeMap<ChunkHandle, (u64, u64, Loc)>,
+    pending_saves: &mut Vec<(StoreView, u64)>,
+) {
+    let clock = step.clock_ns;
+    match state {
+        Some(NodeState::Chunkserver(s)) => {
+            let events: Vec<StoreEvent> =
+                std::mem::take(&mut *ctx.journal.lock().expect("journal lock"));
+            for e in events {
+                ctx.changes.push(Change::Store(e.clone()));
+                if let StoreEvent::Version { chunk, version } = e {
+                    ctx.out.versions.push((chunk, clock, version));
+                }
+            }
+            let leases: Vec<(ReplicaLease, Option<u64>)> = s
+                .leases
+                .iter()
+                .map(|l| {
+                    let deadline = s.lease_timer(l.chunk).and_then(|t| armed.get(&t).copied());
+                    (l.clone(), deadline)
+                })
+                .collect();
+            if leases != ctx.last_leases {
+                ctx.changes.push(Change::Leases(leases.clone()));
+                ctx.last_leases = leases;
+            }
+            // LEASE-1: the lease ends at the step that stops holding it or
+            // at its timer's deadline, whichever comes first.
+            let ended: Vec<ChunkHandle> = open_primary
+                .iter()
+                .filter(|(chunk, l)| {
+                    !s.lease(**chunk)
+                        .is_some_and(|now| now.holding && now.epoch == l.epoch)
+                })
+                .map(|(c, _)| *c)
+                .collect();
+            for chunk in ended {
+                let l = open_primary.remove(&chunk).expect("listed above");
+                ctx.out.primary.push(Interval {
+                    chunk,
+                    epoch: l.epoch,
+                    from_ns: l.from_ns,
+                    to_ns: Some(l.deadline.map_or(clock, |d| d.min(clock))),
+                    from: l.from,
+                    file: path.to_path_buf(),
+                });
+            }
+            for l in s.leases.iter().filter(|l| l.holding) {
+                let deadline = s.lease_timer(l.chunk).and_then(|t| armed.get(&t).copied());
+                let open = open_primary.entry(l.chunk).or_insert(OpenLease {
+                    epoch: l.epoch,
+                    from_ns: clock,
+                    from: at,
+                    deadline,
+                    untimed_reported: false,
+                });
+                open.deadline = deadline;
+                if deadline.is_none() && !open.untimed_reported {
+                    open.untimed_reported = true;
+                    ctx.fail(
+                        Check::Lease1,
+                        at,
+                        path,
+                        format!(
+                            "holds lease {} of chunk {} with no timer armed to end it",
+                            l.epoch, l.chunk
+                        ),
+                    );
+                }
+            }
+            if !pending_saves.is_empty() {
+                let view = StoreView::of(&s.store);
+                let mut expired = vec![];
+                pending_saves.retain(|(v, k)| {
+                    if *v == view {
+                        ctx.saves_from_later_steps += 1;
+                        false
+                    } else if step.n - *k + 1 >= BATCH_MSGS_MAX as u64 {
+                        expired.push(*k);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                for k in expired {
+                    ctx.fail(
+                        Check::Trace1,
+                        Loc { step: k, ..at },
+                        path,
+                        "a saved store view matches no replayed store up to the end of its batch"
+                            .into(),
+                    );
+                }
+            }
+        }
+        Some(NodeState::Master(m)) => {
+            if ctx.last_master.as_deref() != Some(m) {
+                let m = Arc::new(m.clone());
+                ctx.changes.push(Change::Master(m.clone()));
+                ctx.last_master = Some(m);
+            }
+            master_leases(ctx, m, step, at, path, open_master)
+        }
+        Some(NodeState::Client(c)) => {
+            if c.cache != ctx.last_cache {
+                ctx.changes.push(Change::Cache(c.cache.clone()));
+                ctx.last_cache = c.cache.clone();
+            }
+            // An operation starts when the client takes it up: with none
+            // before, or in the step that reports the previous one done.
+            let has = c.current.is_some();
+            let reported = step.commands.iter().any(|cmd| {
+                matches!(
+                    cmd,
+                    TraceCommand::Send {
+                        msg: Msg::Done { .. },
+                        ..
+                    }
+                )
+            });
+            if has && (!ctx.had_op || reported) {
+                ctx.op_started_ns = clock;
+            }
+            ctx.had_op = has;
+        }
+        None => {}
+    }
+    if !ctx.changes.is_empty() {
+        let changes = std::mem::take(&mut ctx.changes);
+        ctx.out.observed.push(Observed { at, changes });
+    }
+}
+
+/// LEASE-1 and VERSION-1 on the master's side: when its view of a lease
+/// becomes and stops being `Granted`.
+pub(super) fn master_leases(
+    ctx: &mut NodeCtx,
+    m: &MasterState,
+    step: &TraceStep,
+    at: Loc,
+    path: &Path,
+    open: &mut BTreeMap<ChunkHandle, (u64, u64, Loc)>,
+) {
+    let clock = step.clock_ns;
+    let granted = |chunk: ChunkHandle| match m.lease(chunk) {
+        Some(LeaseView::Granted { epoch, .. }) => Some(*epoch),
+        _ => None,
+    };
+    let ended: Vec<ChunkHandle> = open
+        .iter()
+        .filter(|(chunk, (epoch, ..))| granted(**chunk) != Some(*epoch))
+        .map(|(c, _)| *c)
+        .collect();
+    for chunk in ended {
+        let (epoch, from_ns, from) = open.remove(&chunk).expect("listed above");
+        ctx.out.master_leases.push(Interval {
+            chunk,
+            epoch,
+            from_ns,
+            to_ns: Some(clock),
+            from,
+            file: path.to_path_buf(),
+        });
+    }
+    for c in &step.commands {
+        if let TraceCommand::Send {
+            msg:
+                Msg::LeaseGrant {
+                    chunk,
+                    epoch,
+                    version,
+                    ..
+                },
+            ..
+        } = c
+        {
+            if open.get(chunk).map(|o| o.0) != Some(*epoch) && granted(*chunk) == Some(*epoch) {
+                open.insert(*chunk, (*epoch, clock, at));
+                ctx.out.grants.push(Grant {
+                    chunk: *chunk,
+                    epoch: *epoch,
+                    version: *version,
+                    clock_ns: clock,
+                    at,
+                    file: path.to_path_buf(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Replaying one start of a node: its steps in order, with the checks
+//! that read them (numbering, clocks, timers) and the lease intervals it
+//! leaves.
+
+use super::*;
+
+pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, next: Option<&NodeTrace>) {
+    let previous = ctx.earlier.last();
+    let header = &file.header;
+    let node = header.node;
+    let start = header.start;
+    let path = &file.path;
+    let loc = |step: u64| Loc { node, start, step };
+    let cfg = Arc::new(header.protocol.clone());
+    let id = Id::from(node as usize);
+    let kind_now = match header.actor {
+        TraceActor::Master => Kind::Master,
+        TraceActor::Chunkserver { .. } => Kind::Chunkserver,
+        TraceActor::Client { .. } => Kind::Client,
+    };
+    if kind_now != ctx.out.kind {
+        ctx.fail(
+            Check::Trace1,
+            loc(0),
+            path,
+            format!(
+                "this start runs a {kind_now:?}, the node's first a {:?}",
+                ctx.out.kind
+            ),
+        );
+        ctx.out.replayed_whole = false;
+        ctx.out.stopped_ns.get_or_insert(header.clock_ns);
+        return;
+    }
+    let role = match &header.actor {
+        TraceActor::Master => Role::Master(MasterActor {
+            cfg,
+            initial: MasterDurable::default(),
+        }),
+        TraceActor::Chunkserver { chunk_bytes } => {
+            let store = ctx.carried.take().unwrap_or_else(|| {
+                ReplayStore::new(*chunk_bytes)
+                    .with_journal(ctx.journal.clone())
+                    .with_faults(ctx.faults.clone())
+            });
+            Role::Chunkserver(ChunkserverActor {
+                cfg,
+                initial_store: store,
+            })
+        }
+        TraceActor::Client {
+            number,
+            report_to,
+            fragment_max,
+        } => Role::Client(ClientActor {
+            cfg,
+            number: *number,
+            script: vec![],
+            report_to: report_to.map(|r| Id::from(r as usize)),
+            fragment_max: *fragment_max,
+        }),
+    };
+    let report_to = match &header.actor {
+        TraceActor::Client { report_to, .. } => *report_to,
+        _ => None,
+    };
+
+    let mut state: Option<NodeState<ReplayStore>> = None;
+    let mut diverged = false;
+    let mut armed: HashMap<Timer, u64> = HashMap::new();
+    let mut last_clock = header.clock_ns;
+    let mut open_primary: BTreeMap<ChunkHandle, OpenLease> = BTreeMap::new();
+    let mut open_master: BTreeMap<ChunkHandle, (u64, u64, Loc)> = BTreeMap::new();
+    let mut pending_saves: Vec<(StoreView, u64)> = vec![];
+    let mut numbering_reported = false;
+
+    for (index, step) in file.steps.iter().enumerate() {
+        let at = loc(step.n);
+        let clock = step.clock_ns;
+        if step.n != index as u64 && !numbering_reported {
+            numbering_reported = true;
+            ctx.fail(
+                Check::Trace1,
+                at,
+                path,
+                format!(
+                    "record {index} is numbered step {}: steps are missing",
+                    step.n
+                ),
+            );
+        }
+        // TRACE-3: one clock, read before each step, never goes back.
+        if clock < last_clock {
+            ctx.fail(
+                Check::Trace3,
+                at,
+                path,
+                format!(
+                    "clock reading {} ms before the previous step's",
+                    ms(last_clock - clock)
+                ),
+            );
+        }
+        last_clock = last_clock.max(clock);
+        let is_start = matches!(step.input, TraceInput::Start { .. });
+        if is_start != (index == 0) {
+            ctx.fail(
+                Check::Trace1,
+                at,
+                path,
+                if is_start {
+                    "a start record inside a trace file (each start has its own file)".into()
+                } else {
+                    "the file does not begin with the node's start".into()
+                },
+            );
+            if index == 0 {
+                diverged = true;
+                ctx.out.replayed_whole = false;
+                ctx.out.stopped_ns.get_or_insert(clock);
+            }
+            if is_start {
+                continue;
+            }
+        }
+        // TRACE-3: the host fires only armed timers, at or after their
+        // deadlines, and disarms them first.
+        if let TraceInput::Timer(t) = &step.input {
+            match armed.remove(t) {
+                None => ctx.fail(
+                    Check::Trace3,
+                    at,
+                    path,
+                    format!("timer {t:?} fired but no step armed it (or it was cancelled)"),
+                ),
+                Some(deadline) if clock + TIMER_SLACK_NS < deadline => ctx.fail(
+                    Check::Trace3,
+                    at,
+                    path,
+                    format!(
+                        "timer {t:?} fired {} ms before its deadline",
+                        ms(deadline - clock)
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        // A chunkserver's recorded save shows its store when the batch was
+        // recorded; a batch holds messages only.
+        if !pending_saves.is_empty() && !matches!(step.input, TraceInput::Msg { .. }) {
+            for (_, k) in pending_saves.drain(..) {
+                ctx.fail(
+                    Check::Trace1,
+                    loc(k),
+                    path,
+                    "a saved store view matches no replayed store up to the end of its batch"
+                        .into(),
+                );
+            }
+        }
+        recorded_checks(ctx, step, at, path, &open_primary);
+        if let (Some(NodeState::Client(c)), false) = (&state, diverged) {
+            note_ack(ctx, c, step, report_to, at, path);
+        }
+
+        if !diverged {
+            match replay_step(ctx, &role, id, &mut state, step, previous, at, path) {
+                Ok(pending) => {
+                    ctx.out.steps_replayed += 1;
+                    pending_saves.extend(pending.into_iter().map(|v| (v, step.n)));
+                }
+                Err(why) => {
+                    diverged = true;
+                    ctx.out.replayed_whole = false;
+                    ctx.out.stopped_ns.get_or_insert(clock);
+                    // What the step showed before it diverged (an
+                    // acknowledgement) still counts, up to here.
+                    if !ctx.changes.is_empty() {
+                        let changes = std::mem::take(&mut ctx.changes);
+                        ctx.out.observed.push(Observed { at, changes });
+                    }
+                    let rest = file.steps.len() - index - 1;
+                    ctx.fail(
+                        Check::Trace1,
+                        at,
+                        path,
+                        format!(
+                            "on {}: {why} (replay of this start stops; {rest} later steps not replayed)",
+                            describe_input(&step.input)
+                        ),
+                    );
+                }
+            }
+        }
+        for c in &step.commands {
+            match c {
+                TraceCommand::SetTimer { timer, deadline_ns } => {
+                    armed.insert(timer.clone(), *deadline_ns);
+                }
+                TraceCommand::CancelTimer(timer) => {
+                    armed.remove(timer);
+                }
+                _ => {}
+            }
+        }
+        if !diverged {
+            after_step(
+                ctx,
+                &state,
+                step,
+                at,
+                path,
+                &armed,
+                &mut open_primary,
+                &mut open_master,
+                &mut pending_saves,
+            );
+        }
+        ctx.untold += 1;
+        if ctx.untold >= TICK_STEPS {
+            (ctx.tick)(ctx.untold);
+            ctx.untold = 0;
+        }
+    }
+    for (_, k) in pending_saves.drain(..) {
+        ctx.fail(
+            Check::Trace1,
+            loc(k),
+            path,
+            "a saved store view matches no replayed store up to the end of the trace".into(),
+        );
+    }
+
+    // The node's leases end with this start: a held one at its deadline
+    // (or when the node came back, if sooner); the master's view of one at
+    // the end of the quiet period its next start waits out (LEASE-3).
+    let next_start_ns = next.map(|n| n.header.clock_ns);
+    for (chunk, l) in std::mem::take(&mut open_primary) {
+        let to = match (l.deadline, next_start_ns) {
+            (Some(d), Some(n)) => Some(d.min(n)),
+            (d, n) => d.or(n),
+        };
+        ctx.out.primary.push(Interval {
+            chunk,
+            epoch: l.epoch,
+            from_ns: l.from_ns,
+            to_ns: to,
+            from: l.from,
+            file: path.to_path_buf(),
+        });
+    }
+    let quiet_end = next.map(|n| {
+        n.steps
+            .iter()
+            .find(|s| matches!(s.input, TraceInput::Timer(Timer::StartupQuiet)))
+            .map_or(n.header.clock_ns, |s| s.clock_ns)
+    });
+    for (chunk, (epoch, from_ns, from)) in std::mem::take(&mut open_master) {
+        ctx.out.master_leases.push(Interval {
+            chunk,
+            epoch,
+            from_ns,
+            to_ns: quiet_end,
+            from,
+            file: path.to_path_buf(),
+        });
+    }
+
+    if file.steps.is_empty() {
+        ctx.note(
+            Check::Trace1,
+            loc(0),
+            path,
+            "this start recorded no step: the node never ran it (e.g. its address was in use)"
+                .into(),
+        );
+    }
+    if file.torn_tail {
+        ctx.note(
+            Check::Trace1,
+            loc(file.steps.len() as u64),
+            path,
+            "the last record is torn (the node was killed while writing it); its step's commands never ran"
+                .into(),
+        );
+    }
+    if file.truncated {
+        ctx.note(
+            Check::Trace1,
+            loc(file.steps.len() as u64),
+            path,
+            "the node's trace budget ran out here: later steps were not recorded".into(),
+        );
+    }
+    match state {
+        Some(NodeState::Chunkserver(s)) => {
+            if diverged {
+                ctx.out.store_exact = false;
+            }
+            ctx.carried = Some(s.store);
+        }
+        Some(NodeState::Master(m)) if !diverged => ctx.out.final_master = Some(m.durable),
+        None if matches!(role, Role::Chunkserver(_)) => {
+            // A start that never ran leaves the store as it found it.
+            if let Role::Chunkserver(a) = &role {
+                ctx.carried = Some(a.initial_store.clone());
+            }
+        }
+        _ => {
+            if ctx.out.kind == Kind::Master {
+                if let Some(d) = master_saves(std::slice::from_ref(file)).next() {
+                    ctx.out.final_master = Some(d.clone());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! One step through the actor, compared with the record: commands and
+//! state digest, with store faults taken from the trace when they explain
+//! a difference; and how steps, inputs and commands read in findings.
+
+use super::*;
+
+/// Replays one step and compares it with the record; a recorded store
+/// fault the replay cannot produce is taken from the trace and the step
+/// run again with it.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn replay_step(
+    ctx: &mut NodeCtx,
+    role: &Role,
+    id: Id,
+    state: &mut Option<NodeState<ReplayStore>>,
+    step: &TraceStep,
+    previous: Option<&NodeTrace>,
+    at: Loc,
+    path: &Path,
+) -> Result<Vec<StoreView>, String> {
+    let mut pending = vec![];
+    if let TraceInput::Start { restored } = &step.input {
+        let out = start(ctx, role, id, state, restored.as_ref(), previous, at, path);
+        compare(&out, &step.commands, &mut pending)?;
+        compare_digest(state, step)?;
+        return Ok(pending);
+    }
+    let recorded_faults = store_errors(step.commands.iter().filter_map(|c| match c {
+        TraceCommand::Send { msg, .. } => Some(msg),
+        _ => None,
+    }));
+    let before = (!recorded_faults.is_empty()).then(|| {
+        (
+            state.clone(),
+            ctx.journal.lock().expect("journal lock").len(),
+        )
+    });
+    ctx.faults.arm(&[]);
+    let out = handle(role, id, state, &step.input);
+    let first =
+        compare(&out, &step.commands, &mut pending).and_then(|()| compare_digest(state, step));
+    let Err(why) = first else {
+        return Ok(pending);
+    };
+    let Some((snapshot, journal_len)) = before else {
+        return Err(why);
+    };
+    // Search, fault by fault, for the data call each recorded fault hit.
+    let restore = |ctx: &mut NodeCtx, state: &mut Option<NodeState<ReplayStore>>| {
+        *state = snapshot.clone();
+        ctx.journal
+            .lock()
+            .expect("journal lock")
+            .truncate(journal_len);
+    };
+    let mut chosen: Vec<(u32, StoreError)> = vec![];
+    for (j, e) in recorded_faults.iter().enumerate() {
+        let from = chosen.last().map_or(0, |(k, _)| k + 1);
+        let mut found = false;
+        let mut k = from;
+        while k < FAULT_CALLS_TRIED_MAX {
+            restore(ctx, state);
+            let mut trial = chosen.clone();
+            trial.push((k, e.clone()));
+            ctx.faults.arm(&trial);
+            let out = handle(role, id, state, &step.input);
+            let calls = ctx.faults.calls();
+            let got = store_errors(out.iter().filter_map(|c| match c {
+                Command::Send(_, m) => Some(m),
+                _ => None,
+            }));
+            if got.len() > j && got[..=j] == recorded_faults[..=j] {
+                chosen = trial;
+                found = true;
+                break;
+            }
+            if k >= calls {
+                break;
+            }
+            k += 1;
+        }
+        if !found {
+            break;
+        }
+    }
+    restore(ctx, state);
+    ctx.faults.arm(&chosen);
+    let out = handle(role, id, state, &step.input);
+    ctx.faults.arm(&[]);
+    pending.clear();
+    compare(&out, &step.commands, &mut pending)
+        .and_then(|()| compare_digest(state, step))
+        .map_err(|again| {
+            if chosen.is_empty() {
+                why.clone()
+            } else {
+                format!("{again} (even with the store faults the trace records)")
+            }
+        })?;
+    let faults: Vec<String> = chosen.iter().map(|(_, e)| e.to_string()).collect();
+    ctx.note(
+        Check::Trace1,
+        at,
+        path,
+        format!(
+            "store fault taken from the trace: {} (the replay's store cannot fail by itself)",
+            faults.join("; ")
+        ),
+    );
+    Ok(pending)
+}
+
+/// Store errors carried in failure replies, in command order.
+pub(super) fn store_errors<'a>(msgs: impl Iterator<Item = &'a Msg<Bytes>>) -> Vec<StoreError> {
+    msgs.filter_map(|m| match m {
+        Msg::MutationFailed {
+            reason: Failure::Store(e),
+            ..
+        }
+        | Msg::Applied {
+            result: Err(Failure::Store(e)),
+            ..
+        }
+        | Msg::ReadReply {
+            result: Err(Failure::Store(e)),
+            ..
+        } => Some(e.clone()),
+        _ => None,
+    })
+    .collect()
+}
+
+/// Calls the handler for one recorded input (not a start).
+pub(super) fn handle(
+    role: &Role,
+    id: Id,
+    state: &mut Option<NodeState<ReplayStore>>,
+    input: &TraceInput,
+) -> ReplayOut {
+    let mut out = ReplayOut::new();
+    let Some(s) = state.take() else {
+        return out;
+    };
+    let next = match (role, s) {
+        (Role::Master(a), NodeState::Master(s)) => {
+            let mut cow = Cow::Owned(s);
+            match input {
+                TraceInput::Msg { src, msg } => a.on_msg::<ReplayStore>(
+                    &mut cow,
+                    Id::from(*src as usize),
+                    msg.clone(),
+                    &mut out,
+                ),
+                TraceInput::Timer(t) => a.on_timeout::<ReplayStore>(&mut cow, t, &mut out),
+                TraceInput::Start { .. } => {}
+            }
+            NodeState::Master(cow.into_owned())
+        }
+        (Role::Chunkserver(a), NodeState::Chunkserver(s)) => {
+            let mut cow = Cow::Owned(s);
+            match input {
+                TraceInput::Msg { src, msg } => {
+                    a.on_msg(id, &mut cow, Id::from(*src as usize), msg.clone(), &mut out)
+                }
+                TraceInput::Timer(t) => a.on_timeout(&mut cow, t, &mut out),
+                TraceInput::Start { .. } => {}
+            }
+            NodeState::Chunkserver(cow.into_owned())
+        }
+        (Role::Client(a), NodeState::Client(s)) => {
+            let mut cow = Cow::Owned(s);
+            match input {
+                TraceInput::Msg { src, msg } => a.on_msg::<ReplayStore>(
+                    id,
+                    &mut cow,
+                    Id::from(*src as usize),
+                    msg.clone(),
+                    &mut out,
+                ),
+                TraceInput::Timer(t) => a.on_timeout::<ReplayStore>(id, &mut cow, t, &mut out),
+                TraceInput::Start { .. } => {}
+            }
+            NodeState::Client(cow.into_owned())
+        }
+        (_, s) => s,
+    };
+    *state = Some(next);
+    out
+}
+
+/// Compares replayed commands with recorded ones (timer deadlines aside).
+/// A chunkserver's saved store view that differs from the replay's at
+/// this step goes to `pending`: the host records it when the whole batch
+/// has run, so it may show a later step's store.
+pub(super) fn compare(
+    out: &ReplayOut,
+    rec: &[TraceCommand],
+    pending: &mut Vec<StoreView>,
+) -> Result<(), String> {
+    for (i, (c, r)) in out.iter().zip(rec).enumerate() {
+        let same = match (c, r) {
+            (Command::Send(dst, m), TraceCommand::Send { dst: d, msg }) => {
+                usize::from(*dst) as u64 == *d && m == msg
+            }
+            (Command::SetTimer(t, _), TraceCommand::SetTimer { timer, .. }) => t == timer,
+            (Command::CancelTimer(t), TraceCommand::CancelTimer(r)) => t == r,
+            (
+                Command::Save(NodeStorage::Master(d)),
+                TraceCommand::Save(TraceStorage::Master(r)),
+            ) => **d == *r,
+            (
+                Command::Save(NodeStorage::Chunkserver(s)),
+                TraceCommand::Save(TraceStorage::Chunkserver(v)),
+            ) => {
+                if StoreView::of(&**s) != *v {
+                    pending.push(v.clone());
+                }
+                true
+            }
+            (Command::Save(NodeStorage::Client), TraceCommand::Save(TraceStorage::Client)) => true,
+            _ => false,
+        };
+        if !same {
+            return Err(format!(
+                "command {i}: the replay {} where the trace {}",
+                describe_command(c),
+                describe_recorded(r)
+            ));
+        }
+    }
+    if out.len() != rec.len() {
+        let extra = if out.len() > rec.len() {
+            format!("the replay also {}", describe_command(&out[rec.len()]))
+        } else {
+            format!("the trace also {}", describe_recorded(&rec[out.len()]))
+        };
+        return Err(format!(
+            "the replay gives {} commands, the trace {}: {extra}",
+            out.len(),
+            rec.len()
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn compare_digest(
+    state: &Option<NodeState<ReplayStore>>,
+    step: &TraceStep,
+) -> Result<(), String> {
+    let digest = state.as_ref().map_or(0, |s| s.protocol_digest());
+    if digest == step.digest {
+        return Ok(());
+    }
+    let detail = match state {
+        Some(NodeState::Chunkserver(s)) => {
+            format!(" (replayed store: {:?})", StoreView::of(&s.store))
+        }
+        _ => String::new(),
+    };
+    Err(format!(
+        "same commands, but the state after the step differs (digest {digest:016x}, trace {:016x}){detail}",
+        step.digest
+    ))
+}
+
+pub(super) type ReplayCommand = Command<Msg<Bytes>, Timer, (), NodeStorage<ReplayStore>>;
+
+pub(super) fn describe_command(c: &ReplayCommand) -> String {
+    match c {
+        Command::Send(dst, m) => {
+            format!("sends {} to {}", short(m), peer(usize::from(*dst) as u64))
+        }
+        Command::SetTimer(t, _) => format!("sets timer {t:?}"),
+        Command::CancelTimer(t) => format!("cancels timer {t:?}"),
+        Command::Save(NodeStorage::Master(_)) => "saves the master's storage".into(),
+        Command::Save(NodeStorage::Chunkserver(s)) => {
+            format!("saves store {:?}", StoreView::of(&**s))
+        }
+        Command::Save(NodeStorage::Client) => "saves client storage".into(),
+        Command::ChooseRandom(k, _) => format!("chooses at random ({k})"),
+    }
+}
+
+pub(super) fn describe_recorded(c: &TraceCommand) -> String {
+    match c {
+        TraceCommand::Send { dst, msg } => format!("sends {} to {}", short(msg), peer(*dst)),
+        TraceCommand::SetTimer { timer, .. } => format!("sets timer {timer:?}"),
+        TraceCommand::CancelTimer(t) => format!("cancels timer {t:?}"),
+        TraceCommand::Save(TraceStorage::Master(_)) => "saves the master's storage".into(),
+        TraceCommand::Save(TraceStorage::Chunkserver(v)) => format!("saves store {v:?}"),
+        TraceCommand::Save(TraceStorage::Client) => "saves client storage".into(),
+    }
+}
+
+/// A destination by name: the client library's application id is no node.
+pub(super) fn peer(id: u64) -> String {
+    if id == crate::client::APP_ID as u64 {
+        "the application".into()
+    } else {
+        id.to_string()
+    }
+}
+
+pub fn describe_input(input: &TraceInput) -> String {
+    match input {
+        TraceInput::Start { restored: None } => "start (nothing restored)".into(),
+        TraceInput::Start { restored: Some(_) } => "restart".into(),
+        TraceInput::Msg { src, msg } => format!("{} from {}", short(msg), peer(*src)),
+        TraceInput::Timer(t) => format!("timer {t:?}"),
+    }
+}
+
+/// A message's Debug, cut to a line.
+pub fn short(m: &Msg<Bytes>) -> String {
+    let mut s = format!("{m:?}");
+    if s.len() > 240 {
+        let mut cut = 240;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("..");
+    }
+    s
+}
+
+pub fn ms(ns: u64) -> String {
+    format!("{:.1}", ns as f64 / 1e6)
+}
