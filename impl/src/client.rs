@@ -35,7 +35,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::config::{ClusterConfig, Role};
 use crate::host::{HostError, HostHandle, MsgObserver, Passage, RunningHost};
-use crate::nodes::{self, describe_failure, NodeError, RealMsg};
+use crate::nodes::{self, NodeError, RealMsg};
 use crate::payload::Bytes;
 use crate::record::{self, RECORD_HEADER_BYTES};
 
@@ -113,7 +113,7 @@ pub enum ClientError {
         reports: Vec<(u64, Failure)>,
         timed_out_ms: Option<u64>,
     },
-    #[error("{op} on {path} failed: {}", describe_failure(.reason))]
+    #[error("{op} on {path} failed: {reason}")]
     Failed {
         op: &'static str,
         path: String,
@@ -146,7 +146,7 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 fn describe_reports(reports: &[(u64, Failure)]) -> String {
     let each: Vec<String> = reports
         .iter()
-        .map(|(replica, reason)| format!("chunkserver {replica}: {}", describe_failure(reason)))
+        .map(|(replica, reason)| format!("chunkserver {replica}: {reason}"))
         .collect();
     each.join("; ")
 }
@@ -524,12 +524,12 @@ impl Client {
             };
             match result {
                 OpResult::Failed(reason)
-                    if resubmit && transient(&reason) && Instant::now() + backoff < deadline =>
+                    if resubmit && reason.is_transient() && Instant::now() + backoff < deadline =>
                 {
                     tracing::debug!(
                         op = op_name,
                         path,
-                        reason = describe_failure(&reason),
+                        reason = %reason,
                         "resubmitting"
                     );
                     tokio::time::sleep(backoff).await;
@@ -909,21 +909,6 @@ impl Client {
         }
         Ok(out)
     }
-}
-
-/// Whether the actor's last failure may pass if the operation is submitted
-/// again: leases move, replicas restart, buffers drain.
-fn transient(reason: &Failure) -> bool {
-    matches!(
-        reason,
-        Failure::NotPrimary
-            | Failure::DataMissing
-            | Failure::StaleReplica
-            | Failure::StaleLease
-            | Failure::SecondaryFailed
-            | Failure::Busy
-            | Failure::NoLeaseNow
-    )
 }
 
 fn chunk_stat(info: &LeaseInfo) -> ChunkStat {

@@ -22,7 +22,7 @@ use leasehold_model::chunkserver::ChunkserverActor;
 use leasehold_model::client::ClientActor;
 use leasehold_model::config::{Bug, Durations, ProtocolCfg};
 use leasehold_model::master::{MasterActor, MasterDurable};
-use leasehold_model::msg::{ApplyOp, Failure, Msg, MutationKind};
+use leasehold_model::msg::{ApplyOp, Msg, MutationKind};
 use leasehold_model::types::{Payload, StoreError};
 use leasehold_model::Node;
 use stateright::actor::Id;
@@ -518,7 +518,7 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
     let dst = usize::from(dst) as u64;
     let reason = match msg {
         Msg::MutationFailed { reason, .. } | Msg::NoLease { reason, .. } => {
-            Some(describe_failure(reason))
+            Some(reason.to_string())
         }
         Msg::Applied {
             result: Err(reason),
@@ -527,7 +527,7 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
         | Msg::ReadReply {
             result: Err(reason),
             ..
-        } => Some(describe_failure(reason)),
+        } => Some(reason.to_string()),
         _ => None,
     };
     // A primary's extension grants ride on every mutation, so grants are
@@ -567,25 +567,6 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
         event!(tracing::Level::INFO);
     } else {
         event!(tracing::Level::DEBUG);
-    }
-}
-
-/// A protocol failure in words, for errors and logs.
-pub fn describe_failure(f: &Failure) -> String {
-    match f {
-        Failure::NotPrimary => "the replica holds no lease for the chunk".into(),
-        Failure::DataMissing => "pushed data never arrived or aged out".into(),
-        Failure::StaleReplica => "the replica is stale (it missed a lease grant)".into(),
-        Failure::StaleLease => "the request came from an older lease".into(),
-        Failure::SecondaryFailed => "a secondary replica failed or did not answer".into(),
-        Failure::Busy => "the server is busy (too many pushes or mutations in flight)".into(),
-        Failure::TooLarge => "the data does not fit the chunk (or exceeds a quarter chunk)".into(),
-        Failure::NoLeaseNow => "no replica can take a lease now".into(),
-        Failure::NotFound => "no such file or chunk, or no replica could serve it".into(),
-        Failure::Store(e) => format!("chunk store: {e}"),
-        Failure::BadPath => "the master refused the path (absolute, at most 1024 bytes, \
-                             components of A-Z a-z 0-9 . _ -, no // . or ..)"
-            .into(),
     }
 }
 

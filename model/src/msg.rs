@@ -79,6 +79,49 @@ pub enum Failure {
     BadPath,
 }
 
+impl Failure {
+    /// Whether trying the operation again may succeed: the lease, the data
+    /// or the server's room may be there next time ([00101], [00107]).
+    /// A refused path or size, a missing file, or a store error stays.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Failure::NotPrimary
+                | Failure::DataMissing
+                | Failure::StaleReplica
+                | Failure::StaleLease
+                | Failure::SecondaryFailed
+                | Failure::Busy
+                | Failure::NoLeaseNow
+        )
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::NotPrimary => f.write_str("the replica holds no lease for the chunk"),
+            Failure::DataMissing => f.write_str("pushed data never arrived or aged out"),
+            Failure::StaleReplica => f.write_str("the replica is stale (it missed a lease grant)"),
+            Failure::StaleLease => f.write_str("the request came from an older lease"),
+            Failure::SecondaryFailed => f.write_str("a secondary replica failed or did not answer"),
+            Failure::Busy => {
+                f.write_str("the server is busy (too many pushes or mutations in flight)")
+            }
+            Failure::TooLarge => {
+                f.write_str("the data does not fit the chunk (or exceeds a quarter chunk)")
+            }
+            Failure::NoLeaseNow => f.write_str("no replica can take a lease now"),
+            Failure::NotFound => f.write_str("no such file or chunk, or no replica could serve it"),
+            Failure::Store(e) => write!(f, "chunk store: {e}"),
+            Failure::BadPath => f.write_str(
+                "the master refused the path (absolute, at most 1024 bytes, \
+                 components of A-Z a-z 0-9 . _ -, no // . or ..)",
+            ),
+        }
+    }
+}
+
 /// The chunk metadata a client caches after act 1220 ([0094]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LeaseInfo {
