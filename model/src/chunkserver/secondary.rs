@@ -32,11 +32,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             // From a lease older than one this replica already follows.
             return reply(o, Err(Failure::StaleLease));
         }
-        let expected = if a.stamp.epoch == meta.applied.epoch {
-            meta.applied.serial + 1
-        } else {
-            1
-        };
+        let expected = expected_serial(&meta, a.stamp.epoch);
         if a.stamp.serial < expected
             && a.stamp.epoch == meta.applied.epoch
             && self.cfg.bug != Bug::SecondaryAppliesOutOfOrder
@@ -117,11 +113,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             Timer::HeldBack(chunk),
             Durations::range(self.cfg.durations.held_back_ms),
         );
-        let serial = if first.stamp.epoch == meta.applied.epoch {
-            meta.applied.serial + 1
-        } else {
-            1
-        };
+        let serial = expected_serial(&meta, first.stamp.epoch);
         o.send(
             first.primary,
             Msg::ApplyGap {
@@ -145,18 +137,25 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         loop {
             let meta = state.store.meta(chunk);
             let next = state.held.iter().position(|h| {
-                let expected = if h.stamp.epoch == meta.applied.epoch {
-                    meta.applied.serial + 1
-                } else {
-                    1
-                };
-                h.chunk == chunk && h.version == meta.version && h.stamp.serial == expected
+                h.chunk == chunk
+                    && h.version == meta.version
+                    && h.stamp.serial == expected_serial(&meta, h.stamp.epoch)
             });
             let Some(i) = next else { return };
             let h = state.to_mut().held.remove(i);
             let primary = h.primary;
             self.on_apply(state, primary, h, o);
         }
+    }
+}
+
+/// The serial a replica applies next under lease `epoch` ([00100]): the
+/// one after the last it applied of that lease, or the first of a newer.
+fn expected_serial(meta: &ReplicaMeta, epoch: LeaseEpoch) -> Serial {
+    if epoch == meta.applied.epoch {
+        meta.applied.serial + 1
+    } else {
+        1
     }
 }
 
