@@ -30,27 +30,8 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Writes a cluster file with `chunkservers` chunkservers and `clients`
     /// client ids under `dir`, starts `leasehold cluster --dir dir` and
-    /// connects the clients.
-    pub async fn start(
-        dir: &Path,
-        chunkservers: usize,
-        clients: usize,
-        durability: Durability,
-        push_fragment_bytes: u64,
-    ) -> Result<LocalCluster, String> {
-        Self::start_traced(
-            dir,
-            chunkservers,
-            clients,
-            durability,
-            push_fragment_bytes,
-            None,
-        )
-        .await
-    }
-
-    /// [`LocalCluster::start`], every node (clients too) recording a step
-    /// trace in `trace_dir` if given.
+    /// connects the clients; every node (clients too) records a step trace
+    /// in `trace_dir` if given.
     pub async fn start_traced(
         dir: &Path,
         chunkservers: usize,
@@ -140,11 +121,6 @@ impl LocalCluster {
         };
         let _ = std::fs::remove_dir_all(dir);
         result
-    }
-
-    pub async fn stop(self) {
-        let dir = self.stop_keeping_files().await;
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     /// Stops the clients and the cluster and returns its directory, left

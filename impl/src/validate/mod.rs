@@ -171,6 +171,19 @@ impl Report {
         self.failures.is_empty() && self.failures_unlisted == 0
     }
 
+    /// For a run that caused some findings on purpose (a test that forged
+    /// a frame): how many failures `foreseen` covers, or every other one,
+    /// one a line after the summary, if any is left (unlisted ones count).
+    pub fn unforeseen(&self, foreseen: impl Fn(&Finding) -> bool) -> Result<usize, String> {
+        let (expected, others): (Vec<&Finding>, Vec<&Finding>) =
+            self.failures.iter().partition(|f| foreseen(f));
+        if others.is_empty() && self.failures_unlisted == 0 {
+            return Ok(expected.len());
+        }
+        let lines: Vec<String> = others.iter().map(|f| f.to_string()).collect();
+        Err(format!("{}\n{}", self.summary(), lines.join("\n")))
+    }
+
     /// Whether some failure is of `check`.
     pub fn fails(&self, check: Check) -> bool {
         self.failures.iter().any(|f| f.check == check)
