@@ -13,7 +13,10 @@
 //!
 //! Records are postcard, each framed as `[u32 length][u32 crc32c]` (little
 //! endian) behind the file magic, and written before any command of their
-//! step is carried out: a message that left a node is in its trace. A node
+//! step is carried out: a message that left a node is in its trace. Once a
+//! batch's barrier has passed, a `Committed` record says so before its
+//! commands are carried out, so the steps after the last one never acted
+//! on the rest of the run. A node
 //! killed in the middle of a write leaves a torn last record, which readers
 //! report and skip. Each node's trace is bounded ([`TRACE_NODE_BYTES_MAX`]
 //! over all its files); past the bound a `Truncated` record ends it.
@@ -31,7 +34,10 @@ use crate::host::{Step, StepCommand, StepInput, StepRecorder};
 use crate::nodes::{RealMsg, RealNode};
 
 /// First bytes of every trace file; the digit is the format version.
-pub const TRACE_MAGIC: &[u8; 8] = b"LHTRACE1";
+pub const TRACE_MAGIC: &[u8; 8] = b"LHTRACE2";
+/// Version 1 had no `Committed` records: read as if every step's commands
+/// were carried out.
+const TRACE_MAGIC_V1: &[u8; 8] = b"LHTRACE1";
 /// Bytes one node may write to traces, over all its starts. Enough for
 /// every test and benchmark run; a longer run ends its trace with
 /// [`TraceRecord::Truncated`] and validation says so.
@@ -128,6 +134,11 @@ pub enum TraceRecord {
     Step(TraceStep),
     /// The node's trace budget ran out after `steps` steps of this file.
     Truncated {
+        steps: u64,
+    },
+    /// The barrier of the first `steps` steps of this file has passed:
+    /// their commands are being carried out (STORE-2).
+    Committed {
         steps: u64,
     },
 }
@@ -319,6 +330,18 @@ impl StepRecorder<RealNode> for TraceWriter {
     fn flush(&mut self) {
         self.write_out();
     }
+
+    fn committed(&mut self) {
+        if self.file.is_none() {
+            return;
+        }
+        let before = self.buf.len();
+        self.push(&TraceRecord::Committed { steps: self.steps });
+        self.budget = self.budget.saturating_sub((self.buf.len() - before) as u64);
+        // In the file before the first send: a send not covered by a
+        // `Committed` record never happened.
+        self.write_out();
+    }
 }
 
 /// One trace file, read back.
@@ -332,6 +355,18 @@ pub struct NodeTrace {
     /// The last record was cut short (the node was killed while writing
     /// it); its step's commands were never carried out.
     pub torn_tail: bool,
+    /// How many of `steps`, from the first, had their barrier passed and
+    /// their commands carried out. The others (at most one batch, at the
+    /// end) were recorded but never acted on the rest of the run: the node
+    /// was killed, or its barrier failed, before their sends.
+    pub committed: usize,
+}
+
+impl NodeTrace {
+    /// Whether step `index` of this file had its commands carried out.
+    pub fn carried_out(&self, index: usize) -> bool {
+        index < self.committed
+    }
 }
 
 /// Reads one trace file.
@@ -345,9 +380,12 @@ pub fn read_trace(path: &Path) -> Result<NodeTrace, TraceError> {
 
 /// Parses the bytes of one trace file (`path` only names it in errors).
 pub fn parse_trace(path: &Path, bytes: &[u8]) -> Result<NodeTrace, TraceError> {
-    if bytes.get(..TRACE_MAGIC.len()) != Some(&TRACE_MAGIC[..]) {
+    let magic = bytes.get(..TRACE_MAGIC.len());
+    let v1 = magic == Some(&TRACE_MAGIC_V1[..]);
+    if magic != Some(&TRACE_MAGIC[..]) && !v1 {
         return Err(TraceError::Magic { path: path.into() });
     }
+    let mut committed = 0;
     let mut at = TRACE_MAGIC.len();
     let mut header = None;
     let mut steps = Vec::new();
@@ -388,16 +426,30 @@ pub fn parse_trace(path: &Path, bytes: &[u8]) -> Result<NodeTrace, TraceError> {
             _ if header.is_none() => return Err(TraceError::NoHeader { path: path.into() }),
             TraceRecord::Step(s) => steps.push(s),
             TraceRecord::Truncated { .. } => truncated = true,
+            TraceRecord::Committed { steps: n } => {
+                if n as usize > steps.len() || (n as usize) < committed {
+                    return Err(fail(format!(
+                        "commits {n} steps after {} recorded and {committed} committed",
+                        steps.len()
+                    )));
+                }
+                committed = n as usize;
+            }
         }
         at += 8 + len as usize;
     }
     let header = header.ok_or_else(|| TraceError::NoHeader { path: path.into() })?;
+    if v1 || truncated {
+        // Past a trace's budget nothing more is recorded, commits included.
+        committed = steps.len();
+    }
     Ok(NodeTrace {
         path: path.into(),
         header,
         steps,
         truncated,
         torn_tail,
+        committed,
     })
 }
 

@@ -662,3 +662,77 @@ fn a_restart_within_one_batch_of_the_replay_is_a_note_and_beyond_it_a_failure() 
         }
     }
 }
+
+/// A step recorded after the node's last `Committed` mark never had its
+/// commands carried out (the node was killed before its barrier): its
+/// sends never left the node. A receive of one is therefore a forgery
+/// (TRACE-2), which it is not when the step is marked carried out.
+#[test]
+fn a_send_of_a_step_never_carried_out_matches_no_receive() {
+    let applied = |c: &TraceCommand| {
+        matches!(
+            c,
+            TraceCommand::Send {
+                msg: Msg::Applied { result: Ok(()), .. },
+                ..
+            }
+        )
+    };
+    let run = traces();
+    // A secondary with one start, and its last acknowledged apply.
+    let (ti, k) = run
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| {
+            role_of(t) == Role::Chunkserver
+                && run
+                    .iter()
+                    .filter(|u| u.header.node == t.header.node)
+                    .count()
+                    == 1
+        })
+        .find_map(|(ti, t)| {
+            let k = t
+                .steps
+                .iter()
+                .rposition(|s| s.commands.iter().any(applied))?;
+            Some((ti, k))
+        })
+        .expect("a secondary with one start that applied a mutation");
+    let node = run[ti].header.node;
+    let (dst, msg) = run[ti].steps[k]
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            TraceCommand::Send { dst, msg } if applied(c) => Some((*dst, msg.clone())),
+            _ => None,
+        })
+        .unwrap();
+    let receive = run
+        .iter()
+        .filter(|t| t.header.node == dst)
+        .flat_map(|t| t.steps.iter().map(move |s| (t.header.start, s)))
+        .find(|(_, s)| matches!(&s.input, TraceInput::Msg { src, msg: m } if *src == node && *m == msg))
+        .map(|(start, s)| (start, s.n))
+        .expect("the primary received the acknowledgement");
+    let names_receive = |r: &Report| {
+        r.failures.iter().any(|f| {
+            f.check == Check::Trace2 && f.at.node == dst && (f.at.start, f.at.step) == receive
+        })
+    };
+    // The secondary's trace ends with that step (as if killed right
+    // after it): marked carried out, then not.
+    for carried_out in [true, false] {
+        let mut traces = traces();
+        let t = &mut traces[ti];
+        t.steps.truncate(k + 1);
+        t.committed = if carried_out { k + 1 } else { k };
+        let r = validate(traces);
+        assert_eq!(names_receive(&r), !carried_out, "{}", show(&r));
+        let noted = r
+            .notes
+            .iter()
+            .any(|n| n.at.node == node && n.explanation.contains("never had their barrier passed"));
+        assert_eq!(noted, !carried_out, "{}", show(&r));
+    }
+}

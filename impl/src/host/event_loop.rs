@@ -275,6 +275,9 @@ where
         if let Some(barrier) = &mut self.barrier {
             barrier().map_err(HostError::Barrier)?;
         }
+        if let Some(r) = &mut self.recorder {
+            r.committed();
+        }
         for step in steps {
             self.execute(step.commands)?;
         }

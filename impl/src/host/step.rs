@@ -48,4 +48,11 @@ pub trait StepRecorder<A: Actor>: Send {
     /// Writes what was recorded; called before the next handler, the
     /// barrier and the step's commands.
     fn flush(&mut self);
+    /// The barrier of every step recorded so far has passed, and their
+    /// commands are about to be carried out. Written before the first of
+    /// them, so that a step recorded after the last such mark is one whose
+    /// sends never left the node (it was killed, or its barrier failed):
+    /// to the rest of the run it never happened, as a crash between two
+    /// steps of the model.
+    fn committed(&mut self);
 }

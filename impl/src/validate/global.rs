@@ -528,8 +528,14 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
                 apply_change(&mut st, id, ch, o);
             }
         }
-        // The sends, as the checker's history sees them.
-        for cmd in &step.commands {
+        // The sends, as the checker's history sees them: only those that
+        // left the node (see `NodeTrace::committed`).
+        let sent: &[TraceCommand] = if s.file.carried_out(s.index) {
+            &step.commands
+        } else {
+            &[]
+        };
+        for cmd in sent {
             let TraceCommand::Send { dst, msg } = cmd else {
                 continue;
             };

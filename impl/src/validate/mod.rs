@@ -399,7 +399,15 @@ pub fn write_records(path: &Path, records: &[TraceRecord]) -> std::io::Result<()
 /// The records of a trace read back, for [`write_records`].
 pub fn records_of(trace: &NodeTrace) -> Vec<TraceRecord> {
     let mut r = vec![TraceRecord::Header(trace.header.clone())];
-    r.extend(trace.steps.iter().cloned().map(TraceRecord::Step));
+    // Batch boundaries are not kept: one mark covers what was committed.
+    let (committed, rest) = trace.steps.split_at(trace.committed);
+    r.extend(committed.iter().cloned().map(TraceRecord::Step));
+    if !committed.is_empty() {
+        r.push(TraceRecord::Committed {
+            steps: committed.len() as u64,
+        });
+    }
+    r.extend(rest.iter().cloned().map(TraceRecord::Step));
     if trace.truncated {
         r.push(TraceRecord::Truncated {
             steps: trace.steps.len() as u64,

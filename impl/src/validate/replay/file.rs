@@ -158,9 +158,16 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, next: Option<&Nod
                 );
             }
         }
-        recorded_checks(ctx, step, at, path, &open_primary);
-        if let (Some(NodeState::Client(c)), false) = (&state, diverged) {
-            note_ack(ctx, c, step, report_to, at, path);
+        // A step recorded but never carried out (the node stopped before
+        // its barrier) sent nothing and told its application nothing: to
+        // the rest of the run it did not happen, as a model crash before
+        // it. The actor still took it, so it is replayed all the same.
+        let carried_out = file.carried_out(index);
+        if carried_out {
+            recorded_checks(ctx, step, at, path, &open_primary);
+            if let (Some(NodeState::Client(c)), false) = (&state, diverged) {
+                note_ack(ctx, c, step, report_to, at, path);
+            }
         }
 
         if !diverged {
@@ -273,6 +280,17 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, next: Option<&Nod
             path,
             "this start recorded no step: the node never ran it (e.g. its address was in use)"
                 .into(),
+        );
+    }
+    if file.committed < file.steps.len() {
+        ctx.note(
+            Check::Trace1,
+            loc(file.committed as u64),
+            path,
+            format!(
+                "the last {} recorded steps never had their barrier passed (the node stopped first): their commands were not carried out, and the run is checked as if they were never taken",
+                file.steps.len() - file.committed
+            ),
         );
     }
     if file.torn_tail {
