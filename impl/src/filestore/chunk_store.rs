@@ -1,0 +1,177 @@
+//! [`ChunkStore`] for [`FileStore`]: the model's replica operations, each a
+//! change to one chunk's metadata in memory (and to its data file) that the
+//! next sync makes durable. Separate because it is the contract the model
+//! is checked against, written on top of the file formats and the sync
+//! order rather than mixed in with them.
+
+use leasehold_model::types::{
+    ChunkHandle, ChunkStore, ChunkVersion, Offset, ReplicaMeta, Stamp, StoreError,
+};
+use std::fs::{File, OpenOptions};
+use std::io;
+
+use super::blocks::read_verified_block;
+use super::incarnation::write_incarnation;
+use super::{io_error, ChunkMeta, Entry, FileStore, CHECKSUM_BLOCK_BYTES};
+use crate::payload::Bytes;
+
+impl FileStore {
+    /// Runs `change` on the chunk's metadata (a fresh empty chunk if the
+    /// store never saw it), with the chunk's data file open for writing,
+    /// then makes the new metadata visible; the next sync makes it durable.
+    /// `writes_data` says whether `change` writes the data file.
+    fn mutate(
+        &self,
+        chunk: ChunkHandle,
+        writes_data: bool,
+        change: impl FnOnce(&mut ChunkMeta, &File) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut chunks = self.lock();
+        let (mut meta, is_new) = match chunks.get(&chunk) {
+            Some(Entry::Healthy(m)) => (m.clone(), false),
+            Some(Entry::Damaged(_)) => return Err(StoreError::Corrupt),
+            None => (ChunkMeta::default(), true),
+        };
+        let data = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.data_path(chunk))
+            .map_err(io_error)?;
+        change(&mut meta, &data)?;
+        chunks.insert(chunk, Entry::Healthy(meta));
+        let mut unsynced = self.inner.unsynced();
+        *unsynced.chunks.entry(chunk).or_default() |= writes_data;
+        unsynced.new_data_files |= is_new;
+        Ok(())
+    }
+}
+
+impl ChunkStore for FileStore {
+    type Payload = Bytes;
+
+    fn meta(&self, chunk: ChunkHandle) -> ReplicaMeta {
+        match self.lock().get(&chunk) {
+            Some(Entry::Healthy(m)) => m.replica,
+            _ => ReplicaMeta::default(),
+        }
+    }
+
+    fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
+        self.mutate(chunk, false, |meta, _| {
+            meta.replica.version = version;
+            Ok(())
+        })
+    }
+
+    fn chunk_len(&self, chunk: ChunkHandle) -> Offset {
+        match self.lock().get(&chunk) {
+            Some(Entry::Healthy(m)) => m.len,
+            _ => 0,
+        }
+    }
+
+    fn write_at(
+        &mut self,
+        chunk: ChunkHandle,
+        offset: Offset,
+        data: &Bytes,
+        stamp: Stamp,
+    ) -> Result<(), StoreError> {
+        let this = self.clone();
+        self.mutate(chunk, true, |meta, file| {
+            this.splice(meta, file, offset, data.as_slice())?;
+            meta.replica.applied = stamp;
+            Ok(())
+        })
+    }
+
+    fn pad_to(&mut self, chunk: ChunkHandle, end: Offset, stamp: Stamp) -> Result<(), StoreError> {
+        if end > self.inner.chunk_bytes {
+            return Err(StoreError::OutOfRange);
+        }
+        let this = self.clone();
+        self.mutate(chunk, true, |meta, file| {
+            // Padding is zeros; readers find records by their own framing.
+            if end > meta.len {
+                let zeros = vec![0u8; (end - meta.len) as usize];
+                let at = meta.len;
+                this.splice(meta, file, at, &zeros)?;
+            }
+            meta.replica.applied = stamp;
+            Ok(())
+        })
+    }
+
+    fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
+        self.mutate(chunk, false, |meta, _| {
+            meta.replica.applied = stamp;
+            Ok(())
+        })
+    }
+
+    fn read(&self, chunk: ChunkHandle, offset: Offset, len: u64) -> Result<Bytes, StoreError> {
+        let meta = match self.lock().get(&chunk) {
+            Some(Entry::Healthy(m)) => m.clone(),
+            Some(Entry::Damaged(_)) => return Err(StoreError::Corrupt),
+            None => return Err(StoreError::OutOfRange),
+        };
+        if offset > meta.len {
+            return Err(StoreError::OutOfRange);
+        }
+        let end = offset.saturating_add(len).min(meta.len);
+        if offset == end {
+            return Ok(Bytes::default());
+        }
+        let data = File::open(self.data_path(chunk)).map_err(|e| match e.kind() {
+            // Metadata says there is data; the file is gone.
+            io::ErrorKind::NotFound => StoreError::Corrupt,
+            _ => io_error(e),
+        })?;
+        let first_block = offset / CHECKSUM_BLOCK_BYTES;
+        let last_block = (end - 1) / CHECKSUM_BLOCK_BYTES;
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for block in first_block..=last_block {
+            let bytes = read_verified_block(&data, &meta, block)?;
+            let block_start = block * CHECKSUM_BLOCK_BYTES;
+            let from = offset.saturating_sub(block_start) as usize;
+            let to = ((end - block_start) as usize).min(bytes.len());
+            out.extend_from_slice(&bytes[from..to]);
+        }
+        Ok(out.into())
+    }
+
+    fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)> {
+        self.lock()
+            .iter()
+            .filter_map(|(&h, e)| match e {
+                Entry::Healthy(m) if m.replica.version > 0 => Some((h, m.replica.version)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn incarnation(&self) -> u32 {
+        *self
+            .inner
+            .incarnation
+            .lock()
+            .expect("incarnation lock poisoned")
+    }
+
+    fn count_restart(&mut self) -> Result<u32, StoreError> {
+        let mut count = self
+            .inner
+            .incarnation
+            .lock()
+            .expect("incarnation lock poisoned");
+        let next = count
+            .checked_add(1)
+            .ok_or(StoreError::Io("restart count overflow".into()))?;
+        // Durable before the caller reports it to the master.
+        write_incarnation(&self.inner.dir, next)?;
+        *count = next;
+        Ok(next)
+    }
+}

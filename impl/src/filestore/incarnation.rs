@@ -1,0 +1,53 @@
+//! The `incarnation` file: the chunkserver's restart count, kept beside the
+//! chunks but not one of them. Separate because it has its own format and
+//! its own durability: replaced by rename and synced at once, never left
+//! for the group commit.
+
+use leasehold_model::types::StoreError;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::io_error;
+use super::sync::sync_dir;
+
+pub(super) const INCARNATION_FILE: &str = "incarnation";
+const INCARNATION_MAGIC: &[u8; 8] = b"LHINCAR1";
+
+/// The saved restart count: 0 if the server never restarted. A damaged file
+/// refuses the open: restarting with a wrong count could make the server
+/// accept version announcements meant for a previous life.
+pub(super) fn load_incarnation(dir: &Path) -> Result<u32, StoreError> {
+    let bytes = match fs::read(dir.join(INCARNATION_FILE)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_error(e)),
+    };
+    let ok = bytes.len() == 16 && &bytes[..8] == INCARNATION_MAGIC;
+    let count = ok.then(|| u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")));
+    let crc = ok.then(|| u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")));
+    match (count, crc) {
+        (Some(count), Some(crc)) if crc32c::crc32c(&bytes[..12]) == crc => Ok(count),
+        _ => Err(StoreError::Io(format!(
+            "{} is damaged",
+            dir.join(INCARNATION_FILE).display()
+        ))),
+    }
+}
+
+/// Replaces the restart count atomically and durably.
+pub(super) fn write_incarnation(dir: &Path, count: u32) -> Result<(), StoreError> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(INCARNATION_MAGIC);
+    out.extend_from_slice(&count.to_le_bytes());
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    let path = dir.join(INCARNATION_FILE);
+    let tmp = dir.join("incarnation.tmp");
+    let mut file = File::create(&tmp).map_err(io_error)?;
+    file.write_all(&out).map_err(io_error)?;
+    file.sync_all().map_err(io_error)?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(io_error)?;
+    sync_dir(dir)
+}
