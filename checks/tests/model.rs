@@ -454,6 +454,37 @@ fn live_2_holds_after_a_crash_and_a_lost_apply() {
     }
 }
 
+/// FAULT-2: a disk fills up at any point of a record append; the failed
+/// replica reports it, the master leaves it out and ends the lease, and
+/// the append goes on without it (its companion is reached).
+#[test]
+fn store_faults_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("store-faults").unique_states, 246_709);
+    assert_eq!(exhaustive("live-store").unique_states, 2_565);
+}
+
+/// LIVE-2 after a disk fills: the client's append succeeds from every
+/// state; with the master ignoring the replica's report, a replica whose
+/// every write fails stays in the set and the append can never succeed.
+#[test]
+fn live_2_holds_after_a_disk_fills_and_bug_failed_replica_kept_breaks_it() {
+    let model = ModelCfg::named("live-store").unwrap().into_model();
+    let r = check_liveness(&model, 1_000_000);
+    assert!(r.holds(), "{r:?}");
+    assert_eq!(r.states, 2_565);
+    let buggy = ModelCfg::named("live-store")
+        .unwrap()
+        .with_bug(Bug::FailedReplicaKept)
+        .into_model();
+    let r = check_liveness(&buggy, 1_000_000);
+    assert!(r.complete && r.doomed_states > 0, "{r:?}");
+    let path = r.doomed_path.expect("a path to a doomed state");
+    assert!(
+        path.iter().any(|s| s.starts_with("disk full cs")),
+        "{path:#?}"
+    );
+}
+
 #[test]
 fn live_crash_and_live_lossy_hold_and_reach_every_companion() {
     // The liveness configurations' safety, with the gap reports' resends

@@ -418,7 +418,9 @@ pub fn msg_fields(msg: &RealMsg) -> MsgFields {
             f.epoch = Some(*epoch);
             f.version = Some(*version);
         }
-        Msg::NewVersion { chunk, version, .. } | Msg::VersionAck { chunk, version } => {
+        Msg::NewVersion { chunk, version, .. }
+        | Msg::VersionAck { chunk, version }
+        | Msg::ReplicaFailed { chunk, version, .. } => {
             f.chunk = Some(*chunk);
             f.version = Some(*version);
         }
@@ -528,6 +530,7 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
             result: Err(reason),
             ..
         } => Some(reason.to_string()),
+        Msg::ReplicaFailed { error, .. } => Some(error.to_string()),
         _ => None,
     };
     // A primary's extension grants ride on every mutation, so grants are
@@ -559,9 +562,10 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
             )
         };
     }
-    if matches!(msg, Msg::ApplyGap { .. }) {
-        // A secondary lost Applies (a restart, or the network): worth a
-        // look whenever it happens.
+    if matches!(msg, Msg::ApplyGap { .. } | Msg::ReplicaFailed { .. }) {
+        // A secondary lost Applies (a restart, or the network), or a
+        // replica's store failed (FAULT-2): worth a look whenever it
+        // happens.
         event!(tracing::Level::WARN);
     } else if notable {
         event!(tracing::Level::INFO);

@@ -96,10 +96,14 @@ pub enum Bug {
     /// A restarted chunkserver takes a lease offer addressed to its
     /// previous incarnation (the protocol before offers carried it).
     TakesOfferOfPreviousLife,
+    /// The master ignores a replica's report that its store failed: the
+    /// replica stays in the chunk's replica set and every later mutation
+    /// fails on it (FAULT-2).
+    FailedReplicaKept,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 26] = [
+    pub const ALL: [Bug; 27] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -126,6 +130,7 @@ impl Bug {
         Bug::PushSkipsClosest,
         Bug::SecondaryWaitsForLostSerial,
         Bug::TakesOfferOfPreviousLife,
+        Bug::FailedReplicaKept,
     ];
 
     /// Kebab-case name used on the command line.

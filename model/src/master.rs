@@ -403,6 +403,9 @@ impl MasterActor {
                     }
                 }
             }
+            Msg::ReplicaFailed { chunk, version, .. } => {
+                self.on_replica_failed(state, src, chunk, version, o)
+            }
             Msg::ChunkReport {
                 incarnation,
                 chunks,
@@ -749,6 +752,50 @@ impl MasterActor {
         }
     }
 
+    /// FAULT-2: `src`'s replica of `chunk` failed to store something at
+    /// `version`. It is no longer counted up to date, and the lease it
+    /// takes part in ends (revoked, or its offer withdrawn), so that the
+    /// next lease moves the version past it: until then every mutation
+    /// would fail on it, and after, none is sent to it. A report about an
+    /// older version, or from a replica already left out, changes nothing.
+    fn on_replica_failed<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        let Some(meta) = state.durable.chunks.get(chunk as usize) else {
+            return;
+        };
+        let view = &state.views[chunk as usize];
+        if version != meta.version
+            || !view.up_to_date.contains(&src)
+            || self.cfg.bug == Bug::FailedReplicaKept
+        {
+            return;
+        }
+        let s = state.to_mut();
+        s.views[chunk as usize].up_to_date.retain(|r| *r != src);
+        match &s.views[chunk as usize].lease {
+            LeaseView::Granted {
+                primary,
+                secondaries,
+                revoking: false,
+                ..
+            } if *primary == src || secondaries.contains(&src) => self.revoke(state, chunk, o),
+            LeaseView::Offered { .. } => {
+                // It may have acknowledged the offer's version already:
+                // a new offer moves the version past it.
+                s.views[chunk as usize].lease = LeaseView::Free;
+                o.cancel_timer(Timer::GrantTimeout(chunk));
+                self.try_offer(state, chunk, o);
+            }
+            _ => {}
+        }
+    }
+
     fn on_report<S: ChunkStore>(
         &self,
         state: &mut Cow<MasterState>,
@@ -757,7 +804,22 @@ impl MasterActor {
         chunks: &[(ChunkHandle, ChunkVersion)],
         o: &mut Out<crate::Node<S>>,
     ) {
-        for &(chunk, version) in chunks {
+        // A restarted server that no longer reports a chunk the master
+        // counts it up to date for holds it at version 0: stale (its
+        // replica was lost, or its metadata is unreadable, issue #15).
+        let missing: Vec<(ChunkHandle, ChunkVersion)> = if restarted {
+            (0..state.views.len() as ChunkHandle)
+                .filter(|c| {
+                    state.views[*c as usize].up_to_date.contains(&src)
+                        && state.durable.chunks[*c as usize].version > 0
+                        && !chunks.iter().any(|(r, _)| r == c)
+                })
+                .map(|c| (c, 0))
+                .collect()
+        } else {
+            vec![]
+        };
+        for &(chunk, version) in chunks.iter().chain(&missing) {
             let Some(meta) = state.durable.chunks.get(chunk as usize) else {
                 continue;
             };

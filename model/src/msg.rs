@@ -93,7 +93,7 @@ impl Failure {
                 | Failure::SecondaryFailed
                 | Failure::Busy
                 | Failure::NoLeaseNow
-        )
+        ) || matches!(self, Failure::Store(e) if e.is_replica_fault())
     }
 }
 
@@ -389,6 +389,16 @@ pub enum Msg<P> {
         from: Stamp,
         until: Stamp,
     },
+    /// Chunkserver to master: this replica of `chunk` (at `version`) could
+    /// not store a mutation (a full disk, a corrupt block, an I/O error).
+    /// The master leaves it out of the chunk's up-to-date replicas and ends
+    /// the lease, so the next one moves the version past it and mutations
+    /// go on without it (FAULT-2). Last in the enum, for the wire indices.
+    ReplicaFailed {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        error: StoreError,
+    },
 }
 
 impl<P> Msg<P> {
@@ -416,6 +426,7 @@ impl<P> Msg<P> {
             Msg::Mutate { .. } => "act 1240 write request",
             Msg::Apply { .. } => "act 1250 apply",
             Msg::ApplyGap { .. } => "act 1250 apply gap",
+            Msg::ReplicaFailed { .. } => "replica failed",
             Msg::Applied { .. } => "act 1260 applied",
             Msg::MutationDone { .. } => "act 1270 done",
             Msg::ChunkFull { .. } => "act 1440 chunk full",
@@ -489,6 +500,7 @@ impl<P: Debug> Debug for Msg<P> {
             PushData { data, fragment, last, bytes, chain, client }, DataPushed { data },
             Mutate { chunk, epoch, kind, data }, Apply { chunk, version, stamp, op },
             ApplyGap { chunk, version, from, until },
+            ReplicaFailed { chunk, version, error },
             Applied { chunk, stamp, result }, MutationDone { chunk, data, offset, stamp },
             ChunkFull { chunk, data }, MutationFailed { chunk, data, reason },
             Read { chunk, version, offset, len }, ReadReply { chunk, offset, result };

@@ -43,6 +43,7 @@ impl<S: ChunkStore> NodeState<S> {
                 &c.in_flight,
                 &c.held,
                 &c.early,
+                &c.failed,
                 StoreView::of(&c.store),
             )),
             NodeState::Client(c) => digest(&(2u8, c)),

@@ -94,6 +94,14 @@ pub enum StoreError {
     Io(String),
 }
 
+impl StoreError {
+    /// Whether the error says the replica itself is faulty (its disk), as
+    /// opposed to a request it must refuse (FAULT-2).
+    pub fn is_replica_fault(&self) -> bool {
+        !matches!(self, StoreError::OutOfRange)
+    }
+}
+
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
@@ -283,6 +291,11 @@ struct StoreContents {
     incarnation: u32,
     /// Indexed by chunk handle; the model allocates at most two chunks.
     replicas: SmallVec<[MemReplica; 2]>,
+    /// The disk filled up (the model's store fault, `store_faults`): every
+    /// later change fails with `NoSpace`, across restarts, as a full disk
+    /// does; what is stored stays readable.
+    #[serde(default)]
+    full: bool,
 }
 
 impl StoreContents {
@@ -346,7 +359,25 @@ impl MemStore {
             chunk_size,
             incarnation: 0,
             replicas: SmallVec::new(),
+            full: false,
         })
+    }
+
+    /// The disk fills up: from now on every change fails (`NoSpace`).
+    pub fn fill_disk(&mut self) {
+        self.change(|c| c.full = true);
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.contents.full
+    }
+
+    fn check_space(&self) -> Result<(), StoreError> {
+        if self.contents.full {
+            Err(StoreError::NoSpace)
+        } else {
+            Ok(())
+        }
     }
 
     fn from_contents(contents: StoreContents) -> Self {
@@ -406,6 +437,7 @@ impl ChunkStore for MemStore {
     }
 
     fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
+        self.check_space()?;
         self.change_replica(chunk, |r| r.meta.version = version);
         Ok(())
     }
@@ -426,6 +458,7 @@ impl ChunkStore for MemStore {
         // Deliberately no bound check here: the model store lets a buggy
         // primary write across the chunk boundary so that APPEND-3 can see it.
         // The file store refuses such writes as a second line of defence.
+        self.check_space()?;
         let end = offset + data.len();
         self.change_replica(chunk, |r| {
             if r.cells.len() < end as usize {
@@ -447,6 +480,7 @@ impl ChunkStore for MemStore {
         if end > self.chunk_size() as u64 {
             return Err(StoreError::OutOfRange);
         }
+        self.check_space()?;
         self.change_replica(chunk, |r| {
             while (r.cells.len() as u64) < end {
                 r.cells.push(Some(Cell::Pad(stamp)));
@@ -457,6 +491,7 @@ impl ChunkStore for MemStore {
     }
 
     fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
+        self.check_space()?;
         self.change_replica(chunk, |r| r.meta.applied = stamp);
         Ok(())
     }

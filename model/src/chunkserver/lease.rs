@@ -17,8 +17,8 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         let s = state.to_mut();
         if version > s.store.meta(chunk).version {
             // The master moved the version on past silent replicas.
-            if s.store.set_version(chunk, version).is_err() {
-                return;
+            if let Err(e) = s.store.set_version(chunk, version) {
+                return self.report_store_fault(s, chunk, version, &e, o);
             }
             self.save(s, o);
         }
@@ -28,6 +28,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             // this replica never requested.
             l.next_serial = 1;
             l.extensions = 0;
+            l.replica_failed = false;
         }
         let late = !l.requested;
         l.epoch = epoch;

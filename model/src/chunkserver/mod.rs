@@ -62,6 +62,12 @@ pub struct ReplicaLease {
     /// The serial number the next mutation gets ([0099]).
     pub next_serial: Serial,
     pub extensions: u32,
+    /// A secondary's store failed under this lease (FAULT-2): every later
+    /// mutation would fail on it, so the primary orders none until the
+    /// master, told by that replica, ends the lease. Without this, each
+    /// retry would use up a serial while the master's revocation is on
+    /// its way.
+    pub replica_failed: bool,
 }
 
 /// Data pushed by a client, kept until used or aged out ([0095]).
@@ -115,6 +121,11 @@ pub struct ChunkserverState<S: ChunkStore> {
     pub in_flight: Vec<InFlight>,
     pub held: Vec<HeldApply>,
     pub early: Vec<EarlyMutate>,
+    /// Chunks whose replica here failed to store something, with the
+    /// error (FAULT-2). Reported to the master once; until this server
+    /// restarts, their mutations fail here at once, so nothing is held
+    /// back behind a serial the store cannot record.
+    pub failed: Vec<(ChunkHandle, StoreError)>,
 }
 
 impl ReplicaLease {
@@ -141,6 +152,14 @@ impl<S: ChunkStore> ChunkserverState<S> {
             .map(|l| Timer::LeaseClock(chunk, l.held_clock()))
     }
 
+    /// The error this replica of `chunk` failed with, if it did (FAULT-2).
+    pub fn store_failure(&self, chunk: ChunkHandle) -> Option<&StoreError> {
+        self.failed
+            .iter()
+            .find(|(c, _)| *c == chunk)
+            .map(|(_, e)| e)
+    }
+
     /// Whether this replica is the primary of `chunk` right now.
     pub fn is_primary(&self, chunk: ChunkHandle) -> bool {
         self.lease(chunk).is_some_and(|l| l.holding)
@@ -159,6 +178,7 @@ impl<S: ChunkStore> ChunkserverState<S> {
                     secondaries: vec![],
                     next_serial: 1,
                     extensions: 0,
+                    replica_failed: false,
                 });
                 self.leases.sort_by_key(|l| l.chunk);
                 self.leases.iter().position(|l| l.chunk == chunk).unwrap()
@@ -224,11 +244,41 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             in_flight: vec![],
             held: vec![],
             early: vec![],
+            failed: vec![],
         }
     }
 
     fn save(&self, state: &ChunkserverState<S>, o: &mut O<S>) {
         o.save(NodeStorage::Chunkserver(Arc::new(state.store.clone())));
+    }
+
+    /// FAULT-2: this replica's store failed an operation on `chunk` at
+    /// `version`. The master stops counting on the replica, and the next
+    /// lease moves the version past it, so mutations go on without it
+    /// instead of failing on it for good. Reported once per start.
+    pub(super) fn report_store_fault(
+        &self,
+        state: &mut ChunkserverState<S>,
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        error: &StoreError,
+        o: &mut O<S>,
+    ) {
+        if error.is_replica_fault() && state.store_failure(chunk).is_none() {
+            state.failed.push((chunk, error.clone()));
+            state.failed.sort();
+            // Nothing held back can be applied any more.
+            state.held.retain(|h| h.chunk != chunk);
+            o.cancel_timer(Timer::HeldBack(chunk));
+            o.send(
+                self.cfg.master,
+                Msg::ReplicaFailed {
+                    chunk,
+                    version,
+                    error: error.clone(),
+                },
+            );
+        }
     }
 
     pub fn on_msg(
@@ -299,9 +349,8 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 if version > meta.version {
                     if let Err(e) = s.store.set_version(chunk, version) {
                         // Without the version on disk this replica must not
-                        // lead; let the offer time out at the master.
-                        let _ = e;
-                        return;
+                        // lead: the master offers to another.
+                        return self.report_store_fault(s, chunk, version, &e, o);
                     }
                     self.save(s, o);
                 }
@@ -312,6 +361,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 l.clock = 0;
                 l.extensions = 0;
                 l.next_serial = 1;
+                l.replica_failed = false;
                 // LEASE-2: the lease clock starts now, in the step that
                 // sends the request, before the master's can ([0091]).
                 o.cancel_timer(Timer::LeaseClock(chunk, 1));
@@ -353,8 +403,8 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 }
                 if version > own {
                     let s = state.to_mut();
-                    if s.store.set_version(chunk, version).is_err() {
-                        return;
+                    if let Err(e) = s.store.set_version(chunk, version) {
+                        return self.report_store_fault(s, chunk, version, &e, o);
                     }
                     self.save(s, o);
                 }
@@ -427,7 +477,16 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                     // A stale replica never serves a read.
                     Err(Failure::StaleReplica)
                 } else {
-                    state.store.read(chunk, offset, len).map_err(Failure::Store)
+                    match state.store.read(chunk, offset, len) {
+                        Ok(data) => Ok(data),
+                        Err(e) => {
+                            // A corrupt block: this replica is faulty.
+                            if e.is_replica_fault() && state.store_failure(chunk).is_none() {
+                                self.report_store_fault(state.to_mut(), chunk, own, &e, o);
+                            }
+                            Err(Failure::Store(e))
+                        }
+                    }
                 };
                 o.send(
                     src,

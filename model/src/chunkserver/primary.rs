@@ -63,6 +63,13 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         if state.in_flight.len() as u32 >= self.cfg.mutations_in_flight_max {
             return fail(o, Failure::Busy);
         }
+        if let Some(e) = state.store_failure(chunk) {
+            // FAULT-2: reported already; the master ends this lease.
+            return fail(o, Failure::Store(e.clone()));
+        }
+        if lease.replica_failed {
+            return fail(o, Failure::SecondaryFailed);
+        }
         if !state.has_data(data) {
             return fail(o, Failure::DataMissing);
         }
@@ -106,6 +113,8 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             ApplyOp::Skip => unreachable!("a primary skips only in answer to a gap report"),
         };
         if let Err(e) = applied {
+            let version = s.store.meta(chunk).version;
+            self.report_store_fault(s, chunk, version, &e, o);
             return fail(o, Failure::Store(e));
         }
         self.save(s, o);
@@ -227,6 +236,13 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 }
             }
         } else {
+            if let Err(Failure::Store(e)) = &result {
+                if e.is_replica_fault() {
+                    if let Some(l) = s.leases.iter_mut().find(|l| l.chunk == chunk) {
+                        l.replica_failed = true;
+                    }
+                }
+            }
             // [00101]: any replica's error fails the mutation.
             let m = s.in_flight.remove(i);
             if self.cfg.bug != Bug::PrimaryAcksBeforeSecondaries {

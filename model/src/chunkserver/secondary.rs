@@ -32,6 +32,10 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             // From a lease older than one this replica already follows.
             return reply(o, Err(Failure::StaleLease));
         }
+        if let Some(e) = state.store_failure(chunk) {
+            // FAULT-2: this replica cannot store it; nothing is held back.
+            return reply(o, Err(Failure::Store(e.clone())));
+        }
         let expected = expected_serial(&meta, a.stamp.epoch);
         if a.stamp.serial < expected
             && a.stamp.epoch == meta.applied.epoch
@@ -79,6 +83,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             // Nothing to write, and nobody to answer.
             ApplyOp::Skip => Err(Failure::SecondaryFailed),
         };
+        if let Err(Failure::Store(e)) = &result {
+            self.report_store_fault(s, chunk, a.version, e, o);
+        }
         if result.is_err() {
             // The serial is used up even though it failed here, so later
             // mutations are not held behind it; its region is undefined.

@@ -151,3 +151,22 @@ pub(super) fn gap_reported_and_closed(model: &LeaseholdModel, s: &State) -> bool
         && model.live_chunkservers(s).all(|(_, cs)| cs.held.is_empty())
         && all_succeeded(model, s)
 }
+
+/// FAULT-2: a disk filled up, the master left that replica out of every
+/// chunk's up-to-date set, and a record append was acknowledged that the
+/// failed replica does not hold: the chunk moved on without it.
+pub(super) fn acked_without_failed_replica(model: &LeaseholdModel, s: &State) -> bool {
+    let m = master(s);
+    model.cfg.chunkserver_id_iter().any(|id| {
+        let st = store(s, id);
+        st.is_full()
+            && m.views.iter().all(|v| !v.up_to_date.contains(&id))
+            && acked(model, s).any(|a| {
+                let held = st
+                    .replica(a.chunk)
+                    .and_then(|r| r.cells.get(a.offset as usize).copied().flatten());
+                a.append
+                    && !matches!(held, Some(Cell::Data { record, part: 0, .. }) if record == a.record)
+            })
+    })
+}

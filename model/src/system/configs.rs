@@ -45,6 +45,9 @@ pub struct ModelCfg {
     pub duplicating: bool,
     pub chunkserver_crashes: u8,
     pub master_crashes: u8,
+    /// Chunkserver disks that may fill up, one fault each: from then on
+    /// that server's store fails every change (`MemStore::fill_disk`).
+    pub store_faults: u8,
     pub age_out: bool,
     /// The chunkservers' push buffer (records, and units in all) and the
     /// mutations a primary keeps in flight (and a secondary holds back):
@@ -85,6 +88,7 @@ impl ModelCfg {
             duplicating: false,
             chunkserver_crashes: 0,
             master_crashes: 0,
+            store_faults: 0,
             age_out: false,
             push_buffers_max: 4,
             push_buffer_units_max: u64::MAX,
@@ -284,12 +288,35 @@ impl ModelCfg {
                 prompt_network: true,
                 ..base
             },
+            // FAULT-2: a chunkserver's disk fills up, at any point, while
+            // a client appends: its replica fails every later change,
+            // reports it, and the master moves the chunk on without it.
+            // (Two clients: over 22 million states, not closed in 5 min.)
+            "store-faults" => ModelCfg {
+                name: "store-faults",
+                appends: vec![1],
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                store_faults: 1,
+                ..base
+            },
+            // LIVE-2 after a disk fills up: one client retrying without
+            // bound must get its record appended, which takes a new lease
+            // without the failed replica.
+            "live-store" => ModelCfg {
+                name: "live-store",
+                lease_grants_max: 2,
+                client_retries_max: u32::MAX,
+                store_faults: 1,
+                prompt_network: true,
+                ..base
+            },
             _ => return None,
         };
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 20] = [
+    pub const NAMES: [&'static str; 22] = [
         "tiny",
         "small",
         "pad",
@@ -310,6 +337,8 @@ impl ModelCfg {
         "push-budget",
         "live-crash",
         "live-lossy",
+        "store-faults",
+        "live-store",
     ];
 
     /// Overrides one field by name (`key=value`), for experiments from the
@@ -344,6 +373,7 @@ impl ModelCfg {
             "duplicating" => self.duplicating = flag()?,
             "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
             "master_crashes" => self.master_crashes = num()? as u8,
+            "store_faults" => self.store_faults = num()? as u8,
             "age_out" => self.age_out = flag()?,
             "push_buffers_max" => self.push_buffers_max = num()?,
             "push_buffer_units_max" => self.push_buffer_units_max = u64::from(num()?),
@@ -378,6 +408,7 @@ impl ModelCfg {
             || self.duplicating
             || self.chunkserver_crashes > 0
             || self.master_crashes > 0
+            || self.store_faults > 0
             || self.age_out
     }
 

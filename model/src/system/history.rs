@@ -16,6 +16,8 @@ use stateright::actor::{Envelope, Id};
 pub struct History {
     pub chunkserver_crashes: u8,
     pub master_crashes: u8,
+    /// Disks filled (`ModelCfg::store_faults`).
+    pub store_faults: u8,
     pub lease_expiries: u8,
     /// Apply messages the network lost (counted only where
     /// `apply_losses` bounds them, so unbounded loss adds no states).

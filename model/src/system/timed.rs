@@ -3,14 +3,17 @@
 
 use super::*;
 use crate::config::Bug;
+use crate::master::NodeStorage;
 use crate::master::{LeaseView, MasterState};
 use crate::msg::*;
+use crate::node::Digested;
 use crate::types::*;
 use crate::NodeState;
 use smallvec::SmallVec;
 use stateright::actor::{Actor, ActorModel, ActorModelAction, Command, Envelope, Id, Network, Out};
 use stateright::{Model, Path, Property};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// The actors under the timed fault model (see the module doc).
 #[derive(Clone)]
@@ -425,6 +428,28 @@ impl LeaseholdModel {
     }
 }
 
+/// The key of the action that fills a chunkserver's disk.
+const DISK_FULL: &str = "disk full";
+
+impl LeaseholdModel {
+    /// `id`'s disk fills up: its store, and the storage a restart finds,
+    /// fail every change from now on.
+    fn fill_disk(&self, last: &State, id: Id) -> State {
+        let mut next = last.clone();
+        let i = usize::from(id);
+        if let NodeState::Chunkserver(c) = &**last.actor_states[i] {
+            let mut c = c.clone();
+            c.store.fill_disk();
+            next.actor_states[i] = Arc::new(Digested::new(NodeState::Chunkserver(c)));
+        }
+        if let Some(NodeStorage::Chunkserver(store)) = &mut next.actor_storages[i] {
+            Arc::make_mut(store).fill_disk();
+        }
+        next.history.store_faults += 1;
+        next
+    }
+}
+
 pub fn master(s: &State) -> &MasterState {
     match &**s.actor_states[0] {
         NodeState::Master(m) => m,
@@ -443,9 +468,28 @@ impl Model for LeaseholdModel {
     fn actions(&self, state: &State, actions: &mut Vec<Action>) {
         self.inner.actions(state, actions);
         actions.retain(|a| self.allowed(state, a));
+        // A disk filling up is the environment's choice, as a crash is;
+        // stateright's random selection carries it (the actors make no
+        // random choices of their own).
+        if state.history.store_faults < self.cfg.store_faults {
+            for (id, c) in self.live_chunkservers(state) {
+                if !c.store.is_full() {
+                    actions.push(ActorModelAction::SelectRandom {
+                        actor: id,
+                        key: DISK_FULL.into(),
+                        random: (),
+                    });
+                }
+            }
+        }
     }
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
+        if let ActorModelAction::SelectRandom { actor, key, .. } = &action {
+            if key == DISK_FULL {
+                return Some(self.fill_disk(last, *actor));
+            }
+        }
         let crash = match &action {
             ActorModelAction::Crash(id) => Some(*id),
             _ => None,
@@ -508,6 +552,9 @@ impl Model for LeaseholdModel {
                 format!("timeout {}: {timer:?}", self.node_name(*id))
             }
             ActorModelAction::Crash(id) => format!("crash {}", self.node_name(*id)),
+            ActorModelAction::SelectRandom { actor, key, .. } => {
+                format!("{key} {}", self.node_name(*actor))
+            }
             ActorModelAction::Recover(id) => format!("restart {}", self.node_name(*id)),
             ActorModelAction::Drop(env) => format!(
                 "lose {} → {}: {:?}",
@@ -515,7 +562,6 @@ impl Model for LeaseholdModel {
                 self.node_name(env.dst),
                 env.msg
             ),
-            other => self.inner.format_action(other),
         }
     }
 

@@ -75,9 +75,24 @@ pub(super) fn start(
             ));
         }
         Role::Chunkserver(a) => {
+            // The replay's store where it differs from what the node found.
+            let mut differs = None;
             let storage = match restored {
-                Some(TraceStorage::Chunkserver(_)) => {
-                    Some(NodeStorage::Chunkserver(Arc::new(a.initial_store.clone())))
+                Some(TraceStorage::Chunkserver(view)) => {
+                    // What the node found is what its start step acts on
+                    // (its chunk report above all), so a difference found
+                    // below is adopted before the start step is replayed.
+                    // The view shows the restart already counted.
+                    let mut store = a.initial_store.clone();
+                    let mut mine = StoreView::of(&store);
+                    mine.incarnation += 1;
+                    if mine != *view {
+                        let mut found = view.clone();
+                        found.incarnation = view.incarnation.saturating_sub(1);
+                        store.adopt_view(&found);
+                        differs = Some(mine);
+                    }
+                    Some(NodeStorage::Chunkserver(Arc::new(store)))
                 }
                 Some(other) => {
                     ctx.fail(
@@ -94,8 +109,7 @@ pub(super) fn start(
             if let Some(TraceStorage::Chunkserver(view)) = restored {
                 // The trace shows the restored store as it was once the
                 // start step ran (the restart already counted).
-                let mine = StoreView::of(&s.store);
-                if mine != *view {
+                if let Some(mine) = differs {
                     let why = describe_view_difference(&mine, view);
                     match previous {
                         None => ctx.note(
