@@ -15,6 +15,7 @@
 //! hello_timeout_ms = 2000
 //! connection_idle_ms = 120000
 //! unfinished_frame_bytes_max = 268435456
+//! inbox_bytes_max = 67108864
 //!
 //! [[node]]
 //! id = 0
@@ -349,6 +350,11 @@ impl ClusterConfig {
                 "connection limits must be at least 1".into(),
             ));
         }
+        if l.inbox_bytes_max == 0 {
+            return Err(ConfigError::Limits(
+                "inbox_bytes_max must be at least 1".into(),
+            ));
+        }
         if l.hello_timeout_ms == 0 || l.connection_idle_ms < l.hello_timeout_ms {
             return Err(ConfigError::Limits(
                 "hello_timeout_ms must be positive and at most connection_idle_ms".into(),
@@ -537,6 +543,13 @@ mod tests {
                 Err(ConfigError::PushFragmentBytes { .. })
             ));
         }
+        // Zero could mean "unbounded" or "nothing at all", and the host
+        // would do neither (it takes one message at a time): refused.
+        let no_inbox = format!("{EXAMPLE}\n[limits]\ninbox_bytes_max = 0\n");
+        assert!(matches!(
+            ClusterConfig::parse(&no_inbox, Path::new("/")),
+            Err(ConfigError::Limits(_))
+        ));
         let durability = format!("durability = \"sometimes\"\n{EXAMPLE}");
         assert!(matches!(
             ClusterConfig::parse(&durability, Path::new("/")),

@@ -1,8 +1,9 @@
 //! The host with a toy actor on 127.0.0.1: messages flow, timers fire and
 //! re-arm like stateright's, saves survive a restart and land before the
 //! sends after them, the application hook works, and garbage on the port
-//! hurts only the connection it came on, and the barrier (group commit)
-//! passes before any command of the handlers it covers.
+//! hurts only the connection it came on, the barrier (group commit)
+//! passes before any command of the handlers it covers, and a node whose
+//! actor is behind stops reading once its inbox's byte budget is used.
 
 use leasehold::config::ClusterConfig;
 use leasehold::frame::{self, Envelope};
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
@@ -50,6 +51,12 @@ enum Msg {
     Written(u64),
     /// Block the actor thread for this many milliseconds.
     Stall(u64),
+    /// Block the actor thread while [`Toy::hold`] is set.
+    Hold,
+    /// Some bytes, numbered; reported to the app as `Got`.
+    Blob(u64, leasehold::Bytes),
+    /// A `Blob`'s number and length, once handled.
+    Got(u64, u64),
 }
 
 /// Writes made by handlers outside the actor's state, and what the barrier
@@ -78,6 +85,8 @@ struct Toy {
     /// Ticks armed by `on_start`, re-armed until this many fired.
     ticks_at_start: u64,
     disk: Arc<Disk>,
+    /// Keeps a `Hold` handler from returning while set.
+    hold: Arc<AtomicBool>,
 }
 
 impl Actor for Toy {
@@ -123,6 +132,12 @@ impl Actor for Toy {
                 o.send(src, Msg::Written(n));
             }
             Msg::Stall(n) => std::thread::sleep(ms(n)),
+            Msg::Hold => {
+                while self.hold.load(Ordering::SeqCst) {
+                    std::thread::sleep(ms(1));
+                }
+            }
+            Msg::Blob(n, data) => o.send(app_id(), Msg::Got(n, data.len() as u64)),
             _ => {}
         }
     }
@@ -177,6 +192,7 @@ fn host(
     let toy = Toy {
         ticks_at_start,
         disk: disk.clone(),
+        hold: Arc::default(),
     };
     let host = ActorHost::new(toy, config);
     if !with_barrier {
@@ -482,6 +498,97 @@ async fn a_failed_barrier_stops_the_node_before_any_reply() {
             app.try_recv().is_err(),
             "a reply left although its write never became durable"
         );
+    })
+    .await;
+}
+
+/// The most a loopback connection's receiving socket may buffer beyond what
+/// the host has read (the kernel's autotuning maximum; 32 MiB where it
+/// cannot be read), so that a test can send well past it.
+fn kernel_receive_buffer_max() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(32 << 20)
+}
+
+// LIMIT-1: the inbox is bounded in bytes, not only in messages. Before, a
+// node whose actor was blocked read every frame into its inbox (up to 1024
+// messages of up to 16 MiB each); now it stops reading once the budget is
+// used, and goes on, losing nothing, when the actor takes messages, a frame
+// larger than the whole budget included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_actor_stops_reading_once_the_inbox_byte_budget_is_used() {
+    bounded(async {
+        const BUDGET: usize = 2 << 20;
+        const BLOB: usize = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let mut config = HostConfig::from_cluster(&cluster, Id::from(1))
+            .unwrap()
+            .with_app_id(app_id());
+        config.limits.inbox_bytes_max = BUDGET as u64;
+        let hold = Arc::new(AtomicBool::new(true));
+        let toy = Toy {
+            ticks_at_start: 0,
+            disk: Arc::default(),
+            hold: hold.clone(),
+        };
+        let mut b = ActorHost::new(toy, config).start().await.unwrap();
+        let mut app = b.take_app_receiver().unwrap();
+        b.handle().inject(app_id(), Msg::Hold).await.unwrap();
+
+        // Twice what the kernel may buffer, so the sender can only finish
+        // if the host reads on; the last blob is over the whole budget.
+        let blobs = 2 * kernel_receive_buffer_max() / BLOB + 8;
+        let sizes: Vec<usize> = (0..blobs)
+            .map(|n| if n + 1 < blobs { BLOB } else { 3 * BUDGET })
+            .collect();
+        let socket = TcpSocket::new_v4().unwrap();
+        // Keeps what waits on the sender's side out of the count.
+        socket.set_send_buffer_size(64 << 10).unwrap();
+        let mut s = socket.connect(b.local_addr()).await.unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
+        let writer = tokio::spawn({
+            let sent = sent.clone();
+            let sizes = sizes.clone();
+            async move {
+                for (n, size) in sizes.into_iter().enumerate() {
+                    let blob = frame::encode(&Envelope {
+                        src: Id::from(0),
+                        dst: Id::from(1),
+                        msg: Msg::Blob(n as u64, vec![n as u8; size].into()),
+                    })
+                    .unwrap();
+                    s.write_all(&blob).await.unwrap();
+                    sent.store(n as u64 + 1, Ordering::SeqCst);
+                }
+                s
+            }
+        });
+        // Until the writer finishes or makes no progress for a while.
+        let mut seen = u64::MAX;
+        while !writer.is_finished() && sent.load(Ordering::SeqCst) != seen {
+            seen = sent.load(Ordering::SeqCst);
+            tokio::time::sleep(ms(500)).await;
+        }
+        let stalled_at = sent.load(Ordering::SeqCst);
+        assert!(
+            stalled_at < blobs as u64,
+            "the node read all {blobs} blobs while its actor was blocked: \
+             its inbox holds more than {BUDGET} bytes"
+        );
+
+        hold.store(false, Ordering::SeqCst);
+        for (n, size) in sizes.iter().enumerate() {
+            assert_eq!(next(&mut app).await, Msg::Got(n as u64, *size as u64));
+        }
+        let s = timeout(WAIT, writer)
+            .await
+            .expect("the writer went on once the actor took messages")
+            .unwrap();
+        drop(s);
+        b.shutdown().await.unwrap();
     })
     .await;
 }

@@ -130,7 +130,7 @@ where
             match wake {
                 Wake::Shutdown => break Ok(()),
                 Wake::Timer => continue,
-                Wake::Inbound(Inbound { src, msg }) => {
+                Wake::Inbound(Inbound { src, msg, budget }) => {
                     // The select may pick a message although a deadline has
                     // passed meanwhile (e.g. the process was stopped with
                     // SIGSTOP and continued): expired timers go first, so a
@@ -142,6 +142,7 @@ where
                         self.commit(vec![step])?;
                         clock = StepClock::now();
                     }
+                    let mut budgets = vec![budget];
                     let mut batch = vec![self.handle_msg(&mut state, clock, src, msg)];
                     // Group commit: handle what else has arrived, then pass
                     // one barrier for all of it. A timer that expires
@@ -158,9 +159,17 @@ where
                             carried = Some(inbound);
                             break;
                         }
-                        batch.push(self.handle_msg(&mut state, clock, inbound.src, inbound.msg));
+                        let Inbound { src, msg, budget } = inbound;
+                        budgets.push(budget);
+                        batch.push(self.handle_msg(&mut state, clock, src, msg));
                     }
                     self.commit(batch)?;
+                    // Only now: until the batch's commands are carried out
+                    // they may still hold its messages' bytes (a forwarded
+                    // fragment). From here on what is kept is the actor's
+                    // state or a queue with its own limit, and readers may
+                    // take the bytes in again.
+                    drop(budgets);
                 }
             }
         });

@@ -64,10 +64,14 @@
 //!
 //! Hostile and excessive input: everything a peer can make a node hold has
 //! a named limit ([`ConnLimits`]): connections in total and per address,
-//! time to say hello, idle time, and bytes of unfinished frames across all
-//! connections. A peer over a limit is sent one refusal line naming the
+//! time to say hello, idle time, bytes of unfinished frames across all
+//! connections, and bytes of received messages the actor has yet to
+//! handle. A peer over a limit is sent one refusal line naming the
 //! limit, logged at WARN with its address, and closed; everyone else goes
-//! on being served. With a cluster secret, every connection opens with a
+//! on being served. The inbox's byte budget is the exception: reaching it
+//! is no fault of the peer's, only of a busy actor, so readers wait for
+//! room instead (TCP pushes back on the senders), and the actor never
+//! waits for it. With a cluster secret, every connection opens with a
 //! hello that carries it, and a peer without it is refused the same way
 //! before any of its frames reaches the actor (docs/tcp.md, "Handshake").
 //!
@@ -89,7 +93,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 use tracing::Instrument;
 
 use crate::config::{ClusterConfig, ConfigError};
@@ -139,6 +143,21 @@ pub const SECRET_BYTES_MAX: usize = 256;
 /// Messages received (from peers or injected) but not yet handled. When
 /// full, connection readers wait, which pushes back on the senders via TCP.
 pub const INBOX_MSGS_MAX: usize = 1024;
+/// Bytes of frames received from peers whose messages the actor has not yet
+/// handled (in the inbox, or in the batch being committed). The message
+/// count alone let 1024 pushed fragments of up to [`FRAME_BYTES_MAX`] each
+/// (16 GiB) wait in one inbox. Three maximum-size frames fit, so a busy
+/// chunkserver still has the next fragments of a push chain received
+/// while it handles one; a quarter of [`UNFINISHED_FRAME_BYTES_MAX`], so
+/// what a node holds of frames it has received, whole or not, stays under
+/// 320 MiB plus one read per connection. Readers that find it used up stop
+/// reading until the actor takes messages; a frame larger than the whole
+/// budget waits for all of it. Messages injected through [`HostHandle`]
+/// are not counted: the application made them in this process, which holds
+/// their bytes whether they wait in the inbox or not.
+///
+/// [`FRAME_BYTES_MAX`]: crate::frame::FRAME_BYTES_MAX
+pub const INBOX_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Messages the actor sent to the application and the application has not
 /// taken yet. When full, new ones are dropped and logged.
 pub const APP_QUEUE_MSGS_MAX: usize = 1024;
@@ -161,6 +180,9 @@ const _: () = assert!(CONNECTIONS_PER_ADDR_MAX < CONNECTIONS_MAX);
 // One maximum-size frame must fit the budget, or a legitimate one could
 // never be received.
 const _: () = assert!(crate::frame::FRAME_BYTES_MAX as u64 <= UNFINISHED_FRAME_BYTES_MAX);
+// At the default a maximum-size frame never needs the inbox to itself, so
+// large pushes to a busy node overlap with its handlers.
+const _: () = assert!(3 * crate::frame::FRAME_BYTES_MAX as u64 <= INBOX_BYTES_MAX);
 const _: () = assert!(SECRET_BYTES_MAX <= u16::MAX as usize);
 const _: () = assert!(HELLO_TIMEOUT_MS <= CONNECTION_IDLE_MS);
 
@@ -175,6 +197,7 @@ pub struct ConnLimits {
     pub hello_timeout_ms: u64,
     pub connection_idle_ms: u64,
     pub unfinished_frame_bytes_max: u64,
+    pub inbox_bytes_max: u64,
 }
 
 impl Default for ConnLimits {
@@ -185,6 +208,7 @@ impl Default for ConnLimits {
             hello_timeout_ms: HELLO_TIMEOUT_MS,
             connection_idle_ms: CONNECTION_IDLE_MS,
             unfinished_frame_bytes_max: UNFINISHED_FRAME_BYTES_MAX,
+            inbox_bytes_max: INBOX_BYTES_MAX,
         }
     }
 }
@@ -296,6 +320,12 @@ pub enum InjectError {
 struct Inbound<M> {
     src: Id,
     msg: M,
+    /// The share of the inbox's byte budget its frame took (none for an
+    /// injected message). Carried along so that whatever becomes of the
+    /// message (handled, dropped with a closed inbox, or left behind when
+    /// the actor stops) gives the budget back, and no reader waits for
+    /// bytes that are gone.
+    budget: Option<OwnedSemaphorePermit>,
 }
 
 /// Talks to a running node from the same process. Cheap to clone.
@@ -324,7 +354,11 @@ impl<M> HostHandle<M> {
     /// the inbox is full.
     pub async fn inject(&self, src: Id, msg: M) -> Result<(), HostClosed> {
         self.inbox
-            .send(Inbound { src, msg })
+            .send(Inbound {
+                src,
+                msg,
+                budget: None,
+            })
             .await
             .map_err(|_| HostClosed)
     }
@@ -333,7 +367,11 @@ impl<M> HostHandle<M> {
     /// full.
     pub fn try_inject(&self, src: Id, msg: M) -> Result<(), InjectError> {
         self.inbox
-            .try_send(Inbound { src, msg })
+            .try_send(Inbound {
+                src,
+                msg,
+                budget: None,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => InjectError::Full,
                 mpsc::error::TrySendError::Closed(_) => InjectError::Closed,

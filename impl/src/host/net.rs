@@ -8,8 +8,10 @@
 //! limit; a reader first waits for the peer's hello (and checks the cluster
 //! secret), then reads frames while the peer keeps talking, reserving room
 //! for each frame larger than one read from the node's budget for
-//! unfinished frames before it buffers any of it. A refusal is one text
-//! line, `LEASEHOLD REFUSED <limit>: <why>`, then the connection closes.
+//! unfinished frames before it buffers any of it, and room in the inbox's
+//! byte budget for each whole frame before it hands its message on. A
+//! refusal is one text line, `LEASEHOLD REFUSED <limit>: <why>`, then the
+//! connection closes.
 
 use serde::{de::DeserializeOwned, Serialize};
 use stateright::actor::Id;
@@ -106,6 +108,10 @@ pub(super) struct Admission {
     open: Mutex<(usize, HashMap<IpAddr, usize>)>,
     /// Bytes that readers may still reserve for unfinished frames.
     unfinished: Arc<Semaphore>,
+    /// Bytes of received messages the inbox may still take, and all it
+    /// may hold.
+    inbox: Arc<Semaphore>,
+    inbox_budget: usize,
 }
 
 /// One admitted connection; dropping it frees its slots.
@@ -131,15 +137,52 @@ impl Drop for Slot {
 
 impl Admission {
     pub(super) fn new(limits: ConnLimits, secret: Option<&str>) -> Arc<Self> {
-        let budget = usize::try_from(limits.unfinished_frame_bytes_max)
-            .unwrap_or(usize::MAX)
-            .min(Semaphore::MAX_PERMITS);
+        let permits = |bytes: u64| {
+            usize::try_from(bytes)
+                .unwrap_or(usize::MAX)
+                .min(Semaphore::MAX_PERMITS)
+        };
+        // A budget of nothing would let every frame take nothing, an inbox
+        // without a bound; one byte lets one message in at a time.
+        let inbox_budget = permits(limits.inbox_bytes_max).max(1);
         Arc::new(Admission {
             limits,
             secret: secret.map(|s| s.as_bytes().to_vec()),
             open: Mutex::new((0, HashMap::new())),
-            unfinished: Arc::new(Semaphore::new(budget)),
+            unfinished: Arc::new(Semaphore::new(permits(limits.unfinished_frame_bytes_max))),
+            inbox: Arc::new(Semaphore::new(inbox_budget)),
+            inbox_budget,
         })
+    }
+
+    /// Room in the inbox for the message of a whole frame of `bytes`,
+    /// waited for if the actor is behind. A frame larger than the whole
+    /// budget takes all of it rather than being refused: the budget bounds
+    /// what waits, not what a peer may send, and once the actor has taken
+    /// everything before it, the whole budget is free.
+    async fn inbox_room(&self, bytes: usize, peer_addr: SocketAddr) -> OwnedSemaphorePermit {
+        let wanted = u32::try_from(bytes.min(self.inbox_budget))
+            .expect("frame::check refused frames over u32");
+        if let Ok(permit) = self.inbox.clone().try_acquire_many_owned(wanted) {
+            return permit;
+        }
+        // Not reading is the point: the peer's TCP window fills and its
+        // writer slows down, while the actor goes on emptying the inbox.
+        tracing::debug!(
+            %peer_addr,
+            frame_bytes = bytes,
+            inbox_bytes_max = self.limits.inbox_bytes_max,
+            "inbox byte budget used up: reading from this peer waits for the actor"
+        );
+        let waited = Instant::now();
+        let permit = self
+            .inbox
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .expect("the inbox budget is never closed");
+        tracing::debug!(%peer_addr, waited = ?waited.elapsed(), "inbox budget granted, reading on");
+        permit
     }
 
     /// Takes a slot for a connection from `ip`, or says which limit is full.
@@ -453,8 +496,24 @@ async fn read_connection<M>(
     let mut reserved: Option<OwnedSemaphorePermit> = None;
     loop {
         loop {
-            match frame::take::<M>(&mut buf) {
+            let frame_bytes = match frame::check(&buf) {
+                Ok(Some(payload)) => frame::FRAME_HEADER_BYTES + payload,
                 Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(%peer_addr, "closing connection: {e}");
+                    return;
+                }
+            };
+            // Waited for with the frame still in `buf`, under its
+            // unfinished-frame reservation if it needed one, given up only
+            // once the message is made: the bytes a waiting reader holds
+            // stay within one budget or the other.
+            let budget = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return,
+                permit = admission.inbox_room(frame_bytes, peer_addr) => permit,
+            };
+            match frame::take::<M>(&mut buf) {
+                Ok(None) => unreachable!("frame::check found a whole frame"),
                 Ok(Some(envelope)) => {
                     reserved = None;
                     if envelope.dst != id {
@@ -468,6 +527,7 @@ async fn read_connection<M>(
                     let inbound = Inbound {
                         src: envelope.src,
                         msg: envelope.msg,
+                        budget: Some(budget),
                     };
                     tokio::select! {
                         _ = shutdown.wait_for(|stop| *stop) => return,
