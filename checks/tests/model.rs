@@ -454,6 +454,13 @@ fn live_2_holds_after_a_crash_and_a_lost_apply() {
     }
 }
 
+/// Writes and record appends on one file: one client writes the chunk's
+/// last unit while another appends, through a lease expiry and re-grant.
+#[test]
+fn mixed_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("mixed").unique_states, 973_982);
+}
+
 /// FAULT-2: a disk fills up at any point of a record append; the failed
 /// replica reports it, the master leaves it out and ends the lease, and
 /// the append goes on without it (its companion is reached).
