@@ -100,6 +100,12 @@ pub struct NodeConfig {
     /// nodes involved have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<u64>,
+    /// A chunkserver's room for chunk data, in bytes: a change that would
+    /// take its chunk files past it fails as on a full disk (`NoSpace`),
+    /// and the replica is reported and left out (FAULT-2). For space kept
+    /// free on a shared volume, and to try a full disk without filling one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes_max: Option<u64>,
 }
 
 impl NodeConfig {
@@ -203,6 +209,8 @@ pub enum ConfigError {
     Limits(String),
     #[error("chunk_bytes must be positive")]
     ZeroChunkBytes,
+    #[error("node {0}: disk_bytes_max is for chunkservers only, and must be positive")]
+    DiskBytesMax(u64),
     #[error("no node with id {0:?} in the cluster config")]
     UnknownId(Id),
     #[error("cannot pick a free loopback port: {0}")]
@@ -367,6 +375,12 @@ impl ClusterConfig {
             if ids.insert(node.id, ()).is_some() {
                 return Err(ConfigError::DuplicateId(node.id));
             }
+            if node
+                .disk_bytes_max
+                .is_some_and(|b| b == 0 || node.role != Role::Chunkserver)
+            {
+                return Err(ConfigError::DiskBytesMax(node.id));
+            }
             if let Some(first) = addrs.insert(node.addr, node.id) {
                 return Err(ConfigError::DuplicateAddr {
                     addr: node.addr,
@@ -441,6 +455,7 @@ impl ClusterConfig {
                     addr: SocketAddr::from((Ipv4Addr::LOCALHOST, ports[i])),
                     data_dir: base_dir.join(name),
                     position: Some(i as u64),
+                    disk_bytes_max: None,
                 }
             })
             .collect();
@@ -555,6 +570,21 @@ mod tests {
             ClusterConfig::parse(&durability, Path::new("/")),
             Err(ConfigError::Parse { .. })
         ));
+        // A chunkserver's room for chunk data: positive, and its own.
+        let room = |node: &str, bytes: u64| {
+            EXAMPLE.replace(
+                &format!("data_dir = {node}"),
+                &format!("data_dir = {node}\n        disk_bytes_max = {bytes}"),
+            )
+        };
+        let ok = ClusterConfig::parse(&room("\"/abs/cs1\"", 4096), Path::new("/")).unwrap();
+        assert_eq!(ok.node(Id::from(1)).unwrap().disk_bytes_max, Some(4096));
+        for bad in [room("\"/abs/cs1\"", 0), room("\"master\"", 4096)] {
+            assert!(matches!(
+                ClusterConfig::parse(&bad, Path::new("/")),
+                Err(ConfigError::DiskBytesMax(_))
+            ));
+        }
     }
 
     #[test]

@@ -44,13 +44,19 @@ struct Cluster {
 
 impl Cluster {
     fn start(clients: usize) -> Cluster {
+        Cluster::start_with(clients, |_| {})
+    }
+
+    /// [`Cluster::start`] with `edit` made to the config first.
+    fn start_with(clients: usize, edit: impl FnOnce(&mut ClusterConfig)) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let config = ClusterConfig::local_with_clients(3, clients, dir.path())
+        let mut config = ClusterConfig::local_with_clients(3, clients, dir.path())
             .unwrap()
             .with_chunk_bytes(CHUNK_BYTES)
             .unwrap()
             .with_leases(Leases::Short)
             .with_trace_dir(Some(dir.path().join("traces")));
+        edit(&mut config);
         let path = dir.path().join("cluster.toml");
         config.write(&path).unwrap();
         let mut c = Cluster {
@@ -819,6 +825,41 @@ async fn a_replica_whose_writes_fail_is_left_out_and_appends_go_on() {
             .filter(|l| l.contains(" WARN ") && l.contains("replica failed"))
             .count();
         assert!(warnings >= 2, "the master logs each failure at WARN");
+        c.validated();
+    })
+    .await
+}
+
+/// Issue #15: a full disk on one chunkserver stopped appends cluster-wide,
+/// reported to clients only as "a secondary replica failed", with nothing
+/// logged. Here chunkserver 3 has room for about four records
+/// (`disk_bytes_max`): once its store refuses a write (`NoSpace`), it
+/// reports the failure, the master logs it at WARN and leaves it out, and
+/// every append goes through on the other two replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_on_one_chunkserver_does_not_stop_appends() {
+    bounded(async {
+        let full = 3u64;
+        let c = Cluster::start_with(1, |config| {
+            let node = config.nodes.iter_mut().find(|n| n.id == full).unwrap();
+            node.disk_bytes_max = Some(4_500);
+        });
+        let client = c.client(0).await;
+        let path = "/logs/full-disk";
+        client.create(path).await.unwrap();
+        let acked = append_all(&client, path, 0..12, 1_000).await;
+        let stat = client.stat(path).await.unwrap();
+        let chunk = &stat.chunks[0];
+        assert!(!chunk.replicas.contains(&full), "{chunk:?}");
+        assert_eq!(chunk.replicas.len(), 2, "{chunk:?}");
+        assert!(c.replica(full).chunk_len(chunk.chunk) <= 4_500);
+        assert!(
+            c.log(0).lines().any(|l| l.contains(" WARN ")
+                && l.contains("replica failed")
+                && l.contains("no space")),
+            "the master logs the full disk at WARN"
+        );
+        check_acked(&c, &client, path, &acked).await;
         c.validated();
     })
     .await

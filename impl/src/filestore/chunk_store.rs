@@ -19,11 +19,13 @@ impl FileStore {
     /// Runs `change` on the chunk's metadata (a fresh empty chunk if the
     /// store never saw it), with the chunk's data file open for writing,
     /// then makes the new metadata visible; the next sync makes it durable.
-    /// `writes_data` says whether `change` writes the data file.
+    /// `writes_data` says whether `change` writes the data file, and
+    /// `grows_to` how long it may make the chunk (0: it writes no data).
     fn mutate(
         &self,
         chunk: ChunkHandle,
         writes_data: bool,
+        grows_to: Offset,
         change: impl FnOnce(&mut ChunkMeta, &File) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut chunks = self.lock();
@@ -32,6 +34,25 @@ impl FileStore {
             Some(Entry::Damaged(_)) => return Err(StoreError::Corrupt),
             None => (ChunkMeta::default(), true),
         };
+        // FAULT-2: past the store's room the change fails before it writes
+        // anything, as a full disk's would.
+        let max = self
+            .inner
+            .disk_bytes_max
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let growth = grows_to.saturating_sub(meta.len);
+        if growth > 0 && max != u64::MAX {
+            let used: u64 = chunks
+                .values()
+                .map(|e| match e {
+                    Entry::Healthy(m) => m.len,
+                    Entry::Damaged(_) => 0,
+                })
+                .sum();
+            if used.saturating_add(growth) > max {
+                return Err(StoreError::NoSpace);
+            }
+        }
         let data = OpenOptions::new()
             .read(true)
             .write(true)
@@ -59,7 +80,7 @@ impl ChunkStore for FileStore {
     }
 
     fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
-        self.mutate(chunk, false, |meta, _| {
+        self.mutate(chunk, false, 0, |meta, _| {
             meta.replica.version = version;
             Ok(())
         })
@@ -80,7 +101,8 @@ impl ChunkStore for FileStore {
         stamp: Stamp,
     ) -> Result<(), StoreError> {
         let this = self.clone();
-        self.mutate(chunk, true, |meta, file| {
+        let end = offset.saturating_add(data.as_slice().len() as u64);
+        self.mutate(chunk, true, end, |meta, file| {
             this.splice(meta, file, offset, data.as_slice())?;
             meta.replica.applied = stamp;
             Ok(())
@@ -92,7 +114,7 @@ impl ChunkStore for FileStore {
             return Err(StoreError::OutOfRange);
         }
         let this = self.clone();
-        self.mutate(chunk, true, |meta, file| {
+        self.mutate(chunk, true, end, |meta, file| {
             // Padding is zeros; readers find records by their own framing.
             if end > meta.len {
                 let zeros = vec![0u8; (end - meta.len) as usize];
@@ -105,7 +127,7 @@ impl ChunkStore for FileStore {
     }
 
     fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
-        self.mutate(chunk, false, |meta, _| {
+        self.mutate(chunk, false, 0, |meta, _| {
             meta.replica.applied = stamp;
             Ok(())
         })

@@ -105,6 +105,9 @@ struct Inner {
     /// The chunkserver's restart count, mirrored from the `incarnation`
     /// file (the model's `ChunkStore::incarnation`).
     incarnation: Mutex<u32>,
+    /// Chunk data bytes the store may hold in all (`u64::MAX`: no limit
+    /// but the disk's); see [`FileStore::limit_disk_bytes`].
+    disk_bytes_max: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,6 +175,7 @@ impl FileStore {
             unsynced: Mutex::default(),
             sync_failed: Default::default(),
             incarnation: Mutex::new(incarnation),
+            disk_bytes_max: std::sync::atomic::AtomicU64::new(u64::MAX),
         });
         open.retain(|_, w| w.strong_count() > 0);
         open.insert(dir, Arc::downgrade(&inner));
@@ -180,6 +184,17 @@ impl FileStore {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Caps the chunk data this store holds, over all its chunks: a write
+    /// or pad that would grow them past `max` fails with `NoSpace`, as on
+    /// a full disk (`None`: only the disk limits it). The chunkserver's
+    /// `disk_bytes_max` in cluster.toml.
+    pub fn limit_disk_bytes(&self, max: Option<u64>) {
+        self.inner.disk_bytes_max.store(
+            max.unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     pub fn chunk_bytes(&self) -> u64 {

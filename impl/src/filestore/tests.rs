@@ -483,3 +483,32 @@ fn payload_concat_of_fragments_writes_like_one_record() {
     s.write_at(1, 7, &whole, stamp(1)).unwrap();
     assert_eq!(s.read(1, 7, B + 5).unwrap(), whole);
 }
+
+/// `disk_bytes_max`: a write or pad that would grow the chunk data past the
+/// room fails `NoSpace` before it writes anything, over all chunks;
+/// metadata changes and overwrites inside the data still go through.
+#[test]
+fn past_its_room_a_change_fails_as_on_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+    s.limit_disk_bytes(Some(3000));
+    s.write_at(1, 0, &Bytes::from(pattern(2000, 1)), stamp(1))
+        .unwrap();
+    s.write_at(2, 0, &Bytes::from(pattern(1000, 2)), stamp(1))
+        .unwrap();
+    let before = (s.meta(1), s.chunk_len(1));
+    assert_eq!(
+        s.write_at(1, 2000, &Bytes::from(pattern(1, 3)), stamp(2)),
+        Err(StoreError::NoSpace)
+    );
+    assert_eq!(s.pad_to(2, 1001, stamp(2)), Err(StoreError::NoSpace));
+    assert_eq!((s.meta(1), s.chunk_len(1)), before, "nothing changed");
+    // Within the data written, and without data, changes go on.
+    s.write_at(1, 10, &Bytes::from(pattern(100, 4)), stamp(3))
+        .unwrap();
+    s.set_version(1, 5).unwrap();
+    s.set_applied(2, stamp(7)).unwrap();
+    s.limit_disk_bytes(None);
+    s.write_at(1, 2000, &Bytes::from(pattern(1, 3)), stamp(4))
+        .unwrap();
+}
