@@ -1,0 +1,142 @@
+//! The operations only the master answers: opening or creating a file by
+//! path and the metadata of its chunks; no replica is asked. Every other
+//! operation starts here: by opening its file, or through the cache of
+//! path to file id.
+
+use leasehold_model::master::path_problem;
+use leasehold_model::msg::{ClientOp, Failure, LeaseInfo, OpResult};
+use leasehold_model::types::{ChunkHandle, ChunkVersion, FileId, LeaseEpoch};
+
+use super::{Client, ClientError, Result};
+
+/// A file as the master knows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    pub file: FileId,
+    pub chunks: u32,
+}
+
+/// One chunk as the master reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkStat {
+    pub index: u32,
+    pub chunk: ChunkHandle,
+    pub version: ChunkVersion,
+    /// The lease holder, if a lease is granted now.
+    pub primary: Option<u64>,
+    pub epoch: LeaseEpoch,
+    /// The up-to-date replicas, primary included: never a stale one.
+    pub replicas: Vec<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    pub path: String,
+    pub file: FileId,
+    pub chunks: Vec<ChunkStat>,
+}
+
+impl Client {
+    async fn open_op(&self, path: &str, create: bool) -> Result<FileInfo> {
+        // PATH-1: the master's own rule, checked here first so that a bad
+        // path costs no round trip and gets a precise reason.
+        if let Some(why) = path_problem(path) {
+            return Err(ClientError::BadPath {
+                path: path.into(),
+                why,
+            });
+        }
+        let op = ClientOp::Open {
+            path: path.into(),
+            create,
+        };
+        match self.run("open", path, op, true).await {
+            Ok(OpResult::Opened { file, chunks }) => {
+                self.inner
+                    .files
+                    .lock()
+                    .expect("file cache lock")
+                    .insert(path.into(), file);
+                Ok(FileInfo { file, chunks })
+            }
+            Ok(other) => unreachable!("open answered with {other:?}"),
+            Err(ClientError::Failed {
+                reason: Failure::NotFound,
+                ..
+            }) => Err(ClientError::NoSuchFile(path.into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates `path` if it does not exist (creating an existing file is
+    /// not an error, so concurrent appenders may all create it).
+    pub async fn create(&self, path: &str) -> Result<FileInfo> {
+        self.open_op(path, true).await
+    }
+
+    /// Looks `path` up: its file id and current chunk count.
+    pub async fn open(&self, path: &str) -> Result<FileInfo> {
+        self.open_op(path, false).await
+    }
+
+    pub(super) async fn file_id(&self, path: &str) -> Result<FileId> {
+        let cached = self
+            .inner
+            .files
+            .lock()
+            .expect("file cache lock")
+            .get(path)
+            .copied();
+        match cached {
+            Some(file) => Ok(file),
+            None => Ok(self.open(path).await?.file),
+        }
+    }
+
+    /// Metadata of chunk `index` of `path`.
+    pub async fn stat_chunk(&self, path: &str, index: u32) -> Result<ChunkStat> {
+        let file = self.file_id(path).await?;
+        match self
+            .run("stat", path, ClientOp::Stat { file, index }, false)
+            .await?
+        {
+            OpResult::Stat { info, .. } => Ok(chunk_stat(&info)),
+            other => unreachable!("stat answered with {other:?}"),
+        }
+    }
+
+    /// Every chunk of `path`: handle, version, primary, up-to-date replicas.
+    pub async fn stat(&self, path: &str) -> Result<FileStat> {
+        let info = self.open(path).await?;
+        let mut chunks = Vec::with_capacity(info.chunks as usize);
+        for index in 0..info.chunks {
+            chunks.push(self.stat_chunk(path, index).await?);
+        }
+        Ok(FileStat {
+            path: path.into(),
+            file: info.file,
+            chunks,
+        })
+    }
+}
+
+fn chunk_stat(info: &LeaseInfo) -> ChunkStat {
+    let primary =
+        (usize::from(info.primary) != usize::MAX).then(|| usize::from(info.primary) as u64);
+    let mut replicas: Vec<u64> = info
+        .secondaries
+        .iter()
+        .map(|r| usize::from(*r) as u64)
+        .chain(primary)
+        .collect();
+    replicas.sort();
+    replicas.dedup();
+    ChunkStat {
+        index: info.index,
+        chunk: info.chunk,
+        version: info.version,
+        primary,
+        epoch: info.epoch,
+        replicas,
+    }
+}

@@ -1,0 +1,97 @@
+//! The client library: files, record append, writes, reads and a record
+//! reader, over one client actor hosted in this process.
+//!
+//! The protocol decisions (whom to ask, where to push, when to retry,
+//! which replica to read) are the client actor's ([0093]–[00109]); this
+//! library submits operations to it (`Msg::Submit`) and waits for its
+//! answer (`Msg::Done`). What the library adds is what an application
+//! needs around the protocol:
+//!
+//! - record framing (magic, length, CRC32C, unique id; see [`crate::record`])
+//!   and the reader that skips padding, partial records and duplicates
+//!   (`records.rs`);
+//! - splitting writes and reads at chunk boundaries (`write.rs`, `read.rs`);
+//! - a deadline on every operation, so nothing hangs, and resubmission with
+//!   backoff when the actor gave up on a transient failure (no lease yet, a
+//!   replica down): at-least-once append allows it, and the reader drops
+//!   the duplicates it may leave (`submit.rs`, the one place that waits
+//!   for the actor and decides on a resubmission).
+//!
+//! Starting the actor is `connect.rs`; what the library learns by watching
+//! the actor's messages rather than from its answers (push times, the
+//! failures replicas answered a read with) is `observe.rs`; the operations
+//! only the master answers (open, create, stat) are `files.rs`; what a
+//! caller can get wrong or meet is `error.rs`.
+//!
+//! Concurrency: a [`Client`] is `Clone` and may be used from several tasks,
+//! but its one actor runs one operation at a time, so they take turns. For
+//! parallel appends give each appender its own client id (its own
+//! [`Client`]), as the CLI's `append --workers` does.
+
+use leasehold_model::msg::Failure;
+use leasehold_model::types::FileId;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::host::{HostHandle, RunningHost};
+use crate::nodes::RealMsg;
+
+mod connect;
+mod error;
+mod files;
+mod observe;
+mod read;
+mod records;
+mod submit;
+mod write;
+
+pub use connect::{op_timeout_default, APP_ID, OP_TIMEOUT_MARGIN};
+pub use error::{ClientError, Result};
+pub use files::{ChunkStat, FileInfo, FileStat};
+pub use observe::PushStats;
+pub use read::READ_PIECE_BYTES_MAX;
+pub use records::{Appended, Record, RecordReader};
+pub use write::{WRITE_NEW_CHUNKS_MAX, WRITE_PIECE_BYTES_MAX};
+
+use observe::PushClock;
+use submit::Session;
+
+/// A client of one cluster, as one client id of its config.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: u64,
+    chunk_bytes: u64,
+    handle: HostHandle<RealMsg>,
+    session: tokio::sync::Mutex<Session>,
+    host: Mutex<Option<RunningHost<RealMsg>>>,
+    files: Mutex<HashMap<String, FileId>>,
+    next_record: AtomicU64,
+    op_timeout: Duration,
+    push_clock: Arc<Mutex<PushClock>>,
+    /// The failures replicas answered reads with since the current read
+    /// began, so that a read that fails names them (a corrupt or stale
+    /// replica) instead of only timing out.
+    read_failures: Arc<Mutex<Vec<(u64, Failure)>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+impl Client {
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    pub fn chunk_bytes(&self) -> u64 {
+        self.inner.chunk_bytes
+    }
+}
