@@ -192,7 +192,22 @@ impl MasterActor {
                 // Locations and leases were volatile: ask every chunkserver
                 // for its versions, and wait out any lease the previous
                 // incarnation may have granted.
-                let views = durable.chunks.iter().map(|_| fresh_view(vec![])).collect();
+                // A chunk still at version 0 was never offered, so no
+                // replica holds anything of it or reports it: every replica
+                // it was placed on is as up to date as it can be. Waiting
+                // for reports would leave it with none, and the file's
+                // appends would stall for good (found by the nemesis).
+                let views = durable
+                    .chunks
+                    .iter()
+                    .map(|c| {
+                        fresh_view(if c.version == 0 {
+                            c.replicas.clone()
+                        } else {
+                            vec![]
+                        })
+                    })
+                    .collect();
                 for cs in &self.cfg.chunkservers {
                     o.send(*cs, Msg::ReportRequest);
                 }

@@ -4,7 +4,8 @@
 
 use super::*;
 
-pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, next: Option<&NodeTrace>) {
+pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrace]) {
+    let next = later.first();
     let previous = ctx.earlier.last();
     let header = &file.header;
     let node = header.node;
@@ -256,11 +257,15 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, next: Option<&Nod
             file: path.to_path_buf(),
         });
     }
-    let quiet_end = next.map(|n| {
+    // The first later start to wait out its quiet period (LEASE-3) ends
+    // them: a start killed before its quiet period ended granted nothing,
+    // and the next one counts its own from its start, so until one gets
+    // through, the old grants may still run. None gets through: open.
+    let quiet_end = later.iter().find_map(|n| {
         n.steps
             .iter()
             .find(|s| matches!(s.input, TraceInput::Timer(Timer::StartupQuiet)))
-            .map_or(n.header.clock_ns, |s| s.clock_ns)
+            .map(|s| s.clock_ns)
     });
     for (chunk, (epoch, from_ns, from)) in std::mem::take(&mut open_master) {
         ctx.out.master_leases.push(Interval {

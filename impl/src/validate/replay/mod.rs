@@ -312,7 +312,7 @@ fn replay_node<'a>(
     };
     for (i, file) in files.iter().enumerate() {
         ctx.earlier = &files[..i];
-        replay_file(&mut ctx, file, files.get(i + 1));
+        replay_file(&mut ctx, file, &files[i + 1..]);
     }
     (ctx.tick)(ctx.untold);
     if ctx.saves_from_later_steps > 0 {
