@@ -44,6 +44,7 @@ pub mod config;
 pub mod filestore;
 pub mod frame;
 pub mod host;
+pub mod nemesis;
 pub mod nodes;
 pub mod payload;
 pub mod record;

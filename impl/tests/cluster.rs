@@ -22,8 +22,8 @@ use stateright::actor::Id;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,16 +82,8 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join(format!("node-{id}.log")))
             .unwrap();
-        let child = Command::new(BIN)
-            .args([role, "--config"])
-            .arg(&self.path)
-            .args(["--id", &id.to_string()])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child =
+            leasehold::nemesis::spawn_server(Path::new(BIN), &self.path, role, id, log).unwrap();
         self.procs.insert(id, child);
         // Ready when it accepts connections.
         let addr = self.config.addr(Id::from(id as usize)).unwrap();

@@ -1,0 +1,601 @@
+//! A fault campaign against a real cluster (issue #15): a master and three
+//! chunkservers as processes of this binary, clients appending in this
+//! process, and a nemesis that injects faults on a schedule drawn from a
+//! seed, so that a failure reruns exactly (the schedule does; the
+//! interleaving is the machine's). Afterwards every acknowledged record is
+//! looked for at its offset on every replica the master lists, every record
+//! in the file must be one a client sent, and the run's step traces must
+//! validate against the model.
+//!
+//! Faults: SIGKILL and restart of a chunkserver or the master, SIGSTOP of a
+//! chunk's primary past its lease, a flipped byte in the last block of a
+//! replica, idle connections held open to a server, and a full disk (one
+//! chunkserver runs with little room for chunk data, `disk_bytes_max`, and
+//! fills it during the run). Faults that last (a corrupt block, the full
+//! disk) are kept to one per chunk: nothing re-replicates a chunk yet
+//! (issue #12), so more would take every replica of it. Network
+//! partitions are not injected yet.
+//!
+//! `leasehold nemesis` runs it from the command line; impl/tests/nemesis.rs
+//! runs a short campaign in `cargo test`; docs/reliability.md keeps the
+//! figures of a longer one.
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use stateright::actor::Id;
+
+use crate::client::{Appended, Client};
+use crate::config::{ClusterConfig, Leases, Role};
+use crate::filestore::FileStore;
+use crate::validate::{validate_dir, ValidateOptions};
+
+/// The chunkserver that runs with little room, and how little: enough for
+/// a few hundred records of the load, so the disk fills mid-run.
+const SMALL_DISK_SERVER: u64 = 3;
+const SMALL_DISK_BYTES: u64 = 48 * 1024;
+const CHUNK_BYTES: u64 = 256 * 1024;
+const RECORD_BYTES: usize = 200;
+/// Idle connections one fault holds open (the servers' per-peer limit is
+/// far above; they must keep serving everyone else).
+const IDLE_CONNECTIONS: usize = 64;
+/// How long a client operation may take before it counts as failed.
+const OP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Debug)]
+pub struct NemesisOptions {
+    pub seed: u64,
+    /// How long faults are injected; the load runs a little past it.
+    pub duration: Duration,
+    /// Where the cluster keeps its files (made if missing).
+    pub dir: PathBuf,
+    /// The `leasehold` binary the servers run.
+    pub binary: PathBuf,
+    pub appenders: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FaultKind {
+    KillChunkserver,
+    KillMaster,
+    PausePrimary,
+    CorruptBlock,
+    IdleConnections,
+}
+
+const FAULT_KINDS: [FaultKind; 5] = [
+    FaultKind::KillChunkserver,
+    FaultKind::KillMaster,
+    FaultKind::PausePrimary,
+    FaultKind::CorruptBlock,
+    FaultKind::IdleConnections,
+];
+
+/// One injected fault: when it started and ended (since the run began),
+/// and how long after its end the next append was acknowledged.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub node: u64,
+    pub from: Duration,
+    pub to: Duration,
+    pub recovery: Option<Duration>,
+}
+
+#[derive(Debug, Default)]
+pub struct NemesisReport {
+    pub seed: u64,
+    pub faults: Vec<Fault>,
+    pub attempted: u64,
+    pub acked: u64,
+    /// Acknowledged records missing or different somewhere they must be.
+    pub lost: Vec<String>,
+    /// Records in the file that no client sent.
+    pub phantoms: Vec<String>,
+    /// Replicas whose injected corruption the final check read (no write
+    /// came to find it first): expected, and listed.
+    pub latent_corruption: Vec<String>,
+    pub validation: String,
+    pub validation_failures: Vec<String>,
+}
+
+impl NemesisReport {
+    /// Nothing lost, nothing invented, and the traces validate.
+    pub fn passed(&self) -> bool {
+        self.lost.is_empty()
+            && self.phantoms.is_empty()
+            && self.validation_failures.is_empty()
+            && self.acked > 0
+    }
+
+    /// The longest recovery per fault kind (`None`: no ack came after).
+    pub fn worst_recovery(&self) -> Vec<(FaultKind, usize, Option<Duration>)> {
+        FAULT_KINDS
+            .iter()
+            .filter_map(|k| {
+                let of: Vec<&Fault> = self.faults.iter().filter(|f| f.kind == *k).collect();
+                if of.is_empty() {
+                    return None;
+                }
+                let worst = of
+                    .iter()
+                    .try_fold(Duration::ZERO, |w, f| f.recovery.map(|r| w.max(r)));
+                Some((*k, of.len(), worst))
+            })
+            .collect()
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "seed {}: {} faults, {} appends attempted, {} acknowledged, {} lost, {} phantom records; traces: {}\n",
+            self.seed,
+            self.faults.len(),
+            self.attempted,
+            self.acked,
+            self.lost.len(),
+            self.phantoms.len(),
+            self.validation
+        );
+        for (kind, n, worst) in self.worst_recovery() {
+            let worst = worst.map_or("never".to_string(), |d| format!("{} ms", d.as_millis()));
+            s.push_str(&format!(
+                "  {kind:?}: {n} injected, longest wait for the next ack after it ended: {worst}\n"
+            ));
+        }
+        for f in &self.faults {
+            s.push_str(&format!(
+                "    {:>7.3}-{:>7.3} s {:?} node {}: next ack {}\n",
+                f.from.as_secs_f64(),
+                f.to.as_secs_f64(),
+                f.kind,
+                f.node,
+                f.recovery.map_or("never".to_string(), |d| format!(
+                    "{} ms later",
+                    d.as_millis()
+                ))
+            ));
+        }
+        for l in self
+            .lost
+            .iter()
+            .chain(&self.phantoms)
+            .chain(&self.validation_failures)
+        {
+            s.push_str(&format!("  FAILED {l}\n"));
+        }
+        for l in &self.latent_corruption {
+            s.push_str(&format!("  note: {l}\n"));
+        }
+        s
+    }
+}
+
+/// The server processes.
+struct Procs {
+    binary: PathBuf,
+    config_path: PathBuf,
+    config: ClusterConfig,
+    logs: PathBuf,
+    children: HashMap<u64, Child>,
+}
+
+impl Procs {
+    fn spawn(&mut self, id: u64) -> Result<(), String> {
+        let node = self
+            .config
+            .node(Id::from(id as usize))
+            .map_err(|e| e.to_string())?;
+        let role = match node.role {
+            Role::Master => "master",
+            Role::Chunkserver => "chunkserver",
+            Role::Client => return Err(format!("node {id} is a client")),
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("node-{id}.log")))
+            .map_err(|e| e.to_string())?;
+        let child = spawn_server(&self.binary, &self.config_path, role, id, log)
+            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        self.children.insert(id, child);
+        let addr = node.addr;
+        let start = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(format!("node {id} did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    fn signal(&self, id: u64, signal: i32) {
+        if let Some(child) = self.children.get(&id) {
+            // SAFETY: kill(2) on a child this process started and has not
+            // reaped; it touches no memory of ours.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
+    fn kill(&mut self, id: u64) {
+        self.signal(id, libc::SIGKILL);
+        if let Some(mut child) = self.children.remove(&id) {
+            let _ = child.wait();
+        }
+    }
+
+    fn stop_all(&mut self) {
+        let ids: Vec<u64> = self.children.keys().copied().collect();
+        for id in ids {
+            self.signal(id, libc::SIGCONT);
+            self.kill(id);
+        }
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// Starts `binary` as server `id` (`role`: "master" or "chunkserver") of
+/// the cluster in `config`, logging at info to `log`.
+pub fn spawn_server(
+    binary: &Path,
+    config: &Path,
+    role: &str,
+    id: u64,
+    log: std::fs::File,
+) -> std::io::Result<Child> {
+    Command::new(binary)
+        .args([role, "--config"])
+        .arg(config)
+        .args(["--id", &id.to_string()])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+}
+
+/// Client `client`'s record `seq`: its content names it, so a record read
+/// back can be told apart from one nobody sent.
+pub fn record_data(client: usize, seq: u64) -> Vec<u8> {
+    let mut d = format!("n{client}-{seq}:").into_bytes();
+    d.extend((0..RECORD_BYTES).map(|i| b'a' + ((i as u64 + seq) % 26) as u8));
+    d
+}
+
+fn parse_record(data: &[u8]) -> Option<(usize, u64)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let (name, _) = text.split_once(':')?;
+    let (client, seq) = name.strip_prefix('n')?.split_once('-')?;
+    let key = (client.parse().ok()?, seq.parse().ok()?);
+    (record_data(key.0, key.1) == data).then_some(key)
+}
+
+const PATH: &str = "/nemesis/log";
+
+/// Runs one campaign; `Err` only when the cluster could not be set up.
+pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
+    std::fs::create_dir_all(&opts.dir).map_err(|e| e.to_string())?;
+    let mut config = ClusterConfig::local_with_clients(3, opts.appenders, &opts.dir)
+        .and_then(|c| c.with_chunk_bytes(CHUNK_BYTES))
+        .map_err(|e| e.to_string())?
+        .with_leases(Leases::Short)
+        .with_trace_dir(Some(opts.dir.join("traces")));
+    if let Some(n) = config.nodes.iter_mut().find(|n| n.id == SMALL_DISK_SERVER) {
+        n.disk_bytes_max = Some(SMALL_DISK_BYTES);
+    }
+    let config_path = opts.dir.join("cluster.toml");
+    config.write(&config_path).map_err(|e| e.to_string())?;
+    let mut procs = Procs {
+        binary: opts.binary.clone(),
+        config_path,
+        config: config.clone(),
+        logs: opts.dir.clone(),
+        children: HashMap::new(),
+    };
+    for id in 0..=3 {
+        procs.spawn(id)?;
+    }
+    let client_ids: Vec<u64> = config
+        .ids_with_role(Role::Client)
+        .into_iter()
+        .map(|i| usize::from(i) as u64)
+        .collect();
+    let mut clients = vec![];
+    for id in &client_ids {
+        clients.push(
+            Client::connect_with_timeout(&config, *id, OP_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    clients[0].create(PATH).await.map_err(|e| e.to_string())?;
+
+    let begun = Instant::now();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acks: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let mut load = vec![];
+    for (n, client) in clients.iter().enumerate() {
+        let (client, stop, acks) = (client.clone(), stop.clone(), acks.clone());
+        load.push(tokio::spawn(async move {
+            let mut done: Vec<(Appended, Vec<u8>)> = vec![];
+            let mut attempted = 0u64;
+            let mut seq = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let data = record_data(n, seq);
+                seq += 1;
+                attempted += 1;
+                if let Ok(a) = client.record_append_detailed(PATH, &data).await {
+                    acks.lock().expect("acks lock").push(begun.elapsed());
+                    done.push((a, data));
+                }
+            }
+            (attempted, done)
+        }));
+    }
+
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let lease = Duration::from_millis(Leases::Short.durations().lease_ms);
+    let mut faults = vec![];
+    let mut corrupted: Vec<(u64, u64)> = vec![];
+    while begun.elapsed() < opts.duration {
+        // A quiet spell, then one fault: the load runs between faults, so
+        // each fault's recovery can be seen.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..900))).await;
+        let kind = FAULT_KINDS[rng.random_range(0..FAULT_KINDS.len())];
+        let from = begun.elapsed();
+        let node = match kind {
+            FaultKind::KillChunkserver => {
+                let id = rng.random_range(1..=3);
+                procs.kill(id);
+                tokio::time::sleep(Duration::from_millis(rng.random_range(100..1_000))).await;
+                procs.spawn(id)?;
+                id
+            }
+            FaultKind::KillMaster => {
+                procs.kill(0);
+                tokio::time::sleep(Duration::from_millis(rng.random_range(100..600))).await;
+                procs.spawn(0)?;
+                0
+            }
+            FaultKind::PausePrimary => {
+                let Some(id) = primary(&clients[0]).await else {
+                    continue;
+                };
+                procs.signal(id, libc::SIGSTOP);
+                tokio::time::sleep(lease + Duration::from_millis(rng.random_range(100..800))).await;
+                procs.signal(id, libc::SIGCONT);
+                id
+            }
+            FaultKind::CorruptBlock => {
+                // A corrupt replica stays corrupt (nothing re-replicates
+                // yet, issue #12), so faults on one chunk would pile up:
+                // one per chunk, and never on the server whose disk fills.
+                let id = rng.random_range(1..SMALL_DISK_SERVER);
+                match flip_last_byte(&config, id, &corrupted, &mut rng) {
+                    Some(chunk) => corrupted.push((id, chunk)),
+                    None => continue,
+                }
+                id
+            }
+            FaultKind::IdleConnections => {
+                let id = rng.random_range(0..=3);
+                let addr = config
+                    .addr(Id::from(id as usize))
+                    .map_err(|e| e.to_string())?;
+                let held: Vec<TcpStream> = (0..IDLE_CONNECTIONS)
+                    .filter_map(|_| TcpStream::connect(addr).ok())
+                    .collect();
+                tokio::time::sleep(Duration::from_millis(rng.random_range(500..1_500))).await;
+                drop(held);
+                id
+            }
+        };
+        faults.push(Fault {
+            kind,
+            node,
+            from,
+            to: begun.elapsed(),
+            recovery: None,
+        });
+    }
+    // Time for the last fault's recovery to show, then stop the load.
+    tokio::time::sleep(3 * lease).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut report = NemesisReport {
+        seed: opts.seed,
+        ..NemesisReport::default()
+    };
+    let mut acked: Vec<(Appended, Vec<u8>)> = vec![];
+    for task in load {
+        let (attempted, done) = task.await.map_err(|e| e.to_string())?;
+        report.attempted += attempted;
+        acked.extend(done);
+    }
+    report.acked = acked.len() as u64;
+    let ack_times = acks.lock().expect("acks lock").clone();
+    for f in &mut faults {
+        f.recovery = ack_times
+            .iter()
+            .filter(|t| **t >= f.to)
+            .min()
+            .map(|t| *t - f.to);
+    }
+    report.faults = faults;
+
+    check_records(&clients[0], &config, &acked, &corrupted, &mut report).await;
+    for c in clients {
+        c.shutdown().await;
+    }
+    procs.stop_all();
+    let traces = opts.dir.join("traces");
+    match validate_dir(&traces, &ValidateOptions::default()) {
+        Ok(r) => {
+            report.validation = r.summary();
+            report.validation_failures = r.failures.iter().map(|f| f.to_string()).collect();
+        }
+        Err(e) => report
+            .validation_failures
+            .push(format!("traces unreadable: {e}")),
+    }
+    Ok(report)
+}
+
+/// The lease holder of the file's last chunk, if one is granted.
+async fn primary(client: &Client) -> Option<u64> {
+    client.stat(PATH).await.ok()?.chunks.last()?.primary
+}
+
+/// Flips the last byte of chunkserver `id`'s replica of its newest chunk:
+/// the next append there must read that block back, and fails (FAULT-2).
+fn flip_last_byte(
+    config: &ClusterConfig,
+    id: u64,
+    corrupted: &[(u64, u64)],
+    rng: &mut StdRng,
+) -> Option<u64> {
+    let node = config.node(Id::from(id as usize)).ok()?;
+    let dir = crate::nodes::chunk_dir(node);
+    let chunk = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("chunk-")?
+                .strip_suffix(".dat")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()?;
+    if corrupted.iter().any(|(_, c)| *c == chunk) {
+        return None;
+    }
+    let path = dir.join(format!("chunk-{chunk}.dat"));
+    let mut bytes = std::fs::read(&path).ok()?;
+    let last = bytes.len().checked_sub(1)?;
+    bytes[last] ^= rng.random_range(1..=255u8);
+    std::fs::write(&path, bytes).ok()?;
+    Some(chunk)
+}
+
+/// Every acknowledged record whole at its offset on every replica the
+/// master lists, once in the file; every record in the file one a client
+/// sent. A listed replica that fails the read with the corruption the
+/// campaign injected there is noted, not counted lost: nothing wrote to
+/// that block after, so nothing found it (GFS's idle-time scan would).
+async fn check_records(
+    client: &Client,
+    config: &ClusterConfig,
+    acked: &[(Appended, Vec<u8>)],
+    corrupted: &[(u64, u64)],
+    report: &mut NemesisReport,
+) {
+    let stat = match client.stat(PATH).await {
+        Ok(s) => s,
+        Err(e) => {
+            report.lost.push(format!("stat failed after the run: {e}"));
+            return;
+        }
+    };
+    let mut stores: HashMap<u64, FileStore> = HashMap::new();
+    for (a, data) in acked {
+        let Some(chunk) = stat.chunks.get(a.index as usize) else {
+            report.lost.push(format!(
+                "record {:x}: chunk index {} gone",
+                a.record_id, a.index
+            ));
+            continue;
+        };
+        let framed = crate::record::frame(a.record_id, data);
+        for &r in &chunk.replicas {
+            let store = match stores.get(&r) {
+                Some(s) => s.clone(),
+                None => {
+                    let Ok(node) = config.node(Id::from(r as usize)) else {
+                        continue;
+                    };
+                    match FileStore::open(&crate::nodes::chunk_dir(node), CHUNK_BYTES) {
+                        Ok(s) => stores.entry(r).or_insert(s).clone(),
+                        Err(e) => {
+                            report
+                                .lost
+                                .push(format!("replica {r}: store unreadable: {e}"));
+                            continue;
+                        }
+                    }
+                }
+            };
+            use leasehold_model::types::{ChunkStore, StoreError};
+            match store.read(a.chunk, a.offset, framed.len() as u64) {
+                Ok(got) if got.as_slice() == framed => {}
+                Err(StoreError::Corrupt) if corrupted.contains(&(r, a.chunk)) => {
+                    let note = format!(
+                        "replica {r} of chunk {}: injected corruption still there",
+                        a.chunk
+                    );
+                    if !report.latent_corruption.contains(&note) {
+                        report.latent_corruption.push(note);
+                    }
+                }
+                other => report.lost.push(format!(
+                    "record {:x} (chunk {} offset {}) on replica {r}: {}",
+                    a.record_id,
+                    a.chunk,
+                    a.offset,
+                    match other {
+                        Ok(_) => "other bytes".to_string(),
+                        Err(e) => e.to_string(),
+                    }
+                )),
+            }
+        }
+    }
+    match client.read_records(PATH).await {
+        Ok(records) => {
+            let mut seen: HashMap<u64, usize> = HashMap::new();
+            for r in &records {
+                *seen.entry(r.id).or_default() += 1;
+                if parse_record(&r.data).is_none() {
+                    report.phantoms.push(format!(
+                        "chunk {} offset {}: {} bytes no client sent",
+                        r.chunk,
+                        r.offset,
+                        r.data.len()
+                    ));
+                }
+            }
+            for (a, _) in acked {
+                if seen.get(&a.record_id) != Some(&1) {
+                    report.lost.push(format!(
+                        "record {:x} read back {} times",
+                        a.record_id,
+                        seen.get(&a.record_id).copied().unwrap_or(0)
+                    ));
+                }
+            }
+        }
+        Err(e) => report
+            .lost
+            .push(format!("reading the records back failed: {e}")),
+    }
+}
+
+/// Where `leasehold nemesis` keeps a run when not told: a fresh folder
+/// under the system's temporary directory.
+pub fn default_dir(seed: u64) -> PathBuf {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Path::new(&std::env::temp_dir()).join(format!("leasehold-nemesis-{seed}-{stamp}"))
+}
