@@ -15,12 +15,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         o: &mut O<S>,
     ) {
         let s = state.to_mut();
-        if version > s.store.meta(chunk).version {
-            // The master moved the version on past silent replicas.
-            if let Err(e) = s.store.set_version(chunk, version) {
-                return self.report_store_fault(s, chunk, version, &e, o);
-            }
-            self.save(s, o);
+        // The master may have moved the version on past silent replicas.
+        if !self.learn_version(s, chunk, version, o) {
+            return;
         }
         let l = s.lease_mut(chunk);
         if l.epoch != epoch {

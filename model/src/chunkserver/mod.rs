@@ -252,6 +252,32 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         o.save(NodeStorage::Chunkserver(Arc::new(state.store.clone())));
     }
 
+    /// Stores a newer `version` of `chunk` the master announced, durably
+    /// (saved before anything the step sends). Whether the replica holds
+    /// it now: a store that cannot record it is reported (FAULT-2), and
+    /// the replica must then neither lead nor acknowledge the version.
+    pub(super) fn learn_version(
+        &self,
+        s: &mut ChunkserverState<S>,
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        o: &mut O<S>,
+    ) -> bool {
+        if version <= s.store.meta(chunk).version {
+            return true;
+        }
+        match s.store.set_version(chunk, version) {
+            Ok(()) => {
+                self.save(s, o);
+                true
+            }
+            Err(e) => {
+                self.report_store_fault(s, chunk, version, &e, o);
+                false
+            }
+        }
+    }
+
     /// FAULT-2: this replica's store failed an operation on `chunk` at
     /// `version`. The master stops counting on the replica, and the next
     /// lease moves the version past it, so mutations go on without it
@@ -346,13 +372,10 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                     return;
                 }
                 let s = state.to_mut();
-                if version > meta.version {
-                    if let Err(e) = s.store.set_version(chunk, version) {
-                        // Without the version on disk this replica must not
-                        // lead: the master offers to another.
-                        return self.report_store_fault(s, chunk, version, &e, o);
-                    }
-                    self.save(s, o);
+                if !self.learn_version(s, chunk, version, o) {
+                    // Without the version on disk this replica must not
+                    // lead: the master offers to another.
+                    return;
                 }
                 let l = s.lease_mut(chunk);
                 l.epoch = epoch;
@@ -401,12 +424,8 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 if version < own || incarnation != state.store.incarnation() {
                     return;
                 }
-                if version > own {
-                    let s = state.to_mut();
-                    if let Err(e) = s.store.set_version(chunk, version) {
-                        return self.report_store_fault(s, chunk, version, &e, o);
-                    }
-                    self.save(s, o);
+                if version > own && !self.learn_version(state.to_mut(), chunk, version, o) {
+                    return;
                 }
                 o.send(src, Msg::VersionAck { chunk, version });
                 self.apply_held(state, chunk, o);
