@@ -393,6 +393,54 @@ fn a_changed_acknowledged_offset_breaks_trace_2_and_append_1() {
     assert!(r.fails(Check::Append1), "{}", show(&r));
 }
 
+/// A client's second acknowledged append moved back onto its first one's
+/// offset: a later append placed no later (APPEND-2, found by sorting the
+/// run's acknowledgements by their instants, `append_order::holds_sorted`).
+#[test]
+fn a_later_append_moved_onto_an_earlier_one_breaks_append_2() {
+    let mut traces = traces();
+    let t = traces
+        .iter_mut()
+        .find(|t| role_of(t) == Role::Client)
+        .expect("a client's trace");
+    let mut first = None;
+    let mut moved = false;
+    for s in &mut t.steps {
+        let acked = s.commands.iter().any(|c| {
+            matches!(
+                c,
+                TraceCommand::Send {
+                    msg: Msg::Done {
+                        result: OpResult::Mutated { .. }
+                    },
+                    ..
+                }
+            )
+        });
+        let TraceInput::Msg {
+            msg: Msg::MutationDone { offset, .. },
+            ..
+        } = &mut s.input
+        else {
+            continue;
+        };
+        if !acked {
+            continue;
+        }
+        match first {
+            None => first = Some(*offset),
+            Some(earlier) => {
+                *offset = earlier;
+                moved = true;
+                break;
+            }
+        }
+    }
+    assert!(moved, "the client had two appends acknowledged");
+    let r = validate(traces);
+    assert!(r.fails(Check::Append2), "{}", show(&r));
+}
+
 /// The second lease's grant, and its acceptance, moved back into the
 /// first lease: two primaries at once. (Clocks then go back within both
 /// files, which TRACE-3 reports too.)

@@ -347,6 +347,10 @@ impl GlobalView for RunState {
         self.ack_times[b.op].0 >= self.ack_times[a.op].1
     }
 
+    fn op_instants(&self, a: &Acked<Bytes>) -> Option<(u64, u64)> {
+        Some(self.ack_times[a.op])
+    }
+
     fn named(&self) -> impl Iterator<Item = &LeaseInfo> + '_ {
         self.in_flight
             .iter()

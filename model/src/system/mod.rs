@@ -38,6 +38,7 @@
 //! - [`properties`]: the always-properties; [`companions`]: their
 //!   `sometimes` companions. This file attaches both to a configuration.
 
+pub mod append_order;
 mod companions;
 mod configs;
 mod history;

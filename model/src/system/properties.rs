@@ -6,6 +6,7 @@
 //! The model's helpers below (`acked`, `store`, ...) read a checker state
 //! directly, for the companions and the time wrapper.
 
+use super::append_order::{self, Placed};
 use super::*;
 use crate::master::LeaseView;
 use crate::msg::*;
@@ -13,6 +14,7 @@ use crate::types::*;
 use crate::NodeState;
 use smallvec::SmallVec;
 use stateright::actor::Id;
+use std::borrow::Cow;
 
 /// Every acknowledged mutation. An iterator, not a list: the properties
 /// read it several times on every state the checker visits.
@@ -269,36 +271,44 @@ pub fn append_1<V: GlobalView>(v: &V) -> bool {
 ///   real time: `b` is later than `a` when `b`'s operation started after `a`
 ///   was acknowledged (`GlobalView::started_after`; a client's next
 ///   operation always starts after its previous one finished).
+///
+/// Evaluated by pairs, or, where the view has instants, by sorting
+/// ([`super::append_order`]: the same order, in n log n).
 pub fn append_2<V: GlobalView>(v: &V) -> bool {
     let m = master_of(v);
-    // (file, index in the file); appends to different files do not order.
-    let place = |x: &Acked<PayloadOf<V>>| {
-        m.durable
-            .chunks
-            .get(x.chunk as usize)
-            .map_or((0, x.chunk as u32), |c| (c.file, c.index))
-    };
-    // `b` is not placed before `a` although it is later. (Cheapest test
-    // first: a real run checks every pair of its acknowledgements.)
-    let ordered = |a: &Acked<PayloadOf<V>>, b: &Acked<PayloadOf<V>>| {
-        if b.chunk == a.chunk {
-            // Same chunk, so same place in the file: only the offset can
-            // show `b` after `a`.
-            return b.offset >= a.offset + a.record.len()
-                || !(b.stamp > a.stamp || v.started_after(b, a));
-        }
-        let (file, index) = place(a);
-        let (b_file, b_index) = place(b);
-        b_file != file || b_index > index || !v.started_after(b, a)
-    };
-    // Each pair with a focused acknowledgement, both ways.
-    v.acked()
-        .filter(|x| x.append && v.ack_in_focus(x))
-        .all(|x| {
-            v.acked()
-                .filter(|y| y.append)
-                .all(|y| ordered(&x, &y) && ordered(&y, &x))
+    let acked: SmallVec<[Cow<'_, Acked<PayloadOf<V>>>; 8]> =
+        v.acked().filter(|a| a.append).collect();
+    let all: SmallVec<[Placed; 8]> = acked
+        .iter()
+        .map(|a| {
+            // (file, index in the file); appends to different files do
+            // not order. A chunk the master does not know stands alone.
+            let (file, index) = m
+                .durable
+                .chunks
+                .get(a.chunk as usize)
+                .map_or((0, a.chunk as u32), |c| (c.file, c.index));
+            Placed {
+                file,
+                index,
+                chunk: a.chunk,
+                offset: a.offset,
+                end: a.offset + a.record.len(),
+                stamp: a.stamp,
+                instants: v.op_instants(a),
+            }
         })
+        .collect();
+    if all.first().is_some_and(|p| p.instants.is_some()) {
+        if let Some(holds) = append_order::holds_sorted(&all) {
+            return holds;
+        }
+    }
+    append_order::holds_pairwise(
+        &all,
+        (0..all.len()).filter(|&i| v.ack_in_focus(&acked[i])),
+        |b, a| v.started_after(&acked[b], &acked[a]),
+    )
 }
 
 /// APPEND-3 ([00104]): no acknowledged record is larger than a quarter

@@ -108,6 +108,15 @@ pub trait GlobalView {
     fn acked(&self) -> impl Iterator<Item = Cow<'_, Acked<PayloadOf<Self>>>> + '_;
     /// Whether record append `b` started after `a` was acknowledged.
     fn started_after(&self, b: &Acked<PayloadOf<Self>>, a: &Acked<PayloadOf<Self>>) -> bool;
+    /// When `a`'s operation started and when it was acknowledged, on one
+    /// clock, if the view keeps instants (`validate`'s, from the nodes'
+    /// clock readings); then `started_after(b, a)` must be exactly
+    /// `op_instants(b).0 >= op_instants(a).1`, and APPEND-2 sorts by them
+    /// instead of comparing every pair (`super::append_order`). The
+    /// model's state keeps no clock, only the relation.
+    fn op_instants(&self, _a: &Acked<PayloadOf<Self>>) -> Option<(u64, u64)> {
+        None
+    }
     /// The lease holders the master told clients that they may still act
     /// on: replies in flight and clients' caches.
     fn named(&self) -> impl Iterator<Item = &LeaseInfo> + '_;
