@@ -151,6 +151,21 @@ fn validate(traces: Vec<NodeTrace>) -> Report {
     r
 }
 
+/// Whether a client's step told its application a mutation succeeded.
+fn tells_a_mutation_done(commands: &[TraceCommand]) -> bool {
+    commands.iter().any(|c| {
+        matches!(
+            c,
+            TraceCommand::Send {
+                msg: Msg::Done {
+                    result: OpResult::Mutated { .. }
+                },
+                ..
+            }
+        )
+    })
+}
+
 fn role_of(t: &NodeTrace) -> Role {
     match t.header.actor {
         TraceActor::Master => Role::Master,
@@ -359,17 +374,7 @@ fn a_changed_acknowledged_offset_breaks_trace_2_and_append_1() {
     let mut done = false;
     for t in traces.iter_mut().filter(|t| role_of(t) == Role::Client) {
         for s in &mut t.steps {
-            let acked = s.commands.iter().any(|c| {
-                matches!(
-                    c,
-                    TraceCommand::Send {
-                        msg: Msg::Done {
-                            result: OpResult::Mutated { .. }
-                        },
-                        ..
-                    }
-                )
-            });
+            let acked = tells_a_mutation_done(&s.commands);
             if let (
                 true,
                 TraceInput::Msg {
@@ -406,17 +411,7 @@ fn a_later_append_moved_onto_an_earlier_one_breaks_append_2() {
     let mut first = None;
     let mut moved = false;
     for s in &mut t.steps {
-        let acked = s.commands.iter().any(|c| {
-            matches!(
-                c,
-                TraceCommand::Send {
-                    msg: Msg::Done {
-                        result: OpResult::Mutated { .. }
-                    },
-                    ..
-                }
-            )
-        });
+        let acked = tells_a_mutation_done(&s.commands);
         let TraceInput::Msg {
             msg: Msg::MutationDone { offset, .. },
             ..
