@@ -461,6 +461,75 @@ fn mixed_holds_and_reaches_every_companion() {
     assert_eq!(exhaustive("mixed").unique_states, 973_982);
 }
 
+/// [`exhaustive`] with client symmetry, for the two-client fault
+/// configurations (the clients are interchangeable; symmetry halves them).
+fn exhaustive_symmetric(name: &str) -> Report {
+    let opts = Options {
+        strategy: Strategy::Dfs,
+        symmetry: true,
+        ..Options::default()
+    };
+    let report = check_model(ModelCfg::named(name).unwrap(), &opts);
+    assert!(report.all_ok(), "{name}: {:?}", report.violated());
+    for v in &report.verdicts {
+        assert!(v.ok(), "{name}: {} is {}", v.name, v.label());
+    }
+    assert!(report.complete, "{name}: state cap reached");
+    report
+}
+
+/// Two clients append at once while a chunkserver crashes and restarts at
+/// any point, through a second lease grant (issue #10).
+#[test]
+fn concurrent_crash_holds_and_reaches_every_companion() {
+    assert_eq!(
+        exhaustive_symmetric("concurrent-crash").unique_states,
+        683_596
+    );
+}
+
+/// Two clients append at once over a network that may lose any message.
+#[test]
+fn concurrent_lossy_holds_and_reaches_every_companion() {
+    assert_eq!(
+        exhaustive_symmetric("concurrent-lossy").unique_states,
+        64_788
+    );
+}
+
+/// Two clients append at once while the master crashes and restarts at any
+/// point (LEASE-3 with both waiting).
+#[test]
+#[ignore = "about 1.4 million states, a minute; run with --ignored (see README)"]
+fn concurrent_master_crash_holds_and_reaches_every_companion() {
+    assert_eq!(
+        exhaustive_symmetric("concurrent-master-crash").unique_states,
+        1_436_530
+    );
+}
+
+/// A secondary that applies whatever arrives first is caught when two
+/// clients' Applies cross on a lossy network.
+#[test]
+fn bug_secondary_applies_out_of_order_breaks_order_2_with_two_clients_and_loss() {
+    caught(
+        Bug::SecondaryAppliesOutOfOrder,
+        "concurrent-lossy",
+        "ORDER-2",
+    );
+}
+
+/// A primary that acknowledges before its secondaries applied is caught
+/// when a secondary crashes under two clients' appends.
+#[test]
+fn bug_primary_acks_before_secondaries_breaks_append_1_with_two_clients_and_a_crash() {
+    caught(
+        Bug::PrimaryAcksBeforeSecondaries,
+        "concurrent-crash",
+        "APPEND-1",
+    );
+}
+
 /// FAULT-2: a disk fills up at any point of a record append; the failed
 /// replica reports it, the master leaves it out and ends the lease, and
 /// the append goes on without it (its companion is reached).

@@ -226,6 +226,18 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             two_acked_in_one_chunk,
         ));
     }
+    if cfg.appends.iter().filter(|a| **a > 0).count() >= 2
+        && cfg.chunkserver_crashes + cfg.master_crashes > 0
+        && room >= 2 * cfg.record_units
+    {
+        p.push(Property::sometimes(
+            "APPEND-1 reached: two clients' appends acked in one chunk in a run where a node crashed",
+            |m: &LeaseholdModel, s: &State| {
+                s.history.chunkserver_crashes + s.history.master_crashes > 0
+                    && two_acked_in_one_chunk(m, s)
+            },
+        ));
+    }
     if appends && cfg.prefill_units > 0 {
         p.push(Property::sometimes(
             "APPEND-3 reached: a record that did not fit was acked in the next chunk",
