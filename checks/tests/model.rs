@@ -530,6 +530,26 @@ fn bug_primary_acks_before_secondaries_breaks_append_1_with_two_clients_and_a_cr
     );
 }
 
+/// READ-1: a client appends a record and reads it back while a
+/// chunkserver's blocks may go bad at any point; the bad replica fails the
+/// read and reports itself (the read path of FAULT-2), another serves it.
+#[test]
+fn reads_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("reads").unique_states, 30_976);
+}
+
+/// READ-1 around a crash: a replica without the chunk's version refuses
+/// the read and the client reads the other.
+#[test]
+fn reads_crash_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("reads-crash").unique_states, 457_994);
+}
+
+#[test]
+fn bug_replica_serves_corrupt_block_breaks_read_1() {
+    caught(Bug::ReplicaServesCorruptBlock, "reads", "READ-1");
+}
+
 /// FAULT-2: a disk fills up at any point of a record append; the failed
 /// replica reports it, the master leaves it out and ends the lease, and
 /// the append goes on without it (its companion is reached).

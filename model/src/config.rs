@@ -100,10 +100,13 @@ pub enum Bug {
     /// replica stays in the chunk's replica set and every later mutation
     /// fails on it (FAULT-2).
     FailedReplicaKept,
+    /// A chunkserver serves a read without verifying the blocks'
+    /// checksums: a corrupt block goes to the client as data (READ-1).
+    ReplicaServesCorruptBlock,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 27] = [
+    pub const ALL: [Bug; 28] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -131,6 +134,7 @@ impl Bug {
         Bug::SecondaryWaitsForLostSerial,
         Bug::TakesOfferOfPreviousLife,
         Bug::FailedReplicaKept,
+        Bug::ReplicaServesCorruptBlock,
     ];
 
     /// Kebab-case name used on the command line.

@@ -168,6 +168,18 @@ pub trait ChunkStore:
         offset: Offset,
         len: u64,
     ) -> Result<Self::Payload, StoreError>;
+    /// [`ChunkStore::read`] without verifying the blocks' checksums, so
+    /// a corrupt block comes back as data. Only a seeded bug calls it
+    /// (`Bug::ReplicaServesCorruptBlock`); a store whose blocks cannot go
+    /// bad reads as `read` does.
+    fn read_unverified(
+        &self,
+        chunk: ChunkHandle,
+        offset: Offset,
+        len: u64,
+    ) -> Result<Self::Payload, StoreError> {
+        self.read(chunk, offset, len)
+    }
     /// Every chunk this replica holds, for reports to the master.
     fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)>;
     /// How many times this chunkserver has restarted (durable).
@@ -210,6 +222,10 @@ pub struct RecordToken {
     pub id: DataId,
     pub units: u8,
 }
+
+/// The client number of a [`RecordToken`] no client sent: the bytes of a
+/// corrupt block, read without verifying its checksum.
+pub const CORRUPT_BYTES_CLIENT: u32 = u32::MAX - 1;
 
 impl Debug for RecordToken {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -296,6 +312,11 @@ struct StoreContents {
     /// does; what is stored stays readable.
     #[serde(default)]
     full: bool,
+    /// Its blocks went bad (the model's read fault, `read_faults`): every
+    /// later read fails `Corrupt` as a checksum mismatch does; changes
+    /// still land (a whole new block needs no read).
+    #[serde(default)]
+    corrupt: bool,
 }
 
 impl StoreContents {
@@ -360,6 +381,7 @@ impl MemStore {
             incarnation: 0,
             replicas: SmallVec::new(),
             full: false,
+            corrupt: false,
         })
     }
 
@@ -370,6 +392,15 @@ impl MemStore {
 
     pub fn is_full(&self) -> bool {
         self.contents.full
+    }
+
+    /// The blocks go bad: from now on every read fails (`Corrupt`).
+    pub fn corrupt_blocks(&mut self) {
+        self.change(|c| c.corrupt = true);
+    }
+
+    pub fn is_corrupt(&self) -> bool {
+        self.contents.corrupt
     }
 
     fn check_space(&self) -> Result<(), StoreError> {
@@ -504,12 +535,35 @@ impl ChunkStore for MemStore {
     ) -> Result<RecordToken, StoreError> {
         // The model reads whole records only: the token at `offset`.
         let r = self.replica(chunk).ok_or(StoreError::OutOfRange)?;
+        if self.contents.corrupt {
+            return Err(StoreError::Corrupt);
+        }
         match r.cells.get(offset as usize) {
             Some(Some(Cell::Data {
                 record, part: 0, ..
             })) if record.len() == len => Ok(*record),
             _ => Err(StoreError::OutOfRange),
         }
+    }
+
+    fn read_unverified(
+        &self,
+        chunk: ChunkHandle,
+        offset: Offset,
+        len: u64,
+    ) -> Result<RecordToken, StoreError> {
+        if !self.contents.corrupt {
+            return self.read(chunk, offset, len);
+        }
+        // Bad blocks read as bytes no client sent.
+        self.replica(chunk).ok_or(StoreError::OutOfRange)?;
+        Ok(RecordToken {
+            id: DataId {
+                client: CORRUPT_BYTES_CLIENT,
+                seq: 0,
+            },
+            units: len as u8,
+        })
     }
 
     fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)> {

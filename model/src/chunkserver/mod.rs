@@ -498,6 +498,14 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 } else {
                     match state.store.read(chunk, offset, len) {
                         Ok(data) => Ok(data),
+                        Err(StoreError::Corrupt)
+                            if self.cfg.bug == Bug::ReplicaServesCorruptBlock =>
+                        {
+                            state
+                                .store
+                                .read_unverified(chunk, offset, len)
+                                .map_err(Failure::Store)
+                        }
                         Err(e) => {
                             // A corrupt block: this replica is faulty.
                             if e.is_replica_fault() && state.store_failure(chunk).is_none() {

@@ -170,3 +170,15 @@ pub(super) fn acked_without_failed_replica(model: &LeaseholdModel, s: &State) ->
             })
     })
 }
+
+pub(super) fn read_returned_acked(model: &LeaseholdModel, s: &State) -> bool {
+    let view = ModelView::new(model, s);
+    reads(model, s).any(|r| {
+        acked(model, s).any(|a| {
+            a.append
+                && a.chunk == r.chunk
+                && a.offset == r.offset
+                && view.read_started_after(&r, &a)
+        })
+    })
+}

@@ -21,6 +21,10 @@ pub struct ModelCfg {
     pub appends: Vec<u8>,
     /// Writes per client: (chunk offset) of each write, one unit each.
     pub writes: Vec<Vec<u8>>,
+    /// Reads per client, after its appends and writes: each reads one
+    /// record's units at chunk 0's first free unit (`prefill_units`),
+    /// where the first record appended lands.
+    pub reads: Vec<u8>,
     pub chunk_units: u8,
     pub record_units: u8,
     /// Units of old data already in chunk 0 on every replica at start, so a
@@ -48,6 +52,9 @@ pub struct ModelCfg {
     /// Chunkserver disks that may fill up, one fault each: from then on
     /// that server's store fails every change (`MemStore::fill_disk`).
     pub store_faults: u8,
+    /// Chunkservers whose blocks may go bad, one fault each: from then on
+    /// every read of that server fails `Corrupt` (`MemStore::corrupt_blocks`).
+    pub read_faults: u8,
     pub age_out: bool,
     /// The chunkservers' push buffer (records, and units in all) and the
     /// mutations a primary keeps in flight (and a secondary holds back):
@@ -74,6 +81,7 @@ impl ModelCfg {
             chunkservers: 3,
             appends: vec![1],
             writes: vec![],
+            reads: vec![],
             chunk_units: 4,
             record_units: 1,
             prefill_units: 0,
@@ -89,6 +97,7 @@ impl ModelCfg {
             chunkserver_crashes: 0,
             master_crashes: 0,
             store_faults: 0,
+            read_faults: 0,
             age_out: false,
             push_buffers_max: 4,
             push_buffer_units_max: u64::MAX,
@@ -369,12 +378,34 @@ impl ModelCfg {
                 master_crashes: 1,
                 ..base
             },
+            // Reads (READ-1): one client appends a record, then reads it
+            // back, while a chunkserver's blocks may go bad at any point:
+            // the bad replica fails the read, reports itself (FAULT-2, the
+            // read path), and the client reads another.
+            "reads" => ModelCfg {
+                name: "reads",
+                reads: vec![1],
+                read_faults: 1,
+                ..base
+            },
+            // Reads around a crash: two chunkservers, one crash and restart
+            // at any point, one retry. A replica that lost or never had the
+            // chunk's version refuses the read; the client reads the other.
+            // (With two grants: 1,645,506 states.)
+            "reads-crash" => ModelCfg {
+                name: "reads-crash",
+                chunkservers: 2,
+                reads: vec![1],
+                client_retries_max: 1,
+                chunkserver_crashes: 1,
+                ..base
+            },
             _ => return None,
         };
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 26] = [
+    pub const NAMES: [&'static str; 28] = [
         "tiny",
         "small",
         "pad",
@@ -401,6 +432,8 @@ impl ModelCfg {
         "concurrent-crash",
         "concurrent-lossy",
         "concurrent-master-crash",
+        "reads",
+        "reads-crash",
     ];
 
     /// Overrides one field by name (`key=value`), for experiments from the
@@ -436,6 +469,8 @@ impl ModelCfg {
             "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
             "master_crashes" => self.master_crashes = num()? as u8,
             "store_faults" => self.store_faults = num()? as u8,
+            "read_faults" => self.read_faults = num()? as u8,
+            "reads" => self.reads = list()?,
             "age_out" => self.age_out = flag()?,
             "push_buffers_max" => self.push_buffers_max = num()?,
             "push_buffer_units_max" => self.push_buffer_units_max = u64::from(num()?),
@@ -451,6 +486,7 @@ impl ModelCfg {
     pub fn clients_interchangeable(&self) -> bool {
         self.appends.windows(2).all(|w| w[0] == w[1])
             && self.writes.windows(2).all(|w| w[0] == w[1])
+            && self.reads.windows(2).all(|w| w[0] == w[1])
     }
 
     pub fn with_bug(mut self, bug: Bug) -> Self {
@@ -459,7 +495,10 @@ impl ModelCfg {
     }
 
     pub fn clients(&self) -> usize {
-        self.appends.len().max(self.writes.len())
+        self.appends
+            .len()
+            .max(self.writes.len())
+            .max(self.reads.len())
     }
 
     /// Whether the environment injects faults (and actors time out).
@@ -471,6 +510,7 @@ impl ModelCfg {
             || self.chunkserver_crashes > 0
             || self.master_crashes > 0
             || self.store_faults > 0
+            || self.read_faults > 0
             || self.age_out
     }
 
@@ -560,6 +600,14 @@ impl ModelCfg {
                 index: 0,
                 offset: offset as u64,
                 data,
+            });
+        }
+        for _ in 0..self.reads.get(client).copied().unwrap_or(0) {
+            ops.push(ClientOp::Read {
+                file: 0,
+                index: 0,
+                offset: u64::from(self.prefill_units),
+                len: u64::from(self.record_units),
             });
         }
         ops

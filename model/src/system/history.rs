@@ -18,6 +18,11 @@ pub struct History {
     pub master_crashes: u8,
     /// Disks filled (`ModelCfg::store_faults`).
     pub store_faults: u8,
+    /// Chunkservers whose blocks went bad (`ModelCfg::read_faults`).
+    pub read_faults: u8,
+    /// A replica refused a read (a stale version, or a corrupt block), for
+    /// READ-1's companion: another replica then serves it.
+    pub read_refused: bool,
     pub lease_expiries: u8,
     /// Apply messages the network lost (counted only where
     /// `apply_losses` bounds them, so unbounded loss adds no states).
@@ -117,6 +122,10 @@ impl History {
                 op: ApplyOp::Skip, ..
             } => None,
             Msg::Apply { chunk, stamp, .. } if h.resends(env.src, *chunk, *stamp) => None,
+            Msg::ReadReply { result: Err(_), .. } => (!h.read_refused).then(|| History {
+                read_refused: true,
+                ..h.clone()
+            }),
             Msg::ApplyGap { .. } => (!h.gap_reported).then(|| History {
                 gap_reported: true,
                 ..h.clone()

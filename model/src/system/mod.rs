@@ -49,10 +49,10 @@ pub mod view;
 pub use configs::*;
 pub use history::*;
 pub use properties::always as always_properties;
-pub use properties::{acked, all_succeeded};
+pub use properties::{acked, all_succeeded, reads};
 pub use timed::master;
 pub use timed::LeaseholdModel;
-pub use view::{Acked, GlobalView, ModelView, Region, StampedStore};
+pub use view::{Acked, GlobalView, ModelView, ReadDone, Region, StampedStore};
 
 use crate::master::LeaseView;
 use crate::msg::*;
@@ -237,6 +237,24 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
                     && two_acked_in_one_chunk(m, s)
             },
         ));
+    }
+    if cfg.reads.iter().any(|r| *r > 0) {
+        p.push(Property::always(
+            "READ-1 a read started after a record append's acknowledgement returns that record at its offset",
+            |m, s| read_1(&ModelView::new(m, s)),
+        ));
+        p.push(Property::sometimes(
+            "READ-1 reached: a read returned a record acknowledged before it started",
+            read_returned_acked,
+        ));
+        if cfg.read_faults + cfg.chunkserver_crashes > 0 {
+            p.push(Property::sometimes(
+                "READ-1 reached: a replica refused a read and another served it",
+                |m: &LeaseholdModel, s: &State| {
+                    s.history.read_refused && reads(m, s).next().is_some()
+                },
+            ));
+        }
     }
     if appends && cfg.prefill_units > 0 {
         p.push(Property::sometimes(

@@ -285,7 +285,11 @@ impl LeaseholdModel {
                 continue;
             };
             let k = b.results.len();
-            let starts_append = matches!(self.scripts[c].get(k), Some(ClientOp::Append { .. }));
+            // Reads too: READ-1 reads the same order.
+            let starts_append = matches!(
+                self.scripts[c].get(k),
+                Some(ClientOp::Append { .. } | ClientOp::Read { .. })
+            );
             if k <= a.results.len() || !starts_append {
                 continue;
             }
@@ -430,22 +434,31 @@ impl LeaseholdModel {
 
 /// The key of the action that fills a chunkserver's disk.
 const DISK_FULL: &str = "disk full";
+/// The key of the action that makes a chunkserver's blocks go bad.
+const BLOCKS_CORRUPT: &str = "blocks corrupt";
 
 impl LeaseholdModel {
-    /// `id`'s disk fills up: its store, and the storage a restart finds,
-    /// fail every change from now on.
-    fn fill_disk(&self, last: &State, id: Id) -> State {
+    /// `id`'s store, and the storage a restart finds, take a lasting fault:
+    /// a full disk fails every change from now on, bad blocks every read.
+    fn store_fault(&self, last: &State, id: Id, key: &str) -> State {
+        let fault = |store: &mut MemStore| match key {
+            DISK_FULL => store.fill_disk(),
+            _ => store.corrupt_blocks(),
+        };
         let mut next = last.clone();
         let i = usize::from(id);
         if let NodeState::Chunkserver(c) = &**last.actor_states[i] {
             let mut c = c.clone();
-            c.store.fill_disk();
+            fault(&mut c.store);
             next.actor_states[i] = Arc::new(Digested::new(NodeState::Chunkserver(c)));
         }
         if let Some(NodeStorage::Chunkserver(store)) = &mut next.actor_storages[i] {
-            Arc::make_mut(store).fill_disk();
+            fault(Arc::make_mut(store));
         }
-        next.history.store_faults += 1;
+        match key {
+            DISK_FULL => next.history.store_faults += 1,
+            _ => next.history.read_faults += 1,
+        }
         next
     }
 }
@@ -471,12 +484,29 @@ impl Model for LeaseholdModel {
         // A disk filling up is the environment's choice, as a crash is;
         // stateright's random selection carries it (the actors make no
         // random choices of their own).
-        if state.history.store_faults < self.cfg.store_faults {
+        let faults = [
+            (
+                DISK_FULL,
+                state.history.store_faults < self.cfg.store_faults,
+            ),
+            (
+                BLOCKS_CORRUPT,
+                state.history.read_faults < self.cfg.read_faults,
+            ),
+        ];
+        for (key, left) in faults {
+            if !left {
+                continue;
+            }
             for (id, c) in self.live_chunkservers(state) {
-                if !c.store.is_full() {
+                let had = match key {
+                    DISK_FULL => c.store.is_full(),
+                    _ => c.store.is_corrupt(),
+                };
+                if !had {
                     actions.push(ActorModelAction::SelectRandom {
                         actor: id,
-                        key: DISK_FULL.into(),
+                        key: key.into(),
                         random: (),
                     });
                 }
@@ -486,8 +516,8 @@ impl Model for LeaseholdModel {
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
         if let ActorModelAction::SelectRandom { actor, key, .. } = &action {
-            if key == DISK_FULL {
-                return Some(self.fill_disk(last, *actor));
+            if key == DISK_FULL || key == BLOCKS_CORRUPT {
+                return Some(self.store_fault(last, *actor, key));
             }
         }
         let crash = match &action {

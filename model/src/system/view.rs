@@ -79,6 +79,18 @@ pub struct Acked<P> {
     pub stamp: Stamp,
 }
 
+/// A read that returned data to its client (READ-1).
+#[derive(Clone, Debug)]
+pub struct ReadDone<P> {
+    /// The client, and the operation's place in its sequence.
+    pub client: usize,
+    pub op: usize,
+    /// Where it read: the chunk, and `len` units at `offset`.
+    pub chunk: ChunkHandle,
+    pub offset: Offset,
+    pub data: P,
+}
+
 /// The payload type a view's store keeps.
 pub type PayloadOf<V> = <<V as GlobalView>::Store as StampedStore>::Payload;
 
@@ -116,6 +128,20 @@ pub trait GlobalView {
     /// model's state keeps no clock, only the relation.
     fn op_instants(&self, _a: &Acked<PayloadOf<Self>>) -> Option<(u64, u64)> {
         None
+    }
+    /// Every read that returned data. A real run's view does not see reads
+    /// yet: READ-1 is checked in the model only (it is not among
+    /// `always_properties`).
+    fn reads(&self) -> impl Iterator<Item = ReadDone<PayloadOf<Self>>> + '_ {
+        std::iter::empty()
+    }
+    /// Whether read `r` started after record append `a` was acknowledged.
+    fn read_started_after(
+        &self,
+        _r: &ReadDone<PayloadOf<Self>>,
+        _a: &Acked<PayloadOf<Self>>,
+    ) -> bool {
+        false
     }
     /// The lease holders the master told clients that they may still act
     /// on: replies in flight and clients' caches.
@@ -300,6 +326,15 @@ impl GlobalView for ModelView<'_> {
 
     fn started_after(&self, b: &Acked<RecordToken>, a: &Acked<RecordToken>) -> bool {
         LeaseholdModel::started_after(self.state, b, a)
+    }
+
+    fn reads(&self) -> impl Iterator<Item = ReadDone<RecordToken>> + '_ {
+        reads(self.model, self.state)
+    }
+
+    fn read_started_after(&self, r: &ReadDone<RecordToken>, a: &Acked<RecordToken>) -> bool {
+        let key = (r.client as u8, r.op as u8, a.client as u8, a.op as u8);
+        self.state.history.started_after.contains(&key)
     }
 
     fn named(&self) -> impl Iterator<Item = &LeaseInfo> + '_ {
