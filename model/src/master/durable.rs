@@ -1,0 +1,46 @@
+//! What the master persists: the namespace and each chunk's version, epoch
+//! and placement, and the storage type every node saves through. A file of
+//! its own because it is the master's whole crash-survival contract:
+//! everything else in the master is volatile and rebuilt on restart.
+
+use super::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileMeta {
+    pub name: String,
+    pub chunks: Vec<ChunkHandle>,
+}
+
+/// What the master persists per chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChunkMeta {
+    pub file: FileId,
+    pub index: u32,
+    pub version: ChunkVersion,
+    /// The last lease epoch granted; epochs never repeat, even across restarts.
+    pub epoch: LeaseEpoch,
+    /// Lease grants so far (the model bounds them).
+    pub grants: u32,
+    /// Where the chunk's replicas were placed at allocation.
+    pub replicas: Vec<Id>,
+}
+
+/// The master's durable state: namespace and chunk versions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub struct MasterDurable {
+    pub files: Vec<FileMeta>,
+    /// Indexed by chunk handle.
+    pub chunks: Vec<ChunkMeta>,
+}
+
+/// Durable state of any node (stateright has one `Storage` type per actor).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(bound = "S: ChunkStore")]
+pub enum NodeStorage<S> {
+    // Shared, not owned: the checker clones every node's storage into every
+    // successor state, while a node saves only when its durable state
+    // changes. Serialized like the value itself (serde's `rc` feature).
+    Master(Arc<MasterDurable>),
+    Chunkserver(Arc<S>),
+    Client,
+}

@@ -1,0 +1,467 @@
+//! Leases on the master's side ([0090], [0091], [0093], [0094]): offering a
+//! lease with a new version, granting it once the chosen replica asked and
+//! the others acknowledged, extending it, and ending it by expiry or
+//! revocation. A file of its own because this is the protocol's
+//! time-critical half: the order of clocks described in the module doc
+//! lives here.
+
+use super::*;
+
+impl MasterActor {
+    pub(super) fn on_find_lease<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        file: FileId,
+        index: ChunkIndex,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        // Act 1210 → 1220 ([0093], [0094]).
+        let chunk = match self.resolve(state, file, index, o) {
+            Ok(chunk) => chunk,
+            Err(reason) => {
+                o.send(
+                    src,
+                    Msg::NoLease {
+                        file,
+                        index,
+                        reason,
+                    },
+                );
+                return;
+            }
+        };
+        let view = &state.views[chunk as usize];
+        if let LeaseView::Granted {
+            revoking: false, ..
+        } = view.lease
+        {
+            o.send(src, self.holder_reply(state, chunk));
+            return;
+        }
+        if !view.waiting.contains(&src) {
+            let s = state.to_mut();
+            s.views[chunk as usize].waiting.push(src);
+            s.views[chunk as usize].waiting.sort();
+        }
+        self.try_offer(state, chunk, o);
+    }
+
+    /// A replica stored the version of a lease on offer.
+    pub(super) fn on_version_ack<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        let Some(view) = state.views.get(chunk as usize) else {
+            return;
+        };
+        if version != state.durable.chunks[chunk as usize].version
+            || !view.up_to_date.contains(&src)
+        {
+            return;
+        }
+        if let LeaseView::Offered { acked, .. } = &view.lease {
+            if !acked.contains(&src) {
+                let s = state.to_mut();
+                if let LeaseView::Offered { acked, .. } = &mut s.views[chunk as usize].lease {
+                    acked.push(src);
+                    acked.sort();
+                }
+                self.try_complete_grant(state, chunk, false, o);
+            }
+        }
+    }
+
+    /// The chosen replica asks for the lease offered to it, or its primary for an extension.
+    pub(super) fn on_lease_request<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        let Some(view) = state.views.get(chunk as usize) else {
+            return;
+        };
+        match &view.lease {
+            LeaseView::Offered {
+                primary,
+                epoch: e,
+                requested: false,
+                ..
+            } if *primary == src && *e == epoch => {
+                let s = state.to_mut();
+                if let LeaseView::Offered { requested, .. } = &mut s.views[chunk as usize].lease {
+                    *requested = true;
+                }
+                self.try_complete_grant(state, chunk, false, o);
+            }
+            LeaseView::Granted {
+                primary,
+                epoch: e,
+                secondaries,
+                revoking: false,
+            } if *primary == src && *e == epoch => {
+                // Extension ([0091]): restart the master's clock, which
+                // again starts after the primary's (it sent the request
+                // before we received it).
+                let version = state.durable.chunks[chunk as usize].version;
+                if self.cfg.bug != Bug::MasterKeepsClockOnExtension {
+                    o.set_timer(
+                        Timer::LeaseExpiry(chunk),
+                        Durations::range(self.cfg.durations.master_lease_ms),
+                    );
+                }
+                o.send(
+                    src,
+                    Msg::LeaseGrant {
+                        chunk,
+                        epoch,
+                        version,
+                        secondaries: secondaries.clone(),
+                    },
+                );
+            }
+            _ => {} // a request for a lease we no longer offer: let it lapse
+        }
+    }
+
+    /// The primary gave up a lease the master revoked.
+    pub(super) fn on_lease_revoked<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        if let Some(LeaseView::Granted { epoch: e, .. }) = state.lease(chunk) {
+            if *e == epoch {
+                let s = state.to_mut();
+                s.views[chunk as usize].lease = LeaseView::Free;
+                o.cancel_timer(Timer::LeaseExpiry(chunk));
+                o.cancel_timer(Timer::Revoke(chunk));
+                self.try_offer(state, chunk, o);
+            }
+        }
+    }
+
+    pub(super) fn on_lease_expiry<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        chunk: ChunkHandle,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        // [0091]: the old lease has expired, a new one may be granted.
+        if let Some(LeaseView::Granted { .. }) = state.lease(chunk) {
+            state.to_mut().views[chunk as usize].lease = LeaseView::Free;
+            o.cancel_timer(Timer::Revoke(chunk));
+            self.try_offer(state, chunk, o);
+        }
+    }
+
+    /// The offer was not completed in time.
+    pub(super) fn on_grant_timeout<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        chunk: ChunkHandle,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        let Some(LeaseView::Offered { requested, .. }) = state.lease(chunk) else {
+            return;
+        };
+        if *requested {
+            self.try_complete_grant(state, chunk, true, o);
+        } else {
+            // The chosen replica never asked: it may be down. Count it
+            // stale (the next offer increments the version past
+            // whatever it may hold) and offer to another.
+            let s = state.to_mut();
+            let view = &mut s.views[chunk as usize];
+            if let LeaseView::Offered { primary, .. } = view.lease {
+                view.up_to_date.retain(|r| *r != primary);
+            }
+            view.lease = LeaseView::Free;
+            self.try_offer(state, chunk, o);
+        }
+    }
+
+    pub(super) fn on_revoke_timer<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        chunk: ChunkHandle,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        // [0091]: the master may revoke a lease before it expires.
+        if let Some(LeaseView::Granted {
+            revoking: false, ..
+        }) = state.lease(chunk)
+        {
+            if state.views[chunk as usize].revocations < self.cfg.revocations_max {
+                self.revoke(state, chunk, o);
+            }
+        }
+    }
+
+    /// LEASE-3: a restarted master's waiting period is over.
+    pub(super) fn on_startup_quiet<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        state.to_mut().quiet = false;
+        for chunk in 0..state.views.len() as ChunkHandle {
+            self.try_offer(state, chunk, o);
+        }
+    }
+
+    pub(super) fn revoke<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        chunk: ChunkHandle,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        let s = state.to_mut();
+        let view = &mut s.views[chunk as usize];
+        if let LeaseView::Granted {
+            primary,
+            epoch,
+            revoking,
+            ..
+        } = &mut view.lease
+        {
+            *revoking = true;
+            view.revocations += 1;
+            o.send(
+                *primary,
+                Msg::RevokeLease {
+                    chunk,
+                    epoch: *epoch,
+                },
+            );
+        }
+    }
+
+    /// Starts a lease grant if the chunk needs one and one may be granted.
+    pub(super) fn try_offer<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        chunk: ChunkHandle,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        let view = &state.views[chunk as usize];
+        if view.waiting.is_empty() || view.lease != LeaseView::Free || state.quiet {
+            return;
+        }
+        let meta = &state.durable.chunks[chunk as usize];
+        // Rotate past the last primary so that a re-grant after expiry goes
+        // to another replica when one is available.
+        let candidate = match view.last_primary {
+            Some(last) => view
+                .up_to_date
+                .iter()
+                .copied()
+                .find(|r| *r > last)
+                .or_else(|| view.up_to_date.first().copied()),
+            None => view.up_to_date.first().copied(),
+        };
+        let Some(primary) = candidate.filter(|_| meta.grants < self.cfg.lease_grants_max) else {
+            let s = state.to_mut();
+            let view = &mut s.views[chunk as usize];
+            let (file, index) = (
+                s.durable.chunks[chunk as usize].file,
+                s.durable.chunks[chunk as usize].index,
+            );
+            for c in std::mem::take(&mut view.waiting) {
+                o.send(
+                    c,
+                    Msg::NoLease {
+                        file,
+                        index: ChunkIndex::At(index),
+                        reason: Failure::NoLeaseNow,
+                    },
+                );
+            }
+            return;
+        };
+        let s = state.to_mut();
+        let meta = &mut s.durable.chunks[chunk as usize];
+        meta.grants += 1;
+        meta.epoch += 1;
+        // A new lease means a new version, so replicas that miss it are
+        // recognisably stale (GFS paper §4.5).
+        if self.cfg.bug != Bug::VersionNotIncremented {
+            meta.version += 1;
+        }
+        let (epoch, version) = (meta.epoch, meta.version);
+        o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
+        let view = &mut s.views[chunk as usize];
+        view.lease = LeaseView::Offered {
+            primary,
+            epoch,
+            requested: false,
+            acked: vec![primary],
+        };
+        view.last_primary = Some(primary);
+        let others = view.up_to_date.iter().copied().filter(|r| *r != primary);
+        announce_version(&s.servers, chunk, version, others, o);
+        let incarnation = s.incarnation(primary);
+        o.send(
+            primary,
+            Msg::LeaseOffer {
+                chunk,
+                epoch,
+                version,
+                incarnation,
+            },
+        );
+        if self.cfg.reply_timeouts {
+            o.set_timer(
+                Timer::GrantTimeout(chunk),
+                Durations::range(self.cfg.durations.grant_timeout_ms),
+            );
+        }
+    }
+
+    /// Grants the offered lease once the chosen replica requested it and the
+    /// other up-to-date replicas acknowledged the version (or, at the grant
+    /// timeout, without the silent ones).
+    fn try_complete_grant<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        chunk: ChunkHandle,
+        timed_out: bool,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        let view = &state.views[chunk as usize];
+        let LeaseView::Offered {
+            primary,
+            epoch,
+            requested: true,
+            acked,
+        } = &view.lease
+        else {
+            return;
+        };
+        let all_acked = view.up_to_date.iter().all(|r| acked.contains(r));
+        if !all_acked && !timed_out {
+            return;
+        }
+        let (primary, epoch, acked) = (*primary, *epoch, acked.clone());
+        let s = state.to_mut();
+        if !all_acked {
+            // Silent replicas become stale. One of them may yet store the
+            // version it did not acknowledge, so move the version on for the
+            // replicas that did answer.
+            let meta = &mut s.durable.chunks[chunk as usize];
+            if self.cfg.bug != Bug::VersionNotIncremented {
+                meta.version += 1;
+            }
+            let version = meta.version;
+            o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
+            let others = acked.iter().copied().filter(|r| *r != primary);
+            announce_version(&s.servers, chunk, version, others, o);
+        }
+        let version = s.durable.chunks[chunk as usize].version;
+        let view = &mut s.views[chunk as usize];
+        if self.cfg.bug != Bug::MasterKeepsSilentReplicas {
+            view.up_to_date = acked.clone();
+        }
+        let secondaries: Vec<Id> = acked.iter().copied().filter(|r| *r != primary).collect();
+        view.lease = LeaseView::Granted {
+            primary,
+            epoch,
+            secondaries: secondaries.clone(),
+            revoking: false,
+        };
+        o.cancel_timer(Timer::GrantTimeout(chunk));
+        o.set_timer(
+            Timer::LeaseExpiry(chunk),
+            Durations::range(self.cfg.durations.master_lease_ms),
+        );
+        if view.revocations < self.cfg.revocations_max {
+            o.set_timer(
+                Timer::Revoke(chunk),
+                Durations::range(self.cfg.durations.master_lease_ms / 2),
+            );
+        }
+        o.send(
+            primary,
+            Msg::LeaseGrant {
+                chunk,
+                epoch,
+                version,
+                secondaries,
+            },
+        );
+        let reply = self.holder_reply(state, chunk);
+        let s = state.to_mut();
+        for c in std::mem::take(&mut s.views[chunk as usize].waiting) {
+            o.send(c, reply.clone());
+        }
+    }
+
+    /// The replicas the master hands to clients: only up-to-date ones.
+    pub(super) fn named_replicas(&self, state: &MasterState, chunk: ChunkHandle) -> Vec<Id> {
+        if self.cfg.bug == Bug::StaleReplicaHandedToClient {
+            return state.durable.chunks[chunk as usize].replicas.clone();
+        }
+        state.views[chunk as usize].up_to_date.clone()
+    }
+
+    fn holder_reply<P>(&self, state: &MasterState, chunk: ChunkHandle) -> Msg<P> {
+        let meta = &state.durable.chunks[chunk as usize];
+        let LeaseView::Granted { primary, epoch, .. } = &state.views[chunk as usize].lease else {
+            unreachable!("holder_reply is only called with a granted lease")
+        };
+        let secondaries = self
+            .named_replicas(state, chunk)
+            .into_iter()
+            .filter(|r| r != primary)
+            .collect();
+        let chunks = state.durable.files[meta.file as usize].chunks.len() as u32;
+        Msg::LeaseHolder {
+            info: LeaseInfo {
+                file: meta.file,
+                index: meta.index,
+                chunk,
+                version: meta.version,
+                epoch: *epoch,
+                primary: *primary,
+                secondaries,
+            },
+            chunks,
+        }
+    }
+}
+
+/// Tells replicas a chunk's new version, each addressed to the incarnation
+/// the master last heard of, so that a replica which restarted since (and
+/// may have been counted stale) ignores it.
+fn announce_version<S: ChunkStore>(
+    servers: &[ServerView],
+    chunk: ChunkHandle,
+    version: ChunkVersion,
+    to: impl Iterator<Item = Id>,
+    o: &mut Out<crate::Node<S>>,
+) {
+    for r in to {
+        let incarnation = servers
+            .iter()
+            .find(|v| v.id == r)
+            .map(|v| v.incarnation)
+            .unwrap_or(0);
+        o.send(
+            r,
+            Msg::NewVersion {
+                chunk,
+                version,
+                incarnation,
+            },
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! The master: namespace, chunk versions and leases ([0090], [0091],
+//! [0093], [0094]).
+//!
+//! A client asks which replica holds the lease of a chunk (act 1210). If none
+//! does, the master picks an up-to-date replica, increments the chunk version
+//! and persists it, tells the other up-to-date replicas the new version and
+//! offers the lease to the chosen one. The chosen replica *requests* the
+//! lease, starting its own lease clock at that moment, and only then does
+//! the master grant it and start its own, longer, clock. That order is what
+//! makes a late grant harmless: the replica's lease always ends before the
+//! master's (docs/model.md, "Time").
+//!
+//! The grant completes when every up-to-date replica has acknowledged the new
+//! version. If some do not answer in time, the master counts them stale and,
+//! because a slow replica may still have stored the version it failed to
+//! acknowledge, increments the version once more for the replicas that did
+//! answer, so a stale replica never carries the current version.
+//!
+//! Which replicas are up to date is volatile, as in GFS: a restarted master
+//! asks every chunkserver for its chunks and versions and grants nothing for
+//! one lease period, so that any lease its previous incarnation granted has
+//! ended.
+//!
+//! Files: this one holds the volatile state, the start (and restart), and
+//! the dispatch of each message and timer to one small handler;
+//! [`durable`] what the master persists, [`namespace`] paths, files and
+//! chunk allocation, [`lease`] offering, granting, extending and ending
+//! leases, and [`reports`] what chunkservers report of their replicas.
+
+use crate::config::{Bug, Durations, ProtocolCfg};
+use crate::msg::*;
+use crate::types::*;
+use serde::{Deserialize, Serialize};
+use stateright::actor::{Id, Out};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+mod durable;
+mod lease;
+mod namespace;
+mod reports;
+
+pub use durable::{ChunkMeta, FileMeta, MasterDurable, NodeStorage};
+pub use namespace::{path_problem, PATH_BYTES_MAX};
+
+/// The master's view of one chunk's lease.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LeaseView {
+    Free,
+    /// Offered to `primary`; waiting for its request and version acks.
+    Offered {
+        primary: Id,
+        epoch: LeaseEpoch,
+        requested: bool,
+        acked: Vec<Id>,
+    },
+    Granted {
+        primary: Id,
+        epoch: LeaseEpoch,
+        secondaries: Vec<Id>,
+        revoking: bool,
+    },
+}
+
+/// Volatile per-chunk state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChunkView {
+    /// Replicas known to hold the current version and every mutation
+    /// acknowledged so far. Rebuilt from chunk reports after a restart.
+    pub up_to_date: Vec<Id>,
+    pub lease: LeaseView,
+    /// Clients waiting for a lease holder (act 1220 is sent when granted).
+    pub waiting: Vec<Id>,
+    pub last_primary: Option<Id>,
+    pub revocations: u32,
+}
+
+/// What the master last heard of a chunkserver's restarts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServerView {
+    pub id: Id,
+    pub incarnation: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MasterState {
+    pub durable: MasterDurable,
+    pub views: Vec<ChunkView>,
+    /// Chunkservers whose restart count is not 0, from their reports.
+    pub servers: Vec<ServerView>,
+    /// A restarted master's waiting period: no lease may be granted.
+    pub quiet: bool,
+}
+
+impl MasterState {
+    fn incarnation(&self, id: Id) -> u32 {
+        self.servers
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.incarnation)
+            .unwrap_or(0)
+    }
+}
+
+impl MasterState {
+    pub fn lease(&self, chunk: ChunkHandle) -> Option<&LeaseView> {
+        self.views.get(chunk as usize).map(|v| &v.lease)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MasterActor {
+    pub cfg: Arc<ProtocolCfg>,
+    /// What a fresh master starts with: nothing over TCP; the model's file,
+    /// and possibly a first chunk already holding data.
+    pub initial: MasterDurable,
+}
+
+impl MasterActor {
+    pub fn on_start<S: ChunkStore>(
+        &self,
+        storage: &Option<MasterDurable>,
+        o: &mut Out<crate::Node<S>>,
+    ) -> MasterState {
+        match storage {
+            None => {
+                let durable = self.initial.clone();
+                if !durable.files.is_empty() {
+                    o.save(NodeStorage::Master(Arc::new(durable.clone())));
+                }
+                let views = durable
+                    .chunks
+                    .iter()
+                    .map(|c| fresh_view(c.replicas.clone()))
+                    .collect();
+                MasterState {
+                    durable,
+                    views,
+                    servers: vec![],
+                    quiet: false,
+                }
+            }
+            Some(durable) => {
+                // Locations and leases were volatile: ask every chunkserver
+                // for its versions, and wait out any lease the previous
+                // incarnation may have granted.
+                // A chunk still at version 0 was never offered, so no
+                // replica holds anything of it or reports it: every replica
+                // it was placed on is as up to date as it can be. Waiting
+                // for reports would leave it with none, and the file's
+                // appends would stall for good (found by the nemesis).
+                let views = durable
+                    .chunks
+                    .iter()
+                    .map(|c| {
+                        fresh_view(if c.version == 0 {
+                            c.replicas.clone()
+                        } else {
+                            vec![]
+                        })
+                    })
+                    .collect();
+                for cs in &self.cfg.chunkservers {
+                    o.send(*cs, Msg::ReportRequest);
+                }
+                // LEASE-3: no grant until one lease period has passed.
+                let quiet = self.cfg.bug != Bug::RestartedMasterGrantsImmediately;
+                if quiet {
+                    o.set_timer(
+                        Timer::StartupQuiet,
+                        Durations::range(self.cfg.durations.master_lease_ms),
+                    );
+                }
+                MasterState {
+                    durable: durable.clone(),
+                    views,
+                    servers: vec![],
+                    quiet,
+                }
+            }
+        }
+    }
+
+    pub fn on_msg<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        msg: Msg<S::Payload>,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        match msg {
+            Msg::OpenFile { path, create } => self.on_open_file(state, src, path, create, o),
+            Msg::FindLease { file, index } => self.on_find_lease(state, src, file, index, o),
+            Msg::Locate { file, index } => self.on_locate(state, src, file, index, o),
+            Msg::VersionAck { chunk, version } => {
+                self.on_version_ack(state, src, chunk, version, o)
+            }
+            Msg::LeaseRequest { chunk, epoch } => {
+                self.on_lease_request(state, src, chunk, epoch, o)
+            }
+            Msg::LeaseRevoked { chunk, epoch } => self.on_lease_revoked(state, chunk, epoch, o),
+            Msg::ReplicaFailed { chunk, version, .. } => {
+                self.on_replica_failed(state, src, chunk, version, o)
+            }
+            Msg::ChunkReport {
+                incarnation,
+                chunks,
+            } => self.on_chunk_report(state, src, incarnation, &chunks, o),
+            _ => {}
+        }
+    }
+
+    pub fn on_timeout<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        timer: &Timer,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        match *timer {
+            Timer::LeaseExpiry(chunk) => self.on_lease_expiry(state, chunk, o),
+            Timer::GrantTimeout(chunk) => self.on_grant_timeout(state, chunk, o),
+            Timer::Revoke(chunk) => self.on_revoke_timer(state, chunk, o),
+            Timer::StartupQuiet if state.quiet => self.on_startup_quiet(state, o),
+            _ => {}
+        }
+    }
+}
+
+fn fresh_view(up_to_date: Vec<Id>) -> ChunkView {
+    ChunkView {
+        up_to_date,
+        lease: LeaseView::Free,
+        waiting: vec![],
+        last_primary: None,
+        revocations: 0,
+    }
+}

@@ -1,0 +1,255 @@
+//! The master's namespace: which paths it takes (PATH-1), opening and
+//! creating files, telling a client where a chunk is, and allocating the
+//! next chunk of a file ([00105]). Kept apart from leases because none of
+//! it depends on who holds one: it reads and grows the durable state only.
+
+use super::*;
+
+/// Longest path the master takes, in bytes. Paths are kept in the master's
+/// memory and its saved state for ever, so their size must be bounded.
+pub const PATH_BYTES_MAX: usize = 1024;
+
+/// Why the master refuses `path`, or `None` if it takes it (PATH-1). A path
+/// is absolute (`/` first), at most [`PATH_BYTES_MAX`] bytes, and its
+/// components between single slashes are non-empty, neither `.` nor `..`,
+/// of ASCII letters, digits, `.`, `_` and `-`. One spelling per file: no
+/// `//`, no trailing `/`, no `.` that could name the same file twice, and
+/// no byte that a terminal or a log line would show differently.
+pub fn path_problem(path: &str) -> Option<&'static str> {
+    if path.is_empty() {
+        return Some("the path is empty");
+    }
+    if path.len() > PATH_BYTES_MAX {
+        return Some("the path is longer than 1024 bytes");
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Some("the path is not absolute (it must start with /)");
+    };
+    for component in rest.split('/') {
+        match component {
+            "" => return Some("the path has an empty component (// or a trailing /)"),
+            "." | ".." => return Some("the path has a . or .. component"),
+            _ => {}
+        }
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        if !component.bytes().all(allowed) {
+            return Some("the path has a character other than A-Z a-z 0-9 . _ - and /");
+        }
+    }
+    None
+}
+
+impl MasterActor {
+    /// Opens, or creates, the file at `path`.
+    pub(super) fn on_open_file<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        path: String,
+        create: bool,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        // PATH-1: a path is checked before it is looked up or
+        // stored, so a refused one costs the master nothing.
+        if path_problem(&path).is_some() {
+            let file = Err(Failure::BadPath);
+            let path = String::new();
+            o.send(
+                src,
+                Msg::FileOpened {
+                    path,
+                    file,
+                    chunks: 0,
+                },
+            );
+            return;
+        }
+        let found = state.durable.files.iter().position(|f| f.name == path);
+        let file = match (found, create) {
+            (Some(i), _) => Some(i as FileId),
+            (None, true) => {
+                let s = state.to_mut();
+                s.durable.files.push(FileMeta {
+                    name: path.clone(),
+                    chunks: vec![],
+                });
+                o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
+                Some((s.durable.files.len() - 1) as FileId)
+            }
+            (None, false) => None,
+        };
+        let chunks = file
+            .map(|f| state.durable.files[f as usize].chunks.len() as u32)
+            .unwrap_or(0);
+        let file = file.ok_or(Failure::NotFound);
+        o.send(src, Msg::FileOpened { path, file, chunks });
+    }
+
+    /// Where chunk `index` of `file` is, with its lease holder if one is granted.
+    pub(super) fn on_locate<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        file: FileId,
+        index: u32,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        let chunks = state
+            .durable
+            .files
+            .get(file as usize)
+            .map(|f| f.chunks.len() as u32)
+            .unwrap_or(0);
+        let info = state
+            .durable
+            .files
+            .get(file as usize)
+            .and_then(|f| f.chunks.get(index as usize))
+            .map(|&chunk| {
+                let (primary, epoch) = match &state.views[chunk as usize].lease {
+                    LeaseView::Granted { primary, epoch, .. } => (*primary, *epoch),
+                    _ => (Id::from(usize::MAX), 0),
+                };
+                let meta = &state.durable.chunks[chunk as usize];
+                LeaseInfo {
+                    file,
+                    index,
+                    chunk,
+                    version: meta.version,
+                    epoch,
+                    primary,
+                    secondaries: self
+                        .named_replicas(state, chunk)
+                        .into_iter()
+                        .filter(|r| *r != primary)
+                        .collect(),
+                }
+            });
+        o.send(src, Msg::Located { info, chunks });
+    }
+
+    /// Finds (or allocates, for the next chunk of a record append [00105])
+    /// the chunk a client names.
+    pub(super) fn resolve<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        file: FileId,
+        index: ChunkIndex,
+        o: &mut Out<crate::Node<S>>,
+    ) -> Result<ChunkHandle, Failure> {
+        let f = state
+            .durable
+            .files
+            .get(file as usize)
+            .ok_or(Failure::NotFound)?;
+        let count = f.chunks.len() as u32;
+        let n = match index {
+            ChunkIndex::Last => count.saturating_sub(1),
+            ChunkIndex::At(n) => n,
+        };
+        if n < count {
+            return Ok(f.chunks[n as usize]);
+        }
+        if n > count || n >= self.cfg.chunks_max {
+            return Err(Failure::NotFound);
+        }
+        // Allocate chunk `n`: every replica starts empty at version 0, so all
+        // are up to date.
+        let s = state.to_mut();
+        let chunk = s.durable.chunks.len() as ChunkHandle;
+        let servers = &self.cfg.chunkservers;
+        let k = (self.cfg.replicas_per_chunk as usize).min(servers.len());
+        let mut replicas: Vec<Id> = (0..k)
+            .map(|i| servers[(chunk as usize + i) % servers.len()])
+            .collect();
+        replicas.sort();
+        s.durable.chunks.push(ChunkMeta {
+            file,
+            index: n,
+            version: 0,
+            epoch: 0,
+            grants: 0,
+            replicas: replicas.clone(),
+        });
+        s.durable.files[file as usize].chunks.push(chunk);
+        s.views.push(fresh_view(replicas));
+        o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
+        Ok(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::system::ModelCfg;
+    use crate::types::MemStore;
+
+    fn open(
+        master: &MasterActor,
+        state: &mut Cow<MasterState>,
+        path: String,
+    ) -> Out<crate::Node<MemStore>> {
+        let mut o = Out::new();
+        master.on_msg::<MemStore>(
+            state,
+            Id::from(9),
+            Msg::OpenFile { path, create: true },
+            &mut o,
+        );
+        o
+    }
+
+    // PATH-1: a refused path is answered with `BadPath` and neither stored
+    // nor saved; a good one is created as before.
+    #[test]
+    fn the_master_refuses_bad_paths_and_keeps_nothing_of_them() {
+        let cfg = ModelCfg::named("tiny").expect("tiny exists").protocol();
+        let master = MasterActor {
+            cfg: Arc::new(cfg),
+            initial: MasterDurable::default(),
+        };
+        let mut init = Out::<crate::Node<MemStore>>::new();
+        let start = master.on_start::<MemStore>(&None, &mut init);
+        let long = format!("/{}", "a".repeat(1024 * 1024));
+        let bad = [
+            "",
+            "relative/path",
+            "/a//b",
+            "/a/",
+            "/",
+            "/a/./b",
+            "/a/../b",
+            "/tab\there",
+            long.as_str(),
+        ];
+        for path in bad {
+            assert!(path_problem(path).is_some(), "{path:?} is refused");
+            let mut state = Cow::Borrowed(&start);
+            let o = open(&master, &mut state, path.to_string());
+            assert!(
+                matches!(state, Cow::Borrowed(_)),
+                "{path:?} changed no state"
+            );
+            let sent: Vec<_> = o.iter().collect();
+            assert_eq!(sent.len(), 1, "{path:?}: one reply, no save: {sent:?}");
+            assert!(
+                matches!(
+                    sent[0],
+                    stateright::actor::Command::Send(_, Msg::FileOpened { path, file: Err(Failure::BadPath), chunks: 0 })
+                        if path.is_empty()
+                ),
+                "{sent:?}"
+            );
+        }
+        let longest = format!("/{}", "b".repeat(PATH_BYTES_MAX - 1));
+        for path in ["/logs/a", "/a.b/c_d-e/F9", longest.as_str()] {
+            assert_eq!(path_problem(path), None, "{path:?} is taken");
+            let mut state = Cow::Borrowed(&start);
+            open(&master, &mut state, path.to_string());
+            assert_eq!(
+                state.durable.files.last().map(|f| f.name.as_str()),
+                Some(path)
+            );
+        }
+    }
+}

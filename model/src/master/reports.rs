@@ -1,0 +1,144 @@
+//! What chunkservers tell the master of their replicas: chunk reports,
+//! which rebuild the volatile up-to-date sets after a restart and find
+//! replicas that missed a version, and failure reports (FAULT-2). Kept
+//! apart from the lease code, which it only calls into to end a lease a
+//! stale replica takes part in.
+
+use super::*;
+
+impl MasterActor {
+    /// A chunkserver lists its chunks and versions.
+    pub(super) fn on_chunk_report<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        incarnation: u32,
+        chunks: &[(ChunkHandle, ChunkVersion)],
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        // Only a report from a new incarnation can prove a replica
+        // stale: without a restart, a lower version may just be a
+        // report that crossed the announcement of the new one.
+        let restarted = incarnation > state.incarnation(src);
+        if restarted {
+            let s = state.to_mut();
+            s.servers.retain(|v| v.id != src);
+            s.servers.push(ServerView {
+                id: src,
+                incarnation,
+            });
+            s.servers.sort_by_key(|v| v.id);
+        }
+        self.on_report(state, src, restarted, chunks, o)
+    }
+
+    /// FAULT-2: `src`'s replica of `chunk` failed to store something at
+    /// `version`. It is no longer counted up to date, and the lease it
+    /// takes part in ends (revoked, or its offer withdrawn), so that the
+    /// next lease moves the version past it: until then every mutation
+    /// would fail on it, and after, none is sent to it. A report about an
+    /// older version, or from a replica already left out, changes nothing.
+    pub(super) fn on_replica_failed<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        let Some(meta) = state.durable.chunks.get(chunk as usize) else {
+            return;
+        };
+        let view = &state.views[chunk as usize];
+        if version != meta.version
+            || !view.up_to_date.contains(&src)
+            || self.cfg.bug == Bug::FailedReplicaKept
+        {
+            return;
+        }
+        let s = state.to_mut();
+        s.views[chunk as usize].up_to_date.retain(|r| *r != src);
+        match &s.views[chunk as usize].lease {
+            LeaseView::Granted {
+                primary,
+                secondaries,
+                revoking: false,
+                ..
+            } if *primary == src || secondaries.contains(&src) => self.revoke(state, chunk, o),
+            LeaseView::Offered { .. } => {
+                // It may have acknowledged the offer's version already:
+                // a new offer moves the version past it.
+                s.views[chunk as usize].lease = LeaseView::Free;
+                o.cancel_timer(Timer::GrantTimeout(chunk));
+                self.try_offer(state, chunk, o);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_report<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        restarted: bool,
+        chunks: &[(ChunkHandle, ChunkVersion)],
+        o: &mut Out<crate::Node<S>>,
+    ) {
+        // A restarted server that no longer reports a chunk the master
+        // counts it up to date for holds it at version 0: stale (its
+        // replica was lost, or its metadata is unreadable, issue #15).
+        let missing: Vec<(ChunkHandle, ChunkVersion)> = if restarted {
+            (0..state.views.len() as ChunkHandle)
+                .filter(|c| {
+                    state.views[*c as usize].up_to_date.contains(&src)
+                        && state.durable.chunks[*c as usize].version > 0
+                        && !chunks.iter().any(|(r, _)| r == c)
+                })
+                .map(|c| (c, 0))
+                .collect()
+        } else {
+            vec![]
+        };
+        for &(chunk, version) in chunks.iter().chain(&missing) {
+            let Some(meta) = state.durable.chunks.get(chunk as usize) else {
+                continue;
+            };
+            let current = meta.version;
+            let view = &state.views[chunk as usize];
+            let counted = view.up_to_date.contains(&src);
+            if version < current && counted && restarted {
+                // A stale replica: it missed a version increment.
+                let s = state.to_mut();
+                s.views[chunk as usize].up_to_date.retain(|r| *r != src);
+                match &s.views[chunk as usize].lease {
+                    LeaseView::Granted {
+                        secondaries,
+                        revoking: false,
+                        ..
+                    } if secondaries.contains(&src) => {
+                        // Its primary would keep forwarding to it; end the
+                        // lease so the next one leaves it out.
+                        self.revoke(state, chunk, o);
+                    }
+                    LeaseView::Offered { primary, .. } if *primary == src => {
+                        // The chosen replica restarted: offer anew (with a
+                        // new version) instead of leading with a stale one.
+                        s.views[chunk as usize].lease = LeaseView::Free;
+                        o.cancel_timer(Timer::GrantTimeout(chunk));
+                        self.try_offer(state, chunk, o);
+                    }
+                    _ => {}
+                }
+            } else if version == current && !counted && meta.replicas.contains(&src) {
+                // Rebuilding the up-to-date set after a restart. A replica the
+                // master left out of a grant never holds the current version
+                // (the grant moves the version past it), so holding it means
+                // it has every acknowledged mutation.
+                let s = state.to_mut();
+                let v = &mut s.views[chunk as usize].up_to_date;
+                v.push(src);
+                v.sort();
+            }
+        }
+    }
+}
