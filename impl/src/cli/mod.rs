@@ -1,0 +1,53 @@
+//! The subcommands' implementations, one file per kind of command, so that
+//! main.rs stays the command line and its dispatch:
+//!
+//! - [`servers`]: `master`, `chunkserver` and `cluster`, which run nodes
+//!   until Ctrl-C.
+//! - [`files`]: `write`, `read`, `cat-records` and `stat`, one client
+//!   operation on one file each.
+//! - [`append`]: `append`, which feeds input lines to concurrent appenders.
+//! - [`tools`]: `validate`, `nemesis` and `bench`, which test or measure a
+//!   cluster rather than use it, and run without the client runtime.
+//!
+//! This file holds what the client commands share: starting a client.
+
+use crate::{BoxError, ClientArgs};
+use leasehold::client::{op_timeout_default, Client};
+use leasehold::config::{ClusterConfig, Role};
+use std::time::Duration;
+
+pub(crate) mod append;
+pub(crate) mod files;
+pub(crate) mod servers;
+pub(crate) mod tools;
+
+/// Starts a client: `--client-id` plus `offset` (the n-th worker), or else
+/// the first client id that is free on this machine.
+pub(crate) async fn connect(args: &ClientArgs, offset: usize) -> Result<Client, BoxError> {
+    let cluster = ClusterConfig::load(&args.config).map_err(|e| {
+        format!("{e} (start a local cluster with `leasehold cluster`, or pass --config)")
+    })?;
+    let timeout = args
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or_else(|| op_timeout_default(&cluster));
+    let client = match args.client_id {
+        Some(first) => {
+            let ids: Vec<u64> = cluster
+                .ids_with_role(Role::Client)
+                .into_iter()
+                .map(|i| usize::from(i) as u64)
+                .filter(|&i| i >= first)
+                .collect();
+            let id = *ids.get(offset).ok_or_else(|| {
+                format!(
+                    "the cluster file has no client id number {} from {first} on",
+                    offset + 1
+                )
+            })?;
+            Client::connect_with_timeout(&cluster, id, timeout).await?
+        }
+        None => Client::connect_any(&cluster, timeout).await?,
+    };
+    Ok(client)
+}

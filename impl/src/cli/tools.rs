@@ -1,0 +1,146 @@
+//! The commands that test or measure a cluster rather than use it:
+//! `validate` (step traces against the model), `nemesis` (a fault campaign)
+//! and `bench` (execs `leasehold-bench`). `main` runs them before it starts
+//! the client runtime: each makes its own, or none.
+
+use crate::{new_runtime, NemesisArgs, ValidateArgs};
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// `leasehold nemesis`.
+pub(crate) fn nemesis(a: NemesisArgs) -> ExitCode {
+    use leasehold::nemesis::{default_dir, run, NemesisOptions};
+    let binary = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: cannot find this binary to run the servers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let dir = a.dir.unwrap_or_else(|| default_dir(a.seed));
+    let opts = NemesisOptions {
+        seed: a.seed,
+        duration: std::time::Duration::from_secs(a.seconds),
+        dir: dir.clone(),
+        binary,
+        appenders: a.appenders,
+    };
+    eprintln!(
+        "nemesis: seed {}, {} s of faults, cluster in {}",
+        a.seed,
+        a.seconds,
+        dir.display()
+    );
+    let Some(runtime) = new_runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match runtime.block_on(run(&opts)) {
+        Ok(report) => {
+            print!("{}", report.summary());
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `leasehold validate`: failures one per line (`REQ-ID node N start S
+/// step K: why`), then notes unless quiet, then the summary.
+pub(crate) fn validate(a: ValidateArgs) -> ExitCode {
+    use leasehold::validate::{validate_dir, ValidateOptions};
+    // Long traces take a while; a bar only where someone watches.
+    let bar = (!a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} steps replayed {per_sec} ({eta})",
+            )
+            .expect("valid template"),
+        )
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let opts = ValidateOptions {
+        progress: Some(&progress),
+        ..ValidateOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let result = validate_dir(&a.dir, &opts);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    for f in &report.failures {
+        println!("{f}");
+    }
+    if report.failures_unlisted > 0 {
+        println!(
+            "... and {} more failures of the checks and nodes above",
+            report.failures_unlisted
+        );
+    }
+    if !a.quiet {
+        for n in &report.notes {
+            println!("note: {n}");
+        }
+    }
+    println!(
+        "{}; {:.2} s, {:.0} steps/s",
+        report.summary(),
+        secs,
+        report.steps_recorded as f64 / secs.max(1e-9)
+    );
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// The benchmark's binary, built by `cargo build --release` at the
+/// workspace root next to this one.
+const BENCH_BIN: &str = "leasehold-bench";
+
+/// `leasehold bench`: replaces this process with `leasehold-bench` from this
+/// binary's directory, so its output, exit status and Ctrl-C are the
+/// user's as if it were a subcommand compiled in.
+pub(crate) fn bench(args: Vec<OsString>) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("error: cannot find this binary, and {BENCH_BIN} beside it: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bin = exe.with_file_name(format!("{BENCH_BIN}{}", std::env::consts::EXE_SUFFIX));
+    if !bin.is_file() {
+        eprintln!(
+            "error: `leasehold bench` runs {}, which is missing: build it with \
+             `cargo build --release` at the workspace root (or \
+             `cargo build --release -p leasehold-bench`)",
+            bin.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    // exec returns only if it failed.
+    let e = std::process::Command::new(&bin).args(args).exec();
+    eprintln!("error: cannot run {}: {e}", bin.display());
+    ExitCode::FAILURE
+}
