@@ -1,0 +1,145 @@
+//! Master: namespace, then the lease table, one line per chunk.
+
+use super::{Block, Cs, CsList};
+use crate::master::{ChunkView, LeaseView, MasterState};
+use std::fmt::{self, Display, Formatter};
+
+pub(super) fn master(m: &MasterState, f: &mut Formatter<'_>) -> fmt::Result {
+    let mut b = Block::new(f, format_args!("master"))?;
+    if m.quiet {
+        // [0091]: a restarted master waits out any lease its previous
+        // incarnation may have granted before it grants one itself.
+        b.line(format_args!(
+            "quiet period: restarted, grants no lease for one lease period"
+        ))?;
+    }
+    for (i, file) in m.durable.files.iter().enumerate() {
+        b.line(format_args!(
+            "file {i} {:?}: chunks {:?}",
+            file.name, file.chunks
+        ))?;
+    }
+    for (c, meta) in m.durable.chunks.iter().enumerate() {
+        let view = m.views.get(c);
+        b.line(format_args!(
+            "chunk {c}: v{} e{}, {}",
+            meta.version,
+            meta.epoch,
+            LeaseTableRow(view)
+        ))?;
+    }
+    if !m.servers.is_empty() {
+        let restarts: Vec<String> = m
+            .servers
+            .iter()
+            .map(|s| format!("{} ×{}", Cs(s.id), s.incarnation))
+            .collect();
+        b.line(format_args!("restarts seen: {}", restarts.join(", ")))?;
+    }
+    b.finish()
+}
+
+struct LeaseTableRow<'a>(Option<&'a ChunkView>);
+
+impl Display for LeaseTableRow<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let Some(v) = self.0 else {
+            return f.write_str("no volatile view");
+        };
+        match &v.lease {
+            LeaseView::Free => f.write_str("no lease")?,
+            LeaseView::Offered {
+                primary,
+                epoch,
+                requested,
+                acked,
+            } => {
+                write!(f, "lease e{epoch} offered to {}", Cs(*primary))?;
+                if *requested {
+                    f.write_str(" (requested)")?;
+                } else {
+                    f.write_str(" (not yet requested)")?;
+                }
+                write!(f, ", version acks {}", CsList(acked))?;
+            }
+            LeaseView::Granted {
+                primary,
+                epoch,
+                secondaries,
+                revoking,
+            } => {
+                write!(
+                    f,
+                    "lease e{epoch} granted to {}, secondaries {}",
+                    Cs(*primary),
+                    CsList(secondaries)
+                )?;
+                if *revoking {
+                    f.write_str(", revoking")?;
+                }
+            }
+        }
+        write!(f, "; up to date {}", CsList(&v.up_to_date))?;
+        if !v.waiting.is_empty() {
+            write!(f, "; waiting clients {:?}", v.waiting)?;
+        }
+        if v.revocations > 0 {
+            write!(f, "; revocations {}", v.revocations)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::master::{ChunkMeta, FileMeta, MasterDurable};
+    use crate::types::MemStore;
+    use crate::NodeState;
+    use stateright::actor::Id;
+
+    #[test]
+    fn master_lease_table_compact_and_pretty() {
+        let m = MasterState {
+            durable: MasterDurable {
+                files: vec![FileMeta {
+                    name: "log".into(),
+                    chunks: vec![0],
+                }],
+                chunks: vec![ChunkMeta {
+                    file: 0,
+                    index: 0,
+                    version: 1,
+                    epoch: 1,
+                    grants: 1,
+                    replicas: vec![Id::from(1), Id::from(2)],
+                }],
+            },
+            views: vec![ChunkView {
+                up_to_date: vec![Id::from(1), Id::from(2)],
+                lease: LeaseView::Granted {
+                    primary: Id::from(2),
+                    epoch: 1,
+                    secondaries: vec![Id::from(1)],
+                    revoking: false,
+                },
+                waiting: vec![],
+                last_primary: Some(Id::from(2)),
+                revocations: 0,
+            }],
+            servers: vec![],
+            quiet: false,
+        };
+        let node: NodeState<MemStore> = NodeState::Master(m);
+        assert_eq!(
+            format!("{node:?}"),
+            "master { file 0 \"log\": chunks [0]; chunk 0: v1 e1, lease e1 granted to cs2, \
+             secondaries [cs1]; up to date [cs1, cs2] }"
+        );
+        assert_eq!(
+            format!("{node:#?}"),
+            "master\n  file 0 \"log\": chunks [0]\n  chunk 0: v1 e1, lease e1 granted to cs2, \
+             secondaries [cs1]; up to date [cs1, cs2]"
+        );
+    }
+}
