@@ -79,8 +79,8 @@
 //! errors, handles, [`ActorHost::start`]) and every limit;
 //! `event_loop.rs` the actor thread's loop over steps, batches and timers;
 //! `step.rs` what a step is and who records it; `clock.rs` the step's clock
-//! reading; `net.rs` the accept, read and write tasks; `storage.rs` the
-//! saved storage and the barrier.
+//! reading; `net/` the accept, read and write tasks (admission, hello,
+//! inbound, outbound); `storage.rs` the saved storage and the barrier.
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;

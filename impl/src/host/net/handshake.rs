@@ -1,0 +1,130 @@
+//! The hello that opens every connection: what a writer sends, and how
+//! a reader waits for it and checks the cluster secret. A file of its own
+//! because the hello is the wire format's one exception to frames, and
+//! this is the only place the secret is compared.
+
+use super::admission::{Admission, Refusal};
+use crate::frame;
+use crate::host::SECRET_BYTES_MAX;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// What every connection opens with: this magic, the secret's length (u16
+/// big-endian) and the secret. Read as a frame header, the magic's first
+/// four bytes announce about 1.2 GiB, far over the frame limit, so a hello
+/// is never mistaken for a frame, and an open cluster can tell a peer that
+/// sends frames at once (as before hellos existed) from one that greets.
+pub const HELLO_MAGIC: &[u8; 8] = b"LHHELLO1";
+/// The magic and the secret's length.
+pub const HELLO_HEADER_BYTES: usize = HELLO_MAGIC.len() + 2;
+
+const _: () = assert!(
+    u32::from_be_bytes([
+        HELLO_MAGIC[0],
+        HELLO_MAGIC[1],
+        HELLO_MAGIC[2],
+        HELLO_MAGIC[3]
+    ]) as usize
+        > frame::FRAME_PAYLOAD_BYTES_MAX
+);
+
+/// The hello this node's writers send on every new connection: none in an
+/// open cluster, whose wire stays exactly as it was before hellos existed
+/// (nodes of older builds, and tests that read raw frames, still talk to
+/// it).
+pub(in crate::host) fn hello(secret: Option<&str>) -> Vec<u8> {
+    let Some(secret) = secret else {
+        return Vec::new();
+    };
+    let secret = secret.as_bytes();
+    assert!(
+        secret.len() <= SECRET_BYTES_MAX,
+        "config checks the secret's length"
+    );
+    let mut h = Vec::with_capacity(HELLO_HEADER_BYTES + secret.len());
+    h.extend_from_slice(HELLO_MAGIC);
+    h.extend_from_slice(&(secret.len() as u16).to_be_bytes());
+    h.extend_from_slice(secret);
+    h
+}
+
+impl Admission {
+    /// Waits for the peer's hello and checks its secret. In an open cluster
+    /// a peer may instead start with a frame: its bytes stay in `buf`.
+    /// `Err(None)`: the peer left or the node is shutting down.
+    pub(super) async fn greet(
+        &self,
+        stream: &mut TcpStream,
+        buf: &mut bytes::BytesMut,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Option<Refusal>> {
+        let deadline = Instant::now() + Duration::from_millis(self.limits.hello_timeout_ms);
+        loop {
+            if buf.first().is_some_and(|b| *b != HELLO_MAGIC[0]) {
+                if self.secret.is_some() {
+                    return Err(Some(Refusal::new(
+                        "secret",
+                        "this cluster requires a hello with its secret first",
+                    )));
+                }
+                return Ok(());
+            }
+            let common = buf.len().min(HELLO_MAGIC.len());
+            if buf[..common] != HELLO_MAGIC[..common] {
+                return Err(Some(Refusal::new("hello", "malformed hello")));
+            }
+            if buf.len() >= HELLO_HEADER_BYTES {
+                let n = u16::from_be_bytes([buf[8], buf[9]]) as usize;
+                if n > SECRET_BYTES_MAX {
+                    return Err(Some(Refusal::new(
+                        "secret",
+                        format!("a secret of {n} bytes is over the limit of {SECRET_BYTES_MAX}"),
+                    )));
+                }
+                if buf.len() >= HELLO_HEADER_BYTES + n {
+                    let hello = buf.split_to(HELLO_HEADER_BYTES + n);
+                    let offered = &hello[HELLO_HEADER_BYTES..];
+                    return match &self.secret {
+                        Some(secret) if !same_secret(secret, offered) => Err(Some(Refusal::new(
+                            "secret",
+                            "wrong cluster secret (is this peer's cluster.toml the cluster's?)",
+                        ))),
+                        // An open node takes any hello: its peers may
+                        // already have a secret it has yet to be given.
+                        _ => Ok(()),
+                    };
+                }
+            }
+            buf.reserve(HELLO_HEADER_BYTES + SECRET_BYTES_MAX);
+            let read = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return Err(None),
+                read = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => read,
+            };
+            match read {
+                Err(_) => {
+                    return Err(Some(Refusal::new(
+                        "hello_timeout_ms",
+                        format!(
+                            "no hello within {} ms of connecting",
+                            self.limits.hello_timeout_ms
+                        ),
+                    )))
+                }
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(None),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// Compares secrets in time that does not depend on where they differ, so
+/// that timing tells a stranger nothing about the secret.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
