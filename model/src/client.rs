@@ -157,11 +157,11 @@ impl<P: Payload> ClientActor<P> {
                 if cur.phase != Phase::Pushing || cur.data != data {
                     return;
                 }
-                let Some(info) = self.cached(state, cur) else {
+                let Some((info, primary)) = self.cached_lease(state, cur) else {
                     return;
                 };
                 // Act 1240 / [00103]: every replica has the data.
-                send_mutate(&info, cur, o);
+                send_mutate(&info, primary, cur, o);
                 state.to_mut().current.as_mut().unwrap().phase = Phase::Mutating;
                 self.arm_timeout(o);
             }
@@ -265,6 +265,14 @@ impl<P: Payload> ClientActor<P> {
             && (cur.index == ChunkIndex::Last || cur.index == ChunkIndex::At(info.index))
     }
 
+    /// The cached lease holders of `cur`'s chunk, if they name a primary:
+    /// a mutation needs one, and a read's `Located` answer may have none.
+    fn cached_lease(&self, state: &ClientState<P>, cur: &Current<P>) -> Option<(LeaseInfo, Id)> {
+        let info = self.cached(state, cur)?;
+        let primary = info.primary?;
+        Some((info, primary))
+    }
+
     fn cached(&self, state: &ClientState<P>, cur: &Current<P>) -> Option<LeaseInfo> {
         let file = cur.op.file()?;
         let index = match cur.index {
@@ -331,8 +339,8 @@ impl<P: Payload> ClientActor<P> {
             }
             ClientOp::Append { .. } | ClientOp::Write { .. } => {
                 let cur = s.current.clone().unwrap();
-                match self.cached(s, &cur) {
-                    Some(info) => {
+                match self.cached_lease(s, &cur) {
+                    Some((info, _)) => {
                         if let Some(c) = s.current.as_mut() {
                             c.index = ChunkIndex::At(info.index);
                         }
@@ -412,8 +420,10 @@ impl<P: Payload> ClientActor<P> {
         if self.cfg.bug == Bug::ClientMutatesBeforeDataPushed {
             // Only with the seeded bug: act 1240 without waiting for the
             // chain's acknowledgement.
-            send_mutate(info, cur, o);
-            cur.phase = Phase::Mutating;
+            if let Some(primary) = info.primary {
+                send_mutate(info, primary, cur, o);
+                cur.phase = Phase::Mutating;
+            }
         }
         self.arm_timeout(o);
     }
@@ -430,10 +440,7 @@ impl<P: Payload> ClientActor<P> {
         let ClientOp::Read { offset, len, .. } = cur.op else {
             return;
         };
-        let mut replicas: Vec<Id> = info
-            .replicas()
-            .filter(|r| usize::from(*r) != usize::MAX && !cur.tried.contains(r))
-            .collect();
+        let mut replicas: Vec<Id> = info.replicas().filter(|r| !cur.tried.contains(r)).collect();
         replicas.sort();
         match self.cfg.closest(id, &replicas) {
             Some(r) => {
@@ -476,7 +483,7 @@ impl<P: Payload> ClientActor<P> {
         }
         match cur.op {
             ClientOp::Append { .. } | ClientOp::Write { .. } => {
-                let cached = self.cached(s, &cur);
+                let cached = self.cached_lease(s, &cur).map(|(info, _)| info);
                 let back_to_master = reason == Failure::NotPrimary
                     || cur.retries_at_primary >= 1
                     || cached.is_none();
@@ -523,13 +530,18 @@ impl<P: Payload> ClientActor<P> {
 }
 
 /// Act 1240: asks the primary to apply the pushed data of `cur`.
-fn send_mutate<S: ChunkStore>(info: &LeaseInfo, cur: &Current<S::Payload>, o: &mut O<S>) {
+fn send_mutate<S: ChunkStore>(
+    info: &LeaseInfo,
+    primary: Id,
+    cur: &Current<S::Payload>,
+    o: &mut O<S>,
+) {
     let kind = match cur.op {
         ClientOp::Write { offset, .. } => MutationKind::Write { offset },
         _ => MutationKind::Append,
     };
     o.send(
-        info.primary,
+        primary,
         Msg::Mutate {
             chunk: info.chunk,
             epoch: info.epoch,

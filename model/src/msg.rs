@@ -130,8 +130,11 @@ pub struct LeaseInfo {
     pub chunk: ChunkHandle,
     pub version: ChunkVersion,
     pub epoch: LeaseEpoch,
-    pub primary: Id,
+    /// The lease holder; `None` in a `Located` answer for a chunk no lease
+    /// is held on (reads need no primary).
+    pub primary: Option<Id>,
     /// Up-to-date secondaries only: never a stale replica (VERSION-2).
+    /// In a `Located` answer with no primary, every up-to-date replica.
     pub secondaries: Vec<Id>,
 }
 
@@ -177,7 +180,9 @@ impl<P> ClientOp<P> {
 impl LeaseInfo {
     /// Every replica named: the primary, then the secondaries.
     pub fn replicas(&self) -> impl Iterator<Item = Id> + '_ {
-        std::iter::once(self.primary).chain(self.secondaries.iter().copied())
+        self.primary
+            .into_iter()
+            .chain(self.secondaries.iter().copied())
     }
 }
 

@@ -121,8 +121,7 @@ impl Client {
 }
 
 fn chunk_stat(info: &LeaseInfo) -> ChunkStat {
-    let primary =
-        (usize::from(info.primary) != usize::MAX).then(|| usize::from(info.primary) as u64);
+    let primary = info.primary.map(|p| usize::from(p) as u64);
     let mut replicas: Vec<u64> = info
         .secondaries
         .iter()

@@ -112,7 +112,8 @@ impl Display for Info<'_> {
             i.index,
             i.version,
             i.epoch,
-            Cs(i.primary),
+            i.primary
+                .map_or_else(|| "none".to_string(), |p| Cs(p).to_string()),
             CsList(&i.secondaries)
         )
     }

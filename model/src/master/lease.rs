@@ -431,7 +431,7 @@ impl MasterActor {
                 chunk,
                 version: meta.version,
                 epoch: *epoch,
-                primary: *primary,
+                primary: Some(*primary),
                 secondaries,
             },
             chunks,

@@ -107,8 +107,8 @@ impl MasterActor {
             .and_then(|f| f.chunks.get(index as usize))
             .map(|&chunk| {
                 let (primary, epoch) = match &state.views[chunk as usize].lease {
-                    LeaseView::Granted { primary, epoch, .. } => (*primary, *epoch),
-                    _ => (Id::from(usize::MAX), 0),
+                    LeaseView::Granted { primary, epoch, .. } => (Some(*primary), *epoch),
+                    _ => (None, 0),
                 };
                 let meta = &state.durable.chunks[chunk as usize];
                 LeaseInfo {
@@ -121,7 +121,7 @@ impl MasterActor {
                     secondaries: self
                         .named_replicas(state, chunk)
                         .into_iter()
-                        .filter(|r| *r != primary)
+                        .filter(|r| Some(*r) != primary)
                         .collect(),
                 }
             });

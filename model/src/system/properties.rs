@@ -536,15 +536,13 @@ pub fn version_2<V: GlobalView>(v: &V) -> bool {
     v.named()
         .filter(|info| v.in_focus(info.chunk) && current(info.chunk, info.epoch))
         .all(|info| {
-            std::iter::once(info.primary)
-                .chain(info.secondaries.iter().copied())
-                .all(|id| {
-                    if checked.contains(&(info.chunk, id)) {
-                        return true;
-                    }
-                    checked.push((info.chunk, id));
-                    holds_all_acked(v, id, info.chunk)
-                })
+            info.replicas().all(|id| {
+                if checked.contains(&(info.chunk, id)) {
+                    return true;
+                }
+                checked.push((info.chunk, id));
+                holds_all_acked(v, id, info.chunk)
+            })
         })
 }
 
