@@ -520,9 +520,9 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
     let src = usize::from(src) as u64;
     let dst = usize::from(dst) as u64;
     let reason = match msg {
-        Msg::MutationFailed { reason, .. } | Msg::NoLease { reason, .. } => {
-            Some(reason.to_string())
-        }
+        Msg::MutationFailed { reason, .. }
+        | Msg::NoLease { reason, .. }
+        | Msg::PushRefused { reason, .. } => Some(reason.to_string()),
         Msg::Applied {
             result: Err(reason),
             ..

@@ -210,7 +210,7 @@ impl<P: Payload> ClientActor<P> {
                 cur.retries_at_primary = 0;
                 self.find_lease(state, o);
             }
-            Msg::MutationFailed { data, reason, .. } => {
+            Msg::MutationFailed { data, reason, .. } | Msg::PushRefused { data, reason } => {
                 let Some(cur) = &state.current else { return };
                 let waiting = matches!(cur.phase, Phase::Mutating | Phase::Pushing);
                 if waiting && cur.data == data {

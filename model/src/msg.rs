@@ -398,11 +398,19 @@ pub enum Msg<P> {
     /// not store a mutation (a full disk, a corrupt block, an I/O error).
     /// The master leaves it out of the chunk's up-to-date replicas and ends
     /// the lease, so the next one moves the version past it and mutations
-    /// go on without it (FAULT-2). Last in the enum, for the wire indices.
+    /// go on without it (FAULT-2).
     ReplicaFailed {
         chunk: ChunkHandle,
         version: ChunkVersion,
         error: StoreError,
+    },
+    /// A server refuses to buffer pushed `data` (act 1230): it has no room
+    /// (`Busy`). No chunk is involved yet, so the client only learns to
+    /// push again later. (New messages go last in the enum, which keeps
+    /// the wire indices of the others.)
+    PushRefused {
+        data: DataId,
+        reason: Failure,
     },
 }
 
@@ -423,7 +431,9 @@ impl<P> Msg<P> {
             Msg::LeaseGrant { .. } => "lease grant",
             Msg::RevokeLease { .. } | Msg::LeaseRevoked { .. } => "lease revoke",
             Msg::ChunkReport { .. } | Msg::ReportRequest => "chunk report",
-            Msg::PushData { .. } | Msg::DataPushed { .. } => "act 1230 push",
+            Msg::PushData { .. } | Msg::DataPushed { .. } | Msg::PushRefused { .. } => {
+                "act 1230 push"
+            }
             Msg::Mutate {
                 kind: MutationKind::Append,
                 ..
@@ -508,7 +518,8 @@ impl<P: Debug> Debug for Msg<P> {
             ReplicaFailed { chunk, version, error },
             Applied { chunk, stamp, result }, MutationDone { chunk, data, offset, stamp },
             ChunkFull { chunk, data }, MutationFailed { chunk, data, reason },
-            Read { chunk, version, offset, len }, ReadReply { chunk, offset, result };
+            Read { chunk, version, offset, len }, ReadReply { chunk, offset, result },
+            PushRefused { data, reason };
             ReportRequest)
     }
 }

@@ -296,6 +296,10 @@ impl Permute for Msg<RecordToken> {
                 data: data.permute(p),
                 reason,
             },
+            Msg::PushRefused { data, reason } => Msg::PushRefused {
+                data: data.permute(p),
+                reason,
+            },
             Msg::Submit { op } => Msg::Submit { op: op.permute(p) },
             other => other,
         }

@@ -121,11 +121,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
     }
 }
 
-/// The answer to a push this server has no room for: no chunk is involved
-/// yet, so the client only learns to push again later.
+/// The answer to a push this server has no room for.
 pub(super) fn push_busy<P>(data: DataId) -> Msg<P> {
-    Msg::MutationFailed {
-        chunk: ChunkHandle::MAX,
+    Msg::PushRefused {
         data,
         reason: Failure::Busy,
     }
@@ -184,7 +182,7 @@ mod tests {
         assert!(
             matches!(
                 refused[..],
-                [Msg::MutationFailed {
+                [Msg::PushRefused {
                     reason: Failure::Busy,
                     ..
                 }]

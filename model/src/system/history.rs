@@ -155,12 +155,14 @@ impl History {
                 ..h.clone()
             }),
             Msg::MutationFailed {
-                chunk,
+                reason: Failure::Busy,
+                ..
+            }
+            | Msg::PushRefused {
                 reason: Failure::Busy,
                 ..
             } => {
-                // A push refused answers for no chunk yet.
-                let bit = if *chunk == ChunkHandle::MAX {
+                let bit = if matches!(env.msg, Msg::PushRefused { .. }) {
                     BUSY_PUSH
                 } else {
                     BUSY_MUTATE
