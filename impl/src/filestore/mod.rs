@@ -291,6 +291,14 @@ impl Serialize for FileStore {
 impl<'de> Deserialize<'de> for FileStore {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let at = StoreLocation::deserialize(d)?;
+        // `open` asserts a positive size, which the cluster config checks;
+        // saved bytes are checked here, so a bad file is an error.
+        if at.chunk_bytes == 0 {
+            return Err(serde::de::Error::custom(format!(
+                "chunk store {} saved with a chunk size of 0",
+                at.dir.display()
+            )));
+        }
         FileStore::open(&at.dir, at.chunk_bytes).map_err(|e| {
             serde::de::Error::custom(format!(
                 "cannot reopen chunk store {}: {e}",

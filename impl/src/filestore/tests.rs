@@ -460,6 +460,20 @@ fn clones_and_reopens_share_state_and_serialize_as_a_location() {
 }
 
 #[test]
+fn a_saved_location_with_no_chunk_size_is_an_error_not_a_panic() {
+    // What a storage file whose checksum is right but whose payload is
+    // not (a bug, a hand edit) holds: `open` would assert.
+    let dir = tempfile::tempdir().unwrap();
+    let saved = postcard::to_allocvec(&StoreLocation {
+        dir: dir.path().into(),
+        chunk_bytes: 0,
+    })
+    .unwrap();
+    let err = postcard::from_bytes::<FileStore>(&saved).unwrap_err();
+    assert!(matches!(err, postcard::Error::SerdeDeCustom), "{err}");
+}
+
+#[test]
 fn full_disk_maps_to_no_space() {
     assert_eq!(
         io_error(io::Error::from(io::ErrorKind::StorageFull)),
