@@ -23,25 +23,38 @@ pub(super) fn load_incarnation(dir: &Path) -> Result<u32, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(io_error(e)),
     };
+    decode_incarnation(&bytes).ok_or_else(|| {
+        StoreError::Io(format!(
+            "{} is damaged",
+            dir.join(INCARNATION_FILE).display()
+        ))
+    })
+}
+
+/// The restart count in an `incarnation` file's bytes; `None` if damaged.
+pub(super) fn decode_incarnation(bytes: &[u8]) -> Option<u32> {
     let ok = bytes.len() == 16 && &bytes[..8] == INCARNATION_MAGIC;
     let count = ok.then(|| u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")));
     let crc = ok.then(|| u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")));
     match (count, crc) {
-        (Some(count), Some(crc)) if crc32c::crc32c(&bytes[..12]) == crc => Ok(count),
-        _ => Err(StoreError::Io(format!(
-            "{} is damaged",
-            dir.join(INCARNATION_FILE).display()
-        ))),
+        (Some(count), Some(crc)) if crc32c::crc32c(&bytes[..12]) == crc => Some(count),
+        _ => None,
     }
 }
 
-/// Replaces the restart count atomically and durably.
-pub(super) fn write_incarnation(dir: &Path, count: u32) -> Result<(), StoreError> {
+/// An `incarnation` file's bytes: magic, count, and their CRC32C.
+pub(super) fn encode_incarnation(count: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(16);
     out.extend_from_slice(INCARNATION_MAGIC);
     out.extend_from_slice(&count.to_le_bytes());
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Replaces the restart count atomically and durably.
+pub(super) fn write_incarnation(dir: &Path, count: u32) -> Result<(), StoreError> {
+    let out = encode_incarnation(count);
     let path = dir.join(INCARNATION_FILE);
     let tmp = dir.join("incarnation.tmp");
     let mut file = File::create(&tmp).map_err(io_error)?;

@@ -190,6 +190,20 @@ pub(super) fn write_meta(
 /// Extension of a chunk's first metadata before it is renamed into place.
 const META_NEW_SUFFIX: &str = "meta.new";
 
+/// What a chunk's `.meta` file holds: its metadata, or why it is damaged;
+/// `None` if it is all zeros (the chunk's first metadata write never
+/// reached the disk, a crash before its sync: nothing of it was
+/// acknowledged, so the replica does not have the chunk).
+pub(super) fn entry_of(bytes: &[u8]) -> Option<Entry> {
+    if bytes.iter().all(|&b| b == 0) {
+        return None;
+    }
+    Some(match decode_meta_file(bytes) {
+        Ok(meta) => Entry::Healthy(meta),
+        Err(why) => Entry::Damaged(why),
+    })
+}
+
 pub(super) fn load_dir(dir: &Path) -> Result<BTreeMap<ChunkHandle, Entry>, StoreError> {
     let mut chunks = BTreeMap::new();
     for dirent in fs::read_dir(dir).map_err(io_error)? {
@@ -212,16 +226,12 @@ pub(super) fn load_dir(dir: &Path) -> Result<BTreeMap<ChunkHandle, Entry>, Store
             continue;
         };
         let entry = match fs::read(dirent.path()) {
-            // The chunk's first metadata write never reached the disk (a
-            // crash before its sync): nothing of it was acknowledged, so
-            // the replica does not have the chunk.
-            Ok(bytes) if bytes.iter().all(|&b| b == 0) => {
-                tracing::warn!(chunk = handle, dir = %dir.display(), "chunk metadata never written, chunk ignored");
-                continue;
-            }
-            Ok(bytes) => match decode_meta_file(&bytes) {
-                Ok(meta) => Entry::Healthy(meta),
-                Err(why) => Entry::Damaged(why),
+            Ok(bytes) => match entry_of(&bytes) {
+                Some(entry) => entry,
+                None => {
+                    tracing::warn!(chunk = handle, dir = %dir.display(), "chunk metadata never written, chunk ignored");
+                    continue;
+                }
             },
             Err(e) => Entry::Damaged(e.to_string()),
         };
