@@ -43,6 +43,8 @@ pub mod client;
 pub mod config;
 pub mod filestore;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod nemesis;
 pub mod nodes;

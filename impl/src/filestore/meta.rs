@@ -16,7 +16,7 @@ use super::{io_error, ChunkMeta, Entry, CHECKSUM_BLOCK_BYTES};
 
 const META_MAGIC: &[u8; 8] = b"LHCHUNK2";
 /// magic, sequence, version, epoch, serial, length, block count.
-const META_HEADER_BYTES: usize = 8 + 8 * 5 + 4;
+pub(super) const META_HEADER_BYTES: usize = 8 + 8 * 5 + 4;
 /// Metadata slots per `.meta` file.
 const META_SLOTS: u64 = 2;
 /// Slots start at page boundaries so that writing one never touches the

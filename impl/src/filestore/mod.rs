@@ -45,6 +45,7 @@
 
 mod blocks;
 mod chunk_store;
+pub(crate) mod fuzzing;
 mod incarnation;
 mod meta;
 mod sync;
