@@ -200,9 +200,10 @@ fn every_message() -> Vec<(String, RealMsg)> {
             Msg::ReadReply { .. } => "ReadReply",
             Msg::ApplyGap { .. } => "ApplyGap",
             Msg::ReplicaFailed { .. } => "ReplicaFailed",
+            Msg::PushRefused { .. } => "PushRefused",
         }
     }
-    const VARIANTS: usize = 30;
+    const VARIANTS: usize = 31;
     let data = DataId {
         client: 4,
         seq: 300,
@@ -217,7 +218,7 @@ fn every_message() -> Vec<(String, RealMsg)> {
         chunk: 7,
         version: 5,
         epoch: 3,
-        primary: Id::from(1),
+        primary: Some(Id::from(1)),
         secondaries: vec![Id::from(2), Id::from(3)],
     };
     let bytes = |n: usize| Bytes::from((0..n).map(|i| i as u8).collect::<Vec<_>>());
@@ -435,6 +436,10 @@ fn every_message() -> Vec<(String, RealMsg)> {
             chunk: 7,
             version: 5,
             error: StoreError::NoSpace,
+        },
+        Msg::PushRefused {
+            data,
+            reason: Failure::Busy,
         },
     ];
     let names: BTreeSet<&str> = msgs.iter().map(variant).collect();
