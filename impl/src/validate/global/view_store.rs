@@ -1,0 +1,221 @@
+//! A replica as the global state holds it ([`ViewStore`]): the replay
+//! store's bytes and metadata, and the regions (which stamp wrote each
+//! byte range) that the model's properties read through
+//! [`StampedStore`]. Separate from the pass over the run in `mod.rs`: this
+//! is the data, that is the order of steps.
+
+use leasehold_model::system::{Region, StampedStore};
+use leasehold_model::types::{ChunkHandle, ChunkStore, Offset, ReplicaMeta, Stamp};
+use std::collections::{BTreeMap, HashMap};
+
+use super::super::store::{ReplayStore, StoreEvent};
+use crate::payload::Bytes;
+
+/// A replica in the global state: the replay store's bytes and metadata,
+/// and the regions the properties read (kept here, not in the store the
+/// actors ran on, which is cloned into every save).
+#[derive(Clone, Debug)]
+pub struct ViewStore {
+    store: ReplayStore,
+    regions: BTreeMap<ChunkHandle, Vec<Region>>,
+    /// How many regions of each (chunk, stamp) there are, for `has_stamp`
+    /// without a scan (a benchmark's chunk has thousands of regions).
+    stamps: HashMap<(ChunkHandle, Stamp), u32>,
+}
+
+impl ViewStore {
+    pub fn new(chunk_bytes: u64) -> Self {
+        ViewStore {
+            store: ReplayStore::new(chunk_bytes),
+            regions: BTreeMap::new(),
+            stamps: HashMap::new(),
+        }
+    }
+
+    /// Applies what a replayed store did; what it changed.
+    pub fn apply(&mut self, e: &StoreEvent) -> Vec<Touched> {
+        // The replayed store accepted each of these, so this one does too.
+        match e {
+            StoreEvent::Wrote {
+                chunk,
+                stamp,
+                offset,
+                data,
+            } => {
+                let _ = self.store.write_at(*chunk, *offset, data, *stamp);
+                overwrite(
+                    self.regions.entry(*chunk).or_default(),
+                    &mut self.stamps,
+                    *chunk,
+                    Region {
+                        start: *offset,
+                        end: offset + data.as_slice().len() as u64,
+                        stamp: *stamp,
+                        pad: false,
+                    },
+                );
+                vec![Touched::Range(
+                    *chunk,
+                    *offset,
+                    offset + data.as_slice().len() as u64,
+                )]
+            }
+            StoreEvent::Padded { chunk, stamp, end } => {
+                let from = self.store.chunk_len(*chunk);
+                let _ = self.store.pad_to(*chunk, *end, *stamp);
+                overwrite(
+                    self.regions.entry(*chunk).or_default(),
+                    &mut self.stamps,
+                    *chunk,
+                    Region {
+                        start: from,
+                        end: *end,
+                        stamp: *stamp,
+                        pad: true,
+                    },
+                );
+                vec![Touched::Range(*chunk, from, *end)]
+            }
+            StoreEvent::Version { chunk, version } => {
+                let _ = self.store.set_version(*chunk, *version);
+                vec![Touched::Whole(*chunk)]
+            }
+            StoreEvent::Consumed { chunk, stamp } => {
+                let _ = self.store.set_applied(*chunk, *stamp);
+                vec![Touched::Meta(*chunk)]
+            }
+            StoreEvent::Adopted(view) => {
+                self.store.adopt_view(view);
+                // Bytes a restart restored beyond the replay are unknown:
+                // in no region. A shorter replica loses its tail.
+                self.regions
+                    .retain(|c, _| view.chunks.iter().any(|(h, ..)| h == c));
+                for (chunk, _, len) in &view.chunks {
+                    if let Some(rs) = self.regions.get_mut(chunk) {
+                        rs.retain(|r| r.start < *len);
+                        if let Some(last) = rs.last_mut() {
+                            last.end = last.end.min(*len);
+                        }
+                    }
+                }
+                self.stamps.clear();
+                for (chunk, rs) in &self.regions {
+                    for r in rs {
+                        *self.stamps.entry((*chunk, r.stamp)).or_default() += 1;
+                    }
+                }
+                view.chunks
+                    .iter()
+                    .map(|(c, ..)| Touched::Whole(*c))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// What a step changed of a replica, for the properties' focus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Touched {
+    /// Bytes `[from, to)` of a chunk.
+    Range(ChunkHandle, Offset, Offset),
+    /// The chunk's metadata only (a serial used up).
+    Meta(ChunkHandle),
+    /// Everything about the chunk (its version, so which replicas count).
+    Whole(ChunkHandle),
+}
+
+/// Puts `new` over whatever regions it covers, cutting those it overlaps,
+/// and keeps the count of regions per stamp.
+fn overwrite(
+    regions: &mut Vec<Region>,
+    stamps: &mut HashMap<(ChunkHandle, Stamp), u32>,
+    chunk: ChunkHandle,
+    new: Region,
+) {
+    if new.start >= new.end {
+        return;
+    }
+    let i = regions.partition_point(|r| r.end <= new.start);
+    let mut j = i;
+    let mut left = None;
+    let mut right = None;
+    while j < regions.len() && regions[j].start < new.end {
+        let r = regions[j];
+        if r.start < new.start {
+            left = Some(Region {
+                end: new.start,
+                ..r
+            });
+        }
+        if r.end > new.end {
+            right = Some(Region {
+                start: new.end,
+                ..r
+            });
+        }
+        j += 1;
+    }
+    for r in &regions[i..j] {
+        if let Some(n) = stamps.get_mut(&(chunk, r.stamp)) {
+            *n -= 1;
+            if *n == 0 {
+                stamps.remove(&(chunk, r.stamp));
+            }
+        }
+    }
+    let replacement: Vec<Region> = left.into_iter().chain([new]).chain(right).collect();
+    for r in &replacement {
+        *stamps.entry((chunk, r.stamp)).or_default() += 1;
+    }
+    regions.splice(i..j, replacement);
+}
+
+impl StampedStore for ViewStore {
+    type Payload = Bytes;
+
+    fn replica_meta(&self, chunk: ChunkHandle) -> ReplicaMeta {
+        self.store.meta(chunk)
+    }
+
+    fn data_len(&self, chunk: ChunkHandle) -> Offset {
+        self.store.chunk_len(chunk)
+    }
+
+    fn handles(&self) -> impl Iterator<Item = ChunkHandle> + '_ {
+        self.regions.keys().copied()
+    }
+
+    fn regions(&self, chunk: ChunkHandle) -> impl Iterator<Item = Region> + '_ {
+        self.regions.get(&chunk).into_iter().flatten().copied()
+    }
+
+    fn regions_from(
+        &self,
+        chunk: ChunkHandle,
+        offset: Offset,
+    ) -> impl Iterator<Item = Region> + '_ {
+        let rs: &[Region] = self.regions.get(&chunk).map_or(&[], |v| &v[..]);
+        let i = rs.partition_point(|r| r.end <= offset);
+        rs[i..].iter().copied()
+    }
+
+    fn has_stamp(&self, chunk: ChunkHandle, stamp: Stamp) -> bool {
+        self.stamps.contains_key(&(chunk, stamp))
+    }
+
+    fn holds_part(
+        &self,
+        chunk: ChunkHandle,
+        at: Offset,
+        record: &Bytes,
+        from: Offset,
+        to: Offset,
+    ) -> bool {
+        let want = &record.as_slice()[from as usize..to as usize];
+        self.store.holds_at(chunk, at + from, want)
+    }
+
+    fn same_data(&self, other: &Self, chunk: ChunkHandle, from: Offset, to: Offset) -> bool {
+        self.store.same_bytes(&other.store, chunk, from, to)
+    }
+}
