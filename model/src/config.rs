@@ -103,10 +103,17 @@ pub enum Bug {
     /// A chunkserver serves a read without verifying the blocks'
     /// checksums: a corrupt block goes to the client as data (READ-1).
     ReplicaServesCorruptBlock,
+    /// The master ignores a replica's acknowledgement of the chunk's
+    /// current version when the replica's report showed an older one: a
+    /// replica that stored a version a previous master incarnation
+    /// announced only after it had reported to the restarted master stays
+    /// uncounted for ever, and a chunk with none counted gets no lease
+    /// (LIVE-2).
+    LateVersionAckIgnored,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 28] = [
+    pub const ALL: [Bug; 29] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -135,6 +142,7 @@ impl Bug {
         Bug::TakesOfferOfPreviousLife,
         Bug::FailedReplicaKept,
         Bug::ReplicaServesCorruptBlock,
+        Bug::LateVersionAckIgnored,
     ];
 
     /// Kebab-case name used on the command line.

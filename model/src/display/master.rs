@@ -86,6 +86,9 @@ impl Display for LeaseTableRow<'_> {
         if v.revocations > 0 {
             write!(f, "; revocations {}", v.revocations)?;
         }
+        if !v.behind.is_empty() {
+            write!(f, "; reported behind {}", CsList(&v.behind))?;
+        }
         Ok(())
     }
 }
@@ -126,6 +129,7 @@ mod tests {
                 waiting: vec![],
                 last_primary: Some(Id::from(2)),
                 revocations: 0,
+                behind: vec![],
             }],
             servers: vec![],
             quiet: false,

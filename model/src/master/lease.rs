@@ -59,9 +59,23 @@ impl MasterActor {
         let Some(view) = state.views.get(chunk as usize) else {
             return;
         };
-        if version != state.durable.chunks[chunk as usize].version
-            || !view.up_to_date.contains(&src)
-        {
+        if version != state.durable.chunks[chunk as usize].version {
+            return;
+        }
+        if view.behind.contains(&src) && self.cfg.bug != Bug::LateVersionAckIgnored {
+            // It reported an older version (none at all for version 0),
+            // then stored the current one, announced by a previous
+            // incarnation: this acknowledgement is the report it would
+            // send now. Nothing else makes it report again, and a chunk
+            // none of whose replicas is counted gets no lease ever.
+            let s = state.to_mut();
+            let view = &mut s.views[chunk as usize];
+            view.behind.retain(|r| *r != src);
+            view.up_to_date.push(src);
+            view.up_to_date.sort();
+            return;
+        }
+        if !view.up_to_date.contains(&src) {
             return;
         }
         if let LeaseView::Offered { acked, .. } = &view.lease {
@@ -300,6 +314,7 @@ impl MasterActor {
         let (epoch, version) = (meta.epoch, meta.version);
         o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
         let view = &mut s.views[chunk as usize];
+        view.behind.clear();
         view.lease = LeaseView::Offered {
             primary,
             epoch,
@@ -363,6 +378,7 @@ impl MasterActor {
             }
             let version = meta.version;
             o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
+            s.views[chunk as usize].behind.clear();
             let others = acked.iter().copied().filter(|r| *r != primary);
             announce_version(&s.servers, chunk, version, others, o);
         }

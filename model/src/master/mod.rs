@@ -19,7 +19,10 @@
 //! Which replicas are up to date is volatile, as in GFS: a restarted master
 //! asks every chunkserver for its chunks and versions and grants nothing for
 //! one lease period, so that any lease its previous incarnation granted has
-//! ended.
+//! ended. A replica whose report showed an older version may yet store the
+//! current one from an announcement of the previous incarnation still in
+//! flight; its acknowledgement of it then counts as the report it would
+//! send now ([`ChunkView::behind`]).
 //!
 //! Files: this one holds the volatile state, the start (and restart), and
 //! the dispatch of each message and timer to one small handler;
@@ -73,6 +76,12 @@ pub struct ChunkView {
     pub waiting: Vec<Id>,
     pub last_primary: Option<Id>,
     pub revocations: u32,
+    /// Placed replicas whose report showed an older version of the chunk
+    /// than the current one, or none, and that the master does not count:
+    /// an announcement of the current version by a previous incarnation
+    /// may still reach them, and their acknowledgement of it then counts
+    /// as the report they would send now. Emptied when the version moves.
+    pub behind: Vec<Id>,
 }
 
 /// What the master last heard of a chunkserver's restarts.
@@ -233,5 +242,6 @@ fn fresh_view(up_to_date: Vec<Id>) -> ChunkView {
         waiting: vec![],
         last_primary: None,
         revocations: 0,
+        behind: vec![],
     }
 }

@@ -140,5 +140,32 @@ impl MasterActor {
                 v.sort();
             }
         }
+        // A placed replica left uncounted by an older version, or none, may
+        // still store the current one: an announcement of a previous
+        // master incarnation can be on its way (`ChunkView::behind`). Not
+        // after a restart of its own, which proved it stale: it ignores
+        // announcements addressed to its previous incarnation.
+        if restarted {
+            return;
+        }
+        for chunk in 0..state.views.len() as ChunkHandle {
+            let meta = &state.durable.chunks[chunk as usize];
+            let view = &state.views[chunk as usize];
+            let reported = chunks
+                .iter()
+                .find(|(c, _)| *c == chunk)
+                .map_or(0, |(_, v)| *v);
+            let behind = reported < meta.version
+                && meta.replicas.contains(&src)
+                && !view.up_to_date.contains(&src);
+            if behind != view.behind.contains(&src) {
+                let v = &mut state.to_mut().views[chunk as usize].behind;
+                v.retain(|r| *r != src);
+                if behind {
+                    v.push(src);
+                    v.sort();
+                }
+            }
+        }
     }
 }

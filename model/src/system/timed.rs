@@ -49,6 +49,17 @@ impl LeaseholdModel {
         })
     }
 
+    /// Whether a restarted master waits out the leases its previous
+    /// incarnation may have granted (LEASE-3). Its waiting period is one
+    /// lease period, which every lease clock running now ends within: a
+    /// clock running out then is time passing, not the bounded timing
+    /// fault (`lease_expiries`), or a crash that left a lease held would
+    /// keep the master waiting for ever once that fault was used up.
+    fn waiting_out_leases(&self, s: &State) -> bool {
+        let i = usize::from(self.cfg.master_id());
+        !s.crashed[i] && master(s).quiet
+    }
+
     /// The chunks whose `LeaseExpiry` the master (re)arms if it takes
     /// `action` in `last`. A re-armed timer leaves the timer set as it was,
     /// so the wrapper asks the master's handler what it commands (a second
@@ -168,7 +179,9 @@ impl LeaseholdModel {
                     !granted || !s.history.expiry_waits.iter().any(|w| w.1 == *chunk)
                 }
                 Timer::StartupQuiet => !self.lease_clock_running(s),
-                Timer::LeaseClock(..) => s.history.lease_expiries < self.cfg.lease_expiries,
+                Timer::LeaseClock(..) => {
+                    s.history.lease_expiries < self.cfg.lease_expiries || self.waiting_out_leases(s)
+                }
                 // A client or the master waits for a chain of replies: its
                 // timeout fires once nothing anywhere can still move.
                 // A held-back secondary's report (`held_back_ms`) comes
@@ -525,8 +538,9 @@ impl Model for LeaseholdModel {
             _ => None,
         };
         // A lease clock running out, held or requested, is the bounded
-        // timing fault.
-        let expiry = matches!(&action, ActorModelAction::Timeout(_, Timer::LeaseClock(..)));
+        // timing fault, unless a restarted master is waiting it out.
+        let expiry = matches!(&action, ActorModelAction::Timeout(_, Timer::LeaseClock(..)))
+            && !self.waiting_out_leases(last);
         let armed = self.expiry_armed_by(last, &action);
         let lost = matches!(&action, ActorModelAction::Drop(_));
         let action_copy = self.step_kind(&action);
