@@ -15,7 +15,7 @@ use crate::config::{Bug, Durations, ProtocolCfg};
 use crate::msg::*;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
-use stateright::actor::{Id, Out};
+use stateright::actor::Id;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -72,7 +72,7 @@ pub struct ClientActor<P> {
     pub fragment_max: u64,
 }
 
-type O<S> = Out<crate::Node<S>>;
+use crate::O;
 
 impl<P: Payload> ClientActor<P> {
     pub fn on_start<S: ChunkStore<Payload = P>>(&self, id: Id, o: &mut O<S>) -> ClientState<P> {

@@ -27,3 +27,6 @@ pub mod system;
 pub mod types;
 
 pub use node::{Node, NodeState};
+
+/// The commands one handler of any actor emits (an actor's `Out`).
+pub(crate) type O<S> = stateright::actor::Out<Node<S>>;

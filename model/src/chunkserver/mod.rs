@@ -31,7 +31,7 @@ use crate::msg::*;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
-use stateright::actor::{Id, Out};
+use stateright::actor::Id;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -209,7 +209,7 @@ pub struct ChunkserverActor<S> {
     pub initial_store: S,
 }
 
-type O<S> = Out<crate::Node<S>>;
+use crate::O;
 
 impl<S: ChunkStore> ChunkserverActor<S> {
     pub fn on_start(&self, storage: &Option<NodeStorage<S>>, o: &mut O<S>) -> ChunkserverState<S> {

@@ -133,7 +133,7 @@ pub(super) fn push_busy<P>(data: DataId) -> Msg<P> {
 mod tests {
     use super::*;
     use crate::system::ModelCfg;
-    use stateright::actor::Command;
+    use stateright::actor::{Command, Out};
 
     fn push(units: u8, seq: u32, client: Id) -> Msg<RecordToken> {
         let data = DataId { client: 0, seq };

@@ -14,7 +14,7 @@ impl MasterActor {
         src: Id,
         file: FileId,
         index: ChunkIndex,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         // Act 1210 → 1220 ([0093], [0094]).
         let chunk = match self.resolve(state, file, index, o) {
@@ -54,7 +54,7 @@ impl MasterActor {
         src: Id,
         chunk: ChunkHandle,
         version: ChunkVersion,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         let Some(view) = state.views.get(chunk as usize) else {
             return;
@@ -97,7 +97,7 @@ impl MasterActor {
         src: Id,
         chunk: ChunkHandle,
         epoch: LeaseEpoch,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         let Some(view) = state.views.get(chunk as usize) else {
             return;
@@ -151,7 +151,7 @@ impl MasterActor {
         state: &mut Cow<MasterState>,
         chunk: ChunkHandle,
         epoch: LeaseEpoch,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         if let Some(LeaseView::Granted { epoch: e, .. }) = state.lease(chunk) {
             if *e == epoch {
@@ -168,7 +168,7 @@ impl MasterActor {
         &self,
         state: &mut Cow<MasterState>,
         chunk: ChunkHandle,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         // [0091]: the old lease has expired, a new one may be granted.
         if let Some(LeaseView::Granted { .. }) = state.lease(chunk) {
@@ -183,7 +183,7 @@ impl MasterActor {
         &self,
         state: &mut Cow<MasterState>,
         chunk: ChunkHandle,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         let Some(LeaseView::Offered { requested, .. }) = state.lease(chunk) else {
             return;
@@ -208,7 +208,7 @@ impl MasterActor {
         &self,
         state: &mut Cow<MasterState>,
         chunk: ChunkHandle,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         // [0091]: the master may revoke a lease before it expires.
         if let Some(LeaseView::Granted {
@@ -225,7 +225,7 @@ impl MasterActor {
     pub(super) fn on_startup_quiet<S: ChunkStore>(
         &self,
         state: &mut Cow<MasterState>,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         state.to_mut().quiet = false;
         for chunk in 0..state.views.len() as ChunkHandle {
@@ -237,7 +237,7 @@ impl MasterActor {
         &self,
         state: &mut Cow<MasterState>,
         chunk: ChunkHandle,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         let s = state.to_mut();
         let view = &mut s.views[chunk as usize];
@@ -265,7 +265,7 @@ impl MasterActor {
         &self,
         state: &mut Cow<MasterState>,
         chunk: ChunkHandle,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         let view = &state.views[chunk as usize];
         if view.waiting.is_empty() || view.lease != LeaseView::Free || state.quiet {
@@ -350,7 +350,7 @@ impl MasterActor {
         state: &mut Cow<MasterState>,
         chunk: ChunkHandle,
         timed_out: bool,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         let view = &state.views[chunk as usize];
         let LeaseView::Offered {
@@ -463,7 +463,7 @@ fn announce_version<S: ChunkStore>(
     chunk: ChunkHandle,
     version: ChunkVersion,
     to: impl Iterator<Item = Id>,
-    o: &mut Out<crate::Node<S>>,
+    o: &mut O<S>,
 ) {
     for r in to {
         let incarnation = servers

@@ -33,8 +33,9 @@
 use crate::config::{Bug, Durations, ProtocolCfg};
 use crate::msg::*;
 use crate::types::*;
+use crate::O;
 use serde::{Deserialize, Serialize};
-use stateright::actor::{Id, Out};
+use stateright::actor::Id;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -129,7 +130,7 @@ impl MasterActor {
     pub fn on_start<S: ChunkStore>(
         &self,
         storage: &Option<MasterDurable>,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) -> MasterState {
         match storage {
             None => {
@@ -195,7 +196,7 @@ impl MasterActor {
         state: &mut Cow<MasterState>,
         src: Id,
         msg: Msg<S::Payload>,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         match msg {
             Msg::OpenFile { path, create } => self.on_open_file(state, src, path, create, o),
@@ -223,7 +224,7 @@ impl MasterActor {
         &self,
         state: &mut Cow<MasterState>,
         timer: &Timer,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         match *timer {
             Timer::LeaseExpiry(chunk) => self.on_lease_expiry(state, chunk, o),

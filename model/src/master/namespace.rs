@@ -47,7 +47,7 @@ impl MasterActor {
         src: Id,
         path: String,
         create: bool,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         // PATH-1: a path is checked before it is looked up or
         // stored, so a refused one costs the master nothing.
@@ -92,7 +92,7 @@ impl MasterActor {
         src: Id,
         file: FileId,
         index: u32,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         let chunks = state
             .durable
@@ -135,7 +135,7 @@ impl MasterActor {
         state: &mut Cow<MasterState>,
         file: FileId,
         index: ChunkIndex,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) -> Result<ChunkHandle, Failure> {
         let f = state
             .durable
@@ -183,6 +183,7 @@ mod tests {
     use super::*;
     use crate::system::ModelCfg;
     use crate::types::MemStore;
+    use stateright::actor::Out;
 
     fn open(
         master: &MasterActor,

@@ -14,7 +14,7 @@ impl MasterActor {
         src: Id,
         incarnation: u32,
         chunks: &[(ChunkHandle, ChunkVersion)],
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         // Only a report from a new incarnation can prove a replica
         // stale: without a restart, a lower version may just be a
@@ -44,7 +44,7 @@ impl MasterActor {
         src: Id,
         chunk: ChunkHandle,
         version: ChunkVersion,
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         let Some(meta) = state.durable.chunks.get(chunk as usize) else {
             return;
@@ -82,7 +82,7 @@ impl MasterActor {
         src: Id,
         restarted: bool,
         chunks: &[(ChunkHandle, ChunkVersion)],
-        o: &mut Out<crate::Node<S>>,
+        o: &mut O<S>,
     ) {
         // A restarted server that no longer reports a chunk the master
         // counts it up to date for holds it at version 0: stale (its
