@@ -16,12 +16,13 @@
 //! is only as good as the configuration's bounds (retries, grants, faults).
 //!
 //! Without faults this is LIVE-1. In a configuration with faults it is
-//! LIVE-2: the faults are bounded (the wrapper counts them), so every run
+//! LIVE-2 (REPL-1 where the configuration's goal also asks that every
+//! chunk is back at its replication goal): the faults are bounded (the wrapper counts them), so every run
 //! has a last one, and success must stay reachable after it; there the
 //! network is `prompt_network` (a timeout fires only when nothing it waits
 //! for can still arrive), which is what "after the last fault" means.
 
-use leasehold_model::system::{all_succeeded, Action, LeaseholdModel, State};
+use leasehold_model::system::{liveness_goal, Action, LeaseholdModel, State};
 use stateright::Model;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
@@ -37,7 +38,8 @@ pub struct LivenessReport {
     pub doomed_path: Option<Vec<String>>,
     /// False when the state cap stopped exploration.
     pub complete: bool,
-    /// The requirement checked: LIVE-1 without faults, LIVE-2 with them.
+    /// The requirement checked: LIVE-1 without faults, LIVE-2 with them,
+    /// REPL-1 with `replication_goal`.
     pub requirement: &'static str,
 }
 
@@ -70,7 +72,7 @@ pub fn check_liveness(model: &LeaseholdModel, max_states: usize) -> LivenessRepo
         ids.insert(fp, id);
         successors.push(vec![]);
         parent.push(None);
-        goal.push(all_succeeded(model, &s));
+        goal.push(liveness_goal(model, &s));
         queue.push_back((id, s));
     }
     let mut actions = Vec::new();
@@ -96,7 +98,7 @@ pub fn check_liveness(model: &LeaseholdModel, max_states: usize) -> LivenessRepo
                     ids.insert(fp, n);
                     successors.push(vec![]);
                     parent.push(Some((id, action)));
-                    goal.push(all_succeeded(model, &next));
+                    goal.push(liveness_goal(model, &next));
                     queue.push_back((n, next));
                     n
                 }
@@ -141,7 +143,9 @@ pub fn check_liveness(model: &LeaseholdModel, max_states: usize) -> LivenessRepo
         doomed_states: doomed.len(),
         doomed_path,
         complete,
-        requirement: if model.cfg.faulty() {
+        requirement: if model.cfg.replication_goal {
+            "REPL-1"
+        } else if model.cfg.faulty() {
             "LIVE-2"
         } else {
             "LIVE-1"
@@ -155,10 +159,10 @@ pub fn print_liveness(r: &LivenessReport, out: &mut impl Write) -> std::io::Resu
         out,
         "  {verdict:<11} liveness  {} from every reachable state every client's operations can still all succeed{} ({} states, {} goal, {} doomed{})",
         r.requirement,
-        if r.requirement == "LIVE-2" {
-            ", after the last fault"
-        } else {
-            ""
+        match r.requirement {
+            "LIVE-2" => ", after the last fault",
+            "REPL-1" => ", and every chunk is back at its replication goal, after the last fault",
+            _ => "",
         },
         r.states,
         r.goal_states,

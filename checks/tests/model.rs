@@ -757,3 +757,56 @@ fn symmetry_still_catches_a_seeded_bug() {
         r.violated()
     );
 }
+
+// Re-replication (REPL-1, issue #12): a replica that missed a lease's
+// version while it was down is stale when it comes back; the master clones
+// the chunk onto it from the next lease's primary, revoking a lease it
+// holds, and counts it again. The chunk holds data already and a clone
+// carries one unit per part, so clones of several parts are checked.
+
+/// Safety with clones: every always-property, and the companion that a
+/// stale replica was cloned and counted again.
+#[test]
+fn live_repl_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("live-repl").unique_states, LIVE_REPL_STATES);
+}
+
+const LIVE_REPL_STATES: usize = 81_884;
+
+/// REPL-1: from every state, every append can still succeed and every
+/// chunk come back to three up-to-date replicas.
+#[test]
+fn repl_1_holds_after_a_crash() {
+    let r = check_liveness(
+        &ModelCfg::named("live-repl").unwrap().into_model(),
+        1_000_000,
+    );
+    assert!(r.holds(), "{r:?}");
+    assert_eq!(r.requirement, "REPL-1");
+    assert_eq!(r.states, LIVE_REPL_STATES);
+}
+
+/// A master that never clones leaves the crashed replica stale for good:
+/// the chunk never gets back to its replication goal.
+#[test]
+fn bug_stale_replica_never_cloned_breaks_repl_1() {
+    let path = doomed_path("live-repl", Bug::StaleReplicaNeverCloned);
+    assert!(path.iter().any(|s| s.starts_with("crash cs")), "{path:#?}");
+}
+
+/// A target that takes the version without the data is counted up to date
+/// while it lacks the acknowledged record.
+#[test]
+fn bug_clone_acked_without_copy_breaks_version_1() {
+    caught(Bug::CloneAckedWithoutCopy, "live-repl", "VERSION-1");
+}
+
+/// Clones beside two concurrent appends: the source refuses the old
+/// lease's Applies once it holds the new version.
+#[test]
+fn repl_concurrent_holds_and_reaches_every_companion() {
+    assert_eq!(
+        exhaustive_symmetric("repl-concurrent").unique_states,
+        209_186
+    );
+}

@@ -23,7 +23,7 @@ use leasehold_model::client::ClientActor;
 use leasehold_model::config::{Bug, Durations, ProtocolCfg};
 use leasehold_model::master::{MasterActor, MasterDurable};
 use leasehold_model::msg::{ApplyOp, Msg, MutationKind};
-use leasehold_model::types::{Payload, StoreError};
+use leasehold_model::types::{ClonePiece, Payload, StoreError};
 use leasehold_model::Node;
 use stateright::actor::Id;
 use std::net::IpAddr;
@@ -61,7 +61,13 @@ pub const CLIENT_RETRIES_MAX: u32 = 8;
 /// Replicas per chunk, as in GFS, fewer if the cluster has fewer servers.
 pub const REPLICAS_PER_CHUNK_MAX: u32 = 3;
 
-// A pushed record must fit one frame fragment by fragment.
+/// Bytes of a chunk one part of a clone carries (re-replication): a
+/// quarter of the largest frame, so a part and its envelope always fit.
+pub const CLONE_PART_BYTES: u64 = 4 * 1024 * 1024;
+
+// A pushed record must fit one frame fragment by fragment, as must a part
+// of a clone.
+const _: () = assert!(CLONE_PART_BYTES as usize * 2 <= crate::frame::FRAME_PAYLOAD_BYTES_MAX);
 const _: () =
     assert!(PUSH_FRAGMENT_BYTES_DEFAULT as usize * 2 <= crate::frame::FRAME_PAYLOAD_BYTES_MAX);
 
@@ -142,6 +148,8 @@ pub fn protocol_cfg(cluster: &ClusterConfig) -> Result<ProtocolCfg, NodeError> {
         push_buffers_max: PUSH_BUFFERS_MAX,
         push_buffer_bytes_max: PUSH_BUFFER_BYTES_MAX,
         mutations_in_flight_max: MUTATIONS_IN_FLIGHT_MAX,
+        re_replication: true,
+        clone_part_units: CLONE_PART_BYTES,
         durations,
         bug: Bug::None,
     })
@@ -506,6 +514,38 @@ pub fn msg_fields(msg: &RealMsg) -> MsgFields {
             f.offset = Some(*offset);
             f.bytes = result.as_ref().ok().map(|b| b.len());
         }
+        Msg::CloneChunk { chunk, version, .. } => {
+            f.chunk = Some(*chunk);
+            f.version = Some(*version);
+        }
+        Msg::FetchChunk {
+            chunk,
+            version,
+            from,
+        } => {
+            f.chunk = Some(*chunk);
+            f.version = Some(*version);
+            f.offset = Some(*from);
+        }
+        Msg::ChunkPart {
+            chunk,
+            version,
+            from,
+            part,
+        } => {
+            f.chunk = Some(*chunk);
+            f.version = Some(*version);
+            f.offset = Some(*from);
+            f.bytes = part.as_ref().ok().map(|p| {
+                p.pieces
+                    .iter()
+                    .map(|piece| match piece {
+                        ClonePiece::Bytes(b) => b.len(),
+                        _ => 1,
+                    })
+                    .sum()
+            });
+        }
         _ => {}
     }
     f
@@ -530,6 +570,9 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
         | Msg::ReadReply {
             result: Err(reason),
             ..
+        }
+        | Msg::ChunkPart {
+            part: Err(reason), ..
         } => Some(reason.to_string()),
         Msg::ReplicaFailed { error, .. } => Some(error.to_string()),
         _ => None,
@@ -544,6 +587,8 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
             | Msg::ChunkFull { .. }
             | Msg::MutationFailed { .. }
             | Msg::NoLease { .. }
+            | Msg::CloneChunk { .. }
+            | Msg::ChunkPart { .. }
     );
     macro_rules! event {
         ($level:expr) => {

@@ -1,6 +1,6 @@
 //! [`Bytes`]: the host's [`Payload`], real bytes where the model has tokens.
 
-use leasehold_model::types::Payload;
+use leasehold_model::types::{ClonePiece, CloneSlice, Offset, Payload, StoreError};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::cell::RefCell;
 use std::fmt::{self, Debug, Formatter};
@@ -174,6 +174,36 @@ impl std::ops::Deref for Bytes {
     fn deref(&self) -> &[u8] {
         &self.0
     }
+}
+
+/// A part of a clone as a byte store sends it (re-replication): the bytes
+/// read from `from`, as one piece, and where the next part starts given
+/// the replica's length `len`.
+pub fn clone_slice(data: Bytes, from: Offset, len: Offset) -> CloneSlice<Bytes> {
+    let end = from + data.as_slice().len() as u64;
+    let next = (end < len).then_some(end);
+    if data.as_slice().is_empty() {
+        (vec![], next)
+    } else {
+        (vec![ClonePiece::Bytes(data)], next)
+    }
+}
+
+/// The bytes of a clone's part, for a byte store to install; a piece of
+/// another kind of store (the model's units) is refused.
+pub fn clone_bytes(pieces: &[ClonePiece<Bytes>]) -> Result<Vec<u8>, StoreError> {
+    let mut bytes = Vec::new();
+    for piece in pieces {
+        match piece {
+            ClonePiece::Bytes(b) => bytes.extend_from_slice(b.as_slice()),
+            other => {
+                return Err(StoreError::Io(format!(
+                    "a clone piece of another kind of store: {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ use leasehold::host::ConnLimits;
 use leasehold::nodes::RealMsg;
 use leasehold::Bytes;
 use leasehold_model::msg::{
-    ApplyOp, ChunkIndex, ClientOp, Failure, LeaseInfo, Msg, MutationKind, OpResult,
+    ApplyOp, ChunkIndex, ClientOp, ClonePart, Failure, LeaseInfo, Msg, MutationKind, OpResult,
 };
-use leasehold_model::types::{ChunkStore, DataId, Stamp, StoreError};
+use leasehold_model::types::{ChunkStore, ClonePiece, DataId, Stamp, StoreError};
 use stateright::actor::Id;
 use std::collections::BTreeSet;
 use std::fs;
@@ -201,9 +201,12 @@ fn every_message() -> Vec<(String, RealMsg)> {
             Msg::ApplyGap { .. } => "ApplyGap",
             Msg::ReplicaFailed { .. } => "ReplicaFailed",
             Msg::PushRefused { .. } => "PushRefused",
+            Msg::CloneChunk { .. } => "CloneChunk",
+            Msg::FetchChunk { .. } => "FetchChunk",
+            Msg::ChunkPart { .. } => "ChunkPart",
         }
     }
-    const VARIANTS: usize = 31;
+    const VARIANTS: usize = 34;
     let data = DataId {
         client: 4,
         seq: 300,
@@ -440,6 +443,33 @@ fn every_message() -> Vec<(String, RealMsg)> {
         Msg::PushRefused {
             data,
             reason: Failure::Busy,
+        },
+        Msg::CloneChunk {
+            chunk: 7,
+            version: 6,
+            source: Id::from(1),
+            incarnation: 2,
+        },
+        Msg::FetchChunk {
+            chunk: 7,
+            version: 6,
+            from: 4 << 20,
+        },
+        Msg::ChunkPart {
+            chunk: 7,
+            version: 6,
+            from: 0,
+            part: Ok(ClonePart {
+                applied: stamp,
+                pieces: vec![ClonePiece::Bytes(bytes(33))],
+                next: Some(33),
+            }),
+        },
+        Msg::ChunkPart {
+            chunk: 7,
+            version: 6,
+            from: 33,
+            part: Err(Failure::StaleReplica),
         },
     ];
     let names: BTreeSet<&str> = msgs.iter().map(variant).collect();

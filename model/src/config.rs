@@ -110,10 +110,17 @@ pub enum Bug {
     /// uncounted for ever, and a chunk with none counted gets no lease
     /// (LIVE-2).
     LateVersionAckIgnored,
+    /// A stale replica asked to clone a chunk takes the lease's version
+    /// and acknowledges it without copying the data: the master counts a
+    /// replica that lacks acknowledged mutations (VERSION-1).
+    CloneAckedWithoutCopy,
+    /// The master never clones a chunk onto a stale replica: a chunk that
+    /// lost a replica stays below its replication goal for good (REPL-1).
+    StaleReplicaNeverCloned,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 29] = [
+    pub const ALL: [Bug; 31] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -143,6 +150,8 @@ impl Bug {
         Bug::FailedReplicaKept,
         Bug::ReplicaServesCorruptBlock,
         Bug::LateVersionAckIgnored,
+        Bug::CloneAckedWithoutCopy,
+        Bug::StaleReplicaNeverCloned,
     ];
 
     /// Kebab-case name used on the command line.
@@ -289,6 +298,17 @@ pub struct ProtocolCfg {
     pub push_buffer_bytes_max: u64,
     /// Mutations a primary has in flight at once; more is `Busy`.
     pub mutations_in_flight_max: u32,
+    /// Whether the master brings stale replicas back by cloning
+    /// (re-replication). On over TCP; in the model only where a
+    /// configuration checks it (`live-repl`, `repl-crash`): with every
+    /// fault configuration's crash or loss it multiplies the states (a
+    /// revocation and a clone at any point of the run: `crash` grows from
+    /// half a million states past 19 million).
+    pub re_replication: bool,
+    /// Units of a chunk one part of a clone carries (re-replication): a
+    /// frame's worth over TCP, a unit in the model's `live-repl`, so that
+    /// a clone of several parts is checked.
+    pub clone_part_units: u64,
     pub durations: Durations,
     pub bug: Bug,
 }

@@ -412,6 +412,46 @@ pub enum Msg<P> {
         data: DataId,
         reason: Failure,
     },
+    /// Master to a placed replica of `chunk` it does not count up to date
+    /// (re-replication, GFS §4.3): copy the chunk from `source`, the
+    /// replica offered its next lease, at `version`, the lease's. Sent
+    /// once the source has requested the lease, so it holds `version`
+    /// already and, holding it, refuses every mutation of an older lease:
+    /// what it copies out holds every acknowledged mutation, and nothing
+    /// is mutated under the new lease before the master grants it, which
+    /// it does only once the copy is acknowledged (or its grant timeout
+    /// left the target out). `incarnation` as in `NewVersion`.
+    CloneChunk {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        source: Id,
+        incarnation: u32,
+    },
+    /// Clone target to source: the part of `chunk` at `version` from `from`.
+    FetchChunk {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        from: Offset,
+    },
+    /// Source to clone target: the part asked for, or why not (the source
+    /// does not hold `version`, or its store failed).
+    ChunkPart {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        from: Offset,
+        part: Result<ClonePart<P>, Failure>,
+    },
+}
+
+/// One part of a chunk a clone copies ([`Msg::ChunkPart`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClonePart<P> {
+    /// The source's last applied mutation: the clone takes its place in
+    /// the serial order ([00100]) from there.
+    pub applied: Stamp,
+    pub pieces: Vec<ClonePiece<P>>,
+    /// Where the next part starts; `None`: this is the last.
+    pub next: Option<Offset>,
 }
 
 impl<P> Msg<P> {
@@ -447,6 +487,9 @@ impl<P> Msg<P> {
             Msg::ChunkFull { .. } => "act 1440 chunk full",
             Msg::MutationFailed { .. } => "act 1270 failed",
             Msg::Read { .. } | Msg::ReadReply { .. } => "read",
+            Msg::CloneChunk { .. } | Msg::FetchChunk { .. } | Msg::ChunkPart { .. } => {
+                "re-replication"
+            }
         }
     }
 }
@@ -519,7 +562,10 @@ impl<P: Debug> Debug for Msg<P> {
             Applied { chunk, stamp, result }, MutationDone { chunk, data, offset, stamp },
             ChunkFull { chunk, data }, MutationFailed { chunk, data, reason },
             Read { chunk, version, offset, len }, ReadReply { chunk, offset, result },
-            PushRefused { data, reason };
+            PushRefused { data, reason },
+            CloneChunk { chunk, version, source, incarnation },
+            FetchChunk { chunk, version, from },
+            ChunkPart { chunk, version, from, part };
             ReportRequest)
     }
 }

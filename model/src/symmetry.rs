@@ -105,6 +105,24 @@ impl Permute for Cell {
     }
 }
 
+impl Permute for ClonePiece<RecordToken> {
+    fn permute(&self, p: &ClientPerm) -> Self {
+        match *self {
+            ClonePiece::Unit {
+                record,
+                part,
+                stamp,
+            } => ClonePiece::Unit {
+                record: record.permute(p),
+                part,
+                stamp,
+            },
+            ClonePiece::Bytes(record) => ClonePiece::Bytes(record.permute(p)),
+            other => other,
+        }
+    }
+}
+
 impl Permute for MemStore {
     fn permute(&self, p: &ClientPerm) -> Self {
         let mut s = self.clone();
@@ -301,6 +319,20 @@ impl Permute for Msg<RecordToken> {
                 reason,
             },
             Msg::Submit { op } => Msg::Submit { op: op.permute(p) },
+            Msg::ChunkPart {
+                chunk,
+                version,
+                from,
+                part,
+            } => Msg::ChunkPart {
+                chunk,
+                version,
+                from,
+                part: part.map(|c| ClonePart {
+                    pieces: c.pieces.permute(p),
+                    ..c
+                }),
+            },
             other => other,
         }
     }

@@ -180,6 +180,29 @@ pub trait ChunkStore:
     ) -> Result<Self::Payload, StoreError> {
         self.read(chunk, offset, len)
     }
+    /// The replica's contents from `from` on, at most `units_max` units,
+    /// for a clone of it (GFS §4.3), and where the next part starts
+    /// (`None`: this part reaches the end of the data). The pieces are the
+    /// store's own kind ([`ClonePiece`]); only the same kind of store
+    /// installs them. Verified as a read is: a corrupt block fails.
+    fn clone_part(
+        &self,
+        chunk: ChunkHandle,
+        from: Offset,
+        units_max: u64,
+    ) -> Result<CloneSlice<Self::Payload>, StoreError>;
+    /// Installs part of a clone at `from`. The first part (`from` 0)
+    /// replaces whatever the replica held, and until the last one (`done`:
+    /// the source's metadata, at the version the master asked for) the
+    /// replica is at version 0: a crash part-way leaves a replica every
+    /// report shows as stale, never a mixture at an old version.
+    fn install_clone(
+        &mut self,
+        chunk: ChunkHandle,
+        from: Offset,
+        pieces: &[ClonePiece<Self::Payload>],
+        done: Option<ReplicaMeta>,
+    ) -> Result<(), StoreError>;
     /// Every chunk this replica holds, for reports to the master.
     fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)>;
     /// How many times this chunkserver has restarted (durable).
@@ -222,6 +245,27 @@ pub struct RecordToken {
     pub id: DataId,
     pub units: u8,
 }
+
+/// A piece of a replica's contents as a clone carries it from a current
+/// replica to a stale one (GFS §4.3). The model's store sends one piece
+/// per unit, which keeps what each unit holds and which mutation wrote it
+/// (the properties look at both); the file store sends its bytes as they
+/// are, padding included, since it keeps no stamp per byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ClonePiece<P> {
+    /// A unit never written on the source (model store).
+    Hole,
+    /// A unit of padding ([00105]) written by mutation `stamp` (model store).
+    Pad(Stamp),
+    /// Unit `part` of `record`, written by mutation `stamp` (model store).
+    Unit { record: P, part: u8, stamp: Stamp },
+    /// Consecutive bytes of the chunk (file store).
+    Bytes(P),
+}
+
+/// What [`ChunkStore::clone_part`] reads: the pieces, and where the next
+/// part starts (`None`: the end of the data).
+pub type CloneSlice<P> = (Vec<ClonePiece<P>>, Option<Offset>);
 
 /// The client number of a [`RecordToken`] no client sent: the bytes of a
 /// corrupt block, read without verifying its checksum.
@@ -564,6 +608,71 @@ impl ChunkStore for MemStore {
             },
             units: len as u8,
         })
+    }
+
+    fn clone_part(
+        &self,
+        chunk: ChunkHandle,
+        from: Offset,
+        units_max: u64,
+    ) -> Result<CloneSlice<RecordToken>, StoreError> {
+        if self.contents.corrupt {
+            return Err(StoreError::Corrupt);
+        }
+        let cells = self.replica(chunk).map(|r| &r.cells[..]).unwrap_or(&[]);
+        let end = cells.len() as u64;
+        let to = from.saturating_add(units_max).min(end);
+        let pieces = cells
+            .get(from.min(end) as usize..to as usize)
+            .unwrap_or(&[])
+            .iter()
+            .map(|c| match *c {
+                None => ClonePiece::Hole,
+                Some(Cell::Pad(stamp)) => ClonePiece::Pad(stamp),
+                Some(Cell::Data {
+                    record,
+                    part,
+                    stamp,
+                }) => ClonePiece::Unit {
+                    record,
+                    part,
+                    stamp,
+                },
+            })
+            .collect();
+        Ok((pieces, (to < end).then_some(to)))
+    }
+
+    fn install_clone(
+        &mut self,
+        chunk: ChunkHandle,
+        from: Offset,
+        pieces: &[ClonePiece<RecordToken>],
+        done: Option<ReplicaMeta>,
+    ) -> Result<(), StoreError> {
+        self.check_space()?;
+        self.change_replica(chunk, |r| {
+            if from == 0 {
+                r.cells.clear();
+            }
+            r.cells.truncate(from as usize);
+            r.cells.resize(from as usize, None);
+            r.cells.extend(pieces.iter().map(|p| match *p {
+                ClonePiece::Hole | ClonePiece::Bytes(_) => None,
+                ClonePiece::Pad(stamp) => Some(Cell::Pad(stamp)),
+                ClonePiece::Unit {
+                    record,
+                    part,
+                    stamp,
+                } => Some(Cell::Data {
+                    record,
+                    part,
+                    stamp,
+                }),
+            }));
+            r.meta = done.unwrap_or_default();
+        });
+        Ok(())
     }
 
     fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)> {

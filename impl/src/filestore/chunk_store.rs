@@ -5,7 +5,8 @@
 //! order rather than mixed in with them.
 
 use leasehold_model::types::{
-    ChunkHandle, ChunkStore, ChunkVersion, Offset, ReplicaMeta, Stamp, StoreError,
+    ChunkHandle, ChunkStore, ChunkVersion, ClonePiece, CloneSlice, Offset, ReplicaMeta, Stamp,
+    StoreError,
 };
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -13,7 +14,7 @@ use std::io;
 use super::blocks::read_verified_block;
 use super::incarnation::write_incarnation;
 use super::{io_error, ChunkMeta, Entry, FileStore, CHECKSUM_BLOCK_BYTES};
-use crate::payload::Bytes;
+use crate::payload::{clone_bytes, clone_slice, Bytes};
 
 impl FileStore {
     /// Runs `change` on the chunk's metadata (a fresh empty chunk if the
@@ -162,6 +163,55 @@ impl ChunkStore for FileStore {
             out.extend_from_slice(&bytes[from..to]);
         }
         Ok(out.into())
+    }
+
+    fn clone_part(
+        &self,
+        chunk: ChunkHandle,
+        from: Offset,
+        units_max: u64,
+    ) -> Result<CloneSlice<Bytes>, StoreError> {
+        // Read as a client's read is, every block verified: a corrupt
+        // block fails the clone rather than spreading.
+        let data = self.read(chunk, from, units_max)?;
+        Ok(clone_slice(data, from, self.chunk_len(chunk)))
+    }
+
+    fn install_clone(
+        &mut self,
+        chunk: ChunkHandle,
+        from: Offset,
+        pieces: &[ClonePiece<Bytes>],
+        done: Option<ReplicaMeta>,
+    ) -> Result<(), StoreError> {
+        let bytes = clone_bytes(pieces)?;
+        if from == 0 {
+            // The replica starts over, and a replica whose metadata was
+            // unreadable is repaired by it: its slots are rewritten.
+            let mut chunks = self.lock();
+            if let Some(Entry::Damaged(_)) = chunks.get(&chunk) {
+                chunks.insert(chunk, Entry::Healthy(ChunkMeta::default()));
+            }
+        }
+        let this = self.clone();
+        let end = from.saturating_add(bytes.len() as u64);
+        self.mutate(chunk, true, end, |meta, file| {
+            if from == 0 {
+                meta.len = 0;
+                meta.crcs.clear();
+            }
+            if from != meta.len {
+                return Err(StoreError::Io(format!(
+                    "clone part at {from}, but the replica ends at {}",
+                    meta.len
+                )));
+            }
+            this.splice(meta, file, from, &bytes)?;
+            // Version 0 until the last part: a crash part-way leaves a
+            // replica every report shows as stale.
+            meta.replica = done.unwrap_or_default();
+            Ok(())
+        })
     }
 
     fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)> {

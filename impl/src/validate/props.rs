@@ -218,7 +218,8 @@ fn version_1(p: &mut Props, master: Option<&NodeOutcome>) {
 /// VERSION-2 (GFS §4.5): a replica the master names to a client is not
 /// stale: when named, it holds the named version, or the master has
 /// already sent it that version (a grant that timed out on a silent
-/// replica moves the version on for the others just before naming them).
+/// replica moves the version on for the others just before naming them;
+/// a clone's target is sent the version it is to copy).
 fn version_2(
     p: &mut Props,
     by_node: &BTreeMap<u64, Vec<NodeTrace>>,
@@ -235,7 +236,8 @@ fn version_2(
                     msg:
                         Msg::NewVersion { chunk, version, .. }
                         | Msg::LeaseOffer { chunk, version, .. }
-                        | Msg::LeaseGrant { chunk, version, .. },
+                        | Msg::LeaseGrant { chunk, version, .. }
+                        | Msg::CloneChunk { chunk, version, .. },
                 } = c
                 {
                     announced

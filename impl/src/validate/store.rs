@@ -12,8 +12,8 @@
 //! replay keeps the state before a step it may have to run again).
 
 use leasehold_model::types::{
-    ChunkHandle, ChunkStore, ChunkVersion, Offset, Payload, ReplicaMeta, Stamp, StoreError,
-    StoreView,
+    ChunkHandle, ChunkStore, ChunkVersion, ClonePiece, CloneSlice, Offset, Payload, ReplicaMeta,
+    Stamp, StoreError, StoreView,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::payload::Bytes;
+use crate::payload::{clone_bytes, clone_slice, Bytes};
 
 /// Bytes per shared block: what one write copies at most when another
 /// clone still holds the block. The file store's checksum block, though
@@ -123,6 +123,14 @@ pub enum StoreEvent {
     Consumed { chunk: ChunkHandle, stamp: Stamp },
     /// A restart restored more than the replay had ([`ReplayStore::adopt_view`]).
     Adopted(StoreView),
+    /// A part of a clone installed at `from` (re-replication); `from` 0
+    /// replaced the replica, `done` ended the clone.
+    Cloned {
+        chunk: ChunkHandle,
+        from: Offset,
+        data: Bytes,
+        done: Option<ReplicaMeta>,
+    },
 }
 
 /// Store faults the replay takes from the trace: the data calls (writes,
@@ -373,6 +381,52 @@ impl ChunkStore for ReplayStore {
             return Ok(Bytes::default());
         }
         Ok(c.bytes(offset, end).into())
+    }
+
+    fn clone_part(
+        &self,
+        chunk: ChunkHandle,
+        from: Offset,
+        units_max: u64,
+    ) -> Result<CloneSlice<Bytes>, StoreError> {
+        let data = self.read(chunk, from, units_max)?;
+        Ok(clone_slice(data, from, self.chunk_len(chunk)))
+    }
+
+    fn install_clone(
+        &mut self,
+        chunk: ChunkHandle,
+        from: Offset,
+        pieces: &[ClonePiece<Bytes>],
+        done: Option<ReplicaMeta>,
+    ) -> Result<(), StoreError> {
+        self.data_call()?;
+        let bytes = clone_bytes(pieces)?;
+        let end = from
+            .checked_add(bytes.len() as u64)
+            .ok_or(StoreError::OutOfRange)?;
+        if end > self.chunk_bytes {
+            return Err(StoreError::OutOfRange);
+        }
+        let c = self.chunk_mut(chunk);
+        if from == 0 {
+            *c = ReplayChunk::default();
+        }
+        if from != c.len {
+            return Err(StoreError::Io(format!(
+                "clone part at {from}, but the replica ends at {}",
+                c.len
+            )));
+        }
+        c.splice(from, &bytes);
+        c.meta = done.unwrap_or_default();
+        self.note(|| StoreEvent::Cloned {
+            chunk,
+            from,
+            data: bytes.into(),
+            done,
+        });
+        Ok(())
     }
 
     fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)> {

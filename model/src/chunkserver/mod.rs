@@ -21,9 +21,13 @@
 //! * Secondary ([00100]): applies strictly in serial order, holding back
 //!   mutations that arrive early; writes exactly at the primary's offset.
 //!
+//! * Re-replication (GFS §4.3): a stale replica the master asks to clone a
+//!   chunk copies it, part by part, from the replica offered the chunk's
+//!   next lease, and acknowledges the lease's version once it holds all.
+//!
 //! Files: this one holds the state, the start and the dispatch of messages
-//! and timers; [`push`], [`lease`], [`primary`] and [`secondary`] the
-//! handlers of each role.
+//! and timers; [`push`], [`lease`], [`primary`], [`secondary`] and
+//! [`clone`] the handlers of each role.
 
 use crate::config::{Bug, Durations, ProtocolCfg};
 use crate::master::NodeStorage;
@@ -35,6 +39,7 @@ use stateright::actor::Id;
 use std::borrow::Cow;
 use std::sync::Arc;
 
+mod clone;
 mod lease;
 mod primary;
 mod push;
@@ -126,6 +131,19 @@ pub struct ChunkserverState<S: ChunkStore> {
     /// restarts, their mutations fail here at once, so nothing is held
     /// back behind a serial the store cannot record.
     pub failed: Vec<(ChunkHandle, StoreError)>,
+    /// Clones of chunks this replica is taking from a current replica
+    /// (re-replication, GFS §4.3): only parts of these are installed.
+    pub clones: Vec<CloneProgress>,
+}
+
+/// A clone under way: the part of `chunk` at `version` wanted next from
+/// `source`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CloneProgress {
+    pub chunk: ChunkHandle,
+    pub version: ChunkVersion,
+    pub source: Id,
+    pub next: Offset,
 }
 
 impl ReplicaLease {
@@ -245,6 +263,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             held: vec![],
             early: vec![],
             failed: vec![],
+            clones: vec![],
         }
     }
 
@@ -524,6 +543,23 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                     },
                 );
             }
+            Msg::CloneChunk {
+                chunk,
+                version,
+                source,
+                incarnation,
+            } => self.on_clone_chunk(state, chunk, version, source, incarnation, o),
+            Msg::FetchChunk {
+                chunk,
+                version,
+                from,
+            } => self.on_fetch_chunk(state, src, chunk, version, from, o),
+            Msg::ChunkPart {
+                chunk,
+                version,
+                from,
+                part,
+            } => self.on_chunk_part(state, src, chunk, version, from, part, o),
             _ => {}
         }
     }

@@ -54,6 +54,15 @@ pub(super) fn chunkserver<S: ChunkStore>(
     for h in &c.held {
         b.line(format_args!("{}", Held(h)))?;
     }
+    for k in &c.clones {
+        b.line(format_args!(
+            "cloning chunk {} at v{} from {}: next part at {}",
+            k.chunk,
+            k.version,
+            Cs(k.source),
+            k.next
+        ))?;
+    }
     b.finish()
 }
 

@@ -53,6 +53,7 @@ impl Display for LeaseTableRow<'_> {
                 epoch,
                 requested,
                 acked,
+                clones,
             } => {
                 write!(f, "lease e{epoch} offered to {}", Cs(*primary))?;
                 if *requested {
@@ -61,6 +62,9 @@ impl Display for LeaseTableRow<'_> {
                     f.write_str(" (not yet requested)")?;
                 }
                 write!(f, ", version acks {}", CsList(acked))?;
+                if !clones.is_empty() {
+                    write!(f, ", cloning onto {}", CsList(clones))?;
+                }
             }
             LeaseView::Granted {
                 primary,
@@ -88,6 +92,12 @@ impl Display for LeaseTableRow<'_> {
         }
         if !v.behind.is_empty() {
             write!(f, "; reported behind {}", CsList(&v.behind))?;
+        }
+        if !v.clone_failed.is_empty() {
+            write!(f, "; clone failed {}", CsList(&v.clone_failed))?;
+        }
+        if !v.store_failed.is_empty() {
+            write!(f, "; store failed {}", CsList(&v.store_failed))?;
         }
         Ok(())
     }
@@ -130,6 +140,8 @@ mod tests {
                 last_primary: Some(Id::from(2)),
                 revocations: 0,
                 behind: vec![],
+                clone_failed: vec![],
+                store_failed: vec![],
             }],
             servers: vec![],
             quiet: false,

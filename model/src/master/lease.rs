@@ -56,9 +56,14 @@ impl MasterActor {
         version: ChunkVersion,
         o: &mut O<S>,
     ) {
-        let Some(view) = state.views.get(chunk as usize) else {
+        if state.views.get(chunk as usize).is_none() {
             return;
-        };
+        }
+        // Alive and storing versions: a clone that failed on it (it was
+        // down, or the master's messages waited for a reconnection) may
+        // succeed now.
+        self.forgive_failed_clones(state, src, o);
+        let view = &state.views[chunk as usize];
         if version != state.durable.chunks[chunk as usize].version {
             return;
         }
@@ -75,7 +80,9 @@ impl MasterActor {
             view.up_to_date.sort();
             return;
         }
-        if !view.up_to_date.contains(&src) {
+        let cloned =
+            matches!(&view.lease, LeaseView::Offered { clones, .. } if clones.contains(&src));
+        if !view.up_to_date.contains(&src) && !cloned {
             return;
         }
         if let LeaseView::Offered { acked, .. } = &view.lease {
@@ -113,6 +120,7 @@ impl MasterActor {
                 if let LeaseView::Offered { requested, .. } = &mut s.views[chunk as usize].lease {
                     *requested = true;
                 }
+                self.send_clones(state, chunk, o);
                 self.try_complete_grant(state, chunk, false, o);
             }
             LeaseView::Granted {
@@ -215,7 +223,9 @@ impl MasterActor {
             revoking: false, ..
         }) = state.lease(chunk)
         {
-            if state.views[chunk as usize].revocations < self.cfg.revocations_max {
+            if state.views[chunk as usize].revocations < self.cfg.revocations_max
+                || self.needs_clone(state, chunk)
+            {
                 self.revoke(state, chunk, o);
             }
         }
@@ -268,7 +278,12 @@ impl MasterActor {
         o: &mut O<S>,
     ) {
         let view = &state.views[chunk as usize];
-        if view.waiting.is_empty() || view.lease != LeaseView::Free || state.quiet {
+        if view.lease != LeaseView::Free || state.quiet {
+            return;
+        }
+        // A lease nobody waits for is offered only to bring a stale
+        // replica back (re-replication).
+        if view.waiting.is_empty() && !self.needs_clone(state, chunk) {
             return;
         }
         let meta = &state.durable.chunks[chunk as usize];
@@ -302,6 +317,7 @@ impl MasterActor {
             }
             return;
         };
+        let clones = self.clone_targets(state, chunk, Some(primary));
         let s = state.to_mut();
         let meta = &mut s.durable.chunks[chunk as usize];
         meta.grants += 1;
@@ -320,6 +336,7 @@ impl MasterActor {
             epoch,
             requested: false,
             acked: vec![primary],
+            clones,
         };
         view.last_primary = Some(primary);
         let others = view.up_to_date.iter().copied().filter(|r| *r != primary);
@@ -345,7 +362,7 @@ impl MasterActor {
     /// Grants the offered lease once the chosen replica requested it and the
     /// other up-to-date replicas acknowledged the version (or, at the grant
     /// timeout, without the silent ones).
-    fn try_complete_grant<S: ChunkStore>(
+    pub(super) fn try_complete_grant<S: ChunkStore>(
         &self,
         state: &mut Cow<MasterState>,
         chunk: ChunkHandle,
@@ -358,16 +375,28 @@ impl MasterActor {
             epoch,
             requested: true,
             acked,
+            clones,
         } = &view.lease
         else {
             return;
         };
-        let all_acked = view.up_to_date.iter().all(|r| acked.contains(r));
+        let all_acked = view
+            .up_to_date
+            .iter()
+            .chain(clones)
+            .all(|r| acked.contains(r));
         if !all_acked && !timed_out {
             return;
         }
         let (primary, epoch, acked) = (*primary, *epoch, acked.clone());
+        let failed_clones: Vec<Id> = clones
+            .iter()
+            .copied()
+            .filter(|r| !acked.contains(r))
+            .collect();
         let s = state.to_mut();
+        s.views[chunk as usize].clone_failed.extend(failed_clones);
+        s.views[chunk as usize].clone_failed.sort();
         if !all_acked {
             // Silent replicas become stale. One of them may yet store the
             // version it did not acknowledge, so move the version on for the
@@ -404,6 +433,11 @@ impl MasterActor {
                 Timer::Revoke(chunk),
                 Durations::range(self.cfg.durations.master_lease_ms / 2),
             );
+        }
+        // A replica left out of this grant (it did not acknowledge) is
+        // brought back after a revocation.
+        if self.needs_clone(state, chunk) {
+            self.revoke_later(chunk, o);
         }
         o.send(
             primary,

@@ -28,7 +28,8 @@
 //! the dispatch of each message and timer to one small handler;
 //! [`durable`] what the master persists, [`namespace`] paths, files and
 //! chunk allocation, [`lease`] offering, granting, extending and ending
-//! leases, and [`reports`] what chunkservers report of their replicas.
+//! leases, [`reports`] what chunkservers report of their replicas, and
+//! [`replication`] bringing stale replicas back by cloning.
 
 use crate::config::{Bug, Durations, ProtocolCfg};
 use crate::msg::*;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 mod durable;
 mod lease;
 mod namespace;
+mod replication;
 mod reports;
 
 pub use durable::{ChunkMeta, FileMeta, MasterDurable, NodeStorage};
@@ -57,6 +59,9 @@ pub enum LeaseView {
         epoch: LeaseEpoch,
         requested: bool,
         acked: Vec<Id>,
+        /// Placed replicas not up to date that are to clone the chunk
+        /// from `primary` before the grant (re-replication, GFS §4.3).
+        clones: Vec<Id>,
     },
     Granted {
         primary: Id,
@@ -83,6 +88,13 @@ pub struct ChunkView {
     /// may still reach them, and their acknowledgement of it then counts
     /// as the report they would send now. Emptied when the version moves.
     pub behind: Vec<Id>,
+    /// Placed replicas whose clone failed (the grant timed out without
+    /// their acknowledgement): not tried again until they report, so a
+    /// dead server costs one grant timeout, not one per lease.
+    pub clone_failed: Vec<Id>,
+    /// Placed replicas whose store failed the chunk (FAULT-2): no clone
+    /// goes to them until they restart and report (re-replication only).
+    pub store_failed: Vec<Id>,
 }
 
 /// What the master last heard of a chunkserver's restarts.
@@ -244,5 +256,7 @@ fn fresh_view(up_to_date: Vec<Id>) -> ChunkView {
         last_primary: None,
         revocations: 0,
         behind: vec![],
+        clone_failed: vec![],
+        store_failed: vec![],
     }
 }

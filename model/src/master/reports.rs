@@ -29,7 +29,8 @@ impl MasterActor {
             });
             s.servers.sort_by_key(|v| v.id);
         }
-        self.on_report(state, src, restarted, chunks, o)
+        self.on_report(state, src, restarted, chunks, o);
+        self.replicate_after_report(state, src, restarted, o);
     }
 
     /// FAULT-2: `src`'s replica of `chunk` failed to store something at
@@ -46,9 +47,11 @@ impl MasterActor {
         version: ChunkVersion,
         o: &mut O<S>,
     ) {
-        let Some(meta) = state.durable.chunks.get(chunk as usize) else {
+        if state.durable.chunks.get(chunk as usize).is_none() {
             return;
-        };
+        }
+        self.clone_target_failed(state, src, chunk, o);
+        let meta = &state.durable.chunks[chunk as usize];
         let view = &state.views[chunk as usize];
         if version != meta.version
             || !view.up_to_date.contains(&src)

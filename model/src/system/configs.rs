@@ -63,6 +63,10 @@ pub struct ModelCfg {
     pub push_buffers_max: u32,
     pub push_buffer_units_max: u64,
     pub mutations_in_flight_max: u32,
+    /// Whether the master re-replicates (`ProtocolCfg::re_replication`).
+    pub re_replication: bool,
+    /// Units one part of a clone carries (`ProtocolCfg::clone_part_units`).
+    pub clone_part_units: u64,
     /// The network delivers what can still arrive before a reply timeout
     /// fires: a client's, the master's or a held-back secondary's timeout
     /// fires only once no message to or from it can still take effect (it
@@ -70,6 +74,10 @@ pub struct ModelCfg {
     /// arrives after the restart). LIVE-2's "after the last fault": faults
     /// stay arbitrary, timing does not, and unbounded retries stay finite.
     pub prompt_network: bool,
+    /// The liveness check's goal includes REPL-1: besides every client's
+    /// operations succeeding, the master counts every placed replica of
+    /// every chunk up to date again.
+    pub replication_goal: bool,
     pub bug: Bug,
 }
 
@@ -102,7 +110,10 @@ impl ModelCfg {
             push_buffers_max: 4,
             push_buffer_units_max: u64::MAX,
             mutations_in_flight_max: 4,
+            re_replication: false,
+            clone_part_units: u64::MAX,
             prompt_network: false,
+            replication_goal: false,
             bug: Bug::None,
         };
         let cfg = match name {
@@ -416,12 +427,54 @@ impl ModelCfg {
                 chunkserver_crashes: 1,
                 ..base
             },
+            // REPL-1: re-replication after a fault. One chunkserver
+            // crash-restart at any point of one append retried without
+            // bound: a replica that missed a lease's version (or whose
+            // primary's lease ran out while it was down) is stale when it
+            // comes back. The master clones the chunk onto it from the
+            // next lease's primary (revoking a lease it holds) and counts
+            // it again. The chunk holds two units already and a clone
+            // carries one per part, so clones of several parts are
+            // checked; three grants: the crash and the re-replication may
+            // each take one.
+            "live-repl" => ModelCfg {
+                name: "live-repl",
+                prefill_units: 2,
+                lease_grants_max: 3,
+                client_retries_max: u32::MAX,
+                chunkserver_crashes: 1,
+                prompt_network: true,
+                re_replication: true,
+                clone_part_units: 1,
+                replication_goal: true,
+                ..base
+            },
+            // Re-replication beside two concurrent appends, one crash:
+            // a clone's source refuses the old lease's Applies still in
+            // flight once it holds the new version, so what it copies out
+            // is final. The chunk holds three units already, so the
+            // second record goes to the next chunk. No retries, three
+            // grants, as in `live-repl` (with one retry each and two
+            // grants: over 2.3 million states, unclosed at 8 million).
+            // Checked with client symmetry.
+            "repl-concurrent" => ModelCfg {
+                name: "repl-concurrent",
+                appends: vec![1, 1],
+                prefill_units: 3,
+                lease_grants_max: 3,
+                client_retries_max: 0,
+                chunkserver_crashes: 1,
+                prompt_network: true,
+                re_replication: true,
+                clone_part_units: 1,
+                ..base
+            },
             _ => return None,
         };
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 29] = [
+    pub const NAMES: [&'static str; 31] = [
         "tiny",
         "small",
         "pad",
@@ -451,6 +504,8 @@ impl ModelCfg {
         "concurrent-master-crash",
         "reads",
         "reads-crash",
+        "live-repl",
+        "repl-concurrent",
     ];
 
     /// Overrides one field by name (`key=value`), for experiments from the
@@ -493,6 +548,9 @@ impl ModelCfg {
             "push_buffer_units_max" => self.push_buffer_units_max = u64::from(num()?),
             "mutations_in_flight_max" => self.mutations_in_flight_max = num()?,
             "prompt_network" => self.prompt_network = flag()?,
+            "re_replication" => self.re_replication = flag()?,
+            "clone_part_units" => self.clone_part_units = u64::from(num()?),
+            "replication_goal" => self.replication_goal = flag()?,
             _ => return Err(format!("unknown configuration field {key:?}")),
         }
         Ok(())
@@ -573,6 +631,8 @@ impl ModelCfg {
             push_buffers_max: self.push_buffers_max,
             push_buffer_bytes_max: self.push_buffer_units_max,
             mutations_in_flight_max: self.mutations_in_flight_max,
+            re_replication: self.re_replication,
+            clone_part_units: self.clone_part_units,
             durations: Durations::gfs(),
             bug: self.bug,
         }

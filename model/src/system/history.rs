@@ -45,6 +45,8 @@ pub struct History {
     pub data_missing: bool,
     /// A secondary reported a gap in the serials it was sent (LIVE-2).
     pub gap_reported: bool,
+    /// A replica served the last part of a clone (REPL-1's companion).
+    pub clone_served: bool,
     /// The lease clocks (chunkserver, chunk, clock) each chunk's master
     /// expiry waits for: those running when the master last armed it.
     pub expiry_waits: SmallVec<[(Id, ChunkHandle, u8); 2]>,
@@ -124,6 +126,13 @@ impl History {
             Msg::Apply { chunk, stamp, .. } if h.resends(env.src, *chunk, *stamp) => None,
             Msg::ReadReply { result: Err(_), .. } => (!h.read_refused).then(|| History {
                 read_refused: true,
+                ..h.clone()
+            }),
+            Msg::ChunkPart {
+                part: Ok(ClonePart { next: None, .. }),
+                ..
+            } => (!h.clone_served).then(|| History {
+                clone_served: true,
                 ..h.clone()
             }),
             Msg::ApplyGap { .. } => (!h.gap_reported).then(|| History {

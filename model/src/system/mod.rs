@@ -49,7 +49,7 @@ pub mod view;
 pub use configs::*;
 pub use history::*;
 pub use properties::always as always_properties;
-pub use properties::{acked, all_succeeded, reads};
+pub use properties::{acked, all_succeeded, fully_replicated, liveness_goal, reads};
 pub use timed::master;
 pub use timed::LeaseholdModel;
 pub use view::{Acked, GlobalView, ModelView, ReadDone, Region, StampedStore};
@@ -363,7 +363,20 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             acked_without_failed_replica,
         ));
     }
-    if appends && (cfg.chunkserver_crashes > 0 || cfg.apply_losses > 0) && cfg.prompt_network {
+    if cfg.re_replication && cfg.chunkserver_crashes > 0 {
+        p.push(Property::sometimes(
+            "REPL-1 reached: a stale replica cloned and counted up to date again",
+            |m: &LeaseholdModel, s: &State| s.history.clone_served && fully_replicated(m, s),
+        ));
+    }
+    // (Not where the master re-replicates: its revocation ends the lease
+    // a secondary's gap would be reported under, and the next one starts
+    // it afresh from the clone.)
+    if appends
+        && (cfg.chunkserver_crashes > 0 || cfg.apply_losses > 0)
+        && cfg.prompt_network
+        && !cfg.re_replication
+    {
         p.push(Property::sometimes(
             "LIVE-2 reached: a secondary reported a gap, it closed, and every append was acked",
             gap_reported_and_closed,

@@ -130,6 +130,28 @@ pub fn all_succeeded(model: &LeaseholdModel, s: &State) -> bool {
     )
 }
 
+/// REPL-1's goal: the master (running, past a restart's waiting period,
+/// with no lease on offer) counts every placed replica of every chunk up
+/// to date. VERSION-1 says such a replica holds every acked mutation.
+pub fn fully_replicated(model: &LeaseholdModel, s: &State) -> bool {
+    let master = usize::from(model.cfg.master_id());
+    let NodeState::Master(m) = &**s.actor_states[master] else {
+        return false;
+    };
+    !s.crashed[master]
+        && !m.quiet
+        && m.durable.chunks.iter().zip(&m.views).all(|(c, v)| {
+            !matches!(v.lease, LeaseView::Offered { .. })
+                && c.replicas.iter().all(|r| v.up_to_date.contains(r))
+        })
+}
+
+/// The liveness check's goal: every client's operations succeeded, and
+/// with `replication_goal` every chunk is back at its replication goal.
+pub fn liveness_goal(model: &LeaseholdModel, s: &State) -> bool {
+    all_succeeded(model, s) && (!model.cfg.replication_goal || fully_replicated(model, s))
+}
+
 pub(super) fn cell_stamp(c: &Cell) -> Stamp {
     match c {
         Cell::Pad(s) => *s,

@@ -245,6 +245,9 @@ enum Delivered {
         stamp: Stamp,
     },
     Pushed(DataId),
+    /// A part of a clone: it installs data the replica never buffered,
+    /// copied from a replica that applied it (re-replication).
+    ClonePart,
     Other,
 }
 
@@ -267,6 +270,7 @@ impl LeaseholdModel {
                         stamp: *stamp,
                     },
                     Msg::DataPushed { data } => Delivered::Pushed(*data),
+                    Msg::ChunkPart { .. } => Delivered::ClonePart,
                     _ => Delivered::Other,
                 };
                 StepKind::Deliver {
@@ -359,7 +363,8 @@ impl LeaseholdModel {
                     broken |= STEP_STALE_DATA;
                 }
             }
-            if delivered.is_some() && a.store != b.store {
+            let copied = matches!(delivered, Some(Delivered::ClonePart));
+            if delivered.is_some() && !copied && a.store != b.store {
                 let fresh = b.store.replicas().iter().enumerate().any(|(chunk, r)| {
                     let old = a.store.replica(chunk as ChunkHandle);
                     r.cells.iter().flatten().any(|c| match c {

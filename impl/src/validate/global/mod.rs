@@ -25,6 +25,7 @@
 //! (each sampled state looks at every chunk changed since the one before);
 //! the report says how many were checked.
 
+use crate::validate::store::StoreEvent;
 use leasehold_model::chunkserver::ReplicaLease;
 use leasehold_model::master::MasterState;
 use leasehold_model::msg::{LeaseInfo, Msg};
@@ -454,12 +455,43 @@ fn whole(st: &mut RunState, chunk: ChunkHandle) {
     st.whole.insert(chunk);
 }
 
+/// The bytes a clone installed at `target` came from a current replica:
+/// the one that holds the same bytes there at the highest version (the
+/// source holds the clone's version, which the stale ones do not). Its
+/// regions say which mutations wrote them.
+fn copy_clone_regions(
+    st: &mut RunState,
+    target: Id,
+    e: &StoreEvent,
+    chunk: ChunkHandle,
+    from: Offset,
+    to: Offset,
+) {
+    let StoreEvent::Cloned { data, .. } = e else {
+        return;
+    };
+    let source = st
+        .stores
+        .iter()
+        .filter(|(id, s)| **id != target && s.holds_bytes(chunk, from, data.as_slice()))
+        .max_by_key(|(_, s)| s.version(chunk))
+        .map(|(id, s)| (*id, s.clone()));
+    if let (Some((_, source)), Some(store)) = (source, st.stores.get_mut(&target)) {
+        store.copy_regions(&source, chunk, from, to);
+    }
+}
+
 fn apply_change(st: &mut RunState, id: Id, ch: &Change, o: &NodeOutcome) {
     match ch {
         Change::Store(e) => {
             if let Some(store) = st.stores.get_mut(&id) {
                 for t in store.apply(e) {
                     match t {
+                        Touched::Cloned(c, from, to) => {
+                            copy_clone_regions(st, id, e, c, from, to);
+                            focus(st, c);
+                            st.ranges.entry(c).or_default().push((from, to));
+                        }
                         Touched::Range(c, from, to) => {
                             focus(st, c);
                             st.ranges.entry(c).or_default().push((from, to));

@@ -5,7 +5,7 @@
 //! is the data, that is the order of steps.
 
 use leasehold_model::system::{Region, StampedStore};
-use leasehold_model::types::{ChunkHandle, ChunkStore, Offset, ReplicaMeta, Stamp};
+use leasehold_model::types::{ChunkHandle, ChunkStore, ClonePiece, Offset, ReplicaMeta, Stamp};
 use std::collections::{BTreeMap, HashMap};
 
 use super::super::store::{ReplayStore, StoreEvent};
@@ -84,6 +84,23 @@ impl ViewStore {
                 let _ = self.store.set_applied(*chunk, *stamp);
                 vec![Touched::Meta(*chunk)]
             }
+            StoreEvent::Cloned {
+                chunk,
+                from,
+                data,
+                done,
+            } => {
+                let piece = [ClonePiece::Bytes(data.clone())];
+                let _ = self.store.install_clone(*chunk, *from, &piece, *done);
+                // Which mutations wrote the copied bytes is the source's
+                // to say: the caller copies its regions over
+                // ([`ViewStore::copy_regions`]).
+                self.cut_regions(*chunk, *from);
+                vec![
+                    Touched::Whole(*chunk),
+                    Touched::Cloned(*chunk, *from, from + data.as_slice().len() as u64),
+                ]
+            }
             StoreEvent::Adopted(view) => {
                 self.store.adopt_view(view);
                 // Bytes a restart restored beyond the replay are unknown:
@@ -113,9 +130,70 @@ impl ViewStore {
     }
 }
 
+impl ViewStore {
+    /// Forgets which mutations wrote the chunk's bytes from `from` on.
+    fn cut_regions(&mut self, chunk: ChunkHandle, from: Offset) {
+        let Some(rs) = self.regions.get_mut(&chunk) else {
+            return;
+        };
+        for r in rs.iter_mut().filter(|r| r.end > from) {
+            r.end = r.end.min(from);
+        }
+        rs.retain(|r| r.start < r.end);
+        // Recount the chunk's stamps from what is left (cheap: a clone is
+        // rare, and this keeps the counts exact whatever was cut).
+        self.stamps.retain(|(c, _), _| *c != chunk);
+        for r in rs.iter() {
+            *self.stamps.entry((chunk, r.stamp)).or_default() += 1;
+        }
+    }
+
+    /// Whether this replica holds `data` at `from` of `chunk`: a
+    /// candidate for the source of a clone that copied it.
+    pub fn holds_bytes(&self, chunk: ChunkHandle, from: Offset, data: &[u8]) -> bool {
+        self.store.holds_at(chunk, from, data)
+    }
+
+    /// The chunk's version here.
+    pub fn version(&self, chunk: ChunkHandle) -> u64 {
+        self.store.meta(chunk).version
+    }
+
+    /// Takes `source`'s regions of `[from, to)` of `chunk`: a clone copied
+    /// those bytes, so the same mutations wrote them here.
+    pub fn copy_regions(
+        &mut self,
+        source: &ViewStore,
+        chunk: ChunkHandle,
+        from: Offset,
+        to: Offset,
+    ) {
+        let copied: Vec<Region> = source
+            .regions_from(chunk, from)
+            .take_while(|r| r.start < to)
+            .map(|r| Region {
+                start: r.start.max(from),
+                end: r.end.min(to),
+                ..r
+            })
+            .collect();
+        for r in copied {
+            overwrite(
+                self.regions.entry(chunk).or_default(),
+                &mut self.stamps,
+                chunk,
+                r,
+            );
+        }
+    }
+}
+
 /// What a step changed of a replica, for the properties' focus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Touched {
+    /// Bytes `[from, to)` of a chunk installed by a clone, whose regions
+    /// are to be copied from the source.
+    Cloned(ChunkHandle, Offset, Offset),
     /// Bytes `[from, to)` of a chunk.
     Range(ChunkHandle, Offset, Offset),
     /// The chunk's metadata only (a serial used up).

@@ -179,8 +179,19 @@ pub(super) fn after_step(
                 std::mem::take(&mut *ctx.journal.lock().expect("journal lock"));
             for e in events {
                 ctx.changes.push(Change::Store(e.clone()));
-                if let StoreEvent::Version { chunk, version } = e {
-                    ctx.out.versions.push((chunk, clock, version));
+                match e {
+                    StoreEvent::Version { chunk, version } => {
+                        ctx.out.versions.push((chunk, clock, version));
+                    }
+                    // A clone's first part empties the replica (version 0),
+                    // its last gives it the clone's version.
+                    StoreEvent::Cloned {
+                        chunk, from, done, ..
+                    } if from == 0 || done.is_some() => {
+                        let version = done.map_or(0, |m| m.version);
+                        ctx.out.versions.push((chunk, clock, version));
+                    }
+                    _ => {}
                 }
             }
             let leases: Vec<(ReplicaLease, Option<u64>)> = s

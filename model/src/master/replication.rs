@@ -1,0 +1,198 @@
+//! Re-replication (GFS §4.3): a placed replica the master no longer counts
+//! up to date (it missed a version, crashed, or its store failed) is
+//! brought back by cloning the chunk onto it from a current replica, so a
+//! chunk does not lose its replicas one by one until none is current.
+//!
+//! A clone is part of a lease grant: the offer's version is the clone's,
+//! its source is the replica offered the lease, and the grant waits for
+//! the target's acknowledgement as it does for the other replicas'. The
+//! source holds the new version before it is asked (the master sends the
+//! clone once the source requested the lease), so it refuses every
+//! mutation of an older lease, and none of the new one happens before the
+//! grant: the copy holds every acknowledged mutation and nothing more
+//! (docs/model.md, "Re-replication"). A target that does not acknowledge
+//! in time is left out like any silent replica (the version moves past
+//! it) and not tried again until it reports.
+//!
+//! What starts one: a chunk with such a replica is offered a lease even
+//! with no client waiting, as soon as no lease is held; one whose lease
+//! is held has it revoked half a lease period after the grant ([0091]'s
+//! revocation, for a reason), so that a chunk in constant use is not left
+//! short of replicas for as long as its primary keeps extending.
+
+use super::*;
+
+impl MasterActor {
+    /// The placed replicas of `chunk` a lease offer to `primary` should
+    /// clone the chunk onto.
+    pub(super) fn clone_targets(
+        &self,
+        state: &MasterState,
+        chunk: ChunkHandle,
+        primary: Option<Id>,
+    ) -> Vec<Id> {
+        // Without reply timeouts nothing would end a clone that never
+        // completes; the configurations without them have no faults, so
+        // no replica falls behind.
+        if !self.cfg.re_replication
+            || !self.cfg.reply_timeouts
+            || self.cfg.bug == Bug::StaleReplicaNeverCloned
+        {
+            return vec![];
+        }
+        let view = &state.views[chunk as usize];
+        state.durable.chunks[chunk as usize]
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| {
+                Some(*r) != primary
+                    && !view.up_to_date.contains(r)
+                    && !view.clone_failed.contains(r)
+                    && !view.store_failed.contains(r)
+            })
+            .collect()
+    }
+
+    /// Whether `chunk` has a replica to bring back and a current one to
+    /// copy from.
+    pub(super) fn needs_clone(&self, state: &MasterState, chunk: ChunkHandle) -> bool {
+        !state.views[chunk as usize].up_to_date.is_empty()
+            && !self.clone_targets(state, chunk, None).is_empty()
+    }
+
+    /// The source requested the offered lease, so it holds the offer's
+    /// version: the targets may copy from it now.
+    pub(super) fn send_clones<S: ChunkStore>(
+        &self,
+        state: &MasterState,
+        chunk: ChunkHandle,
+        o: &mut O<S>,
+    ) {
+        let LeaseView::Offered {
+            primary, clones, ..
+        } = &state.views[chunk as usize].lease
+        else {
+            return;
+        };
+        let version = state.durable.chunks[chunk as usize].version;
+        for &target in clones {
+            o.send(
+                target,
+                Msg::CloneChunk {
+                    chunk,
+                    version,
+                    source: *primary,
+                    incarnation: state.incarnation(target),
+                },
+            );
+        }
+    }
+
+    /// After a report of `src`: a replica found stale, or one whose clone
+    /// failed and that is heard from again, is brought back now if no
+    /// lease is held, or after the held one is revoked. A store failure
+    /// is forgotten only when `src` restarted (its chunkserver keeps
+    /// refusing the chunk until then).
+    pub(super) fn replicate_after_report<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        restarted: bool,
+        o: &mut O<S>,
+    ) {
+        for chunk in 0..state.views.len() as ChunkHandle {
+            let view = &state.views[chunk as usize];
+            let forgets_store = restarted && view.store_failed.contains(&src);
+            if view.clone_failed.contains(&src) || forgets_store {
+                let view = &mut state.to_mut().views[chunk as usize];
+                view.clone_failed.retain(|r| *r != src);
+                if forgets_store {
+                    view.store_failed.retain(|r| *r != src);
+                }
+            }
+            self.replicate(state, chunk, o);
+        }
+    }
+
+    /// `src`'s store failed `chunk` (FAULT-2): it takes no clone of it
+    /// until it restarts, and a clone it was to take is over.
+    pub(super) fn clone_target_failed<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        chunk: ChunkHandle,
+        o: &mut O<S>,
+    ) {
+        if !self.cfg.re_replication {
+            return;
+        }
+        let view = &state.views[chunk as usize];
+        let placed = state.durable.chunks[chunk as usize].replicas.contains(&src);
+        if placed && !view.store_failed.contains(&src) {
+            let v = &mut state.to_mut().views[chunk as usize].store_failed;
+            v.push(src);
+            v.sort();
+        }
+        let cloning = matches!(
+            &state.views[chunk as usize].lease,
+            LeaseView::Offered { clones, .. } if clones.contains(&src)
+        );
+        if cloning {
+            if let LeaseView::Offered { clones, .. } =
+                &mut state.to_mut().views[chunk as usize].lease
+            {
+                clones.retain(|r| *r != src);
+            }
+            self.try_complete_grant(state, chunk, false, o);
+        }
+    }
+
+    /// `src` answered the master (a version acknowledgement): clones that
+    /// failed on it are tried again. Only when some did, so an
+    /// acknowledgement changes nothing else.
+    pub(super) fn forgive_failed_clones<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        o: &mut O<S>,
+    ) {
+        for chunk in 0..state.views.len() as ChunkHandle {
+            if state.views[chunk as usize].clone_failed.contains(&src) {
+                state.to_mut().views[chunk as usize]
+                    .clone_failed
+                    .retain(|r| *r != src);
+                self.replicate(state, chunk, o);
+            }
+        }
+    }
+
+    /// Starts bringing `chunk`'s stale replicas back, if it has any: an
+    /// offer now if no lease is held, a revocation of the held one later.
+    fn replicate<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        chunk: ChunkHandle,
+        o: &mut O<S>,
+    ) {
+        if !self.needs_clone(state, chunk) {
+            return;
+        }
+        match state.views[chunk as usize].lease {
+            LeaseView::Free => self.try_offer(state, chunk, o),
+            LeaseView::Granted {
+                revoking: false, ..
+            } => self.revoke_later(chunk, o),
+            _ => {}
+        }
+    }
+
+    /// Revokes the lease of `chunk` half a lease period from now (the
+    /// `Revoke` timer), so that a chunk in use is re-replicated too.
+    pub(super) fn revoke_later<S: ChunkStore>(&self, chunk: ChunkHandle, o: &mut O<S>) {
+        o.set_timer(
+            Timer::Revoke(chunk),
+            Durations::range(self.cfg.durations.master_lease_ms / 2),
+        );
+    }
+}
