@@ -148,6 +148,7 @@ pub fn protocol_cfg(cluster: &ClusterConfig) -> Result<ProtocolCfg, NodeError> {
         push_buffers_max: PUSH_BUFFERS_MAX,
         push_buffer_bytes_max: PUSH_BUFFER_BYTES_MAX,
         mutations_in_flight_max: MUTATIONS_IN_FLIGHT_MAX,
+        heartbeats_when_idle: true,
         re_replication: true,
         clone_part_units: CLONE_PART_BYTES,
         durations,

@@ -204,9 +204,10 @@ fn every_message() -> Vec<(String, RealMsg)> {
             Msg::CloneChunk { .. } => "CloneChunk",
             Msg::FetchChunk { .. } => "FetchChunk",
             Msg::ChunkPart { .. } => "ChunkPart",
+            Msg::HeartBeat { .. } => "HeartBeat",
         }
     }
-    const VARIANTS: usize = 34;
+    const VARIANTS: usize = 35;
     let data = DataId {
         client: 4,
         seq: 300,
@@ -470,6 +471,10 @@ fn every_message() -> Vec<(String, RealMsg)> {
             version: 6,
             from: 33,
             part: Err(Failure::StaleReplica),
+        },
+        Msg::HeartBeat {
+            incarnation: 3,
+            extensions: vec![(7, 3), (9, 1)],
         },
     ];
     let names: BTreeSet<&str> = msgs.iter().map(variant).collect();

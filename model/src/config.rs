@@ -201,6 +201,10 @@ pub struct Durations {
     /// gap stays open). Well inside the lease, so a lost Apply costs a
     /// fraction of a lease period, not the lease.
     pub held_back_ms: u64,
+    /// How often a chunkserver sends the master a heartbeat, which carries
+    /// the lease extensions its primaries want ([0091]). Well inside the
+    /// lease, so a primary in use asks in time.
+    pub heartbeat_ms: u64,
 }
 
 impl Durations {
@@ -221,6 +225,7 @@ impl Durations {
             grant_timeout_ms: 2_000,
             request_timeout_ms: 5_000,
             held_back_ms: 2_000,
+            heartbeat_ms: 5_000,
         }
     }
 
@@ -234,6 +239,7 @@ impl Durations {
             grant_timeout_ms: 500,
             request_timeout_ms: 1_500,
             held_back_ms: 200,
+            heartbeat_ms: 250,
         }
     }
 
@@ -298,6 +304,12 @@ pub struct ProtocolCfg {
     pub push_buffer_bytes_max: u64,
     /// Mutations a primary has in flight at once; more is `Busy`.
     pub mutations_in_flight_max: u32,
+    /// Whether a chunkserver beats with nothing to carry, every
+    /// `heartbeat_ms`, so the master hears that it is alive (over TCP). The
+    /// model beats only when a primary wants an extension: an idle beat
+    /// changes nothing the properties read, and a timer always armed
+    /// would double every state.
+    pub heartbeats_when_idle: bool,
     /// Whether the master brings stale replicas back by cloning
     /// (re-replication). On over TCP; in the model only where a
     /// configuration checks it (`live-repl`, `repl-crash`): with every

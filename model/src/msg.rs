@@ -441,6 +441,16 @@ pub enum Msg<P> {
         from: Offset,
         part: Result<ClonePart<P>, Failure>,
     },
+    /// Chunkserver to master, every `heartbeat_ms` ([0091]: "extension
+    /// requests and grants may be piggybacked on the heartbeat messages"):
+    /// the extensions its primaries want, as `(chunk, epoch)`, each
+    /// lease's clock started when this is sent (LEASE-2). The master
+    /// answers each with a `LeaseGrant` in the same step, and hears that
+    /// the server is alive.
+    HeartBeat {
+        incarnation: u32,
+        extensions: Vec<(ChunkHandle, LeaseEpoch)>,
+    },
 }
 
 /// One part of a chunk a clone copies ([`Msg::ChunkPart`]).
@@ -490,6 +500,7 @@ impl<P> Msg<P> {
             Msg::CloneChunk { .. } | Msg::FetchChunk { .. } | Msg::ChunkPart { .. } => {
                 "re-replication"
             }
+            Msg::HeartBeat { .. } => "heartbeat",
         }
     }
 }
@@ -527,6 +538,8 @@ pub enum Timer {
     /// [00100]) for a while: it reports the gap to the primary. Armed
     /// exactly while the chunk has such a gap.
     HeldBack(ChunkHandle),
+    /// A chunkserver's next heartbeat to the master.
+    HeartBeat,
 }
 
 /// Formats struct-like variants field by field, as derive(Debug) would.
@@ -565,7 +578,8 @@ impl<P: Debug> Debug for Msg<P> {
             PushRefused { data, reason },
             CloneChunk { chunk, version, source, incarnation },
             FetchChunk { chunk, version, from },
-            ChunkPart { chunk, version, from, part };
+            ChunkPart { chunk, version, from, part },
+            HeartBeat { incarnation, extensions };
             ReportRequest)
     }
 }

@@ -54,6 +54,51 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         }
     }
 
+    /// `Timer::HeartBeat`: tell the master this server is alive, and ask
+    /// for the extensions its primaries want ([0091]: piggybacked on the
+    /// heartbeat). Each extension's clock starts now, in the step that
+    /// sends the heartbeat, before the master's can (LEASE-2); the lease
+    /// runs on its own clock until the grant.
+    pub(super) fn heartbeat(&self, state: &mut Cow<ChunkserverState<S>>, o: &mut O<S>) {
+        let s = state.to_mut();
+        s.heartbeat_due = false;
+        let mut extensions = vec![];
+        for l in s.leases.iter_mut() {
+            if !std::mem::take(&mut l.extension_wanted) {
+                continue;
+            }
+            // The lease may have ended, or an extension be on its way,
+            // since the mutation that wanted it.
+            if !l.holding || l.requested || l.extensions >= self.cfg.extensions_max {
+                continue;
+            }
+            l.extensions += 1;
+            l.requested = true;
+            l.clock = 1 - l.clock;
+            o.set_timer(
+                Timer::LeaseClock(l.chunk, l.clock),
+                Durations::range(self.cfg.durations.lease_ms),
+            );
+            extensions.push((l.chunk, l.epoch));
+        }
+        if !extensions.is_empty() || self.cfg.heartbeats_when_idle {
+            o.send(
+                self.cfg.master,
+                Msg::HeartBeat {
+                    incarnation: s.store.incarnation(),
+                    extensions,
+                },
+            );
+        }
+        if self.cfg.heartbeats_when_idle {
+            s.heartbeat_due = true;
+            o.set_timer(
+                Timer::HeartBeat,
+                Durations::range(self.cfg.durations.heartbeat_ms),
+            );
+        }
+    }
+
     pub(super) fn drop_lease(
         &self,
         state: &mut Cow<ChunkserverState<S>>,

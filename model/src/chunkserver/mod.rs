@@ -67,6 +67,9 @@ pub struct ReplicaLease {
     /// The serial number the next mutation gets ([0099]).
     pub next_serial: Serial,
     pub extensions: u32,
+    /// A mutation under the held lease since its last request: the next
+    /// heartbeat asks for an extension ([0091]).
+    pub extension_wanted: bool,
     /// A secondary's store failed under this lease (FAULT-2): every later
     /// mutation would fail on it, so the primary orders none until the
     /// master, told by that replica, ends the lease. Without this, each
@@ -134,6 +137,8 @@ pub struct ChunkserverState<S: ChunkStore> {
     /// Clones of chunks this replica is taking from a current replica
     /// (re-replication, GFS §4.3): only parts of these are installed.
     pub clones: Vec<CloneProgress>,
+    /// `Timer::HeartBeat` is armed.
+    pub heartbeat_due: bool,
 }
 
 /// A clone under way: the part of `chunk` at `version` wanted next from
@@ -196,6 +201,7 @@ impl<S: ChunkStore> ChunkserverState<S> {
                     secondaries: vec![],
                     next_serial: 1,
                     extensions: 0,
+                    extension_wanted: false,
                     replica_failed: false,
                 });
                 self.leases.sort_by_key(|l| l.chunk);
@@ -255,6 +261,13 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             }
             _ => self.initial_store.clone(),
         };
+        let heartbeat_due = self.cfg.heartbeats_when_idle;
+        if heartbeat_due {
+            o.set_timer(
+                Timer::HeartBeat,
+                Durations::range(self.cfg.durations.heartbeat_ms),
+            );
+        }
         ChunkserverState {
             store,
             leases: vec![],
@@ -264,6 +277,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             early: vec![],
             failed: vec![],
             clones: vec![],
+            heartbeat_due,
         }
     }
 
@@ -585,6 +599,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 }
             }
             Timer::HeldBack(chunk) => self.report_gap(state, chunk, o),
+            Timer::HeartBeat => self.heartbeat(state, o),
             Timer::AgeOut(data) => {
                 if self.cfg.bug == Bug::AgedOutDataKept {
                     return;

@@ -122,24 +122,17 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         if self.cfg.bug != Bug::PrimaryReusesSerial {
             l.next_serial += 1;
         }
-        // Keep the lease while mutating ([0091]): ask for an extension.
-        if !l.requested && l.extensions < self.cfg.extensions_max {
-            l.extensions += 1;
-            l.requested = true;
-            // LEASE-2: the extension's clock starts with its request; the
-            // lease runs on in the other clock until it is granted.
-            l.clock = 1 - l.clock;
-            o.set_timer(
-                Timer::LeaseClock(chunk, l.clock),
-                Durations::range(self.cfg.durations.lease_ms),
-            );
-            o.send(
-                self.cfg.master,
-                Msg::LeaseRequest {
-                    chunk,
-                    epoch: stamp.epoch,
-                },
-            );
+        // Keep the lease while mutating ([0091]): the next heartbeat asks
+        // for an extension.
+        if !l.requested && l.extensions < self.cfg.extensions_max && !l.extension_wanted {
+            l.extension_wanted = true;
+            if !s.heartbeat_due {
+                s.heartbeat_due = true;
+                o.set_timer(
+                    Timer::HeartBeat,
+                    Durations::range(self.cfg.durations.heartbeat_ms),
+                );
+            }
         }
         let secondaries = lease.secondaries.clone();
         let skip_secondaries =

@@ -153,6 +153,22 @@ impl MasterActor {
         }
     }
 
+    /// A chunkserver's heartbeat: it is alive, so clones that failed on
+    /// it may be tried again, and each extension it carries is answered
+    /// as a request of its own would be ([0091]).
+    pub(super) fn on_heartbeat<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        extensions: &[(ChunkHandle, LeaseEpoch)],
+        o: &mut O<S>,
+    ) {
+        self.forgive_failed_clones(state, src, o);
+        for &(chunk, epoch) in extensions {
+            self.on_lease_request(state, src, chunk, epoch, o);
+        }
+    }
+
     /// The primary gave up a lease the master revoked.
     pub(super) fn on_lease_revoked<S: ChunkStore>(
         &self,

@@ -228,6 +228,7 @@ impl MasterActor {
                 incarnation,
                 chunks,
             } => self.on_chunk_report(state, src, incarnation, &chunks, o),
+            Msg::HeartBeat { extensions, .. } => self.on_heartbeat(state, src, &extensions, o),
             _ => {}
         }
     }

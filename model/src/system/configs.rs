@@ -631,6 +631,7 @@ impl ModelCfg {
             push_buffers_max: self.push_buffers_max,
             push_buffer_bytes_max: self.push_buffer_units_max,
             mutations_in_flight_max: self.mutations_in_flight_max,
+            heartbeats_when_idle: false,
             re_replication: self.re_replication,
             clone_part_units: self.clone_part_units,
             durations: Durations::gfs(),
