@@ -980,3 +980,68 @@ async fn a_corrupt_block_fails_on_its_replica_and_is_read_from_another() {
     })
     .await
 }
+
+/// LEASE-4 over TCP with heartbeats (issue #12, [0091]): a primary in use
+/// keeps its lease for several lease periods, every extension asked for on
+/// a heartbeat (one per `heartbeat_ms` at most, whatever the append rate),
+/// never in a request of its own per mutation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_in_use_keeps_its_lease_on_heartbeat_extensions() {
+    bounded(async {
+        let c = Cluster::start(1);
+        let client = c.client(0).await;
+        let path = "/logs/heartbeats";
+        client.create(path).await.unwrap();
+        let d = Leases::Short.durations();
+        let mut acked = append_all(&client, path, 0..1, 100).await;
+        let first = client.stat(path).await.unwrap().chunks[0].clone();
+        let start = Instant::now();
+        let mut seq = 1;
+        // Two and a half lease periods of appends.
+        while start.elapsed() < Duration::from_millis(5 * d.lease_ms / 2) {
+            acked.extend(append_all(&client, path, seq..seq + 1, 100).await);
+            seq += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let last = client.stat(path).await.unwrap().chunks[0].clone();
+        assert_eq!(
+            (last.primary, last.epoch),
+            (first.primary, first.epoch),
+            "the lease was extended, not granted anew: {first:?} {last:?}"
+        );
+        let traces = c.config.trace_dir.clone().unwrap();
+        let run = leasehold::trace::read_run(&traces).unwrap();
+        let master_inputs = run
+            .iter()
+            .filter(|t| t.header.node == 0)
+            .flat_map(|t| &t.steps)
+            .filter_map(|s| match &s.input {
+                leasehold::trace::TraceInput::Msg { msg, .. } => Some(msg),
+                _ => None,
+            });
+        let (mut requests, mut extensions) = (0, 0);
+        for m in master_inputs {
+            match m {
+                Msg::LeaseRequest { .. } => requests += 1,
+                Msg::HeartBeat { extensions: e, .. } => extensions += e.len(),
+                _ => {}
+            }
+        }
+        eprintln!(
+            "{} appends, {requests} lease requests, {extensions} extensions on heartbeats",
+            acked.len()
+        );
+        // One request per lease offered; every extension on a heartbeat.
+        assert_eq!(requests, 1, "a request only for the offered lease");
+        assert!(extensions >= 2, "extended on heartbeats: {extensions}");
+        let beats_max = (start.elapsed().as_millis() as u64 / d.heartbeat_ms + 2) as usize;
+        assert!(
+            extensions <= beats_max,
+            "{extensions} extensions, at most one a beat"
+        );
+        assert!(acked.len() > 2 * extensions, "{} appends", acked.len());
+        check_acked(&c, &client, path, &acked).await;
+        c.validated();
+    })
+    .await
+}
