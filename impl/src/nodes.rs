@@ -342,7 +342,7 @@ pub async fn start_chunkserver_with(
     // handled messages, before any reply or forward leaves.
     let config = HostConfig::from_cluster(cluster, Id::from(id as usize))?;
     start(cluster, actor, config, hooks, |host| {
-        host.with_barrier(Box::new(move || synced.sync().map_err(|e| e.to_string())))
+        host.with_barrier(Box::new(move || synced.sync()))
     })
     .await
 }

@@ -8,6 +8,7 @@
 use leasehold::config::ClusterConfig;
 use leasehold::frame::{self, Envelope};
 use leasehold::host::{load_storage, ActorHost, HostConfig, RunningHost};
+use leasehold_model::types::StoreError;
 use serde::{Deserialize, Serialize};
 use stateright::actor::{Actor, Id, Out};
 use std::borrow::Cow;
@@ -204,7 +205,7 @@ fn host(
             return Ok(());
         }
         if disk.fail.load(Ordering::SeqCst) {
-            return Err("disk on fire".into());
+            return Err(StoreError::Io("disk on fire".into()));
         }
         disk.syncs.fetch_add(1, Ordering::SeqCst);
         disk.synced.store(written, Ordering::SeqCst);

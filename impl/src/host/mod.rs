@@ -82,6 +82,7 @@
 //! reading; `net/` the accept, read and write tasks (admission, hello,
 //! inbound, outbound); `storage.rs` the saved storage and the barrier.
 
+use leasehold_model::types::StoreError;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::{de::DeserializeOwned, Serialize};
@@ -293,7 +294,7 @@ pub enum HostError {
     #[error("cannot save storage {path}: {message}")]
     SaveStorage { path: PathBuf, message: String },
     #[error("cannot make the actor's writes durable: {0}")]
-    Barrier(String),
+    Barrier(StoreError),
     #[error("application id {0:?} is also a node of the cluster")]
     AppIdInCluster(Id),
     #[error("cannot start the actor thread: {0}")]

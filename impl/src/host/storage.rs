@@ -10,13 +10,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::HostError;
+use leasehold_model::types::StoreError;
 
 const STORAGE_MAGIC: &[u8; 8] = b"LHSTORE1";
 
 /// Makes durable what the actor's handlers wrote outside its state (a
 /// chunkserver's chunk files), before any command they emitted is carried
-/// out. An error stops the node.
-pub type Barrier = Box<dyn FnMut() -> Result<(), String> + Send>;
+/// out. An error (the store's own, typed) stops the node.
+pub type Barrier = Box<dyn FnMut() -> Result<(), StoreError> + Send>;
 
 /// The actor's storage file, and what it holds, so that a save of the same
 /// bytes can be skipped.
