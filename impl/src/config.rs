@@ -163,6 +163,10 @@ fn is_fsync(d: &Durability) -> bool {
     *d == Durability::Fsync
 }
 
+/// The largest chunk a cluster may use: its largest record (a quarter
+/// chunk, [00104]) must fit a chunkserver's push buffer budget whole.
+pub const CHUNK_BYTES_MAX: u64 = 4 * crate::nodes::PUSH_BUFFER_BYTES_MAX;
+
 fn chunk_bytes_default() -> u64 {
     CHUNK_BYTES_DEFAULT
 }
@@ -209,6 +213,10 @@ pub enum ConfigError {
     Limits(String),
     #[error("chunk_bytes must be positive")]
     ZeroChunkBytes,
+    #[error(
+        "chunk_bytes is {bytes}, above the most, {most} (1 GiB): a record may be a quarter chunk, and a chunkserver buffers at most {buffer} bytes of pushed data, so a larger chunk's largest records could never be pushed"
+    )]
+    ChunkBytesTooLarge { bytes: u64, most: u64, buffer: u64 },
     #[error("node {0}: disk_bytes_max is for chunkservers only, and must be positive")]
     DiskBytesMax(u64),
     #[error("no node with id {0:?} in the cluster config")]
@@ -336,6 +344,13 @@ impl ClusterConfig {
         }
         if self.chunk_bytes == 0 {
             return Err(ConfigError::ZeroChunkBytes);
+        }
+        if self.chunk_bytes > CHUNK_BYTES_MAX {
+            return Err(ConfigError::ChunkBytesTooLarge {
+                bytes: self.chunk_bytes,
+                most: CHUNK_BYTES_MAX,
+                buffer: crate::nodes::PUSH_BUFFER_BYTES_MAX,
+            });
         }
         let fragment_most = (crate::frame::FRAME_PAYLOAD_BYTES_MAX / 2) as u64;
         if !(1..=fragment_most).contains(&self.push_fragment_bytes) {
@@ -551,6 +566,19 @@ mod tests {
             ClusterConfig::parse("node = []", Path::new("/")),
             Err(ConfigError::Empty)
         ));
+        for bytes in [0, CHUNK_BYTES_MAX + 1, i64::MAX as u64] {
+            let chunks = format!("chunk_bytes = {bytes}\n{EXAMPLE}");
+            let e = ClusterConfig::parse(&chunks, Path::new("/")).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    ConfigError::ZeroChunkBytes | ConfigError::ChunkBytesTooLarge { .. }
+                ),
+                "{e}"
+            );
+        }
+        let most = format!("chunk_bytes = {CHUNK_BYTES_MAX}\n{EXAMPLE}");
+        ClusterConfig::parse(&most, Path::new("/")).unwrap();
         for bytes in [0, 1 << 30] {
             let fragments = format!("push_fragment_bytes = {bytes}\n{EXAMPLE}");
             assert!(matches!(
