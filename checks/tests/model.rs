@@ -813,3 +813,33 @@ fn repl_concurrent_holds_and_reaches_every_companion() {
         209_186
     );
 }
+
+/// Re-replication onto a spare: four chunkservers, three replicas a chunk,
+/// one crash-restart and one lost `CloneChunk`. The clone's target looks
+/// dead, so after the grant timeout the replica moves to the server that
+/// held none and the next lease clones onto it.
+#[test]
+fn repl_spare_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("repl-spare").unique_states, REPL_SPARE_STATES);
+}
+
+const REPL_SPARE_STATES: usize = 1_252_477;
+
+/// REPL-1 there: every chunk gets back to three up-to-date replicas, on
+/// the spare if the clone onto the old one was lost.
+#[test]
+fn repl_1_holds_when_a_clone_is_lost_and_the_replica_moves_to_a_spare() {
+    let r = check_liveness(
+        &ModelCfg::named("repl-spare").unwrap().into_model(),
+        2_000_000,
+    );
+    assert!(r.holds(), "{r:?}");
+    assert_eq!(r.states, REPL_SPARE_STATES);
+}
+
+/// Counting the spare up to date when the replica moves, before a clone
+/// put anything there, counts a replica that lacks the acked record.
+#[test]
+fn bug_spare_counted_without_clone_breaks_version_1() {
+    caught(Bug::SpareCountedWithoutClone, "repl-spare", "VERSION-1");
+}

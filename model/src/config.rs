@@ -117,10 +117,14 @@ pub enum Bug {
     /// The master never clones a chunk onto a stale replica: a chunk that
     /// lost a replica stays below its replication goal for good (REPL-1).
     StaleReplicaNeverCloned,
+    /// A replica moved to a spare server (its clone onto the old one
+    /// failed) is counted up to date at once, before any clone put the
+    /// chunk there (VERSION-1).
+    SpareCountedWithoutClone,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 31] = [
+    pub const ALL: [Bug; 32] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -152,6 +156,7 @@ impl Bug {
         Bug::LateVersionAckIgnored,
         Bug::CloneAckedWithoutCopy,
         Bug::StaleReplicaNeverCloned,
+        Bug::SpareCountedWithoutClone,
     ];
 
     /// Kebab-case name used on the command line.

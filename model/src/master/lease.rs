@@ -411,8 +411,6 @@ impl MasterActor {
             .filter(|r| !acked.contains(r))
             .collect();
         let s = state.to_mut();
-        s.views[chunk as usize].clone_failed.extend(failed_clones);
-        s.views[chunk as usize].clone_failed.sort();
         if !all_acked {
             // Silent replicas become stale. One of them may yet store the
             // version it did not acknowledge, so move the version on for the
@@ -439,6 +437,12 @@ impl MasterActor {
             secondaries: secondaries.clone(),
             revoking: false,
         };
+        // After the up-to-date set is the acknowledged one: a target whose
+        // clone failed may move to a spare.
+        for target in failed_clones {
+            self.clone_failed_on(state, chunk, target, o);
+        }
+        let view = &mut state.to_mut().views[chunk as usize];
         o.cancel_timer(Timer::GrantTimeout(chunk));
         o.set_timer(
             Timer::LeaseExpiry(chunk),

@@ -187,6 +187,51 @@ impl MasterActor {
         }
     }
 
+    /// A clone onto `target` failed (it did not acknowledge in time). It
+    /// is counted failed, and if a chunkserver that holds no replica of
+    /// `chunk` has not failed a clone of it, the chunk's replica moves
+    /// there (durably): a server gone for good is replaced rather than
+    /// waited for. The moved replica is stale, so the next lease clones
+    /// onto it; `target`'s old copy is garbage (no longer placed, so
+    /// never counted or named). A server is tried again when it is heard
+    /// from (a report, an acknowledgement, a heartbeat), so a dead one is
+    /// not moved back to.
+    pub(super) fn clone_failed_on<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        chunk: ChunkHandle,
+        target: Id,
+        o: &mut O<S>,
+    ) {
+        let s = state.to_mut();
+        let view = &mut s.views[chunk as usize];
+        if !view.clone_failed.contains(&target) {
+            view.clone_failed.push(target);
+            view.clone_failed.sort();
+        }
+        let meta = &s.durable.chunks[chunk as usize];
+        let spare = self
+            .cfg
+            .chunkservers
+            .iter()
+            .copied()
+            .find(|r| !meta.replicas.contains(r) && !view.clone_failed.contains(r));
+        let Some(spare) = spare else {
+            return;
+        };
+        let meta = &mut s.durable.chunks[chunk as usize];
+        meta.replicas.retain(|r| *r != target);
+        meta.replicas.push(spare);
+        meta.replicas.sort();
+        o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
+        let view = &mut s.views[chunk as usize];
+        view.behind.retain(|r| *r != target);
+        if self.cfg.bug == Bug::SpareCountedWithoutClone {
+            view.up_to_date.push(spare);
+            view.up_to_date.sort();
+        }
+    }
+
     /// Revokes the lease of `chunk` half a lease period from now (the
     /// `Revoke` timer), so that a chunk in use is re-replicated too.
     pub(super) fn revoke_later<S: ChunkStore>(&self, chunk: ChunkHandle, o: &mut O<S>) {

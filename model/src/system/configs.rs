@@ -46,6 +46,9 @@ pub struct ModelCfg {
     /// Apply messages the network may lose in all, without `lossy` (a
     /// bounded fault, counted in the history like crashes).
     pub apply_losses: u8,
+    /// `CloneChunk` messages the network may lose in all (re-replication:
+    /// a target that never hears of its clone looks dead to the master).
+    pub clone_losses: u8,
     pub duplicating: bool,
     pub chunkserver_crashes: u8,
     pub master_crashes: u8,
@@ -63,6 +66,9 @@ pub struct ModelCfg {
     pub push_buffers_max: u32,
     pub push_buffer_units_max: u64,
     pub mutations_in_flight_max: u32,
+    /// Replicas per chunk; 0: one on every chunkserver. Fewer leaves
+    /// spare servers a replica can move to (re-replication).
+    pub replicas: u8,
     /// Whether the master re-replicates (`ProtocolCfg::re_replication`).
     pub re_replication: bool,
     /// Units one part of a clone carries (`ProtocolCfg::clone_part_units`).
@@ -101,6 +107,7 @@ impl ModelCfg {
             delays: false,
             lossy: false,
             apply_losses: 0,
+            clone_losses: 0,
             duplicating: false,
             chunkserver_crashes: 0,
             master_crashes: 0,
@@ -110,6 +117,7 @@ impl ModelCfg {
             push_buffers_max: 4,
             push_buffer_units_max: u64::MAX,
             mutations_in_flight_max: 4,
+            replicas: 0,
             re_replication: false,
             clone_part_units: u64::MAX,
             prompt_network: false,
@@ -469,12 +477,34 @@ impl ModelCfg {
                 clone_part_units: 1,
                 ..base
             },
+            // Re-replication onto a spare (REPL-1): four chunkservers,
+            // three replicas a chunk, one crash-restart at any point of one
+            // append retried without bound, a prompt network, and one
+            // `CloneChunk` the network may lose: to the master its target
+            // is then as good as dead, so after the grant timeout the
+            // replica moves to the server that held none and the next
+            // lease clones onto that. Four grants: the crash, the lost
+            // clone and the clone onto the spare may each take one (with
+            // three, 34,232 of 814,525 states are doomed by the bound).
+            "repl-spare" => ModelCfg {
+                name: "repl-spare",
+                chunkservers: 4,
+                replicas: 3,
+                lease_grants_max: 4,
+                client_retries_max: u32::MAX,
+                chunkserver_crashes: 1,
+                clone_losses: 1,
+                prompt_network: true,
+                re_replication: true,
+                replication_goal: true,
+                ..base
+            },
             _ => return None,
         };
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 31] = [
+    pub const NAMES: [&'static str; 32] = [
         "tiny",
         "small",
         "pad",
@@ -506,6 +536,7 @@ impl ModelCfg {
         "reads-crash",
         "live-repl",
         "repl-concurrent",
+        "repl-spare",
     ];
 
     /// Overrides one field by name (`key=value`), for experiments from the
@@ -537,6 +568,7 @@ impl ModelCfg {
             "delays" => self.delays = flag()?,
             "lossy" => self.lossy = flag()?,
             "apply_losses" => self.apply_losses = num()? as u8,
+            "clone_losses" => self.clone_losses = num()? as u8,
             "duplicating" => self.duplicating = flag()?,
             "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
             "master_crashes" => self.master_crashes = num()? as u8,
@@ -549,6 +581,7 @@ impl ModelCfg {
             "mutations_in_flight_max" => self.mutations_in_flight_max = num()?,
             "prompt_network" => self.prompt_network = flag()?,
             "re_replication" => self.re_replication = flag()?,
+            "replicas" => self.replicas = num()? as u8,
             "clone_part_units" => self.clone_part_units = u64::from(num()?),
             "replication_goal" => self.replication_goal = flag()?,
             _ => return Err(format!("unknown configuration field {key:?}")),
@@ -581,6 +614,7 @@ impl ModelCfg {
         self.delays
             || self.lossy
             || self.apply_losses > 0
+            || self.clone_losses > 0
             || self.duplicating
             || self.chunkserver_crashes > 0
             || self.master_crashes > 0
@@ -615,7 +649,11 @@ impl ModelCfg {
         let n = 1 + self.chunkservers as usize + self.clients();
         ProtocolCfg {
             chunk_size: self.chunk_units as u64,
-            replicas_per_chunk: self.chunkservers as u32,
+            replicas_per_chunk: if self.replicas == 0 {
+                self.chunkservers as u32
+            } else {
+                self.replicas as u32
+            },
             master: self.master_id(),
             chunkservers: self.chunkserver_ids(),
             // A line: clients sit past the last chunkserver, so a push runs
@@ -759,11 +797,13 @@ impl ModelCfg {
         let inner = ActorModel::new(self.clone(), History::default())
             .actors(actors)
             .init_network(network)
-            .lossy_network(if self.lossy || self.apply_losses > 0 {
-                LossyNetwork::Yes
-            } else {
-                LossyNetwork::No
-            })
+            .lossy_network(
+                if self.lossy || self.apply_losses > 0 || self.clone_losses > 0 {
+                    LossyNetwork::Yes
+                } else {
+                    LossyNetwork::No
+                },
+            )
             .max_crashes(1)
             .record_msg_out(History::on_send);
         let properties = properties(&self);

@@ -49,7 +49,9 @@ pub mod view;
 pub use configs::*;
 pub use history::*;
 pub use properties::always as always_properties;
-pub use properties::{acked, all_succeeded, fully_replicated, liveness_goal, reads};
+pub use properties::{
+    acked, all_succeeded, fully_replicated, liveness_goal, moved_to_spare, reads,
+};
 pub use timed::master;
 pub use timed::LeaseholdModel;
 pub use view::{Acked, GlobalView, ModelView, ReadDone, Region, StampedStore};
@@ -361,6 +363,12 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
         p.push(Property::sometimes(
             "FAULT-2 reached: an append acked without the replica whose disk filled",
             acked_without_failed_replica,
+        ));
+    }
+    if cfg.re_replication && cfg.replicas > 0 && cfg.replicas < cfg.chunkservers {
+        p.push(Property::sometimes(
+            "REPL-1 reached: a replica moved to a spare server and counted up to date after its clone",
+            |m: &LeaseholdModel, s: &State| moved_to_spare(m, s) && fully_replicated(m, s),
         ));
     }
     if cfg.re_replication && cfg.chunkserver_crashes > 0 {

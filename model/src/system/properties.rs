@@ -146,6 +146,20 @@ pub fn fully_replicated(model: &LeaseholdModel, s: &State) -> bool {
         })
 }
 
+/// Some chunk's replica moved off the servers it was first placed on
+/// (round robin from the chunk's handle) to a spare (re-replication).
+pub fn moved_to_spare(model: &LeaseholdModel, s: &State) -> bool {
+    let master = usize::from(model.cfg.master_id());
+    let NodeState::Master(m) = &**s.actor_states[master] else {
+        return false;
+    };
+    let servers = model.cfg.chunkserver_ids();
+    let k = model.cfg.protocol().replicas_per_chunk as usize;
+    m.durable.chunks.iter().enumerate().any(|(chunk, c)| {
+        (0..k).any(|i| !c.replicas.contains(&servers[(chunk + i) % servers.len()]))
+    })
+}
+
 /// The liveness check's goal: every client's operations succeeded, and
 /// with `replication_goal` every chunk is back at its replication goal.
 pub fn liveness_goal(model: &LeaseholdModel, s: &State) -> bool {

@@ -218,6 +218,8 @@ impl LeaseholdModel {
                 self.cfg.lossy
                     || (matches!(env.msg, Msg::Apply { .. })
                         && s.history.losses < self.cfg.apply_losses)
+                    || (matches!(env.msg, Msg::CloneChunk { .. })
+                        && s.history.losses < self.cfg.clone_losses)
             }
             _ => true,
         }
