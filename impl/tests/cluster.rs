@@ -49,8 +49,17 @@ impl Cluster {
 
     /// [`Cluster::start`] with `edit` made to the config first.
     fn start_with(clients: usize, edit: impl FnOnce(&mut ClusterConfig)) -> Cluster {
+        Cluster::start_servers(3, clients, edit)
+    }
+
+    /// A master, `servers` chunkservers (ids 1..=servers) and clients.
+    fn start_servers(
+        servers: usize,
+        clients: usize,
+        edit: impl FnOnce(&mut ClusterConfig),
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ClusterConfig::local_with_clients(3, clients, dir.path())
+        let mut config = ClusterConfig::local_with_clients(servers, clients, dir.path())
             .unwrap()
             .with_chunk_bytes(CHUNK_BYTES)
             .unwrap()
@@ -65,7 +74,7 @@ impl Cluster {
             path,
             procs: HashMap::new(),
         };
-        for id in 0..=3 {
+        for id in 0..=servers as u64 {
             c.spawn(id);
         }
         c
@@ -1040,6 +1049,53 @@ async fn a_primary_in_use_keeps_its_lease_on_heartbeat_extensions() {
             "{extensions} extensions, at most one a beat"
         );
         assert!(acked.len() > 2 * extensions, "{} appends", acked.len());
+        check_acked(&c, &client, path, &acked).await;
+        c.validated();
+    })
+    .await
+}
+
+/// REPL-1 over TCP with a spare (issue #12): four chunkservers, three
+/// replicas a chunk. A chunkserver killed for good while a client appends
+/// is left out of the next grant, a clone onto it times out, and its
+/// replica moves to the server that held none; the chunk comes back to
+/// three up-to-date replicas without it, every acknowledged record on each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunkserver_gone_for_good_is_replaced_by_a_spare() {
+    bounded(async {
+        let mut c = Cluster::start_servers(4, 1, |_| {});
+        let client = c.client(0).await;
+        let path = "/logs/spare";
+        client.create(path).await.unwrap();
+        let mut acked = append_all(&client, path, 0..5, 1_000).await;
+        let first = client.stat(path).await.unwrap().chunks[0].clone();
+        assert_eq!(first.replicas.len(), 3, "{first:?}");
+        let primary = first.primary.expect("a lease is held");
+        let gone = *first.replicas.iter().find(|r| **r != primary).unwrap();
+        let spare = (1..=4).find(|r| !first.replicas.contains(r)).unwrap();
+        c.kill(gone);
+        // Appends go on (the next lease leaves the dead server out), then
+        // the master clones the chunk, onto the dead server first (which
+        // times out), then onto the spare.
+        let deadline = Instant::now() + Duration::from_secs(12);
+        let mut seq = 5;
+        let now = loop {
+            acked.extend(append_all(&client, path, seq..seq + 1, 1_000).await);
+            seq += 1;
+            let now = client.stat(path).await.unwrap().chunks[0].clone();
+            if now.replicas.len() == 3 && now.replicas.contains(&spare) {
+                break now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no spare took the replica: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(!now.replicas.contains(&gone), "{now:?}");
+        assert!(acked.len() >= 6, "appends went on: {}", acked.len());
+        assert!(c.log(spare).contains("re-replication"), "{}", c.log(spare));
+        // Read from every named replica, the spare included.
         check_acked(&c, &client, path, &acked).await;
         c.validated();
     })
