@@ -780,13 +780,17 @@ const LIVE_REPL_STATES: usize = 81_884;
 /// chunk come back to three up-to-date replicas.
 #[test]
 fn repl_1_holds_after_a_crash() {
-    let r = check_liveness(
-        &ModelCfg::named("live-repl").unwrap().into_model(),
-        1_000_000,
-    );
-    assert!(r.holds(), "{r:?}");
+    assert_eq!(repl_1_states("live-repl"), LIVE_REPL_STATES);
+}
+
+/// REPL-1 holds on `config` (the liveness check with the replication
+/// goal): the states it explored.
+fn repl_1_states(config: &str) -> usize {
+    let model = ModelCfg::named(config).unwrap().into_model();
+    let r = check_liveness(&model, 2_000_000);
+    assert!(r.holds(), "{config}: {r:?}");
     assert_eq!(r.requirement, "REPL-1");
-    assert_eq!(r.states, LIVE_REPL_STATES);
+    r.states
 }
 
 /// A master that never clones leaves the crashed replica stale for good:
@@ -829,12 +833,7 @@ const REPL_SPARE_STATES: usize = 1_252_477;
 /// the spare if the clone onto the old one was lost.
 #[test]
 fn repl_1_holds_when_a_clone_is_lost_and_the_replica_moves_to_a_spare() {
-    let r = check_liveness(
-        &ModelCfg::named("repl-spare").unwrap().into_model(),
-        2_000_000,
-    );
-    assert!(r.holds(), "{r:?}");
-    assert_eq!(r.states, REPL_SPARE_STATES);
+    assert_eq!(repl_1_states("repl-spare"), REPL_SPARE_STATES);
 }
 
 /// Counting the spare up to date when the replica moves, before a clone
