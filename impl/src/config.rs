@@ -481,14 +481,52 @@ impl ClusterConfig {
 /// Ports the OS reports free right now. All listeners are held until every
 /// port is chosen, so the ports are distinct; another process may still take
 /// one before the node binds it, which tests accept as a rare flake.
+/// `n` loopback ports free now, for nodes that bind them later. Taken
+/// below the kernel's ephemeral range when there is room: a port the
+/// kernel hands out for `bind(0)` is in that range, where any outgoing
+/// connection of any process may take it as its source port before the
+/// node binds it (cluster tests running side by side met that as
+/// "address already in use"). Ports handed out by this process are not
+/// handed out again.
 fn free_loopback_ports(n: usize) -> std::io::Result<Vec<u16>> {
-    let listeners = (0..n)
+    use rand::Rng;
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let mut given = GIVEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    const FLOOR: u16 = 10_000;
+    let mut ports = Vec::with_capacity(n);
+    if ephemeral_low > FLOOR + 1_000 {
+        let mut rng = rand::rng();
+        for _ in 0..100 * n {
+            if ports.len() == n {
+                break;
+            }
+            let port = rng.random_range(FLOOR..ephemeral_low);
+            if given.contains(&port) || ports.contains(&port) {
+                continue;
+            }
+            if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+                ports.push(port);
+            }
+        }
+    }
+    // No room below the range (or no luck): the kernel's choice.
+    let listeners = (ports.len()..n)
         .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
         .collect::<std::io::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
+    for l in &listeners {
+        ports.push(l.local_addr()?.port());
+    }
+    given.extend(&ports);
+    Ok(ports)
 }
 
 #[cfg(test)]
