@@ -88,9 +88,11 @@ pub struct ChunkView {
     /// may still reach them, and their acknowledgement of it then counts
     /// as the report they would send now. Emptied when the version moves.
     pub behind: Vec<Id>,
-    /// Placed replicas whose clone failed (the grant timed out without
-    /// their acknowledgement): not tried again until they report, so a
-    /// dead server costs one grant timeout, not one per lease.
+    /// Chunkservers a clone of this chunk failed on (the grant timed out
+    /// without their acknowledgement), placed or since moved away from:
+    /// neither cloned onto nor moved to again until they are heard from
+    /// (a report, a version acknowledgement, a heartbeat), so a dead
+    /// server costs one grant timeout, not one per lease.
     pub clone_failed: Vec<Id>,
     /// Placed replicas whose store failed the chunk (FAULT-2): no clone
     /// goes to them until they restart and report (re-replication only).
