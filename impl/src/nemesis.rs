@@ -380,9 +380,11 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
                 id
             }
             FaultKind::CorruptBlock => {
-                // A corrupt replica stays corrupt (nothing re-replicates
-                // yet, issue #12), so faults on one chunk would pile up:
-                // one per chunk, and never on the server whose disk fills.
+                // A corrupt replica stays corrupt until its server
+                // restarts: it reports itself (FAULT-2), and the master
+                // clones nothing onto a replica whose store failed before
+                // then (REPL-1). So faults on one chunk would pile up: one
+                // per chunk, and never on the server whose disk fills.
                 let id = rng.random_range(1..SMALL_DISK_SERVER);
                 match flip_last_byte(&config, id, &corrupted, &mut rng) {
                     Some(chunk) => corrupted.push((id, chunk)),
