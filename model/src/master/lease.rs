@@ -153,9 +153,11 @@ impl MasterActor {
         }
     }
 
-    /// A chunkserver's heartbeat: it is alive, so clones that failed on
-    /// it may be tried again, and each extension it carries is answered
-    /// as a request of its own would be ([0091]).
+    /// A chunkserver's heartbeat: each extension it carries is answered
+    /// as a request of its own would be ([0091]). (It does not forgive a
+    /// failed clone: a server that is alive but cannot take a clone in
+    /// time, a large chunk on a slow disk, would have its chunk's lease
+    /// revoked for another try after every beat.)
     pub(super) fn on_heartbeat<S: ChunkStore>(
         &self,
         state: &mut Cow<MasterState>,
@@ -163,7 +165,6 @@ impl MasterActor {
         extensions: &[(ChunkHandle, LeaseEpoch)],
         o: &mut O<S>,
     ) {
-        self.forgive_failed_clones(state, src, o);
         for &(chunk, epoch) in extensions {
             self.on_lease_request(state, src, chunk, epoch, o);
         }

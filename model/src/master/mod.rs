@@ -91,8 +91,9 @@ pub struct ChunkView {
     /// Chunkservers a clone of this chunk failed on (the grant timed out
     /// without their acknowledgement), placed or since moved away from:
     /// neither cloned onto nor moved to again until they are heard from
-    /// (a report, a version acknowledgement, a heartbeat), so a dead
-    /// server costs one grant timeout, not one per lease.
+    /// (a report, a version acknowledgement; not a heartbeat, which would
+    /// retry a slow server's clone after every beat), so a dead server
+    /// costs one grant timeout, not one per lease.
     pub clone_failed: Vec<Id>,
     /// Placed replicas whose store failed the chunk (FAULT-2): no clone
     /// goes to them until they restart and report (re-replication only).

@@ -194,7 +194,7 @@ impl MasterActor {
     /// waited for. The moved replica is stale, so the next lease clones
     /// onto it; `target`'s old copy is garbage (no longer placed, so
     /// never counted or named). A server is tried again when it is heard
-    /// from (a report, an acknowledgement, a heartbeat), so a dead one is
+    /// from (a report, a version acknowledgement), so a dead one is
     /// not moved back to.
     pub(super) fn clone_failed_on<S: ChunkStore>(
         &self,
