@@ -39,7 +39,7 @@ impl TraceResults {
 
 /// Runs of each kind, alternating off and on: the machine's load drifts
 /// between runs more than tracing costs, so each kind's median run counts.
-pub const TRACE_PAIRS: usize = 3;
+pub const TRACE_PAIRS: usize = 5;
 
 /// The run with the median rate.
 fn median_run(mut runs: Vec<AppendRun>) -> AppendRun {

@@ -265,7 +265,8 @@ where
             // killed process keeps the chunk writes its handlers made (the
             // page cache survives it), so the step that made them must be
             // in the trace by then too. The window left is from the
-            // handler's last write to this write.
+            // handler's last write to the record's copy into the mapped
+            // trace file (no system call, `crate::trace::MappedTrace`).
             step.digest = r.digest(state);
             r.record(&step);
             r.flush();
