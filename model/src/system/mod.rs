@@ -42,6 +42,7 @@ pub mod append_order;
 mod companions;
 mod configs;
 mod history;
+mod named;
 mod properties;
 mod timed;
 pub mod view;

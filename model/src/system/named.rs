@@ -1,0 +1,458 @@
+//! The named configurations: what each adds to the last, and why its
+//! bounds are what they are (docs/model.md has the table of their sizes).
+
+use super::*;
+use crate::config::Bug;
+
+impl ModelCfg {
+    /// The configurations tests, README and benchmarks refer to by name.
+    pub fn named(name: &str) -> Option<ModelCfg> {
+        let base = ModelCfg {
+            name: "tiny",
+            chunkservers: 3,
+            appends: vec![1],
+            writes: vec![],
+            reads: vec![],
+            chunk_units: 4,
+            record_units: 1,
+            prefill_units: 0,
+            lease_grants_max: 1,
+            extensions_max: 0,
+            revocations_max: 0,
+            client_retries_max: 0,
+            lease_expiries: 0,
+            delays: false,
+            lossy: false,
+            apply_losses: 0,
+            clone_losses: 0,
+            duplicating: false,
+            chunkserver_crashes: 0,
+            master_crashes: 0,
+            store_faults: 0,
+            read_faults: 0,
+            age_out: false,
+            push_buffers_max: 4,
+            push_buffer_units_max: u64::MAX,
+            mutations_in_flight_max: 4,
+            replicas: 0,
+            re_replication: false,
+            clone_part_units: u64::MAX,
+            prompt_network: false,
+            replication_goal: false,
+            bug: Bug::None,
+        };
+        let cfg = match name {
+            // One append, no faults: the protocol's happy path.
+            "tiny" => base,
+            // Two clients appending concurrently, no faults; liveness is
+            // checked here.
+            "small" => ModelCfg {
+                name: "small",
+                appends: vec![1, 1],
+                ..base
+            },
+            // A chunk that fills up: padding and the next chunk ([00105]),
+            // with a lease extension.
+            "pad" => ModelCfg {
+                name: "pad",
+                chunk_units: 8,
+                record_units: 2,
+                prefill_units: 7,
+                extensions_max: 1,
+                ..base
+            },
+            // The default configuration README runs: two concurrent appends,
+            // a lease that runs out and is granted to another replica, and
+            // one client retry.
+            "default" => ModelCfg {
+                name: "default",
+                appends: vec![1, 1],
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lease_expiries: 1,
+                ..base
+            },
+            // Liveness: like "default", but the client retries without
+            // bound (a fair scheduler lets the lease run out and a new one be
+            // granted, so success must stay reachable from every state).
+            "live" => ModelCfg {
+                name: "live",
+                appends: vec![1, 1],
+                lease_grants_max: 2,
+                client_retries_max: u32::MAX,
+                lease_expiries: 1,
+                ..base
+            },
+            // Three interchangeable clients: the symmetry benchmark.
+            "three-clients" => ModelCfg {
+                name: "three-clients",
+                appends: vec![1, 1, 1],
+                ..base
+            },
+            // Faults: messages delayed past timeouts (for safety this
+            // subsumes loss), one chunkserver crash-restart, one lease expiry
+            // and re-grant, one client retry.
+            "faults" => ModelCfg {
+                name: "faults",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lease_expiries: 1,
+                delays: true,
+                chunkserver_crashes: 1,
+                ..base
+            },
+            // Stateright's lossy network: any message may be dropped.
+            "lossy" => ModelCfg {
+                name: "lossy",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lossy: true,
+                ..base
+            },
+            // A master crash-restart while a lease is held.
+            "master-restart" => ModelCfg {
+                name: "master-restart",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lease_expiries: 1,
+                master_crashes: 1,
+                ..base
+            },
+            // Serial writes by one client, with replies delayed past timeouts so
+            // a write can fail part-way and be retried.
+            "writes" => ModelCfg {
+                name: "writes",
+                appends: vec![],
+                writes: vec![vec![0, 1]],
+                client_retries_max: 1,
+                delays: true,
+                ..base
+            },
+            // Pushed data ages out of a buffer before its mutation ([0095]):
+            // the mutation fails and the client pushes again.
+            "age-out" => ModelCfg {
+                name: "age-out",
+                age_out: true,
+                client_retries_max: 1,
+                ..base
+            },
+            // An early revocation ([0091]), the client's retry, and a
+            // re-grant under which the append succeeds.
+            "revoke" => ModelCfg {
+                name: "revoke",
+                lease_grants_max: 2,
+                revocations_max: 1,
+                client_retries_max: 1,
+                ..base
+            },
+            // One client appending twice into a chunk with room for one
+            // record: the first fits, the second pads the chunk and goes to
+            // the next (APPEND-2 across chunks, APPEND-4 both ways).
+            "pad-two" => ModelCfg {
+                name: "pad-two",
+                appends: vec![2],
+                chunk_units: 8,
+                record_units: 2,
+                prefill_units: 5,
+                ..base
+            },
+            // The TCP nodes' limits scaled down until they bite: one pushed
+            // record buffered per server, one mutation in flight at a
+            // primary, extensions past the first; two clients race into
+            // each `Busy` and retry. (Age-out has its own configuration:
+            // with it on as well the space does not close.)
+            "limits" => ModelCfg {
+                name: "limits",
+                appends: vec![1, 1],
+                client_retries_max: 1,
+                extensions_max: 2,
+                push_buffers_max: 1,
+                push_buffer_units_max: 2,
+                mutations_in_flight_max: 1,
+                ..base
+            },
+            // The push buffer's byte (unit) budget, rather than its record
+            // count, refusing the second client's push.
+            "push-budget" => ModelCfg {
+                name: "push-budget",
+                appends: vec![1, 1],
+                client_retries_max: 1,
+                push_buffer_units_max: 1,
+                ..base
+            },
+            // A record over the quarter-chunk limit ([00104]): refused.
+            "too-large" => ModelCfg {
+                name: "too-large",
+                record_units: 2,
+                ..base
+            },
+            // One chunkserver crash-restart with reply timeouts and one
+            // retry, small enough for every test run (FAULT-1, VERSION-1).
+            "crash" => ModelCfg {
+                name: "crash",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                chunkserver_crashes: 1,
+                ..base
+            },
+            // One master crash-restart, possibly while the lease is held,
+            // and one retry (LEASE-3), small enough for every test run.
+            "master-crash" => ModelCfg {
+                name: "master-crash",
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                master_crashes: 1,
+                ..base
+            },
+            // LIVE-2: liveness after a fault. One chunkserver crash-restart
+            // while one client appends (retrying without bound, as the TCP
+            // client does); the lease never runs out and is never extended,
+            // so only the protocol itself can get a stalled chunk moving
+            // again: a new epoch would hide a secondary that waits for a
+            // serial it lost.
+            "live-crash" => ModelCfg {
+                name: "live-crash",
+                // Two servers and two clients: the smallest shape in which
+                // a secondary holds back one client's Apply behind the
+                // other's (three servers: 1.77 million states, 28 s).
+                chunkservers: 2,
+                appends: vec![1, 1],
+                lease_grants_max: 2,
+                client_retries_max: u32::MAX,
+                chunkserver_crashes: 1,
+                prompt_network: true,
+                ..base
+            },
+            // LIVE-2 with one lost message instead of a crash: a lost
+            // Apply leaves a secondary holding back the client's retry.
+            "live-lossy" => ModelCfg {
+                name: "live-lossy",
+                lease_grants_max: 2,
+                client_retries_max: u32::MAX,
+                apply_losses: 1,
+                prompt_network: true,
+                ..base
+            },
+            // LIVE-2 after a master crash-restart, at any point of one
+            // append retried without bound: the restarted master must
+            // rebuild which replicas are up to date from their reports
+            // while the dead incarnation's version announcements and
+            // offers may still arrive, and wait out any lease it granted.
+            // (`pad` with the same faults and a lease expiry needs a third
+            // grant: the crash and the expiry may each waste one; with
+            // three, this shape holds at 811,046 states.)
+            "live-master-crash" => ModelCfg {
+                name: "live-master-crash",
+                lease_grants_max: 2,
+                client_retries_max: u32::MAX,
+                master_crashes: 1,
+                prompt_network: true,
+                ..base
+            },
+            // FAULT-2: a chunkserver's disk fills up, at any point, while
+            // a client appends: its replica fails every later change,
+            // reports it, and the master moves the chunk on without it.
+            // (Two clients: over 22 million states, not closed in 5 min.)
+            "store-faults" => ModelCfg {
+                name: "store-faults",
+                appends: vec![1],
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                store_faults: 1,
+                ..base
+            },
+            // Writes and record appends on one file ([00106], [00107]):
+            // one client appends while another writes the chunk's last
+            // unit, so the write may leave no room for the record (padded
+            // past, appended to the next chunk); one lease runs out and is
+            // granted to another replica, one retry each. The write stays
+            // clear of where the append can land: a write over an acked
+            // record is the application's to avoid (APPEND-1 holds only
+            // where no write overwrote the record). With replies delayed
+            // past timeouts as well: 30.9 million states, 219 s.
+            "mixed" => ModelCfg {
+                name: "mixed",
+                appends: vec![1, 0],
+                writes: vec![vec![], vec![3]],
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                lease_expiries: 1,
+                ..base
+            },
+            // LIVE-2 after a disk fills up: one client retrying without
+            // bound must get its record appended, which takes a new lease
+            // without the failed replica.
+            "live-store" => ModelCfg {
+                name: "live-store",
+                lease_grants_max: 2,
+                client_retries_max: u32::MAX,
+                store_faults: 1,
+                prompt_network: true,
+                ..base
+            },
+            // Concurrent record appends under faults (issue #10): two
+            // clients append at once while the environment injects one
+            // fault. A retry multiplies every interleaving by the fault's
+            // timing (`crash` with two clients and one retry passes 3.5
+            // million states unclosed), so these clients do not retry:
+            // a failed append stays failed, and every property must still
+            // hold of what the other acknowledged. Checked with client
+            // symmetry (the two clients are interchangeable).
+            //
+            // A chunkserver crash-restart at any point of two appends,
+            // through a second lease grant: 683,596 states with symmetry.
+            "concurrent-crash" => ModelCfg {
+                name: "concurrent-crash",
+                appends: vec![1, 1],
+                lease_grants_max: 2,
+                client_retries_max: 0,
+                chunkserver_crashes: 1,
+                ..base
+            },
+            // Any message lost, two appends at once (one grant: with two,
+            // and a lease expiry, 1.4 million states unclosed at 100 s).
+            "concurrent-lossy" => ModelCfg {
+                name: "concurrent-lossy",
+                appends: vec![1, 1],
+                lease_grants_max: 1,
+                client_retries_max: 0,
+                lossy: true,
+                ..base
+            },
+            // A master crash-restart at any point of two appends (LEASE-3
+            // with two clients waiting): 8,756,711 states with symmetry,
+            // several minutes, so `#[ignore]`d in the test suite.
+            "concurrent-master-crash" => ModelCfg {
+                name: "concurrent-master-crash",
+                appends: vec![1, 1],
+                lease_grants_max: 2,
+                client_retries_max: 0,
+                master_crashes: 1,
+                ..base
+            },
+            // Reads (READ-1): one client appends a record, then reads it
+            // back, while a chunkserver's blocks may go bad at any point:
+            // the bad replica fails the read, reports itself (FAULT-2, the
+            // read path), and the client reads another.
+            "reads" => ModelCfg {
+                name: "reads",
+                reads: vec![1],
+                read_faults: 1,
+                ..base
+            },
+            // Reads around a crash: two chunkservers, one crash and restart
+            // at any point, one retry. A replica that lost or never had the
+            // chunk's version refuses the read; the client reads the other.
+            // (With two grants: 1,645,506 states.)
+            "reads-crash" => ModelCfg {
+                name: "reads-crash",
+                chunkservers: 2,
+                reads: vec![1],
+                client_retries_max: 1,
+                chunkserver_crashes: 1,
+                ..base
+            },
+            // REPL-1: re-replication after a fault. One chunkserver
+            // crash-restart at any point of one append retried without
+            // bound: a replica that missed a lease's version (or whose
+            // primary's lease ran out while it was down) is stale when it
+            // comes back. The master clones the chunk onto it from the
+            // next lease's primary (revoking a lease it holds) and counts
+            // it again. The chunk holds two units already and a clone
+            // carries one per part, so clones of several parts are
+            // checked; three grants: the crash and the re-replication may
+            // each take one.
+            "live-repl" => ModelCfg {
+                name: "live-repl",
+                prefill_units: 2,
+                lease_grants_max: 3,
+                client_retries_max: u32::MAX,
+                chunkserver_crashes: 1,
+                prompt_network: true,
+                re_replication: true,
+                clone_part_units: 1,
+                replication_goal: true,
+                ..base
+            },
+            // Re-replication beside two concurrent appends, one crash:
+            // a clone's source refuses the old lease's Applies still in
+            // flight once it holds the new version, so what it copies out
+            // is final. The chunk holds three units already, so the
+            // second record goes to the next chunk. No retries, three
+            // grants, as in `live-repl` (with one retry each and two
+            // grants: over 2.3 million states, unclosed at 8 million).
+            // Checked with client symmetry.
+            "repl-concurrent" => ModelCfg {
+                name: "repl-concurrent",
+                appends: vec![1, 1],
+                prefill_units: 3,
+                lease_grants_max: 3,
+                client_retries_max: 0,
+                chunkserver_crashes: 1,
+                prompt_network: true,
+                re_replication: true,
+                clone_part_units: 1,
+                ..base
+            },
+            // Re-replication onto a spare (REPL-1): four chunkservers,
+            // three replicas a chunk, one crash-restart at any point of one
+            // append retried without bound, a prompt network, and one
+            // `CloneChunk` the network may lose: to the master its target
+            // is then as good as dead, so after the grant timeout the
+            // replica moves to the server that held none and the next
+            // lease clones onto that. Four grants: the crash, the lost
+            // clone and the clone onto the spare may each take one (with
+            // three, 34,232 of 814,525 states are doomed by the bound).
+            "repl-spare" => ModelCfg {
+                name: "repl-spare",
+                chunkservers: 4,
+                replicas: 3,
+                lease_grants_max: 4,
+                client_retries_max: u32::MAX,
+                chunkserver_crashes: 1,
+                clone_losses: 1,
+                prompt_network: true,
+                re_replication: true,
+                replication_goal: true,
+                ..base
+            },
+            _ => return None,
+        };
+        Some(cfg)
+    }
+
+    pub const NAMES: [&'static str; 32] = [
+        "tiny",
+        "small",
+        "pad",
+        "default",
+        "live",
+        "three-clients",
+        "faults",
+        "lossy",
+        "master-restart",
+        "writes",
+        "revoke",
+        "age-out",
+        "pad-two",
+        "too-large",
+        "crash",
+        "master-crash",
+        "limits",
+        "push-budget",
+        "live-crash",
+        "live-lossy",
+        "live-master-crash",
+        "store-faults",
+        "live-store",
+        "mixed",
+        "concurrent-crash",
+        "concurrent-lossy",
+        "concurrent-master-crash",
+        "reads",
+        "reads-crash",
+        "live-repl",
+        "repl-concurrent",
+        "repl-spare",
+    ];
+}
