@@ -20,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod display;
 pub mod master;
+pub mod memstore;
 pub mod msg;
 pub mod node;
 pub mod symmetry;

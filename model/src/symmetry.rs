@@ -16,6 +16,7 @@
 use crate::chunkserver::ChunkserverState;
 use crate::client::{ClientState, Current};
 use crate::master::{LeaseView, MasterState, NodeStorage};
+use crate::memstore::*;
 use crate::msg::*;
 use crate::node::Digested;
 use crate::system::State;

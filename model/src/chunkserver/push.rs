@@ -132,6 +132,7 @@ pub(super) fn push_busy<P>(data: DataId) -> Msg<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memstore::{MemStore, RecordToken};
     use crate::system::ModelCfg;
     use stateright::actor::{Command, Out};
 

@@ -107,7 +107,7 @@ impl Display for LeaseTableRow<'_> {
 mod tests {
     use super::*;
     use crate::master::{ChunkMeta, FileMeta, MasterDurable};
-    use crate::types::MemStore;
+    use crate::memstore::MemStore;
     use crate::NodeState;
     use stateright::actor::Id;
 

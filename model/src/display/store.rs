@@ -3,6 +3,7 @@
 //! it draws the model's implementation of the host interface, not a
 //! role's state.
 
+use crate::memstore::*;
 use crate::types::*;
 use std::fmt::{self, Display, Formatter};
 

@@ -181,8 +181,8 @@ impl MasterActor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memstore::MemStore;
     use crate::system::ModelCfg;
-    use crate::types::MemStore;
     use stateright::actor::Out;
 
     fn open(

@@ -2,6 +2,7 @@
 //! checked situation actually occurs.
 
 use super::*;
+use crate::memstore::*;
 use crate::msg::*;
 use crate::types::*;
 use crate::NodeState;

@@ -6,6 +6,7 @@ use crate::chunkserver::ChunkserverActor;
 use crate::client::ClientActor;
 use crate::config::{Bug, Durations, ProtocolCfg};
 use crate::master::{ChunkMeta, FileMeta, MasterActor, MasterDurable};
+use crate::memstore::*;
 use crate::msg::*;
 use crate::types::*;
 use crate::Node;

@@ -1,6 +1,7 @@
 //! The auxiliary history the properties read and the actors never see.
 
 use super::*;
+use crate::memstore::*;
 use crate::msg::*;
 use crate::types::*;
 use smallvec::SmallVec;

@@ -58,6 +58,7 @@ pub use timed::LeaseholdModel;
 pub use view::{Acked, GlobalView, ModelView, ReadDone, Region, StampedStore};
 
 use crate::master::LeaseView;
+use crate::memstore::*;
 use crate::msg::*;
 use crate::types::*;
 use crate::{Node, NodeState};

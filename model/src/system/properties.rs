@@ -9,6 +9,7 @@
 use super::append_order::{self, Placed};
 use super::*;
 use crate::master::LeaseView;
+use crate::memstore::*;
 use crate::msg::*;
 use crate::types::*;
 use crate::NodeState;

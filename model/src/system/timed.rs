@@ -5,6 +5,7 @@ use super::*;
 use crate::config::Bug;
 use crate::master::NodeStorage;
 use crate::master::{LeaseView, MasterState};
+use crate::memstore::*;
 use crate::msg::*;
 use crate::node::Digested;
 use crate::types::*;

@@ -12,6 +12,7 @@
 use super::*;
 use crate::chunkserver::ReplicaLease;
 use crate::master::MasterState;
+use crate::memstore::*;
 use stateright::actor::Id;
 use std::borrow::Cow;
 
