@@ -842,3 +842,33 @@ fn repl_1_holds_when_a_clone_is_lost_and_the_replica_moves_to_a_spare() {
 fn bug_spare_counted_without_clone_breaks_version_1() {
     caught(Bug::SpareCountedWithoutClone, "repl-spare", "VERSION-1");
 }
+
+#[test]
+fn rename_holds_and_reaches_every_companion() {
+    // RENAME-1, LEASE-5 ([0091]): a client renames the file while another
+    // appends twice; the rename revokes the lease, waits for it to end,
+    // and the append it cut off goes on into the renamed file under a
+    // second grant (RENAME-1's companion).
+    let r = exhaustive("rename");
+    assert_eq!(r.unique_states, 7_432);
+}
+
+/// A master that renames without revoking (or waiting for) the file's
+/// leases renames while a primary still orders its mutations.
+#[test]
+fn bug_renames_under_lease_breaks_rename_1() {
+    caught(Bug::RenamesUnderLease, "rename", "RENAME-1");
+}
+
+/// A primary that answers a revocation but keeps its lease.
+#[test]
+fn bug_revoked_primary_keeps_lease_breaks_lease_5() {
+    caught(Bug::RevokedPrimaryKeepsLease, "revoke", "LEASE-5");
+}
+
+/// The same bug where a rename revokes: the rename is then made while the
+/// primary still holds its lease.
+#[test]
+fn bug_revoked_primary_keeps_lease_breaks_rename_1() {
+    caught(Bug::RevokedPrimaryKeepsLease, "rename", "RENAME-1");
+}

@@ -60,6 +60,10 @@ enum Cmd {
     CatRecords(CatRecordsArgs),
     /// Show a file's chunks: handle, version, lease, up-to-date replicas.
     Stat(StatArgs),
+    /// Rename a file. The master revokes the leases of its chunks first
+    /// and grants none until the rename is made, so no mutation runs
+    /// across it; appends cut off by it are retried into the renamed file.
+    Mv(MvArgs),
     /// Model-check a configuration of the protocol.
     Check(leasehold_checks::CheckArgs),
     /// Serve stateright's Explorer for a configuration of the protocol.
@@ -239,6 +243,16 @@ struct StatArgs {
     path: String,
 }
 
+#[derive(Args)]
+struct MvArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The file's path now.
+    from: String,
+    /// Its new path: no file may have it.
+    to: String,
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
@@ -313,6 +327,7 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
         Cmd::Read(a) => cli::files::read(a).await,
         Cmd::CatRecords(a) => cli::files::cat_records(a).await,
         Cmd::Stat(a) => cli::files::stat(a).await,
+        Cmd::Mv(a) => cli::files::mv(a).await,
         Cmd::Check(_) | Cmd::Explore(_) | Cmd::Bench(_) | Cmd::Validate(_) | Cmd::Nemesis(_) => {
             unreachable!("run without a runtime")
         }

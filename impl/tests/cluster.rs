@@ -1101,3 +1101,101 @@ async fn a_chunkserver_gone_for_good_is_replaced_by_a_spare() {
     })
     .await
 }
+
+/// RENAME-1 and LEASE-5 over TCP (issue #12, [0091]): a file renamed while
+/// two clients append to it. The master revokes the lease of the chunk in
+/// use and makes the rename only after the primary acknowledged the
+/// revocation (or the lease expired); the appends it cut off are retried
+/// into the renamed file (each appender keeps the file's id), under a new
+/// lease. Afterwards the old name is gone, the new one opens the same file,
+/// every acknowledged record reads back once under the new name, and the
+/// trace validates. A rename onto a taken name fails, as does one of a
+/// missing file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_renamed_while_appended_to_loses_no_record() {
+    bounded(async {
+        let c = Cluster::start(3);
+        let (from, to) = ("/logs/before", "/logs/after");
+        let renamer = c.client(2).await;
+        renamer.create(from).await.unwrap();
+        let mut clients = Vec::new();
+        for n in 0..2 {
+            let client = c.client(n).await;
+            client.open(from).await.unwrap();
+            clients.push(client);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = appenders(clients, from, 100, stop.clone());
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let before = renamer.stat(from).await.unwrap();
+        let renamed = renamer.rename(from, to).await.unwrap();
+        let renamed_at = Instant::now();
+        assert_eq!(renamed.file, before.file, "the file keeps its id");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut acked = Vec::new();
+        let mut after_rename = 0;
+        for t in tasks {
+            let (a, _failed) = t.await.unwrap();
+            after_rename += a.iter().filter(|(at, _, _)| *at > renamed_at).count();
+            acked.extend(a.into_iter().map(|(_, a, d)| (a, d)));
+        }
+        assert!(after_rename > 0, "appends went on after the rename");
+        assert!(matches!(
+            renamer.open(from).await,
+            Err(ClientError::NoSuchFile(_))
+        ));
+        assert_eq!(renamer.open(to).await.unwrap().file, renamed.file);
+        // The lease in use when the rename began was revoked: the chunk
+        // went on under a later one.
+        let after = renamer.stat(to).await.unwrap();
+        let k = before.chunks.len() - 1;
+        assert!(
+            after.chunks[k].epoch > before.chunks[k].epoch,
+            "a new lease after the rename: {before:?} {after:?}"
+        );
+        renamer.create("/logs/taken").await.unwrap();
+        assert!(matches!(
+            renamer.rename(to, "/logs/taken").await,
+            Err(ClientError::FileExists(p)) if p == "/logs/taken"
+        ));
+        assert!(matches!(
+            renamer.rename("/logs/missing", "/logs/x").await,
+            Err(ClientError::NoSuchFile(_))
+        ));
+        check_acked(&c, &renamer, to, &acked).await;
+        // In the master's trace: the rename was made only after the
+        // revocation was acknowledged (or the lease expired).
+        let traces = c.config.trace_dir.clone().unwrap();
+        let run = leasehold::trace::read_run(&traces).unwrap();
+        let master: Vec<_> = run
+            .iter()
+            .filter(|t| t.header.node == 0)
+            .flat_map(|t| &t.steps)
+            .collect();
+        let asked = master
+            .iter()
+            .position(|s| matches!(&s.input, leasehold::trace::TraceInput::Msg { msg: Msg::RenameFile { to: t, .. }, .. } if t == to))
+            .expect("the master took the rename");
+        let made = master
+            .iter()
+            .position(|s| {
+                s.commands.iter().any(|c| {
+                    matches!(c, leasehold::trace::TraceCommand::Send { msg: Msg::FileRenamed { file: Ok(_), to: t, .. }, .. } if t == to)
+                })
+            })
+            .expect("the master made the rename");
+        let ended = master[asked..=made].iter().any(|s| {
+            matches!(
+                &s.input,
+                leasehold::trace::TraceInput::Msg {
+                    msg: Msg::LeaseRevoked { .. },
+                    ..
+                } | leasehold::trace::TraceInput::Timer(leasehold_model::msg::Timer::LeaseExpiry(_))
+            )
+        });
+        assert!(ended, "renamed before the lease ended");
+        c.validated();
+    })
+    .await
+}

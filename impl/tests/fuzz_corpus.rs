@@ -205,9 +205,11 @@ fn every_message() -> Vec<(String, RealMsg)> {
             Msg::FetchChunk { .. } => "FetchChunk",
             Msg::ChunkPart { .. } => "ChunkPart",
             Msg::HeartBeat { .. } => "HeartBeat",
+            Msg::RenameFile { .. } => "RenameFile",
+            Msg::FileRenamed { .. } => "FileRenamed",
         }
     }
-    const VARIANTS: usize = 35;
+    const VARIANTS: usize = 37;
     let data = DataId {
         client: 4,
         seq: 300,
@@ -475,6 +477,15 @@ fn every_message() -> Vec<(String, RealMsg)> {
         Msg::HeartBeat {
             incarnation: 3,
             extensions: vec![(7, 3), (9, 1)],
+        },
+        Msg::RenameFile {
+            from: "/logs/a".into(),
+            to: "/logs/b".into(),
+        },
+        Msg::FileRenamed {
+            from: "/logs/a".into(),
+            to: "/logs/b".into(),
+            file: Err(Failure::Exists),
         },
     ];
     let names: BTreeSet<&str> = msgs.iter().map(variant).collect();

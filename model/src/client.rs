@@ -116,6 +116,23 @@ impl<P: Payload> ClientActor<P> {
                 };
                 self.finish(id, state, result, o);
             }
+            Msg::FileRenamed { from, to, file } => {
+                let asked = matches!(
+                    &state.current,
+                    Some(Current { op: ClientOp::Rename { from: f, to: t }, phase: Phase::Opening, .. })
+                        if *f == from && *t == to
+                );
+                if !asked {
+                    return; // an answer to an earlier try, already taken
+                }
+                match file {
+                    Ok(file) => self.finish(id, state, OpResult::Renamed { file }, o),
+                    // Another rename of either name is under way: it ends
+                    // within a lease period, so trying again succeeds.
+                    Err(Failure::Busy) => self.retry(id, state, Failure::Busy, o),
+                    Err(reason) => self.finish(id, state, OpResult::Failed(reason), o),
+                }
+            }
             Msg::LeaseHolder { info, .. } => {
                 let Some(cur) = &state.current else { return };
                 if cur.phase != Phase::FindingLease || !self.wants(cur, &info) {
@@ -321,7 +338,7 @@ impl<P: Payload> ClientActor<P> {
             ClientOp::Write { index, .. }
             | ClientOp::Read { index, .. }
             | ClientOp::Stat { index, .. } => ChunkIndex::At(*index),
-            ClientOp::Open { .. } => ChunkIndex::At(0),
+            ClientOp::Open { .. } | ClientOp::Rename { .. } => ChunkIndex::At(0),
         };
         s.current = Some(Current {
             op: op.clone(),
@@ -335,6 +352,10 @@ impl<P: Payload> ClientActor<P> {
         match op {
             ClientOp::Open { path, create } => {
                 o.send(self.cfg.master, Msg::OpenFile { path, create });
+                self.arm_timeout(o);
+            }
+            ClientOp::Rename { from, to } => {
+                o.send(self.cfg.master, Msg::RenameFile { from, to });
                 self.arm_timeout(o);
             }
             ClientOp::Append { .. } | ClientOp::Write { .. } => {
@@ -499,6 +520,10 @@ impl<P: Payload> ClientActor<P> {
             }
             ClientOp::Open { path, create } => {
                 o.send(self.cfg.master, Msg::OpenFile { path, create });
+                self.arm_timeout(o);
+            }
+            ClientOp::Rename { from, to } => {
+                o.send(self.cfg.master, Msg::RenameFile { from, to });
                 self.arm_timeout(o);
             }
             ClientOp::Read { file, index, .. } | ClientOp::Stat { file, index } => {

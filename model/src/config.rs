@@ -121,10 +121,16 @@ pub enum Bug {
     /// failed) is counted up to date at once, before any clone put the
     /// chunk there (VERSION-1).
     SpareCountedWithoutClone,
+    /// The master renames a file at once, without revoking the leases of
+    /// its chunks or waiting for them to end (RENAME-1).
+    RenamesUnderLease,
+    /// A primary acknowledges a revocation but keeps its lease, and goes
+    /// on ordering mutations under it (LEASE-5).
+    RevokedPrimaryKeepsLease,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 32] = [
+    pub const ALL: [Bug; 34] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -157,6 +163,8 @@ impl Bug {
         Bug::CloneAckedWithoutCopy,
         Bug::StaleReplicaNeverCloned,
         Bug::SpareCountedWithoutClone,
+        Bug::RenamesUnderLease,
+        Bug::RevokedPrimaryKeepsLease,
     ];
 
     /// Kebab-case name used on the command line.

@@ -77,6 +77,8 @@ pub enum Failure {
     /// outside the set, or an empty, `.` or `..` component
     /// ([`crate::master::path_problem`]).
     BadPath,
+    /// A rename's target name is taken.
+    Exists,
 }
 
 impl Failure {
@@ -118,6 +120,7 @@ impl std::fmt::Display for Failure {
                 "the master refused the path (absolute, at most 1024 bytes, \
                  components of A-Z a-z 0-9 . _ -, no // . or ..)",
             ),
+            Failure::Exists => f.write_str("a file of that name exists"),
         }
     }
 }
@@ -162,6 +165,9 @@ pub enum ClientOp<P> {
     },
     /// Report a chunk's metadata (replicas, version, primary).
     Stat { file: FileId, index: u32 },
+    /// Rename the file at `from` to `to` ([0091]: the master revokes the
+    /// leases of its chunks first, so no mutation runs across the rename).
+    Rename { from: String, to: String },
 }
 
 impl<P> ClientOp<P> {
@@ -172,7 +178,7 @@ impl<P> ClientOp<P> {
             | ClientOp::Write { file, .. }
             | ClientOp::Read { file, .. }
             | ClientOp::Stat { file, .. } => Some(*file),
-            ClientOp::Open { .. } => None,
+            ClientOp::Open { .. } | ClientOp::Rename { .. } => None,
         }
     }
 }
@@ -209,6 +215,10 @@ pub enum OpResult<P> {
     },
     /// The operation gave up after its retries, with the last reason.
     Failed(Failure),
+    /// The file (its id unchanged) now has the name the rename gave it.
+    Renamed {
+        file: FileId,
+    },
 }
 
 /// Debug names each message by its protocol step first
@@ -451,6 +461,23 @@ pub enum Msg<P> {
         incarnation: u32,
         extensions: Vec<(ChunkHandle, LeaseEpoch)>,
     },
+
+    // ---- client ↔ master: the namespace (appended, so earlier variants
+    // keep their wire numbers)
+    /// Rename a file ([0091]). The master answers once the leases of the
+    /// file's chunks have been revoked (acknowledged) or have expired.
+    RenameFile {
+        from: String,
+        to: String,
+    },
+    /// `file`: the renamed file, or `NotFound` (no file at `from`),
+    /// `Exists` (a file at `to`), `BadPath`, `Busy` (a rename of either
+    /// name is already under way).
+    FileRenamed {
+        from: String,
+        to: String,
+        file: Result<FileId, Failure>,
+    },
 }
 
 /// One part of a chunk a clone copies ([`Msg::ChunkPart`]).
@@ -501,6 +528,7 @@ impl<P> Msg<P> {
                 "re-replication"
             }
             Msg::HeartBeat { .. } => "heartbeat",
+            Msg::RenameFile { .. } | Msg::FileRenamed { .. } => "rename",
         }
     }
 }
@@ -579,7 +607,8 @@ impl<P: Debug> Debug for Msg<P> {
             CloneChunk { chunk, version, source, incarnation },
             FetchChunk { chunk, version, from },
             ChunkPart { chunk, version, from, part },
-            HeartBeat { incarnation, extensions };
+            HeartBeat { incarnation, extensions },
+            RenameFile { from, to }, FileRenamed { from, to, file };
             ReportRequest)
     }
 }

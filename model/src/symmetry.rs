@@ -172,6 +172,10 @@ impl Permute for ChunkserverState<MemStore> {
 impl Permute for MasterState {
     fn permute(&self, p: &ClientPerm) -> Self {
         let mut s = self.clone();
+        for r in &mut s.renames {
+            r.client = p.id(r.client);
+        }
+        s.renames.sort();
         for v in &mut s.views {
             v.waiting = v.waiting.permute(p);
             v.waiting.sort();

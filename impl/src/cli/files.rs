@@ -1,9 +1,9 @@
 //! The one-shot client commands: each starts a client, does one operation
-//! on one file (write, read, read its records, stat), prints what it got
+//! on one file (write, read, read its records, stat, rename), prints what it got
 //! and shuts the client down.
 
 use super::connect;
-use crate::{BoxError, CatRecordsArgs, ReadArgs, StatArgs, WriteArgs};
+use crate::{BoxError, CatRecordsArgs, MvArgs, ReadArgs, StatArgs, WriteArgs};
 use std::io::{Read, Write};
 
 /// `leasehold write`.
@@ -94,5 +94,15 @@ pub(crate) async fn stat(a: StatArgs) -> Result<(), BoxError> {
         )?;
     }
     out.flush()?;
+    Ok(())
+}
+
+/// `leasehold mv`.
+pub(crate) async fn mv(a: MvArgs) -> Result<(), BoxError> {
+    let client = connect(&a.client, 0).await?;
+    let renamed = client.rename(&a.from, &a.to).await;
+    client.shutdown().await;
+    let info = renamed?;
+    println!("{} -> {}: file {}", a.from, a.to, info.file);
     Ok(())
 }

@@ -20,6 +20,8 @@ pub enum ClientError {
     },
     #[error("no such file: {0}")]
     NoSuchFile(String),
+    #[error("a file named {0} exists")]
+    FileExists(String),
     #[error("bad path {}: {why}; nothing was sent", shown_path(.path))]
     BadPath { path: String, why: &'static str },
     #[error("{path}: offset {offset} + {len} bytes is past the largest file size")]

@@ -79,6 +79,55 @@ impl Client {
         self.open_op(path, false).await
     }
 
+    /// Renames `from` to `to` ([0091]). The master first revokes the
+    /// leases of the file's chunks and grants none until the rename is
+    /// made, so no mutation runs across it (RENAME-1); mutations cut off
+    /// by the revocation are retried and land in the renamed file. The
+    /// file keeps its id: a client that opened it before goes on reaching
+    /// it, as an open file descriptor does across a Unix rename.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<FileInfo> {
+        for path in [from, to] {
+            if let Some(why) = path_problem(path) {
+                return Err(ClientError::BadPath {
+                    path: path.into(),
+                    why,
+                });
+            }
+        }
+        // Its id, to recognise a rename made by an earlier try whose
+        // answer was lost (the master then finds no file at `from`).
+        let before = self.open(from).await?;
+        let op = ClientOp::Rename {
+            from: from.into(),
+            to: to.into(),
+        };
+        let renamed = match self.run("rename", from, op, true).await {
+            Ok(OpResult::Renamed { file }) => file,
+            Ok(other) => unreachable!("rename answered with {other:?}"),
+            Err(ClientError::Failed {
+                reason: Failure::NotFound,
+                ..
+            }) => match self.open(to).await {
+                Ok(info) if info.file == before.file => info.file,
+                _ => return Err(ClientError::NoSuchFile(from.into())),
+            },
+            Err(ClientError::Failed {
+                reason: Failure::Exists,
+                ..
+            }) => return Err(ClientError::FileExists(to.into())),
+            Err(e) => return Err(e),
+        };
+        {
+            let mut files = self.inner.files.lock().expect("file cache lock");
+            files.remove(from);
+            files.insert(to.into(), renamed);
+        }
+        Ok(FileInfo {
+            file: renamed,
+            chunks: before.chunks,
+        })
+    }
+
     pub(super) async fn file_id(&self, path: &str) -> Result<FileId> {
         let cached = self
             .inner

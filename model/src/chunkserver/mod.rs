@@ -464,9 +464,12 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 self.apply_held(state, chunk, o);
             }
             Msg::RevokeLease { chunk, epoch } => {
+                // LEASE-5: the acknowledgement below tells the master that
+                // no mutation of this epoch is ordered here any more.
                 if state
                     .lease(chunk)
                     .is_some_and(|l| l.epoch == epoch && (l.holding || l.requested))
+                    && self.cfg.bug != Bug::RevokedPrimaryKeepsLease
                 {
                     self.drop_lease(state, chunk, o);
                 }

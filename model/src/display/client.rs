@@ -137,6 +137,7 @@ impl<P: Payload> Display for ResultText<'_, P> {
             OpResult::Read { data } => write!(f, "read {data:?}"),
             OpResult::Stat { info, chunks } => write!(f, "stat {} of {chunks}", Info(info)),
             OpResult::Failed(reason) => write!(f, "failed: {reason:?}"),
+            OpResult::Renamed { file } => write!(f, "renamed file {file}"),
         }
     }
 }

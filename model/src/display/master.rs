@@ -145,6 +145,7 @@ mod tests {
             }],
             servers: vec![],
             quiet: false,
+            renames: vec![],
         };
         let node: NodeState<MemStore> = NodeState::Master(m);
         assert_eq!(

@@ -298,6 +298,11 @@ impl MasterActor {
         if view.lease != LeaseView::Free || state.quiet {
             return;
         }
+        if self.renaming(state, chunk) {
+            // Its lease has ended: the rename waited for that.
+            self.try_finish_renames(state, o);
+            return;
+        }
         // A lease nobody waits for is offered only to bring a stale
         // replica back (re-replication).
         if view.waiting.is_empty() && !self.needs_clone(state, chunk) {
@@ -473,6 +478,10 @@ impl MasterActor {
         let s = state.to_mut();
         for c in std::mem::take(&mut s.views[chunk as usize].waiting) {
             o.send(c, reply.clone());
+        }
+        // Offered before a rename of its file began: revoked at once.
+        if self.renaming(state, chunk) && self.cfg.bug != Bug::RenamesUnderLease {
+            self.revoke(state, chunk, o);
         }
     }
 

@@ -115,6 +115,20 @@ pub struct MasterState {
     pub servers: Vec<ServerView>,
     /// A restarted master's waiting period: no lease may be granted.
     pub quiet: bool,
+    /// Renames taken but not yet made (volatile: a client whose master
+    /// restarts asks again).
+    pub renames: Vec<Renaming>,
+}
+
+/// A rename the master has taken and not yet made ([0091]): the leases of
+/// the file's chunks are being revoked, none is granted meanwhile, and the
+/// name changes once every one has ended (acknowledged or expired).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Renaming {
+    pub client: Id,
+    pub file: FileId,
+    pub from: String,
+    pub to: String,
 }
 
 impl MasterState {
@@ -163,6 +177,7 @@ impl MasterActor {
                     views,
                     servers: vec![],
                     quiet: false,
+                    renames: vec![],
                 }
             }
             Some(durable) => {
@@ -201,6 +216,7 @@ impl MasterActor {
                     views,
                     servers: vec![],
                     quiet,
+                    renames: vec![],
                 }
             }
         }
@@ -215,6 +231,7 @@ impl MasterActor {
     ) {
         match msg {
             Msg::OpenFile { path, create } => self.on_open_file(state, src, path, create, o),
+            Msg::RenameFile { from, to } => self.on_rename_file(state, src, from, to, o),
             Msg::FindLease { file, index } => self.on_find_lease(state, src, file, index, o),
             Msg::Locate { file, index } => self.on_locate(state, src, file, index, o),
             Msg::VersionAck { chunk, version } => {

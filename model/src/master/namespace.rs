@@ -85,6 +85,117 @@ impl MasterActor {
         o.send(src, Msg::FileOpened { path, file, chunks });
     }
 
+    /// Renames the file at `from` to `to` ([0091]: "when master 130 wants
+    /// to disable modifications to a file that is being renamed"). The
+    /// leases of its chunks are revoked now and none is granted until the
+    /// rename is made, which happens once each has ended, revoked or
+    /// expired ([`MasterActor::try_finish_renames`]). The file keeps its
+    /// id, so a client appending by id goes on into the renamed file.
+    pub(super) fn on_rename_file<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        src: Id,
+        from: String,
+        to: String,
+        o: &mut O<S>,
+    ) {
+        if path_problem(&from).is_some() || path_problem(&to).is_some() {
+            // As for OpenFile: a refused path is not echoed back.
+            let (from, to) = (String::new(), String::new());
+            let file = Err(Failure::BadPath);
+            o.send(src, Msg::FileRenamed { from, to, file });
+            return;
+        }
+        let asked_again = |r: &Renaming| r.client == src && r.from == from && r.to == to;
+        if state.renames.iter().any(asked_again) {
+            return; // a client's retry: it is answered when the rename is made
+        }
+        let names = |r: &Renaming| [&r.from, &r.to].into_iter().any(|n| *n == from || *n == to);
+        let found = |name: &str| state.durable.files.iter().position(|f| f.name == name);
+        let file = if state.renames.iter().any(names) {
+            Err(Failure::Busy)
+        } else {
+            match (found(&from), found(&to)) {
+                (None, _) => Err(Failure::NotFound),
+                (Some(f), _) if from == to => Ok(f as FileId),
+                (Some(_), Some(_)) => Err(Failure::Exists),
+                (Some(f), None) => Ok(f as FileId),
+            }
+        };
+        let file = match file {
+            Ok(f) if from != to => f,
+            file => {
+                o.send(src, Msg::FileRenamed { from, to, file });
+                return;
+            }
+        };
+        let s = state.to_mut();
+        s.renames.push(Renaming {
+            client: src,
+            file,
+            from,
+            to,
+        });
+        s.renames.sort();
+        if self.cfg.bug != Bug::RenamesUnderLease {
+            for chunk in state.durable.files[file as usize].chunks.clone() {
+                if let Some(LeaseView::Granted {
+                    revoking: false, ..
+                }) = state.lease(chunk)
+                {
+                    self.revoke(state, chunk, o);
+                }
+            }
+        }
+        self.try_finish_renames(state, o);
+    }
+
+    /// Whether a rename of `chunk`'s file is under way: no lease of it may
+    /// be granted or extended.
+    pub(super) fn renaming(&self, state: &MasterState, chunk: ChunkHandle) -> bool {
+        let file = state.durable.chunks[chunk as usize].file;
+        state.renames.iter().any(|r| r.file == file)
+    }
+
+    /// Makes every rename whose file's leases have all ended (RENAME-1),
+    /// answers its client, and lets the file's chunks be leased again.
+    pub(super) fn try_finish_renames<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        o: &mut O<S>,
+    ) {
+        // A restarted master does not know which leases its previous
+        // incarnation granted until its wait is over (LEASE-3).
+        if state.quiet {
+            return;
+        }
+        let ended = |state: &MasterState, r: &Renaming| {
+            self.cfg.bug == Bug::RenamesUnderLease
+                || state.durable.files[r.file as usize]
+                    .chunks
+                    .iter()
+                    .all(|c| state.views[*c as usize].lease == LeaseView::Free)
+        };
+        while let Some(i) = state.renames.iter().position(|r| ended(state, r)) {
+            let s = state.to_mut();
+            let r = s.renames.remove(i);
+            s.durable.files[r.file as usize].name = r.to.clone();
+            o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
+            let chunks = s.durable.files[r.file as usize].chunks.clone();
+            o.send(
+                r.client,
+                Msg::FileRenamed {
+                    from: r.from,
+                    to: r.to,
+                    file: Ok(r.file),
+                },
+            );
+            for chunk in chunks {
+                self.try_offer(state, chunk, o);
+            }
+        }
+    }
+
     /// Where chunk `index` of `file` is, with its lease holder if one is granted.
     pub(super) fn on_locate<S: ChunkStore>(
         &self,

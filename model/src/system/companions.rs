@@ -183,3 +183,19 @@ pub(super) fn read_returned_acked(model: &LeaseholdModel, s: &State) -> bool {
         })
     })
 }
+
+pub(super) fn revoked_then_granted(_: &LeaseholdModel, s: &State) -> bool {
+    let h = &s.history;
+    h.revoked != 0 && h.grants.iter().any(|&(_, epoch, _)| epoch > h.revoked)
+}
+
+/// A client's rename made, after a revocation, and a record appended under
+/// a later lease than the revoked one: the append went on across it.
+pub(super) fn renamed_after_revocation(model: &LeaseholdModel, s: &State) -> bool {
+    let h = &s.history;
+    let renamed = (0..model.cfg.clients()).any(|c| {
+        matches!(&**s.actor_states[usize::from(model.cfg.client_id(c))],
+            NodeState::Client(cl) if cl.results.iter().any(|r| matches!(r, OpResult::Renamed { .. })))
+    });
+    renamed && h.revoked != 0 && acked(model, s).any(|a| a.append && a.stamp.epoch > h.revoked)
+}

@@ -13,6 +13,10 @@ use crate::Node;
 use stateright::actor::{ActorModel, Id, LossyNetwork, Network};
 use std::sync::Arc;
 
+/// The model's one file, and the name the `rename` configuration gives it.
+pub const RENAME_FROM: &str = "/log";
+pub const RENAME_TO: &str = "/renamed";
+
 /// A model configuration: how many of each node, what clients do, which
 /// faults the environment may inject, and the protocol's bounds.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -86,6 +90,9 @@ pub struct ModelCfg {
     /// operations succeeding, the master counts every placed replica of
     /// every chunk up to date again.
     pub replication_goal: bool,
+    /// The client that, after its other operations, renames the file
+    /// (`/log` to `/renamed`, [0091]), if any.
+    pub renamer: Option<u8>,
     pub bug: Bug,
 }
 
@@ -143,7 +150,8 @@ impl ModelCfg {
     /// Whether all clients run the same script up to their own number, so
     /// symmetry reduction over clients is sound.
     pub fn clients_interchangeable(&self) -> bool {
-        self.appends.windows(2).all(|w| w[0] == w[1])
+        self.renamer.is_none()
+            && self.appends.windows(2).all(|w| w[0] == w[1])
             && self.writes.windows(2).all(|w| w[0] == w[1])
             && self.reads.windows(2).all(|w| w[0] == w[1])
     }
@@ -158,6 +166,7 @@ impl ModelCfg {
             .len()
             .max(self.writes.len())
             .max(self.reads.len())
+            .max(self.renamer.map_or(0, |c| c as usize + 1))
     }
 
     /// Whether the environment injects faults (and actors time out).
@@ -277,6 +286,12 @@ impl ModelCfg {
                 len: u64::from(self.record_units),
             });
         }
+        if self.renamer == Some(client as u8) {
+            ops.push(ClientOp::Rename {
+                from: RENAME_FROM.into(),
+                to: RENAME_TO.into(),
+            });
+        }
         ops
     }
 
@@ -300,7 +315,7 @@ impl ModelCfg {
     fn initial_master(&self) -> MasterDurable {
         let mut durable = MasterDurable {
             files: vec![FileMeta {
-                name: "log".into(),
+                name: RENAME_FROM.into(),
                 chunks: vec![],
             }],
             chunks: vec![],

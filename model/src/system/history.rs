@@ -84,6 +84,12 @@ pub const STEP_APPEND_GAVE_UP: u8 = 8;
 /// A client gave up on a write with retries left, or a primary kept a
 /// mutation a replica failed instead of failing it at once (WRITE-2).
 pub const STEP_WRITE_FAILURE_HIDDEN: u8 = 16;
+/// A replica acknowledged the revocation of a lease it still holds (or
+/// still asks for), so it may go on ordering mutations under it (LEASE-5).
+pub const STEP_REVOKED_LEASE_KEPT: u8 = 32;
+/// The master made a rename while a replica held a lease of one of the
+/// file's chunks (RENAME-1).
+pub const STEP_RENAMED_UNDER_LEASE: u8 = 64;
 
 impl History {
     pub(super) fn on_send(

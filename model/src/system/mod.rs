@@ -110,6 +110,27 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             |m, s| lease_4(&ModelView::new(m, s)),
         ));
     }
+    let revokes = cfg.revocations_max > 0 || cfg.re_replication || cfg.renamer.is_some();
+    if revokes {
+        p.push(Property::always(
+            "LEASE-5 a replica that acknowledged a revocation no longer holds or asks for that lease",
+            |m, s| lease_5(&ModelView::new(m, s)),
+        ));
+        p.push(Property::sometimes(
+            "LEASE-5 reached: a revocation acknowledged and the chunk leased again",
+            revoked_then_granted,
+        ));
+    }
+    if cfg.renamer.is_some() {
+        p.push(Property::always(
+            "RENAME-1 a rename is made only when no replica holds a lease of the file",
+            |m, s| rename_1(&ModelView::new(m, s)),
+        ));
+        p.push(Property::sometimes(
+            "RENAME-1 reached: a file renamed after its lease was revoked and then appended to",
+            renamed_after_revocation,
+        ));
+    }
     if appends || writes {
         p.push(Property::always(
             "PUSH-1 a mutation is sent only on the chain's acknowledgement, each hop to the closest server left",
@@ -349,8 +370,15 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
     // serial missing: the failed replica fails mutations at once instead
     // of holding them back, and nothing is delayed past another.
     let store_fault_only = cfg.prompt_network && cfg.store_faults > 0;
+    // Two clients that mutate (a renaming client only renames).
+    let mutating_clients = (0..cfg.clients())
+        .filter(|&c| {
+            cfg.appends.get(c).is_some_and(|&n| n > 0)
+                || cfg.writes.get(c).is_some_and(|w| !w.is_empty())
+        })
+        .count();
     if two_in_flight
-        && (cfg.clients() > 1
+        && (mutating_clients > 1
             || (cfg.client_retries_max > 0
                 && cfg.lease_grants_max > 1
                 && cfg.faulty()

@@ -39,6 +39,7 @@ impl ModelCfg {
             clone_part_units: u64::MAX,
             prompt_network: false,
             replication_goal: false,
+            renamer: None,
             bug: Bug::None,
         };
         let cfg = match name {
@@ -416,12 +417,24 @@ impl ModelCfg {
                 replication_goal: true,
                 ..base
             },
+            // RENAME-1, LEASE-5 ([0091]): one client appends twice while
+            // another renames the file; the rename revokes the lease, the
+            // append it cuts off retries and goes on into the renamed file
+            // (by id) under a second grant.
+            "rename" => ModelCfg {
+                name: "rename",
+                appends: vec![2],
+                renamer: Some(1),
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                ..base
+            },
             _ => return None,
         };
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 32] = [
+    pub const NAMES: [&'static str; 33] = [
         "tiny",
         "small",
         "pad",
@@ -454,5 +467,6 @@ impl ModelCfg {
         "live-repl",
         "repl-concurrent",
         "repl-spare",
+        "rename",
     ];
 }

@@ -494,6 +494,22 @@ pub fn lease_2<V: GlobalView>(v: &V) -> bool {
     v.history().broken & STEP_LATE_GRANT == 0
 }
 
+/// LEASE-5 ([0091]): a replica's acknowledgement of a revocation ends its
+/// part in that lease: it neither holds nor asks for it afterwards, so it
+/// orders no further mutation under it (checked at each revocation's
+/// delivery: `STEP_REVOKED_LEASE_KEPT`). The model's step rule only; a
+/// real run's trace shows the same through LEASE-4.
+pub fn lease_5<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_REVOKED_LEASE_KEPT == 0
+}
+
+/// RENAME-1 ([0091]): the master makes a rename only when no replica
+/// holds a lease of the file's chunks, so no mutation runs across it
+/// (checked in the step that changes the name: `STEP_RENAMED_UNDER_LEASE`).
+pub fn rename_1<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_RENAMED_UNDER_LEASE == 0
+}
+
 /// LEASE-4 ([0091]): extensions and revocations keep the primary's lease
 /// inside the master's: a live replica holds a lease only while the master
 /// grants that epoch to that replica. A crashed master, or a restarted one

@@ -248,6 +248,10 @@ enum Delivered {
         stamp: Stamp,
     },
     Pushed(DataId),
+    Revoke {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+    },
     /// A part of a clone: it installs data the replica never buffered,
     /// copied from a replica that applied it (re-replication).
     ClonePart,
@@ -257,9 +261,12 @@ enum Delivered {
 impl LeaseholdModel {
     fn step_kind(&self, action: &Action) -> StepKind {
         match action {
-            // The master's steps break none of the step rules.
-            ActorModelAction::Deliver { src, dst, msg } if usize::from(*dst) > 0 => {
+            ActorModelAction::Deliver { src, dst, msg } => {
                 let msg = match msg {
+                    Msg::RevokeLease { chunk, epoch } => Delivered::Revoke {
+                        chunk: *chunk,
+                        epoch: *epoch,
+                    },
                     Msg::LeaseGrant { chunk, epoch, .. } => Delivered::Grant {
                         chunk: *chunk,
                         epoch: *epoch,
@@ -348,7 +355,38 @@ impl LeaseholdModel {
             StepKind::Timeout(id, _) => (*id, None),
             StepKind::Other => return 0,
         };
+        if actor == self.cfg.master_id() {
+            // RENAME-1: a rename is made (the name changes in this step)
+            // only when no replica holds a lease of the file's chunks.
+            let (a, b) = (master(last), master(next));
+            for (f, file) in b.durable.files.iter().enumerate() {
+                let renamed = a
+                    .durable
+                    .files
+                    .get(f)
+                    .is_some_and(|old| old.name != file.name);
+                let held = || {
+                    self.cfg.chunkserver_id_iter().any(|cs| {
+                        cs_of(next, cs)
+                            .is_some_and(|c| file.chunks.iter().any(|k| c.is_primary(*k)))
+                    })
+                };
+                if renamed && held() {
+                    broken |= STEP_RENAMED_UNDER_LEASE;
+                }
+            }
+        }
         if let (Some(a), Some(b)) = (cs_of(last, actor), cs_of(next, actor)) {
+            // LEASE-5: a replica that acknowledges a revocation (it always
+            // answers one) no longer holds or asks for that lease, so by
+            // LEASE-2 it never holds it again.
+            if let Some(Delivered::Revoke { chunk, epoch }) = delivered {
+                if b.lease(chunk)
+                    .is_some_and(|l| l.epoch == epoch && (l.holding || l.requested))
+                {
+                    broken |= STEP_REVOKED_LEASE_KEPT;
+                }
+            }
             // LEASE-2: a grant makes a replica the holder only when it
             // answers the replica's own request, still pending.
             if let Some(Delivered::Grant { chunk, epoch }) = delivered {
