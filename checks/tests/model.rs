@@ -385,23 +385,15 @@ fn bug_primary_ignores_secondary_error_breaks_write_2() {
 }
 
 /// A grant that restarts the lease clock differs from the protocol only in
-/// *when* a timer runs out, which the model's timers do not have: the
-/// checker sees the same states and verdicts. It is a real-time bug, caught
-/// by trace validation of a TCP run whose grants are delayed
-/// (impl/tests/lease_clock.rs, LEASE-1 in real time); this test pins that the
-/// model cannot, so nobody mistakes its passing for a check of LEASE-2's
-/// timing.
+/// *when* a timer runs out, which the model's timers do not have: re-arming
+/// a running timer leaves the timer set as it was. LEASE-2's step rule asks
+/// the handler what it commands (`STEP_LEASE_CLOCK_REARMED`), so the checker
+/// catches it too, not only trace validation of a TCP run whose grants are
+/// delayed (impl/tests/lease_clock.rs, LEASE-1 in real time). Before the
+/// rule, this bug left every state and verdict of `pad` unchanged.
 #[test]
-fn bug_grant_restarts_lease_clock_is_invisible_to_the_model() {
-    let opts = Options {
-        strategy: Strategy::Dfs,
-        ..Options::default()
-    };
-    let cfg = || ModelCfg::named("pad").unwrap();
-    let right = check_model(cfg(), &opts);
-    let buggy = check_model(cfg().with_bug(Bug::GrantRestartsLeaseClock), &opts);
-    assert!(right.all_ok() && buggy.all_ok(), "{buggy:?}");
-    assert_eq!(right.unique_states, buggy.unique_states);
+fn bug_grant_restarts_lease_clock_breaks_lease_2() {
+    caught(Bug::GrantRestartsLeaseClock, "pad", "LEASE-2");
 }
 
 // Liveness (LIVE-1): from every reachable state, success stays reachable.

@@ -90,6 +90,9 @@ pub const STEP_REVOKED_LEASE_KEPT: u8 = 32;
 /// The master made a rename while a replica held a lease of one of the
 /// file's chunks (RENAME-1).
 pub const STEP_RENAMED_UNDER_LEASE: u8 = 64;
+/// A replica re-armed a lease clock that was running: a grant (or a second
+/// request) moved a lease's deadline later than its request's (LEASE-2).
+pub const STEP_LEASE_CLOCK_REARMED: u8 = 128;
 
 impl History {
     pub(super) fn on_send(

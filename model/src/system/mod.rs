@@ -100,7 +100,7 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             |m, s| version_2(&ModelView::new(m, s)),
         ),
         Property::always(
-            "LEASE-2 a replica holds a lease only from a grant answering its own pending request",
+            "LEASE-2 a replica holds a lease only from a grant answering its own pending request and never re-arms a running lease clock",
             |m, s| lease_2(&ModelView::new(m, s)),
         ),
     ];

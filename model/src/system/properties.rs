@@ -489,9 +489,12 @@ pub fn write_1<V: GlobalView>(v: &V) -> bool {
 
 /// LEASE-2 ([0091]): a replica holds a lease only for an epoch it
 /// requested, from a grant that arrived while that request was pending
-/// (checked at each grant's delivery: `STEP_LATE_GRANT`).
+/// (checked at each grant's delivery: `STEP_LATE_GRANT`), and a lease
+/// clock is never re-armed while it runs, so no lease outlasts its
+/// request's deadline (checked at each step that can arm one:
+/// `STEP_LEASE_CLOCK_REARMED`).
 pub fn lease_2<V: GlobalView>(v: &V) -> bool {
-    v.history().broken & STEP_LATE_GRANT == 0
+    v.history().broken & (STEP_LATE_GRANT | STEP_LEASE_CLOCK_REARMED) == 0
 }
 
 /// LEASE-5 ([0091]): a replica's acknowledgement of a revocation ends its

@@ -88,6 +88,58 @@ impl LeaseholdModel {
             .collect()
     }
 
+    /// Whether the step re-arms a lease clock that is running (LEASE-2's
+    /// deadline rule: a clock starts only in the step that sends its
+    /// request, and nothing else restarts it). A
+    /// re-armed timer leaves the timer set unchanged, so the untimed model
+    /// would not see it: this asks the handler what the step commands, for
+    /// the steps whose handlers arm lease clocks (an offer taken, a grant
+    /// taken, a heartbeat).
+    fn lease_clock_rearmed_by(&self, last: &State, action: &Action) -> bool {
+        let (id, arms) = match action {
+            ActorModelAction::Deliver { dst, msg, .. } => (
+                *dst,
+                matches!(msg, Msg::LeaseGrant { .. } | Msg::LeaseOffer { .. }),
+            ),
+            ActorModelAction::Timeout(id, timer) => (*id, *timer == Timer::HeartBeat),
+            _ => return false,
+        };
+        let i = usize::from(id);
+        if !arms || last.crashed[i] || !self.cfg.is_chunkserver(id) {
+            return false;
+        }
+        let running = &last.timers_set[i];
+        if !running.iter().any(|t| matches!(t, Timer::LeaseClock(..))) {
+            return false;
+        }
+        let mut out = Out::new();
+        let mut state = Cow::Borrowed(&*last.actor_states[i]);
+        let actor = &self.inner.actors[i];
+        match action {
+            ActorModelAction::Deliver { src, msg, .. } => {
+                actor.on_msg(id, &mut state, *src, msg.clone(), &mut out)
+            }
+            ActorModelAction::Timeout(_, timer) => {
+                actor.on_timeout(id, &mut state, timer, &mut out)
+            }
+            _ => return false,
+        }
+        // A new lease's request (an offer taken) abandons the request its
+        // clock timed: the epoch moves on, so no grant of the old one is
+        // taken, and its clock starts again for the new request.
+        let requested: SmallVec<[ChunkHandle; 1]> = out
+            .iter()
+            .filter_map(|c| match c {
+                Command::Send(_, Msg::LeaseRequest { chunk, .. }) => Some(*chunk),
+                _ => None,
+            })
+            .collect();
+        out.iter().any(|c| {
+            matches!(c, Command::SetTimer(t @ Timer::LeaseClock(chunk, _), _)
+                if running.iter().any(|r| r == t) && !requested.contains(chunk))
+        })
+    }
+
     /// Keeps `History::expiry_waits` exact after a step: a chunk whose
     /// expiry the master just armed waits for the clocks of its granted
     /// epoch running now; a clock that stopped (ran out, was cancelled, its
@@ -588,6 +640,7 @@ impl Model for LeaseholdModel {
         let expiry = matches!(&action, ActorModelAction::Timeout(_, Timer::LeaseClock(..)))
             && !self.waiting_out_leases(last);
         let armed = self.expiry_armed_by(last, &action);
+        let rearmed = self.lease_clock_rearmed_by(last, &action);
         let lost = matches!(&action, ActorModelAction::Drop(_));
         let action_copy = self.step_kind(&action);
         let resends = matches!(
@@ -610,7 +663,10 @@ impl Model for LeaseholdModel {
         }
         self.settle_expiry_waits(&mut next, &armed);
         self.record_starts(last, &mut next);
-        let broken = self.step_breaks(last, &action_copy, &next);
+        let mut broken = self.step_breaks(last, &action_copy, &next);
+        if rearmed {
+            broken |= STEP_LEASE_CLOCK_REARMED;
+        }
         if broken & !next.history.broken != 0 {
             next.history.broken |= broken;
         }
