@@ -864,3 +864,13 @@ fn bug_revoked_primary_keeps_lease_breaks_lease_5() {
 fn bug_revoked_primary_keeps_lease_breaks_rename_1() {
     caught(Bug::RevokedPrimaryKeepsLease, "rename", "RENAME-1");
 }
+
+#[test]
+fn rename_two_holds_and_reaches_every_companion() {
+    // RENAME-1's refusals: two clients rename the file while a third
+    // appends; the master refuses the later rename `Busy` while the first
+    // is pending (its companion), the client retries, and finds no file
+    // once the first is made.
+    let r = exhaustive("rename-two");
+    assert_eq!(r.unique_states, 59_036);
+}

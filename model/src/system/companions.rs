@@ -199,3 +199,17 @@ pub(super) fn renamed_after_revocation(model: &LeaseholdModel, s: &State) -> boo
     });
     renamed && h.revoked != 0 && acked(model, s).any(|a| a.append && a.stamp.epoch > h.revoked)
 }
+
+/// A `FileRenamed` refusing a rename as `Busy` is in flight: the master
+/// took a second rename of the file while the first was pending.
+pub(super) fn rename_refused_busy(_: &LeaseholdModel, s: &State) -> bool {
+    s.network.iter_all().any(|e| {
+        matches!(
+            e.msg,
+            Msg::FileRenamed {
+                file: Err(Failure::Busy),
+                ..
+            }
+        )
+    })
+}

@@ -90,9 +90,10 @@ pub struct ModelCfg {
     /// operations succeeding, the master counts every placed replica of
     /// every chunk up to date again.
     pub replication_goal: bool,
-    /// The client that, after its other operations, renames the file
-    /// (`/log` to `/renamed`, [0091]), if any.
-    pub renamer: Option<u8>,
+    /// The clients that, after their other operations, rename the file
+    /// (`/log` to `/renamed`, [0091]). With two, one of them meets the
+    /// other's rename pending (`Busy`) or made (`NotFound`).
+    pub renamers: Vec<u8>,
     pub bug: Bug,
 }
 
@@ -150,7 +151,7 @@ impl ModelCfg {
     /// Whether all clients run the same script up to their own number, so
     /// symmetry reduction over clients is sound.
     pub fn clients_interchangeable(&self) -> bool {
-        self.renamer.is_none()
+        self.renamers.is_empty()
             && self.appends.windows(2).all(|w| w[0] == w[1])
             && self.writes.windows(2).all(|w| w[0] == w[1])
             && self.reads.windows(2).all(|w| w[0] == w[1])
@@ -166,7 +167,13 @@ impl ModelCfg {
             .len()
             .max(self.writes.len())
             .max(self.reads.len())
-            .max(self.renamer.map_or(0, |c| c as usize + 1))
+            .max(
+                self.renamers
+                    .iter()
+                    .map(|&c| c as usize + 1)
+                    .max()
+                    .unwrap_or(0),
+            )
     }
 
     /// Whether the environment injects faults (and actors time out).
@@ -286,7 +293,7 @@ impl ModelCfg {
                 len: u64::from(self.record_units),
             });
         }
-        if self.renamer == Some(client as u8) {
+        if self.renamers.contains(&(client as u8)) {
             ops.push(ClientOp::Rename {
                 from: RENAME_FROM.into(),
                 to: RENAME_TO.into(),

@@ -110,7 +110,7 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             |m, s| lease_4(&ModelView::new(m, s)),
         ));
     }
-    let revokes = cfg.revocations_max > 0 || cfg.re_replication || cfg.renamer.is_some();
+    let revokes = cfg.revocations_max > 0 || cfg.re_replication || !cfg.renamers.is_empty();
     if revokes {
         p.push(Property::always(
             "LEASE-5 a replica that acknowledged a revocation no longer holds or asks for that lease",
@@ -121,7 +121,13 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             revoked_then_granted,
         ));
     }
-    if cfg.renamer.is_some() {
+    if cfg.renamers.len() > 1 {
+        p.push(Property::sometimes(
+            "RENAME-1 reached: a rename refused while another of the same file was pending",
+            rename_refused_busy,
+        ));
+    }
+    if !cfg.renamers.is_empty() {
         p.push(Property::always(
             "RENAME-1 a rename is made only when no replica holds a lease of the file",
             |m, s| rename_1(&ModelView::new(m, s)),

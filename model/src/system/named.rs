@@ -39,7 +39,7 @@ impl ModelCfg {
             clone_part_units: u64::MAX,
             prompt_network: false,
             replication_goal: false,
-            renamer: None,
+            renamers: vec![],
             bug: Bug::None,
         };
         let cfg = match name {
@@ -424,7 +424,19 @@ impl ModelCfg {
             "rename" => ModelCfg {
                 name: "rename",
                 appends: vec![2],
-                renamer: Some(1),
+                renamers: vec![1],
+                lease_grants_max: 2,
+                client_retries_max: 1,
+                ..base
+            },
+            // RENAME-1's refusals: two clients rename the file while a
+            // third appends; the later rename is refused `Busy` while the
+            // first is pending (and retried), or finds no file once it is
+            // made.
+            "rename-two" => ModelCfg {
+                name: "rename-two",
+                appends: vec![1],
+                renamers: vec![1, 2],
                 lease_grants_max: 2,
                 client_retries_max: 1,
                 ..base
@@ -434,7 +446,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 33] = [
+    pub const NAMES: [&'static str; 34] = [
         "tiny",
         "small",
         "pad",
@@ -468,5 +480,6 @@ impl ModelCfg {
         "repl-concurrent",
         "repl-spare",
         "rename",
+        "rename-two",
     ];
 }
