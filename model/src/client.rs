@@ -12,6 +12,7 @@
 //! `Msg::Submit` and gets `Msg::Done` back.
 
 use crate::config::{Bug, Durations, ProtocolCfg};
+use crate::master::path_problem;
 use crate::msg::*;
 use crate::types::*;
 use serde::{Deserialize, Serialize};
@@ -117,10 +118,15 @@ impl<P: Payload> ClientActor<P> {
                 self.finish(id, state, result, o);
             }
             Msg::FileRenamed { from, to, file } => {
+                // A refused path is not echoed back (the names come back
+                // empty): the refusal is this rename's if its own names
+                // are ones the master refuses.
+                let refused = file == Err(Failure::BadPath);
                 let asked = matches!(
                     &state.current,
                     Some(Current { op: ClientOp::Rename { from: f, to: t }, phase: Phase::Opening, .. })
-                        if *f == from && *t == to
+                        if (*f == from && *t == to)
+                            || (refused && (path_problem(f).is_some() || path_problem(t).is_some()))
                 );
                 if !asked {
                     return; // an answer to an earlier try, already taken
@@ -574,4 +580,39 @@ fn send_mutate<S: ChunkStore>(
             data: cur.data,
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memstore::{MemStore, RecordToken};
+    use crate::system::ModelCfg;
+    use stateright::actor::Out;
+
+    /// The master answers a refused path with empty names; the client
+    /// still takes the refusal as its rename's answer, instead of waiting
+    /// for one with its names until it gives up.
+    #[test]
+    fn a_rename_of_a_refused_path_fails_bad_path() {
+        let client: ClientActor<RecordToken> = ClientActor {
+            cfg: Arc::new(ModelCfg::named("tiny").unwrap().protocol()),
+            number: 0,
+            script: vec![ClientOp::Rename {
+                from: "relative".into(),
+                to: "/x".into(),
+            }],
+            report_to: None,
+            fragment_max: u64::MAX,
+        };
+        let id = Id::from(4);
+        let mut o: O<MemStore> = Out::new();
+        let mut state = Cow::Owned(client.on_start(id, &mut o));
+        let refusal = Msg::FileRenamed {
+            from: String::new(),
+            to: String::new(),
+            file: Err(Failure::BadPath),
+        };
+        client.on_msg(id, &mut state, Id::from(0), refusal, &mut o);
+        assert_eq!(state.results, vec![OpResult::Failed(Failure::BadPath)]);
+    }
 }

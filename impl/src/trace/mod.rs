@@ -261,25 +261,25 @@ impl TraceWriter {
         self.buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
     }
 
-    /// Copies the buffer's records into the file, one at a time (each
-    /// with its frame last).
+    /// Copies the buffer's record (one: each is written as it is made)
+    /// into the file.
     fn write_out(&mut self) {
         let Some(out) = &mut self.out else {
             self.buf.clear();
             return;
         };
-        let mut at = 0;
-        while at + 8 <= self.buf.len() {
-            let len = u32::from_le_bytes(self.buf[at..at + 4].try_into().expect("4 bytes"));
-            let framed = &self.buf[at..at + 8 + len as usize];
-            if let Err(e) = out.append(framed) {
+        if !self.buf.is_empty() {
+            debug_assert_eq!(
+                u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) as usize + 8,
+                self.buf.len(),
+                "one record at a time"
+            );
+            if let Err(e) = out.append(&self.buf) {
                 // The run goes on; its trace ends here, and validation will
                 // find the steps missing.
                 tracing::error!(path = %self.path.display(), "trace write failed, tracing stops: {e}");
                 self.out = None;
-                break;
             }
-            at += framed.len();
         }
         self.buf.clear();
     }
