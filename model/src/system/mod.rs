@@ -34,9 +34,11 @@
 //! - [`configs`]: the named configurations ([`ModelCfg`]) and `--set`.
 //! - [`history`]: the auxiliary history the properties read.
 //! - [`timed`]: the wrapper ([`LeaseholdModel`]) that enforces the time
-//!   rule above, bounds faults, and checks the step rules.
+//!   rule above and bounds faults; [`step_rules`]: what it checks of each
+//!   step itself (`History::broken`).
 //! - [`properties`]: the always-properties; [`companions`]: their
-//!   `sometimes` companions. This file attaches both to a configuration.
+//!   `sometimes` companions; [`queries`]: what both read of a checker
+//!   state directly. This file attaches both to a configuration.
 
 pub mod append_order;
 mod companions;
@@ -44,15 +46,15 @@ mod configs;
 mod history;
 mod named;
 mod properties;
+mod queries;
+mod step_rules;
 mod timed;
 pub mod view;
 
 pub use configs::*;
 pub use history::*;
 pub use properties::always as always_properties;
-pub use properties::{
-    acked, all_succeeded, fully_replicated, liveness_goal, moved_to_spare, reads,
-};
+pub use queries::{acked, all_succeeded, fully_replicated, liveness_goal, moved_to_spare, reads};
 pub use timed::master;
 pub use timed::LeaseholdModel;
 pub use view::{Acked, GlobalView, ModelView, ReadDone, Region, StampedStore};
@@ -64,6 +66,7 @@ use crate::types::*;
 use crate::{Node, NodeState};
 use companions::*;
 use properties::*;
+use queries::*;
 use stateright::actor::{ActorModelAction, ActorModelState};
 use stateright::{Expectation, Property};
 use view::*;

@@ -1,0 +1,276 @@
+//! The step rules: what the wrapper checks of each step itself, because no
+//! single state shows it (a grant taken without a pending request, a clock
+//! re-armed, a client giving up with retries left), recorded as
+//! `History::broken` bits that the always-properties read; and the real-time
+//! order of record appends APPEND-2 and READ-1 need.
+
+use super::*;
+use crate::msg::*;
+use crate::types::*;
+use crate::NodeState;
+use smallvec::SmallVec;
+use stateright::actor::{ActorModelAction, Envelope, Id};
+
+/// What [`LeaseholdModel::step_breaks`] needs to know of an action, taken
+/// before the action moves into the inner model.
+pub(super) enum StepKind {
+    Deliver { src: Id, dst: Id, msg: Delivered },
+    Timeout(Id, Timer),
+    Other,
+}
+
+/// The few facts of a delivered message the step checks read (the message
+/// itself stays with the inner model, uncloned).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Delivered {
+    Grant {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+    },
+    AppliedErr {
+        chunk: ChunkHandle,
+        stamp: Stamp,
+    },
+    Pushed(DataId),
+    Revoke {
+        chunk: ChunkHandle,
+        epoch: LeaseEpoch,
+    },
+    /// A part of a clone: it installs data the replica never buffered,
+    /// copied from a replica that applied it (re-replication).
+    ClonePart,
+    Other,
+}
+
+impl LeaseholdModel {
+    pub(super) fn step_kind(&self, action: &Action) -> StepKind {
+        match action {
+            ActorModelAction::Deliver { src, dst, msg } => {
+                let msg = match msg {
+                    Msg::RevokeLease { chunk, epoch } => Delivered::Revoke {
+                        chunk: *chunk,
+                        epoch: *epoch,
+                    },
+                    Msg::LeaseGrant { chunk, epoch, .. } => Delivered::Grant {
+                        chunk: *chunk,
+                        epoch: *epoch,
+                    },
+                    Msg::Applied {
+                        chunk,
+                        stamp,
+                        result: Err(_),
+                    } => Delivered::AppliedErr {
+                        chunk: *chunk,
+                        stamp: *stamp,
+                    },
+                    Msg::DataPushed { data } => Delivered::Pushed(*data),
+                    Msg::ChunkPart { .. } => Delivered::ClonePart,
+                    _ => Delivered::Other,
+                };
+                StepKind::Deliver {
+                    src: *src,
+                    dst: *dst,
+                    msg,
+                }
+            }
+            ActorModelAction::Timeout(id, t) => StepKind::Timeout(*id, t.clone()),
+            _ => StepKind::Other,
+        }
+    }
+
+    /// Whether record append `b` started after `a` was acknowledged.
+    pub fn started_after(s: &State, b: &Acked<RecordToken>, a: &Acked<RecordToken>) -> bool {
+        let key = (b.client as u8, b.op as u8, a.client as u8, a.op as u8);
+        s.history.started_after.contains(&key)
+    }
+
+    /// APPEND-2's real-time order: a record append that starts in this
+    /// step (its client just finished the previous operation) records which
+    /// appends were acknowledged by then.
+    pub(super) fn record_starts(&self, last: &State, next: &mut State) {
+        for c in 0..self.cfg.clients() {
+            let i = usize::from(self.cfg.client_id(c));
+            let (NodeState::Client(a), NodeState::Client(b)) =
+                (&**last.actor_states[i], &**next.actor_states[i])
+            else {
+                continue;
+            };
+            let k = b.results.len();
+            // Reads too: READ-1 reads the same order.
+            let starts_append = matches!(
+                self.scripts[c].get(k),
+                Some(ClientOp::Append { .. } | ClientOp::Read { .. })
+            );
+            if k <= a.results.len() || !starts_append {
+                continue;
+            }
+            let before: SmallVec<[(u8, u8, u8, u8); 2]> = acked(self, next)
+                .filter(|x| x.append)
+                .map(|x| (c as u8, k as u8, x.client as u8, x.op as u8))
+                .collect();
+            if !before.is_empty() {
+                let h = &mut next.history;
+                h.started_after.extend(before);
+                h.started_after.sort();
+            }
+        }
+    }
+
+    /// The `STEP_*` rules this step broke (see [`History::broken`]).
+    pub(super) fn step_breaks(&self, last: &State, kind: &StepKind, next: &State) -> u8 {
+        let mut broken = 0;
+        fn cs_of(s: &State, id: Id) -> Option<&crate::chunkserver::ChunkserverState<MemStore>> {
+            match &**s.actor_states[usize::from(id)] {
+                NodeState::Chunkserver(c) if !s.crashed[usize::from(id)] => Some(c),
+                _ => None,
+            }
+        }
+        fn client_of(s: &State, id: Id) -> Option<&crate::client::ClientState<RecordToken>> {
+            match &**s.actor_states[usize::from(id)] {
+                NodeState::Client(c) => Some(c),
+                _ => None,
+            }
+        }
+        let count = |s: &State, f: &dyn Fn(&Envelope<&Msg<RecordToken>>) -> bool| {
+            s.network.iter_all().filter(|e| f(e)).count()
+        };
+        let (actor, delivered) = match kind {
+            StepKind::Deliver { dst, msg, .. } => (*dst, Some(*msg)),
+            StepKind::Timeout(id, _) => (*id, None),
+            StepKind::Other => return 0,
+        };
+        if actor == self.cfg.master_id() {
+            // RENAME-1: a rename is made (the name changes in this step)
+            // only when no replica holds a lease of the file's chunks.
+            let (a, b) = (master(last), master(next));
+            for (f, file) in b.durable.files.iter().enumerate() {
+                let renamed = a
+                    .durable
+                    .files
+                    .get(f)
+                    .is_some_and(|old| old.name != file.name);
+                let held = || {
+                    self.cfg.chunkserver_id_iter().any(|cs| {
+                        cs_of(next, cs)
+                            .is_some_and(|c| file.chunks.iter().any(|k| c.is_primary(*k)))
+                    })
+                };
+                if renamed && held() {
+                    broken |= STEP_RENAMED_UNDER_LEASE;
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (cs_of(last, actor), cs_of(next, actor)) {
+            // LEASE-5: a replica that acknowledges a revocation (it always
+            // answers one) no longer holds or asks for that lease, so by
+            // LEASE-2 it never holds it again.
+            if let Some(Delivered::Revoke { chunk, epoch }) = delivered {
+                if b.lease(chunk)
+                    .is_some_and(|l| l.epoch == epoch && (l.holding || l.requested))
+                {
+                    broken |= STEP_REVOKED_LEASE_KEPT;
+                }
+            }
+            // LEASE-2: a grant makes a replica the holder only when it
+            // answers the replica's own request, still pending.
+            if let Some(Delivered::Grant { chunk, epoch }) = delivered {
+                let before = a.lease(chunk);
+                let pending = before.is_some_and(|l| l.requested && l.epoch == epoch);
+                let changed = before != b.lease(chunk);
+                if changed && b.is_primary(chunk) && !pending {
+                    broken |= STEP_LATE_GRANT;
+                }
+            }
+            // PUSH-2: data that aged out is gone, and a replica applies
+            // only data it holds.
+            if let StepKind::Timeout(_, Timer::AgeOut(d)) = kind {
+                if b.buffer.iter().any(|x| x.data == *d) {
+                    broken |= STEP_STALE_DATA;
+                }
+            }
+            let copied = matches!(delivered, Some(Delivered::ClonePart));
+            if delivered.is_some() && !copied && a.store != b.store {
+                let fresh = b.store.replicas().iter().enumerate().any(|(chunk, r)| {
+                    let old = a.store.replica(chunk as ChunkHandle);
+                    r.cells.iter().flatten().any(|c| match c {
+                        Cell::Data { record, stamp, .. } if *stamp != Stamp::default() => {
+                            let new = !old.is_some_and(|o| {
+                                o.cells.iter().flatten().any(|x| cell_stamp(x) == *stamp)
+                            });
+                            new && !a.buffer.iter().any(|x| x.data == record.id && x.complete)
+                        }
+                        _ => false,
+                    })
+                });
+                if fresh {
+                    broken |= STEP_STALE_DATA;
+                }
+            }
+            // WRITE-2: a replica's error fails the mutation at once: it
+            // leaves the primary's in-flight list and is never acked.
+            if let Some(Delivered::AppliedErr { chunk, stamp }) = delivered {
+                let StepKind::Deliver { src, .. } = kind else {
+                    unreachable!()
+                };
+                let awaited = a
+                    .in_flight
+                    .iter()
+                    .any(|m| m.chunk == chunk && m.stamp == stamp && !m.acked.contains(src));
+                let kept = b
+                    .in_flight
+                    .iter()
+                    .any(|m| m.chunk == chunk && m.stamp == stamp);
+                let done = |s: &State| {
+                    count(s, &|e| {
+                        e.src == actor
+                            && matches!(e.msg, Msg::MutationDone { chunk: c, stamp: st, .. } if *c == chunk && *st == stamp)
+                    })
+                };
+                if awaited && (kept || done(next) > done(last)) {
+                    broken |= STEP_WRITE_FAILURE_HIDDEN;
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (client_of(last, actor), client_of(next, actor)) {
+            // PUSH-1: a client sends a mutation only in the step that takes
+            // the chain's acknowledgement of that mutation's data.
+            let sent = |s: &State| {
+                count(s, &|e| {
+                    e.src == actor && matches!(e.msg, Msg::Mutate { .. })
+                })
+            };
+            if sent(next) > sent(last) {
+                let acknowledged = match delivered {
+                    Some(Delivered::Pushed(data)) => {
+                        count(next, &|e| {
+                            e.src == actor
+                                && matches!(e.msg, Msg::Mutate { data: d, .. } if *d == data)
+                        }) > count(last, &|e| {
+                            e.src == actor
+                                && matches!(e.msg, Msg::Mutate { data: d, .. } if *d == data)
+                        })
+                    }
+                    _ => false,
+                };
+                if !acknowledged {
+                    broken |= STEP_PUSH_ORDER;
+                }
+            }
+            // APPEND-5, WRITE-2: a client reports a mutation failed only
+            // with its retries used up.
+            if b.results.len() > a.results.len()
+                && matches!(b.results.get(a.results.len()), Some(OpResult::Failed(_)))
+            {
+                if let Some(cur) = &a.current {
+                    if cur.retries < self.cfg.client_retries_max {
+                        broken |= match cur.op {
+                            ClientOp::Append { .. } => STEP_APPEND_GAVE_UP,
+                            _ => STEP_WRITE_FAILURE_HIDDEN,
+                        };
+                    }
+                }
+            }
+        }
+        broken
+    }
+}
