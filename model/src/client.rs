@@ -61,6 +61,15 @@ pub struct ClientState<P> {
     pub results: Vec<OpResult<P>>,
 }
 
+impl<P> ClientState<P> {
+    /// The operation under way. Handlers call this only in a phase that
+    /// has one (a reply or a timeout for an operation that ended is
+    /// dropped before).
+    fn current_mut(&mut self) -> &mut Current<P> {
+        self.current.as_mut().expect("an operation is under way")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ClientActor<P> {
     pub cfg: Arc<ProtocolCfg>,
@@ -185,7 +194,7 @@ impl<P: Payload> ClientActor<P> {
                 };
                 // Act 1240 / [00103]: every replica has the data.
                 send_mutate(&info, primary, cur, o);
-                state.to_mut().current.as_mut().unwrap().phase = Phase::Mutating;
+                state.to_mut().current_mut().phase = Phase::Mutating;
                 self.arm_timeout(o);
             }
             Msg::MutationDone {
@@ -228,7 +237,7 @@ impl<P: Payload> ClientActor<P> {
                 };
                 let s = state.to_mut();
                 s.cache.retain(|c| c.chunk != chunk);
-                let cur = s.current.as_mut().unwrap();
+                let cur = s.current_mut();
                 cur.index = ChunkIndex::At(next);
                 cur.retries_at_primary = 0;
                 self.find_lease(state, o);
@@ -377,7 +386,7 @@ impl<P: Payload> ClientActor<P> {
                 }
             }
             ClientOp::Read { file, index, .. } | ClientOp::Stat { file, index } => {
-                s.current.as_mut().unwrap().phase = Phase::Locating;
+                s.current_mut().phase = Phase::Locating;
                 o.send(self.cfg.master, Msg::Locate { file, index });
                 self.arm_timeout(o);
             }
@@ -391,7 +400,7 @@ impl<P: Payload> ClientActor<P> {
         o: &mut O<S>,
     ) {
         let s = state.to_mut();
-        let cur = s.current.as_mut().unwrap();
+        let cur = s.current_mut();
         cur.phase = Phase::FindingLease;
         let file = match &cur.op {
             ClientOp::Append { file, .. } | ClientOp::Write { file, .. } => *file,
@@ -417,7 +426,7 @@ impl<P: Payload> ClientActor<P> {
         o: &mut O<S>,
     ) {
         let s = state.to_mut();
-        let cur = s.current.as_mut().unwrap();
+        let cur = s.current_mut();
         cur.phase = Phase::Pushing;
         let bytes = match &cur.op {
             ClientOp::Append { data, .. } | ClientOp::Write { data, .. } => data.clone(),
@@ -463,7 +472,7 @@ impl<P: Payload> ClientActor<P> {
         o: &mut O<S>,
     ) {
         let s = state.to_mut();
-        let cur = s.current.as_mut().unwrap();
+        let cur = s.current_mut();
         let ClientOp::Read { offset, len, .. } = cur.op else {
             return;
         };
@@ -502,7 +511,7 @@ impl<P: Payload> ClientActor<P> {
             return self.finish(id, state, OpResult::Failed(reason), o);
         }
         let s = state.to_mut();
-        let c = s.current.as_mut().unwrap();
+        let c = s.current_mut();
         // An unbounded retry budget (the TCP client's, and the liveness
         // model's) is not counted, so the state stays finite.
         if self.cfg.client_retries_max != u32::MAX {
@@ -517,10 +526,10 @@ impl<P: Payload> ClientActor<P> {
                 if back_to_master {
                     let chunk = cached.map(|c| c.chunk);
                     s.cache.retain(|c| Some(c.chunk) != chunk);
-                    s.current.as_mut().unwrap().retries_at_primary = 0;
+                    s.current_mut().retries_at_primary = 0;
                     self.find_lease(state, o);
                 } else {
-                    s.current.as_mut().unwrap().retries_at_primary += 1;
+                    s.current_mut().retries_at_primary += 1;
                     self.push(id, state, &cached.unwrap(), o);
                 }
             }
@@ -533,7 +542,7 @@ impl<P: Payload> ClientActor<P> {
                 self.arm_timeout(o);
             }
             ClientOp::Read { file, index, .. } | ClientOp::Stat { file, index } => {
-                let c = s.current.as_mut().unwrap();
+                let c = s.current_mut();
                 c.phase = Phase::Locating;
                 c.tried.clear();
                 o.send(self.cfg.master, Msg::Locate { file, index });

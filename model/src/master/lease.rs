@@ -31,7 +31,7 @@ impl MasterActor {
                 return;
             }
         };
-        let view = &state.views[chunk as usize];
+        let view = state.view(chunk);
         if let LeaseView::Granted {
             revoking: false, ..
         } = view.lease
@@ -41,8 +41,8 @@ impl MasterActor {
         }
         if !view.waiting.contains(&src) {
             let s = state.to_mut();
-            s.views[chunk as usize].waiting.push(src);
-            s.views[chunk as usize].waiting.sort();
+            s.view_mut(chunk).waiting.push(src);
+            s.view_mut(chunk).waiting.sort();
         }
         self.try_offer(state, chunk, o);
     }
@@ -63,7 +63,7 @@ impl MasterActor {
         // down, or the master's messages waited for a reconnection) may
         // succeed now.
         self.forgive_failed_clones(state, src, o);
-        let view = &state.views[chunk as usize];
+        let view = state.view(chunk);
         if version != state.durable.chunks[chunk as usize].version {
             return;
         }
@@ -74,7 +74,7 @@ impl MasterActor {
             // send now. Nothing else makes it report again, and a chunk
             // none of whose replicas is counted gets no lease ever.
             let s = state.to_mut();
-            let view = &mut s.views[chunk as usize];
+            let view = &mut s.view_mut(chunk);
             view.behind.retain(|r| *r != src);
             view.up_to_date.push(src);
             view.up_to_date.sort();
@@ -88,7 +88,7 @@ impl MasterActor {
         if let LeaseView::Offered { acked, .. } = &view.lease {
             if !acked.contains(&src) {
                 let s = state.to_mut();
-                if let LeaseView::Offered { acked, .. } = &mut s.views[chunk as usize].lease {
+                if let LeaseView::Offered { acked, .. } = &mut s.view_mut(chunk).lease {
                     acked.push(src);
                     acked.sort();
                 }
@@ -117,7 +117,7 @@ impl MasterActor {
                 ..
             } if *primary == src && *e == epoch => {
                 let s = state.to_mut();
-                if let LeaseView::Offered { requested, .. } = &mut s.views[chunk as usize].lease {
+                if let LeaseView::Offered { requested, .. } = &mut s.view_mut(chunk).lease {
                     *requested = true;
                 }
                 self.send_clones(state, chunk, o);
@@ -181,7 +181,7 @@ impl MasterActor {
         if let Some(LeaseView::Granted { epoch: e, .. }) = state.lease(chunk) {
             if *e == epoch {
                 let s = state.to_mut();
-                s.views[chunk as usize].lease = LeaseView::Free;
+                s.view_mut(chunk).lease = LeaseView::Free;
                 o.cancel_timer(Timer::LeaseExpiry(chunk));
                 o.cancel_timer(Timer::Revoke(chunk));
                 self.try_offer(state, chunk, o);
@@ -197,7 +197,7 @@ impl MasterActor {
     ) {
         // [0091]: the old lease has expired, a new one may be granted.
         if let Some(LeaseView::Granted { .. }) = state.lease(chunk) {
-            state.to_mut().views[chunk as usize].lease = LeaseView::Free;
+            state.to_mut().view_mut(chunk).lease = LeaseView::Free;
             o.cancel_timer(Timer::Revoke(chunk));
             self.try_offer(state, chunk, o);
         }
@@ -220,7 +220,7 @@ impl MasterActor {
             // stale (the next offer increments the version past
             // whatever it may hold) and offer to another.
             let s = state.to_mut();
-            let view = &mut s.views[chunk as usize];
+            let view = &mut s.view_mut(chunk);
             if let LeaseView::Offered { primary, .. } = view.lease {
                 view.up_to_date.retain(|r| *r != primary);
             }
@@ -240,7 +240,7 @@ impl MasterActor {
             revoking: false, ..
         }) = state.lease(chunk)
         {
-            if state.views[chunk as usize].revocations < self.cfg.revocations_max
+            if state.view(chunk).revocations < self.cfg.revocations_max
                 || self.needs_clone(state, chunk)
             {
                 self.revoke(state, chunk, o);
@@ -267,7 +267,7 @@ impl MasterActor {
         o: &mut O<S>,
     ) {
         let s = state.to_mut();
-        let view = &mut s.views[chunk as usize];
+        let view = &mut s.view_mut(chunk);
         if let LeaseView::Granted {
             primary,
             epoch,
@@ -294,7 +294,7 @@ impl MasterActor {
         chunk: ChunkHandle,
         o: &mut O<S>,
     ) {
-        let view = &state.views[chunk as usize];
+        let view = state.view(chunk);
         if view.lease != LeaseView::Free || state.quiet {
             return;
         }
@@ -350,7 +350,7 @@ impl MasterActor {
             meta.version += 1;
         }
         let (epoch, version) = (meta.epoch, meta.version);
-        o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
+        s.save_durable(o);
         let view = &mut s.views[chunk as usize];
         view.behind.clear();
         view.lease = LeaseView::Offered {
@@ -391,7 +391,7 @@ impl MasterActor {
         timed_out: bool,
         o: &mut O<S>,
     ) {
-        let view = &state.views[chunk as usize];
+        let view = state.view(chunk);
         let LeaseView::Offered {
             primary,
             epoch,
@@ -426,13 +426,13 @@ impl MasterActor {
                 meta.version += 1;
             }
             let version = meta.version;
-            o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
-            s.views[chunk as usize].behind.clear();
+            s.save_durable(o);
+            s.view_mut(chunk).behind.clear();
             let others = acked.iter().copied().filter(|r| *r != primary);
             announce_version(&s.servers, chunk, version, others, o);
         }
         let version = s.durable.chunks[chunk as usize].version;
-        let view = &mut s.views[chunk as usize];
+        let view = &mut s.view_mut(chunk);
         if self.cfg.bug != Bug::MasterKeepsSilentReplicas {
             view.up_to_date = acked.clone();
         }
@@ -448,7 +448,7 @@ impl MasterActor {
         for target in failed_clones {
             self.clone_failed_on(state, chunk, target, o);
         }
-        let view = &mut state.to_mut().views[chunk as usize];
+        let view = &mut state.to_mut().view_mut(chunk);
         o.cancel_timer(Timer::GrantTimeout(chunk));
         o.set_timer(
             Timer::LeaseExpiry(chunk),
@@ -476,7 +476,7 @@ impl MasterActor {
         );
         let reply = self.holder_reply(state, chunk);
         let s = state.to_mut();
-        for c in std::mem::take(&mut s.views[chunk as usize].waiting) {
+        for c in std::mem::take(&mut s.view_mut(chunk).waiting) {
             o.send(c, reply.clone());
         }
         // Offered before a rename of its file began: revoked at once.
@@ -490,12 +490,12 @@ impl MasterActor {
         if self.cfg.bug == Bug::StaleReplicaHandedToClient {
             return state.durable.chunks[chunk as usize].replicas.clone();
         }
-        state.views[chunk as usize].up_to_date.clone()
+        state.view(chunk).up_to_date.clone()
     }
 
     fn holder_reply<P>(&self, state: &MasterState, chunk: ChunkHandle) -> Msg<P> {
         let meta = &state.durable.chunks[chunk as usize];
-        let LeaseView::Granted { primary, epoch, .. } = &state.views[chunk as usize].lease else {
+        let LeaseView::Granted { primary, epoch, .. } = &state.view(chunk).lease else {
             unreachable!("holder_reply is only called with a granted lease")
         };
         let secondaries = self

@@ -139,9 +139,24 @@ impl MasterState {
             .map(|s| s.incarnation)
             .unwrap_or(0)
     }
+
+    /// Saves the durable part, which is all a restarted master finds.
+    fn save_durable<S: ChunkStore>(&self, o: &mut O<S>) {
+        o.save(NodeStorage::Master(Arc::new(self.durable.clone())));
+    }
 }
 
 impl MasterState {
+    /// The master's view of `chunk`, which it allocated (a handle is an
+    /// index into `views`, one per chunk of `durable.chunks`).
+    pub(crate) fn view(&self, chunk: ChunkHandle) -> &ChunkView {
+        &self.views[chunk as usize]
+    }
+
+    pub(crate) fn view_mut(&mut self, chunk: ChunkHandle) -> &mut ChunkView {
+        &mut self.views[chunk as usize]
+    }
+
     pub fn lease(&self, chunk: ChunkHandle) -> Option<&LeaseView> {
         self.views.get(chunk as usize).map(|v| &v.lease)
     }

@@ -73,7 +73,7 @@ impl MasterActor {
                     name: path.clone(),
                     chunks: vec![],
                 });
-                o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
+                s.save_durable(o);
                 Some((s.durable.files.len() - 1) as FileId)
             }
             (None, false) => None,
@@ -174,13 +174,13 @@ impl MasterActor {
                 || state.durable.files[r.file as usize]
                     .chunks
                     .iter()
-                    .all(|c| state.views[*c as usize].lease == LeaseView::Free)
+                    .all(|c| state.view(*c).lease == LeaseView::Free)
         };
         while let Some(i) = state.renames.iter().position(|r| ended(state, r)) {
             let s = state.to_mut();
             let r = s.renames.remove(i);
             s.durable.files[r.file as usize].name = r.to.clone();
-            o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
+            s.save_durable(o);
             let chunks = s.durable.files[r.file as usize].chunks.clone();
             o.send(
                 r.client,
@@ -217,7 +217,7 @@ impl MasterActor {
             .get(file as usize)
             .and_then(|f| f.chunks.get(index as usize))
             .map(|&chunk| {
-                let (primary, epoch) = match &state.views[chunk as usize].lease {
+                let (primary, epoch) = match &state.view(chunk).lease {
                     LeaseView::Granted { primary, epoch, .. } => (Some(*primary), *epoch),
                     _ => (None, 0),
                 };
@@ -284,7 +284,7 @@ impl MasterActor {
         });
         s.durable.files[file as usize].chunks.push(chunk);
         s.views.push(fresh_view(replicas));
-        o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
+        s.save_durable(o);
         Ok(chunk)
     }
 }

@@ -40,7 +40,7 @@ impl MasterActor {
         {
             return vec![];
         }
-        let view = &state.views[chunk as usize];
+        let view = state.view(chunk);
         state.durable.chunks[chunk as usize]
             .replicas
             .iter()
@@ -57,7 +57,7 @@ impl MasterActor {
     /// Whether `chunk` has a replica to bring back and a current one to
     /// copy from.
     pub(super) fn needs_clone(&self, state: &MasterState, chunk: ChunkHandle) -> bool {
-        !state.views[chunk as usize].up_to_date.is_empty()
+        !state.view(chunk).up_to_date.is_empty()
             && !self.clone_targets(state, chunk, None).is_empty()
     }
 
@@ -71,7 +71,7 @@ impl MasterActor {
     ) {
         let LeaseView::Offered {
             primary, clones, ..
-        } = &state.views[chunk as usize].lease
+        } = &state.view(chunk).lease
         else {
             return;
         };
@@ -102,10 +102,10 @@ impl MasterActor {
         o: &mut O<S>,
     ) {
         for chunk in 0..state.views.len() as ChunkHandle {
-            let view = &state.views[chunk as usize];
+            let view = state.view(chunk);
             let forgets_store = restarted && view.store_failed.contains(&src);
             if view.clone_failed.contains(&src) || forgets_store {
-                let view = &mut state.to_mut().views[chunk as usize];
+                let view = &mut state.to_mut().view_mut(chunk);
                 view.clone_failed.retain(|r| *r != src);
                 if forgets_store {
                     view.store_failed.retain(|r| *r != src);
@@ -127,21 +127,19 @@ impl MasterActor {
         if !self.cfg.re_replication {
             return;
         }
-        let view = &state.views[chunk as usize];
+        let view = state.view(chunk);
         let placed = state.durable.chunks[chunk as usize].replicas.contains(&src);
         if placed && !view.store_failed.contains(&src) {
-            let v = &mut state.to_mut().views[chunk as usize].store_failed;
+            let v = &mut state.to_mut().view_mut(chunk).store_failed;
             v.push(src);
             v.sort();
         }
         let cloning = matches!(
-            &state.views[chunk as usize].lease,
+            &state.view(chunk).lease,
             LeaseView::Offered { clones, .. } if clones.contains(&src)
         );
         if cloning {
-            if let LeaseView::Offered { clones, .. } =
-                &mut state.to_mut().views[chunk as usize].lease
-            {
+            if let LeaseView::Offered { clones, .. } = &mut state.to_mut().view_mut(chunk).lease {
                 clones.retain(|r| *r != src);
             }
             self.try_complete_grant(state, chunk, false, o);
@@ -158,8 +156,10 @@ impl MasterActor {
         o: &mut O<S>,
     ) {
         for chunk in 0..state.views.len() as ChunkHandle {
-            if state.views[chunk as usize].clone_failed.contains(&src) {
-                state.to_mut().views[chunk as usize]
+            if state.view(chunk).clone_failed.contains(&src) {
+                state
+                    .to_mut()
+                    .view_mut(chunk)
                     .clone_failed
                     .retain(|r| *r != src);
                 self.replicate(state, chunk, o);
@@ -178,7 +178,7 @@ impl MasterActor {
         if !self.needs_clone(state, chunk) {
             return;
         }
-        match state.views[chunk as usize].lease {
+        match state.view(chunk).lease {
             LeaseView::Free => self.try_offer(state, chunk, o),
             LeaseView::Granted {
                 revoking: false, ..
@@ -223,8 +223,8 @@ impl MasterActor {
         meta.replicas.retain(|r| *r != target);
         meta.replicas.push(spare);
         meta.replicas.sort();
-        o.save(NodeStorage::Master(Arc::new(s.durable.clone())));
-        let view = &mut s.views[chunk as usize];
+        s.save_durable(o);
+        let view = &mut s.view_mut(chunk);
         view.behind.retain(|r| *r != target);
         if self.cfg.bug == Bug::SpareCountedWithoutClone {
             view.up_to_date.push(spare);

@@ -52,7 +52,7 @@ impl MasterActor {
         }
         self.clone_target_failed(state, src, chunk, o);
         let meta = &state.durable.chunks[chunk as usize];
-        let view = &state.views[chunk as usize];
+        let view = state.view(chunk);
         if version != meta.version
             || !view.up_to_date.contains(&src)
             || self.cfg.bug == Bug::FailedReplicaKept
@@ -60,8 +60,8 @@ impl MasterActor {
             return;
         }
         let s = state.to_mut();
-        s.views[chunk as usize].up_to_date.retain(|r| *r != src);
-        match &s.views[chunk as usize].lease {
+        s.view_mut(chunk).up_to_date.retain(|r| *r != src);
+        match &s.view(chunk).lease {
             LeaseView::Granted {
                 primary,
                 secondaries,
@@ -71,7 +71,7 @@ impl MasterActor {
             LeaseView::Offered { .. } => {
                 // It may have acknowledged the offer's version already:
                 // a new offer moves the version past it.
-                s.views[chunk as usize].lease = LeaseView::Free;
+                s.view_mut(chunk).lease = LeaseView::Free;
                 o.cancel_timer(Timer::GrantTimeout(chunk));
                 self.try_offer(state, chunk, o);
             }
@@ -93,7 +93,7 @@ impl MasterActor {
         let missing: Vec<(ChunkHandle, ChunkVersion)> = if restarted {
             (0..state.views.len() as ChunkHandle)
                 .filter(|c| {
-                    state.views[*c as usize].up_to_date.contains(&src)
+                    state.view(*c).up_to_date.contains(&src)
                         && state.durable.chunks[*c as usize].version > 0
                         && !chunks.iter().any(|(r, _)| r == c)
                 })
@@ -107,13 +107,13 @@ impl MasterActor {
                 continue;
             };
             let current = meta.version;
-            let view = &state.views[chunk as usize];
+            let view = state.view(chunk);
             let counted = view.up_to_date.contains(&src);
             if version < current && counted && restarted {
                 // A stale replica: it missed a version increment.
                 let s = state.to_mut();
-                s.views[chunk as usize].up_to_date.retain(|r| *r != src);
-                match &s.views[chunk as usize].lease {
+                s.view_mut(chunk).up_to_date.retain(|r| *r != src);
+                match &s.view(chunk).lease {
                     LeaseView::Granted {
                         secondaries,
                         revoking: false,
@@ -126,7 +126,7 @@ impl MasterActor {
                     LeaseView::Offered { primary, .. } if *primary == src => {
                         // The chosen replica restarted: offer anew (with a
                         // new version) instead of leading with a stale one.
-                        s.views[chunk as usize].lease = LeaseView::Free;
+                        s.view_mut(chunk).lease = LeaseView::Free;
                         o.cancel_timer(Timer::GrantTimeout(chunk));
                         self.try_offer(state, chunk, o);
                     }
@@ -138,7 +138,7 @@ impl MasterActor {
                 // (the grant moves the version past it), so holding it means
                 // it has every acknowledged mutation.
                 let s = state.to_mut();
-                let v = &mut s.views[chunk as usize].up_to_date;
+                let v = &mut s.view_mut(chunk).up_to_date;
                 v.push(src);
                 v.sort();
             }
@@ -153,7 +153,7 @@ impl MasterActor {
         }
         for chunk in 0..state.views.len() as ChunkHandle {
             let meta = &state.durable.chunks[chunk as usize];
-            let view = &state.views[chunk as usize];
+            let view = state.view(chunk);
             let reported = chunks
                 .iter()
                 .find(|(c, _)| *c == chunk)
@@ -162,7 +162,7 @@ impl MasterActor {
                 && meta.replicas.contains(&src)
                 && !view.up_to_date.contains(&src);
             if behind != view.behind.contains(&src) {
-                let v = &mut state.to_mut().views[chunk as usize].behind;
+                let v = &mut state.to_mut().view_mut(chunk).behind;
                 v.retain(|r| *r != src);
                 if behind {
                     v.push(src);
