@@ -874,3 +874,28 @@ fn rename_two_holds_and_reaches_every_companion() {
     let r = exhaustive("rename-two");
     assert_eq!(r.unique_states, 59_036);
 }
+
+#[test]
+fn duplicating_holds_and_reaches_every_companion() {
+    // Duplication as a bounded fault: the network delivers up to two
+    // messages a second time. The second copies of a push and of its
+    // mutation append the record twice with no client retry (APPEND-5's
+    // companion), and every property holds.
+    let r = exhaustive("duplicating");
+    assert_eq!(r.unique_states, 50_838);
+}
+
+#[test]
+fn concurrent_duplicating_holds_and_reaches_every_companion() {
+    // Two clients appending at once while one message is delivered twice.
+    let r = exhaustive("concurrent-duplicating");
+    assert_eq!(r.unique_states, 337_485);
+}
+
+/// With one client and no retry, only a second copy of a mutation (and of
+/// its push) makes the primary order two mutations of one lease, so a
+/// reused serial shows in `tiny` only on a duplicating network.
+#[test]
+fn bug_primary_reuses_serial_breaks_order_1_on_a_duplicated_mutation() {
+    caught(Bug::PrimaryReusesSerial, "duplicating", "ORDER-1");
+}

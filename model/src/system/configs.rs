@@ -55,7 +55,15 @@ pub struct ModelCfg {
     /// `CloneChunk` messages the network may lose in all (re-replication:
     /// a target that never hears of its clone looks dead to the master).
     pub clone_losses: u8,
+    /// Stateright's duplicating network: every message stays deliverable
+    /// after its delivery. It never closes (each duplicated push and
+    /// mutation may re-append a record), so it is walked (`--swarm`), not
+    /// checked exhaustively.
     pub duplicating: bool,
+    /// Messages the network may deliver a second time, in all: duplication
+    /// as a bounded fault, like crashes and losses, so that a
+    /// configuration with it closes.
+    pub duplications: u8,
     pub chunkserver_crashes: u8,
     pub master_crashes: u8,
     /// Chunkserver disks that may fill up, one fault each: from then on
@@ -129,6 +137,7 @@ impl ModelCfg {
             "apply_losses" => self.apply_losses = num()? as u8,
             "clone_losses" => self.clone_losses = num()? as u8,
             "duplicating" => self.duplicating = flag()?,
+            "duplications" => self.duplications = num()? as u8,
             "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
             "master_crashes" => self.master_crashes = num()? as u8,
             "store_faults" => self.store_faults = num()? as u8,
@@ -183,6 +192,7 @@ impl ModelCfg {
             || self.apply_losses > 0
             || self.clone_losses > 0
             || self.duplicating
+            || self.duplications > 0
             || self.chunkserver_crashes > 0
             || self.master_crashes > 0
             || self.store_faults > 0

@@ -28,6 +28,9 @@ pub struct History {
     /// Apply messages the network lost (counted only where
     /// `apply_losses` bounds them, so unbounded loss adds no states).
     pub losses: u8,
+    /// Messages the network delivered a second time
+    /// (`ModelCfg::duplications`).
+    pub duplications: u8,
     /// Per (node, chunk): the last mutation it applied, as announced by its
     /// `Apply` (primary) or successful `Applied` (secondary) messages.
     pub applied: SmallVec<[(Id, ChunkHandle, Stamp); 6]>,

@@ -355,6 +355,14 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             duplicate_record,
         ));
     }
+    if appends && cfg.duplications > 1 && cfg.client_retries_max == 0 {
+        // No retry: only the network's second copies of a push and of its
+        // mutation can write the record twice.
+        p.push(Property::sometimes(
+            "APPEND-5 reached: a record appended twice from a duplicated push and mutation",
+            duplicate_record,
+        ));
+    }
     if appends && cfg.prefill_units > 0 {
         p.push(Property::sometimes(
             "APPEND-4 reached: a chunk padded and the append retried on the next chunk",

@@ -26,6 +26,7 @@ impl ModelCfg {
             apply_losses: 0,
             clone_losses: 0,
             duplicating: false,
+            duplications: 0,
             chunkserver_crashes: 0,
             master_crashes: 0,
             store_faults: 0,
@@ -441,12 +442,33 @@ impl ModelCfg {
                 client_retries_max: 1,
                 ..base
             },
+            // A network that delivers messages twice (issue #10): duplication
+            // as a bounded fault, like crashes and losses, so the space
+            // closes (stateright's duplicating network, where every message
+            // stays deliverable for ever, does not: each second copy of a
+            // push and of its mutation may append the record again). Two
+            // second copies are enough for a record appended twice with
+            // no client retry (APPEND-5's companion); a reused serial is
+            // caught here with one client (ORDER-1).
+            "duplicating" => ModelCfg {
+                name: "duplicating",
+                duplications: 2,
+                ..base
+            },
+            // Two clients appending at once while one message is delivered
+            // twice (two second copies: 9.6 million states, 98 s).
+            "concurrent-duplicating" => ModelCfg {
+                name: "concurrent-duplicating",
+                appends: vec![1, 1],
+                duplications: 1,
+                ..base
+            },
             _ => return None,
         };
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 34] = [
+    pub const NAMES: [&'static str; 36] = [
         "tiny",
         "small",
         "pad",
@@ -481,5 +503,7 @@ impl ModelCfg {
         "repl-spare",
         "rename",
         "rename-two",
+        "duplicating",
+        "concurrent-duplicating",
     ];
 }

@@ -282,6 +282,9 @@ impl LeaseholdModel {
 const DISK_FULL: &str = "disk full";
 /// The key of the action that makes a chunkserver's blocks go bad.
 const BLOCKS_CORRUPT: &str = "blocks corrupt";
+/// The start of the key of the action that makes the network deliver a
+/// message a second time; the rest names the message.
+const DUPLICATE: &str = "duplicate ";
 
 impl LeaseholdModel {
     /// `id`'s store, and the storage a restart finds, take a lasting fault:
@@ -306,6 +309,37 @@ impl LeaseholdModel {
             _ => next.history.read_faults += 1,
         }
         next
+    }
+}
+
+impl LeaseholdModel {
+    /// How a duplication action names its message: readable in
+    /// counterexamples, and unique among the messages in flight.
+    fn envelope_name(&self, e: &Envelope<&Msg<RecordToken>>) -> String {
+        format!(
+            "{} → {}: {:?}",
+            self.node_name(e.src),
+            self.node_name(e.dst),
+            e.msg
+        )
+    }
+
+    /// The network delivers the message named `which` a second time: one
+    /// more copy of it is in flight (a retransmission both ends of a
+    /// connection saw, or a resend after a reconnection).
+    fn duplicate(&self, last: &State, which: &str) -> Option<State> {
+        let env = last
+            .network
+            .iter_deliverable()
+            .find(|e| self.envelope_name(e) == which)?
+            .to_cloned_msg();
+        let mut next = last.clone();
+        let Network::UnorderedNonDuplicating(m) = &mut next.network else {
+            return None;
+        };
+        *m.get_mut(&env)? += 1;
+        next.history.duplications += 1;
+        Some(next)
     }
 }
 
@@ -340,6 +374,15 @@ impl Model for LeaseholdModel {
                 state.history.read_faults < self.cfg.read_faults,
             ),
         ];
+        if state.history.duplications < self.cfg.duplications {
+            for e in state.network.iter_deliverable() {
+                actions.push(ActorModelAction::SelectRandom {
+                    actor: e.dst,
+                    key: format!("{DUPLICATE}{}", self.envelope_name(&e)),
+                    random: (),
+                });
+            }
+        }
         for (key, left) in faults {
             if !left {
                 continue;
@@ -364,6 +407,9 @@ impl Model for LeaseholdModel {
         if let ActorModelAction::SelectRandom { actor, key, .. } = &action {
             if key == DISK_FULL || key == BLOCKS_CORRUPT {
                 return Some(self.store_fault(last, *actor, key));
+            }
+            if let Some(which) = key.strip_prefix(DUPLICATE) {
+                return self.duplicate(last, which);
             }
         }
         let crash = match &action {
@@ -433,6 +479,7 @@ impl Model for LeaseholdModel {
                 format!("timeout {}: {timer:?}", self.node_name(*id))
             }
             ActorModelAction::Crash(id) => format!("crash {}", self.node_name(*id)),
+            ActorModelAction::SelectRandom { key, .. } if key.starts_with(DUPLICATE) => key.clone(),
             ActorModelAction::SelectRandom { actor, key, .. } => {
                 format!("{key} {}", self.node_name(*actor))
             }
