@@ -10,19 +10,58 @@ its own target directory, so the working tree is never touched.
     python3 checks/tools/mutants.py model/src/chunkserver/lease.rs out.tsv
 
 Writes one line per mutant: caught / MISSED / unviable / timeout, seconds,
-the mutant, and the first tests that failed. The three largest
-configurations are skipped to keep a mutant near a minute on two cores.
+the mutant, and the first test that failed. The three largest
+configurations are skipped, and a mutant's run stops at the first failing
+test (one is enough to call it caught), to keep a mutant near a minute on
+two cores. `--from N` resumes a run at the Nth mutant.
 """
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 SKIPS = ["--skip", "master_crash", "--skip", "concurrent_crash", "--skip", "repl_spare"]
 
 
-def main(path, out):
+def run_until_first_failure(test, cwd, env, timeout):
+    """Runs the tests; stops them at the first failure. Returns the verdict
+    and the failing tests seen."""
+    proc = subprocess.Popen(test, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    expired = threading.Event()
+
+    def expire():
+        expired.set()
+        os.killpg(proc.pid, signal.SIGKILL)
+
+    watchdog = threading.Timer(timeout, expire)
+    watchdog.start()
+    failed, text = [], []
+    try:
+        for line in proc.stdout:
+            text.append(line)
+            line = line.rstrip()
+            if line.startswith("test ") and line.endswith("FAILED"):
+                failed.append(line.split()[1])
+                break
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if expired.is_set() and not failed:
+        return "timeout", []
+    if failed:
+        return "caught", failed
+    if "could not compile" in "".join(text):
+        return "unviable", []
+    return ("MISSED" if proc.returncode == 0 else "caught"), []
+
+
+def main(path, out, first=1):
     root = subprocess.check_output(["git", "rev-parse", "--show-toplevel"], text=True).strip()
     listing = subprocess.check_output(
         ["cargo", "mutants", "--list", "--json", "--diff", "-f", path], cwd=root, text=True
@@ -35,21 +74,13 @@ def main(path, out):
     test = ["cargo", "test", "--release", "-p", "leasehold-checks", "--test", "model", "--", *SKIPS]
     try:
         for n, m in enumerate(mutants, 1):
+            if n < first:
+                continue
             body = m["diff"].split("\n", 2)[2]
             patch = f"--- a/{m['file']}\n+++ b/{m['file']}\n{body}"
             subprocess.run(["git", "apply", "-"], input=patch.encode(), cwd=wt, check=True)
             started = time.time()
-            try:
-                r = subprocess.run(test, cwd=wt, env=env, capture_output=True, timeout=400)
-                text = r.stdout.decode() + r.stderr.decode()
-                failed = [l.split()[1] for l in text.splitlines()
-                          if l.startswith("test ") and l.endswith("FAILED")]
-                if "could not compile" in text:
-                    verdict = "unviable"
-                else:
-                    verdict = "MISSED" if r.returncode == 0 else "caught"
-            except subprocess.TimeoutExpired:
-                verdict, failed = "timeout", []
+            verdict, failed = run_until_first_failure(test, wt, env, timeout=400)
             subprocess.run(["git", "checkout", "--", m["file"]], cwd=wt, check=True)
             line = f"{verdict}\t{int(time.time() - started)}s\t{m['name']}\t{' '.join(failed[:4])}"
             print(f"[{n}/{len(mutants)}] {line}", flush=True)
@@ -60,4 +91,10 @@ def main(path, out):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    args = sys.argv[1:]
+    first = 1
+    if "--from" in args:
+        i = args.index("--from")
+        first = int(args[i + 1])
+        del args[i:i + 2]
+    main(args[0], args[1], first)
