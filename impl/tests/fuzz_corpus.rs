@@ -230,18 +230,21 @@ fn every_message() -> Vec<(String, RealMsg)> {
     let bytes = |n: usize| Bytes::from((0..n).map(|i| i as u8).collect::<Vec<_>>());
     let msgs: Vec<RealMsg> = vec![
         Msg::Submit {
+            op_id: 8589935592,
             op: ClientOp::Open {
                 path: "/logs/a".into(),
                 create: true,
             },
         },
         Msg::Submit {
+            op_id: 2,
             op: ClientOp::Append {
                 file: 2,
                 data: bytes(40),
             },
         },
         Msg::Submit {
+            op_id: 8589937592,
             op: ClientOp::Write {
                 file: 2,
                 index: 0,
@@ -250,6 +253,7 @@ fn every_message() -> Vec<(String, RealMsg)> {
             },
         },
         Msg::Submit {
+            op_id: 4,
             op: ClientOp::Read {
                 file: 2,
                 index: 1,
@@ -258,12 +262,15 @@ fn every_message() -> Vec<(String, RealMsg)> {
             },
         },
         Msg::Submit {
+            op_id: 8589939592,
             op: ClientOp::Stat { file: 2, index: 0 },
         },
         Msg::Done {
+            op_id: 6,
             result: OpResult::Opened { file: 2, chunks: 3 },
         },
         Msg::Done {
+            op_id: 8589941592,
             result: OpResult::Mutated {
                 chunk: 7,
                 index: 1,
@@ -272,15 +279,18 @@ fn every_message() -> Vec<(String, RealMsg)> {
             },
         },
         Msg::Done {
+            op_id: 8,
             result: OpResult::Read { data: bytes(9) },
         },
         Msg::Done {
+            op_id: 8589943592,
             result: OpResult::Stat {
                 info: info.clone(),
                 chunks: 2,
             },
         },
         Msg::Done {
+            op_id: 10,
             result: OpResult::Failed(Failure::Store(StoreError::Io("disk on fire".into()))),
         },
         Msg::OpenFile {

@@ -158,7 +158,8 @@ fn tells_a_mutation_done(commands: &[TraceCommand]) -> bool {
             c,
             TraceCommand::Send {
                 msg: Msg::Done {
-                    result: OpResult::Mutated { .. }
+                    result: OpResult::Mutated { .. },
+                    ..
                 },
                 ..
             }

@@ -37,6 +37,7 @@ pub enum Phase {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Current<P> {
+    pub op_id: OpId,
     pub op: ClientOp<P>,
     pub data: DataId,
     pub phase: Phase,
@@ -51,7 +52,9 @@ pub struct Current<P> {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClientState<P> {
-    pub queue: Vec<ClientOp<P>>,
+    /// Operations waiting, each with the id its answer will carry (a
+    /// scripted client's are numbered in script order).
+    pub queue: Vec<(OpId, ClientOp<P>)>,
     pub current: Option<Current<P>>,
     /// Cached lease holders ([0094]), one per chunk.
     pub cache: Vec<LeaseInfo>,
@@ -87,7 +90,7 @@ use crate::O;
 impl<P: Payload> ClientActor<P> {
     pub fn on_start<S: ChunkStore<Payload = P>>(&self, id: Id, o: &mut O<S>) -> ClientState<P> {
         let mut state = Cow::Owned(ClientState {
-            queue: self.script.clone(),
+            queue: (0..).zip(self.script.iter().cloned()).collect(),
             current: None,
             cache: vec![],
             next_seq: 0,
@@ -106,8 +109,8 @@ impl<P: Payload> ClientActor<P> {
         o: &mut O<S>,
     ) {
         match msg {
-            Msg::Submit { op } => {
-                state.to_mut().queue.push(op);
+            Msg::Submit { op_id, op } => {
+                state.to_mut().queue.push((op_id, op));
                 self.start_next(id, state, o);
             }
             Msg::FileOpened { file, chunks, .. } => {
@@ -342,7 +345,7 @@ impl<P: Payload> ClientActor<P> {
             return;
         }
         let s = state.to_mut();
-        let op = s.queue.remove(0);
+        let (op_id, op) = s.queue.remove(0);
         let data = DataId {
             client: self.number,
             seq: s.next_seq,
@@ -356,6 +359,7 @@ impl<P: Payload> ClientActor<P> {
             ClientOp::Open { .. } | ClientOp::Rename { .. } => ChunkIndex::At(0),
         };
         s.current = Some(Current {
+            op_id,
             op: op.clone(),
             data,
             phase: Phase::Opening,
@@ -559,10 +563,14 @@ impl<P: Payload> ClientActor<P> {
         o: &mut O<S>,
     ) {
         let s = state.to_mut();
-        s.current = None;
+        let op_id = s
+            .current
+            .take()
+            .expect("only an operation under way finishes")
+            .op_id;
         o.cancel_timer(Timer::RequestTimeout);
         match self.report_to {
-            Some(app) => o.send(app, Msg::Done { result }),
+            Some(app) => o.send(app, Msg::Done { op_id, result }),
             None => s.results.push(result),
         }
         self.start_next(id, state, o);

@@ -221,16 +221,25 @@ pub enum OpResult<P> {
     },
 }
 
+/// An application's id for one submitted operation (`Submit`, `Done`).
+pub type OpId = u64;
+
 /// Debug names each message by its protocol step first
 /// (`[act 1210 find lease] FindLease { .. }`), so messages in flight read
 /// like the protocol in the Explorer and in counterexamples.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Msg<P> {
     // ---- application ↔ client actor (TCP host only; the model scripts ops)
+    /// An operation for the client actor, under an id the application
+    /// chose; the actor runs operations in submission order.
     Submit {
+        op_id: OpId,
         op: ClientOp<P>,
     },
+    /// The answer to the submission with that id: an application that gave
+    /// up waiting for one tells a late answer by its id.
     Done {
+        op_id: OpId,
         result: OpResult<P>,
     },
 
@@ -588,7 +597,7 @@ impl<P: Debug> Debug for Msg<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "[{}] ", self.act())?;
         debug_variants!(self, f;
-            Submit { op }, Done { result }, OpenFile { path, create },
+            Submit { op_id, op }, Done { op_id, result }, OpenFile { path, create },
             FileOpened { path, file, chunks }, FindLease { file, index },
             LeaseHolder { info, chunks }, Locate { file, index }, Located { info, chunks },
             NoLease { file, index, reason }, LeaseOffer { chunk, epoch, version, incarnation },

@@ -214,7 +214,11 @@ impl Permute for ClientOp<RecordToken> {
 impl Permute for ClientState<RecordToken> {
     fn permute(&self, p: &ClientPerm) -> Self {
         let mut s = self.clone();
-        s.queue = s.queue.permute(p);
+        s.queue = s
+            .queue
+            .iter()
+            .map(|(op_id, op)| (*op_id, op.permute(p)))
+            .collect();
         s.current = s.current.as_ref().map(|c| Current {
             op: c.op.permute(p),
             data: c.data.permute(p),
@@ -323,7 +327,10 @@ impl Permute for Msg<RecordToken> {
                 data: data.permute(p),
                 reason,
             },
-            Msg::Submit { op } => Msg::Submit { op: op.permute(p) },
+            Msg::Submit { op_id, op } => Msg::Submit {
+                op_id,
+                op: op.permute(p),
+            },
             Msg::ChunkPart {
                 chunk,
                 version,

@@ -4,7 +4,7 @@
 //! and its side of the retry policy (the actor retries too, before it
 //! answers) are decided in one place.
 
-use leasehold_model::msg::{ClientOp, Msg, OpResult};
+use leasehold_model::msg::{ClientOp, Msg, OpId, OpResult};
 use stateright::actor::Id;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -19,21 +19,45 @@ const RESUBMIT_BACKOFF_MS_MAX: u64 = 1_000;
 
 const _: () = assert!(RESUBMIT_BACKOFF_MS_MIN <= RESUBMIT_BACKOFF_MS_MAX);
 
-/// The application side of the client actor: its answers, and how many
-/// operations were given up on (timed out) whose answers are still due.
-/// The actor runs operations in submission order and answers each once,
-/// so skipping that many answers resynchronises.
+/// The application side of the client actor: its answers, and the id the
+/// next submission gets. An answer carries its submission's id, so one that
+/// comes after its operation was given up on (timed out) is told apart and
+/// dropped, whatever else was lost or reordered.
 pub(super) struct Session {
     done: mpsc::Receiver<RealMsg>,
-    abandoned: u32,
+    next_op_id: OpId,
 }
 
 impl Session {
     pub(super) fn new(done: mpsc::Receiver<RealMsg>) -> Session {
-        Session { done, abandoned: 0 }
+        Session {
+            done,
+            next_op_id: 0,
+        }
     }
 }
 
+/// Waits for the answer to submission `op_id`, dropping answers to earlier
+/// submissions whose callers gave up on them.
+async fn answer_to(
+    done: &mut mpsc::Receiver<RealMsg>,
+    op_id: OpId,
+    deadline: Instant,
+) -> Result<OpResult<Bytes>, SubmitError> {
+    loop {
+        match timeout_at(deadline, done.recv()).await {
+            Ok(Some(Msg::Done { op_id: id, result })) if id == op_id => return Ok(result),
+            Ok(Some(Msg::Done { op_id: late, .. })) => {
+                tracing::debug!(op_id = late, "answer to an operation given up on, dropped");
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(SubmitError::Closed),
+            Err(_) => return Err(SubmitError::Timeout),
+        }
+    }
+}
+
+#[derive(Debug)]
 enum SubmitError {
     Timeout,
     Closed,
@@ -49,34 +73,18 @@ impl Client {
         let mut s = timeout_at(deadline, self.inner.session.lock())
             .await
             .map_err(|_| SubmitError::Timeout)?;
-        while s.abandoned > 0 {
-            match timeout_at(deadline, s.done.recv()).await {
-                Ok(Some(Msg::Done { .. })) => s.abandoned -= 1,
-                Ok(Some(_)) => {}
-                Ok(None) => return Err(SubmitError::Closed),
-                Err(_) => return Err(SubmitError::Timeout),
-            }
-        }
+        let op_id = s.next_op_id;
+        s.next_op_id += 1;
         let inject = self
             .inner
             .handle
-            .inject(Id::from(APP_ID), Msg::Submit { op });
+            .inject(Id::from(APP_ID), Msg::Submit { op_id, op });
         match timeout_at(deadline, inject).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(SubmitError::Closed),
             Err(_) => return Err(SubmitError::Timeout),
         }
-        loop {
-            match timeout_at(deadline, s.done.recv()).await {
-                Ok(Some(Msg::Done { result })) => return Ok(result),
-                Ok(Some(_)) => {}
-                Ok(None) => return Err(SubmitError::Closed),
-                Err(_) => {
-                    s.abandoned += 1;
-                    return Err(SubmitError::Timeout);
-                }
-            }
-        }
+        answer_to(&mut s.done, op_id, deadline).await
     }
 
     /// Runs one operation to its end within the operation timeout. With
@@ -149,5 +157,46 @@ impl Client {
                 other => return Ok(other),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasehold_model::msg::Failure;
+
+    fn done(op_id: OpId, result: OpResult<Bytes>) -> RealMsg {
+        Msg::Done { op_id, result }
+    }
+
+    #[tokio::test]
+    async fn late_answers_to_abandoned_operations_are_told_apart_by_id() {
+        let (tx, mut rx) = mpsc::channel(8);
+        // Operations 3 and 4 were given up on; their answers come late,
+        // out of order, around the answer to 5.
+        tx.send(done(4, OpResult::Failed(Failure::NoLeaseNow)))
+            .await
+            .unwrap();
+        tx.send(done(3, OpResult::Opened { file: 1, chunks: 1 }))
+            .await
+            .unwrap();
+        tx.send(done(5, OpResult::Opened { file: 9, chunks: 2 }))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let got = answer_to(&mut rx, 5, deadline).await.unwrap();
+        assert_eq!(got, OpResult::Opened { file: 9, chunks: 2 });
+        // Nothing is answered twice: 5's answer was taken, so waiting for
+        // it again times out.
+        let soon = Instant::now() + Duration::from_millis(50);
+        assert!(matches!(
+            answer_to(&mut rx, 5, soon).await,
+            Err(SubmitError::Timeout)
+        ));
+        drop(tx);
+        assert!(matches!(
+            answer_to(&mut rx, 6, deadline).await,
+            Err(SubmitError::Closed)
+        ));
     }
 }

@@ -16,7 +16,7 @@ pub(super) fn client<P: Payload>(c: &ClientState<P>, f: &mut Formatter<'_>) -> f
         let ops: Vec<String> = c
             .queue
             .iter()
-            .map(|o| ClientOpText(o).to_string())
+            .map(|(_, o)| ClientOpText(o).to_string())
             .collect();
         b.line(format_args!("then: {}", ops.join(", ")))?;
     }

@@ -131,7 +131,7 @@ pub(super) fn note_ack(
         return;
     };
     let reported = step.commands.iter().any(|cmd| {
-        matches!(cmd, TraceCommand::Send { dst, msg: Msg::Done { result: OpResult::Mutated { .. } } } if Some(*dst) == report_to)
+        matches!(cmd, TraceCommand::Send { dst, msg: Msg::Done { result: OpResult::Mutated { .. }, .. } } if Some(*dst) == report_to)
     });
     if !reported {
         return;
