@@ -547,7 +547,11 @@ fn reads_crash_holds_and_reaches_every_companion() {
 
 #[test]
 fn bug_replica_serves_corrupt_block_breaks_read_1() {
-    caught(Bug::ReplicaServesCorruptBlock, "reads", "READ-1");
+    caught(
+        Bug::ReplicaServesCorruptBlock,
+        "reads",
+        "READ-1 a read started after a record append's acknowledgement",
+    );
 }
 
 /// FAULT-2: a disk fills up at any point of a record append; the failed
@@ -898,4 +902,15 @@ fn concurrent_duplicating_holds_and_reaches_every_companion() {
 #[test]
 fn bug_primary_reuses_serial_breaks_order_1_on_a_duplicated_mutation() {
     caught(Bug::PrimaryReusesSerial, "duplicating", "ORDER-1");
+}
+
+/// GFS §2.7: a read goes to the closest replica; a client that reads from
+/// the farthest one it has not tried breaks READ-1's step rule.
+#[test]
+fn bug_client_reads_farthest_breaks_read_1() {
+    caught(
+        Bug::ClientReadsFarthest,
+        "reads",
+        "READ-1 a read goes to the closest named replica it has not tried",
+    );
 }

@@ -482,7 +482,16 @@ impl<P: Payload> ClientActor<P> {
         };
         let mut replicas: Vec<Id> = info.replicas().filter(|r| !cur.tried.contains(r)).collect();
         replicas.sort();
-        match self.cfg.closest(id, &replicas) {
+        // GFS §2.7: read from the closest replica.
+        let next = if self.cfg.bug == Bug::ClientReadsFarthest {
+            replicas
+                .iter()
+                .copied()
+                .max_by_key(|r| (self.cfg.distance(id, *r), std::cmp::Reverse(*r)))
+        } else {
+            self.cfg.closest(id, &replicas)
+        };
+        match next {
             Some(r) => {
                 cur.tried.push(r);
                 cur.phase = Phase::Reading { replica: r };

@@ -127,10 +127,13 @@ pub enum Bug {
     /// A primary acknowledges a revocation but keeps its lease, and goes
     /// on ordering mutations under it (LEASE-5).
     RevokedPrimaryKeepsLease,
+    /// A client reads from the farthest named replica it has not tried,
+    /// not the closest (READ-1, GFS §2.7: reads go to the closest).
+    ClientReadsFarthest,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 34] = [
+    pub const ALL: [Bug; 35] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -165,6 +168,7 @@ impl Bug {
         Bug::SpareCountedWithoutClone,
         Bug::RenamesUnderLease,
         Bug::RevokedPrimaryKeepsLease,
+        Bug::ClientReadsFarthest,
     ];
 
     /// Kebab-case name used on the command line.

@@ -64,7 +64,7 @@ pub struct History {
     pub busy: u8,
     /// Steps that broke a rule only a step can show (`STEP_*` bits): set
     /// only by a seeded bug, so the protocol's state space is unchanged.
-    pub broken: u8,
+    pub broken: u16,
 }
 
 /// A server refused a push: its buffer was full.
@@ -74,28 +74,31 @@ pub const BUSY_MUTATE: u8 = 2;
 
 /// A replica accepted a lease grant that answered no request of its own
 /// still pending (LEASE-2).
-pub const STEP_LATE_GRANT: u8 = 1;
+pub const STEP_LATE_GRANT: u16 = 1;
 /// A client sent a mutation in a step that was not the chain's
 /// acknowledgement of its data, or a push went to a server that was not
 /// the closest one left on the chain (PUSH-1).
-pub const STEP_PUSH_ORDER: u8 = 2;
+pub const STEP_PUSH_ORDER: u16 = 2;
 /// A replica applied data that was not in its buffer, or kept data that
 /// aged out (PUSH-2).
-pub const STEP_STALE_DATA: u8 = 4;
+pub const STEP_STALE_DATA: u16 = 4;
 /// A client gave up on a record append with retries left (APPEND-5).
-pub const STEP_APPEND_GAVE_UP: u8 = 8;
+pub const STEP_APPEND_GAVE_UP: u16 = 8;
 /// A client gave up on a write with retries left, or a primary kept a
 /// mutation a replica failed instead of failing it at once (WRITE-2).
-pub const STEP_WRITE_FAILURE_HIDDEN: u8 = 16;
+pub const STEP_WRITE_FAILURE_HIDDEN: u16 = 16;
 /// A replica acknowledged the revocation of a lease it still holds (or
 /// still asks for), so it may go on ordering mutations under it (LEASE-5).
-pub const STEP_REVOKED_LEASE_KEPT: u8 = 32;
+pub const STEP_REVOKED_LEASE_KEPT: u16 = 32;
 /// The master made a rename while a replica held a lease of one of the
 /// file's chunks (RENAME-1).
-pub const STEP_RENAMED_UNDER_LEASE: u8 = 64;
+pub const STEP_RENAMED_UNDER_LEASE: u16 = 64;
 /// A replica re-armed a lease clock that was running: a grant (or a second
 /// request) moved a lease's deadline later than its request's (LEASE-2).
-pub const STEP_LEASE_CLOCK_REARMED: u8 = 128;
+pub const STEP_LEASE_CLOCK_REARMED: u16 = 128;
+/// A client sent a read to a replica other than the closest one its
+/// located chunk names and it has not tried (READ-1).
+pub const STEP_READ_NOT_CLOSEST: u16 = 256;
 
 impl History {
     pub(super) fn on_send(

@@ -277,6 +277,10 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             "READ-1 a read started after a record append's acknowledgement returns that record at its offset",
             |m, s| read_1(&ModelView::new(m, s)),
         ));
+        p.push(Property::always(
+            "READ-1 a read goes to the closest named replica it has not tried",
+            |m, s| read_1_closest(&ModelView::new(m, s)),
+        ));
         p.push(Property::sometimes(
             "READ-1 reached: a read returned a record acknowledged before it started",
             read_returned_acked,

@@ -249,6 +249,12 @@ pub fn read_1<V: GlobalView>(v: &V) -> bool {
     })
 }
 
+/// READ-1 (GFS §2.7): every read went to the closest replica its client
+/// had not tried (a step rule: `STEP_READ_NOT_CLOSEST`).
+pub fn read_1_closest<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_READ_NOT_CLOSEST == 0
+}
+
 /// APPEND-3 ([00104]): no acknowledged record is larger than a quarter
 /// chunk or crosses the chunk's end, and no replica grows past it.
 pub fn append_3<V: GlobalView>(v: &V) -> bool {

@@ -5,6 +5,7 @@
 //! order of record appends APPEND-2 and READ-1 need.
 
 use super::*;
+use crate::client::Phase;
 use crate::msg::*;
 use crate::types::*;
 use crate::NodeState;
@@ -117,7 +118,7 @@ impl LeaseholdModel {
     }
 
     /// The `STEP_*` rules this step broke (see [`History::broken`]).
-    pub(super) fn step_breaks(&self, last: &State, kind: &StepKind, next: &State) -> u8 {
+    pub(super) fn step_breaks(&self, last: &State, kind: &StepKind, next: &State) -> u16 {
         let mut broken = 0;
         fn cs_of(s: &State, id: Id) -> Option<&crate::chunkserver::ChunkserverState<MemStore>> {
             match &**s.actor_states[usize::from(id)] {
@@ -256,6 +257,17 @@ impl LeaseholdModel {
                     broken |= STEP_PUSH_ORDER;
                 }
             }
+            // READ-1 (GFS §2.7): a read goes to the closest replica that
+            // the located chunk names and this read has not tried. The
+            // chunk's holders are in the client's cache once it reads.
+            if let Some(cur) = &b.current {
+                if let Phase::Reading { replica } = cur.phase {
+                    let started = a.current.as_ref().is_none_or(|c| c.phase != cur.phase);
+                    if started && !self.read_goes_to_closest(actor, b, cur, replica) {
+                        broken |= STEP_READ_NOT_CLOSEST;
+                    }
+                }
+            }
             // APPEND-5, WRITE-2: a client reports a mutation failed only
             // with its retries used up.
             if b.results.len() > a.results.len()
@@ -272,5 +284,31 @@ impl LeaseholdModel {
             }
         }
         broken
+    }
+}
+
+impl LeaseholdModel {
+    /// Whether `replica` is the closest server (`ProtocolCfg::distance`,
+    /// ties to the lower id) of those the client's located chunk names and
+    /// the read has not tried.
+    fn read_goes_to_closest(
+        &self,
+        client: Id,
+        c: &crate::client::ClientState<RecordToken>,
+        cur: &crate::client::Current<RecordToken>,
+        replica: Id,
+    ) -> bool {
+        let (Some(file), ChunkIndex::At(index)) = (cur.op.file(), cur.index) else {
+            return true;
+        };
+        let Some(info) = c.cache.iter().find(|i| i.file == file && i.index == index) else {
+            return true;
+        };
+        let tried = &cur.tried[..cur.tried.len().saturating_sub(1)];
+        let protocol = self.cfg.protocol();
+        let d = |r: Id| (protocol.distance(client, r), r);
+        info.replicas()
+            .filter(|r| !tried.contains(r))
+            .all(|r| d(replica) <= d(r))
     }
 }
