@@ -110,24 +110,39 @@ pub(super) fn replay_step(
     Ok(pending)
 }
 
-/// Store errors carried in failure replies, in command order.
+/// Store errors carried in failure replies, in command order; in a step
+/// that sends no such reply, those its `ReplicaFailed` reports carry (a
+/// clone that could not be installed answers nobody: it only reports). A
+/// report beside a failure reply is that same fault, not another.
 pub(super) fn store_errors<'a>(msgs: impl Iterator<Item = &'a Msg<Bytes>>) -> Vec<StoreError> {
-    msgs.filter_map(|m| match m {
-        Msg::MutationFailed {
-            reason: Failure::Store(e),
-            ..
+    let (mut replies, mut reports) = (vec![], vec![]);
+    for m in msgs {
+        match m {
+            Msg::MutationFailed {
+                reason: Failure::Store(e),
+                ..
+            }
+            | Msg::Applied {
+                result: Err(Failure::Store(e)),
+                ..
+            }
+            | Msg::ReadReply {
+                result: Err(Failure::Store(e)),
+                ..
+            }
+            | Msg::ChunkPart {
+                part: Err(Failure::Store(e)),
+                ..
+            } => replies.push(e.clone()),
+            Msg::ReplicaFailed { error, .. } => reports.push(error.clone()),
+            _ => {}
         }
-        | Msg::Applied {
-            result: Err(Failure::Store(e)),
-            ..
-        }
-        | Msg::ReadReply {
-            result: Err(Failure::Store(e)),
-            ..
-        } => Some(e.clone()),
-        _ => None,
-    })
-    .collect()
+    }
+    if replies.is_empty() {
+        reports
+    } else {
+        replies
+    }
 }
 
 /// Calls the handler for one recorded input (not a start).
@@ -326,4 +341,47 @@ pub fn short(m: &Msg<Bytes>) -> String {
 
 pub fn ms(ns: u64) -> String {
     format!("{:.1}", ns as f64 / 1e6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A chunkserver whose disk fills while it installs a clone answers
+    // nobody; it only reports (nemesis seed 11, 2026-12-03: the replay
+    // found no recorded fault to take and failed TRACE-1 on a correct run).
+    #[test]
+    fn a_clone_that_fails_to_install_records_its_fault_in_the_report() {
+        let report: Msg<Bytes> = Msg::ReplicaFailed {
+            chunk: 1,
+            version: 3,
+            error: StoreError::NoSpace,
+        };
+        assert_eq!(
+            store_errors([&report].into_iter()),
+            vec![StoreError::NoSpace]
+        );
+    }
+
+    // A failed Apply both answers the primary and reports: one fault.
+    #[test]
+    fn a_report_beside_a_failure_reply_is_the_same_fault() {
+        let reply: Msg<Bytes> = Msg::Applied {
+            chunk: 1,
+            stamp: Stamp {
+                epoch: 2,
+                serial: 7,
+            },
+            result: Err(Failure::Store(StoreError::NoSpace)),
+        };
+        let report: Msg<Bytes> = Msg::ReplicaFailed {
+            chunk: 1,
+            version: 3,
+            error: StoreError::NoSpace,
+        };
+        assert_eq!(
+            store_errors([&report, &reply].into_iter()),
+            vec![StoreError::NoSpace]
+        );
+    }
 }
