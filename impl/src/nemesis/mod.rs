@@ -8,13 +8,14 @@
 //! validate against the model.
 //!
 //! Faults: SIGKILL and restart of a chunkserver or the master, SIGSTOP of a
-//! chunk's primary past its lease, a flipped byte in the last block of a
-//! replica, idle connections held open to a server, and a full disk (one
-//! chunkserver runs with little room for chunk data, `disk_bytes_max`, and
-//! fills it during the run). Faults that last (a corrupt block, the full
-//! disk) are kept to one per chunk: nothing re-replicates a chunk yet
-//! (issue #12), so more would take every replica of it. Network
-//! partitions are not injected yet.
+//! chunk's primary past its lease, a server cut off from the other servers
+//! past a lease period (a network partition, [`links`]), a flipped byte in
+//! the last block of a replica, idle connections held open to a server,
+//! and a full disk (one chunkserver runs with little room for chunk data,
+//! `disk_bytes_max`, and fills it during the run). Faults that last (a
+//! corrupt block, the full disk) are kept to one per chunk: a replica whose
+//! store failed is not cloned onto until its server restarts, so more would
+//! take every replica of it.
 //!
 //! `leasehold nemesis` runs it from the command line; impl/tests/nemesis.rs
 //! runs a short campaign in `cargo test`; docs/reliability.md keeps the
@@ -35,6 +36,9 @@ use crate::client::{Appended, Client};
 use crate::config::{ClusterConfig, Leases, Role};
 use crate::filestore::FileStore;
 use crate::validate::{validate_dir, ValidateOptions};
+
+mod links;
+use links::Links;
 
 /// The chunkserver that runs with little room, and how little: enough for
 /// a few hundred records of the load, so the disk fills mid-run.
@@ -67,14 +71,16 @@ pub enum FaultKind {
     PausePrimary,
     CorruptBlock,
     IdleConnections,
+    Partition,
 }
 
-const FAULT_KINDS: [FaultKind; 5] = [
+const FAULT_KINDS: [FaultKind; 6] = [
     FaultKind::KillChunkserver,
     FaultKind::KillMaster,
     FaultKind::PausePrimary,
     FaultKind::CorruptBlock,
     FaultKind::IdleConnections,
+    FaultKind::Partition,
 ];
 
 /// One injected fault: when it started and ended (since the run began),
@@ -179,7 +185,9 @@ impl NemesisReport {
 /// The server processes.
 struct Procs {
     binary: PathBuf,
-    config_path: PathBuf,
+    /// Each server's own cluster.toml: the other servers' addresses in it
+    /// are the proxies of its links to them.
+    config_paths: HashMap<u64, PathBuf>,
     config: ClusterConfig,
     logs: PathBuf,
     children: HashMap<u64, Child>,
@@ -201,7 +209,8 @@ impl Procs {
             .append(true)
             .open(self.logs.join(format!("node-{id}.log")))
             .map_err(|e| e.to_string())?;
-        let child = spawn_server(&self.binary, &self.config_path, role, id, log)
+        let config_path = &self.config_paths[&id];
+        let child = spawn_server(&self.binary, config_path, role, id, log)
             .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
         self.children.insert(id, child);
         let addr = node.addr;
@@ -296,11 +305,31 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
     if let Some(n) = config.nodes.iter_mut().find(|n| n.id == SMALL_DISK_SERVER) {
         n.disk_bytes_max = Some(SMALL_DISK_BYTES);
     }
-    let config_path = opts.dir.join("cluster.toml");
-    config.write(&config_path).map_err(|e| e.to_string())?;
+    config
+        .write(&opts.dir.join("cluster.toml"))
+        .map_err(|e| e.to_string())?;
+    // Server-to-server traffic goes through the link proxies; clients
+    // (in this process) reach the servers directly.
+    let servers: Vec<(u64, std::net::SocketAddr)> = (0..=3)
+        .map(|id| Ok((id, config.addr(Id::from(id as usize))?)))
+        .collect::<Result<_, crate::config::ConfigError>>()
+        .map_err(|e| e.to_string())?;
+    let (links, proxies) = Links::start(&servers).await.map_err(|e| e.to_string())?;
+    let mut config_paths = HashMap::new();
+    for &(id, _) in &servers {
+        let mut own = config.clone();
+        for n in own.nodes.iter_mut() {
+            if let Some(proxy) = proxies.get(&(id, n.id)) {
+                n.addr = *proxy;
+            }
+        }
+        let path = opts.dir.join(format!("cluster-{id}.toml"));
+        own.write(&path).map_err(|e| e.to_string())?;
+        config_paths.insert(id, path);
+    }
     let mut procs = Procs {
         binary: opts.binary.clone(),
-        config_path,
+        config_paths,
         config: config.clone(),
         logs: opts.dir.clone(),
         children: HashMap::new(),
@@ -390,6 +419,13 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
                     Some(chunk) => corrupted.push((id, chunk)),
                     None => continue,
                 }
+                id
+            }
+            FaultKind::Partition => {
+                let id = rng.random_range(0..=3);
+                links.isolate(id, true);
+                tokio::time::sleep(lease + Duration::from_millis(rng.random_range(100..800))).await;
+                links.isolate(id, false);
                 id
             }
             FaultKind::IdleConnections => {
