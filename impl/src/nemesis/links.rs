@@ -89,9 +89,8 @@ async fn serve(listener: TcpListener, real: SocketAddr, cut: watch::Receiver<boo
             let (in_read, in_write) = inbound.into_split();
             let (out_read, out_write) = outbound.into_split();
             let there = tokio::spawn(relay(in_read, out_write, cut.clone()));
-            let back = relay(out_read, in_write, cut).await;
+            relay(out_read, in_write, cut).await;
             there.abort();
-            let _ = back;
         });
     }
 }
