@@ -130,10 +130,15 @@ pub enum Bug {
     /// A client reads from the farthest named replica it has not tried,
     /// not the closest (READ-1, GFS §2.7: reads go to the closest).
     ClientReadsFarthest,
+    /// The master ignores a replica's request that answers an offer whose
+    /// grant already timed out: when offers are answered late, no replica
+    /// may be left counted up to date, and every append gets `NoLeaseNow`
+    /// for good (LIVE-2; nemesis seed 11).
+    LateAnswerToOfferIgnored,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 35] = [
+    pub const ALL: [Bug; 36] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -169,6 +174,7 @@ impl Bug {
         Bug::RenamesUnderLease,
         Bug::RevokedPrimaryKeepsLease,
         Bug::ClientReadsFarthest,
+        Bug::LateAnswerToOfferIgnored,
     ];
 
     /// Kebab-case name used on the command line.

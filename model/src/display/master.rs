@@ -90,6 +90,9 @@ impl Display for LeaseTableRow<'_> {
         if v.revocations > 0 {
             write!(f, "; revocations {}", v.revocations)?;
         }
+        if let Some(r) = v.unanswered {
+            write!(f, "; offer to {} unanswered", Cs(r))?;
+        }
         if !v.behind.is_empty() {
             write!(f, "; reported behind {}", CsList(&v.behind))?;
         }
@@ -142,6 +145,7 @@ mod tests {
                 behind: vec![],
                 clone_failed: vec![],
                 store_failed: vec![],
+                unanswered: None,
             }],
             servers: vec![],
             quiet: false,

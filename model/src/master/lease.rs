@@ -149,6 +149,24 @@ impl MasterActor {
                     },
                 );
             }
+            // The answer to an offer whose grant timed out, while its
+            // epoch is still the current one: the replica holds the
+            // current version (see `ChunkView::unanswered`). Counted
+            // again, it may be offered the next lease; this request lapses.
+            LeaseView::Free
+                if view.unanswered == Some(src)
+                    && state.durable.chunks[chunk as usize].epoch == epoch
+                    && self.cfg.bug != Bug::LateAnswerToOfferIgnored =>
+            {
+                let s = state.to_mut();
+                let view = s.view_mut(chunk);
+                view.unanswered = None;
+                if !view.up_to_date.contains(&src) {
+                    view.up_to_date.push(src);
+                    view.up_to_date.sort();
+                }
+                self.try_offer(state, chunk, o);
+            }
             _ => {} // a request for a lease we no longer offer: let it lapse
         }
     }
@@ -223,6 +241,7 @@ impl MasterActor {
             let view = &mut s.view_mut(chunk);
             if let LeaseView::Offered { primary, .. } = view.lease {
                 view.up_to_date.retain(|r| *r != primary);
+                view.unanswered = Some(primary);
             }
             view.lease = LeaseView::Free;
             self.try_offer(state, chunk, o);
@@ -353,6 +372,7 @@ impl MasterActor {
         s.save_durable(o);
         let view = &mut s.views[chunk as usize];
         view.behind.clear();
+        view.unanswered = None;
         view.lease = LeaseView::Offered {
             primary,
             epoch,

@@ -98,6 +98,15 @@ pub struct ChunkView {
     /// Placed replicas whose store failed the chunk (FAULT-2): no clone
     /// goes to them until they restart and report (re-replication only).
     pub store_failed: Vec<Id>,
+    /// The replica the current epoch was offered to, if its grant timed
+    /// out before its request came: it was up to date when offered, and
+    /// nothing was acknowledged under an epoch never granted, so its
+    /// request, if it comes while the epoch is still the current one,
+    /// shows it holds the current version and counts it again (without
+    /// this, offers answered late, as after a restarted master's slow
+    /// reconnects, can leave no replica counted: LIVE-2). Cleared when the
+    /// epoch moves.
+    pub unanswered: Option<Id>,
 }
 
 /// What the master last heard of a chunkserver's restarts.
@@ -294,5 +303,6 @@ fn fresh_view(up_to_date: Vec<Id>) -> ChunkView {
         behind: vec![],
         clone_failed: vec![],
         store_failed: vec![],
+        unanswered: None,
     }
 }

@@ -64,6 +64,11 @@ pub struct ModelCfg {
     /// as a bounded fault, like crashes and losses, so that a
     /// configuration with it closes.
     pub duplications: u8,
+    /// Grant timeouts that may fire while the offer's answers are still on
+    /// their way, in all, under `prompt_network` (a bounded timing fault:
+    /// a restarted master's connections come back slower than its grant
+    /// timeout, as the fault campaign saw).
+    pub early_grant_timeouts: u8,
     pub chunkserver_crashes: u8,
     pub master_crashes: u8,
     /// Chunkserver disks that may fill up, one fault each: from then on
@@ -138,6 +143,7 @@ impl ModelCfg {
             "clone_losses" => self.clone_losses = num()? as u8,
             "duplicating" => self.duplicating = flag()?,
             "duplications" => self.duplications = num()? as u8,
+            "early_grant_timeouts" => self.early_grant_timeouts = num()? as u8,
             "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
             "master_crashes" => self.master_crashes = num()? as u8,
             "store_faults" => self.store_faults = num()? as u8,
@@ -193,6 +199,7 @@ impl ModelCfg {
             || self.clone_losses > 0
             || self.duplicating
             || self.duplications > 0
+            || self.early_grant_timeouts > 0
             || self.chunkserver_crashes > 0
             || self.master_crashes > 0
             || self.store_faults > 0

@@ -31,6 +31,9 @@ pub struct History {
     /// Messages the network delivered a second time
     /// (`ModelCfg::duplications`).
     pub duplications: u8,
+    /// Grant timeouts that fired with the offer's answers still on their
+    /// way (`ModelCfg::early_grant_timeouts`).
+    pub early_grant_timeouts: u8,
     /// Per (node, chunk): the last mutation it applied, as announced by its
     /// `Apply` (primary) or successful `Applied` (secondary) messages.
     pub applied: SmallVec<[(Id, ChunkHandle, Stamp); 6]>,

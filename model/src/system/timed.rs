@@ -240,7 +240,9 @@ impl LeaseholdModel {
                 // A held-back secondary's report (`held_back_ms`) comes
                 // well before a client or the master gives up.
                 Timer::RequestTimeout | Timer::GrantTimeout(_) if self.cfg.prompt_network => {
-                    !self.can_still_arrive(s, None) && !self.holding_back(s)
+                    (!self.can_still_arrive(s, None) && !self.holding_back(s))
+                        || (matches!(timer, Timer::GrantTimeout(_))
+                            && s.history.early_grant_timeouts < self.cfg.early_grant_timeouts)
                 }
                 // A secondary waits for its own Applies only: clients that
                 // keep retrying elsewhere must not hold its report back.
@@ -423,6 +425,12 @@ impl Model for LeaseholdModel {
         let armed = self.expiry_armed_by(last, &action);
         let rearmed = self.lease_clock_rearmed_by(last, &action);
         let lost = matches!(&action, ActorModelAction::Drop(_));
+        let early = self.cfg.prompt_network
+            && matches!(
+                &action,
+                ActorModelAction::Timeout(_, Timer::GrantTimeout(_))
+            )
+            && (self.can_still_arrive(last, None) || self.holding_back(last));
         let action_copy = self.step_kind(&action);
         let resends = matches!(
             &action,
@@ -441,6 +449,9 @@ impl Model for LeaseholdModel {
         }
         if lost && !self.cfg.lossy {
             next.history.losses += 1;
+        }
+        if early {
+            next.history.early_grant_timeouts += 1;
         }
         self.settle_expiry_waits(&mut next, &armed);
         self.record_starts(last, &mut next);
