@@ -74,11 +74,10 @@ impl Drop for Links {
 /// link is whole.
 async fn serve(listener: TcpListener, real: SocketAddr, cut: watch::Receiver<bool>) {
     while let Ok((inbound, _)) = listener.accept().await {
-        let cut = cut.clone();
+        let mut cut = cut.clone();
         tokio::spawn(async move {
-            let mut whole = cut.clone();
             // A connection made across a cut reaches nobody until it heals.
-            if whole.wait_for(|c| !c).await.is_err() {
+            if cut.wait_for(|c| !c).await.is_err() {
                 return;
             }
             let Ok(outbound) = TcpStream::connect(real).await else {

@@ -74,7 +74,7 @@ impl MasterActor {
             // send now. Nothing else makes it report again, and a chunk
             // none of whose replicas is counted gets no lease ever.
             let s = state.to_mut();
-            let view = &mut s.view_mut(chunk);
+            let view = s.view_mut(chunk);
             view.behind.retain(|r| *r != src);
             view.up_to_date.push(src);
             view.up_to_date.sort();
@@ -238,7 +238,7 @@ impl MasterActor {
             // stale (the next offer increments the version past
             // whatever it may hold) and offer to another.
             let s = state.to_mut();
-            let view = &mut s.view_mut(chunk);
+            let view = s.view_mut(chunk);
             if let LeaseView::Offered { primary, .. } = view.lease {
                 view.up_to_date.retain(|r| *r != primary);
                 view.unanswered = Some(primary);
@@ -286,7 +286,7 @@ impl MasterActor {
         o: &mut O<S>,
     ) {
         let s = state.to_mut();
-        let view = &mut s.view_mut(chunk);
+        let view = s.view_mut(chunk);
         if let LeaseView::Granted {
             primary,
             epoch,
@@ -452,7 +452,7 @@ impl MasterActor {
             announce_version(&s.servers, chunk, version, others, o);
         }
         let version = s.durable.chunks[chunk as usize].version;
-        let view = &mut s.view_mut(chunk);
+        let view = s.view_mut(chunk);
         if self.cfg.bug != Bug::MasterKeepsSilentReplicas {
             view.up_to_date = acked.clone();
         }
@@ -468,7 +468,7 @@ impl MasterActor {
         for target in failed_clones {
             self.clone_failed_on(state, chunk, target, o);
         }
-        let view = &mut state.to_mut().view_mut(chunk);
+        let view = state.to_mut().view_mut(chunk);
         o.cancel_timer(Timer::GrantTimeout(chunk));
         o.set_timer(
             Timer::LeaseExpiry(chunk),

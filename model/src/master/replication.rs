@@ -105,7 +105,7 @@ impl MasterActor {
             let view = state.view(chunk);
             let forgets_store = restarted && view.store_failed.contains(&src);
             if view.clone_failed.contains(&src) || forgets_store {
-                let view = &mut state.to_mut().view_mut(chunk);
+                let view = state.to_mut().view_mut(chunk);
                 view.clone_failed.retain(|r| *r != src);
                 if forgets_store {
                     view.store_failed.retain(|r| *r != src);
@@ -224,7 +224,7 @@ impl MasterActor {
         meta.replicas.push(spare);
         meta.replicas.sort();
         s.save_durable(o);
-        let view = &mut s.view_mut(chunk);
+        let view = s.view_mut(chunk);
         view.behind.retain(|r| *r != target);
         if self.cfg.bug == Bug::SpareCountedWithoutClone {
             view.up_to_date.push(spare);

@@ -425,7 +425,10 @@ impl Model for LeaseholdModel {
         let armed = self.expiry_armed_by(last, &action);
         let rearmed = self.lease_clock_rearmed_by(last, &action);
         let lost = matches!(&action, ActorModelAction::Drop(_));
-        let early = self.cfg.prompt_network
+        // Only a configuration that allows early grant timeouts counts
+        // them (the check replays every message in flight).
+        let early = self.cfg.early_grant_timeouts > 0
+            && self.cfg.prompt_network
             && matches!(
                 &action,
                 ActorModelAction::Timeout(_, Timer::GrantTimeout(_))
