@@ -24,7 +24,6 @@
 use std::collections::HashMap;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,7 +37,10 @@ use crate::filestore::FileStore;
 use crate::validate::{validate_dir, ValidateOptions};
 
 mod links;
+mod procs;
 use links::Links;
+pub use procs::spawn_server;
+use procs::Procs;
 
 /// The chunkserver that runs with little room, and how little: enough for
 /// a few hundred records of the load, so the disk fills mid-run.
@@ -180,100 +182,6 @@ impl NemesisReport {
         }
         s
     }
-}
-
-/// The server processes.
-struct Procs {
-    binary: PathBuf,
-    /// Each server's own cluster.toml: the other servers' addresses in it
-    /// are the proxies of its links to them.
-    config_paths: HashMap<u64, PathBuf>,
-    config: ClusterConfig,
-    logs: PathBuf,
-    children: HashMap<u64, Child>,
-}
-
-impl Procs {
-    fn spawn(&mut self, id: u64) -> Result<(), String> {
-        let node = self
-            .config
-            .node(Id::from(id as usize))
-            .map_err(|e| e.to_string())?;
-        let role = match node.role {
-            Role::Master => "master",
-            Role::Chunkserver => "chunkserver",
-            Role::Client => return Err(format!("node {id} is a client")),
-        };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.logs.join(format!("node-{id}.log")))
-            .map_err(|e| e.to_string())?;
-        let config_path = &self.config_paths[&id];
-        let child = spawn_server(&self.binary, config_path, role, id, log)
-            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
-        self.children.insert(id, child);
-        let addr = node.addr;
-        let start = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            if start.elapsed() > Duration::from_secs(10) {
-                return Err(format!("node {id} did not start"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    fn signal(&self, id: u64, signal: i32) {
-        if let Some(child) = self.children.get(&id) {
-            // SAFETY: kill(2) on a child this process started and has not
-            // reaped; it touches no memory of ours.
-            unsafe {
-                libc::kill(child.id() as i32, signal);
-            }
-        }
-    }
-
-    fn kill(&mut self, id: u64) {
-        self.signal(id, libc::SIGKILL);
-        if let Some(mut child) = self.children.remove(&id) {
-            let _ = child.wait();
-        }
-    }
-
-    fn stop_all(&mut self) {
-        let ids: Vec<u64> = self.children.keys().copied().collect();
-        for id in ids {
-            self.signal(id, libc::SIGCONT);
-            self.kill(id);
-        }
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        self.stop_all();
-    }
-}
-
-/// Starts `binary` as server `id` (`role`: "master" or "chunkserver") of
-/// the cluster in `config`, logging at info to `log`.
-pub fn spawn_server(
-    binary: &Path,
-    config: &Path,
-    role: &str,
-    id: u64,
-    log: std::fs::File,
-) -> std::io::Result<Child> {
-    Command::new(binary)
-        .args([role, "--config"])
-        .arg(config)
-        .args(["--id", &id.to_string()])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
 }
 
 /// Client `client`'s record `seq`: its content names it, so a record read
