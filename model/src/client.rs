@@ -33,6 +33,10 @@ pub enum Phase {
     Reading {
         replica: Id,
     },
+    /// Waiting out a backoff before retrying after `reason`.
+    BackingOff {
+        reason: Failure,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -286,9 +290,19 @@ impl<P: Payload> ClientActor<P> {
         timer: &Timer,
         o: &mut O<S>,
     ) {
-        if *timer == Timer::RequestTimeout && state.current.is_some() {
-            // No answer in time: treat the primary as unreachable ([0094]).
-            self.retry(id, state, Failure::NotPrimary, o);
+        match (timer, &state.current) {
+            (Timer::RequestTimeout, Some(cur))
+                if !matches!(cur.phase, Phase::BackingOff { .. }) =>
+            {
+                // No answer in time: treat the primary as unreachable ([0094]).
+                self.retry(id, state, Failure::NotPrimary, o);
+            }
+            (Timer::RetryBackoff, Some(cur)) => {
+                if let Phase::BackingOff { reason } = cur.phase.clone() {
+                    self.retry_now(id, state, reason, o);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -511,7 +525,10 @@ impl<P: Payload> ClientActor<P> {
     }
 
     /// [00101]: repeat acts 1230–1270 once with the cached primary, then go
-    /// back to act 1210; give up after the retry bound.
+    /// back to act 1210; give up after the retry bound, or at once when
+    /// trying again cannot help (a refused size or path, a missing file).
+    /// The one retry policy of the real system too: its client library
+    /// only waits for the answer (docs/model.md, "Retries").
     fn retry<S: ChunkStore<Payload = P>>(
         &self,
         id: Id,
@@ -520,16 +537,41 @@ impl<P: Payload> ClientActor<P> {
         o: &mut O<S>,
     ) {
         let cur = state.current.clone().unwrap();
-        if cur.retries >= self.cfg.client_retries_max || self.cfg.bug == Bug::ClientDoesNotRetry {
+        if cur.retries >= self.cfg.client_retries_max
+            || !reason.is_transient()
+            || self.cfg.bug == Bug::ClientDoesNotRetry
+        {
             return self.finish(id, state, OpResult::Failed(reason), o);
         }
         let s = state.to_mut();
         let c = s.current_mut();
-        // An unbounded retry budget (the TCP client's, and the liveness
-        // model's) is not counted, so the state stays finite.
+        // An unbounded retry budget (the liveness model's) is not counted,
+        // so the state stays finite; its backoff stays the first one.
+        let wait = self.cfg.durations.retry_backoff(c.retries);
         if self.cfg.client_retries_max != u32::MAX {
             c.retries += 1;
         }
+        if wait == 0 {
+            return self.retry_now(id, state, reason, o);
+        }
+        c.phase = Phase::BackingOff { reason };
+        // The wait replaces the reply timeout: a late answer to the failed
+        // attempt is dropped (the phase takes none), and its timeout
+        // must not count as a second failure.
+        o.cancel_timer(Timer::RequestTimeout);
+        o.set_timer(Timer::RetryBackoff, Durations::range(wait));
+    }
+
+    /// The retry itself, once any backoff is over.
+    fn retry_now<S: ChunkStore<Payload = P>>(
+        &self,
+        id: Id,
+        state: &mut Cow<ClientState<P>>,
+        reason: Failure,
+        o: &mut O<S>,
+    ) {
+        let cur = state.current.clone().unwrap();
+        let s = state.to_mut();
         match cur.op {
             ClientOp::Append { .. } | ClientOp::Write { .. } => {
                 let cached = self.cached_lease(s, &cur).map(|(info, _)| info);
@@ -547,10 +589,12 @@ impl<P: Payload> ClientActor<P> {
                 }
             }
             ClientOp::Open { path, create } => {
+                s.current_mut().phase = Phase::Opening;
                 o.send(self.cfg.master, Msg::OpenFile { path, create });
                 self.arm_timeout(o);
             }
             ClientOp::Rename { from, to } => {
+                s.current_mut().phase = Phase::Opening;
                 o.send(self.cfg.master, Msg::RenameFile { from, to });
                 self.arm_timeout(o);
             }

@@ -228,6 +228,14 @@ pub struct Durations {
     /// the lease extensions its primaries want ([0091]). Well inside the
     /// lease, so a primary in use asks in time.
     pub heartbeat_ms: u64,
+    /// How long a client waits before its first retry of a failed
+    /// operation; each later retry of the same operation waits twice as
+    /// long, up to `retry_backoff_max_ms` ([`Durations::retry_backoff`]).
+    /// 0: retry at once. A lease that cannot be had now (a replica down, a
+    /// restarted master's quiet period) is had later, so retrying at once
+    /// only spends the retry budget and loads the master.
+    pub retry_backoff_ms: u64,
+    pub retry_backoff_max_ms: u64,
 }
 
 impl Durations {
@@ -249,6 +257,8 @@ impl Durations {
             request_timeout_ms: 5_000,
             held_back_ms: 2_000,
             heartbeat_ms: 5_000,
+            retry_backoff_ms: 20,
+            retry_backoff_max_ms: 1_000,
         }
     }
 
@@ -263,6 +273,8 @@ impl Durations {
             request_timeout_ms: 1_500,
             held_back_ms: 200,
             heartbeat_ms: 250,
+            retry_backoff_ms: 20,
+            retry_backoff_max_ms: 1_000,
         }
     }
 
@@ -281,6 +293,28 @@ impl Durations {
     pub fn master_lease_ms_min(lease_ms: u64) -> u64 {
         let rho = Self::CLOCK_RATE_ERROR_PER_MILLE_MAX;
         lease_ms * (1000 + rho) / (1000 - rho) + 1
+    }
+
+    /// The wait before retry number `retry` (from 0) of one operation:
+    /// exponential backoff from `retry_backoff_ms`, capped.
+    pub fn retry_backoff(&self, retry: u32) -> u64 {
+        let doubled = self
+            .retry_backoff_ms
+            .saturating_mul(1u64.checked_shl(retry).unwrap_or(u64::MAX));
+        doubled.min(self.retry_backoff_max_ms.max(self.retry_backoff_ms))
+    }
+
+    /// The fewest retries whose backoffs add up to at least `span_ms`: a
+    /// retry budget that outlasts a client's deadline of that span
+    /// (at least one; with no backoff, one: retries at once cover no time).
+    pub fn retries_to_cover(&self, span_ms: u64) -> u32 {
+        let mut waited = 0u64;
+        let mut retries = 0u32;
+        while waited < span_ms && self.retry_backoff(retries) > 0 {
+            waited = waited.saturating_add(self.retry_backoff(retries));
+            retries += 1;
+        }
+        retries.max(1)
     }
 
     pub(crate) fn range(ms: u64) -> std::ops::Range<Duration> {

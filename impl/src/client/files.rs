@@ -50,7 +50,7 @@ impl Client {
             path: path.into(),
             create,
         };
-        match self.run("open", path, op, true).await {
+        match self.run("open", path, op).await {
             Ok(OpResult::Opened { file, chunks }) => {
                 self.inner
                     .files
@@ -101,7 +101,7 @@ impl Client {
             from: from.into(),
             to: to.into(),
         };
-        let renamed = match self.run("rename", from, op, true).await {
+        let renamed = match self.run("rename", from, op).await {
             Ok(OpResult::Renamed { file }) => file,
             Ok(other) => unreachable!("rename answered with {other:?}"),
             Err(ClientError::Failed {
@@ -146,7 +146,7 @@ impl Client {
     pub async fn stat_chunk(&self, path: &str, index: u32) -> Result<ChunkStat> {
         let file = self.file_id(path).await?;
         match self
-            .run("stat", path, ClientOp::Stat { file, index }, false)
+            .run("stat", path, ClientOp::Stat { file, index })
             .await?
         {
             OpResult::Stat { info, .. } => Ok(chunk_stat(&info)),

@@ -11,11 +11,11 @@
 //!   and the reader that skips padding, partial records and duplicates
 //!   (`records.rs`);
 //! - splitting writes and reads at chunk boundaries (`write.rs`, `read.rs`);
-//! - a deadline on every operation, so nothing hangs, and resubmission with
-//!   backoff when the actor gave up on a transient failure (no lease yet, a
-//!   replica down): at-least-once append allows it, and the reader drops
-//!   the duplicates it may leave (`submit.rs`, the one place that waits
-//!   for the actor and decides on a resubmission).
+//! - a deadline on every operation, so nothing hangs (`submit.rs`, the one
+//!   place that waits for the actor). Retries are the actor's: it retries
+//!   a transient failure (no lease yet, a replica down) with backoff, with
+//!   a budget that outlasts the default deadline; at-least-once append
+//!   allows it, and the reader drops the duplicates it may leave.
 //!
 //! Starting the actor is `connect.rs`; what the library learns by watching
 //! the actor's messages rather than from its answers (push times, the

@@ -1,8 +1,8 @@
 //! Reads: of one chunk from an up-to-date replica, naming what the replicas
 //! answered when none served it, and of a file range split at chunk
 //! boundaries, with a middle chunk's unwritten tail read as zeros. Apart
-//! from the mutations because a read is never resubmitted and its failures
-//! are the replicas' own, which the error has to name.
+//! from the mutations because a read's failures are the replicas' own,
+//! which the error has to name.
 
 use leasehold_model::msg::{ClientOp, Failure, OpResult};
 use leasehold_model::types::{Offset, Payload};
@@ -38,7 +38,7 @@ impl Client {
             .lock()
             .expect("read failures lock")
             .clear();
-        let result = self.run("read", path, op, false).await;
+        let result = self.run("read", path, op).await;
         let reports =
             std::mem::take(&mut *self.inner.read_failures.lock().expect("read failures lock"));
         match result {

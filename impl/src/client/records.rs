@@ -89,7 +89,7 @@ impl Client {
         let record_id = self.next_record_id();
         let framed = Bytes::from(record::frame(record_id, data));
         let op = ClientOp::Append { file, data: framed };
-        match self.run("record append", path, op, true).await? {
+        match self.run("record append", path, op).await? {
             OpResult::Mutated {
                 chunk,
                 index,

@@ -1,23 +1,18 @@
 //! Running one operation on the actor: one submission and its answer
-//! within a deadline, and resubmission with backoff after a transient
-//! failure. Every operation goes through here, so the library's deadline
-//! and its side of the retry policy (the actor retries too, before it
-//! answers) are decided in one place.
+//! within a deadline. Every operation goes through here. Whether and when
+//! to retry is the actor's alone (`ClientActor::retry`: transient
+//! failures only, with exponential backoff, within a budget that outlasts
+//! the deadline), so the retry policy the model checks is the one that
+//! runs; the library only bounds how long a caller waits.
 
 use leasehold_model::msg::{ClientOp, Msg, OpId, OpResult};
 use stateright::actor::Id;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
 use super::{Client, ClientError, Result, APP_ID};
 use crate::nodes::RealMsg;
 use crate::payload::Bytes;
-
-const RESUBMIT_BACKOFF_MS_MIN: u64 = 20;
-const RESUBMIT_BACKOFF_MS_MAX: u64 = 1_000;
-
-const _: () = assert!(RESUBMIT_BACKOFF_MS_MIN <= RESUBMIT_BACKOFF_MS_MAX);
 
 /// The application side of the client actor: its answers, and the id the
 /// next submission gets. An answer carries its submission's id, so one that
@@ -87,27 +82,16 @@ impl Client {
         answer_to(&mut s.done, op_id, deadline).await
     }
 
-    /// Runs one operation to its end within the operation timeout. With
-    /// `resubmit`, a transient failure (the actor ran out of retries while
-    /// no lease could be had or a replica was down) is submitted again
-    /// after a backoff.
+    /// Runs one operation to its end within the operation timeout.
     pub(super) async fn run(
         &self,
         op_name: &'static str,
         path: &str,
         op: ClientOp<Bytes>,
-        resubmit: bool,
     ) -> Result<OpResult<Bytes>> {
         let started = Instant::now();
-        self.run_until(
-            op_name,
-            path,
-            op,
-            resubmit,
-            started,
-            started + self.inner.op_timeout,
-        )
-        .await
+        self.run_until(op_name, path, op, started, started + self.inner.op_timeout)
+            .await
     }
 
     /// [`Client::run`] within a deadline of an operation that began at
@@ -117,45 +101,22 @@ impl Client {
         op_name: &'static str,
         path: &str,
         op: ClientOp<Bytes>,
-        resubmit: bool,
         started: Instant,
         deadline: Instant,
     ) -> Result<OpResult<Bytes>> {
-        let mut backoff = Duration::from_millis(RESUBMIT_BACKOFF_MS_MIN);
-        loop {
-            let result = match self.submit(op.clone(), deadline).await {
-                Ok(r) => r,
-                Err(SubmitError::Closed) => return Err(ClientError::Closed),
-                Err(SubmitError::Timeout) => {
-                    return Err(ClientError::Timeout {
-                        op: op_name,
-                        path: path.into(),
-                        ms: started.elapsed().as_millis() as u64,
-                    })
-                }
-            };
-            match result {
-                OpResult::Failed(reason)
-                    if resubmit && reason.is_transient() && Instant::now() + backoff < deadline =>
-                {
-                    tracing::debug!(
-                        op = op_name,
-                        path,
-                        reason = %reason,
-                        "resubmitting"
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(RESUBMIT_BACKOFF_MS_MAX));
-                }
-                OpResult::Failed(reason) => {
-                    return Err(ClientError::Failed {
-                        op: op_name,
-                        path: path.into(),
-                        reason,
-                    })
-                }
-                other => return Ok(other),
-            }
+        match self.submit(op, deadline).await {
+            Ok(OpResult::Failed(reason)) => Err(ClientError::Failed {
+                op: op_name,
+                path: path.into(),
+                reason,
+            }),
+            Ok(other) => Ok(other),
+            Err(SubmitError::Closed) => Err(ClientError::Closed),
+            Err(SubmitError::Timeout) => Err(ClientError::Timeout {
+                op: op_name,
+                path: path.into(),
+                ms: started.elapsed().as_millis() as u64,
+            }),
         }
     }
 }
@@ -164,6 +125,7 @@ impl Client {
 mod tests {
     use super::*;
     use leasehold_model::msg::Failure;
+    use std::time::Duration;
 
     fn done(op_id: OpId, result: OpResult<Bytes>) -> RealMsg {
         Msg::Done { op_id, result }

@@ -99,10 +99,7 @@ impl Client {
             offset,
             data,
         };
-        match self
-            .run_until("write", path, op, true, started, deadline)
-            .await?
-        {
+        match self.run_until("write", path, op, started, deadline).await? {
             OpResult::Mutated { .. } => Ok(()),
             other => unreachable!("write answered with {other:?}"),
         }

@@ -12,11 +12,11 @@
 //!   snapshot that needs it, and revoking every lease halfway through its
 //!   period would only churn versions. (A stale secondary still ends its
 //!   primary's lease: the master's report handling revokes regardless.)
-//! - `client_retries_max` is finite ([`CLIENT_RETRIES_MAX`]): the client
-//!   actor retries at once, without backoff, so an unbounded count could
-//!   spin while no replica can take a lease. After the bound the actor
-//!   reports the failure and the client library decides, with backoff and an
-//!   overall deadline, whether to submit the operation again.
+//! - `client_retries_max` is finite ([`client_retries_max`]): enough
+//!   retries, each after its backoff, to outlast the client library's
+//!   default deadline, so the actor, not the library, decides every retry
+//!   (one policy, the one the model checks), and an operation the library
+//!   gave up on still ends, freeing the actor for the next.
 
 use leasehold_model::chunkserver::ChunkserverActor;
 use leasehold_model::client::ClientActor;
@@ -56,8 +56,16 @@ pub const PUSH_BUFFERS_MAX: u32 = 32;
 pub const PUSH_BUFFER_BYTES_MAX: u64 = 256 * 1024 * 1024;
 /// Mutations a primary has in flight (and a secondary holds back) at once.
 pub const MUTATIONS_IN_FLIGHT_MAX: u32 = 64;
-/// Retries of one operation inside the client actor (see the module doc).
-pub const CLIENT_RETRIES_MAX: u32 = 8;
+/// Retries of one operation inside the client actor (see the module doc):
+/// as many as it takes for their backoffs to add up to the library's
+/// default deadline.
+pub fn client_retries_max(cluster: &ClusterConfig) -> u32 {
+    let deadline = crate::client::op_timeout_default(cluster);
+    cluster
+        .leases
+        .durations()
+        .retries_to_cover(deadline.as_millis() as u64)
+}
 /// Replicas per chunk, as in GFS, fewer if the cluster has fewer servers.
 pub const REPLICAS_PER_CHUNK_MAX: u32 = 3;
 
@@ -142,7 +150,7 @@ pub fn protocol_cfg(cluster: &ClusterConfig) -> Result<ProtocolCfg, NodeError> {
         extensions_max: u32::MAX,
         revocations_max: 0,
         chunks_max: u32::MAX,
-        client_retries_max: CLIENT_RETRIES_MAX,
+        client_retries_max: client_retries_max(cluster),
         age_out: true,
         reply_timeouts: true,
         push_buffers_max: PUSH_BUFFERS_MAX,
@@ -390,6 +398,7 @@ pub use fields::{msg_fields, trace_msg, MsgFields};
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Leases;
     use std::path::Path;
 
     #[test]
@@ -403,6 +412,31 @@ mod tests {
         assert_eq!(cfg.position(Id::from(5)), 5);
         assert!(cfg.durations.satisfy_clock_bound());
         assert_eq!(cfg.bug, Bug::None);
+    }
+
+    #[test]
+    fn the_retry_budget_outlasts_the_default_deadline() {
+        let mut c = ClusterConfig::local(1, Path::new("/tmp/x")).unwrap();
+        for (leases, budget) in [(Leases::Gfs, 87), (Leases::Short, 23)] {
+            c.leases = leases;
+            let d = leases.durations();
+            let retries = client_retries_max(&c);
+            assert_eq!(retries, budget, "{leases:?}");
+            let waited = |n: u32| (0..n).map(|r| d.retry_backoff(r)).sum::<u64>();
+            let deadline = crate::client::op_timeout_default(&c).as_millis() as u64;
+            // The fewest that cover it: one fewer falls short.
+            assert!(waited(retries) >= deadline && waited(retries - 1) < deadline);
+        }
+        let d = Durations::short();
+        let waits: Vec<u64> = (0..9).map(|r| d.retry_backoff(r)).collect();
+        assert_eq!(waits, [20, 40, 80, 160, 320, 640, 1_000, 1_000, 1_000]);
+        assert_eq!(d.retry_backoff(u32::MAX), 1_000);
+        let at_once = Durations {
+            retry_backoff_ms: 0,
+            ..d
+        };
+        assert_eq!(at_once.retry_backoff(3), 0);
+        assert_eq!(at_once.retries_to_cover(10_000), 1);
     }
 
     #[test]

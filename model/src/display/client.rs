@@ -48,6 +48,7 @@ impl<P: Payload> Display for Doing<'_, P> {
             Phase::Mutating => f.write_str("waiting for the primary's write (act 1240)")?,
             Phase::Locating => f.write_str("asking the master for replicas")?,
             Phase::Reading { replica } => write!(f, "reading from {}", Cs(*replica))?,
+            Phase::BackingOff { reason } => write!(f, "waiting to retry after: {reason}")?,
         }
         match cur.index {
             ChunkIndex::Last => f.write_str(", last chunk")?,

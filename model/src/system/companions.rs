@@ -213,3 +213,12 @@ pub(super) fn rename_refused_busy(_: &LeaseholdModel, s: &State) -> bool {
         )
     })
 }
+
+/// A client waits out a backoff before it retries (the TCP client's retry
+/// policy, `retry_backoff`).
+pub(super) fn client_backing_off(model: &LeaseholdModel, s: &State) -> bool {
+    (0..model.cfg.clients()).any(|c| {
+        matches!(&**s.actor_states[usize::from(model.cfg.client_id(c))],
+            NodeState::Client(cl) if matches!(&cl.current, Some(cur) if matches!(cur.phase, crate::client::Phase::BackingOff { .. })))
+    })
+}

@@ -40,6 +40,13 @@ pub struct ModelCfg {
     pub extensions_max: u32,
     pub revocations_max: u32,
     pub client_retries_max: u32,
+    /// Whether a client waits (a timer, `Timer::RetryBackoff`) before each
+    /// retry, as the TCP client does, or retries in the step that failed.
+    /// Off, the same retries happen with fewer interleavings: a wait is a
+    /// step in which the client's retry is not yet sent, and a retry sent
+    /// at once may itself wait in the network as long as any wait
+    /// (docs/model.md, "Retries").
+    pub retry_backoff: bool,
     /// How many times a chunkserver's lease clock may run out (a bounded
     /// timing fault). 0 models leases long enough, and extensions in time,
     /// for every mutation.
@@ -136,6 +143,7 @@ impl ModelCfg {
             "extensions_max" => self.extensions_max = num()?,
             "revocations_max" => self.revocations_max = num()?,
             "client_retries_max" => self.client_retries_max = num()?,
+            "retry_backoff" => self.retry_backoff = flag()?,
             "lease_expiries" => self.lease_expiries = num()? as u8,
             "delays" => self.delays = flag()?,
             "lossy" => self.lossy = flag()?,
@@ -256,7 +264,14 @@ impl ModelCfg {
             heartbeats_when_idle: false,
             re_replication: self.re_replication,
             clone_part_units: self.clone_part_units,
-            durations: Durations::gfs(),
+            durations: Durations {
+                retry_backoff_ms: if self.retry_backoff {
+                    Durations::gfs().retry_backoff_ms
+                } else {
+                    0
+                },
+                ..Durations::gfs()
+            },
             bug: self.bug,
         }
     }

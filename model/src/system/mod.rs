@@ -311,6 +311,12 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             s.history.data_missing && all_succeeded(m, s)
         }));
     }
+    if cfg.retry_backoff && cfg.client_retries_max > 0 {
+        p.push(Property::sometimes(
+            "APPEND-5 reached: a client waits out a backoff before it retries",
+            client_backing_off,
+        ));
+    }
     if cfg.push_buffers_max < 4 || cfg.push_buffer_units_max < u64::MAX {
         p.push(Property::sometimes(
             "PUSH-2 reached: a push refused Busy (buffer full), pushed again, and every append acked",

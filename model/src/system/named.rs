@@ -20,6 +20,7 @@ impl ModelCfg {
             extensions_max: 0,
             revocations_max: 0,
             client_retries_max: 0,
+            retry_backoff: false,
             lease_expiries: 0,
             delays: false,
             lossy: false,
@@ -162,12 +163,14 @@ impl ModelCfg {
             // The TCP nodes' limits scaled down until they bite: one pushed
             // record buffered per server, one mutation in flight at a
             // primary, extensions past the first; two clients race into
-            // each `Busy` and retry. (Age-out has its own configuration:
-            // with it on as well the space does not close.)
+            // each `Busy` and retry after a backoff, as the TCP client
+            // does. (Age-out has its own configuration: with it on as well
+            // the space does not close.)
             "limits" => ModelCfg {
                 name: "limits",
                 appends: vec![1, 1],
                 client_retries_max: 1,
+                retry_backoff: true,
                 extensions_max: 2,
                 push_buffers_max: 1,
                 push_buffer_units_max: 2,
@@ -222,6 +225,9 @@ impl ModelCfg {
                 appends: vec![1, 1],
                 lease_grants_max: 2,
                 client_retries_max: u32::MAX,
+                // Each retry after a backoff, as over TCP: a client that
+                // waits must not stall the chunk either.
+                retry_backoff: true,
                 chunkserver_crashes: 1,
                 prompt_network: true,
                 ..base
