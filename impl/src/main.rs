@@ -72,9 +72,14 @@ enum Cmd {
     ///
     /// Replays every node through the checked actors, matches every message
     /// received to its send, and checks the requirements over the run
-    /// (specs/trace-format.md). Exits 1 on any failure, 2 if the traces
-    /// cannot be read.
+    /// (specs/trace-format.md). With --foreign, checks another
+    /// implementation's JSON-lines traces (specs/foreign-trace.md) by
+    /// behaviour. Exits 1 on any failure, 2 if the traces cannot be read.
     Validate(ValidateArgs),
+    /// Write a run's step traces as foreign traces (JSON lines,
+    /// specs/foreign-trace.md): what another implementation's tracer
+    /// writes, and what `validate --foreign` reads.
+    ExportTrace(ExportTraceArgs),
     /// Run a fault campaign against a local cluster (issue #15): appends
     /// while chunkservers and the master are killed and restarted, a
     /// primary is paused past its lease, blocks are corrupted, a disk
@@ -132,11 +137,24 @@ struct NemesisArgs {
 
 #[derive(Args)]
 struct ValidateArgs {
-    /// The trace directory: node-<id>.<start>.trace files.
+    /// The trace directory: node-<id>.<start>.trace files (with --foreign,
+    /// node-<id>.<start>.jsonl files).
     dir: PathBuf,
+    /// The traces are foreign (JSON lines, specs/foreign-trace.md): judge
+    /// each node by what it sent and applied, without state digests.
+    #[arg(long)]
+    foreign: bool,
     /// Print only the failures and the summary: no notes, no progress.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct ExportTraceArgs {
+    /// The trace directory of a Leasehold run (node-<id>.<start>.trace).
+    dir: PathBuf,
+    /// Where to write node-<id>.<start>.jsonl (made if missing).
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -267,6 +285,7 @@ fn main() -> ExitCode {
         Cmd::Explore(args) => return leasehold_checks::run_explore(args),
         Cmd::Bench(args) => return cli::tools::bench(args.args),
         Cmd::Validate(args) => return cli::tools::validate(args),
+        Cmd::ExportTrace(args) => return cli::tools::export_trace(args),
         Cmd::Nemesis(args) => return cli::tools::nemesis(args),
         other => other,
     };
@@ -328,7 +347,12 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
         Cmd::CatRecords(a) => cli::files::cat_records(a).await,
         Cmd::Stat(a) => cli::files::stat(a).await,
         Cmd::Mv(a) => cli::files::mv(a).await,
-        Cmd::Check(_) | Cmd::Explore(_) | Cmd::Bench(_) | Cmd::Validate(_) | Cmd::Nemesis(_) => {
+        Cmd::Check(_)
+        | Cmd::Explore(_)
+        | Cmd::Bench(_)
+        | Cmd::Validate(_)
+        | Cmd::ExportTrace(_)
+        | Cmd::Nemesis(_) => {
             unreachable!("run without a runtime")
         }
     }

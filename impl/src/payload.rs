@@ -40,6 +40,17 @@ pub fn decoding_from<T>(frame: &bytes::Bytes, decode: impl FnOnce() -> T) -> T {
     decode()
 }
 
+/// In JSON (foreign traces) a payload is an array of byte values.
+impl schemars::JsonSchema for Bytes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Bytes".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <Vec<u8>>::json_schema(generator)
+    }
+}
+
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visit;

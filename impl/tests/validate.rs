@@ -9,9 +9,13 @@
 use leasehold::client::Client;
 use leasehold::config::{ClusterConfig, Leases, Role};
 use leasehold::nodes;
-use leasehold::trace::{read_run, NodeTrace, TraceActor, TraceCommand, TraceInput};
+use leasehold::trace::{
+    read_foreign_run, read_run, Applied, ForeignTrace, NodeTrace, TraceActor, TraceCommand,
+    TraceInput,
+};
 use leasehold::validate::{
-    records_of, validate_dir, validate_traces, write_records, Check, Report, ValidateOptions,
+    export_foreign, records_of, validate_dir, validate_foreign, validate_traces, write_records,
+    Check, Report, ValidateOptions,
 };
 use leasehold_model::msg::{Msg, OpResult};
 use std::path::{Path, PathBuf};
@@ -772,4 +776,196 @@ fn a_send_of_a_step_never_carried_out_matches_no_receive() {
             .any(|n| n.at.node == node && n.explanation.contains("never had their barrier passed"));
         assert_eq!(noted, !carried_out, "{}", show(&r));
     }
+}
+
+// ---- Foreign traces (issue #11): the same run as JSON lines, judged by
+// behaviour only (specs/foreign-trace.md).
+
+/// The real run exported as foreign traces, once.
+fn foreign_run() -> &'static Path {
+    static RUN: OnceLock<tempfile::TempDir> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let report = export_foreign(real_run(), dir.path(), &quiet()).unwrap();
+        assert!(
+            report.replay_failures.is_empty(),
+            "{:?}",
+            report.replay_failures
+        );
+        assert_eq!(report.files, 8);
+        dir
+    })
+    .path()
+}
+
+fn foreign_traces() -> Vec<ForeignTrace> {
+    read_foreign_run(foreign_run()).unwrap()
+}
+
+fn validate_foreign_traces(traces: Vec<ForeignTrace>) -> Report {
+    let r = validate_foreign(traces, &quiet()).unwrap();
+    eprintln!("{}", show(&r));
+    r
+}
+
+/// The first TRACE-1 failure's location, if any.
+fn trace_1_at(r: &Report) -> Option<(u64, u32, u64)> {
+    r.failures
+        .iter()
+        .find(|f| f.check == Check::Trace1)
+        .map(|f| (f.at.node, f.at.start, f.at.step))
+}
+
+#[test]
+fn a_real_run_exported_as_foreign_traces_validates_clean() {
+    let traces = foreign_traces();
+    // The export carries what each chunkserver step applied: writes with
+    // their stamps and checksums, and pads.
+    let applied: Vec<&Applied> = traces
+        .iter()
+        .flat_map(|t| t.applied.iter().flatten().flatten())
+        .collect();
+    assert!(applied.iter().any(|a| matches!(a, Applied::Write { .. })));
+    assert!(applied.iter().any(|a| matches!(a, Applied::Pad { .. })));
+    assert!(traces
+        .iter()
+        .all(|t| t.trace.steps.iter().all(|s| s.digest == 0)));
+    let r = validate_foreign_traces(traces);
+    assert!(r.is_clean(), "{}", show(&r));
+    assert_eq!(r.nodes, 6);
+    assert_eq!(r.files, 8);
+    assert_eq!(r.steps_replayed, r.steps_recorded);
+    assert_eq!(r.messages_matched, r.messages_received);
+    assert!(r.acks_checked >= 72, "{}", show(&r));
+    assert!(r.leases_checked >= 3, "{}", show(&r));
+    assert!(r.global_states > 100, "{}", show(&r));
+}
+
+/// A foreign node may emit one step's commands in any order.
+#[test]
+fn a_foreign_step_with_its_commands_in_another_order_still_validates() {
+    let mut traces = foreign_traces();
+    let mut reversed = 0;
+    for t in &mut traces {
+        for s in &mut t.trace.steps {
+            let sends = s
+                .commands
+                .iter()
+                .filter(|c| matches!(c, TraceCommand::Send { .. }))
+                .count();
+            if sends >= 2 {
+                s.commands.reverse();
+                reversed += 1;
+            }
+        }
+    }
+    assert!(reversed > 10);
+    let r = validate_foreign_traces(traces);
+    assert!(r.is_clean(), "{}", show(&r));
+}
+
+/// A primary that sends a secondary an `Apply` with a serial the model's
+/// primary would not have assigned ([0099]) fails TRACE-1 at that step.
+#[test]
+fn a_foreign_primary_that_skips_a_serial_breaks_trace_1() {
+    let mut traces = foreign_traces();
+    let mut at = None;
+    'files: for t in &mut traces {
+        if role_of(&t.trace) != Role::Chunkserver {
+            continue;
+        }
+        for s in &mut t.trace.steps {
+            for c in &mut s.commands {
+                if let TraceCommand::Send {
+                    msg: Msg::Apply { stamp, .. },
+                    ..
+                } = c
+                {
+                    stamp.serial += 1;
+                    at = Some((t.trace.header.node, t.trace.header.start, s.n));
+                    break 'files;
+                }
+            }
+        }
+    }
+    assert!(at.is_some());
+    let r = validate_foreign_traces(traces);
+    assert!(!r.is_clean());
+    assert_eq!(trace_1_at(&r), at, "{}", show(&r));
+    let f = r
+        .failures
+        .iter()
+        .find(|f| f.check == Check::Trace1)
+        .unwrap();
+    assert!(f.explanation.contains("the model's actor does not"), "{f}");
+}
+
+/// A replica whose recorded mutation lands at another offset than the
+/// model's actor puts it fails TRACE-1 at that step.
+#[test]
+fn a_foreign_replica_that_writes_elsewhere_breaks_trace_1() {
+    let mut traces = foreign_traces();
+    let mut at = None;
+    'files: for t in &mut traces {
+        for (i, applied) in t.applied.iter_mut().enumerate() {
+            for a in applied.iter_mut().flatten() {
+                if let Applied::Write { offset, .. } = a {
+                    *offset += 1;
+                    let h = &t.trace.header;
+                    at = Some((h.node, h.start, t.trace.steps[i].n));
+                    break 'files;
+                }
+            }
+        }
+    }
+    assert!(at.is_some());
+    let r = validate_foreign_traces(traces);
+    assert_eq!(trace_1_at(&r), at, "{}", show(&r));
+    let f = r
+        .failures
+        .iter()
+        .find(|f| f.check == Check::Trace1)
+        .unwrap();
+    assert!(f.explanation.contains("applies"), "{f}");
+}
+
+#[test]
+fn the_cli_validates_foreign_traces_and_exits_by_outcome() {
+    let bin = env!("CARGO_BIN_EXE_leasehold");
+    let run = |args: &[&str], dir: &Path| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .arg(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let exported = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin)
+        .arg("export-trace")
+        .arg(real_run())
+        .arg(exported.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let (code, stdout, _) = run(&["validate", "--foreign", "--quiet"], exported.path());
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains(" 0 failures"), "{stdout}");
+
+    // A line that is not JSON: an error naming the file, exit 2.
+    let broken = exported.path().join("node-0.0.jsonl");
+    let mut text = std::fs::read_to_string(&broken).unwrap();
+    text.push_str("{not json\n");
+    std::fs::write(&broken, text).unwrap();
+    let (code, _, stderr) = run(&["validate", "--foreign"], exported.path());
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("node-0.0.jsonl"), "{stderr}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(&["validate", "--foreign"], empty.path());
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("no foreign trace files"), "{stderr}");
 }

@@ -14,7 +14,18 @@ use std::time::Duration;
 /// it. `Bug::None` is the protocol as specified. Each variant removes exactly
 /// one guard; the guard's code names the bug in a comment.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    Default,
+    schemars::JsonSchema,
 )]
 pub enum Bug {
     #[default]
@@ -202,7 +213,7 @@ impl Bug {
 /// Real timer durations for the TCP host. The model ignores them; the
 /// relation between the two lease periods is the clock assumption the model
 /// relies on (docs/model.md, "Time").
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Durations {
     /// How long a chunkserver holds a lease, on its own clock, counted from
     /// a reading taken before its request left; a grant never moves that
@@ -323,16 +334,19 @@ impl Durations {
 }
 
 /// The parameters every actor of one cluster shares.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProtocolCfg {
     /// Maximum chunk size in the store's unit ([00104]: e.g. 64 MB).
     pub chunk_size: u64,
     /// Replicas per chunk, chosen by the master when it allocates a chunk.
     pub replicas_per_chunk: u32,
+    #[schemars(with = "u64")]
     pub master: Id,
+    #[schemars(with = "Vec<u64>")]
     pub chunkservers: Vec<Id>,
     /// Network position of each node (same order as node ids), for the
     /// "closest replica" choice of the chain push ([0096], [0097]).
+    #[schemars(with = "Vec<(u64, u64)>")]
     pub positions: Vec<(Id, u64)>,
     /// Model bound: lease grants per chunk (new epochs). The TCP system uses
     /// `u32::MAX`.

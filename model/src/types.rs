@@ -36,7 +36,9 @@ pub type FileId = u32;
 /// Identifies data a client pushed ([0095]): the client's node index and a
 /// per-client sequence number. Replicas buffer pushed data under this id
 /// until a mutation names it or it ages out.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct DataId {
     pub client: u32,
     pub seq: u32,
@@ -50,7 +52,19 @@ impl Debug for DataId {
 
 /// Which lease and which slot within it a mutation was applied under: the
 /// global order of mutations on a chunk ([0090]).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    Default,
+    schemars::JsonSchema,
+)]
 pub struct Stamp {
     pub epoch: LeaseEpoch,
     pub serial: Serial,
@@ -82,7 +96,9 @@ pub trait Payload: Clone + Debug + Eq + Hash + Ord + Serialize + for<'de> Deseri
 
 /// Why a store refused an operation. The chunkserver turns these into
 /// failure replies, so the client retries instead of the server crashing.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum StoreError {
     /// The write would run past the chunk's maximum size.
     OutOfRange,
@@ -114,7 +130,9 @@ impl fmt::Display for StoreError {
 }
 
 /// What a chunkserver persists per chunk replica besides its data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ReplicaMeta {
     /// The chunk version this replica last learned from the master.
     pub version: ChunkVersion,
@@ -216,7 +234,9 @@ pub trait ChunkStore:
 /// end of the data. Traces of real nodes record it, and node digests
 /// ([`crate::NodeState::protocol_digest`]) hash it, so a replay on another
 /// store implementation can be compared with the real run.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct StoreView {
     pub incarnation: u32,
     pub chunks: Vec<(ChunkHandle, ReplicaMeta, Offset)>,
@@ -240,7 +260,19 @@ impl StoreView {
 /// per unit, which keeps what each unit holds and which mutation wrote it
 /// (the properties look at both); the file store sends its bytes as they
 /// are, padding included, since it keeps no stamp per byte.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum ClonePiece<P> {
     /// A unit never written on the source (model store).
     Hole,

@@ -3,7 +3,7 @@
 //! and `bench` (execs `leasehold-bench`). `main` runs them before it starts
 //! the client runtime: each makes its own, or none.
 
-use crate::{new_runtime, NemesisArgs, ValidateArgs};
+use crate::{new_runtime, ExportTraceArgs, NemesisArgs, ValidateArgs};
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -53,7 +53,7 @@ pub(crate) fn nemesis(a: NemesisArgs) -> ExitCode {
 /// `leasehold validate`: failures one per line (`REQ-ID node N start S
 /// step K: why`), then notes unless quiet, then the summary.
 pub(crate) fn validate(a: ValidateArgs) -> ExitCode {
-    use leasehold::validate::{validate_dir, ValidateOptions};
+    use leasehold::validate::{validate_dir, validate_foreign_dir, ValidateOptions};
     // Long traces take a while; a bar only where someone watches.
     let bar = (!a.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         indicatif::ProgressBar::new(0).with_style(
@@ -74,7 +74,11 @@ pub(crate) fn validate(a: ValidateArgs) -> ExitCode {
         ..ValidateOptions::default()
     };
     let started = std::time::Instant::now();
-    let result = validate_dir(&a.dir, &opts);
+    let result = if a.foreign {
+        validate_foreign_dir(&a.dir, &opts)
+    } else {
+        validate_dir(&a.dir, &opts)
+    };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -109,6 +113,36 @@ pub(crate) fn validate(a: ValidateArgs) -> ExitCode {
     if report.is_clean() {
         ExitCode::SUCCESS
     } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `leasehold export-trace`.
+pub(crate) fn export_trace(a: ExportTraceArgs) -> ExitCode {
+    use leasehold::validate::{export_foreign, ValidateOptions};
+    let report = match export_foreign(&a.dir, &a.out, &ValidateOptions::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for f in &report.replay_failures {
+        eprintln!("warning: {f}");
+    }
+    println!(
+        "{} foreign trace files, {} steps, written to {}",
+        report.files,
+        report.steps,
+        a.out.display()
+    );
+    if report.replay_failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "warning: the replay failed {} times: mutations after a failure are missing from the export",
+            report.replay_failures.len()
+        );
         ExitCode::from(1)
     }
 }

@@ -62,7 +62,7 @@ const TRACE_BUFFER_BYTES: usize = 1 << 20;
 
 /// How to rebuild a node's actor for replay: the role's own parameters
 /// besides the protocol's.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum TraceActor {
     Master,
     Chunkserver {
@@ -89,7 +89,7 @@ pub struct TraceHeader {
 
 /// Saved storage as the protocol sees it: a chunkserver's store only as
 /// its [`StoreView`] (its data lives in the chunk files).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum TraceStorage {
     Master(MasterDurable),
     Chunkserver(StoreView),
@@ -106,14 +106,14 @@ impl TraceStorage {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum TraceInput {
     Start { restored: Option<TraceStorage> },
     Msg { src: u64, msg: RealMsg },
     Timer(Timer),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum TraceCommand {
     Send {
         dst: u64,
@@ -364,10 +364,12 @@ impl StepRecorder<RealNode> for TraceWriter {
     }
 }
 
+mod foreign;
 mod mapped;
 mod read;
 #[cfg(test)]
 mod tests;
 
+pub use foreign::*;
 pub use mapped::MappedTrace;
 pub use read::*;

@@ -35,7 +35,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::trace::{read_trace, NodeTrace, TraceError, TraceRecord, TRACE_MAGIC};
+use crate::trace::{read_trace, ForeignTrace, NodeTrace, TraceError, TraceRecord, TRACE_MAGIC};
 
 /// What a finding is about: a check of the trace itself or a requirement
 /// of specs/requirements.md, by its ID.
@@ -242,6 +242,8 @@ pub enum ValidateError {
     NoDir(PathBuf),
     #[error("{0}: no trace files (node-<id>.<start>.trace); was trace_dir set in cluster.toml?")]
     NoTraces(PathBuf),
+    #[error("{0}: no foreign trace files (node-<id>.<start>.jsonl, specs/foreign-trace.md)")]
+    NoForeignTraces(PathBuf),
     #[error("node {node}: trace files of starts {missing:?} are missing (found {found:?})")]
     MissingStart {
         node: u64,
@@ -292,9 +294,126 @@ fn read_dir(dir: &Path, threads: usize) -> Result<Vec<NodeTrace>, TraceError> {
     Ok(traces)
 }
 
+/// Validates every foreign trace (`*.jsonl`, specs/foreign-trace.md) in
+/// `dir`: behaviour only, since a foreign trace has no state digests.
+pub fn validate_foreign_dir(dir: &Path, opts: &ValidateOptions) -> Result<Report, ValidateError> {
+    if !dir.is_dir() {
+        return Err(ValidateError::NoDir(dir.into()));
+    }
+    let traces = crate::trace::read_foreign_run(dir)?;
+    if traces.is_empty() {
+        return Err(ValidateError::NoForeignTraces(dir.into()));
+    }
+    validate_foreign(traces, opts)
+}
+
+/// What [`export_foreign`] wrote.
+#[derive(Debug, Default)]
+pub struct ExportReport {
+    pub files: usize,
+    pub steps: u64,
+    /// Failures the replay found on the way (TRACE-1, TRACE-3): where
+    /// there are any, the exported mutations stop where the replay did.
+    pub replay_failures: Vec<Finding>,
+}
+
+/// Writes the Leasehold traces in `dir` as foreign traces in `out`
+/// (specs/foreign-trace.md): the same steps, without state digests, with
+/// each chunkserver step's mutations as the replay applied them (the node
+/// ran the same code, which the replay's digests show step by step).
+pub fn export_foreign(
+    dir: &Path,
+    out: &Path,
+    opts: &ValidateOptions,
+) -> Result<ExportReport, ValidateError> {
+    if !dir.is_dir() {
+        return Err(ValidateError::NoDir(dir.into()));
+    }
+    let traces = read_dir(dir, opts.threads.max(1))?;
+    if traces.is_empty() {
+        return Err(ValidateError::NoTraces(dir.into()));
+    }
+    std::fs::create_dir_all(out).map_err(|source| TraceError::Io {
+        path: out.into(),
+        source,
+    })?;
+    let mut by_node: BTreeMap<u64, Vec<NodeTrace>> = BTreeMap::new();
+    for t in traces {
+        by_node.entry(t.header.node).or_default().push(t);
+    }
+    for files in by_node.values_mut() {
+        files.sort_by_key(|t| t.header.start);
+    }
+    let nodes: Vec<(&u64, &Vec<NodeTrace>)> = by_node.iter().collect();
+    let outcomes = replay::replay_all(&nodes, None, opts.threads.max(1), &|_| {});
+    let mut applied: std::collections::HashMap<Loc, Vec<crate::trace::Applied>> =
+        Default::default();
+    let mut report = ExportReport::default();
+    for o in &outcomes {
+        report.replay_failures.extend(o.findings.iter().cloned());
+        if o.kind != replay::Kind::Chunkserver {
+            continue;
+        }
+        for obs in &o.observed {
+            let list = applied.entry(obs.at).or_default();
+            list.extend(obs.changes.iter().filter_map(|c| match c {
+                replay::Change::Store(e) => e.applied(),
+                _ => None,
+            }));
+        }
+    }
+    for files in by_node.values() {
+        for t in files {
+            let h = &t.header;
+            let chunkserver = matches!(h.actor, crate::trace::TraceActor::Chunkserver { .. });
+            let per_step: Vec<Option<Vec<crate::trace::Applied>>> = t
+                .steps
+                .iter()
+                .map(|s| {
+                    let at = Loc {
+                        node: h.node,
+                        start: h.start,
+                        step: s.n,
+                    };
+                    chunkserver.then(|| applied.get(&at).cloned().unwrap_or_default())
+                })
+                .collect();
+            crate::trace::write_foreign(out, t, &per_step)?;
+            report.files += 1;
+            report.steps += t.committed as u64;
+        }
+    }
+    Ok(report)
+}
+
+/// Validates foreign traces already read. Each node's replay compares what
+/// it observably did (messages sent, timers, chunk mutations applied) with
+/// what the model's actor does on the same inputs; every check over the
+/// run is the same as for Leasehold's own traces.
+pub fn validate_foreign(
+    traces: Vec<ForeignTrace>,
+    opts: &ValidateOptions,
+) -> Result<Report, ValidateError> {
+    let mut applied = replay::ForeignApplied::new();
+    let mut plain = Vec::with_capacity(traces.len());
+    for t in traces {
+        applied.insert((t.trace.header.node, t.trace.header.start), t.applied);
+        plain.push(t.trace);
+    }
+    validate_inner(plain, Some(&applied), opts)
+}
+
 /// Validates traces already read (tests corrupt them in memory first).
 pub fn validate_traces(
     traces: Vec<NodeTrace>,
+    opts: &ValidateOptions,
+) -> Result<Report, ValidateError> {
+    validate_inner(traces, None, opts)
+}
+
+fn validate_inner(
+    traces: Vec<NodeTrace>,
+    foreign: Option<&replay::ForeignApplied>,
     opts: &ValidateOptions,
 ) -> Result<Report, ValidateError> {
     let mut by_node: BTreeMap<u64, Vec<NodeTrace>> = BTreeMap::new();
@@ -338,7 +457,7 @@ pub fn validate_traces(
     // leaves a core idle once only the longest node is still replaying.
     let (outcomes, prov) = std::thread::scope(|scope| {
         let prov = scope.spawn(|| provenance::check(&by_node));
-        let outcomes = replay::replay_all(&nodes, opts.threads.max(1), &tick);
+        let outcomes = replay::replay_all(&nodes, foreign, opts.threads.max(1), &tick);
         (outcomes, prov.join().expect("provenance check panicked"))
     });
     let mut findings = Vec::new();

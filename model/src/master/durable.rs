@@ -5,14 +5,14 @@
 
 use super::*;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileMeta {
     pub name: String,
     pub chunks: Vec<ChunkHandle>,
 }
 
 /// What the master persists per chunk.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChunkMeta {
     pub file: FileId,
     pub index: u32,
@@ -22,11 +22,14 @@ pub struct ChunkMeta {
     /// Lease grants so far (the model bounds them).
     pub grants: u32,
     /// Where the chunk's replicas were placed at allocation.
+    #[schemars(with = "Vec<u64>")]
     pub replicas: Vec<Id>,
 }
 
 /// The master's durable state: namespace and chunk versions.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 pub struct MasterDurable {
     pub files: Vec<FileMeta>,
     /// Indexed by chunk handle.

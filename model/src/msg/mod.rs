@@ -15,7 +15,19 @@ mod ops;
 pub use ops::*;
 
 /// Which chunk of a file a client asks about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum ChunkIndex {
     /// The file's last chunk: where record appends go ([00103]).
     Last,
@@ -25,7 +37,19 @@ pub enum ChunkIndex {
 }
 
 /// What a client asks the primary to do with data it pushed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum MutationKind {
     /// Record append: the primary chooses the offset ([00104]–[00106]).
     Append,
@@ -34,7 +58,19 @@ pub enum MutationKind {
 }
 
 /// What the primary tells secondaries to apply, in serial order ([00100]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum ApplyOp {
     /// Write the pushed data `data` at exactly `offset`, even over existing
     /// data ([00106]).
@@ -52,7 +88,9 @@ pub enum ApplyOp {
 /// Debug names each message by its protocol step first
 /// (`[act 1210 find lease] FindLease { .. }`), so messages in flight read
 /// like the protocol in the Explorer and in counterexamples.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Msg<P> {
     // ---- application ↔ client actor (TCP host only; the model scripts ops)
     /// An operation for the client actor, under an id the application
@@ -143,6 +181,7 @@ pub enum Msg<P> {
         chunk: ChunkHandle,
         epoch: LeaseEpoch,
         version: ChunkVersion,
+        #[schemars(with = "Vec<u64>")]
         secondaries: Vec<Id>,
     },
     /// Early revocation ([0091]: e.g. before a rename).
@@ -168,7 +207,9 @@ pub enum Msg<P> {
         fragment: u32,
         last: bool,
         bytes: P,
+        #[schemars(with = "Vec<u64>")]
         chain: Vec<Id>,
+        #[schemars(with = "u64")]
         client: Id,
     },
     /// From the end of the chain: every replica on it has the data.
@@ -268,6 +309,7 @@ pub enum Msg<P> {
     CloneChunk {
         chunk: ChunkHandle,
         version: ChunkVersion,
+        #[schemars(with = "u64")]
         source: Id,
         incarnation: u32,
     },
@@ -315,7 +357,9 @@ pub enum Msg<P> {
 }
 
 /// One part of a chunk a clone copies ([`Msg::ChunkPart`]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct ClonePart<P> {
     /// The source's last applied mutation: the clone takes its place in
     /// the serial order ([00100]) from there.
@@ -370,7 +414,9 @@ impl<P> Msg<P> {
 /// Timers. Their real durations come from [`crate::config::Durations`]; the
 /// model ignores durations and the timed model (`crate::system`) decides
 /// which timeouts may fire when.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Timer {
     // chunkserver
     /// One of a chunkserver's two lease clocks for a chunk, started when it

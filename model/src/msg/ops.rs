@@ -8,7 +8,9 @@ use stateright::actor::Id;
 
 /// Why an operation failed. Carried in failure replies so the client can
 /// decide between retrying at the primary and going back to the master.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Failure {
     /// The receiver holds no lease for the chunk (any more) ([0094]).
     NotPrimary,
@@ -86,7 +88,9 @@ impl std::fmt::Display for Failure {
 }
 
 /// The chunk metadata a client caches after act 1220 ([0094]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct LeaseInfo {
     pub file: FileId,
     pub index: u32,
@@ -95,15 +99,19 @@ pub struct LeaseInfo {
     pub epoch: LeaseEpoch,
     /// The lease holder; `None` in a `Located` answer for a chunk no lease
     /// is held on (reads need no primary).
+    #[schemars(with = "Option<u64>")]
     pub primary: Option<Id>,
     /// Up-to-date secondaries only: never a stale replica (VERSION-2).
     /// In a `Located` answer with no primary, every up-to-date replica.
+    #[schemars(with = "Vec<u64>")]
     pub secondaries: Vec<Id>,
 }
 
 /// A client operation submitted by the application (the TCP client library)
 /// or scripted by the model configuration.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum ClientOp<P> {
     /// Look up or create a file by name, so later operations can name it.
     Open { path: String, create: bool },
@@ -153,7 +161,9 @@ impl LeaseInfo {
 }
 
 /// The outcome of a client operation, reported to the application.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum OpResult<P> {
     Opened {
         file: FileId,

@@ -179,24 +179,13 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
                 }
                 Err(why) => {
                     diverged = true;
-                    ctx.out.replayed_whole = false;
-                    ctx.out.stopped_ns.get_or_insert(clock);
                     // What the step showed before it diverged (an
                     // acknowledgement) still counts, up to here.
                     if !ctx.changes.is_empty() {
                         let changes = std::mem::take(&mut ctx.changes);
                         ctx.out.observed.push(Observed { at, changes });
                     }
-                    let rest = file.steps.len() - index - 1;
-                    ctx.fail(
-                        Check::Trace1,
-                        at,
-                        path,
-                        format!(
-                            "on {}: {why} (replay of this start stops; {rest} later steps not replayed)",
-                            describe_input(&step.input)
-                        ),
-                    );
+                    stop_replay(ctx, file, index, at, &why);
                 }
             }
         }
@@ -212,6 +201,7 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             }
         }
         if !diverged {
+            let observed_before = ctx.out.observed.len();
             after_step(
                 ctx,
                 &state,
@@ -223,6 +213,10 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
                 &mut open_master,
                 &mut pending_saves,
             );
+            if let Err(why) = compare_applied(ctx, file, index, observed_before) {
+                diverged = true;
+                stop_replay(ctx, file, index, at, &why);
+            }
         }
         ctx.untold += 1;
         if ctx.untold >= TICK_STEPS {
@@ -337,4 +331,55 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             }
         }
     }
+}
+
+/// A foreign step's recorded chunk mutations, if it recorded them, must be
+/// the ones the model's actor applied on the same input, in order.
+fn compare_applied(
+    ctx: &NodeCtx,
+    file: &NodeTrace,
+    index: usize,
+    observed_before: usize,
+) -> Result<(), String> {
+    let h = &file.header;
+    let Some(Some(recorded)) = ctx
+        .foreign
+        .and_then(|f| f.get(&(h.node, h.start)))
+        .and_then(|steps| steps.get(index))
+    else {
+        return Ok(());
+    };
+    let replayed: Vec<Applied> = ctx.out.observed[observed_before..]
+        .iter()
+        .flat_map(|o| o.changes.iter())
+        .filter_map(|c| match c {
+            Change::Store(e) => e.applied(),
+            _ => None,
+        })
+        .collect();
+    if replayed == *recorded {
+        return Ok(());
+    }
+    Err(format!(
+        "the model's actor applies {replayed:?} where the trace records {recorded:?}"
+    ))
+}
+
+/// Step `index` differs from its record: TRACE-1 fails there, and the
+/// replay of this start stops (every later state would differ for the
+/// same reason).
+fn stop_replay(ctx: &mut NodeCtx, file: &NodeTrace, index: usize, at: Loc, why: &str) {
+    let step = &file.steps[index];
+    ctx.out.replayed_whole = false;
+    ctx.out.stopped_ns.get_or_insert(step.clock_ns);
+    let rest = file.steps.len() - index - 1;
+    ctx.fail(
+        Check::Trace1,
+        at,
+        &file.path,
+        format!(
+            "on {}: {why} (replay of this start stops; {rest} later steps not replayed)",
+            describe_input(&step.input)
+        ),
+    );
 }

@@ -38,7 +38,9 @@ use super::store::{FaultSwitch, ReplayStore, StoreEvent};
 use super::{Check, Finding, Loc};
 use crate::host::BATCH_MSGS_MAX;
 use crate::payload::Bytes;
-use crate::trace::{NodeTrace, TraceActor, TraceCommand, TraceInput, TraceStep, TraceStorage};
+use crate::trace::{
+    Applied, NodeTrace, TraceActor, TraceCommand, TraceInput, TraceStep, TraceStorage,
+};
 
 mod facts;
 mod file;
@@ -200,9 +202,15 @@ impl NodeOutcome {
     }
 }
 
+/// The chunk mutations each step of a foreign trace recorded, by (node,
+/// start) and step index. Present only when the run's traces are foreign
+/// ([`crate::trace::ForeignTrace`]): its replay compares behaviour only.
+pub type ForeignApplied = HashMap<(u64, u32), Vec<Option<Vec<Applied>>>>;
+
 /// Replays every node, `threads` at a time; `tick` hears of steps done.
 pub fn replay_all(
     nodes: &[(&u64, &Vec<NodeTrace>)],
+    foreign: Option<&ForeignApplied>,
     threads: usize,
     tick: &(dyn Fn(u64) + Sync),
 ) -> Vec<NodeOutcome> {
@@ -216,7 +224,7 @@ pub fn replay_all(
                 let Some((&node, files)) = nodes.get(i) else {
                     break;
                 };
-                let outcome = replay_node(node, files, tick);
+                let outcome = replay_node(node, files, foreign, tick);
                 results.lock().expect("results lock")[i] = Some(outcome);
             });
         }
@@ -261,6 +269,12 @@ struct NodeCtx<'a> {
     /// step, and when it took it up.
     had_op: bool,
     op_started_ns: u64,
+    /// The run's traces are foreign: compare behaviour, not digests.
+    foreign: Option<&'a ForeignApplied>,
+    /// The master's storage as the replay last saved it: a foreign
+    /// master's restart that names none restores this (the model's
+    /// durable state is what survives a crash).
+    replayed_master_save: Option<MasterDurable>,
 }
 
 impl NodeCtx<'_> {
@@ -286,6 +300,7 @@ impl NodeCtx<'_> {
 fn replay_node<'a>(
     node: u64,
     files: &'a [NodeTrace],
+    foreign: Option<&'a ForeignApplied>,
     tick: &'a (dyn Fn(u64) + Sync),
 ) -> NodeOutcome {
     let kind = match files[0].header.actor {
@@ -309,6 +324,8 @@ fn replay_node<'a>(
         last_cache: vec![],
         had_op: false,
         op_started_ns: 0,
+        foreign,
+        replayed_master_save: None,
     };
     for (i, file) in files.iter().enumerate() {
         ctx.earlier = &files[..i];

@@ -31,10 +31,27 @@ pub(super) fn start(
                 }
                 None => None,
             };
+            // A foreign master's saves are its own business: its restart
+            // finds what the model's actor saved last before the crash.
+            let durable = match (ctx.foreign, previous) {
+                (Some(_), Some(_)) => {
+                    let saved = ctx.replayed_master_save.clone();
+                    if durable.is_some() && durable != saved {
+                        ctx.note(
+                            Check::Trace1,
+                            at,
+                            path,
+                            "the trace's restored master storage differs from what the model's master saved last; the replay restarts on the model's".into(),
+                        );
+                    }
+                    saved
+                }
+                _ => durable,
+            };
             // A restart finds what the previous start saved last, or an
             // earlier save if it was killed after recording its step but
             // before carrying out the save.
-            if let Some(prev) = previous {
+            if let (Some(prev), None) = (previous, ctx.foreign) {
                 let mut saves = master_saves(ctx.earlier);
                 let explained = match &durable {
                     None => saves.next().is_none(),

@@ -19,10 +19,11 @@ pub(super) fn replay_step(
     path: &Path,
 ) -> Result<Vec<StoreView>, String> {
     let mut pending = vec![];
+    let foreign = ctx.foreign.is_some();
     if let TraceInput::Start { restored } = &step.input {
         let out = start(ctx, role, id, state, restored.as_ref(), previous, at, path);
-        compare(&out, &step.commands, &mut pending)?;
-        compare_digest(state, step)?;
+        remember_master_save(ctx, &out);
+        judge(foreign, &out, step, state, &mut pending)?;
         return Ok(pending);
     }
     let recorded_faults = store_errors(step.commands.iter().filter_map(|c| match c {
@@ -37,8 +38,8 @@ pub(super) fn replay_step(
     });
     ctx.faults.arm(&[]);
     let out = handle(role, id, state, &step.input);
-    let first =
-        compare(&out, &step.commands, &mut pending).and_then(|()| compare_digest(state, step));
+    remember_master_save(ctx, &out);
+    let first = judge(foreign, &out, step, state, &mut pending);
     let Err(why) = first else {
         return Ok(pending);
     };
@@ -86,17 +87,16 @@ pub(super) fn replay_step(
     restore(ctx, state);
     ctx.faults.arm(&chosen);
     let out = handle(role, id, state, &step.input);
+    remember_master_save(ctx, &out);
     ctx.faults.arm(&[]);
     pending.clear();
-    compare(&out, &step.commands, &mut pending)
-        .and_then(|()| compare_digest(state, step))
-        .map_err(|again| {
-            if chosen.is_empty() {
-                why.clone()
-            } else {
-                format!("{again} (even with the store faults the trace records)")
-            }
-        })?;
+    judge(foreign, &out, step, state, &mut pending).map_err(|again| {
+        if chosen.is_empty() {
+            why.clone()
+        } else {
+            format!("{again} (even with the store faults the trace records)")
+        }
+    })?;
     let faults: Vec<String> = chosen.iter().map(|(_, e)| e.to_string()).collect();
     ctx.note(
         Check::Trace1,
@@ -201,6 +201,116 @@ pub(super) fn handle(
     };
     *state = Some(next);
     out
+}
+
+/// Judges a replayed step against its record: a Leasehold trace by its
+/// commands in order and its state digest; a foreign one by behaviour
+/// ([`compare_behaviour`]).
+fn judge(
+    foreign: bool,
+    out: &ReplayOut,
+    step: &TraceStep,
+    state: &Option<NodeState<ReplayStore>>,
+    pending: &mut Vec<StoreView>,
+) -> Result<(), String> {
+    if foreign {
+        compare_behaviour(out, &step.commands)
+    } else {
+        compare(out, &step.commands, pending).and_then(|()| compare_digest(state, step))
+    }
+}
+
+/// In a foreign run, the master's storage as the replay saved it last,
+/// for a restart whose trace names none.
+fn remember_master_save(ctx: &mut NodeCtx, out: &ReplayOut) {
+    if ctx.foreign.is_none() {
+        return;
+    }
+    for c in out.iter() {
+        if let Command::Save(NodeStorage::Master(d)) = c {
+            ctx.replayed_master_save = Some(MasterDurable::clone(d));
+        }
+    }
+}
+
+/// What a foreign step's commands must show, in any order: each message
+/// sent (destination and value) and each timer set or cancelled (by name;
+/// deadlines are the host's). Saves are the node's own business.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Observable<'a> {
+    Send(u64, &'a Msg<Bytes>),
+    Set(&'a Timer),
+    Cancel(&'a Timer),
+}
+
+impl Observable<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Observable::Send(dst, m) => format!("sends {} to {}", short(m), peer(*dst)),
+            Observable::Set(t) => format!("sets timer {t:?}"),
+            Observable::Cancel(t) => format!("cancels timer {t:?}"),
+        }
+    }
+}
+
+/// Compares a foreign step by behaviour: the same messages and timers as
+/// the model's actor, as multisets (a foreign node may emit one step's
+/// commands in another order).
+pub(super) fn compare_behaviour(out: &ReplayOut, rec: &[TraceCommand]) -> Result<(), String> {
+    let mut mine: Vec<Observable> = out
+        .iter()
+        .filter_map(|c| match c {
+            Command::Send(dst, m) => Some(Observable::Send(usize::from(*dst) as u64, m)),
+            Command::SetTimer(t, _) => Some(Observable::Set(t)),
+            Command::CancelTimer(t) => Some(Observable::Cancel(t)),
+            _ => None,
+        })
+        .collect();
+    let mut theirs: Vec<Observable> = rec
+        .iter()
+        .filter_map(|c| match c {
+            TraceCommand::Send { dst, msg } => Some(Observable::Send(*dst, msg)),
+            TraceCommand::SetTimer { timer, .. } => Some(Observable::Set(timer)),
+            TraceCommand::CancelTimer(t) => Some(Observable::Cancel(t)),
+            TraceCommand::Save(_) => None,
+        })
+        .collect();
+    mine.sort();
+    theirs.sort();
+    if mine == theirs {
+        return Ok(());
+    }
+    let missing: Vec<String> = mine
+        .iter()
+        .filter(|o| !theirs.contains(o))
+        .map(Observable::describe)
+        .collect();
+    let extra: Vec<String> = theirs
+        .iter()
+        .filter(|o| !mine.contains(o))
+        .map(Observable::describe)
+        .collect();
+    let mut why = vec![];
+    if !missing.is_empty() {
+        why.push(format!(
+            "the model's actor {}, the trace does not",
+            missing.join("; ")
+        ));
+    }
+    if !extra.is_empty() {
+        why.push(format!(
+            "the trace {}, the model's actor does not",
+            extra.join("; ")
+        ));
+    }
+    if why.is_empty() {
+        why.push(format!(
+            "the same commands, counted differently ({} replayed, {} recorded)",
+            mine.len(),
+            theirs.len()
+        ));
+    }
+    Err(why.join("; and "))
 }
 
 /// Compares replayed commands with recorded ones (timer deadlines aside).

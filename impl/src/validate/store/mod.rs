@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::payload::{clone_bytes, clone_slice, Bytes};
+use crate::trace::Applied;
 
 /// Bytes per shared block: what one write copies at most when another
 /// clone still holds the block. The file store's checksum block, though
@@ -131,6 +132,56 @@ pub enum StoreEvent {
         data: Bytes,
         done: Option<ReplicaMeta>,
     },
+}
+
+impl StoreEvent {
+    /// The event as a foreign trace records it ([`Applied`]); `None` for
+    /// what only the replay does (adopting a restored view).
+    pub fn applied(&self) -> Option<Applied> {
+        Some(match self {
+            StoreEvent::Wrote {
+                chunk,
+                stamp,
+                offset,
+                data,
+            } => Applied::Write {
+                chunk: *chunk,
+                epoch: stamp.epoch,
+                serial: stamp.serial,
+                offset: *offset,
+                length: data.len(),
+                crc32c: crc32c::crc32c(data.as_ref()),
+            },
+            StoreEvent::Padded { chunk, stamp, end } => Applied::Pad {
+                chunk: *chunk,
+                epoch: stamp.epoch,
+                serial: stamp.serial,
+                end: *end,
+            },
+            StoreEvent::Consumed { chunk, stamp } => Applied::Skip {
+                chunk: *chunk,
+                epoch: stamp.epoch,
+                serial: stamp.serial,
+            },
+            StoreEvent::Version { chunk, version } => Applied::Version {
+                chunk: *chunk,
+                version: *version,
+            },
+            StoreEvent::Cloned {
+                chunk,
+                from,
+                data,
+                done,
+            } => Applied::Clone {
+                chunk: *chunk,
+                from: *from,
+                length: data.len(),
+                crc32c: crc32c::crc32c(data.as_ref()),
+                done: done.is_some(),
+            },
+            StoreEvent::Adopted(_) => return None,
+        })
+    }
 }
 
 /// Store faults the replay takes from the trace: the data calls (writes,
