@@ -41,6 +41,7 @@
 
 pub mod client;
 pub mod config;
+pub mod conform;
 pub mod filestore;
 pub mod frame;
 #[doc(hidden)]

@@ -76,6 +76,12 @@ enum Cmd {
     /// implementation's JSON-lines traces (specs/foreign-trace.md) by
     /// behaviour. Exits 1 on any failure, 2 if the traces cannot be read.
     Validate(ValidateArgs),
+    /// Check a running cluster against the requirements over the wire, as
+    /// its clients: scenarios by requirement ID (concurrent appends, a
+    /// chunk filled past its end, a write across chunks, bad paths, a
+    /// lease waited out), judged by what clients observe. Prints a table;
+    /// exits 1 on any failure, 2 if the cluster cannot be reached.
+    Conform(ConformArgs),
     /// Write a run's step traces as foreign traces (JSON lines,
     /// specs/foreign-trace.md): what another implementation's tracer
     /// writes, and what `validate --foreign` reads.
@@ -114,6 +120,22 @@ struct ServerArgs {
     /// This node's id in the cluster file.
     #[arg(long)]
     id: u64,
+    #[command(flatten)]
+    seeded: SeededBugArgs,
+}
+
+/// A seeded bug in a real node (issue #11): the model's bug switch, for
+/// showing that a conformance check or trace validation catches it over
+/// TCP. Never for real data.
+#[derive(Args)]
+struct SeededBugArgs {
+    /// Run with this seeded bug switched on (`leasehold check --list`
+    /// names them). Refused without --testing.
+    #[arg(long, value_name = "NAME")]
+    bug: Option<String>,
+    /// Allow --bug: this node breaks the protocol on purpose.
+    #[arg(long)]
+    testing: bool,
 }
 
 #[derive(Args)]
@@ -150,6 +172,21 @@ struct ValidateArgs {
 }
 
 #[derive(Args)]
+struct ConformArgs {
+    /// The cluster file.
+    #[arg(long, default_value = "leasehold-data/cluster.toml")]
+    config: PathBuf,
+    /// The two client ids of the cluster file to act as (by default its
+    /// last two).
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    clients: Option<Vec<u64>>,
+    /// Give up on an operation after this long (default: the master's
+    /// lease period plus 15 s).
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Args)]
 struct ExportTraceArgs {
     /// The trace directory of a Leasehold run (node-<id>.<start>.trace).
     dir: PathBuf,
@@ -163,6 +200,8 @@ struct ClusterArgs {
     /// cluster.toml there is reused (same ports, same data).
     #[arg(long, default_value = "leasehold-data")]
     dir: PathBuf,
+    #[command(flatten)]
+    seeded: SeededBugArgs,
     /// Chunk size in bytes for a new cluster (64 MiB by default).
     #[arg(long)]
     chunk_bytes: Option<u64>,
@@ -286,6 +325,7 @@ fn main() -> ExitCode {
         Cmd::Bench(args) => return cli::tools::bench(args.args),
         Cmd::Validate(args) => return cli::tools::validate(args),
         Cmd::ExportTrace(args) => return cli::tools::export_trace(args),
+        Cmd::Conform(args) => return cli::tools::conform(args),
         Cmd::Nemesis(args) => return cli::tools::nemesis(args),
         other => other,
     };
@@ -352,6 +392,7 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
         | Cmd::Bench(_)
         | Cmd::Validate(_)
         | Cmd::ExportTrace(_)
+        | Cmd::Conform(_)
         | Cmd::Nemesis(_) => {
             unreachable!("run without a runtime")
         }

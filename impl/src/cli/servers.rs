@@ -3,25 +3,65 @@
 //! chunkservers in one process), each until Ctrl-C, SIGTERM or a node's
 //! fail-stop.
 
-use crate::{BoxError, ClusterArgs, ServerArgs};
+use crate::{BoxError, ClusterArgs, SeededBugArgs, ServerArgs};
 use leasehold::config::{ClusterConfig, Leases, Role};
 use leasehold::host::RunningHost;
 use leasehold::nodes::{self, RealMsg};
+use leasehold_model::config::Bug;
 use std::path::Path;
 
 const LOCAL_CHUNKSERVERS: usize = 3;
 
+/// The seeded bug a server runs with: none unless asked for by name, and
+/// asked for only together with --testing.
+fn seeded_bug(a: &SeededBugArgs) -> Result<Bug, BoxError> {
+    let Some(name) = &a.bug else {
+        return Ok(Bug::None);
+    };
+    if !a.testing {
+        return Err(format!(
+            "refusing --bug {name} without --testing: a seeded bug breaks the protocol on \
+             purpose (for conformance and validation tests, never for real data)"
+        )
+        .into());
+    }
+    match Bug::parse(name) {
+        Some(b) => {
+            tracing::warn!(bug = %name, "running with a seeded bug (--testing)");
+            Ok(b)
+        }
+        None => Err(format!(
+            "unknown seeded bug {name:?}; known: {}",
+            Bug::ALL
+                .iter()
+                .map(|b| b.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+        .into()),
+    }
+}
+
+fn hooks(bug: Bug) -> nodes::NodeHooks {
+    nodes::NodeHooks {
+        bug,
+        ..nodes::NodeHooks::default()
+    }
+}
+
 /// `leasehold master`.
 pub(crate) async fn master(a: ServerArgs) -> Result<(), BoxError> {
+    let bug = seeded_bug(&a.seeded)?;
     let cluster = ClusterConfig::load(&a.config)?;
-    let host = nodes::start_master(&cluster, a.id).await?;
+    let host = nodes::start_master_with(&cluster, a.id, hooks(bug)).await?;
     serve(vec![host]).await
 }
 
 /// `leasehold chunkserver`.
 pub(crate) async fn chunkserver(a: ServerArgs) -> Result<(), BoxError> {
+    let bug = seeded_bug(&a.seeded)?;
     let cluster = ClusterConfig::load(&a.config)?;
-    let host = nodes::start_chunkserver(&cluster, a.id).await?;
+    let host = nodes::start_chunkserver_with(&cluster, a.id, hooks(bug)).await?;
     serve(vec![host]).await
 }
 
@@ -69,6 +109,7 @@ async fn shutdown_signal() {
 
 /// `leasehold cluster`.
 pub(crate) async fn cluster(a: ClusterArgs) -> Result<(), BoxError> {
+    let bug = seeded_bug(&a.seeded)?;
     std::fs::create_dir_all(&a.dir)?;
     let dir = a.dir.canonicalize()?;
     let path = dir.join("cluster.toml");
@@ -118,12 +159,20 @@ pub(crate) async fn cluster(a: ClusterArgs) -> Result<(), BoxError> {
     }
     let mut hosts = Vec::new();
     for id in cluster.ids_with_role(Role::Master) {
-        hosts.push(nodes::start_master(&cluster, usize::from(id) as u64).await?);
+        let id = usize::from(id) as u64;
+        hosts.push(nodes::start_master_with(&cluster, id, hooks(bug)).await?);
     }
     for id in cluster.ids_with_role(Role::Chunkserver) {
-        hosts.push(nodes::start_chunkserver(&cluster, usize::from(id) as u64).await?);
+        let id = usize::from(id) as u64;
+        hosts.push(nodes::start_chunkserver_with(&cluster, id, hooks(bug)).await?);
     }
     print_cluster(&cluster, &path);
+    if bug != Bug::None {
+        println!(
+            "SEEDED BUG {} in every node (--testing): this cluster breaks the protocol on purpose",
+            bug.name()
+        );
+    }
     serve(hosts).await
 }
 

@@ -3,7 +3,7 @@
 //! and `bench` (execs `leasehold-bench`). `main` runs them before it starts
 //! the client runtime: each makes its own, or none.
 
-use crate::{new_runtime, ExportTraceArgs, NemesisArgs, ValidateArgs};
+use crate::{new_runtime, ConformArgs, ExportTraceArgs, NemesisArgs, ValidateArgs};
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -113,6 +113,69 @@ pub(crate) fn validate(a: ValidateArgs) -> ExitCode {
     if report.is_clean() {
         ExitCode::SUCCESS
     } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `leasehold conform`.
+pub(crate) fn conform(a: ConformArgs) -> ExitCode {
+    use leasehold::client::op_timeout_default;
+    use leasehold::config::{ClusterConfig, Role};
+    use leasehold::conform::{run, ConformOptions};
+    let cluster = match ClusterConfig::load(&a.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let ids: Vec<u64> = cluster
+        .ids_with_role(Role::Client)
+        .into_iter()
+        .map(|i| usize::from(i) as u64)
+        .collect();
+    let clients = match a.clients.as_deref() {
+        Some([x, y]) => [*x, *y],
+        _ if ids.len() >= 2 => [ids[ids.len() - 2], ids[ids.len() - 1]],
+        _ => {
+            eprintln!(
+                "error: {} names fewer than two client ids; conform acts as two clients",
+                a.config.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let Some(runtime) = new_runtime() else {
+        return ExitCode::from(2);
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let progress = |s: &str| eprintln!("conform: {s}");
+    let opts = ConformOptions {
+        op_timeout: a.timeout_ms.map_or_else(
+            || op_timeout_default(&cluster),
+            std::time::Duration::from_millis,
+        ),
+        cluster,
+        clients,
+        prefix: format!("/conform/{stamp}"),
+        progress: Some(&progress),
+    };
+    let report = match runtime.block_on(run(&opts)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot act as clients {clients:?}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", report.table());
+    if report.passed() {
+        println!("all {} scenarios passed", report.outcomes.len());
+        ExitCode::SUCCESS
+    } else {
+        let failed = report.outcomes.iter().filter(|o| !o.passed).count();
+        println!("{failed} of {} scenarios failed", report.outcomes.len());
         ExitCode::from(1)
     }
 }

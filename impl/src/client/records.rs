@@ -85,6 +85,14 @@ impl Client {
                 max_bytes,
             });
         }
+        self.record_append_unchecked(path, data).await
+    }
+
+    /// [`Client::record_append_detailed`] without the client's own
+    /// quarter-chunk check, so that a conformance test can see whether the
+    /// primary refuses an oversized record itself ([00104], `conform`).
+    /// Records must still fit a frame.
+    pub async fn record_append_unchecked(&self, path: &str, data: &[u8]) -> Result<Appended> {
         let file = self.file_id(path).await?;
         let record_id = self.next_record_id();
         let framed = Bytes::from(record::frame(record_id, data));
