@@ -8,6 +8,10 @@ use leasehold_model::msg::{Failure, Msg, MutationKind};
 use leasehold_model::types::{DataId, Stamp, StoreError};
 use stateright::actor::Id;
 
+#[path = "common/messages.rs"]
+mod messages;
+use messages::every_message;
+
 fn frame_of(src: usize, dst: usize, msg: RealMsg) -> Vec<u8> {
     let bytes = frame::encode(&Envelope {
         src: Id::from(src),
@@ -92,4 +96,81 @@ fn gap_report() {
         frame_of(2, 1, msg),
         [0, 0, 0, 9, 2, 1, 28, 7, 2, 3, 5, 3, 8]
     );
+}
+
+/// Rows of docs/tcp.md's message table: (index, name, field names).
+fn documented_messages() -> Vec<(u64, String, Vec<String>)> {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/tcp.md")).unwrap();
+    let table = doc
+        .split("### Messages")
+        .nth(1)
+        .expect("docs/tcp.md has a Messages section");
+    let mut rows = vec![];
+    for line in table.lines().skip_while(|l| !l.starts_with("| 0 |")) {
+        if !line.starts_with("| ") {
+            break;
+        }
+        let cells: Vec<&str> = line.split(" | ").collect();
+        let index: u64 = cells[0].trim_start_matches("| ").parse().unwrap();
+        let name = cells[1].split('`').nth(1).unwrap().to_string();
+        let fields = cells[2]
+            .split('`')
+            .nth(1)
+            .unwrap_or("")
+            .split(", ")
+            .filter_map(|piece| {
+                let (name, _) = piece.split_once(": ")?;
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    .then(|| name.to_string())
+            })
+            .collect();
+        rows.push((index, name, fields));
+    }
+    rows
+}
+
+/// docs/tcp.md's message table is the wire format: every message, at its
+/// postcard variant index, with its fields in the order they are encoded.
+/// Another implementation can be written from it, and a change to `Msg`
+/// that the table does not follow fails here.
+#[test]
+fn docs_tcp_lists_every_message_at_its_wire_index_with_its_fields_in_order() {
+    let mut actual: Vec<(u64, String, Vec<String>)> = every_message()
+        .iter()
+        .map(|(_, m)| {
+            let encoded = postcard::to_allocvec(m).unwrap();
+            assert!(encoded[0] < 0x80, "a one-byte variant index");
+            let (name, fields) = match serde_json::to_value(m).unwrap() {
+                serde_json::Value::String(name) => (name, vec![]),
+                serde_json::Value::Object(o) => {
+                    let (name, body) = o.into_iter().next().unwrap();
+                    let fields = match body {
+                        serde_json::Value::Object(f) => f.keys().cloned().collect(),
+                        _ => vec![],
+                    };
+                    (name, fields)
+                }
+                other => panic!("{other}"),
+            };
+            (u64::from(encoded[0]), name, fields)
+        })
+        .collect();
+    // Several samples of some messages: one row each.
+    actual.sort();
+    actual.dedup();
+    let documented = documented_messages();
+    assert_eq!(
+        actual.len(),
+        documented.len(),
+        "docs/tcp.md lists {} messages, Msg has {}",
+        documented.len(),
+        actual.len()
+    );
+    for (a, d) in actual.iter().zip(&documented) {
+        assert_eq!(a, d, "docs/tcp.md's row for message {} differs", a.0);
+    }
+    // Every variant is sampled once: indices 0..n with no gap.
+    assert!(actual.iter().enumerate().all(|(i, a)| a.0 == i as u64));
 }
