@@ -22,6 +22,8 @@ use leasehold_model::msg::Failure;
 const CONCURRENT_RECORDS: usize = 8;
 /// Records the filling scenario appends, at most, to move past chunk 0.
 const FILL_RECORDS_MAX: usize = 64;
+/// Times a replica reader tries to start while its address comes free.
+const READER_CONNECT_TRIES: u32 = 40;
 
 /// One scenario's verdict.
 #[derive(Clone, Debug)]
@@ -79,11 +81,12 @@ impl ConformReport {
     }
 }
 
-/// How a run is set up: the cluster file, the client ids to act as (two,
-/// for concurrent appends), and a prefix for the files it makes.
+/// How a run is set up: the cluster file, the client ids to act as (two
+/// that append concurrently, and a third that reads replica by replica),
+/// and a prefix for the files it makes.
 pub struct ConformOptions<'a> {
     pub cluster: ClusterConfig,
-    pub clients: [u64; 2],
+    pub clients: [u64; 3],
     pub op_timeout: Duration,
     /// A directory of the namespace no one else uses (e.g. `/conform/<n>`).
     pub prefix: String,
@@ -126,6 +129,7 @@ pub async fn run(opts: &ConformOptions<'_>) -> Result<ConformReport, ClientError
                 ("APPEND-2", "concurrent appends land apart"),
                 ("ORDER-1", "each acknowledged mutation has its own serial"),
                 ("APPEND-1", "acknowledged records read back whole"),
+                ("APPEND-1", "every replica holds each acknowledged record"),
             ] {
                 record(req, scenario, Err(format!("the appends failed: {e}")));
             }
@@ -142,6 +146,12 @@ pub async fn run(opts: &ConformOptions<'_>) -> Result<ConformReport, ClientError
                 "APPEND-1",
                 "acknowledged records read back whole",
                 read_back(&a, &concurrent, &acks).await,
+            );
+            tell("reading them from every replica");
+            record(
+                "APPEND-1",
+                "every replica holds each acknowledged record",
+                on_every_replica(opts, &a, &concurrent, &acks).await,
             );
         }
     }
@@ -172,6 +182,12 @@ pub async fn run(opts: &ConformOptions<'_>) -> Result<ConformReport, ClientError
                 "APPEND-4",
                 "a record goes on only when it does not fit",
                 moved_only_when_full(&acks, chunk_bytes),
+            );
+            tell("reading the padded chunk from every replica");
+            record(
+                "APPEND-4",
+                "every replica of the full chunk is padded to its end",
+                padded_everywhere(opts, &a, &fill, &acks, chunk_bytes).await,
             );
         }
     }
@@ -317,14 +333,144 @@ async fn read_back(c: &Client, path: &str, acks: &[(Appended, Vec<u8>)]) -> Resu
     Ok(format!("{} records at their offsets", acks.len()))
 }
 
-/// Appends records of a fifth of a chunk until one lands in chunk 1.
+/// A client that reads from replica `replica` first: the third of the
+/// run's client ids, placed where the replica is, so that the replica is
+/// the closest ([0097], GFS §2.7). A read the replica fails goes on to
+/// another, so a failure is not told apart from another replica's answer;
+/// a replica that lacks bytes answers short, which is what is judged.
+async fn reader_at(opts: &ConformOptions<'_>, replica: u64) -> Result<Client, String> {
+    let mut cluster = opts.cluster.clone();
+    let position = cluster
+        .node(stateright::actor::Id::from(replica as usize))
+        .map_err(|e| e.to_string())?
+        .position;
+    let me = opts.clients[2];
+    for n in &mut cluster.nodes {
+        if n.id == me {
+            n.position = position.or(Some(replica));
+        }
+    }
+    // The previous reader's address may take a moment to come free.
+    let mut tries = 0;
+    loop {
+        match Client::connect_with_timeout(&cluster, me, opts.op_timeout).await {
+            Ok(c) => return Ok(c),
+            Err(e) if tries < READER_CONNECT_TRIES => {
+                tracing::debug!("reader beside replica {replica}: {e}; again");
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(format!("a reader beside replica {replica}: {e}")),
+        }
+    }
+}
+
+/// The up-to-date replicas of chunk `index` of `path`, as the master names
+/// them.
+async fn replicas_of(c: &Client, path: &str, index: u32) -> Result<Vec<u64>, String> {
+    Ok(c.stat_chunk(path, index)
+        .await
+        .map_err(|e| format!("stat of chunk {index}: {e}"))?
+        .replicas)
+}
+
+/// APPEND-1 on every replica: each acknowledged record is at its offset,
+/// whole, on every up-to-date replica of its chunk ([00106]).
+async fn on_every_replica(
+    opts: &ConformOptions<'_>,
+    c: &Client,
+    path: &str,
+    acks: &[(Appended, Vec<u8>)],
+) -> Result<String, String> {
+    let mut indices: Vec<u32> = acks.iter().map(|(a, _)| a.index).collect();
+    indices.sort();
+    indices.dedup();
+    let mut checked = 0;
+    for index in indices {
+        for replica in replicas_of(c, path, index).await? {
+            let reader = reader_at(opts, replica).await?;
+            let result = async {
+                for (ack, d) in acks.iter().filter(|(a, _)| a.index == index) {
+                    let bytes = reader
+                        .read_chunk(path, index, ack.offset, framed(d.len()))
+                        .await
+                        .map_err(|e| format!("replica {replica}: {e}"))?;
+                    let found = crate::record::scan(bytes.as_ref(), u64::MAX);
+                    let whole = matches!(found.first(),
+                        Some(r) if r.at == 0 && r.id == ack.record_id && r.data == d.as_slice());
+                    if !whole {
+                        return Err(format!(
+                            "replica {replica} of chunk {index} does not hold the record acknowledged at offset {} ({} bytes there)",
+                            ack.offset,
+                            bytes.len()
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            reader.shutdown().await;
+            result?;
+            checked += 1;
+        }
+    }
+    Ok(format!(
+        "{} records on each of {checked} replicas",
+        acks.len()
+    ))
+}
+
+/// APPEND-4 on every replica: the chunk a record did not fit is padded to
+/// its end on every up-to-date replica ([00105]), not only the primary.
+async fn padded_everywhere(
+    opts: &ConformOptions<'_>,
+    c: &Client,
+    path: &str,
+    acks: &[(Appended, Vec<u8>)],
+    chunk_bytes: u64,
+) -> Result<String, String> {
+    let end = acks
+        .iter()
+        .filter(|(a, _)| a.index == 0)
+        .map(|(a, d)| a.offset + framed(d.len()))
+        .max()
+        .unwrap_or(0);
+    let tail = chunk_bytes - end;
+    let replicas = replicas_of(c, path, 0).await?;
+    for &replica in &replicas {
+        let reader = reader_at(opts, replica).await?;
+        let read = reader.read_chunk(path, 0, end, tail).await;
+        reader.shutdown().await;
+        let bytes = read.map_err(|e| format!("replica {replica}: {e}"))?;
+        if bytes.len() as u64 != tail {
+            return Err(format!(
+                "replica {replica} holds {} bytes after the last record at {end}, not the {tail} of padding to the chunk's end",
+                bytes.len()
+            ));
+        }
+        if !crate::record::scan(bytes.as_ref(), u64::MAX).is_empty() {
+            return Err(format!(
+                "replica {replica} holds a record in the padding after {end}"
+            ));
+        }
+    }
+    Ok(format!(
+        "{tail} bytes of padding after {end} on each of {} replicas",
+        replicas.len()
+    ))
+}
+
+/// Appends records of two ninths of a chunk until one lands in chunk 1:
+/// four fit, the fifth leaves a ninth of the chunk to padding.
 async fn fill_chunk(
     c: &Client,
     path: &str,
     chunk_bytes: u64,
 ) -> Result<Vec<(Appended, Vec<u8>)>, String> {
     c.create(path).await.map_err(|e| e.to_string())?;
-    let len = (chunk_bytes / 5).saturating_sub(RECORD_HEADER_BYTES).max(1) as usize;
+    let len = (chunk_bytes * 2 / 9)
+        .saturating_sub(RECORD_HEADER_BYTES)
+        .max(1) as usize;
     let mut acks = vec![];
     for k in 0..FILL_RECORDS_MAX {
         let d = data(0, k, len);

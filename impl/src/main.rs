@@ -176,9 +176,10 @@ struct ConformArgs {
     /// The cluster file.
     #[arg(long, default_value = "leasehold-data/cluster.toml")]
     config: PathBuf,
-    /// The two client ids of the cluster file to act as (by default its
-    /// last two).
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    /// The three client ids of the cluster file to act as: two append
+    /// concurrently, one reads replica by replica (by default its last
+    /// three).
+    #[arg(long, value_delimiter = ',', num_args = 3)]
     clients: Option<Vec<u64>>,
     /// Give up on an operation after this long (default: the master's
     /// lease period plus 15 s).

@@ -15,7 +15,7 @@ const CHUNK_BYTES: u64 = 64 * 1024;
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn cluster(dir: &Path) -> ClusterConfig {
-    ClusterConfig::local_with_clients(3, 2, dir)
+    ClusterConfig::local_with_clients(3, 3, dir)
         .unwrap()
         .with_chunk_bytes(CHUNK_BYTES)
         .unwrap()
@@ -47,7 +47,7 @@ fn conform_with(bug: Bug) -> ConformReport {
             .collect();
         let report = run(&ConformOptions {
             cluster: cluster.clone(),
-            clients: [clients[0], clients[1]],
+            clients: [clients[0], clients[1], clients[2]],
             op_timeout: OP_TIMEOUT,
             prefix: "/conform/test".into(),
             progress: None,
@@ -90,13 +90,14 @@ fn a_correct_cluster_passes_every_scenario() {
 }
 
 #[test]
-fn five_seeded_bugs_fail_the_scenario_of_the_requirement_they_break() {
+fn six_seeded_bugs_fail_the_scenario_of_the_requirement_they_break() {
     for (bug, requirement) in [
         (Bug::PrimarySkipsFitCheck, "APPEND-3"),
         (Bug::PrimarySkipsSizeCheck, "APPEND-3"),
         (Bug::PrimaryPadsAlthoughRecordFits, "APPEND-4"),
         (Bug::VersionNotIncremented, "VERSION-1"),
         (Bug::PrimaryReusesSerial, "ORDER-1"),
+        (Bug::PrimaryDoesNotPadSecondaries, "APPEND-4"),
     ] {
         let r = conform_with(bug);
         assert!(
@@ -132,7 +133,7 @@ fn the_cli_prints_the_table_and_exits_by_outcome() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("requirement run passed failed"), "{stdout}");
-    assert!(stdout.contains("all 9 scenarios passed"), "{stdout}");
+    assert!(stdout.contains("all 11 scenarios passed"), "{stdout}");
     rt.block_on(async {
         for s in servers {
             s.shutdown().await.unwrap();

@@ -135,11 +135,11 @@ pub(crate) fn conform(a: ConformArgs) -> ExitCode {
         .map(|i| usize::from(i) as u64)
         .collect();
     let clients = match a.clients.as_deref() {
-        Some([x, y]) => [*x, *y],
-        _ if ids.len() >= 2 => [ids[ids.len() - 2], ids[ids.len() - 1]],
+        Some([x, y, z]) => [*x, *y, *z],
+        _ if ids.len() >= 3 => [ids[ids.len() - 3], ids[ids.len() - 2], ids[ids.len() - 1]],
         _ => {
             eprintln!(
-                "error: {} names fewer than two client ids; conform acts as two clients",
+                "error: {} names fewer than three client ids; conform acts as three clients",
                 a.config.display()
             );
             return ExitCode::from(2);
