@@ -141,3 +141,59 @@ pub fn cluster_toml(data: &[u8]) {
         Err(e) => panic!("a written config loads again: {e}\n{written}"),
     }
 }
+
+/// `data` as a trace file of Leasehold's own (`leasehold validate` reads
+/// what a killed node left): it parses or is refused with an error, never
+/// a panic. A trace that parses has its commits within its steps, and its
+/// records written out again parse to the same header and steps.
+pub fn trace(data: &[u8]) {
+    let path = Path::new("fuzz.trace");
+    let Ok(t) = crate::trace::parse_trace(path, data).map_err(|e| e.to_string()) else {
+        return;
+    };
+    assert!(t.committed <= t.steps.len());
+    let _ = t.steps.iter().map(|s| format!("{:?}", s.input)).count();
+    let bytes = crate::validate::encode_records(&crate::validate::records_of(&t))
+        .expect("a trace that parsed encodes");
+    let again = crate::trace::parse_trace(path, &bytes).expect("written records parse");
+    assert_eq!(again.header, t.header);
+    assert_eq!(again.steps, t.steps);
+    assert!(!again.torn_tail);
+}
+
+/// `data` as a foreign trace file (JSON lines, `validate --foreign`): it
+/// parses or is refused with an error, never a panic; a parsed trace has
+/// one recorded list of mutations (or none) per step, every step counted
+/// as carried out.
+pub fn foreign_trace(data: &[u8]) {
+    let path = Path::new("fuzz.jsonl");
+    match crate::trace::parse_foreign(path, data) {
+        Ok(t) => {
+            assert_eq!(t.applied.len(), t.trace.steps.len());
+            assert_eq!(t.trace.committed, t.trace.steps.len());
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}
+
+/// `data` as a node's storage file (`actor-<id>.storage`, read at every
+/// start): a master's durable state decodes or is refused with an error;
+/// what decodes saves again as bytes that decode to the same.
+pub fn storage(data: &[u8]) {
+    use leasehold_model::master::MasterDurable;
+    match crate::host::decode_storage::<MasterDurable>(data) {
+        Ok(d) => {
+            let payload = postcard::to_allocvec(&d).expect("a decoded state encodes");
+            let again = crate::host::decode_storage::<MasterDurable>(&crate::host::encode_storage(
+                &payload,
+            ))
+            .expect("saved bytes decode");
+            assert_eq!(again, d);
+        }
+        Err(e) => {
+            let _ = e.to_string();
+        }
+    }
+}

@@ -22,7 +22,15 @@ use std::path::{Path, PathBuf};
 mod messages;
 use messages::every_message;
 
-const TARGETS: [&str; 4] = ["frame", "message", "chunk_meta", "cluster_toml"];
+const TARGETS: [&str; 7] = [
+    "frame",
+    "message",
+    "chunk_meta",
+    "cluster_toml",
+    "trace",
+    "foreign_trace",
+    "storage",
+];
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -93,6 +101,21 @@ fn cluster_toml_corpus() {
 }
 
 #[test]
+fn trace_corpus() {
+    replay_corpus("trace");
+}
+
+#[test]
+fn foreign_trace_corpus() {
+    replay_corpus("foreign_trace");
+}
+
+#[test]
+fn storage_corpus() {
+    replay_corpus("storage");
+}
+
+#[test]
 fn seeds_pass_the_checks() {
     for (target, seeds) in seeds() {
         for (name, data) in seeds {
@@ -124,6 +147,9 @@ fn check_of(target: &str) -> fn(&[u8]) {
         "message" => fuzzing::message,
         "chunk_meta" => fuzzing::chunk_meta,
         "cluster_toml" => fuzzing::cluster_toml,
+        "trace" => fuzzing::trace,
+        "foreign_trace" => fuzzing::foreign_trace,
+        "storage" => fuzzing::storage,
         _ => unreachable!("no target {target}"),
     }
 }
@@ -155,6 +181,9 @@ fn seeds() -> Vec<(&'static str, Seeds)> {
         ("message", encoded),
         ("chunk_meta", store_files()),
         ("cluster_toml", cluster_files()),
+        ("trace", trace_files(&messages)),
+        ("foreign_trace", foreign_files()),
+        ("storage", storage_files()),
     ];
     assert_eq!(
         out.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
@@ -162,6 +191,113 @@ fn seeds() -> Vec<(&'static str, Seeds)> {
         "a seed list for every target"
     );
     out
+}
+
+/// Trace files: a client's few steps, the same cut short (torn) and with
+/// a commit mark, as `TraceWriter` frames them.
+fn trace_files(messages: &[(String, RealMsg)]) -> Seeds {
+    use leasehold::trace::{
+        TraceActor, TraceCommand, TraceHeader, TraceInput, TraceRecord, TraceStep,
+    };
+    use leasehold::validate::encode_records;
+    let cluster = ClusterConfig::local(3, Path::new("/tmp/seed")).unwrap();
+    let header = TraceRecord::Header(TraceHeader {
+        node: 4,
+        start: 0,
+        actor: TraceActor::Client {
+            number: 4,
+            report_to: Some(u64::MAX - 1),
+            fragment_max: 65536,
+        },
+        protocol: leasehold::nodes::protocol_cfg(&cluster).unwrap(),
+        clock_ns: 1_000,
+    });
+    let steps: Vec<TraceRecord> = messages
+        .iter()
+        .take(6)
+        .enumerate()
+        .map(|(n, (_, msg))| {
+            TraceRecord::Step(TraceStep {
+                n: n as u64,
+                clock_ns: 2_000 + n as u64,
+                input: if n == 0 {
+                    TraceInput::Start { restored: None }
+                } else {
+                    TraceInput::Msg {
+                        src: 0,
+                        msg: msg.clone(),
+                    }
+                },
+                commands: vec![TraceCommand::Send {
+                    dst: 1,
+                    msg: msg.clone(),
+                }],
+                digest: n as u64,
+            })
+        })
+        .collect();
+    let mut records = vec![header];
+    records.extend(steps);
+    let plain = encode_records(&records).unwrap();
+    records.insert(4, TraceRecord::Committed { steps: 3 });
+    let committed = encode_records(&records).unwrap();
+    let torn = committed[..committed.len() - 5].to_vec();
+    vec![
+        ("client".into(), plain),
+        ("committed".into(), committed),
+        ("torn".into(), torn),
+    ]
+}
+
+/// The foreign traces of specs/examples/foreign-append, one per node.
+fn foreign_files() -> Seeds {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../specs/examples/foreign-append");
+    let mut files: Seeds = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .map(|p| {
+            (
+                p.file_stem().unwrap().to_string_lossy().into_owned(),
+                fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Master storage files: an empty master's, and one with a file of two
+/// chunks.
+fn storage_files() -> Seeds {
+    use leasehold::host::encode_storage;
+    use leasehold_model::master::{ChunkMeta, FileMeta, MasterDurable};
+    let empty = MasterDurable::default();
+    let one = MasterDurable {
+        files: vec![FileMeta {
+            name: "/logs/a".into(),
+            chunks: vec![0, 1],
+        }],
+        chunks: (0..2)
+            .map(|i| ChunkMeta {
+                file: 0,
+                index: i,
+                version: 3,
+                epoch: 5,
+                grants: 2,
+                replicas: vec![Id::from(1), Id::from(2), Id::from(3)],
+            })
+            .collect(),
+    };
+    [("empty", empty), ("one-file", one)]
+        .into_iter()
+        .map(|(name, d)| {
+            (
+                name.into(),
+                encode_storage(&postcard::to_allocvec(&d).unwrap()),
+            )
+        })
+        .collect()
 }
 
 /// `.meta` files as a store writes them (one slot used, both, several

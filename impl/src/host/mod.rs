@@ -109,7 +109,7 @@ mod storage;
 pub use clock::{monotonic_ns, StepClock};
 pub use limits::*;
 pub use step::{Step, StepCommand, StepInput, StepRecorder};
-pub use storage::{load_storage, Barrier};
+pub use storage::{decode_storage, encode_storage, load_storage, Barrier};
 
 use event_loop::NodeLoop;
 use net::{accept_loop, spawn_writers};

@@ -72,9 +72,16 @@ pub fn load_storage<S: DeserializeOwned>(path: &Path) -> Result<Option<S>, HostE
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(fail(e.to_string())),
     };
+    decode_storage(&bytes).map(Some).map_err(fail)
+}
+
+/// The storage a storage file's bytes hold, or why they hold none (a
+/// wrong magic, a checksum mismatch, a payload that does not decode).
+/// Fuzzed (`leasehold::fuzzing::storage`): a disk hands a node these bytes.
+pub fn decode_storage<S: DeserializeOwned>(bytes: &[u8]) -> Result<S, String> {
     let header = STORAGE_MAGIC.len() + 4;
     if bytes.len() < header || &bytes[..STORAGE_MAGIC.len()] != STORAGE_MAGIC {
-        return Err(fail("not a Leasehold storage file".into()));
+        return Err("not a Leasehold storage file".into());
     }
     let crc = u32::from_le_bytes(
         bytes[STORAGE_MAGIC.len()..header]
@@ -83,11 +90,19 @@ pub fn load_storage<S: DeserializeOwned>(path: &Path) -> Result<Option<S>, HostE
     );
     let payload = &bytes[header..];
     if crc32c::crc32c(payload) != crc {
-        return Err(fail("checksum mismatch".into()));
+        return Err("checksum mismatch".into());
     }
-    postcard::from_bytes(payload)
-        .map(Some)
-        .map_err(|e| fail(e.to_string()))
+    postcard::from_bytes(payload).map_err(|e| e.to_string())
+}
+
+/// A storage file's bytes for `payload` (postcard-encoded storage): what
+/// `save_payload` writes.
+pub fn encode_storage(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(STORAGE_MAGIC.len() + 4 + payload.len());
+    out.extend_from_slice(STORAGE_MAGIC);
+    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
 }
 
 /// Replaces the saved storage with an encoded payload, atomically and
@@ -102,9 +117,7 @@ fn save_payload(path: &Path, payload: &[u8]) -> Result<usize, HostError> {
     let tmp = path.with_extension("storage.tmp");
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(STORAGE_MAGIC)?;
-        file.write_all(&crc32c::crc32c(payload).to_le_bytes())?;
-        file.write_all(payload)?;
+        file.write_all(&encode_storage(payload))?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(&tmp, path)?;

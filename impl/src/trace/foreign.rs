@@ -127,7 +127,13 @@ pub fn read_foreign(path: &Path) -> Result<ForeignTrace, TraceError> {
         path: path.into(),
         source,
     })?;
-    let mut reader = std::io::BufReader::new(file);
+    parse_foreign(path, std::io::BufReader::new(file))
+}
+
+/// Parses a foreign trace from `reader` (`path` only names it in errors).
+/// Fuzzed (`leasehold::fuzzing::foreign_trace`): another implementation's
+/// tracer hands these bytes to `validate --foreign`.
+pub fn parse_foreign(path: &Path, mut reader: impl BufRead) -> Result<ForeignTrace, TraceError> {
     let mut header: Option<TraceHeader> = None;
     let mut steps = vec![];
     let mut applied = vec![];

@@ -503,16 +503,22 @@ fn validate_inner(
 /// Writes `records` as a trace file, framed as [`crate::trace::TraceWriter`]
 /// frames them (tests rewrite real traces with it).
 pub fn write_records(path: &Path, records: &[TraceRecord]) -> std::io::Result<()> {
+    let out = encode_records(records).map_err(std::io::Error::other)?;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(&out)?;
+    f.sync_all()
+}
+
+/// A trace file's bytes for `records`, framed as the writer frames them.
+pub fn encode_records(records: &[TraceRecord]) -> Result<Vec<u8>, postcard::Error> {
     let mut out = Vec::from(&TRACE_MAGIC[..]);
     for r in records {
-        let body = postcard::to_allocvec(r).map_err(std::io::Error::other)?;
+        let body = postcard::to_allocvec(r)?;
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
         out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
         out.extend_from_slice(&body);
     }
-    let mut f = std::fs::File::create(path)?;
-    f.write_all(&out)?;
-    f.sync_all()
+    Ok(out)
 }
 
 /// The records of a trace read back, for [`write_records`].
