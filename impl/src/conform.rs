@@ -338,17 +338,38 @@ async fn read_back(c: &Client, path: &str, acks: &[(Appended, Vec<u8>)]) -> Resu
 /// the closest ([0097], GFS §2.7). A read the replica fails goes on to
 /// another, so a failure is not told apart from another replica's answer;
 /// a replica that lacks bytes answers short, which is what is judged.
-async fn reader_at(opts: &ConformOptions<'_>, replica: u64) -> Result<Client, String> {
+async fn reader_at(
+    opts: &ConformOptions<'_>,
+    replica: u64,
+    replicas: &[u64],
+) -> Result<Client, String> {
     let mut cluster = opts.cluster.clone();
-    let position = cluster
-        .node(stateright::actor::Id::from(replica as usize))
-        .map_err(|e| e.to_string())?
-        .position;
+    // The replica's position as the protocol reckons it: configured, or
+    // estimated from its address.
+    let position = crate::nodes::position(
+        cluster
+            .node(stateright::actor::Id::from(replica as usize))
+            .map_err(|e| e.to_string())?,
+    );
     let me = opts.clients[2];
     for n in &mut cluster.nodes {
         if n.id == me {
-            n.position = position.or(Some(replica));
+            n.position = Some(position);
         }
+    }
+    // The reader's own actor must pick this replica first, or the reads
+    // judge another one.
+    let protocol = crate::nodes::protocol_cfg(&cluster).map_err(|e| e.to_string())?;
+    let ids: Vec<stateright::actor::Id> = replicas
+        .iter()
+        .map(|r| stateright::actor::Id::from(*r as usize))
+        .collect();
+    let first = protocol.closest(stateright::actor::Id::from(me as usize), &ids);
+    if first != Some(stateright::actor::Id::from(replica as usize)) {
+        return Err(format!(
+            "cannot place a reader closest to replica {replica} (the network positions tie): \
+             give the nodes distinct `position`s in cluster.toml"
+        ));
     }
     // The previous reader's address may take a moment to come free.
     let mut tries = 0;
@@ -387,8 +408,9 @@ async fn on_every_replica(
     indices.dedup();
     let mut checked = 0;
     for index in indices {
-        for replica in replicas_of(c, path, index).await? {
-            let reader = reader_at(opts, replica).await?;
+        let replicas = replicas_of(c, path, index).await?;
+        for &replica in &replicas {
+            let reader = reader_at(opts, replica, &replicas).await?;
             let result = async {
                 for (ack, d) in acks.iter().filter(|(a, _)| a.index == index) {
                     let bytes = reader
@@ -438,7 +460,7 @@ async fn padded_everywhere(
     let tail = chunk_bytes - end;
     let replicas = replicas_of(c, path, 0).await?;
     for &replica in &replicas {
-        let reader = reader_at(opts, replica).await?;
+        let reader = reader_at(opts, replica, &replicas).await?;
         let read = reader.read_chunk(path, 0, end, tail).await;
         reader.shutdown().await;
         let bytes = read.map_err(|e| format!("replica {replica}: {e}"))?;

@@ -26,7 +26,10 @@ fn cluster(dir: &Path) -> ClusterConfig {
 /// run `bug`.
 fn conform_with(bug: Bug) -> ConformReport {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = cluster(dir.path());
+    conform_on(cluster(dir.path()), bug)
+}
+
+fn conform_on(cluster: ClusterConfig, bug: Bug) -> ConformReport {
     let hooks = || NodeHooks {
         bug,
         ..NodeHooks::default()
@@ -145,4 +148,28 @@ fn the_cli_prints_the_table_and_exits_by_outcome() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Without configured positions every node of a one-host cluster is as
+/// close as any other: a reader cannot be placed beside one replica, and
+/// conform says so instead of judging whichever replica answers.
+#[test]
+fn replicas_that_cannot_be_told_apart_by_position_fail_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = cluster(dir.path());
+    for n in &mut cluster.nodes {
+        n.position = None;
+    }
+    let r = conform_on(cluster, Bug::None);
+    let per_replica = r
+        .outcomes
+        .iter()
+        .find(|o| o.scenario == "every replica holds each acknowledged record")
+        .unwrap();
+    assert!(!per_replica.passed);
+    assert!(
+        per_replica.detail.contains("positions tie"),
+        "{}",
+        per_replica.detail
+    );
 }
