@@ -969,3 +969,58 @@ fn the_cli_validates_foreign_traces_and_exits_by_outcome() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("no foreign trace files"), "{stderr}");
 }
+
+/// A node whose replay stops is exported without mutations ("not
+/// recorded"), not as steps that applied nothing; the others keep theirs.
+#[test]
+fn an_export_leaves_out_the_mutations_of_a_node_whose_replay_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broken = None;
+    for mut t in traces() {
+        if broken.is_none() && role_of(&t) == Role::Chunkserver {
+            if let Some(s) = t.steps.iter_mut().find(|s| {
+                s.commands.iter().any(|c| {
+                    matches!(
+                        c,
+                        TraceCommand::Send {
+                            msg: Msg::Apply { .. },
+                            ..
+                        }
+                    )
+                })
+            }) {
+                s.commands.retain(|c| {
+                    !matches!(
+                        c,
+                        TraceCommand::Send {
+                            msg: Msg::Apply { .. },
+                            ..
+                        }
+                    )
+                });
+                broken = Some(t.header.node);
+            }
+        }
+        write_records(
+            &dir.path().join(t.path.file_name().unwrap()),
+            &records_of(&t),
+        )
+        .unwrap();
+    }
+    let broken = broken.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = export_foreign(dir.path(), out.path(), &quiet()).unwrap();
+    assert!(report
+        .replay_failures
+        .iter()
+        .any(|f| f.check == Check::Trace1 && f.at.node == broken));
+    for t in read_foreign_run(out.path()).unwrap() {
+        let h = &t.trace.header;
+        let recorded = t.applied.iter().filter(|a| a.is_some()).count();
+        match (role_of(&t.trace), h.node == broken) {
+            (Role::Chunkserver, true) => assert_eq!(recorded, 0, "node {}", h.node),
+            (Role::Chunkserver, false) => assert_eq!(recorded, t.trace.steps.len()),
+            _ => assert_eq!(recorded, 0),
+        }
+    }
+}

@@ -203,7 +203,7 @@ pub(crate) fn export_trace(a: ExportTraceArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         eprintln!(
-            "warning: the replay failed {} times: mutations after a failure are missing from the export",
+            "warning: the replay failed {} times: nodes whose replay stopped are exported without their mutations",
             report.replay_failures.len()
         );
         ExitCode::from(1)

@@ -312,8 +312,9 @@ pub fn validate_foreign_dir(dir: &Path, opts: &ValidateOptions) -> Result<Report
 pub struct ExportReport {
     pub files: usize,
     pub steps: u64,
-    /// Failures the replay found on the way (TRACE-1, TRACE-3): where
-    /// there are any, the exported mutations stop where the replay did.
+    /// Failures the replay found on the way (TRACE-1, TRACE-3). A node
+    /// whose replay stopped is exported without mutations (`applied`
+    /// absent: not recorded).
     pub replay_failures: Vec<Finding>,
 }
 
@@ -349,8 +350,14 @@ pub fn export_foreign(
     let mut applied: std::collections::HashMap<Loc, Vec<crate::trace::Applied>> =
         Default::default();
     let mut report = ExportReport::default();
+    // A node whose replay stopped has no mutations known past that step:
+    // its steps say "not recorded" rather than "applied nothing".
+    let mut unknown: std::collections::BTreeSet<u64> = Default::default();
     for o in &outcomes {
         report.replay_failures.extend(o.findings.iter().cloned());
+        if !o.replayed_whole {
+            unknown.insert(o.node);
+        }
         if o.kind != replay::Kind::Chunkserver {
             continue;
         }
@@ -365,7 +372,8 @@ pub fn export_foreign(
     for files in by_node.values() {
         for t in files {
             let h = &t.header;
-            let chunkserver = matches!(h.actor, crate::trace::TraceActor::Chunkserver { .. });
+            let chunkserver = matches!(h.actor, crate::trace::TraceActor::Chunkserver { .. })
+                && !unknown.contains(&h.node);
             let per_step: Vec<Option<Vec<crate::trace::Applied>>> = t
                 .steps
                 .iter()
