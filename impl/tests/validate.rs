@@ -155,6 +155,28 @@ fn validate(traces: Vec<NodeTrace>) -> Report {
     r
 }
 
+/// Writes the run's traces into `dir` with the sends `pred` picks removed
+/// from the first step of the first `role` node that sends one; returns
+/// that node.
+fn write_without_first_sends(
+    dir: &Path,
+    role: Role,
+    pred: fn(&Msg<leasehold::Bytes>) -> bool,
+) -> Option<u64> {
+    let picked = |c: &TraceCommand| matches!(c, TraceCommand::Send { msg, .. } if pred(msg));
+    let mut changed = None;
+    for mut t in traces() {
+        if changed.is_none() && role_of(&t) == role {
+            if let Some(s) = t.steps.iter_mut().find(|s| s.commands.iter().any(picked)) {
+                s.commands.retain(|c| !picked(c));
+                changed = Some(t.header.node);
+            }
+        }
+        write_records(&dir.join(t.path.file_name().unwrap()), &records_of(&t)).unwrap();
+    }
+    changed
+}
+
 /// Whether a client's step told its application a mutation succeeded.
 fn tells_a_mutation_done(commands: &[TraceCommand]) -> bool {
     commands.iter().any(|c| {
@@ -538,39 +560,10 @@ fn the_cli_prints_failures_by_id_and_exits_by_outcome() {
 
     // One dropped send, written back as trace files.
     let dir = tempfile::tempdir().unwrap();
-    let mut dropped = false;
-    for mut t in traces() {
-        if !dropped && role_of(&t) == Role::Master {
-            if let Some(s) = t.steps.iter_mut().find(|s| {
-                s.commands.iter().any(|c| {
-                    matches!(
-                        c,
-                        TraceCommand::Send {
-                            msg: Msg::FileOpened { .. },
-                            ..
-                        }
-                    )
-                })
-            }) {
-                s.commands.retain(|c| {
-                    !matches!(
-                        c,
-                        TraceCommand::Send {
-                            msg: Msg::FileOpened { .. },
-                            ..
-                        }
-                    )
-                });
-                dropped = true;
-            }
-        }
-        write_records(
-            &dir.path().join(t.path.file_name().unwrap()),
-            &records_of(&t),
-        )
-        .unwrap();
-    }
-    assert!(dropped);
+    let dropped = write_without_first_sends(dir.path(), Role::Master, |m| {
+        matches!(m, Msg::FileOpened { .. })
+    });
+    assert!(dropped.is_some());
     let (code, stdout, _) = run(dir.path());
     assert_eq!(code, Some(1), "{stdout}");
     assert!(
@@ -975,38 +968,9 @@ fn the_cli_validates_foreign_traces_and_exits_by_outcome() {
 #[test]
 fn an_export_leaves_out_the_mutations_of_a_node_whose_replay_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let mut broken = None;
-    for mut t in traces() {
-        if broken.is_none() && role_of(&t) == Role::Chunkserver {
-            if let Some(s) = t.steps.iter_mut().find(|s| {
-                s.commands.iter().any(|c| {
-                    matches!(
-                        c,
-                        TraceCommand::Send {
-                            msg: Msg::Apply { .. },
-                            ..
-                        }
-                    )
-                })
-            }) {
-                s.commands.retain(|c| {
-                    !matches!(
-                        c,
-                        TraceCommand::Send {
-                            msg: Msg::Apply { .. },
-                            ..
-                        }
-                    )
-                });
-                broken = Some(t.header.node);
-            }
-        }
-        write_records(
-            &dir.path().join(t.path.file_name().unwrap()),
-            &records_of(&t),
-        )
-        .unwrap();
-    }
+    let broken = write_without_first_sends(dir.path(), Role::Chunkserver, |m| {
+        matches!(m, Msg::Apply { .. })
+    });
     let broken = broken.unwrap();
     let out = tempfile::tempdir().unwrap();
     let report = export_foreign(dir.path(), out.path(), &quiet()).unwrap();
