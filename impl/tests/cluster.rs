@@ -81,6 +81,11 @@ impl Cluster {
     }
 
     fn spawn(&mut self, id: u64) {
+        self.spawn_with(id, &[])
+    }
+
+    /// [`Cluster::spawn`] with extra arguments (a seeded bug).
+    fn spawn_with(&mut self, id: u64, extra: &[&str]) {
         let role = match self.config.node(Id::from(id as usize)).unwrap().role {
             Role::Master => "master",
             Role::Chunkserver => "chunkserver",
@@ -91,8 +96,21 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join(format!("node-{id}.log")))
             .unwrap();
-        let child =
-            leasehold::nemesis::spawn_server(Path::new(BIN), &self.path, role, id, log).unwrap();
+        let child = if extra.is_empty() {
+            leasehold::nemesis::spawn_server(Path::new(BIN), &self.path, role, id, log).unwrap()
+        } else {
+            std::process::Command::new(BIN)
+                .args([role, "--config"])
+                .arg(&self.path)
+                .args(["--id", &id.to_string()])
+                .args(extra)
+                .env("RUST_LOG", "info")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap()
+        };
         self.procs.insert(id, child);
         // Ready when it accepts connections.
         let addr = self.config.addr(Id::from(id as usize)).unwrap();
@@ -1198,4 +1216,127 @@ async fn a_file_renamed_while_appended_to_loses_no_record() {
         c.validated();
     })
     .await
+}
+
+/// Issue #12: a master killed after making a version bump durable but
+/// before any replica learned it (its barrier passed, its offer and
+/// announcements never left) held a version no replica stored, counted no
+/// replica once restarted, and answered every append `NoLeaseNow` for
+/// good. The restarted master now adopts the replicas of the last grant
+/// that hold the version they stored before it (`ChunkMeta::granted`,
+/// checked in the model by `live-unannounced`), and appends come back
+/// within two master lease periods of the restart. The same master with
+/// the old behaviour (`--bug unannounced-version-strands-chunk`) still
+/// refuses them after that bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_restarted_after_a_bump_no_replica_heard_of_grants_again() {
+    bounded(async {
+        let mut c = Cluster::start(1);
+        let path = "/logs/unannounced";
+        let client = c.client(0).await;
+        let (a, first, bumped, granted_to) = bump_unannounced(&mut c, &client, path).await;
+        c.spawn(0);
+        let restarted = Instant::now();
+        let second = record_data(0, 1, 300);
+        let b = client.record_append_detailed(path, &second).await.unwrap();
+        let took = restarted.elapsed();
+        let bound = 2 * master_lease(&c);
+        assert!(
+            took < bound,
+            "appends came back {took:?} after the restart, bound {bound:?}"
+        );
+        let stat = client.stat(path).await.unwrap();
+        assert_eq!(
+            stat.chunks[a.index as usize].replicas.len(),
+            granted_to.len(),
+            "every replica of the last grant adopted: {stat:?}"
+        );
+        assert!(stat.chunks[a.index as usize].version > bumped, "{stat:?}");
+        check_acked(&c, &client, path, &[(a, first), (b, second)]).await;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_adoption_a_master_restarted_after_an_unannounced_bump_grants_nothing() {
+    bounded(async {
+        let mut c = Cluster::start(2);
+        let path = "/logs/unannounced";
+        let client = c.client(0).await;
+        bump_unannounced(&mut c, &client, path).await;
+        c.spawn_with(
+            0,
+            &["--bug", "unannounced-version-strands-chunk", "--testing"],
+        );
+        let bound = 2 * master_lease(&c);
+        let short = Client::connect_with_timeout(&c.config, c.client_ids()[1], bound)
+            .await
+            .unwrap();
+        let refused = short.record_append_detailed(path, b"after").await;
+        assert!(
+            matches!(
+                &refused,
+                Err(ClientError::Timeout { .. })
+                    | Err(ClientError::Failed {
+                        reason: Failure::NoLeaseNow,
+                        ..
+                    })
+            ),
+            "{refused:?}"
+        );
+        assert!(
+            c.log(0).contains("running with a seeded bug"),
+            "{}",
+            c.log(0)
+        );
+    })
+    .await
+}
+
+fn master_lease(c: &Cluster) -> Duration {
+    Duration::from_millis(c.config.leases.durations().master_lease_ms)
+}
+
+/// Appends one record to `path`, kills the master and leaves its durable
+/// state as it would be had it died right after its next bump's barrier
+/// (version, epoch and grant count moved on, nothing sent), then waits
+/// until the first append's lease has run out, so that the next append
+/// needs a new grant. Returns the append, its data, the bumped version and
+/// the last grant's replicas.
+async fn bump_unannounced(
+    c: &mut Cluster,
+    client: &Client,
+    path: &str,
+) -> (Appended, Vec<u8>, u64, Vec<Id>) {
+    use leasehold::host::{encode_storage, load_storage};
+    use leasehold_model::master::NodeStorage;
+
+    client.create(path).await.unwrap();
+    let first = record_data(0, 0, 300);
+    let a = client.record_append_detailed(path, &first).await.unwrap();
+    c.kill(0);
+    let master = c.config.node(Id::from(0)).unwrap();
+    let storage_path = master.data_dir.join("actor-0.storage");
+    let mut storage: NodeStorage<FileStore> = load_storage(&storage_path).unwrap().unwrap();
+    let NodeStorage::Master(durable) = &mut storage else {
+        panic!("the master's storage holds a master's state")
+    };
+    let meta = &mut Arc::make_mut(durable).chunks[a.chunk as usize];
+    assert!(meta.granted > 0 && meta.granted <= meta.version, "{meta:?}");
+    let granted_to = meta.granted_to.clone();
+    meta.version += 1;
+    meta.epoch += 1;
+    meta.grants += 1;
+    let bumped = meta.version;
+    std::fs::write(
+        &storage_path,
+        encode_storage(&postcard::to_allocvec(&storage).unwrap()),
+    )
+    .unwrap();
+    for r in &granted_to {
+        let held = c.replica(usize::from(*r) as u64).meta(a.chunk).version;
+        assert!(held < bumped, "replica {r:?} holds {held}");
+    }
+    tokio::time::sleep(master_lease(c)).await;
+    (a, first, bumped, granted_to)
 }

@@ -285,6 +285,8 @@ fn storage_files() -> Seeds {
                 version: 3,
                 epoch: 5,
                 grants: 2,
+                granted: 3,
+                granted_to: vec![Id::from(1), Id::from(3)],
                 replicas: vec![Id::from(1), Id::from(2), Id::from(3)],
             })
             .collect(),

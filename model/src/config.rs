@@ -114,13 +114,6 @@ pub enum Bug {
     /// A chunkserver serves a read without verifying the blocks'
     /// checksums: a corrupt block goes to the client as data (READ-1).
     ReplicaServesCorruptBlock,
-    /// The master ignores a replica's acknowledgement of the chunk's
-    /// current version when the replica's report showed an older one: a
-    /// replica that stored a version a previous master incarnation
-    /// announced only after it had reported to the restarted master stays
-    /// uncounted for ever, and a chunk with none counted gets no lease
-    /// (LIVE-2).
-    LateVersionAckIgnored,
     /// A stale replica asked to clone a chunk takes the lease's version
     /// and acknowledges it without copying the data: the master counts a
     /// replica that lacks acknowledged mutations (VERSION-1).
@@ -141,15 +134,23 @@ pub enum Bug {
     /// A client reads from the farthest named replica it has not tried,
     /// not the closest (READ-1, GFS §2.7: reads go to the closest).
     ClientReadsFarthest,
-    /// The master ignores a replica's request that answers an offer whose
-    /// grant already timed out: when offers are answered late, no replica
-    /// may be left counted up to date, and every append gets `NoLeaseNow`
-    /// for good (LIVE-2; nemesis seed 11).
-    LateAnswerToOfferIgnored,
+    /// A restarted master counts only replicas at the chunk's current
+    /// version: after it crashed between making a version bump durable and
+    /// any replica learning it, no replica is counted and every append gets
+    /// `NoLeaseNow` for good (LIVE-2; issue #12).
+    UnannouncedVersionStrandsChunk,
+    /// The master grants a lease without recording the grant durably: a
+    /// restarted master adopts a replica of an older grant that was left
+    /// out of the last one (VERSION-1).
+    GrantNotRecorded,
+    /// A restarted master adopts any placed replica at the last grant's
+    /// version, also one left out of that grant that had stored the
+    /// offer's version without acknowledging it in time (VERSION-1).
+    AdoptsReplicaLeftOut,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 36] = [
+    pub const ALL: [Bug; 37] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -178,14 +179,15 @@ impl Bug {
         Bug::TakesOfferOfPreviousLife,
         Bug::FailedReplicaKept,
         Bug::ReplicaServesCorruptBlock,
-        Bug::LateVersionAckIgnored,
         Bug::CloneAckedWithoutCopy,
         Bug::StaleReplicaNeverCloned,
         Bug::SpareCountedWithoutClone,
         Bug::RenamesUnderLease,
         Bug::RevokedPrimaryKeepsLease,
         Bug::ClientReadsFarthest,
-        Bug::LateAnswerToOfferIgnored,
+        Bug::UnannouncedVersionStrandsChunk,
+        Bug::GrantNotRecorded,
+        Bug::AdoptsReplicaLeftOut,
     ];
 
     /// Kebab-case name used on the command line.

@@ -1,7 +1,7 @@
 //! The node's saved storage on disk, and the barrier that makes the
 //! handlers' own writes durable before their commands are carried out.
 //!
-//! A storage file is `LHSTORE1`, the CRC32C of the payload (u32 LE), then
+//! A storage file is `LHSTORE2`, the CRC32C of the payload (u32 LE), then
 //! the postcard payload. A `Save` replaces it atomically and durably: temp
 //! file, fsync, rename, fsync of the directory.
 
@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 use super::HostError;
 use leasehold_model::types::StoreError;
 
-const STORAGE_MAGIC: &[u8; 8] = b"LHSTORE1";
+/// Format 2: the master's chunk records gained the last grant's version
+/// and replicas (`ChunkMeta::granted`); postcard has no field names, so a
+/// format-1 file would not decode, and is refused by name instead.
+const STORAGE_MAGIC: &[u8; 8] = b"LHSTORE2";
+const STORAGE_MAGIC_FORMER: &[&[u8; 8]] = &[b"LHSTORE1"];
 
 /// Makes durable what the actor's handlers wrote outside its state (a
 /// chunkserver's chunk files), before any command they emitted is carried
@@ -80,6 +84,17 @@ pub fn load_storage<S: DeserializeOwned>(path: &Path) -> Result<Option<S>, HostE
 /// Fuzzed (`leasehold::fuzzing::storage`): a disk hands a node these bytes.
 pub fn decode_storage<S: DeserializeOwned>(bytes: &[u8]) -> Result<S, String> {
     let header = STORAGE_MAGIC.len() + 4;
+    if bytes.len() >= header
+        && STORAGE_MAGIC_FORMER
+            .iter()
+            .any(|m| &bytes[..m.len()] == m.as_slice())
+    {
+        return Err(format!(
+            "written by an older Leasehold (storage format {}, this one reads {}): \
+             start this node from an empty data directory, or with the version that wrote it",
+            bytes[7] as char, STORAGE_MAGIC[7] as char
+        ));
+    }
     if bytes.len() < header || &bytes[..STORAGE_MAGIC.len()] != STORAGE_MAGIC {
         return Err("not a Leasehold storage file".into());
     }
@@ -151,5 +166,18 @@ mod tests {
             load_storage::<(u64, String)>(&path),
             Err(HostError::LoadStorage { .. })
         ));
+    }
+
+    #[test]
+    fn a_file_of_an_older_format_is_refused_by_name() {
+        let mut bytes = encode_storage(&postcard::to_allocvec(&(1u64,)).unwrap());
+        bytes[..8].copy_from_slice(b"LHSTORE1");
+        let e = decode_storage::<(u64,)>(&bytes).unwrap_err();
+        assert!(e.contains("older Leasehold (storage format 1"), "{e}");
+        bytes[..8].copy_from_slice(b"NOTSTORE");
+        assert_eq!(
+            decode_storage::<(u64,)>(&bytes).unwrap_err(),
+            "not a Leasehold storage file"
+        );
     }
 }

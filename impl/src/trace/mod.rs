@@ -40,12 +40,13 @@ use crate::host::{Step, StepCommand, StepInput, StepRecorder};
 use crate::nodes::{RealMsg, RealNode};
 
 /// First bytes of every trace file; the digit is the format version.
-pub const TRACE_MAGIC: &[u8; 8] = b"LHTRACE3";
-/// Version 2 never ended in zeros (it was written with `write`).
-const TRACE_MAGIC_V2: &[u8; 8] = b"LHTRACE2";
-/// Version 1 had no `Committed` records: read as if every step's commands
-/// were carried out.
-const TRACE_MAGIC_V1: &[u8; 8] = b"LHTRACE1";
+/// Format 4: the master's saved chunk records gained the last grant's
+/// version and replicas (issue #12). Record bodies are postcard, which has
+/// no field names, so an older file's records would not decode (or, worse,
+/// decode shifted): formats 1-3 are refused by name instead.
+pub const TRACE_MAGIC: &[u8; 8] = b"LHTRACE4";
+/// The first bytes of the formats before [`TRACE_MAGIC`].
+const TRACE_MAGIC_FORMER: [&[u8; 8]; 3] = [b"LHTRACE1", b"LHTRACE2", b"LHTRACE3"];
 /// How much a trace file grows at a time: allocated on disk at once, so
 /// that a store into the mapping never meets a full disk (which would be
 /// a `SIGBUS`, not an error), and mapped as one segment.
@@ -165,6 +166,12 @@ pub enum TraceError {
     },
     #[error("trace {path}: not a Leasehold trace (bad magic)")]
     Magic { path: PathBuf },
+    #[error(
+        "trace {path}: written by an older Leasehold (trace format {format}, this one reads {}): \
+         validate it with the Leasehold that recorded it",
+        TRACE_MAGIC[7] as char
+    )]
+    OlderFormat { path: PathBuf, format: char },
     #[error("trace {path}: record at byte {offset}: {message}")]
     Record {
         path: PathBuf,

@@ -40,9 +40,13 @@ pub fn read_trace(path: &Path) -> Result<NodeTrace, TraceError> {
 /// Parses the bytes of one trace file (`path` only names it in errors).
 pub fn parse_trace(path: &Path, bytes: &[u8]) -> Result<NodeTrace, TraceError> {
     let magic = bytes.get(..TRACE_MAGIC.len());
-    let v1 = magic == Some(&TRACE_MAGIC_V1[..]);
-    let mapped = magic == Some(&TRACE_MAGIC[..]);
-    if !mapped && !v1 && magic != Some(&TRACE_MAGIC_V2[..]) {
+    if let Some(m) = magic.filter(|m| TRACE_MAGIC_FORMER.iter().any(|f| &f[..] == *m)) {
+        return Err(TraceError::OlderFormat {
+            path: path.into(),
+            format: m[7] as char,
+        });
+    }
+    if magic != Some(&TRACE_MAGIC[..]) {
         return Err(TraceError::Magic { path: path.into() });
     }
     let mut committed = 0;
@@ -63,7 +67,7 @@ pub fn parse_trace(path: &Path, bytes: &[u8]) -> Result<NodeTrace, TraceError> {
         };
         let len = u32::from_le_bytes(frame[..4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(frame[4..].try_into().expect("4 bytes"));
-        if len == 0 && mapped {
+        if len == 0 {
             // No record is empty: this is the unused, allocated tail of a
             // file whose writer never closed it. Anything but zeros in it
             // is a record whose body was copied but not its frame.
@@ -106,7 +110,7 @@ pub fn parse_trace(path: &Path, bytes: &[u8]) -> Result<NodeTrace, TraceError> {
         at += 8 + len as usize;
     }
     let header = header.ok_or_else(|| TraceError::NoHeader { path: path.into() })?;
-    if v1 || truncated {
+    if truncated {
         // Past a trace's budget nothing more is recorded, commits included.
         committed = steps.len();
     }

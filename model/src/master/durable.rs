@@ -21,6 +21,23 @@ pub struct ChunkMeta {
     pub epoch: LeaseEpoch,
     /// Lease grants so far (the model bounds them).
     pub grants: u32,
+    /// The version every replica of the last grant stored before the
+    /// grant was sent (the offer's: the primary requested it, the others
+    /// acknowledged it), 0 if never granted, and those replicas. No
+    /// mutation happens without a grant and every one acknowledged needs
+    /// every replica of its lease, so one of these replicas holding this
+    /// version or a later one holds every acknowledged mutation, even if
+    /// the master bumped `version` since and crashed before any replica
+    /// learned the bump: a restarted master counts it up to date (issue
+    /// #12; GFS §4.5's master, too, trusts what replicas report over what
+    /// it failed to announce). A replica left out of the grant may hold
+    /// the offer's version too (it stored it but its acknowledgement was
+    /// late), so only these are trusted. Saved before the grant leaves.
+    #[serde(default)]
+    pub granted: ChunkVersion,
+    #[serde(default)]
+    #[schemars(with = "Vec<u64>")]
+    pub granted_to: Vec<Id>,
     /// Where the chunk's replicas were placed at allocation.
     #[schemars(with = "Vec<u64>")]
     pub replicas: Vec<Id>,

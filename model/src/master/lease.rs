@@ -67,12 +67,15 @@ impl MasterActor {
         if version != state.durable.chunks[chunk as usize].version {
             return;
         }
-        if view.behind.contains(&src) && self.cfg.bug != Bug::LateVersionAckIgnored {
+        if view.behind.contains(&src) {
             // It reported an older version (none at all for version 0),
             // then stored the current one, announced by a previous
             // incarnation: this acknowledgement is the report it would
-            // send now. Nothing else makes it report again, and a chunk
-            // none of whose replicas is counted gets no lease ever.
+            // send now. Since a restarted master adopts the last grant's
+            // replicas (`adopts`), liveness no longer rests on this (the
+            // former seeded bug that ignored it is caught by nothing): it
+            // keeps counted a replica that reported after the waiting
+            // period, which would otherwise wait for re-replication.
             let s = state.to_mut();
             let view = s.view_mut(chunk);
             view.behind.retain(|r| *r != src);
@@ -153,10 +156,13 @@ impl MasterActor {
             // epoch is still the current one: the replica holds the
             // current version (see `ChunkView::unanswered`). Counted
             // again, it may be offered the next lease; this request lapses.
+            // Since a master that counts no replica asks the placed ones to
+            // report (`try_offer`), liveness no longer rests on this (the
+            // former seeded bug that ignored it is caught by nothing in
+            // `live-slow-offer`): it saves that report round trip.
             LeaseView::Free
                 if view.unanswered == Some(src)
-                    && state.durable.chunks[chunk as usize].epoch == epoch
-                    && self.cfg.bug != Bug::LateAnswerToOfferIgnored =>
+                    && state.durable.chunks[chunk as usize].epoch == epoch =>
             {
                 let s = state.to_mut();
                 let view = s.view_mut(chunk);
@@ -341,7 +347,22 @@ impl MasterActor {
         };
         let Some(primary) = candidate.filter(|_| meta.grants < self.cfg.lease_grants_max) else {
             let s = state.to_mut();
+            let placed = s.durable.chunks[chunk as usize].replicas.clone();
             let view = &mut s.views[chunk as usize];
+            if candidate.is_none()
+                && !view.reports_asked
+                && self.cfg.bug != Bug::UnannouncedVersionStrandsChunk
+            {
+                // No replica counted (offers went unanswered, or a master
+                // restart found none at the current version): ask the
+                // placed ones what they hold, so that their reports can
+                // adopt them (`adopts`) instead of the chunk getting no
+                // lease for good.
+                view.reports_asked = true;
+                for r in placed {
+                    o.send(r, Msg::ReportRequest);
+                }
+            }
             let (file, index) = (
                 s.durable.chunks[chunk as usize].file,
                 s.durable.chunks[chunk as usize].index,
@@ -437,6 +458,7 @@ impl MasterActor {
             .filter(|r| !acked.contains(r))
             .collect();
         let s = state.to_mut();
+        let offered_version = s.durable.chunks[chunk as usize].version;
         if !all_acked {
             // Silent replicas become stale. One of them may yet store the
             // version it did not acknowledge, so move the version on for the
@@ -446,12 +468,19 @@ impl MasterActor {
                 meta.version += 1;
             }
             let version = meta.version;
-            s.save_durable(o);
             s.view_mut(chunk).behind.clear();
             let others = acked.iter().copied().filter(|r| *r != primary);
             announce_version(&s.servers, chunk, version, others, o);
         }
-        let version = s.durable.chunks[chunk as usize].version;
+        // Durable before the grant leaves (the step's save precedes its
+        // sends): what a restarted master may adopt (`adopts`).
+        let meta = &mut s.durable.chunks[chunk as usize];
+        if self.cfg.bug != Bug::GrantNotRecorded {
+            meta.granted = offered_version;
+            meta.granted_to = acked.clone();
+        }
+        let version = meta.version;
+        s.save_durable(o);
         let view = s.view_mut(chunk);
         if self.cfg.bug != Bug::MasterKeepsSilentReplicas {
             view.up_to_date = acked.clone();

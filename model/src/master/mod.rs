@@ -107,6 +107,11 @@ pub struct ChunkView {
     /// reconnects, can leave no replica counted: LIVE-2). Cleared when the
     /// epoch moves.
     pub unanswered: Option<Id>,
+    /// A client wanted a lease while no replica was counted, and the
+    /// placed replicas were asked to report (`ReportRequest`): their
+    /// reports may adopt them (`adopts`). Asked once until one is counted,
+    /// so that retrying clients do not multiply the requests.
+    pub reports_asked: bool,
 }
 
 /// What the master last heard of a chunkserver's restarts.
@@ -208,20 +213,34 @@ impl MasterActor {
                 // Locations and leases were volatile: ask every chunkserver
                 // for its versions, and wait out any lease the previous
                 // incarnation may have granted.
-                // A chunk still at version 0 was never offered, so no
-                // replica holds anything of it or reports it: every replica
-                // it was placed on is as up to date as it can be. Waiting
-                // for reports would leave it with none, and the file's
-                // appends would stall for good (found by the nemesis).
+                // A chunk never granted holds no data on any replica, and a
+                // replica may not even report it (one still at version 0
+                // was never offered; one offered by a master that crashed
+                // before any replica heard of it is at version 0
+                // everywhere): every replica it was placed on is as up to
+                // date as it can be. Waiting for reports would leave it
+                // with none, and the file's appends would stall for good
+                // (found by the nemesis, and for offered chunks by
+                // `live-unannounced`).
+                let never_granted = |c: &ChunkMeta| {
+                    if self.cfg.bug == Bug::UnannouncedVersionStrandsChunk {
+                        c.version == 0
+                    } else {
+                        c.granted == 0
+                    }
+                };
                 let views = durable
                     .chunks
                     .iter()
                     .map(|c| {
-                        fresh_view(if c.version == 0 {
+                        let mut view = fresh_view(if never_granted(c) {
                             c.replicas.clone()
                         } else {
                             vec![]
-                        })
+                        });
+                        // Every chunkserver is asked to report just below.
+                        view.reports_asked = true;
+                        view
                     })
                     .collect();
                 for cs in &self.cfg.chunkservers {
@@ -304,5 +323,6 @@ fn fresh_view(up_to_date: Vec<Id>) -> ChunkView {
         clone_failed: vec![],
         store_failed: vec![],
         unanswered: None,
+        reports_asked: false,
     }
 }

@@ -280,6 +280,8 @@ impl MasterActor {
             version: 0,
             epoch: 0,
             grants: 0,
+            granted: 0,
+            granted_to: vec![],
             replicas: replicas.clone(),
         });
         s.durable.files[file as usize].chunks.push(chunk);

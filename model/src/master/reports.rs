@@ -102,7 +102,20 @@ impl MasterActor {
         } else {
             vec![]
         };
-        for &(chunk, version) in chunks.iter().chain(&missing) {
+        // A chunk never granted holds no data anywhere, and a replica whose
+        // offer was lost does not even report it: when none is counted,
+        // any placed replica that reports at all is as up to date as any.
+        let never_granted: Vec<(ChunkHandle, ChunkVersion)> = (0..state.views.len() as ChunkHandle)
+            .filter(|c| {
+                let meta = &state.durable.chunks[*c as usize];
+                meta.granted == 0
+                    && meta.replicas.contains(&src)
+                    && state.view(*c).up_to_date.is_empty()
+                    && !chunks.iter().any(|(r, _)| r == c)
+            })
+            .map(|c| (c, 0))
+            .collect();
+        for &(chunk, version) in chunks.iter().chain(&missing).chain(&never_granted) {
             let Some(meta) = state.durable.chunks.get(chunk as usize) else {
                 continue;
             };
@@ -132,15 +145,20 @@ impl MasterActor {
                     }
                     _ => {}
                 }
-            } else if version == current && !counted && meta.replicas.contains(&src) {
+            } else if !counted
+                && meta.replicas.contains(&src)
+                && (version == current || self.adopts(state, chunk, src, version))
+            {
                 // Rebuilding the up-to-date set after a restart. A replica the
                 // master left out of a grant never holds the current version
                 // (the grant moves the version past it), so holding it means
-                // it has every acknowledged mutation.
+                // it has every acknowledged mutation; see `adopts` for one
+                // below it.
                 let s = state.to_mut();
-                let v = &mut s.view_mut(chunk).up_to_date;
-                v.push(src);
-                v.sort();
+                let view = s.view_mut(chunk);
+                view.reports_asked = false;
+                view.up_to_date.push(src);
+                view.up_to_date.sort();
             }
         }
         // A placed replica left uncounted by an older version, or none, may
@@ -170,5 +188,33 @@ impl MasterActor {
                 }
             }
         }
+    }
+
+    /// Whether a report of `version`, below the chunk's current one, counts
+    /// `src` up to date: while the master rebuilds its replica sets (its
+    /// waiting period after a restart, or a chunk with none counted), a
+    /// replica of the last grant holding at least the version it stored
+    /// before that grant holds every acknowledged mutation
+    /// (`ChunkMeta::granted`). A master that crashed after making a bump
+    /// durable but before any replica learned it (an offer, or a grant
+    /// that moved the version past a silent replica) would otherwise count
+    /// none, and the chunk would get no lease for good. A replica whose
+    /// store failed is not adopted.
+    fn adopts(
+        &self,
+        state: &MasterState,
+        chunk: ChunkHandle,
+        src: Id,
+        version: ChunkVersion,
+    ) -> bool {
+        let meta = &state.durable.chunks[chunk as usize];
+        let view = state.view(chunk);
+        self.cfg.bug != Bug::UnannouncedVersionStrandsChunk
+            && version >= meta.granted
+            && (meta.granted == 0
+                || meta.granted_to.contains(&src)
+                || self.cfg.bug == Bug::AdoptsReplicaLeftOut)
+            && (state.quiet || view.up_to_date.is_empty())
+            && !view.store_failed.contains(&src)
     }
 }

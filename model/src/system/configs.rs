@@ -62,6 +62,11 @@ pub struct ModelCfg {
     /// `CloneChunk` messages the network may lose in all (re-replication:
     /// a target that never hears of its clone looks dead to the master).
     pub clone_losses: u8,
+    /// `LeaseOffer` and `NewVersion` messages the network may lose in all:
+    /// the announcements of a version the master has already made durable.
+    /// Over TCP a master killed between its barrier and its sends loses
+    /// them all at once (issue #12: no replica learns the version).
+    pub announce_losses: u8,
     /// Stateright's duplicating network: every message stays deliverable
     /// after its delivery. It never closes (each duplicated push and
     /// mutation may re-append a record), so it is walked (`--swarm`), not
@@ -149,6 +154,7 @@ impl ModelCfg {
             "lossy" => self.lossy = flag()?,
             "apply_losses" => self.apply_losses = num()? as u8,
             "clone_losses" => self.clone_losses = num()? as u8,
+            "announce_losses" => self.announce_losses = num()? as u8,
             "duplicating" => self.duplicating = flag()?,
             "duplications" => self.duplications = num()? as u8,
             "early_grant_timeouts" => self.early_grant_timeouts = num()? as u8,
@@ -205,6 +211,7 @@ impl ModelCfg {
             || self.lossy
             || self.apply_losses > 0
             || self.clone_losses > 0
+            || self.announce_losses > 0
             || self.duplicating
             || self.duplications > 0
             || self.early_grant_timeouts > 0
@@ -367,6 +374,8 @@ impl ModelCfg {
                 version: 0,
                 epoch: 0,
                 grants: 0,
+                granted: 0,
+                granted_to: vec![],
                 replicas: self.chunkserver_ids(),
             });
         }
@@ -403,7 +412,11 @@ impl ModelCfg {
             .actors(actors)
             .init_network(network)
             .lossy_network(
-                if self.lossy || self.apply_losses > 0 || self.clone_losses > 0 {
+                if self.lossy
+                    || self.apply_losses > 0
+                    || self.clone_losses > 0
+                    || self.announce_losses > 0
+                {
                     LossyNetwork::Yes
                 } else {
                     LossyNetwork::No

@@ -275,6 +275,8 @@ impl LeaseholdModel {
                         && s.history.losses < self.cfg.apply_losses)
                     || (matches!(env.msg, Msg::CloneChunk { .. })
                         && s.history.losses < self.cfg.clone_losses)
+                    || (matches!(env.msg, Msg::LeaseOffer { .. } | Msg::NewVersion { .. })
+                        && s.history.losses < self.cfg.announce_losses)
             }
             _ => true,
         }
