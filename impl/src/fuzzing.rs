@@ -197,3 +197,33 @@ pub fn storage(data: &[u8]) {
         }
     }
 }
+
+/// `data` as the first bytes of a connection (the hello, issue #15): how
+/// the reader reads its opening (`host::opening`). A decision made on a
+/// prefix is the decision on every longer input (a reader decides as soon
+/// as it can, and more bytes must not change its mind), and a whole hello
+/// whose secret is text is the one `host::hello` writes for that secret.
+pub fn hello(data: &[u8]) {
+    use crate::host::{opening, Opening, HELLO_HEADER_BYTES};
+    let whole = opening(data);
+    for cut in 0..=data.len() {
+        match opening(&data[..cut]) {
+            Opening::NeedMore => {}
+            decided => {
+                assert_eq!(decided, whole, "decided at {cut} bytes");
+                break;
+            }
+        }
+    }
+    match whole {
+        Opening::Hello { len } => {
+            assert!(HELLO_HEADER_BYTES <= len && len <= data.len());
+            if let Ok(secret) = std::str::from_utf8(&data[HELLO_HEADER_BYTES..len]) {
+                let written = crate::host::hello(Some(secret));
+                assert_eq!(written, &data[..len]);
+            }
+        }
+        Opening::Bad { why, .. } => assert!(!why.is_empty()),
+        Opening::NeedMore | Opening::Frames => {}
+    }
+}

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 mod messages;
 use messages::every_message;
 
-const TARGETS: [&str; 7] = [
+const TARGETS: [&str; 8] = [
     "frame",
     "message",
     "chunk_meta",
@@ -30,6 +30,7 @@ const TARGETS: [&str; 7] = [
     "trace",
     "foreign_trace",
     "storage",
+    "hello",
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -116,6 +117,11 @@ fn storage_corpus() {
 }
 
 #[test]
+fn hello_corpus() {
+    replay_corpus("hello");
+}
+
+#[test]
 fn seeds_pass_the_checks() {
     for (target, seeds) in seeds() {
         for (name, data) in seeds {
@@ -150,6 +156,7 @@ fn check_of(target: &str) -> fn(&[u8]) {
         "trace" => fuzzing::trace,
         "foreign_trace" => fuzzing::foreign_trace,
         "storage" => fuzzing::storage,
+        "hello" => fuzzing::hello,
         _ => unreachable!("no target {target}"),
     }
 }
@@ -176,6 +183,7 @@ fn seeds() -> Vec<(&'static str, Seeds)> {
         .iter()
         .map(|(name, msg)| (name.clone(), postcard::to_allocvec(msg).unwrap()))
         .collect();
+    let hellos = hello_files(&frames);
     let out = vec![
         ("frame", frames),
         ("message", encoded),
@@ -184,6 +192,7 @@ fn seeds() -> Vec<(&'static str, Seeds)> {
         ("trace", trace_files(&messages)),
         ("foreign_trace", foreign_files()),
         ("storage", storage_files()),
+        ("hello", hellos),
     ];
     assert_eq!(
         out.iter().map(|(t, _)| *t).collect::<Vec<_>>(),
@@ -394,5 +403,34 @@ data_dir = "client"
         ("local".into(), local.to_toml().into_bytes()),
         ("full".into(), full.to_toml().into_bytes()),
         ("handwritten".into(), handwritten.as_bytes().to_vec()),
+    ]
+}
+
+/// Connection openings: hellos with and without a secret, one followed by
+/// a frame, a frame with no hello (an open cluster), and hellos cut short,
+/// misspelt or announcing a secret over the limit.
+fn hello_files(frames: &Seeds) -> Seeds {
+    let magic = b"LHHELLO1";
+    let greet = |secret: &[u8]| {
+        let mut h = magic.to_vec();
+        h.extend_from_slice(&(secret.len() as u16).to_be_bytes());
+        h.extend_from_slice(secret);
+        h
+    };
+    let with_frame = [greet(b"s3cret"), frames[0].1.clone()].concat();
+    let mut misspelt = greet(b"x");
+    misspelt[3] = b'J';
+    let mut over = magic.to_vec();
+    over.extend_from_slice(&u16::MAX.to_be_bytes());
+    vec![
+        ("secret".into(), greet(b"s3cret")),
+        ("empty-secret".into(), greet(b"")),
+        ("not-text".into(), greet(&[0xff, 0xfe, 0])),
+        ("then-frame".into(), with_frame),
+        ("frame-only".into(), frames[0].1.clone()),
+        ("cut".into(), greet(b"s3cret")[..12].to_vec()),
+        ("magic-cut".into(), magic[..5].to_vec()),
+        ("misspelt".into(), misspelt),
+        ("over-limit".into(), over),
     ]
 }

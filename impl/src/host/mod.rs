@@ -108,6 +108,7 @@ mod storage;
 
 pub use clock::{monotonic_ns, StepClock};
 pub use limits::*;
+pub(crate) use net::{hello, opening, Opening, HELLO_HEADER_BYTES};
 pub use step::{Step, StepCommand, StepInput, StepRecorder};
 pub use storage::{decode_storage, encode_storage, load_storage, Barrier};
 

@@ -35,7 +35,7 @@ const _: () = assert!(
 /// open cluster, whose wire stays exactly as it was before hellos existed
 /// (nodes of older builds, and tests that read raw frames, still talk to
 /// it).
-pub(in crate::host) fn hello(secret: Option<&str>) -> Vec<u8> {
+pub(crate) fn hello(secret: Option<&str>) -> Vec<u8> {
     let Some(secret) = secret else {
         return Vec::new();
     };
@@ -51,6 +51,56 @@ pub(in crate::host) fn hello(secret: Option<&str>) -> Vec<u8> {
     h
 }
 
+/// What the first bytes of a connection say so far. Decided from a prefix
+/// and never changed by the bytes after it (fuzzed:
+/// `leasehold::fuzzing::hello`), so the reader may decide as soon as it can.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// Too few bytes to tell.
+    NeedMore,
+    /// No hello: the peer starts with a frame (an open cluster takes it).
+    Frames,
+    /// A whole hello, `len` bytes, offering the secret at
+    /// `HELLO_HEADER_BYTES..len`.
+    Hello { len: usize },
+    /// Not a hello that can be taken: the limit it breaks (as in
+    /// docs/tcp.md) and why.
+    Bad { limit: &'static str, why: String },
+}
+
+/// Reads the opening of a connection from the bytes received so far.
+pub fn opening(buf: &[u8]) -> Opening {
+    if buf.is_empty() {
+        return Opening::NeedMore;
+    }
+    if buf[0] != HELLO_MAGIC[0] {
+        return Opening::Frames;
+    }
+    let common = buf.len().min(HELLO_MAGIC.len());
+    if buf[..common] != HELLO_MAGIC[..common] {
+        return Opening::Bad {
+            limit: "hello",
+            why: "malformed hello".into(),
+        };
+    }
+    if buf.len() < HELLO_HEADER_BYTES {
+        return Opening::NeedMore;
+    }
+    let n = u16::from_be_bytes([buf[8], buf[9]]) as usize;
+    if n > SECRET_BYTES_MAX {
+        return Opening::Bad {
+            limit: "secret",
+            why: format!("a secret of {n} bytes is over the limit of {SECRET_BYTES_MAX}"),
+        };
+    }
+    if buf.len() < HELLO_HEADER_BYTES + n {
+        return Opening::NeedMore;
+    }
+    Opening::Hello {
+        len: HELLO_HEADER_BYTES + n,
+    }
+}
+
 impl Admission {
     /// Waits for the peer's hello and checks its secret. In an open cluster
     /// a peer may instead start with a frame: its bytes stay in `buf`.
@@ -63,29 +113,18 @@ impl Admission {
     ) -> Result<(), Option<Refusal>> {
         let deadline = Instant::now() + Duration::from_millis(self.limits.hello_timeout_ms);
         loop {
-            if buf.first().is_some_and(|b| *b != HELLO_MAGIC[0]) {
-                if self.secret.is_some() {
+            match opening(buf) {
+                Opening::NeedMore => {}
+                Opening::Frames if self.secret.is_some() => {
                     return Err(Some(Refusal::new(
                         "secret",
                         "this cluster requires a hello with its secret first",
                     )));
                 }
-                return Ok(());
-            }
-            let common = buf.len().min(HELLO_MAGIC.len());
-            if buf[..common] != HELLO_MAGIC[..common] {
-                return Err(Some(Refusal::new("hello", "malformed hello")));
-            }
-            if buf.len() >= HELLO_HEADER_BYTES {
-                let n = u16::from_be_bytes([buf[8], buf[9]]) as usize;
-                if n > SECRET_BYTES_MAX {
-                    return Err(Some(Refusal::new(
-                        "secret",
-                        format!("a secret of {n} bytes is over the limit of {SECRET_BYTES_MAX}"),
-                    )));
-                }
-                if buf.len() >= HELLO_HEADER_BYTES + n {
-                    let hello = buf.split_to(HELLO_HEADER_BYTES + n);
+                Opening::Frames => return Ok(()),
+                Opening::Bad { limit, why } => return Err(Some(Refusal::new(limit, why))),
+                Opening::Hello { len } => {
+                    let hello = buf.split_to(len);
                     let offered = &hello[HELLO_HEADER_BYTES..];
                     return match &self.secret {
                         Some(secret) if !same_secret(secret, offered) => Err(Some(Refusal::new(

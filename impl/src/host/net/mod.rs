@@ -24,6 +24,6 @@ mod inbound;
 mod outbound;
 
 pub(super) use admission::Admission;
-pub(super) use handshake::hello;
+pub(crate) use handshake::{hello, opening, Opening, HELLO_HEADER_BYTES};
 pub(super) use inbound::accept_loop;
 pub(super) use outbound::{spawn_writers, Peer};
