@@ -21,8 +21,19 @@ pub(super) fn master(m: &MasterState, f: &mut Formatter<'_>) -> fmt::Result {
     }
     for (c, meta) in m.durable.chunks.iter().enumerate() {
         let view = m.views.get(c);
+        // What a restarted master may adopt (VERSION-3), shown only when a
+        // bump came after the last grant: otherwise it is the version.
+        let last_grant = if meta.granted > 0 && meta.granted < meta.version {
+            format!(
+                " (last grant at v{} to {})",
+                meta.granted,
+                CsList(&meta.granted_to)
+            )
+        } else {
+            String::new()
+        };
         b.line(format_args!(
-            "chunk {c}: v{} e{}, {}",
+            "chunk {c}: v{}{last_grant} e{}, {}",
             meta.version,
             meta.epoch,
             LeaseTableRow(view)
@@ -102,6 +113,9 @@ impl Display for LeaseTableRow<'_> {
         if !v.store_failed.is_empty() {
             write!(f, "; store failed {}", CsList(&v.store_failed))?;
         }
+        if v.reports_asked {
+            f.write_str("; reports asked")?;
+        }
         Ok(())
     }
 }
@@ -154,6 +168,17 @@ mod tests {
             quiet: false,
             renames: vec![],
         };
+        let mut bumped = m.clone();
+        bumped.durable.chunks[0].version = 2;
+        bumped.views[0].lease = LeaseView::Free;
+        bumped.views[0].up_to_date.clear();
+        bumped.views[0].reports_asked = true;
+        let bumped: NodeState<MemStore> = NodeState::Master(bumped);
+        assert_eq!(
+            format!("{bumped:?}"),
+            "master { file 0 \"log\": chunks [0]; chunk 0: v2 (last grant at v1 to [cs1, cs2]) e1, \
+             no lease; up to date []; reports asked }"
+        );
         let node: NodeState<MemStore> = NodeState::Master(m);
         assert_eq!(
             format!("{node:?}"),
