@@ -394,6 +394,11 @@ impl MasterActor {
         let view = &mut s.views[chunk as usize];
         view.behind.clear();
         view.unanswered = None;
+        // A replica is counted (this offer's): should the chunk lose every
+        // counted replica again, the placed ones are asked to report again,
+        // however this one came to be counted (a report, a late version
+        // acknowledgement, a late answer to an offer).
+        view.reports_asked = false;
         view.lease = LeaseView::Offered {
             primary,
             epoch,

@@ -109,8 +109,10 @@ pub struct ChunkView {
     pub unanswered: Option<Id>,
     /// A client wanted a lease while no replica was counted, and the
     /// placed replicas were asked to report (`ReportRequest`): their
-    /// reports may adopt them (`adopts`). Asked once until one is counted,
-    /// so that retrying clients do not multiply the requests.
+    /// reports may adopt them (`adopts`). Asked once until the next offer
+    /// (which needs a counted replica), so that retrying clients do not
+    /// multiply the requests. A restarted master starts with it set: it
+    /// has just asked every chunkserver.
     pub reports_asked: bool,
 }
 

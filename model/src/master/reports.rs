@@ -156,7 +156,6 @@ impl MasterActor {
                 // below it.
                 let s = state.to_mut();
                 let view = s.view_mut(chunk);
-                view.reports_asked = false;
                 view.up_to_date.push(src);
                 view.up_to_date.sort();
             }
