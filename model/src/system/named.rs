@@ -349,7 +349,7 @@ impl ModelCfg {
             // symmetry (the two clients are interchangeable).
             //
             // A chunkserver crash-restart at any point of two appends,
-            // through a second lease grant: 703,573 states with symmetry.
+            // through a second lease grant: 1,377,646 states with symmetry.
             "concurrent-crash" => ModelCfg {
                 name: "concurrent-crash",
                 appends: vec![1, 1],
@@ -369,7 +369,7 @@ impl ModelCfg {
                 ..base
             },
             // A master crash-restart at any point of two appends (LEASE-3
-            // with two clients waiting): 9,029,861 states with symmetry,
+            // with two clients waiting): 12,334,905 states with symmetry,
             // several minutes, so `#[ignore]`d in the test suite.
             "concurrent-master-crash" => ModelCfg {
                 name: "concurrent-master-crash",
