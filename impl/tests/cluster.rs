@@ -96,21 +96,9 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join(format!("node-{id}.log")))
             .unwrap();
-        let child = if extra.is_empty() {
-            leasehold::nemesis::spawn_server(Path::new(BIN), &self.path, role, id, log).unwrap()
-        } else {
-            std::process::Command::new(BIN)
-                .args([role, "--config"])
-                .arg(&self.path)
-                .args(["--id", &id.to_string()])
-                .args(extra)
-                .env("RUST_LOG", "info")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap()
-        };
+        let child =
+            leasehold::nemesis::spawn_server(Path::new(BIN), &self.path, role, id, extra, log)
+                .unwrap();
         self.procs.insert(id, child);
         // Ready when it accepts connections.
         let addr = self.config.addr(Id::from(id as usize)).unwrap();

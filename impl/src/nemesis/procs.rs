@@ -40,7 +40,7 @@ impl Procs {
             .open(self.logs.join(format!("node-{id}.log")))
             .map_err(|e| e.to_string())?;
         let config_path = &self.config_paths[&id];
-        let child = spawn_server(&self.binary, config_path, role, id, log)
+        let child = spawn_server(&self.binary, config_path, role, id, &[], log)
             .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
         self.children.insert(id, child);
         let addr = node.addr;
@@ -87,18 +87,21 @@ impl Drop for Procs {
 }
 
 /// Starts `binary` as server `id` (`role`: "master" or "chunkserver") of
-/// the cluster in `config`, logging at info to `log`.
+/// the cluster in `config`, with `extra` arguments (a seeded bug for a
+/// test: `--bug NAME --testing`), logging at info to `log`.
 pub fn spawn_server(
     binary: &Path,
     config: &Path,
     role: &str,
     id: u64,
+    extra: &[&str],
     log: std::fs::File,
 ) -> std::io::Result<Child> {
     Command::new(binary)
         .args([role, "--config"])
         .arg(config)
         .args(["--id", &id.to_string()])
+        .args(extra)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
