@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, Role};
 use crate::frame::{self, Envelope, FrameError, Parsed, FRAME_HEADER_BYTES};
 use crate::host::HostConfig;
 use crate::nodes::{self, RealMsg};
@@ -131,8 +131,11 @@ pub fn cluster_toml(data: &[u8]) {
         let _ = e.to_string();
     }
     for node in &config.nodes {
-        assert!(node.data_dir.is_absolute());
-        HostConfig::from_cluster(&config, node.actor_id()).expect("every node has a host");
+        assert!(node.data_dir.as_ref().is_none_or(|d| d.is_absolute()));
+        // A server has a host to run in; a client place has none (a
+        // client runs under an id of its own, listening nowhere).
+        let host = HostConfig::from_cluster(&config, node.actor_id());
+        assert_eq!(host.is_ok(), node.role != Role::Client, "{node:?}");
         let _ = nodes::position(node);
     }
     let written = config.to_toml();
@@ -202,7 +205,8 @@ pub fn storage(data: &[u8]) {
 /// the reader reads its opening (`host::opening`). A decision made on a
 /// prefix is the decision on every longer input (a reader decides as soon
 /// as it can, and more bytes must not change its mind), and a whole hello
-/// whose secret is text is the one `host::hello` writes for that secret.
+/// whose secret is text is the one `host::hello` writes for that secret
+/// (and client id, if it names one).
 pub fn hello(data: &[u8]) {
     use crate::host::{opening, Opening, HELLO_HEADER_BYTES};
     let whole = opening(data);
@@ -216,10 +220,14 @@ pub fn hello(data: &[u8]) {
         }
     }
     match whole {
-        Opening::Hello { len } => {
-            assert!(HELLO_HEADER_BYTES <= len && len <= data.len());
-            if let Ok(secret) = std::str::from_utf8(&data[HELLO_HEADER_BYTES..len]) {
-                let written = crate::host::hello(Some(secret));
+        Opening::Hello {
+            len,
+            secret,
+            reply_to,
+        } => {
+            assert!(HELLO_HEADER_BYTES <= secret && secret <= len && len <= data.len());
+            if let Ok(text) = std::str::from_utf8(&data[secret..len]) {
+                let written = crate::host::hello(Some(text), reply_to);
                 assert_eq!(written, &data[..len]);
             }
         }

@@ -20,9 +20,9 @@ mod cli;
 /// Where client commands look for the cluster file by default: what
 /// `leasehold cluster` writes when run with its default directory.
 const CONFIG_DEFAULT: &str = "leasehold-data/cluster.toml";
-/// Client ids `leasehold cluster` puts in the file, so that several client
-/// commands (or `append --workers`) can run at once.
-const LOCAL_CLIENTS_DEFAULT: usize = 8;
+/// Client places `leasehold cluster` puts in the file: three, one for each
+/// client `conform` acts as.
+const LOCAL_CLIENTS_DEFAULT: usize = 3;
 
 #[derive(Parser)]
 #[command(
@@ -176,9 +176,9 @@ struct ConformArgs {
     /// The cluster file.
     #[arg(long, default_value = "leasehold-data/cluster.toml")]
     config: PathBuf,
-    /// The three client ids of the cluster file to act as: two append
-    /// concurrently, one reads replica by replica (by default its last
-    /// three).
+    /// The three client places of the cluster file to act at: two append
+    /// concurrently, one is moved to each replica's position in turn to read
+    /// it as its closest client (by default the file's last three).
     #[arg(long, value_delimiter = ',', num_args = 3)]
     clients: Option<Vec<u64>>,
     /// Give up on an operation after this long (default: the master's
@@ -216,7 +216,9 @@ struct ClusterArgs {
     /// fsync costs). New cluster only; written to cluster.toml.
     #[arg(long, value_enum)]
     durability: Option<Durability>,
-    /// Client ids to put in a new cluster.toml.
+    /// Client places to put in a new cluster.toml: network positions a
+    /// client may be started at (`--place`). A client needs none: it
+    /// listens nowhere, and draws its own id.
     #[arg(long, default_value_t = LOCAL_CLIENTS_DEFAULT)]
     clients: usize,
     /// Every node, clients included, records a step trace in <DIR>/traces,
@@ -231,10 +233,12 @@ struct ClientArgs {
     /// The cluster file.
     #[arg(long, default_value = CONFIG_DEFAULT)]
     config: PathBuf,
-    /// Which client id of the cluster file to be; by default the first one
-    /// not in use on this machine.
-    #[arg(long)]
-    client_id: Option<u64>,
+    /// Start at this client place of the cluster file (its network
+    /// position; with several workers, the n-th place from it on). By
+    /// default a client takes no place: its position is estimated from its
+    /// address, and it needs nothing reserved in the cluster file.
+    #[arg(long, alias = "client-id")]
+    place: Option<u64>,
     /// Give up on an operation after this long, retries included; by
     /// default the master's lease period (a restarted master waits that
     /// long before granting leases) plus 15 s.
@@ -250,7 +254,7 @@ struct AppendArgs {
     path: String,
     /// Input files, one record per line; stdin if none.
     files: Vec<PathBuf>,
-    /// Concurrent appenders, each with its own client id.
+    /// Concurrent appenders, each a client of its own.
     #[arg(long, default_value_t = 1)]
     workers: usize,
     /// Print where each record landed: chunk index, offset, record id.

@@ -723,19 +723,15 @@ async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
 
         // While it is still paused, a client asks the old primary to append
         // under the old lease; once continued, its lease clock has run out
-        // and it refuses ([0091]). The test plays the client: it listens on
-        // a client id's address and sends a raw frame.
-        let me = *c.client_ids().last().unwrap();
-        let listener =
-            std::net::TcpListener::bind(c.config.addr(Id::from(me as usize)).unwrap()).unwrap();
+        // and it refuses ([0091]). The test plays a client: it says hello
+        // with an id of its own (docs/tcp.md, "Handshake"), sends a raw
+        // frame, and reads the answer on the same connection.
+        let me: u64 = 1 << 40;
         let mutate: RealMsg = Msg::Mutate {
             chunk: old.chunk,
             epoch: old_epoch,
             kind: MutationKind::Append,
-            data: DataId {
-                client: me as u32,
-                seq: 0,
-            },
+            data: DataId { client: me, seq: 0 },
         };
         let bytes = frame::encode(&Envelope {
             src: Id::from(me as usize),
@@ -745,10 +741,14 @@ async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
         .unwrap();
         let mut to_old =
             TcpStream::connect(c.config.addr(Id::from(old_primary as usize)).unwrap()).unwrap();
+        let mut hello = b"LHHELLO2".to_vec();
+        hello.extend_from_slice(&me.to_be_bytes());
+        hello.extend_from_slice(&0u16.to_be_bytes());
+        to_old.write_all(&hello).unwrap();
         to_old.write_all(&bytes).unwrap();
         c.signal(old_primary, Signal::SIGCONT);
         let reply = tokio::task::spawn_blocking(move || {
-            let (mut s, _) = listener.accept().unwrap();
+            let mut s = to_old;
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let mut buf = Vec::new();
             loop {
@@ -773,7 +773,6 @@ async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
             ),
             "{reply:?}"
         );
-        drop(to_old);
 
         // No conflicting mutations: every acknowledged record is at its
         // offset on every up-to-date replica.
@@ -1304,7 +1303,7 @@ async fn bump_unannounced(
     let a = client.record_append_detailed(path, &first).await.unwrap();
     c.kill(0);
     let master = c.config.node(Id::from(0)).unwrap();
-    let storage_path = master.data_dir.join("actor-0.storage");
+    let storage_path = master.dir().join("actor-0.storage");
     let mut storage: NodeStorage<FileStore> = load_storage(&storage_path).unwrap().unwrap();
     let NodeStorage::Master(durable) = &mut storage else {
         panic!("the master's storage holds a master's state")

@@ -396,8 +396,7 @@ disk_bytes_max = 1073741824
 [[node]]
 id = 2
 role = "client"
-addr = "127.0.0.1:7002"
-data_dir = "client"
+position = 3
 "#;
     vec![
         ("local".into(), local.to_toml().into_bytes()),
@@ -406,9 +405,10 @@ data_dir = "client"
     ]
 }
 
-/// Connection openings: hellos with and without a secret, one followed by
-/// a frame, a frame with no hello (an open cluster), and hellos cut short,
-/// misspelt or announcing a secret over the limit.
+/// Connection openings: hellos with and without a secret, a client's
+/// with and without one, one followed by a frame, a frame with no hello
+/// (an open cluster), and hellos cut short, misspelt, of an unknown
+/// version or announcing a secret over the limit.
 fn hello_files(frames: &Seeds) -> Seeds {
     let magic = b"LHHELLO1";
     let greet = |secret: &[u8]| {
@@ -422,6 +422,15 @@ fn hello_files(frames: &Seeds) -> Seeds {
     misspelt[3] = b'J';
     let mut over = magic.to_vec();
     over.extend_from_slice(&u16::MAX.to_be_bytes());
+    let client = |id: u64, secret: &[u8]| {
+        let mut h = b"LHHELLO2".to_vec();
+        h.extend_from_slice(&id.to_be_bytes());
+        h.extend_from_slice(&(secret.len() as u16).to_be_bytes());
+        h.extend_from_slice(secret);
+        h
+    };
+    let mut version = greet(b"x");
+    version[7] = b'3';
     vec![
         ("secret".into(), greet(b"s3cret")),
         ("empty-secret".into(), greet(b"")),
@@ -432,5 +441,16 @@ fn hello_files(frames: &Seeds) -> Seeds {
         ("magic-cut".into(), magic[..5].to_vec()),
         ("misspelt".into(), misspelt),
         ("over-limit".into(), over),
+        ("client-open".into(), client(1 << 40, b"")),
+        ("client-secret".into(), client(u64::MAX, b"s3cret")),
+        (
+            "client-then-frame".into(),
+            [client(7, b""), frames[0].1.clone()].concat(),
+        ),
+        (
+            "client-cut".into(),
+            client(1 << 40, b"s3cret")[..14].to_vec(),
+        ),
+        ("unknown-version".into(), version),
     ]
 }

@@ -2,8 +2,9 @@
 //! re-arm like stateright's, saves survive a restart and land before the
 //! sends after them, the application hook works, and garbage on the port
 //! hurts only the connection it came on, the barrier (group commit)
-//! passes before any command of the handlers it covers, and a node whose
-//! actor is behind stops reading once its inbox's byte budget is used.
+//! passes before any command of the handlers it covers, a node whose
+//! actor is behind stops reading once its inbox's byte budget is used, and
+//! a client, which listens nowhere, is answered on its own connections.
 
 use leasehold::config::ClusterConfig;
 use leasehold::frame::{self, Envelope};
@@ -54,6 +55,22 @@ enum Msg {
     Stall(u64),
     /// Block the actor thread while [`Toy::hold`] is set.
     Hold,
+    /// From the app: send `Relay { via, n }` to `to`.
+    RelayOther {
+        to: u64,
+        via: u64,
+        n: u64,
+    },
+    /// Have node `via` send `Pong(n)` back to the sender: as the end of a
+    /// push chain answers a client that sent it nothing ([0098]).
+    Relay {
+        via: u64,
+        n: u64,
+    },
+    Forward {
+        to: u64,
+        n: u64,
+    },
     /// Some bytes, numbered; reported to the app as `Got`.
     Blob(u64, leasehold::Bytes),
     /// A `Blob`'s number and length, once handled.
@@ -139,6 +156,15 @@ impl Actor for Toy {
                 }
             }
             Msg::Blob(n, data) => o.send(app_id(), Msg::Got(n, data.len() as u64)),
+            Msg::RelayOther { to, via, n } => o.send(Id::from(to as usize), Msg::Relay { via, n }),
+            Msg::Relay { via, n } => o.send(
+                Id::from(via as usize),
+                Msg::Forward {
+                    to: usize::from(src) as u64,
+                    n,
+                },
+            ),
+            Msg::Forward { to, n } => o.send(Id::from(to as usize), Msg::Pong(n)),
             _ => {}
         }
     }
@@ -229,8 +255,8 @@ async fn bounded(body: impl std::future::Future<Output = ()>) {
 }
 
 fn cluster(dir: &Path) -> ClusterConfig {
-    // Master, one chunkserver, one client: three nodes, ids 0..3.
-    ClusterConfig::local(1, dir).unwrap()
+    // Three servers, ids 0..3 (the toy ignores roles), and a client place.
+    ClusterConfig::local_with_clients(2, 1, dir).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,7 +320,8 @@ async fn saved_storage_is_reloaded_after_a_restart() {
         let cluster = cluster(dir.path());
         let storage_path = HostConfig::from_cluster(&cluster, Id::from(1))
             .unwrap()
-            .storage_path();
+            .storage_path()
+            .unwrap();
         let mut b = start(&cluster, 1, 0).await;
         let mut app = b.take_app_receiver().unwrap();
         for n in 1..=3 {
@@ -368,7 +395,7 @@ async fn garbage_on_the_port_closes_that_connection_only() {
         let mut a = start(&cluster, 0, 0).await;
         let b = start(&cluster, 1, 0).await;
         let mut app = a.take_app_receiver().unwrap();
-        let b_addr = b.local_addr();
+        let b_addr = b.local_addr().unwrap();
 
         // An HTTP request reads as an absurd frame length.
         closed_after(b_addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
@@ -548,7 +575,7 @@ async fn a_blocked_actor_stops_reading_once_the_inbox_byte_budget_is_used() {
         let socket = TcpSocket::new_v4().unwrap();
         // Keeps what waits on the sender's side out of the count.
         socket.set_send_buffer_size(64 << 10).unwrap();
-        let mut s = socket.connect(b.local_addr()).await.unwrap();
+        let mut s = socket.connect(b.local_addr().unwrap()).await.unwrap();
         let sent = Arc::new(AtomicU64::new(0));
         let writer = tokio::spawn({
             let sent = sent.clone();
@@ -590,6 +617,123 @@ async fn a_blocked_actor_stops_reading_once_the_inbox_byte_budget_is_used() {
             .unwrap();
         drop(s);
         b.shutdown().await.unwrap();
+    })
+    .await;
+}
+
+/// A client's id, as a real one draws it: no node of the cluster file.
+const CLIENT: usize = 1 << 40;
+
+async fn start_client(cluster: &ClusterConfig) -> RunningHost<Msg> {
+    let config = HostConfig::client_of(cluster, Id::from(CLIENT)).with_app_id(app_id());
+    let toy = Toy {
+        ticks_at_start: 0,
+        disk: Arc::default(),
+        hold: Arc::default(),
+    };
+    let host = ActorHost::new(toy, config).start().await.unwrap();
+    assert_eq!(host.local_addr(), None, "a client listens nowhere");
+    assert_eq!(host.dialed(WAIT).await, 0, "reached every server");
+    host
+}
+
+/// Pings `to` from the client until a pong comes back: the first may be
+/// lost while the client's connection to `to` is being made anew, as the
+/// protocol allows.
+async fn ping_until_answered(
+    client: &RunningHost<Msg>,
+    app: &mut mpsc::Receiver<Msg>,
+    msg: impl Fn(u64) -> Msg,
+) {
+    for n in 100.. {
+        client.handle().inject(app_id(), msg(n)).await.unwrap();
+        match timeout(ms(300), app.recv()).await {
+            Ok(Some(Msg::Pong(m))) if m == n => return,
+            Ok(Some(Msg::Pong(_))) => {}
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => {}
+        }
+    }
+}
+
+// Issue #14: a client needs no address reserved in cluster.toml. It says
+// hello with its id on a connection to each server, and every server
+// answers it there, also one it never sent a frame to (the end of a push
+// chain, [0098]); when a server restarts, the client connects anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_listens_nowhere_and_is_answered_on_its_own_connections() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let a = start(&cluster, 0, 0).await;
+        let b = start(&cluster, 1, 0).await;
+        let c = start(&cluster, 2, 0).await;
+        let mut client = start_client(&cluster).await;
+        let mut app = client.take_app_receiver().unwrap();
+
+        // Node 2 answers a request that reached it through node 0 only: the
+        // client has sent it nothing.
+        client
+            .handle()
+            .inject(
+                app_id(),
+                Msg::RelayOther {
+                    to: 0,
+                    via: 2,
+                    n: 4,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(next(&mut app).await, Msg::Pong(4));
+
+        // A server answers on the connection the request came in on.
+        for (to, n) in [(0, 1), (1, 2), (2, 3)] {
+            client
+                .handle()
+                .inject(app_id(), Msg::PingOther { to, n })
+                .await
+                .unwrap();
+            assert_eq!(next(&mut app).await, Msg::Pong(n));
+        }
+
+        // Node 2 restarts; the client's connection to it ends, and it
+        // connects anew on its own, with nothing to send there.
+        c.shutdown().await.unwrap();
+        let c = start(&cluster, 2, 0).await;
+        ping_until_answered(&client, &mut app, |n| Msg::PingOther { to: 2, n }).await;
+
+        client.handle().shutdown();
+        for h in [a, b, c] {
+            h.shutdown().await.unwrap();
+        }
+    })
+    .await;
+}
+
+/// A client may not say hello as a node of the cluster file: answers meant
+/// for that server would go to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_as_a_server_is_refused() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let a = start(&cluster, 0, 0).await;
+        let mut s = TcpStream::connect(a.local_addr().unwrap()).await.unwrap();
+        let mut hello = b"LHHELLO2".to_vec();
+        hello.extend_from_slice(&1u64.to_be_bytes());
+        hello.extend_from_slice(&0u16.to_be_bytes());
+        s.write_all(&hello).await.unwrap();
+        let mut line = String::new();
+        timeout(WAIT, s.read_to_string(&mut line))
+            .await
+            .expect("refused in time")
+            .unwrap();
+        assert!(
+            line.starts_with("LEASEHOLD REFUSED hello: a client may not say hello as node 1"),
+            "{line}"
+        );
+        a.shutdown().await.unwrap();
     })
     .await;
 }

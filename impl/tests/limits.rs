@@ -34,7 +34,7 @@ struct Cluster {
 impl Cluster {
     async fn start(limits: ConnLimits) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let config = ClusterConfig::local_with_clients(3, 4, dir.path())
+        let config = ClusterConfig::local_with_clients(3, 1, dir.path())
             .unwrap()
             .with_chunk_bytes(CHUNK_BYTES)
             .unwrap()
@@ -70,13 +70,14 @@ impl Cluster {
         self.dir.path().join("cluster.toml")
     }
 
-    /// The CLI as client 5 (the test's own client is 4).
+    /// The CLI as a user runs it: at no place, with nothing of its own in
+    /// the cluster file (issue #14: a client listens nowhere), beside the
+    /// test's own client at place 4.
     fn cli(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.arg(args[0])
             .arg("--config")
             .arg(self.config_path())
-            .args(["--client-id", "5"])
             .args(&args[1..])
             .env("RUST_LOG", "warn");
         cmd
@@ -338,7 +339,7 @@ async fn a_one_mib_path_is_refused_and_the_master_keeps_nothing() {
             .config
             .node(Id::from(0))
             .unwrap()
-            .data_dir
+            .dir()
             .join("actor-0.storage");
         let bytes = std::fs::metadata(&storage).unwrap().len();
         assert!(bytes < 4096, "the master saved {bytes} bytes");

@@ -16,10 +16,6 @@ pub struct RecordToken {
     pub units: u8,
 }
 
-/// The client number of a [`RecordToken`] no client sent: the bytes of a
-/// corrupt block, read without verifying its checksum.
-pub const CORRUPT_BYTES_CLIENT: u32 = u32::MAX - 1;
-
 impl Debug for RecordToken {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         write!(f, "r{}.{}x{}", self.id.client, self.id.seq, self.units)
@@ -342,7 +338,7 @@ impl ChunkStore for MemStore {
         self.replica(chunk).ok_or(StoreError::OutOfRange)?;
         Ok(RecordToken {
             id: DataId {
-                client: CORRUPT_BYTES_CLIENT,
+                client: DataId::CORRUPT_BYTES_CLIENT,
                 seq: 0,
             },
             units: len as u8,

@@ -44,8 +44,12 @@ impl ClientPerm {
         }
     }
 
-    fn number(&self, n: u32) -> u32 {
-        self.map.get(n as usize).map(|m| *m as u32).unwrap_or(n)
+    fn number(&self, n: u64) -> u64 {
+        usize::try_from(n)
+            .ok()
+            .and_then(|i| self.map.get(i))
+            .map(|m| *m as u64)
+            .unwrap_or(n)
     }
 }
 
@@ -406,7 +410,7 @@ pub fn permute_state(s: &State, p: &ClientPerm) -> State {
         history: {
             // APPEND-2's real-time order names clients by number.
             let mut h = s.history.clone();
-            let n = |c: u8| p.number(c as u32) as u8;
+            let n = |c: u8| p.number(c as u64) as u8;
             for e in h.started_after.iter_mut() {
                 *e = (n(e.0), e.1, n(e.2), e.3);
             }

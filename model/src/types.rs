@@ -33,15 +33,27 @@ pub type Offset = u64;
 /// Index of a file inside the master's namespace.
 pub type FileId = u32;
 
-/// Identifies data a client pushed ([0095]): the client's node index and a
+/// Identifies data a client pushed ([0095]): the client's number and a
 /// per-client sequence number. Replicas buffer pushed data under this id
-/// until a mutation names it or it ages out.
+/// until a mutation names it or it ages out. The number is 64 bits because
+/// a real client draws it at random when it starts (it has no place in the
+/// cluster file to take one from), and a repeat would let one client's
+/// mutation name another's buffered data.
 #[derive(
     Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
 )]
 pub struct DataId {
-    pub client: u32,
+    pub client: u64,
     pub seq: u32,
+}
+
+impl DataId {
+    /// The client number of data no client sent: what a configuration's
+    /// chunk holds before the run starts (`prefill_units`).
+    pub const PREFILLED_CLIENT: u64 = u64::MAX;
+    /// The client number of the bytes of a corrupt block, read without
+    /// verifying its checksum.
+    pub const CORRUPT_BYTES_CLIENT: u64 = u64::MAX - 1;
 }
 
 impl Debug for DataId {

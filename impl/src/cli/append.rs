@@ -1,5 +1,5 @@
 //! `leasehold append`: input lines read on a thread of their own, handed
-//! through a bounded queue to concurrent appenders (one client id each),
+//! through a bounded queue to concurrent appenders (one client each),
 //! with a progress bar and, on request, where each record landed. A file of
 //! its own for that pipeline: its stopping rules (an error, a closed
 //! stdout) are the subtle part of the CLI.

@@ -13,7 +13,7 @@
 
 use crate::{BoxError, ClientArgs};
 use leasehold::client::{op_timeout_default, Client};
-use leasehold::config::{ClusterConfig, Role};
+use leasehold::config::{ClusterConfig, ConfigError, Role};
 use std::time::Duration;
 
 pub(crate) mod append;
@@ -21,17 +21,20 @@ pub(crate) mod files;
 pub(crate) mod servers;
 pub(crate) mod tools;
 
-/// Starts a client: `--client-id` plus `offset` (the n-th worker), or else
-/// the first client id that is free on this machine.
+/// Starts a client: at place `--place` plus `offset` (the n-th worker), or
+/// at no place.
 pub(crate) async fn connect(args: &ClientArgs, offset: usize) -> Result<Client, BoxError> {
-    let cluster = ClusterConfig::load(&args.config).map_err(|e| {
-        format!("{e} (start a local cluster with `leasehold cluster`, or pass --config)")
+    let cluster = ClusterConfig::load(&args.config).map_err(|e| match e {
+        ConfigError::Read { .. } => {
+            format!("{e} (start a local cluster with `leasehold cluster`, or pass --config)")
+        }
+        e => e.to_string(),
     })?;
     let timeout = args
         .timeout_ms
         .map(Duration::from_millis)
         .unwrap_or_else(|| op_timeout_default(&cluster));
-    let client = match args.client_id {
+    let client = match args.place {
         Some(first) => {
             let ids: Vec<u64> = cluster
                 .ids_with_role(Role::Client)
@@ -41,7 +44,7 @@ pub(crate) async fn connect(args: &ClientArgs, offset: usize) -> Result<Client, 
                 .collect();
             let id = *ids.get(offset).ok_or_else(|| {
                 format!(
-                    "the cluster file has no client id number {} from {first} on",
+                    "the cluster file has no client place number {} from {first} on",
                     offset + 1
                 )
             })?;

@@ -187,13 +187,13 @@ fn print_cluster(cluster: &ClusterConfig, path: &Path) {
         cluster.chunk_bytes
     );
     for n in &cluster.nodes {
-        if n.role != Role::Client {
+        if let (Some(addr), Some(dir)) = (n.addr, &n.data_dir) {
             println!(
                 "  {:<11} {:>2}  {}  {}",
                 format!("{:?}", n.role).to_lowercase(),
                 n.id,
-                n.addr,
-                n.data_dir.display()
+                addr,
+                dir.display()
             );
         }
     }

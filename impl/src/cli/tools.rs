@@ -139,7 +139,8 @@ pub(crate) fn conform(a: ConformArgs) -> ExitCode {
         _ if ids.len() >= 3 => [ids[ids.len() - 3], ids[ids.len() - 2], ids[ids.len() - 1]],
         _ => {
             eprintln!(
-                "error: {} names fewer than three client ids; conform acts as three clients",
+                "error: {} names fewer than three client places; conform acts as three clients \
+                 (`leasehold cluster` writes three)",
                 a.config.display()
             );
             return ExitCode::from(2);

@@ -1,8 +1,11 @@
-//! Starting a client: its actor hosted in this process under the client id
-//! the cluster config gives it, with the observer and the answer channel
-//! the rest of the library uses, and stopping it again. Kept apart because
-//! only here does the library deal with the host's life (its start, its
-//! port, its shutdown); the operations reach the actor through `submit.rs`.
+//! Starting a client: its actor hosted in this process under an id drawn
+//! afresh, at a network position from the cluster file or its address,
+//! with the observer and the answer channel the rest of the library uses,
+//! and stopping it again. A client listens nowhere: the servers answer it
+//! on the connections it opens, so it needs no address of its own. Kept
+//! apart because only here does the library deal with the host's life (its
+//! start, its connections, its shutdown); the operations reach the actor
+//! through `submit.rs`.
 
 use leasehold_model::msg::Failure;
 use stateright::actor::Id;
@@ -16,8 +19,7 @@ use super::records;
 use super::submit::Session;
 use super::{Client, ClientError, Inner, Result};
 use crate::config::{ClusterConfig, Role};
-use crate::host::HostError;
-use crate::nodes::{self, NodeError};
+use crate::nodes;
 
 /// The id the client actor reports to: the application in this process. It
 /// is no node of any cluster (cluster ids are small; `usize::MAX` already
@@ -34,34 +36,65 @@ pub fn op_timeout_default(cluster: &ClusterConfig) -> Duration {
     Duration::from_millis(cluster.leases.durations().master_lease_ms) + OP_TIMEOUT_MARGIN
 }
 
+/// How long a starting client waits to be connected to every server, so
+/// that the answers to its first requests have a way back. A server still
+/// unreachable then is tried on in the background.
+pub const DIAL_WAIT: Duration = Duration::from_secs(2);
+
 impl Client {
-    /// Starts client `client_id` of `cluster` in this process (it listens on
-    /// its configured address, where the servers answer it).
-    pub async fn connect(cluster: &ClusterConfig, client_id: u64) -> Result<Client> {
-        Self::connect_with_timeout(cluster, client_id, op_timeout_default(cluster)).await
+    /// Starts a client of `cluster` in this process at the place the
+    /// cluster file names `place` (a client entry: its network position).
+    /// The client's own id is drawn afresh ([`nodes::fresh_client_id`]).
+    pub async fn connect(cluster: &ClusterConfig, place: u64) -> Result<Client> {
+        Self::connect_with_timeout(cluster, place, op_timeout_default(cluster)).await
     }
 
     pub async fn connect_with_timeout(
         cluster: &ClusterConfig,
-        client_id: u64,
+        place: u64,
         op_timeout: Duration,
     ) -> Result<Client> {
-        let is_client = cluster
-            .node(Id::from(client_id as usize))
-            .map(|n| n.role == Role::Client)
-            .unwrap_or(false);
-        if !is_client {
-            return Err(ClientError::NotAClient(client_id));
-        }
+        let node = cluster
+            .node(Id::from(place as usize))
+            .ok()
+            .filter(|n| n.role == Role::Client)
+            .ok_or(ClientError::NotAClient(place))?;
+        let position = nodes::position(node).unwrap_or_else(|| nodes::client_position(cluster));
+        Self::start(cluster, position, op_timeout).await
+    }
+
+    /// Starts a client of `cluster` in this process with no place in the
+    /// cluster file: its network position is estimated from its address
+    /// ([0097]).
+    pub async fn connect_any(cluster: &ClusterConfig, op_timeout: Duration) -> Result<Client> {
+        Self::start(cluster, nodes::client_position(cluster), op_timeout).await
+    }
+
+    async fn start(cluster: &ClusterConfig, position: u64, op_timeout: Duration) -> Result<Client> {
+        let client_id = nodes::fresh_client_id();
         let push_clock = Arc::new(Mutex::new(PushClock::default()));
         let read_failures: Arc<Mutex<Vec<(u64, Failure)>>> = Arc::default();
         let observer = observe::observer(push_clock.clone(), read_failures.clone());
-        let mut host = nodes::start_client(cluster, client_id, Id::from(APP_ID), Some(observer))
-            .await
-            .map_err(|source| ClientError::Start {
-                id: client_id,
-                source,
-            })?;
+        let mut host = nodes::start_client(
+            cluster,
+            client_id,
+            position,
+            Id::from(APP_ID),
+            Some(observer),
+        )
+        .await
+        .map_err(|source| ClientError::Start {
+            id: client_id,
+            source,
+        })?;
+        let unreached = host.dialed(DIAL_WAIT).await;
+        if unreached > 0 {
+            tracing::warn!(
+                client = client_id,
+                unreached,
+                "starting with servers not yet reached; trying them on"
+            );
+        }
         let done = host
             .take_app_receiver()
             .expect("a client host has an application channel");
@@ -82,29 +115,7 @@ impl Client {
         })
     }
 
-    /// Starts the first client id of the config that is free in this
-    /// machine (its address can be bound).
-    pub async fn connect_any(cluster: &ClusterConfig, op_timeout: Duration) -> Result<Client> {
-        let mut last = String::from("the config has no client nodes");
-        for id in cluster.ids_with_role(Role::Client) {
-            let id = usize::from(id) as u64;
-            match Self::connect_with_timeout(cluster, id, op_timeout).await {
-                Ok(c) => return Ok(c),
-                Err(ClientError::Start {
-                    source:
-                        NodeError::Host {
-                            source: HostError::Bind { .. },
-                            ..
-                        },
-                    ..
-                }) => last = format!("client {id}'s address is in use"),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ClientError::NoFreeClient(last))
-    }
-
-    /// Stops the client actor and waits until its port is free.
+    /// Stops the client actor and waits until its connections are closed.
     pub async fn shutdown(self) {
         let host = self.inner.host.lock().expect("host lock").take();
         if let Some(host) = host {

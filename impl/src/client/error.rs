@@ -64,15 +64,10 @@ pub enum ClientError {
         path: String,
         ms: u64,
     },
-    #[error(
-        "cannot start client {id}: {source} (another client may be using this id; pick \
-         another with --client-id)"
-    )]
+    #[error("cannot start client {id}: {source}")]
     Start { id: u64, source: NodeError },
-    #[error("client {0} is not in the cluster config as a client")]
+    #[error("the cluster config has no client place {0} (a node with role = \"client\")")]
     NotAClient(u64),
-    #[error("the cluster config lists no client that could start: {0}")]
-    NoFreeClient(String),
     #[error("the client has shut down")]
     Closed,
 }

@@ -25,8 +25,8 @@
 //!
 //! Concurrency: a [`Client`] is `Clone` and may be used from several tasks,
 //! but its one actor runs one operation at a time, so they take turns. For
-//! parallel appends give each appender its own client id (its own
-//! [`Client`]), as the CLI's `append --workers` does.
+//! parallel appends give each appender a [`Client`] of its own (each
+//! draws its own id), as the CLI's `append --workers` does.
 
 use leasehold_model::msg::Failure;
 use leasehold_model::types::FileId;
@@ -58,7 +58,8 @@ pub use write::{WRITE_NEW_CHUNKS_MAX, WRITE_PIECE_BYTES_MAX};
 use observe::PushClock;
 use submit::Session;
 
-/// A client of one cluster, as one client id of its config.
+/// A client of one cluster: one client actor in this process, under an id
+/// it drew when it started.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,

@@ -42,10 +42,10 @@ pub struct Record {
     pub data: Vec<u8>,
 }
 
-/// Where a new client's record sequence starts. Record ids: the client id
-/// in the high bits, a sequence from a random start in the low bits, so
-/// that two runs with the same client id do not reuse ids (the reader would
-/// drop real records as duplicates).
+/// Where a new client's record sequence starts. Record ids: the client
+/// id's low 16 bits in the high bits, a sequence from a random start in the
+/// low bits, so that two clients whose ids share those bits do not reuse
+/// record ids (the reader would drop real records as duplicates).
 pub(super) fn record_seq_start() -> u64 {
     rand::random::<u64>() & (RECORD_SEQ_MASK >> 1)
 }

@@ -29,7 +29,20 @@
 //! addr = "127.0.0.1:7001"
 //! data_dir = "cs1"
 //! position = 10                   # optional: network distance = |a - b|
+//!
+//! [[node]]                        # optional: a place a client may take
+//! id = 9
+//! role = "client"
+//! position = 10
 //! ```
+//!
+//! Clients need no entry: a client listens nowhere and keeps nothing on
+//! disk. It connects to every server, and they answer it on its own
+//! connections; it names itself with an id it draws at random (see
+//! `crate::client`). A client entry, with neither address nor data
+//! directory, only names a place (a network position) that a client may be
+//! started at, as `conform` does to read from each replica as its closest
+//! client.
 //!
 //! The host only needs ids and addresses; roles, data directories, positions,
 //! the chunk size and the lease periods are for whoever constructs the actors
@@ -91,10 +104,14 @@ pub enum Role {
 pub struct NodeConfig {
     pub id: u64,
     pub role: Role,
-    pub addr: SocketAddr,
-    /// Where the node keeps its saved actor storage (and, for a
-    /// chunkserver, its chunk files). Absolute after loading.
-    pub data_dir: PathBuf,
+    /// Where a server accepts connections; none for a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    /// Where a server keeps its saved actor storage (and, for a
+    /// chunkserver, its chunk files); none for a client. Absolute after
+    /// loading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
     /// Position on a line; the distance between two nodes is the difference
     /// of their positions. Chains for pushing data ([0098]) use it when all
     /// nodes involved have one.
@@ -111,6 +128,14 @@ pub struct NodeConfig {
 impl NodeConfig {
     pub fn actor_id(&self) -> Id {
         Id::from(self.id as usize)
+    }
+
+    /// A server's data directory (a validated config gives every server
+    /// one).
+    pub fn dir(&self) -> &Path {
+        self.data_dir
+            .as_deref()
+            .expect("validated: every server has a data directory")
     }
 }
 
@@ -219,6 +244,15 @@ pub enum ConfigError {
     ChunkBytesTooLarge { bytes: u64, most: u64, buffer: u64 },
     #[error("node {0}: disk_bytes_max is for chunkservers only, and must be positive")]
     DiskBytesMax(u64),
+    #[error("node {0}: a master or chunkserver needs an `addr` and a `data_dir`")]
+    ServerPlace(u64),
+    #[error(
+        "node {0}: a client takes no `addr` or `data_dir`: it listens nowhere (servers answer it \
+         on its own connections) and keeps nothing on disk; remove them"
+    )]
+    ClientPlace(u64),
+    #[error("node {0} has no address: it is a client's place, not a server")]
+    NoAddress(u64),
     #[error("no node with id {0:?} in the cluster config")]
     UnknownId(Id),
     #[error("cannot pick a free loopback port: {0}")]
@@ -267,8 +301,8 @@ impl ClusterConfig {
             message: e.to_string(),
         })?;
         for node in &mut config.nodes {
-            if node.data_dir.is_relative() {
-                node.data_dir = base_dir.join(&node.data_dir);
+            if let Some(dir) = node.data_dir.as_mut().filter(|d| d.is_relative()) {
+                *dir = base_dir.join(&*dir);
             }
         }
         if let Some(dir) = &mut config.trace_dir {
@@ -396,18 +430,24 @@ impl ClusterConfig {
             {
                 return Err(ConfigError::DiskBytesMax(node.id));
             }
-            if let Some(first) = addrs.insert(node.addr, node.id) {
+            let (addr, dir) = match (node.role, node.addr, &node.data_dir) {
+                (Role::Client, None, None) => continue,
+                (Role::Client, _, _) => return Err(ConfigError::ClientPlace(node.id)),
+                (_, Some(addr), Some(dir)) => (addr, dir),
+                _ => return Err(ConfigError::ServerPlace(node.id)),
+            };
+            if let Some(first) = addrs.insert(addr, node.id) {
                 return Err(ConfigError::DuplicateAddr {
-                    addr: node.addr,
+                    addr,
                     first,
                     second: node.id,
                 });
             }
             // Two nodes in one directory would overwrite each other's chunk
             // files and saved state.
-            if let Some(first) = dirs.insert(node.data_dir.clone(), node.id) {
+            if let Some(first) = dirs.insert(dir.clone(), node.id) {
                 return Err(ConfigError::DuplicateDataDir {
-                    dir: node.data_dir.clone(),
+                    dir: dir.clone(),
                     first,
                     second: node.id,
                 });
@@ -424,8 +464,10 @@ impl ClusterConfig {
             .ok_or(ConfigError::UnknownId(id))
     }
 
+    /// Server `id`'s address.
     pub fn addr(&self, id: Id) -> Result<SocketAddr, ConfigError> {
-        self.node(id).map(|n| n.addr)
+        let node = self.node(id)?;
+        node.addr.ok_or(ConfigError::NoAddress(node.id))
     }
 
     /// Ids of the nodes with `role`, in config order.
@@ -437,38 +479,47 @@ impl ClusterConfig {
             .collect()
     }
 
-    /// Every node's id and address.
+    /// Every server's id and address.
     pub fn addrs(&self) -> HashMap<Id, SocketAddr> {
-        self.nodes.iter().map(|n| (n.actor_id(), n.addr)).collect()
+        self.nodes
+            .iter()
+            .filter_map(|n| Some((n.actor_id(), n.addr?)))
+            .collect()
     }
 
-    /// A cluster on this machine: master id 0, chunkservers `1..=n`, one
-    /// client `n + 1`, each on a free 127.0.0.1 port, data under `base_dir`.
+    /// A cluster on this machine: master id 0, chunkservers `1..=n`, each
+    /// on a free 127.0.0.1 port with data under `base_dir`, and one client
+    /// place `n + 1`.
     pub fn local(n_chunkservers: usize, base_dir: &Path) -> Result<Self, ConfigError> {
         Self::local_with_clients(n_chunkservers, 1, base_dir)
     }
 
-    /// Like [`ClusterConfig::local`] with `n_clients` clients after the
-    /// chunkservers. Positions are the ids, so distance follows numbering.
+    /// Like [`ClusterConfig::local`] with `n_clients` client places after
+    /// the chunkservers. Positions are the ids, so distance follows
+    /// numbering.
     pub fn local_with_clients(
         n_chunkservers: usize,
         n_clients: usize,
         base_dir: &Path,
     ) -> Result<Self, ConfigError> {
-        let total = 1 + n_chunkservers + n_clients;
-        let ports = free_loopback_ports(total).map_err(ConfigError::NoFreePort)?;
-        let nodes = (0..total)
+        let servers = 1 + n_chunkservers;
+        let ports = free_loopback_ports(servers).map_err(ConfigError::NoFreePort)?;
+        let nodes = (0..servers + n_clients)
             .map(|i| {
                 let (role, name) = match i {
-                    0 => (Role::Master, "master".to_string()),
-                    i if i <= n_chunkservers => (Role::Chunkserver, format!("chunkserver-{i}")),
-                    i => (Role::Client, format!("client-{i}")),
+                    0 => (Role::Master, Some("master".to_string())),
+                    i if i <= n_chunkservers => {
+                        (Role::Chunkserver, Some(format!("chunkserver-{i}")))
+                    }
+                    _ => (Role::Client, None),
                 };
                 NodeConfig {
                     id: i as u64,
                     role,
-                    addr: SocketAddr::from((Ipv4Addr::LOCALHOST, ports[i])),
-                    data_dir: base_dir.join(name),
+                    addr: name
+                        .is_some()
+                        .then(|| SocketAddr::from((Ipv4Addr::LOCALHOST, ports[i]))),
+                    data_dir: name.map(|name| base_dir.join(name)),
                     position: Some(i as u64),
                     disk_bytes_max: None,
                 }

@@ -17,8 +17,6 @@ const EXAMPLE: &str = r#"
     [[node]]
     id = 2
     role = "client"
-    addr = "127.0.0.1:7002"
-    data_dir = "client"
     position = 3
 "#;
 
@@ -27,10 +25,15 @@ fn parses_and_resolves_relative_dirs() {
     let c = ClusterConfig::parse(EXAMPLE, Path::new("/etc/lh")).unwrap();
     assert_eq!(c.chunk_bytes, CHUNK_BYTES_DEFAULT);
     assert_eq!(
-        c.node(Id::from(0)).unwrap().data_dir,
+        c.node(Id::from(0)).unwrap().dir(),
         Path::new("/etc/lh/master")
     );
-    assert_eq!(c.node(Id::from(1)).unwrap().data_dir, Path::new("/abs/cs1"));
+    assert_eq!(c.node(Id::from(1)).unwrap().dir(), Path::new("/abs/cs1"));
+    assert_eq!(c.node(Id::from(2)).unwrap().data_dir, None);
+    assert!(matches!(
+        c.addr(Id::from(2)),
+        Err(ConfigError::NoAddress(2))
+    ));
     assert_eq!(c.ids_with_role(Role::Chunkserver), vec![Id::from(1)]);
     assert_eq!(c.node(Id::from(0)).unwrap().position, None);
     assert_eq!(c.node(Id::from(2)).unwrap().position, Some(3));
@@ -42,7 +45,7 @@ fn parses_and_resolves_relative_dirs() {
 
 #[test]
 fn refuses_duplicates_and_junk() {
-    let dup_addr = EXAMPLE.replace("127.0.0.1:7002", "127.0.0.1:7001");
+    let dup_addr = EXAMPLE.replace("127.0.0.1:7000", "127.0.0.1:7001");
     assert!(matches!(
         ClusterConfig::parse(&dup_addr, Path::new("/")),
         Err(ConfigError::DuplicateAddr { .. })
@@ -52,10 +55,27 @@ fn refuses_duplicates_and_junk() {
         ClusterConfig::parse(&dup_id, Path::new("/")),
         Err(ConfigError::DuplicateId(1))
     ));
-    let dup_dir = EXAMPLE.replace("\"client\"", "\"master\"");
+    let dup_dir = EXAMPLE.replace("\"/abs/cs1\"", "\"master\"");
     assert!(matches!(
         ClusterConfig::parse(&dup_dir, Path::new("/")),
         Err(ConfigError::DuplicateDataDir { .. })
+    ));
+    // A client listens nowhere and keeps nothing: an address or a data
+    // directory for one is a mistake worth saying (an older file, most
+    // likely); a server without either cannot run.
+    for (field, value) in [("addr", "\"127.0.0.1:7002\""), ("data_dir", "\"client\"")] {
+        let client_place = EXAMPLE.replace(
+            "position = 3",
+            &format!("position = 3\n    {field} = {value}"),
+        );
+        let e = ClusterConfig::parse(&client_place, Path::new("/")).unwrap_err();
+        assert!(matches!(e, ConfigError::ClientPlace(2)), "{e}");
+        assert!(e.to_string().contains("remove them"), "{e}");
+    }
+    let no_addr = EXAMPLE.replace("addr = \"127.0.0.1:7001\"", "");
+    assert!(matches!(
+        ClusterConfig::parse(&no_addr, Path::new("/")),
+        Err(ConfigError::ServerPlace(1))
     ));
     let bad_role = EXAMPLE.replace("\"client\"\n", "\"janitor\"\n");
     assert!(matches!(
@@ -138,10 +158,12 @@ fn local_cluster_round_trips_through_a_file() {
     assert_eq!(c.ids_with_role(Role::Master), vec![Id::from(0)]);
     assert_eq!(c.ids_with_role(Role::Chunkserver), Id::vec_from(1..4));
     assert_eq!(c.ids_with_role(Role::Client), vec![Id::from(4)]);
-    assert!(c
-        .nodes
-        .iter()
-        .all(|n| n.addr.ip() == Ipv4Addr::LOCALHOST && n.addr.port() != 0));
+    assert!(c.nodes.iter().all(|n| match n.role {
+        Role::Client => n.addr.is_none() && n.data_dir.is_none(),
+        _ => n
+            .addr
+            .is_some_and(|a| a.ip() == Ipv4Addr::LOCALHOST && a.port() != 0),
+    }));
     let path = dir.path().join("cluster.toml");
     c.write(&path).unwrap();
     assert_eq!(ClusterConfig::load(&path).unwrap(), c);

@@ -82,8 +82,9 @@ impl ConformReport {
     }
 }
 
-/// How a run is set up: the cluster file, the client ids to act as (two
-/// that append concurrently, and a third that reads replica by replica),
+/// How a run is set up: the cluster file, the client places to act at (two
+/// clients that append concurrently, and a third that reads replica by
+/// replica),
 /// and a prefix for the files it makes.
 pub struct ConformOptions<'a> {
     pub cluster: ClusterConfig,

@@ -3,16 +3,11 @@
 //! the one its actor asks ([0097], GFS §2.7). What a client reading only
 //! the closest replica cannot see: replicas that disagree.
 
-use std::time::Duration;
-
 use super::{framed, ConformOptions};
 use crate::client::{Appended, Client};
 
-/// Times a replica reader tries to start while its address comes free.
-const READER_CONNECT_TRIES: u32 = 40;
-
-/// A client that reads from replica `replica` first: the third of the
-/// run's client ids, placed where the replica is, so that the replica is
+/// A client that reads from replica `replica` first: at the third of the
+/// run's client places, moved to where the replica is, so that the replica is
 /// the closest ([0097], GFS §2.7). A read the replica fails goes on to
 /// another, so a failure is not told apart from another replica's answer;
 /// a replica that lacks bytes answers short, which is what is judged.
@@ -28,7 +23,8 @@ async fn reader_at(
         cluster
             .node(stateright::actor::Id::from(replica as usize))
             .map_err(|e| e.to_string())?,
-    );
+    )
+    .ok_or_else(|| format!("node {replica} is no server"))?;
     let me = opts.clients[2];
     for n in &mut cluster.nodes {
         if n.id == me {
@@ -49,19 +45,9 @@ async fn reader_at(
              give the nodes distinct `position`s in cluster.toml"
         ));
     }
-    // The previous reader's address may take a moment to come free.
-    let mut tries = 0;
-    loop {
-        match Client::connect_with_timeout(&cluster, me, opts.op_timeout).await {
-            Ok(c) => return Ok(c),
-            Err(e) if tries < READER_CONNECT_TRIES => {
-                tracing::debug!("reader beside replica {replica}: {e}; again");
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => return Err(format!("a reader beside replica {replica}: {e}")),
-        }
-    }
+    Client::connect_with_timeout(&cluster, me, opts.op_timeout)
+        .await
+        .map_err(|e| format!("a reader beside replica {replica}: {e}"))
 }
 
 /// The up-to-date replicas of chunk `index` of `path`, as the master names

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use super::clock::sleep_until;
-use super::net::Peer;
+use super::net::{Peer, Routes, Unrouted};
 use super::storage::StorageFile;
 use super::{
     Barrier, HostError, Inbound, MsgObserver, MsgTracer, Passage, SendDelay, Step, StepClock,
     StepCommand, StepInput, StepRecorder, BATCH_MSGS_MAX, SELF_QUEUE_MSGS_MAX,
 };
-use crate::frame::Envelope;
+use crate::frame::{self, Envelope};
 
 /// What woke the actor thread.
 enum Wake<M> {
@@ -40,6 +40,8 @@ pub(super) struct NodeLoop<A: Actor> {
     pub(super) randoms: BTreeMap<String, Vec<A::Random>>,
     pub(super) local: VecDeque<A::Msg>,
     pub(super) peers: HashMap<Id, Peer>,
+    /// The ways back to clients, which have no address.
+    pub(super) routes: Arc<Routes>,
     pub(super) app: Option<(Id, mpsc::Sender<A::Msg>)>,
     pub(super) storage: StorageFile,
     pub(super) rng: StdRng,
@@ -357,20 +359,44 @@ where
                 return;
             }
         }
-        let Some(peer) = self.peers.get_mut(&dst) else {
-            tracing::warn!(
-                dst = usize::from(dst) as u64,
-                ?msg,
-                "no such node, message dropped"
-            );
-            return;
-        };
         let hold = self.send_delay.as_ref().and_then(|delay| delay(dst, &msg));
         let envelope = Envelope {
             src: self.id,
             dst,
             msg,
         };
-        peer.send(envelope, hold, &self.network);
+        match self.peers.get_mut(&dst) {
+            Some(peer) => peer.send(envelope, hold, &self.network),
+            // The `SendDelay` test hook holds frames between servers only.
+            None => self.answer(envelope),
+        }
+    }
+
+    /// Sends a client its message on the connection it opened (a client
+    /// has no address). A client that is not connected, or reads slower
+    /// than it is answered, loses the message, as a lossy network would:
+    /// the protocol retries it.
+    fn answer(&mut self, envelope: Envelope<A::Msg>) {
+        let dst = usize::from(envelope.dst) as u64;
+        let bytes = match frame::encode(&envelope) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(dst, msg = ?envelope.msg, "message dropped: {e}");
+                return;
+            }
+        };
+        match self.routes.send(envelope.dst, bytes) {
+            Ok(()) => {}
+            Err(Unrouted::NoConnection) => tracing::debug!(
+                dst,
+                msg = ?envelope.msg,
+                "no connection from this client (gone, or not yet connected), message dropped"
+            ),
+            Err(Unrouted::Full) => tracing::warn!(
+                dst,
+                msg = ?envelope.msg,
+                "the client reads slower than it is answered, message dropped"
+            ),
+        }
     }
 }

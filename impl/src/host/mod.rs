@@ -120,12 +120,14 @@ use storage::StorageFile;
 #[derive(Clone, Debug)]
 pub struct HostConfig {
     pub id: Id,
-    /// Address to accept peers on.
-    pub listen: SocketAddr,
-    /// Every node's address (this node's own entry is ignored).
+    /// Address to accept peers on; `None` for a client, which listens
+    /// nowhere: it stays connected to every peer, and each answers it on
+    /// that connection (docs/tcp.md, "Handshake").
+    pub listen: Option<SocketAddr>,
+    /// Every server's address (this node's own entry is ignored).
     pub peers: HashMap<Id, SocketAddr>,
-    /// Where the actor's saved storage lives.
-    pub storage_dir: PathBuf,
+    /// Where the actor's saved storage lives; `None`: it keeps none.
+    pub storage_dir: Option<PathBuf>,
     /// Messages the actor sends to this id go to the application channel
     /// (see [`RunningHost::take_app_receiver`]) instead of the network. It
     /// must not be a node of the cluster.
@@ -143,13 +145,16 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    /// The host settings of node `id` in `cluster`: its address, its data
-    /// directory for storage, everyone else as peers.
+    /// The host settings of server `id` in `cluster`: its address, its
+    /// data directory for storage, every other server as a peer.
     pub fn from_cluster(cluster: &ClusterConfig, id: Id) -> Result<Self, ConfigError> {
         let node = cluster.node(id)?;
+        let Some(addr) = node.addr else {
+            return Err(ConfigError::NoAddress(node.id));
+        };
         Ok(HostConfig {
             id,
-            listen: node.addr,
+            listen: Some(addr),
             peers: cluster.addrs(),
             storage_dir: node.data_dir.clone(),
             app_id: None,
@@ -157,6 +162,21 @@ impl HostConfig {
             secret: cluster.secret.clone(),
             limits: cluster.limits,
         })
+    }
+
+    /// The host settings of a client of `cluster` under `id`: it listens
+    /// nowhere and keeps no storage; every server is a peer.
+    pub fn client_of(cluster: &ClusterConfig, id: Id) -> Self {
+        HostConfig {
+            id,
+            listen: None,
+            peers: cluster.addrs(),
+            storage_dir: None,
+            app_id: None,
+            seed: None,
+            secret: cluster.secret.clone(),
+            limits: cluster.limits,
+        }
     }
 
     pub fn with_app_id(mut self, app_id: Id) -> Self {
@@ -169,10 +189,10 @@ impl HostConfig {
         self
     }
 
-    /// The file that holds the actor's last saved storage.
-    pub fn storage_path(&self) -> PathBuf {
-        self.storage_dir
-            .join(format!("actor-{}.storage", usize::from(self.id) as u64))
+    /// The file that holds the actor's last saved storage, if it keeps any.
+    pub fn storage_path(&self) -> Option<PathBuf> {
+        let dir = self.storage_dir.as_ref()?;
+        Some(dir.join(format!("actor-{}.storage", usize::from(self.id) as u64)))
     }
 }
 
@@ -286,7 +306,9 @@ impl<M> HostHandle<M> {
 /// [`RunningHost::shutdown`] to stop it.
 pub struct RunningHost<M> {
     handle: HostHandle<M>,
-    local_addr: SocketAddr,
+    local_addr: Option<SocketAddr>,
+    /// A client's servers whose first connection attempt has yet to end.
+    dialing: Option<watch::Receiver<usize>>,
     app: Option<mpsc::Receiver<M>>,
     actor_result: oneshot::Receiver<Result<(), HostError>>,
     /// Closed when every task and the actor thread of this node have ended.
@@ -302,9 +324,23 @@ impl<M> RunningHost<M> {
         self.handle.id
     }
 
-    /// The address actually listened on (differs from the config for port 0).
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The address actually listened on (differs from the config for port
+    /// 0); `None` for a client.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// For a client: waits until it has tried once to connect to every
+    /// server (so that answers to its first requests have a way back), or
+    /// `limit` has passed. Returns how many servers it is still trying.
+    pub async fn dialed(&self, limit: Duration) -> usize {
+        let Some(dialing) = &self.dialing else {
+            return 0;
+        };
+        let mut dialing = dialing.clone();
+        let _ = tokio::time::timeout(limit, dialing.wait_for(|n| *n == 0)).await;
+        let left = *dialing.borrow();
+        left
     }
 
     /// Messages the actor sent to the application id, once. `None` if there
@@ -439,33 +475,64 @@ where
             }
         }
         let storage_path = config.storage_path();
-        let storage: Option<A::Storage> = load_storage(&storage_path)?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| HostError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| HostError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let storage: Option<A::Storage> = match &storage_path {
+            Some(path) => load_storage(path)?,
+            None => None,
+        };
+        let listener = match config.listen {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| HostError::Bind { addr, source })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|source| HostError::Bind { addr, source })?;
+                Some((listener, local))
+            }
+            None => None,
+        };
+        let local_addr = listener.as_ref().map(|(_, local)| *local);
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shutdown_tx = Arc::new(shutdown_tx);
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_MSGS_MAX);
         let (done_tx, all_done) = mpsc::channel::<()>(1);
 
-        if config.secret.is_none() && config.app_id.is_none() {
+        if let (None, Some(local_addr)) = (&config.secret, local_addr) {
             // Servers say it; a client of an open cluster needs no warning.
             tracing::warn!(
                 "no cluster secret configured: any peer that reaches {local_addr} may send \
                  frames as any node (set `secret` in cluster.toml)"
             );
         }
-        let hello = Arc::new(net::hello(config.secret.as_deref()));
-        let peers = spawn_writers(id, &config.peers, &hello, &shutdown_rx, &done_tx, &span);
+        let admission = net::Admission::new(config.limits, config.secret.as_deref());
+        // A client says who it is in its hello, so that servers can answer.
+        let reply_to = listener.is_none().then_some(usize::from(id) as u64);
+        let hello = Arc::new(net::hello(config.secret.as_deref(), reply_to));
+        let (answers, dialing) = match listener {
+            Some(_) => (None, None),
+            None => {
+                let servers = config.peers.keys().filter(|&&p| p != id).count();
+                let (dialing, dialing_rx) = watch::channel(servers);
+                let answers = net::Answers {
+                    admission: admission.clone(),
+                    inbox: inbox_tx.clone(),
+                    dialing: Arc::new(dialing),
+                };
+                (Some(answers), Some(dialing_rx))
+            }
+        };
+        let peers = spawn_writers(
+            id,
+            &config.peers,
+            &hello,
+            answers,
+            &shutdown_rx,
+            &done_tx,
+            &span,
+        );
+        let configured = config.peers.keys().copied().chain([id]);
+        let routes = Arc::new(net::Routes::new(configured.collect()));
         let (app_tx, app_rx) = match config.app_id {
             Some(app_id) => {
                 let (tx, rx) = mpsc::channel(APP_QUEUE_MSGS_MAX);
@@ -474,17 +541,20 @@ where
             None => (None, None),
         };
 
-        tokio::spawn(
-            accept_loop::<A::Msg>(
-                id,
-                listener,
-                net::Admission::new(config.limits, config.secret.as_deref()),
-                inbox_tx.clone(),
-                shutdown_rx.clone(),
-                done_tx.clone(),
-            )
-            .instrument(span.clone()),
-        );
+        if let Some((listener, _)) = listener {
+            tokio::spawn(
+                accept_loop::<A::Msg>(
+                    id,
+                    listener,
+                    admission,
+                    routes.clone(),
+                    inbox_tx.clone(),
+                    shutdown_rx.clone(),
+                    done_tx.clone(),
+                )
+                .instrument(span.clone()),
+            );
+        }
 
         let rng = match config.seed {
             Some(seed) => StdRng::seed_from_u64(seed),
@@ -508,6 +578,7 @@ where
                     randoms: BTreeMap::new(),
                     local: VecDeque::new(),
                     peers,
+                    routes,
                     app: app_tx,
                     storage: StorageFile::new(storage_path, storage.as_ref()),
                     rng,
@@ -534,6 +605,7 @@ where
                 shutdown: shutdown_tx,
             },
             local_addr,
+            dialing,
             app: app_rx,
             actor_result,
             all_done,

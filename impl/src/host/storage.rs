@@ -26,14 +26,16 @@ pub type Barrier = Box<dyn FnMut() -> Result<(), StoreError> + Send>;
 /// The actor's storage file, and what it holds, so that a save of the same
 /// bytes can be skipped.
 pub(super) struct StorageFile {
-    path: PathBuf,
+    /// `None`: the node keeps no storage (a client, which listens nowhere
+    /// and has no place in the cluster file).
+    path: Option<PathBuf>,
     /// The payload of the storage file as last loaded or saved.
     saved: Option<Vec<u8>>,
 }
 
 impl StorageFile {
     /// The file at `path`, holding `loaded` (what [`load_storage`] read).
-    pub(super) fn new<S: Serialize>(path: PathBuf, loaded: Option<&S>) -> Self {
+    pub(super) fn new<S: Serialize>(path: Option<PathBuf>, loaded: Option<&S>) -> Self {
         StorageFile {
             path,
             saved: loaded.and_then(|s| postcard::to_allocvec(s).ok()),
@@ -43,8 +45,14 @@ impl StorageFile {
     /// Carries out a `Save`: durable when it returns Ok, so the commands
     /// after it may depend on it.
     pub(super) fn save<S: Serialize>(&mut self, storage: &S) -> Result<(), HostError> {
+        let Some(path) = &self.path else {
+            return Err(HostError::SaveStorage {
+                path: PathBuf::new(),
+                message: "this node keeps no storage (it has no data directory)".into(),
+            });
+        };
         let payload = postcard::to_allocvec(storage).map_err(|e| HostError::SaveStorage {
-            path: self.path.clone(),
+            path: path.clone(),
             message: e.to_string(),
         })?;
         // What is already on disk is already durable: a save of the same
@@ -55,7 +63,7 @@ impl StorageFile {
             tracing::trace!("storage unchanged, save skipped");
             return Ok(());
         }
-        let bytes = save_payload(&self.path, &payload)?;
+        let bytes = save_payload(path, &payload)?;
         self.saved = Some(payload);
         tracing::debug!(bytes, "saved storage");
         Ok(())
@@ -152,7 +160,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub").join("actor-3.storage");
         assert_eq!(load_storage::<(u64, String)>(&path).unwrap(), None);
-        let mut file = StorageFile::new::<()>(path.clone(), None);
+        let mut file = StorageFile::new::<()>(Some(path.clone()), None);
         file.save(&(7u64, "x".to_string())).unwrap();
         file.save(&(8u64, "yz".to_string())).unwrap();
         assert_eq!(

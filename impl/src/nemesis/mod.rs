@@ -228,7 +228,7 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
         let mut own = config.clone();
         for n in own.nodes.iter_mut() {
             if let Some(proxy) = proxies.get(&(id, n.id)) {
-                n.addr = *proxy;
+                n.addr = Some(*proxy);
             }
         }
         let path = opts.dir.join(format!("cluster-{id}.toml"));

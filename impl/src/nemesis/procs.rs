@@ -43,7 +43,9 @@ impl Procs {
         let child = spawn_server(&self.binary, config_path, role, id, &[], log)
             .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
         self.children.insert(id, child);
-        let addr = node.addr;
+        let addr = node
+            .addr
+            .ok_or_else(|| format!("node {id} has no address"))?;
         let start = Instant::now();
         while TcpStream::connect(addr).is_err() {
             if start.elapsed() > Duration::from_secs(10) {

@@ -26,7 +26,7 @@ use leasehold_model::msg::{ApplyOp, Msg, MutationKind};
 use leasehold_model::types::{ClonePiece, Payload, StoreError};
 use leasehold_model::Node;
 use stateright::actor::Id;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -108,20 +108,45 @@ pub enum NodeError {
     Host { id: u64, source: HostError },
     #[error("cannot record a step trace: {0}")]
     Trace(String),
+    #[error("client id {0} is a node of the cluster file")]
+    ClientIdTaken(u64),
 }
 
 /// A node's network position: the configured one, else one estimated from
 /// its IP address ([0097]: "distances can be easily estimated by examining
 /// IP addresses"). An IPv4 address as a number puts hosts of one subnet
 /// close together; IPv6 uses its first 64 bits (the network prefix).
-pub fn position(node: &NodeConfig) -> u64 {
-    if let Some(p) = node.position {
-        return p;
-    }
-    match node.addr.ip() {
+/// `None` for a client place that names no position.
+pub fn position(node: &NodeConfig) -> Option<u64> {
+    node.position.or(node.addr.map(|a| ip_position(a.ip())))
+}
+
+/// The position [0097] estimates from an IP address.
+pub fn ip_position(ip: IpAddr) -> u64 {
+    match ip {
         IpAddr::V4(ip) => u64::from(u32::from(ip)),
         IpAddr::V6(ip) => (u128::from(ip) >> 64) as u64,
     }
+}
+
+/// Where a client with no place in the cluster file is: estimated from
+/// the address this machine would reach the master from (no packet is
+/// sent), or the master's own position if there is none.
+pub fn client_position(cluster: &ClusterConfig) -> u64 {
+    let master = cluster
+        .ids_with_role(Role::Master)
+        .first()
+        .and_then(|&m| cluster.node(m).ok());
+    let from_here = master.and_then(|m| m.addr).and_then(|addr| {
+        let unspecified: SocketAddr = match addr {
+            SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let probe = std::net::UdpSocket::bind(unspecified).ok()?;
+        probe.connect(addr).ok()?;
+        Some(ip_position(probe.local_addr().ok()?.ip()))
+    });
+    from_here.or(master.and_then(position)).unwrap_or(0)
 }
 
 /// The protocol's parameters for this cluster.
@@ -144,7 +169,7 @@ pub fn protocol_cfg(cluster: &ClusterConfig) -> Result<ProtocolCfg, NodeError> {
         positions: cluster
             .nodes
             .iter()
-            .map(|n| (n.actor_id(), position(n)))
+            .filter_map(|n| Some((n.actor_id(), position(n)?)))
             .collect(),
         lease_grants_max: u32::MAX,
         extensions_max: u32::MAX,
@@ -317,7 +342,7 @@ pub async fn start_servers_with(
 
 /// The directory of a chunkserver's chunk files.
 pub fn chunk_dir(node: &NodeConfig) -> PathBuf {
-    node.data_dir.join("chunks")
+    node.dir().join("chunks")
 }
 
 /// Starts chunkserver `id` of `cluster`, with its chunks in
@@ -355,30 +380,45 @@ pub async fn start_chunkserver_with(
     .await
 }
 
-/// Starts client `id` of `cluster`; its results go to the application
-/// channel under `app_id` (see [`crate::client`]); `observer` sees its
-/// messages.
+/// The ids a client draws its own from: above every id a cluster file is
+/// likely to give a server, and below 2^53, so that JSON readers that keep
+/// numbers as doubles (foreign traces are JSON) read them exactly.
+pub const CLIENT_IDS: std::ops::Range<u64> = (1 << 32)..(1 << 53);
+
+/// A client's id: drawn at random, since a client has no place in the
+/// cluster file to take one from. Two clients that drew the same id would
+/// be answered on each other's connections and could name each other's
+/// pushed data; with 2^53 - 2^32 ids, the chance that two of a thousand
+/// clients collide is about one in ten billion.
+pub fn fresh_client_id() -> u64 {
+    rand::random_range(CLIENT_IDS)
+}
+
+/// Starts a client of `cluster` under `id` at network `position`; its
+/// results go to the application channel under `app_id` (see
+/// [`crate::client`]); `observer` sees its messages. It listens nowhere:
+/// it connects to every server, which answer it on those connections.
 pub async fn start_client(
     cluster: &ClusterConfig,
     id: u64,
+    position: u64,
     app_id: Id,
     observer: Option<MsgObserver<RealMsg>>,
 ) -> Result<RunningHost<RealMsg>, NodeError> {
-    node_with_role(cluster, id, Role::Client)?;
-    let cfg = Arc::new(protocol_cfg(cluster)?);
-    let number = u32::try_from(id).map_err(|_| NodeError::WrongRole {
-        id,
-        actual: Role::Client,
-        wanted: Role::Client,
-    })?;
+    let me = Id::from(id as usize);
+    if cluster.node(me).is_ok() {
+        return Err(NodeError::ClientIdTaken(id));
+    }
+    let mut cfg = protocol_cfg(cluster)?;
+    cfg.positions.push((me, position));
     let actor = Node::Client(ClientActor {
-        cfg,
-        number,
+        cfg: Arc::new(cfg),
+        number: id,
         script: vec![],
         report_to: Some(app_id),
         fragment_max: cluster.push_fragment_bytes,
     });
-    let config = HostConfig::from_cluster(cluster, Id::from(id as usize))?.with_app_id(app_id);
+    let config = HostConfig::client_of(cluster, me).with_app_id(app_id);
     start(
         cluster,
         actor,
@@ -445,10 +485,14 @@ mod tests {
         for n in &mut c.nodes {
             n.position = None;
         }
-        c.nodes[1].addr = "10.0.0.7:1".parse().unwrap();
-        c.nodes[2].addr = "10.0.1.7:1".parse().unwrap();
+        c.nodes[0].addr = Some("10.0.0.7:1".parse().unwrap());
+        c.nodes[1].addr = Some("10.0.1.7:1".parse().unwrap());
         let cfg = protocol_cfg(&c).unwrap();
-        assert_eq!(cfg.distance(Id::from(1), Id::from(2)), 256);
+        assert_eq!(cfg.distance(Id::from(0), Id::from(1)), 256);
+        // A client place with no position has none until a client takes
+        // it: then it is estimated from the client's own address.
+        assert_eq!(position(&c.nodes[2]), None);
+        assert!(!cfg.positions.iter().any(|(id, _)| *id == Id::from(2)));
     }
 
     #[test]

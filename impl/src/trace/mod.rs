@@ -70,7 +70,7 @@ pub enum TraceActor {
         chunk_bytes: u64,
     },
     Client {
-        number: u32,
+        number: u64,
         report_to: Option<u64>,
         fragment_max: u64,
     },

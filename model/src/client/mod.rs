@@ -81,7 +81,7 @@ impl<P> ClientState<P> {
 pub struct ClientActor<P> {
     pub cfg: Arc<ProtocolCfg>,
     /// This client's number: the `client` of every `DataId` it pushes.
-    pub number: u32,
+    pub number: u64,
     pub script: Vec<ClientOp<P>>,
     /// Where results go over TCP; `None` keeps them in the state.
     pub report_to: Option<Id>,

@@ -81,7 +81,7 @@ impl Display for Run {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
             Run::Record(rec, stamp) => {
-                if rec.id.client == u32::MAX {
+                if rec.id.client == DataId::PREFILLED_CLIENT {
                     write!(f, "old")?;
                 } else {
                     write!(f, "{:?}", rec.id)?;
@@ -152,7 +152,7 @@ mod tests {
     use super::*;
     use std::fmt::Debug;
 
-    fn rec(client: u32, seq: u32, units: u8) -> RecordToken {
+    fn rec(client: u64, seq: u32, units: u8) -> RecordToken {
         RecordToken {
             id: DataId { client, seq },
             units,
@@ -185,7 +185,7 @@ mod tests {
     #[test]
     fn strip_marks_partial_records_and_old_data() {
         let mut s = MemStore::new(4);
-        s.write_at(0, 0, &rec(u32::MAX, 0, 2), Stamp::default())
+        s.write_at(0, 0, &rec(DataId::PREFILLED_CLIENT, 0, 2), Stamp::default())
             .unwrap();
         s.write_at(0, 2, &rec(0, 0, 2), stamp(1, 1)).unwrap();
         // A later write overwrote the record's first unit.

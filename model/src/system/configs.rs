@@ -287,7 +287,7 @@ impl ModelCfg {
     pub fn record(&self, client: usize, k: usize) -> RecordToken {
         RecordToken {
             id: DataId {
-                client: client as u32,
+                client: client as u64,
                 seq: k as u32,
             },
             units: self.record_units,
@@ -312,7 +312,7 @@ impl ModelCfg {
         {
             let data = RecordToken {
                 id: DataId {
-                    client: client as u32,
+                    client: client as u64,
                     seq: k as u32,
                 },
                 units: 1,
@@ -346,7 +346,7 @@ impl ModelCfg {
         if self.prefill_units > 0 {
             let old = RecordToken {
                 id: DataId {
-                    client: u32::MAX,
+                    client: DataId::PREFILLED_CLIENT,
                     seq: 0,
                 },
                 units: self.prefill_units,
@@ -397,7 +397,7 @@ impl ModelCfg {
         for c in 0..self.clients() {
             actors.push(Node::Client(ClientActor {
                 cfg: protocol.clone(),
-                number: c as u32,
+                number: c as u64,
                 script: self.script(c),
                 report_to: None,
                 fragment_max: u64::MAX,

@@ -1,9 +1,11 @@
 //! The receiving side: the accept loop, which admits or refuses each
 //! connection, and the reader of each admitted one, which greets the
 //! peer and then turns frames into messages for the inbox within the
-//! node's byte budgets.
+//! node's byte budgets. A client reads its servers' answers with the same
+//! [`Reader`].
 
 use super::admission::{refuse, Admission, Refusal, Slot};
+use super::routes::{way_back, write_back, Back, Routes};
 use crate::frame;
 use crate::host::{Inbound, ACCEPT_BACKOFF_MS_MAX, ACCEPT_BACKOFF_MS_MIN};
 use serde::de::DeserializeOwned;
@@ -12,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tracing::Instrument;
@@ -29,6 +32,7 @@ pub(in crate::host) async fn accept_loop<M>(
     id: Id,
     listener: TcpListener,
     admission: Arc<Admission>,
+    routes: Arc<Routes>,
     inbox: mpsc::Sender<Inbound<M>>,
     mut shutdown: watch::Receiver<bool>,
     done: mpsc::Sender<()>,
@@ -52,11 +56,12 @@ pub(in crate::host) async fn accept_loop<M>(
                     }
                 };
                 tracing::debug!(%peer_addr, "accepted connection");
-                let reader = read_connection(
+                let reader = serve_connection(
                     id,
                     stream,
                     peer_addr,
                     admission.clone(),
+                    routes.clone(),
                     slot,
                     inbox.clone(),
                     shutdown.clone(),
@@ -78,15 +83,17 @@ pub(in crate::host) async fn accept_loop<M>(
     drop(done);
 }
 
-/// Reads frames from one peer, after its hello, until it closes, falls
-/// silent, misbehaves, or the node shuts down. A bad frame or a refusal
-/// closes this connection only.
+/// Serves one peer, after its hello, until it closes, falls silent,
+/// misbehaves, or the node shuts down: its frames go to the inbox, and a
+/// client's answers go back on this connection ([`super::routes`]). A bad
+/// frame or a refusal closes this connection only.
 #[allow(clippy::too_many_arguments)] // one task's whole context, passed once
-async fn read_connection<M>(
+async fn serve_connection<M>(
     id: Id,
     mut stream: TcpStream,
     peer_addr: SocketAddr,
     admission: Arc<Admission>,
+    routes: Arc<Routes>,
     _slot: Slot,
     inbox: mpsc::Sender<Inbound<M>>,
     mut shutdown: watch::Receiver<bool>,
@@ -97,124 +104,207 @@ async fn read_connection<M>(
     // Nothing is allocated for a peer until it speaks: an idle connection
     // costs a task and a socket, no buffer.
     let mut buf = bytes::BytesMut::new();
-    match admission.greet(&mut stream, &mut buf, &mut shutdown).await {
-        Ok(()) => {}
+    let client = match admission.greet(&mut stream, &mut buf, &mut shutdown).await {
+        Ok(reply_to) => reply_to.map(|c| Id::from(c as usize)),
         Err(Some(refusal)) => return refuse(stream, peer_addr, refusal).await,
         Err(None) => return,
-    }
-    let idle = Duration::from_millis(admission.limits.connection_idle_ms);
-    // The budget reserved for the frame at the front of `buf`, if it is
-    // larger than one read; returned when the frame is taken.
-    let mut reserved: Option<OwnedSemaphorePermit> = None;
-    loop {
+    };
+    let (mut rd, wr) = stream.into_split();
+    let (back, back_rx) = way_back();
+    tokio::spawn(write_back(wr, back_rx, peer_addr).in_current_span());
+    let route = match client {
+        None => Ok(None),
+        Some(c) => routes.open(c, back.clone()).map(|conn| Some((c, conn))),
+    };
+    let refusal = match route {
+        Err(refusal) => Some(refusal),
+        Ok(route) => {
+            let reader = Reader {
+                id,
+                from: client,
+                peer_addr,
+                admission: &admission,
+                inbox: &inbox,
+                idle: Some(Duration::from_millis(admission.limits.connection_idle_ms)),
+            };
+            let ended = reader.read(&mut rd, &mut buf, &mut shutdown).await;
+            if let Some((c, conn)) = route {
+                routes.close(c, conn);
+            }
+            match ended {
+                Ended::Refuse(refusal) => Some(refusal),
+                Ended::Left => None,
+                Ended::Malformed(e) => {
+                    tracing::warn!(%peer_addr, "closing connection: {e}");
+                    None
+                }
+            }
+        }
+    };
+    let io_timeout = Duration::from_millis(crate::host::PEER_IO_TIMEOUT_MS);
+    let _ = tokio::time::timeout(io_timeout, back.send(Back::Close(rd, refusal))).await;
+}
+
+/// How a connection's reading ended.
+pub(super) enum Ended {
+    /// The peer closed it, it failed, or the node is shutting down.
+    Left,
+    /// The peer broke a limit: it is told so and closed.
+    Refuse(Refusal),
+    /// Bytes that are no frame (the buffer still holds them).
+    Malformed(String),
+}
+
+/// What reading frames from one connection into the inbox needs.
+pub(super) struct Reader<'a, M> {
+    /// This node: frames for anyone else are dropped.
+    pub(super) id: Id,
+    /// The one sender whose frames this connection carries, if it is
+    /// known: a client's connection (and, on a client, a server's answers).
+    pub(super) from: Option<Id>,
+    pub(super) peer_addr: SocketAddr,
+    pub(super) admission: &'a Arc<Admission>,
+    pub(super) inbox: &'a mpsc::Sender<Inbound<M>>,
+    /// How long the peer may stay silent; `None`: for ever (a client
+    /// waiting for answers).
+    pub(super) idle: Option<Duration>,
+}
+
+impl<M: DeserializeOwned + std::fmt::Debug> Reader<'_, M> {
+    /// Reads frames until the connection ends, within the node's budgets.
+    pub(super) async fn read(
+        &self,
+        rd: &mut OwnedReadHalf,
+        buf: &mut bytes::BytesMut,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Ended {
+        let peer_addr = self.peer_addr;
+        let admission = self.admission;
+        // The budget reserved for the frame at the front of `buf`, if it is
+        // larger than one read; returned when the frame is taken.
+        let mut reserved: Option<OwnedSemaphorePermit> = None;
         loop {
-            let frame_bytes = match frame::check(&buf) {
-                Ok(Some(payload)) => frame::FRAME_HEADER_BYTES + payload,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(%peer_addr, "closing connection: {e}");
-                    return;
-                }
-            };
-            // Waited for with the frame still in `buf`, under its
-            // unfinished-frame reservation if it needed one, given up only
-            // once the message is made: the bytes a waiting reader holds
-            // stay within one budget or the other.
-            let budget = tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return,
-                permit = admission.inbox_room(frame_bytes, peer_addr) => permit,
-            };
-            match frame::take::<M>(&mut buf) {
-                Ok(None) => unreachable!("frame::check found a whole frame"),
-                Ok(Some(envelope)) => {
-                    reserved = None;
-                    if envelope.dst != id {
-                        tracing::warn!(
-                            %peer_addr,
-                            dst = usize::from(envelope.dst) as u64,
-                            "frame for another node dropped (peer's config differs?)"
-                        );
-                        continue;
+            loop {
+                let frame_bytes = match frame::check(buf) {
+                    Ok(Some(payload)) => frame::FRAME_HEADER_BYTES + payload,
+                    Ok(None) => break,
+                    Err(e) => return Ended::Malformed(e.to_string()),
+                };
+                // Waited for with the frame still in `buf`, under its
+                // unfinished-frame reservation if it needed one, given up
+                // only once the message is made: the bytes a waiting reader
+                // holds stay within one budget or the other.
+                let budget = tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => return Ended::Left,
+                    permit = admission.inbox_room(frame_bytes, peer_addr) => permit,
+                };
+                match frame::take::<M>(buf) {
+                    Ok(None) => unreachable!("frame::check found a whole frame"),
+                    Ok(Some(envelope)) => {
+                        reserved = None;
+                        if envelope.dst != self.id {
+                            tracing::warn!(
+                                %peer_addr,
+                                dst = usize::from(envelope.dst) as u64,
+                                "frame for another node dropped (peer's config differs?)"
+                            );
+                            continue;
+                        }
+                        if self.from.is_some_and(|from| from != envelope.src) {
+                            tracing::warn!(
+                                %peer_addr,
+                                src = usize::from(envelope.src) as u64,
+                                "frame from another sender than the connection's dropped"
+                            );
+                            continue;
+                        }
+                        let inbound = Inbound {
+                            src: envelope.src,
+                            msg: envelope.msg,
+                            budget: Some(budget),
+                        };
+                        tokio::select! {
+                            _ = shutdown.wait_for(|stop| *stop) => return Ended::Left,
+                            sent = self.inbox.send(inbound) => if sent.is_err() { return Ended::Left },
+                        }
                     }
-                    let inbound = Inbound {
-                        src: envelope.src,
-                        msg: envelope.msg,
-                        budget: Some(budget),
-                    };
-                    tokio::select! {
-                        _ = shutdown.wait_for(|stop| *stop) => return,
-                        sent = inbox.send(inbound) => if sent.is_err() { return },
+                    Err(e) => return Ended::Malformed(e.to_string()),
+                }
+            }
+            // Room for the rest of the frame being received, or one more chunk.
+            let wanted = match buf.get(..frame::FRAME_HEADER_BYTES) {
+                Some(h) => {
+                    frame::FRAME_HEADER_BYTES
+                        + u32::from_be_bytes(h.try_into().expect("4 bytes")) as usize
+                }
+                None => frame::FRAME_HEADER_BYTES,
+            };
+            if wanted > READ_CHUNK_BYTES && reserved.is_none() {
+                // Reserve before buffering, so the sum over all connections
+                // never passes the budget, whatever the peers announce.
+                let bytes = u32::try_from(wanted).expect("frame::take refused larger headers");
+                match admission.unfinished.clone().try_acquire_many_owned(bytes) {
+                    Ok(permit) => reserved = Some(permit),
+                    Err(_) => {
+                        return Ended::Refuse(Refusal::new(
+                            "unfinished_frame_bytes_max",
+                            format!(
+                                "no room for a frame of {wanted} bytes: the node buffers at most \
+                                 {} bytes of unfinished frames",
+                                admission.limits.unfinished_frame_bytes_max
+                            ),
+                        ));
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(%peer_addr, "closing connection: {e}");
-                    return;
+            }
+            if buf.capacity() == 0 {
+                // Allocate only once the peer has something to say.
+                let readable = tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => return Ended::Left,
+                    r = within(self.idle, rd.readable()) => r,
+                };
+                match readable {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Ended::Left,
+                    Err(idle) => return Ended::Refuse(idle_refusal(idle)),
                 }
             }
-        }
-        // Room for the rest of the frame being received, or one more chunk.
-        let wanted = match buf.get(..frame::FRAME_HEADER_BYTES) {
-            Some(h) => {
-                frame::FRAME_HEADER_BYTES
-                    + u32::from_be_bytes(h.try_into().expect("4 bytes")) as usize
-            }
-            None => frame::FRAME_HEADER_BYTES,
-        };
-        if wanted > READ_CHUNK_BYTES && reserved.is_none() {
-            // Reserve before buffering, so the sum over all connections
-            // never passes the budget, whatever the peers announce.
-            let bytes = u32::try_from(wanted).expect("frame::take refused larger headers");
-            match admission.unfinished.clone().try_acquire_many_owned(bytes) {
-                Ok(permit) => reserved = Some(permit),
-                Err(_) => {
-                    let refusal = Refusal::new(
-                        "unfinished_frame_bytes_max",
-                        format!(
-                            "no room for a frame of {wanted} bytes: the node buffers at most \
-                             {} bytes of unfinished frames",
-                            admission.limits.unfinished_frame_bytes_max
-                        ),
-                    );
-                    return refuse(stream, peer_addr, refusal).await;
-                }
-            }
-        }
-        if buf.capacity() == 0 {
-            // Allocate only once the peer has something to say.
-            let readable = tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return,
-                r = tokio::time::timeout(idle, stream.readable()) => r,
+            buf.reserve(wanted.saturating_sub(buf.len()).clamp(1, READ_CHUNK_BYTES));
+            let read = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => return Ended::Left,
+                read = within(self.idle, rd.read_buf(buf)) => read,
             };
-            match readable {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return,
-                Err(_) => return refuse(stream, peer_addr, idle_refusal(idle)).await,
+            let read = match read {
+                Ok(read) => read,
+                Err(idle) => return Ended::Refuse(idle_refusal(idle)),
+            };
+            match read {
+                Ok(0) if buf.is_empty() => {
+                    tracing::debug!(%peer_addr, "peer closed connection");
+                    return Ended::Left;
+                }
+                Ok(0) => {
+                    tracing::warn!(%peer_addr, "peer closed connection in the middle of a frame");
+                    return Ended::Left;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%peer_addr, "connection failed: {e}");
+                    return Ended::Left;
+                }
             }
         }
-        buf.reserve(wanted.saturating_sub(buf.len()).clamp(1, READ_CHUNK_BYTES));
-        let read = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            read = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => read,
-        };
-        let read = match read {
-            Ok(read) => read,
-            Err(_) => return refuse(stream, peer_addr, idle_refusal(idle)).await,
-        };
-        match read {
-            Ok(0) if buf.is_empty() => {
-                tracing::debug!(%peer_addr, "peer closed connection");
-                return;
-            }
-            Ok(0) => {
-                tracing::warn!(%peer_addr, "peer closed connection in the middle of a frame");
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(%peer_addr, "connection failed: {e}");
-                return;
-            }
-        }
+    }
+}
+
+/// `f`, given up after `limit` if there is one.
+async fn within<T>(
+    limit: Option<Duration>,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T, Duration> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, f).await.map_err(|_| limit),
+        None => Ok(f.await),
     }
 }
 

@@ -13,17 +13,24 @@
 //! refusal is one text line, `LEASEHOLD REFUSED <limit>: <why>`, then the
 //! connection closes.
 //!
+//! A client listens nowhere: it connects to every server, says hello with
+//! its id, and reads its answers from those connections; a server sends
+//! what its actor addresses to a client back on the client's latest one.
+//!
 //! Files: [`handshake`] the hello and its secret, [`admission`] the
 //! connection limits, byte budgets and refusals, [`inbound`] the accept
 //! loop and the reader of each connection, [`outbound`] the queue and
-//! writer for each peer. This one only names what the host uses.
+//! writer for each peer, [`routes`] the ways back to clients. This one
+//! only names what the host uses.
 
 mod admission;
 mod handshake;
 mod inbound;
 mod outbound;
+mod routes;
 
 pub(super) use admission::Admission;
 pub(crate) use handshake::{hello, opening, Opening, HELLO_HEADER_BYTES};
 pub(super) use inbound::accept_loop;
-pub(super) use outbound::{spawn_writers, Peer};
+pub(super) use outbound::{spawn_writers, Answers, Peer};
+pub(super) use routes::{Routes, Unrouted};

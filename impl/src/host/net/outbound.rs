@@ -1,12 +1,16 @@
 //! The sending side: one frame queue and one writer task per peer, each
 //! keeping a persistent connection, sending the hello first and
 //! reconnecting with backoff. The actor thread only ever queues, never
-//! waits.
+//! waits. A client's connections also bring its servers' answers back.
 
+use super::admission::{Admission, REFUSAL_PREFIX};
+use super::inbound::{Ended, Reader};
 use crate::frame::{self, Envelope};
 use crate::host::{
-    PEER_IO_TIMEOUT_MS, PEER_QUEUE_FRAMES_MAX, RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
+    Inbound, PEER_IO_TIMEOUT_MS, PEER_QUEUE_FRAMES_MAX, RECONNECT_BACKOFF_MS_MAX,
+    RECONNECT_BACKOFF_MS_MIN,
 };
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use stateright::actor::Id;
 use std::collections::HashMap;
@@ -14,9 +18,10 @@ use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 /// Longest refusal line a writer reads back (and logs).
@@ -90,16 +95,45 @@ impl Peer {
     }
 }
 
+/// What a client's writers need to read answers: a client listens
+/// nowhere, so each of its connections also carries its server's answers
+/// back, into the inbox, within the client's own budgets.
+pub(in crate::host) struct Answers<M> {
+    pub(in crate::host) admission: Arc<Admission>,
+    pub(in crate::host) inbox: mpsc::Sender<Inbound<M>>,
+    /// Servers whose first connection attempt has yet to end, so that a
+    /// starting client can wait until it can be answered.
+    pub(in crate::host) dialing: Arc<watch::Sender<usize>>,
+}
+
+impl<M> Clone for Answers<M> {
+    fn clone(&self) -> Self {
+        Answers {
+            admission: self.admission.clone(),
+            inbox: self.inbox.clone(),
+            dialing: self.dialing.clone(),
+        }
+    }
+}
+
 /// One frame queue and one writer task per peer, this node excluded. A
-/// writer connects when its first frame arrives.
-pub(in crate::host) fn spawn_writers(
+/// server's writer connects when its first frame arrives; a client's
+/// (`answers`) connects at once and stays connected, since any server may
+/// have an answer for it (the end of a push chain answers a client that
+/// sent it nothing, [0098]).
+#[allow(clippy::too_many_arguments)] // the node's whole network side, passed once
+pub(in crate::host) fn spawn_writers<M>(
     id: Id,
     addrs: &HashMap<Id, SocketAddr>,
     hello: &Arc<Vec<u8>>,
+    answers: Option<Answers<M>>,
     shutdown: &watch::Receiver<bool>,
     done: &mpsc::Sender<()>,
     span: &tracing::Span,
-) -> HashMap<Id, Peer> {
+) -> HashMap<Id, Peer>
+where
+    M: DeserializeOwned + Debug + Send + 'static,
+{
     let mut peers = HashMap::new();
     for (&peer, &addr) in addrs {
         if peer == id {
@@ -114,9 +148,13 @@ pub(in crate::host) fn spawn_writers(
             },
         );
         let writer = write_peer(
-            peer,
-            addr,
-            hello.clone(),
+            Link {
+                id,
+                peer,
+                addr,
+                hello: hello.clone(),
+                answers: answers.clone(),
+            },
             rx,
             shutdown.clone(),
             done.clone(),
@@ -126,89 +164,177 @@ pub(in crate::host) fn spawn_writers(
     peers
 }
 
+/// Who one writer talks to, and how.
+struct Link<M> {
+    id: Id,
+    peer: Id,
+    addr: SocketAddr,
+    hello: Arc<Vec<u8>>,
+    answers: Option<Answers<M>>,
+}
+
+/// One connection to a peer: a server's, written to only; a client's,
+/// whose answers a reader task takes, which says when it has ended.
+enum Conn {
+    Whole(TcpStream),
+    Split {
+        wr: OwnedWriteHalf,
+        ended: oneshot::Receiver<()>,
+    },
+}
+
+impl Conn {
+    /// Whether the peer has closed this connection or refused us.
+    fn end(&mut self) -> PeerEnd {
+        match self {
+            Conn::Whole(s) => peer_closed(s),
+            Conn::Split { ended, .. } => match ended.try_recv() {
+                Err(oneshot::error::TryRecvError::Empty) => PeerEnd::Open,
+                _ => PeerEnd::Closed,
+            },
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Whole(s) => s.write_all(bytes).await,
+            Conn::Split { wr, .. } => wr.write_all(bytes).await,
+        }
+    }
+
+    async fn shutdown(self) {
+        let io_timeout = Duration::from_millis(PEER_IO_TIMEOUT_MS);
+        let _ = match self {
+            Conn::Whole(mut s) => tokio::time::timeout(io_timeout, s.shutdown()).await,
+            Conn::Split { mut wr, .. } => tokio::time::timeout(io_timeout, wr.shutdown()).await,
+        };
+    }
+}
+
+impl<M: DeserializeOwned + Debug + Send + 'static> Link<M> {
+    /// Connects and says hello; a client's connection gets its reader.
+    async fn connect(&self, shutdown: &watch::Receiver<bool>) -> std::io::Result<Conn> {
+        let io_timeout = Duration::from_millis(PEER_IO_TIMEOUT_MS);
+        let connect = async {
+            let mut s = TcpStream::connect(self.addr).await?;
+            // The hello goes first, in the instant of connecting, well
+            // inside the peer's hello timeout.
+            if !self.hello.is_empty() {
+                s.write_all(&self.hello).await?;
+            }
+            Ok::<TcpStream, std::io::Error>(s)
+        };
+        let s = match tokio::time::timeout(io_timeout, connect).await {
+            Ok(s) => s?,
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+        };
+        let _ = s.set_nodelay(true);
+        let Some(answers) = &self.answers else {
+            return Ok(Conn::Whole(s));
+        };
+        let (rd, wr) = s.into_split();
+        let (ended_tx, ended) = oneshot::channel();
+        tokio::spawn(
+            read_answers(
+                self.id,
+                self.peer,
+                self.addr,
+                rd,
+                answers.clone(),
+                shutdown.clone(),
+                ended_tx,
+            )
+            .in_current_span(),
+        );
+        Ok(Conn::Split { wr, ended })
+    }
+
+    /// Once per writer: its first attempt to connect has ended.
+    fn dialed(&self, first: &mut bool) {
+        if std::mem::take(first) {
+            if let Some(a) = &self.answers {
+                a.dialing.send_modify(|n| *n = n.saturating_sub(1));
+            }
+        }
+    }
+}
+
 /// Sends one peer its frames over one persistent connection, in order,
 /// reconnecting with capped exponential backoff. Ends when the actor thread
 /// ends (its sender is dropped), after writing what was queued if the peer
 /// is connected; once shutting down it no longer reconnects.
-async fn write_peer(
-    peer: Id,
-    addr: SocketAddr,
-    hello: Arc<Vec<u8>>,
+async fn write_peer<M: DeserializeOwned + Debug + Send + 'static>(
+    link: Link<M>,
     mut frames: mpsc::Receiver<Vec<u8>>,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
     _done: mpsc::Sender<()>,
 ) {
-    let peer_id = usize::from(peer) as u64;
+    let (peer_id, addr) = (usize::from(link.peer) as u64, link.addr);
     let io_timeout = Duration::from_millis(PEER_IO_TIMEOUT_MS);
-    let mut stream: Option<TcpStream> = None;
+    let mut conn: Option<Conn> = None;
     let mut backoff_ms = RECONNECT_BACKOFF_MS_MIN;
     let mut failures: u64 = 0;
-    while let Some(bytes) = frames.recv().await {
-        match stream.as_ref().map(peer_closed) {
+    let mut first = true;
+    loop {
+        // A client stays connected, frames or not: its answers come back
+        // on this connection.
+        let eager = link.answers.is_some() && !*shutdown.borrow();
+        if eager && conn.is_none() {
+            conn = connected(&link, &shutdown, &mut backoff_ms, &mut failures).await;
+            link.dialed(&mut first);
+            if conn.is_none() {
+                tokio::select! {
+                    _ = shutdown.wait_for(|stop| *stop) => {}
+                    _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+                }
+                backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
+                continue;
+            }
+        }
+        let next = match &mut conn {
+            Some(Conn::Split { ended, .. }) if eager => tokio::select! {
+                bytes = frames.recv() => Next::Frame(bytes),
+                _ = ended => Next::Ended,
+                _ = shutdown.wait_for(|stop| *stop) => Next::Stopping,
+            },
+            _ => Next::Frame(frames.recv().await),
+        };
+        let bytes = match next {
+            Next::Frame(bytes) => bytes,
+            Next::Ended => {
+                tracing::debug!(peer = peer_id, %addr, "the server closed the connection, reconnecting");
+                conn = None;
+                continue;
+            }
+            Next::Stopping => continue,
+        };
+        let Some(bytes) = bytes else { break };
+        match conn.as_mut().map(Conn::end) {
             None | Some(PeerEnd::Open) => {}
             Some(PeerEnd::Closed) => {
                 // The peer closed its end (e.g. a client process exited and
                 // a new one took its id). Writing would lose this frame to
                 // the old connection's reset: connect anew first.
                 tracing::debug!(peer = peer_id, %addr, "peer closed the connection, reconnecting");
-                stream = None;
+                conn = None;
             }
             Some(PeerEnd::Refused(line)) => {
-                // An idle connection closed by the peer is routine; any
-                // other refusal means this node breaks one of its limits or
-                // lacks the cluster secret, which an operator must see.
-                if line.contains("connection_idle_ms") {
-                    tracing::debug!(peer = peer_id, %addr, "{line}, reconnecting");
-                } else {
-                    tracing::warn!(peer = peer_id, %addr, "the peer refused us: {line}");
-                }
-                stream = None;
+                log_refusal(peer_id, addr, &line);
+                conn = None;
             }
         }
-        if stream.is_none() {
+        if conn.is_none() {
             if *shutdown.borrow() {
                 // Nobody will wait for an unreachable peer during shutdown.
                 continue;
             }
-            let connect = async {
-                let mut s = TcpStream::connect(addr).await?;
-                // The hello goes first, in the instant of connecting, well
-                // inside the peer's hello timeout.
-                if !hello.is_empty() {
-                    s.write_all(&hello).await?;
-                }
-                Ok::<TcpStream, std::io::Error>(s)
-            };
-            match tokio::time::timeout(io_timeout, connect).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    if failures > 0 {
-                        tracing::info!(peer = peer_id, %addr, failures, "reconnected");
-                    }
-                    stream = Some(s);
-                    backoff_ms = RECONNECT_BACKOFF_MS_MIN;
-                    failures = 0;
-                }
-                Ok(Err(e)) => {
-                    // One line per outage, not one per attempt.
-                    if failures == 0 {
-                        tracing::warn!(peer = peer_id, %addr, "cannot connect, will retry: {e}");
-                    }
-                    failures += 1;
-                }
-                Err(_) => {
-                    if failures == 0 {
-                        tracing::warn!(peer = peer_id, %addr, "connect timed out, will retry");
-                    }
-                    failures += 1;
-                }
-            }
+            conn = connected(&link, &shutdown, &mut backoff_ms, &mut failures).await;
+            link.dialed(&mut first);
         }
-        let Some(s) = stream.as_mut() else {
+        let Some(c) = conn.as_mut() else {
             // This frame is lost; wait before the next attempt so an
             // unreachable peer costs neither CPU nor log lines. Frames
             // arriving meanwhile queue up to the peer queue limit.
-            let mut shutdown = shutdown.clone();
             tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => {}
                 _ = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
@@ -216,21 +342,114 @@ async fn write_peer(
             backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
             continue;
         };
-        match tokio::time::timeout(io_timeout, s.write_all(&bytes)).await {
+        match tokio::time::timeout(io_timeout, c.write_all(&bytes)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(peer = peer_id, %addr, "connection lost, frame dropped: {e}");
-                stream = None;
+                conn = None;
             }
             Err(_) => {
                 tracing::warn!(peer = peer_id, %addr, "write timed out, frame dropped, reconnecting");
-                stream = None;
+                conn = None;
             }
         }
     }
-    if let Some(mut s) = stream {
-        let _ = tokio::time::timeout(io_timeout, s.shutdown()).await;
+    link.dialed(&mut first);
+    if let Some(c) = conn {
+        c.shutdown().await;
     }
+}
+
+/// What a client's writer waited for.
+enum Next {
+    Frame(Option<Vec<u8>>),
+    /// The server closed the connection (its reader ended).
+    Ended,
+    Stopping,
+}
+
+/// One attempt to connect, logged once per outage, not once per attempt.
+async fn connected<M: DeserializeOwned + Debug + Send + 'static>(
+    link: &Link<M>,
+    shutdown: &watch::Receiver<bool>,
+    backoff_ms: &mut u64,
+    failures: &mut u64,
+) -> Option<Conn> {
+    let (peer_id, addr) = (usize::from(link.peer) as u64, link.addr);
+    match link.connect(shutdown).await {
+        Ok(c) => {
+            if *failures > 0 {
+                tracing::info!(peer = peer_id, %addr, failures = *failures, "reconnected");
+            }
+            *backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+            *failures = 0;
+            Some(c)
+        }
+        Err(e) => {
+            if *failures == 0 {
+                tracing::warn!(peer = peer_id, %addr, "cannot connect, will retry: {e}");
+            }
+            *failures += 1;
+            None
+        }
+    }
+}
+
+/// An idle connection closed by the peer is routine; any other refusal
+/// means this node breaks one of its limits or lacks the cluster secret,
+/// which an operator must see.
+fn log_refusal(peer_id: u64, addr: SocketAddr, line: &str) {
+    if line.contains("connection_idle_ms") {
+        tracing::debug!(peer = peer_id, %addr, "{line}, reconnecting");
+    } else {
+        tracing::warn!(peer = peer_id, %addr, "the peer refused us: {line}");
+    }
+}
+
+/// Reads a server's answers to this client from one connection into the
+/// inbox, until the server closes it or refuses us (its refusal line is
+/// logged) or the node shuts down; then tells the writer, which connects
+/// anew.
+async fn read_answers<M: DeserializeOwned + Debug>(
+    id: Id,
+    server: Id,
+    addr: SocketAddr,
+    mut rd: OwnedReadHalf,
+    answers: Answers<M>,
+    mut shutdown: watch::Receiver<bool>,
+    ended: oneshot::Sender<()>,
+) {
+    let reader = Reader {
+        id,
+        from: Some(server),
+        peer_addr: addr,
+        admission: &answers.admission,
+        inbox: &answers.inbox,
+        idle: None,
+    };
+    let mut buf = bytes::BytesMut::new();
+    match reader.read(&mut rd, &mut buf, &mut shutdown).await {
+        Ended::Left => {}
+        Ended::Malformed(_) if buf.starts_with(REFUSAL_PREFIX.as_bytes()) => {
+            // The line is short and the server closes after it.
+            let rest = async {
+                while buf.len() < REFUSAL_BYTES_MAX && !buf.contains(&b'\n') {
+                    if rd.read_buf(&mut buf).await? == 0 {
+                        break;
+                    }
+                }
+                Ok::<(), std::io::Error>(())
+            };
+            let _ = tokio::time::timeout(Duration::from_millis(PEER_IO_TIMEOUT_MS), rest).await;
+            let line = String::from_utf8_lossy(&buf[..buf.len().min(REFUSAL_BYTES_MAX)]);
+            log_refusal(usize::from(server) as u64, addr, line.trim_end());
+        }
+        Ended::Malformed(e) => {
+            tracing::warn!(peer = usize::from(server) as u64, %addr, "closing connection: {e}")
+        }
+        Ended::Refuse(_) => unreachable!("a client's reader has no idle limit"),
+    }
+    let _ = ended.send(());
 }
 
 /// What the other end of a connection we only write to has done.
