@@ -1065,6 +1065,7 @@ async fn a_primary_in_use_keeps_its_lease_on_heartbeat_extensions() {
 /// is left out of the next grant, a clone onto it times out, and its
 /// replica moves to the server that held none; the chunk comes back to
 /// three up-to-date replicas without it, every acknowledged record on each.
+/// Restarted, the dead server is told to delete its old replica (GC-1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunkserver_gone_for_good_is_replaced_by_a_spare() {
     bounded(async {
@@ -1100,6 +1101,28 @@ async fn a_chunkserver_gone_for_good_is_replaced_by_a_spare() {
         assert!(!now.replicas.contains(&gone), "{now:?}");
         assert!(acked.len() >= 6, "appends went on: {}", acked.len());
         assert!(c.log(spare).contains("re-replication"), "{}", c.log(spare));
+        // GC-1 (GFS §4.4): the dead server comes back; its report names a
+        // replica the master no longer places there, which it then deletes.
+        let node = c.config.node(Id::from(gone as usize)).unwrap().clone();
+        let meta = nodes::chunk_dir(&node).join(format!("chunk-{}.meta", now.chunk));
+        let data = nodes::chunk_dir(&node).join(format!("chunk-{}.dat", now.chunk));
+        assert!(meta.exists(), "the dead server held a replica");
+        c.spawn(gone);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while meta.exists() || data.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the moved-away replica was not deleted"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            c.log(gone).contains("garbage collection"),
+            "{}",
+            c.log(gone)
+        );
+        let now = client.stat(path).await.unwrap().chunks[0].clone();
+        assert!(!now.replicas.contains(&gone), "{now:?}");
         // Read from every named replica, the spare included.
         check_acked(&c, &client, path, &acked).await;
         c.validated();

@@ -147,10 +147,15 @@ pub enum Bug {
     /// version, also one left out of that grant that had stored the
     /// offer's version without acknowledging it in time (VERSION-1).
     AdoptsReplicaLeftOut,
+    /// The master garbage-collects a stale replica it still places (one a
+    /// restart left behind the chunk's version) instead of leaving it for
+    /// its clone: a replica the master may yet adopt as the only holder of
+    /// acknowledged data (VERSION-3) is deleted (GC-1).
+    GcDeletesStaleReplica,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 37] = [
+    pub const ALL: [Bug; 38] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -188,6 +193,7 @@ impl Bug {
         Bug::UnannouncedVersionStrandsChunk,
         Bug::GrantNotRecorded,
         Bug::AdoptsReplicaLeftOut,
+        Bug::GcDeletesStaleReplica,
     ];
 
     /// Kebab-case name used on the command line.

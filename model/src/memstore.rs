@@ -410,6 +410,13 @@ impl ChunkStore for MemStore {
         Ok(())
     }
 
+    fn delete_replica(&mut self, chunk: ChunkHandle) -> Result<(), StoreError> {
+        if self.replica(chunk).is_some() {
+            self.change_replica(chunk, |r| *r = MemReplica::default());
+        }
+        Ok(())
+    }
+
     fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)> {
         self.replicas()
             .iter()

@@ -233,6 +233,10 @@ pub trait ChunkStore:
         pieces: &[ClonePiece<Self::Payload>],
         done: Option<ReplicaMeta>,
     ) -> Result<(), StoreError>;
+    /// Deletes the replica (garbage collection, GFS §4.4): afterwards the
+    /// chunk is one this server never saw (version 0, empty), and no
+    /// report names it.
+    fn delete_replica(&mut self, chunk: ChunkHandle) -> Result<(), StoreError>;
     /// Every chunk this replica holds, for reports to the master.
     fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)>;
     /// How many times this chunkserver has restarted (durable).

@@ -214,6 +214,27 @@ impl ChunkStore for FileStore {
         })
     }
 
+    fn delete_replica(&mut self, chunk: ChunkHandle) -> Result<(), StoreError> {
+        let mut chunks = self.lock();
+        if chunks.remove(&chunk).is_none() {
+            return Ok(());
+        }
+        self.inner.unsynced().chunks.remove(&chunk);
+        // The metadata first: a `.dat` without its `.meta` is no replica
+        // (loading goes by `.meta`), so a crash part-way leaves either the
+        // whole replica, reported and deleted again, or none.
+        let gone = |path: std::path::PathBuf| match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(e)),
+            _ => Ok(()),
+        };
+        gone(self.inner.meta_path(chunk))?;
+        gone(self.data_path(chunk))?;
+        if self.inner.durability == super::Durability::Fsync {
+            super::sync::sync_dir(&self.inner.dir)?;
+        }
+        Ok(())
+    }
+
     fn chunks(&self) -> Vec<(ChunkHandle, ChunkVersion)> {
         self.lock()
             .iter()

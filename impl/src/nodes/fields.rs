@@ -135,7 +135,7 @@ pub fn msg_fields(msg: &RealMsg) -> MsgFields {
             f.offset = Some(*offset);
             f.bytes = result.as_ref().ok().map(|b| b.len());
         }
-        Msg::CloneChunk { chunk, version, .. } => {
+        Msg::CloneChunk { chunk, version, .. } | Msg::DeleteReplica { chunk, version } => {
             f.chunk = Some(*chunk);
             f.version = Some(*version);
         }
@@ -210,6 +210,7 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
             | Msg::NoLease { .. }
             | Msg::CloneChunk { .. }
             | Msg::ChunkPart { .. }
+            | Msg::DeleteReplica { .. }
     );
     macro_rules! event {
         ($level:expr) => {

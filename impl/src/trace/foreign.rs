@@ -106,6 +106,9 @@ pub enum Applied {
         crc32c: u32,
         done: bool,
     },
+    /// The replica deleted (garbage collection, GFS §4.4): afterwards the
+    /// node holds nothing of the chunk.
+    Delete { chunk: ChunkHandle },
 }
 
 /// A foreign trace file, read back: the trace (every step counts as

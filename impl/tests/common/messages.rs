@@ -54,9 +54,10 @@ pub fn every_message() -> Vec<(String, RealMsg)> {
             Msg::HeartBeat { .. } => "HeartBeat",
             Msg::RenameFile { .. } => "RenameFile",
             Msg::FileRenamed { .. } => "FileRenamed",
+            Msg::DeleteReplica { .. } => "DeleteReplica",
         }
     }
-    const VARIANTS: usize = 37;
+    const VARIANTS: usize = 38;
     let data = DataId {
         client: 4,
         seq: 300,
@@ -343,6 +344,10 @@ pub fn every_message() -> Vec<(String, RealMsg)> {
             from: "/logs/a".into(),
             to: "/logs/b".into(),
             file: Err(Failure::Exists),
+        },
+        Msg::DeleteReplica {
+            chunk: 7,
+            version: 4,
         },
     ];
     let names: BTreeSet<&str> = msgs.iter().map(variant).collect();

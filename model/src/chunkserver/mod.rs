@@ -24,10 +24,12 @@
 //! * Re-replication (GFS §4.3): a stale replica the master asks to clone a
 //!   chunk copies it, part by part, from the replica offered the chunk's
 //!   next lease, and acknowledges the lease's version once it holds all.
+//! * Garbage collection (GFS §4.4): a replica the master no longer places
+//!   here is deleted when the master says so.
 //!
 //! Files: [`state`] holds the state; this one the start and the dispatch of
-//! messages and timers; [`push`], [`lease`], [`primary`], [`secondary`] and
-//! [`clone`] the handlers of each role.
+//! messages and timers; [`push`], [`lease`], [`primary`], [`secondary`],
+//! [`clone`] and [`gc`] the handlers of each role.
 
 use crate::config::{Bug, Durations, ProtocolCfg};
 use crate::master::NodeStorage;
@@ -39,6 +41,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 mod clone;
+mod gc;
 mod lease;
 mod primary;
 mod push;
@@ -402,6 +405,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 from,
                 part,
             } => self.on_chunk_part(state, src, chunk, version, from, part, o),
+            Msg::DeleteReplica { chunk, version } => self.on_delete_replica(state, chunk, version),
             _ => {}
         }
     }

@@ -192,8 +192,9 @@ impl MasterActor {
     /// `chunk` has not failed a clone of it, the chunk's replica moves
     /// there (durably): a server gone for good is replaced rather than
     /// waited for. The moved replica is stale, so the next lease clones
-    /// onto it; `target`'s old copy is garbage (no longer placed, so
-    /// never counted or named). A server is tried again when it is heard
+    /// onto it; `target`'s old copy is garbage (no longer placed, so never
+    /// counted or named), and the master asks it to delete it. A server is
+    /// tried again when it is heard
     /// from (a report, a version acknowledgement), so a dead one is
     /// not moved back to.
     pub(super) fn clone_failed_on<S: ChunkStore>(
@@ -223,7 +224,20 @@ impl MasterActor {
         meta.replicas.retain(|r| *r != target);
         meta.replicas.push(spare);
         meta.replicas.sort();
+        let below = meta.version.saturating_sub(1);
         s.save_durable(o);
+        // What `target` holds of the chunk is older than the clone that
+        // failed, and no longer placed: garbage (GFS §4.4). Sent after the
+        // move is durable, so a restarted master never places a replica
+        // it had deleted. A target that did get the clone's version after
+        // all keeps it until it next reports.
+        o.send(
+            target,
+            Msg::DeleteReplica {
+                chunk,
+                version: below,
+            },
+        );
         let view = s.view_mut(chunk);
         view.behind.retain(|r| *r != target);
         if self.cfg.bug == Bug::SpareCountedWithoutClone {

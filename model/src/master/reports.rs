@@ -120,6 +120,19 @@ impl MasterActor {
                 continue;
             };
             let current = meta.version;
+            // Garbage collection (GFS §4.4): a replica the master no longer
+            // places there (it moved to another server) is deleted. Not a
+            // stale one it places: that is brought back by a clone, and
+            // after a master crash it may be the one the master adopts.
+            let placed = meta.replicas.contains(&src);
+            let stale = restarted && version < current;
+            let gc_bug = self.cfg.bug == Bug::GcDeletesStaleReplica && placed && stale;
+            if version > 0 && (!placed || gc_bug) {
+                o.send(src, Msg::DeleteReplica { chunk, version });
+            }
+            if !placed {
+                continue;
+            }
             let view = state.view(chunk);
             let counted = view.up_to_date.contains(&src);
             if version < current && counted && restarted {

@@ -354,6 +354,21 @@ pub enum Msg<P> {
         to: String,
         file: Result<FileId, Failure>,
     },
+
+    // ---- master → chunkserver: garbage collection (appended, as above)
+    /// Master to a chunkserver holding a replica of `chunk` that the master
+    /// no longer places there (GFS §4.4): the replica moved to another
+    /// server, so this copy is garbage. Delete it if it is at `version` or
+    /// older and no clone of the chunk is under way here. The version
+    /// bound keeps a late copy of this message from deleting a replica the
+    /// master has since placed here again and cloned afresh (at a newer
+    /// version); a clone under way has emptied the replica already. Sent
+    /// when the master moves a replica away, and whenever a server reports
+    /// a replica it does not place.
+    DeleteReplica {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+    },
 }
 
 /// One part of a chunk a clone copies ([`Msg::ChunkPart`]).
@@ -386,6 +401,7 @@ impl<P> Msg<P> {
             Msg::LeaseGrant { .. } => "lease grant",
             Msg::RevokeLease { .. } | Msg::LeaseRevoked { .. } => "lease revoke",
             Msg::ChunkReport { .. } | Msg::ReportRequest => "chunk report",
+            Msg::DeleteReplica { .. } => "garbage collection",
             Msg::PushData { .. } | Msg::DataPushed { .. } | Msg::PushRefused { .. } => {
                 "act 1230 push"
             }
@@ -492,7 +508,8 @@ impl<P: Debug> Debug for Msg<P> {
             FetchChunk { chunk, version, from },
             ChunkPart { chunk, version, from, part },
             HeartBeat { incarnation, extensions },
-            RenameFile { from, to }, FileRenamed { from, to, file };
+            RenameFile { from, to }, FileRenamed { from, to, file },
+            DeleteReplica { chunk, version };
             ReportRequest)
     }
 }

@@ -54,6 +54,8 @@ pub struct History {
     pub gap_reported: bool,
     /// A replica served the last part of a clone (REPL-1's companion).
     pub clone_served: bool,
+    /// A chunkserver deleted a replica it held (GC-1's companion).
+    pub replica_deleted: bool,
     /// The lease clocks (chunkserver, chunk, clock) each chunk's master
     /// expiry waits for: those running when the master last armed it.
     pub expiry_waits: SmallVec<[(Id, ChunkHandle, u8); 2]>,
@@ -102,6 +104,8 @@ pub const STEP_LEASE_CLOCK_REARMED: u16 = 128;
 /// A client sent a read to a replica other than the closest one its
 /// located chunk names and it has not tried (READ-1).
 pub const STEP_READ_NOT_CLOSEST: u16 = 256;
+/// A chunkserver deleted a replica that the master placed on it (GC-1).
+pub const STEP_DELETED_PLACED_REPLICA: u16 = 512;
 
 impl History {
     pub(super) fn on_send(

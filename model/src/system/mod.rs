@@ -428,6 +428,18 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             |m: &LeaseholdModel, s: &State| moved_to_spare(m, s) && fully_replicated(m, s),
         ));
     }
+    if cfg.re_replication {
+        p.push(Property::always(
+            "GC-1 a replica is deleted only where the master no longer places it",
+            |m, s| gc_1(&ModelView::new(m, s)),
+        ));
+    }
+    if cfg.re_replication && cfg.replicas > 0 && cfg.replicas < cfg.chunkservers {
+        p.push(Property::sometimes(
+            "GC-1 reached: a replica moved to a spare server deleted on its old one",
+            |_: &LeaseholdModel, s: &State| s.history.replica_deleted,
+        ));
+    }
     if cfg.re_replication && cfg.chunkserver_crashes > 0 {
         p.push(Property::sometimes(
             "REPL-1 reached: a stale replica cloned and counted up to date again",

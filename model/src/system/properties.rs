@@ -359,6 +359,14 @@ pub fn rename_1<V: GlobalView>(v: &V) -> bool {
     v.history().broken & STEP_RENAMED_UNDER_LEASE == 0
 }
 
+/// GC-1 (GFS §4.4): a chunkserver deletes a replica only where the master
+/// no longer places it, so garbage collection never takes a replica the
+/// master counts, may clone onto, or may adopt after a crash (checked in
+/// the step that deletes: `STEP_DELETED_PLACED_REPLICA`).
+pub fn gc_1<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_DELETED_PLACED_REPLICA == 0
+}
+
 /// LEASE-4 ([0091]): extensions and revocations keep the primary's lease
 /// inside the master's: a live replica holds a lease only while the master
 /// grants that epoch to that replica. A crashed master, or a restarted one

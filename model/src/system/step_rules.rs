@@ -40,6 +40,10 @@ pub(super) enum Delivered {
     /// A part of a clone: it installs data the replica never buffered,
     /// copied from a replica that applied it (re-replication).
     ClonePart,
+    /// Garbage collection: delete a replica of `chunk`.
+    Delete {
+        chunk: ChunkHandle,
+    },
     Other,
 }
 
@@ -66,6 +70,7 @@ impl LeaseholdModel {
                     },
                     Msg::DataPushed { data } => Delivered::Pushed(*data),
                     Msg::ChunkPart { .. } => Delivered::ClonePart,
+                    Msg::DeleteReplica { chunk, .. } => Delivered::Delete { chunk: *chunk },
                     _ => Delivered::Other,
                 };
                 StepKind::Deliver {
@@ -117,6 +122,31 @@ impl LeaseholdModel {
         }
     }
 
+    /// The chunkserver and chunk whose replica this step deleted (garbage
+    /// collection), if it deleted one.
+    pub(super) fn deletion(
+        &self,
+        last: &State,
+        kind: &StepKind,
+        next: &State,
+    ) -> Option<(Id, ChunkHandle)> {
+        let StepKind::Deliver {
+            dst,
+            msg: Delivered::Delete { chunk },
+            ..
+        } = kind
+        else {
+            return None;
+        };
+        let replica = |s: &State| match &**s.actor_states[usize::from(*dst)] {
+            NodeState::Chunkserver(c) => c.store.replica(*chunk).cloned().unwrap_or_default(),
+            _ => MemReplica::default(),
+        };
+        let (before, after) = (replica(last), replica(next));
+        (before != MemReplica::default() && after == MemReplica::default())
+            .then_some((*dst, *chunk))
+    }
+
     /// The `STEP_*` rules this step broke (see [`History::broken`]).
     pub(super) fn step_breaks(&self, last: &State, kind: &StepKind, next: &State) -> u16 {
         let mut broken = 0;
@@ -140,6 +170,18 @@ impl LeaseholdModel {
             StepKind::Timeout(id, _) => (*id, None),
             StepKind::Other => return 0,
         };
+        // GC-1 (GFS §4.4): a replica is deleted only where the master no
+        // longer places it.
+        if let Some((cs, chunk)) = self.deletion(last, kind, next) {
+            let placed = master(last)
+                .durable
+                .chunks
+                .get(chunk as usize)
+                .is_some_and(|c| c.replicas.contains(&cs));
+            if placed {
+                broken |= STEP_DELETED_PLACED_REPLICA;
+            }
+        }
         if actor == self.cfg.master_id() {
             // RENAME-1: a rename is made (the name changes in this step)
             // only when no replica holds a lease of the file's chunks.

@@ -460,6 +460,9 @@ impl Model for LeaseholdModel {
         }
         self.settle_expiry_waits(&mut next, &armed);
         self.record_starts(last, &mut next);
+        if !next.history.replica_deleted && self.deletion(last, &action_copy, &next).is_some() {
+            next.history.replica_deleted = true;
+        }
         let mut broken = self.step_breaks(last, &action_copy, &next);
         if rearmed {
             broken |= STEP_LEASE_CLOCK_REARMED;

@@ -101,6 +101,12 @@ impl ViewStore {
                     Touched::Cloned(*chunk, *from, from + data.as_slice().len() as u64),
                 ]
             }
+            StoreEvent::Deleted { chunk } => {
+                let _ = self.store.delete_replica(*chunk);
+                self.cut_regions(*chunk, 0);
+                self.regions.remove(chunk);
+                vec![Touched::Whole(*chunk)]
+            }
             StoreEvent::Adopted(view) => {
                 self.store.adopt_view(view);
                 // Bytes a restart restored beyond the replay are unknown:

@@ -132,6 +132,8 @@ pub enum StoreEvent {
         data: Bytes,
         done: Option<ReplicaMeta>,
     },
+    /// The replica deleted (garbage collection).
+    Deleted { chunk: ChunkHandle },
 }
 
 impl StoreEvent {
@@ -179,6 +181,7 @@ impl StoreEvent {
                 crc32c: crc32c::crc32c(data.as_ref()),
                 done: done.is_some(),
             },
+            StoreEvent::Deleted { chunk } => Applied::Delete { chunk: *chunk },
             StoreEvent::Adopted(_) => return None,
         })
     }
@@ -477,6 +480,13 @@ impl ChunkStore for ReplayStore {
             data: bytes.into(),
             done,
         });
+        Ok(())
+    }
+
+    fn delete_replica(&mut self, chunk: ChunkHandle) -> Result<(), StoreError> {
+        if Arc::make_mut(&mut self.chunks).remove(&chunk).is_some() {
+            self.note(|| StoreEvent::Deleted { chunk });
+        }
         Ok(())
     }
 
