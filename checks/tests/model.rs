@@ -563,8 +563,9 @@ fn bug_primary_acks_before_secondaries_breaks_append_1_with_two_clients_and_a_cr
 #[test]
 fn reads_holds_and_reaches_every_companion() {
     // 30,976 before a late answer to an offer whose grant timed out counted
-    // its replica again (`ChunkView::unanswered`, LIVE-2).
-    assert_eq!(exhaustive("reads").unique_states, 34_176);
+    // its replica again (`ChunkView::unanswered`, LIVE-2); 34,176 before a
+    // replica whose store failed answered offers with its failure again.
+    assert_eq!(exhaustive("reads").unique_states, 34_544);
 }
 
 /// READ-1 around a crash: a replica without the chunk's version refuses
@@ -591,9 +592,12 @@ fn bug_replica_serves_corrupt_block_breaks_read_1() {
 #[test]
 fn store_faults_holds_and_reaches_every_companion() {
     // 246,709 before a late answer to an offer whose grant timed out counted
-    // its replica again (`ChunkView::unanswered`, LIVE-2).
-    assert_eq!(exhaustive("store-faults").unique_states, 604_697);
-    assert_eq!(exhaustive("live-store").unique_states, 2_565);
+    // its replica again (`ChunkView::unanswered`, LIVE-2); 604,697 (and
+    // 2,565) while a full disk refused every change, metadata included,
+    // which the file store does not (only growth is refused), and before
+    // a failed replica answered an offer or a version with its failure.
+    assert_eq!(exhaustive("store-faults").unique_states, 218_742);
+    assert_eq!(exhaustive("live-store").unique_states, 1_917);
 }
 
 /// LIVE-2 after a disk fills: the client's append succeeds from every
@@ -601,10 +605,29 @@ fn store_faults_holds_and_reaches_every_companion() {
 /// every write fails stays in the set and the append can never succeed.
 #[test]
 fn live_2_holds_after_a_disk_fills_and_bug_failed_replica_kept_breaks_it() {
-    assert_eq!(live_2_states("live-store"), 2_565);
+    assert_eq!(live_2_states("live-store"), 1_917);
     let path = doomed_path("live-store", Bug::FailedReplicaKept);
     assert!(
         path.iter().any(|s| s.starts_with("disk full cs")),
+        "{path:#?}"
+    );
+}
+
+/// A disk fills and the master crashes (seen over TCP first: nemesis seed
+/// 1 on a loaded machine). The failed replica had reported its failure to
+/// the master that then crashed, and acknowledged the restarted master's
+/// versions as a healthy replica would (metadata still fits on a full
+/// disk), so every lease included it and every append failed on it until
+/// the clients gave up. It now answers an offer or a version with its
+/// failure again, and LIVE-2 holds; reporting once only dooms the chunk
+/// the moment the master crashes.
+#[test]
+fn live_2_holds_when_a_disk_fills_and_the_master_crashes() {
+    assert_eq!(live_2_states("live-store-master-crash"), 1_048_131);
+    let path = doomed_path("live-store-master-crash", Bug::StoreFailureReportedOnce);
+    let n = path.len();
+    assert!(
+        path[n - 2].starts_with("replica failed cs") && path[n - 1] == "crash master",
         "{path:#?}"
     );
 }
@@ -624,7 +647,7 @@ fn live_2_holds_when_offers_are_answered_late() {
 
 /// LIVE-2 holds on `config`: the states it explored.
 fn live_2_states(config: &str) -> usize {
-    let r = check_liveness(&ModelCfg::named(config).unwrap().into_model(), 1_000_000);
+    let r = check_liveness(&ModelCfg::named(config).unwrap().into_model(), 2_000_000);
     assert!(r.holds(), "{config}: {r:?}");
     r.states
 }
@@ -633,7 +656,7 @@ fn live_2_states(config: &str) -> usize {
 /// doomed state.
 fn doomed_path(config: &str, bug: Bug) -> Vec<String> {
     let model = ModelCfg::named(config).unwrap().with_bug(bug).into_model();
-    let r = check_liveness(&model, 1_000_000);
+    let r = check_liveness(&model, 2_000_000);
     assert!(r.complete && r.doomed_states > 0, "{config}: {r:?}");
     r.doomed_path.expect("a path to a doomed state")
 }
@@ -646,7 +669,7 @@ fn doomed_path(config: &str, bug: Bug) -> Vec<String> {
 // reaches the restarted master, which now counts it as that report.
 #[test]
 fn live_2_holds_after_a_master_crash() {
-    assert_eq!(live_2_states("live-master-crash"), 16_929);
+    assert_eq!(live_2_states("live-master-crash"), 7_216);
 }
 
 /// Its safety: every always-property holds. (One append by one client
@@ -660,7 +683,7 @@ fn live_master_crash_holds_every_always_property() {
     };
     let r = check_model(ModelCfg::named("live-master-crash").unwrap(), &opts);
     assert!(r.complete && r.violated().is_empty(), "{:?}", r.violated());
-    assert_eq!(r.unique_states, 16_929);
+    assert_eq!(r.unique_states, 7_216);
     // The same of `live-slow-offer` (one client: ORDER-2's companion is
     // not reached either), where a late request counts a replica again.
     let r = check_model(ModelCfg::named("live-slow-offer").unwrap(), &opts);
@@ -976,14 +999,14 @@ fn bug_client_reads_farthest_breaks_read_1() {
 // asks the placed ones to report.
 #[test]
 fn live_2_holds_when_a_master_crash_leaves_a_version_unannounced() {
-    assert_eq!(live_2_states("live-unannounced"), 47_209);
+    assert_eq!(live_2_states("live-unannounced"), 29_132);
     let opts = Options {
         strategy: Strategy::Dfs,
         ..Options::default()
     };
     let r = check_model(ModelCfg::named("live-unannounced").unwrap(), &opts);
     assert!(r.complete && r.violated().is_empty(), "{:?}", r.violated());
-    assert_eq!(r.unique_states, 47_209);
+    assert_eq!(r.unique_states, 29_132);
 }
 
 /// The old behaviour: a restarted master counts only replicas at the

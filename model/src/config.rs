@@ -152,10 +152,15 @@ pub enum Bug {
     /// its clone: a replica the master may yet adopt as the only holder of
     /// acknowledged data (VERSION-3) is deleted (GC-1).
     GcDeletesStaleReplica,
+    /// A replica whose store failed reports it once only: a master that
+    /// restarts after the report offers it leases again, and every append
+    /// fails on it until its server restarts (LIVE-2; seen over TCP in the
+    /// nemesis campaign before the model found it).
+    StoreFailureReportedOnce,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 38] = [
+    pub const ALL: [Bug; 39] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -194,6 +199,7 @@ impl Bug {
         Bug::GrantNotRecorded,
         Bug::AdoptsReplicaLeftOut,
         Bug::GcDeletesStaleReplica,
+        Bug::StoreFailureReportedOnce,
     ];
 
     /// Kebab-case name used on the command line.

@@ -182,8 +182,12 @@ impl MemStore {
         self.contents.corrupt
     }
 
-    fn check_space(&self) -> Result<(), StoreError> {
-        if self.contents.full {
+    /// A full disk refuses only a change that makes the replica's data
+    /// longer (to `end`), as the file store's does: metadata is rewritten
+    /// in place, and so are bytes below the data's end.
+    fn check_space(&self, chunk: ChunkHandle, end: Offset) -> Result<(), StoreError> {
+        let len = self.replica(chunk).map_or(0, |r| r.cells.len() as Offset);
+        if self.contents.full && end > len {
             Err(StoreError::NoSpace)
         } else {
             Ok(())
@@ -247,7 +251,6 @@ impl ChunkStore for MemStore {
     }
 
     fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
-        self.check_space()?;
         self.change_replica(chunk, |r| r.meta.version = version);
         Ok(())
     }
@@ -268,8 +271,8 @@ impl ChunkStore for MemStore {
         // Deliberately no bound check here: the model store lets a buggy
         // primary write across the chunk boundary so that APPEND-3 can see it.
         // The file store refuses such writes as a second line of defence.
-        self.check_space()?;
         let end = offset + data.len();
+        self.check_space(chunk, end)?;
         self.change_replica(chunk, |r| {
             if r.cells.len() < end as usize {
                 r.cells.resize(end as usize, None);
@@ -290,7 +293,7 @@ impl ChunkStore for MemStore {
         if end > self.chunk_size() as u64 {
             return Err(StoreError::OutOfRange);
         }
-        self.check_space()?;
+        self.check_space(chunk, end)?;
         self.change_replica(chunk, |r| {
             while (r.cells.len() as u64) < end {
                 r.cells.push(Some(Cell::Pad(stamp)));
@@ -301,7 +304,6 @@ impl ChunkStore for MemStore {
     }
 
     fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
-        self.check_space()?;
         self.change_replica(chunk, |r| r.meta.applied = stamp);
         Ok(())
     }
@@ -385,7 +387,7 @@ impl ChunkStore for MemStore {
         pieces: &[ClonePiece<RecordToken>],
         done: Option<ReplicaMeta>,
     ) -> Result<(), StoreError> {
-        self.check_space()?;
+        self.check_space(chunk, from + pieces.len() as Offset)?;
         self.change_replica(chunk, |r| {
             if from == 0 {
                 r.cells.clear();

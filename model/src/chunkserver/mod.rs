@@ -168,6 +168,37 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         }
     }
 
+    /// A replica whose store failed `chunk` (FAULT-2) takes no part in a
+    /// new lease of it until its server restarts, and says so again to a
+    /// master that offers one or announces its version: that master may
+    /// have restarted since the first report and forgotten it, and would
+    /// otherwise count this replica in every lease while every mutation
+    /// fails on it (LIVE-2 in `live-store-master-crash`).
+    fn refuses_failed(
+        &self,
+        state: &ChunkserverState<S>,
+        master: Id,
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        o: &mut O<S>,
+    ) -> bool {
+        let Some(error) = state.store_failure(chunk) else {
+            return false;
+        };
+        if self.cfg.bug == Bug::StoreFailureReportedOnce {
+            return false;
+        }
+        o.send(
+            master,
+            Msg::ReplicaFailed {
+                chunk,
+                version,
+                error: error.clone(),
+            },
+        );
+        true
+    }
+
     pub fn on_msg(
         &self,
         id: Id,
@@ -232,6 +263,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                     // has moved on or will offer again (its grant timeout).
                     return;
                 }
+                if self.refuses_failed(state, src, chunk, version, o) {
+                    return;
+                }
                 let s = state.to_mut();
                 if !self.learn_version(s, chunk, version, o) {
                     // Without the version on disk this replica must not
@@ -283,6 +317,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             } => {
                 let own = state.store.meta(chunk).version;
                 if version < own || incarnation != state.store.incarnation() {
+                    return;
+                }
+                if self.refuses_failed(state, src, chunk, version, o) {
                     return;
                 }
                 if version > own && !self.learn_version(state.to_mut(), chunk, version, o) {

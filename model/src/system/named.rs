@@ -339,6 +339,21 @@ impl ModelCfg {
                 prompt_network: true,
                 ..base
             },
+            // LIVE-2 after a disk fills and the master crashes (nemesis
+            // seed 1 on a loaded machine): the restarted master must learn
+            // the failure again, from the failed replica's answer to its
+            // offer or version, or every lease includes that replica. Four
+            // grants: each answer costs an epoch (the offer is withdrawn),
+            // so with three some states are doomed by the bound alone.
+            "live-store-master-crash" => ModelCfg {
+                name: "live-store-master-crash",
+                lease_grants_max: 4,
+                client_retries_max: u32::MAX,
+                store_faults: 1,
+                master_crashes: 1,
+                prompt_network: true,
+                ..base
+            },
             // Concurrent record appends under faults (issue #10): two
             // clients append at once while the environment injects one
             // fault. A retry multiplies every interleaving by the fault's
@@ -515,7 +530,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 38] = [
+    pub const NAMES: [&'static str; 39] = [
         "tiny",
         "small",
         "pad",
@@ -539,6 +554,7 @@ impl ModelCfg {
         "live-master-crash",
         "store-faults",
         "live-store",
+        "live-store-master-crash",
         "mixed",
         "concurrent-crash",
         "concurrent-lossy",

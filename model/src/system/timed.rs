@@ -191,6 +191,26 @@ impl LeaseholdModel {
         })
     }
 
+    /// Whether a chunk report to the master, or a report request to a live
+    /// chunkserver, is in flight that its receiver would act on.
+    fn reports_on_their_way(&self, s: &State) -> bool {
+        let master = self.cfg.master_id();
+        s.network.iter_deliverable().any(|e| {
+            let i = usize::from(e.dst);
+            let report = match e.msg {
+                Msg::ChunkReport { .. } => e.dst == master,
+                Msg::ReportRequest => !s.crashed[i],
+                _ => false,
+            };
+            report && !s.crashed[i] && {
+                let mut out = Out::new();
+                let mut state = Cow::Borrowed(&*s.actor_states[i]);
+                self.inner.actors[i].on_msg(e.dst, &mut state, e.src, e.msg.clone(), &mut out);
+                matches!(state, Cow::Owned(_)) || out.iter().next().is_some()
+            }
+        })
+    }
+
     /// Whether a live chunkserver waits to report a gap.
     fn holding_back(&self, s: &State) -> bool {
         self.live_chunkservers(s).any(|(id, _)| {
@@ -231,7 +251,15 @@ impl LeaseholdModel {
                         matches!(master(s).lease(*chunk), Some(LeaseView::Granted { .. }));
                     !granted || !s.history.expiry_waits.iter().any(|w| w.1 == *chunk)
                 }
-                Timer::StartupQuiet => !self.lease_clock_running(s),
+                // Under `prompt_network` the quiet period (a master lease
+                // period, seconds over TCP) also outlasts the chunk reports
+                // the restarted master asked the live servers for (they
+                // come back in milliseconds): it ends with every live
+                // replica counted that can be.
+                Timer::StartupQuiet => {
+                    let reports_due = self.cfg.prompt_network && self.reports_on_their_way(s);
+                    !self.lease_clock_running(s) && !reports_due
+                }
                 Timer::LeaseClock(..) => {
                     s.history.lease_expiries < self.cfg.lease_expiries || self.waiting_out_leases(s)
                 }
