@@ -179,16 +179,20 @@ impl LeaseholdModel {
     fn can_still_arrive(&self, s: &State, node: Option<Id>) -> bool {
         let involves =
             |e: &Envelope<&Msg<RecordToken>>| node.is_none_or(|n| e.src == n || e.dst == n);
-        s.network.iter_deliverable().filter(involves).any(|e| {
-            let i = usize::from(e.dst);
-            if s.crashed[i] {
-                return true;
-            }
-            let mut out = Out::new();
-            let mut state = Cow::Borrowed(&*s.actor_states[i]);
-            self.inner.actors[i].on_msg(e.dst, &mut state, e.src, e.msg.clone(), &mut out);
-            matches!(state, Cow::Owned(_)) || out.iter().next().is_some()
-        })
+        s.network
+            .iter_deliverable()
+            .filter(involves)
+            .any(|e| s.crashed[usize::from(e.dst)] || self.acts_on(s, &e))
+    }
+
+    /// Whether the live receiver of `e` would change its state or send
+    /// anything if it were delivered now.
+    fn acts_on(&self, s: &State, e: &Envelope<&Msg<RecordToken>>) -> bool {
+        let i = usize::from(e.dst);
+        let mut out = Out::new();
+        let mut state = Cow::Borrowed(&*s.actor_states[i]);
+        self.inner.actors[i].on_msg(e.dst, &mut state, e.src, e.msg.clone(), &mut out);
+        matches!(state, Cow::Owned(_)) || out.iter().next().is_some()
     }
 
     /// Whether a chunk report to the master, or a report request to a live
@@ -196,18 +200,12 @@ impl LeaseholdModel {
     fn reports_on_their_way(&self, s: &State) -> bool {
         let master = self.cfg.master_id();
         s.network.iter_deliverable().any(|e| {
-            let i = usize::from(e.dst);
             let report = match e.msg {
                 Msg::ChunkReport { .. } => e.dst == master,
-                Msg::ReportRequest => !s.crashed[i],
+                Msg::ReportRequest => true,
                 _ => false,
             };
-            report && !s.crashed[i] && {
-                let mut out = Out::new();
-                let mut state = Cow::Borrowed(&*s.actor_states[i]);
-                self.inner.actors[i].on_msg(e.dst, &mut state, e.src, e.msg.clone(), &mut out);
-                matches!(state, Cow::Owned(_)) || out.iter().next().is_some()
-            }
+            report && !s.crashed[usize::from(e.dst)] && self.acts_on(s, &e)
         })
     }
 
