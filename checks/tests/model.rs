@@ -951,6 +951,26 @@ fn rename_two_holds_and_reaches_every_companion() {
 }
 
 #[test]
+fn rename_master_crash_holds_and_reaches_every_companion() {
+    // RENAME-1 across a master crash: the rename the master lost is asked
+    // again while a replica may still hold the previous master's lease,
+    // and the restarted master makes it only after its waiting period.
+    let r = exhaustive("rename-master-crash");
+    assert_eq!(r.unique_states, 1_621_502);
+}
+
+/// A restarted master that makes a rename in its waiting period, before it
+/// can know the leases its previous life granted.
+#[test]
+fn bug_rename_during_quiet_period_breaks_rename_1() {
+    caught(
+        Bug::RenameDuringQuietPeriod,
+        "rename-master-crash",
+        "RENAME-1",
+    );
+}
+
+#[test]
 fn duplicating_holds_and_reaches_every_companion() {
     // Duplication as a bounded fault: the network delivers up to two
     // messages a second time. The second copies of a push and of its

@@ -157,10 +157,14 @@ pub enum Bug {
     /// fails on it until its server restarts (LIVE-2; seen over TCP in the
     /// nemesis campaign before the model found it).
     StoreFailureReportedOnce,
+    /// A restarted master makes a rename during its waiting period, when
+    /// it cannot know which leases its previous life granted: a replica
+    /// may still hold one while the file's name changes (RENAME-1).
+    RenameDuringQuietPeriod,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 39] = [
+    pub const ALL: [Bug; 40] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -200,6 +204,7 @@ impl Bug {
         Bug::AdoptsReplicaLeftOut,
         Bug::GcDeletesStaleReplica,
         Bug::StoreFailureReportedOnce,
+        Bug::RenameDuringQuietPeriod,
     ];
 
     /// Kebab-case name used on the command line.

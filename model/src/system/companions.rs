@@ -222,3 +222,15 @@ pub(super) fn client_backing_off(model: &LeaseholdModel, s: &State) -> bool {
             NodeState::Client(cl) if matches!(&cl.current, Some(cur) if matches!(cur.phase, crate::client::Phase::BackingOff { .. })))
     })
 }
+
+/// A restarted master, still in its waiting period (LEASE-3), holds a
+/// rename its client asked again after the crash, while a replica holds a
+/// lease the previous master granted: the rename must wait for it.
+pub(super) fn rename_pending_in_quiet_period(model: &LeaseholdModel, s: &State) -> bool {
+    let v = ModelView::new(model, s);
+    let (m, up) = v.master();
+    up && m.quiet
+        && !m.renames.is_empty()
+        && v.chunkservers()
+            .any(|id| v.leases(id).unwrap_or(&[]).iter().any(|l| l.holding))
+}
