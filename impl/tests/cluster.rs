@@ -1262,6 +1262,10 @@ async fn a_master_restarted_after_a_bump_no_replica_heard_of_grants_again() {
             "every replica of the last grant adopted: {stat:?}"
         );
         assert!(stat.chunks[a.index as usize].version > bumped, "{stat:?}");
+        // The operator hears of the adoption (the master's decisions are
+        // logged from its steps, `master::notes`).
+        let log = c.log(0);
+        assert!(log.contains("counted up to date after a restart"), "{log}");
         check_acked(&c, &client, path, &[(a, first), (b, second)]).await;
     })
     .await

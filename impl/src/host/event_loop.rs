@@ -18,8 +18,8 @@ use super::clock::sleep_until;
 use super::net::{Peer, Routes, Unrouted};
 use super::storage::StorageFile;
 use super::{
-    Barrier, HostError, Inbound, MsgObserver, MsgTracer, Passage, SendDelay, Step, StepClock,
-    StepCommand, StepInput, StepRecorder, BATCH_MSGS_MAX, SELF_QUEUE_MSGS_MAX,
+    Barrier, HostError, Inbound, MsgObserver, MsgTracer, Passage, SendDelay, StateNarrator, Step,
+    StepClock, StepCommand, StepInput, StepRecorder, BATCH_MSGS_MAX, SELF_QUEUE_MSGS_MAX,
 };
 use crate::frame::{self, Envelope};
 
@@ -48,6 +48,7 @@ pub(super) struct NodeLoop<A: Actor> {
     /// Kept so a failed save can stop the network side too.
     pub(super) shutdown: Arc<watch::Sender<bool>>,
     pub(super) tracer: Option<MsgTracer<A::Msg>>,
+    pub(super) narrator: Option<StateNarrator<A::State>>,
     pub(super) barrier: Option<Barrier>,
     pub(super) observer: Option<MsgObserver<A::Msg>>,
     pub(super) recorder: Option<Box<dyn StepRecorder<A>>>,
@@ -224,6 +225,9 @@ where
         let mut cow = Cow::Borrowed(&*state);
         handler(&self.actor, self.id, &mut cow, &mut out);
         if let Cow::Owned(next) = cow {
+            if let Some(narrate) = self.narrator {
+                narrate(state, &next);
+            }
             *state = next;
         }
         out

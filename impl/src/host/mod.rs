@@ -372,6 +372,11 @@ impl<M> RunningHost<M> {
 /// the protocol's fields (see `crate::nodes::trace_msg`).
 pub type MsgTracer<M> = fn(Id, Id, &M);
 
+/// Logs what a step decided, from the actor's state before and after it
+/// (called only for steps that changed the state): the actor itself only
+/// sends, sets timers and saves.
+pub type StateNarrator<S> = fn(&S, &S);
+
 /// Which way a message passed the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Passage {
@@ -396,6 +401,7 @@ pub struct ActorHost<A: Actor> {
     actor: A,
     config: HostConfig,
     tracer: Option<MsgTracer<A::Msg>>,
+    narrator: Option<StateNarrator<A::State>>,
     barrier: Option<Barrier>,
     observer: Option<MsgObserver<A::Msg>>,
     recorder: Option<Box<dyn StepRecorder<A>>>,
@@ -414,6 +420,7 @@ where
             actor,
             config,
             tracer: None,
+            narrator: None,
             barrier: None,
             observer: None,
             recorder: None,
@@ -453,6 +460,12 @@ where
         self
     }
 
+    /// Logs the decisions of each step with `narrator`.
+    pub fn with_state_narrator(mut self, narrator: StateNarrator<A::State>) -> Self {
+        self.narrator = Some(narrator);
+        self
+    }
+
     /// Loads the saved storage, binds the listen address, and starts the
     /// node: the actor's `on_start` runs on its thread before any message is
     /// handled. Must be called within a tokio runtime, which then carries the
@@ -462,6 +475,7 @@ where
             actor,
             config,
             tracer,
+            narrator,
             barrier,
             observer,
             recorder,
@@ -584,6 +598,7 @@ where
                     rng,
                     shutdown: node_shutdown,
                     tracer,
+                    narrator,
                     barrier,
                     observer,
                     recorder,

@@ -241,3 +241,29 @@ pub fn trace_msg(src: Id, dst: Id, msg: &RealMsg) {
         event!(tracing::Level::DEBUG);
     }
 }
+
+/// The host's narrator for real nodes: the master's decisions about
+/// replicas ([`leasehold_model::master::notes`]), each an event with the
+/// chunk and replica; a replica lost or failed is a warning.
+pub fn narrate_step(
+    before: &Digested<NodeState<FileStore>>,
+    after: &Digested<NodeState<FileStore>>,
+) {
+    let (NodeState::Master(before), NodeState::Master(after)) = (&**before, &**after) else {
+        return;
+    };
+    for note in leasehold_model::master::notes(before, after) {
+        let chunk = note.chunk();
+        let replica = match &note {
+            MasterNote::Adopted { replica, .. }
+            | MasterNote::LeftOut { replica, .. }
+            | MasterNote::StoreFailed { replica, .. } => Some(usize::from(*replica) as u64),
+            MasterNote::Moved { .. } | MasterNote::WaitOver => None,
+        };
+        if note.is_warning() {
+            tracing::warn!(chunk, replica, "{note}");
+        } else {
+            tracing::info!(chunk, replica, "{note}");
+        }
+    }
+}

@@ -21,10 +21,12 @@
 use leasehold_model::chunkserver::ChunkserverActor;
 use leasehold_model::client::ClientActor;
 use leasehold_model::config::{Bug, Durations, ProtocolCfg};
+use leasehold_model::master::MasterNote;
 use leasehold_model::master::{MasterActor, MasterDurable};
 use leasehold_model::msg::{ApplyOp, Msg, MutationKind};
+use leasehold_model::node::Digested;
 use leasehold_model::types::{ClonePiece, Payload, StoreError};
-use leasehold_model::Node;
+use leasehold_model::{Node, NodeState};
 use stateright::actor::Id;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -240,7 +242,9 @@ async fn start(
 ) -> Result<RunningHost<RealMsg>, NodeError> {
     let id = usize::from(config.id) as u64;
     let actor = with_bug(actor, hooks.bug);
-    let mut host = ActorHost::new(actor.clone(), config).with_msg_tracer(trace_msg);
+    let mut host = ActorHost::new(actor.clone(), config)
+        .with_msg_tracer(trace_msg)
+        .with_state_narrator(narrate_step);
     if let Some(dir) = &cluster.trace_dir {
         let (params, protocol) = trace_actor(&actor);
         let writer = TraceWriter::create(dir, id, params, protocol)
@@ -433,7 +437,7 @@ pub async fn start_client(
 }
 
 mod fields;
-pub use fields::{msg_fields, trace_msg, MsgFields};
+pub use fields::{msg_fields, narrate_step, trace_msg, MsgFields};
 
 #[cfg(test)]
 mod tests {

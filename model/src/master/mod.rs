@@ -43,11 +43,13 @@ use std::sync::Arc;
 mod durable;
 mod lease;
 mod namespace;
+mod notes;
 mod replication;
 mod reports;
 
 pub use durable::{ChunkMeta, FileMeta, MasterDurable, NodeStorage};
 pub use namespace::{path_problem, PATH_BYTES_MAX};
+pub use notes::{notes, MasterNote};
 
 /// The master's view of one chunk's lease.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
