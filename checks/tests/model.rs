@@ -857,6 +857,32 @@ fn bug_stale_replica_never_cloned_breaks_repl_1() {
     assert!(path.iter().any(|s| s.starts_with("crash cs")), "{path:#?}");
 }
 
+// REPL-1 for a chunk nobody mutates (issue #12): no client, a chunk
+// holding data on three of four servers, and one server crashed for good.
+// Only its silence (`Timer::ServerSilent`) tells the master, which then
+// clones onto it (timed out), moves the replica to the spare and clones
+// there. With no client, "a replica moved to a spare and counted after its
+// clone" (REPL-1's companion, reached here) can only come from silence.
+#[test]
+fn repl_silent_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("repl-silent").unique_states, REPL_SILENT_STATES);
+}
+
+const REPL_SILENT_STATES: usize = 597;
+
+#[test]
+fn repl_1_holds_for_a_server_gone_for_good() {
+    assert_eq!(repl_1_states("repl-silent"), REPL_SILENT_STATES);
+}
+
+/// A master deaf to silence keeps counting the dead server in the idle
+/// chunk: it never gets back to its replication goal.
+#[test]
+fn bug_silent_server_stays_counted_breaks_repl_1() {
+    let path = doomed_path("repl-silent", Bug::SilentServerStaysCounted);
+    assert!(path.iter().any(|s| s.starts_with("crash cs")), "{path:#?}");
+}
+
 /// A target that takes the version without the data is counted up to date
 /// while it lacks the acknowledged record.
 #[test]

@@ -1130,6 +1130,57 @@ async fn a_chunkserver_gone_for_good_is_replaced_by_a_spare() {
     .await
 }
 
+/// REPL-1 for a chunk nobody mutates (issue #12, GFS §4.3): no lease
+/// bump can show the master that a server died, only its silence can. A
+/// chunkserver holding a replica is killed for good after the appends
+/// stop; within two master lease periods of silence the master stops
+/// counting it, clones onto it (which times out), moves the replica to
+/// the spare and clones there, with no client doing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_chunkserver_is_replaced_in_a_chunk_nobody_mutates() {
+    bounded(async {
+        let mut c = Cluster::start_servers(4, 1, |_| {});
+        let client = c.client(0).await;
+        let path = "/logs/idle";
+        client.create(path).await.unwrap();
+        let acked = append_all(&client, path, 0..3, 1_000).await;
+        let first = client.stat(path).await.unwrap().chunks[0].clone();
+        assert_eq!(first.replicas.len(), 3, "{first:?}");
+        let primary = first.primary.expect("a lease is held");
+        let gone = *first.replicas.iter().find(|r| **r != primary).unwrap();
+        let spare = (1..=4).find(|r| !first.replicas.contains(r)).unwrap();
+        c.kill(gone);
+        let killed = Instant::now();
+        // Silence (two master lease periods), a clone onto the dead server
+        // (a grant timeout), the move, and a clone onto the spare after a
+        // revocation half a lease period on: well inside four periods.
+        let bound = 4 * master_lease(&c);
+        let now = loop {
+            let now = client.stat(path).await.unwrap().chunks[0].clone();
+            if now.replicas.len() == 3 && now.replicas.contains(&spare) {
+                break now;
+            }
+            assert!(
+                killed.elapsed() < bound,
+                "no spare took the replica within {bound:?}: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(!now.replicas.contains(&gone), "{now:?}");
+        let log = c.log(0);
+        assert!(
+            log.contains(&format!(
+                "replica on {gone} of chunk {} is no longer counted",
+                now.chunk
+            )),
+            "{log}"
+        );
+        check_acked(&c, &client, path, &acked).await;
+        c.validated();
+    })
+    .await
+}
+
 /// RENAME-1 and LEASE-5 over TCP (issue #12, [0091]): a file renamed while
 /// two clients append to it. The master revokes the lease of the chunk in
 /// use and makes the rename only after the primary acknowledged the

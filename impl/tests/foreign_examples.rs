@@ -120,10 +120,10 @@ print(lines)
     assert!(lines > 100, "{stdout}");
     // The reader refuses that line as well.
     let dir = tempfile::tempdir().unwrap();
-    let header = std::fs::read_to_string(example().join("node-4.0.jsonl")).unwrap();
+    let header = std::fs::read_to_string(example().join("node-1.0.jsonl")).unwrap();
     let header = header.lines().next().unwrap();
     std::fs::write(
-        dir.path().join("node-4.0.jsonl"),
+        dir.path().join("node-1.0.jsonl"),
         format!(
             "{header}\n{}\n",
             r#"{"step": {"n": 0, "clock_ns": 1, "input": {"Timer": "NoSuchTimer"}, "commands": []}}"#

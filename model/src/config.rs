@@ -161,10 +161,14 @@ pub enum Bug {
     /// it cannot know which leases its previous life granted: a replica
     /// may still hold one while the file's name changes (RENAME-1).
     RenameDuringQuietPeriod,
+    /// The master ignores a chunkserver's silence: a server gone for good
+    /// stays counted up to date in every chunk nobody mutates, which then
+    /// never gets back to its replication goal (REPL-1).
+    SilentServerStaysCounted,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 40] = [
+    pub const ALL: [Bug; 41] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -205,6 +209,7 @@ impl Bug {
         Bug::GcDeletesStaleReplica,
         Bug::StoreFailureReportedOnce,
         Bug::RenameDuringQuietPeriod,
+        Bug::SilentServerStaysCounted,
     ];
 
     /// Kebab-case name used on the command line.

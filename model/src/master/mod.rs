@@ -200,6 +200,7 @@ impl MasterActor {
                 if !durable.files.is_empty() {
                     o.save(NodeStorage::Master(Arc::new(durable.clone())));
                 }
+                self.listen_for_all(o);
                 let views = durable
                     .chunks
                     .iter()
@@ -250,6 +251,7 @@ impl MasterActor {
                 for cs in &self.cfg.chunkservers {
                     o.send(*cs, Msg::ReportRequest);
                 }
+                self.listen_for_all(o);
                 // LEASE-3: no grant until one lease period has passed.
                 let quiet = self.cfg.bug != Bug::RestartedMasterGrantsImmediately;
                 if quiet {
@@ -276,6 +278,14 @@ impl MasterActor {
         msg: Msg<S::Payload>,
         o: &mut O<S>,
     ) {
+        // A server's heartbeats and reports say it is alive. Not every
+        // message: an answer the master ignores would then count as a step
+        // that acts, which the model's network treats differently.
+        if matches!(msg, Msg::HeartBeat { .. } | Msg::ChunkReport { .. })
+            && self.cfg.chunkservers.contains(&src)
+        {
+            self.heard_from(src, o);
+        }
         match msg {
             Msg::OpenFile { path, create } => self.on_open_file(state, src, path, create, o),
             Msg::RenameFile { from, to } => self.on_rename_file(state, src, from, to, o),
@@ -311,6 +321,7 @@ impl MasterActor {
             Timer::GrantTimeout(chunk) => self.on_grant_timeout(state, chunk, o),
             Timer::Revoke(chunk) => self.on_revoke_timer(state, chunk, o),
             Timer::StartupQuiet if state.quiet => self.on_startup_quiet(state, o),
+            Timer::ServerSilent(server) => self.on_server_silent(state, server, o),
             _ => {}
         }
     }

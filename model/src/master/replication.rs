@@ -255,3 +255,72 @@ impl MasterActor {
         );
     }
 }
+
+/// Silent servers: the master learns a server is gone from its silence,
+/// not only from a lease whose version bump it misses, so that a chunk
+/// nobody mutates is re-replicated too (GFS §4.3: the master re-replicates
+/// "as soon as the number of available replicas falls below" the goal).
+impl MasterActor {
+    /// How long a chunkserver may stay silent before its replicas are no
+    /// longer counted: two master lease periods, many heartbeats, so that
+    /// a slow disk or a busy master does not cost a clone of every chunk.
+    fn silence_ms(&self) -> u64 {
+        2 * self.cfg.durations.master_lease_ms
+    }
+
+    /// Arms the silence timer of every chunkserver (at start).
+    pub(super) fn listen_for_all<S: ChunkStore>(&self, o: &mut O<S>) {
+        for &server in &self.cfg.chunkservers {
+            self.heard_from(server, o);
+        }
+    }
+
+    /// `server` was heard from: its silence counts from now.
+    pub(super) fn heard_from<S: ChunkStore>(&self, server: Id, o: &mut O<S>) {
+        if self.cfg.re_replication {
+            o.set_timer(
+                Timer::ServerSilent(server),
+                Durations::range(self.silence_ms()),
+            );
+        }
+    }
+
+    /// `server` has been silent too long. Its replicas are no longer
+    /// counted up to date where that changes nothing under way: not where
+    /// it leads (its lease ends by expiry, and the next offer finds it
+    /// silent like any other), not while an offer waits for
+    /// acknowledgements (its grant timeout leaves a silent one out). Each
+    /// chunk that lost one is re-replicated: a clone onto the server
+    /// first, which fails if it is gone, then onto a spare. Leaving a
+    /// replica out is always safe (VERSION-1 asks only that counted ones
+    /// hold every acknowledged mutation); a server that was only slow is
+    /// cloned back. A restarted master rebuilding its sets skips this: a
+    /// silent server never reports, so it is never counted.
+    pub(super) fn on_server_silent<S: ChunkStore>(
+        &self,
+        state: &mut Cow<MasterState>,
+        server: Id,
+        o: &mut O<S>,
+    ) {
+        if state.quiet || self.cfg.bug == Bug::SilentServerStaysCounted {
+            return;
+        }
+        for chunk in 0..state.views.len() as ChunkHandle {
+            let view = state.view(chunk);
+            let leads = match &view.lease {
+                LeaseView::Free => false,
+                LeaseView::Granted { primary, .. } => *primary == server,
+                LeaseView::Offered { .. } => true,
+            };
+            if leads || !view.up_to_date.contains(&server) {
+                continue;
+            }
+            state
+                .to_mut()
+                .view_mut(chunk)
+                .up_to_date
+                .retain(|r| *r != server);
+            self.replicate(state, chunk, o);
+        }
+    }
+}

@@ -468,6 +468,13 @@ pub enum Timer {
     /// A client's wait before it retries a failed operation (exponential
     /// backoff, [`crate::config::Durations::retry_backoff`]).
     RetryBackoff,
+    // master, last for the same reason
+    /// The master has heard nothing from this chunkserver for two master
+    /// lease periods (it beats every `heartbeat_ms`): it stops counting
+    /// the server's replicas up to date, so that re-replication replaces
+    /// them even in chunks nobody mutates (GFS §4.3). Re-armed by every
+    /// message from the server.
+    ServerSilent(#[schemars(with = "u64")] Id),
 }
 
 /// Formats struct-like variants field by field, as derive(Debug) would.

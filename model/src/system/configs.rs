@@ -119,6 +119,17 @@ pub struct ModelCfg {
     /// (`/log` to `/renamed`, [0091]). With two, one of them meets the
     /// other's rename pending (`Busy`) or made (`NotFound`).
     pub renamers: Vec<u8>,
+    /// The master may find a chunkserver silent (`Timer::ServerSilent`,
+    /// which needs `re_replication`); without this its silence timers
+    /// never fire, as if every server's heartbeats arrived in time.
+    pub silent_servers: bool,
+    /// A crashed chunkserver never restarts: gone for good. The liveness
+    /// goal then asks that no chunk is placed on it any more.
+    pub crashes_permanent: bool,
+    /// The prefilled chunk 0 is placed as the master places a new chunk
+    /// (on `replicas` servers, leaving spares). Without it, it is on every
+    /// chunkserver, the shape the older configurations were pinned with.
+    pub prefill_as_placed: bool,
     pub bug: Bug,
 }
 
@@ -172,6 +183,9 @@ impl ModelCfg {
             "replicas" => self.replicas = num()? as u8,
             "clone_part_units" => self.clone_part_units = u64::from(num()?),
             "replication_goal" => self.replication_goal = flag()?,
+            "silent_servers" => self.silent_servers = flag()?,
+            "crashes_permanent" => self.crashes_permanent = flag()?,
+            "prefill_as_placed" => self.prefill_as_placed = flag()?,
             _ => return Err(format!("unknown configuration field {key:?}")),
         }
         Ok(())
@@ -341,9 +355,22 @@ impl ModelCfg {
         ops
     }
 
-    fn initial_store(&self) -> MemStore {
+    /// The chunkservers the prefilled chunk 0 is placed on: the first
+    /// `replicas` of them (all with 0), as the master places a new chunk.
+    fn prefill_placed(&self) -> Vec<Id> {
+        let k = match self.replicas {
+            k if k > 0 && self.prefill_as_placed => k.min(self.chunkservers),
+            _ => self.chunkservers,
+        };
+        self.chunkserver_ids()
+            .into_iter()
+            .take(k as usize)
+            .collect()
+    }
+
+    fn initial_store(&self, placed: bool) -> MemStore {
         let mut store = MemStore::new(self.chunk_units);
-        if self.prefill_units > 0 {
+        if self.prefill_units > 0 && placed {
             let old = RecordToken {
                 id: DataId {
                     client: DataId::PREFILLED_CLIENT,
@@ -376,7 +403,7 @@ impl ModelCfg {
                 grants: 0,
                 granted: 0,
                 granted_to: vec![],
-                replicas: self.chunkserver_ids(),
+                replicas: self.prefill_placed(),
             });
         }
         durable
@@ -388,10 +415,11 @@ impl ModelCfg {
             cfg: protocol.clone(),
             initial: self.initial_master(),
         })];
-        for _ in 0..self.chunkservers {
+        let placed = self.prefill_placed();
+        for id in self.chunkserver_ids() {
             actors.push(Node::Chunkserver(ChunkserverActor {
                 cfg: protocol.clone(),
-                initial_store: self.initial_store(),
+                initial_store: self.initial_store(placed.contains(&id)),
             }));
         }
         for c in 0..self.clients() {

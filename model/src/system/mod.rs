@@ -311,7 +311,8 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             padded_and_next_chunk,
         ));
     }
-    if cfg.chunkserver_crashes > 0 || cfg.lossy {
+    // Named to a client: some client must ask.
+    if (cfg.chunkserver_crashes > 0 || cfg.lossy) && cfg.clients() > 0 {
         p.push(Property::sometimes(
             "VERSION-2 reached: a lease holder named to a client without a stale replica",
             named_without_stale,
@@ -445,7 +446,12 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             |m, s| gc_1(&ModelView::new(m, s)),
         ));
     }
-    if cfg.re_replication && cfg.replicas > 0 && cfg.replicas < cfg.chunkservers {
+    // Deleted on its old server: one that comes back.
+    if cfg.re_replication
+        && cfg.replicas > 0
+        && cfg.replicas < cfg.chunkservers
+        && !cfg.crashes_permanent
+    {
         p.push(Property::sometimes(
             "GC-1 reached: a replica moved to a spare server deleted on its old one",
             |_: &LeaseholdModel, s: &State| s.history.replica_deleted,

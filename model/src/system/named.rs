@@ -44,6 +44,9 @@ impl ModelCfg {
             prompt_network: false,
             replication_goal: false,
             renamers: vec![],
+            silent_servers: false,
+            crashes_permanent: false,
+            prefill_as_placed: false,
             bug: Bug::None,
         };
         let cfg = match name {
@@ -480,6 +483,28 @@ impl ModelCfg {
                 replication_goal: true,
                 ..base
             },
+            // REPL-1 for a chunk nobody mutates: the chunk holds data and
+            // no client touches it; a chunkserver holding a replica
+            // crashes for good. No lease bump can show it, only its
+            // silence: the master then clones the chunk onto the dead
+            // server (which times out), moves the replica to the spare
+            // and clones there (four servers, three replicas).
+            "repl-silent" => ModelCfg {
+                name: "repl-silent",
+                appends: vec![],
+                prefill_units: 2,
+                prefill_as_placed: true,
+                chunkservers: 4,
+                replicas: 3,
+                lease_grants_max: 3,
+                chunkserver_crashes: 1,
+                crashes_permanent: true,
+                prompt_network: true,
+                re_replication: true,
+                replication_goal: true,
+                silent_servers: true,
+                ..base
+            },
             // RENAME-1, LEASE-5 ([0091]): one client appends twice while
             // another renames the file; the rename revokes the lease, the
             // append it cuts off retries and goes on into the renamed file
@@ -547,7 +572,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 40] = [
+    pub const NAMES: [&'static str; 41] = [
         "tiny",
         "small",
         "pad",
@@ -588,5 +613,6 @@ impl ModelCfg {
         "live-slow-offer",
         "live-unannounced",
         "rename-master-crash",
+        "repl-silent",
     ];
 }

@@ -130,11 +130,15 @@ pub fn fully_replicated(model: &LeaseholdModel, s: &State) -> bool {
     let NodeState::Master(m) = &**s.actor_states[master] else {
         return false;
     };
+    // A server gone for good holds no replica the goal counts.
+    let gone = |r: &Id| model.cfg.crashes_permanent && s.crashed[usize::from(*r)];
     !s.crashed[master]
         && !m.quiet
         && m.durable.chunks.iter().zip(&m.views).all(|(c, v)| {
             !matches!(v.lease, LeaseView::Offered { .. })
-                && c.replicas.iter().all(|r| v.up_to_date.contains(r))
+                && c.replicas
+                    .iter()
+                    .all(|r| v.up_to_date.contains(r) && !gone(r))
         })
 }
 

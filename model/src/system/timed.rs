@@ -179,10 +179,14 @@ impl LeaseholdModel {
     fn can_still_arrive(&self, s: &State, node: Option<Id>) -> bool {
         let involves =
             |e: &Envelope<&Msg<RecordToken>>| node.is_none_or(|n| e.src == n || e.dst == n);
-        s.network
-            .iter_deliverable()
-            .filter(involves)
-            .any(|e| s.crashed[usize::from(e.dst)] || self.acts_on(s, &e))
+        s.network.iter_deliverable().filter(involves).any(|e| {
+            if s.crashed[usize::from(e.dst)] {
+                // It arrives after the restart, unless there is none.
+                !(self.cfg.crashes_permanent && self.cfg.is_chunkserver(e.dst))
+            } else {
+                self.acts_on(s, &e)
+            }
+        })
     }
 
     /// Whether the live receiver of `e` would change its state or send
@@ -192,7 +196,15 @@ impl LeaseholdModel {
         let mut out = Out::new();
         let mut state = Cow::Borrowed(&*s.actor_states[i]);
         self.inner.actors[i].on_msg(e.dst, &mut state, e.src, e.msg.clone(), &mut out);
-        matches!(state, Cow::Owned(_)) || out.iter().next().is_some()
+        // Hearing from a server re-arms its silence timer, which any
+        // message does: that alone is not acting on it.
+        let hearing = |c: &stateright::actor::Command<_, _, _, _>| {
+            matches!(
+                c,
+                stateright::actor::Command::SetTimer(Timer::ServerSilent(_), _)
+            )
+        };
+        matches!(state, Cow::Owned(_)) || out.iter().any(|c| !hearing(c))
     }
 
     /// Whether a chunk report to the master, or a report request to a live
@@ -258,6 +270,14 @@ impl LeaseholdModel {
                     let reports_due = self.cfg.prompt_network && self.reports_on_their_way(s);
                     !self.lease_clock_running(s) && !reports_due
                 }
+                // Silence is two master lease periods of heartbeats: on a
+                // prompt network only a crashed server is that silent;
+                // elsewhere a live one may seem so too (a pause, a slow
+                // disk), which the master must survive as well.
+                Timer::ServerSilent(server) => {
+                    self.cfg.silent_servers
+                        && (!self.cfg.prompt_network || s.crashed[usize::from(*server)])
+                }
                 Timer::LeaseClock(..) => {
                     s.history.lease_expiries < self.cfg.lease_expiries || self.waiting_out_leases(s)
                 }
@@ -286,6 +306,9 @@ impl LeaseholdModel {
                     true
                 }
             },
+            ActorModelAction::Recover(id) => {
+                !(self.cfg.crashes_permanent && self.cfg.is_chunkserver(*id))
+            }
             ActorModelAction::Crash(id) => {
                 if self.cfg.is_chunkserver(*id) {
                     s.history.chunkserver_crashes < self.cfg.chunkserver_crashes
