@@ -252,6 +252,10 @@ pub fn narrate_step(
     let (NodeState::Master(before), NodeState::Master(after)) = (&**before, &**after) else {
         return;
     };
+    // The comparison walks every chunk: skipped when nobody would see it.
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
     for note in leasehold_model::master::notes(before, after) {
         let chunk = note.chunk();
         let replica = match &note {

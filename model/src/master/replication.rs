@@ -307,12 +307,12 @@ impl MasterActor {
         }
         for chunk in 0..state.views.len() as ChunkHandle {
             let view = state.view(chunk);
-            let leads = match &view.lease {
+            let settled_otherwise = match &view.lease {
                 LeaseView::Free => false,
                 LeaseView::Granted { primary, .. } => *primary == server,
                 LeaseView::Offered { .. } => true,
             };
-            if leads || !view.up_to_date.contains(&server) {
+            if settled_otherwise || !view.up_to_date.contains(&server) {
                 continue;
             }
             state

@@ -472,8 +472,8 @@ pub enum Timer {
     /// The master has heard nothing from this chunkserver for two master
     /// lease periods (it beats every `heartbeat_ms`): it stops counting
     /// the server's replicas up to date, so that re-replication replaces
-    /// them even in chunks nobody mutates (GFS §4.3). Re-armed by every
-    /// message from the server.
+    /// them even in chunks nobody mutates (GFS §4.3). Re-armed by each of
+    /// the server's heartbeats and chunk reports.
     ServerSilent(#[schemars(with = "u64")] Id),
 }
 

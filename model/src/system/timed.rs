@@ -196,8 +196,8 @@ impl LeaseholdModel {
         let mut out = Out::new();
         let mut state = Cow::Borrowed(&*s.actor_states[i]);
         self.inner.actors[i].on_msg(e.dst, &mut state, e.src, e.msg.clone(), &mut out);
-        // Hearing from a server re-arms its silence timer, which any
-        // message does: that alone is not acting on it.
+        // A server's heartbeat or report re-arms its silence timer at the
+        // master: that alone is not acting on it.
         let hearing = |c: &stateright::actor::Command<_, _, _, _>| {
             matches!(
                 c,
