@@ -997,6 +997,39 @@ fn bug_rename_during_quiet_period_breaks_rename_1() {
 }
 
 #[test]
+fn snapshot_holds_and_reaches_every_companion() {
+    // SNAP-1 (GFS §3.4): a client takes a snapshot while another appends
+    // twice; the snapshot revokes the lease and waits for it to end, and
+    // the first append after it has the chunk copied on every replica
+    // and goes on into the copy, which the snapshot does not list.
+    let r = exhaustive("snapshot");
+    assert_eq!(r.unique_states, 15_048);
+}
+
+#[test]
+fn snapshot_delays_holds_and_reaches_every_companion() {
+    // SNAP-1 under delays: leases end by expiry too, and a copy times out
+    // with a replica left out (its companion) or with none.
+    let r = exhaustive("snapshot-delays");
+    assert_eq!(r.unique_states, 1_965_456);
+}
+
+/// A master that takes a snapshot without revoking (or waiting for) the
+/// file's leases: the primary orders the next record into a chunk the
+/// snapshot lists.
+#[test]
+fn bug_snapshot_under_lease_breaks_snap_1() {
+    caught(Bug::SnapshotUnderLease, "snapshot", "SNAP-1");
+}
+
+/// A master that leases a chunk shared with a snapshot without copying
+/// it: the file's next record lands in the snapshot too.
+#[test]
+fn bug_shared_chunk_mutated_breaks_snap_1() {
+    caught(Bug::SharedChunkMutated, "snapshot", "SNAP-1");
+}
+
+#[test]
 fn duplicating_holds_and_reaches_every_companion() {
     // Duplication as a bounded fault: the network delivers up to two
     // messages a second time. The second copies of a push and of its

@@ -165,10 +165,18 @@ pub enum Bug {
     /// stays counted up to date in every chunk nobody mutates, which then
     /// never gets back to its replication goal (REPL-1).
     SilentServerStaysCounted,
+    /// The master takes a snapshot at once, without revoking the leases of
+    /// the file's chunks or waiting for them to end: a primary goes on
+    /// ordering mutations into chunks the snapshot shares (SNAP-1).
+    SnapshotUnderLease,
+    /// The master leases a chunk a file shares with its snapshot without
+    /// copying it first: the file's next mutation lands in the snapshot
+    /// too (SNAP-1).
+    SharedChunkMutated,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 41] = [
+    pub const ALL: [Bug; 43] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -210,6 +218,8 @@ impl Bug {
         Bug::StoreFailureReportedOnce,
         Bug::RenameDuringQuietPeriod,
         Bug::SilentServerStaysCounted,
+        Bug::SnapshotUnderLease,
+        Bug::SharedChunkMutated,
     ];
 
     /// Kebab-case name used on the command line.

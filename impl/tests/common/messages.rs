@@ -55,9 +55,13 @@ pub fn every_message() -> Vec<(String, RealMsg)> {
             Msg::RenameFile { .. } => "RenameFile",
             Msg::FileRenamed { .. } => "FileRenamed",
             Msg::DeleteReplica { .. } => "DeleteReplica",
+            Msg::SnapshotFile { .. } => "SnapshotFile",
+            Msg::SnapshotTaken { .. } => "SnapshotTaken",
+            Msg::CopyChunk { .. } => "CopyChunk",
+            Msg::ChunkCopied { .. } => "ChunkCopied",
         }
     }
-    const VARIANTS: usize = 38;
+    const VARIANTS: usize = 42;
     let data = DataId {
         client: 4,
         seq: 300,
@@ -347,6 +351,25 @@ pub fn every_message() -> Vec<(String, RealMsg)> {
         },
         Msg::DeleteReplica {
             chunk: 7,
+            version: 4,
+        },
+        Msg::SnapshotFile {
+            from: "/logs/a".into(),
+            to: "/logs/snap".into(),
+        },
+        Msg::SnapshotTaken {
+            from: "/logs/a".into(),
+            to: "/logs/snap".into(),
+            file: Ok(3),
+        },
+        Msg::CopyChunk {
+            chunk: 7,
+            to: 9,
+            version: 4,
+            incarnation: 1,
+        },
+        Msg::ChunkCopied {
+            chunk: 9,
             version: 4,
         },
     ];

@@ -184,4 +184,56 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             }
         }
     }
+
+    /// The master asks this replica to copy `chunk`, at `version`, to the
+    /// new chunk `to` on its own disk (GFS §3.4): `chunk` is shared by a
+    /// file and its snapshot and about to be mutated in one of them. The
+    /// copy is made in this one step, so a crash leaves it whole or absent.
+    pub(super) fn on_copy_chunk(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        chunk: ChunkHandle,
+        to: ChunkHandle,
+        version: ChunkVersion,
+        incarnation: u32,
+        o: &mut O<S>,
+    ) {
+        let meta = state.store.meta(chunk);
+        // Meant for a previous life, or this replica is not at the
+        // version copied (stale, or its store failed the chunk): the
+        // master's copy timeout goes on without it.
+        if incarnation != state.store.incarnation()
+            || meta.version != version
+            || state.store_failure(chunk).is_some()
+        {
+            return;
+        }
+        let copied = Msg::ChunkCopied { chunk: to, version };
+        if state.store.meta(to).version == version {
+            o.send(self.cfg.master, copied); // a duplicate: made already
+            return;
+        }
+        let s = state.to_mut();
+        let mut from = 0;
+        let failed = loop {
+            let (pieces, next) = match s.store.clone_part(chunk, from, self.cfg.clone_part_units) {
+                Ok(part) => part,
+                Err(e) => break Some((chunk, e)),
+            };
+            let done = next.is_none().then_some(meta);
+            if let Err(e) = s.store.install_clone(to, from, &pieces, done) {
+                break Some((to, e));
+            }
+            match next {
+                Some(next) => from = next,
+                None => break None,
+            }
+        };
+        self.save(s, o);
+        match failed {
+            None => o.send(self.cfg.master, copied),
+            // FAULT-2: the replica it failed on is reported.
+            Some((failed, e)) => self.report_store_fault(s, failed, version, &e, o),
+        }
+    }
 }

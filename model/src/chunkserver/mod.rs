@@ -443,6 +443,12 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 part,
             } => self.on_chunk_part(state, src, chunk, version, from, part, o),
             Msg::DeleteReplica { chunk, version } => self.on_delete_replica(state, chunk, version),
+            Msg::CopyChunk {
+                chunk,
+                to,
+                version,
+                incarnation,
+            } => self.on_copy_chunk(state, chunk, to, version, incarnation, o),
             _ => {}
         }
     }

@@ -136,26 +136,10 @@ impl<P: Payload> ClientActor<P> {
                 self.finish(id, state, result, o);
             }
             Msg::FileRenamed { from, to, file } => {
-                // A refused path is not echoed back (the names come back
-                // empty): the refusal is this rename's if its own names
-                // are ones the master refuses.
-                let refused = file == Err(Failure::BadPath);
-                let asked = matches!(
-                    &state.current,
-                    Some(Current { op: ClientOp::Rename { from: f, to: t }, phase: Phase::Opening, .. })
-                        if (*f == from && *t == to)
-                            || (refused && (path_problem(f).is_some() || path_problem(t).is_some()))
-                );
-                if !asked {
-                    return; // an answer to an earlier try, already taken
-                }
-                match file {
-                    Ok(file) => self.finish(id, state, OpResult::Renamed { file }, o),
-                    // Another rename of either name is under way: it ends
-                    // within a lease period, so trying again succeeds.
-                    Err(Failure::Busy) => self.retry(id, state, Failure::Busy, o),
-                    Err(reason) => self.finish(id, state, OpResult::Failed(reason), o),
-                }
+                self.on_renamed(id, state, false, from, to, file, o)
+            }
+            Msg::SnapshotTaken { from, to, file } => {
+                self.on_renamed(id, state, true, from, to, file, o)
             }
             Msg::LeaseHolder { info, .. } => {
                 let Some(cur) = &state.current else { return };
@@ -372,7 +356,9 @@ impl<P: Payload> ClientActor<P> {
             ClientOp::Write { index, .. }
             | ClientOp::Read { index, .. }
             | ClientOp::Stat { index, .. } => ChunkIndex::At(*index),
-            ClientOp::Open { .. } | ClientOp::Rename { .. } => ChunkIndex::At(0),
+            ClientOp::Open { .. } | ClientOp::Rename { .. } | ClientOp::Snapshot { .. } => {
+                ChunkIndex::At(0)
+            }
         };
         s.current = Some(Current {
             op_id,
@@ -393,6 +379,10 @@ impl<P: Payload> ClientActor<P> {
                 o.send(self.cfg.master, Msg::RenameFile { from, to });
                 self.arm_timeout(o);
             }
+            ClientOp::Snapshot { from, to } => {
+                o.send(self.cfg.master, Msg::SnapshotFile { from, to });
+                self.arm_timeout(o);
+            }
             ClientOp::Append { .. } | ClientOp::Write { .. } => {
                 let cur = s.current.clone().unwrap();
                 match self.cached_lease(s, &cur) {
@@ -410,6 +400,52 @@ impl<P: Payload> ClientActor<P> {
                 o.send(self.cfg.master, Msg::Locate { file, index });
                 self.arm_timeout(o);
             }
+        }
+    }
+
+    /// The master's answer to a rename, or to a snapshot (`snapshot`).
+    #[allow(clippy::too_many_arguments)]
+    fn on_renamed<S: ChunkStore<Payload = P>>(
+        &self,
+        id: Id,
+        state: &mut Cow<ClientState<P>>,
+        snapshot: bool,
+        from: String,
+        to: String,
+        file: Result<FileId, Failure>,
+        o: &mut O<S>,
+    ) {
+        // A refused path is not echoed back (the names come back empty):
+        // the refusal is this operation's if its own names are ones the
+        // master refuses.
+        let refused = file == Err(Failure::BadPath);
+        let names = match &state.current {
+            Some(Current {
+                op: ClientOp::Rename { from: f, to: t },
+                phase: Phase::Opening,
+                ..
+            }) if !snapshot => Some((f, t)),
+            Some(Current {
+                op: ClientOp::Snapshot { from: f, to: t },
+                phase: Phase::Opening,
+                ..
+            }) if snapshot => Some((f, t)),
+            _ => None,
+        };
+        let asked = names.is_some_and(|(f, t)| {
+            (*f == from && *t == to)
+                || (refused && (path_problem(f).is_some() || path_problem(t).is_some()))
+        });
+        if !asked {
+            return; // an answer to an earlier try, already taken
+        }
+        match file {
+            Ok(file) if snapshot => self.finish(id, state, OpResult::Snapshotted { file }, o),
+            Ok(file) => self.finish(id, state, OpResult::Renamed { file }, o),
+            // Another rename or snapshot of either name is under way: it
+            // ends within a lease period, so trying again succeeds.
+            Err(Failure::Busy) => self.retry(id, state, Failure::Busy, o),
+            Err(reason) => self.finish(id, state, OpResult::Failed(reason), o),
         }
     }
 

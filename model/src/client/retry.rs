@@ -85,6 +85,11 @@ impl<P: Payload> ClientActor<P> {
                 o.send(self.cfg.master, Msg::RenameFile { from, to });
                 self.arm_timeout(o);
             }
+            ClientOp::Snapshot { from, to } => {
+                s.current_mut().phase = Phase::Opening;
+                o.send(self.cfg.master, Msg::SnapshotFile { from, to });
+                self.arm_timeout(o);
+            }
             ClientOp::Read { file, index, .. } | ClientOp::Stat { file, index } => {
                 let c = s.current_mut();
                 c.phase = Phase::Locating;

@@ -139,6 +139,7 @@ impl<P: Payload> Display for ResultText<'_, P> {
             OpResult::Stat { info, chunks } => write!(f, "stat {} of {chunks}", Info(info)),
             OpResult::Failed(reason) => write!(f, "failed: {reason:?}"),
             OpResult::Renamed { file } => write!(f, "renamed file {file}"),
+            OpResult::Snapshotted { file } => write!(f, "snapshot taken as file {file}"),
         }
     }
 }

@@ -167,6 +167,7 @@ mod tests {
             servers: vec![],
             quiet: false,
             renames: vec![],
+            copies: vec![],
         };
         let mut bumped = m.clone();
         bumped.durable.chunks[0].version = 2;

@@ -39,6 +39,11 @@ impl MasterActor {
             o.send(src, self.holder_reply(state, chunk));
             return;
         }
+        if self.shared(state, chunk) && !self.renaming(state, chunk) {
+            // Shared with a snapshot: copied first (GFS §3.4).
+            self.copy_for(state, vec![src], file, chunk, o);
+            return;
+        }
         if !view.waiting.contains(&src) {
             let s = state.to_mut();
             s.view_mut(chunk).waiting.push(src);
@@ -326,6 +331,17 @@ impl MasterActor {
         if self.renaming(state, chunk) {
             // Its lease has ended: the rename waited for that.
             self.try_finish_renames(state, o);
+            return;
+        }
+        if self.shared(state, chunk) {
+            // Never leased while shared with a snapshot: the clients that
+            // waited for it (they mutate the file that owned it) wait for
+            // a copy of it instead.
+            if !view.waiting.is_empty() {
+                let waiting = std::mem::take(&mut state.to_mut().view_mut(chunk).waiting);
+                let file = state.durable.chunks[chunk as usize].file;
+                self.copy_for(state, waiting, file, chunk, o);
+            }
             return;
         }
         // A lease nobody waits for is offered only to bring a stale

@@ -29,7 +29,8 @@
 //! [`durable`] what the master persists, [`namespace`] paths, files and
 //! chunk allocation, [`lease`] offering, granting, extending and ending
 //! leases, [`reports`] what chunkservers report of their replicas, and
-//! [`replication`] bringing stale replicas back by cloning.
+//! [`replication`] bringing stale replicas back by cloning, and
+//! [`snapshot`] copying a chunk shared with a snapshot before it changes.
 
 use crate::config::{Bug, Durations, ProtocolCfg};
 use crate::msg::*;
@@ -46,6 +47,7 @@ mod namespace;
 mod notes;
 mod replication;
 mod reports;
+mod snapshot;
 
 pub use durable::{ChunkMeta, FileMeta, MasterDurable, NodeStorage};
 pub use namespace::{path_problem, PATH_BYTES_MAX};
@@ -136,6 +138,9 @@ pub struct MasterState {
     /// Renames taken but not yet made (volatile: a client whose master
     /// restarts asks again).
     pub renames: Vec<Renaming>,
+    /// Chunks being copied for a mutation after a snapshot (volatile: a
+    /// restarted master copies again, under a new handle).
+    pub copies: Vec<Copying>,
 }
 
 /// A rename the master has taken and not yet made ([0091]): the leases of
@@ -147,6 +152,24 @@ pub struct Renaming {
     pub file: FileId,
     pub from: String,
     pub to: String,
+    /// A snapshot (GFS §3.4): once the leases have ended, `to` is made a
+    /// new file listing the same chunks, and `from` keeps its name.
+    pub snapshot: bool,
+}
+
+/// A chunk shared by a file and its snapshot, being copied before its
+/// first mutation (GFS §3.4): each current replica of `from` copies it on
+/// its own disk to the new chunk `chunk`, which takes `from`'s place in
+/// `file` once the copies are made.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Copying {
+    pub chunk: ChunkHandle,
+    pub from: ChunkHandle,
+    pub file: FileId,
+    pub index: u32,
+    /// The replicas asked to copy, and those that said they did.
+    pub targets: Vec<Id>,
+    pub copied: Vec<Id>,
 }
 
 impl MasterState {
@@ -212,6 +235,7 @@ impl MasterActor {
                     servers: vec![],
                     quiet: false,
                     renames: vec![],
+                    copies: vec![],
                 }
             }
             Some(durable) => {
@@ -266,6 +290,7 @@ impl MasterActor {
                     servers: vec![],
                     quiet,
                     renames: vec![],
+                    copies: vec![],
                 }
             }
         }
@@ -288,7 +313,11 @@ impl MasterActor {
         }
         match msg {
             Msg::OpenFile { path, create } => self.on_open_file(state, src, path, create, o),
-            Msg::RenameFile { from, to } => self.on_rename_file(state, src, from, to, o),
+            Msg::RenameFile { from, to } => self.on_rename_file(state, src, from, to, false, o),
+            Msg::SnapshotFile { from, to } => self.on_rename_file(state, src, from, to, true, o),
+            Msg::ChunkCopied { chunk, version } => {
+                self.on_chunk_copied(state, src, chunk, version, o)
+            }
             Msg::FindLease { file, index } => self.on_find_lease(state, src, file, index, o),
             Msg::Locate { file, index } => self.on_locate(state, src, file, index, o),
             Msg::VersionAck { chunk, version } => {
@@ -322,6 +351,7 @@ impl MasterActor {
             Timer::Revoke(chunk) => self.on_revoke_timer(state, chunk, o),
             Timer::StartupQuiet if state.quiet => self.on_startup_quiet(state, o),
             Timer::ServerSilent(server) => self.on_server_silent(state, server, o),
+            Timer::CopyTimeout(chunk) => self.finish_copy(state, chunk, o),
             _ => {}
         }
     }

@@ -86,27 +86,34 @@ impl MasterActor {
     }
 
     /// Renames the file at `from` to `to` ([0091]: "when master 130 wants
-    /// to disable modifications to a file that is being renamed"). The
-    /// leases of its chunks are revoked now and none is granted until the
-    /// rename is made, which happens once each has ended, revoked or
-    /// expired ([`MasterActor::try_finish_renames`]). The file keeps its
-    /// id, so a client appending by id goes on into the renamed file.
+    /// to disable modifications to a file that is being renamed"), or,
+    /// with `snapshot`, makes `to` a snapshot of it (GFS §3.4). The leases
+    /// of its chunks are revoked now and none is granted until the rename
+    /// or snapshot is made, which happens once each has ended, revoked or
+    /// expired ([`MasterActor::try_finish_renames`]). A renamed file keeps
+    /// its id, so a client appending by id goes on into the renamed file.
     pub(super) fn on_rename_file<S: ChunkStore>(
         &self,
         state: &mut Cow<MasterState>,
         src: Id,
         from: String,
         to: String,
+        snapshot: bool,
         o: &mut O<S>,
     ) {
+        let reply = |from, to, file| match snapshot {
+            false => Msg::FileRenamed { from, to, file },
+            true => Msg::SnapshotTaken { from, to, file },
+        };
         if path_problem(&from).is_some() || path_problem(&to).is_some() {
             // As for OpenFile: a refused path is not echoed back.
             let (from, to) = (String::new(), String::new());
-            let file = Err(Failure::BadPath);
-            o.send(src, Msg::FileRenamed { from, to, file });
+            o.send(src, reply(from, to, Err(Failure::BadPath)));
             return;
         }
-        let asked_again = |r: &Renaming| r.client == src && r.from == from && r.to == to;
+        let asked_again = |r: &Renaming| {
+            r.client == src && r.from == from && r.to == to && r.snapshot == snapshot
+        };
         if state.renames.iter().any(asked_again) {
             return; // a client's retry: it is answered when the rename is made
         }
@@ -117,6 +124,7 @@ impl MasterActor {
         } else {
             match (found(&from), found(&to)) {
                 (None, _) => Err(Failure::NotFound),
+                (Some(_), _) if from == to && snapshot => Err(Failure::Exists),
                 (Some(f), _) if from == to => Ok(f as FileId),
                 (Some(_), Some(_)) => Err(Failure::Exists),
                 (Some(f), None) => Ok(f as FileId),
@@ -125,7 +133,7 @@ impl MasterActor {
         let file = match file {
             Ok(f) if from != to => f,
             file => {
-                o.send(src, Msg::FileRenamed { from, to, file });
+                o.send(src, reply(from, to, file));
                 return;
             }
         };
@@ -135,9 +143,10 @@ impl MasterActor {
             file,
             from,
             to,
+            snapshot,
         });
         s.renames.sort();
-        if self.cfg.bug != Bug::RenamesUnderLease {
+        if !self.made_under_lease(snapshot) {
             for chunk in state.durable.files[file as usize].chunks.clone() {
                 if let Some(LeaseView::Granted {
                     revoking: false, ..
@@ -150,15 +159,25 @@ impl MasterActor {
         self.try_finish_renames(state, o);
     }
 
-    /// Whether a rename of `chunk`'s file is under way: no lease of it may
-    /// be granted or extended.
+    /// Whether a seeded bug makes a rename (or a snapshot) without
+    /// revoking its file's leases or waiting for them to end.
+    fn made_under_lease(&self, snapshot: bool) -> bool {
+        match snapshot {
+            false => self.cfg.bug == Bug::RenamesUnderLease,
+            true => self.cfg.bug == Bug::SnapshotUnderLease,
+        }
+    }
+
+    /// Whether a rename or snapshot of `chunk`'s file is under way: no
+    /// lease of it may be granted or extended.
     pub(super) fn renaming(&self, state: &MasterState, chunk: ChunkHandle) -> bool {
         let file = state.durable.chunks[chunk as usize].file;
         state.renames.iter().any(|r| r.file == file)
     }
 
-    /// Makes every rename whose file's leases have all ended (RENAME-1),
-    /// answers its client, and lets the file's chunks be leased again.
+    /// Makes every rename or snapshot whose file's leases have all ended
+    /// (RENAME-1, SNAP-1), answers its client, and lets the file's chunks
+    /// be leased again.
     pub(super) fn try_finish_renames<S: ChunkStore>(
         &self,
         state: &mut Cow<MasterState>,
@@ -170,7 +189,7 @@ impl MasterActor {
             return;
         }
         let ended = |state: &MasterState, r: &Renaming| {
-            self.cfg.bug == Bug::RenamesUnderLease
+            self.made_under_lease(r.snapshot)
                 || state.durable.files[r.file as usize]
                     .chunks
                     .iter()
@@ -179,17 +198,32 @@ impl MasterActor {
         while let Some(i) = state.renames.iter().position(|r| ended(state, r)) {
             let s = state.to_mut();
             let r = s.renames.remove(i);
-            s.durable.files[r.file as usize].name = r.to.clone();
-            s.save_durable(o);
             let chunks = s.durable.files[r.file as usize].chunks.clone();
-            o.send(
-                r.client,
+            let reply = if r.snapshot {
+                // Copy-on-write: the snapshot lists the file's chunks, and
+                // a chunk is copied only before its next mutation.
+                s.durable.files.push(FileMeta {
+                    name: r.to.clone(),
+                    chunks: chunks.clone(),
+                });
+                let file = (s.durable.files.len() - 1) as FileId;
+                let (from, to) = (r.from, r.to);
+                Msg::SnapshotTaken {
+                    from,
+                    to,
+                    file: Ok(file),
+                }
+            } else {
+                s.durable.files[r.file as usize].name = r.to.clone();
+                let (from, to) = (r.from, r.to);
                 Msg::FileRenamed {
-                    from: r.from,
-                    to: r.to,
+                    from,
+                    to,
                     file: Ok(r.file),
-                },
-            );
+                }
+            };
+            s.save_durable(o);
+            o.send(r.client, reply);
             for chunk in chunks {
                 self.try_offer(state, chunk, o);
             }

@@ -369,6 +369,41 @@ pub enum Msg<P> {
         chunk: ChunkHandle,
         version: ChunkVersion,
     },
+
+    // ---- snapshot (GFS §3.4; appended, as above)
+    /// Client to master: make `to` a snapshot of the file at `from`. The
+    /// master revokes the leases of `from`'s chunks, waits for each to end
+    /// (acknowledged or expired), then lists the same chunks under `to`:
+    /// copy-on-write, so nothing is copied until a chunk is mutated.
+    SnapshotFile {
+        from: String,
+        to: String,
+    },
+    /// `file`: the snapshot's file, or `NotFound` (no file at `from`),
+    /// `Exists` (a file at `to`, or `from` and `to` the same), `BadPath`,
+    /// `Busy` (a rename or snapshot of either name is already under way).
+    SnapshotTaken {
+        from: String,
+        to: String,
+        file: Result<FileId, Failure>,
+    },
+    /// Master to a chunkserver holding the current replica of `chunk`
+    /// (one shared by a file and its snapshot, about to be mutated):
+    /// copy it, on this server's own disk, to the new chunk `to` at
+    /// `version` (GFS §3.4: no data crosses the network). Ignored unless
+    /// the replica is at exactly `version`, by a restarted server.
+    CopyChunk {
+        chunk: ChunkHandle,
+        to: ChunkHandle,
+        version: ChunkVersion,
+        incarnation: u32,
+    },
+    /// Chunkserver to master: the new chunk `chunk` holds the copy, at
+    /// `version`.
+    ChunkCopied {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+    },
 }
 
 /// One part of a chunk a clone copies ([`Msg::ChunkPart`]).
@@ -423,6 +458,8 @@ impl<P> Msg<P> {
             }
             Msg::HeartBeat { .. } => "heartbeat",
             Msg::RenameFile { .. } | Msg::FileRenamed { .. } => "rename",
+            Msg::SnapshotFile { .. } | Msg::SnapshotTaken { .. } => "snapshot",
+            Msg::CopyChunk { .. } | Msg::ChunkCopied { .. } => "copy-on-write",
         }
     }
 }
@@ -475,6 +512,10 @@ pub enum Timer {
     /// them even in chunks nobody mutates (GFS §4.3). Re-armed by each of
     /// the server's heartbeats and chunk reports.
     ServerSilent(#[schemars(with = "u64")] Id),
+    /// The copies of a chunk shared with a snapshot, asked for before its
+    /// first mutation, are overdue: the new chunk goes on with the
+    /// replicas that made theirs.
+    CopyTimeout(ChunkHandle),
 }
 
 /// Formats struct-like variants field by field, as derive(Debug) would.
@@ -516,7 +557,10 @@ impl<P: Debug> Debug for Msg<P> {
             ChunkPart { chunk, version, from, part },
             HeartBeat { incarnation, extensions },
             RenameFile { from, to }, FileRenamed { from, to, file },
-            DeleteReplica { chunk, version };
+            DeleteReplica { chunk, version },
+            SnapshotFile { from, to }, SnapshotTaken { from, to, file },
+            CopyChunk { chunk, to, version, incarnation },
+            ChunkCopied { chunk, version };
             ReportRequest)
     }
 }

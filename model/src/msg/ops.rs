@@ -136,6 +136,9 @@ pub enum ClientOp<P> {
     /// Rename the file at `from` to `to` ([0091]: the master revokes the
     /// leases of its chunks first, so no mutation runs across the rename).
     Rename { from: String, to: String },
+    /// Make `to` a snapshot of the file at `from` (GFS §3.4): a file of
+    /// its own holding what `from` held when the snapshot was taken.
+    Snapshot { from: String, to: String },
 }
 
 impl<P> ClientOp<P> {
@@ -146,7 +149,7 @@ impl<P> ClientOp<P> {
             | ClientOp::Write { file, .. }
             | ClientOp::Read { file, .. }
             | ClientOp::Stat { file, .. } => Some(*file),
-            ClientOp::Open { .. } | ClientOp::Rename { .. } => None,
+            ClientOp::Open { .. } | ClientOp::Rename { .. } | ClientOp::Snapshot { .. } => None,
         }
     }
 }
@@ -187,6 +190,10 @@ pub enum OpResult<P> {
     Failed(Failure),
     /// The file (its id unchanged) now has the name the rename gave it.
     Renamed {
+        file: FileId,
+    },
+    /// The snapshot was taken: `file` is the new file.
+    Snapshotted {
         file: FileId,
     },
 }

@@ -234,3 +234,49 @@ pub(super) fn rename_pending_in_quiet_period(model: &LeaseholdModel, s: &State) 
         && v.chunkservers()
             .any(|id| v.leases(id).unwrap_or(&[]).iter().any(|l| l.holding))
 }
+
+/// A snapshot was taken and holds an acknowledged record (one of its
+/// chunks has it), and a record was appended to the file afterwards into
+/// a copy of a chunk the snapshot lists: a chunk at the same index of the
+/// file under another handle.
+pub(super) fn appended_to_copy_after_snapshot(model: &LeaseholdModel, s: &State) -> bool {
+    let Some((file, _)) = &s.history.snapshot else {
+        return false;
+    };
+    let m = master(s);
+    let Some(snap) = m.durable.files.get(*file as usize) else {
+        return false;
+    };
+    let copy_of_listed = |chunk: ChunkHandle| {
+        let index = m.durable.chunks[chunk as usize].index as usize;
+        snap.chunks.get(index).is_some_and(|c| *c != chunk)
+    };
+    let appended: Vec<ChunkHandle> = acked(model, s)
+        .filter(|a| a.append)
+        .map(|a| a.chunk)
+        .collect();
+    appended.iter().any(|c| snap.chunks.contains(c)) && appended.iter().any(|c| copy_of_listed(*c))
+}
+
+/// A copy of a chunk shared with a snapshot ended at its timeout with a
+/// replica left out (the copy counts fewer replicas than it was made
+/// on), and a record was appended into it: the file goes on after the
+/// snapshot without the slow replica.
+pub(super) fn copy_left_replica_out(model: &LeaseholdModel, s: &State) -> bool {
+    let Some((file, _)) = &s.history.snapshot else {
+        return false;
+    };
+    let m = master(s);
+    let Some(snap) = m.durable.files.get(*file as usize) else {
+        return false;
+    };
+    let left_out = |chunk: ChunkHandle| {
+        let meta = &m.durable.chunks[chunk as usize];
+        let copy = snap
+            .chunks
+            .get(meta.index as usize)
+            .is_some_and(|c| *c != chunk);
+        copy && m.view(chunk).up_to_date.len() < meta.replicas.len()
+    };
+    acked(model, s).any(|a| a.append && left_out(a.chunk))
+}

@@ -16,6 +16,8 @@ use std::sync::Arc;
 /// The model's one file, and the name the `rename` configuration gives it.
 pub const RENAME_FROM: &str = "/log";
 pub const RENAME_TO: &str = "/renamed";
+/// The name the `snapshot` configuration gives the snapshot of the file.
+pub const SNAPSHOT_TO: &str = "/snap";
 
 /// A model configuration: how many of each node, what clients do, which
 /// faults the environment may inject, and the protocol's bounds.
@@ -119,6 +121,10 @@ pub struct ModelCfg {
     /// (`/log` to `/renamed`, [0091]). With two, one of them meets the
     /// other's rename pending (`Busy`) or made (`NotFound`).
     pub renamers: Vec<u8>,
+    /// The clients that, after their other operations, take a snapshot of
+    /// the file (`/log` as `/snap`, GFS §3.4). Nothing writes the
+    /// snapshot: SNAP-1 says it keeps what the file held.
+    pub snapshotters: Vec<u8>,
     /// The master may find a chunkserver silent (`Timer::ServerSilent`,
     /// which needs `re_replication`); without this its silence timers
     /// never fire, as if every server's heartbeats arrived in time.
@@ -186,7 +192,15 @@ impl ModelCfg {
             "silent_servers" => self.silent_servers = flag()?,
             "crashes_permanent" => self.crashes_permanent = flag()?,
             "prefill_as_placed" => self.prefill_as_placed = flag()?,
+            "renamers" => self.renamers = list()?,
+            "snapshotters" => self.snapshotters = list()?,
             _ => return Err(format!("unknown configuration field {key:?}")),
+        }
+        if !self.snapshotters.is_empty() && self.prefill_units > 0 {
+            // The prefilled chunk holds data at version 0, which the
+            // master takes for a chunk no replica holds any of: a copy of
+            // it for a snapshot would be empty.
+            return Err("snapshotters need prefill_units=0".into());
         }
         Ok(())
     }
@@ -195,6 +209,7 @@ impl ModelCfg {
     /// symmetry reduction over clients is sound.
     pub fn clients_interchangeable(&self) -> bool {
         self.renamers.is_empty()
+            && self.snapshotters.is_empty()
             && self.appends.windows(2).all(|w| w[0] == w[1])
             && self.writes.windows(2).all(|w| w[0] == w[1])
             && self.reads.windows(2).all(|w| w[0] == w[1])
@@ -213,6 +228,7 @@ impl ModelCfg {
             .max(
                 self.renamers
                     .iter()
+                    .chain(&self.snapshotters)
                     .map(|&c| c as usize + 1)
                     .max()
                     .unwrap_or(0),
@@ -350,6 +366,12 @@ impl ModelCfg {
             ops.push(ClientOp::Rename {
                 from: RENAME_FROM.into(),
                 to: RENAME_TO.into(),
+            });
+        }
+        if self.snapshotters.contains(&(client as u8)) {
+            ops.push(ClientOp::Snapshot {
+                from: RENAME_FROM.into(),
+                to: SNAPSHOT_TO.into(),
             });
         }
         ops

@@ -67,10 +67,18 @@ pub struct History {
     pub started_after: SmallVec<[(u8, u8, u8, u8); 1]>,
     /// `Busy` refusals sent (`BUSY_*` bits), for the `limits` companions.
     pub busy: u8,
+    /// The first snapshot the master took (SNAP-1): its file, and per
+    /// chunk the last mutation any replica had been sent or had applied
+    /// then (from `applied`), so that none ordered later may show in the
+    /// snapshot. Later snapshots leave it as it is.
+    pub snapshot: Option<(FileId, Frontier)>,
     /// Steps that broke a rule only a step can show (`STEP_*` bits): set
     /// only by a seeded bug, so the protocol's state space is unchanged.
     pub broken: u16,
 }
+
+/// Per chunk, the last mutation ordered on it (`History::snapshot`).
+pub type Frontier = SmallVec<[(ChunkHandle, Stamp); 2]>;
 
 /// A server refused a push: its buffer was full.
 pub const BUSY_PUSH: u8 = 1;
@@ -158,6 +166,20 @@ impl History {
                 clone_served: true,
                 ..h.clone()
             }),
+            Msg::SnapshotTaken { file: Ok(file), .. } if h.snapshot.is_none() => {
+                let mut frontier = Frontier::new();
+                for &(_, chunk, stamp) in &h.applied {
+                    match frontier.iter_mut().find(|(c, _)| *c == chunk) {
+                        Some((_, last)) => *last = (*last).max(stamp),
+                        None => frontier.push((chunk, stamp)),
+                    }
+                }
+                frontier.sort();
+                Some(History {
+                    snapshot: Some((*file, frontier)),
+                    ..h.clone()
+                })
+            }
             Msg::ApplyGap { .. } => (!h.gap_reported).then(|| History {
                 gap_reported: true,
                 ..h.clone()
@@ -223,6 +245,31 @@ impl History {
             }
             _ => None,
         }
+    }
+
+    /// Completes the frontier of a snapshot taken in the last step with
+    /// what the replicas hold: a primary with no secondary sends no Apply,
+    /// so its mutations are only in its store (and in the client's
+    /// answer). Every stamp on a replica was ordered before the snapshot.
+    pub fn settle_snapshot<'a, S: StampedStore + 'a>(
+        &mut self,
+        stores: impl IntoIterator<Item = &'a S>,
+    ) {
+        let Some((_, frontier)) = &mut self.snapshot else {
+            return;
+        };
+        for store in stores {
+            for chunk in store.handles() {
+                let Some(last) = store.regions(chunk).map(|r| r.stamp).max() else {
+                    continue;
+                };
+                match frontier.iter_mut().find(|(c, _)| *c == chunk) {
+                    Some((_, s)) => *s = (*s).max(last),
+                    None => frontier.push((chunk, last)),
+                }
+            }
+        }
+        frontier.sort();
     }
 
     /// Whether `node`'s Apply of `stamp` is a resend: a primary takes the

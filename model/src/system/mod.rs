@@ -113,7 +113,10 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             |m, s| lease_4(&ModelView::new(m, s)),
         ));
     }
-    let revokes = cfg.revocations_max > 0 || cfg.re_replication || !cfg.renamers.is_empty();
+    let revokes = cfg.revocations_max > 0
+        || cfg.re_replication
+        || !cfg.renamers.is_empty()
+        || !cfg.snapshotters.is_empty();
     if revokes {
         p.push(Property::always(
             "LEASE-5 a replica that acknowledged a revocation no longer holds or asks for that lease",
@@ -142,6 +145,24 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             p.push(Property::sometimes(
                 "RENAME-1 reached: a file renamed after its lease was revoked and then appended to",
                 renamed_after_revocation,
+            ));
+        }
+    }
+    if !cfg.snapshotters.is_empty() {
+        p.push(Property::always(
+            "SNAP-1 a snapshot holds every record acknowledged before it and no mutation ordered after it",
+            |m, s| snap_1(&ModelView::new(m, s)),
+        ));
+        if cfg.appends.iter().any(|&n| n >= 2) {
+            p.push(Property::sometimes(
+                "SNAP-1 reached: a record appended after a snapshot into a copy of a chunk the snapshot holds a record in",
+                appended_to_copy_after_snapshot,
+            ));
+        }
+        if cfg.faulty() {
+            p.push(Property::sometimes(
+                "SNAP-1 reached: a copy for a snapshot timed out without one replica's copy and the file was appended to after it",
+                copy_left_replica_out,
             ));
         }
     }

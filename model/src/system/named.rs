@@ -44,6 +44,7 @@ impl ModelCfg {
             prompt_network: false,
             replication_goal: false,
             renamers: vec![],
+            snapshotters: vec![],
             silent_servers: false,
             crashes_permanent: false,
             prefill_as_placed: false,
@@ -546,6 +547,34 @@ impl ModelCfg {
                 master_crashes: 1,
                 ..base
             },
+            // SNAP-1 (GFS §3.4): one client appends twice while another
+            // takes a snapshot of the file. The snapshot revokes the lease
+            // and waits for it to end; the append it cuts off retries, and
+            // the first append after the snapshot has the chunk copied on
+            // each replica and leased anew under its new handle.
+            "snapshot" => ModelCfg {
+                name: "snapshot",
+                appends: vec![2],
+                snapshotters: vec![1],
+                client_retries_max: 1,
+                lease_grants_max: 2,
+                ..base
+            },
+            // SNAP-1 under faults: every message may be delayed past any
+            // timeout, so a lease ends by expiry as well as by revocation,
+            // and a copy times out with one replica's copy or with none
+            // (the new chunk is then given up, and the client asks again).
+            // Two servers and one append keep it near two million states.
+            "snapshot-delays" => ModelCfg {
+                name: "snapshot-delays",
+                chunkservers: 2,
+                appends: vec![1],
+                snapshotters: vec![1],
+                client_retries_max: 1,
+                lease_grants_max: 2,
+                delays: true,
+                ..base
+            },
             // A network that delivers messages twice (issue #10): duplication
             // as a bounded fault, like crashes and losses, so the space
             // closes (stateright's duplicating network, where every message
@@ -572,7 +601,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 41] = [
+    pub const NAMES: [&'static str; 43] = [
         "tiny",
         "small",
         "pad",
@@ -614,5 +643,7 @@ impl ModelCfg {
         "live-unannounced",
         "rename-master-crash",
         "repl-silent",
+        "snapshot",
+        "snapshot-delays",
     ];
 }

@@ -359,6 +359,46 @@ pub fn rename_1<V: GlobalView>(v: &V) -> bool {
     v.history().broken & STEP_RENAMED_UNDER_LEASE == 0
 }
 
+/// SNAP-1 (GFS §3.4): a snapshot holds what its file held when it was
+/// taken. Every replica of a chunk it lists holds no mutation ordered
+/// after the snapshot was taken (a stamp later than the last one that
+/// chunk's replicas had been sent then), and each one at the chunk's
+/// current version holds every record append acknowledged under an
+/// earlier stamp whole at its offset. The model never writes the snapshot
+/// itself, which would rightly change it.
+pub fn snap_1<V: GlobalView>(v: &V) -> bool {
+    let Some((file, frontier)) = &v.history().snapshot else {
+        return true;
+    };
+    let Some(listed) = master_of(v).durable.files.get(*file as usize) else {
+        return true;
+    };
+    let ordered_by = |chunk: ChunkHandle| {
+        frontier
+            .iter()
+            .find(|(c, _)| *c == chunk)
+            .map_or(Stamp::default(), |(_, s)| *s)
+    };
+    listed
+        .chunks
+        .iter()
+        .filter(|c| v.in_focus(**c))
+        .all(|&chunk| {
+            let last = ordered_by(chunk);
+            let nothing_later = v
+                .chunkservers()
+                .all(|id| v.store(id).regions(chunk).all(|r| r.stamp <= last));
+            let acked_before = v
+                .acked()
+                .filter(|a| a.append && a.chunk == chunk && a.stamp <= last)
+                .all(|a| {
+                    replicas_at_version(v, chunk)
+                        .all(|id| holds(v.store(id), chunk, a.offset, &a.record))
+                });
+            nothing_later && acked_before
+        })
+}
+
 /// GC-1 (GFS §4.4): a chunkserver deletes a replica only where the master
 /// no longer places it, so garbage collection never takes a replica the
 /// master counts, may clone onto, or may adopt after a crash (checked in
@@ -464,7 +504,7 @@ pub type ViewProperty<V> = (&'static str, fn(&V) -> bool);
 ///
 /// READ-1 is not among them: a real run's view does not see reads yet
 /// (specs/trace-format.md, "Known limits"), so only the model checks it.
-pub fn always<V: GlobalView>() -> [ViewProperty<V>; 16] {
+pub fn always<V: GlobalView>() -> [ViewProperty<V>; 17] {
     [
         ("LEASE-1", lease_1::<V>),
         ("LEASE-2", lease_2::<V>),
@@ -482,5 +522,6 @@ pub fn always<V: GlobalView>() -> [ViewProperty<V>; 16] {
         ("PUSH-2", push_2::<V>),
         ("VERSION-1", version_1::<V>),
         ("VERSION-2", version_2::<V>),
+        ("SNAP-1", snap_1::<V>),
     ]
 }

@@ -69,7 +69,8 @@ impl LeaseholdModel {
                         stamp: *stamp,
                     },
                     Msg::DataPushed { data } => Delivered::Pushed(*data),
-                    Msg::ChunkPart { .. } => Delivered::ClonePart,
+                    // A snapshot's copy-on-write copies as a clone does.
+                    Msg::ChunkPart { .. } | Msg::CopyChunk { .. } => Delivered::ClonePart,
                     Msg::DeleteReplica { chunk, .. } => Delivered::Delete { chunk: *chunk },
                     _ => Delivered::Other,
                 };

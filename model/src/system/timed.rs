@@ -507,6 +507,12 @@ impl Model for LeaseholdModel {
         if early {
             next.history.early_grant_timeouts += 1;
         }
+        if last.history.snapshot.is_none() && next.history.snapshot.is_some() {
+            let ids = self.cfg.chunkserver_ids();
+            let mut history = next.history.clone();
+            history.settle_snapshot(ids.iter().map(|id| store(&next, *id)));
+            next.history = history;
+        }
         self.settle_expiry_waits(&mut next, &armed);
         self.record_starts(last, &mut next);
         if !next.history.replica_deleted && self.deletion(last, &action_copy, &next).is_some() {

@@ -341,7 +341,11 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
                 dst: Id::from(*dst as usize),
                 msg,
             };
-            if let Some(h) = st.history.after_send(env, distance, is_chunkserver) {
+            if let Some(mut h) = st.history.after_send(env, distance, is_chunkserver) {
+                if st.history.snapshot.is_none() && h.snapshot.is_some() {
+                    // As the checker does (`History::settle_snapshot`).
+                    h.settle_snapshot(st.stores.values());
+                }
                 st.history = h;
                 changed = true;
             }
