@@ -64,6 +64,11 @@ enum Cmd {
     /// and grants none until the rename is made, so no mutation runs
     /// across it; appends cut off by it are retried into the renamed file.
     Mv(MvArgs),
+    /// Take a snapshot of a file under a new path. The master revokes the
+    /// leases of its chunks and grants none until the snapshot is taken;
+    /// the two files share the chunks until one of them is mutated, and
+    /// each shared chunk is then copied on its replicas first.
+    Snapshot(SnapshotArgs),
     /// Model-check a configuration of the protocol.
     Check(leasehold_checks::CheckArgs),
     /// Serve stateright's Explorer for a configuration of the protocol.
@@ -315,6 +320,16 @@ struct MvArgs {
     to: String,
 }
 
+#[derive(Args)]
+struct SnapshotArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The file to take the snapshot of.
+    from: String,
+    /// The snapshot's path: no file may have it.
+    to: String,
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
@@ -392,6 +407,7 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
         Cmd::CatRecords(a) => cli::files::cat_records(a).await,
         Cmd::Stat(a) => cli::files::stat(a).await,
         Cmd::Mv(a) => cli::files::mv(a).await,
+        Cmd::Snapshot(a) => cli::files::snapshot(a).await,
         Cmd::Check(_)
         | Cmd::Explore(_)
         | Cmd::Bench(_)

@@ -1181,6 +1181,26 @@ async fn a_silent_chunkserver_is_replaced_in_a_chunk_nobody_mutates() {
     .await
 }
 
+/// `creator` creates `path`; two more clients append 100-byte records to
+/// it until `stop`. Returns once they have appended for 800 ms.
+async fn two_appending_a_while(
+    c: &Cluster,
+    creator: &Client,
+    path: &'static str,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<AppenderReport>> {
+    creator.create(path).await.unwrap();
+    let mut clients = Vec::new();
+    for n in 0..2 {
+        let client = c.client(n).await;
+        client.open(path).await.unwrap();
+        clients.push(client);
+    }
+    let tasks = appenders(clients, path, 100, stop);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    tasks
+}
+
 /// RENAME-1 and LEASE-5 over TCP (issue #12, [0091]): a file renamed while
 /// two clients append to it. The master revokes the lease of the chunk in
 /// use and makes the rename only after the primary acknowledged the
@@ -1196,16 +1216,8 @@ async fn a_file_renamed_while_appended_to_loses_no_record() {
         let c = Cluster::start(3);
         let (from, to) = ("/logs/before", "/logs/after");
         let renamer = c.client(2).await;
-        renamer.create(from).await.unwrap();
-        let mut clients = Vec::new();
-        for n in 0..2 {
-            let client = c.client(n).await;
-            client.open(from).await.unwrap();
-            clients.push(client);
-        }
         let stop = Arc::new(AtomicBool::new(false));
-        let tasks = appenders(clients, from, 100, stop.clone());
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        let tasks = two_appending_a_while(&c, &renamer, from, stop.clone()).await;
         let before = renamer.stat(from).await.unwrap();
         let renamed = renamer.rename(from, to).await.unwrap();
         let renamed_at = Instant::now();
@@ -1274,6 +1286,108 @@ async fn a_file_renamed_while_appended_to_loses_no_record() {
             )
         });
         assert!(ended, "renamed before the lease ended");
+        c.validated();
+    })
+    .await
+}
+
+/// SNAP-1 over TCP (issue #12, GFS §3.4): a snapshot taken while two
+/// clients append. The master revokes the lease of the chunk in use and
+/// takes the snapshot once it ended; the snapshot then shares the chunk
+/// with the file, and the first append after it has every replica copy
+/// the chunk on its own disk to a new handle, which takes the chunk's
+/// place in the file. The snapshot holds every record acknowledged before
+/// it was asked for and only records the file holds; records appended
+/// once the appenders stopped are in the file and not in the snapshot;
+/// every acknowledged record reads back from the file; the snapshot keeps
+/// the old handle; and the trace validates (SNAP-1 included). A snapshot
+/// onto a taken name fails, as does one of a missing file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_taken_while_appended_to_holds_what_the_file_held() {
+    bounded(async {
+        let c = Cluster::start(3);
+        let (from, snap) = ("/logs/live", "/logs/snap");
+        let taker = c.client(2).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = two_appending_a_while(&c, &taker, from, stop.clone()).await;
+        let asked_at = Instant::now();
+        let before = taker.stat(from).await.unwrap();
+        let taken = taker.snapshot(from, snap).await.unwrap();
+        let taken_at = Instant::now();
+        assert_ne!(taken.file, before.file, "the snapshot is a file of its own");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut acked = Vec::new();
+        for t in tasks {
+            let (a, _failed) = t.await.unwrap();
+            acked.extend(a);
+        }
+        let after_snapshot = acked.iter().filter(|(at, _, _)| *at > taken_at).count();
+        assert!(after_snapshot > 0, "appends went on after the snapshot");
+        let mut later = Vec::new();
+        for n in 0..3 {
+            let data = record_data(9, n, 100);
+            later.push(taker.record_append_detailed(from, &data).await.unwrap());
+        }
+        let ids = |records: Vec<leasehold::client::Record>| -> HashSet<u64> {
+            records.into_iter().map(|r| r.id).collect()
+        };
+        let in_snap = ids(taker.read_records(snap).await.unwrap());
+        let in_file = ids(taker.read_records(from).await.unwrap());
+        for (at, a, _) in &acked {
+            assert!(
+                in_file.contains(&a.record_id),
+                "acked record {a:?} is in the file"
+            );
+            if *at < asked_at {
+                assert!(
+                    in_snap.contains(&a.record_id),
+                    "acked before: {a:?} in the snapshot"
+                );
+            }
+        }
+        assert!(
+            acked.iter().any(|(at, _, _)| *at < asked_at),
+            "records before the snapshot"
+        );
+        assert!(
+            in_snap.is_subset(&in_file),
+            "the snapshot holds only the file's records"
+        );
+        for a in &later {
+            assert!(
+                in_file.contains(&a.record_id) && !in_snap.contains(&a.record_id),
+                "{a:?}"
+            );
+        }
+        // Copy-on-write: the snapshot keeps the chunk in use when it was
+        // taken; the file goes on in a copy of it under a new handle.
+        let k = before.chunks.len() - 1;
+        let (file_now, snap_now) = (
+            taker.stat(from).await.unwrap(),
+            taker.stat(snap).await.unwrap(),
+        );
+        assert_eq!(
+            snap_now.chunks[k].chunk, before.chunks[k].chunk,
+            "{snap_now:?}"
+        );
+        assert_ne!(
+            file_now.chunks[k].chunk, before.chunks[k].chunk,
+            "{file_now:?}"
+        );
+        assert_eq!(
+            file_now.chunks[k].replicas.len(),
+            3,
+            "copied on every replica: {file_now:?}"
+        );
+        assert!(matches!(
+            taker.snapshot(from, snap).await,
+            Err(ClientError::FileExists(p)) if p == snap
+        ));
+        assert!(matches!(
+            taker.snapshot("/logs/missing", "/logs/y").await,
+            Err(ClientError::NoSuchFile(_))
+        ));
         c.validated();
     })
     .await

@@ -3,7 +3,7 @@
 //! and shuts the client down.
 
 use super::connect;
-use crate::{BoxError, CatRecordsArgs, MvArgs, ReadArgs, StatArgs, WriteArgs};
+use crate::{BoxError, CatRecordsArgs, MvArgs, ReadArgs, SnapshotArgs, StatArgs, WriteArgs};
 use std::io::{Read, Write};
 
 /// `leasehold write`.
@@ -104,5 +104,18 @@ pub(crate) async fn mv(a: MvArgs) -> Result<(), BoxError> {
     client.shutdown().await;
     let info = renamed?;
     println!("{} -> {}: file {}", a.from, a.to, info.file);
+    Ok(())
+}
+
+/// `leasehold snapshot`.
+pub(crate) async fn snapshot(a: SnapshotArgs) -> Result<(), BoxError> {
+    let client = connect(&a.client, 0).await?;
+    let taken = client.snapshot(&a.from, &a.to).await;
+    client.shutdown().await;
+    let info = taken?;
+    println!(
+        "{} -> {}: file {} ({} chunks, shared until mutated)",
+        a.from, a.to, info.file, info.chunks
+    );
     Ok(())
 }

@@ -128,6 +128,48 @@ impl Client {
         })
     }
 
+    /// Makes `to` a snapshot of `from` (GFS §3.4): a new file holding what
+    /// `from` held when the snapshot was taken. The master revokes the
+    /// leases of `from`'s chunks and grants none until the snapshot is
+    /// taken, so every record acknowledged before it is in it and none
+    /// ordered after (SNAP-1); nothing is copied until a chunk is next
+    /// mutated, in either file (copy-on-write). A snapshot is not
+    /// retried across a lost answer the way a rename is: a try whose
+    /// answer was lost shows as `FileExists` for `to`.
+    pub async fn snapshot(&self, from: &str, to: &str) -> Result<FileInfo> {
+        for path in [from, to] {
+            if let Some(why) = path_problem(path) {
+                return Err(ClientError::BadPath {
+                    path: path.into(),
+                    why,
+                });
+            }
+        }
+        let op = ClientOp::Snapshot {
+            from: from.into(),
+            to: to.into(),
+        };
+        let file = match self.run("snapshot", from, op).await {
+            Ok(OpResult::Snapshotted { file }) => file,
+            Ok(other) => unreachable!("snapshot answered with {other:?}"),
+            Err(ClientError::Failed {
+                reason: Failure::NotFound,
+                ..
+            }) => return Err(ClientError::NoSuchFile(from.into())),
+            Err(ClientError::Failed {
+                reason: Failure::Exists,
+                ..
+            }) => return Err(ClientError::FileExists(to.into())),
+            Err(e) => return Err(e),
+        };
+        self.inner
+            .files
+            .lock()
+            .expect("file cache lock")
+            .insert(to.into(), file);
+        self.open(to).await
+    }
+
     pub(super) async fn file_id(&self, path: &str) -> Result<FileId> {
         let cached = self
             .inner
