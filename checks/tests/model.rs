@@ -883,6 +883,46 @@ fn bug_silent_server_stays_counted_breaks_repl_1() {
     assert!(path.iter().any(|s| s.starts_with("crash cs")), "{path:#?}");
 }
 
+#[test]
+fn repl_silent_master_crash_holds_and_reaches_every_companion() {
+    assert_eq!(
+        exhaustive("repl-silent-master-crash").unique_states,
+        REPL_SILENT_MASTER_CRASH_STATES
+    );
+}
+
+const REPL_SILENT_MASTER_CRASH_STATES: usize = 23_099;
+
+#[test]
+fn repl_1_holds_for_a_server_gone_for_good_across_a_master_crash() {
+    assert_eq!(
+        repl_1_states("repl-silent-master-crash"),
+        REPL_SILENT_MASTER_CRASH_STATES
+    );
+}
+
+/// A restarted master that finds a server silent in its waiting period
+/// and stops listening for it keeps counting a dead server it counted at
+/// the restart.
+#[test]
+fn bug_silence_forgotten_in_quiet_period_breaks_repl_1() {
+    let path = doomed_path(
+        "repl-silent-master-crash",
+        Bug::SilenceForgottenInQuietPeriod,
+    );
+    assert!(path.iter().any(|s| s == "crash master"), "{path:#?}");
+}
+
+/// A spare that reported the chunk missing to the restarted master is
+/// counted behind; when its clone's acknowledgement only ends that, the
+/// offer waits for an answer already given, times out, and the chunk
+/// stays below its goal.
+#[test]
+fn bug_behind_ack_not_counted_for_offer_breaks_repl_1() {
+    let path = doomed_path("repl-silent-master-crash", Bug::BehindAckNotCountedForOffer);
+    assert!(path.iter().any(|s| s == "crash master"), "{path:#?}");
+}
+
 /// A target that takes the version without the data is counted up to date
 /// while it lacks the acknowledged record.
 #[test]

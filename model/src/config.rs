@@ -173,10 +173,20 @@ pub enum Bug {
     /// copying it first: the file's next mutation lands in the snapshot
     /// too (SNAP-1).
     SharedChunkMutated,
+    /// A restarted master that finds a server silent in its waiting
+    /// period neither acts on it nor listens on: a dead server counted
+    /// at the restart (a never-granted chunk's placed replica) stays
+    /// counted for good (REPL-1).
+    SilenceForgottenInQuietPeriod,
+    /// A replica the master counted behind that acknowledges the current
+    /// version is counted up to date, but its acknowledgement is not
+    /// taken as its answer to the offer under way, which then waits for
+    /// an answer already given (a clone's: REPL-1).
+    BehindAckNotCountedForOffer,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 43] = [
+    pub const ALL: [Bug; 45] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -220,6 +230,8 @@ impl Bug {
         Bug::SilentServerStaysCounted,
         Bug::SnapshotUnderLease,
         Bug::SharedChunkMutated,
+        Bug::SilenceForgottenInQuietPeriod,
+        Bug::BehindAckNotCountedForOffer,
     ];
 
     /// Kebab-case name used on the command line.

@@ -294,15 +294,23 @@ impl MasterActor {
     /// first, which fails if it is gone, then onto a spare. Leaving a
     /// replica out is always safe (VERSION-1 asks only that counted ones
     /// hold every acknowledged mutation); a server that was only slow is
-    /// cloned back. A restarted master rebuilding its sets skips this: a
-    /// silent server never reports, so it is never counted.
+    /// cloned back. A restarted master in its waiting period listens on
+    /// instead: it counts the placed replicas of chunks never granted
+    /// without a report, so a server that died before the restart may be
+    /// counted, and must still be found silent once the wait is over.
     pub(super) fn on_server_silent<S: ChunkStore>(
         &self,
         state: &mut Cow<MasterState>,
         server: Id,
         o: &mut O<S>,
     ) {
-        if state.quiet || self.cfg.bug == Bug::SilentServerStaysCounted {
+        if self.cfg.bug == Bug::SilentServerStaysCounted {
+            return;
+        }
+        if state.quiet {
+            if self.cfg.bug != Bug::SilenceForgottenInQuietPeriod {
+                self.heard_from(server, o);
+            }
             return;
         }
         for chunk in 0..state.views.len() as ChunkHandle {

@@ -506,6 +506,17 @@ impl ModelCfg {
                 silent_servers: true,
                 ..base
             },
+            // `repl-silent` with a master crash: the restarted master counts
+            // the never-granted chunk's placed replicas at once, the dead
+            // server's too, finds it silent (in its waiting period, or
+            // after), and moves its replica to the spare, which may have
+            // reported the chunk missing to the restarted master before
+            // the move (`ChunkView::behind`).
+            "repl-silent-master-crash" => ModelCfg {
+                name: "repl-silent-master-crash",
+                master_crashes: 1,
+                ..ModelCfg::named("repl-silent").expect("repl-silent is named")
+            },
             // RENAME-1, LEASE-5 ([0091]): one client appends twice while
             // another renames the file; the rename revokes the lease, the
             // append it cuts off retries and goes on into the renamed file
@@ -601,7 +612,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 43] = [
+    pub const NAMES: [&'static str; 44] = [
         "tiny",
         "small",
         "pad",
@@ -645,5 +656,6 @@ impl ModelCfg {
         "repl-silent",
         "snapshot",
         "snapshot-delays",
+        "repl-silent-master-crash",
     ];
 }
