@@ -1393,6 +1393,70 @@ async fn a_snapshot_taken_while_appended_to_holds_what_the_file_held() {
     .await
 }
 
+/// SNAP-1 with a replica down (issue #12): a chunkserver holding the
+/// chunk is killed, then a snapshot is taken and the file appended to.
+/// The master, still counting the dead replica, asks it to copy the
+/// shared chunk too; the copy goes on without it at the copy timeout, the
+/// append succeeds on the two live replicas within two master lease
+/// periods, and the snapshot still holds exactly the records before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_copy_goes_on_without_a_dead_replica() {
+    bounded(async {
+        let mut c = Cluster::start(1);
+        let client = c.client(0).await;
+        let (path, snap) = ("/logs/kept", "/logs/kept-snap");
+        client.create(path).await.unwrap();
+        let before = append_all(&client, path, 0..3, 100).await;
+        let first = client.stat(path).await.unwrap().chunks[0].clone();
+        let primary = first.primary.expect("a lease is held");
+        let gone = *first.replicas.iter().find(|r| **r != primary).unwrap();
+        c.kill(gone);
+        client.snapshot(path, snap).await.unwrap();
+        let asked = Instant::now();
+        let data = record_data(0, 99, 100);
+        let after = client.record_append_detailed(path, &data).await.unwrap();
+        let bound = 2 * master_lease(&c);
+        assert!(
+            asked.elapsed() < bound,
+            "the append after the snapshot took {:?} (bound {bound:?})",
+            asked.elapsed()
+        );
+        let now = client.stat(path).await.unwrap().chunks[0].clone();
+        assert_ne!(
+            now.chunk, first.chunk,
+            "the file went on in a copy: {now:?}"
+        );
+        assert_eq!(after.chunk, now.chunk);
+        assert!(!now.replicas.contains(&gone), "{now:?}");
+        assert_eq!(now.replicas.len(), 2, "{now:?}");
+        let ids = |records: Vec<leasehold::client::Record>| -> Vec<u64> {
+            let mut ids: Vec<u64> = records.into_iter().map(|r| r.id).collect();
+            ids.sort();
+            ids
+        };
+        let mut acked_before: Vec<u64> = before.iter().map(|(a, _)| a.record_id).collect();
+        acked_before.sort();
+        assert_eq!(ids(client.read_records(snap).await.unwrap()), acked_before);
+        let in_file = ids(client.read_records(path).await.unwrap());
+        assert!(in_file.contains(&after.record_id));
+        assert!(acked_before.iter().all(|id| in_file.contains(id)));
+        // The dead replica was asked to copy, and left out at the timeout.
+        let traces = c.config.trace_dir.clone().unwrap();
+        let run = leasehold::trace::read_run(&traces).unwrap();
+        let asked_the_dead = run
+            .iter()
+            .filter(|t| t.header.node == 0)
+            .flat_map(|t| &t.steps)
+            .flat_map(|s| &s.commands)
+            .any(|cmd| {
+                matches!(cmd, leasehold::trace::TraceCommand::Send { dst, msg: Msg::CopyChunk { .. } } if *dst == gone)
+            });
+        assert!(asked_the_dead, "the master asked replica {gone} to copy");
+        c.validated();
+    })
+    .await
+}
+
 /// Issue #12: a master killed after making a version bump durable but
 /// before any replica learned it (its barrier passed, its offer and
 /// announcements never left) held a version no replica stored, counted no
