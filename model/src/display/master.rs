@@ -39,6 +39,29 @@ pub(super) fn master(m: &MasterState, f: &mut Formatter<'_>) -> fmt::Result {
             LeaseTableRow(view)
         ))?;
     }
+    for r in &m.renames {
+        let what = if r.snapshot { "snapshot" } else { "rename" };
+        // [0091]: taken, waiting for the file's leases to end.
+        b.line(format_args!(
+            "{what} {:?} -> {:?} pending (file {}, for client {})",
+            r.from,
+            r.to,
+            r.file,
+            usize::from(r.client)
+        ))?;
+    }
+    for c in &m.copies {
+        // GFS §3.4: copy-on-write of a chunk shared with a snapshot.
+        b.line(format_args!(
+            "copying chunk {} to chunk {} for file {} #{}: copied on {} of {}",
+            c.from,
+            c.chunk,
+            c.file,
+            c.index,
+            CsList(&c.copied),
+            CsList(&c.targets)
+        ))?;
+    }
     if !m.servers.is_empty() {
         let restarts: Vec<String> = m
             .servers
