@@ -58,6 +58,17 @@ impl Cluster {
         clients: usize,
         edit: impl FnOnce(&mut ClusterConfig),
     ) -> Cluster {
+        Cluster::start_servers_with(servers, clients, edit, &[])
+    }
+
+    /// [`Cluster::start_servers`] with extra arguments for the master (a
+    /// seeded bug).
+    fn start_servers_with(
+        servers: usize,
+        clients: usize,
+        edit: impl FnOnce(&mut ClusterConfig),
+        master_args: &[&str],
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ClusterConfig::local_with_clients(servers, clients, dir.path())
             .unwrap()
@@ -74,7 +85,8 @@ impl Cluster {
             path,
             procs: HashMap::new(),
         };
-        for id in 0..=servers as u64 {
+        c.spawn_with(0, master_args);
+        for id in 1..=servers as u64 {
             c.spawn(id);
         }
         c
@@ -1514,6 +1526,40 @@ async fn a_snapshot_copy_goes_on_without_a_dead_replica() {
         c.validated();
     })
     .await
+}
+
+/// SNAP-1 on a real run (issue #12): a master with either seeded snapshot
+/// bug (`--bug snapshot-under-lease`, `--bug shared-chunk-mutated`, with
+/// `--testing`) lets records appended after the snapshot into it, and
+/// validating the run's traces names SNAP-1. The correct master is
+/// `a_snapshot_taken_while_appended_to_holds_what_the_file_held`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_catches_a_snapshot_bug_on_a_real_run() {
+    for bug in ["snapshot-under-lease", "shared-chunk-mutated"] {
+        bounded(async {
+            let c = Cluster::start_servers_with(3, 1, |_| {}, &["--bug", bug, "--testing"]);
+            let client = c.client(0).await;
+            let (path, snap) = ("/logs/buggy", "/logs/buggy-snap");
+            client.create(path).await.unwrap();
+            append_all(&client, path, 0..3, 100).await;
+            client.snapshot(path, snap).await.unwrap();
+            let after = append_all(&client, path, 3..5, 100).await;
+            let in_snap: HashSet<u64> = client
+                .read_records(snap)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            assert!(
+                after.iter().any(|(a, _)| in_snap.contains(&a.record_id)),
+                "{bug}: a record appended after the snapshot shows in it"
+            );
+            let snap_1 = |f: &Finding| f.check == Check::Snap1;
+            c.validated_but(Some(&snap_1));
+        })
+        .await;
+    }
 }
 
 /// Issue #12: a master killed after making a version bump durable but

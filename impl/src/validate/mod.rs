@@ -64,6 +64,8 @@ pub enum Check {
     Push2,
     Version1,
     Version2,
+    /// A snapshot holds what its file held when it was taken.
+    Snap1,
 }
 
 impl Check {
@@ -88,6 +90,7 @@ impl Check {
             Check::Push2 => "PUSH-2",
             Check::Version1 => "VERSION-1",
             Check::Version2 => "VERSION-2",
+            Check::Snap1 => "SNAP-1",
         }
     }
 }

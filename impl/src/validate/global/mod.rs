@@ -201,6 +201,7 @@ fn check_of(id: &str) -> Check {
         "PUSH-2" => Check::Push2,
         "VERSION-1" => Check::Version1,
         "VERSION-2" => Check::Version2,
+        "SNAP-1" => Check::Snap1,
         other => unreachable!("no check for property {other}"),
     }
 }
