@@ -76,11 +76,11 @@ impl MasterActor {
             // It reported an older version (none at all for version 0),
             // then stored the current one, announced by a previous
             // incarnation: this acknowledgement is the report it would
-            // send now. Since a restarted master adopts the last grant's
-            // replicas (`adopts`), liveness no longer rests on this (the
-            // former seeded bug that ignored it is caught by nothing): it
-            // keeps counted a replica that reported after the waiting
-            // period, which would otherwise wait for re-replication.
+            // send now. Counting it keeps counted a replica that reported
+            // after the waiting period, which would otherwise wait for
+            // re-replication (since a restarted master adopts the last
+            // grant's replicas, `adopts`, liveness rests on the count only
+            // through the offer below).
             let s = state.to_mut();
             let view = s.view_mut(chunk);
             view.behind.retain(|r| *r != src);

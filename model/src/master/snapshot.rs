@@ -4,23 +4,28 @@
 //! either file, the master allocates a new chunk, asks every current
 //! replica to copy the shared one to it on its own disk, and puts the new
 //! chunk in the mutating file's place once the copies are made. The other
-//! file keeps the old chunk, which no lease granted after the snapshot
-//! touches (SNAP-1).
+//! file keeps the old chunk, which no lease touches while two files list
+//! it or a copy of it is under way (SNAP-1); once only one file lists it,
+//! that file's mutations go to it in place.
 
 use super::*;
 
 impl MasterActor {
-    /// Whether `chunk` is listed by more than one file: a file and its
-    /// snapshot share it until one of them mutates it.
+    /// Whether `chunk` may not be leased for a mutation: it is listed by
+    /// more than one file (a file and its snapshot share it until one of
+    /// them mutates it), or a copy of it is under way. A copy for one file
+    /// may end after the other file's own copy made it unshared; a lease on
+    /// it meanwhile would take mutations the first copy then replaces.
     pub(super) fn shared(&self, state: &MasterState, chunk: ChunkHandle) -> bool {
         self.cfg.bug != Bug::SharedChunkMutated
-            && state
+            && (state
                 .durable
                 .files
                 .iter()
                 .filter(|f| f.chunks.contains(&chunk))
                 .count()
                 > 1
+                || state.copies.iter().any(|c| c.from == chunk))
     }
 
     /// `clients` want to mutate chunk `index` of `file`, which it shares
@@ -49,8 +54,10 @@ impl MasterActor {
             return;
         }
         let targets = state.view(from).up_to_date.clone();
-        if targets.is_empty() {
-            // No current replica to copy from: as for a lease with none.
+        if targets.is_empty() || state.quiet {
+            // No current replica to copy from, as for a lease with none;
+            // or a restarted master still rebuilding which replicas are
+            // current (it grants no lease then either).
             for c in clients {
                 let index = ChunkIndex::At(index);
                 let reason = Failure::NoLeaseNow;
@@ -82,7 +89,10 @@ impl MasterActor {
             // target that reports the new chunk at this version.
             granted: version,
             granted_to: targets.clone(),
-            replicas: targets.clone(),
+            // Where the shared chunk is placed, so that a placed replica
+            // that is stale now, or misses its copy, is re-replicated to
+            // the copy's goal rather than lowering it for good.
+            replicas: source.replicas.clone(),
         };
         s.durable.chunks.push(meta);
         let mut view = fresh_view(vec![]);

@@ -72,6 +72,9 @@ pub struct History {
     /// then (from `applied`), so that none ordered later may show in the
     /// snapshot. Later snapshots leave it as it is.
     pub snapshot: Option<(FileId, Frontier)>,
+    /// A client asked for a lease to mutate the snapshot's file: from then
+    /// on the snapshot rightly changes, and SNAP-1 no longer speaks of it.
+    pub snapshot_written: bool,
     /// Steps that broke a rule only a step can show (`STEP_*` bits): set
     /// only by a seeded bug, so the protocol's state space is unchanged.
     pub broken: u16,
@@ -177,6 +180,14 @@ impl History {
                 frontier.sort();
                 Some(History {
                     snapshot: Some((*file, frontier)),
+                    ..h.clone()
+                })
+            }
+            Msg::FindLease { file, .. }
+                if !h.snapshot_written && h.snapshot.as_ref().is_some_and(|(f, _)| f == file) =>
+            {
+                Some(History {
+                    snapshot_written: true,
                     ..h.clone()
                 })
             }

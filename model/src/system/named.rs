@@ -575,7 +575,7 @@ impl ModelCfg {
             // timeout, so a lease ends by expiry as well as by revocation,
             // and a copy times out with one replica's copy or with none
             // (the new chunk is then given up, and the client asks again).
-            // Two servers and one append keep it near two million states.
+            // Two servers and one append keep it under three million states.
             "snapshot-delays" => ModelCfg {
                 name: "snapshot-delays",
                 chunkservers: 2,
