@@ -183,10 +183,16 @@ pub enum Bug {
     /// taken as its answer to the offer under way, which then waits for
     /// an answer already given (a clone's: REPL-1).
     BehindAckNotCountedForOffer,
+    /// A primary takes a mutation sent under any epoch of the chunk while
+    /// it holds a lease of it: a client's mutation sent under a lease the
+    /// snapshot revoked, still in flight when the chunk (left to the
+    /// snapshot by its file's copy) is leased anew, lands in the snapshot
+    /// and not in the file it was acknowledged to (SNAP-1).
+    PrimaryTakesAnyEpoch,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 45] = [
+    pub const ALL: [Bug; 46] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -232,6 +238,7 @@ impl Bug {
         Bug::SharedChunkMutated,
         Bug::SilenceForgottenInQuietPeriod,
         Bug::BehindAckNotCountedForOffer,
+        Bug::PrimaryTakesAnyEpoch,
     ];
 
     /// Kebab-case name used on the command line.

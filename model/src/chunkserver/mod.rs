@@ -48,6 +48,25 @@ mod push;
 mod secondary;
 mod state;
 
+/// Unit tests' driver: delivers one message to a chunkserver actor and
+/// returns what it sent.
+#[cfg(test)]
+fn deliver_to(
+    actor: &ChunkserverActor<crate::memstore::MemStore>,
+    state: &mut Cow<ChunkserverState<crate::memstore::MemStore>>,
+    src: Id,
+    msg: Msg<crate::memstore::RecordToken>,
+) -> Vec<Msg<crate::memstore::RecordToken>> {
+    let mut o = stateright::actor::Out::new();
+    actor.on_msg(Id::from(1), state, src, msg, &mut o);
+    o.iter()
+        .filter_map(|c| match c {
+            stateright::actor::Command::Send(_, m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 use primary::not_primary;
 use secondary::gapped_chunks;
 

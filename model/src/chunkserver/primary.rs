@@ -48,7 +48,16 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             s.early.sort();
             return;
         }
-        let Some(lease) = state.lease(chunk).filter(|l| l.holding).cloned() else {
+        // The client names the lease it was told of: under another epoch
+        // the chunk may no longer be its file's (a snapshot's copy left it
+        // to the snapshot, which leased it anew), and a client whose lease
+        // ended is told to ask the master again ([0094]).
+        let any_epoch = self.cfg.bug == Bug::PrimaryTakesAnyEpoch;
+        let Some(lease) = state
+            .lease(chunk)
+            .filter(|l| l.holding && (l.epoch == epoch || any_epoch))
+            .cloned()
+        else {
             return fail(o, Failure::NotPrimary);
         };
         if state.store.meta(chunk).applied.epoch > lease.epoch {
@@ -330,6 +339,85 @@ pub(super) fn not_primary<S: ChunkStore>(
                 data,
                 reason: Failure::NotPrimary,
             },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memstore::{MemStore, RecordToken};
+    use crate::system::ModelCfg;
+    use stateright::actor::Out;
+
+    /// SNAP-1: a mutation names the lease epoch its client was told of, and
+    /// a primary holding another epoch of the chunk refuses it, so one sent
+    /// under a lease that has since ended (revoked for a snapshot, the
+    /// chunk since leased for the snapshot alone) is not ordered under the
+    /// new one.
+    #[test]
+    fn a_primary_refuses_a_mutation_of_another_epoch() {
+        let model = ModelCfg::named("tiny").expect("tiny exists");
+        let actor = ChunkserverActor {
+            cfg: Arc::new(model.protocol()),
+            initial_store: MemStore::new(model.chunk_units),
+        };
+        let (master, client) = (Id::from(0), Id::from(9));
+        let mut o = Out::new();
+        let mut state: Cow<ChunkserverState<MemStore>> = Cow::Owned(actor.on_start(&None, &mut o));
+        let deliver = |state: &mut Cow<ChunkserverState<MemStore>>, src, msg| {
+            deliver_to(&actor, state, src, msg)
+        };
+        let (chunk, epoch) = (0, 2);
+        let incarnation = state.store.incarnation();
+        let offer = Msg::LeaseOffer {
+            chunk,
+            epoch,
+            version: 1,
+            incarnation,
+        };
+        assert_eq!(
+            deliver(&mut state, master, offer),
+            [Msg::LeaseRequest { chunk, epoch }]
+        );
+        let grant = Msg::LeaseGrant {
+            chunk,
+            epoch,
+            version: 1,
+            secondaries: vec![],
+        };
+        deliver(&mut state, master, grant);
+        let data = DataId { client: 9, seq: 1 };
+        let push = Msg::PushData {
+            data,
+            fragment: 0,
+            last: true,
+            bytes: RecordToken { id: data, units: 1 },
+            chain: vec![],
+            client,
+        };
+        assert_eq!(
+            deliver(&mut state, client, push),
+            [Msg::DataPushed { data }]
+        );
+        let mutate = |epoch| Msg::Mutate {
+            chunk,
+            epoch,
+            kind: MutationKind::Append,
+            data,
+        };
+        assert_eq!(
+            deliver(&mut state, client, mutate(1)),
+            [Msg::MutationFailed {
+                chunk,
+                data,
+                reason: Failure::NotPrimary
+            }]
+        );
+        let done = deliver(&mut state, client, mutate(epoch));
+        assert!(
+            matches!(done[..], [Msg::MutationDone { stamp, .. }] if stamp.epoch == epoch),
+            "{done:?}"
         );
     }
 }

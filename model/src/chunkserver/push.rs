@@ -134,7 +134,7 @@ mod tests {
     use super::*;
     use crate::memstore::{MemStore, RecordToken};
     use crate::system::ModelCfg;
-    use stateright::actor::{Command, Out};
+    use stateright::actor::Out;
 
     fn push(units: u8, seq: u32, client: Id) -> Msg<RecordToken> {
         let data = DataId { client: 0, seq };
@@ -157,18 +157,11 @@ mod tests {
             cfg: Arc::new(cfg),
             initial_store: MemStore::new(model.chunk_units),
         };
-        let (me, client) = (Id::from(1), Id::from(9));
+        let client = Id::from(9);
         let mut o = Out::new();
         let mut state = Cow::Owned(actor.on_start(&None, &mut o));
         let deliver = |state: &mut Cow<ChunkserverState<MemStore>>, msg| {
-            let mut o = Out::new();
-            actor.on_msg(me, state, client, msg, &mut o);
-            o.iter()
-                .filter_map(|c| match c {
-                    Command::Send(_, m) => Some(m.clone()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
+            deliver_to(&actor, state, client, msg)
         };
         let buffered = |state: &ChunkserverState<MemStore>| {
             state.buffer.iter().map(|b| b.data.seq).collect::<Vec<_>>()

@@ -280,3 +280,28 @@ pub(super) fn copy_left_replica_out(model: &LeaseholdModel, s: &State) -> bool {
     };
     acked(model, s).any(|a| a.append && left_out(a.chunk))
 }
+
+/// A client's mutation sent under a lease the snapshot revoked is still
+/// in flight to a replica that holds the chunk again under a new epoch,
+/// leased for the snapshot alone once the file's copy left it there: the
+/// primary must refuse it (SNAP-1's second half).
+pub(super) fn stale_mutate_meets_snapshot_lease(model: &LeaseholdModel, s: &State) -> bool {
+    let Some((file, _)) = &s.history.snapshot else {
+        return false;
+    };
+    let m = master(s);
+    let Some(snap) = m.durable.files.get(*file as usize) else {
+        return false;
+    };
+    let v = ModelView::new(model, s);
+    s.network.iter_all().any(|e| {
+        let Msg::Mutate { chunk, epoch, .. } = &e.msg else {
+            return false;
+        };
+        snap.chunks.contains(chunk)
+            && v.leases(e.dst)
+                .unwrap_or(&[])
+                .iter()
+                .any(|l| l.chunk == *chunk && l.holding && l.epoch != *epoch)
+    })
+}

@@ -18,6 +18,9 @@ pub const RENAME_FROM: &str = "/log";
 pub const RENAME_TO: &str = "/renamed";
 /// The name the `snapshot` configuration gives the snapshot of the file.
 pub const SNAPSHOT_TO: &str = "/snap";
+/// The snapshot's file id: the master's files are `RENAME_FROM` alone
+/// until the snapshot adds the second.
+pub const SNAPSHOT_FILE: FileId = 1;
 
 /// A model configuration: how many of each node, what clients do, which
 /// faults the environment may inject, and the protocol's bounds.
@@ -125,6 +128,12 @@ pub struct ModelCfg {
     /// the file (`/log` as `/snap`, GFS §3.4). Nothing writes the
     /// snapshot: SNAP-1 says it keeps what the file held.
     pub snapshotters: Vec<u8>,
+    /// After its snapshot, a snapshotter appends one record to the file
+    /// (which copies the shared chunk for the file) and then one to the
+    /// snapshot (which leases the shared chunk again, for the snapshot
+    /// alone), so a mutation sent under the file's old lease can meet the
+    /// snapshot's new one (SNAP-1's second half).
+    pub snapshot_appends: bool,
     /// The master may find a chunkserver silent (`Timer::ServerSilent`,
     /// which needs `re_replication`); without this its silence timers
     /// never fire, as if every server's heartbeats arrived in time.
@@ -194,6 +203,7 @@ impl ModelCfg {
             "prefill_as_placed" => self.prefill_as_placed = flag()?,
             "renamers" => self.renamers = list()?,
             "snapshotters" => self.snapshotters = list()?,
+            "snapshot_appends" => self.snapshot_appends = flag()?,
             _ => return Err(format!("unknown configuration field {key:?}")),
         }
         if !self.snapshotters.is_empty() && self.prefill_units > 0 {
@@ -373,6 +383,14 @@ impl ModelCfg {
                 from: RENAME_FROM.into(),
                 to: SNAPSHOT_TO.into(),
             });
+            if self.snapshot_appends {
+                // The snapshot is the master's second file. A record's id
+                // is its operation's data id: its place in the script.
+                for file in [0, SNAPSHOT_FILE] {
+                    let data = self.record(client, ops.len());
+                    ops.push(ClientOp::Append { file, data });
+                }
+            }
         }
         ops
     }

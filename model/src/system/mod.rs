@@ -159,6 +159,12 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
                 appended_to_copy_after_snapshot,
             ));
         }
+        if cfg.snapshot_appends {
+            p.push(Property::sometimes(
+                "SNAP-1 reached: a mutation sent under a lease the snapshot revoked meets the snapshot's new lease of the chunk",
+                stale_mutate_meets_snapshot_lease,
+            ));
+        }
         if cfg.faulty() {
             p.push(Property::sometimes(
                 "SNAP-1 reached: a copy for a snapshot timed out without one replica's copy and the file was appended to after it",
@@ -278,7 +284,8 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             lease_expired_and_regranted,
         ));
     }
-    if mutates {
+    // One replica has no second to agree with.
+    if mutates && cfg.chunkservers >= 2 {
         p.push(Property::sometimes(
             "ORDER-1 reached: two replicas applied the same (epoch, serial)",
             same_stamp_on_two_replicas,

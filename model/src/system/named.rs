@@ -45,6 +45,7 @@ impl ModelCfg {
             replication_goal: false,
             renamers: vec![],
             snapshotters: vec![],
+            snapshot_appends: false,
             silent_servers: false,
             crashes_permanent: false,
             prefill_as_placed: false,
@@ -586,6 +587,27 @@ impl ModelCfg {
                 delays: true,
                 ..base
             },
+            // Both files written after a snapshot: one client appends to
+            // the file; the other takes the snapshot, appends to the file
+            // (its chunk is copied for it, leaving the shared one to the
+            // snapshot) and then to the snapshot (which leases the shared
+            // chunk anew). The first client's mutation, sent under the
+            // lease the snapshot revoked and still in flight, must not be
+            // taken under the snapshot's new lease (SNAP-1). One
+            // chunkserver: the master rotates a new lease past the last
+            // primary, so with more replicas the snapshot's lease goes to
+            // another server than the one the stale mutation is sent to
+            // unless the others are down; one server is that case.
+            "snapshot-writes" => ModelCfg {
+                name: "snapshot-writes",
+                chunkservers: 1,
+                appends: vec![1],
+                snapshotters: vec![1],
+                snapshot_appends: true,
+                client_retries_max: 1,
+                lease_grants_max: 3,
+                ..base
+            },
             // A network that delivers messages twice (issue #10): duplication
             // as a bounded fault, like crashes and losses, so the space
             // closes (stateright's duplicating network, where every message
@@ -612,7 +634,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 44] = [
+    pub const NAMES: [&'static str; 45] = [
         "tiny",
         "small",
         "pad",
@@ -657,5 +679,6 @@ impl ModelCfg {
         "snapshot",
         "snapshot-delays",
         "repl-silent-master-crash",
+        "snapshot-writes",
     ];
 }

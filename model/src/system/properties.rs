@@ -365,16 +365,12 @@ pub fn rename_1<V: GlobalView>(v: &V) -> bool {
 /// chunk's replicas had been sent then), and each one at the chunk's
 /// current version holds every record append acknowledged under an
 /// earlier stamp whole at its offset. Once a client asks to mutate the
-/// snapshot itself, which rightly changes it, the property no longer
-/// speaks of it (the model never does; a real run may).
+/// snapshot itself, which rightly changes it, that half no longer speaks
+/// of it (`snapshot_appends` does so). And the other way: a mutation a
+/// client made to another file after the snapshot lies in a chunk of
+/// that file, not in one the file has left to the snapshot.
 pub fn snap_1<V: GlobalView>(v: &V) -> bool {
     let Some((file, frontier)) = &v.history().snapshot else {
-        return true;
-    };
-    if v.history().snapshot_written {
-        return true;
-    }
-    let Some(listed) = master_of(v).durable.files.get(*file as usize) else {
         return true;
     };
     let ordered_by = |chunk: ChunkHandle| {
@@ -382,6 +378,28 @@ pub fn snap_1<V: GlobalView>(v: &V) -> bool {
             .iter()
             .find(|(c, _)| *c == chunk)
             .map_or(Stamp::default(), |(_, s)| *s)
+    };
+    let files = &master_of(v).durable.files;
+    // A mutation of another file ordered after the snapshot went to a
+    // chunk that file lists: never into a chunk the file has copied away
+    // from and left to the snapshot (a stale lease's primary that takes
+    // any epoch would put it there, and the file would not hold it).
+    let into_its_file = v
+        .acked()
+        .filter(|a| a.file != *file && a.stamp > ordered_by(a.chunk))
+        .all(|a| {
+            files
+                .get(a.file as usize)
+                .is_some_and(|f| f.chunks.contains(&a.chunk))
+        });
+    if !into_its_file {
+        return false;
+    }
+    if v.history().snapshot_written {
+        return true;
+    }
+    let Some(listed) = files.get(*file as usize) else {
+        return true;
     };
     listed
         .chunks

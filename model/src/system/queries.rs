@@ -32,6 +32,7 @@ pub fn acked<'a>(
         Some(Acked {
             client: c,
             op: k,
+            file: op.file()?,
             record,
             append,
             chunk: *chunk,

@@ -73,6 +73,9 @@ pub struct Acked<P> {
     /// The client, and the operation's place in its sequence.
     pub client: usize,
     pub op: usize,
+    /// The file the client asked to mutate (SNAP-1: not the chunk's owner
+    /// if a stale lease took it to a chunk the file no longer lists).
+    pub file: FileId,
     pub record: P,
     pub append: bool,
     pub chunk: ChunkHandle,

@@ -542,6 +542,7 @@ fn apply_change(st: &mut RunState, id: Id, ch: &Change, o: &NodeOutcome) {
             st.acks.push(Acked {
                 client: o.node as usize,
                 op,
+                file: a.file_id,
                 record: a.data.clone(),
                 append: a.append,
                 chunk: a.chunk,

@@ -155,6 +155,7 @@ pub(super) fn note_ack(
         started_ns: ctx.op_started_ns,
         at,
         file: path.to_path_buf(),
+        file_id: cur.op.file().unwrap_or_default(),
     });
     ctx.changes.push(Change::Ack(ctx.out.acks.len() - 1));
 }

@@ -25,7 +25,9 @@ use leasehold_model::chunkserver::{ChunkserverActor, ReplicaLease};
 use leasehold_model::client::ClientActor;
 use leasehold_model::master::{LeaseView, MasterActor, MasterDurable, MasterState, NodeStorage};
 use leasehold_model::msg::{ApplyOp, ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
-use leasehold_model::types::{ChunkHandle, ChunkVersion, Offset, Stamp, StoreError, StoreView};
+use leasehold_model::types::{
+    ChunkHandle, ChunkVersion, FileId, Offset, Stamp, StoreError, StoreView,
+};
 use leasehold_model::{Node, NodeState};
 use stateright::actor::{Command, Id, Out};
 use std::borrow::Cow;
@@ -119,6 +121,8 @@ pub struct Ack {
     pub started_ns: u64,
     pub at: Loc,
     pub file: PathBuf,
+    /// The GFS file the client asked to mutate.
+    pub file_id: FileId,
 }
 
 /// One step's changes to what the always-properties read, for the global
