@@ -611,7 +611,7 @@ mod tests {
     use super::*;
     use crate::memstore::{MemStore, RecordToken};
     use crate::system::ModelCfg;
-    use stateright::actor::Out;
+    use stateright::actor::{Command, Out};
 
     /// The master answers a refused path with empty names; the client
     /// still takes the refusal as its rename's answer, instead of waiting
@@ -638,5 +638,48 @@ mod tests {
         };
         client.on_msg(id, &mut state, Id::from(0), refusal, &mut o);
         assert_eq!(state.results, vec![OpResult::Failed(Failure::BadPath)]);
+    }
+
+    /// [00101]: the retry budget counts each retry, so a client with a
+    /// budget of three asks the master four times in all and then gives
+    /// up. (The model's budgets are one retry or unbounded, where counting
+    /// down instead of up cannot show; the TCP client's is 23 to 87.)
+    #[test]
+    fn the_retry_budget_counts_each_retry() {
+        let mut cfg = ModelCfg::named("tiny").unwrap().protocol();
+        cfg.client_retries_max = 3;
+        cfg.durations.retry_backoff_ms = 0;
+        let data = RecordToken {
+            id: DataId { client: 0, seq: 0 },
+            units: 1,
+        };
+        let client: ClientActor<RecordToken> = ClientActor {
+            cfg: Arc::new(cfg),
+            number: 0,
+            script: vec![ClientOp::Append { file: 0, data }],
+            report_to: None,
+            fragment_max: u64::MAX,
+        };
+        let (id, master) = (Id::from(4), Id::from(0));
+        let mut o: O<MemStore> = Out::new();
+        let mut state: Cow<ClientState<RecordToken>> = Cow::Owned(client.on_start(id, &mut o));
+        let asked = |o: &O<MemStore>| {
+            o.iter()
+                .filter(|c| matches!(c, Command::Send(_, Msg::FindLease { .. })))
+                .count()
+        };
+        let mut asks = asked(&o);
+        while state.results.is_empty() && asks < 10 {
+            let mut o: O<MemStore> = Out::new();
+            let refusal = Msg::NoLease {
+                file: 0,
+                index: ChunkIndex::Last,
+                reason: Failure::NoLeaseNow,
+            };
+            client.on_msg(id, &mut state, master, refusal, &mut o);
+            asks += asked(&o);
+        }
+        assert_eq!(asks, 4, "the first try and three retries");
+        assert_eq!(state.results, vec![OpResult::Failed(Failure::NoLeaseNow)]);
     }
 }
