@@ -156,6 +156,10 @@ struct NemesisArgs {
     /// Concurrent appending clients.
     #[arg(long, default_value_t = 4)]
     appenders: usize,
+    /// Clients writing at chosen offsets of a second file, beside the
+    /// appenders (each write region retried until acknowledged).
+    #[arg(long, default_value_t = 1)]
+    writers: usize,
     /// Where the cluster keeps its files, logs and traces (default: a new
     /// folder under the system's temporary directory, kept for a look).
     #[arg(long)]

@@ -1,6 +1,7 @@
 //! A short fault campaign in `cargo test` (issue #15): `leasehold::nemesis`
 //! against a real cluster of this binary's processes, seed 1. Nothing
-//! acknowledged may be lost, nothing may appear that no client sent, the
+//! acknowledged may be lost (records appended, and regions written by a
+//! writer beside them), nothing may appear that no client sent, the
 //! traces must validate, and after every fault an append must be
 //! acknowledged within the availability bound (docs/reliability.md).
 
@@ -17,6 +18,7 @@ async fn a_short_fault_campaign_loses_nothing_and_recovers_within_the_bound() {
         dir: dir.path().to_path_buf(),
         binary: env!("CARGO_BIN_EXE_leasehold").into(),
         appenders: 2,
+        writers: 1,
     };
     let report = tokio::time::timeout(Duration::from_secs(240), run(&opts))
         .await

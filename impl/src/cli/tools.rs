@@ -24,6 +24,7 @@ pub(crate) fn nemesis(a: NemesisArgs) -> ExitCode {
         dir: dir.clone(),
         binary,
         appenders: a.appenders,
+        writers: a.writers,
     };
     eprintln!(
         "nemesis: seed {}, {} s of faults, cluster in {}",

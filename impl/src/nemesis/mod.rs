@@ -1,11 +1,13 @@
 //! A fault campaign against a real cluster (issue #15): a master and three
-//! chunkservers as processes of this binary, clients appending in this
-//! process, and a nemesis that injects faults on a schedule drawn from a
+//! chunkservers as processes of this binary, clients appending (and
+//! writing at chosen offsets of a second file) in this process, and a
+//! nemesis that injects faults on a schedule drawn from a
 //! seed, so that a failure reruns exactly (the schedule does; the
 //! interleaving is the machine's). Afterwards every acknowledged record is
 //! looked for at its offset on every replica the master lists, every record
-//! in the file must be one a client sent, and the run's step traces must
-//! validate against the model.
+//! in the file must be one a client sent, every acknowledged write must be
+//! whole on every listed replica of each chunk it touched (WRITE-1), and
+//! the run's step traces must validate against the model.
 //!
 //! Faults: SIGKILL and restart of a chunkserver or the master, SIGSTOP of a
 //! chunk's primary past its lease, a server cut off from the other servers
@@ -48,6 +50,9 @@ const SMALL_DISK_SERVER: u64 = 3;
 const SMALL_DISK_BYTES: u64 = 48 * 1024;
 const CHUNK_BYTES: u64 = 256 * 1024;
 const RECORD_BYTES: usize = 200;
+/// A writer's region: not a divisor of the chunk size, so some writes
+/// cross a chunk boundary and are split into two mutations.
+const WRITE_BYTES: usize = 3_000;
 /// Idle connections one fault holds open (the servers' per-peer limit is
 /// far above; they must keep serving everyone else).
 const IDLE_CONNECTIONS: usize = 64;
@@ -64,6 +69,8 @@ pub struct NemesisOptions {
     /// The `leasehold` binary the servers run.
     pub binary: PathBuf,
     pub appenders: usize,
+    /// Clients writing regions of a second file beside the appenders.
+    pub writers: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,7 +109,9 @@ pub struct NemesisReport {
     pub faults: Vec<Fault>,
     pub attempted: u64,
     pub acked: u64,
-    /// Acknowledged records missing or different somewhere they must be.
+    pub writes_attempted: u64,
+    pub writes_acked: u64,
+    /// Acknowledged records (or written regions) missing or different somewhere they must be.
     pub lost: Vec<String>,
     /// Records in the file that no client sent.
     pub phantoms: Vec<String>,
@@ -120,6 +129,7 @@ impl NemesisReport {
             && self.phantoms.is_empty()
             && self.validation_failures.is_empty()
             && self.acked > 0
+            && (self.writes_attempted == 0 || self.writes_acked > 0)
     }
 
     /// The longest recovery per fault kind (`None`: no ack came after).
@@ -141,11 +151,13 @@ impl NemesisReport {
 
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "seed {}: {} faults, {} appends attempted, {} acknowledged, {} lost, {} phantom records; traces: {}\n",
+            "seed {}: {} faults, {} appends attempted, {} acknowledged, {} writes attempted, {} acknowledged, {} lost, {} phantom records; traces: {}\n",
             self.seed,
             self.faults.len(),
             self.attempted,
             self.acked,
+            self.writes_attempted,
+            self.writes_acked,
             self.lost.len(),
             self.phantoms.len(),
             self.validation
@@ -201,11 +213,25 @@ fn parse_record(data: &[u8]) -> Option<(usize, u64)> {
 }
 
 const PATH: &str = "/nemesis/log";
+const WRITE_PATH: &str = "/nemesis/data";
+
+/// Writer `writer`'s region `k`: it names itself, like a record.
+fn region_data(writer: usize, k: u64) -> Vec<u8> {
+    let mut d = format!("w{writer}-{k}:").into_bytes();
+    d.extend((0..WRITE_BYTES - d.len()).map(|i| b'A' + ((i as u64 + k) % 26) as u8));
+    d
+}
+
+/// Writers take turns over regions: writer `w` of `n` writes regions
+/// `w`, `w + n`, ... so no two write the same bytes.
+fn region_offset(writer: usize, writers: usize, k: u64) -> u64 {
+    (k * writers as u64 + writer as u64) * WRITE_BYTES as u64
+}
 
 /// Runs one campaign; `Err` only when the cluster could not be set up.
 pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
     std::fs::create_dir_all(&opts.dir).map_err(|e| e.to_string())?;
-    let mut config = ClusterConfig::local_with_clients(3, opts.appenders, &opts.dir)
+    let mut config = ClusterConfig::local_with_clients(3, opts.appenders + opts.writers, &opts.dir)
         .and_then(|c| c.with_chunk_bytes(CHUNK_BYTES))
         .map_err(|e| e.to_string())?
         .with_leases(Leases::Short)
@@ -259,6 +285,13 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
         );
     }
     clients[0].create(PATH).await.map_err(|e| e.to_string())?;
+    if opts.writers > 0 {
+        clients[0]
+            .create(WRITE_PATH)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let writers = clients.split_off(opts.appenders);
 
     let begun = Instant::now();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -277,6 +310,30 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
                 if let Ok(a) = client.record_append_detailed(PATH, &data).await {
                     acks.lock().expect("acks lock").push(begun.elapsed());
                     done.push((a, data));
+                }
+            }
+            (attempted, done)
+        }));
+    }
+    let mut write_load = vec![];
+    for (w, client) in writers.iter().enumerate() {
+        let (client, stop, n) = (client.clone(), stop.clone(), opts.writers);
+        write_load.push(tokio::spawn(async move {
+            // Each region is written again until acknowledged: a failed
+            // write may leave it undefined ([00101]), and the same bytes
+            // written again make it defined.
+            let (mut attempted, mut done) = (0u64, vec![]);
+            let mut k = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                attempted += 1;
+                let offset = region_offset(w, n, k);
+                if client
+                    .write(WRITE_PATH, offset, &region_data(w, k))
+                    .await
+                    .is_ok()
+                {
+                    done.push((w, k));
+                    k += 1;
                 }
             }
             (attempted, done)
@@ -371,6 +428,13 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
         acked.extend(done);
     }
     report.acked = acked.len() as u64;
+    let mut written = vec![];
+    for task in write_load {
+        let (attempted, done) = task.await.map_err(|e| e.to_string())?;
+        report.writes_attempted += attempted;
+        written.extend(done);
+    }
+    report.writes_acked = written.len() as u64;
     let ack_times = acks.lock().expect("acks lock").clone();
     for f in &mut faults {
         f.recovery = ack_times
@@ -382,7 +446,16 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
     report.faults = faults;
 
     check_records(&clients[0], &config, &acked, &corrupted, &mut report).await;
-    for c in clients {
+    check_writes(
+        &clients[0],
+        &config,
+        &written,
+        opts.writers,
+        &corrupted,
+        &mut report,
+    )
+    .await;
+    for c in clients.into_iter().chain(writers) {
         c.shutdown().await;
     }
     procs.stop_all();
@@ -454,7 +527,7 @@ async fn check_records(
             return;
         }
     };
-    let mut stores: HashMap<u64, FileStore> = HashMap::new();
+    let mut replicas = Replicas::new(config, corrupted);
     for (a, data) in acked {
         let Some(chunk) = stat.chunks.get(a.index as usize) else {
             report.lost.push(format!(
@@ -465,46 +538,13 @@ async fn check_records(
         };
         let framed = crate::record::frame(a.record_id, data);
         for &r in &chunk.replicas {
-            let store = match stores.get(&r) {
-                Some(s) => s.clone(),
-                None => {
-                    let Ok(node) = config.node(Id::from(r as usize)) else {
-                        continue;
-                    };
-                    match FileStore::open(&crate::nodes::chunk_dir(node), CHUNK_BYTES) {
-                        Ok(s) => stores.entry(r).or_insert(s).clone(),
-                        Err(e) => {
-                            report
-                                .lost
-                                .push(format!("replica {r}: store unreadable: {e}"));
-                            continue;
-                        }
-                    }
-                }
+            let what = || {
+                format!(
+                    "record {:x} (chunk {} offset {}) on replica {r}",
+                    a.record_id, a.chunk, a.offset
+                )
             };
-            use leasehold_model::types::{ChunkStore, StoreError};
-            match store.read(a.chunk, a.offset, framed.len() as u64) {
-                Ok(got) if got.as_slice() == framed => {}
-                Err(StoreError::Corrupt) if corrupted.contains(&(r, a.chunk)) => {
-                    let note = format!(
-                        "replica {r} of chunk {}: injected corruption still there",
-                        a.chunk
-                    );
-                    if !report.latent_corruption.contains(&note) {
-                        report.latent_corruption.push(note);
-                    }
-                }
-                other => report.lost.push(format!(
-                    "record {:x} (chunk {} offset {}) on replica {r}: {}",
-                    a.record_id,
-                    a.chunk,
-                    a.offset,
-                    match other {
-                        Ok(_) => "other bytes".to_string(),
-                        Err(e) => e.to_string(),
-                    }
-                )),
-            }
+            replicas.expect(r, a.chunk, a.offset, &framed, what, report);
         }
     }
     match client.read_records(PATH).await {
@@ -534,6 +574,126 @@ async fn check_records(
         Err(e) => report
             .lost
             .push(format!("reading the records back failed: {e}")),
+    }
+}
+
+/// Every acknowledged write whole on every replica the master lists of
+/// each chunk it touched (WRITE-1: a write that succeeded is defined on
+/// every replica). Regions are written only by their own writer, and again
+/// with the same bytes until acknowledged, so the last acknowledged
+/// bytes are the only ones that may be there.
+async fn check_writes(
+    client: &Client,
+    config: &ClusterConfig,
+    written: &[(usize, u64)],
+    writers: usize,
+    corrupted: &[(u64, u64)],
+    report: &mut NemesisReport,
+) {
+    if written.is_empty() {
+        return;
+    }
+    let stat = match client.stat(WRITE_PATH).await {
+        Ok(s) => s,
+        Err(e) => {
+            report.lost.push(format!(
+                "stat of the written file failed after the run: {e}"
+            ));
+            return;
+        }
+    };
+    let mut replicas = Replicas::new(config, corrupted);
+    for &(w, k) in written {
+        let data = region_data(w, k);
+        let mut pos = region_offset(w, writers, k);
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let (index, in_chunk) = (pos / CHUNK_BYTES, pos % CHUNK_BYTES);
+            let n = rest.len().min((CHUNK_BYTES - in_chunk) as usize);
+            let Some(chunk) = stat.chunks.get(index as usize) else {
+                report
+                    .lost
+                    .push(format!("region {w}-{k}: chunk index {index} gone"));
+                break;
+            };
+            for &r in &chunk.replicas {
+                let what = || {
+                    format!(
+                        "region {w}-{k} (chunk {} offset {in_chunk}, {n} bytes) on replica {r}",
+                        chunk.chunk
+                    )
+                };
+                replicas.expect(r, chunk.chunk, in_chunk, &rest[..n], what, report);
+            }
+            pos += n as u64;
+            rest = &rest[n..];
+        }
+    }
+}
+
+/// The replicas' stores, opened as the campaign's check needs them.
+struct Replicas<'a> {
+    config: &'a ClusterConfig,
+    corrupted: &'a [(u64, u64)],
+    stores: HashMap<u64, FileStore>,
+}
+
+impl<'a> Replicas<'a> {
+    fn new(config: &'a ClusterConfig, corrupted: &'a [(u64, u64)]) -> Self {
+        Replicas {
+            config,
+            corrupted,
+            stores: HashMap::new(),
+        }
+    }
+
+    /// Whether replica `r` of `chunk` holds `bytes` at `offset`; what does
+    /// not goes to the report as lost, except the corruption the campaign
+    /// injected there, which is noted.
+    fn expect(
+        &mut self,
+        r: u64,
+        chunk: u64,
+        offset: u64,
+        bytes: &[u8],
+        what: impl Fn() -> String,
+        report: &mut NemesisReport,
+    ) {
+        use leasehold_model::types::{ChunkStore, StoreError};
+        let store = match self.stores.get(&r) {
+            Some(s) => s.clone(),
+            None => {
+                let Ok(node) = self.config.node(Id::from(r as usize)) else {
+                    return;
+                };
+                match FileStore::open(&crate::nodes::chunk_dir(node), CHUNK_BYTES) {
+                    Ok(s) => self.stores.entry(r).or_insert(s).clone(),
+                    Err(e) => {
+                        report
+                            .lost
+                            .push(format!("replica {r}: store unreadable: {e}"));
+                        return;
+                    }
+                }
+            }
+        };
+        match store.read(chunk, offset, bytes.len() as u64) {
+            Ok(got) if got.as_slice() == bytes => {}
+            Err(StoreError::Corrupt) if self.corrupted.contains(&(r, chunk)) => {
+                let note = format!("replica {r} of chunk {chunk}: injected corruption still there");
+                if !report.latent_corruption.contains(&note) {
+                    report.latent_corruption.push(note);
+                }
+            }
+            other => report.lost.push(format!(
+                "{}: {}",
+                what(),
+                match other {
+                    Ok(_) => "other bytes".to_string(),
+                    Err(e) => e.to_string(),
+                }
+            )),
+        }
     }
 }
 
