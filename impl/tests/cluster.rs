@@ -12,7 +12,7 @@ use leasehold::filestore::FileStore;
 use leasehold::frame::{self, Envelope, Parsed};
 use leasehold::nodes::{self, RealMsg};
 use leasehold::record;
-use leasehold::validate::{validate_dir, Check, Finding, ValidateOptions};
+use leasehold::validate::{validate_dir, Check, Finding, Report, ValidateOptions};
 use leasehold_model::config::Durations;
 use leasehold_model::msg::{Failure, Msg, MutationKind};
 use leasehold_model::types::{ChunkStore, DataId, StoreError};
@@ -69,6 +69,18 @@ impl Cluster {
         edit: impl FnOnce(&mut ClusterConfig),
         master_args: &[&str],
     ) -> Cluster {
+        Cluster::start_servers_args(servers, clients, edit, master_args, &[])
+    }
+
+    /// [`Cluster::start_servers_with`] with arguments for every chunkserver
+    /// too (a seeded bug in the chunkservers' protocol code).
+    fn start_servers_args(
+        servers: usize,
+        clients: usize,
+        edit: impl FnOnce(&mut ClusterConfig),
+        master_args: &[&str],
+        chunkserver_args: &[&str],
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut config = ClusterConfig::local_with_clients(servers, clients, dir.path())
             .unwrap()
@@ -87,7 +99,7 @@ impl Cluster {
         };
         c.spawn_with(0, master_args);
         for id in 1..=servers as u64 {
-            c.spawn(id);
+            c.spawn_with(id, chunkserver_args);
         }
         c
     }
@@ -163,7 +175,8 @@ impl Cluster {
 
     /// [`Cluster::validated`], except for findings the test caused on
     /// purpose (`expected`), which must then occur.
-    fn validated_but(mut self, expected: Option<&dyn Fn(&Finding) -> bool>) {
+    /// Stops the nodes (a paused one too) and validates their traces.
+    fn stopped_and_validated(&mut self) -> Report {
         for (_, mut child) in self.procs.drain() {
             let pid = Pid::from_raw(child.id() as i32);
             let _ = kill(pid, Signal::SIGCONT);
@@ -171,7 +184,11 @@ impl Cluster {
             let _ = child.wait();
         }
         let traces = self.config.trace_dir.clone().expect("tests record traces");
-        let report = validate_dir(&traces, &ValidateOptions::default()).unwrap();
+        validate_dir(&traces, &ValidateOptions::default()).unwrap()
+    }
+
+    fn validated_but(mut self, expected: Option<&dyn Fn(&Finding) -> bool>) {
+        let report = self.stopped_and_validated();
         let foreseen = report
             .unforeseen(|f| expected.is_some_and(|e| e(f)))
             .unwrap_or_else(|e| panic!("trace validation failed: {e}"));
@@ -179,6 +196,13 @@ impl Cluster {
         if expected.is_some() {
             assert!(foreseen > 0, "the foreseen finding did not occur");
         }
+    }
+
+    /// Stops the nodes and validates their traces; the failures found.
+    fn findings(mut self) -> Vec<Finding> {
+        let report = self.stopped_and_validated();
+        assert!(report.steps_replayed > 0, "{}", report.summary());
+        report.failures
     }
 
     fn log(&self, id: u64) -> String {
@@ -1560,6 +1584,35 @@ async fn validation_catches_a_snapshot_bug_on_a_real_run() {
         })
         .await;
     }
+}
+
+/// LEASE-5 on a real run: chunkservers with the seeded bug
+/// `revoked-primary-keeps-lease` answer the revocation a rename sends and
+/// keep the lease. `validate` names LEASE-5 at the primary's step that
+/// answered, and nothing but its consequences: LEASE-4 (a replica holding
+/// a lease the master no longer grants) and LEASE-1 (the primary's lease
+/// outlasting the master's view of it); with the bug off, a rename under
+/// load validates clean (`a_file_renamed_while_appended_to_loses_no_record`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_catches_a_revoked_lease_kept_on_a_real_run() {
+    bounded(async {
+        let bug = ["--bug", "revoked-primary-keeps-lease", "--testing"];
+        let c = Cluster::start_servers_args(3, 1, |_| {}, &[], &bug);
+        let client = c.client(0).await;
+        let (from, to) = ("/logs/kept", "/logs/kept-renamed");
+        client.create(from).await.unwrap();
+        append_all(&client, from, 0..2, 100).await;
+        client.rename(from, to).await.unwrap();
+        let lease_5 =
+            |f: &Finding| matches!(f.check, Check::Lease5 | Check::Lease4 | Check::Lease1);
+        let findings = c.findings();
+        assert!(
+            findings.iter().any(|f| f.check == Check::Lease5),
+            "LEASE-5 named: {findings:?}"
+        );
+        assert!(findings.iter().all(lease_5), "{findings:?}");
+    })
+    .await;
 }
 
 /// Issue #12: a master killed after making a version bump durable but

@@ -51,6 +51,9 @@ pub enum Check {
     Lease1,
     Lease2,
     Lease4,
+    /// A replica that acknowledged a revocation no longer holds or asks
+    /// for that lease.
+    Lease5,
     Order1,
     Order2,
     Append1,
@@ -77,6 +80,7 @@ impl Check {
             Check::Lease1 => "LEASE-1",
             Check::Lease2 => "LEASE-2",
             Check::Lease4 => "LEASE-4",
+            Check::Lease5 => "LEASE-5",
             Check::Order1 => "ORDER-1",
             Check::Order2 => "ORDER-2",
             Check::Append1 => "APPEND-1",

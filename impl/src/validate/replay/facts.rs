@@ -207,6 +207,28 @@ pub(super) fn after_step(
                 ctx.changes.push(Change::Leases(leases.clone()));
                 ctx.last_leases = leases;
             }
+            // LEASE-5 ([0091]): a replica answers every revocation, and
+            // after the step that answers one it neither holds nor asks for
+            // that lease (the model's `STEP_REVOKED_LEASE_KEPT`).
+            if let TraceInput::Msg {
+                msg: Msg::RevokeLease { chunk, epoch },
+                ..
+            } = &step.input
+            {
+                let kept = s
+                    .lease(*chunk)
+                    .is_some_and(|l| l.epoch == *epoch && (l.holding || l.requested));
+                if kept {
+                    ctx.fail(
+                        Check::Lease5,
+                        at,
+                        path,
+                        format!(
+                            "still holds or asks for lease {epoch} of chunk {chunk} after answering its revocation"
+                        ),
+                    );
+                }
+            }
             // LEASE-1: the lease ends at the step that stops holding it or
             // at its timer's deadline, whichever comes first.
             let ended: Vec<ChunkHandle> = open_primary
