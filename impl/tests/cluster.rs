@@ -1590,8 +1590,9 @@ async fn validation_catches_a_snapshot_bug_on_a_real_run() {
 /// `revoked-primary-keeps-lease` answer the revocation a rename sends and
 /// keep the lease. `validate` names LEASE-5 at the primary's step that
 /// answered, and nothing but its consequences: LEASE-4 (a replica holding
-/// a lease the master no longer grants) and LEASE-1 (the primary's lease
-/// outlasting the master's view of it); with the bug off, a rename under
+/// a lease the master no longer grants), LEASE-1 (the primary's lease
+/// outlasting the master's view of it) and RENAME-1 (the file renamed
+/// while the lease is still held); with the bug off, a rename under
 /// load validates clean (`a_file_renamed_while_appended_to_loses_no_record`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_catches_a_revoked_lease_kept_on_a_real_run() {
@@ -1603,14 +1604,39 @@ async fn validation_catches_a_revoked_lease_kept_on_a_real_run() {
         client.create(from).await.unwrap();
         append_all(&client, from, 0..2, 100).await;
         client.rename(from, to).await.unwrap();
-        let lease_5 =
-            |f: &Finding| matches!(f.check, Check::Lease5 | Check::Lease4 | Check::Lease1);
+        let lease_5 = |f: &Finding| {
+            matches!(
+                f.check,
+                Check::Lease5 | Check::Lease4 | Check::Lease1 | Check::Rename1
+            )
+        };
         let findings = c.findings();
         assert!(
             findings.iter().any(|f| f.check == Check::Lease5),
             "LEASE-5 named: {findings:?}"
         );
         assert!(findings.iter().all(lease_5), "{findings:?}");
+    })
+    .await;
+}
+
+/// RENAME-1 on a real run: a master with the seeded bug
+/// `renames-under-lease` renames a file at once, while its chunk's primary
+/// still holds the lease, and `validate` names RENAME-1 at the master's
+/// step that changed the name; with the bug off, a rename under load
+/// validates clean (`a_file_renamed_while_appended_to_loses_no_record`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_catches_a_rename_under_lease_on_a_real_run() {
+    bounded(async {
+        let bug = ["--bug", "renames-under-lease", "--testing"];
+        let c = Cluster::start_servers_with(3, 1, |_| {}, &bug);
+        let client = c.client(0).await;
+        let (from, to) = ("/logs/leased", "/logs/leased-renamed");
+        client.create(from).await.unwrap();
+        append_all(&client, from, 0..2, 100).await;
+        client.rename(from, to).await.unwrap();
+        let rename_1 = |f: &Finding| f.check == Check::Rename1;
+        c.validated_but(Some(&rename_1));
     })
     .await;
 }

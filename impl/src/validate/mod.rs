@@ -69,6 +69,8 @@ pub enum Check {
     Version2,
     /// A snapshot holds what its file held when it was taken.
     Snap1,
+    /// A rename is made only when no replica holds a lease of the file.
+    Rename1,
 }
 
 impl Check {
@@ -95,6 +97,7 @@ impl Check {
             Check::Version1 => "VERSION-1",
             Check::Version2 => "VERSION-2",
             Check::Snap1 => "SNAP-1",
+            Check::Rename1 => "RENAME-1",
         }
     }
 }

@@ -322,8 +322,21 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
             *c += 1;
             changed = true;
             seen_changes += 1;
+            let master_before = st.master.clone();
             for ch in &obs.changes {
                 apply_change(&mut st, id, ch, o);
+            }
+            let master_step = obs.changes.iter().any(|c| matches!(c, Change::Master(_)));
+            let renamed = master_step
+                .then(|| renamed_under_lease(&st, master_before.as_deref(), step.clock_ns))
+                .flatten();
+            if let Some(why) = renamed {
+                g.findings.push(Finding {
+                    check: Check::Rename1,
+                    at: here,
+                    file: s.file.path.clone(),
+                    explanation: why,
+                });
             }
         }
         // The sends, as the checker's history sees them: only those that
@@ -553,6 +566,39 @@ fn apply_change(st: &mut RunState, id: Id, ch: &Change, o: &NodeOutcome) {
             focus(st, a.chunk);
         }
     }
+}
+
+/// RENAME-1 ([0091]): the step that changes a file's name (the master's)
+/// is taken only while no chunkserver holds a lease of the file's chunks
+/// at its clock (a lease past its timer's deadline is over: the model's
+/// `STEP_RENAMED_UNDER_LEASE`, with real time). Why not, if it was.
+fn renamed_under_lease(st: &RunState, before: Option<&MasterState>, now: u64) -> Option<String> {
+    let (before, after) = (before?, st.master.as_deref()?);
+    after
+        .durable
+        .files
+        .iter()
+        .enumerate()
+        .find_map(|(f, file)| {
+            let old = before
+                .durable
+                .files
+                .get(f)
+                .filter(|old| old.name != file.name)?;
+            st.leases.iter().find_map(|(id, ls)| {
+                let (l, _) = ls.iter().find(|(l, deadline)| {
+                    l.holding && deadline.is_none_or(|d| d > now) && file.chunks.contains(&l.chunk)
+                })?;
+                Some(format!(
+                    "renames {:?} to {:?} while chunkserver {} holds lease {} of its chunk {}",
+                    old.name,
+                    file.name,
+                    usize::from(*id),
+                    l.epoch,
+                    l.chunk
+                ))
+            })
+        })
 }
 
 /// The focused chunks' replicas and primaries, for a failure's message.
