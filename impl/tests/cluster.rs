@@ -1641,6 +1641,35 @@ async fn validation_catches_a_rename_under_lease_on_a_real_run() {
     .await;
 }
 
+/// GC-1 on a real run: a master with the seeded bug
+/// `gc-deletes-stale-replica` tells a restarted chunkserver to delete a
+/// replica it still places because the replica missed a version while its
+/// server was down (it should be brought back by a clone, and after a
+/// master crash it may be the one holding what was acknowledged), and
+/// `validate` names GC-1 at the chunkserver's step that deleted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_catches_a_placed_replica_collected_on_a_real_run() {
+    bounded(async {
+        let bug = ["--bug", "gc-deletes-stale-replica", "--testing"];
+        let mut c = Cluster::start_servers_with(3, 1, |_| {}, &bug);
+        let client = c.client(0).await;
+        let path = "/logs/collected";
+        client.create(path).await.unwrap();
+        append_all(&client, path, 0..2, 100).await;
+        c.kill(2);
+        // The chunk moves on to a new version without the killed replica.
+        append_all(&client, path, 2..4, 100).await;
+        c.spawn(2);
+        // Its chunk report on restart is answered at once; the clone that
+        // brings the replica back may follow, so the deletion is looked
+        // for in the trace, not on the disk.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let gc_1 = |f: &Finding| f.check == Check::Gc1;
+        c.validated_but(Some(&gc_1));
+    })
+    .await;
+}
+
 /// Issue #12: a master killed after making a version bump durable but
 /// before any replica learned it (its barrier passed, its offer and
 /// announcements never left) held a version no replica stored, counted no

@@ -71,6 +71,8 @@ pub enum Check {
     Snap1,
     /// A rename is made only when no replica holds a lease of the file.
     Rename1,
+    /// A replica is deleted only where the master no longer places it.
+    Gc1,
 }
 
 impl Check {
@@ -98,6 +100,7 @@ impl Check {
             Check::Version2 => "VERSION-2",
             Check::Snap1 => "SNAP-1",
             Check::Rename1 => "RENAME-1",
+            Check::Gc1 => "GC-1",
         }
     }
 }

@@ -324,6 +324,14 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
             seen_changes += 1;
             let master_before = st.master.clone();
             for ch in &obs.changes {
+                if let Some(why) = deleted_placed_replica(&st, id, ch) {
+                    g.findings.push(Finding {
+                        check: Check::Gc1,
+                        at: here,
+                        file: s.file.path.clone(),
+                        explanation: why,
+                    });
+                }
                 apply_change(&mut st, id, ch, o);
             }
             let master_step = obs.changes.iter().any(|c| matches!(c, Change::Master(_)));
@@ -599,6 +607,22 @@ fn renamed_under_lease(st: &RunState, before: Option<&MasterState>, now: u64) ->
                 ))
             })
         })
+}
+
+/// GC-1 (GFS §4.4): a chunkserver deletes a replica only where the master
+/// no longer places it (the model's `STEP_DELETED_PLACED_REPLICA`). Why
+/// not, if `change` deletes one the master places on `id`.
+fn deleted_placed_replica(st: &RunState, id: Id, change: &Change) -> Option<String> {
+    let Change::Store(StoreEvent::Deleted { chunk }) = change else {
+        return None;
+    };
+    let placed = st.master.as_ref()?.durable.chunks.get(*chunk as usize)?;
+    placed.replicas.contains(&id).then(|| {
+        format!(
+            "deletes its replica of chunk {chunk}, which the master places on it (version {})",
+            placed.version
+        )
+    })
 }
 
 /// The focused chunks' replicas and primaries, for a failure's message.
