@@ -7,6 +7,7 @@
 //! start, its connections, its shutdown); the operations reach the actor
 //! through `submit.rs`.
 
+use leasehold_model::config::Bug;
 use leasehold_model::msg::Failure;
 use stateright::actor::Id;
 use std::collections::HashMap;
@@ -41,6 +42,16 @@ pub fn op_timeout_default(cluster: &ClusterConfig) -> Duration {
 /// unreachable then is tried on in the background.
 pub const DIAL_WAIT: Duration = Duration::from_secs(2);
 
+/// The network position of the client entry `place` of `cluster`.
+fn place_position(cluster: &ClusterConfig, place: u64) -> Result<u64> {
+    let node = cluster
+        .node(Id::from(place as usize))
+        .ok()
+        .filter(|n| n.role == Role::Client)
+        .ok_or(ClientError::NotAClient(place))?;
+    Ok(nodes::position(node).unwrap_or_else(|| nodes::client_position(cluster)))
+}
+
 impl Client {
     /// Starts a client of `cluster` in this process at the place the
     /// cluster file names `place` (a client entry: its network position).
@@ -54,23 +65,47 @@ impl Client {
         place: u64,
         op_timeout: Duration,
     ) -> Result<Client> {
-        let node = cluster
-            .node(Id::from(place as usize))
-            .ok()
-            .filter(|n| n.role == Role::Client)
-            .ok_or(ClientError::NotAClient(place))?;
-        let position = nodes::position(node).unwrap_or_else(|| nodes::client_position(cluster));
-        Self::start(cluster, position, op_timeout).await
+        Self::start(
+            cluster,
+            place_position(cluster, place)?,
+            op_timeout,
+            Bug::None,
+        )
+        .await
+    }
+
+    /// [`Client::connect_with_timeout`] with a seeded bug in the client's
+    /// actor, so that a test can show trace validation catches it on a
+    /// real run (as the servers' `--bug NAME --testing`). Not for use.
+    #[doc(hidden)]
+    pub async fn connect_with_bug(
+        cluster: &ClusterConfig,
+        place: u64,
+        op_timeout: Duration,
+        bug: Bug,
+    ) -> Result<Client> {
+        Self::start(cluster, place_position(cluster, place)?, op_timeout, bug).await
     }
 
     /// Starts a client of `cluster` in this process with no place in the
     /// cluster file: its network position is estimated from its address
     /// ([0097]).
     pub async fn connect_any(cluster: &ClusterConfig, op_timeout: Duration) -> Result<Client> {
-        Self::start(cluster, nodes::client_position(cluster), op_timeout).await
+        Self::start(
+            cluster,
+            nodes::client_position(cluster),
+            op_timeout,
+            Bug::None,
+        )
+        .await
     }
 
-    async fn start(cluster: &ClusterConfig, position: u64, op_timeout: Duration) -> Result<Client> {
+    async fn start(
+        cluster: &ClusterConfig,
+        position: u64,
+        op_timeout: Duration,
+        bug: Bug,
+    ) -> Result<Client> {
         let client_id = nodes::fresh_client_id();
         let push_clock = Arc::new(Mutex::new(PushClock::default()));
         let read_failures: Arc<Mutex<Vec<(u64, Failure)>>> = Arc::default();
@@ -81,6 +116,10 @@ impl Client {
             position,
             Id::from(APP_ID),
             Some(observer),
+            nodes::NodeHooks {
+                bug,
+                ..nodes::NodeHooks::default()
+            },
         )
         .await
         .map_err(|source| ClientError::Start {

@@ -408,6 +408,7 @@ pub async fn start_client(
     position: u64,
     app_id: Id,
     observer: Option<MsgObserver<RealMsg>>,
+    hooks: NodeHooks,
 ) -> Result<RunningHost<RealMsg>, NodeError> {
     let me = Id::from(id as usize);
     if cluster.node(me).is_ok() {
@@ -423,16 +424,10 @@ pub async fn start_client(
         fragment_max: cluster.push_fragment_bytes,
     });
     let config = HostConfig::client_of(cluster, me).with_app_id(app_id);
-    start(
-        cluster,
-        actor,
-        config,
-        NodeHooks::default(),
-        |host| match observer {
-            Some(o) => host.with_observer(o),
-            None => host,
-        },
-    )
+    start(cluster, actor, config, hooks, |host| match observer {
+        Some(o) => host.with_observer(o),
+        None => host,
+    })
     .await
 }
 

@@ -73,6 +73,9 @@ pub enum Check {
     Rename1,
     /// A replica is deleted only where the master no longer places it.
     Gc1,
+    /// A read goes to the closest replica and returns what was
+    /// acknowledged before it started.
+    Read1,
 }
 
 impl Check {
@@ -101,6 +104,7 @@ impl Check {
             Check::Snap1 => "SNAP-1",
             Check::Rename1 => "RENAME-1",
             Check::Gc1 => "GC-1",
+            Check::Read1 => "READ-1",
         }
     }
 }

@@ -82,7 +82,7 @@ pub fn reads<'a>(
                 file,
                 index,
                 offset,
-                ..
+                len,
             },
             OpResult::Read { data },
         ) = (op, result)
@@ -95,6 +95,7 @@ pub fn reads<'a>(
             op: k,
             chunk,
             offset: *offset,
+            len: *len,
             data: *data,
         })
     })

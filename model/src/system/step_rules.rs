@@ -303,13 +303,12 @@ impl LeaseholdModel {
             // READ-1 (GFS §2.7): a read goes to the closest replica that
             // the located chunk names and this read has not tried. The
             // chunk's holders are in the client's cache once it reads.
-            if let Some(cur) = &b.current {
-                if let Phase::Reading { replica } = cur.phase {
-                    let started = a.current.as_ref().is_none_or(|c| c.phase != cur.phase);
-                    if started && !self.read_goes_to_closest(actor, b, cur, replica) {
-                        broken |= STEP_READ_NOT_CLOSEST;
-                    }
-                }
+            let before = a.current.as_ref().map(|c| &c.phase);
+            let read_sent = b.current.as_ref().is_some_and(|c| {
+                matches!(c.phase, Phase::Reading { .. }) && before != Some(&c.phase)
+            });
+            if read_sent && read_not_closest(&self.cfg.protocol(), actor, before, b).is_some() {
+                broken |= STEP_READ_NOT_CLOSEST;
             }
             // APPEND-5, WRITE-2: a client reports a mutation failed only
             // with its retries used up.
@@ -330,28 +329,37 @@ impl LeaseholdModel {
     }
 }
 
-impl LeaseholdModel {
-    /// Whether `replica` is the closest server (`ProtocolCfg::distance`,
-    /// ties to the lower id) of those the client's located chunk names and
-    /// the read has not tried.
-    fn read_goes_to_closest(
-        &self,
-        client: Id,
-        c: &crate::client::ClientState<RecordToken>,
-        cur: &crate::client::Current<RecordToken>,
-        replica: Id,
-    ) -> bool {
-        let (Some(file), ChunkIndex::At(index)) = (cur.op.file(), cur.index) else {
-            return true;
-        };
-        let Some(info) = c.cache.iter().find(|i| i.file == file && i.index == index) else {
-            return true;
-        };
-        let tried = &cur.tried[..cur.tried.len().saturating_sub(1)];
-        let protocol = self.cfg.protocol();
-        let d = |r: Id| (protocol.distance(client, r), r);
-        info.replicas()
-            .filter(|r| !tried.contains(r))
-            .all(|r| d(replica) <= d(r))
+/// READ-1 (GFS §2.7) as a step rule, for the model and for `validate`
+/// alike: if the step took a client's read to a replica (its phase was
+/// `before` and is now reading from a replica it was not reading from),
+/// that replica must be the closest (`ProtocolCfg::distance`, ties to the
+/// lower id) of those its located chunk names and the read has not tried.
+/// Where it is not: `Some((the replica it went to, the closest))`.
+pub fn read_not_closest<P>(
+    protocol: &crate::config::ProtocolCfg,
+    client: Id,
+    before: Option<&Phase>,
+    after: &crate::client::ClientState<P>,
+) -> Option<(Id, Id)> {
+    let cur = after.current.as_ref()?;
+    let Phase::Reading { replica } = cur.phase else {
+        return None;
+    };
+    if before == Some(&cur.phase) {
+        return None;
     }
+    let (Some(file), ChunkIndex::At(index)) = (cur.op.file(), cur.index) else {
+        return None;
+    };
+    let info = after
+        .cache
+        .iter()
+        .find(|i| i.file == file && i.index == index)?;
+    let tried = &cur.tried[..cur.tried.len().saturating_sub(1)];
+    let d = |r: Id| (protocol.distance(client, r), r);
+    let closest = info
+        .replicas()
+        .filter(|r| !tried.contains(r))
+        .min_by_key(|r| d(*r))?;
+    (d(closest) < d(replica)).then_some((replica, closest))
 }

@@ -89,9 +89,11 @@ pub struct ReadDone<P> {
     /// The client, and the operation's place in its sequence.
     pub client: usize,
     pub op: usize,
-    /// Where it read: the chunk, and `len` units at `offset`.
+    /// Where it read: the chunk, and `len` units asked for at `offset`
+    /// (`data` may be shorter: a read stops at the replica's end).
     pub chunk: ChunkHandle,
     pub offset: Offset,
+    pub len: u64,
     pub data: P,
 }
 
@@ -133,11 +135,20 @@ pub trait GlobalView {
     fn op_instants(&self, _a: &Acked<PayloadOf<Self>>) -> Option<(u64, u64)> {
         None
     }
-    /// Every read that returned data. A real run's view does not see reads
-    /// yet: READ-1 is checked in the model only (it is not among
-    /// `always_properties`).
+    /// Every read that returned data (`validate`'s view: those new since
+    /// the last state it checked, since a read's verdict is settled when
+    /// it returns: every record it must return was acknowledged before it
+    /// started).
     fn reads(&self) -> impl Iterator<Item = ReadDone<PayloadOf<Self>>> + '_ {
         std::iter::empty()
+    }
+    /// Whether read `r` returned record append `a`'s record where it asked
+    /// for it. The model's payloads are whole records, so a read at the
+    /// record's offset must return that record; a view of real bytes
+    /// compares the bytes of the two ranges' overlap, and a read cut short
+    /// of the record's end inside the range it asked for does not.
+    fn read_returns(&self, r: &ReadDone<PayloadOf<Self>>, a: &Acked<PayloadOf<Self>>) -> bool {
+        r.offset != a.offset || r.data == a.record
     }
     /// Whether read `r` started after record append `a` was acknowledged.
     fn read_started_after(

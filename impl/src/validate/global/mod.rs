@@ -29,7 +29,9 @@ use crate::validate::store::StoreEvent;
 use leasehold_model::chunkserver::ReplicaLease;
 use leasehold_model::master::MasterState;
 use leasehold_model::msg::{LeaseInfo, Msg};
-use leasehold_model::system::{always_properties, Acked, GlobalView, History, StampedStore};
+use leasehold_model::system::{
+    always_properties, Acked, GlobalView, History, ReadDone, StampedStore,
+};
 use leasehold_model::types::{ChunkHandle, Offset};
 use stateright::actor::{Envelope, Id};
 use std::borrow::Cow;
@@ -81,6 +83,13 @@ struct RunState {
     whole: BTreeSet<ChunkHandle>,
     /// `acks[i]` for `i` from here on are new since the last state checked.
     new_acks_from: usize,
+    /// Reads clients returned, when each started, and where the new ones
+    /// (since the last state checked) begin: a read's verdict is settled
+    /// when it returns, since READ-1 owes it only records acknowledged
+    /// before it started.
+    reads: Vec<ReadDone<Bytes>>,
+    read_started: Vec<u64>,
+    new_reads_from: usize,
 }
 
 impl RunState {
@@ -172,6 +181,35 @@ impl GlobalView for RunState {
     fn ack_in_focus(&self, a: &Acked<Bytes>) -> bool {
         a.op >= self.new_acks_from
     }
+
+    fn reads(&self) -> impl Iterator<Item = ReadDone<Bytes>> + '_ {
+        self.reads[self.new_reads_from..].iter().cloned()
+    }
+
+    fn read_started_after(&self, r: &ReadDone<Bytes>, a: &Acked<Bytes>) -> bool {
+        self.read_started[r.op] >= self.ack_times[a.op].1
+    }
+
+    /// The bytes where the range the read asked for overlaps the record
+    /// must have come back, and be the record's. A region an acknowledged
+    /// write also covers is not the record's alone: it is left to WRITE-1.
+    fn read_returns(&self, r: &ReadDone<Bytes>, a: &Acked<Bytes>) -> bool {
+        let record = a.record.as_slice();
+        let from = r.offset.max(a.offset);
+        let to = (r.offset + r.len).min(a.offset + record.len() as u64);
+        if from >= to {
+            return true;
+        }
+        let overwritten = self.acks.iter().any(|w| {
+            !w.append
+                && w.chunk == a.chunk
+                && w.offset < to
+                && from < w.offset + w.record.as_slice().len() as u64
+        });
+        let data = r.data.as_slice();
+        let got = data.get((from - r.offset) as usize..(to - r.offset) as usize);
+        overwritten || got == Some(&record[(from - a.offset) as usize..(to - a.offset) as usize])
+    }
 }
 
 /// What the global pass found.
@@ -202,6 +240,7 @@ fn check_of(id: &str) -> Check {
         "VERSION-1" => Check::Version1,
         "VERSION-2" => Check::Version2,
         "SNAP-1" => Check::Snap1,
+        "READ-1" => Check::Read1,
         other => unreachable!("no check for property {other}"),
     }
 }
@@ -293,6 +332,9 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
         ranges: BTreeMap::new(),
         whole: BTreeSet::new(),
         new_acks_from: 0,
+        reads: vec![],
+        read_started: vec![],
+        new_reads_from: 0,
     };
     let mut cursor: BTreeMap<u64, usize> = BTreeMap::new();
     let mut failed: BTreeSet<&'static str> = BTreeSet::new();
@@ -428,6 +470,7 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
         st.ranges.clear();
         st.whole.clear();
         st.new_acks_from = st.acks.len();
+        st.new_reads_from = st.reads.len();
         pending = false;
     }
     if let Some((_, node)) = stopped {
@@ -572,6 +615,19 @@ fn apply_change(st: &mut RunState, id: Id, ch: &Change, o: &NodeOutcome) {
             });
             st.ack_times.push((a.started_ns, a.clock_ns));
             focus(st, a.chunk);
+        }
+        Change::Read(i) => {
+            let r = &o.reads[*i];
+            st.reads.push(ReadDone {
+                client: o.node as usize,
+                op: st.read_started.len(),
+                chunk: r.chunk,
+                offset: r.offset,
+                len: r.len,
+                data: r.data.clone(),
+            });
+            st.read_started.push(r.started_ns);
+            focus(st, r.chunk);
         }
     }
 }

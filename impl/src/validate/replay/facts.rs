@@ -160,6 +160,74 @@ pub(super) fn note_ack(
     ctx.changes.push(Change::Ack(ctx.out.acks.len() - 1));
 }
 
+/// Notes a read the client answers its application with in this step:
+/// a replica's data for the chunk range its current read asked for.
+pub(super) fn note_read(
+    ctx: &mut NodeCtx,
+    c: &leasehold_model::client::ClientState<Bytes>,
+    step: &TraceStep,
+    report_to: Option<u64>,
+    at: Loc,
+) {
+    let TraceInput::Msg {
+        msg:
+            Msg::ReadReply {
+                chunk,
+                offset,
+                result: Ok(data),
+            },
+        ..
+    } = &step.input
+    else {
+        return;
+    };
+    let reported = step.commands.iter().any(|cmd| {
+        matches!(cmd, TraceCommand::Send { dst, msg: Msg::Done { result: OpResult::Read { .. }, .. } } if Some(*dst) == report_to)
+    });
+    let Some(ClientOp::Read { len, .. }) = c.current.as_ref().map(|cur| &cur.op) else {
+        return;
+    };
+    if !reported {
+        return;
+    }
+    ctx.out.reads.push(Read {
+        chunk: *chunk,
+        offset: *offset,
+        len: *len,
+        data: data.clone(),
+        started_ns: ctx.op_started_ns,
+        at,
+    });
+    ctx.changes.push(Change::Read(ctx.out.reads.len() - 1));
+}
+
+/// READ-1 (GFS §2.7) at a client's step: a read it sent goes to the
+/// closest replica its located chunk names and it has not tried (the
+/// model's step rule, `read_not_closest`).
+pub(super) fn check_read_closest(
+    ctx: &mut NodeCtx,
+    cfg: &leasehold_model::config::ProtocolCfg,
+    node: u64,
+    before: Option<&leasehold_model::client::Phase>,
+    after: &leasehold_model::client::ClientState<Bytes>,
+    at: Loc,
+    path: &Path,
+) {
+    let me = stateright::actor::Id::from(node as usize);
+    if let Some((went, closest)) = read_not_closest(cfg, me, before, after) {
+        ctx.fail(
+            Check::Read1,
+            at,
+            path,
+            format!(
+                "reads from replica {} though replica {} is closer and not yet tried",
+                usize::from(went),
+                usize::from(closest)
+            ),
+        );
+    }
+}
+
 /// After a replayed step: store events, lease intervals, saved views.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn after_step(

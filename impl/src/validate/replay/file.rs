@@ -168,13 +168,29 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             recorded_checks(ctx, step, at, path, &open_primary);
             if let (Some(NodeState::Client(c)), false) = (&state, diverged) {
                 note_ack(ctx, c, step, report_to, at, path);
+                note_read(ctx, c, step, report_to, at);
             }
         }
+        let phase_before = match &state {
+            Some(NodeState::Client(c)) => Some(c.current.as_ref().map(|cur| cur.phase.clone())),
+            _ => None,
+        };
 
         if !diverged {
             match replay_step(ctx, &role, id, &mut state, step, previous, at, path) {
                 Ok(pending) => {
                     ctx.out.steps_replayed += 1;
+                    if let (Some(before), Some(NodeState::Client(c))) = (&phase_before, &state) {
+                        check_read_closest(
+                            ctx,
+                            &header.protocol,
+                            node,
+                            before.as_ref(),
+                            c,
+                            at,
+                            path,
+                        );
+                    }
                     pending_saves.extend(pending.into_iter().map(|v| (v, step.n)));
                 }
                 Err(why) => {

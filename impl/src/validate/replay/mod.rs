@@ -25,6 +25,7 @@ use leasehold_model::chunkserver::{ChunkserverActor, ReplicaLease};
 use leasehold_model::client::ClientActor;
 use leasehold_model::master::{LeaseView, MasterActor, MasterDurable, MasterState, NodeStorage};
 use leasehold_model::msg::{ApplyOp, ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
+use leasehold_model::system::read_not_closest;
 use leasehold_model::types::{
     ChunkHandle, ChunkVersion, FileId, Offset, Stamp, StoreError, StoreView,
 };
@@ -125,6 +126,20 @@ pub struct Ack {
     pub file_id: FileId,
 }
 
+/// A read a client answered its application with (READ-1).
+#[derive(Clone, Debug)]
+pub struct Read {
+    pub chunk: ChunkHandle,
+    /// The range asked for: `len` bytes at `offset`; `data` is what came.
+    pub offset: Offset,
+    pub len: u64,
+    pub data: Bytes,
+    /// When the client took up the read (READ-1 owes it every record
+    /// acknowledged before).
+    pub started_ns: u64,
+    pub at: Loc,
+}
+
 /// One step's changes to what the always-properties read, for the global
 /// states [`super::global`] rebuilds.
 #[derive(Clone, Debug)]
@@ -138,6 +153,8 @@ pub enum Change {
     Cache(Vec<LeaseInfo>),
     /// `acks[i]` of this node.
     Ack(usize),
+    /// `reads[i]` of this node.
+    Read(usize),
 }
 
 /// The changes one replayed step made.
@@ -163,6 +180,7 @@ pub struct NodeOutcome {
     /// set.
     pub versions: Vec<(ChunkHandle, u64, ChunkVersion)>,
     pub acks: Vec<Ack>,
+    pub reads: Vec<Read>,
     /// Chunks this node, as primary, reported full (act 1440).
     pub full: Vec<(ChunkHandle, Loc, PathBuf)>,
     /// The chunkserver's store when its trace ends, and whether its bytes
@@ -195,6 +213,7 @@ impl NodeOutcome {
             named: vec![],
             versions: vec![],
             acks: vec![],
+            reads: vec![],
             full: vec![],
             final_store: None,
             store_exact: true,
