@@ -312,6 +312,7 @@ pub fn resolve(config: &str, sets: &[String], bug: Option<&str>) -> Result<Model
     for s in sets {
         cfg.set(s)?;
     }
+    cfg.consistent()?;
     if let Some(name) = bug {
         let b = Bug::parse(name).ok_or_else(|| {
             let names: Vec<String> = Bug::ALL.iter().skip(1).map(|b| b.name()).collect();

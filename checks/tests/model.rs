@@ -4,7 +4,7 @@
 //!
 //! Run with `cargo test --release` (the exhaustive checks are slow in debug).
 
-use leasehold_checks::check::{check_model, Options, Report, Strategy};
+use leasehold_checks::check::{check_model, resolve, Options, Report, Strategy};
 use leasehold_checks::liveness::check_liveness;
 use leasehold_model::config::Bug;
 use leasehold_model::system::ModelCfg;
@@ -1190,4 +1190,22 @@ fn bug_adopts_replica_left_out_breaks_version_1() {
         &["chunkservers=2"],
         "VERSION-1",
     );
+}
+
+/// `--set` refuses a field that would change nothing, whatever order the
+/// fields come in, and every named configuration is consistent.
+#[test]
+fn a_setting_that_would_change_nothing_is_refused() {
+    let sets = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let err = resolve("tiny", &sets(&["snapshot_appends=true"]), None).unwrap_err();
+    assert!(err.contains("needs snapshotters"), "{err}");
+    let both = ["snapshot_appends=true", "snapshotters=0"];
+    let cfg = resolve("snapshot", &sets(&both), None).unwrap();
+    assert!(cfg.snapshot_appends && cfg.snapshotters == [0]);
+    let err = resolve("snapshot", &sets(&["prefill_units=1"]), None).unwrap_err();
+    assert!(err.contains("prefill_units=0"), "{err}");
+    for name in ModelCfg::NAMES {
+        let cfg = ModelCfg::named(name).unwrap();
+        assert_eq!(cfg.consistent(), Ok(()), "{name}");
+    }
 }

@@ -206,11 +206,25 @@ impl ModelCfg {
             "snapshot_appends" => self.snapshot_appends = flag()?,
             _ => return Err(format!("unknown configuration field {key:?}")),
         }
+        Ok(())
+    }
+
+    /// Whether the fields fit together, once every `set` is made (each
+    /// alone may come before the one it needs): a field that would
+    /// change nothing is refused rather than silently ignored.
+    pub fn consistent(&self) -> Result<(), String> {
         if !self.snapshotters.is_empty() && self.prefill_units > 0 {
             // The prefilled chunk holds data at version 0, which the
             // master takes for a chunk no replica holds any of: a copy of
             // it for a snapshot would be empty.
             return Err("snapshotters need prefill_units=0".into());
+        }
+        if self.snapshot_appends && self.snapshotters.is_empty() {
+            return Err(
+                "snapshot_appends=true needs snapshotters (e.g. --set snapshotters=0): \
+                 only a snapshotter appends to the snapshot"
+                    .into(),
+            );
         }
         Ok(())
     }
