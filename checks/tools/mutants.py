@@ -9,13 +9,18 @@ its own target directory, so the working tree is never touched.
 
     python3 checks/tools/mutants.py model/src/chunkserver/lease.rs out.tsv
 
-Writes one line per mutant: caught / MISSED / unviable / timeout, seconds,
-the mutant, and the first test that failed. The three largest
-configurations are skipped, and a mutant's run stops at the first failing
-test (one is enough to call it caught), to keep a mutant near a minute on
-two cores. `--from N` resumes a run at the Nth mutant.
+Writes one line per mutant: caught / COUNT-ONLY / MISSED / unviable /
+timeout, seconds, the mutant, and the test that caught it (or the tests
+whose pinned state counts alone moved). The three largest configurations
+are skipped, and a mutant's run stops at the first failure that is not a
+pinned count (one property is enough to call it caught), to keep a mutant
+near a minute on two cores; a mutant that only moves counts runs the
+whole suite, and is COUNT-ONLY if no property catches it (issue #10: a
+changed count must never be the only thing that catches a change).
+`--from N` resumes a run at the Nth mutant; `--only N,M` runs those.
 """
 import json
+import re
 import os
 import signal
 import subprocess
@@ -26,10 +31,25 @@ import time
 SKIPS = ["--skip", "master_crash", "--skip", "concurrent_crash", "--skip", "repl_spare"]
 
 
-def run_until_first_failure(test, cwd, env, timeout):
-    """Runs the tests; stops them at the first failure. Returns the verdict
-    and the failing tests seen."""
-    proc = subprocess.Popen(test, cwd=cwd, env=env, stdout=subprocess.PIPE,
+PANIC = re.compile(r"^thread '([^']+)'(?: \(\d+\))? panicked at ")
+
+
+def failure_kind(message):
+    """A pinned state count's assertion (`left == right` between two
+    numbers) is a count; anything else (a property violated, a companion
+    not reached, a seeded bug no longer caught) is a property."""
+    if not message or not message[0].startswith("assertion `left == right` failed"):
+        return "property"
+    numbers = [l.split(":", 1)[1].strip() for l in message[1:3] if ":" in l]
+    return "count" if len(numbers) == 2 and all(n.isdigit() for n in numbers) else "property"
+
+
+def run_until_property_failure(test, cwd, env, timeout):
+    """Runs the tests (with --nocapture, so each panic's message shows as it
+    happens) and stops them at the first failure that is not a pinned state
+    count: a count alone is not a property catching the change (issue #10).
+    Returns the verdict and the failing tests seen."""
+    proc = subprocess.Popen(test + ["--nocapture"], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     expired = threading.Event()
 
@@ -39,29 +59,50 @@ def run_until_first_failure(test, cwd, env, timeout):
 
     watchdog = threading.Timer(timeout, expire)
     watchdog.start()
-    failed, text = [], []
+    counts, text, pending = [], [], None
+    caught = None
     try:
         for line in proc.stdout:
             text.append(line)
-            line = line.rstrip()
-            if line.startswith("test ") and line.endswith("FAILED"):
-                failed.append(line.split()[1])
-                break
+            line = line.rstrip("\n")
+            m = PANIC.match(line)
+            if m:
+                pending = (m.group(1), [])
+                continue
+            if pending is not None:
+                pending[1].append(line)
+                if len(pending[1]) < 3:
+                    continue
+                name, message = pending
+                pending = None
+                if failure_kind(message) == "count":
+                    counts.append(name)
+                else:
+                    caught = name
+                    break
     finally:
         watchdog.cancel()
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    if expired.is_set() and not failed:
-        return "timeout", []
-    if failed:
-        return "caught", failed
+    if caught is None and pending is not None:
+        name, message = pending
+        if failure_kind(message) == "count":
+            counts.append(name)
+        else:
+            caught = name
+    if caught is not None:
+        return "caught", [caught]
+    if expired.is_set():
+        return "timeout", counts
+    if counts:
+        return "COUNT-ONLY", counts
     if "could not compile" in "".join(text):
         return "unviable", []
     return ("MISSED" if proc.returncode == 0 else "caught"), []
 
 
-def main(path, out, first=1):
+def main(path, out, first=1, only=()):
     root = subprocess.check_output(["git", "rev-parse", "--show-toplevel"], text=True).strip()
     listing = subprocess.check_output(
         ["cargo", "mutants", "--list", "--json", "--diff", "-f", path], cwd=root, text=True
@@ -70,17 +111,17 @@ def main(path, out, first=1):
     wt = "/tmp/leasehold-mutants-wt"
     subprocess.run(["git", "worktree", "remove", "--force", wt], cwd=root, capture_output=True)
     subprocess.check_call(["git", "worktree", "add", "-q", "--detach", wt, "HEAD"], cwd=root)
-    env = dict(os.environ, CARGO_TARGET_DIR="/tmp/leasehold-mutants-target")
+    env = dict(os.environ, CARGO_TARGET_DIR="/tmp/leasehold-mutants-target", RUST_BACKTRACE="0")
     test = ["cargo", "test", "--release", "-p", "leasehold-checks", "--test", "model", "--", *SKIPS]
     try:
         for n, m in enumerate(mutants, 1):
-            if n < first:
+            if n < first or (only and n not in only):
                 continue
             body = m["diff"].split("\n", 2)[2]
             patch = f"--- a/{m['file']}\n+++ b/{m['file']}\n{body}"
             subprocess.run(["git", "apply", "-"], input=patch.encode(), cwd=wt, check=True)
             started = time.time()
-            verdict, failed = run_until_first_failure(test, wt, env, timeout=400)
+            verdict, failed = run_until_property_failure(test, wt, env, timeout=900)
             subprocess.run(["git", "checkout", "--", m["file"]], cwd=wt, check=True)
             line = f"{verdict}\t{int(time.time() - started)}s\t{m['name']}\t{' '.join(failed[:4])}"
             print(f"[{n}/{len(mutants)}] {line}", flush=True)
@@ -92,9 +133,13 @@ def main(path, out, first=1):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    first = 1
+    first, only = 1, ()
     if "--from" in args:
         i = args.index("--from")
         first = int(args[i + 1])
         del args[i:i + 2]
-    main(args[0], args[1], first)
+    if "--only" in args:
+        i = args.index("--only")
+        only = {int(n) for n in args[i + 1].split(",")}
+        del args[i:i + 2]
+    main(args[0], args[1], first, only)

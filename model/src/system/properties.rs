@@ -245,7 +245,7 @@ pub fn read_1<V: GlobalView>(v: &V) -> bool {
     v.reads().all(|r| {
         v.acked()
             .filter(|a| a.append && a.chunk == r.chunk)
-            .all(|a| v.read_returns(&r, &a) || !v.read_started_after(&r, &a))
+            .all(|a| !v.read_started_after(&r, &a) || v.read_returns(&r, &a))
     })
 }
 
