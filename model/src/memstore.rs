@@ -183,11 +183,13 @@ impl MemStore {
     }
 
     /// A full disk refuses only a change that makes the replica's data
-    /// longer (to `end`), as the file store's does: metadata is rewritten
-    /// in place, and so are bytes below the data's end.
+    /// longer (to `end`), or that creates a replica the store does not
+    /// hold (its metadata needs room), as the file store's does: metadata
+    /// is rewritten in place, and so are bytes below the data's end.
     fn check_space(&self, chunk: ChunkHandle, end: Offset) -> Result<(), StoreError> {
-        let len = self.replica(chunk).map_or(0, |r| r.cells.len() as Offset);
-        if self.contents.full && end > len {
+        let held = self.replica(chunk).filter(|r| **r != MemReplica::default());
+        let len = held.map_or(0, |r| r.cells.len() as Offset);
+        if self.contents.full && (end > len || held.is_none()) {
             Err(StoreError::NoSpace)
         } else {
             Ok(())
@@ -251,6 +253,7 @@ impl ChunkStore for MemStore {
     }
 
     fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
+        self.check_space(chunk, 0)?;
         self.change_replica(chunk, |r| r.meta.version = version);
         Ok(())
     }
@@ -304,6 +307,7 @@ impl ChunkStore for MemStore {
     }
 
     fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
+        self.check_space(chunk, 0)?;
         self.change_replica(chunk, |r| r.meta.applied = stamp);
         Ok(())
     }

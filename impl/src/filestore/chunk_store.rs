@@ -13,6 +13,7 @@ use std::io;
 
 use super::blocks::read_verified_block;
 use super::incarnation::write_incarnation;
+use super::meta::{drop_first_meta, reserve_first_meta};
 use super::{io_error, ChunkMeta, Entry, FileStore, CHECKSUM_BLOCK_BYTES};
 use crate::payload::{clone_bytes, clone_slice, Bytes};
 
@@ -53,6 +54,9 @@ impl FileStore {
             if used.saturating_add(growth) > max {
                 return Err(StoreError::NoSpace);
             }
+        }
+        if is_new {
+            reserve_first_meta(&self.inner.meta_path(chunk), self.inner.chunk_bytes)?;
         }
         let data = OpenOptions::new()
             .read(true)
@@ -228,6 +232,7 @@ impl ChunkStore for FileStore {
             _ => Ok(()),
         };
         gone(self.inner.meta_path(chunk))?;
+        drop_first_meta(&self.inner.meta_path(chunk))?;
         gone(self.data_path(chunk))?;
         if self.inner.durability == super::Durability::Fsync {
             super::sync::sync_dir(&self.inner.dir)?;

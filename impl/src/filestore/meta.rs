@@ -134,6 +134,9 @@ pub(super) fn decode_meta_file(bytes: &[u8]) -> Result<ChunkMeta, String> {
 /// renamed into place (once per chunk, so its cost does not matter): a
 /// crash then leaves either no `.meta` or a complete one, never a sized
 /// file whose only slot was torn, which would read as damaged for ever.
+/// The temporary file is the one [`reserve_first_meta`] filled when the
+/// chunk was created, written over in place, so that this write (inside a
+/// sync, whose failure stops the node) needs no room the disk may lack.
 pub(super) fn write_meta(
     path: &Path,
     chunk_bytes: u64,
@@ -172,8 +175,13 @@ pub(super) fn write_meta(
             let at = ((next.seq % META_SLOTS) * slot_bytes) as usize;
             image[at..at + encoded.len()].copy_from_slice(&encoded);
             let tmp = path.with_extension(META_NEW_SUFFIX);
-            let mut file = File::create(&tmp).map_err(io_error)?;
-            file.write_all(&image).map_err(io_error)?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&tmp)
+                .map_err(io_error)?;
+            file.write_all_at(&image, 0).map_err(io_error)?;
             if fsync {
                 file.sync_data().map_err(io_error)?;
             }
@@ -189,6 +197,28 @@ pub(super) fn write_meta(
 
 /// Extension of a chunk's first metadata before it is renamed into place.
 const META_NEW_SUFFIX: &str = "meta.new";
+
+/// Claims the disk room of a new chunk's `.meta` file when the chunk is
+/// created, by writing its size in zeros under the temporary name its
+/// first metadata is later written over ([`write_meta`]). On a full disk
+/// the change that creates the chunk then fails with `NoSpace`, which the
+/// chunkserver reports (FAULT-2) and goes on, instead of the next sync
+/// failing, which would stop the server (STORE-2). Zeros are what a load
+/// ignores: a crash before the rename leaves no chunk.
+pub(super) fn reserve_first_meta(path: &Path, chunk_bytes: u64) -> Result<(), StoreError> {
+    let image = vec![0u8; (META_SLOTS * meta_slot_bytes(chunk_bytes)) as usize];
+    let mut file = File::create(path.with_extension(META_NEW_SUFFIX)).map_err(io_error)?;
+    file.write_all(&image).map_err(io_error)
+}
+
+/// Removes a chunk's reserved first metadata, if it was never renamed into
+/// place (a replica deleted before its first sync).
+pub(super) fn drop_first_meta(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path.with_extension(META_NEW_SUFFIX)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(e)),
+        _ => Ok(()),
+    }
+}
 
 /// What a chunk's `.meta` file holds: its metadata, or why it is damaged;
 /// `None` if it is all zeros (the chunk's first metadata write never

@@ -350,6 +350,17 @@ impl ReplayStore {
         }
     }
 
+    /// A metadata change that creates the chunk may fail as a data call
+    /// does: the file store claims the new chunk's `.meta` room then, and a
+    /// full disk refuses it.
+    fn creation_call(&self, chunk: ChunkHandle) -> Result<(), StoreError> {
+        if self.chunks.contains_key(&chunk) {
+            Ok(())
+        } else {
+            self.data_call()
+        }
+    }
+
     fn chunk_mut(&mut self, chunk: ChunkHandle) -> &mut ReplayChunk {
         Arc::make_mut(Arc::make_mut(&mut self.chunks).entry(chunk).or_default())
     }
@@ -363,6 +374,7 @@ impl ChunkStore for ReplayStore {
     }
 
     fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
+        self.creation_call(chunk)?;
         self.chunk_mut(chunk).meta.version = version;
         self.note(|| StoreEvent::Version { chunk, version });
         Ok(())
@@ -419,6 +431,7 @@ impl ChunkStore for ReplayStore {
     }
 
     fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
+        self.creation_call(chunk)?;
         self.chunk_mut(chunk).meta.applied = stamp;
         self.note(|| StoreEvent::Consumed { chunk, stamp });
         Ok(())
