@@ -151,8 +151,11 @@ struct NemesisArgs {
     seed: u64,
     /// How long to inject faults, in seconds (the load runs a little
     /// longer, then everything is checked).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, conflicts_with = "minutes")]
     seconds: u64,
+    /// The same in minutes, for long campaigns (`--minutes 30`).
+    #[arg(long)]
+    minutes: Option<u64>,
     /// Concurrent appending clients.
     #[arg(long, default_value_t = 4)]
     appenders: usize,

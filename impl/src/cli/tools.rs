@@ -18,9 +18,17 @@ pub(crate) fn nemesis(a: NemesisArgs) -> ExitCode {
         }
     };
     let dir = a.dir.unwrap_or_else(|| default_dir(a.seed));
+    let seconds = match a.minutes.map(|m| m.checked_mul(60)) {
+        None => a.seconds,
+        Some(Some(s)) => s,
+        Some(None) => {
+            eprintln!("error: --minutes {} is too long", a.minutes.unwrap_or(0));
+            return ExitCode::from(2);
+        }
+    };
     let opts = NemesisOptions {
         seed: a.seed,
-        duration: std::time::Duration::from_secs(a.seconds),
+        duration: std::time::Duration::from_secs(seconds),
         dir: dir.clone(),
         binary,
         appenders: a.appenders,
@@ -29,7 +37,7 @@ pub(crate) fn nemesis(a: NemesisArgs) -> ExitCode {
     eprintln!(
         "nemesis: seed {}, {} s of faults, cluster in {}",
         a.seed,
-        a.seconds,
+        seconds,
         dir.display()
     );
     let Some(runtime) = new_runtime() else {
