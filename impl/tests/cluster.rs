@@ -960,7 +960,8 @@ async fn a_disk_full_before_a_chunk_is_created_does_not_stop_its_server() {
 
 /// Chunkserver 3 keeps its files on a tmpfs of `size` (filled up by the
 /// test once the server has started, if `fill`); appends to `path` go on
-/// past its full disk, and the server is still running at the end.
+/// past its full disk, the server is still running at the end, and a
+/// restart on the full disk is counted.
 async fn on_a_real_full_disk(size: &str, fill: bool, path: &str) {
     let full = 3u64;
     let mut mounted = None;
@@ -978,6 +979,19 @@ async fn on_a_real_full_disk(size: &str, fill: bool, path: &str) {
     let still_running = |c: &mut Cluster| c.procs.get_mut(&full).unwrap().try_wait().unwrap();
     appends_go_on_past_a_full_disk(&mut c, full, path).await;
     assert_eq!(still_running(&mut c), None, "the full server stopped");
+    // Restarted on its full disk, a server that held a replica (so saved
+    // its storage) still counts the restart, in the room kept for it, and
+    // reports, rather than staying silent for good. (Filled before its
+    // first replica, it saved nothing, and starts afresh.)
+    if !fill {
+        c.kill(full);
+        c.spawn(full);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while c.replica(full).incarnation() != 1 {
+            assert!(Instant::now() < deadline, "the restart was not counted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     c.validated();
 }
 

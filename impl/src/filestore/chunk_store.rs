@@ -268,7 +268,13 @@ impl ChunkStore for FileStore {
             .checked_add(1)
             .ok_or(StoreError::Io("restart count overflow".into()))?;
         // Durable before the caller reports it to the master.
-        write_incarnation(&self.inner.dir, next)?;
+        write_incarnation(&self.inner.dir, next).inspect_err(|e| {
+            tracing::error!(
+                dir = %self.inner.dir.display(),
+                "cannot record this chunkserver's restart count, so it stays silent \
+                 (the master leaves it out) until it restarts with room: {e}"
+            )
+        })?;
         *count = next;
         Ok(next)
     }

@@ -4,8 +4,9 @@
 //! for the group commit.
 
 use leasehold_model::types::StoreError;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::io_error;
@@ -52,15 +53,45 @@ pub(super) fn encode_incarnation(count: u32) -> Vec<u8> {
     out
 }
 
-/// Replaces the restart count atomically and durably.
+/// The next restart count before it is renamed into place, and between
+/// restarts the room kept for it ([`reserve_incarnation`]).
+const INCARNATION_NEXT: &str = "incarnation.tmp";
+
+/// Replaces the restart count atomically and durably. The new count is
+/// written over the room reserved after the last one, so a server whose
+/// disk filled since can still count its restart: without a count it must
+/// stay silent (it could not tell old version announcements from new), and
+/// a full disk would take the server's every replica out, readable ones
+/// included.
 pub(super) fn write_incarnation(dir: &Path, count: u32) -> Result<(), StoreError> {
     let out = encode_incarnation(count);
     let path = dir.join(INCARNATION_FILE);
-    let tmp = dir.join("incarnation.tmp");
-    let mut file = File::create(&tmp).map_err(io_error)?;
-    file.write_all(&out).map_err(io_error)?;
+    let tmp = dir.join(INCARNATION_NEXT);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&tmp)
+        .map_err(io_error)?;
+    file.write_all_at(&out, 0).map_err(io_error)?;
     file.sync_all().map_err(io_error)?;
     drop(file);
     fs::rename(&tmp, &path).map_err(io_error)?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    reserve_incarnation(dir);
+    Ok(())
+}
+
+/// Claims the room the next restart count needs (the rename just freed
+/// the previous count's, which chunk data could take otherwise). Zeros:
+/// only the `incarnation` file is ever read. Best effort: without the
+/// reservation the next restart needs room of its own.
+pub(super) fn reserve_incarnation(dir: &Path) {
+    let tmp = dir.join(INCARNATION_NEXT);
+    if fs::metadata(&tmp).is_ok_and(|m| m.len() >= 16) {
+        return;
+    }
+    if let Err(e) = File::create(&tmp).and_then(|mut f| f.write_all(&[0u8; 16])) {
+        tracing::warn!(dir = %dir.display(), "no room kept for the next restart count: {e}");
+    }
 }

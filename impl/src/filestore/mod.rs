@@ -62,7 +62,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use incarnation::load_incarnation;
+use incarnation::{load_incarnation, reserve_incarnation};
 use meta::load_dir;
 use sync::Unsynced;
 
@@ -168,6 +168,7 @@ impl FileStore {
         }
         let chunks = load_dir(&dir)?;
         let incarnation = load_incarnation(&dir)?;
+        reserve_incarnation(&dir);
         let inner = Arc::new(Inner {
             dir: dir.clone(),
             chunk_bytes,
