@@ -4,12 +4,12 @@
 //! for the group commit.
 
 use leasehold_model::types::StoreError;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::io_error;
+use super::meta::write_over_reserved;
 use super::sync::sync_dir;
 
 pub(super) const INCARNATION_FILE: &str = "incarnation";
@@ -67,13 +67,7 @@ pub(super) fn write_incarnation(dir: &Path, count: u32) -> Result<(), StoreError
     let out = encode_incarnation(count);
     let path = dir.join(INCARNATION_FILE);
     let tmp = dir.join(INCARNATION_NEXT);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&tmp)
-        .map_err(io_error)?;
-    file.write_all_at(&out, 0).map_err(io_error)?;
+    let file = write_over_reserved(&tmp, &out)?;
     file.sync_all().map_err(io_error)?;
     drop(file);
     fs::rename(&tmp, &path).map_err(io_error)?;

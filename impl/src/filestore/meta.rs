@@ -175,13 +175,7 @@ pub(super) fn write_meta(
             let at = ((next.seq % META_SLOTS) * slot_bytes) as usize;
             image[at..at + encoded.len()].copy_from_slice(&encoded);
             let tmp = path.with_extension(META_NEW_SUFFIX);
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&tmp)
-                .map_err(io_error)?;
-            file.write_all_at(&image, 0).map_err(io_error)?;
+            let file = write_over_reserved(&tmp, &image)?;
             if fsync {
                 file.sync_data().map_err(io_error)?;
             }
@@ -197,6 +191,20 @@ pub(super) fn write_meta(
 
 /// Extension of a chunk's first metadata before it is renamed into place.
 const META_NEW_SUFFIX: &str = "meta.new";
+
+/// Writes `bytes` at the start of the file at `path` without truncating
+/// it, so over room a reservation claimed before (created if missing);
+/// returns the file for the caller's sync.
+pub(super) fn write_over_reserved(path: &Path, bytes: &[u8]) -> Result<File, StoreError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error)?;
+    file.write_all_at(bytes, 0).map_err(io_error)?;
+    Ok(file)
+}
 
 /// Claims the disk room of a new chunk's `.meta` file when the chunk is
 /// created, by writing its size in zeros under the temporary name its
