@@ -76,16 +76,32 @@ pub(super) fn write_incarnation(dir: &Path, count: u32) -> Result<(), StoreError
     Ok(())
 }
 
-/// Claims the room the next restart count needs (the rename just freed
-/// the previous count's, which chunk data could take otherwise). Zeros:
-/// only the `incarnation` file is ever read. Best effort: without the
-/// reservation the next restart needs room of its own.
+/// Claims the room the next restart count needs: the rename of each count
+/// frees the previous count's file, and this takes it back before chunk
+/// data can. So that the first count frees one too, a server that never
+/// restarted writes its count of 0 out (a missing file reads as 0 as
+/// well). Zeros in the reservation: only the `incarnation` file is ever
+/// read. Best effort: without the reservation the next restart needs room
+/// of its own.
 pub(super) fn reserve_incarnation(dir: &Path) {
-    let tmp = dir.join(INCARNATION_NEXT);
-    if fs::metadata(&tmp).is_ok_and(|m| m.len() >= 16) {
-        return;
-    }
-    if let Err(e) = File::create(&tmp).and_then(|mut f| f.write_all(&[0u8; 16])) {
+    let keep = || -> io::Result<()> {
+        let path = dir.join(INCARNATION_FILE);
+        let tmp = dir.join(INCARNATION_NEXT);
+        if !path.exists() {
+            // Whole or absent after a crash, never torn (a torn count
+            // would refuse every later start).
+            let mut file = File::create(&tmp)?;
+            file.write_all(&encode_incarnation(0))?;
+            file.sync_all()?;
+            drop(file);
+            fs::rename(&tmp, &path)?;
+        }
+        if !fs::metadata(&tmp).is_ok_and(|m| m.len() >= 16) {
+            File::create(&tmp)?.write_all(&[0u8; 16])?;
+        }
+        Ok(())
+    };
+    if let Err(e) = keep() {
         tracing::warn!(dir = %dir.display(), "no room kept for the next restart count: {e}");
     }
 }

@@ -168,7 +168,6 @@ impl FileStore {
         }
         let chunks = load_dir(&dir)?;
         let incarnation = load_incarnation(&dir)?;
-        reserve_incarnation(&dir);
         let inner = Arc::new(Inner {
             dir: dir.clone(),
             chunk_bytes,
@@ -186,6 +185,18 @@ impl FileStore {
 
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Keeps room on the disk for the server's next restart count (see
+    /// `incarnation::reserve_incarnation`): the chunkserver's own store
+    /// does at start, tools that open a store to look do not.
+    pub fn keep_room_for_restart_count(&self) {
+        let _count = self
+            .inner
+            .incarnation
+            .lock()
+            .expect("incarnation lock poisoned");
+        reserve_incarnation(&self.inner.dir);
     }
 
     /// Caps the chunk data this store holds, over all its chunks: a write

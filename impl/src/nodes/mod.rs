@@ -370,6 +370,7 @@ pub async fn start_chunkserver_with(
     let store = FileStore::open_with(&dir, cluster.chunk_bytes, cluster.durability)
         .map_err(|error| NodeError::Store { dir, error })?;
     store.limit_disk_bytes(node.disk_bytes_max);
+    store.keep_room_for_restart_count();
     let synced = store.clone();
     let actor = Node::Chunkserver(ChunkserverActor {
         cfg,
