@@ -167,6 +167,11 @@ struct NemesisArgs {
     /// folder under the system's temporary directory, kept for a look).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Fill a real disk: chunkserver 3 keeps its files on a 96 KiB tmpfs
+    /// (needs root; unmounted at the end, so its files are not kept)
+    /// instead of under a 48 KiB room limit of the store's own.
+    #[arg(long)]
+    real_disk: bool,
 }
 
 #[derive(Args)]

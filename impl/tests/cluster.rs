@@ -10,6 +10,7 @@ use leasehold::client::{Appended, Client, ClientError};
 use leasehold::config::{ClusterConfig, Leases, Role};
 use leasehold::filestore::FileStore;
 use leasehold::frame::{self, Envelope, Parsed};
+use leasehold::nemesis::Tmpfs;
 use leasehold::nodes::{self, RealMsg};
 use leasehold::record;
 use leasehold::validate::{validate_dir, Check, Finding, Report, ValidateOptions};
@@ -933,6 +934,7 @@ async fn a_full_disk_on_one_chunkserver_does_not_stop_appends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_full_disk_on_one_chunkserver_does_not_stop_appends() {
     if !Tmpfs::can_mount() {
+        eprintln!("skipped: mounting a tmpfs needs root");
         return;
     }
     bounded(on_a_real_full_disk("20k", false, "/logs/real-full-disk")).await
@@ -948,6 +950,7 @@ async fn a_real_full_disk_on_one_chunkserver_does_not_stop_appends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_full_before_a_chunk_is_created_does_not_stop_its_server() {
     if !Tmpfs::can_mount() {
+        eprintln!("skipped: mounting a tmpfs needs root");
         return;
     }
     bounded(on_a_real_full_disk(
@@ -967,7 +970,7 @@ async fn on_a_real_full_disk(size: &str, fill: bool, path: &str) {
     let mut mounted = None;
     let mut c = Cluster::start_with(1, |config| {
         let node = config.nodes.iter().find(|n| n.id == full).unwrap();
-        mounted = Some(Tmpfs::mount(node.dir(), size));
+        mounted = Some(Tmpfs::mount(node.dir(), size).unwrap());
     });
     let _mounted = mounted;
     if fill {
@@ -994,42 +997,6 @@ async fn on_a_real_full_disk(size: &str, fill: bool, path: &str) {
         }
     }
     c.validated();
-}
-
-/// A size-limited tmpfs mounted at a directory, unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// Mounting needs root, which CI has; elsewhere a test says it skipped.
-    fn can_mount() -> bool {
-        let uid = std::process::Command::new("id").arg("-u").output().unwrap();
-        let root = uid.stdout.trim_ascii() == b"0";
-        if !root {
-            eprintln!("skipped: mounting a tmpfs needs root");
-        }
-        root
-    }
-
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(status.success(), "mount a tmpfs at {}", dir.display());
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazily: a killed chunkserver may still hold a file open.
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 /// Twelve 1,000-byte records appended to `path` while chunkserver `full`

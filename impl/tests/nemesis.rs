@@ -6,7 +6,7 @@
 //! acknowledged within the availability bound (docs/reliability.md).
 
 use leasehold::config::Leases;
-use leasehold::nemesis::{run, NemesisOptions};
+use leasehold::nemesis::{run, NemesisOptions, Tmpfs};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,6 +19,8 @@ async fn a_short_fault_campaign_loses_nothing_and_recovers_within_the_bound() {
         binary: env!("CARGO_BIN_EXE_leasehold").into(),
         appenders: 2,
         writers: 1,
+        // A real full disk where the tests may mount one (CI runs as root).
+        real_disk: Tmpfs::can_mount(),
     };
     let report = tokio::time::timeout(Duration::from_secs(240), run(&opts))
         .await

@@ -33,12 +33,22 @@ pub(crate) fn nemesis(a: NemesisArgs) -> ExitCode {
         binary,
         appenders: a.appenders,
         writers: a.writers,
+        real_disk: a.real_disk,
     };
+    if a.real_disk && !leasehold::nemesis::Tmpfs::can_mount() {
+        eprintln!("error: --real-disk mounts a tmpfs, which needs root");
+        return ExitCode::from(2);
+    }
     eprintln!(
-        "nemesis: seed {}, {} s of faults, cluster in {}",
+        "nemesis: seed {}, {} s of faults, cluster in {}{}",
         a.seed,
         seconds,
-        dir.display()
+        dir.display(),
+        if a.real_disk {
+            " (chunkserver 3 on a small tmpfs)"
+        } else {
+            ""
+        }
     );
     let Some(runtime) = new_runtime() else {
         return ExitCode::FAILURE;

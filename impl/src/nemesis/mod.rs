@@ -13,8 +13,9 @@
 //! chunk's primary past its lease, a server cut off from the other servers
 //! past a lease period (a network partition, [`links`]), a flipped byte in
 //! the last block of a replica, idle connections held open to a server,
-//! and a full disk (one chunkserver runs with little room for chunk data,
-//! `disk_bytes_max`, and fills it during the run). Faults that last (a
+//! and a full disk (one chunkserver runs with little room and fills it
+//! during the run: a size-limited tmpfs when the campaign runs as root,
+//! so the kernel refuses the writes, else the store's own `disk_bytes_max`). Faults that last (a
 //! corrupt block, the full disk) are kept to one per chunk: a replica whose
 //! store failed is not cloned onto until its server restarts, so more would
 //! take every replica of it.
@@ -38,8 +39,10 @@ use crate::config::{ClusterConfig, Leases, Role};
 use crate::filestore::FileStore;
 use crate::validate::{validate_dir, ValidateOptions};
 
+mod disk;
 mod links;
 mod procs;
+pub use disk::Tmpfs;
 use links::Links;
 pub use procs::spawn_server;
 use procs::Procs;
@@ -48,6 +51,10 @@ use procs::Procs;
 /// a few hundred records of the load, so the disk fills mid-run.
 const SMALL_DISK_SERVER: u64 = 3;
 const SMALL_DISK_BYTES: u64 = 48 * 1024;
+/// The same room as a tmpfs: the small files every chunkserver keeps (its
+/// restart count, the room for the next, its storage file: a 4 KiB page
+/// each), 8 KiB of metadata per chunk, and about the same for data.
+const SMALL_TMPFS: &str = "96k";
 const CHUNK_BYTES: u64 = 256 * 1024;
 const RECORD_BYTES: usize = 200;
 /// A writer's region: not a divisor of the chunk size, so some writes
@@ -71,6 +78,10 @@ pub struct NemesisOptions {
     pub appenders: usize,
     /// Clients writing regions of a second file beside the appenders.
     pub writers: usize,
+    /// Fill a real disk: the small-disk chunkserver keeps its files on a
+    /// size-limited tmpfs (needs root: [`Tmpfs::can_mount`]) rather than
+    /// under the store's own room limit.
+    pub real_disk: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -236,8 +247,15 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
         .map_err(|e| e.to_string())?
         .with_leases(Leases::Short)
         .with_trace_dir(Some(opts.dir.join("traces")));
+    // Dropped after the servers (declared before them), so it is
+    // unmounted only once nothing runs on it.
+    let mut _small_disk = None;
     if let Some(n) = config.nodes.iter_mut().find(|n| n.id == SMALL_DISK_SERVER) {
-        n.disk_bytes_max = Some(SMALL_DISK_BYTES);
+        if opts.real_disk {
+            _small_disk = Some(Tmpfs::mount(n.dir(), SMALL_TMPFS)?);
+        } else {
+            n.disk_bytes_max = Some(SMALL_DISK_BYTES);
+        }
     }
     config
         .write(&opts.dir.join("cluster.toml"))
