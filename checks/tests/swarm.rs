@@ -3,7 +3,7 @@
 //! find nothing wrong with the protocol as written. A supplement to the
 //! exhaustive configurations, never instead of them.
 
-use leasehold_checks::swarm::{swarm, SwarmOptions};
+use leasehold_checks::swarm::{swarm, SwarmOptions, SwarmReport};
 use leasehold_model::config::Bug;
 use leasehold_model::system::ModelCfg;
 
@@ -20,33 +20,23 @@ const WALKS: SwarmOptions = SwarmOptions {
     depth: 150,
 };
 
-#[test]
-fn swarm_walks_find_seeded_bugs_on_the_duplicating_network() {
-    for (bug, property) in [
-        (Bug::SecondaryAppliesOutOfOrder, "ORDER-2"),
-        (Bug::PrimaryReusesSerial, "ORDER-1"),
-        (Bug::PrimaryAcksBeforeSecondaries, "APPEND-1"),
-    ] {
-        let r = swarm(duplicating(bug), &WALKS);
-        assert!(
-            r.violations
-                .iter()
-                .any(|f| f.property.starts_with(property)),
-            "{bug:?}: expected {property} broken on some walk, got {:?}",
-            r.violations.iter().map(|f| f.property).collect::<Vec<_>>()
-        );
-        let found = r
-            .violations
-            .iter()
-            .find(|f| f.property.starts_with(property))
-            .unwrap();
-        assert!(!found.path.is_empty(), "a counterexample has steps");
-    }
+/// Some walk of `cfg` with `bug` breaks the property of ID `property`,
+/// with a path to it.
+fn found_by_walks(cfg: impl Fn(Bug) -> ModelCfg, bug: Bug, property: &str, walks: &SwarmOptions) {
+    let r = swarm(cfg(bug), walks);
+    let found = r
+        .violations
+        .iter()
+        .find(|f| f.property.starts_with(property));
+    assert!(
+        found.is_some_and(|f| !f.path.is_empty()),
+        "{bug:?}: expected {property} broken on some walk, with its steps, got {:?}",
+        r.violations.iter().map(|f| f.property).collect::<Vec<_>>()
+    );
 }
 
-#[test]
-fn swarm_walks_break_nothing_on_the_duplicating_network() {
-    let r = swarm(duplicating(Bug::None), &WALKS);
+/// No walk broke an always-property.
+fn clean(r: &SwarmReport) {
     assert!(
         r.violations.is_empty(),
         "{:?}",
@@ -55,6 +45,23 @@ fn swarm_walks_break_nothing_on_the_duplicating_network() {
             .map(|f| (f.property, f.seed))
             .collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn swarm_walks_find_seeded_bugs_on_the_duplicating_network() {
+    for (bug, property) in [
+        (Bug::SecondaryAppliesOutOfOrder, "ORDER-2"),
+        (Bug::PrimaryReusesSerial, "ORDER-1"),
+        (Bug::PrimaryAcksBeforeSecondaries, "APPEND-1"),
+    ] {
+        found_by_walks(duplicating, bug, property, &WALKS);
+    }
+}
+
+#[test]
+fn swarm_walks_break_nothing_on_the_duplicating_network() {
+    let r = swarm(duplicating(Bug::None), &WALKS);
+    clean(&r);
     // The walks go deep (a duplicating network always has a step left) and
     // spread: thousands of distinct states, and the companions reached.
     assert_eq!(r.steps, WALKS.seeds * WALKS.depth as u64);
@@ -80,7 +87,7 @@ fn swarm_of_faults_on_the_duplicating_network() {
         },
     );
     leasehold_checks::swarm::print_swarm(&r, &mut std::io::stdout()).unwrap();
-    assert!(r.violations.is_empty());
+    clean(&r);
 }
 
 /// Issue #10's target configuration, `concurrent-faults`: two clients
@@ -104,14 +111,7 @@ const TARGET_WALKS: SwarmOptions = SwarmOptions {
 #[test]
 fn swarm_walks_break_nothing_on_concurrent_faults_and_reach_its_faults() {
     let r = swarm(concurrent_faults(Bug::None), &TARGET_WALKS);
-    assert!(
-        r.violations.is_empty(),
-        "{:?}",
-        r.violations
-            .iter()
-            .map(|f| (f.property, f.seed))
-            .collect::<Vec<_>>()
-    );
+    clean(&r);
     // The situations the configuration exists for occur on some walk.
     for situation in [
         "APPEND-1 reached: two clients' appends acked in one chunk in a run where a node crashed",
@@ -147,16 +147,7 @@ fn swarm_walks_find_seeded_bugs_on_concurrent_faults() {
         (Bug::PushSkipsClosest, "PUSH-1"),
         (Bug::PrimaryPadsAlthoughRecordFits, "APPEND-4"),
     ] {
-        let r = swarm(concurrent_faults(bug), &TARGET_WALKS);
-        let found = r
-            .violations
-            .iter()
-            .find(|f| f.property.starts_with(property));
-        assert!(
-            found.is_some_and(|f| !f.path.is_empty()),
-            "{bug:?}: expected {property} broken on some walk, got {:?}",
-            r.violations.iter().map(|f| f.property).collect::<Vec<_>>()
-        );
+        found_by_walks(concurrent_faults, bug, property, &TARGET_WALKS);
     }
 }
 
@@ -175,5 +166,5 @@ fn swarm_of_concurrent_faults() {
         },
     );
     leasehold_checks::swarm::print_swarm(&r, &mut std::io::stdout()).unwrap();
-    assert!(r.violations.is_empty());
+    clean(&r);
 }
