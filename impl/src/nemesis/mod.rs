@@ -14,10 +14,10 @@
 //! past a lease period (a network partition, [`links`]), a flipped byte in
 //! the last block of a replica, idle connections held open to a server,
 //! and a full disk (one chunkserver runs with little room and fills it
-//! during the run: a size-limited tmpfs when the campaign runs as root,
-//! so the kernel refuses the writes, else the store's own `disk_bytes_max`). Faults that last (a
-//! corrupt block, the full disk) are kept to one per chunk: a replica whose
-//! store failed is not cloned onto until its server restarts, so more would
+//! during the run: a size-limited tmpfs with `real_disk`, so the kernel
+//! refuses the writes, else the store's own `disk_bytes_max`). Faults
+//! that last (a corrupt block, the full disk) are kept to one per chunk: a
+//! replica whose store failed is not cloned onto until its server restarts, so more would
 //! take every replica of it.
 //!
 //! `leasehold nemesis` runs it from the command line; impl/tests/nemesis.rs
@@ -51,9 +51,10 @@ use procs::Procs;
 /// a few hundred records of the load, so the disk fills mid-run.
 const SMALL_DISK_SERVER: u64 = 3;
 const SMALL_DISK_BYTES: u64 = 48 * 1024;
-/// The same room as a tmpfs: the small files every chunkserver keeps (its
-/// restart count, the room for the next, its storage file: a 4 KiB page
-/// each), 8 KiB of metadata per chunk, and about the same for data.
+/// The same room as a tmpfs: 12 KiB go to the small files every
+/// chunkserver keeps (its restart count, the room kept for the next, its
+/// storage file: a 4 KiB page each), the other 84 KiB to chunks, 8 KiB of
+/// metadata each and their data, so the disk fills a few hundred records in.
 const SMALL_TMPFS: &str = "96k";
 const CHUNK_BYTES: u64 = 256 * 1024;
 const RECORD_BYTES: usize = 200;
