@@ -94,9 +94,11 @@ enum Cmd {
     /// Run a fault campaign against a local cluster (issue #15): appends
     /// while chunkservers and the master are killed and restarted, a
     /// primary is paused past its lease, blocks are corrupted, a disk
-    /// fills and connections are held open; then every acknowledged record
-    /// is checked on every replica and the traces are validated. Exits 1
-    /// if a record was lost or invented, or the traces fail.
+    /// fills and connections are held open, one fault at a time; then
+    /// every acknowledged record is checked on every replica and the
+    /// traces are validated. Exits 1 if a record was lost or invented, the
+    /// traces fail, or appends did not come back within a fault's bound
+    /// (two lease periods; a master's kill adds its quiet period).
     Nemesis(NemesisArgs),
     /// Benchmark the checker and the TCP system against their baselines
     /// (stateright's paxos, raw TCP, fdatasync, Redis); writes

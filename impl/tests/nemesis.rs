@@ -5,7 +5,6 @@
 //! traces must validate, and after every fault an append must be
 //! acknowledged within the availability bound (docs/reliability.md).
 
-use leasehold::config::Leases;
 use leasehold::nemesis::{run, NemesisOptions, Tmpfs};
 use std::time::Duration;
 
@@ -27,16 +26,12 @@ async fn a_short_fault_campaign_loses_nothing_and_recovers_within_the_bound() {
         .expect("the campaign ends")
         .expect("the cluster starts");
     eprintln!("{}", report.summary());
+    // `passed` includes the availability bound: after each fault, an
+    // append acknowledged within two lease periods, and the quiet period a
+    // restarted master waits out before it grants (LEASE-3) after a
+    // master's kill (`FaultKind::recovery_bound`).
     assert!(report.passed(), "{}", report.summary());
     assert!(report.faults.len() >= 3, "{}", report.summary());
-    // Two lease periods, plus the quiet period a restarted master waits
-    // out before it grants (LEASE-3).
-    let d = Leases::Short.durations();
-    let bound = Duration::from_millis(2 * d.lease_ms + d.master_lease_ms);
-    for f in &report.faults {
-        let r = f.recovery.unwrap_or_else(|| panic!("no ack after {f:?}"));
-        assert!(r <= bound, "{f:?}: next ack after {r:?}, bound {bound:?}");
-    }
 }
 
 /// `--minutes` is the long campaign's unit (issue #15 asks for
