@@ -1099,6 +1099,26 @@ fn bug_shared_chunk_mutated_breaks_snap_1() {
     caught(Bug::SharedChunkMutated, "snapshot", "SNAP-1");
 }
 
+/// CLIENT-1: the client opens its file, appends and asks for a stat with
+/// replies delayed past its timeouts: an answer to an open that timed out
+/// arrives while the append is under way, and is dropped (its companion),
+/// and the stat is answered as a stat after the open and the append (the
+/// other). Without them the open and stat arms of the client, and the
+/// guard that keeps a late answer out, ran over TCP only (mutants 11, 22
+/// and 28 of `client/mod.rs`, docs/model.md).
+#[test]
+fn open_stat_holds_and_reaches_every_companion() {
+    let r = exhaustive("open-stat");
+    assert_eq!(r.unique_states, 278_603);
+}
+
+/// A client that takes any `FileOpened`: the late answer to its open
+/// completes its record append, reported as an open.
+#[test]
+fn bug_client_takes_any_file_opened_breaks_client_1() {
+    caught(Bug::ClientTakesAnyFileOpened, "open-stat", "CLIENT-1");
+}
+
 #[test]
 fn duplicating_holds_and_reaches_every_companion() {
     // Duplication as a bounded fault: the network delivers up to two

@@ -189,10 +189,14 @@ pub enum Bug {
     /// snapshot by its file's copy) is leased anew, lands in the snapshot
     /// and not in the file it was acknowledged to (SNAP-1).
     PrimaryTakesAnyEpoch,
+    /// A client takes a file's `FileOpened` whatever it is doing: a late
+    /// or repeated answer to an open it finished completes its next
+    /// operation (a record append reported as an open) (CLIENT-1).
+    ClientTakesAnyFileOpened,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 46] = [
+    pub const ALL: [Bug; 47] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -239,6 +243,7 @@ impl Bug {
         Bug::SilenceForgottenInQuietPeriod,
         Bug::BehindAckNotCountedForOffer,
         Bug::PrimaryTakesAnyEpoch,
+        Bug::ClientTakesAnyFileOpened,
     ];
 
     /// Kebab-case name used on the command line.

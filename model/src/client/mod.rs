@@ -120,13 +120,18 @@ impl<P: Payload> ClientActor<P> {
                 self.start_next(id, state, o);
             }
             Msg::FileOpened { file, chunks, .. } => {
-                if !matches!(
+                // Only the open under way takes it: an answer to an open
+                // that timed out and was retried, or a repeated one, comes
+                // when the next operation may be under way (CLIENT-1).
+                let opening = matches!(
                     state.current,
                     Some(Current {
                         phase: Phase::Opening,
                         ..
                     })
-                ) {
+                );
+                let any = self.cfg.bug == Bug::ClientTakesAnyFileOpened;
+                if state.current.is_none() || !(opening || any) {
                     return;
                 }
                 let result = match file {

@@ -305,3 +305,25 @@ pub(super) fn stale_mutate_meets_snapshot_lease(model: &LeaseholdModel, s: &Stat
                 .any(|l| l.chunk == *chunk && l.holding && l.epoch != *epoch)
     })
 }
+
+/// A `FileOpened` is in flight to a client whose open is over (its answer
+/// given): a repeated answer, or one to an open that was retried, which
+/// only the open under way may take (CLIENT-1).
+pub(super) fn late_file_opened(model: &LeaseholdModel, s: &State) -> bool {
+    s.network.iter_all().any(|e| {
+        matches!(e.msg, Msg::FileOpened { .. })
+            && matches!(&**s.actor_states[usize::from(e.dst)],
+                NodeState::Client(cl) if !cl.results.is_empty()
+                    && model.scripts.iter().any(|s| matches!(s.first(), Some(ClientOp::Open { .. }))))
+    })
+}
+
+/// A client's stat answered as a stat, after its open and its append
+/// answered as theirs.
+pub(super) fn stat_answered(model: &LeaseholdModel, s: &State) -> bool {
+    (0..model.cfg.clients()).any(|c| {
+        matches!(&**s.actor_states[usize::from(model.cfg.client_id(c))],
+            NodeState::Client(cl) if matches!(cl.results.as_slice(),
+                [OpResult::Opened { .. }, OpResult::Mutated { .. }, .., OpResult::Stat { .. }]))
+    })
+}

@@ -145,6 +145,10 @@ pub struct ModelCfg {
     /// (on `replicas` servers, leaving spares). Without it, it is on every
     /// chunkserver, the shape the older configurations were pinned with.
     pub prefill_as_placed: bool,
+    /// Each client first opens the file by its path, and last asks for a
+    /// stat of its chunk 0: the operations the TCP clients begin with
+    /// and `leasehold stat` sends (CLIENT-1).
+    pub opens_and_stats: bool,
     pub bug: Bug,
 }
 
@@ -204,6 +208,7 @@ impl ModelCfg {
             "renamers" => self.renamers = list()?,
             "snapshotters" => self.snapshotters = list()?,
             "snapshot_appends" => self.snapshot_appends = flag()?,
+            "opens_and_stats" => self.opens_and_stats = flag()?,
             _ => return Err(format!("unknown configuration field {key:?}")),
         }
         Ok(())
@@ -337,7 +342,8 @@ impl ModelCfg {
         }
     }
 
-    /// The record a client's `k`-th append pushes.
+    /// The record a client's operation `k` (its place in the script)
+    /// pushes.
     pub fn record(&self, client: usize, k: usize) -> RecordToken {
         RecordToken {
             id: DataId {
@@ -350,24 +356,25 @@ impl ModelCfg {
 
     pub fn script(&self, client: usize) -> Vec<ClientOp<RecordToken>> {
         let mut ops = vec![];
-        for k in 0..self.appends.get(client).copied().unwrap_or(0) as usize {
-            ops.push(ClientOp::Append {
-                file: 0,
-                data: self.record(client, k),
+        if self.opens_and_stats {
+            ops.push(ClientOp::Open {
+                path: RENAME_FROM.into(),
+                create: false,
             });
         }
-        for (k, &offset) in self
-            .writes
-            .get(client)
-            .map(|w| w.as_slice())
-            .unwrap_or(&[])
-            .iter()
-            .enumerate()
-        {
+        // A mutation's data id is its operation's place in the script, as
+        // the client numbers what it pushes.
+        for _ in 0..self.appends.get(client).copied().unwrap_or(0) {
+            ops.push(ClientOp::Append {
+                file: 0,
+                data: self.record(client, ops.len()),
+            });
+        }
+        for &offset in self.writes.get(client).map(|w| w.as_slice()).unwrap_or(&[]) {
             let data = RecordToken {
                 id: DataId {
                     client: client as u64,
-                    seq: k as u32,
+                    seq: ops.len() as u32,
                 },
                 units: 1,
             };
@@ -405,6 +412,9 @@ impl ModelCfg {
                     ops.push(ClientOp::Append { file, data });
                 }
             }
+        }
+        if self.opens_and_stats {
+            ops.push(ClientOp::Stat { file: 0, index: 0 });
         }
         ops
     }

@@ -117,6 +117,9 @@ pub const STEP_LEASE_CLOCK_REARMED: u16 = 128;
 pub const STEP_READ_NOT_CLOSEST: u16 = 256;
 /// A chunkserver deleted a replica that the master placed on it (GC-1).
 pub const STEP_DELETED_PLACED_REPLICA: u16 = 512;
+/// A client reported a result that does not answer the operation it had
+/// under way: a record append reported as an open, say (CLIENT-1).
+pub const STEP_WRONG_RESULT: u16 = 1024;
 
 impl History {
     pub(super) fn on_send(

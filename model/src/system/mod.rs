@@ -469,6 +469,20 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             |m: &LeaseholdModel, s: &State| moved_to_spare(m, s) && fully_replicated(m, s),
         ));
     }
+    p.push(Property::always(
+        "CLIENT-1 every result a client reports answers the operation it had under way",
+        |m, s| client_1(&ModelView::new(m, s)),
+    ));
+    if cfg.opens_and_stats {
+        p.push(Property::sometimes(
+            "CLIENT-1 reached: an answer to an open in flight after the open ended",
+            late_file_opened,
+        ));
+        p.push(Property::sometimes(
+            "CLIENT-1 reached: a stat answered after an open and an append",
+            stat_answered,
+        ));
+    }
     if cfg.re_replication {
         p.push(Property::always(
             "GC-1 a replica is deleted only where the master no longer places it",

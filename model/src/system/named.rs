@@ -49,6 +49,7 @@ impl ModelCfg {
             silent_servers: false,
             crashes_permanent: false,
             prefill_as_placed: false,
+            opens_and_stats: false,
             bug: Bug::None,
         };
         let cfg = match name {
@@ -417,6 +418,20 @@ impl ModelCfg {
                 master_crashes: 1,
                 ..base
             },
+            // CLIENT-1: the client opens the file by its path, appends a
+            // record, and asks for a stat of its chunk, as TCP clients and
+            // `leasehold stat` do, with replies delayed past timeouts and
+            // one retry: an answer to an open that timed out comes while a
+            // later operation is under way, and only the operation it
+            // answers may take it. (A network that delivers a message
+            // twice instead does not close in 300 s: 4 million states.)
+            "open-stat" => ModelCfg {
+                name: "open-stat",
+                opens_and_stats: true,
+                delays: true,
+                client_retries_max: 1,
+                ..base
+            },
             // Reads (READ-1): one client appends a record, then reads it
             // back, while a chunkserver's blocks may go bad at any point:
             // the bad replica fails the read, reports itself (FAULT-2, the
@@ -652,7 +667,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 46] = [
+    pub const NAMES: [&'static str; 47] = [
         "tiny",
         "small",
         "pad",
@@ -682,6 +697,7 @@ impl ModelCfg {
         "concurrent-faults",
         "concurrent-lossy",
         "concurrent-master-crash",
+        "open-stat",
         "reads",
         "reads-crash",
         "live-repl",

@@ -429,6 +429,13 @@ pub fn gc_1<V: GlobalView>(v: &V) -> bool {
     v.history().broken & STEP_DELETED_PLACED_REPLICA == 0
 }
 
+/// CLIENT-1: every result a client reports answers the operation it had
+/// under way (checked at the client's step: `STEP_WRONG_RESULT`); a late
+/// or repeated answer to an earlier one is dropped.
+pub fn client_1<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_WRONG_RESULT == 0
+}
+
 /// LEASE-4 ([0091]): extensions and revocations keep the primary's lease
 /// inside the master's: a live replica holds a lease only while the master
 /// grants that epoch to that replica. A crashed master, or a restarted one

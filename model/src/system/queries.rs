@@ -114,10 +114,7 @@ pub fn all_succeeded(model: &LeaseholdModel, s: &State) -> bool {
         |c| match &**s.actor_states[usize::from(model.cfg.client_id(c))] {
             NodeState::Client(cl) => {
                 cl.results.len() == model.scripts[c].len()
-                    && cl
-                        .results
-                        .iter()
-                        .all(|r| matches!(r, OpResult::Mutated { .. }))
+                    && cl.results.iter().all(|r| !matches!(r, OpResult::Failed(_)))
             }
             _ => true,
         },

@@ -310,6 +310,16 @@ impl LeaseholdModel {
             if read_sent && read_not_closest(&self.cfg.protocol(), actor, before, b).is_some() {
                 broken |= STEP_READ_NOT_CLOSEST;
             }
+            // CLIENT-1: a result answers the operation under way.
+            if b.results.len() > a.results.len() {
+                let answers = match (&a.current, b.results.get(a.results.len())) {
+                    (Some(cur), Some(result)) => result_answers(&cur.op, result),
+                    _ => false,
+                };
+                if !answers {
+                    broken |= STEP_WRONG_RESULT;
+                }
+            }
             // APPEND-5, WRITE-2: a client reports a mutation failed only
             // with its retries used up.
             if b.results.len() > a.results.len()
@@ -327,6 +337,24 @@ impl LeaseholdModel {
         }
         broken
     }
+}
+
+/// Whether `result` can answer `op` (CLIENT-1): a failure answers any
+/// operation; a success, only the operation of its kind.
+pub fn result_answers<P>(op: &ClientOp<P>, result: &OpResult<P>) -> bool {
+    matches!(
+        (op, result),
+        (_, OpResult::Failed(_))
+            | (ClientOp::Open { .. }, OpResult::Opened { .. })
+            | (
+                ClientOp::Append { .. } | ClientOp::Write { .. },
+                OpResult::Mutated { .. }
+            )
+            | (ClientOp::Read { .. }, OpResult::Read { .. })
+            | (ClientOp::Stat { .. }, OpResult::Stat { .. })
+            | (ClientOp::Rename { .. }, OpResult::Renamed { .. })
+            | (ClientOp::Snapshot { .. }, OpResult::Snapshotted { .. })
+    )
 }
 
 /// READ-1 (GFS §2.7) as a step rule, for the model and for `validate`
