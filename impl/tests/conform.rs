@@ -87,13 +87,14 @@ fn a_correct_cluster_passes_every_scenario() {
         "WRITE-1",
         "PATH-1",
         "VERSION-1",
+        "SNAP-1",
     ] {
         assert!(reqs.contains(&req), "{req} has no scenario");
     }
 }
 
 #[test]
-fn six_seeded_bugs_fail_the_scenario_of_the_requirement_they_break() {
+fn seven_seeded_bugs_fail_the_scenario_of_the_requirement_they_break() {
     for (bug, requirement) in [
         (Bug::PrimarySkipsFitCheck, "APPEND-3"),
         (Bug::PrimarySkipsSizeCheck, "APPEND-3"),
@@ -101,6 +102,7 @@ fn six_seeded_bugs_fail_the_scenario_of_the_requirement_they_break() {
         (Bug::VersionNotIncremented, "VERSION-1"),
         (Bug::PrimaryReusesSerial, "ORDER-1"),
         (Bug::PrimaryDoesNotPadSecondaries, "APPEND-4"),
+        (Bug::PrimaryTakesAnyEpoch, "SNAP-1"),
     ] {
         let r = conform_with(bug);
         assert!(
@@ -136,7 +138,7 @@ fn the_cli_prints_the_table_and_exits_by_outcome() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("requirement run passed failed"), "{stdout}");
-    assert!(stdout.contains("all 11 scenarios passed"), "{stdout}");
+    assert!(stdout.contains("all 12 scenarios passed"), "{stdout}");
     rt.block_on(async {
         for s in servers {
             s.shutdown().await.unwrap();

@@ -13,12 +13,14 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::client::{Appended, Client, ClientError};
+use crate::client::{Appended, ChunkStat, Client, ClientError};
 use crate::config::ClusterConfig;
 use crate::record::RECORD_HEADER_BYTES;
 use leasehold_model::msg::Failure;
+use leasehold_model::types::LeaseEpoch;
 
 mod replicas;
+mod wire;
 use replicas::{on_every_replica, padded_everywhere};
 
 /// Records each client appends in the concurrent scenario.
@@ -219,14 +221,32 @@ pub async fn run(opts: &ConformOptions<'_>) -> Result<ConformReport, ClientError
         "waiting out a lease ({} ms) for a new one",
         wait.as_millis()
     ));
+    let (version, leases) = version_after_expiry(&a, &path("version"), wait).await;
     record(
         "VERSION-1",
         "a new lease has a higher chunk version",
-        version_after_expiry(&a, &path("version"), wait).await,
+        version,
     );
 
     a.shutdown().await;
     b.shutdown().await;
+    // As client 0 again, speaking the wire itself: its library client is
+    // closed, so no answer can go astray to it.
+    if let Some((now, old_epoch)) = leases {
+        tell("a record append under the lease that ended");
+        record(
+            "SNAP-1",
+            "a primary refuses a mutation under an earlier lease",
+            wire::late_mutation(
+                &opts.cluster,
+                opts.clients[0],
+                &now,
+                old_epoch,
+                opts.op_timeout,
+            )
+            .await,
+        );
+    }
     Ok(report)
 }
 
@@ -479,7 +499,27 @@ async fn bad_paths(c: &Client) -> Result<String, String> {
 
 /// VERSION-1: after the lease of a chunk runs out, the next mutation's
 /// lease comes with a higher chunk version.
-async fn version_after_expiry(c: &Client, path: &str, wait: Duration) -> Result<String, String> {
+/// The verdict, and (when a second lease was granted) the chunk's stat
+/// just after the append under it with the first lease's epoch, for
+/// [`wire::late_mutation`].
+async fn version_after_expiry(
+    c: &Client,
+    path: &str,
+    wait: Duration,
+) -> (Result<String, String>, Option<(ChunkStat, LeaseEpoch)>) {
+    match leases_apart(c, path, wait).await {
+        Ok((verdict, leases)) => (verdict, leases),
+        Err(e) => (Err(e), None),
+    }
+}
+
+type Verdict = Result<String, String>;
+
+async fn leases_apart(
+    c: &Client,
+    path: &str,
+    wait: Duration,
+) -> Result<(Verdict, Option<(ChunkStat, LeaseEpoch)>), String> {
     c.create(path).await.map_err(|e| e.to_string())?;
     let first = c
         .record_append_detailed(path, b"before")
@@ -501,19 +541,22 @@ async fn version_after_expiry(c: &Client, path: &str, wait: Duration) -> Result<
         .await
         .map_err(|e| e.to_string())?;
     if second.stamp.epoch == first.stamp.epoch {
-        return Ok(format!(
+        let verdict = Ok(format!(
             "the lease was still held after {} ms (extended), nothing to judge",
             started.elapsed().as_millis()
         ));
+        return Ok((verdict, None));
     }
-    if s.version <= v1 {
-        return Err(format!(
+    let verdict = if s.version <= v1 {
+        Err(format!(
             "lease epoch {} came with version {}, the same as epoch {}'s",
             second.stamp.epoch, s.version, first.stamp.epoch
-        ));
-    }
-    Ok(format!(
-        "epoch {} at version {v1}, epoch {} at version {}",
-        first.stamp.epoch, second.stamp.epoch, s.version
-    ))
+        ))
+    } else {
+        Ok(format!(
+            "epoch {} at version {v1}, epoch {} at version {}",
+            first.stamp.epoch, second.stamp.epoch, s.version
+        ))
+    };
+    Ok((verdict, Some((s, first.stamp.epoch))))
 }
