@@ -266,10 +266,25 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
     };
     // The global states are known up to the first step whose replay
     // stopped (TRACE-1 reports it); they are checked up to there.
-    let stopped = outcomes
+    let replay_stopped = outcomes
         .iter()
         .filter_map(|o| o.stopped_ns.map(|ns| (ns, o.node)))
         .min();
+    // Nor is a node's state known past the last step its trace recorded
+    // once the trace budget ran out: its later steps happened unrecorded
+    // (a benchmark's servers run out first), and the clients' records of
+    // what those steps did would be judged against replicas that seem
+    // not to have done it.
+    let budget_spent = by_node
+        .iter()
+        .flat_map(|(&node, files)| {
+            files
+                .iter()
+                .filter(|f| f.truncated)
+                .map(move |f| (f.steps.last().map_or(0, |s| s.clock_ns), node))
+        })
+        .min();
+    let stopped = replay_stopped.into_iter().chain(budget_spent).min();
     let protocol = &first.header.protocol;
     let by_id: BTreeMap<u64, &NodeOutcome> = outcomes.iter().map(|o| (o.node, o)).collect();
 
@@ -474,13 +489,18 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
         st.new_reads_from = st.reads.len();
         pending = false;
     }
-    if let Some((_, node)) = stopped {
+    if let Some((ns, node)) = stopped {
+        let why = if replay_stopped == Some((ns, node)) {
+            format!("where node {node}'s replay stopped (see TRACE-1)")
+        } else {
+            format!("node {node}'s last recorded step, where its trace budget ran out")
+        };
         g.notes.push(Finding {
             check: Check::Trace1,
             at: Loc { node, ..at0 },
             file: PathBuf::new(),
             explanation: format!(
-                "the model's properties were checked on the global states up to where node {node}'s replay stopped (see TRACE-1), not after"
+                "the model's properties were checked on the global states up to {why}, not after"
             ),
         });
     }
