@@ -291,8 +291,11 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
         match tcp::run_tcp_part(&args, &work) {
             Ok(t) => results.tcp = Some(t),
             Err(e) => {
-                eprintln!("error: the TCP benchmark failed: {e}");
-                let _ = std::fs::remove_dir_all(&work);
+                // Its clusters' files (traces included) stay for a look.
+                eprintln!(
+                    "error: the TCP benchmark failed: {e}\n(work files kept in {})",
+                    work.display()
+                );
                 return ExitCode::FAILURE;
             }
         }

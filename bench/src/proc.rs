@@ -119,6 +119,27 @@ pub fn self_vmhwm_kib() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time (user and system, every thread) process `pid` has used so
+/// far, from `/proc/<pid>/stat` (`utime` and `stime`, in clock ticks:
+/// 10 ms each where the kernel ticks at 100 Hz, fine over seconds of load).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it do not.
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_s > 0).then(|| ticks as f64 / per_s as f64)
+}
+
+/// The CPU time of `pids` together ([`cpu_seconds`]), `None` if any is
+/// unreadable.
+pub fn cpu_seconds_of(pids: &[u32]) -> Option<f64> {
+    pids.iter().map(|p| cpu_seconds(*p)).sum()
+}
+
 /// The CPUs this process may run on, as `/proc/self/status` lists them.
 pub fn cpus_allowed() -> String {
     std::fs::read_to_string("/proc/self/status")

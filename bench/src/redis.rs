@@ -190,9 +190,18 @@ pub struct RedisRun {
     pub records: u64,
     pub elapsed: Duration,
     pub latency: Latency,
+    /// CPU seconds the three redis-servers and this process (the
+    /// clients) used during the run, if readable.
+    pub cpu_s: Option<f64>,
 }
 
 impl RedisRun {
+    /// CPU time per acknowledged record, in µs.
+    pub fn cpu_us_per_record(&self) -> Option<f64> {
+        self.cpu_s
+            .filter(|_| self.records > 0)
+            .map(|s| s * 1e6 / self.records as f64)
+    }
     pub fn records_per_s(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64()
     }
@@ -208,8 +217,15 @@ pub fn load(
     record_bytes: u64,
     clients: usize,
     duration: Duration,
+    servers: &[u32],
 ) -> Result<RedisRun, String> {
     let stream = format!("bench-{record_bytes}-{clients}");
+    let pids: Vec<u32> = servers
+        .iter()
+        .copied()
+        .chain([std::process::id()])
+        .collect();
+    let cpu_before = super::proc::cpu_seconds_of(&pids);
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|_| {
@@ -254,12 +270,16 @@ pub fn load(
         );
     }
     let elapsed = started.elapsed();
+    let cpu_s = cpu_before
+        .zip(super::proc::cpu_seconds_of(&pids))
+        .map(|(b, a)| a - b);
     Ok(RedisRun {
         record_bytes,
         clients,
         records: all.len() as u64,
         elapsed,
         latency: latency(all),
+        cpu_s,
     })
 }
 

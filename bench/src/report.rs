@@ -290,6 +290,30 @@ pub fn tcp_targets(t: &TcpResults) -> Vec<Target> {
         v.push(redis_target(64 << 10, true, 1.0, d));
         v.push(redis_target(1 << 10, false, 0.5, d));
     }
+    // On 2 cores the CPU an append costs is what bounds throughput (issue
+    // #13): every process of each system, clients included, over the run.
+    for d in DURABILITY_MODES {
+        let a = t
+            .append_in(1 << 10, 16, d)
+            .and_then(|a| a.cpu_us_per_record());
+        let r = t.redis_run(1 << 10, 16).map(|r| r.cpu_us_per_record());
+        let (m, b) = (a.unwrap_or(f64::NAN), r.flatten().unwrap_or(f64::NAN));
+        let q = ratio(m, b);
+        v.push(Target {
+            what: format!(
+                "CPU per acknowledged 1 KiB append ({}), 16 clients (user + system of the cluster and the clients), vs Redis's per XADD + WAIT 2 0 (three servers and the clients)",
+                durability_label(d)
+            ),
+            measured: format!("{} µs", fmt(m, 1)),
+            baseline: match r {
+                Some(_) => format!("Redis {} µs", fmt(b, 1)),
+                None => "Redis not run".to_string(),
+            },
+            ratio: q,
+            goal: "≤ 1×".to_string(),
+            met: (!q.is_nan()).then_some(q <= 1.0),
+        });
+    }
     for bytes in [64 << 10, 1 << 10] {
         if let Some(a) = t.append(bytes, 16) {
             let q = ratio(a.records_per_s(), t.fdatasync_per_s);

@@ -111,15 +111,20 @@ impl LocalCluster {
                         let first: Vec<String> =
                             r.failures.iter().take(5).map(|f| f.to_string()).collect();
                         Err(format!(
-                            "the run's traces fail validation: {}\n  {}",
+                            "the run's traces fail validation: {}\n  {}\n(traces kept in {}: `leasehold validate {}`)",
                             r.summary(),
-                            first.join("\n  ")
+                            first.join("\n  "),
+                            traces.display(),
+                            traces.display()
                         ))
                     }
                 }
             }
         };
-        let _ = std::fs::remove_dir_all(dir);
+        // A failed run's files are what explains it: kept.
+        if result.is_ok() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         result
     }
 
@@ -143,9 +148,18 @@ pub struct AppendRun {
     pub records: u64,
     pub elapsed: Duration,
     pub latency: Latency,
+    /// CPU seconds the cluster's process and this one (the clients) used
+    /// during the run, if readable.
+    pub cpu_s: Option<f64>,
 }
 
 impl AppendRun {
+    /// CPU time per acknowledged record, in µs.
+    pub fn cpu_us_per_record(&self) -> Option<f64> {
+        self.cpu_s
+            .filter(|_| self.records > 0)
+            .map(|s| s * 1e6 / self.records as f64)
+    }
     pub fn records_per_s(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64()
     }
@@ -180,6 +194,9 @@ pub async fn append_load(
             .map_err(|e| e.to_string())?;
     }
     let per_client_max = (records_max / clients as u64).max(1);
+    // The cluster's one process and this one, which runs the clients.
+    let pids = [cluster.server.pid(), std::process::id()];
+    let cpu_before = super::proc::cpu_seconds_of(&pids);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in &cluster.clients[..clients] {
@@ -203,6 +220,9 @@ pub async fn append_load(
         all.extend(t.await.map_err(|e| format!("appender panicked: {e}"))??);
     }
     let elapsed = started.elapsed();
+    let cpu_s = cpu_before
+        .zip(super::proc::cpu_seconds_of(&pids))
+        .map(|(b, a)| a - b);
     Ok(AppendRun {
         durability: cluster.config.durability,
         record_bytes,
@@ -210,6 +230,7 @@ pub async fn append_load(
         records: all.len() as u64,
         elapsed,
         latency: latency(all),
+        cpu_s,
     })
 }
 

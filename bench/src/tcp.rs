@@ -64,7 +64,13 @@ pub(crate) fn run_tcp_part(args: &BenchArgs, work: &std::path::Path) -> Result<T
                 eprintln!("started redis-server pids {:?}", trio.pids());
                 for &bytes in &RECORD_SIZES[..2] {
                     for &clients in &CLIENT_COUNTS {
-                        match redis::load(trio.primary_port, bytes, clients, load_time) {
+                        match redis::load(
+                            trio.primary_port,
+                            bytes,
+                            clients,
+                            load_time,
+                            &trio.pids(),
+                        ) {
                             Ok(r) => {
                                 eprintln!(
                                     "redis {} x {clients} clients: {:.0} records/s, {:.1} MB/s, p50 {:.0} µs, p99 {:.0} µs",
