@@ -221,7 +221,9 @@ pub async fn run(opts: &ConformOptions<'_>) -> Result<ConformReport, ClientError
         "waiting out a lease ({} ms) for a new one",
         wait.as_millis()
     ));
-    let (version, leases) = version_after_expiry(&a, &path("version"), wait).await;
+    let (version, leases) = version_after_expiry(&a, &path("version"), wait)
+        .await
+        .unwrap_or_else(|e| (Err(e), None));
     record(
         "VERSION-1",
         "a new lease has a higher chunk version",
@@ -498,28 +500,15 @@ async fn bad_paths(c: &Client) -> Result<String, String> {
 }
 
 /// VERSION-1: after the lease of a chunk runs out, the next mutation's
-/// lease comes with a higher chunk version.
-/// The verdict, and (when a second lease was granted) the chunk's stat
-/// just after the append under it with the first lease's epoch, for
-/// [`wire::late_mutation`].
+/// lease comes with a higher chunk version. The verdict, and (when a
+/// second lease was granted) the chunk's stat just after the append under
+/// it with the first lease's epoch, for [`wire::late_mutation`]; `Err`
+/// when the scenario could not run.
 async fn version_after_expiry(
     c: &Client,
     path: &str,
     wait: Duration,
-) -> (Result<String, String>, Option<(ChunkStat, LeaseEpoch)>) {
-    match leases_apart(c, path, wait).await {
-        Ok((verdict, leases)) => (verdict, leases),
-        Err(e) => (Err(e), None),
-    }
-}
-
-type Verdict = Result<String, String>;
-
-async fn leases_apart(
-    c: &Client,
-    path: &str,
-    wait: Duration,
-) -> Result<(Verdict, Option<(ChunkStat, LeaseEpoch)>), String> {
+) -> Result<(Result<String, String>, Option<(ChunkStat, LeaseEpoch)>), String> {
     c.create(path).await.map_err(|e| e.to_string())?;
     let first = c
         .record_append_detailed(path, b"before")

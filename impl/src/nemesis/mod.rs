@@ -404,7 +404,13 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
 
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let lease = Duration::from_millis(LEASES.durations().lease_ms);
-    let acked_since = |t: Duration| acks.lock().expect("acks lock").iter().any(|a| *a >= t);
+    // Acks are pushed in time order (each reads the clock under the lock).
+    let acked_since = |t: Duration| {
+        acks.lock()
+            .expect("acks lock")
+            .last()
+            .is_some_and(|a| *a >= t)
+    };
     let mut faults = vec![];
     let mut corrupted: Vec<(u64, u64)> = vec![];
     while begun.elapsed() < opts.duration {

@@ -306,15 +306,14 @@ pub(super) fn stale_mutate_meets_snapshot_lease(model: &LeaseholdModel, s: &Stat
     })
 }
 
-/// A `FileOpened` is in flight to a client whose open is over (its answer
-/// given): a repeated answer, or one to an open that was retried, which
-/// only the open under way may take (CLIENT-1).
-pub(super) fn late_file_opened(model: &LeaseholdModel, s: &State) -> bool {
+/// A `FileOpened` is in flight to a client whose open, its first
+/// operation, is over (answered): a repeated answer, or one to an open
+/// that was retried, which only the open under way may take (CLIENT-1).
+pub(super) fn late_file_opened(_: &LeaseholdModel, s: &State) -> bool {
     s.network.iter_all().any(|e| {
         matches!(e.msg, Msg::FileOpened { .. })
             && matches!(&**s.actor_states[usize::from(e.dst)],
-                NodeState::Client(cl) if !cl.results.is_empty()
-                    && model.scripts.iter().any(|s| matches!(s.first(), Some(ClientOp::Open { .. }))))
+                NodeState::Client(cl) if !cl.results.is_empty())
     })
 }
 
