@@ -136,8 +136,29 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 
 /// The CPU time of `pids` together ([`cpu_seconds`]), `None` if any is
 /// unreadable.
-pub fn cpu_seconds_of(pids: &[u32]) -> Option<f64> {
+fn cpu_seconds_of(pids: &[u32]) -> Option<f64> {
     pids.iter().map(|p| cpu_seconds(*p)).sum()
+}
+
+/// The CPU time a set of processes uses from its start on: a load run's
+/// servers and this process, which runs the clients.
+pub struct CpuMeter {
+    pids: Vec<u32>,
+    start: Option<f64>,
+}
+
+impl CpuMeter {
+    pub fn start(pids: Vec<u32>) -> CpuMeter {
+        let start = cpu_seconds_of(&pids);
+        CpuMeter { pids, start }
+    }
+
+    /// CPU seconds used since the start, `None` if unreadable.
+    pub fn seconds(&self) -> Option<f64> {
+        self.start
+            .zip(cpu_seconds_of(&self.pids))
+            .map(|(b, a)| a - b)
+    }
 }
 
 /// The CPUs this process may run on, as `/proc/self/status` lists them.

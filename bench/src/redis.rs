@@ -198,9 +198,7 @@ pub struct RedisRun {
 impl RedisRun {
     /// CPU time per acknowledged record, in µs.
     pub fn cpu_us_per_record(&self) -> Option<f64> {
-        self.cpu_s
-            .filter(|_| self.records > 0)
-            .map(|s| s * 1e6 / self.records as f64)
+        super::stats::cpu_us_per(self.cpu_s, self.records)
     }
     pub fn records_per_s(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64()
@@ -220,12 +218,13 @@ pub fn load(
     servers: &[u32],
 ) -> Result<RedisRun, String> {
     let stream = format!("bench-{record_bytes}-{clients}");
-    let pids: Vec<u32> = servers
-        .iter()
-        .copied()
-        .chain([std::process::id()])
-        .collect();
-    let cpu_before = super::proc::cpu_seconds_of(&pids);
+    let cpu = super::proc::CpuMeter::start(
+        servers
+            .iter()
+            .copied()
+            .chain([std::process::id()])
+            .collect(),
+    );
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|_| {
@@ -270,9 +269,7 @@ pub fn load(
         );
     }
     let elapsed = started.elapsed();
-    let cpu_s = cpu_before
-        .zip(super::proc::cpu_seconds_of(&pids))
-        .map(|(b, a)| a - b);
+    let cpu_s = cpu.seconds();
     Ok(RedisRun {
         record_bytes,
         clients,

@@ -45,6 +45,13 @@ pub fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / 1e6 / elapsed.as_secs_f64().max(1e-9)
 }
 
+/// CPU microseconds per record, from CPU seconds over a run.
+pub fn cpu_us_per(cpu_s: Option<f64>, records: u64) -> Option<f64> {
+    cpu_s
+        .filter(|_| records > 0)
+        .map(|s| s * 1e6 / records as f64)
+}
+
 /// `a / b`, or NaN when either is missing or `b` is zero.
 pub fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 || a.is_nan() || b.is_nan() {

@@ -156,9 +156,7 @@ pub struct AppendRun {
 impl AppendRun {
     /// CPU time per acknowledged record, in µs.
     pub fn cpu_us_per_record(&self) -> Option<f64> {
-        self.cpu_s
-            .filter(|_| self.records > 0)
-            .map(|s| s * 1e6 / self.records as f64)
+        super::stats::cpu_us_per(self.cpu_s, self.records)
     }
     pub fn records_per_s(&self) -> f64 {
         self.records as f64 / self.elapsed.as_secs_f64()
@@ -195,8 +193,7 @@ pub async fn append_load(
     }
     let per_client_max = (records_max / clients as u64).max(1);
     // The cluster's one process and this one, which runs the clients.
-    let pids = [cluster.server.pid(), std::process::id()];
-    let cpu_before = super::proc::cpu_seconds_of(&pids);
+    let cpu = super::proc::CpuMeter::start(vec![cluster.server.pid(), std::process::id()]);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in &cluster.clients[..clients] {
@@ -220,9 +217,7 @@ pub async fn append_load(
         all.extend(t.await.map_err(|e| format!("appender panicked: {e}"))??);
     }
     let elapsed = started.elapsed();
-    let cpu_s = cpu_before
-        .zip(super::proc::cpu_seconds_of(&pids))
-        .map(|(b, a)| a - b);
+    let cpu_s = cpu.seconds();
     Ok(AppendRun {
         durability: cluster.config.durability,
         record_bytes,
