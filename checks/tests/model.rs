@@ -1119,6 +1119,14 @@ fn bug_client_takes_any_file_opened_breaks_client_1() {
     caught(Bug::ClientTakesAnyFileOpened, "open-stat", "CLIENT-1");
 }
 
+/// A primary that leaves pushed data in its buffer once a mutation used
+/// it: a duplicated `Mutate` would apply the record a second time, under a
+/// serial of its own. PUSH-2 flags the apply that leaves the data behind.
+#[test]
+fn bug_primary_keeps_used_data_breaks_push_2() {
+    caught(Bug::PrimaryKeepsUsedData, "tiny", "PUSH-2");
+}
+
 #[test]
 fn duplicating_holds_and_reaches_every_companion() {
     // Duplication as a bounded fault: the network delivers up to two

@@ -204,6 +204,13 @@ struct ConformArgs {
     /// lease period plus 15 s).
     #[arg(long)]
     timeout_ms: Option<u64>,
+    /// A chunkserver entry of the cluster file that the cluster under test
+    /// does not run: conform runs Leasehold's chunkserver there (with the
+    /// entry's data directory), crashes it and restarts it stale, and
+    /// judges what clients see of it (VERSION-2, READ-1, REPL-1). Without
+    /// it that scenario is skipped.
+    #[arg(long, value_name = "ID")]
+    as_chunkserver: Option<u64>,
 }
 
 #[derive(Args)]

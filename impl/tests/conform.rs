@@ -26,10 +26,17 @@ fn cluster(dir: &Path) -> ClusterConfig {
 /// run `bug`.
 fn conform_with(bug: Bug) -> ConformReport {
     let dir = tempfile::tempdir().unwrap();
-    conform_on(cluster(dir.path()), bug)
+    conform_on(cluster(dir.path()), bug, false)
 }
 
-fn conform_on(cluster: ClusterConfig, bug: Bug) -> ConformReport {
+/// [`conform_with`] where conform runs the last chunkserver itself (its
+/// own, without the bug), to crash it and judge the stale replica.
+fn conform_as_chunkserver_with(bug: Bug) -> ConformReport {
+    let dir = tempfile::tempdir().unwrap();
+    conform_on(cluster(dir.path()), bug, true)
+}
+
+fn conform_on(cluster: ClusterConfig, bug: Bug, own_chunkserver: bool) -> ConformReport {
     let hooks = || NodeHooks {
         bug,
         ..NodeHooks::default()
@@ -40,9 +47,29 @@ fn conform_on(cluster: ClusterConfig, bug: Bug) -> ConformReport {
         .build()
         .unwrap();
     rt.block_on(async {
-        let servers = nodes::start_servers_with(&cluster, hooks(), |_| hooks())
-            .await
-            .unwrap();
+        let own = own_chunkserver.then(|| {
+            let ids = cluster.ids_with_role(Role::Chunkserver);
+            usize::from(*ids.last().unwrap()) as u64
+        });
+        let mut servers = vec![];
+        for id in cluster.ids_with_role(Role::Master) {
+            let id = usize::from(id) as u64;
+            servers.push(
+                nodes::start_master_with(&cluster, id, hooks())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for id in cluster.ids_with_role(Role::Chunkserver) {
+            let id = usize::from(id) as u64;
+            if Some(id) != own {
+                servers.push(
+                    nodes::start_chunkserver_with(&cluster, id, hooks())
+                        .await
+                        .unwrap(),
+                );
+            }
+        }
         let clients: Vec<u64> = cluster
             .ids_with_role(Role::Client)
             .into_iter()
@@ -54,6 +81,7 @@ fn conform_on(cluster: ClusterConfig, bug: Bug) -> ConformReport {
             op_timeout: OP_TIMEOUT,
             prefix: "/conform/test".into(),
             progress: None,
+            chunkserver: own,
         })
         .await
         .unwrap();
@@ -75,8 +103,9 @@ fn failed(r: &ConformReport) -> Vec<&'static str> {
 
 #[test]
 fn a_correct_cluster_passes_every_scenario() {
-    let r = conform_with(Bug::None);
+    let r = conform_as_chunkserver_with(Bug::None);
     assert!(r.passed(), "{}", r.table());
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
     let reqs: Vec<&str> = r.outcomes.iter().map(|o| o.requirement).collect();
     for req in [
         "APPEND-1",
@@ -88,13 +117,24 @@ fn a_correct_cluster_passes_every_scenario() {
         "PATH-1",
         "VERSION-1",
         "SNAP-1",
+        "PUSH-2",
+        "VERSION-2",
+        "REPL-1",
     ] {
         assert!(reqs.contains(&req), "{req} has no scenario");
     }
+    // The injected scenarios judged something: a lease was held to send
+    // the duplicate under.
+    let push_2 = r
+        .outcomes
+        .iter()
+        .find(|o| o.requirement == "PUSH-2")
+        .unwrap();
+    assert!(push_2.detail.contains("applied once"), "{}", r.table());
 }
 
 #[test]
-fn seven_seeded_bugs_fail_the_scenario_of_the_requirement_they_break() {
+fn eight_seeded_bugs_fail_the_scenario_of_the_requirement_they_break() {
     for (bug, requirement) in [
         (Bug::PrimarySkipsFitCheck, "APPEND-3"),
         (Bug::PrimarySkipsSizeCheck, "APPEND-3"),
@@ -103,8 +143,27 @@ fn seven_seeded_bugs_fail_the_scenario_of_the_requirement_they_break() {
         (Bug::PrimaryReusesSerial, "ORDER-1"),
         (Bug::PrimaryDoesNotPadSecondaries, "APPEND-4"),
         (Bug::PrimaryTakesAnyEpoch, "SNAP-1"),
+        (Bug::PrimaryKeepsUsedData, "PUSH-2"),
     ] {
         let r = conform_with(bug);
+        assert!(
+            failed(&r).contains(&requirement),
+            "{bug:?} should fail {requirement}:\n{}",
+            r.table()
+        );
+    }
+}
+
+/// The crash scenario judges the cluster's master: conform's own
+/// chunkserver, crashed and restarted stale, must not be named until it is
+/// cloned back, and must be cloned back.
+#[test]
+fn masters_that_mishandle_a_stale_replica_fail_the_crash_scenario() {
+    for (bug, requirement) in [
+        (Bug::StaleReplicaHandedToClient, "VERSION-2"),
+        (Bug::StaleReplicaNeverCloned, "REPL-1"),
+    ] {
+        let r = conform_as_chunkserver_with(bug);
         assert!(
             failed(&r).contains(&requirement),
             "{bug:?} should fail {requirement}:\n{}",
@@ -138,7 +197,11 @@ fn the_cli_prints_the_table_and_exits_by_outcome() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("requirement run passed failed"), "{stdout}");
-    assert!(stdout.contains("all 12 scenarios passed"), "{stdout}");
+    assert!(stdout.contains("all 13 scenarios passed"), "{stdout}");
+    assert!(
+        stdout.contains("skipped: a stale replica after a crash (needs --as-chunkserver ID)"),
+        "{stdout}"
+    );
     rt.block_on(async {
         for s in servers {
             s.shutdown().await.unwrap();
@@ -162,7 +225,7 @@ fn replicas_that_cannot_be_told_apart_by_position_fail_with_the_reason() {
     for n in &mut cluster.nodes {
         n.position = None;
     }
-    let r = conform_on(cluster, Bug::None);
+    let r = conform_on(cluster, Bug::None, false);
     let per_replica = r
         .outcomes
         .iter()

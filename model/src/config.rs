@@ -193,10 +193,15 @@ pub enum Bug {
     /// or repeated answer to an open it finished completes its next
     /// operation (a record append reported as an open) (CLIENT-1).
     ClientTakesAnyFileOpened,
+    /// A primary leaves pushed data in its buffer after a mutation used
+    /// it: a duplicated or repeated `Mutate` for that data is applied
+    /// again under a new serial, a record the client appended once (PUSH-2:
+    /// the data waits only until a mutation uses it).
+    PrimaryKeepsUsedData,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 47] = [
+    pub const ALL: [Bug; 48] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -244,6 +249,7 @@ impl Bug {
         Bug::BehindAckNotCountedForOffer,
         Bug::PrimaryTakesAnyEpoch,
         Bug::ClientTakesAnyFileOpened,
+        Bug::PrimaryKeepsUsedData,
     ];
 
     /// Kebab-case name used on the command line.

@@ -165,6 +165,18 @@ pub(crate) fn conform(a: ConformArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(id) = a.as_chunkserver {
+        let role = cluster
+            .node(stateright::actor::Id::from(id as usize))
+            .map(|n| n.role);
+        if !matches!(role, Ok(Role::Chunkserver)) {
+            eprintln!(
+                "error: --as-chunkserver {id}: {} has no chunkserver entry {id}",
+                a.config.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     let Some(runtime) = new_runtime() else {
         return ExitCode::from(2);
     };
@@ -181,6 +193,7 @@ pub(crate) fn conform(a: ConformArgs) -> ExitCode {
         clients,
         prefix: format!("/conform/{stamp}"),
         progress: Some(&progress),
+        chunkserver: a.as_chunkserver,
     };
     let report = match runtime.block_on(run(&opts)) {
         Ok(r) => r,
@@ -190,6 +203,9 @@ pub(crate) fn conform(a: ConformArgs) -> ExitCode {
         }
     };
     print!("{}", report.table());
+    for s in &report.skipped {
+        println!("skipped: {s}");
+    }
     if report.passed() {
         println!("all {} scenarios passed", report.outcomes.len());
         ExitCode::SUCCESS

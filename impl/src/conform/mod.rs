@@ -19,8 +19,10 @@ use crate::record::RECORD_HEADER_BYTES;
 use leasehold_model::msg::Failure;
 use leasehold_model::types::LeaseEpoch;
 
+mod crash;
 mod replicas;
 mod wire;
+pub use crash::OwnChunkserver;
 use replicas::{on_every_replica, padded_everywhere};
 
 /// Records each client appends in the concurrent scenario.
@@ -43,6 +45,8 @@ pub struct Outcome {
 #[derive(Clone, Debug, Default)]
 pub struct ConformReport {
     pub outcomes: Vec<Outcome>,
+    /// Scenarios not run, and what they need.
+    pub skipped: Vec<&'static str>,
 }
 
 impl ConformReport {
@@ -94,12 +98,23 @@ pub struct ConformOptions<'a> {
     pub op_timeout: Duration,
     /// A directory of the namespace no one else uses (e.g. `/conform/<n>`).
     pub prefix: String,
+    /// A chunkserver entry of the cluster file that the cluster left for
+    /// conform to run (with that entry's data directory), so that it can
+    /// crash it and judge the stale replica it leaves; without one that
+    /// scenario is skipped.
+    pub chunkserver: Option<u64>,
     /// Hears of each scenario as it starts.
     pub progress: Option<&'a (dyn Fn(&str) + Sync)>,
 }
 
 /// Runs every scenario; `Err` only when the clients cannot connect.
 pub async fn run(opts: &ConformOptions<'_>) -> Result<ConformReport, ClientError> {
+    // Up before any file is made, so that it holds replicas like any other
+    // chunkserver.
+    let mut own = match opts.chunkserver {
+        Some(id) => Some(OwnChunkserver::start(&opts.cluster, id).await),
+        None => None,
+    };
     let a = Client::connect_with_timeout(&opts.cluster, opts.clients[0], opts.op_timeout).await?;
     let b = Client::connect_with_timeout(&opts.cluster, opts.clients[1], opts.op_timeout).await?;
     let chunk_bytes = a.chunk_bytes();
@@ -234,7 +249,7 @@ pub async fn run(opts: &ConformOptions<'_>) -> Result<ConformReport, ClientError
     b.shutdown().await;
     // As client 0 again, speaking the wire itself: its library client is
     // closed, so no answer can go astray to it.
-    if let Some((now, old_epoch)) = leases {
+    if let Some((now, Some(old_epoch))) = &leases {
         tell("a record append under the lease that ended");
         record(
             "SNAP-1",
@@ -242,12 +257,56 @@ pub async fn run(opts: &ConformOptions<'_>) -> Result<ConformReport, ClientError
             wire::late_mutation(
                 &opts.cluster,
                 opts.clients[0],
-                &now,
-                old_epoch,
+                now,
+                *old_epoch,
                 opts.op_timeout,
             )
             .await,
         );
+    }
+    if let Some((now, _)) = &leases {
+        tell("one record append delivered twice");
+        record(
+            "PUSH-2",
+            "a record append delivered twice is applied once",
+            wire::duplicated_mutation(&opts.cluster, opts.clients[0], now, opts.op_timeout).await,
+        );
+    }
+    match own.take() {
+        None => {}
+        Some(Err(e)) => {
+            for (req, scenario) in crash::SCENARIOS {
+                record(req, scenario, Err(e.clone()));
+            }
+        }
+        Some(Ok(mut own)) => {
+            tell(&format!(
+                "chunkserver {} crashed and restarted stale",
+                own.id
+            ));
+            let c = Client::connect_with_timeout(&opts.cluster, opts.clients[1], opts.op_timeout)
+                .await?;
+            for (req, scenario, verdict) in crash::stale_after_crash(
+                &opts.cluster,
+                &mut own,
+                &c,
+                opts.clients[0],
+                &path("crash"),
+                wait,
+                opts.op_timeout,
+            )
+            .await
+            {
+                record(req, scenario, verdict);
+            }
+            c.shutdown().await;
+            own.stop().await;
+        }
+    }
+    if opts.chunkserver.is_none() {
+        report
+            .skipped
+            .push("a stale replica after a crash (needs --as-chunkserver ID)");
     }
     Ok(report)
 }
@@ -500,15 +559,21 @@ async fn bad_paths(c: &Client) -> Result<String, String> {
 }
 
 /// VERSION-1: after the lease of a chunk runs out, the next mutation's
-/// lease comes with a higher chunk version. The verdict, and (when a
-/// second lease was granted) the chunk's stat just after the append under
-/// it with the first lease's epoch, for [`wire::late_mutation`]; `Err`
-/// when the scenario could not run.
+/// lease comes with a higher chunk version. The verdict, and the chunk's
+/// stat just after the second append (for [`wire::duplicated_mutation`])
+/// with, when a second lease was granted, the first lease's epoch (for
+/// [`wire::late_mutation`]); `Err` when the scenario could not run.
 async fn version_after_expiry(
     c: &Client,
     path: &str,
     wait: Duration,
-) -> Result<(Result<String, String>, Option<(ChunkStat, LeaseEpoch)>), String> {
+) -> Result<
+    (
+        Result<String, String>,
+        Option<(ChunkStat, Option<LeaseEpoch>)>,
+    ),
+    String,
+> {
     c.create(path).await.map_err(|e| e.to_string())?;
     let first = c
         .record_append_detailed(path, b"before")
@@ -534,7 +599,7 @@ async fn version_after_expiry(
             "the lease was still held after {} ms (extended), nothing to judge",
             started.elapsed().as_millis()
         ));
-        return Ok((verdict, None));
+        return Ok((verdict, Some((s, None))));
     }
     let verdict = if s.version <= v1 {
         Err(format!(
@@ -547,5 +612,5 @@ async fn version_after_expiry(
             first.stamp.epoch, second.stamp.epoch, s.version
         ))
     };
-    Ok((verdict, Some((s, first.stamp.epoch))))
+    Ok((verdict, Some((s, Some(first.stamp.epoch)))))
 }

@@ -83,7 +83,13 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             return fail(o, Failure::DataMissing);
         }
         let s = state.to_mut();
-        let payload = s.take_data(data).expect("checked above");
+        // PUSH-2 ([0095]): the mutation uses the data up, so a duplicated
+        // or repeated `Mutate` for it finds nothing and fails.
+        let payload = if self.cfg.bug == Bug::PrimaryKeepsUsedData {
+            s.data(data).expect("checked above")
+        } else {
+            s.take_data(data).expect("checked above")
+        };
         o.cancel_timer(Timer::AgeOut(data));
         let chunk_size = self.cfg.chunk_size;
         let too_large = match kind {

@@ -177,6 +177,13 @@ impl<S: ChunkStore> ChunkserverState<S> {
         Some(S::Payload::concat(&b.fragments))
     }
 
+    /// The complete pushed data `data`, left in the buffer (only for the
+    /// seeded bug `PrimaryKeepsUsedData`).
+    pub(super) fn data(&self, data: DataId) -> Option<S::Payload> {
+        let b = self.buffer.iter().find(|b| b.data == data && b.complete)?;
+        Some(S::Payload::concat(&b.fragments))
+    }
+
     pub(super) fn has_data(&self, data: DataId) -> bool {
         self.buffer.iter().any(|b| b.data == data && b.complete)
     }

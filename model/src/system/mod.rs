@@ -185,7 +185,7 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             |m, s| push_1(&ModelView::new(m, s)),
         ));
         p.push(Property::always(
-            "PUSH-2 a replica applies only buffered data, and aged-out data leaves the buffer",
+            "PUSH-2 a replica applies only buffered data, used up by the mutation, and aged-out data leaves the buffer",
             |m, s| push_2(&ModelView::new(m, s)),
         ));
     }

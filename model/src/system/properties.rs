@@ -467,7 +467,9 @@ pub fn push_1<V: GlobalView>(v: &V) -> bool {
 }
 
 /// PUSH-2 ([0095], [00101]): a replica applies only data that is in its
-/// buffer, and data that ages out leaves the buffer (`STEP_STALE_DATA`).
+/// buffer, the apply uses it up (a duplicated mutation finds nothing to
+/// apply again), and data that ages out leaves the buffer
+/// (`STEP_STALE_DATA`).
 pub fn push_2<V: GlobalView>(v: &V) -> bool {
     v.history().broken & STEP_STALE_DATA == 0
 }

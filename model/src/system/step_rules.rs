@@ -226,7 +226,8 @@ impl LeaseholdModel {
                 }
             }
             // PUSH-2: data that aged out is gone, and a replica applies
-            // only data it holds.
+            // only data it holds, which the mutation then uses up (so a
+            // duplicated mutation cannot apply it again).
             if let StepKind::Timeout(_, Timer::AgeOut(d)) = kind {
                 if b.buffer.iter().any(|x| x.data == *d) {
                     broken |= STEP_STALE_DATA;
@@ -241,7 +242,10 @@ impl LeaseholdModel {
                             let new = !old.is_some_and(|o| {
                                 o.cells.iter().flatten().any(|x| cell_stamp(x) == *stamp)
                             });
-                            new && !a.buffer.iter().any(|x| x.data == record.id && x.complete)
+                            let held = |s: &crate::chunkserver::ChunkserverState<MemStore>| {
+                                s.buffer.iter().any(|x| x.data == record.id && x.complete)
+                            };
+                            new && (!held(a) || held(b))
                         }
                         _ => false,
                     })
