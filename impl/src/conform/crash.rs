@@ -24,13 +24,13 @@ use leasehold_model::msg::{Failure, Msg};
 const PLACEMENT_TRIES: usize = 8;
 
 /// Conform's own chunkserver: running, or stopped (crashed) between runs.
-pub struct OwnChunkserver {
-    pub id: u64,
+pub(super) struct OwnChunkserver {
+    pub(super) id: u64,
     host: Option<RunningHost<RealMsg>>,
 }
 
 impl OwnChunkserver {
-    pub async fn start(cluster: &ClusterConfig, id: u64) -> Result<OwnChunkserver, String> {
+    pub(super) async fn start(cluster: &ClusterConfig, id: u64) -> Result<OwnChunkserver, String> {
         let host = nodes::start_chunkserver(cluster, id)
             .await
             .map_err(|e| format!("cannot run chunkserver {id} of the cluster file: {e}"))?;
@@ -57,7 +57,7 @@ impl OwnChunkserver {
         Ok(())
     }
 
-    pub async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         self.crash().await
     }
 }

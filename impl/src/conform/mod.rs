@@ -22,7 +22,7 @@ use leasehold_model::types::LeaseEpoch;
 mod crash;
 mod replicas;
 mod wire;
-pub use crash::OwnChunkserver;
+use crash::OwnChunkserver;
 use replicas::{on_every_replica, padded_everywhere};
 
 /// Records each client appends in the concurrent scenario.
@@ -281,7 +281,7 @@ pub async fn run(opts: &ConformOptions<'_>) -> Result<ConformReport, ClientError
         }
         Some(Ok(mut own)) => {
             tell(&format!(
-                "chunkserver {} crashed and restarted stale",
+                "crashing chunkserver {}, appending without it, restarting it stale",
                 own.id
             ));
             let c = Client::connect_with_timeout(&opts.cluster, opts.clients[1], opts.op_timeout)
