@@ -344,16 +344,26 @@ impl LeaseholdModel {
 }
 
 /// Whether `result` can answer `op` (CLIENT-1): a failure answers any
-/// operation; a success, only the operation of its kind.
+/// operation; a success, only the operation of its kind, and a write only
+/// where it was asked to write (a write applied as a record append would
+/// be acknowledged wherever the append landed).
 pub fn result_answers<P>(op: &ClientOp<P>, result: &OpResult<P>) -> bool {
+    if let (
+        ClientOp::Write { index, offset, .. },
+        OpResult::Mutated {
+            index: at,
+            offset: o,
+            ..
+        },
+    ) = (op, result)
+    {
+        return (index, offset) == (at, o);
+    }
     matches!(
         (op, result),
         (_, OpResult::Failed(_))
             | (ClientOp::Open { .. }, OpResult::Opened { .. })
-            | (
-                ClientOp::Append { .. } | ClientOp::Write { .. },
-                OpResult::Mutated { .. }
-            )
+            | (ClientOp::Append { .. }, OpResult::Mutated { .. })
             | (ClientOp::Read { .. }, OpResult::Read { .. })
             | (ClientOp::Stat { .. }, OpResult::Stat { .. })
             | (ClientOp::Rename { .. }, OpResult::Renamed { .. })
@@ -394,4 +404,35 @@ pub fn read_not_closest<P>(
         .filter(|r| !tried.contains(r))
         .min_by_key(|r| d(*r))?;
     (d(closest) < d(replica)).then_some((replica, closest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write is answered only at the place it asked for: the client that
+    /// sent a write as a record append (mutant 107 of `client/mod.rs`)
+    /// was acknowledged wherever the append landed, and every other check
+    /// judged the write at that place.
+    #[test]
+    fn a_write_is_answered_only_where_it_asked_to_write() {
+        let write = ClientOp::Write {
+            file: 0,
+            index: 1,
+            offset: 3,
+            data: (),
+        };
+        let at = |index, offset| OpResult::<()>::Mutated {
+            chunk: 2,
+            index,
+            offset,
+            stamp: Stamp::default(),
+        };
+        assert!(result_answers(&write, &at(1, 3)));
+        assert!(!result_answers(&write, &at(1, 5)));
+        assert!(!result_answers(&write, &at(0, 3)));
+        assert!(result_answers(&write, &OpResult::Failed(Failure::Busy)));
+        let append = ClientOp::Append { file: 0, data: () };
+        assert!(result_answers(&append, &at(0, 5)));
+    }
 }
