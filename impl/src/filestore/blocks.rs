@@ -7,13 +7,7 @@
 //! Overwriting part of a block ([00106]: a secondary writes a record at the
 //! primary's offset even over existing data) verifies the block's bytes that
 //! survive the write before recomputing its checksum, so a write never
-//! launders corruption it did not cause. An append (a write at or past the
-//! data's end, every record append) reads nothing: the bytes before it in
-//! its first block are the ones the block's checksum already covers, so
-//! the new checksum extends that one (CRC32C can be continued), and a
-//! corrupt byte among them still fails the new checksum as it failed the
-//! old. Reading and checksumming that prefix again cost every replica up to
-//! a block's read per record append (issue #13's CPU per append).
+//! launders corruption it did not cause.
 
 use leasehold_model::types::StoreError;
 use std::fs::File;
@@ -53,15 +47,10 @@ impl FileStore {
         let last_start = last_block * CHECKSUM_BLOCK_BYTES;
         let region_end = (last_start + CHECKSUM_BLOCK_BYTES).min(new_len);
 
-        // Old bytes that share a block with the write survive it. Before
-        // an append they are exactly what the block's checksum covers, so
-        // that checksum is continued; before an overwrite they are read and
-        // verified before they go into a new checksum, and before anything
-        // is written, so a refused write changes nothing.
-        let appends = write_start == old_len;
-        let prefix_crc =
-            (appends && region_start < write_start).then(|| meta.crcs[first_block as usize]);
-        let prefix = if region_start < write_start && !appends {
+        // Old bytes that share a block with the write survive it: verify
+        // them before they go into a new checksum, and before anything is
+        // written, so a refused write changes nothing.
+        let prefix = if region_start < write_start {
             read_verified_block(data, meta, first_block)?
         } else {
             Vec::new()
@@ -106,10 +95,7 @@ impl FileStore {
         for block in first_block..=last_block {
             let from = block * CHECKSUM_BLOCK_BYTES;
             let to = (from + CHECKSUM_BLOCK_BYTES).min(region_end);
-            let mut crc = match prefix_crc {
-                Some(c) if block == first_block => c,
-                _ => 0,
-            };
+            let mut crc = 0;
             for &(at, bytes) in &pieces {
                 let lo = from.max(at);
                 let hi = to.min(at + bytes.len() as u64);

@@ -267,42 +267,6 @@ fn a_flipped_byte_is_corrupt_never_served() {
     assert_eq!(s.read(3, B + 5, 1).unwrap().as_slice(), &[8]);
 }
 
-/// An append continues its block's checksum instead of reading the block
-/// back (issue #13): a corrupt byte before it is not read, and so not
-/// blessed either: the block still fails, the append's own bytes in the
-/// next block serve.
-#[test]
-fn an_append_continues_the_checksum_and_blesses_no_corrupt_byte_before_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
-    let first = pattern(B + 10, 1);
-    s.write_at(3, 0, &Bytes::from(first.clone()), stamp(1))
-        .unwrap();
-    // A clean append, with a gap before it, reads back whole.
-    let second = pattern(100, 2);
-    s.write_at(3, B + 20, &Bytes::from(second.clone()), stamp(2))
-        .unwrap();
-    let mut want = first.clone();
-    want.resize(B as usize + 20, 0);
-    want.extend_from_slice(&second);
-    assert_eq!(s.read(3, 0, B + 120).unwrap().as_slice(), want.as_slice());
-    // Corrupt a byte of block 1 before the data's end, then append into
-    // block 1 and on into block 2.
-    let path = dir.path().join("chunk-3.dat");
-    let mut bytes = fs::read(&path).unwrap();
-    bytes[B as usize + 5] ^= 0x40;
-    fs::write(&path, bytes).unwrap();
-    let third = pattern(B, 3);
-    s.write_at(3, B + 120, &Bytes::from(third.clone()), stamp(3))
-        .unwrap();
-    assert_eq!(s.read(3, B + 5, 1), Err(StoreError::Corrupt));
-    assert_eq!(s.read(3, B + 120, 1), Err(StoreError::Corrupt));
-    assert_eq!(
-        s.read(3, 2 * B, 120).unwrap().as_slice(),
-        &third[(B - 120) as usize..]
-    );
-}
-
 #[test]
 fn truncated_data_file_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
