@@ -66,7 +66,7 @@ impl OwnChunkserver {
 pub(super) type Verdicts = Vec<(&'static str, &'static str, Result<String, String>)>;
 
 const NAMED: &str = "a replica that missed a lease's version is never named";
-const BACK: &str = "a stale replica is cloned back within two lease periods";
+const BACK: &str = "a stale replica is cloned back within two lease periods and grant timeouts";
 /// The scenario's parts, by requirement.
 pub(super) const SCENARIOS: [(&str, &str); 2] = [("VERSION-2", NAMED), ("REPL-1", BACK)];
 
