@@ -48,6 +48,9 @@ use std::time::{Duration, Instant};
 pub const RECORD_SIZES: [u64; 3] = [1 << 10, 64 << 10, 1 << 20];
 /// Concurrent clients of the append runs.
 pub const CLIENT_COUNTS: [usize; 2] = [1, 16];
+/// Record appends one pipelined client keeps in flight (issue #13), as
+/// many as the most clients so that the two compare.
+pub const PIPELINE_WINDOW: usize = 16;
 /// Push sizes for the 3-replica vs 1-replica figure.
 pub const PUSH_SIZES: [u64; 2] = [1 << 20, 64 << 20];
 /// Records one append run may make at most (bounds disk use).
@@ -240,9 +243,21 @@ impl TcpResults {
         clients: usize,
         durability: Durability,
     ) -> Option<&system::AppendRun> {
-        self.appends
-            .iter()
-            .find(|r| r.record_bytes == bytes && r.clients == clients && r.durability == durability)
+        self.appends.iter().find(|r| {
+            r.record_bytes == bytes
+                && r.clients == clients
+                && r.window == 1
+                && r.durability == durability
+        })
+    }
+    /// One client with [`PIPELINE_WINDOW`] appends in flight.
+    pub fn windowed(&self, bytes: u64, durability: Durability) -> Option<&system::AppendRun> {
+        self.appends.iter().find(|r| {
+            r.record_bytes == bytes
+                && r.clients == 1
+                && r.window == PIPELINE_WINDOW
+                && r.durability == durability
+        })
     }
     pub fn redis_run(&self, bytes: u64, clients: usize) -> Option<&redis::RedisRun> {
         self.redis

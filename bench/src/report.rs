@@ -5,8 +5,8 @@
 use super::checker::{CheckRow, SYMMETRY_CONFIG};
 use super::stats::{fmt, mb_per_s, ratio, size_label, thousands};
 use super::{
-    durability_label, plot, MachineInfo, Results, TcpResults, CLIENT_COUNTS, DURABILITY_MODES,
-    PUSH_FRAGMENT_SWEEP, PUSH_SIZES, RECORD_SIZES,
+    durability_label, plot, system, MachineInfo, Results, TcpResults, CLIENT_COUNTS,
+    DURABILITY_MODES, PIPELINE_WINDOW, PUSH_FRAGMENT_SWEEP, PUSH_SIZES, RECORD_SIZES,
 };
 use leasehold::filestore::Durability;
 use leasehold::nodes::PUSH_FRAGMENT_BYTES_DEFAULT;
@@ -254,6 +254,25 @@ pub fn tcp_targets(t: &TcpResults) -> Vec<Target> {
         versus_chain(1, 0.5, d);
         versus_chain(16, 0.4, d);
     }
+    for d in DURABILITY_MODES {
+        for &bytes in RECORD_SIZES.iter().filter(|&&b| b >= 1 << 20) {
+            if let Some(a) = t.windowed(bytes, d) {
+                let q = ratio(a.mb_per_s(), chain);
+                v.push(Target {
+                    what: format!(
+                        "{} appends ({}), 1 client with {PIPELINE_WINDOW} in flight, vs raw chain throughput",
+                        size_label(bytes),
+                        durability_label(d)
+                    ),
+                    measured: format!("{:.1} MB/s", a.mb_per_s()),
+                    baseline: chain_s.clone(),
+                    ratio: q,
+                    goal: "≥ 0.5×".to_string(),
+                    met: (!q.is_nan()).then_some(q >= 0.5),
+                });
+            }
+        }
+    }
     let redis_target = |bytes: u64, mbps: bool, goal: f64, d: Durability| -> Target {
         let a = t.append_in(bytes, 16, d);
         let r = t.redis_run(bytes, 16);
@@ -443,6 +462,34 @@ fn tcp_section(t: &TcpResults, m: &MachineInfo, quick: bool, plots: &[String]) -
                         redis
                     );
                 }
+            }
+        }
+    }
+    s.push_str(&format!(
+        "\n### One client, {PIPELINE_WINDOW} record appends in flight\n\n"
+    ));
+    s.push_str("A client with a window (`Client::connect_with_window`, `leasehold append --window`) keeps up to that many operations going, each on a client actor of its own, so one record's push overlaps another's commit. Against the same client one operation at a time, in the same run.\n\n");
+    s.push_str("| mode | record | records/s | MB/s | p50 | p99 | vs one at a time | vs 16 clients |\n|---|---|---:|---:|---:|---:|---:|---:|\n");
+    for d in DURABILITY_MODES {
+        for &bytes in &RECORD_SIZES {
+            if let Some(w) = t.windowed(bytes, d) {
+                let versus = |other: Option<&system::AppendRun>| {
+                    other.map_or("n/a".to_string(), |o| {
+                        format!("{}×", fmt(ratio(w.records_per_s(), o.records_per_s()), 2))
+                    })
+                };
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.0} | {:.1} | {:.0} µs | {:.0} µs | {} | {} |",
+                    durability_label(d),
+                    size_label(bytes),
+                    w.records_per_s(),
+                    w.mb_per_s(),
+                    w.latency.p50_us,
+                    w.latency.p99_us,
+                    versus(t.append_in(bytes, 1, d)),
+                    versus(t.append_in(bytes, 16, d)),
+                );
             }
         }
     }

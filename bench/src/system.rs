@@ -145,6 +145,9 @@ pub struct AppendRun {
     pub durability: Durability,
     pub record_bytes: u64,
     pub clients: usize,
+    /// Operations each client keeps in flight (issue #13's pipelined
+    /// client); 1 for one at a time.
+    pub window: usize,
     pub records: u64,
     pub elapsed: Duration,
     pub latency: Latency,
@@ -167,7 +170,8 @@ impl AppendRun {
 }
 
 /// `clients` of the cluster's clients append `record_bytes` records to one
-/// file for `duration` (each client at most `records_max / clients`).
+/// file for `duration` (each client at most `records_max / clients`), one
+/// operation at a time each.
 pub async fn append_load(
     cluster: &LocalCluster,
     path: &str,
@@ -180,29 +184,95 @@ pub async fn append_load(
         clients >= 1 && clients <= cluster.clients.len(),
         "{clients} clients asked"
     );
+    let appenders = cluster.clients[..clients].to_vec();
+    run_appenders(
+        cluster,
+        path,
+        record_bytes,
+        appenders,
+        1,
+        duration,
+        records_max,
+    )
+    .await
+}
+
+/// One client keeping `window` record appends in flight ([`Client`]'s
+/// window: an actor per operation in flight), at the cluster's first client
+/// place, appending `record_bytes` records to one file for `duration`.
+pub async fn append_load_windowed(
+    cluster: &LocalCluster,
+    path: &str,
+    record_bytes: u64,
+    window: usize,
+    duration: Duration,
+    records_max: u64,
+) -> Result<AppendRun, String> {
+    let place = cluster
+        .config
+        .ids_with_role(Role::Client)
+        .first()
+        .map(|&id| usize::from(id) as u64)
+        .ok_or("the cluster has no client place")?;
+    let client = Client::connect_with_window(&cluster.config, place, OP_TIMEOUT, window)
+        .await
+        .map_err(|e| e.to_string())?;
+    let appenders = vec![client.clone(); window];
+    let r = run_appenders(
+        cluster,
+        path,
+        record_bytes,
+        appenders,
+        window,
+        duration,
+        records_max,
+    )
+    .await;
+    client.shutdown().await;
+    r
+}
+
+/// Each of `appenders` (`window` of them share each client) appends
+/// records in turn; the clients' first appends (a chunk allocated, a lease
+/// obtained, the window's actors started) are not timed.
+async fn run_appenders(
+    cluster: &LocalCluster,
+    path: &str,
+    record_bytes: u64,
+    appenders: Vec<Client>,
+    window: usize,
+    duration: Duration,
+    records_max: u64,
+) -> Result<AppendRun, String> {
     let data = Arc::new(vec![b'L'; record_bytes as usize]);
     cluster.clients[0]
         .create(path)
         .await
         .map_err(|e| e.to_string())?;
-    // Warm up: the first append allocates the chunk and obtains a lease.
-    for c in &cluster.clients[..clients] {
-        c.record_append(path, &data)
-            .await
+    let mut warm = Vec::new();
+    for c in &appenders {
+        let (c, data, path) = (c.clone(), data.clone(), path.to_string());
+        warm.push(tokio::spawn(async move {
+            c.record_append(&path, &data).await.map(|_| ())
+        }));
+    }
+    for w in warm {
+        w.await
+            .map_err(|e| format!("appender panicked: {e}"))?
             .map_err(|e| e.to_string())?;
     }
-    let per_client_max = (records_max / clients as u64).max(1);
+    let per_appender_max = (records_max / appenders.len() as u64).max(1);
     // The cluster's one process and this one, which runs the clients.
     let cpu = super::proc::CpuMeter::start(vec![cluster.server.pid(), std::process::id()]);
     let started = Instant::now();
+    let clients = appenders.len() / window;
     let mut tasks = Vec::new();
-    for c in &cluster.clients[..clients] {
-        let c = c.clone();
+    for c in appenders {
         let data = data.clone();
         let path = path.to_string();
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
-            while started.elapsed() < duration && (samples.len() as u64) < per_client_max {
+            while started.elapsed() < duration && (samples.len() as u64) < per_appender_max {
                 let t = Instant::now();
                 c.record_append(&path, &data)
                     .await
@@ -222,6 +292,7 @@ pub async fn append_load(
         durability: cluster.config.durability,
         record_bytes,
         clients,
+        window,
         records: all.len() as u64,
         elapsed,
         latency: latency(all),

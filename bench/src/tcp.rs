@@ -213,6 +213,31 @@ async fn appends(
             );
             t.appends.push(r);
         }
+        let path = format!("/bench/append-{bytes}-window-{PIPELINE_WINDOW}");
+        let r = system::append_load_windowed(
+            cluster,
+            &path,
+            bytes,
+            PIPELINE_WINDOW,
+            load_time,
+            APPEND_RECORDS_MAX,
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "{mode} append {} x 1 client, window {PIPELINE_WINDOW}: {e}",
+                size_label(bytes)
+            )
+        })?;
+        eprintln!(
+            "{mode} append {} x 1 client, window {PIPELINE_WINDOW}: {:.0} records/s, {:.1} MB/s, p50 {:.0} µs, p99 {:.0} µs",
+            size_label(bytes),
+            r.records_per_s(),
+            r.mb_per_s(),
+            r.latency.p50_us,
+            r.latency.p99_us
+        );
+        t.appends.push(r);
     }
     Ok(())
 }

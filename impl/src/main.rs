@@ -283,6 +283,11 @@ struct AppendArgs {
     /// Concurrent appenders, each a client of its own.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Records each worker's client keeps in flight: later records are
+    /// pushed while earlier ones commit. With more than one (or more than
+    /// one worker), records land in the file out of input order.
+    #[arg(long, default_value_t = 1)]
+    window: usize,
     /// Print where each record landed: chunk index, offset, record id.
     #[arg(long)]
     print_offsets: bool,

@@ -355,6 +355,55 @@ async fn concurrent_appends_are_on_every_replica_and_read_back_once() {
     .await
 }
 
+/// Issue #13: one client keeps its window of record appends in flight, each
+/// on a client actor of its own, and loses nothing doing so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_keeps_a_window_of_appends_in_flight_and_loses_none() {
+    bounded(async {
+        let c = Cluster::start(1);
+        let path = "/logs/window";
+        let window = 4;
+        let client = Client::connect_with_window(&c.config, c.client_ids()[0], OP_TIMEOUT, window)
+            .await
+            .unwrap();
+        assert_eq!(client.actors_started(), 1, "lanes start when needed");
+        client.create(path).await.unwrap();
+        let callers = 3 * window;
+        let mut tasks = Vec::new();
+        for n in 0..callers {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for seq in 0..5 {
+                    let data = record_data(n, seq, 200 + (seq * 7919 + n * 104_729) % 8_000);
+                    let a = client.record_append_detailed(path, &data).await.unwrap();
+                    acked.push((a, data));
+                }
+                acked
+            }));
+        }
+        let mut acked = Vec::new();
+        for t in tasks {
+            acked.extend(t.await.unwrap());
+        }
+        // An actor starts only when an operation finds every started one
+        // busy, so two or more say operations overlapped; more than the
+        // window, that more were in flight than it allows.
+        let actors = client.actors_started();
+        assert!((2..=window).contains(&actors), "{actors} actors started");
+        assert!(client.push_stats().pushes >= acked.len() as u64);
+        let offsets: HashSet<_> = acked.iter().map(|(a, _)| (a.chunk, a.offset)).collect();
+        assert_eq!(offsets.len(), acked.len(), "no two records at one place");
+        let ids: HashSet<_> = acked.iter().map(|(a, _)| a.record_id).collect();
+        assert_eq!(ids.len(), acked.len(), "every record has an id of its own");
+        check_acked(&c, &client, path, &acked).await;
+        assert_eq!(client.read_records(path).await.unwrap().len(), acked.len());
+        client.shutdown().await;
+        c.validated();
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_does_not_fit_pads_every_replica_and_goes_to_the_next_chunk() {
     bounded(async {

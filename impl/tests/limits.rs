@@ -513,6 +513,60 @@ async fn append_stops_at_a_failed_record_and_counts_the_acknowledged_ones() {
     .await
 }
 
+// Issue #13: `append --window` keeps several records in flight on one
+// client; every line is appended once and said where, whatever order they
+// land in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_with_a_window_appends_every_line_once() {
+    use std::collections::HashSet;
+    bounded(async {
+        let c = Cluster::start(ConnLimits::default()).await;
+        let lines = 300;
+        let mut append = c
+            .cli(&["append", "--window", "8", "--print-offsets", "/logs/window"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = append.stdin.take().unwrap();
+        let out = tokio::task::spawn_blocking(move || {
+            for i in 0..lines {
+                writeln!(stdin, "windowed record {i}").unwrap();
+            }
+            drop(stdin);
+            wait_bounded(append, Duration::from_secs(60))
+        })
+        .await
+        .unwrap();
+        let err = stderr_of(&out);
+        assert!(out.status.success(), "{:?}: {err}", out.status);
+        assert!(err.contains(&format!("appended {lines} records")), "{err}");
+        // One line per record: input line, chunk index, offset, record id.
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let mut line_nos = HashSet::new();
+        let mut places = HashSet::new();
+        for row in printed.lines() {
+            let f: Vec<&str> = row.split('\t').collect();
+            assert_eq!(f.len(), 4, "{row:?}");
+            line_nos.insert(f[0].parse::<u64>().unwrap());
+            places.insert((f[1].to_string(), f[2].to_string()));
+        }
+        assert_eq!(line_nos, (1..=lines).collect::<HashSet<u64>>());
+        assert_eq!(places.len(), lines as usize, "no two records at one place");
+        let client = c.client().await;
+        let records = client.read_records("/logs/window").await.unwrap();
+        let data: HashSet<Vec<u8>> = records.into_iter().map(|r| r.data).collect();
+        let want: HashSet<Vec<u8>> = (0..lines)
+            .map(|i| format!("windowed record {i}").into_bytes())
+            .collect();
+        assert_eq!(data, want);
+        client.shutdown().await;
+        c.stop().await;
+    })
+    .await
+}
+
 // CLI-1: a write far past the file's end is refused at once with the bound
 // named, allocating nothing (it ignored --timeout-ms and allocated
 // thousands of chunks).

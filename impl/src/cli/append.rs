@@ -1,10 +1,11 @@
 //! `leasehold append`: input lines read on a thread of their own, handed
-//! through a bounded queue to concurrent appenders (one client each),
+//! through a bounded queue to concurrent appenders (a window of them on
+//! each worker's client),
 //! with a progress bar and, on request, where each record landed. A file of
 //! its own for that pipeline: its stopping rules (an error, a closed
 //! stdout) are the subtle part of the CLI.
 
-use super::connect;
+use super::connect_with_window;
 use crate::{AppendArgs, BoxError};
 use std::io::{BufRead, Write};
 
@@ -16,9 +17,12 @@ pub(crate) async fn append(a: AppendArgs) -> Result<(), BoxError> {
     if a.workers == 0 {
         return Err("--workers must be at least 1".into());
     }
+    if a.window == 0 {
+        return Err("--window must be at least 1".into());
+    }
     let mut clients = Vec::new();
     for w in 0..a.workers {
-        clients.push(connect(&a.client, w).await?);
+        clients.push(connect_with_window(&a.client, w, a.window).await?);
     }
     clients[0].create(&a.path).await?;
     let total_bytes: Option<u64> = if a.files.is_empty() {
@@ -86,7 +90,10 @@ pub(crate) async fn append(a: AppendArgs) -> Result<(), BoxError> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let print_offsets = a.print_offsets;
     let mut workers = Vec::new();
-    for client in clients {
+    let appenders = clients
+        .iter()
+        .flat_map(|client| std::iter::repeat_n(client.clone(), a.window));
+    for client in appenders {
         let rx = rx.clone();
         let stop = stop.clone();
         let path = a.path.clone();
@@ -139,7 +146,6 @@ pub(crate) async fn append(a: AppendArgs) -> Result<(), BoxError> {
                     }
                 }
             }
-            client.shutdown().await;
             (appended, outcome)
         }));
     }
@@ -160,6 +166,9 @@ pub(crate) async fn append(a: AppendArgs) -> Result<(), BoxError> {
         }
     }
     bar.finish_and_clear();
+    for client in clients {
+        client.shutdown().await;
+    }
     // The reader has ended unless an appender stopped early: then it may be
     // blocked reading stdin for ever (`tail -f log | leasehold append`), so
     // it is left behind; the process exits without it.

@@ -24,6 +24,15 @@ pub(crate) mod tools;
 /// Starts a client: at place `--place` plus `offset` (the n-th worker), or
 /// at no place.
 pub(crate) async fn connect(args: &ClientArgs, offset: usize) -> Result<Client, BoxError> {
+    connect_with_window(args, offset, 1).await
+}
+
+/// [`connect`] for a client with up to `window` operations in flight.
+pub(crate) async fn connect_with_window(
+    args: &ClientArgs,
+    offset: usize,
+    window: usize,
+) -> Result<Client, BoxError> {
     let cluster = ClusterConfig::load(&args.config).map_err(|e| match e {
         ConfigError::Read { .. } => {
             format!("{e} (start a local cluster with `leasehold cluster`, or pass --config)")
@@ -48,9 +57,9 @@ pub(crate) async fn connect(args: &ClientArgs, offset: usize) -> Result<Client, 
                     offset + 1
                 )
             })?;
-            Client::connect_with_timeout(&cluster, id, timeout).await?
+            Client::connect_with_window(&cluster, id, timeout, window).await?
         }
-        None => Client::connect_any(&cluster, timeout).await?,
+        None => Client::connect_any_with_window(&cluster, timeout, window).await?,
     };
     Ok(client)
 }

@@ -70,6 +70,8 @@ pub enum ClientError {
     NotAClient(u64),
     #[error("the client has shut down")]
     Closed,
+    #[error("a client needs a window of at least one operation in flight")]
+    NoWindow,
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;

@@ -23,24 +23,22 @@
 //! only the master answers (open, create, stat) are `files.rs`; what a
 //! caller can get wrong or meet is `error.rs`.
 //!
-//! Concurrency: a [`Client`] is `Clone` and may be used from several tasks,
-//! but its one actor runs one operation at a time, so they take turns. For
-//! parallel appends give each appender a [`Client`] of its own (each
-//! draws its own id), as the CLI's `append --workers` does.
+//! Concurrency: a [`Client`] is `Clone` and may be used from several tasks
+//! at once. It keeps up to its window of operations in flight (one by
+//! default; [`Client::connect_with_window`]), each on a client actor of its
+//! own (`lanes.rs`), so concurrent `record_append`s overlap: one's push with
+//! another's commit. Beyond the window, callers wait their turn.
 
-use leasehold_model::msg::Failure;
 use leasehold_model::types::FileId;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::host::{HostHandle, RunningHost};
-use crate::nodes::RealMsg;
-
 mod connect;
 mod error;
 mod files;
+mod lanes;
 mod observe;
 mod read;
 mod records;
@@ -55,41 +53,40 @@ pub use read::READ_PIECE_BYTES_MAX;
 pub use records::{Appended, Record, RecordReader};
 pub use write::{WRITE_NEW_CHUNKS_MAX, WRITE_PIECE_BYTES_MAX};
 
-use observe::PushClock;
-use submit::Session;
+use lanes::Lanes;
 
-/// A client of one cluster: one client actor in this process, under an id
-/// it drew when it started.
+/// A client of one cluster: client actors in this process (one per
+/// operation in flight, up to its window), each under an id it drew when it
+/// started.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    /// The first lane's actor id, which names the client.
     id: u64,
     chunk_bytes: u64,
-    handle: HostHandle<RealMsg>,
-    session: tokio::sync::Mutex<Session>,
-    host: Mutex<Option<RunningHost<RealMsg>>>,
+    lanes: Lanes,
     files: Mutex<HashMap<String, FileId>>,
     next_record: AtomicU64,
     op_timeout: Duration,
-    push_clock: Arc<Mutex<PushClock>>,
-    /// The failures replicas answered reads with since the current read
-    /// began, so that a read that fails names them (a corrupt or stale
-    /// replica) instead of only timing out.
-    read_failures: Arc<Mutex<Vec<(u64, Failure)>>>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
 }
 
 impl Client {
     pub fn id(&self) -> u64 {
         self.inner.id
+    }
+
+    /// How many operations this client keeps in flight at most.
+    pub fn window(&self) -> usize {
+        self.inner.lanes.window()
+    }
+
+    /// How many client actors this client has started so far: one more
+    /// each time an operation found all of them busy, up to the window.
+    pub fn actors_started(&self) -> usize {
+        self.inner.lanes.started()
     }
 
     pub fn chunk_bytes(&self) -> u64 {

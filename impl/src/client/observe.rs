@@ -28,7 +28,7 @@ pub struct PushStats {
 #[derive(Default)]
 pub(super) struct PushClock {
     started: HashMap<DataId, std::time::Instant>,
-    stats: PushStats,
+    pub(super) stats: PushStats,
 }
 
 /// Replica failures remembered for one read's error message.
@@ -105,6 +105,6 @@ pub(super) fn observer(
 impl Client {
     /// Pushes completed so far and the time they took (see [`PushStats`]).
     pub fn push_stats(&self) -> PushStats {
-        self.inner.push_clock.lock().expect("push clock lock").stats
+        self.inner.lanes.push_stats()
     }
 }

@@ -33,14 +33,7 @@ impl Client {
             offset,
             len,
         };
-        self.inner
-            .read_failures
-            .lock()
-            .expect("read failures lock")
-            .clear();
-        let result = self.run("read", path, op).await;
-        let reports =
-            std::mem::take(&mut *self.inner.read_failures.lock().expect("read failures lock"));
+        let (result, reports) = self.run_reporting("read", path, op).await;
         match result {
             Ok(OpResult::Read { data }) => Ok(data),
             Ok(other) => unreachable!("read answered with {other:?}"),

@@ -1,15 +1,16 @@
-//! Running one operation on the actor: one submission and its answer
-//! within a deadline. Every operation goes through here. Whether and when
+//! Running one operation on an actor: a lane taken for it, one submission
+//! and its answer within a deadline. Every operation goes through here. Whether and when
 //! to retry is the actor's alone (`ClientActor::retry`: transient
 //! failures only, with exponential backoff, within a budget that outlasts
 //! the deadline), so the retry policy the model checks is the one that
 //! runs; the library only bounds how long a caller waits.
 
-use leasehold_model::msg::{ClientOp, Msg, OpId, OpResult};
+use leasehold_model::msg::{ClientOp, Failure, Msg, OpId, OpResult};
 use stateright::actor::Id;
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
+use super::lanes::TakeError;
 use super::{Client, ClientError, Result, APP_ID};
 use crate::nodes::RealMsg;
 use crate::payload::Bytes;
@@ -56,30 +57,37 @@ async fn answer_to(
 enum SubmitError {
     Timeout,
     Closed,
+    /// A lane was needed for the operation and could not start.
+    Start(ClientError),
 }
 
+/// An operation's answer and the failures replicas answered its reads with.
+type Answered = (Result<OpResult<Bytes>, SubmitError>, Vec<(u64, Failure)>);
+
 impl Client {
-    /// Submits one operation and waits for its answer until `deadline`.
-    async fn submit(
-        &self,
-        op: ClientOp<Bytes>,
-        deadline: Instant,
-    ) -> Result<OpResult<Bytes>, SubmitError> {
-        let mut s = timeout_at(deadline, self.inner.session.lock())
-            .await
-            .map_err(|_| SubmitError::Timeout)?;
+    /// Submits one operation on an idle lane and waits for its answer until
+    /// `deadline`.
+    async fn submit(&self, op: ClientOp<Bytes>, deadline: Instant) -> Answered {
+        let mut taken = match self.inner.lanes.take(deadline).await {
+            Ok(taken) => taken,
+            Err(TakeError::Timeout) => return (Err(SubmitError::Timeout), Vec::new()),
+            Err(TakeError::Start(e)) => return (Err(SubmitError::Start(e)), Vec::new()),
+        };
+        // What the lane's replicas said before this operation is not its.
+        taken.lane.take_read_failures();
+        let s = &mut *taken.session;
         let op_id = s.next_op_id;
         s.next_op_id += 1;
-        let inject = self
-            .inner
+        let inject = taken
+            .lane
             .handle
             .inject(Id::from(APP_ID), Msg::Submit { op_id, op });
-        match timeout_at(deadline, inject).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(SubmitError::Closed),
-            Err(_) => return Err(SubmitError::Timeout),
-        }
-        answer_to(&mut s.done, op_id, deadline).await
+        let answer = match timeout_at(deadline, inject).await {
+            Ok(Ok(())) => answer_to(&mut s.done, op_id, deadline).await,
+            Ok(Err(_)) => Err(SubmitError::Closed),
+            Err(_) => Err(SubmitError::Timeout),
+        };
+        (answer, taken.lane.take_read_failures())
     }
 
     /// Runs one operation to its end within the operation timeout.
@@ -94,6 +102,19 @@ impl Client {
             .await
     }
 
+    /// [`Client::run`], with the failures replicas answered the operation's
+    /// reads with.
+    pub(super) async fn run_reporting(
+        &self,
+        op_name: &'static str,
+        path: &str,
+        op: ClientOp<Bytes>,
+    ) -> (Result<OpResult<Bytes>>, Vec<(u64, Failure)>) {
+        let started = Instant::now();
+        let (answer, reports) = self.submit(op, started + self.inner.op_timeout).await;
+        (Self::answered(op_name, path, started, answer), reports)
+    }
+
     /// [`Client::run`] within a deadline of an operation that began at
     /// `started` (a write of several pieces has one deadline for all).
     pub(super) async fn run_until(
@@ -104,7 +125,17 @@ impl Client {
         started: Instant,
         deadline: Instant,
     ) -> Result<OpResult<Bytes>> {
-        match self.submit(op, deadline).await {
+        let (answer, _) = self.submit(op, deadline).await;
+        Self::answered(op_name, path, started, answer)
+    }
+
+    fn answered(
+        op_name: &'static str,
+        path: &str,
+        started: Instant,
+        answer: Result<OpResult<Bytes>, SubmitError>,
+    ) -> Result<OpResult<Bytes>> {
+        match answer {
             Ok(OpResult::Failed(reason)) => Err(ClientError::Failed {
                 op: op_name,
                 path: path.into(),
@@ -112,6 +143,7 @@ impl Client {
             }),
             Ok(other) => Ok(other),
             Err(SubmitError::Closed) => Err(ClientError::Closed),
+            Err(SubmitError::Start(e)) => Err(e),
             Err(SubmitError::Timeout) => Err(ClientError::Timeout {
                 op: op_name,
                 path: path.into(),
