@@ -193,53 +193,49 @@ async fn appends(
     for &bytes in &RECORD_SIZES {
         for &clients in &CLIENT_COUNTS {
             let path = format!("/bench/append-{bytes}-{clients}");
-            let r = system::append_load(
+            let load = system::append_load(
                 cluster,
                 &path,
                 bytes,
                 clients,
                 load_time,
                 APPEND_RECORDS_MAX,
-            )
-            .await
-            .map_err(|e| format!("{mode} append {} x {clients}: {e}", size_label(bytes)))?;
-            eprintln!(
-                "{mode} append {} x {clients} clients: {:.0} records/s, {:.1} MB/s, p50 {:.0} µs, p99 {:.0} µs",
-                size_label(bytes),
-                r.records_per_s(),
-                r.mb_per_s(),
-                r.latency.p50_us,
-                r.latency.p99_us
             );
-            t.appends.push(r);
+            let what = format!("{mode} append {} x {clients} clients", size_label(bytes));
+            t.appends.push(reported(&what, load.await)?);
         }
         let path = format!("/bench/append-{bytes}-window-{PIPELINE_WINDOW}");
-        let r = system::append_load_windowed(
+        let load = system::append_load_windowed(
             cluster,
             &path,
             bytes,
             PIPELINE_WINDOW,
             load_time,
             APPEND_RECORDS_MAX,
-        )
-        .await
-        .map_err(|e| {
-            format!(
-                "{mode} append {} x 1 client, window {PIPELINE_WINDOW}: {e}",
-                size_label(bytes)
-            )
-        })?;
-        eprintln!(
-            "{mode} append {} x 1 client, window {PIPELINE_WINDOW}: {:.0} records/s, {:.1} MB/s, p50 {:.0} µs, p99 {:.0} µs",
-            size_label(bytes),
-            r.records_per_s(),
-            r.mb_per_s(),
-            r.latency.p50_us,
-            r.latency.p99_us
         );
-        t.appends.push(r);
+        let what = format!(
+            "{mode} append {} x 1 client, window {PIPELINE_WINDOW}",
+            size_label(bytes)
+        );
+        t.appends.push(reported(&what, load.await)?);
     }
     Ok(())
+}
+
+/// Prints an append run's figures under `what`, or names it in its error.
+fn reported(
+    what: &str,
+    run: Result<system::AppendRun, String>,
+) -> Result<system::AppendRun, String> {
+    let r = run.map_err(|e| format!("{what}: {e}"))?;
+    eprintln!(
+        "{what}: {:.0} records/s, {:.1} MB/s, p50 {:.0} µs, p99 {:.0} µs",
+        r.records_per_s(),
+        r.mb_per_s(),
+        r.latency.p50_us,
+        r.latency.p99_us
+    );
+    Ok(r)
 }
 
 async fn pushes(
