@@ -1127,6 +1127,30 @@ fn bug_primary_keeps_used_data_breaks_push_2() {
     caught(Bug::PrimaryKeepsUsedData, "tiny", "PUSH-2");
 }
 
+/// A client that takes a `ChunkFull` whatever it is doing: the report of
+/// its first attempt, late past the request timeout, comes after the retry
+/// already moved the record to the next chunk, and sends it one further.
+#[test]
+fn bug_client_takes_late_chunk_full_breaks_append_4() {
+    caught_with(
+        Bug::ClientTakesLateChunkFull,
+        "pad",
+        &["client_retries_max=1", "delays=true"],
+        "APPEND-4",
+    );
+}
+
+/// A duplicated `Mutate` of the attempt that padded a chunk, delivered
+/// after the client moved on and pushed the record again, reports the
+/// chunk it left full once more. Before the client checked which chunk a
+/// `ChunkFull` names, that sent the record a chunk further (APPEND-4,
+/// found 2026-12-05 by the client's side of the property).
+#[test]
+fn pad_duplicating_holds_and_reaches_every_companion() {
+    let r = exhaustive("pad-duplicating");
+    assert_eq!(r.unique_states, 2_513_486);
+}
+
 #[test]
 fn duplicating_holds_and_reaches_every_companion() {
     // Duplication as a bounded fault: the network delivers up to two

@@ -198,10 +198,15 @@ pub enum Bug {
     /// again under a new serial, a record the client appended once (PUSH-2:
     /// the data waits only until a mutation uses it).
     PrimaryKeepsUsedData,
+    /// A client takes a `ChunkFull` for its current record whatever it is
+    /// doing: a late or repeated one, for the chunk it already left, sends
+    /// the record one chunk further, past a chunk with room (APPEND-4: the
+    /// append moves on to the next chunk only).
+    ClientTakesLateChunkFull,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 48] = [
+    pub const ALL: [Bug; 49] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -250,6 +255,7 @@ impl Bug {
         Bug::PrimaryTakesAnyEpoch,
         Bug::ClientTakesAnyFileOpened,
         Bug::PrimaryKeepsUsedData,
+        Bug::ClientTakesLateChunkFull,
     ];
 
     /// Kebab-case name used on the command line.

@@ -224,7 +224,16 @@ impl<P: Payload> ClientActor<P> {
             }
             Msg::ChunkFull { chunk, data } => {
                 let Some(cur) = &state.current else { return };
-                if cur.phase != Phase::Mutating || cur.data != data {
+                // Only the report of the chunk this attempt mutates moves
+                // the append on (APPEND-4). A duplicated `Mutate` of an
+                // earlier attempt, delivered after the client moved on and
+                // pushed the same data again, pads the chunk it left once
+                // more and reports that chunk full: taken, it would send
+                // the record past the chunk it is appending to.
+                let mutating = cur.phase == Phase::Mutating
+                    && self.cached(state, cur).is_some_and(|c| c.chunk == chunk);
+                let late_taken = self.cfg.bug == Bug::ClientTakesLateChunkFull;
+                if !(mutating || late_taken) || cur.data != data {
                     return;
                 }
                 // Act 1440: retry on the next chunk, which the master

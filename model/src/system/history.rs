@@ -120,6 +120,10 @@ pub const STEP_DELETED_PLACED_REPLICA: u16 = 512;
 /// A client reported a result that does not answer the operation it had
 /// under way: a record append reported as an open, say (CLIENT-1).
 pub const STEP_WRONG_RESULT: u16 = 1024;
+/// A client moved its record append to another chunk than the one after
+/// the chunk it was appending to, or without that chunk's primary
+/// reporting it full (APPEND-4).
+pub const STEP_SKIPPED_CHUNK: u16 = 2048;
 
 impl History {
     pub(super) fn on_send(

@@ -215,7 +215,7 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             |m, s| append_3(&ModelView::new(m, s)),
         ));
         p.push(Property::always(
-            "APPEND-4 a chunk is padded exactly when the record did not fit, on every up-to-date replica",
+            "APPEND-4 a chunk is padded exactly when the record did not fit, on every up-to-date replica, and the append moves on to the next chunk",
             |m, s| append_4(&ModelView::new(m, s)),
         ));
     }

@@ -662,12 +662,23 @@ impl ModelCfg {
                 duplications: 1,
                 ..base
             },
+            // A record that does not fit while one message is delivered a
+            // second time: a duplicated `Mutate` of the attempt that padded
+            // the chunk, delivered after the client moved on and pushed the
+            // record again, pads the chunk once more and reports it full
+            // (APPEND-4: the client must not take that report for the
+            // chunk it now appends to).
+            "pad-duplicating" => ModelCfg {
+                name: "pad-duplicating",
+                duplications: 1,
+                ..Self::named("pad-two")?
+            },
             _ => return None,
         };
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 47] = [
+    pub const NAMES: [&'static str; 48] = [
         "tiny",
         "small",
         "pad",
@@ -715,5 +726,6 @@ impl ModelCfg {
         "snapshot-delays",
         "repl-silent-master-crash",
         "snapshot-writes",
+        "pad-duplicating",
     ];
 }

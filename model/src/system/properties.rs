@@ -286,7 +286,15 @@ pub fn append_3<V: GlobalView>(v: &V) -> bool {
 /// failed mutation pads from a shorter end than the primary, so no single
 /// replica's start would do. A pad that leaves room even then was written
 /// although the record fit.
+///
+/// And the client's side ([00105]: "retried on the next chunk"): a record
+/// append moves on only to the chunk after the one reported full, in the
+/// step that takes that report (checked at the client's step:
+/// `STEP_SKIPPED_CHUNK`), so no append skips a chunk with room.
 pub fn append_4<V: GlobalView>(v: &V) -> bool {
+    if v.history().broken & STEP_SKIPPED_CHUNK != 0 {
+        return false;
+    }
     let size = v.chunk_size();
     let full_padded = v
         .history()

@@ -33,6 +33,9 @@ pub(super) enum Delivered {
         stamp: Stamp,
     },
     Pushed(DataId),
+    ChunkFull {
+        chunk: ChunkHandle,
+    },
     Revoke {
         chunk: ChunkHandle,
         epoch: LeaseEpoch,
@@ -69,6 +72,7 @@ impl LeaseholdModel {
                         stamp: *stamp,
                     },
                     Msg::DataPushed { data } => Delivered::Pushed(*data),
+                    Msg::ChunkFull { chunk, .. } => Delivered::ChunkFull { chunk: *chunk },
                     // A snapshot's copy-on-write copies as a clone does.
                     Msg::ChunkPart { .. } | Msg::CopyChunk { .. } => Delivered::ClonePart,
                     Msg::DeleteReplica { chunk, .. } => Delivered::Delete { chunk: *chunk },
@@ -313,6 +317,29 @@ impl LeaseholdModel {
             });
             if read_sent && read_not_closest(&self.cfg.protocol(), actor, before, b).is_some() {
                 broken |= STEP_READ_NOT_CLOSEST;
+            }
+            // APPEND-4 ([00105]): a record append moves on from chunk `i`
+            // only to chunk `i + 1`, in the step that takes the report
+            // of chunk `i`'s primary that it is full.
+            if let (Some(ca), Some(cb)) = (&a.current, &b.current) {
+                if let (ChunkIndex::At(i), ChunkIndex::At(n), ClientOp::Append { file, .. }) =
+                    (ca.index, cb.index, &cb.op)
+                {
+                    if ca.op_id == cb.op_id && n != i {
+                        let left = master(last)
+                            .durable
+                            .files
+                            .get(*file as usize)
+                            .and_then(|f| f.chunks.get(i as usize).copied());
+                        let reported_full = matches!(
+                            delivered,
+                            Some(Delivered::ChunkFull { chunk }) if Some(chunk) == left
+                        );
+                        if n != i + 1 || !reported_full {
+                            broken |= STEP_SKIPPED_CHUNK;
+                        }
+                    }
+                }
             }
             // CLIENT-1: a result answers the operation under way.
             if b.results.len() > a.results.len() {
