@@ -318,28 +318,14 @@ impl LeaseholdModel {
             if read_sent && read_not_closest(&self.cfg.protocol(), actor, before, b).is_some() {
                 broken |= STEP_READ_NOT_CLOSEST;
             }
-            // APPEND-4 ([00105]): a record append moves on from chunk `i`
-            // only to chunk `i + 1`, in the step that takes the report
-            // of chunk `i`'s primary that it is full.
-            if let (Some(ca), Some(cb)) = (&a.current, &b.current) {
-                if let (ChunkIndex::At(i), ChunkIndex::At(n), ClientOp::Append { file, .. }) =
-                    (ca.index, cb.index, &cb.op)
-                {
-                    if ca.op_id == cb.op_id && n != i {
-                        let left = master(last)
-                            .durable
-                            .files
-                            .get(*file as usize)
-                            .and_then(|f| f.chunks.get(i as usize).copied());
-                        let reported_full = matches!(
-                            delivered,
-                            Some(Delivered::ChunkFull { chunk }) if Some(chunk) == left
-                        );
-                        if n != i + 1 || !reported_full {
-                            broken |= STEP_SKIPPED_CHUNK;
-                        }
-                    }
-                }
+            // APPEND-4 ([00105]): a record append moves on only to the
+            // next chunk, on the report that the chunk it mutated is full.
+            let chunk_full = match delivered {
+                Some(Delivered::ChunkFull { chunk }) => Some(chunk),
+                _ => None,
+            };
+            if skipped_chunk(a, b, chunk_full).is_some() {
+                broken |= STEP_SKIPPED_CHUNK;
             }
             // CLIENT-1: a result answers the operation under way.
             if b.results.len() > a.results.len() {
@@ -368,6 +354,38 @@ impl LeaseholdModel {
         }
         broken
     }
+}
+
+/// APPEND-4 on the client's side ([00105]: the client retries "on the next
+/// chunk"): the record append under way moved from chunk `i` (in `a`, the
+/// client before a step) to another chunk than `i + 1`, or moved in a step
+/// that did not take a `ChunkFull` (`chunk_full`) for the chunk its cache
+/// placed at `i`, the one it was mutating. Returns `(i, n)`, the indices
+/// it moved between. One rule for the model's step check and for trace
+/// validation. An append sent to a later chunk by the master (one a write
+/// allocated) is no concern of it: the client learns that index from a
+/// `LeaseHolder` while its own index is `Last`.
+pub fn skipped_chunk<P>(
+    a: &crate::client::ClientState<P>,
+    b: &crate::client::ClientState<P>,
+    chunk_full: Option<ChunkHandle>,
+) -> Option<(u32, u32)> {
+    let (ca, cb) = (a.current.as_ref()?, b.current.as_ref()?);
+    let (ChunkIndex::At(i), ChunkIndex::At(n), ClientOp::Append { file, .. }) =
+        (ca.index, cb.index, &cb.op)
+    else {
+        return None;
+    };
+    if ca.op_id != cb.op_id || n == i {
+        return None;
+    }
+    let mutated = a
+        .cache
+        .iter()
+        .find(|c| c.file == *file && c.index == i)
+        .map(|c| c.chunk);
+    let reported = chunk_full.is_some() && chunk_full == mutated;
+    (n != i + 1 || !reported).then_some((i, n))
 }
 
 /// Whether `result` can answer `op` (CLIENT-1): a failure answers any
@@ -461,5 +479,52 @@ mod tests {
         assert!(result_answers(&write, &OpResult::Failed(Failure::Busy)));
         let append = ClientOp::Append { file: 0, data: () };
         assert!(result_answers(&append, &at(0, 5)));
+    }
+
+    /// APPEND-4's client side: the append mutating chunk 7 (index 1) moves
+    /// on to index 2 on chunk 7's `ChunkFull` only; a late report of the
+    /// chunk it left (index 0, chunk 4) or a jump past index 2 is flagged.
+    #[test]
+    fn a_record_append_moves_on_only_to_the_next_chunk_on_its_report() {
+        use crate::client::{ClientState, Current, Phase};
+        let info = |index, chunk| LeaseInfo {
+            file: 0,
+            index,
+            chunk,
+            version: 1,
+            epoch: 1,
+            primary: Some(Id::from(1)),
+            secondaries: vec![],
+        };
+        let client = |index, phase| ClientState::<()> {
+            queue: vec![],
+            current: Some(Current {
+                op_id: 3,
+                op: ClientOp::Append { file: 0, data: () },
+                data: DataId { client: 4, seq: 0 },
+                phase,
+                index: ChunkIndex::At(index),
+                retries: 0,
+                retries_at_primary: 0,
+                tried: vec![],
+            }),
+            cache: vec![info(0, 4), info(1, 7)],
+            next_seq: 0,
+            results: vec![],
+        };
+        let mutating = client(1, Phase::Mutating);
+        let next = client(2, Phase::FindingLease);
+        assert_eq!(skipped_chunk(&mutating, &next, Some(7)), None);
+        assert_eq!(skipped_chunk(&mutating, &next, Some(4)), Some((1, 2)));
+        assert_eq!(skipped_chunk(&mutating, &next, None), Some((1, 2)));
+        assert_eq!(
+            skipped_chunk(&mutating, &client(3, Phase::FindingLease), Some(7)),
+            Some((1, 3))
+        );
+        // Staying on the chunk, or another operation, is no move.
+        assert_eq!(skipped_chunk(&mutating, &mutating, None), None);
+        let mut other = next.clone();
+        other.current.as_mut().unwrap().op_id = 4;
+        assert_eq!(skipped_chunk(&mutating, &other, None), None);
     }
 }

@@ -228,6 +228,38 @@ pub(super) fn check_read_closest(
     }
 }
 
+/// APPEND-4 on the client's side: a record append moves on from chunk `i`
+/// only to `i + 1`, in the step that takes the `ChunkFull` of the chunk it
+/// was mutating (the model's step rule, `skipped_chunk`).
+pub(super) fn check_next_chunk(
+    ctx: &mut NodeCtx,
+    before: &leasehold_model::client::ClientState<Bytes>,
+    after: &leasehold_model::client::ClientState<Bytes>,
+    step: &TraceStep,
+    at: Loc,
+    path: &Path,
+) {
+    let chunk_full = match &step.input {
+        TraceInput::Msg {
+            msg: Msg::ChunkFull { chunk, .. },
+            ..
+        } => Some(*chunk),
+        _ => None,
+    };
+    if let Some((from, to)) = skipped_chunk(before, after, chunk_full) {
+        let why = match chunk_full {
+            Some(chunk) => format!("on a ChunkFull for chunk {chunk}"),
+            None => "with no ChunkFull".to_string(),
+        };
+        ctx.fail(
+            Check::Append4,
+            at,
+            path,
+            format!("moved its record append from chunk index {from} to {to} {why}"),
+        );
+    }
+}
+
 /// After a replayed step: store events, lease intervals, saved views.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn after_step(

@@ -171,8 +171,8 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
                 note_read(ctx, c, step, report_to, at);
             }
         }
-        let phase_before = match &state {
-            Some(NodeState::Client(c)) => Some(c.current.as_ref().map(|cur| cur.phase.clone())),
+        let client_before = match &state {
+            Some(NodeState::Client(c)) => Some(c.clone()),
             _ => None,
         };
 
@@ -180,16 +180,17 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             match replay_step(ctx, &role, id, &mut state, step, previous, at, path) {
                 Ok(pending) => {
                     ctx.out.steps_replayed += 1;
-                    if let (Some(before), Some(NodeState::Client(c))) = (&phase_before, &state) {
+                    if let (Some(before), Some(NodeState::Client(c))) = (&client_before, &state) {
                         check_read_closest(
                             ctx,
                             &header.protocol,
                             node,
-                            before.as_ref(),
+                            before.current.as_ref().map(|cur| &cur.phase),
                             c,
                             at,
                             path,
                         );
+                        check_next_chunk(ctx, before, c, step, at, path);
                     }
                     pending_saves.extend(pending.into_iter().map(|v| (v, step.n)));
                 }
