@@ -197,9 +197,10 @@ impl Lanes {
                 });
             }
             // With a permit there is an idle lane or room for one more: at
-            // most `window_max - 1` other operations hold lanes. An
-            // operation may still hold its lane for an instant after
-            // giving its permit back, hence the loop.
+            // most `window_max - 1` other operations hold lanes (a `Taken`
+            // gives its lane back before its permit). Another caller's
+            // scan may hold an idle lane's lock for an instant, hence the
+            // loop.
             let more = self.started.lock().expect("lanes lock").len() < self.window_max;
             if more {
                 let _one_at_a_time = timeout_at(deadline, self.starting.lock())

@@ -1,6 +1,6 @@
 //! Running one operation on an actor: a lane taken for it, one submission
-//! and its answer within a deadline. Every operation goes through here. Whether and when
-//! to retry is the actor's alone (`ClientActor::retry`: transient
+//! and its answer within a deadline. Every operation goes through here.
+//! Whether and when to retry is the actor's alone (`ClientActor::retry`: transient
 //! failures only, with exponential backoff, within a budget that outlasts
 //! the deadline), so the retry policy the model checks is the one that
 //! runs; the library only bounds how long a caller waits.
