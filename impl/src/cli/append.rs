@@ -1,9 +1,8 @@
 //! `leasehold append`: input lines read on a thread of their own, handed
 //! through a bounded queue to concurrent appenders (a window of them on
-//! each worker's client),
-//! with a progress bar and, on request, where each record landed. A file of
-//! its own for that pipeline: its stopping rules (an error, a closed
-//! stdout) are the subtle part of the CLI.
+//! each worker's client), with a progress bar and, on request, where each
+//! record landed. A file of its own for that pipeline: its stopping rules
+//! (an error, a closed stdout) are the subtle part of the CLI.
 
 use super::connect_with_window;
 use crate::{AppendArgs, BoxError};
