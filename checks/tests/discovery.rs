@@ -33,7 +33,7 @@ const COUNTEREXAMPLE: [&str; 16] = [
     "lease request cs1 → master: LeaseRequest { chunk: 0, epoch: 1 }",
     "new version cs2 → master: VersionAck { chunk: 0, version: 1 }",
     "new version cs3 → master: VersionAck { chunk: 0, version: 1 }",
-    "lease grant master → cs1: LeaseGrant { chunk: 0, epoch: 1, version: 1, secondaries: [Id(2), Id(3)] }",
+    "lease grant master → cs1: LeaseGrant { chunk: 0, epoch: 1, extension: 0, version: 1, secondaries: [Id(2), Id(3)] }",
     "act 1220 lease holder master → client0: LeaseHolder { info: LeaseInfo { file: 0, index: 0, chunk: 0, version: 1, epoch: 1, primary: Some(Id(1)), secondaries: [Id(2), Id(3)] }, chunks: 1 }",
     // Act 1230 ([0096]-[0098]): to the closest replica, which forwards
     // along the rest of the chain; the end of the chain acknowledges.

@@ -1151,6 +1151,40 @@ fn pad_duplicating_holds_and_reaches_every_companion() {
     assert_eq!(r.unique_states, 2_513_486);
 }
 
+/// A grant delivered twice, the second copy while the primary's extension
+/// request is pending. Before a grant named the request it answers, the
+/// primary took the copy as the extension's answer and held the lease past
+/// the master's clock (LEASE-4, found 2026-12-05 in `pad` with one
+/// duplication).
+#[test]
+fn extension_duplicating_holds_and_reaches_every_companion() {
+    let r = exhaustive("extension-duplicating");
+    assert_eq!(r.unique_states, 868_520);
+}
+
+/// A primary that takes any grant of its epoch: the duplicated grant of
+/// the lease answers its pending extension, whose clock started after the
+/// master's last one.
+#[test]
+fn bug_primary_takes_any_grant_of_epoch_breaks_lease_2() {
+    caught(
+        Bug::PrimaryTakesAnyGrantOfEpoch,
+        "extension-duplicating",
+        "LEASE-2",
+    );
+}
+
+/// The same bug seen from the master's side: the primary holds the lease
+/// after the master's clock for it ran out.
+#[test]
+fn bug_primary_takes_any_grant_of_epoch_breaks_lease_4() {
+    caught(
+        Bug::PrimaryTakesAnyGrantOfEpoch,
+        "extension-duplicating",
+        "LEASE-4",
+    );
+}
+
 #[test]
 fn duplicating_holds_and_reaches_every_companion() {
     // Duplication as a bounded fault: the network delivers up to two

@@ -203,10 +203,15 @@ pub enum Bug {
     /// the record one chunk further, past a chunk with room (APPEND-4: the
     /// append moves on to the next chunk only).
     ClientTakesLateChunkFull,
+    /// The primary takes any grant of its lease's epoch as the answer to
+    /// its pending request, whichever request the grant names: a
+    /// duplicated grant of an earlier request extends a lease the master
+    /// has not (LEASE-4).
+    PrimaryTakesAnyGrantOfEpoch,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 49] = [
+    pub const ALL: [Bug; 50] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -256,6 +261,7 @@ impl Bug {
         Bug::ClientTakesAnyFileOpened,
         Bug::PrimaryKeepsUsedData,
         Bug::ClientTakesLateChunkFull,
+        Bug::PrimaryTakesAnyGrantOfEpoch,
     ];
 
     /// Kebab-case name used on the command line.

@@ -204,6 +204,7 @@ pub fn every_message() -> Vec<(String, RealMsg)> {
         Msg::LeaseGrant {
             chunk: 7,
             epoch: 3,
+            extension: 2,
             version: 5,
             secondaries: vec![Id::from(2)],
         },
@@ -338,7 +339,7 @@ pub fn every_message() -> Vec<(String, RealMsg)> {
         },
         Msg::HeartBeat {
             incarnation: 3,
-            extensions: vec![(7, 3), (9, 1)],
+            extensions: vec![(7, 3, 2), (9, 1, 1)],
         },
         Msg::RenameFile {
             from: "/logs/a".into(),

@@ -79,7 +79,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 Timer::LeaseClock(l.chunk, l.clock),
                 Durations::range(self.cfg.durations.lease_ms),
             );
-            extensions.push((l.chunk, l.epoch));
+            extensions.push((l.chunk, l.epoch, l.extensions));
         }
         if !extensions.is_empty() || self.cfg.heartbeats_when_idle {
             o.send(

@@ -311,6 +311,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             Msg::LeaseGrant {
                 chunk,
                 epoch,
+                extension,
                 version,
                 secondaries,
             } => {
@@ -321,8 +322,13 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                     return;
                 };
                 // A grant is good only while the request it answers is
-                // still within its clock: a late grant is ignored.
-                let answers_request = l.epoch == epoch && l.requested;
+                // still within its clock: a late grant is ignored, and so
+                // is a repeated grant of an earlier request of this lease
+                // (its master clock started before this request's own).
+                let answers_request = l.epoch == epoch
+                    && l.requested
+                    && (l.extensions == extension
+                        || self.cfg.bug == Bug::PrimaryTakesAnyGrantOfEpoch);
                 let late_but_buggy =
                     self.cfg.bug == Bug::AcceptsLateGrant && l.epoch <= epoch && !l.holding;
                 if answers_request || late_but_buggy {

@@ -389,6 +389,7 @@ mod tests {
         let grant = Msg::LeaseGrant {
             chunk,
             epoch,
+            extension: 0,
             version: 1,
             secondaries: vec![],
         };

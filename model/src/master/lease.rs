@@ -114,13 +114,15 @@ impl MasterActor {
         }
     }
 
-    /// The chosen replica asks for the lease offered to it, or its primary for an extension.
+    /// The chosen replica asks for the lease offered to it (`extension`
+    /// 0), or its primary for the lease's `extension`-th extension.
     pub(super) fn on_lease_request<S: ChunkStore>(
         &self,
         state: &mut Cow<MasterState>,
         src: Id,
         chunk: ChunkHandle,
         epoch: LeaseEpoch,
+        extension: u32,
         o: &mut O<S>,
     ) {
         let Some(view) = state.views.get(chunk as usize) else {
@@ -161,6 +163,7 @@ impl MasterActor {
                     Msg::LeaseGrant {
                         chunk,
                         epoch,
+                        extension,
                         version,
                         secondaries: secondaries.clone(),
                     },
@@ -200,11 +203,11 @@ impl MasterActor {
         &self,
         state: &mut Cow<MasterState>,
         src: Id,
-        extensions: &[(ChunkHandle, LeaseEpoch)],
+        extensions: &[(ChunkHandle, LeaseEpoch, u32)],
         o: &mut O<S>,
     ) {
-        for &(chunk, epoch) in extensions {
-            self.on_lease_request(state, src, chunk, epoch, o);
+        for &(chunk, epoch, extension) in extensions {
+            self.on_lease_request(state, src, chunk, epoch, extension, o);
         }
     }
 
@@ -549,6 +552,7 @@ impl MasterActor {
             Msg::LeaseGrant {
                 chunk,
                 epoch,
+                extension: 0,
                 version,
                 secondaries,
             },

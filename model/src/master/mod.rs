@@ -324,7 +324,7 @@ impl MasterActor {
                 self.on_version_ack(state, src, chunk, version, o)
             }
             Msg::LeaseRequest { chunk, epoch } => {
-                self.on_lease_request(state, src, chunk, epoch, o)
+                self.on_lease_request(state, src, chunk, epoch, 0, o)
             }
             Msg::LeaseRevoked { chunk, epoch } => self.on_lease_revoked(state, chunk, epoch, o),
             Msg::ReplicaFailed { chunk, version, .. } => {

@@ -177,9 +177,16 @@ pub enum Msg<P> {
         chunk: ChunkHandle,
         epoch: LeaseEpoch,
     },
+    /// Master to primary: lease `epoch` granted or extended. `extension`
+    /// names the request it answers (0 the lease's `LeaseRequest`, n the
+    /// n-th extension asked on a heartbeat): a primary takes a grant only
+    /// for the request it has pending, so a duplicated grant of an earlier
+    /// request does not pass for the answer to a later one, whose clock
+    /// started after the master's for the earlier (LEASE-4).
     LeaseGrant {
         chunk: ChunkHandle,
         epoch: LeaseEpoch,
+        extension: u32,
         version: ChunkVersion,
         #[schemars(with = "Vec<u64>")]
         secondaries: Vec<Id>,
@@ -329,13 +336,14 @@ pub enum Msg<P> {
     },
     /// Chunkserver to master, every `heartbeat_ms` ([0091]: "extension
     /// requests and grants may be piggybacked on the heartbeat messages"):
-    /// the extensions its primaries want, as `(chunk, epoch)`, each
-    /// lease's clock started when this is sent (LEASE-2). The master
-    /// answers each with a `LeaseGrant` in the same step, and hears that
-    /// the server is alive.
+    /// the extensions its primaries want, as `(chunk, epoch, extension)`
+    /// (the n-th extension of that lease), each lease's clock started when
+    /// this is sent (LEASE-2). The master answers each with a `LeaseGrant`
+    /// naming the same extension in the same step, and hears that the
+    /// server is alive.
     HeartBeat {
         incarnation: u32,
-        extensions: Vec<(ChunkHandle, LeaseEpoch)>,
+        extensions: Vec<(ChunkHandle, LeaseEpoch, u32)>,
     },
 
     // ---- client ↔ master: the namespace (appended, so earlier variants
@@ -541,7 +549,7 @@ impl<P: Debug> Debug for Msg<P> {
             LeaseHolder { info, chunks }, Locate { file, index }, Located { info, chunks },
             NoLease { file, index, reason }, LeaseOffer { chunk, epoch, version, incarnation },
             NewVersion { chunk, version, incarnation }, VersionAck { chunk, version },
-            LeaseRequest { chunk, epoch }, LeaseGrant { chunk, epoch, version, secondaries },
+            LeaseRequest { chunk, epoch }, LeaseGrant { chunk, epoch, extension, version, secondaries },
             RevokeLease { chunk, epoch }, LeaseRevoked { chunk, epoch },
             ChunkReport { incarnation, chunks },
             PushData { data, fragment, last, bytes, chain, client }, DataPushed { data },

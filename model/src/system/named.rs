@@ -673,12 +673,22 @@ impl ModelCfg {
                 duplications: 1,
                 ..Self::named("pad-two")?
             },
+            // `pad`'s extension while one message is delivered a second
+            // time: a duplicated grant of the lease, delivered while the
+            // primary's extension request is pending, must not pass for
+            // its answer (the primary's clock would run past the master's,
+            // LEASE-4; a grant names the request it answers, LEASE-2).
+            "extension-duplicating" => ModelCfg {
+                name: "extension-duplicating",
+                duplications: 1,
+                ..Self::named("pad")?
+            },
             _ => return None,
         };
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 48] = [
+    pub const NAMES: [&'static str; 49] = [
         "tiny",
         "small",
         "pad",
@@ -727,5 +737,6 @@ impl ModelCfg {
         "repl-silent-master-crash",
         "snapshot-writes",
         "pad-duplicating",
+        "extension-duplicating",
     ];
 }

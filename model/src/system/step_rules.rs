@@ -27,6 +27,8 @@ pub(super) enum Delivered {
     Grant {
         chunk: ChunkHandle,
         epoch: LeaseEpoch,
+        /// Which request of the lease the grant answers.
+        extension: u32,
     },
     AppliedErr {
         chunk: ChunkHandle,
@@ -59,9 +61,15 @@ impl LeaseholdModel {
                         chunk: *chunk,
                         epoch: *epoch,
                     },
-                    Msg::LeaseGrant { chunk, epoch, .. } => Delivered::Grant {
+                    Msg::LeaseGrant {
+                        chunk,
+                        epoch,
+                        extension,
+                        ..
+                    } => Delivered::Grant {
                         chunk: *chunk,
                         epoch: *epoch,
+                        extension: *extension,
                     },
                     Msg::Applied {
                         chunk,
@@ -220,10 +228,17 @@ impl LeaseholdModel {
                 }
             }
             // LEASE-2: a grant makes a replica the holder only when it
-            // answers the replica's own request, still pending.
-            if let Some(Delivered::Grant { chunk, epoch }) = delivered {
+            // answers the replica's own request, still pending: the same
+            // epoch and the same extension of it.
+            if let Some(Delivered::Grant {
+                chunk,
+                epoch,
+                extension,
+            }) = delivered
+            {
                 let before = a.lease(chunk);
-                let pending = before.is_some_and(|l| l.requested && l.epoch == epoch);
+                let pending = before
+                    .is_some_and(|l| l.requested && l.epoch == epoch && l.extensions == extension);
                 let changed = before != b.lease(chunk);
                 if changed && b.is_primary(chunk) && !pending {
                     broken |= STEP_LATE_GRANT;
