@@ -1185,6 +1185,23 @@ fn bug_primary_takes_any_grant_of_epoch_breaks_lease_4() {
     );
 }
 
+/// FILE-1: one client appends to the file and then to a second file,
+/// every reply delayable past its timeout and retried once, so a late
+/// answer about the first file's chunk meets the lookup for the second's.
+#[test]
+fn two_files_holds_and_reaches_every_companion() {
+    let r = exhaustive("two-files");
+    assert_eq!(r.unique_states, 72_361);
+}
+
+/// A client whose lease cache forgets which file an entry is for appends
+/// the second file's record to the first file's chunk 0 and is
+/// acknowledged there.
+#[test]
+fn bug_client_cache_ignores_file_breaks_file_1() {
+    caught(Bug::ClientCacheIgnoresFile, "two-files", "FILE-1");
+}
+
 #[test]
 fn duplicating_holds_and_reaches_every_companion() {
     // Duplication as a bounded fault: the network delivers up to two

@@ -208,10 +208,14 @@ pub enum Bug {
     /// duplicated grant of an earlier request extends a lease the master
     /// has not (LEASE-4).
     PrimaryTakesAnyGrantOfEpoch,
+    /// The client's lease cache forgets which file an entry is for: a
+    /// record appended to one file goes to the cached chunk of another at
+    /// the same index (FILE-1).
+    ClientCacheIgnoresFile,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 50] = [
+    pub const ALL: [Bug; 51] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -262,6 +266,7 @@ impl Bug {
         Bug::PrimaryKeepsUsedData,
         Bug::ClientTakesLateChunkFull,
         Bug::PrimaryTakesAnyGrantOfEpoch,
+        Bug::ClientCacheIgnoresFile,
     ];
 
     /// Kebab-case name used on the command line.

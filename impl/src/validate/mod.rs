@@ -69,6 +69,8 @@ pub enum Check {
     Version2,
     /// A snapshot holds what its file held when it was taken.
     Snap1,
+    /// A mutation is acknowledged only in a chunk of the file it named.
+    File1,
     /// A rename is made only when no replica holds a lease of the file.
     Rename1,
     /// A replica is deleted only where the master no longer places it.
@@ -102,6 +104,7 @@ impl Check {
             Check::Version1 => "VERSION-1",
             Check::Version2 => "VERSION-2",
             Check::Snap1 => "SNAP-1",
+            Check::File1 => "FILE-1",
             Check::Rename1 => "RENAME-1",
             Check::Gc1 => "GC-1",
             Check::Read1 => "READ-1",

@@ -310,7 +310,7 @@ impl<P: Payload> ClientActor<P> {
         let mutation = matches!(cur.op, ClientOp::Append { .. } | ClientOp::Write { .. });
         // The reply must be for this file, and for the chunk asked about.
         mutation
-            && cur.op.file() == Some(info.file)
+            && (cur.op.file() == Some(info.file) || self.cfg.bug == Bug::ClientCacheIgnoresFile)
             && (cur.index == ChunkIndex::Last || cur.index == ChunkIndex::At(info.index))
     }
 
@@ -324,19 +324,17 @@ impl<P: Payload> ClientActor<P> {
 
     fn cached(&self, state: &ClientState<P>, cur: &Current<P>) -> Option<LeaseInfo> {
         let file = cur.op.file()?;
+        // Entries are per file: two files' chunks share indices (FILE-1).
+        let ours = |c: &&LeaseInfo| c.file == file || self.cfg.bug == Bug::ClientCacheIgnoresFile;
         let index = match cur.index {
             ChunkIndex::At(n) => n,
-            ChunkIndex::Last => state
-                .cache
-                .iter()
-                .filter(|c| c.file == file)
-                .map(|c| c.index)
-                .max()?,
+            ChunkIndex::Last => state.cache.iter().filter(ours).map(|c| c.index).max()?,
         };
         state
             .cache
             .iter()
-            .find(|c| c.file == file && c.index == index)
+            .filter(ours)
+            .find(|c| c.index == index)
             .cloned()
     }
 

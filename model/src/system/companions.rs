@@ -258,6 +258,29 @@ pub(super) fn appended_to_copy_after_snapshot(model: &LeaseholdModel, s: &State)
     appended.iter().any(|c| snap.chunks.contains(c)) && appended.iter().any(|c| copy_of_listed(*c))
 }
 
+/// Records acknowledged in each of two files (FILE-1 has two files to
+/// tell apart).
+pub(super) fn acked_in_two_files(model: &LeaseholdModel, s: &State) -> bool {
+    let mut files = acked(model, s).map(|a| a.file);
+    files.next().is_some_and(|f| files.any(|g| g != f))
+}
+
+/// A client finds the lease of one file's chunk while the master's answer
+/// about the other file's chunk, late, is on its way to it: the answer it
+/// must not take (FILE-1).
+pub(super) fn other_files_holder_on_its_way(model: &LeaseholdModel, s: &State) -> bool {
+    s.network.iter_deliverable().any(|e| {
+        let Msg::LeaseHolder { info, .. } = e.msg else {
+            return false;
+        };
+        matches!(&**s.actor_states[usize::from(e.dst)],
+        NodeState::Client(cl) if cl.current.as_ref().is_some_and(|cur| {
+            cur.phase == crate::client::Phase::FindingLease
+                && cur.op.file().is_some_and(|f| f != info.file)
+        }))
+    }) && model.cfg.two_files
+}
+
 /// A copy of a chunk shared with a snapshot ended at its timeout with a
 /// replica left out (the copy counts fewer replicas than it was made
 /// on), and a record was appended into it: the file goes on after the

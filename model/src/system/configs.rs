@@ -21,6 +21,8 @@ pub const SNAPSHOT_TO: &str = "/snap";
 /// The snapshot's file id: the master's files are `RENAME_FROM` alone
 /// until the snapshot adds the second.
 pub const SNAPSHOT_FILE: FileId = 1;
+/// The second file `two_files` starts the master with (file id 1, empty).
+pub const SECOND_FILE: &str = "/other";
 
 /// A model configuration: how many of each node, what clients do, which
 /// faults the environment may inject, and the protocol's bounds.
@@ -149,6 +151,11 @@ pub struct ModelCfg {
     /// stat of its chunk 0: the operations the TCP clients begin with
     /// and `leasehold stat` sends (CLIENT-1).
     pub opens_and_stats: bool,
+    /// The master starts with a second, empty file (`SECOND_FILE`), and
+    /// each client's record appends after its first go to it: an answer
+    /// about one file's chunk, late, meets the lookup for the other's
+    /// (FILE-1).
+    pub two_files: bool,
     pub bug: Bug,
 }
 
@@ -209,6 +216,7 @@ impl ModelCfg {
             "snapshotters" => self.snapshotters = list()?,
             "snapshot_appends" => self.snapshot_appends = flag()?,
             "opens_and_stats" => self.opens_and_stats = flag()?,
+            "two_files" => self.two_files = flag()?,
             _ => return Err(format!("unknown configuration field {key:?}")),
         }
         Ok(())
@@ -223,6 +231,12 @@ impl ModelCfg {
             // master takes for a chunk no replica holds any of: a copy of
             // it for a snapshot would be empty.
             return Err("snapshotters need prefill_units=0".into());
+        }
+        if self.two_files && !self.snapshotters.is_empty() {
+            return Err(
+                "two_files=true cannot go with snapshotters: the snapshot is the second file"
+                    .into(),
+            );
         }
         if self.snapshot_appends && self.snapshotters.is_empty() {
             return Err(
@@ -364,9 +378,10 @@ impl ModelCfg {
         }
         // A mutation's data id is its operation's place in the script, as
         // the client numbers what it pushes.
-        for _ in 0..self.appends.get(client).copied().unwrap_or(0) {
+        for k in 0..self.appends.get(client).copied().unwrap_or(0) {
+            let file = FileId::from(self.two_files && k > 0);
             ops.push(ClientOp::Append {
-                file: 0,
+                file,
                 data: self.record(client, ops.len()),
             });
         }
@@ -457,6 +472,12 @@ impl ModelCfg {
             }],
             chunks: vec![],
         };
+        if self.two_files {
+            durable.files.push(FileMeta {
+                name: SECOND_FILE.into(),
+                chunks: vec![],
+            });
+        }
         if self.prefill_units > 0 {
             durable.files[0].chunks.push(0);
             durable.chunks.push(ChunkMeta {

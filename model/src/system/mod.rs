@@ -190,6 +190,24 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
         ));
     }
     if mutates {
+        p.push(Property::always(
+            "FILE-1 a mutation is acknowledged only in a chunk of the file it named",
+            |m, s| file_1(&ModelView::new(m, s)),
+        ));
+    }
+    if cfg.two_files {
+        p.push(Property::sometimes(
+            "FILE-1 reached: records acknowledged in both files",
+            acked_in_two_files,
+        ));
+        if cfg.delays {
+            p.push(Property::sometimes(
+                "FILE-1 reached: a late answer about one file's chunk on its way to a client finding the other's lease",
+                other_files_holder_on_its_way,
+            ));
+        }
+    }
+    if mutates {
         p.push(Property::sometimes(
             "PUSH-1 reached: a mutation acknowledged after its data went down the chain",
             |m: &LeaseholdModel, s: &State| acked(m, s).next().is_some(),
@@ -294,7 +312,13 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
     }
     // Two appends in one chunk need room for two records there.
     let room = cfg.chunk_units.saturating_sub(cfg.prefill_units);
-    if cfg.appends.iter().map(|a| *a as usize).sum::<usize>() >= 2 && room >= 2 * cfg.record_units {
+    // (Not with `two_files`, whose two appends go to different files.)
+    let appends_in_one_file = if cfg.two_files {
+        cfg.appends.iter().filter(|&&a| a > 0).count()
+    } else {
+        cfg.appends.iter().map(|a| *a as usize).sum::<usize>()
+    };
+    if appends_in_one_file >= 2 && room >= 2 * cfg.record_units {
         p.push(Property::sometimes(
             "APPEND-2 reached: two appends acked in the same chunk",
             two_acked_in_one_chunk,

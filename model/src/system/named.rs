@@ -50,6 +50,7 @@ impl ModelCfg {
             crashes_permanent: false,
             prefill_as_placed: false,
             opens_and_stats: false,
+            two_files: false,
             bug: Bug::None,
         };
         let cfg = match name {
@@ -683,12 +684,26 @@ impl ModelCfg {
                 duplications: 1,
                 ..Self::named("pad")?
             },
+            // FILE-1: one client appends to the file and then to a second
+            // one, every reply delayable past its timeout, one retry: the
+            // answer to the first file's lookup, late, meets the lookup for
+            // the second's. One chunkserver: the chain adds nothing here
+            // (three: 9.9 million states).
+            "two-files" => ModelCfg {
+                name: "two-files",
+                chunkservers: 1,
+                appends: vec![2],
+                two_files: true,
+                delays: true,
+                client_retries_max: 1,
+                ..base
+            },
             _ => return None,
         };
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 49] = [
+    pub const NAMES: [&'static str; 50] = [
         "tiny",
         "small",
         "pad",
@@ -738,5 +753,6 @@ impl ModelCfg {
         "snapshot-writes",
         "pad-duplicating",
         "extension-duplicating",
+        "two-files",
     ];
 }

@@ -429,6 +429,25 @@ pub fn snap_1<V: GlobalView>(v: &V) -> bool {
         })
 }
 
+/// FILE-1: a mutation is acknowledged only in a chunk the file the client
+/// named lists. Until the first snapshot: a snapshot's copy-on-write then
+/// puts a copy in the file's place and leaves the chunk before it to the
+/// snapshot, while an acknowledgement of that chunk may still be on its
+/// way; SNAP-1 speaks of acknowledgements from then on. Without a
+/// snapshot a file's list only grows, so each acknowledgement is checked
+/// once, when it is new (`ack_in_focus`).
+pub fn file_1<V: GlobalView>(v: &V) -> bool {
+    if v.history().snapshot.is_some() {
+        return true;
+    }
+    let files = &master_of(v).durable.files;
+    v.acked().filter(|a| v.ack_in_focus(a)).all(|a| {
+        files
+            .get(a.file as usize)
+            .is_some_and(|f| f.chunks.contains(&a.chunk))
+    })
+}
+
 /// GC-1 (GFS §4.4): a chunkserver deletes a replica only where the master
 /// no longer places it, so garbage collection never takes a replica the
 /// master counts, may clone onto, or may adopt after a crash (checked in
@@ -544,7 +563,7 @@ pub type ViewProperty<V> = (&'static str, fn(&V) -> bool);
 /// READ-1's data half is among them; its other half, that a read goes to
 /// the closest replica, is a step rule (`read_not_closest`) that
 /// `validate` applies to each client step itself.
-pub fn always<V: GlobalView>() -> [ViewProperty<V>; 18] {
+pub fn always<V: GlobalView>() -> [ViewProperty<V>; 19] {
     [
         ("LEASE-1", lease_1::<V>),
         ("LEASE-2", lease_2::<V>),
@@ -563,6 +582,7 @@ pub fn always<V: GlobalView>() -> [ViewProperty<V>; 18] {
         ("VERSION-1", version_1::<V>),
         ("VERSION-2", version_2::<V>),
         ("SNAP-1", snap_1::<V>),
+        ("FILE-1", file_1::<V>),
         ("READ-1", read_1::<V>),
     ]
 }

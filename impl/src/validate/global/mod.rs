@@ -241,6 +241,7 @@ fn check_of(id: &str) -> Check {
         "VERSION-1" => Check::Version1,
         "VERSION-2" => Check::Version2,
         "SNAP-1" => Check::Snap1,
+        "FILE-1" => Check::File1,
         "READ-1" => Check::Read1,
         other => unreachable!("no check for property {other}"),
     }
