@@ -267,8 +267,8 @@ pub(super) fn acked_in_two_files(model: &LeaseholdModel, s: &State) -> bool {
 
 /// A client finds the lease of one file's chunk while the master's answer
 /// about the other file's chunk, late, is on its way to it: the answer it
-/// must not take (FILE-1).
-pub(super) fn other_files_holder_on_its_way(model: &LeaseholdModel, s: &State) -> bool {
+/// must not take (FILE-1; attached with `two_files`).
+pub(super) fn other_files_holder_on_its_way(_: &LeaseholdModel, s: &State) -> bool {
     s.network.iter_deliverable().any(|e| {
         let Msg::LeaseHolder { info, .. } = e.msg else {
             return false;
@@ -278,7 +278,7 @@ pub(super) fn other_files_holder_on_its_way(model: &LeaseholdModel, s: &State) -
             cur.phase == crate::client::Phase::FindingLease
                 && cur.op.file().is_some_and(|f| f != info.file)
         }))
-    }) && model.cfg.two_files
+    })
 }
 
 /// A copy of a chunk shared with a snapshot ended at its timeout with a
