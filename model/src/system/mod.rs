@@ -194,6 +194,10 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             "FILE-1 a mutation is acknowledged only in a chunk of the file it named",
             |m, s| file_1(&ModelView::new(m, s)),
         ));
+        p.push(Property::sometimes(
+            "PUSH-1 reached: a mutation acknowledged after its data went down the chain",
+            |m: &LeaseholdModel, s: &State| acked(m, s).next().is_some(),
+        ));
     }
     if cfg.two_files {
         p.push(Property::sometimes(
@@ -206,12 +210,6 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
                 other_files_holder_on_its_way,
             ));
         }
-    }
-    if mutates {
-        p.push(Property::sometimes(
-            "PUSH-1 reached: a mutation acknowledged after its data went down the chain",
-            |m: &LeaseholdModel, s: &State| acked(m, s).next().is_some(),
-        ));
     }
     if appends {
         p.push(Property::always(
@@ -312,11 +310,14 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
     }
     // Two appends in one chunk need room for two records there.
     let room = cfg.chunk_units.saturating_sub(cfg.prefill_units);
-    // (Not with `two_files`, whose two appends go to different files.)
+    // With `two_files` each client's first append goes to the first file
+    // and the rest to the second.
+    let per_client = cfg.appends.iter().map(|&a| a as usize);
     let appends_in_one_file = if cfg.two_files {
-        cfg.appends.iter().filter(|&&a| a > 0).count()
+        let first = per_client.clone().filter(|&a| a > 0).count();
+        first.max(per_client.map(|a| a.saturating_sub(1)).sum())
     } else {
-        cfg.appends.iter().map(|a| *a as usize).sum::<usize>()
+        per_client.sum::<usize>()
     };
     if appends_in_one_file >= 2 && room >= 2 * cfg.record_units {
         p.push(Property::sometimes(
