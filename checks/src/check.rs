@@ -8,7 +8,7 @@
 use crate::liveness;
 use clap::{Args, ValueEnum};
 use leasehold_model::config::Bug;
-use leasehold_model::system::{LeaseholdModel, ModelCfg};
+use leasehold_model::system::{Action, LeaseholdModel, ModelCfg, State};
 use stateright::{Checker, Expectation, Model};
 use std::io::Write;
 use std::process::ExitCode;
@@ -397,4 +397,43 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The shortest counterexample (breadth first) to an `always` property of
+/// `cfg`: the first whose name starts with `property`, or any. Returns the
+/// property's name and the path's steps, each action with the state it is
+/// taken in, or `None` if none is found within `max_states`. For
+/// replaying it on real nodes (`leasehold replay`).
+pub fn counterexample(
+    cfg: ModelCfg,
+    property: Option<&str>,
+    max_states: usize,
+) -> Option<(&'static str, Vec<(State, Action)>)> {
+    let model = cfg.into_model();
+    let names: std::collections::BTreeSet<&'static str> = model
+        .properties
+        .iter()
+        .filter(|p| p.expectation == Expectation::Always)
+        .filter(|p| property.is_none_or(|prefix| p.name.starts_with(prefix)))
+        .map(|p| p.name)
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let checker = model
+        .checker()
+        .threads(2)
+        .target_state_count(max_states)
+        .finish_when(stateright::HasDiscoveries::AnyOf(names.clone()))
+        .spawn_bfs()
+        .join();
+    names.into_iter().find_map(|name| {
+        let path = checker.discovery(name)?;
+        let steps = path
+            .into_vec()
+            .into_iter()
+            .filter_map(|(state, action)| Some((state, action?)))
+            .collect();
+        Some((name, steps))
+    })
 }

@@ -206,7 +206,7 @@ fn seeds() -> Vec<(&'static str, Seeds)> {
 /// a commit mark, as `TraceWriter` frames them.
 fn trace_files(messages: &[(String, RealMsg)]) -> Seeds {
     use leasehold::trace::{
-        TraceActor, TraceCommand, TraceHeader, TraceInput, TraceRecord, TraceStep,
+        TraceActor, TraceCommand, TraceHeader, TraceInitial, TraceInput, TraceRecord, TraceStep,
     };
     use leasehold::validate::encode_records;
     let cluster = ClusterConfig::local(3, Path::new("/tmp/seed")).unwrap();
@@ -220,6 +220,7 @@ fn trace_files(messages: &[(String, RealMsg)]) -> Seeds {
         },
         protocol: leasehold::nodes::protocol_cfg(&cluster).unwrap(),
         clock_ns: 1_000,
+        initial: TraceInitial::Empty,
     });
     let steps: Vec<TraceRecord> = messages
         .iter()

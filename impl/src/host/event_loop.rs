@@ -192,7 +192,7 @@ where
         }
     }
 
-    fn handle_msg(
+    pub(super) fn handle_msg(
         &mut self,
         state: &mut A::State,
         clock: StepClock,
@@ -208,7 +208,12 @@ where
         self.step(state, clock, input, out)
     }
 
-    fn handle_timer(&mut self, state: &mut A::State, clock: StepClock, timer: A::Timer) -> Step<A> {
+    pub(super) fn handle_timer(
+        &mut self,
+        state: &mut A::State,
+        clock: StepClock,
+        timer: A::Timer,
+    ) -> Step<A> {
         tracing::debug!(?timer, "timer fired");
         let out = self.handle(state, |a, id, s, o| a.on_timeout(id, s, &timer, o));
         let input = self.recorder.is_some().then(|| StepInput::Timer(timer));
@@ -236,7 +241,7 @@ where
     /// Makes a handler's commands a step taken at `clock`: each timer's
     /// deadline is fixed now, from the step's clock reading, not when the
     /// command is carried out after the batch and its barrier.
-    fn step(
+    pub(super) fn step(
         &mut self,
         state: &A::State,
         clock: StepClock,
@@ -287,7 +292,7 @@ where
     /// Passes the barrier, then carries out the steps' commands. STORE-2:
     /// what the handlers wrote is durable before anything they commanded
     /// happens. The steps are already recorded (see [`NodeLoop::step`]).
-    fn commit(&mut self, steps: Vec<Step<A>>) -> Result<(), HostError> {
+    pub(super) fn commit(&mut self, steps: Vec<Step<A>>) -> Result<(), HostError> {
         if let Some(barrier) = &mut self.barrier {
             barrier().map_err(HostError::Barrier)?;
         }

@@ -103,12 +103,16 @@ mod clock;
 mod event_loop;
 mod limits;
 mod net;
+mod schedule;
 mod step;
 mod storage;
 
 pub use clock::{monotonic_ns, StepClock};
 pub use limits::*;
 pub(crate) use net::{hello, opening, Opening, HELLO_HEADER_BYTES};
+pub use schedule::{
+    schedule, Done, Likeness, Order, Pick, Refusal, Schedule, Scheduling, VirtualClock,
+};
 pub use step::{Step, StepCommand, StepInput, StepRecorder};
 pub use storage::{decode_storage, encode_storage, load_storage, Barrier};
 
@@ -406,6 +410,7 @@ pub struct ActorHost<A: Actor> {
     observer: Option<MsgObserver<A::Msg>>,
     recorder: Option<Box<dyn StepRecorder<A>>>,
     send_delay: Option<SendDelay<A::Msg>>,
+    scheduling: Option<Scheduling<A>>,
 }
 
 impl<A> ActorHost<A>
@@ -425,7 +430,15 @@ where
             observer: None,
             recorder: None,
             send_delay: None,
+            scheduling: None,
         }
+    }
+
+    /// Runs the node by a scheduler's orders instead of its clock and
+    /// arrival order (replay; see `schedule.rs`).
+    pub fn with_schedule(mut self, scheduling: Scheduling<A>) -> Self {
+        self.scheduling = Some(scheduling);
+        self
     }
 
     /// Hands every step to `recorder` (see the module doc).
@@ -480,6 +493,7 @@ where
             observer,
             recorder,
             send_delay,
+            scheduling,
         } = self;
         let id = config.id;
         let span = tracing::info_span!("node", id = usize::from(id) as u64);
@@ -605,7 +619,12 @@ where
                     send_delay,
                     network,
                 };
-                let result = node.run(storage, inbox_rx, shutdown_rx);
+                let result = match scheduling {
+                    Some(scheduling) => {
+                        node.run_scheduled(storage, inbox_rx, shutdown_rx, scheduling)
+                    }
+                    None => node.run(storage, inbox_rx, shutdown_rx),
+                };
                 if let Err(e) = &result {
                     tracing::error!("node stopped: {e}");
                 }

@@ -36,7 +36,7 @@ use crate::config::{ClusterConfig, ConfigError, NodeConfig, Role};
 use crate::filestore::FileStore;
 use crate::host::{ActorHost, HostConfig, HostError, MsgObserver, RunningHost};
 use crate::payload::Bytes;
-use crate::trace::{TraceActor, TraceWriter};
+use crate::trace::{TraceActor, TraceInitial, TraceWriter};
 
 /// The actor every real node runs.
 pub type RealNode = Node<FileStore>;
@@ -240,14 +240,31 @@ async fn start(
     hooks: NodeHooks,
     more: impl FnOnce(ActorHost<RealNode>) -> ActorHost<RealNode>,
 ) -> Result<RunningHost<RealMsg>, NodeError> {
+    start_at(cluster, actor, config, hooks, None, None, more).await
+}
+
+/// [`start`] for a node whose trace starts at `clock_ns` rather than now
+/// (a scheduled node's virtual clock), with `initial` in its trace header
+/// rather than what the actor shows (a chunkserver's prefilled chunk).
+async fn start_at(
+    cluster: &ClusterConfig,
+    actor: RealNode,
+    config: HostConfig,
+    hooks: NodeHooks,
+    clock_ns: Option<u64>,
+    initial: Option<TraceInitial>,
+    more: impl FnOnce(ActorHost<RealNode>) -> ActorHost<RealNode>,
+) -> Result<RunningHost<RealMsg>, NodeError> {
     let id = usize::from(config.id) as u64;
     let actor = with_bug(actor, hooks.bug);
     let mut host = ActorHost::new(actor.clone(), config)
         .with_msg_tracer(trace_msg)
         .with_state_narrator(narrate_step);
     if let Some(dir) = &cluster.trace_dir {
-        let (params, protocol) = trace_actor(&actor);
-        let writer = TraceWriter::create(dir, id, params, protocol)
+        let (params, protocol, shown) = trace_actor(&actor);
+        let initial = initial.unwrap_or(shown);
+        let clock_ns = clock_ns.unwrap_or_else(crate::host::monotonic_ns);
+        let writer = TraceWriter::create_with(dir, id, params, protocol, initial, clock_ns)
             .map_err(|e| NodeError::Trace(e.to_string()))?;
         tracing::info!(path = %writer.path().display(), "recording a step trace");
         host = host.with_recorder(Box::new(writer));
@@ -275,14 +292,23 @@ fn with_bug(mut actor: RealNode, bug: Bug) -> RealNode {
 }
 
 /// What a trace needs to rebuild `actor` for replay.
-fn trace_actor(actor: &RealNode) -> (TraceActor, ProtocolCfg) {
+fn trace_actor(actor: &RealNode) -> (TraceActor, ProtocolCfg, TraceInitial) {
     match actor {
-        Node::Master(a) => (TraceActor::Master, ProtocolCfg::clone(&a.cfg)),
+        Node::Master(a) => (
+            TraceActor::Master,
+            ProtocolCfg::clone(&a.cfg),
+            if a.initial == MasterDurable::default() {
+                TraceInitial::Empty
+            } else {
+                TraceInitial::Master(a.initial.clone())
+            },
+        ),
         Node::Chunkserver(a) => (
             TraceActor::Chunkserver {
                 chunk_bytes: a.cfg.chunk_size,
             },
             ProtocolCfg::clone(&a.cfg),
+            TraceInitial::Empty,
         ),
         Node::Client(a) => (
             TraceActor::Client {
@@ -291,6 +317,11 @@ fn trace_actor(actor: &RealNode) -> (TraceActor, ProtocolCfg) {
                 fragment_max: a.fragment_max,
             },
             ProtocolCfg::clone(&a.cfg),
+            if a.script.is_empty() {
+                TraceInitial::Empty
+            } else {
+                TraceInitial::Script(a.script.clone())
+            },
         ),
     }
 }
@@ -434,6 +465,31 @@ pub async fn start_client(
 
 mod fields;
 pub use fields::{msg_fields, narrate_step, trace_msg, MsgFields};
+
+/// Starts `actor` as node `config.id` of `cluster`, run by a scheduler's
+/// orders ([`crate::replay`]), with `barrier` passed after each step if
+/// given (a chunkserver's store sync), and every message it sends and is
+/// handed shown to `observer`.
+pub async fn start_scheduled(
+    cluster: &ClusterConfig,
+    actor: RealNode,
+    config: HostConfig,
+    scheduling: crate::host::Scheduling<RealNode>,
+    barrier: Option<crate::host::Barrier>,
+    observer: MsgObserver<RealMsg>,
+    initial: Option<TraceInitial>,
+) -> Result<RunningHost<RealMsg>, NodeError> {
+    let clock_ns = Some(scheduling.clock_ns());
+    let hooks = NodeHooks::default();
+    start_at(cluster, actor, config, hooks, clock_ns, initial, |host| {
+        let host = host.with_schedule(scheduling).with_observer(observer);
+        match barrier {
+            Some(barrier) => host.with_barrier(barrier),
+            None => host,
+        }
+    })
+    .await
+}
 
 #[cfg(test)]
 mod tests {

@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{NodeTrace, TraceActor, TraceCommand, TraceError, TraceHeader, TraceInput, TraceStep};
+use super::{
+    NodeTrace, TraceActor, TraceCommand, TraceError, TraceHeader, TraceInitial, TraceInput,
+    TraceStep,
+};
 use leasehold_model::config::ProtocolCfg;
 use leasehold_model::types::{ChunkHandle, ChunkVersion, LeaseEpoch, Offset, Serial};
 
@@ -183,6 +186,7 @@ pub fn parse_foreign(path: &Path, mut reader: impl BufRead) -> Result<ForeignTra
                     actor: h.actor,
                     protocol: h.protocol,
                     clock_ns: h.clock_ns,
+                    initial: TraceInitial::Empty,
                 });
             }
             ForeignLine::Header(_) => return Err(fail("a second header".into())),

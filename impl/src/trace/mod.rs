@@ -31,22 +31,26 @@
 use leasehold_model::config::ProtocolCfg;
 use leasehold_model::master::{MasterDurable, NodeStorage};
 use leasehold_model::msg::Timer;
-use leasehold_model::types::StoreView;
+use leasehold_model::types::{ChunkHandle, Offset, StoreView};
 use serde::{Deserialize, Serialize};
 use stateright::actor::Actor;
 use std::path::{Path, PathBuf};
 
 use crate::host::{Step, StepCommand, StepInput, StepRecorder};
 use crate::nodes::{RealMsg, RealNode};
+use crate::payload::Bytes;
+use leasehold_model::msg::ClientOp;
 
 /// First bytes of every trace file; the digit is the format version.
 /// Format 4: the master's saved chunk records gained the last grant's
-/// version and replicas (issue #12). Record bodies are postcard, which has
+/// version and replicas (issue #12). Format 5: the header says what a node
+/// of a model configuration starts with ([`TraceInitial`], `leasehold
+/// replay`). Record bodies are postcard, which has
 /// no field names, so an older file's records would not decode (or, worse,
 /// decode shifted): formats 1-3 are refused by name instead.
-pub const TRACE_MAGIC: &[u8; 8] = b"LHTRACE4";
+pub const TRACE_MAGIC: &[u8; 8] = b"LHTRACE5";
 /// The first bytes of the formats before [`TRACE_MAGIC`].
-const TRACE_MAGIC_FORMER: [&[u8; 8]; 3] = [b"LHTRACE1", b"LHTRACE2", b"LHTRACE3"];
+const TRACE_MAGIC_FORMER: [&[u8; 8]; 4] = [b"LHTRACE1", b"LHTRACE2", b"LHTRACE3", b"LHTRACE4"];
 /// How much a trace file grows at a time: allocated on disk at once, so
 /// that a store into the mapping never meets a full disk (which would be
 /// a `SIGBUS`, not an error), and mapped as one segment.
@@ -76,6 +80,25 @@ pub enum TraceActor {
     },
 }
 
+/// What a node starts with besides its protocol and storage, where that
+/// is not what a node of a cluster file starts with: a node of a model
+/// configuration run by `leasehold replay` has the configuration's files
+/// (master) or script (client). Replay of the trace starts the actor with
+/// the same.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TraceInitial {
+    #[default]
+    Empty,
+    /// The master's files and chunks when nothing was saved yet.
+    Master(MasterDurable),
+    /// The client's operations, run in order from its start.
+    Script(Vec<ClientOp<Bytes>>),
+    /// Data in the chunkserver's chunks before its first start (a
+    /// configuration's prefilled chunk), each written as by a mutation
+    /// with the null stamp.
+    Chunks(Vec<(ChunkHandle, Offset, Bytes)>),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceHeader {
     pub node: u64,
@@ -86,6 +109,7 @@ pub struct TraceHeader {
     pub protocol: ProtocolCfg,
     /// `CLOCK_MONOTONIC` when the node started, in nanoseconds.
     pub clock_ns: u64,
+    pub initial: TraceInitial,
 }
 
 /// Saved storage as the protocol sees it: a chunkserver's store only as
@@ -206,6 +230,20 @@ impl TraceWriter {
         actor: TraceActor,
         protocol: ProtocolCfg,
     ) -> Result<TraceWriter, TraceError> {
+        let now = crate::host::monotonic_ns();
+        Self::create_with(dir, node, actor, protocol, TraceInitial::Empty, now)
+    }
+
+    /// [`TraceWriter::create`] for a node that starts with `initial`, at
+    /// `clock_ns` (a scheduled node's reading of its virtual clock).
+    pub fn create_with(
+        dir: &Path,
+        node: u64,
+        actor: TraceActor,
+        protocol: ProtocolCfg,
+        initial: TraceInitial,
+        clock_ns: u64,
+    ) -> Result<TraceWriter, TraceError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| TraceError::Io { path, source }
@@ -242,7 +280,8 @@ impl TraceWriter {
             start,
             actor,
             protocol,
-            clock_ns: crate::host::monotonic_ns(),
+            clock_ns,
+            initial,
         }));
         w.write_out();
         Ok(w)

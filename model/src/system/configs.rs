@@ -436,7 +436,7 @@ impl ModelCfg {
 
     /// The chunkservers the prefilled chunk 0 is placed on: the first
     /// `replicas` of them (all with 0), as the master places a new chunk.
-    fn prefill_placed(&self) -> Vec<Id> {
+    pub fn prefill_placed(&self) -> Vec<Id> {
         let k = match self.replicas {
             k if k > 0 && self.prefill_as_placed => k.min(self.chunkservers),
             _ => self.chunkservers,
@@ -464,7 +464,7 @@ impl ModelCfg {
         store
     }
 
-    fn initial_master(&self) -> MasterDurable {
+    pub fn initial_master(&self) -> MasterDurable {
         let mut durable = MasterDurable {
             files: vec![FileMeta {
                 name: RENAME_FROM.into(),

@@ -377,6 +377,17 @@ impl LeaseholdModel {
         )
     }
 
+    /// The message a duplication choice (`SelectRandom` under `key`)
+    /// copies in `last`, if `key` is one: for replaying a path on real
+    /// nodes, which cannot parse the name back.
+    pub fn duplicated_by(&self, last: &State, key: &str) -> Option<(Id, Id, Msg<RecordToken>)> {
+        let which = key.strip_prefix(DUPLICATE)?;
+        last.network
+            .iter_deliverable()
+            .find(|e| self.envelope_name(e) == which)
+            .map(|e| (e.src, e.dst, e.msg.clone()))
+    }
+
     /// The network delivers the message named `which` a second time: one
     /// more copy of it is in flight (a retransmission both ends of a
     /// connection saw, or a resend after a reconnection).

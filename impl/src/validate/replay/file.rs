@@ -36,13 +36,36 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
     let role = match &header.actor {
         TraceActor::Master => Role::Master(MasterActor {
             cfg,
-            initial: MasterDurable::default(),
+            initial: match &header.initial {
+                TraceInitial::Master(initial) => initial.clone(),
+                _ => MasterDurable::default(),
+            },
         }),
         TraceActor::Chunkserver { chunk_bytes } => {
             let store = ctx.carried.take().unwrap_or_else(|| {
-                ReplayStore::new(*chunk_bytes)
+                let mut store = ReplayStore::new(*chunk_bytes)
                     .with_journal(ctx.journal.clone())
-                    .with_faults(ctx.faults.clone())
+                    .with_faults(ctx.faults.clone());
+                if let TraceInitial::Chunks(writes) = &header.initial {
+                    for (chunk, offset, data) in writes {
+                        let written = ChunkStore::write_at(
+                            &mut store,
+                            *chunk,
+                            *offset,
+                            data,
+                            Stamp::default(),
+                        );
+                        if let Err(e) = written {
+                            ctx.fail(
+                                Check::Trace1,
+                                loc(0),
+                                path,
+                                format!("the header's initial data does not fit: {e:?}"),
+                            );
+                        }
+                    }
+                }
+                store
             });
             Role::Chunkserver(ChunkserverActor {
                 cfg,
@@ -56,7 +79,10 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
         } => Role::Client(ClientActor {
             cfg,
             number: *number,
-            script: vec![],
+            script: match &header.initial {
+                TraceInitial::Script(script) => script.clone(),
+                _ => vec![],
+            },
             report_to: report_to.map(|r| Id::from(r as usize)),
             fragment_max: *fragment_max,
         }),

@@ -27,7 +27,7 @@ use leasehold_model::master::{LeaseView, MasterActor, MasterDurable, MasterState
 use leasehold_model::msg::{ApplyOp, ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
 use leasehold_model::system::{read_not_closest, skipped_chunk};
 use leasehold_model::types::{
-    ChunkHandle, ChunkVersion, FileId, Offset, Stamp, StoreError, StoreView,
+    ChunkHandle, ChunkStore, ChunkVersion, FileId, Offset, Stamp, StoreError, StoreView,
 };
 use leasehold_model::{Node, NodeState};
 use stateright::actor::{Command, Id, Out};
@@ -42,7 +42,7 @@ use super::{Check, Finding, Loc};
 use crate::host::BATCH_MSGS_MAX;
 use crate::payload::Bytes;
 use crate::trace::{
-    Applied, NodeTrace, TraceActor, TraceCommand, TraceInput, TraceStep, TraceStorage,
+    Applied, NodeTrace, TraceActor, TraceCommand, TraceInitial, TraceInput, TraceStep, TraceStorage,
 };
 
 mod facts;

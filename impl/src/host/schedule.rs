@@ -1,0 +1,318 @@
+//! A host run by a scheduler instead of the clock and arrival order: for
+//! replaying a checker's counterexample on real nodes (`leasehold replay`,
+//! issue #11).
+//!
+//! Frames still cross real TCP connections, are decoded by the real
+//! readers and land in the node's inbox; there they are *held*. The actor
+//! handles one only when the scheduler orders it delivered, and a timer
+//! fires only when ordered, whatever its deadline: the schedule, not
+//! sleeps or the order frames happen to arrive in, decides every step. A
+//! step's commands are carried out (barrier, saves, sends) before the
+//! order is answered, so the scheduler's next order finds the sends it
+//! caused on their way.
+//!
+//! Time is a [`VirtualClock`] all nodes of one replay share. Every step
+//! reads it, and a step takes a microsecond; firing a timer first moves it to that timer's deadline if it
+//! is still ahead (time passes until the timer is due), so a trace of a
+//! replay shows no timer firing early (TRACE-3) and its readings compare
+//! across nodes as real ones do (LEASE-1 in real time): a lease clock the
+//! schedule lets run out late is, in the trace, one that ran out late.
+
+use serde::Serialize;
+use stateright::actor::{Actor, Id, Out};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::event_loop::NodeLoop;
+use super::{HostError, Inbound, StepClock, StepInput};
+
+/// How long an ordered message may still be on its way before the order
+/// is refused. Loopback frames take microseconds; the margin is for a
+/// connection still being (re)made with backoff after a peer restarted.
+const ARRIVAL_WAIT: Duration = Duration::from_secs(5);
+
+/// How long an order waits for the message it names exactly when only
+/// similar ones are held (see [`Likeness::Similar`]).
+const EXACT_WAIT: Duration = Duration::from_millis(300);
+
+/// How far the virtual clock moves in one step.
+const STEP_NS: u64 = 1_000;
+
+/// Time shared by the nodes of one replay, in nanoseconds on the same
+/// scale as [`super::monotonic_ns`] (it starts at a real reading).
+#[derive(Clone, Debug)]
+pub struct VirtualClock(Arc<AtomicU64>);
+
+impl VirtualClock {
+    pub fn starting_now() -> VirtualClock {
+        VirtualClock(Arc::new(AtomicU64::new(super::monotonic_ns())))
+    }
+
+    pub fn ns(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// A step's reading: a microsecond after the last step's, so that the
+    /// steps of all nodes are ordered by their readings as the scheduler
+    /// ordered them (validation builds global states in clock order).
+    fn reading(&self) -> StepClock {
+        StepClock {
+            at: Instant::now(),
+            ns: self.0.fetch_add(STEP_NS, Ordering::SeqCst) + STEP_NS,
+        }
+    }
+
+    fn advance_to(&self, ns: u64) {
+        self.0.fetch_max(ns, Ordering::SeqCst);
+    }
+}
+
+/// How a held message compares with the one an order names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Likeness {
+    Same,
+    /// The same kind of message, with other contents: the scheduler maps
+    /// the model's messages to real ones, and where the stores differ in
+    /// shape (the model's store keeps record tokens, the file store bytes)
+    /// only the kind can match.
+    Similar,
+    Unlike,
+}
+
+/// Which held message an order means.
+pub type Pick<M> = Box<dyn Fn(&M) -> Likeness + Send>;
+
+/// One thing the scheduler tells a node to do.
+pub enum Order<A: Actor> {
+    /// Handle a held message from `src`; with `keep`, a copy stays held
+    /// (a duplicating network may deliver it again).
+    Deliver {
+        src: Id,
+        pick: Pick<A::Msg>,
+        keep: bool,
+    },
+    /// Forget a held message from `src` (the network lost it).
+    Lose { src: Id, pick: Pick<A::Msg> },
+    /// Fire an armed timer.
+    Fire(A::Timer),
+    /// Nothing: answered once every earlier step, the start included, has
+    /// been carried out.
+    Sync,
+}
+
+/// Why a node did not carry out an order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("no such message arrived from node {src} within {ARRIVAL_WAIT:?}; held: {held:?}")]
+    NotArrived { src: u64, held: Vec<String> },
+    #[error("timer not armed; armed: {armed:?}")]
+    NotArmed { armed: Vec<String> },
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// What a node did with an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    /// The message handled was only [`Likeness::Similar`] to the order's.
+    pub similar: bool,
+}
+
+pub(super) struct Scheduled<A: Actor> {
+    order: Order<A>,
+    answer: oneshot::Sender<Result<Done, Refusal>>,
+}
+
+/// The scheduler's end of one node.
+pub struct Schedule<A: Actor> {
+    orders: mpsc::UnboundedSender<Scheduled<A>>,
+}
+
+impl<A: Actor> Clone for Schedule<A> {
+    fn clone(&self) -> Self {
+        Schedule {
+            orders: self.orders.clone(),
+        }
+    }
+}
+
+/// The node's end, given to [`super::ActorHost::with_schedule`].
+pub struct Scheduling<A: Actor> {
+    pub(super) orders: mpsc::UnboundedReceiver<Scheduled<A>>,
+    pub(super) clock: VirtualClock,
+}
+
+impl<A: Actor> Scheduling<A> {
+    /// The virtual clock's reading now (where the node's trace starts).
+    pub fn clock_ns(&self) -> u64 {
+        self.clock.ns()
+    }
+}
+
+/// A scheduler's handle on one node, and what the node's host takes.
+pub fn schedule<A: Actor>(clock: VirtualClock) -> (Schedule<A>, Scheduling<A>) {
+    let (orders, rx) = mpsc::unbounded_channel();
+    (Schedule { orders }, Scheduling { orders: rx, clock })
+}
+
+impl<A: Actor> Schedule<A> {
+    /// Has the node carry out `order`, and waits until it has (its step's
+    /// commands included) or refused.
+    pub async fn order(&self, order: Order<A>) -> Result<Done, Refusal> {
+        let (answer, done) = oneshot::channel();
+        self.orders
+            .send(Scheduled { order, answer })
+            .map_err(|_| Refusal::Stopped)?;
+        done.await.unwrap_or(Err(Refusal::Stopped))
+    }
+}
+
+impl<A> NodeLoop<A>
+where
+    A: Actor,
+    A::Msg: Serialize + Send + 'static,
+    A::Storage: Serialize + Clone,
+{
+    /// The loop of a scheduled node (see the module doc): starts the actor,
+    /// then carries out orders one at a time, holding whatever arrives.
+    pub(super) fn run_scheduled(
+        mut self,
+        storage: Option<A::Storage>,
+        mut inbox: mpsc::Receiver<Inbound<A::Msg>>,
+        mut shutdown: watch::Receiver<bool>,
+        mut scheduling: Scheduling<A>,
+    ) -> Result<(), HostError> {
+        let waiter = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(HostError::Thread)?;
+        let clock = scheduling.clock.clone();
+        tracing::info!(restored = storage.is_some(), "starting actor (scheduled)");
+        let mut out = Out::new();
+        let mut state = self.actor.on_start(self.id, &storage, &mut out);
+        let input = self.recorder.is_some().then(|| StepInput::Start(storage));
+        let start = self.step(&state, clock.reading(), input, out);
+        let mut held: Vec<(Id, A::Msg)> = vec![];
+        let result = self.commit(vec![start]).and_then(|()| loop {
+            // What the actor sent itself is held like the rest.
+            held.extend(self.local.drain(..).map(|m| (self.id, m)));
+            enum Next<A: Actor> {
+                Order(Scheduled<A>),
+                Arrived(Inbound<A::Msg>),
+                Stop,
+            }
+            let next = waiter.block_on(async {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => Next::Stop,
+                    m = inbox.recv() => m.map_or(Next::Stop, Next::Arrived),
+                    o = scheduling.orders.recv() => o.map_or(Next::Stop, Next::Order),
+                }
+            });
+            let Scheduled { order, answer } = match next {
+                Next::Stop => break Ok(()),
+                Next::Arrived(Inbound { src, msg, .. }) => {
+                    held.push((src, msg));
+                    continue;
+                }
+                Next::Order(o) => o,
+            };
+            let outcome = match order {
+                Order::Deliver { src, pick, keep } => {
+                    match wait_for(&waiter, &mut inbox, &mut held, src, &pick) {
+                        Ok((i, similar)) => {
+                            let msg = if keep {
+                                held[i].1.clone()
+                            } else {
+                                held.remove(i).1
+                            };
+                            let step = self.handle_msg(&mut state, clock.reading(), src, msg);
+                            self.commit(vec![step])?;
+                            Ok(Done { similar })
+                        }
+                        Err(refusal) => Err(refusal),
+                    }
+                }
+                Order::Lose { src, pick } => wait_for(&waiter, &mut inbox, &mut held, src, &pick)
+                    .map(|(i, similar)| {
+                        let (_, msg) = held.remove(i);
+                        tracing::debug!(src = usize::from(src) as u64, ?msg, "lost (scheduled)");
+                        Done { similar }
+                    }),
+                Order::Sync => Ok(Done { similar: false }),
+                Order::Fire(timer) => match self.timers.remove(&timer) {
+                    Some(deadline) => {
+                        clock.advance_to(deadline.ns);
+                        let step = self.handle_timer(&mut state, clock.reading(), timer);
+                        self.commit(vec![step])?;
+                        Ok(Done { similar: false })
+                    }
+                    None => Err(Refusal::NotArmed {
+                        armed: self.timers.keys().map(|t| format!("{t:?}")).collect(),
+                    }),
+                },
+            };
+            let _ = answer.send(outcome);
+        });
+        self.shutdown.send_replace(true);
+        tracing::info!("actor stopped");
+        result
+    }
+}
+
+/// The index of the held message from `src` that `pick` means, waiting
+/// for arrivals while there is none: the first the same, else (after a
+/// short wait for the same one) the first similar.
+fn wait_for<M>(
+    waiter: &tokio::runtime::Runtime,
+    inbox: &mut mpsc::Receiver<Inbound<M>>,
+    held: &mut Vec<(Id, M)>,
+    src: Id,
+    pick: &Pick<M>,
+) -> Result<(usize, bool), Refusal>
+where
+    M: std::fmt::Debug,
+{
+    let started = Instant::now();
+    loop {
+        let mut similar = None;
+        for (i, (from, msg)) in held.iter().enumerate() {
+            if *from != src {
+                continue;
+            }
+            match pick(msg) {
+                Likeness::Same => return Ok((i, false)),
+                Likeness::Similar if similar.is_none() => similar = Some(i),
+                _ => {}
+            }
+        }
+        let waited = started.elapsed();
+        if let Some(i) = similar {
+            if waited >= EXACT_WAIT {
+                return Ok((i, true));
+            }
+        }
+        let limit = if similar.is_some() {
+            EXACT_WAIT
+        } else {
+            ARRIVAL_WAIT
+        };
+        let Some(left) = limit.checked_sub(waited) else {
+            return Err(Refusal::NotArrived {
+                src: usize::from(src) as u64,
+                held: held
+                    .iter()
+                    .map(|(from, m)| format!("{} {m:?}", usize::from(*from)))
+                    .collect(),
+            });
+        };
+        match waiter.block_on(async { tokio::time::timeout(left, inbox.recv()).await }) {
+            Ok(Some(Inbound { src, msg, .. })) => held.push((src, msg)),
+            Ok(None) => return Err(Refusal::Stopped),
+            Err(_) => {}
+        }
+    }
+}
