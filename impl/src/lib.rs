@@ -51,6 +51,7 @@ pub mod nemesis;
 pub mod nodes;
 pub mod payload;
 pub mod record;
+pub mod replay;
 pub mod trace;
 pub mod validate;
 

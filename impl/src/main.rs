@@ -87,6 +87,15 @@ enum Cmd {
     /// lease waited out), judged by what clients observe. Prints a table;
     /// exits 1 on any failure, 2 if the cluster cannot be reached.
     Conform(ConformArgs),
+    /// Run a checker's counterexample on real nodes (issue #11): finds the
+    /// shortest path to a violation of --config with --bug, starts the
+    /// configuration as a local cluster of scheduled nodes (the bug
+    /// switched on, frames over loopback, chunks in files, step traces),
+    /// orders every step of the path (deliver, lose, fire a timer, crash,
+    /// restart), then validates the traces. Exits 0 when validation finds
+    /// the same requirement violated (or, with --bug-off, nothing), 1
+    /// otherwise, 2 on bad arguments.
+    Replay(ReplayArgs),
     /// Write a run's step traces as foreign traces (JSON lines,
     /// specs/foreign-trace.md): what another implementation's tracer
     /// writes, and what `validate --foreign` reads.
@@ -188,6 +197,34 @@ struct ValidateArgs {
     /// Print only the failures and the summary: no notes, no progress.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// Model configuration (see `leasehold check --list`).
+    #[arg(long, default_value = "default")]
+    config: String,
+    /// The seeded bug whose counterexample to replay.
+    #[arg(long)]
+    bug: String,
+    /// Override a configuration field (repeatable), as for `check`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Replay the counterexample to this property (a name prefix such as
+    /// LEASE-1); by default the first the checker finds violated.
+    #[arg(long)]
+    property: Option<String>,
+    /// Run the same schedule with the bug switched off in the real nodes:
+    /// the run should then be clean.
+    #[arg(long)]
+    bug_off: bool,
+    /// Keep the cluster's files and traces here (default: a temporary
+    /// directory, removed afterwards).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Give up the search for a counterexample after this many states.
+    #[arg(long, default_value_t = 20_000_000)]
+    max_states: usize,
 }
 
 #[derive(Args)]
@@ -372,6 +409,7 @@ fn main() -> ExitCode {
         Cmd::Validate(args) => return cli::tools::validate(args),
         Cmd::ExportTrace(args) => return cli::tools::export_trace(args),
         Cmd::Conform(args) => return cli::tools::conform(args),
+        Cmd::Replay(args) => return cli::tools::replay(args),
         Cmd::Nemesis(args) => return cli::tools::nemesis(args),
         other => other,
     };
@@ -440,6 +478,7 @@ async fn run(cmd: Cmd) -> Result<(), BoxError> {
         | Cmd::Validate(_)
         | Cmd::ExportTrace(_)
         | Cmd::Conform(_)
+        | Cmd::Replay(_)
         | Cmd::Nemesis(_) => {
             unreachable!("run without a runtime")
         }

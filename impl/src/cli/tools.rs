@@ -1,9 +1,9 @@
 //! The commands that test or measure a cluster rather than use it:
-//! `validate` (step traces against the model), `nemesis` (a fault campaign)
-//! and `bench` (execs `leasehold-bench`). `main` runs them before it starts
+//! `validate` (step traces against the model), `replay` (a counterexample
+//! on real nodes), `nemesis` (a fault campaign) and `bench` (execs `leasehold-bench`). `main` runs them before it starts
 //! the client runtime: each makes its own, or none.
 
-use crate::{new_runtime, ConformArgs, ExportTraceArgs, NemesisArgs, ValidateArgs};
+use crate::{new_runtime, ConformArgs, ExportTraceArgs, NemesisArgs, ReplayArgs, ValidateArgs};
 use std::ffi::OsString;
 use std::process::ExitCode;
 
@@ -276,4 +276,50 @@ pub(crate) fn bench(args: Vec<OsString>) -> ExitCode {
     let e = std::process::Command::new(&bin).args(args).exec();
     eprintln!("error: cannot run {}: {e}", bin.display());
     ExitCode::FAILURE
+}
+
+/// `leasehold replay`.
+pub(crate) fn replay(a: ReplayArgs) -> ExitCode {
+    use leasehold::replay::{print_report, replay, ReplayPlan};
+    let cfg = match leasehold_checks::check::resolve(&a.config, &a.sets, Some(&a.bug)) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(runtime) = new_runtime() else {
+        return ExitCode::FAILURE;
+    };
+    eprintln!(
+        "searching {} with bug {} for a counterexample...",
+        cfg.name,
+        cfg.bug.name()
+    );
+    let plan = ReplayPlan {
+        cfg,
+        property: a.property,
+        bug_off: a.bug_off,
+        dir: a.dir,
+        max_states: a.max_states,
+    };
+    match runtime.block_on(replay(plan)) {
+        Ok(report) => {
+            let _ = print_report(&report, &mut std::io::stdout());
+            let ok = if a.bug_off {
+                report.validation.is_clean()
+            } else {
+                report.caught()
+            };
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,672 @@
+//! `leasehold replay`: a checker's counterexample run on real nodes
+//! (issue #11, "Counterexample replay on the real system").
+//!
+//! The checker finds the shortest path to a violation of a configuration
+//! with a seeded bug. Replay starts that configuration as a local cluster
+//! of real nodes: the same actors (the bug switched on in each, as
+//! `--bug` does), chunk files in a [`FileStore`], frames over loopback
+//! TCP, every node recording a step trace. Each node runs scheduled
+//! (`crate::host::Schedule`): it holds what arrives and acts only on the
+//! scheduler's orders. Replay then walks the path and orders each step of
+//! it: deliver this message to that node, lose it, fire that timer, crash
+//! or restart that node. Last, `validate` checks the traces; the run shows
+//! the bug if it names the property the checker found violated.
+//!
+//! Model and real messages differ only in their payload: the model pushes
+//! record tokens, real nodes bytes. A token becomes `units` bytes that
+//! name its client and operation ([`token_bytes`]); every message of the
+//! path is mapped so, and a node handles the held message equal to the
+//! mapped one. Where the stores' shapes differ (a clone part of the model
+//! store lists units, of the file store bytes; a read returns what each
+//! store returns), a held message of the same kind stands in, and the
+//! report counts such steps.
+//!
+//! What the schedule cannot say ([`Divergence`]): with the bug off, or
+//! where the real node does differ, an ordered message may never be sent
+//! or a timer never armed; that step is skipped and reported, and the
+//! rest of the path goes on. A message the model kept in flight for a node
+//! that crashed is gone with the real node's memory, and a frame written
+//! into a connection whose peer crashed is lost with it; replay sends such
+//! a message again (sent, never handed over, not arriving), as the
+//! model's network would still deliver it.
+
+use leasehold_model::config::Bug;
+use leasehold_model::master::MasterActor;
+use leasehold_model::memstore::RecordToken;
+use leasehold_model::msg::Msg;
+use leasehold_model::node::Node;
+use leasehold_model::system::{Action, LeaseholdModel, ModelCfg, State};
+use leasehold_model::types::{ChunkStore, DataId, Stamp};
+use leasehold_model::{chunkserver::ChunkserverActor, client::ClientActor};
+use stateright::actor::{ActorModelAction, Id};
+use stateright::Model;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::{ClusterConfig, Role};
+use crate::filestore::{Durability, FileStore};
+use crate::host::{
+    schedule, HostConfig, Likeness, Order, Refusal, RunningHost, Schedule, VirtualClock,
+};
+use crate::nodes::{self, chunk_dir, RealMsg, RealNode};
+use crate::payload::Bytes;
+use crate::trace::TraceInitial;
+use crate::validate::{self, ValidateOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("the checker found no violation of {property} within {max_states} states")]
+    NoCounterexample { property: String, max_states: usize },
+    #[error("configuration {0} cannot be replayed yet: {1}")]
+    Unsupported(String, &'static str),
+    #[error("cannot set up the cluster: {0}")]
+    Setup(String),
+    #[error("node {0} failed: {1}")]
+    Node(u64, String),
+    #[error("validating the traces: {0}")]
+    Validate(String),
+}
+
+/// What to replay.
+pub struct ReplayPlan {
+    pub cfg: ModelCfg,
+    /// The property whose counterexample to replay (a name prefix, e.g.
+    /// `LEASE-1`); `None`: the first the checker finds violated.
+    pub property: Option<String>,
+    /// Run the path with the bug switched off in the real nodes (the
+    /// checker still finds it with the bug on).
+    pub bug_off: bool,
+    /// Where the cluster's files and traces go; a temporary directory
+    /// (removed afterwards) if `None`.
+    pub dir: Option<PathBuf>,
+    pub max_states: usize,
+}
+
+/// A step of the path the real run did not take.
+#[derive(Clone, Debug)]
+pub struct Divergence {
+    pub step: usize,
+    pub action: String,
+    pub why: String,
+}
+
+/// What a replay did and what validation found.
+#[derive(Debug)]
+pub struct ReplayReport {
+    pub config: String,
+    pub bug: Bug,
+    pub bug_on_nodes: bool,
+    /// The property the checker found violated, by full name.
+    pub property: &'static str,
+    pub path: Vec<String>,
+    /// Steps carried out, and of them those where only a similar message
+    /// stood in for the path's.
+    pub steps_done: usize,
+    pub steps_similar: usize,
+    /// Messages sent again: sent by a real node, lost on the way (see
+    /// [`Passages`]).
+    pub resent: usize,
+    pub divergences: Vec<Divergence>,
+    pub validation: validate::Report,
+    pub trace_dir: PathBuf,
+}
+
+impl ReplayReport {
+    /// The property's requirement ID (`LEASE-1`).
+    pub fn requirement(&self) -> &str {
+        self.property.split(' ').next().unwrap_or(self.property)
+    }
+
+    /// Whether validation of the real run failed the same requirement.
+    pub fn caught(&self) -> bool {
+        self.validation
+            .failures
+            .iter()
+            .any(|f| f.check.id() == self.requirement())
+    }
+}
+
+/// Record tokens as bytes: `units` bytes, each naming the token's client
+/// and its place in the client's script, so that different records differ
+/// in every byte and none is zero (the file store pads with zeros).
+pub fn token_bytes(token: &RecordToken) -> Vec<u8> {
+    let byte = if token.id.client == DataId::PREFILLED_CLIENT {
+        0x7f
+    } else {
+        0x80 | ((token.id.client as u8 & 7) << 4) | (token.id.seq as u8 & 15)
+    };
+    vec![byte; token.units as usize]
+}
+
+/// A model message as the real nodes send it: every record token replaced
+/// by its bytes ([`token_bytes`]). Through JSON, where a token is the only
+/// object of exactly `id` (with `client` and `seq`) and `units`, so that
+/// no message kind needs a mapping of its own.
+pub fn real_msg(msg: &Msg<RecordToken>) -> RealMsg {
+    fn map(v: &mut serde_json::Value) {
+        use serde_json::Value;
+        match v {
+            Value::Object(o) => {
+                let token = o.len() == 2
+                    && o.contains_key("units")
+                    && o.get("id").and_then(Value::as_object).is_some_and(|id| {
+                        id.len() == 2 && id.contains_key("client") && id.contains_key("seq")
+                    });
+                if token {
+                    let t: RecordToken = serde_json::from_value(Value::Object(o.clone()))
+                        .expect("a token's shape is a token");
+                    *v = Value::Array(token_bytes(&t).into_iter().map(Value::from).collect());
+                } else {
+                    o.values_mut().for_each(map);
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(map),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(msg).expect("messages serialize");
+    map(&mut v);
+    serde_json::from_value(v).expect("a mapped message is a real message")
+}
+
+fn likeness(expected: &RealMsg, held: &RealMsg) -> Likeness {
+    if held == expected {
+        Likeness::Same
+    } else if std::mem::discriminant(held) == std::mem::discriminant(expected) {
+        Likeness::Similar
+    } else {
+        Likeness::Unlike
+    }
+}
+
+fn pick(expected: RealMsg) -> crate::host::Pick<RealMsg> {
+    Box::new(move |held: &RealMsg| likeness(&expected, held))
+}
+
+/// Every message the real nodes sent and were handed, as `(src, dst,
+/// message)`: whether the message a step names was sent at all (if not,
+/// the run has left the path and the step is skipped at once), and
+/// whether one sent was lost on the way (a frame written into a
+/// connection its peer had closed by crashing, or held by the crashed
+/// incarnation), so that replay sends it again as the model's network
+/// would still deliver it.
+#[derive(Default)]
+struct Passages {
+    sent: Vec<(Id, Id, RealMsg)>,
+    delivered: Vec<(Id, Id, RealMsg)>,
+}
+
+impl Passages {
+    /// Of the messages from `src` to `dst` that were sent (or, with
+    /// `delivered`, handed over): how many are `expected`, and how many
+    /// only of its kind.
+    fn like(&self, delivered: bool, src: Id, dst: Id, expected: &RealMsg) -> (usize, usize) {
+        let log = if delivered {
+            &self.delivered
+        } else {
+            &self.sent
+        };
+        let mut same = 0;
+        let mut like = 0;
+        for (s, d, m) in log {
+            if (*s, *d) == (src, dst) {
+                match likeness(expected, m) {
+                    Likeness::Same => same += 1,
+                    Likeness::Similar => like += 1,
+                    Likeness::Unlike => {}
+                }
+            }
+        }
+        (same, like)
+    }
+}
+
+/// The application a replayed client reports to (none listens: the
+/// results are in the client's trace): an id past every node's.
+fn app_id(client: u64) -> Id {
+    Id::from((APP_IDS + client) as usize)
+}
+
+const APP_IDS: u64 = 1 << 20;
+
+/// The nodes of a replay and how to (re)start them.
+struct Cluster {
+    cfg: ModelCfg,
+    cluster: ClusterConfig,
+    clock: VirtualClock,
+    running: BTreeMap<u64, (RunningHost<RealMsg>, Schedule<RealNode>)>,
+    passages: Arc<std::sync::Mutex<Passages>>,
+}
+
+impl Cluster {
+    /// Node `id`'s actor, and what its trace header must say it started
+    /// with besides (a chunkserver's prefilled chunk, on its first start).
+    fn actor(&self, id: u64, fresh: bool) -> Result<(RealNode, Option<TraceInitial>), ReplayError> {
+        let protocol = Arc::new(self.cfg.protocol());
+        let n = self.cfg.chunkservers as u64;
+        let mut initial = None;
+        let actor = match id {
+            0 => Node::Master(MasterActor {
+                cfg: protocol,
+                initial: self.cfg.initial_master(),
+            }),
+            id if id <= n => {
+                let node = self
+                    .cluster
+                    .node(Id::from(id as usize))
+                    .map_err(|e| ReplayError::Setup(e.to_string()))?;
+                let dir = chunk_dir(node);
+                let mut store =
+                    FileStore::open_with(&dir, self.cfg.chunk_units as u64, Durability::Fsync)
+                        .map_err(|e| ReplayError::Setup(format!("{}: {e}", dir.display())))?;
+                store.keep_room_for_restart_count();
+                if fresh
+                    && self.cfg.prefill_units > 0
+                    && self.cfg.prefill_placed().contains(&Id::from(id as usize))
+                {
+                    let old = RecordToken {
+                        id: DataId {
+                            client: DataId::PREFILLED_CLIENT,
+                            seq: 0,
+                        },
+                        units: self.cfg.prefill_units,
+                    };
+                    let data = Bytes::from(token_bytes(&old));
+                    store
+                        .write_at(0, 0, &data, Stamp::default())
+                        .map_err(|e| ReplayError::Setup(format!("prefill: {e:?}")))?;
+                    initial = Some(TraceInitial::Chunks(vec![(0, 0, data)]));
+                }
+                Node::Chunkserver(ChunkserverActor {
+                    cfg: protocol,
+                    initial_store: store,
+                })
+            }
+            id => Node::Client(ClientActor {
+                cfg: protocol,
+                number: id - n - 1,
+                script: self
+                    .cfg
+                    .script((id - n - 1) as usize)
+                    .into_iter()
+                    .map(|op| {
+                        let Msg::Submit { op, .. } = real_msg(&Msg::Submit { op_id: 0, op }) else {
+                            unreachable!("a submit maps to a submit")
+                        };
+                        op
+                    })
+                    .collect(),
+                // Results go out as `Done` messages, which is how
+                // validation learns what was acknowledged.
+                report_to: Some(app_id(id)),
+                fragment_max: u64::MAX,
+            }),
+        };
+        Ok((actor, initial))
+    }
+
+    async fn start(&mut self, id: u64, fresh: bool) -> Result<(), ReplayError> {
+        let (actor, initial) = self.actor(id, fresh)?;
+        let is_client = matches!(actor, Node::Client(_));
+        let me = Id::from(id as usize);
+        let (config, barrier) = match &actor {
+            Node::Client(_) => (
+                HostConfig::client_of(&self.cluster, me).with_app_id(app_id(id)),
+                None,
+            ),
+            Node::Chunkserver(c) => {
+                let store = c.initial_store.clone();
+                let barrier: crate::host::Barrier = Box::new(move || store.sync());
+                (
+                    HostConfig::from_cluster(&self.cluster, me)
+                        .map_err(|e| ReplayError::Setup(e.to_string()))?,
+                    Some(barrier),
+                )
+            }
+            Node::Master(_) => (
+                HostConfig::from_cluster(&self.cluster, me)
+                    .map_err(|e| ReplayError::Setup(e.to_string()))?,
+                None,
+            ),
+        };
+        // Timer durations drawn from a range are drawn the same way in
+        // every replay of the path.
+        let config = config.with_seed(id);
+        let (handle, scheduling) = schedule(self.clock.clone());
+        let passages = self.passages.clone();
+        let observer: crate::host::MsgObserver<RealMsg> =
+            Box::new(move |passage, src, dst, msg: &RealMsg| {
+                let mut p = passages.lock().unwrap_or_else(|e| e.into_inner());
+                let log = match passage {
+                    crate::host::Passage::Sent => &mut p.sent,
+                    crate::host::Passage::Delivered => &mut p.delivered,
+                };
+                log.push((src, dst, msg.clone()));
+            });
+        let host = nodes::start_scheduled(
+            &self.cluster,
+            actor,
+            config,
+            scheduling,
+            barrier,
+            observer,
+            initial,
+        )
+        .await
+        .map_err(|e| ReplayError::Node(id, e.to_string()))?;
+        if is_client {
+            // A client: answers to its first requests need its connections.
+            host.dialed(std::time::Duration::from_secs(5)).await;
+        }
+        // The start step's sends are logged before the path goes on.
+        handle
+            .order(Order::Sync)
+            .await
+            .map_err(|e| ReplayError::Node(id, e.to_string()))?;
+        self.running.insert(id, (host, handle));
+        Ok(())
+    }
+
+    async fn stop(&mut self, id: u64) -> Result<(), ReplayError> {
+        if let Some((host, _)) = self.running.remove(&id) {
+            host.shutdown()
+                .await
+                .map_err(|e| ReplayError::Node(id, e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the real run sent a message like `real` from `src` to
+    /// `dst` that was not handed over yet (or, with `again`, at all: a
+    /// duplicating network may deliver one twice); if not, the step
+    /// cannot happen (the run left the path).
+    fn sent(&self, src: Id, dst: Id, real: &RealMsg, again: bool) -> Result<(), String> {
+        let p = self.passages.lock().unwrap_or_else(|e| e.into_inner());
+        let (same, like) = p.like(false, src, dst, real);
+        let (same_in, like_in) = p.like(true, src, dst, real);
+        let outstanding = same + like > same_in + like_in;
+        if same + like > 0 && (again || outstanding) {
+            return Ok(());
+        }
+        Err(format!(
+            "node {} sent node {} no such message{} in this run",
+            usize::from(src),
+            usize::from(dst),
+            if same + like > 0 {
+                " still to hand over"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    /// Whether more copies of `real` were sent from `src` to `dst` than
+    /// handed to `dst`.
+    fn lost(&self, src: Id, dst: Id, real: &RealMsg) -> bool {
+        let p = self.passages.lock().unwrap_or_else(|e| e.into_inner());
+        p.like(false, src, dst, real).0 > p.like(true, src, dst, real).0
+    }
+
+    async fn order(&self, id: u64, order: Order<RealNode>) -> Result<bool, String> {
+        let Some((_, schedule)) = self.running.get(&id) else {
+            return Err(format!("node {id} is not running"));
+        };
+        schedule
+            .order(order)
+            .await
+            .map(|done| done.similar)
+            .map_err(|r: Refusal| r.to_string())
+    }
+}
+
+/// Finds the counterexample and replays it (see the module doc).
+pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
+    let cfg = plan.cfg;
+    if cfg.store_faults > 0 || cfg.read_faults > 0 {
+        return Err(ReplayError::Unsupported(
+            cfg.name.to_string(),
+            "its store faults (a full disk, a corrupt block) have no scheduled counterpart",
+        ));
+    }
+    let bug = cfg.bug;
+    let (property, path) = leasehold_checks::check::counterexample(
+        cfg.clone(),
+        plan.property.as_deref(),
+        plan.max_states,
+    )
+    .ok_or_else(|| ReplayError::NoCounterexample {
+        property: plan.property.clone().unwrap_or("any property".into()),
+        max_states: plan.max_states,
+    })?;
+    let model = cfg.clone().into_model();
+    let shown: Vec<String> = path.iter().map(|(_, a)| model.format_action(a)).collect();
+
+    let temp;
+    let dir = match &plan.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| ReplayError::Setup(e.to_string()))?;
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::tempdir().map_err(|e| ReplayError::Setup(e.to_string()))?;
+            temp.path().to_path_buf()
+        }
+    };
+    let trace_dir = dir.join("traces");
+    let mut cluster = ClusterConfig::local(cfg.chunkservers as usize, &dir)
+        .map_err(|e| ReplayError::Setup(e.to_string()))?;
+    cluster.nodes.retain(|n| n.role != Role::Client);
+    cluster.chunk_bytes = cfg.chunk_units as u64;
+    cluster.trace_dir = Some(trace_dir.clone());
+
+    let node_cfg = if plan.bug_off {
+        cfg.clone().with_bug(Bug::None)
+    } else {
+        cfg.clone()
+    };
+    let mut nodes = Cluster {
+        cfg: node_cfg,
+        cluster,
+        clock: VirtualClock::starting_now(),
+        running: BTreeMap::new(),
+        passages: Arc::default(),
+    };
+    let ids = 1 + cfg.chunkservers as u64 + cfg.clients() as u64;
+    for id in 0..ids {
+        nodes.start(id, true).await?;
+    }
+
+    let outcome = walk(&mut nodes, &model, &path, &shown).await;
+    let ids: Vec<u64> = nodes.running.keys().copied().collect();
+    for id in ids {
+        nodes.stop(id).await?;
+    }
+    let (steps_done, steps_similar, resent, divergences) = outcome?;
+    let validation = validate::validate_dir(&trace_dir, &ValidateOptions::default())
+        .map_err(|e| ReplayError::Validate(e.to_string()))?;
+    Ok(ReplayReport {
+        config: cfg.name.to_string(),
+        bug,
+        bug_on_nodes: !plan.bug_off,
+        property,
+        path: shown,
+        steps_done,
+        steps_similar,
+        resent,
+        divergences,
+        validation,
+        trace_dir,
+    })
+}
+
+type Walked = (usize, usize, usize, Vec<Divergence>);
+
+async fn walk(
+    nodes: &mut Cluster,
+    model: &LeaseholdModel,
+    path: &[(State, Action)],
+    shown: &[String],
+) -> Result<Walked, ReplayError> {
+    let mut done = 0;
+    let mut similar = 0;
+    let mut resent = 0;
+    let mut divergences = vec![];
+    // Envelopes the model duplicated: their next delivery leaves a copy.
+    let mut duplicated: Vec<(Id, Id, Msg<RecordToken>)> = vec![];
+    let keep_all = model.cfg.duplicating;
+    for (step, (state, action)) in path.iter().enumerate() {
+        let result: Result<bool, String> = match action {
+            ActorModelAction::Deliver { src, dst, msg } => {
+                let dst_n = usize::from(*dst) as u64;
+                let key = (*src, *dst, msg.clone());
+                let dup = duplicated.iter().position(|d| *d == key);
+                let keep = keep_all || dup.is_some();
+                if let Some(i) = dup {
+                    duplicated.remove(i);
+                }
+                let real = real_msg(msg);
+                let order = |real: RealMsg| Order::Deliver {
+                    src: *src,
+                    pick: pick(real),
+                    keep,
+                };
+                match nodes.sent(*src, *dst, &real, keep) {
+                    Err(why) => Err(why),
+                    Ok(()) => match nodes.order(dst_n, order(real.clone())).await {
+                        Err(why)
+                            if why.contains("no such message") && nodes.lost(*src, *dst, &real) =>
+                        {
+                            // Sent, never handed over, not on its way:
+                            // lost with a connection or a crashed node's
+                            // memory (see [`Passages`]).
+                            let injected = nodes
+                                .running
+                                .get(&dst_n)
+                                .map(|(h, _)| h.handle().try_inject(*src, real.clone()));
+                            match injected {
+                                Some(Ok(())) => {
+                                    resent += 1;
+                                    nodes.order(dst_n, order(real)).await
+                                }
+                                _ => Err(why),
+                            }
+                        }
+                        other => other,
+                    },
+                }
+            }
+            ActorModelAction::Drop(envelope) => {
+                let real = real_msg(&envelope.msg);
+                match nodes.sent(envelope.src, envelope.dst, &real, keep_all) {
+                    Err(why) => Err(why),
+                    Ok(()) => {
+                        let order = Order::Lose {
+                            src: envelope.src,
+                            pick: pick(real),
+                        };
+                        nodes.order(usize::from(envelope.dst) as u64, order).await
+                    }
+                }
+            }
+            ActorModelAction::Timeout(id, timer) => {
+                nodes
+                    .order(usize::from(*id) as u64, Order::Fire(timer.clone()))
+                    .await
+            }
+            ActorModelAction::Crash(id) => {
+                let id = usize::from(*id) as u64;
+                nodes
+                    .stop(id)
+                    .await
+                    .map(|()| false)
+                    .map_err(|e| e.to_string())
+            }
+            ActorModelAction::Recover(id) => {
+                let id = usize::from(*id) as u64;
+                nodes
+                    .start(id, false)
+                    .await
+                    .map(|()| false)
+                    .map_err(|e| e.to_string())
+            }
+            ActorModelAction::SelectRandom { key, .. } => match model.duplicated_by(state, key) {
+                Some(envelope) => {
+                    duplicated.push(envelope);
+                    Ok(false)
+                }
+                None => Err(format!("environment choice {key} has no real counterpart")),
+            },
+        };
+        match result {
+            Ok(was_similar) => {
+                done += 1;
+                similar += usize::from(was_similar);
+            }
+            Err(why) => {
+                tracing::warn!(step, action = %shown[step], %why, "replay step skipped");
+                divergences.push(Divergence {
+                    step,
+                    action: shown[step].clone(),
+                    why,
+                });
+            }
+        }
+    }
+    Ok((done, similar, resent, divergences))
+}
+
+/// Prints a report (the CLI's output).
+pub fn print_report(r: &ReplayReport, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "replay of {} with seeded bug {} ({} on the real nodes)",
+        r.config,
+        r.bug.name(),
+        if r.bug_on_nodes {
+            "switched on"
+        } else {
+            "switched OFF"
+        }
+    )?;
+    writeln!(out, "the checker's counterexample to: {}", r.property)?;
+    for (i, step) in r.path.iter().enumerate() {
+        let mark = match r.divergences.iter().find(|d| d.step == i) {
+            Some(_) => "skipped",
+            None => "",
+        };
+        writeln!(out, "  {:>3} {:<8}{}", i + 1, mark, step)?;
+    }
+    writeln!(
+        out,
+        "{} of {} steps carried out on the real nodes ({} by a message of the same kind, {} lost on \
+         the way and sent again)",
+        r.steps_done,
+        r.path.len(),
+        r.steps_similar,
+        r.resent
+    )?;
+    for d in &r.divergences {
+        writeln!(out, "  step {} skipped: {}", d.step + 1, d.why)?;
+    }
+    writeln!(
+        out,
+        "validate {}: {}",
+        r.trace_dir.display(),
+        r.validation.summary()
+    )?;
+    for f in &r.validation.failures {
+        writeln!(out, "  {f}")?;
+    }
+    writeln!(
+        out,
+        "{}",
+        if r.caught() {
+            format!("CAUGHT: the real run violates {}", r.requirement())
+        } else if r.validation.is_clean() {
+            "clean: the real run violates nothing".to_string()
+        } else {
+            format!("NOT CAUGHT as {} (other failures above)", r.requirement())
+        }
+    )
+}
