@@ -14,7 +14,11 @@
 //!   a timer fires only while armed and not before its deadline.
 //! - **Requirements** ([`props`]): LEASE-1 in real time, ORDER-1, ORDER-2,
 //!   APPEND-1..4, WRITE-1, VERSION-1 and VERSION-2, over the replayed
-//!   states, the stores' real bytes and the recorded messages.
+//!   states, the stores' real bytes and the recorded messages; and the
+//!   model's step rules a trace shows, at their steps (LEASE-2's grant,
+//!   PUSH-1, PUSH-2's age-out, APPEND-5, WRITE-2, CLIENT-1): a node that ran the checked
+//!   code with a seeded bug passes TRACE-1, so TRACE-1 alone does not
+//!   show them.
 //!
 //! Messages between a client node and its application (the client
 //! library's in-process caller, the client's `report_to`) never cross the
@@ -78,6 +82,8 @@ pub enum Check {
     /// A read goes to the closest replica and returns what was
     /// acknowledged before it started.
     Read1,
+    /// A result answers the operation under way.
+    Client1,
 }
 
 impl Check {
@@ -108,6 +114,7 @@ impl Check {
             Check::Rename1 => "RENAME-1",
             Check::Gc1 => "GC-1",
             Check::Read1 => "READ-1",
+            Check::Client1 => "CLIENT-1",
         }
     }
 }

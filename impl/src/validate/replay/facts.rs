@@ -3,6 +3,7 @@
 //! ([`super::Change`]).
 
 use super::*;
+use leasehold_model::client::ClientState;
 
 /// The master storage `files` saved, latest first.
 pub(super) fn master_saves(files: &[NodeTrace]) -> impl Iterator<Item = &MasterDurable> {
@@ -257,6 +258,245 @@ pub(super) fn check_next_chunk(
             path,
             format!("moved its record append from chunk index {from} to {to} {why}"),
         );
+    }
+}
+
+/// PUSH-1 on the client's side: a client sends a mutation only in the
+/// step that takes the chain's acknowledgement (`DataPushed`) of that
+/// mutation's data (the model's step rule, `STEP_PUSH_ORDER`).
+pub(super) fn check_mutate_after_push(ctx: &mut NodeCtx, step: &TraceStep, at: Loc, path: &Path) {
+    let pushed = match &step.input {
+        TraceInput::Msg {
+            msg: Msg::DataPushed { data },
+            ..
+        } => Some(*data),
+        _ => None,
+    };
+    let mutated: Vec<_> = step
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            TraceCommand::Send {
+                msg: Msg::Mutate { data, .. },
+                ..
+            } => Some(*data),
+            _ => None,
+        })
+        .collect();
+    if !mutated.is_empty() && !pushed.is_some_and(|d| mutated.contains(&d)) {
+        let took = match pushed {
+            Some(d) => format!("a DataPushed for {d:?}"),
+            None => "no DataPushed".to_string(),
+        };
+        ctx.fail(
+            Check::Push1,
+            at,
+            path,
+            format!("sends the mutation of {mutated:?} in a step that took {took}"),
+        );
+    }
+}
+
+/// WRITE-2 on the primary's side ([00101]): a mutation a replica failed
+/// is failed at once and never acknowledged, so a primary that took an
+/// `Applied` error for a stamp never sends `MutationDone` for it (within
+/// one start; `failed` holds the stamps failed so far). The trace-level
+/// form of the model's step rule `STEP_WRITE_FAILURE_HIDDEN`.
+pub(super) fn check_failure_not_acked(
+    ctx: &mut NodeCtx,
+    failed: &mut std::collections::HashSet<(ChunkHandle, Stamp)>,
+    step: &TraceStep,
+    at: Loc,
+    path: &Path,
+) {
+    if let TraceInput::Msg {
+        msg:
+            Msg::Applied {
+                chunk,
+                stamp,
+                result: Err(_),
+            },
+        ..
+    } = &step.input
+    {
+        failed.insert((*chunk, *stamp));
+    }
+    for c in &step.commands {
+        if let TraceCommand::Send {
+            msg: Msg::MutationDone { chunk, stamp, .. },
+            dst,
+        } = c
+        {
+            if failed.contains(&(*chunk, *stamp)) {
+                ctx.fail(
+                    Check::Write2,
+                    at,
+                    path,
+                    format!(
+                        "acknowledges {stamp:?} of chunk {chunk} to {dst} after a replica failed it"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// PUSH-2 ([0095]): pushed data that ages out leaves the buffer (the
+/// model's step rule `STEP_STALE_DATA`, its age-out half).
+pub(super) fn check_aged_out(
+    ctx: &mut NodeCtx,
+    after: &leasehold_model::chunkserver::ChunkserverState<ReplayStore>,
+    step: &TraceStep,
+    at: Loc,
+    path: &Path,
+) {
+    if let TraceInput::Timer(Timer::AgeOut(data)) = &step.input {
+        if after.buffer.iter().any(|b| b.data == *data) {
+            ctx.fail(
+                Check::Push2,
+                at,
+                path,
+                format!("keeps {data:?} in its buffer after it aged out"),
+            );
+        }
+    }
+}
+
+/// A chunkserver's lease of the chunk a step's `LeaseGrant` is for, as it
+/// was before the step, with the grant (for LEASE-2's step rule).
+pub(super) struct GrantBefore {
+    chunk: ChunkHandle,
+    epoch: leasehold_model::types::LeaseEpoch,
+    extension: u32,
+    lease: Option<ReplicaLease>,
+}
+
+pub(super) fn grant_taken_before(
+    before: &leasehold_model::chunkserver::ChunkserverState<ReplayStore>,
+    step: &TraceStep,
+) -> Option<GrantBefore> {
+    match &step.input {
+        TraceInput::Msg {
+            msg:
+                Msg::LeaseGrant {
+                    chunk,
+                    epoch,
+                    extension,
+                    ..
+                },
+            ..
+        } => Some(GrantBefore {
+            chunk: *chunk,
+            epoch: *epoch,
+            extension: *extension,
+            lease: before.lease(*chunk).cloned(),
+        }),
+        _ => None,
+    }
+}
+
+/// LEASE-2 at the step that takes a grant ([0091]): a grant makes the
+/// replica the lease holder only when it answers the replica's own
+/// request, still pending: the same epoch and the same extension of it
+/// (the model's step rule `STEP_LATE_GRANT`). A grant taken otherwise
+/// puts the lease on a clock that started for another request, or none.
+pub(super) fn check_grant_answers_request(
+    ctx: &mut NodeCtx,
+    before: &GrantBefore,
+    after: &leasehold_model::chunkserver::ChunkserverState<ReplayStore>,
+    at: Loc,
+    path: &Path,
+) {
+    let pending = before.lease.as_ref().is_some_and(|l| {
+        l.requested && l.epoch == before.epoch && l.extensions == before.extension
+    });
+    let changed = before.lease.as_ref() != after.lease(before.chunk);
+    if changed && after.is_primary(before.chunk) && !pending {
+        ctx.fail(
+            Check::Lease2,
+            at,
+            path,
+            format!(
+                "takes the grant of epoch {} (extension {}) of chunk {} though no such request \
+                 of its own was pending (its lease before: {:?})",
+                before.epoch, before.extension, before.chunk, before.lease
+            ),
+        );
+    }
+}
+
+/// The result a client's step reported, if any: sent to its application
+/// (`Done`), or kept in its state (a scripted client without one).
+fn reported<'a>(
+    before: &ClientState<Bytes>,
+    after: &'a ClientState<Bytes>,
+    step: &'a TraceStep,
+) -> Option<&'a OpResult<Bytes>> {
+    step.commands
+        .iter()
+        .find_map(|c| match c {
+            TraceCommand::Send {
+                msg: Msg::Done { result, .. },
+                ..
+            } => Some(result),
+            _ => None,
+        })
+        .or_else(|| {
+            (after.results.len() > before.results.len())
+                .then(|| after.results.get(before.results.len()))
+                .flatten()
+        })
+}
+
+/// At a client's step that reports a result for the operation under way:
+/// CLIENT-1, the result answers that operation (`result_answers`, the
+/// model's step rule); APPEND-5 and WRITE-2, a record append or write is
+/// reported failed, for a failure another try could mend, only with its
+/// retries used up (the model's `STEP_APPEND_GAVE_UP` and
+/// `STEP_WRITE_FAILURE_HIDDEN`; a failure no retry can mend, a refused
+/// size or path, is reported at once by the retry policy).
+pub(super) fn check_result(
+    ctx: &mut NodeCtx,
+    cfg: &leasehold_model::config::ProtocolCfg,
+    before: &ClientState<Bytes>,
+    after: &ClientState<Bytes>,
+    step: &TraceStep,
+    at: Loc,
+    path: &Path,
+) {
+    let (Some(result), Some(cur)) = (reported(before, after, step), &before.current) else {
+        return;
+    };
+    if !result_answers(&cur.op, result) {
+        ctx.fail(
+            Check::Client1,
+            at,
+            path,
+            format!(
+                "reports {result:?} for the operation under way, {:?}",
+                cur.op
+            ),
+        );
+    }
+    if let OpResult::Failed(reason) = result {
+        let check = match cur.op {
+            ClientOp::Append { .. } => Some(Check::Append5),
+            ClientOp::Write { .. } => Some(Check::Write2),
+            _ => None,
+        };
+        if let Some(check) = check {
+            if reason.is_transient() && cur.retries < cfg.client_retries_max {
+                ctx.fail(
+                    check,
+                    at,
+                    path,
+                    format!(
+                        "reports its operation failed ({reason:?}) after {} of {} retries",
+                        cur.retries, cfg.client_retries_max
+                    ),
+                );
+            }
+        }
     }
 }
 

@@ -100,9 +100,11 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
     let mut open_master: BTreeMap<ChunkHandle, (u64, u64, Loc)> = BTreeMap::new();
     let mut pending_saves: Vec<(StoreView, u64)> = vec![];
     let mut numbering_reported = false;
+    let mut failed_at_replica = std::collections::HashSet::new();
 
     for (index, step) in file.steps.iter().enumerate() {
         let at = loc(step.n);
+        check_failure_not_acked(ctx, &mut failed_at_replica, step, at, path);
         let clock = step.clock_ns;
         if step.n != index as u64 && !numbering_reported {
             numbering_reported = true;
@@ -201,6 +203,10 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             Some(NodeState::Client(c)) => Some(c.clone()),
             _ => None,
         };
+        let grant_before = match &state {
+            Some(NodeState::Chunkserver(c)) => grant_taken_before(c, step),
+            _ => None,
+        };
 
         if !diverged {
             match replay_step(ctx, &role, id, &mut state, step, previous, at, path) {
@@ -217,6 +223,14 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
                             path,
                         );
                         check_next_chunk(ctx, before, c, step, at, path);
+                        check_mutate_after_push(ctx, step, at, path);
+                        check_result(ctx, &header.protocol, before, c, step, at, path);
+                    }
+                    if let Some(NodeState::Chunkserver(c)) = &state {
+                        check_aged_out(ctx, c, step, at, path);
+                        if let Some(before) = &grant_before {
+                            check_grant_answers_request(ctx, before, c, at, path);
+                        }
                     }
                     pending_saves.extend(pending.into_iter().map(|v| (v, step.n)));
                 }
