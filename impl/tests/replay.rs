@@ -114,6 +114,30 @@ replay_tests! {
     client_cache_ignores_file_file_1: "client-cache-ignores-file", "two-files", [], "FILE-1";
     grant_not_recorded_version_1: "grant-not-recorded", "master-crash", ["chunkservers=2"], "VERSION-1";
     adopts_replica_left_out_version_1: "adopts-replica-left-out", "master-crash", ["chunkservers=2"], "VERSION-1";
+    accepts_late_grant_lease_2: "accepts-late-grant", "default", [], "LEASE-2";
+    client_does_not_retry_append_5: "client-does-not-retry", "default", [], "APPEND-5";
+    client_mutates_before_data_pushed_push_1: "client-mutates-before-data-pushed", "tiny", [], "PUSH-1";
+    aged_out_data_kept_push_2: "aged-out-data-kept", "age-out", [], "PUSH-2";
+    primary_ignores_secondary_error_write_2: "primary-ignores-secondary-error", "writes", [], "WRITE-2";
+    client_takes_any_file_opened_client_1: "client-takes-any-file-opened", "open-stat", [], "CLIENT-1";
+}
+
+/// A duplicated message (the model's duplicating network) is delivered
+/// twice on the real nodes too: the primary that takes any grant of its
+/// epoch takes the copy as the answer to its extension request (LEASE-2).
+/// Validation also counts the copy as received twice (TRACE-2), so the
+/// bug-off run is not clean; only the bug-on half is asserted.
+#[test]
+fn primary_takes_any_grant_of_epoch_lease_2_from_a_duplicate() {
+    let on = run(plan(
+        "primary-takes-any-grant-of-epoch",
+        "extension-duplicating",
+        &[],
+        "LEASE-2",
+        false,
+    ));
+    assert!(on.divergences.is_empty(), "{}", shown(&on));
+    assert!(on.caught(), "{}", shown(&on));
 }
 
 /// A model message maps to the real one the nodes send: record tokens

@@ -514,6 +514,7 @@ async fn walk(
     let mut divergences = vec![];
     // Envelopes the model duplicated: their next delivery leaves a copy.
     let mut duplicated: Vec<(Id, Id, Msg<RecordToken>)> = vec![];
+    let mut kept: Vec<(Id, Id, Msg<RecordToken>)> = vec![];
     let keep_all = model.cfg.duplicating;
     for (step, (state, action)) in path.iter().enumerate() {
         let result: Result<bool, String> = match action {
@@ -522,16 +523,22 @@ async fn walk(
                 let key = (*src, *dst, msg.clone());
                 let dup = duplicated.iter().position(|d| *d == key);
                 let keep = keep_all || dup.is_some();
+                // The second delivery of a duplicated message takes the
+                // copy the first left held.
+                let copy = kept.iter().position(|d| *d == key);
                 if let Some(i) = dup {
-                    duplicated.remove(i);
+                    kept.push(duplicated.remove(i));
+                } else if let Some(i) = copy {
+                    kept.remove(i);
                 }
+                let again = keep || copy.is_some();
                 let real = real_msg(msg);
                 let order = |real: RealMsg| Order::Deliver {
                     src: *src,
                     pick: pick(real),
                     keep,
                 };
-                match nodes.sent(*src, *dst, &real, keep) {
+                match nodes.sent(*src, *dst, &real, again) {
                     Err(why) => Err(why),
                     Ok(()) => match nodes.order(dst_n, order(real.clone())).await {
                         Err(why)
