@@ -236,11 +236,7 @@ impl LeaseholdModel {
                 extension,
             }) = delivered
             {
-                let before = a.lease(chunk);
-                let pending = before
-                    .is_some_and(|l| l.requested && l.epoch == epoch && l.extensions == extension);
-                let changed = before != b.lease(chunk);
-                if changed && b.is_primary(chunk) && !pending {
+                if grant_taken_unasked(a.lease(chunk), b, chunk, epoch, extension) {
                     broken |= STEP_LATE_GRANT;
                 }
             }
@@ -401,6 +397,24 @@ pub fn skipped_chunk<P>(
         .map(|c| c.chunk);
     let reported = chunk_full.is_some() && chunk_full == mutated;
     (n != i + 1 || !reported).then_some((i, n))
+}
+
+/// LEASE-2 as a step rule, for the model and for `validate` alike: a
+/// replica whose lease of `chunk` was `before` took a grant of `epoch`'s
+/// `extension` and is, `after` it, the primary under another lease than
+/// before, though the grant answers no request of its own still pending
+/// (the same epoch and the same extension of it).
+pub fn grant_taken_unasked<S: ChunkStore>(
+    before: Option<&crate::chunkserver::ReplicaLease>,
+    after: &crate::chunkserver::ChunkserverState<S>,
+    chunk: ChunkHandle,
+    epoch: LeaseEpoch,
+    extension: u32,
+) -> bool {
+    let pending =
+        before.is_some_and(|l| l.requested && l.epoch == epoch && l.extensions == extension);
+    let changed = before != after.lease(chunk);
+    changed && after.is_primary(chunk) && !pending
 }
 
 /// Whether `result` can answer `op` (CLIENT-1): a failure answers any

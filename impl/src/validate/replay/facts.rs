@@ -398,7 +398,7 @@ pub(super) fn grant_taken_before(
 /// LEASE-2 at the step that takes a grant ([0091]): a grant makes the
 /// replica the lease holder only when it answers the replica's own
 /// request, still pending: the same epoch and the same extension of it
-/// (the model's step rule `STEP_LATE_GRANT`). A grant taken otherwise
+/// (the model's step rule, `grant_taken_unasked`). A grant taken otherwise
 /// puts the lease on a clock that started for another request, or none.
 pub(super) fn check_grant_answers_request(
     ctx: &mut NodeCtx,
@@ -407,11 +407,14 @@ pub(super) fn check_grant_answers_request(
     at: Loc,
     path: &Path,
 ) {
-    let pending = before.lease.as_ref().is_some_and(|l| {
-        l.requested && l.epoch == before.epoch && l.extensions == before.extension
-    });
-    let changed = before.lease.as_ref() != after.lease(before.chunk);
-    if changed && after.is_primary(before.chunk) && !pending {
+    let unasked = grant_taken_unasked(
+        before.lease.as_ref(),
+        after,
+        before.chunk,
+        before.epoch,
+        before.extension,
+    );
+    if unasked {
         ctx.fail(
             Check::Lease2,
             at,

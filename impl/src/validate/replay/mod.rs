@@ -25,7 +25,9 @@ use leasehold_model::chunkserver::{ChunkserverActor, ReplicaLease};
 use leasehold_model::client::ClientActor;
 use leasehold_model::master::{LeaseView, MasterActor, MasterDurable, MasterState, NodeStorage};
 use leasehold_model::msg::{ApplyOp, ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
-use leasehold_model::system::{read_not_closest, result_answers, skipped_chunk};
+use leasehold_model::system::{
+    grant_taken_unasked, read_not_closest, result_answers, skipped_chunk,
+};
 use leasehold_model::types::{
     ChunkHandle, ChunkStore, ChunkVersion, FileId, Offset, Stamp, StoreError, StoreView,
 };
