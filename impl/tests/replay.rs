@@ -73,53 +73,224 @@ fn replays(bug: &str, config: &str, sets: &[&str], property: &str) {
     );
 }
 
-macro_rules! replay_tests {
-    ($($name:ident: $bug:literal, $config:literal, [$($set:literal),*], $property:literal;)*) => {
-        $(
-            #[test]
-            fn $name() {
-                replays($bug, $config, &[$($set),*], $property);
-            }
-        )*
-    };
+#[test]
+fn secondary_appends_at_own_end_order_1() {
+    replays("secondary-appends-at-own-end", "default", &[], "ORDER-1");
 }
 
-replay_tests! {
-    secondary_appends_at_own_end_order_1: "secondary-appends-at-own-end", "default", [], "ORDER-1";
-    restarted_master_grants_immediately_lease_1: "restarted-master-grants-immediately", "master-crash", [], "LEASE-1";
-    secondary_applies_out_of_order_order_2: "secondary-applies-out-of-order", "small", [], "ORDER-2";
-    primary_does_not_pad_secondaries_append_4: "primary-does-not-pad-secondaries", "pad", [], "APPEND-4";
-    version_not_incremented_append_1: "version-not-incremented", "crash", [], "APPEND-1";
-    primary_acks_before_secondaries_append_1: "primary-acks-before-secondaries", "tiny", [], "APPEND-1";
-    stale_replica_handed_to_client_version_2: "stale-replica-handed-to-client", "crash", [], "VERSION-2";
-    accepts_late_grant_lease_1: "accepts-late-grant", "default", [], "LEASE-1";
-    primary_pads_although_record_fits_append_4: "primary-pads-although-record-fits", "pad-two", [], "APPEND-4";
-    primary_skips_size_check_append_3: "primary-skips-size-check", "too-large", [], "APPEND-3";
-    master_keeps_silent_replicas_version_1: "master-keeps-silent-replicas", "crash", [], "VERSION-1";
-    push_skips_closest_push_1: "push-skips-closest", "tiny", [], "PUSH-1";
-    primary_acks_before_secondaries_write_1: "primary-acks-before-secondaries", "writes", [], "WRITE-1";
-    secondary_applies_out_of_order_lossy_order_2: "secondary-applies-out-of-order", "concurrent-lossy", [], "ORDER-2";
-    primary_acks_before_secondaries_crash_append_1: "primary-acks-before-secondaries", "concurrent-crash", [], "APPEND-1";
-    clone_acked_without_copy_version_1: "clone-acked-without-copy", "live-repl", [], "VERSION-1";
-    spare_counted_without_clone_version_1: "spare-counted-without-clone", "repl-spare", [], "VERSION-1";
-    gc_deletes_stale_replica_gc_1: "gc-deletes-stale-replica", "live-repl", [], "GC-1";
-    renames_under_lease_rename_1: "renames-under-lease", "rename", [], "RENAME-1";
-    revoked_primary_keeps_lease_lease_5: "revoked-primary-keeps-lease", "revoke", [], "LEASE-5";
-    revoked_primary_keeps_lease_rename_1: "revoked-primary-keeps-lease", "rename", [], "RENAME-1";
-    rename_during_quiet_period_rename_1: "rename-during-quiet-period", "rename-master-crash", [], "RENAME-1";
-    primary_takes_any_epoch_snap_1: "primary-takes-any-epoch", "snapshot-writes", [], "SNAP-1";
-    snapshot_under_lease_snap_1: "snapshot-under-lease", "snapshot", [], "SNAP-1";
-    shared_chunk_mutated_snap_1: "shared-chunk-mutated", "snapshot", [], "SNAP-1";
-    client_takes_late_chunk_full_append_4: "client-takes-late-chunk-full", "pad", ["client_retries_max=1", "delays=true"], "APPEND-4";
-    client_cache_ignores_file_file_1: "client-cache-ignores-file", "two-files", [], "FILE-1";
-    grant_not_recorded_version_1: "grant-not-recorded", "master-crash", ["chunkservers=2"], "VERSION-1";
-    adopts_replica_left_out_version_1: "adopts-replica-left-out", "master-crash", ["chunkservers=2"], "VERSION-1";
-    accepts_late_grant_lease_2: "accepts-late-grant", "default", [], "LEASE-2";
-    client_does_not_retry_append_5: "client-does-not-retry", "default", [], "APPEND-5";
-    client_mutates_before_data_pushed_push_1: "client-mutates-before-data-pushed", "tiny", [], "PUSH-1";
-    aged_out_data_kept_push_2: "aged-out-data-kept", "age-out", [], "PUSH-2";
-    primary_ignores_secondary_error_write_2: "primary-ignores-secondary-error", "writes", [], "WRITE-2";
-    client_takes_any_file_opened_client_1: "client-takes-any-file-opened", "open-stat", [], "CLIENT-1";
+#[test]
+fn restarted_master_grants_immediately_lease_1() {
+    replays(
+        "restarted-master-grants-immediately",
+        "master-crash",
+        &[],
+        "LEASE-1",
+    );
+}
+
+#[test]
+fn secondary_applies_out_of_order_order_2() {
+    replays("secondary-applies-out-of-order", "small", &[], "ORDER-2");
+}
+
+#[test]
+fn primary_does_not_pad_secondaries_append_4() {
+    replays("primary-does-not-pad-secondaries", "pad", &[], "APPEND-4");
+}
+
+#[test]
+fn version_not_incremented_append_1() {
+    replays("version-not-incremented", "crash", &[], "APPEND-1");
+}
+
+#[test]
+fn primary_acks_before_secondaries_append_1() {
+    replays("primary-acks-before-secondaries", "tiny", &[], "APPEND-1");
+}
+
+#[test]
+fn stale_replica_handed_to_client_version_2() {
+    replays("stale-replica-handed-to-client", "crash", &[], "VERSION-2");
+}
+
+#[test]
+fn accepts_late_grant_lease_1() {
+    replays("accepts-late-grant", "default", &[], "LEASE-1");
+}
+
+#[test]
+fn primary_pads_although_record_fits_append_4() {
+    replays(
+        "primary-pads-although-record-fits",
+        "pad-two",
+        &[],
+        "APPEND-4",
+    );
+}
+
+#[test]
+fn primary_skips_size_check_append_3() {
+    replays("primary-skips-size-check", "too-large", &[], "APPEND-3");
+}
+
+#[test]
+fn master_keeps_silent_replicas_version_1() {
+    replays("master-keeps-silent-replicas", "crash", &[], "VERSION-1");
+}
+
+#[test]
+fn push_skips_closest_push_1() {
+    replays("push-skips-closest", "tiny", &[], "PUSH-1");
+}
+
+#[test]
+fn primary_acks_before_secondaries_write_1() {
+    replays("primary-acks-before-secondaries", "writes", &[], "WRITE-1");
+}
+
+#[test]
+fn secondary_applies_out_of_order_lossy_order_2() {
+    replays(
+        "secondary-applies-out-of-order",
+        "concurrent-lossy",
+        &[],
+        "ORDER-2",
+    );
+}
+
+#[test]
+fn primary_acks_before_secondaries_crash_append_1() {
+    replays(
+        "primary-acks-before-secondaries",
+        "concurrent-crash",
+        &[],
+        "APPEND-1",
+    );
+}
+
+#[test]
+fn clone_acked_without_copy_version_1() {
+    replays("clone-acked-without-copy", "live-repl", &[], "VERSION-1");
+}
+
+#[test]
+fn spare_counted_without_clone_version_1() {
+    replays(
+        "spare-counted-without-clone",
+        "repl-spare",
+        &[],
+        "VERSION-1",
+    );
+}
+
+#[test]
+fn gc_deletes_stale_replica_gc_1() {
+    replays("gc-deletes-stale-replica", "live-repl", &[], "GC-1");
+}
+
+#[test]
+fn renames_under_lease_rename_1() {
+    replays("renames-under-lease", "rename", &[], "RENAME-1");
+}
+
+#[test]
+fn revoked_primary_keeps_lease_lease_5() {
+    replays("revoked-primary-keeps-lease", "revoke", &[], "LEASE-5");
+}
+
+#[test]
+fn revoked_primary_keeps_lease_rename_1() {
+    replays("revoked-primary-keeps-lease", "rename", &[], "RENAME-1");
+}
+
+#[test]
+fn rename_during_quiet_period_rename_1() {
+    replays(
+        "rename-during-quiet-period",
+        "rename-master-crash",
+        &[],
+        "RENAME-1",
+    );
+}
+
+#[test]
+fn primary_takes_any_epoch_snap_1() {
+    replays("primary-takes-any-epoch", "snapshot-writes", &[], "SNAP-1");
+}
+
+#[test]
+fn snapshot_under_lease_snap_1() {
+    replays("snapshot-under-lease", "snapshot", &[], "SNAP-1");
+}
+
+#[test]
+fn shared_chunk_mutated_snap_1() {
+    replays("shared-chunk-mutated", "snapshot", &[], "SNAP-1");
+}
+
+#[test]
+fn client_takes_late_chunk_full_append_4() {
+    replays(
+        "client-takes-late-chunk-full",
+        "pad",
+        &["client_retries_max=1", "delays=true"],
+        "APPEND-4",
+    );
+}
+
+#[test]
+fn client_cache_ignores_file_file_1() {
+    replays("client-cache-ignores-file", "two-files", &[], "FILE-1");
+}
+
+#[test]
+fn grant_not_recorded_version_1() {
+    replays(
+        "grant-not-recorded",
+        "master-crash",
+        &["chunkservers=2"],
+        "VERSION-1",
+    );
+}
+
+#[test]
+fn adopts_replica_left_out_version_1() {
+    replays(
+        "adopts-replica-left-out",
+        "master-crash",
+        &["chunkservers=2"],
+        "VERSION-1",
+    );
+}
+
+#[test]
+fn accepts_late_grant_lease_2() {
+    replays("accepts-late-grant", "default", &[], "LEASE-2");
+}
+
+#[test]
+fn client_does_not_retry_append_5() {
+    replays("client-does-not-retry", "default", &[], "APPEND-5");
+}
+
+#[test]
+fn client_mutates_before_data_pushed_push_1() {
+    replays("client-mutates-before-data-pushed", "tiny", &[], "PUSH-1");
+}
+
+#[test]
+fn aged_out_data_kept_push_2() {
+    replays("aged-out-data-kept", "age-out", &[], "PUSH-2");
+}
+
+#[test]
+fn primary_ignores_secondary_error_write_2() {
+    replays("primary-ignores-secondary-error", "writes", &[], "WRITE-2");
+}
+
+#[test]
+fn client_takes_any_file_opened_client_1() {
+    replays("client-takes-any-file-opened", "open-stat", &[], "CLIENT-1");
 }
 
 /// A duplicated message (the model's duplicating network) is delivered
