@@ -218,8 +218,8 @@ struct ReplayArgs {
     /// the run should then be clean.
     #[arg(long)]
     bug_off: bool,
-    /// Keep the cluster's files and traces here (default: a temporary
-    /// directory, removed afterwards).
+    /// Keep the cluster's files and traces here, a new or empty directory
+    /// (default: a temporary directory, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Give up the search for a counterexample after this many states.

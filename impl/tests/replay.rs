@@ -359,3 +359,22 @@ fn a_bug_with_no_counterexample_is_a_clear_error() {
     let err = runtime.block_on(replay(p)).expect_err("no counterexample");
     assert!(err.to_string().contains("no violation"), "{err}");
 }
+
+/// A --dir that holds an earlier run is refused, not mixed into this one.
+#[test]
+fn a_used_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("earlier"), b"x").unwrap();
+    let mut p = plan(
+        "secondary-applies-out-of-order",
+        "small",
+        &[],
+        "ORDER-2",
+        false,
+    );
+    p.dir = Some(dir.path().to_path_buf());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let err = runtime.block_on(replay(p)).expect_err("a used directory");
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert!(dir.path().join("earlier").exists(), "nothing deleted");
+}

@@ -429,6 +429,27 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
             "its store faults (a full disk, a corrupt block) have no scheduled counterpart",
         ));
     }
+    let temp;
+    let dir = match &plan.dir {
+        Some(dir) => {
+            // A directory of an earlier run would add its traces and chunk
+            // files to this one's; replay deletes nothing it did not make.
+            let used = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
+            if used {
+                return Err(ReplayError::Setup(format!(
+                    "{} is not empty: give a new or empty directory",
+                    dir.display()
+                )));
+            }
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ReplayError::Setup(format!("{}: {e}", dir.display())))?;
+            dir.clone()
+        }
+        None => {
+            temp = tempfile::tempdir().map_err(|e| ReplayError::Setup(e.to_string()))?;
+            temp.path().to_path_buf()
+        }
+    };
     let bug = cfg.bug;
     let (property, path) = leasehold_checks::check::counterexample(
         cfg.clone(),
@@ -442,17 +463,6 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
     let model = cfg.clone().into_model();
     let shown: Vec<String> = path.iter().map(|(_, a)| model.format_action(a)).collect();
 
-    let temp;
-    let dir = match &plan.dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| ReplayError::Setup(e.to_string()))?;
-            dir.clone()
-        }
-        None => {
-            temp = tempfile::tempdir().map_err(|e| ReplayError::Setup(e.to_string()))?;
-            temp.path().to_path_buf()
-        }
-    };
     let trace_dir = dir.join("traces");
     let mut cluster = ClusterConfig::local(cfg.chunkservers as usize, &dir)
         .map_err(|e| ReplayError::Setup(e.to_string()))?;
