@@ -288,6 +288,36 @@ fn primary_ignores_secondary_error_write_2() {
     replays("primary-ignores-secondary-error", "writes", &[], "WRITE-2");
 }
 
+/// The path fills a secondary's disk (the model's store fault) before the
+/// primary forwards the record: the real store refuses with `NoSpace`.
+#[test]
+fn primary_ignores_secondary_error_append_1_on_a_full_disk() {
+    replays(
+        "primary-ignores-secondary-error",
+        "store-faults",
+        &[],
+        "APPEND-1",
+    );
+}
+
+/// The path makes the primary's blocks go bad after the record is
+/// acknowledged: the real bytes change on disk, and the bug serves them
+/// unchecked (with it off, the checksum fails the read).
+#[test]
+fn replica_serves_corrupt_block_read_1() {
+    replays("replica-serves-corrupt-block", "reads", &[], "READ-1");
+}
+
+#[test]
+fn client_reads_farthest_read_1() {
+    replays(
+        "client-reads-farthest",
+        "reads",
+        &[],
+        "READ-1 a read goes to the closest",
+    );
+}
+
 #[test]
 fn client_takes_any_file_opened_client_1() {
     replays("client-takes-any-file-opened", "open-stat", &[], "CLIENT-1");

@@ -11,7 +11,7 @@ use leasehold_model::types::{
 use std::fs::{File, OpenOptions};
 use std::io;
 
-use super::blocks::read_verified_block;
+use super::blocks::read_block;
 use super::incarnation::write_incarnation;
 use super::meta::{drop_first_meta, reserve_first_meta};
 use super::{io_error, ChunkMeta, Entry, FileStore, CHECKSUM_BLOCK_BYTES};
@@ -43,6 +43,9 @@ impl FileStore {
             .disk_bytes_max
             .load(std::sync::atomic::Ordering::Relaxed);
         let growth = grows_to.saturating_sub(meta.len);
+        if self.disk_full() && (growth > 0 || is_new) {
+            return Err(StoreError::NoSpace);
+        }
         if growth > 0 && max != u64::MAX {
             let used: u64 = chunks
                 .values()
@@ -71,6 +74,41 @@ impl FileStore {
         *unsynced.chunks.entry(chunk).or_default() |= writes_data;
         unsynced.new_data_files |= is_new;
         Ok(())
+    }
+
+    /// `len` bytes of the chunk from `offset` on, each block's checksum
+    /// checked unless `verify` is false (only a seeded bug reads so).
+    fn read_blocks(
+        &self,
+        chunk: ChunkHandle,
+        meta: &ChunkMeta,
+        offset: Offset,
+        len: u64,
+        verify: bool,
+    ) -> Result<Bytes, StoreError> {
+        if offset > meta.len {
+            return Err(StoreError::OutOfRange);
+        }
+        let end = offset.saturating_add(len).min(meta.len);
+        if offset == end {
+            return Ok(Bytes::default());
+        }
+        let data = File::open(self.data_path(chunk)).map_err(|e| match e.kind() {
+            // Metadata says there is data; the file is gone.
+            io::ErrorKind::NotFound => StoreError::Corrupt,
+            _ => io_error(e),
+        })?;
+        let first_block = offset / CHECKSUM_BLOCK_BYTES;
+        let last_block = (end - 1) / CHECKSUM_BLOCK_BYTES;
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for block in first_block..=last_block {
+            let bytes = read_block(&data, meta, block, verify)?;
+            let block_start = block * CHECKSUM_BLOCK_BYTES;
+            let from = offset.saturating_sub(block_start) as usize;
+            let to = ((end - block_start) as usize).min(bytes.len());
+            out.extend_from_slice(&bytes[from..to]);
+        }
+        Ok(out.into())
     }
 }
 
@@ -144,29 +182,24 @@ impl ChunkStore for FileStore {
             Some(Entry::Damaged(_)) => return Err(StoreError::Corrupt),
             None => return Err(StoreError::OutOfRange),
         };
-        if offset > meta.len {
-            return Err(StoreError::OutOfRange);
+        if self.blocks_bad() {
+            return Err(StoreError::Corrupt);
         }
-        let end = offset.saturating_add(len).min(meta.len);
-        if offset == end {
-            return Ok(Bytes::default());
-        }
-        let data = File::open(self.data_path(chunk)).map_err(|e| match e.kind() {
-            // Metadata says there is data; the file is gone.
-            io::ErrorKind::NotFound => StoreError::Corrupt,
-            _ => io_error(e),
-        })?;
-        let first_block = offset / CHECKSUM_BLOCK_BYTES;
-        let last_block = (end - 1) / CHECKSUM_BLOCK_BYTES;
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        for block in first_block..=last_block {
-            let bytes = read_verified_block(&data, &meta, block)?;
-            let block_start = block * CHECKSUM_BLOCK_BYTES;
-            let from = offset.saturating_sub(block_start) as usize;
-            let to = ((end - block_start) as usize).min(bytes.len());
-            out.extend_from_slice(&bytes[from..to]);
-        }
-        Ok(out.into())
+        self.read_blocks(chunk, &meta, offset, len, true)
+    }
+
+    fn read_unverified(
+        &self,
+        chunk: ChunkHandle,
+        offset: Offset,
+        len: u64,
+    ) -> Result<Bytes, StoreError> {
+        let meta = match self.lock().get(&chunk) {
+            Some(Entry::Healthy(m)) => m.clone(),
+            Some(Entry::Damaged(_)) => return Err(StoreError::Corrupt),
+            None => return Err(StoreError::OutOfRange),
+        };
+        self.read_blocks(chunk, &meta, offset, len, false)
     }
 
     fn clone_part(
@@ -175,6 +208,9 @@ impl ChunkStore for FileStore {
         from: Offset,
         units_max: u64,
     ) -> Result<CloneSlice<Bytes>, StoreError> {
+        if self.blocks_bad() {
+            return Err(StoreError::Corrupt);
+        }
         // Read as a client's read is, every block verified: a corrupt
         // block fails the clone rather than spreading.
         let data = self.read(chunk, from, units_max)?;

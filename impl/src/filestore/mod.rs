@@ -109,6 +109,10 @@ struct Inner {
     /// Chunk data bytes the store may hold in all (`u64::MAX`: no limit
     /// but the disk's); see [`FileStore::limit_disk_bytes`].
     disk_bytes_max: std::sync::atomic::AtomicU64,
+    /// Injected faults (see [`FileStore::fill_disk`] and
+    /// [`FileStore::corrupt_blocks`]); none in a node's own run.
+    disk_full: std::sync::atomic::AtomicBool,
+    blocks_bad: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +181,8 @@ impl FileStore {
             sync_failed: Default::default(),
             incarnation: Mutex::new(incarnation),
             disk_bytes_max: std::sync::atomic::AtomicU64::new(u64::MAX),
+            disk_full: Default::default(),
+            blocks_bad: Default::default(),
         });
         open.retain(|_, w| w.strong_count() > 0);
         open.insert(dir, Arc::downgrade(&inner));
@@ -208,6 +214,61 @@ impl FileStore {
             max.unwrap_or(u64::MAX),
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    /// The disk is full from now on (the model's store fault): every
+    /// change that needs room, a longer replica or a new one, fails
+    /// `NoSpace`; what is stored stays readable and its metadata
+    /// changeable in place. For replaying a checker's path, whose
+    /// environment fills a disk at a chosen step; lasts as long as this
+    /// store is open (a restart opens it again, and the caller fills it
+    /// again as the model's storage stays full).
+    pub fn fill_disk(&self) {
+        self.inner
+            .disk_full
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The disk's blocks go bad (the model's read fault): every byte of
+    /// every data file is changed on disk, so that the checksums catch it
+    /// as they would a real bad block, and every later read fails
+    /// `Corrupt`, of data written since too, as the model's store does.
+    pub fn corrupt_blocks(&self) -> Result<(), StoreError> {
+        let chunks: Vec<ChunkHandle> = self.lock().keys().copied().collect();
+        for chunk in chunks {
+            let path = self.data_path(chunk);
+            match fs::read(&path) {
+                Ok(bytes) => {
+                    let bad: Vec<u8> = bytes.iter().map(|b| !b).collect();
+                    fs::write(&path, bad).map_err(io_error)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+        self.keep_blocks_bad();
+        Ok(())
+    }
+
+    /// The reads of a store reopened after [`FileStore::corrupt_blocks`]
+    /// keep failing, as the model's store's do across a restart (the
+    /// bytes changed then are still changed on disk).
+    pub fn keep_blocks_bad(&self) {
+        self.inner
+            .blocks_bad
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn disk_full(&self) -> bool {
+        self.inner
+            .disk_full
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn blocks_bad(&self) -> bool {
+        self.inner
+            .blocks_bad
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn chunk_bytes(&self) -> u64 {

@@ -592,3 +592,65 @@ fn a_clone_in_parts_copies_bytes_and_metadata_and_repairs_damage() {
     assert!(other.install_clone(3, 0, &odd, None).is_err());
     assert_eq!(dst.chunk_len(3), B + 2000);
 }
+
+/// `fill_disk`, the model's full disk: a longer replica or a new one
+/// fails `NoSpace`, what is stored stays readable, and metadata changes
+/// in place still go through (as `MemStore`'s `check_space`).
+#[test]
+fn a_filled_disk_refuses_room_as_the_model_store_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+    s.write_at(1, 0, &Bytes::from(pattern(100, 1)), stamp(1))
+        .unwrap();
+    s.fill_disk();
+    assert_eq!(
+        s.write_at(1, 100, &Bytes::from(pattern(1, 2)), stamp(2)),
+        Err(StoreError::NoSpace)
+    );
+    assert_eq!(
+        s.set_version(2, 1),
+        Err(StoreError::NoSpace),
+        "a new replica"
+    );
+    s.write_at(1, 10, &Bytes::from(pattern(10, 3)), stamp(3))
+        .unwrap();
+    s.set_version(1, 4).unwrap();
+    let mut mirror = pattern(100, 1);
+    apply(&mut mirror, 10, &pattern(10, 3));
+    assert_eq!(s.read(1, 0, 100).unwrap().as_slice(), &mirror[..]);
+}
+
+/// `corrupt_blocks`, the model's read fault: the bytes on disk change, so
+/// that the checksums fail a reopened store's reads too; every read and
+/// clone of the open store fails `Corrupt`, new data included; only an
+/// unverified read (a seeded bug's) returns bytes, and not the ones
+/// written.
+#[test]
+fn bad_blocks_fail_every_read_and_the_checksum_catches_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+    let data = pattern(100, 1);
+    s.write_at(1, 0, &Bytes::from(data.clone()), stamp(1))
+        .unwrap();
+    s.sync().unwrap();
+    s.corrupt_blocks().unwrap();
+    assert_eq!(s.read(1, 0, 100), Err(StoreError::Corrupt));
+    assert_eq!(s.clone_part(1, 0, 100).err(), Some(StoreError::Corrupt));
+    assert_eq!(s.read(9, 0, 1), Err(StoreError::OutOfRange), "no replica");
+    let served = s.read_unverified(1, 0, 100).unwrap();
+    assert_eq!(served.as_slice().len(), 100);
+    assert_ne!(served.as_slice(), &data[..]);
+    s.write_at(2, 0, &Bytes::from(pattern(10, 2)), stamp(1))
+        .unwrap();
+    assert_eq!(s.read(2, 0, 10), Err(StoreError::Corrupt));
+    s.sync().unwrap();
+    let (path, size) = (s.dir().to_path_buf(), s.chunk_bytes());
+    drop(s);
+    let s = FileStore::open(&path, size).unwrap();
+    assert_eq!(s.read(1, 0, 100), Err(StoreError::Corrupt), "on disk");
+    assert_eq!(
+        s.read(2, 0, 10).unwrap().as_slice(),
+        &pattern(10, 2)[..],
+        "written after the fault, and the flag is the open store's"
+    );
+}

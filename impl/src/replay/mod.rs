@@ -9,7 +9,7 @@
 //! (`crate::host::Schedule`): it holds what arrives and acts only on the
 //! scheduler's orders. Replay then walks the path and orders each step of
 //! it: deliver this message to that node, lose it, fire that timer, crash
-//! or restart that node. Last, `validate` checks the traces; the run shows
+//! or restart that node, fill its disk or make its blocks go bad. Last, `validate` checks the traces; the run shows
 //! the bug if it names the property the checker found violated.
 //!
 //! Model and real messages differ only in their payload: the model pushes
@@ -35,7 +35,7 @@ use leasehold_model::master::MasterActor;
 use leasehold_model::memstore::RecordToken;
 use leasehold_model::msg::Msg;
 use leasehold_model::node::Node;
-use leasehold_model::system::{Action, LeaseholdModel, ModelCfg, State};
+use leasehold_model::system::{Action, LeaseholdModel, ModelCfg, State, StoreFault};
 use leasehold_model::types::{ChunkStore, DataId, Stamp};
 use leasehold_model::{chunkserver::ChunkserverActor, client::ClientActor};
 use stateright::actor::{ActorModelAction, Id};
@@ -58,8 +58,6 @@ use crate::validate::{self, ValidateOptions};
 pub enum ReplayError {
     #[error("the checker found no violation of {property} within {max_states} states")]
     NoCounterexample { property: String, max_states: usize },
-    #[error("configuration {0} cannot be replayed yet: {1}")]
-    Unsupported(String, &'static str),
     #[error("cannot set up the cluster: {0}")]
     Setup(String),
     #[error("node {0} failed: {1}")]
@@ -237,6 +235,12 @@ struct Cluster {
     clock: VirtualClock,
     running: BTreeMap<u64, (RunningHost<RealMsg>, Schedule<RealNode>)>,
     passages: Arc<std::sync::Mutex<Passages>>,
+    /// Each running chunkserver's store, for injecting the path's store
+    /// faults (dropped when the node stops, so that a restart reads what
+    /// is on disk), and the faults each took: a restarted server's store
+    /// keeps them, as the model's storage does.
+    stores: BTreeMap<u64, FileStore>,
+    store_faults: BTreeMap<u64, Vec<StoreFault>>,
 }
 
 impl Cluster {
@@ -261,6 +265,12 @@ impl Cluster {
                     FileStore::open_with(&dir, self.cfg.chunk_units as u64, Durability::Fsync)
                         .map_err(|e| ReplayError::Setup(format!("{}: {e}", dir.display())))?;
                 store.keep_room_for_restart_count();
+                for fault in self.store_faults.get(&id).into_iter().flatten() {
+                    match fault {
+                        StoreFault::DiskFull => store.fill_disk(),
+                        StoreFault::BlocksCorrupt => store.keep_blocks_bad(),
+                    }
+                }
                 if fresh
                     && self.cfg.prefill_units > 0
                     && self.cfg.prefill_placed().contains(&Id::from(id as usize))
@@ -317,6 +327,7 @@ impl Cluster {
             ),
             Node::Chunkserver(c) => {
                 let store = c.initial_store.clone();
+                self.stores.insert(id, store.clone());
                 let barrier: crate::host::Barrier = Box::new(move || store.sync());
                 (
                     HostConfig::from_cluster(&self.cluster, me)
@@ -369,6 +380,7 @@ impl Cluster {
     }
 
     async fn stop(&mut self, id: u64) -> Result<(), ReplayError> {
+        self.stores.remove(&id);
         if let Some((host, _)) = self.running.remove(&id) {
             host.shutdown()
                 .await
@@ -408,6 +420,22 @@ impl Cluster {
         p.like(false, src, dst, real).0 > p.like(true, src, dst, real).0
     }
 
+    /// The environment's choice of a store fault at `id` (a full disk,
+    /// bad blocks), made on the real node's files; the node is idle
+    /// between orders.
+    fn store_fault(&mut self, id: u64, fault: StoreFault) -> Result<(), String> {
+        let store = self
+            .stores
+            .get(&id)
+            .ok_or_else(|| format!("node {id} is not a running chunkserver"))?;
+        match fault {
+            StoreFault::DiskFull => store.fill_disk(),
+            StoreFault::BlocksCorrupt => store.corrupt_blocks().map_err(|e| format!("{e:?}"))?,
+        }
+        self.store_faults.entry(id).or_default().push(fault);
+        Ok(())
+    }
+
     async fn order(&self, id: u64, order: Order<RealNode>) -> Result<bool, String> {
         let Some((_, schedule)) = self.running.get(&id) else {
             return Err(format!("node {id} is not running"));
@@ -423,12 +451,6 @@ impl Cluster {
 /// Finds the counterexample and replays it (see the module doc).
 pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
     let cfg = plan.cfg;
-    if cfg.store_faults > 0 || cfg.read_faults > 0 {
-        return Err(ReplayError::Unsupported(
-            cfg.name.to_string(),
-            "its store faults (a full disk, a corrupt block) have no scheduled counterpart",
-        ));
-    }
     let temp;
     let dir = match &plan.dir {
         Some(dir) => {
@@ -481,6 +503,8 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
         clock: VirtualClock::starting_now(),
         running: BTreeMap::new(),
         passages: Arc::default(),
+        stores: BTreeMap::new(),
+        store_faults: BTreeMap::new(),
     };
     let ids = 1 + cfg.chunkservers as u64 + cfg.clients() as u64;
     for id in 0..ids {
@@ -607,13 +631,20 @@ async fn walk(
                     .map(|()| false)
                     .map_err(|e| e.to_string())
             }
-            ActorModelAction::SelectRandom { key, .. } => match model.duplicated_by(state, key) {
-                Some(envelope) => {
-                    duplicated.push(envelope);
-                    Ok(false)
+            ActorModelAction::SelectRandom { actor, key, .. } => {
+                match (model.duplicated_by(state, key), model.store_fault_by(key)) {
+                    (Some(envelope), _) => {
+                        duplicated.push(envelope);
+                        Ok(false)
+                    }
+                    (None, Some(fault)) => nodes
+                        .store_fault(usize::from(*actor) as u64, fault)
+                        .map(|()| false),
+                    (None, None) => {
+                        Err(format!("environment choice {key} has no real counterpart"))
+                    }
                 }
-                None => Err(format!("environment choice {key} has no real counterpart")),
-            },
+            }
         };
         match result {
             Ok(was_similar) => {

@@ -53,11 +53,11 @@ pub mod view;
 
 pub use configs::*;
 pub use history::*;
-pub use properties::always as always_properties;
+pub use properties::{always as always_properties, read_1};
 pub use queries::{acked, all_succeeded, fully_replicated, liveness_goal, moved_to_spare, reads};
 pub use step_rules::{grant_taken_unasked, read_not_closest, result_answers, skipped_chunk};
 pub use timed::master;
-pub use timed::LeaseholdModel;
+pub use timed::{LeaseholdModel, StoreFault};
 pub use view::{Acked, GlobalView, ModelView, ReadDone, Region, StampedStore};
 
 use crate::master::LeaseView;

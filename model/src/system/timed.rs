@@ -339,7 +339,26 @@ const BLOCKS_CORRUPT: &str = "blocks corrupt";
 /// message a second time; the rest names the message.
 const DUPLICATE: &str = "duplicate ";
 
+/// A lasting fault of a chunkserver's storage, the environment's choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreFault {
+    /// The disk filled up: every change that needs room fails `NoSpace`.
+    DiskFull,
+    /// The blocks went bad: every read fails `Corrupt`.
+    BlocksCorrupt,
+}
+
 impl LeaseholdModel {
+    /// The store fault a `SelectRandom` choice under `key` injects, if it
+    /// is one: for replaying a path on real nodes.
+    pub fn store_fault_by(&self, key: &str) -> Option<StoreFault> {
+        match key {
+            DISK_FULL => Some(StoreFault::DiskFull),
+            BLOCKS_CORRUPT => Some(StoreFault::BlocksCorrupt),
+            _ => None,
+        }
+    }
+
     /// `id`'s store, and the storage a restart finds, take a lasting fault:
     /// a full disk fails every change from now on, bad blocks every read.
     fn store_fault(&self, last: &State, id: Id, key: &str) -> State {
