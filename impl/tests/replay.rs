@@ -283,6 +283,12 @@ fn aged_out_data_kept_push_2() {
     replays("aged-out-data-kept", "age-out", &[], "PUSH-2");
 }
 
+/// PUSH-2's other half, checked at the step: the write uses the data up.
+#[test]
+fn primary_keeps_used_data_push_2() {
+    replays("primary-keeps-used-data", "tiny", &[], "PUSH-2");
+}
+
 #[test]
 fn primary_ignores_secondary_error_write_2() {
     replays("primary-ignores-secondary-error", "writes", &[], "WRITE-2");

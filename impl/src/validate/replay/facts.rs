@@ -362,6 +362,78 @@ pub(super) fn check_aged_out(
     }
 }
 
+/// The pushed data a chunkserver's step may write (a `Mutate` at the
+/// primary, an `Apply` of a write at a secondary), and whether its buffer
+/// held all of it before the step (PUSH-2's other half).
+pub(super) struct DataBefore {
+    data: leasehold_model::types::DataId,
+    held: bool,
+}
+
+pub(super) fn data_before(
+    before: &leasehold_model::chunkserver::ChunkserverState<ReplayStore>,
+    step: &TraceStep,
+) -> Option<DataBefore> {
+    let data = match &step.input {
+        TraceInput::Msg {
+            msg: Msg::Mutate { data, .. },
+            ..
+        }
+        | TraceInput::Msg {
+            msg:
+                Msg::Apply {
+                    op: ApplyOp::WriteAt { data, .. },
+                    ..
+                },
+            ..
+        } => *data,
+        _ => return None,
+    };
+    Some(DataBefore {
+        data,
+        held: before.buffer.iter().any(|b| b.data == data && b.complete),
+    })
+}
+
+/// PUSH-2 ([0095], [00101]) at a step that writes a mutation's data: the
+/// replica applies only data whose push it holds whole, and the write
+/// uses it up, so a duplicated or repeated mutation finds nothing to
+/// apply again (the model's step rule `STEP_STALE_DATA`, its other half).
+pub(super) fn check_data_used_up(
+    ctx: &mut NodeCtx,
+    before: &DataBefore,
+    after: &leasehold_model::chunkserver::ChunkserverState<ReplayStore>,
+    at: Loc,
+    path: &Path,
+) {
+    let wrote = ctx
+        .journal
+        .lock()
+        .expect("journal lock")
+        .iter()
+        .any(|e| matches!(e, StoreEvent::Wrote { .. }));
+    if !wrote {
+        return;
+    }
+    let kept = after.buffer.iter().any(|b| b.data == before.data);
+    if !before.held || kept {
+        ctx.fail(
+            Check::Push2,
+            at,
+            path,
+            format!(
+                "writes {:?} {}",
+                before.data,
+                if before.held {
+                    "and keeps it in its buffer, for a repeated mutation to apply again"
+                } else {
+                    "though its buffer did not hold the whole push"
+                }
+            ),
+        );
+    }
+}
+
 /// A chunkserver's lease of the chunk a step's `LeaseGrant` is for, as it
 /// was before the step, with the grant (for LEASE-2's step rule).
 pub(super) struct GrantBefore {

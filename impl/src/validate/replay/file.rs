@@ -203,9 +203,9 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             Some(NodeState::Client(c)) => Some(c.clone()),
             _ => None,
         };
-        let grant_before = match &state {
-            Some(NodeState::Chunkserver(c)) => grant_taken_before(c, step),
-            _ => None,
+        let (grant_before, data_before) = match &state {
+            Some(NodeState::Chunkserver(c)) => (grant_taken_before(c, step), data_before(c, step)),
+            _ => (None, None),
         };
 
         if !diverged {
@@ -230,6 +230,9 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
                         check_aged_out(ctx, c, step, at, path);
                         if let Some(before) = &grant_before {
                             check_grant_answers_request(ctx, before, c, at, path);
+                        }
+                        if let Some(before) = &data_before {
+                            check_data_used_up(ctx, before, c, at, path);
                         }
                     }
                     pending_saves.extend(pending.into_iter().map(|v| (v, step.n)));
