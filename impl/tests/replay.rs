@@ -332,6 +332,34 @@ fn client_takes_any_file_opened_client_1() {
 /// A duplicated message (the model's duplicating network) is delivered
 /// twice on the real nodes too: the primary that takes any grant of its
 /// epoch takes the copy as the answer to its extension request (LEASE-2).
+/// LEASE-2's clock rule, checked at the step: no step re-arms a running
+/// lease clock (here, a grant restarting it).
+#[test]
+fn grant_restarts_lease_clock_lease_2() {
+    replays("grant-restarts-lease-clock", "pad", &[], "LEASE-2");
+}
+
+/// The client takes an earlier attempt's late `MutationDone` as its
+/// current record's: validation notes the acknowledgement as the client
+/// reported it, and the record is not where it says.
+#[test]
+fn client_accepts_stale_done_append_2() {
+    replays(
+        "client-accepts-stale-done",
+        "tiny",
+        &["appends=2", "delays=true", "client_retries_max=1"],
+        "APPEND-2",
+    );
+}
+
+/// A serial used for two records: the primary holds the stamp at two
+/// places, its secondaries at one; ORDER-1 looks at the whole chunk when
+/// a stamp is somewhere else than where it was just written.
+#[test]
+fn primary_reuses_serial_order_1() {
+    replays("primary-reuses-serial", "small", &[], "ORDER-1");
+}
+
 /// Validation also counts the copy as received twice (TRACE-2), so the
 /// bug-off run is not clean; only the bug-on half is asserted.
 #[test]

@@ -32,7 +32,7 @@ use leasehold_model::msg::{LeaseInfo, Msg};
 use leasehold_model::system::{
     always_properties, Acked, GlobalView, History, ReadDone, StampedStore,
 };
-use leasehold_model::types::{ChunkHandle, Offset};
+use leasehold_model::types::{ChunkHandle, Offset, Stamp};
 use stateright::actor::{Envelope, Id};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -644,6 +644,22 @@ fn apply_change(st: &mut RunState, id: Id, ch: &Change, o: &NodeOutcome) {
                         Touched::Range(c, from, to) => {
                             focus(st, c);
                             st.ranges.entry(c).or_default().push((from, to));
+                            // A stamp somewhere else on a replica (a
+                            // serial used twice, a region cut) is checked
+                            // over the whole chunk: ORDER-1 compares a
+                            // stamp's regions wherever they are.
+                            let stamp = match e {
+                                StoreEvent::Wrote { stamp, .. }
+                                | StoreEvent::Padded { stamp, .. } => *stamp,
+                                _ => Stamp::default(),
+                            };
+                            let elsewhere = stamp != Stamp::default()
+                                && st.stores.values().any(|b| {
+                                    b.has_stamp(c, stamp) && !b.stamp_only_at(c, stamp, from)
+                                });
+                            if elsewhere {
+                                whole(st, c);
+                            }
                         }
                         Touched::Meta(c) => focus(st, c),
                         Touched::Whole(c) => whole(st, c),

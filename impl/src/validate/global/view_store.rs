@@ -32,6 +32,17 @@ impl ViewStore {
         }
     }
 
+    /// Whether `stamp`'s bytes in `chunk` are one region, reaching over
+    /// `from`: where every replica applied a mutation at the same place,
+    /// ORDER-1 needs to look only at the range just written.
+    pub fn stamp_only_at(&self, chunk: ChunkHandle, stamp: Stamp, from: Offset) -> bool {
+        self.stamps.get(&(chunk, stamp)) == Some(&1)
+            && self
+                .regions_from(chunk, from)
+                .next()
+                .is_some_and(|r| r.stamp == stamp && r.start <= from)
+    }
+
     /// Applies what a replayed store did; what it changed.
     pub fn apply(&mut self, e: &StoreEvent) -> Vec<Touched> {
         // The replayed store accepted each of these, so this one does too.

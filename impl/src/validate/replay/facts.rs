@@ -123,7 +123,7 @@ pub(super) fn note_ack(
         msg:
             Msg::MutationDone {
                 chunk,
-                data,
+                data: _,
                 offset,
                 stamp,
             },
@@ -137,7 +137,11 @@ pub(super) fn note_ack(
     if !reported {
         return;
     }
-    let Some(cur) = c.current.as_ref().filter(|cur| cur.data == *data) else {
+    // What the application was told: its current operation's record is
+    // at this offset, whichever push the answer named (a client that takes
+    // an earlier attempt's late answer for it acknowledges a record where
+    // another is, which the global properties then find, as the model's).
+    let Some(cur) = c.current.as_ref() else {
         return;
     };
     let (bytes, append) = match &cur.op {
@@ -431,6 +435,41 @@ pub(super) fn check_data_used_up(
                 }
             ),
         );
+    }
+}
+
+/// LEASE-2 ([0091]) at a chunkserver's step: no step re-arms a lease
+/// clock that is running (armed before the step), except one that sends a
+/// new request for the chunk's lease, whose clock starts again for it (the
+/// model's `STEP_LEASE_CLOCK_REARMED`). A clock restarted at a grant would
+/// let the lease outlast its request's deadline, and so the master's.
+pub(super) fn check_lease_clock_not_rearmed(
+    ctx: &mut NodeCtx,
+    step: &TraceStep,
+    armed: &HashMap<Timer, u64>,
+    at: Loc,
+    path: &Path,
+) {
+    let requested = |chunk: ChunkHandle| {
+        step.commands.iter().any(|c| {
+            matches!(c, TraceCommand::Send { msg: Msg::LeaseRequest { chunk: x, .. }, .. } if *x == chunk)
+        })
+    };
+    for c in &step.commands {
+        if let TraceCommand::SetTimer {
+            timer: t @ Timer::LeaseClock(chunk, _),
+            ..
+        } = c
+        {
+            if armed.contains_key(t) && !requested(*chunk) {
+                ctx.fail(
+                    Check::Lease2,
+                    at,
+                    path,
+                    format!("re-arms its running lease clock {t:?} of chunk {chunk}"),
+                );
+            }
+        }
     }
 }
 

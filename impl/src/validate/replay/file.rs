@@ -249,6 +249,9 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
                 }
             }
         }
+        if carried_out && matches!(role, Role::Chunkserver(_)) {
+            check_lease_clock_not_rearmed(ctx, step, &armed, at, path);
+        }
         for c in &step.commands {
             match c {
                 TraceCommand::SetTimer { timer, deadline_ns } => {
