@@ -218,6 +218,12 @@ struct ReplayArgs {
     /// the run should then be clean.
     #[arg(long)]
     bug_off: bool,
+    /// Fire each timer the path fires as late as the next one it fires
+    /// allows (a millisecond before that one is due), not at its own
+    /// deadline: the model's timers have no durations, so its path lets a
+    /// timer fire at any time before the next.
+    #[arg(long)]
+    late_timers: bool,
     /// Keep the cluster's files and traces here, a new or empty directory
     /// (default: a temporary directory, removed afterwards).
     #[arg(long)]

@@ -22,6 +22,7 @@ fn plan(bug: &str, config: &str, sets: &[&str], property: &str, bug_off: bool) -
         cfg,
         property: Some(property.into()),
         bug_off,
+        late_timers: false,
         dir: None,
         max_states: 20_000_000,
     }
@@ -358,6 +359,40 @@ fn client_accepts_stale_done_append_2() {
 #[test]
 fn primary_reuses_serial_order_1() {
     replays("primary-reuses-serial", "small", &[], "ORDER-1");
+}
+
+/// The model's timers have no durations: its path lets the primary's
+/// heartbeat ask for the extension just before the lease clock runs out.
+/// Fired at its deadline (5 s), the extension ends before the master's
+/// unrestarted clock does; fired late, as the path allows, it outlasts it.
+#[test]
+fn master_keeps_clock_on_extension_lease_1_with_late_timers() {
+    for (property, bug_off) in [("LEASE-1", false), ("LEASE-1", true), ("LEASE-4", false)] {
+        let mut p = plan(
+            "master-keeps-clock-on-extension",
+            "default",
+            &["extensions_max=1"],
+            property,
+            bug_off,
+        );
+        p.late_timers = true;
+        let r = run(p);
+        assert!(r.divergences.is_empty(), "{}", shown(&r));
+        if bug_off {
+            assert!(r.validation.is_clean(), "{}", shown(&r));
+        } else {
+            assert!(r.caught(), "{}", shown(&r));
+        }
+    }
+    // At their deadlines, the same path runs without showing the bug.
+    let on_time = run(plan(
+        "master-keeps-clock-on-extension",
+        "default",
+        &["extensions_max=1"],
+        "LEASE-1",
+        false,
+    ));
+    assert!(!on_time.caught(), "{}", shown(&on_time));
 }
 
 /// Validation also counts the copy as received twice (TRACE-2), so the

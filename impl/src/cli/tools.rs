@@ -300,6 +300,7 @@ pub(crate) fn replay(a: ReplayArgs) -> ExitCode {
         cfg,
         property: a.property,
         bug_off: a.bug_off,
+        late_timers: a.late_timers,
         dir: a.dir,
         max_states: a.max_states,
     };

@@ -96,8 +96,12 @@ pub enum Order<A: Actor> {
     },
     /// Forget a held message from `src` (the network lost it).
     Lose { src: Id, pick: Pick<A::Msg> },
-    /// Fire an armed timer.
-    Fire(A::Timer),
+    /// Fire an armed timer, at its deadline or, if later, at `not_before_ns`
+    /// on the virtual clock (a late timer: the host may fire any timer
+    /// late, never early).
+    Fire { timer: A::Timer, not_before_ns: u64 },
+    /// Nothing but say when an armed timer is due ([`Done::deadline_ns`]).
+    Deadline(A::Timer),
     /// Nothing: answered once every earlier step, the start included, has
     /// been carried out.
     Sync,
@@ -119,6 +123,8 @@ pub enum Refusal {
 pub struct Done {
     /// The message handled was only [`Likeness::Similar`] to the order's.
     pub similar: bool,
+    /// For [`Order::Deadline`]: the timer's deadline on the virtual clock.
+    pub deadline_ns: Option<u64>,
 }
 
 pub(super) struct Scheduled<A: Actor> {
@@ -231,7 +237,10 @@ where
                             };
                             let step = self.handle_msg(&mut state, clock.reading(), src, msg);
                             self.commit(vec![step])?;
-                            Ok(Done { similar })
+                            Ok(Done {
+                                similar,
+                                deadline_ns: None,
+                            })
                         }
                         Err(refusal) => Err(refusal),
                     }
@@ -240,15 +249,36 @@ where
                     .map(|(i, similar)| {
                         let (_, msg) = held.remove(i);
                         tracing::debug!(src = usize::from(src) as u64, ?msg, "lost (scheduled)");
-                        Done { similar }
+                        Done {
+                            similar,
+                            deadline_ns: None,
+                        }
                     }),
-                Order::Sync => Ok(Done { similar: false }),
-                Order::Fire(timer) => match self.timers.remove(&timer) {
+                Order::Sync => Ok(Done {
+                    similar: false,
+                    deadline_ns: None,
+                }),
+                Order::Deadline(timer) => match self.timers.get(&timer) {
+                    Some(deadline) => Ok(Done {
+                        similar: false,
+                        deadline_ns: Some(deadline.ns),
+                    }),
+                    None => Err(Refusal::NotArmed {
+                        armed: self.timers.keys().map(|t| format!("{t:?}")).collect(),
+                    }),
+                },
+                Order::Fire {
+                    timer,
+                    not_before_ns,
+                } => match self.timers.remove(&timer) {
                     Some(deadline) => {
-                        clock.advance_to(deadline.ns);
+                        clock.advance_to(deadline.ns.max(not_before_ns));
                         let step = self.handle_timer(&mut state, clock.reading(), timer);
                         self.commit(vec![step])?;
-                        Ok(Done { similar: false })
+                        Ok(Done {
+                            similar: false,
+                            deadline_ns: None,
+                        })
                     }
                     None => Err(Refusal::NotArmed {
                         armed: self.timers.keys().map(|t| format!("{t:?}")).collect(),

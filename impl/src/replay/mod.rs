@@ -75,6 +75,9 @@ pub struct ReplayPlan {
     /// Run the path with the bug switched off in the real nodes (the
     /// checker still finds it with the bug on).
     pub bug_off: bool,
+    /// Fire each timer as late as the path's next timer allows (see
+    /// [`LATE_TIMER_MARGIN_NS`]), not at its own deadline.
+    pub late_timers: bool,
     /// Where the cluster's files and traces go; a temporary directory
     /// (removed afterwards) if `None`.
     pub dir: Option<PathBuf>,
@@ -436,6 +439,16 @@ impl Cluster {
         Ok(())
     }
 
+    /// When node `id`'s armed `timer` is due on the virtual clock.
+    async fn deadline(&self, id: u64, timer: &leasehold_model::msg::Timer) -> Option<u64> {
+        let (_, schedule) = self.running.get(&id)?;
+        schedule
+            .order(Order::Deadline(timer.clone()))
+            .await
+            .ok()
+            .and_then(|done| done.deadline_ns)
+    }
+
     async fn order(&self, id: u64, order: Order<RealNode>) -> Result<bool, String> {
         let Some((_, schedule)) = self.running.get(&id) else {
             return Err(format!("node {id} is not running"));
@@ -511,7 +524,7 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
         nodes.start(id, true).await?;
     }
 
-    let outcome = walk(&mut nodes, &model, &path, &shown).await;
+    let outcome = walk(&mut nodes, &model, &path, &shown, plan.late_timers).await;
     let ids: Vec<u64> = nodes.running.keys().copied().collect();
     for id in ids {
         nodes.stop(id).await?;
@@ -536,11 +549,16 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
 
 type Walked = (usize, usize, usize, Vec<Divergence>);
 
+/// How long before the path's next timer is due a late timer fires: room
+/// for the steps between (a microsecond each on the virtual clock).
+pub const LATE_TIMER_MARGIN_NS: u64 = 1_000_000;
+
 async fn walk(
     nodes: &mut Cluster,
     model: &LeaseholdModel,
     path: &[(State, Action)],
     shown: &[String],
+    late_timers: bool,
 ) -> Result<Walked, ReplayError> {
     let mut done = 0;
     let mut similar = 0;
@@ -611,9 +629,24 @@ async fn walk(
                 }
             }
             ActorModelAction::Timeout(id, timer) => {
-                nodes
-                    .order(usize::from(*id) as u64, Order::Fire(timer.clone()))
-                    .await
+                // A late timer: just before the path's next one is due, if
+                // that is armed already and due after this one.
+                let next = path[step + 1..].iter().find_map(|(_, a)| match a {
+                    ActorModelAction::Timeout(id, timer) => Some((usize::from(*id) as u64, timer)),
+                    _ => None,
+                });
+                let not_before_ns = match next {
+                    Some((next_id, next_timer)) if late_timers => nodes
+                        .deadline(next_id, next_timer)
+                        .await
+                        .map_or(0, |due| due.saturating_sub(LATE_TIMER_MARGIN_NS)),
+                    _ => 0,
+                };
+                let order = Order::Fire {
+                    timer: timer.clone(),
+                    not_before_ns,
+                };
+                nodes.order(usize::from(*id) as u64, order).await
             }
             ActorModelAction::Crash(id) => {
                 let id = usize::from(*id) as u64;
