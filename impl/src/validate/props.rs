@@ -104,7 +104,12 @@ fn lease_1(
     for s in servers {
         for i in &s.primary {
             p.leases_checked += 1;
-            by_chunk.entry(i.chunk).or_default().push((s.node, i));
+            // A lease taken after its clock ran out (a scheduled replay
+            // may deliver a grant past the deadline of an unfired timer)
+            // is held for no instant; acting on it is the Apply rule's.
+            if i.to_ns.is_none_or(|t| t > i.from_ns) {
+                by_chunk.entry(i.chunk).or_default().push((s.node, i));
+            }
             let to = i.to_ns.unwrap_or(u64::MAX);
             match granted.get(&(i.chunk, i.epoch)) {
                 None if master_whole => p.fail(
@@ -143,6 +148,12 @@ fn lease_1(
                         );
                     }
                     if let Some(mt) = m.to_ns {
+                        // A lease that ran out on the primary's clock may
+                        // last `tol` longer in real time than the clock
+                        // says (a slow clock), so the master's view, on
+                        // its own clock, must outlast it by that much: the
+                        // clock bound's margin. The traces share one clock,
+                        // so the master's wait is measured, not assumed.
                         if to > mt.saturating_add(tol) {
                             p.fail(
                                 Check::Lease1,
@@ -154,6 +165,22 @@ fn lease_1(
                                     i.chunk,
                                     if to == u64::MAX { "the end of the run".into() } else { at_s(to) },
                                     if to == u64::MAX { "beyond".into() } else { format!("{} ms", ms(to - mt)) },
+                                    at_s(mt),
+                                    m.from,
+                                    ms(tol)
+                                ),
+                            );
+                        } else if i.ran_out && to.saturating_add(tol) > mt {
+                            p.fail(
+                                Check::Lease1,
+                                i.from,
+                                &i.file,
+                                format!(
+                                    "holds lease {} of chunk {} until it runs out at {}, and the master's view of it ends {} ms after (at {}, {}), within the {} ms a clock slow by the bound's rate would add: the master did not wait out the drift",
+                                    i.epoch,
+                                    i.chunk,
+                                    at_s(to),
+                                    ms(mt.saturating_sub(to)),
                                     at_s(mt),
                                     m.from,
                                     ms(tol)
@@ -315,5 +342,49 @@ mod tests {
         version_1(&mut p, Some(&m));
         assert_eq!(p.findings.len(), 1);
         assert_eq!(p.findings[0].check, Check::Version1);
+    }
+
+    /// A lease that ran out on the primary's clock must be outlasted by
+    /// the master's view of it by the drift allowance; one given up at a
+    /// step (a revocation answered) need not be, and a master that waits
+    /// the margin passes.
+    #[test]
+    fn lease_1_fails_a_master_that_does_not_wait_out_the_drift() {
+        let protocol = leasehold_model::system::ModelCfg::named("default")
+            .expect("a configuration")
+            .protocol();
+        let tol = lease_tolerance_ns(&protocol.durations);
+        assert!(tol > 0);
+        let interval = |to_ns: u64, ran_out: bool| Interval {
+            chunk: 0,
+            epoch: 1,
+            from_ns: 1_000,
+            to_ns: Some(to_ns),
+            ran_out,
+            from: at(1, 1),
+            file: std::path::PathBuf::from("node-1.0.trace"),
+        };
+        let findings = |primary_to: u64, ran_out: bool, master_to: u64| {
+            let mut m = outcome(0, Kind::Master);
+            m.master_leases = vec![interval(master_to, false)];
+            let mut cs = outcome(1, Kind::Chunkserver);
+            cs.primary = vec![interval(primary_to, ran_out)];
+            let mut p = Props::default();
+            lease_1(&mut p, &protocol, Some(&m), &[&cs], &|ns| ns.to_string());
+            p.findings
+        };
+        let end = 60_000_000_000;
+        assert!(
+            findings(end, true, end + tol).is_empty(),
+            "waited the margin"
+        );
+        let early = findings(end, true, end + tol - 1);
+        assert_eq!(early.len(), 1, "{early:?}");
+        assert_eq!(early[0].check, Check::Lease1);
+        assert!(early[0].explanation.contains("did not wait out the drift"));
+        assert!(
+            findings(end, false, end + 1).is_empty(),
+            "given up at a step"
+        );
     }
 }

@@ -700,6 +700,7 @@ pub(super) fn after_step(
                     epoch: l.epoch,
                     from_ns: l.from_ns,
                     to_ns: Some(l.deadline.map_or(clock, |d| d.min(clock))),
+                    ran_out: l.deadline.is_some_and(|d| d <= clock),
                     from: l.from,
                     file: path.to_path_buf(),
                 });
@@ -817,6 +818,7 @@ pub(super) fn master_leases(
             epoch,
             from_ns,
             to_ns: Some(clock),
+            ran_out: false,
             from,
             file: path.to_path_buf(),
         });

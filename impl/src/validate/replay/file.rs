@@ -310,6 +310,7 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             epoch: l.epoch,
             from_ns: l.from_ns,
             to_ns: to,
+            ran_out: to.is_some() && to == l.deadline,
             from: l.from,
             file: path.to_path_buf(),
         });
@@ -330,6 +331,7 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             epoch,
             from_ns,
             to_ns: quiet_end,
+            ran_out: false,
             from,
             file: path.to_path_buf(),
         });

@@ -86,6 +86,10 @@ pub struct Interval {
     pub epoch: u64,
     pub from_ns: u64,
     pub to_ns: Option<u64>,
+    /// A primary's lease that ended at its timer's deadline: it ran out on
+    /// the primary's clock, which the master cannot see, rather than being
+    /// given up at a step the master learns of (a revocation's answer).
+    pub ran_out: bool,
     pub from: Loc,
     pub file: PathBuf,
 }
