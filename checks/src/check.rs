@@ -356,6 +356,7 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
             seeds,
             first_seed: args.seed,
             depth: args.depth,
+            keep_steps: false,
         };
         let r = crate::swarm::swarm(cfg, &opts);
         let _ = crate::swarm::print_swarm(&r, &mut std::io::stdout());

@@ -68,6 +68,9 @@ pub struct SwarmOptions {
     pub first_seed: u64,
     /// Steps per walk at most (a walk also ends where no action is left).
     pub depth: usize,
+    /// Keep each counterexample's states and actions ([`Found::steps`]),
+    /// for replaying it on real nodes; off, a walk clones no state.
+    pub keep_steps: bool,
 }
 
 impl Default for SwarmOptions {
@@ -76,6 +79,7 @@ impl Default for SwarmOptions {
             seeds: 1_000,
             first_seed: 0,
             depth: 200,
+            keep_steps: false,
         }
     }
 }
@@ -86,6 +90,9 @@ pub struct Found {
     pub property: &'static str,
     pub seed: u64,
     pub path: Vec<String>,
+    /// The walk's states and the action taken from each, if
+    /// [`SwarmOptions::keep_steps`].
+    pub steps: Vec<(State, Action)>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -155,6 +162,7 @@ pub fn swarm(cfg: ModelCfg, opts: &SwarmOptions) -> SwarmReport {
         let inits = model.init_states();
         let mut state = inits[rng.below(inits.len() as u64) as usize].clone();
         let mut path: Vec<String> = vec![];
+        let mut steps: Vec<(State, Action)> = vec![];
         let mut reached_here: HashSet<&'static str> = HashSet::new();
         report.walks += 1;
         for depth in 0..=opts.depth {
@@ -169,6 +177,7 @@ pub fn swarm(cfg: ModelCfg, opts: &SwarmOptions) -> SwarmReport {
                             property: p.name,
                             seed,
                             path: path.clone(),
+                            steps: steps.clone(),
                         });
                     }
                     Expectation::Sometimes if holds => {
@@ -195,8 +204,12 @@ pub fn swarm(cfg: ModelCfg, opts: &SwarmOptions) -> SwarmReport {
                 let i = draw(&mut rng, &actions, &weights);
                 let action = actions.swap_remove(i);
                 let label = model.format_action(&action);
+                let kept = opts.keep_steps.then(|| action.clone());
                 if let Some(s) = model.next_state(&state, action) {
                     path.push(label);
+                    if let Some(action) = kept {
+                        steps.push((state.clone(), action));
+                    }
                     next = Some(s);
                 }
             }

@@ -747,6 +747,7 @@ fn bug_takes_offer_of_previous_life_breaks_lease_1_on_swarm_walks() {
         seeds: 100,
         first_seed: 0,
         depth: 200,
+        keep_steps: false,
     };
     let mut cfg = ModelCfg::named("crash").unwrap();
     cfg.duplicating = true;

@@ -18,6 +18,7 @@ const WALKS: SwarmOptions = SwarmOptions {
     seeds: 200,
     first_seed: 0,
     depth: 150,
+    keep_steps: false,
 };
 
 /// Some walk of `cfg` with `bug` breaks the property of ID `property`,
@@ -84,6 +85,7 @@ fn swarm_of_faults_on_the_duplicating_network() {
             seeds: 20_000,
             first_seed: 0,
             depth: 300,
+            keep_steps: false,
         },
     );
     leasehold_checks::swarm::print_swarm(&r, &mut std::io::stdout()).unwrap();
@@ -106,6 +108,7 @@ const TARGET_WALKS: SwarmOptions = SwarmOptions {
     seeds: 3_000,
     first_seed: 0,
     depth: 200,
+    keep_steps: false,
 };
 
 #[test]
@@ -163,6 +166,7 @@ fn swarm_of_concurrent_faults() {
             seeds: 1_000_000,
             first_seed: 0,
             depth: 300,
+            keep_steps: false,
         },
     );
     leasehold_checks::swarm::print_swarm(&r, &mut std::io::stdout()).unwrap();

@@ -224,6 +224,14 @@ struct ReplayArgs {
     /// timer fire at any time before the next.
     #[arg(long)]
     late_timers: bool,
+    /// Take the counterexample from this many seeded random walks (swarm,
+    /// as `check --swarm`) instead of the exhaustive search: for a
+    /// configuration the checker cannot close.
+    #[arg(long, value_name = "WALKS")]
+    swarm: Option<u64>,
+    /// Steps per random walk (with --swarm).
+    #[arg(long, default_value_t = 200)]
+    depth: usize,
     /// Keep the cluster's files and traces here, a new or empty directory
     /// (default: a temporary directory, removed afterwards).
     #[arg(long)]

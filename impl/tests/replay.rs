@@ -23,6 +23,7 @@ fn plan(bug: &str, config: &str, sets: &[&str], property: &str, bug_off: bool) -
         property: Some(property.into()),
         bug_off,
         late_timers: false,
+        swarm: None,
         dir: None,
         max_states: 20_000_000,
     }
@@ -393,6 +394,44 @@ fn master_keeps_clock_on_extension_lease_1_with_late_timers() {
         false,
     ));
     assert!(!on_time.caught(), "{}", shown(&on_time));
+}
+
+/// Found only by random walks (the duplicating network does not close):
+/// the replay takes the first walk that breaks LEASE-1, 122 steps with a
+/// crash and duplicated messages, one of them an offer from before the
+/// crash that the restarted server must refuse. With the bug off the run
+/// shows only TRACE-2 (the duplicates received twice), never LEASE-1.
+#[test]
+fn takes_offer_of_previous_life_lease_1_on_a_swarm_walk() {
+    let walk = |bug_off| {
+        let mut p = plan(
+            "takes-offer-of-previous-life",
+            "crash",
+            &["duplicating=true"],
+            "LEASE-1",
+            bug_off,
+        );
+        p.swarm = Some(leasehold_checks::swarm::SwarmOptions {
+            seeds: 100,
+            first_seed: 0,
+            depth: 200,
+            keep_steps: true,
+        });
+        run(p)
+    };
+    let on = walk(false);
+    assert!(on.divergences.is_empty(), "{}", shown(&on));
+    assert!(on.caught(), "{}", shown(&on));
+    let off = walk(true);
+    assert!(off.divergences.is_empty(), "{}", shown(&off));
+    assert!(
+        off.validation
+            .failures
+            .iter()
+            .all(|f| f.check.id() == "TRACE-2"),
+        "{}",
+        shown(&off)
+    );
 }
 
 /// Validation also counts the copy as received twice (TRACE-2), so the

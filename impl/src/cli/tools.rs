@@ -301,6 +301,12 @@ pub(crate) fn replay(a: ReplayArgs) -> ExitCode {
         property: a.property,
         bug_off: a.bug_off,
         late_timers: a.late_timers,
+        swarm: a.swarm.map(|seeds| leasehold_checks::swarm::SwarmOptions {
+            seeds,
+            first_seed: 0,
+            depth: a.depth,
+            keep_steps: true,
+        }),
         dir: a.dir,
         max_states: a.max_states,
     };

@@ -56,8 +56,8 @@ use crate::validate::{self, ValidateOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("the checker found no violation of {property} within {max_states} states")]
-    NoCounterexample { property: String, max_states: usize },
+    #[error("the checker found no violation of {property} within {searched}")]
+    NoCounterexample { property: String, searched: String },
     #[error("cannot set up the cluster: {0}")]
     Setup(String),
     #[error("node {0} failed: {1}")]
@@ -78,6 +78,11 @@ pub struct ReplayPlan {
     /// Fire each timer as late as the path's next timer allows (see
     /// [`LATE_TIMER_MARGIN_NS`]), not at its own deadline.
     pub late_timers: bool,
+    /// Take the counterexample from seeded random walks
+    /// (`leasehold_checks::swarm`) instead of the exhaustive search, for a
+    /// configuration the checker cannot close: the first walk that breaks
+    /// the property.
+    pub swarm: Option<leasehold_checks::swarm::SwarmOptions>,
     /// Where the cluster's files and traces go; a temporary directory
     /// (removed afterwards) if `None`.
     pub dir: Option<PathBuf>,
@@ -486,14 +491,34 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
         }
     };
     let bug = cfg.bug;
-    let (property, path) = leasehold_checks::check::counterexample(
-        cfg.clone(),
-        plan.property.as_deref(),
-        plan.max_states,
-    )
-    .ok_or_else(|| ReplayError::NoCounterexample {
+    let found = match &plan.swarm {
+        None => leasehold_checks::check::counterexample(
+            cfg.clone(),
+            plan.property.as_deref(),
+            plan.max_states,
+        ),
+        Some(walks) => {
+            let walks = leasehold_checks::swarm::SwarmOptions {
+                keep_steps: true,
+                ..walks.clone()
+            };
+            leasehold_checks::swarm::swarm(cfg.clone(), &walks)
+                .violations
+                .into_iter()
+                .find(|f| {
+                    plan.property
+                        .as_deref()
+                        .is_none_or(|p| f.property.starts_with(p))
+                })
+                .map(|f| (f.property, f.steps))
+        }
+    };
+    let (property, path) = found.ok_or_else(|| ReplayError::NoCounterexample {
         property: plan.property.clone().unwrap_or("any property".into()),
-        max_states: plan.max_states,
+        searched: match &plan.swarm {
+            None => format!("{} states", plan.max_states),
+            Some(w) => format!("{} random walks of {} steps", w.seeds, w.depth),
+        },
     })?;
     let model = cfg.clone().into_model();
     let shown: Vec<String> = path.iter().map(|(_, a)| model.format_action(a)).collect();
@@ -594,11 +619,13 @@ async fn walk(
                     Err(why) => Err(why),
                     Ok(()) => match nodes.order(dst_n, order(real.clone())).await {
                         Err(why)
-                            if why.contains("no such message") && nodes.lost(*src, *dst, &real) =>
+                            if why.contains("no such message")
+                                && (again || nodes.lost(*src, *dst, &real)) =>
                         {
                             // Sent, never handed over, not on its way:
                             // lost with a connection or a crashed node's
-                            // memory (see [`Passages`]).
+                            // memory (see [`Passages`]); or a duplicate's
+                            // copy, held by a node that crashed since.
                             let injected = nodes
                                 .running
                                 .get(&dst_n)
