@@ -76,6 +76,16 @@ impl FileStore {
         Ok(())
     }
 
+    /// The metadata of a replica reads go to: a damaged one is corrupt, a
+    /// missing one out of range.
+    fn readable_meta(&self, chunk: ChunkHandle) -> Result<ChunkMeta, StoreError> {
+        match self.lock().get(&chunk) {
+            Some(Entry::Healthy(m)) => Ok(m.clone()),
+            Some(Entry::Damaged(_)) => Err(StoreError::Corrupt),
+            None => Err(StoreError::OutOfRange),
+        }
+    }
+
     /// `len` bytes of the chunk from `offset` on, each block's checksum
     /// checked unless `verify` is false (only a seeded bug reads so).
     fn read_blocks(
@@ -177,11 +187,7 @@ impl ChunkStore for FileStore {
     }
 
     fn read(&self, chunk: ChunkHandle, offset: Offset, len: u64) -> Result<Bytes, StoreError> {
-        let meta = match self.lock().get(&chunk) {
-            Some(Entry::Healthy(m)) => m.clone(),
-            Some(Entry::Damaged(_)) => return Err(StoreError::Corrupt),
-            None => return Err(StoreError::OutOfRange),
-        };
+        let meta = self.readable_meta(chunk)?;
         if self.blocks_bad() {
             return Err(StoreError::Corrupt);
         }
@@ -194,11 +200,7 @@ impl ChunkStore for FileStore {
         offset: Offset,
         len: u64,
     ) -> Result<Bytes, StoreError> {
-        let meta = match self.lock().get(&chunk) {
-            Some(Entry::Healthy(m)) => m.clone(),
-            Some(Entry::Damaged(_)) => return Err(StoreError::Corrupt),
-            None => return Err(StoreError::OutOfRange),
-        };
+        let meta = self.readable_meta(chunk)?;
         self.read_blocks(chunk, &meta, offset, len, false)
     }
 
@@ -208,6 +210,8 @@ impl ChunkStore for FileStore {
         from: Offset,
         units_max: u64,
     ) -> Result<CloneSlice<Bytes>, StoreError> {
+        // As the model's store: bad blocks fail a clone even of a replica
+        // this store does not hold (a read of one is `OutOfRange`).
         if self.blocks_bad() {
             return Err(StoreError::Corrupt);
         }
