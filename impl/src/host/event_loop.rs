@@ -70,17 +70,9 @@ where
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), HostError> {
         // Only channels and one timer are awaited here, never I/O.
-        let waiter = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(HostError::Thread)?;
-
+        let waiter = waiter()?;
         tracing::info!(restored = storage.is_some(), "starting actor");
-        let clock = StepClock::now();
-        let mut out = Out::new();
-        let mut state = self.actor.on_start(self.id, &storage, &mut out);
-        let input = self.recorder.is_some().then(|| StepInput::Start(storage));
-        let start = self.step(&state, clock, input, out);
+        let (mut state, start) = self.start_actor(storage, StepClock::now());
         // A message taken from the inbox when a timer had expired: handled
         // after the timers, as the next batch's first.
         let mut carried: Option<Inbound<A::Msg>> = None;
@@ -241,6 +233,20 @@ where
     /// Makes a handler's commands a step taken at `clock`: each timer's
     /// deadline is fixed now, from the step's clock reading, not when the
     /// command is carried out after the batch and its barrier.
+    /// The actor's start on `storage` (what a restart restored), as the
+    /// node's first step.
+    pub(super) fn start_actor(
+        &mut self,
+        storage: Option<A::Storage>,
+        clock: StepClock,
+    ) -> (A::State, Step<A>) {
+        let mut out = Out::new();
+        let state = self.actor.on_start(self.id, &storage, &mut out);
+        let input = self.recorder.is_some().then(|| StepInput::Start(storage));
+        let start = self.step(&state, clock, input, out);
+        (state, start)
+    }
+
     pub(super) fn step(
         &mut self,
         state: &A::State,
@@ -408,4 +414,12 @@ where
             ),
         }
     }
+}
+
+/// The runtime a node's loop waits on: channels and timers only.
+pub(super) fn waiter() -> Result<tokio::runtime::Runtime, HostError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(HostError::Thread)
 }

@@ -19,7 +19,7 @@
 //! schedule lets run out late is, in the trace, one that ran out late.
 
 use serde::Serialize;
-use stateright::actor::{Actor, Id, Out};
+use stateright::actor::{Actor, Id};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::event_loop::NodeLoop;
-use super::{HostError, Inbound, StepClock, StepInput};
+use super::{HostError, Inbound, StepClock};
 
 /// How long an ordered message may still be on its way before the order
 /// is refused. Loopback frames take microseconds; the margin is for a
@@ -191,16 +191,10 @@ where
         mut shutdown: watch::Receiver<bool>,
         mut scheduling: Scheduling<A>,
     ) -> Result<(), HostError> {
-        let waiter = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(HostError::Thread)?;
+        let waiter = super::event_loop::waiter()?;
         let clock = scheduling.clock.clone();
         tracing::info!(restored = storage.is_some(), "starting actor (scheduled)");
-        let mut out = Out::new();
-        let mut state = self.actor.on_start(self.id, &storage, &mut out);
-        let input = self.recorder.is_some().then(|| StepInput::Start(storage));
-        let start = self.step(&state, clock.reading(), input, out);
+        let (mut state, start) = self.start_actor(storage, clock.reading());
         let mut held: Vec<(Id, A::Msg)> = vec![];
         let result = self.commit(vec![start]).and_then(|()| loop {
             // What the actor sent itself is held like the rest.
