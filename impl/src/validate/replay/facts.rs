@@ -345,6 +345,72 @@ pub(super) fn check_failure_not_acked(
     }
 }
 
+/// A replica's `Applied` error the primary's step takes, and whether the
+/// primary was still waiting for that replica's answer for the stamp
+/// before the step (WRITE-2's other half).
+pub(super) struct FailureBefore {
+    chunk: ChunkHandle,
+    stamp: Stamp,
+    replica: u64,
+    awaited: bool,
+}
+
+pub(super) fn failure_before(
+    before: &leasehold_model::chunkserver::ChunkserverState<ReplayStore>,
+    step: &TraceStep,
+) -> Option<FailureBefore> {
+    let TraceInput::Msg {
+        src,
+        msg:
+            Msg::Applied {
+                chunk,
+                stamp,
+                result: Err(_),
+            },
+    } = &step.input
+    else {
+        return None;
+    };
+    let replica = Id::from(*src as usize);
+    Some(FailureBefore {
+        chunk: *chunk,
+        stamp: *stamp,
+        replica: *src,
+        awaited: before
+            .in_flight
+            .iter()
+            .any(|m| m.chunk == *chunk && m.stamp == *stamp && !m.acked.contains(&replica)),
+    })
+}
+
+/// WRITE-2 at the step that takes a replica's error ([00101]): the primary
+/// fails the mutation at once, so it leaves the in-flight list in that
+/// step (the model's `STEP_WRITE_FAILURE_HIDDEN`, its other half: a
+/// primary that kept it could acknowledge it once the others answer).
+pub(super) fn check_failure_ends_mutation(
+    ctx: &mut NodeCtx,
+    before: &FailureBefore,
+    after: &leasehold_model::chunkserver::ChunkserverState<ReplayStore>,
+    at: Loc,
+    path: &Path,
+) {
+    let kept = after
+        .in_flight
+        .iter()
+        .any(|m| m.chunk == before.chunk && m.stamp == before.stamp);
+    if before.awaited && kept {
+        ctx.fail(
+            Check::Write2,
+            at,
+            path,
+            format!(
+                "keeps {:?} of chunk {} in flight after replica {} failed it",
+                before.stamp, before.chunk, before.replica
+            ),
+        );
+    }
+}
+
 /// PUSH-2 ([0095]): pushed data that ages out leaves the buffer (the
 /// model's step rule `STEP_STALE_DATA`, its age-out half).
 pub(super) fn check_aged_out(

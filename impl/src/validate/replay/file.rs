@@ -203,9 +203,13 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             Some(NodeState::Client(c)) => Some(c.clone()),
             _ => None,
         };
-        let (grant_before, data_before) = match &state {
-            Some(NodeState::Chunkserver(c)) => (grant_taken_before(c, step), data_before(c, step)),
-            _ => (None, None),
+        let (grant_before, data_before, failure_before) = match &state {
+            Some(NodeState::Chunkserver(c)) => (
+                grant_taken_before(c, step),
+                data_before(c, step),
+                failure_before(c, step),
+            ),
+            _ => (None, None, None),
         };
 
         if !diverged {
@@ -233,6 +237,9 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
                         }
                         if let Some(before) = &data_before {
                             check_data_used_up(ctx, before, c, at, path);
+                        }
+                        if let Some(before) = &failure_before {
+                            check_failure_ends_mutation(ctx, before, c, at, path);
                         }
                     }
                     pending_saves.extend(pending.into_iter().map(|v| (v, step.n)));
