@@ -56,6 +56,38 @@ fn fingerprint(s: &State) -> u64 {
 }
 
 pub fn check_liveness(model: &LeaseholdModel, max_states: usize) -> LivenessReport {
+    explore(model, max_states).0
+}
+
+/// The path to the shallowest doomed state, each action with the state it
+/// is taken in, and the requirement it breaks (`LIVE-2`), or `None` if
+/// success stays reachable from every state found within `max_states`.
+/// For replaying it on real nodes (`leasehold replay`), which then run on
+/// past its end to see that the clients do not all succeed.
+pub fn doomed_counterexample(
+    model: &LeaseholdModel,
+    max_states: usize,
+) -> Option<(&'static str, Vec<(State, Action)>)> {
+    let (report, root) = explore(model, max_states);
+    let (mut state, actions) = root?;
+    let mut steps = Vec::with_capacity(actions.len());
+    for action in actions {
+        let next = model
+            .next_state(&state, action.clone())
+            .expect("an explored action has a successor");
+        steps.push((state, action));
+        state = next;
+    }
+    Some((report.requirement, steps))
+}
+
+/// The check, and the shallowest doomed state's path as its initial state
+/// and actions.
+fn explore(
+    model: &LeaseholdModel,
+    max_states: usize,
+) -> (LivenessReport, Option<(State, Vec<Action>)>) {
+    let mut roots: HashMap<u32, State> = HashMap::new();
     let mut ids: HashMap<u64, u32> = HashMap::new();
     let mut successors: Vec<Vec<u32>> = vec![];
     let mut parent: Vec<Option<(u32, Action)>> = vec![];
@@ -73,6 +105,7 @@ pub fn check_liveness(model: &LeaseholdModel, max_states: usize) -> LivenessRepo
         successors.push(vec![]);
         parent.push(None);
         goal.push(liveness_goal(model, &s));
+        roots.insert(id, s.clone());
         queue.push_back((id, s));
     }
     let mut actions = Vec::new();
@@ -127,17 +160,21 @@ pub fn check_liveness(model: &LeaseholdModel, max_states: usize) -> LivenessRepo
     }
     // Ids are assigned in BFS order, so the first doomed id is shallowest.
     let doomed: Vec<usize> = (0..n).filter(|i| !can_reach[*i]).collect();
-    let doomed_path = doomed.first().map(|&i| {
-        let mut steps = vec![];
+    let doomed_actions = doomed.first().map(|&i| {
+        let mut actions = vec![];
         let mut cur = i;
         while let Some((p, a)) = &parent[cur] {
-            steps.push(model.format_action(a));
+            actions.push(a.clone());
             cur = *p as usize;
         }
-        steps.reverse();
-        steps
+        actions.reverse();
+        (cur as u32, actions)
     });
-    LivenessReport {
+    let doomed_path = doomed_actions
+        .as_ref()
+        .map(|(_, actions)| actions.iter().map(|a| model.format_action(a)).collect());
+    let root = doomed_actions.and_then(|(root, actions)| Some((roots.remove(&root)?, actions)));
+    let report = LivenessReport {
         states: n,
         goal_states: goal.iter().filter(|g| **g).count(),
         doomed_states: doomed.len(),
@@ -150,7 +187,8 @@ pub fn check_liveness(model: &LeaseholdModel, max_states: usize) -> LivenessRepo
         } else {
             "LIVE-1"
         },
-    }
+    };
+    (report, root)
 }
 
 pub fn print_liveness(r: &LivenessReport, out: &mut impl Write) -> std::io::Result<()> {

@@ -54,8 +54,14 @@ pub mod view;
 pub use configs::*;
 pub use history::*;
 pub use properties::{always as always_properties, read_1};
-pub use queries::{acked, all_succeeded, fully_replicated, liveness_goal, moved_to_spare, reads};
-pub use step_rules::{grant_taken_unasked, read_not_closest, result_answers, skipped_chunk};
+pub use queries::{
+    acked, all_succeeded, fully_replicated, liveness_goal, master_counts_every_replica,
+    moved_to_spare, reads,
+};
+pub use step_rules::{
+    failed_replica_still_counted, grant_taken_unasked, read_not_closest, result_answers,
+    skipped_chunk,
+};
 pub use timed::master;
 pub use timed::{LeaseholdModel, StoreFault};
 pub use view::{Acked, GlobalView, ModelView, ReadDone, Region, StampedStore};

@@ -131,8 +131,18 @@ pub fn fully_replicated(model: &LeaseholdModel, s: &State) -> bool {
     };
     // A server gone for good holds no replica the goal counts.
     let gone = |r: &Id| model.cfg.crashes_permanent && s.crashed[usize::from(*r)];
-    !s.crashed[master]
-        && !m.quiet
+    !s.crashed[master] && master_counts_every_replica(m, gone)
+}
+
+/// REPL-1's goal on a running master's state alone: past its waiting
+/// period, no lease on offer, and every placed replica of every chunk
+/// counted up to date, none of them on a server `gone` for good. Trace
+/// validation judges a real master's replayed state with it.
+pub fn master_counts_every_replica(
+    m: &crate::master::MasterState,
+    gone: impl Fn(&Id) -> bool,
+) -> bool {
+    !m.quiet
         && m.durable.chunks.iter().zip(&m.views).all(|(c, v)| {
             !matches!(v.lease, LeaseView::Offered { .. })
                 && c.replicas

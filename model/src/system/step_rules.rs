@@ -399,6 +399,34 @@ pub fn skipped_chunk<P>(
     (n != i + 1 || !reported).then_some((i, n))
 }
 
+/// FAULT-2 ([00101]) at the master's step that takes `src`'s report that
+/// its store failed a change of `chunk` at `version`: whether, that
+/// version being the chunk's current one `before` the step, the master
+/// still counts `src` up to date `after` it. Trace validation checks it on
+/// a real master's replayed states. The checker cannot: a master that
+/// ignores the report changes nothing, and stateright takes a delivery
+/// that changes nothing for no step at all (the message stays in flight),
+/// so the model shows such a bug only through liveness (LIVE-2), where a
+/// lease that never expires leaves the failed replica in every lease.
+pub fn failed_replica_still_counted(
+    before: &crate::master::MasterState,
+    after: &crate::master::MasterState,
+    src: Id,
+    chunk: ChunkHandle,
+    version: ChunkVersion,
+) -> bool {
+    let current = before
+        .durable
+        .chunks
+        .get(chunk as usize)
+        .is_some_and(|c| c.version == version);
+    current
+        && after
+            .views
+            .get(chunk as usize)
+            .is_some_and(|v| v.up_to_date.contains(&src))
+}
+
 /// LEASE-2 as a step rule, for the model and for `validate` alike: a
 /// replica whose lease of `chunk` was `before` took a grant of `epoch`'s
 /// `extension` and is, `after` it, the primary under another lease than
