@@ -92,9 +92,13 @@ enum Cmd {
     /// configuration as a local cluster of scheduled nodes (the bug
     /// switched on, frames over loopback, chunks in files, step traces),
     /// orders every step of the path (deliver, lose, fire a timer, crash,
-    /// restart), then validates the traces. Exits 0 when validation finds
-    /// the same requirement violated (or, with --bug-off, nothing), 1
-    /// otherwise, 2 on bad arguments.
+    /// restart), then validates the traces. A liveness counterexample
+    /// (--property LIVE-1, LIVE-2 or REPL-1, or no property when no
+    /// always-property breaks) is a path to a state from which the clients
+    /// cannot all succeed: after it the nodes run on with no faults until
+    /// the requirement's bound, where validation judges them. Exits 0 when
+    /// validation finds the same requirement violated (or, with --bug-off,
+    /// nothing), 1 otherwise, 2 on bad arguments.
     Replay(ReplayArgs),
     /// Write a run's step traces as foreign traces (JSON lines,
     /// specs/foreign-trace.md): what another implementation's tracer
@@ -211,7 +215,9 @@ struct ReplayArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
     /// Replay the counterexample to this property (a name prefix such as
-    /// LEASE-1); by default the first the checker finds violated.
+    /// LEASE-1, or LIVE-1, LIVE-2, REPL-1 for the liveness check's); by
+    /// default the first always-property the checker finds violated, else
+    /// the liveness requirement.
     #[arg(long)]
     property: Option<String>,
     /// Run the same schedule with the bug switched off in the real nodes:

@@ -536,3 +536,185 @@ fn a_used_directory_is_refused() {
     assert!(err.to_string().contains("not empty"), "{err}");
     assert!(dir.path().join("earlier").exists(), "nothing deleted");
 }
+
+// Liveness counterexamples: the checker's path to a state from which the
+// clients cannot all succeed, then the nodes run on with no faults (a
+// prompt network, timers at their deadlines) for the requirement's bound
+// over TCP; validation judges the clients (and, for REPL-1, the master)
+// there. Clients wait before each retry (`retry_backoff`), as over TCP:
+// retrying at once, a stalled client takes steps without time passing.
+
+/// With the bug on, the path is carried out, the run goes on to the
+/// bound, and validation names `requirement`; with it off, the same path
+/// and release run clean.
+fn replays_liveness(bug: &str, config: &str, sets: &[&str], requirement: &str) {
+    let mut with_backoff = vec!["retry_backoff=true"];
+    with_backoff.extend_from_slice(sets);
+    let on = run(plan(bug, config, &with_backoff, requirement, false));
+    assert_eq!(on.property, requirement);
+    assert!(
+        on.divergences.is_empty(),
+        "every step of the path is carried out:\n{}",
+        shown(&on)
+    );
+    let (released, _) = on.released.expect("the nodes ran on past the path");
+    assert_ne!(
+        released.end,
+        leasehold::replay::ReleaseEnd::StepCap,
+        "the run reached the bound:\n{}",
+        shown(&on)
+    );
+    assert!(
+        on.caught(),
+        "validation of the real run names {requirement}:\n{}",
+        shown(&on)
+    );
+    let off = run(plan(bug, config, &with_backoff, requirement, true));
+    assert!(off.released.is_some());
+    assert!(
+        off.validation.is_clean(),
+        "with the bug off the same path and release run clean:\n{}",
+        shown(&off)
+    );
+}
+
+#[test]
+fn primary_never_replies_live_1() {
+    replays_liveness("primary-never-replies", "tiny", &[], "LIVE-1");
+}
+
+/// A lost Apply holds every later serial back; over TCP, extensions keep
+/// that lease alive (the model's `live-lossy` allows none, so there the
+/// lease runs out and a new one mends the gap; the TCP nodes' shape is
+/// unbounded extensions).
+#[test]
+fn secondary_waits_for_lost_serial_live_2() {
+    replays_liveness(
+        "secondary-waits-for-lost-serial",
+        "live-lossy",
+        &["extensions_max=1000"],
+        "LIVE-2",
+    );
+}
+
+#[test]
+fn unannounced_version_strands_chunk_live_2() {
+    replays_liveness(
+        "unannounced-version-strands-chunk",
+        "live-unannounced",
+        &[],
+        "LIVE-2",
+    );
+}
+
+#[test]
+fn stale_replica_never_cloned_repl_1() {
+    replays_liveness("stale-replica-never-cloned", "live-repl", &[], "REPL-1");
+}
+
+#[test]
+fn silent_server_stays_counted_repl_1() {
+    replays_liveness("silent-server-stays-counted", "repl-silent", &[], "REPL-1");
+}
+
+/// The file store refuses a write past the chunk's end, so the real
+/// primary that skips the fit check fails the record instead of applying
+/// and forwarding it, and the rest of the path cannot happen. Validation's
+/// replay store refuses the same write, and the checked protocol never
+/// asks for one: APPEND-3 at the step that tried.
+#[test]
+fn primary_skips_fit_check_append_3_where_the_store_refuses() {
+    let on = run(plan(
+        "primary-skips-fit-check",
+        "pad",
+        &[],
+        "APPEND-3",
+        false,
+    ));
+    assert!(on.caught(), "{}", shown(&on));
+    assert!(
+        on.validation
+            .failures
+            .iter()
+            .any(|f| f.explanation.contains("past the chunk's end")),
+        "{}",
+        shown(&on)
+    );
+    let off = run(plan(
+        "primary-skips-fit-check",
+        "pad",
+        &[],
+        "APPEND-3",
+        true,
+    ));
+    assert!(off.validation.is_clean(), "{}", shown(&off));
+}
+
+/// The master that ignores a replica's failure report: the model shows it
+/// only through liveness (a delivery that changes nothing is no step to
+/// the checker, and `live-store` lets no lease expire, so the failed
+/// replica stays in every lease). Real leases expire, and the grant
+/// timeout then leaves the replica out, so the real run recovers within
+/// LIVE-2's bound; the trace shows the master's step that took the report
+/// and kept the replica counted, which FAULT-2's step rule fails.
+#[test]
+fn failed_replica_kept_fault_2_on_a_liveness_path() {
+    let on = run(plan(
+        "failed-replica-kept",
+        "live-store",
+        &["retry_backoff=true"],
+        "LIVE-2",
+        false,
+    ));
+    assert!(on.released.is_some(), "{}", shown(&on));
+    assert!(
+        on.validation.fails(leasehold::validate::Check::Fault2),
+        "{}",
+        shown(&on)
+    );
+    let off = run(plan(
+        "failed-replica-kept",
+        "live-store",
+        &["retry_backoff=true"],
+        "LIVE-2",
+        true,
+    ));
+    assert!(off.validation.is_clean(), "{}", shown(&off));
+}
+
+/// A disk fills and the master crashes: a replica that reports its
+/// failure only once stays in every lease the restarted master grants.
+#[test]
+fn store_failure_reported_once_live_2() {
+    replays_liveness(
+        "store-failure-reported-once",
+        "live-store-master-crash",
+        &[],
+        "LIVE-2",
+    );
+}
+
+/// A restarted master that stops listening for a server found silent in
+/// its waiting period keeps counting the dead server.
+#[test]
+fn silence_forgotten_in_quiet_period_repl_1() {
+    replays_liveness(
+        "silence-forgotten-in-quiet-period",
+        "repl-silent-master-crash",
+        &[],
+        "REPL-1",
+    );
+}
+
+/// A spare counted behind whose clone's acknowledgement only ends that:
+/// the offer waits for an answer already given, and the chunk stays
+/// short of its goal.
+#[test]
+fn behind_ack_not_counted_for_offer_repl_1() {
+    replays_liveness(
+        "behind-ack-not-counted-for-offer",
+        "repl-silent-master-crash",
+        &[],
+        "REPL-1",
+    );
+}

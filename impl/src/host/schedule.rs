@@ -102,6 +102,17 @@ pub enum Order<A: Actor> {
     Fire { timer: A::Timer, not_before_ns: u64 },
     /// Nothing but say when an armed timer is due ([`Done::deadline_ns`]).
     Deadline(A::Timer),
+    /// Nothing but say how many messages are held ([`Done::held`]).
+    Held,
+    /// Handle the message held longest, if any ([`Done::handled`]): a
+    /// prompt network's next delivery, once the path is over (replay's
+    /// release, LIVE-2).
+    DeliverOldest,
+    /// Nothing but say when the armed timer due first is due
+    /// ([`Done::deadline_ns`], `None` if none is armed).
+    Earliest,
+    /// Fire the armed timer due first, at its deadline ([`Done::handled`]).
+    FireEarliest,
     /// Nothing: answered once every earlier step, the start included, has
     /// been carried out.
     Sync,
@@ -119,12 +130,18 @@ pub enum Refusal {
 }
 
 /// What a node did with an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Done {
     /// The message handled was only [`Likeness::Similar`] to the order's.
     pub similar: bool,
-    /// For [`Order::Deadline`]: the timer's deadline on the virtual clock.
+    /// For [`Order::Deadline`] and [`Order::Earliest`]: the timer's
+    /// deadline on the virtual clock.
     pub deadline_ns: Option<u64>,
+    /// For [`Order::Held`]: messages held.
+    pub held: usize,
+    /// For [`Order::DeliverOldest`] and [`Order::FireEarliest`]: a step
+    /// was taken.
+    pub handled: bool,
 }
 
 pub(super) struct Scheduled<A: Actor> {
@@ -233,7 +250,7 @@ where
                             self.commit(vec![step])?;
                             Ok(Done {
                                 similar,
-                                deadline_ns: None,
+                                ..Done::default()
                             })
                         }
                         Err(refusal) => Err(refusal),
@@ -245,17 +262,14 @@ where
                         tracing::debug!(src = usize::from(src) as u64, ?msg, "lost (scheduled)");
                         Done {
                             similar,
-                            deadline_ns: None,
+                            ..Done::default()
                         }
                     }),
-                Order::Sync => Ok(Done {
-                    similar: false,
-                    deadline_ns: None,
-                }),
+                Order::Sync => Ok(Done::default()),
                 Order::Deadline(timer) => match self.timers.get(&timer) {
                     Some(deadline) => Ok(Done {
-                        similar: false,
                         deadline_ns: Some(deadline.ns),
+                        ..Done::default()
                     }),
                     None => Err(Refusal::NotArmed {
                         armed: self.timers.keys().map(|t| format!("{t:?}")).collect(),
@@ -269,14 +283,45 @@ where
                         clock.advance_to(deadline.ns.max(not_before_ns));
                         let step = self.handle_timer(&mut state, clock.reading(), timer);
                         self.commit(vec![step])?;
-                        Ok(Done {
-                            similar: false,
-                            deadline_ns: None,
-                        })
+                        Ok(Done::default())
                     }
                     None => Err(Refusal::NotArmed {
                         armed: self.timers.keys().map(|t| format!("{t:?}")).collect(),
                     }),
+                },
+                Order::Held => Ok(Done {
+                    held: held.len(),
+                    ..Done::default()
+                }),
+                Order::DeliverOldest => {
+                    if held.is_empty() {
+                        Ok(Done::default())
+                    } else {
+                        let (src, msg) = held.remove(0);
+                        let step = self.handle_msg(&mut state, clock.reading(), src, msg);
+                        self.commit(vec![step])?;
+                        Ok(Done {
+                            handled: true,
+                            ..Done::default()
+                        })
+                    }
+                }
+                Order::Earliest => Ok(Done {
+                    deadline_ns: self.earliest_timer().map(|(_, ns)| ns),
+                    ..Done::default()
+                }),
+                Order::FireEarliest => match self.earliest_timer() {
+                    Some((timer, ns)) => {
+                        self.timers.remove(&timer);
+                        clock.advance_to(ns);
+                        let step = self.handle_timer(&mut state, clock.reading(), timer);
+                        self.commit(vec![step])?;
+                        Ok(Done {
+                            handled: true,
+                            ..Done::default()
+                        })
+                    }
+                    None => Ok(Done::default()),
                 },
             };
             let _ = answer.send(outcome);
@@ -284,6 +329,21 @@ where
         self.shutdown.send_replace(true);
         tracing::info!("actor stopped");
         result
+    }
+}
+
+impl<A> NodeLoop<A>
+where
+    A: Actor,
+{
+    /// The armed timer due first and its deadline; of timers due at once,
+    /// the first by name, so that a replay fires them in the same order
+    /// every time.
+    fn earliest_timer(&self) -> Option<(A::Timer, u64)> {
+        self.timers
+            .iter()
+            .min_by_key(|(t, d)| (d.ns, format!("{t:?}")))
+            .map(|(t, d)| (t.clone(), d.ns))
     }
 }
 

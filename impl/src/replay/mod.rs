@@ -54,6 +54,9 @@ use crate::payload::Bytes;
 use crate::trace::TraceInitial;
 use crate::validate::{self, ValidateOptions};
 
+mod release;
+pub use release::{ReleaseEnd, Released, RELEASE_STEPS_MAX};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("the checker found no violation of {property} within {searched}")]
@@ -70,7 +73,11 @@ pub enum ReplayError {
 pub struct ReplayPlan {
     pub cfg: ModelCfg,
     /// The property whose counterexample to replay (a name prefix, e.g.
-    /// `LEASE-1`); `None`: the first the checker finds violated.
+    /// `LEASE-1`); `None`: the first the checker finds violated, or, if
+    /// none is, the liveness requirement. `LIVE-1`, `LIVE-2` or `REPL-1`
+    /// asks for the liveness check's counterexample, a path to a state
+    /// from which not every client can succeed: the nodes then run on
+    /// past it ([`release`]).
     pub property: Option<String>,
     /// Run the path with the bug switched off in the real nodes (the
     /// checker still finds it with the bug on).
@@ -114,6 +121,9 @@ pub struct ReplayReport {
     /// [`Passages`]).
     pub resent: usize,
     pub divergences: Vec<Divergence>,
+    /// For a liveness counterexample: how the nodes ran on past the path,
+    /// and the bound validation judged them by.
+    pub released: Option<(Released, u64)>,
     pub validation: validate::Report,
     pub trace_dir: PathBuf,
 }
@@ -239,6 +249,9 @@ const APP_IDS: u64 = 1 << 20;
 /// The nodes of a replay and how to (re)start them.
 struct Cluster {
     cfg: ModelCfg,
+    /// What the actors run with: the configuration's protocol, with
+    /// shorter durations for a liveness replay.
+    protocol: Arc<leasehold_model::config::ProtocolCfg>,
     cluster: ClusterConfig,
     clock: VirtualClock,
     running: BTreeMap<u64, (RunningHost<RealMsg>, Schedule<RealNode>)>,
@@ -255,7 +268,7 @@ impl Cluster {
     /// Node `id`'s actor, and what its trace header must say it started
     /// with besides (a chunkserver's prefilled chunk, on its first start).
     fn actor(&self, id: u64, fresh: bool) -> Result<(RealNode, Option<TraceInitial>), ReplayError> {
-        let protocol = Arc::new(self.cfg.protocol());
+        let protocol = self.protocol.clone();
         let n = self.cfg.chunkservers as u64;
         let mut initial = None;
         let actor = match id {
@@ -491,7 +504,12 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
         }
     };
     let bug = cfg.bug;
+    let liveness_asked = plan
+        .property
+        .as_deref()
+        .is_some_and(|p| ["LIVE-", "REPL-"].iter().any(|l| p.starts_with(l)));
     let found = match &plan.swarm {
+        _ if liveness_asked => None,
         None => leasehold_checks::check::counterexample(
             cfg.clone(),
             plan.property.as_deref(),
@@ -513,6 +531,21 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
                 .map(|f| (f.property, f.steps))
         }
     };
+    let liveness =
+        found.is_none() && plan.swarm.is_none() && (liveness_asked || plan.property.is_none());
+    let found = match found {
+        Some(found) => Some(found),
+        None if liveness => leasehold_checks::liveness::doomed_counterexample(
+            &cfg.clone().into_model(),
+            plan.max_states,
+        )
+        .filter(|(requirement, _)| {
+            plan.property
+                .as_deref()
+                .is_none_or(|p| requirement.starts_with(p))
+        }),
+        None => None,
+    };
     let (property, path) = found.ok_or_else(|| ReplayError::NoCounterexample {
         property: plan.property.clone().unwrap_or("any property".into()),
         searched: match &plan.swarm {
@@ -529,14 +562,34 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
     cluster.nodes.retain(|n| n.role != Role::Client);
     cluster.chunk_bytes = cfg.chunk_units as u64;
     cluster.trace_dir = Some(trace_dir.clone());
+    let mut protocol = node_cfg_protocol(&cfg, plan.bug_off);
+    if liveness {
+        // The run goes on past the path for LIVE-2's bound, two master
+        // lease periods: with the demo's 2 s leases a client that retries
+        // every 20 ms takes hundreds of steps to get there, not thousands.
+        // The path itself does not depend on durations (each timer fires
+        // when the path says).
+        cluster.leases = crate::config::Leases::Short;
+        // Idle servers beat, as over TCP: the model leaves idle beats out
+        // (they change nothing its properties read) and lets the master
+        // find only a crashed server silent, which real time gives only
+        // with them.
+        protocol.heartbeats_when_idle = true;
+        protocol.durations = leasehold_model::config::Durations {
+            retry_backoff_ms: protocol.durations.retry_backoff_ms,
+            ..crate::config::Leases::Short.durations()
+        };
+    }
 
-    let node_cfg = if plan.bug_off {
-        cfg.clone().with_bug(Bug::None)
-    } else {
-        cfg.clone()
-    };
+    let node_cfg = node_cfg(&cfg, plan.bug_off);
+    // LIVE-2's bound over TCP is two master lease periods; REPL-1's,
+    // four (specs/requirements.md: a silent server counts for two, and a
+    // revocation waits half of one, before the clone).
+    let periods = if cfg.replication_goal { 4 } else { 2 };
+    let within_ns = periods * protocol.durations.master_lease_ms * 1_000_000;
     let mut nodes = Cluster {
         cfg: node_cfg,
+        protocol: Arc::new(protocol),
         cluster,
         clock: VirtualClock::starting_now(),
         running: BTreeMap::new(),
@@ -550,12 +603,62 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
     }
 
     let outcome = walk(&mut nodes, &model, &path, &shown, plan.late_timers).await;
+    // A liveness path ends in a state from which the clients cannot all
+    // succeed: the nodes run on, fault-free, for LIVE-2's bound over TCP
+    // (specs/requirements.md): two master lease periods.
+    let released = match (&outcome, liveness) {
+        (Ok(_), true) => {
+            // A crash is a crash-restart: a node the path left down comes
+            // back (the model's recovery, which any continuation may
+            // take), unless the configuration's crashes are for good.
+            for id in 0..ids {
+                let down_for_good =
+                    cfg.crashes_permanent && (1..=cfg.chunkservers as u64).contains(&id);
+                if !nodes.running.contains_key(&id) && !down_for_good {
+                    nodes.start(id, false).await?;
+                }
+            }
+            Some(
+                nodes
+                    .release(within_ns)
+                    .await
+                    .map_err(|e| ReplayError::Node(0, format!("running on past the path: {e}")))?,
+            )
+        }
+        _ => None,
+    };
+    let gone: Vec<u64> = (1..=cfg.chunkservers as u64)
+        .filter(|id| !nodes.running.contains_key(id))
+        .collect();
     let ids: Vec<u64> = nodes.running.keys().copied().collect();
     for id in ids {
         nodes.stop(id).await?;
     }
     let (steps_done, steps_similar, resent, divergences) = outcome?;
-    let validation = validate::validate_dir(&trace_dir, &ValidateOptions::default())
+    let requirement = match property {
+        "LIVE-1" => Some(validate::Check::Live1),
+        "LIVE-2" => Some(validate::Check::Live2),
+        "REPL-1" => Some(validate::Check::Repl1),
+        _ => None,
+    };
+    // A release stopped by its step cap never reached the bound: nothing
+    // is judged.
+    let judged = released.filter(|r| r.end != ReleaseEnd::StepCap);
+    let window = judged
+        .zip(requirement)
+        .map(|(r, requirement)| validate::live::Window {
+            requirement,
+            from_ns: r.from_ns,
+            within_ns,
+            // A server the path left down is down for good only where the
+            // model's crashes are (REPL-1 counts the rest).
+            gone: if cfg.crashes_permanent { gone } else { vec![] },
+        });
+    let options = ValidateOptions {
+        liveness: window,
+        ..ValidateOptions::default()
+    };
+    let validation = validate::validate_dir(&trace_dir, &options)
         .map_err(|e| ReplayError::Validate(e.to_string()))?;
     Ok(ReplayReport {
         config: cfg.name.to_string(),
@@ -567,9 +670,24 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
         steps_similar,
         resent,
         divergences,
+        released: released.map(|r| (r, within_ns)),
         validation,
         trace_dir,
     })
+}
+
+/// The configuration the nodes run: the checked one, the bug switched
+/// off with `bug_off`.
+fn node_cfg(cfg: &ModelCfg, bug_off: bool) -> ModelCfg {
+    if bug_off {
+        cfg.clone().with_bug(Bug::None)
+    } else {
+        cfg.clone()
+    }
+}
+
+fn node_cfg_protocol(cfg: &ModelCfg, bug_off: bool) -> leasehold_model::config::ProtocolCfg {
+    node_cfg(cfg, bug_off).protocol()
 }
 
 type Walked = (usize, usize, usize, Vec<Divergence>);
@@ -756,6 +874,35 @@ pub fn print_report(r: &ReplayReport, out: &mut impl std::io::Write) -> std::io:
     )?;
     for d in &r.divergences {
         writeln!(out, "  step {} skipped: {}", d.step + 1, d.why)?;
+    }
+    if let Some((released, within_ns)) = &r.released {
+        writeln!(
+            out,
+            "then ran on with no faults (a prompt network, timers at their deadlines) for {} steps, \
+             {}; {} is judged {:.1} s after the path ({} master lease periods of the demo's \
+             2 s leases)",
+            released.steps,
+            match released.end {
+                ReleaseEnd::Bound => "until the next timer was due past the bound",
+                ReleaseEnd::Quiet => "until nothing was left to do",
+                ReleaseEnd::StepCap => "until the step cap",
+            },
+            r.requirement(),
+            *within_ns as f64 / 1e9,
+            if r.requirement() == "REPL-1" {
+                "four"
+            } else {
+                "two"
+            },
+        )?;
+        if released.end == ReleaseEnd::StepCap {
+            writeln!(
+                out,
+                "  the step cap came before the bound: {} is not judged (a client that retries \
+                 at once takes steps without time passing; try --set retry_backoff=true)",
+                r.requirement()
+            )?;
+        }
     }
     writeln!(
         out,

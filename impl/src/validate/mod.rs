@@ -26,6 +26,7 @@
 //! they are what the requirements take as the operations asked for.
 
 pub mod global;
+pub mod live;
 pub mod props;
 pub mod provenance;
 pub mod replay;
@@ -84,6 +85,17 @@ pub enum Check {
     Read1,
     /// A result answers the operation under way.
     Client1,
+    /// A replica that reported a failed change of a chunk's current
+    /// version is no longer counted up to date.
+    Fault2,
+    /// Without faults, every client's operations all succeed (judged by a
+    /// time bound: [`ValidateOptions::liveness`]).
+    Live1,
+    /// After the last fault, every client's operations all succeed within
+    /// the bound.
+    Live2,
+    /// LIVE-2, and the master counts every placed replica up to date.
+    Repl1,
 }
 
 impl Check {
@@ -115,6 +127,10 @@ impl Check {
             Check::Gc1 => "GC-1",
             Check::Read1 => "READ-1",
             Check::Client1 => "CLIENT-1",
+            Check::Fault2 => "FAULT-2",
+            Check::Live1 => "LIVE-1",
+            Check::Live2 => "LIVE-2",
+            Check::Repl1 => "REPL-1",
         }
     }
 }
@@ -249,6 +265,9 @@ pub struct ValidateOptions<'a> {
     /// requirements are checked over all of them).
     pub threads: usize,
     pub progress: Option<Progress<'a>>,
+    /// Judge LIVE-1, LIVE-2 or REPL-1 too: the run is one whose faults
+    /// ended at a known time (a replay's path), and went on past the bound.
+    pub liveness: Option<live::Window>,
 }
 
 impl Default for ValidateOptions<'_> {
@@ -257,6 +276,7 @@ impl Default for ValidateOptions<'_> {
             findings_per_check_max: 20,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             progress: None,
+            liveness: None,
         }
     }
 }
@@ -518,6 +538,9 @@ fn validate_inner(
     report.global_states = global.states_total;
     findings.extend(global.findings);
     notes.extend(global.notes);
+    if let Some(window) = &opts.liveness {
+        findings.extend(live::check(&outcomes, window));
+    }
 
     findings.sort_by_key(|f| (f.check, f.at));
     let mut listed: BTreeMap<(Check, u64), usize> = BTreeMap::new();

@@ -112,6 +112,8 @@ impl ViewStore {
                     Touched::Cloned(*chunk, *from, from + data.as_slice().len() as u64),
                 ]
             }
+            // Refused: the store is as it was.
+            StoreEvent::RefusedPastEnd { .. } => vec![],
             StoreEvent::Deleted { chunk } => {
                 let _ = self.store.delete_replica(*chunk);
                 self.cut_regions(*chunk, 0);

@@ -605,6 +605,40 @@ pub(super) fn check_grant_answers_request(
     }
 }
 
+/// FAULT-2 ([00101]) at the master's step that takes a replica's report
+/// that its store failed a change of a chunk at the chunk's current
+/// version: the replica is no longer counted up to date after it (the
+/// model's `failed_replica_still_counted`).
+pub(super) fn check_failed_replica_left_out(
+    ctx: &mut NodeCtx,
+    before: &MasterState,
+    after: &MasterState,
+    step: &TraceStep,
+    at: Loc,
+    path: &Path,
+) {
+    let TraceInput::Msg {
+        src,
+        msg: Msg::ReplicaFailed { chunk, version, .. },
+    } = &step.input
+    else {
+        return;
+    };
+    let src = Id::from(*src as usize);
+    if failed_replica_still_counted(before, after, src, *chunk, *version) {
+        ctx.fail(
+            Check::Fault2,
+            at,
+            path,
+            format!(
+                "still counts node {} up to date for chunk {chunk} after its report that its \
+                 store failed a change at the chunk's version {version}",
+                usize::from(src)
+            ),
+        );
+    }
+}
+
 /// The result a client's step reported, if any: sent to its application
 /// (`Done`), or kept in its state (a scripted client without one).
 fn reported<'a>(
@@ -712,6 +746,16 @@ pub(super) fn after_step(
                         let version = done.map_or(0, |m| m.version);
                         ctx.out.versions.push((chunk, clock, version));
                     }
+                    StoreEvent::RefusedPastEnd { chunk, end } => ctx.fail(
+                        Check::Append3,
+                        at,
+                        path,
+                        format!(
+                            "asked its store to write chunk {chunk} up to byte {end}, past the \
+                             chunk's end (the store refused): a record placed where it does not \
+                             fit, which the fit check and padding rule out ([00105])"
+                        ),
+                    ),
                     _ => {}
                 }
             }
@@ -823,6 +867,14 @@ pub(super) fn after_step(
             if ctx.last_master.as_deref() != Some(m) {
                 let m = Arc::new(m.clone());
                 ctx.changes.push(Change::Master(m.clone()));
+                ctx.out.progress.push(Progress {
+                    clock_ns: clock,
+                    at,
+                    file: path.to_path_buf(),
+                    idle: false,
+                    failed: false,
+                    master: Some(m.clone()),
+                });
                 ctx.last_master = Some(m);
             }
             master_leases(ctx, m, step, at, path, open_master)
@@ -848,6 +900,30 @@ pub(super) fn after_step(
                 ctx.op_started_ns = clock;
             }
             ctx.had_op = has;
+            let idle = !has && c.queue.is_empty();
+            let failed = step.commands.iter().any(|cmd| {
+                matches!(
+                    cmd,
+                    TraceCommand::Send {
+                        msg: Msg::Done {
+                            result: OpResult::Failed(_),
+                            ..
+                        },
+                        ..
+                    }
+                )
+            });
+            if failed || ctx.was_idle != Some(idle) {
+                ctx.out.progress.push(Progress {
+                    clock_ns: clock,
+                    at,
+                    file: path.to_path_buf(),
+                    idle,
+                    failed,
+                    master: None,
+                });
+                ctx.was_idle = Some(idle);
+            }
         }
         None => {}
     }

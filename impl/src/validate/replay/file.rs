@@ -203,6 +203,16 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             Some(NodeState::Client(c)) => Some(c.clone()),
             _ => None,
         };
+        let master_before = match (&state, &step.input) {
+            (
+                Some(NodeState::Master(m)),
+                TraceInput::Msg {
+                    msg: Msg::ReplicaFailed { .. },
+                    ..
+                },
+            ) => Some(m.clone()),
+            _ => None,
+        };
         let (grant_before, data_before, failure_before) = match &state {
             Some(NodeState::Chunkserver(c)) => (
                 grant_taken_before(c, step),
@@ -229,6 +239,9 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
                         check_next_chunk(ctx, before, c, step, at, path);
                         check_mutate_after_push(ctx, step, at, path);
                         check_result(ctx, &header.protocol, before, c, step, at, path);
+                    }
+                    if let (Some(before), Some(NodeState::Master(m))) = (&master_before, &state) {
+                        check_failed_replica_left_out(ctx, before, m, step, at, path);
                     }
                     if let Some(NodeState::Chunkserver(c)) = &state {
                         check_aged_out(ctx, c, step, at, path);

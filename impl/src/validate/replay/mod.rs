@@ -26,7 +26,8 @@ use leasehold_model::client::ClientActor;
 use leasehold_model::master::{LeaseView, MasterActor, MasterDurable, MasterState, NodeStorage};
 use leasehold_model::msg::{ApplyOp, ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
 use leasehold_model::system::{
-    grant_taken_unasked, read_not_closest, result_answers, skipped_chunk,
+    failed_replica_still_counted, grant_taken_unasked, read_not_closest, result_answers,
+    skipped_chunk,
 };
 use leasehold_model::types::{
     ChunkHandle, ChunkStore, ChunkVersion, FileId, Offset, Stamp, StoreError, StoreView,
@@ -146,6 +147,21 @@ pub struct Read {
     pub at: Loc,
 }
 
+/// What LIVE-1, LIVE-2 and REPL-1 read ([`crate::validate::live`]),
+/// recorded at a client's or the master's step that changes it.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub clock_ns: u64,
+    pub at: Loc,
+    pub file: PathBuf,
+    /// A client: no operation under way or waiting after the step.
+    pub idle: bool,
+    /// A client: the step told its application an operation failed.
+    pub failed: bool,
+    /// The master's state after the step (REPL-1 reads its counts).
+    pub master: Option<Arc<MasterState>>,
+}
+
 /// One step's changes to what the always-properties read, for the global
 /// states [`super::global`] rebuilds.
 #[derive(Clone, Debug)]
@@ -199,6 +215,8 @@ pub struct NodeOutcome {
     pub replayed_whole: bool,
     /// Steps that changed what the always-properties read, in order.
     pub observed: Vec<Observed>,
+    /// Steps that changed what the liveness requirements read, in order.
+    pub progress: Vec<Progress>,
     /// The clock of the first step whose replay stopped, if one did: the
     /// global states after it are not known.
     pub stopped_ns: Option<u64>,
@@ -226,6 +244,7 @@ impl NodeOutcome {
             final_master: None,
             replayed_whole: true,
             observed: vec![],
+            progress: vec![],
             stopped_ns: None,
         }
     }
@@ -298,6 +317,8 @@ struct NodeCtx<'a> {
     /// step, and when it took it up.
     had_op: bool,
     op_started_ns: u64,
+    /// A client's idleness after its last step ([`Progress::idle`]).
+    was_idle: Option<bool>,
     /// The run's traces are foreign: compare behaviour, not digests.
     foreign: Option<&'a ForeignApplied>,
     /// The master's storage as the replay last saved it: a foreign
@@ -353,6 +374,7 @@ fn replay_node<'a>(
         last_cache: vec![],
         had_op: false,
         op_started_ns: 0,
+        was_idle: None,
         foreign,
         replayed_master_save: None,
     };

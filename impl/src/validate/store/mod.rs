@@ -134,6 +134,12 @@ pub enum StoreEvent {
     },
     /// The replica deleted (garbage collection).
     Deleted { chunk: ChunkHandle },
+    /// A write or pad asked to run past the chunk's size, refused as the
+    /// file store refuses it. The checked protocol never asks (a primary
+    /// places a record only where it fits, and refuses a write that runs
+    /// past the end before its store sees it), so validation fails APPEND-3
+    /// at such a step.
+    RefusedPastEnd { chunk: ChunkHandle, end: Offset },
 }
 
 impl StoreEvent {
@@ -182,7 +188,7 @@ impl StoreEvent {
                 done: done.is_some(),
             },
             StoreEvent::Deleted { chunk } => Applied::Delete { chunk: *chunk },
-            StoreEvent::Adopted(_) => return None,
+            StoreEvent::Adopted(_) | StoreEvent::RefusedPastEnd { .. } => return None,
         })
     }
 }
@@ -393,10 +399,9 @@ impl ChunkStore for ReplayStore {
     ) -> Result<(), StoreError> {
         self.data_call()?;
         // As the file store: a write past the chunk's size changes nothing.
-        let end = offset
-            .checked_add(data.len())
-            .ok_or(StoreError::OutOfRange)?;
+        let end = offset.saturating_add(data.len());
         if end > self.chunk_bytes {
+            self.note(|| StoreEvent::RefusedPastEnd { chunk, end });
             return Err(StoreError::OutOfRange);
         }
         let c = self.chunk_mut(chunk);
@@ -419,6 +424,7 @@ impl ChunkStore for ReplayStore {
     fn pad_to(&mut self, chunk: ChunkHandle, end: Offset, stamp: Stamp) -> Result<(), StoreError> {
         self.data_call()?;
         if end > self.chunk_bytes {
+            self.note(|| StoreEvent::RefusedPastEnd { chunk, end });
             return Err(StoreError::OutOfRange);
         }
         let c = self.chunk_mut(chunk);
