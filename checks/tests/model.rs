@@ -268,6 +268,15 @@ fn bug_secondary_appends_at_own_end_breaks_order_1() {
     caught(Bug::SecondaryAppendsAtOwnEnd, "default", "ORDER-1");
 }
 
+/// FAULT-2: a master that takes a replica's failure report and keeps it
+/// counted changes nothing in that step, which stateright would take for
+/// no step at all; the time wrapper makes it one, so the step rule sees it.
+#[test]
+fn bug_failed_replica_kept_breaks_fault_2() {
+    caught(Bug::FailedReplicaKept, "live-store", "FAULT-2");
+    caught(Bug::FailedReplicaKept, "store-faults", "FAULT-2");
+}
+
 #[test]
 fn bug_master_ignores_clock_bound_breaks_lease_1() {
     caught(Bug::MasterIgnoresClockBound, "default", "LEASE-1");

@@ -124,6 +124,10 @@ pub const STEP_WRONG_RESULT: u16 = 1024;
 /// the chunk it was appending to, or without that chunk's primary
 /// reporting it full (APPEND-4).
 pub const STEP_SKIPPED_CHUNK: u16 = 2048;
+/// The master took a replica's report that its store failed a change of a
+/// chunk at the chunk's current version, and still counts that replica up
+/// to date (FAULT-2).
+pub const STEP_FAILED_REPLICA_COUNTED: u16 = 4096;
 
 impl History {
     pub(super) fn on_send(

@@ -488,6 +488,12 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             held_back,
         ));
     }
+    if cfg.store_faults > 0 || cfg.read_faults > 0 {
+        p.push(Property::always(
+            "FAULT-2 the master no longer counts up to date a replica that reported a failed change of the chunk's current version",
+            |m, s| fault_2(&ModelView::new(m, s)),
+        ));
+    }
     if appends && cfg.store_faults > 0 && cfg.client_retries_max > 0 {
         p.push(Property::sometimes(
             "FAULT-2 reached: an append acked without the replica whose disk filled",

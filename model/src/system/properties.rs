@@ -360,6 +360,14 @@ pub fn lease_5<V: GlobalView>(v: &V) -> bool {
     v.history().broken & STEP_REVOKED_LEASE_KEPT == 0
 }
 
+/// FAULT-2 ([00101]): a replica that reports its store failed a change of
+/// a chunk at the chunk's current version is no longer counted up to date
+/// once the master has taken the report (checked at that step:
+/// `STEP_FAILED_REPLICA_COUNTED`), so the next lease leaves it out.
+pub fn fault_2<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_FAILED_REPLICA_COUNTED == 0
+}
+
 /// RENAME-1 ([0091]): the master makes a rename only when no replica
 /// holds a lease of the file's chunks, so no mutation runs across it
 /// (checked in the step that changes the name: `STEP_RENAMED_UNDER_LEASE`).

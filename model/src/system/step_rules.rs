@@ -49,6 +49,11 @@ pub(super) enum Delivered {
     Delete {
         chunk: ChunkHandle,
     },
+    /// A replica's report that its store failed a change of `chunk`.
+    ReplicaFailed {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+    },
     Other,
 }
 
@@ -84,6 +89,10 @@ impl LeaseholdModel {
                     // A snapshot's copy-on-write copies as a clone does.
                     Msg::ChunkPart { .. } | Msg::CopyChunk { .. } => Delivered::ClonePart,
                     Msg::DeleteReplica { chunk, .. } => Delivered::Delete { chunk: *chunk },
+                    Msg::ReplicaFailed { chunk, version, .. } => Delivered::ReplicaFailed {
+                        chunk: *chunk,
+                        version: *version,
+                    },
                     _ => Delivered::Other,
                 };
                 StepKind::Deliver {
@@ -213,6 +222,19 @@ impl LeaseholdModel {
                 };
                 if renamed && held() {
                     broken |= STEP_RENAMED_UNDER_LEASE;
+                }
+            }
+            // FAULT-2 ([00101]): the step that takes a replica's report of
+            // a failed change at the chunk's current version leaves the
+            // replica out of the up-to-date set (a step that changes
+            // nothing at all is checked in `next_state`).
+            if let (
+                StepKind::Deliver { src, .. },
+                Some(Delivered::ReplicaFailed { chunk, version }),
+            ) = (kind, delivered)
+            {
+                if failed_replica_still_counted(a, b, *src, chunk, version) {
+                    broken |= STEP_FAILED_REPLICA_COUNTED;
                 }
             }
         }
@@ -402,12 +424,9 @@ pub fn skipped_chunk<P>(
 /// FAULT-2 ([00101]) at the master's step that takes `src`'s report that
 /// its store failed a change of `chunk` at `version`: whether, that
 /// version being the chunk's current one `before` the step, the master
-/// still counts `src` up to date `after` it. Trace validation checks it on
-/// a real master's replayed states. The checker cannot: a master that
-/// ignores the report changes nothing, and stateright takes a delivery
-/// that changes nothing for no step at all (the message stays in flight),
-/// so the model shows such a bug only through liveness (LIVE-2), where a
-/// lease that never expires leaves the failed replica in every lease.
+/// still counts `src` up to date `after` it: the model's step rule
+/// (`STEP_FAILED_REPLICA_COUNTED`), and trace validation's on a real
+/// master's replayed states.
 pub fn failed_replica_still_counted(
     before: &crate::master::MasterState,
     after: &crate::master::MasterState,

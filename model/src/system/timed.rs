@@ -524,7 +524,31 @@ impl Model for LeaseholdModel {
                     ..
                 }
         );
-        let mut next = self.inner.next_state(last, action)?;
+        // A delivery that changes nothing is no step to stateright, so a
+        // master that takes a failure report and keeps the replica counted
+        // (FAULT-2) would go unseen: such a delivery is a step here, one
+        // that changes nothing but the broken rule. A correct master
+        // changes its state whenever the rule applies, so this adds no
+        // state to a run without the bug.
+        let report = match &action {
+            ActorModelAction::Deliver {
+                src,
+                dst,
+                msg: Msg::ReplicaFailed { chunk, version, .. },
+            } if *dst == self.cfg.master_id() => Some((*src, *chunk, *version)),
+            _ => None,
+        };
+        let Some(mut next) = self.inner.next_state(last, action) else {
+            let (src, chunk, version) = report?;
+            let m = master(last);
+            let master_up = !last.crashed[usize::from(self.cfg.master_id())];
+            if !master_up || !failed_replica_still_counted(m, m, src, chunk, version) {
+                return None;
+            }
+            let mut next = last.clone();
+            next.history.broken |= STEP_FAILED_REPLICA_COUNTED;
+            return Some(next);
+        };
         if resends || self.cfg.prompt_network {
             Self::merge_copies(&mut next, self.cfg.prompt_network);
         }
