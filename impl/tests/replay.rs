@@ -650,13 +650,20 @@ fn primary_skips_fit_check_append_3_where_the_store_refuses() {
     assert!(off.validation.is_clean(), "{}", shown(&off));
 }
 
-/// The master that ignores a replica's failure report: the model shows it
-/// only through liveness (a delivery that changes nothing is no step to
-/// the checker, and `live-store` lets no lease expire, so the failed
-/// replica stays in every lease). Real leases expire, and the grant
-/// timeout then leaves the replica out, so the real run recovers within
-/// LIVE-2's bound; the trace shows the master's step that took the report
-/// and kept the replica counted, which FAULT-2's step rule fails.
+/// The master that ignores a replica's failure report, on its FAULT-2
+/// counterexample: the step that takes the report keeps the replica
+/// counted.
+#[test]
+fn failed_replica_kept_fault_2() {
+    replays("failed-replica-kept", "live-store", &[], "FAULT-2");
+}
+
+/// The same bug on its liveness counterexample: `live-store` lets no lease
+/// expire, so in the model the failed replica stays in every lease. Real
+/// leases expire, and the grant timeout then leaves the replica out, so
+/// the real run recovers within LIVE-2's bound: not caught as LIVE-2. The
+/// trace still shows the master's step that took the report and kept the
+/// replica counted, which FAULT-2's step rule fails.
 #[test]
 fn failed_replica_kept_fault_2_on_a_liveness_path() {
     let on = run(plan(
@@ -716,5 +723,29 @@ fn behind_ack_not_counted_for_offer_repl_1() {
         "repl-silent-master-crash",
         &[],
         "REPL-1",
+    );
+}
+
+/// `master-ignores-clock-bound` is the environment's bug, not the nodes':
+/// the model's time rule lets the master's lease expiry fire while the
+/// primary's lease clock runs, as a master clock running fast beyond the
+/// drift bound would. Replay plays that clock (the master's expiry fires
+/// when the path says, before its deadline: TRACE-3 shows it), and the
+/// real nodes then hold two leases at once; with the bug off the clock
+/// keeps the bound and the run is clean.
+#[test]
+fn master_ignores_clock_bound_lease_1_with_a_fast_master_clock() {
+    replays("master-ignores-clock-bound", "default", &[], "LEASE-1");
+    let on = run(plan(
+        "master-ignores-clock-bound",
+        "default",
+        &[],
+        "LEASE-1",
+        false,
+    ));
+    assert!(
+        on.validation.fails(leasehold::validate::Check::Trace3),
+        "the early expiry shows in the trace:\n{}",
+        shown(&on)
     );
 }

@@ -100,6 +100,10 @@ pub enum Order<A: Actor> {
     /// on the virtual clock (a late timer: the host may fire any timer
     /// late, never early).
     Fire { timer: A::Timer, not_before_ns: u64 },
+    /// Fire an armed timer now, even before its deadline: the node's clock
+    /// runs fast, beyond the drift bound the protocol assumes (replay
+    /// plays this only for the seeded bug that stands for such a clock).
+    FireNow(A::Timer),
     /// Nothing but say when an armed timer is due ([`Done::deadline_ns`]).
     Deadline(A::Timer),
     /// Nothing but say how many messages are held ([`Done::held`]).
@@ -281,6 +285,16 @@ where
                 } => match self.timers.remove(&timer) {
                     Some(deadline) => {
                         clock.advance_to(deadline.ns.max(not_before_ns));
+                        let step = self.handle_timer(&mut state, clock.reading(), timer);
+                        self.commit(vec![step])?;
+                        Ok(Done::default())
+                    }
+                    None => Err(Refusal::NotArmed {
+                        armed: self.timers.keys().map(|t| format!("{t:?}")).collect(),
+                    }),
+                },
+                Order::FireNow(timer) => match self.timers.remove(&timer) {
+                    Some(_) => {
                         let step = self.handle_timer(&mut state, clock.reading(), timer);
                         self.commit(vec![step])?;
                         Ok(Done::default())
