@@ -59,7 +59,8 @@ pub use queries::{
     moved_to_spare, reads,
 };
 pub use step_rules::{
-    failed_replica_still_counted, grant_taken_unasked, read_not_closest, result_answers,
+    awaits_replica, failed_replica_still_counted, grant_taken_unasked, holds_push,
+    holds_whole_push, keeps_in_flight, read_not_closest, rearmed_lease_clock, result_answers,
     skipped_chunk,
 };
 pub use timed::master;

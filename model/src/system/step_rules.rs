@@ -266,7 +266,7 @@ impl LeaseholdModel {
             // only data it holds, which the mutation then uses up (so a
             // duplicated mutation cannot apply it again).
             if let StepKind::Timeout(_, Timer::AgeOut(d)) = kind {
-                if b.buffer.iter().any(|x| x.data == *d) {
+                if holds_push(b, *d) {
                     broken |= STEP_STALE_DATA;
                 }
             }
@@ -279,10 +279,7 @@ impl LeaseholdModel {
                             let new = !old.is_some_and(|o| {
                                 o.cells.iter().flatten().any(|x| cell_stamp(x) == *stamp)
                             });
-                            let held = |s: &crate::chunkserver::ChunkserverState<MemStore>| {
-                                s.buffer.iter().any(|x| x.data == record.id && x.complete)
-                            };
-                            new && (!held(a) || held(b))
+                            new && (!holds_whole_push(a, record.id) || holds_push(b, record.id))
                         }
                         _ => false,
                     })
@@ -297,14 +294,8 @@ impl LeaseholdModel {
                 let StepKind::Deliver { src, .. } = kind else {
                     unreachable!()
                 };
-                let awaited = a
-                    .in_flight
-                    .iter()
-                    .any(|m| m.chunk == chunk && m.stamp == stamp && !m.acked.contains(src));
-                let kept = b
-                    .in_flight
-                    .iter()
-                    .any(|m| m.chunk == chunk && m.stamp == stamp);
+                let awaited = awaits_replica(a, *src, chunk, stamp);
+                let kept = keeps_in_flight(b, chunk, stamp);
                 let done = |s: &State| {
                     count(s, &|e| {
                         e.src == actor
@@ -444,6 +435,70 @@ pub fn failed_replica_still_counted(
             .views
             .get(chunk as usize)
             .is_some_and(|v| v.up_to_date.contains(&src))
+}
+
+/// WRITE-2 ([00101]) at a primary's step that takes `replica`'s error for
+/// `stamp` of `chunk`: whether, `before` the step, the primary still
+/// waited on that replica for the mutation. If it did, the mutation must
+/// leave its in-flight list in that step ([`keeps_in_flight`]).
+pub fn awaits_replica<S: ChunkStore>(
+    before: &crate::chunkserver::ChunkserverState<S>,
+    replica: Id,
+    chunk: ChunkHandle,
+    stamp: Stamp,
+) -> bool {
+    before
+        .in_flight
+        .iter()
+        .any(|m| m.chunk == chunk && m.stamp == stamp && !m.acked.contains(&replica))
+}
+
+/// Whether the primary has `stamp` of `chunk` in flight (WRITE-2: not
+/// after the step that takes a replica's error for it).
+pub fn keeps_in_flight<S: ChunkStore>(
+    after: &crate::chunkserver::ChunkserverState<S>,
+    chunk: ChunkHandle,
+    stamp: Stamp,
+) -> bool {
+    after
+        .in_flight
+        .iter()
+        .any(|m| m.chunk == chunk && m.stamp == stamp)
+}
+
+/// PUSH-2 ([0095]): whether a replica's buffer holds the whole push of
+/// `data`, which a step that writes it must find before it.
+pub fn holds_whole_push<S: ChunkStore>(
+    s: &crate::chunkserver::ChunkserverState<S>,
+    data: DataId,
+) -> bool {
+    s.buffer.iter().any(|b| b.data == data && b.complete)
+}
+
+/// PUSH-2: whether a replica's buffer holds any of the push of `data`,
+/// which it must not after the step that writes it (the mutation uses it
+/// up) or the step that ages it out.
+pub fn holds_push<S: ChunkStore>(
+    s: &crate::chunkserver::ChunkserverState<S>,
+    data: DataId,
+) -> bool {
+    s.buffer.iter().any(|b| b.data == data)
+}
+
+/// LEASE-2 ([0091]) at a chunkserver's step: the first lease clock among
+/// the timers the step `set` that was `running` before it, unless the
+/// step also sent a new request for that chunk's lease (`requested`),
+/// whose clock starts again for it. A clock restarted otherwise (at a
+/// grant) would let the lease outlast its request's deadline, and so the
+/// master's view of it.
+pub fn rearmed_lease_clock<'a>(
+    running: impl Fn(&Timer) -> bool,
+    set: impl IntoIterator<Item = &'a Timer>,
+    requested: &[ChunkHandle],
+) -> Option<&'a Timer> {
+    set.into_iter().find(
+        |t| matches!(t, Timer::LeaseClock(chunk, _) if running(t) && !requested.contains(chunk)),
+    )
 }
 
 /// LEASE-2 as a step rule, for the model and for `validate` alike: a

@@ -134,10 +134,11 @@ impl LeaseholdModel {
                 _ => None,
             })
             .collect();
-        out.iter().any(|c| {
-            matches!(c, Command::SetTimer(t @ Timer::LeaseClock(chunk, _), _)
-                if running.iter().any(|r| r == t) && !requested.contains(chunk))
-        })
+        let set = out.iter().filter_map(|c| match c {
+            Command::SetTimer(t, _) => Some(t),
+            _ => None,
+        });
+        rearmed_lease_clock(|t| running.iter().any(|r| r == t), set, &requested).is_some()
     }
 
     /// Keeps `History::expiry_waits` exact after a step: a chunk whose

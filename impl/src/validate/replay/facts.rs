@@ -371,22 +371,19 @@ pub(super) fn failure_before(
     else {
         return None;
     };
-    let replica = Id::from(*src as usize);
     Some(FailureBefore {
         chunk: *chunk,
         stamp: *stamp,
         replica: *src,
-        awaited: before
-            .in_flight
-            .iter()
-            .any(|m| m.chunk == *chunk && m.stamp == *stamp && !m.acked.contains(&replica)),
+        awaited: awaits_replica(before, Id::from(*src as usize), *chunk, *stamp),
     })
 }
 
 /// WRITE-2 at the step that takes a replica's error ([00101]): the primary
 /// fails the mutation at once, so it leaves the in-flight list in that
-/// step (the model's `STEP_WRITE_FAILURE_HIDDEN`, its other half: a
-/// primary that kept it could acknowledge it once the others answer).
+/// step (the model's `STEP_WRITE_FAILURE_HIDDEN`, its other half, with the
+/// same `awaits_replica` and `keeps_in_flight`: a primary that kept it
+/// could acknowledge it once the others answer).
 pub(super) fn check_failure_ends_mutation(
     ctx: &mut NodeCtx,
     before: &FailureBefore,
@@ -394,11 +391,7 @@ pub(super) fn check_failure_ends_mutation(
     at: Loc,
     path: &Path,
 ) {
-    let kept = after
-        .in_flight
-        .iter()
-        .any(|m| m.chunk == before.chunk && m.stamp == before.stamp);
-    if before.awaited && kept {
+    if before.awaited && keeps_in_flight(after, before.chunk, before.stamp) {
         ctx.fail(
             Check::Write2,
             at,
@@ -421,7 +414,7 @@ pub(super) fn check_aged_out(
     path: &Path,
 ) {
     if let TraceInput::Timer(Timer::AgeOut(data)) = &step.input {
-        if after.buffer.iter().any(|b| b.data == *data) {
+        if holds_push(after, *data) {
             ctx.fail(
                 Check::Push2,
                 at,
@@ -461,14 +454,15 @@ pub(super) fn data_before(
     };
     Some(DataBefore {
         data,
-        held: before.buffer.iter().any(|b| b.data == data && b.complete),
+        held: holds_whole_push(before, data),
     })
 }
 
 /// PUSH-2 ([0095], [00101]) at a step that writes a mutation's data: the
 /// replica applies only data whose push it holds whole, and the write
 /// uses it up, so a duplicated or repeated mutation finds nothing to
-/// apply again (the model's step rule `STEP_STALE_DATA`, its other half).
+/// apply again (the model's step rule `STEP_STALE_DATA`, its other half,
+/// with the same `holds_whole_push` and `holds_push`).
 pub(super) fn check_data_used_up(
     ctx: &mut NodeCtx,
     before: &DataBefore,
@@ -485,7 +479,7 @@ pub(super) fn check_data_used_up(
     if !wrote {
         return;
     }
-    let kept = after.buffer.iter().any(|b| b.data == before.data);
+    let kept = holds_push(after, before.data);
     if !before.held || kept {
         ctx.fail(
             Check::Push2,
@@ -507,8 +501,9 @@ pub(super) fn check_data_used_up(
 /// LEASE-2 ([0091]) at a chunkserver's step: no step re-arms a lease
 /// clock that is running (armed before the step), except one that sends a
 /// new request for the chunk's lease, whose clock starts again for it (the
-/// model's `STEP_LEASE_CLOCK_REARMED`). A clock restarted at a grant would
-/// let the lease outlast its request's deadline, and so the master's.
+/// model's `STEP_LEASE_CLOCK_REARMED`, the same `rearmed_lease_clock`). A
+/// clock restarted at a grant would let the lease outlast its request's
+/// deadline, and so the master's.
 pub(super) fn check_lease_clock_not_rearmed(
     ctx: &mut NodeCtx,
     step: &TraceStep,
@@ -516,26 +511,31 @@ pub(super) fn check_lease_clock_not_rearmed(
     at: Loc,
     path: &Path,
 ) {
-    let requested = |chunk: ChunkHandle| {
-        step.commands.iter().any(|c| {
-            matches!(c, TraceCommand::Send { msg: Msg::LeaseRequest { chunk: x, .. }, .. } if *x == chunk)
+    let requested: Vec<ChunkHandle> = step
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            TraceCommand::Send {
+                msg: Msg::LeaseRequest { chunk, .. },
+                ..
+            } => Some(*chunk),
+            _ => None,
         })
-    };
-    for c in &step.commands {
-        if let TraceCommand::SetTimer {
-            timer: t @ Timer::LeaseClock(chunk, _),
-            ..
-        } = c
-        {
-            if armed.contains_key(t) && !requested(*chunk) {
-                ctx.fail(
-                    Check::Lease2,
-                    at,
-                    path,
-                    format!("re-arms its running lease clock {t:?} of chunk {chunk}"),
-                );
-            }
-        }
+        .collect();
+    let set = step.commands.iter().filter_map(|c| match c {
+        TraceCommand::SetTimer { timer, .. } => Some(timer),
+        _ => None,
+    });
+    if let Some(t) = rearmed_lease_clock(|t| armed.contains_key(t), set, &requested) {
+        let Timer::LeaseClock(chunk, _) = t else {
+            unreachable!("rearmed_lease_clock finds lease clocks only")
+        };
+        ctx.fail(
+            Check::Lease2,
+            at,
+            path,
+            format!("re-arms its running lease clock {t:?} of chunk {chunk}"),
+        );
     }
 }
 

@@ -26,7 +26,8 @@ use leasehold_model::client::ClientActor;
 use leasehold_model::master::{LeaseView, MasterActor, MasterDurable, MasterState, NodeStorage};
 use leasehold_model::msg::{ApplyOp, ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
 use leasehold_model::system::{
-    failed_replica_still_counted, grant_taken_unasked, read_not_closest, result_answers,
+    awaits_replica, failed_replica_still_counted, grant_taken_unasked, holds_push,
+    holds_whole_push, keeps_in_flight, read_not_closest, rearmed_lease_clock, result_answers,
     skipped_chunk,
 };
 use leasehold_model::types::{
