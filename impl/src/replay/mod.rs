@@ -663,6 +663,8 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
         });
     let options = ValidateOptions {
         liveness: window,
+        // The path's duplicates are the environment's, as its losses are.
+        network_duplicates: cfg.duplicating || cfg.duplications > 0,
         ..ValidateOptions::default()
     };
     let validation = validate::validate_dir(&trace_dir, &options)

@@ -268,6 +268,10 @@ pub struct ValidateOptions<'a> {
     /// Judge LIVE-1, LIVE-2 or REPL-1 too: the run is one whose faults
     /// ended at a known time (a replay's path), and went on past the bound.
     pub liveness: Option<live::Window>,
+    /// The run's network duplicated messages on purpose (a replay of a
+    /// duplicating configuration's path): a second copy of a message
+    /// received is a note, not a TRACE-2 failure.
+    pub network_duplicates: bool,
 }
 
 impl Default for ValidateOptions<'_> {
@@ -277,6 +281,7 @@ impl Default for ValidateOptions<'_> {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             progress: None,
             liveness: None,
+            network_duplicates: false,
         }
     }
 }
@@ -511,7 +516,7 @@ fn validate_inner(
     // Provenance needs only the records: it runs beside the replay, which
     // leaves a core idle once only the longest node is still replaying.
     let (outcomes, prov) = std::thread::scope(|scope| {
-        let prov = scope.spawn(|| provenance::check(&by_node));
+        let prov = scope.spawn(|| provenance::check(&by_node, opts.network_duplicates));
         let outcomes = replay::replay_all(&nodes, foreign, opts.threads.max(1), &tick);
         (outcomes, prov.join().expect("provenance check panicked"))
     });

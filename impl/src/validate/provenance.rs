@@ -57,7 +57,10 @@ struct Receive {
     src: u64,
 }
 
-pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>) -> Provenance {
+/// With `network_duplicates` (a run whose network duplicates on purpose,
+/// as a replay of a duplicating configuration's path does), a second copy
+/// of a message already received is a note, not a finding.
+pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, network_duplicates: bool) -> Provenance {
     let mut p = Provenance::default();
     let app_of = |files: &Vec<NodeTrace>| match files[0].header.actor {
         TraceActor::Client { report_to, .. } => report_to,
@@ -136,6 +139,8 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>) -> Provenance {
         });
     }
     receives.sort_by_key(|r| r.clock_ns);
+    // Sends already matched, for telling a duplicate's second copy.
+    let mut received: HashMap<(u64, u64), Vec<SendAt>> = HashMap::new();
     let mut early: Option<(u64, u64, Loc, std::path::PathBuf)> = None;
     for r in receives {
         let rf = &by_node[&r.node][r.file];
@@ -160,12 +165,32 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>) -> Provenance {
         match (queue, found) {
             (Some(q), Some(i)) if q[i].clock_ns <= r.clock_ns + RECEIVE_CLOCK_SLACK_NS => {
                 let s = q.remove(i).expect("found above");
+                received.entry((r.src, r.node)).or_default().push(s);
                 p.matched += 1;
                 if s.clock_ns > r.clock_ns {
                     let e = early.get_or_insert((0, 0, at, rf.path.clone()));
                     e.0 += 1;
                     e.1 = e.1.max(s.clock_ns - r.clock_ns);
                 }
+            }
+            // A copy of a send already received, on a network that
+            // duplicates on purpose (an equal send later is another one).
+            _ if network_duplicates
+                && received
+                    .get(&(r.src, r.node))
+                    .is_some_and(|done| done.iter().any(|s| value_at(s) == msg)) =>
+            {
+                p.notes.push(Finding {
+                    check: Check::Trace2,
+                    at,
+                    file: rf.path.clone(),
+                    explanation: format!(
+                        "received {} from {} again: a copy the network duplicated (the run \
+                         duplicates on purpose)",
+                        short(msg),
+                        r.src
+                    ),
+                });
             }
             (Some(q), Some(i)) => {
                 let s = q[i];
