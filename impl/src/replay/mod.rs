@@ -562,7 +562,8 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
     cluster.nodes.retain(|n| n.role != Role::Client);
     cluster.chunk_bytes = cfg.chunk_units as u64;
     cluster.trace_dir = Some(trace_dir.clone());
-    let mut protocol = node_cfg_protocol(&cfg, plan.bug_off);
+    let node_cfg = node_cfg(&cfg, plan.bug_off);
+    let mut protocol = node_cfg.protocol();
     if liveness {
         // The run goes on past the path for LIVE-2's bound, two master
         // lease periods: with the demo's 2 s leases a client that retries
@@ -581,7 +582,6 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
         };
     }
 
-    let node_cfg = node_cfg(&cfg, plan.bug_off);
     // LIVE-2's bound over TCP is two master lease periods; REPL-1's,
     // four (specs/requirements.md: a silent server counts for two, and a
     // revocation waits half of one, before the clone).
@@ -611,8 +611,8 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
     let drift = bug == Bug::MasterIgnoresClockBound && !plan.bug_off;
     let outcome = walk(&mut nodes, &model, &path, &shown, plan.late_timers, drift).await;
     // A liveness path ends in a state from which the clients cannot all
-    // succeed: the nodes run on, fault-free, for LIVE-2's bound over TCP
-    // (specs/requirements.md): two master lease periods.
+    // succeed: the nodes run on, fault-free, for the requirement's bound
+    // over TCP (`within_ns`).
     let released = match (&outcome, liveness) {
         (Ok(_), true) => {
             // A crash is a crash-restart: a node the path left down comes
@@ -693,10 +693,6 @@ fn node_cfg(cfg: &ModelCfg, bug_off: bool) -> ModelCfg {
     } else {
         cfg.clone()
     }
-}
-
-fn node_cfg_protocol(cfg: &ModelCfg, bug_off: bool) -> leasehold_model::config::ProtocolCfg {
-    node_cfg(cfg, bug_off).protocol()
 }
 
 type Walked = (usize, usize, usize, Vec<Divergence>);

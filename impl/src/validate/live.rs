@@ -39,15 +39,8 @@ pub fn check(outcomes: &[NodeOutcome], window: &Window) -> Vec<Finding> {
     let deadline = window.from_ns.saturating_add(window.within_ns);
     let secs = |ns: u64| ns as f64 / 1e9;
     let mut findings = vec![];
-    let by_then = |o: &NodeOutcome| -> Vec<Progress> {
-        o.progress
-            .iter()
-            .filter(|p| p.clock_ns <= deadline)
-            .cloned()
-            .collect()
-    };
     for o in outcomes.iter().filter(|o| o.kind == Kind::Client) {
-        let marks = by_then(o);
+        let marks = by_then(o, deadline);
         let Some(last) = marks.last() else {
             continue;
         };
@@ -76,7 +69,7 @@ pub fn check(outcomes: &[NodeOutcome], window: &Window) -> Vec<Finding> {
     if window.requirement == Check::Repl1 {
         let gone = |r: &Id| window.gone.contains(&(usize::from(*r) as u64));
         for o in outcomes.iter().filter(|o| o.kind == Kind::Master) {
-            let marks = by_then(o);
+            let marks = by_then(o, deadline);
             let Some((p, m)) = marks
                 .iter()
                 .rev()
@@ -110,4 +103,12 @@ pub fn check(outcomes: &[NodeOutcome], window: &Window) -> Vec<Finding> {
         }
     }
     findings
+}
+
+/// A node's progress marks up to `deadline`, in order.
+fn by_then(o: &NodeOutcome, deadline: u64) -> Vec<&Progress> {
+    o.progress
+        .iter()
+        .filter(|p| p.clock_ns <= deadline)
+        .collect()
 }
