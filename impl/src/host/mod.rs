@@ -111,7 +111,7 @@ pub use clock::{monotonic_ns, StepClock};
 pub use limits::*;
 pub(crate) use net::{hello, opening, Opening, HELLO_HEADER_BYTES};
 pub use schedule::{
-    schedule, Done, Likeness, Order, Pick, Refusal, Schedule, Scheduling, VirtualClock,
+    schedule, Done, FireAt, Likeness, Order, Pick, Refusal, Schedule, Scheduling, VirtualClock,
 };
 pub use step::{Step, StepCommand, StepInput, StepRecorder};
 pub use storage::{decode_storage, encode_storage, load_storage, Barrier};

@@ -96,14 +96,8 @@ pub enum Order<A: Actor> {
     },
     /// Forget a held message from `src` (the network lost it).
     Lose { src: Id, pick: Pick<A::Msg> },
-    /// Fire an armed timer, at its deadline or, if later, at `not_before_ns`
-    /// on the virtual clock (a late timer: the host may fire any timer
-    /// late, never early).
-    Fire { timer: A::Timer, not_before_ns: u64 },
-    /// Fire an armed timer now, even before its deadline: the node's clock
-    /// runs fast, beyond the drift bound the protocol assumes (replay
-    /// plays this only for the seeded bug that stands for such a clock).
-    FireNow(A::Timer),
+    /// Fire an armed timer, when [`FireAt`] says.
+    Fire { timer: A::Timer, at: FireAt },
     /// Nothing but say when an armed timer is due ([`Done::deadline_ns`]).
     Deadline(A::Timer),
     /// Nothing but say how many messages are held ([`Done::held`]).
@@ -120,6 +114,18 @@ pub enum Order<A: Actor> {
     /// Nothing: answered once every earlier step, the start included, has
     /// been carried out.
     Sync,
+}
+
+/// When an ordered timer fires on the virtual clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FireAt {
+    /// At its deadline or, if later, at `not_before_ns` (a late timer: the
+    /// host may fire any timer late, never early).
+    Deadline { not_before_ns: u64 },
+    /// Now, even before its deadline: the node's clock runs fast, beyond
+    /// the drift bound the protocol assumes (replay plays this only for the
+    /// seeded bug that stands for such a clock).
+    Now,
 }
 
 /// Why a node did not carry out an order.
@@ -279,22 +285,11 @@ where
                         armed: self.timers.keys().map(|t| format!("{t:?}")).collect(),
                     }),
                 },
-                Order::Fire {
-                    timer,
-                    not_before_ns,
-                } => match self.timers.remove(&timer) {
+                Order::Fire { timer, at } => match self.timers.remove(&timer) {
                     Some(deadline) => {
-                        clock.advance_to(deadline.ns.max(not_before_ns));
-                        let step = self.handle_timer(&mut state, clock.reading(), timer);
-                        self.commit(vec![step])?;
-                        Ok(Done::default())
-                    }
-                    None => Err(Refusal::NotArmed {
-                        armed: self.timers.keys().map(|t| format!("{t:?}")).collect(),
-                    }),
-                },
-                Order::FireNow(timer) => match self.timers.remove(&timer) {
-                    Some(_) => {
+                        if let FireAt::Deadline { not_before_ns } = at {
+                            clock.advance_to(deadline.ns.max(not_before_ns));
+                        }
                         let step = self.handle_timer(&mut state, clock.reading(), timer);
                         self.commit(vec![step])?;
                         Ok(Done::default())

@@ -47,7 +47,7 @@ use std::sync::Arc;
 use crate::config::{ClusterConfig, Role};
 use crate::filestore::{Durability, FileStore};
 use crate::host::{
-    schedule, HostConfig, Likeness, Order, Refusal, RunningHost, Schedule, VirtualClock,
+    schedule, FireAt, HostConfig, Likeness, Order, Refusal, RunningHost, Schedule, VirtualClock,
 };
 use crate::nodes::{self, chunk_dir, RealMsg, RealNode};
 use crate::payload::Bytes;
@@ -796,13 +796,13 @@ async fn walk(
                 let master_fast = drift
                     && *id == model.cfg.master_id()
                     && matches!(timer, leasehold_model::msg::Timer::LeaseExpiry(_));
-                let order = if master_fast {
-                    Order::FireNow(timer.clone())
-                } else {
-                    Order::Fire {
-                        timer: timer.clone(),
-                        not_before_ns,
-                    }
+                let order = Order::Fire {
+                    timer: timer.clone(),
+                    at: if master_fast {
+                        FireAt::Now
+                    } else {
+                        FireAt::Deadline { not_before_ns }
+                    },
                 };
                 nodes.order(usize::from(*id) as u64, order).await
             }
