@@ -139,7 +139,9 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, network_duplicates: bool) 
         });
     }
     receives.sort_by_key(|r| r.clock_ns);
-    // Sends already matched, for telling a duplicate's second copy.
+    // Sends already matched, for telling a duplicate's second copy: kept
+    // only when the run duplicates on purpose (a TCP run's traces hold
+    // millions of sends, and nothing else reads them).
     let mut received: HashMap<(u64, u64), Vec<SendAt>> = HashMap::new();
     let mut early: Option<(u64, u64, Loc, std::path::PathBuf)> = None;
     for r in receives {
@@ -165,7 +167,9 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, network_duplicates: bool) 
         match (queue, found) {
             (Some(q), Some(i)) if q[i].clock_ns <= r.clock_ns + RECEIVE_CLOCK_SLACK_NS => {
                 let s = q.remove(i).expect("found above");
-                received.entry((r.src, r.node)).or_default().push(s);
+                if network_duplicates {
+                    received.entry((r.src, r.node)).or_default().push(s);
+                }
                 p.matched += 1;
                 if s.clock_ns > r.clock_ns {
                     let e = early.get_or_insert((0, 0, at, rf.path.clone()));
