@@ -59,6 +59,11 @@ pub const RECONNECT_BACKOFF_MS_MAX: u64 = 2_000;
 /// First and largest wait after a failed accept (e.g. out of descriptors).
 pub const ACCEPT_BACKOFF_MS_MIN: u64 = 10;
 pub const ACCEPT_BACKOFF_MS_MAX: u64 = 1_000;
+/// Bytes of queued frames one write to a peer gathers (a frame that starts
+/// under it is taken whole): enough for a group commit's burst of small
+/// frames in one system call, small enough that a write of pushed data
+/// never holds the frames behind it for long.
+pub const WRITE_BATCH_BYTES_MAX: usize = 256 * 1024;
 /// A connect or a frame write that takes longer marks the peer unreachable.
 pub const PEER_IO_TIMEOUT_MS: u64 = 2_000;
 /// Messages handled before one barrier and the execution of their

@@ -20,10 +20,12 @@
 //! Files: [`handshake`] the hello and its secret, [`admission`] the
 //! connection limits, byte budgets and refusals, [`inbound`] the accept
 //! loop and the reader of each connection, [`outbound`] the queue and
-//! writer for each peer, [`routes`] the ways back to clients. This one
+//! writer for each peer, [`routes`] the ways back to clients, [`gather`]
+//! the frames queued for one connection written together. This one
 //! only names what the host uses.
 
 mod admission;
+mod gather;
 mod handshake;
 mod inbound;
 mod outbound;

@@ -4,6 +4,7 @@
 //! waits. A client's connections also bring its servers' answers back.
 
 use super::admission::{Admission, REFUSAL_PREFIX};
+use super::gather::{gather, write_batch};
 use super::inbound::{Ended, Reader};
 use crate::frame::{self, Envelope};
 use crate::host::{
@@ -195,10 +196,10 @@ impl Conn {
         }
     }
 
-    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+    async fn write_batch(&mut self, batch: &[Vec<u8>]) -> std::io::Result<()> {
         match self {
-            Conn::Whole(s) => s.write_all(bytes).await,
-            Conn::Split { wr, .. } => wr.write_all(bytes).await,
+            Conn::Whole(s) => write_batch(s, batch).await,
+            Conn::Split { wr, .. } => write_batch(wr, batch).await,
         }
     }
 
@@ -342,14 +343,18 @@ async fn write_peer<M: DeserializeOwned + Debug + Send + 'static>(
             backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
             continue;
         };
-        match tokio::time::timeout(io_timeout, c.write_all(&bytes)).await {
+        // Connected: the frames queued behind this one go with it.
+        let batch = gather(bytes, || frames.try_recv().ok());
+        match tokio::time::timeout(io_timeout, c.write_batch(&batch)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::warn!(peer = peer_id, %addr, "connection lost, frame dropped: {e}");
+                let frames = batch.len();
+                tracing::warn!(peer = peer_id, %addr, frames, "connection lost, frames dropped: {e}");
                 conn = None;
             }
             Err(_) => {
-                tracing::warn!(peer = peer_id, %addr, "write timed out, frame dropped, reconnecting");
+                let frames = batch.len();
+                tracing::warn!(peer = peer_id, %addr, frames, "write timed out, frames dropped, reconnecting");
                 conn = None;
             }
         }

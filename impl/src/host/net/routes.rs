@@ -6,6 +6,7 @@
 //! A server's way back carries nothing but a refusal line, as before.
 
 use super::admission::{refuse, Refusal};
+use super::gather::{gather, write_batch};
 use crate::host::{PEER_IO_TIMEOUT_MS, PEER_QUEUE_FRAMES_MAX};
 use stateright::actor::Id;
 use std::collections::{HashMap, HashSet};
@@ -128,10 +129,27 @@ pub(super) async fn write_back(
     peer_addr: SocketAddr,
 ) {
     let io_timeout = Duration::from_millis(PEER_IO_TIMEOUT_MS);
-    while let Some(item) = back.recv().await {
+    // A close taken while gathering frames, after them.
+    let mut closing: Option<Back> = None;
+    loop {
+        let item = match closing.take() {
+            Some(close) => close,
+            None => match back.recv().await {
+                Some(item) => item,
+                None => break,
+            },
+        };
         match item {
             Back::Frame(bytes) => {
-                match tokio::time::timeout(io_timeout, wr.write_all(&bytes)).await {
+                let batch = gather(bytes, || match back.try_recv() {
+                    Ok(Back::Frame(bytes)) => Some(bytes),
+                    Ok(close) => {
+                        closing = Some(close);
+                        None
+                    }
+                    Err(_) => None,
+                });
+                match tokio::time::timeout(io_timeout, write_batch(&mut wr, &batch)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         tracing::debug!(%peer_addr, "answer not sent, connection lost: {e}");
