@@ -1020,6 +1020,20 @@ fn bug_revoked_primary_keeps_lease_breaks_lease_5() {
     caught(Bug::RevokedPrimaryKeepsLease, "revoke", "LEASE-5");
 }
 
+/// A primary whose lease runs out on its clock keeps the mutations it had
+/// in flight: nothing fails them, so their places of the in-flight limit
+/// stay taken (LEASE-6).
+#[test]
+fn bug_primary_keeps_in_flight_after_lease_breaks_lease_6() {
+    caught(Bug::PrimaryKeepsInFlightAfterLease, "default", "LEASE-6");
+}
+
+/// The same bug where the lease ends by a revocation.
+#[test]
+fn bug_primary_keeps_in_flight_after_lease_breaks_lease_6_on_revocation() {
+    caught(Bug::PrimaryKeepsInFlightAfterLease, "revoke", "LEASE-6");
+}
+
 /// The same bug where a rename revokes: the rename is then made while the
 /// primary still holds its lease.
 #[test]

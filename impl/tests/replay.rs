@@ -200,6 +200,18 @@ fn revoked_primary_keeps_lease_lease_5() {
     replays("revoked-primary-keeps-lease", "revoke", &[], "LEASE-5");
 }
 
+/// The real primary's lease clock runs out with an Apply unanswered; the
+/// bug keeps the mutation in flight, which validation's step rule sees.
+#[test]
+fn primary_keeps_in_flight_after_lease_lease_6() {
+    replays(
+        "primary-keeps-in-flight-after-lease",
+        "default",
+        &[],
+        "LEASE-6",
+    );
+}
+
 #[test]
 fn revoked_primary_keeps_lease_rename_1() {
     replays("revoked-primary-keeps-lease", "rename", &[], "RENAME-1");

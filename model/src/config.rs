@@ -212,10 +212,15 @@ pub enum Bug {
     /// record appended to one file goes to the cached chunk of another at
     /// the same index (FILE-1).
     ClientCacheIgnoresFile,
+    /// A primary whose lease ends (its clock ran out, or it was revoked)
+    /// keeps the mutations it had in flight instead of failing them: their
+    /// clients wait out a reply timeout, and until then they hold places
+    /// of the in-flight limit that nothing will free (LEASE-6).
+    PrimaryKeepsInFlightAfterLease,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 51] = [
+    pub const ALL: [Bug; 52] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -267,6 +272,7 @@ impl Bug {
         Bug::ClientTakesLateChunkFull,
         Bug::PrimaryTakesAnyGrantOfEpoch,
         Bug::ClientCacheIgnoresFile,
+        Bug::PrimaryKeepsInFlightAfterLease,
     ];
 
     /// Kebab-case name used on the command line.

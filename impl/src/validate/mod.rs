@@ -59,6 +59,8 @@ pub enum Check {
     /// A replica that acknowledged a revocation no longer holds or asks
     /// for that lease.
     Lease5,
+    /// A replica has a mutation in flight only under the lease it holds.
+    Lease6,
     Order1,
     Order2,
     Append1,
@@ -108,6 +110,7 @@ impl Check {
             Check::Lease2 => "LEASE-2",
             Check::Lease4 => "LEASE-4",
             Check::Lease5 => "LEASE-5",
+            Check::Lease6 => "LEASE-6",
             Check::Order1 => "ORDER-1",
             Check::Order2 => "ORDER-2",
             Check::Append1 => "APPEND-1",

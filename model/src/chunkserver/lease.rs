@@ -126,13 +126,17 @@ impl<S: ChunkStore> ChunkserverActor<S> {
 
     /// A primary that lost its lease cannot complete its mutations: fail
     /// them so clients retry ([00101]); the data may already be on some
-    /// replicas, which at-least-once append allows ([00107]).
+    /// replicas, which at-least-once append allows ([00107]). LEASE-6:
+    /// nothing else would free their places of the in-flight limit.
     pub(super) fn fail_in_flight(
         &self,
         s: &mut ChunkserverState<S>,
         chunk: ChunkHandle,
         o: &mut O<S>,
     ) {
+        if self.cfg.bug == Bug::PrimaryKeepsInFlightAfterLease {
+            return;
+        }
         let (failed, kept): (Vec<_>, Vec<_>) =
             s.in_flight.drain(..).partition(|m| m.chunk == chunk);
         s.in_flight = kept;

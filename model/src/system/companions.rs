@@ -349,3 +349,34 @@ pub(super) fn stat_answered(model: &LeaseholdModel, s: &State) -> bool {
                 [OpResult::Opened { .. }, OpResult::Mutated { .. }, .., OpResult::Stat { .. }]))
     })
 }
+
+/// LEASE-6 reached: a replica whose lease ended failed a mutation it had
+/// ordered under it. A `NotPrimary` answer is on its way from a replica
+/// that holds the record, written under the epoch of its lease of the
+/// chunk, which it no longer holds. (On the duplicating network a copy of
+/// an applied `Mutate` arriving after the lease ended answers the same
+/// way; no configuration with this companion duplicates.)
+pub(super) fn in_flight_failed_at_lease_end(_: &LeaseholdModel, s: &State) -> bool {
+    s.network.iter_deliverable().any(|e| {
+        let Msg::MutationFailed {
+            chunk,
+            data,
+            reason: Failure::NotPrimary,
+        } = e.msg
+        else {
+            return false;
+        };
+        let NodeState::Chunkserver(cs) = &**s.actor_states[usize::from(e.src)] else {
+            return false;
+        };
+        let Some(l) = cs.lease(*chunk).filter(|l| !l.holding) else {
+            return false;
+        };
+        cs.store.replica(*chunk).is_some_and(|r| {
+            r.cells.iter().flatten().any(|c| {
+                matches!(c, Cell::Data { record, stamp, .. }
+                    if record.id == *data && stamp.epoch == l.epoch)
+            })
+        })
+    })
+}

@@ -128,6 +128,9 @@ pub const STEP_SKIPPED_CHUNK: u16 = 2048;
 /// chunk at the chunk's current version, and still counts that replica up
 /// to date (FAULT-2).
 pub const STEP_FAILED_REPLICA_COUNTED: u16 = 4096;
+/// A replica kept a mutation in flight after the lease it ordered it under
+/// ended (LEASE-6).
+pub const STEP_IN_FLIGHT_WITHOUT_LEASE: u16 = 8192;
 
 impl History {
     pub(super) fn on_send(

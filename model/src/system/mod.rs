@@ -60,8 +60,8 @@ pub use queries::{
 };
 pub use step_rules::{
     awaits_replica, failed_replica_still_counted, grant_taken_unasked, holds_push,
-    holds_whole_push, keeps_in_flight, read_not_closest, rearmed_lease_clock, result_answers,
-    skipped_chunk,
+    holds_whole_push, in_flight_without_lease, keeps_in_flight, read_not_closest,
+    rearmed_lease_clock, result_answers, skipped_chunk,
 };
 pub use timed::master;
 pub use timed::{LeaseholdModel, StoreFault};
@@ -488,6 +488,20 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             "ORDER-2 reached: a secondary held back an early mutation",
             held_back,
         ));
+    }
+    if mutates {
+        p.push(Property::always(
+            "LEASE-6 a replica has a mutation in flight only under the lease it holds",
+            |m, s| lease_6(&ModelView::new(m, s)),
+        ));
+        // A lone replica has no secondaries to wait for: nothing is ever
+        // in flight.
+        if (cfg.lease_expiries > 0 || revokes) && cfg.chunkservers > 1 {
+            p.push(Property::sometimes(
+                "LEASE-6 reached: a replica whose lease ended failed a mutation it had ordered under it",
+                in_flight_failed_at_lease_end,
+            ));
+        }
     }
     if cfg.store_faults > 0 || cfg.read_faults > 0 {
         p.push(Property::always(

@@ -360,6 +360,17 @@ pub fn lease_5<V: GlobalView>(v: &V) -> bool {
     v.history().broken & STEP_REVOKED_LEASE_KEPT == 0
 }
 
+/// LEASE-6 ([00101]): a replica has a mutation in flight only under the
+/// lease it holds: the step that ends a lease (its clock, a revocation, an
+/// offer of a new one) fails every mutation it ordered under it, so their
+/// clients retry at once and the in-flight limit is freed (checked at
+/// every step of a chunkserver: `STEP_IN_FLIGHT_WITHOUT_LEASE`). The
+/// model's step rule; `leasehold validate` checks each replayed step of a
+/// real chunkserver the same way.
+pub fn lease_6<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_IN_FLIGHT_WITHOUT_LEASE == 0
+}
+
 /// FAULT-2 ([00101]): a replica that reports its store failed a change of
 /// a chunk at the chunk's current version is no longer counted up to date
 /// once the master has taken the report (checked at that step:

@@ -239,6 +239,9 @@ impl LeaseholdModel {
             }
         }
         if let (Some(a), Some(b)) = (cs_of(last, actor), cs_of(next, actor)) {
+            if in_flight_without_lease(b).is_some() {
+                broken |= STEP_IN_FLIGHT_WITHOUT_LEASE;
+            }
             // LEASE-5: a replica that acknowledges a revocation (it always
             // answers one) no longer holds or asks for that lease, so by
             // LEASE-2 it never holds it again.
@@ -451,6 +454,23 @@ pub fn awaits_replica<S: ChunkStore>(
         .in_flight
         .iter()
         .any(|m| m.chunk == chunk && m.stamp == stamp && !m.acked.contains(&replica))
+}
+
+/// LEASE-6 ([00101]): a mutation `s` has in flight under a lease it no
+/// longer holds (its clock ran out, it was revoked, a new offer replaced
+/// it). The step that ends a lease must fail every mutation ordered under
+/// it: nothing else tells their clients, and they hold places of the
+/// in-flight limit until they leave the list.
+pub fn in_flight_without_lease<S: ChunkStore>(
+    s: &crate::chunkserver::ChunkserverState<S>,
+) -> Option<(ChunkHandle, Stamp)> {
+    s.in_flight
+        .iter()
+        .find(|m| {
+            !s.lease(m.chunk)
+                .is_some_and(|l| l.holding && l.epoch == m.stamp.epoch)
+        })
+        .map(|m| (m.chunk, m.stamp))
 }
 
 /// Whether the primary has `stamp` of `chunk` in flight (WRITE-2: not

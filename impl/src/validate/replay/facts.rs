@@ -771,6 +771,19 @@ pub(super) fn after_step(
                 ctx.changes.push(Change::Leases(leases.clone()));
                 ctx.last_leases = leases;
             }
+            // LEASE-6 ([00101]): after every step, a mutation in flight is
+            // one ordered under the lease the replica still holds (the
+            // model's `STEP_IN_FLIGHT_WITHOUT_LEASE`).
+            if let Some((chunk, stamp)) = in_flight_without_lease(s) {
+                ctx.fail(
+                    Check::Lease6,
+                    at,
+                    path,
+                    format!(
+                        "keeps mutation {stamp:?} of chunk {chunk} in flight without holding that lease"
+                    ),
+                );
+            }
             // LEASE-5 ([0091]): a replica answers every revocation, and
             // after the step that answers one it neither holds nor asks for
             // that lease (the model's `STEP_REVOKED_LEASE_KEPT`).

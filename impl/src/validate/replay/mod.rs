@@ -27,8 +27,8 @@ use leasehold_model::master::{LeaseView, MasterActor, MasterDurable, MasterState
 use leasehold_model::msg::{ApplyOp, ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
 use leasehold_model::system::{
     awaits_replica, failed_replica_still_counted, grant_taken_unasked, holds_push,
-    holds_whole_push, keeps_in_flight, read_not_closest, rearmed_lease_clock, result_answers,
-    skipped_chunk,
+    holds_whole_push, in_flight_without_lease, keeps_in_flight, read_not_closest,
+    rearmed_lease_clock, result_answers, skipped_chunk,
 };
 use leasehold_model::types::{
     ChunkHandle, ChunkStore, ChunkVersion, FileId, Offset, Stamp, StoreError, StoreView,
