@@ -150,6 +150,15 @@ fn limits_holds_and_reaches_every_companion() {
 }
 
 #[test]
+fn limits_expiry_holds_and_reaches_every_companion() {
+    // `limits` with one lease expiry and a second grant: a primary at its
+    // in-flight limit of one loses its lease with the mutation in flight
+    // (LEASE-6 reached), and the clients' retries go to the next lease.
+    let r = exhaustive("limits-expiry");
+    assert_eq!(r.unique_states, 636_148);
+}
+
+#[test]
 fn push_budget_holds_and_reaches_every_companion() {
     // The push buffer's unit budget, not its record count, refuses the
     // second client's push.
@@ -1026,6 +1035,17 @@ fn bug_revoked_primary_keeps_lease_breaks_lease_5() {
 #[test]
 fn bug_primary_keeps_in_flight_after_lease_breaks_lease_6() {
     caught(Bug::PrimaryKeepsInFlightAfterLease, "default", "LEASE-6");
+}
+
+/// The same bug at the TCP nodes' in-flight limit (one, scaled down): the
+/// kept mutation holds the primary's only place.
+#[test]
+fn bug_primary_keeps_in_flight_after_lease_breaks_lease_6_at_the_limit() {
+    caught(
+        Bug::PrimaryKeepsInFlightAfterLease,
+        "limits-expiry",
+        "LEASE-6",
+    );
 }
 
 /// The same bug where the lease ends by a revocation.

@@ -185,6 +185,17 @@ impl ModelCfg {
                 mutations_in_flight_max: 1,
                 ..base
             },
+            // `limits` with a lease that runs out and is granted again: a
+            // primary at its in-flight limit of one loses its lease, and
+            // must fail the mutation it holds (LEASE-6) or it refuses
+            // `Busy` to everyone for good; the TCP nodes' limit with their
+            // leases' expiry.
+            "limits-expiry" => ModelCfg {
+                name: "limits-expiry",
+                lease_expiries: 1,
+                lease_grants_max: 2,
+                ..ModelCfg::named("limits").expect("limits is named")
+            },
             // The push buffer's byte (unit) budget, rather than its record
             // count, refusing the second client's push.
             "push-budget" => ModelCfg {
@@ -703,7 +714,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 50] = [
+    pub const NAMES: [&'static str; 51] = [
         "tiny",
         "small",
         "pad",
@@ -721,6 +732,7 @@ impl ModelCfg {
         "crash",
         "master-crash",
         "limits",
+        "limits-expiry",
         "push-budget",
         "live-crash",
         "live-lossy",
