@@ -272,6 +272,15 @@ fn caught_with(bug: Bug, config: &str, sets: &[&str], property: &str) {
     assert!(!path.is_empty(), "a counterexample has at least one step");
 }
 
+/// A primary that counts serials down writes its own replica out of
+/// order; on the wire its second `Apply` looks like a resend, so only the
+/// step rule on the store sees it (found by mutation testing, `+=` → `-=`
+/// of `next_serial`).
+#[test]
+fn bug_primary_counts_serials_down_breaks_order_2() {
+    caught(Bug::PrimaryCountsSerialsDown, "small", "ORDER-2");
+}
+
 #[test]
 fn bug_secondary_appends_at_own_end_breaks_order_1() {
     caught(Bug::SecondaryAppendsAtOwnEnd, "default", "ORDER-1");

@@ -200,6 +200,15 @@ fn revoked_primary_keeps_lease_lease_5() {
     replays("revoked-primary-keeps-lease", "revoke", &[], "LEASE-5");
 }
 
+/// The real primary counts serials down: its second `Apply` carries a
+/// lower serial than its first, which validation's ORDER-2 (the stamps a
+/// primary sends strictly increase unless the step answers a gap report)
+/// sees on the wire.
+#[test]
+fn primary_counts_serials_down_order_2() {
+    replays("primary-counts-serials-down", "small", &[], "ORDER-2");
+}
+
 /// The real primary's lease clock runs out with an Apply unanswered; the
 /// bug keeps the mutation in flight, which validation's step rule sees.
 #[test]

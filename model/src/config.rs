@@ -217,10 +217,15 @@ pub enum Bug {
     /// clients wait out a reply timeout, and until then they hold places
     /// of the in-flight limit that nothing will free (LEASE-6).
     PrimaryKeepsInFlightAfterLease,
+    /// The primary counts its lease's serials down instead of up ([0099]:
+    /// consecutive serials in increasing order): the second mutation of a
+    /// lease gets a lower serial than the first, which the secondaries
+    /// take for a duplicate and ignore (ORDER-2).
+    PrimaryCountsSerialsDown,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 52] = [
+    pub const ALL: [Bug; 53] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -273,6 +278,7 @@ impl Bug {
         Bug::PrimaryTakesAnyGrantOfEpoch,
         Bug::ClientCacheIgnoresFile,
         Bug::PrimaryKeepsInFlightAfterLease,
+        Bug::PrimaryCountsSerialsDown,
     ];
 
     /// Kebab-case name used on the command line.

@@ -134,8 +134,10 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         }
         self.save(s, o);
         let l = s.lease_mut(chunk);
-        if self.cfg.bug != Bug::PrimaryReusesSerial {
-            l.next_serial += 1;
+        match self.cfg.bug {
+            Bug::PrimaryReusesSerial => {}
+            Bug::PrimaryCountsSerialsDown => l.next_serial = l.next_serial.wrapping_sub(1),
+            _ => l.next_serial += 1,
         }
         // Keep the lease while mutating ([0091]): the next heartbeat asks
         // for an extension.

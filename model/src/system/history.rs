@@ -131,6 +131,9 @@ pub const STEP_FAILED_REPLICA_COUNTED: u16 = 4096;
 /// A replica kept a mutation in flight after the lease it ordered it under
 /// ended (LEASE-6).
 pub const STEP_IN_FLIGHT_WITHOUT_LEASE: u16 = 8192;
+/// A replica wrote a mutation at or below one it had applied before: its
+/// own replica, as primary, included (ORDER-2).
+pub const STEP_APPLIED_OUT_OF_ORDER: u16 = 16384;
 
 impl History {
     pub(super) fn on_send(

@@ -163,9 +163,11 @@ pub fn order_1<V: GlobalView>(v: &V) -> bool {
 
 /// ORDER-2 ([00100]): each replica applies mutations in increasing
 /// (epoch, serial), as its `Apply`/`Applied` messages show
-/// (`History::out_of_order`).
+/// (`History::out_of_order`) and, for the step rule's part, as its store
+/// shows (`STEP_APPLIED_OUT_OF_ORDER`: a primary's serials taken out of
+/// order look like resends on the wire).
 pub fn order_2<V: GlobalView>(v: &V) -> bool {
-    !v.history().out_of_order
+    !v.history().out_of_order && v.history().broken & STEP_APPLIED_OUT_OF_ORDER == 0
 }
 
 /// APPEND-1 ([00107]): an acknowledged record append is whole at its

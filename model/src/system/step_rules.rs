@@ -274,6 +274,11 @@ impl LeaseholdModel {
                 }
             }
             let copied = matches!(delivered, Some(Delivered::ClonePart));
+            // ORDER-2: what a step applies, as primary or secondary, comes
+            // after everything the replica applied before it.
+            if !copied && a.store != b.store && applied_below(&a.store, &b.store) {
+                broken |= STEP_APPLIED_OUT_OF_ORDER;
+            }
             if delivered.is_some() && !copied && a.store != b.store {
                 let fresh = b.store.replicas().iter().enumerate().any(|(chunk, r)| {
                     let old = a.store.replica(chunk as ChunkHandle);
@@ -471,6 +476,25 @@ pub fn in_flight_without_lease<S: ChunkStore>(
                 .is_some_and(|l| l.holding && l.epoch == m.stamp.epoch)
         })
         .map(|m| (m.chunk, m.stamp))
+}
+
+/// ORDER-2 ([00100], [0099]) at a step that changed a replica's store:
+/// whether it wrote a mutation (a stamp the chunk did not hold) at or
+/// below a stamp the chunk already held. The `Apply` messages alone do not
+/// show it: a primary's answer to a gap report sends earlier serials
+/// again, so `History` takes any earlier serial of the epoch for a resend;
+/// a primary that took serials out of order ([0099]: in increasing order)
+/// writes its own replica out of order, which this sees. A clone's parts
+/// are copies, not applies: the caller leaves them out.
+pub fn applied_below<S: StampedStore>(before: &S, after: &S) -> bool {
+    after.handles().any(|chunk| {
+        let Some(top) = before.regions(chunk).map(|r| r.stamp).max() else {
+            return false;
+        };
+        after
+            .regions(chunk)
+            .any(|r| r.stamp <= top && !before.has_stamp(chunk, r.stamp))
+    })
 }
 
 /// Whether the primary has `stamp` of `chunk` in flight (WRITE-2: not
