@@ -159,6 +159,16 @@ fn limits_expiry_holds_and_reaches_every_companion() {
 }
 
 #[test]
+fn barrier_crash_holds_and_reaches_every_companion() {
+    // Issue #13: a primary's `Apply` leaves before its own write is
+    // durable, so a crash before its barrier loses that write while a
+    // secondary holds it (FAULT-1's companion); the client was told
+    // nothing, retries, and the next lease goes on. Every property holds.
+    let r = exhaustive("barrier-crash");
+    assert_eq!(r.unique_states, 420_176);
+}
+
+#[test]
 fn push_budget_holds_and_reaches_every_companion() {
     // The push buffer's unit budget, not its record count, refuses the
     // second client's push.
@@ -1061,6 +1071,13 @@ fn bug_primary_keeps_in_flight_after_lease_breaks_lease_6_at_the_limit() {
 #[test]
 fn bug_primary_keeps_in_flight_after_lease_breaks_lease_6_on_revocation() {
     caught(Bug::PrimaryKeepsInFlightAfterLease, "revoke", "LEASE-6");
+}
+
+/// A primary's answer to its client leaving before its barrier, as its
+/// `Apply` does: a crash then loses a record the client was told is stored.
+#[test]
+fn bug_ack_leaves_before_barrier_breaks_append_1() {
+    caught(Bug::AckLeavesBeforeBarrier, "barrier-crash", "APPEND-1");
 }
 
 /// The same bug where a rename revokes: the rename is then made while the

@@ -222,10 +222,15 @@ pub enum Bug {
     /// lease gets a lower serial than the first, which the secondaries
     /// take for a duplicate and ignore (ORDER-2).
     PrimaryCountsSerialsDown,
+    /// The host lets a primary's answer to its client (`MutationDone`,
+    /// `ChunkFull`) leave before its barrier, as it lets `Apply` leave: a
+    /// crash before the barrier then loses a record the client was told
+    /// is stored (APPEND-1, under `barrier_crashes`).
+    AckLeavesBeforeBarrier,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 53] = [
+    pub const ALL: [Bug; 54] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -279,6 +284,7 @@ impl Bug {
         Bug::ClientCacheIgnoresFile,
         Bug::PrimaryKeepsInFlightAfterLease,
         Bug::PrimaryCountsSerialsDown,
+        Bug::AckLeavesBeforeBarrier,
     ];
 
     /// Kebab-case name used on the command line.

@@ -89,6 +89,16 @@ pub struct ModelCfg {
     /// timeout, as the fault campaign saw).
     pub early_grant_timeouts: u8,
     pub chunkserver_crashes: u8,
+    /// Chunkserver crashes that lose what the server wrote since its last
+    /// barrier, in all (a bounded fault, counted apart from
+    /// `chunkserver_crashes`). Only a step that sent nothing but messages
+    /// that leave before the barrier (`Msg::leaves_before_barrier`) leaves
+    /// such writes behind it: any other send passes the barrier first.
+    /// An environment action "barrier" stands for the host's end of a
+    /// batch. Without it (0), a crash keeps every write, which is sound
+    /// because a write no message has told of is one whose step could as
+    /// well not have happened (docs/model.md, "Barriers").
+    pub barrier_crashes: u8,
     pub master_crashes: u8,
     /// Chunkserver disks that may fill up, one fault each: from then on
     /// that server's store fails every change (`MemStore::fill_disk`).
@@ -196,6 +206,7 @@ impl ModelCfg {
             "duplications" => self.duplications = num()? as u8,
             "early_grant_timeouts" => self.early_grant_timeouts = num()? as u8,
             "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
+            "barrier_crashes" => self.barrier_crashes = num()? as u8,
             "master_crashes" => self.master_crashes = num()? as u8,
             "store_faults" => self.store_faults = num()? as u8,
             "read_faults" => self.read_faults = num()? as u8,
@@ -289,6 +300,7 @@ impl ModelCfg {
             || self.duplications > 0
             || self.early_grant_timeouts > 0
             || self.chunkserver_crashes > 0
+            || self.barrier_crashes > 0
             || self.master_crashes > 0
             || self.store_faults > 0
             || self.read_faults > 0

@@ -6,6 +6,7 @@ use crate::msg::*;
 use crate::types::*;
 use smallvec::SmallVec;
 use stateright::actor::{Envelope, Id};
+use std::sync::Arc;
 
 /// Auxiliary history the properties need and the actors must not see
 /// (a TLA+-style auxiliary variable, kept small).
@@ -16,6 +17,21 @@ use stateright::actor::{Envelope, Id};
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
 pub struct History {
     pub chunkserver_crashes: u8,
+    /// Crashes that lost what a chunkserver wrote since its last barrier
+    /// (`ModelCfg::barrier_crashes`).
+    pub barrier_crashes: u8,
+    /// Per chunkserver that wrote since its last barrier without telling
+    /// anyone but by `Apply`: its saved store as of that barrier, which a
+    /// crash before its next barrier brings back. Empty unless
+    /// `barrier_crashes` > 0.
+    pub unsynced: SmallVec<[(Id, Arc<MemStore>); 1]>,
+    /// A crash before the barrier lost a primary's write of a mutation whose `Apply`
+    /// had left (the `barrier_crashes` companion).
+    pub unsynced_apply_lost: bool,
+    /// Set by a chunkserver's send that must follow the barrier, within
+    /// one step only: the wrapper reads and clears it before the state is
+    /// kept, so it is never part of a checked state.
+    pub barrier_passed: bool,
     pub master_crashes: u8,
     /// Disks filled (`ModelCfg::store_faults`).
     pub store_faults: u8,
@@ -143,7 +159,16 @@ impl History {
     ) -> Option<History> {
         // Positions are node indices in the model.
         let distance = |a: Id, b: Id| usize::from(a).abs_diff(usize::from(b)) as u64;
-        h.after_send(env, distance, |id| cfg.is_chunkserver(id))
+        let next = h.after_send(env, distance, |id| cfg.is_chunkserver(id));
+        let passes = cfg.barrier_crashes > 0
+            && cfg.is_chunkserver(env.src)
+            && !env.msg.leaves_before_barrier(cfg.bug);
+        if !passes || next.as_ref().unwrap_or(h).barrier_passed {
+            return next;
+        }
+        let mut next = next.unwrap_or_else(|| h.clone());
+        next.barrier_passed = true;
+        Some(next)
     }
 
     /// The history after a message is sent, or `None` if unchanged. Any

@@ -344,6 +344,12 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             },
         ));
     }
+    if cfg.barrier_crashes > 0 && cfg.chunkservers > 1 && cfg.clients() > 0 {
+        p.push(Property::sometimes(
+            "FAULT-1 reached: a crash before the barrier lost a primary's write whose Apply had left",
+            |_: &LeaseholdModel, s: &State| s.history.unsynced_apply_lost,
+        ));
+    }
     if cfg.reads.iter().any(|r| *r > 0) {
         p.push(Property::always(
             "READ-1 a read started after a record append's acknowledgement returns that record at its offset",

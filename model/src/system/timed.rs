@@ -336,6 +336,12 @@ impl LeaseholdModel {
 const DISK_FULL: &str = "disk full";
 /// The key of the action that makes a chunkserver's blocks go bad.
 const BLOCKS_CORRUPT: &str = "blocks corrupt";
+/// The key of the action that stands for a chunkserver host's barrier: what
+/// it wrote since the last one is durable now.
+const BARRIER: &str = "barrier";
+/// The key of the action that crashes a chunkserver before its barrier:
+/// what it wrote since the last one is lost.
+const BARRIER_CRASH: &str = "crash before barrier";
 /// The start of the key of the action that makes the network deliver a
 /// message a second time; the rest names the message.
 const DUPLICATE: &str = "duplicate ";
@@ -386,6 +392,62 @@ impl LeaseholdModel {
 }
 
 impl LeaseholdModel {
+    /// After a chunkserver's step: a send that must follow the barrier
+    /// means the host passed it, so everything written so far is durable;
+    /// a step that changed the saved store and sent nothing of that kind
+    /// leaves its writes unsynced, behind the store as of the last barrier.
+    /// A crash that keeps the store (a process that stopped after its
+    /// barrier) leaves nothing unsynced.
+    fn track_barrier(
+        &self,
+        last: &State,
+        next: &mut State,
+        stepped: Option<Id>,
+        crash: Option<Id>,
+    ) {
+        let passed = std::mem::take(&mut next.history.barrier_passed);
+        if let Some(id) = crash {
+            next.history.unsynced.retain(|(u, _)| *u != id);
+        }
+        let Some(id) = stepped else {
+            return;
+        };
+        let i = usize::from(id);
+        let tracked = next.history.unsynced.iter().any(|(u, _)| *u == id);
+        if passed {
+            if tracked {
+                next.history.unsynced.retain(|(u, _)| *u != id);
+            }
+        } else if !tracked && last.actor_storages[i] != next.actor_storages[i] {
+            if let Some(NodeStorage::Chunkserver(before)) = &last.actor_storages[i] {
+                next.history.unsynced.push((id, before.clone()));
+            }
+        }
+    }
+
+    /// `id` crashes before its barrier: its saved store goes back to what
+    /// it was at the last barrier. Did an `Apply` it sent tell of a write
+    /// that is now gone? Then the companion is reached.
+    fn barrier_crash(&self, last: &State, id: Id) -> Option<State> {
+        let (_, before) = last
+            .history
+            .unsynced
+            .iter()
+            .find(|(u, _)| *u == id)?
+            .clone();
+        let mut next = self.next_state(last, ActorModelAction::Crash(id))?;
+        next.history.chunkserver_crashes -= 1;
+        next.history.barrier_crashes += 1;
+        let lost = last
+            .history
+            .applied
+            .iter()
+            .any(|(u, chunk, stamp)| *u == id && before.meta(*chunk).applied < *stamp);
+        next.history.unsynced_apply_lost |= lost;
+        next.actor_storages[usize::from(id)] = Some(NodeStorage::Chunkserver(before));
+        Some(next)
+    }
+
     /// How a duplication action names its message: readable in
     /// counterexamples, and unique among the messages in flight.
     fn envelope_name(&self, e: &Envelope<&Msg<RecordToken>>) -> String {
@@ -395,6 +457,13 @@ impl LeaseholdModel {
             self.node_name(e.dst),
             e.msg
         )
+    }
+
+    /// Whether a `SelectRandom` choice under `key` is a chunkserver's
+    /// barrier (`barrier_crashes`): a real node passes its own barrier at
+    /// the end of each batch, so replaying one has nothing to do.
+    pub fn is_barrier(&self, key: &str) -> bool {
+        key == BARRIER
     }
 
     /// The message a duplication choice (`SelectRandom` under `key`)
@@ -467,6 +536,27 @@ impl Model for LeaseholdModel {
                 });
             }
         }
+        if self.cfg.barrier_crashes > 0 {
+            let none_down = !state.crashed.iter().any(|c| *c);
+            let crash_left = state.history.barrier_crashes < self.cfg.barrier_crashes;
+            for (id, _) in &state.history.unsynced {
+                if state.crashed[usize::from(*id)] {
+                    continue;
+                }
+                actions.push(ActorModelAction::SelectRandom {
+                    actor: *id,
+                    key: BARRIER.into(),
+                    random: (),
+                });
+                if none_down && crash_left {
+                    actions.push(ActorModelAction::SelectRandom {
+                        actor: *id,
+                        key: BARRIER_CRASH.into(),
+                        random: (),
+                    });
+                }
+            }
+        }
         for (key, left) in faults {
             if !left {
                 continue;
@@ -495,9 +585,24 @@ impl Model for LeaseholdModel {
             if let Some(which) = key.strip_prefix(DUPLICATE) {
                 return self.duplicate(last, which);
             }
+            if key == BARRIER {
+                let mut next = last.clone();
+                next.history.unsynced.retain(|(id, _)| id != actor);
+                return Some(next);
+            }
+            if key == BARRIER_CRASH {
+                return self.barrier_crash(last, *actor);
+            }
         }
         let crash = match &action {
             ActorModelAction::Crash(id) => Some(*id),
+            _ => None,
+        };
+        // The chunkserver whose handler this action runs, if any.
+        let stepped = match &action {
+            ActorModelAction::Deliver { dst: id, .. }
+            | ActorModelAction::Timeout(id, _)
+            | ActorModelAction::Recover(id) => Some(*id).filter(|id| self.cfg.is_chunkserver(*id)),
             _ => None,
         };
         // A lease clock running out, held or requested, is the bounded
@@ -586,6 +691,9 @@ impl Model for LeaseholdModel {
             } else {
                 next.history.chunkserver_crashes += 1;
             }
+        }
+        if self.cfg.barrier_crashes > 0 {
+            self.track_barrier(last, &mut next, stepped, crash);
         }
         Some(next)
     }
