@@ -75,6 +75,13 @@ enum Msg {
     Blob(u64, leasehold::Bytes),
     /// A `Blob`'s number and length, once handled.
     Got(u64, u64),
+    /// Write, then send `Forward` to `via` (and, with `answer`, `Written`
+    /// back): a primary's write and its `Apply`.
+    WriteThenRelay {
+        via: u64,
+        n: u64,
+        answer: bool,
+    },
 }
 
 /// Writes made by handlers outside the actor's state, and what the barrier
@@ -86,6 +93,8 @@ struct Disk {
     /// Barrier passes that found something to sync.
     syncs: AtomicU64,
     fail: AtomicBool,
+    /// A sync waits while this is set (a slow disk).
+    slow: AtomicBool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -165,6 +174,14 @@ impl Actor for Toy {
                 },
             ),
             Msg::Forward { to, n } => o.send(Id::from(to as usize), Msg::Pong(n)),
+            Msg::WriteThenRelay { via, n, answer } => {
+                self.disk.written.fetch_add(1, Ordering::SeqCst);
+                let to = APP_ID as u64;
+                o.send(Id::from(via as usize), Msg::Forward { to, n });
+                if answer {
+                    o.send(src, Msg::Written(n));
+                }
+            }
             _ => {}
         }
     }
@@ -232,6 +249,9 @@ fn host(
         }
         if disk.fail.load(Ordering::SeqCst) {
             return Err(StoreError::Io("disk on fire".into()));
+        }
+        while disk.slow.load(Ordering::SeqCst) {
+            std::thread::sleep(ms(1));
         }
         disk.syncs.fetch_add(1, Ordering::SeqCst);
         disk.synced.store(written, Ordering::SeqCst);
@@ -526,6 +546,57 @@ async fn a_failed_barrier_stops_the_node_before_any_reply() {
             app.try_recv().is_err(),
             "a reply left although its write never became durable"
         );
+    })
+    .await;
+}
+
+// STORE-2 with early sends (issue #13): a message the protocol lets leave
+// before the barrier (a primary's `Apply`; here `Forward`) arrives while the
+// barrier is still under way, but only from a step that sends nothing else:
+// a step that also answers holds all its sends until its write is durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_send_leaves_before_the_barrier_only_from_a_step_sending_nothing_else() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let mut b = start(&cluster, 1, 0).await;
+        let mut b_app = b.take_app_receiver().unwrap();
+        let disk = Arc::new(Disk::default());
+        let early = |m: &Msg| matches!(m, Msg::Forward { .. });
+        let mut a = host(&cluster, 0, 0, disk.clone(), true)
+            .with_early_sends(Box::new(early))
+            .start()
+            .await
+            .unwrap();
+        let mut a_app = a.take_app_receiver().unwrap();
+        for (n, answer) in [(1, false), (2, true)] {
+            disk.slow.store(true, Ordering::SeqCst);
+            let relay = Msg::WriteThenRelay { via: 1, n, answer };
+            a.handle().inject(app_id(), relay).await.unwrap();
+            if answer {
+                let got = timeout(ms(300), b_app.recv()).await;
+                assert!(got.is_err(), "a step that answers sent early: {got:?}");
+            } else {
+                assert_eq!(next(&mut b_app).await, Msg::Pong(n));
+            }
+            assert_eq!(disk.synced.load(Ordering::SeqCst), n - 1, "synced early");
+            assert!(a_app.try_recv().is_err(), "answered before the barrier");
+            disk.slow.store(false, Ordering::SeqCst);
+            if answer {
+                assert_eq!(next(&mut a_app).await, Msg::Written(n));
+                assert_eq!(next(&mut b_app).await, Msg::Pong(n));
+            }
+            timeout(WAIT, async {
+                while disk.synced.load(Ordering::SeqCst) < n {
+                    tokio::time::sleep(ms(1)).await;
+                }
+            })
+            .await
+            .expect("the barrier never passed");
+        }
+        for h in [a, b] {
+            h.shutdown().await.unwrap();
+        }
     })
     .await;
 }

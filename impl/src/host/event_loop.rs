@@ -18,8 +18,9 @@ use super::clock::sleep_until;
 use super::net::{Peer, Routes, Unrouted};
 use super::storage::StorageFile;
 use super::{
-    Barrier, HostError, Inbound, MsgObserver, MsgTracer, Passage, SendDelay, StateNarrator, Step,
-    StepClock, StepCommand, StepInput, StepRecorder, BATCH_MSGS_MAX, SELF_QUEUE_MSGS_MAX,
+    Barrier, EarlySends, HostError, Inbound, MsgObserver, MsgTracer, Passage, SendDelay,
+    StateNarrator, Step, StepClock, StepCommand, StepInput, StepRecorder, BATCH_MSGS_MAX,
+    SELF_QUEUE_MSGS_MAX,
 };
 use crate::frame::{self, Envelope};
 
@@ -53,6 +54,7 @@ pub(super) struct NodeLoop<A: Actor> {
     pub(super) observer: Option<MsgObserver<A::Msg>>,
     pub(super) recorder: Option<Box<dyn StepRecorder<A>>>,
     pub(super) send_delay: Option<SendDelay<A::Msg>>,
+    pub(super) early_sends: Option<EarlySends<A::Msg>>,
     /// The runtime of the network tasks, for held messages.
     pub(super) network: tokio::runtime::Handle,
 }
@@ -297,8 +299,32 @@ where
 
     /// Passes the barrier, then carries out the steps' commands. STORE-2:
     /// what the handlers wrote is durable before anything they commanded
-    /// happens. The steps are already recorded (see [`NodeLoop::step`]).
-    pub(super) fn commit(&mut self, steps: Vec<Step<A>>) -> Result<(), HostError> {
+    /// happens, but for the sends the protocol lets leave first
+    /// ([`EarlySends`]: a primary's `Apply`, so that its own write and the
+    /// secondaries' overlap). Those go before the barrier, from each step
+    /// of the batch up to the first that also sends something else: a
+    /// crash before the barrier then loses only writes that nothing but
+    /// such sends told of, which is the model's `barrier_crashes` fault.
+    /// The steps are already recorded (see [`NodeLoop::step`]).
+    pub(super) fn commit(&mut self, mut steps: Vec<Step<A>>) -> Result<(), HostError> {
+        if let Some(early) = &self.early_sends {
+            let mut now = Vec::new();
+            for step in &mut steps {
+                let only_early = step.commands.iter().all(|c| match c {
+                    StepCommand::Send(_, msg) => early(msg),
+                    _ => true,
+                });
+                if !only_early {
+                    break;
+                }
+                let (sends, rest) = std::mem::take(&mut step.commands)
+                    .into_iter()
+                    .partition(|c| matches!(c, StepCommand::Send(..)));
+                step.commands = rest;
+                now.extend(sends);
+            }
+            self.execute(now)?;
+        }
         if let Some(barrier) = &mut self.barrier {
             barrier().map_err(HostError::Barrier)?;
         }

@@ -11,7 +11,7 @@
 //! | `CancelTimer(t)`           | deadline removed (no-op if not armed)      |
 //! | `ChooseRandom(key, xs)`    | pending choice under `key` (empty `xs` removes it); later one `x` picked uniformly → `on_random` |
 //! | `Save(storage)`            | temp file, fsync, rename, fsync of the directory, before the next command |
-//! | (any command)              | after the [`Barrier`], if one is given: what the handlers wrote (chunk files) is durable before anything they commanded happens |
+//! | (any command)              | after the [`Barrier`], if one is given: what the handlers wrote (chunk files) is durable before anything they commanded happens, but for the [`EarlySends`] |
 //! | `on_msg(src, msg)`         | a frame from a peer, or [`HostHandle::inject`] |
 //! | `on_timeout(t)`            | `t`'s deadline passed (it is disarmed first, as in stateright's model) |
 //!
@@ -33,8 +33,12 @@
 //! covers the mutations of every message in the batch, and nothing a
 //! handler commanded, least of all an acknowledgement, leaves the node
 //! before its writes are durable ([0099]: replies report applied
-//! mutations). A batch stops early at an expired timer, so that timers
-//! and cancellations keep their order.
+//! mutations), with one exception the protocol names ([`EarlySends`]: a
+//! primary's `Apply`, so that its own write and the secondaries' overlap),
+//! which leaves before the barrier from the batch's steps up to the first
+//! that sends anything else (the model's `barrier_crashes` checks what a
+//! crash then loses). A batch stops early at an expired timer, so that
+//! timers and cancellations keep their order.
 //!
 //! Time: every step (a handler call) has one reading of the monotonic
 //! clock, taken before its handler runs and before any timer that expired
@@ -400,6 +404,11 @@ pub type MsgObserver<M> = Box<dyn FnMut(Passage, Id, Id, &M) + Send>;
 /// allows; it lets a test make a grant arrive late without a proxy.
 pub type SendDelay<M> = Box<dyn Fn(Id, &M) -> Option<Duration> + Send>;
 
+/// Which messages may leave before the barrier of the batch whose handlers
+/// sent them (`Msg::leaves_before_barrier`): the protocol's answer, handed to
+/// the host so that model and host use the same rule.
+pub type EarlySends<M> = Box<dyn Fn(&M) -> bool + Send>;
+
 /// Runs one actor as one node.
 pub struct ActorHost<A: Actor> {
     actor: A,
@@ -411,6 +420,7 @@ pub struct ActorHost<A: Actor> {
     recorder: Option<Box<dyn StepRecorder<A>>>,
     send_delay: Option<SendDelay<A::Msg>>,
     scheduling: Option<Scheduling<A>>,
+    early_sends: Option<EarlySends<A::Msg>>,
 }
 
 impl<A> ActorHost<A>
@@ -431,6 +441,7 @@ where
             recorder: None,
             send_delay: None,
             scheduling: None,
+            early_sends: None,
         }
     }
 
@@ -450,6 +461,13 @@ where
     /// Holds chosen outgoing messages for a while (a test hook).
     pub fn with_send_delay(mut self, delay: SendDelay<A::Msg>) -> Self {
         self.send_delay = Some(delay);
+        self
+    }
+
+    /// Lets the messages `early` picks leave before the batch's barrier
+    /// (see [`NodeLoop::commit`](event_loop::NodeLoop)).
+    pub fn with_early_sends(mut self, early: EarlySends<A::Msg>) -> Self {
+        self.early_sends = Some(early);
         self
     }
 
@@ -494,6 +512,7 @@ where
             recorder,
             send_delay,
             scheduling,
+            early_sends,
         } = self;
         let id = config.id;
         let span = tracing::info_span!("node", id = usize::from(id) as u64);
@@ -618,6 +637,7 @@ where
                     recorder,
                     send_delay,
                     network,
+                    early_sends,
                 };
                 let result = match scheduling {
                     Some(scheduling) => {

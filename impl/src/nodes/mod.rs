@@ -272,10 +272,23 @@ async fn start_at(
     if let Some(delay) = hooks.send_delay {
         host = host.with_send_delay(delay);
     }
+    let bug = actor_bug(&actor);
+    host = host.with_early_sends(Box::new(move |msg: &RealMsg| {
+        msg.leaves_before_barrier(bug)
+    }));
     more(host)
         .start()
         .await
         .map_err(|source| NodeError::Host { id, source })
+}
+
+/// The seeded bug the node runs with (`Bug::None` but in tests).
+fn actor_bug(actor: &RealNode) -> Bug {
+    match actor {
+        Node::Master(a) => a.cfg.bug,
+        Node::Chunkserver(a) => a.cfg.bug,
+        Node::Client(a) => a.cfg.bug,
+    }
 }
 
 fn with_bug(mut actor: RealNode, bug: Bug) -> RealNode {

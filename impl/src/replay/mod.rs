@@ -831,6 +831,7 @@ async fn walk(
                     (None, Some(fault)) => nodes
                         .store_fault(usize::from(*actor) as u64, fault)
                         .map(|()| false),
+                    (None, None) if model.is_barrier(key) => Ok(false),
                     (None, None) => {
                         Err(format!("environment choice {key} has no real counterpart"))
                     }

@@ -26,6 +26,17 @@ impl NodeTrace {
     pub fn carried_out(&self, index: usize) -> bool {
         index < self.committed
     }
+
+    /// Whether command `command` of step `index` may have left the node:
+    /// any of a step carried out, and of one that was not, a send the
+    /// protocol lets leave before the barrier (`Msg::leaves_before_barrier`:
+    /// the host sends those first, so a node stopped before its barrier
+    /// may have sent them).
+    pub fn may_have_sent(&self, index: usize, command: &TraceCommand) -> bool {
+        self.carried_out(index)
+            || matches!(command, TraceCommand::Send { msg, .. }
+                if msg.leaves_before_barrier(self.header.protocol.bug))
+    }
 }
 
 /// Reads one trace file.

@@ -74,13 +74,17 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, network_duplicates: bool) 
     for (&src, files) in by_node {
         let app = app_of(files);
         for (fi, f) in files.iter().enumerate() {
-            // Steps never carried out sent nothing: a receive of one of
-            // their messages has no send to match.
-            for (si, s) in f.steps.iter().enumerate().take(f.committed) {
+            // Steps never carried out sent nothing but what may leave
+            // before the barrier: a receive of any other of their messages
+            // has no send to match.
+            for (si, s) in f.steps.iter().enumerate() {
                 for (ci, c) in s.commands.iter().enumerate() {
                     let TraceCommand::Send { dst, .. } = c else {
                         continue;
                     };
+                    if !f.may_have_sent(si, c) {
+                        continue;
+                    }
                     if Some(*dst) == app {
                         continue;
                     }

@@ -410,16 +410,14 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
             }
         }
         // The sends, as the checker's history sees them: only those that
-        // left the node (see `NodeTrace::committed`).
-        let sent: &[TraceCommand] = if s.file.carried_out(s.index) {
-            &step.commands
-        } else {
-            &[]
-        };
-        for cmd in sent {
+        // may have left the node (see `NodeTrace::committed`).
+        for cmd in &step.commands {
             let TraceCommand::Send { dst, msg } = cmd else {
                 continue;
             };
+            if !s.file.may_have_sent(s.index, cmd) {
+                continue;
+            }
             let env = Envelope {
                 src: id,
                 dst: Id::from(*dst as usize),
