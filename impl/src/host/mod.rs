@@ -33,8 +33,9 @@
 //! covers the mutations of every message in the batch, and nothing a
 //! handler commanded, least of all an acknowledgement, leaves the node
 //! before its writes are durable ([0099]: replies report applied
-//! mutations), with one exception the protocol names ([`EarlySends`]: a
-//! primary's `Apply`, so that its own write and the secondaries' overlap),
+//! mutations), but for what the protocol names ([`EarlySends`]: a
+//! primary's `Apply`, so that its own write and the secondaries' overlap,
+//! and the push, which tells of buffers only),
 //! which leaves before the barrier from the batch's steps up to the first
 //! that sends anything else (the model's `barrier_crashes` checks what a
 //! crash then loses). A batch stops early at an expired timer, so that

@@ -430,20 +430,22 @@ pub struct ClonePart<P> {
 
 impl<P> Msg<P> {
     /// Whether a node may send this message before what its step wrote is
-    /// durable (the host's barrier; issue #13). Only `Apply`: it claims
-    /// nothing about the sender's replica, so the primary forwards a
-    /// mutation while its own write of it is still on its way to disk, and
-    /// the secondaries' writes overlap its own ([0099] asks only that the
-    /// primary apply it; the order is its serial's, not the time's). Every
-    /// other message may report a durable change (an acknowledgement, a
-    /// version, a replica's failure), so it leaves after the barrier. A
+    /// durable (the host's barrier; issue #13). `Apply` claims nothing
+    /// about the sender's replica, so the primary forwards a mutation while
+    /// its own write of it is still on its way to disk, and the
+    /// secondaries' writes overlap its own ([0099] asks only that the
+    /// primary apply it; the order is its serial's, not the time's). The
+    /// push (`PushData` forwarded down the chain, `DataPushed` back) tells
+    /// of buffers, which no crash keeps anyway ([0095]). Every other
+    /// message may report a durable change (an acknowledgement, a version,
+    /// a replica's failure), so it leaves after the barrier. A
     /// crash before the barrier then loses the primary's write of a
     /// mutation whose `Apply` left: the model's `barrier_crashes` fault.
     /// `Bug::AckLeavesBeforeBarrier` lets a primary's answer to its client
     /// out early too.
     pub fn leaves_before_barrier(&self, bug: Bug) -> bool {
         match self {
-            Msg::Apply { .. } => true,
+            Msg::Apply { .. } | Msg::PushData { .. } | Msg::DataPushed { .. } => true,
             Msg::MutationDone { .. } | Msg::ChunkFull { .. } => bug == Bug::AckLeavesBeforeBarrier,
             _ => false,
         }

@@ -21,7 +21,8 @@ pub struct History {
     /// (`ModelCfg::barrier_crashes`).
     pub barrier_crashes: u8,
     /// Per chunkserver that wrote since its last barrier without telling
-    /// anyone but by `Apply`: its saved store as of that barrier, which a
+    /// anyone but by messages that leave before the barrier
+    /// (`Msg::leaves_before_barrier`): its saved store as of that barrier, which a
     /// crash before its next barrier brings back. Empty unless
     /// `barrier_crashes` > 0.
     pub unsynced: SmallVec<[(Id, Arc<MemStore>); 1]>,
