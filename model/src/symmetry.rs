@@ -415,6 +415,11 @@ pub fn permute_state(s: &State, p: &ClientPerm) -> State {
                 *e = (n(e.0), e.1, n(e.2), e.3);
             }
             h.started_after.sort();
+            // A store kept for a crash before the barrier holds records,
+            // which name their clients.
+            for (_, store) in h.unsynced.iter_mut() {
+                *store = Arc::new(store.permute(p));
+            }
             h
         },
         actor_storages: (0..n)

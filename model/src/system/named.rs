@@ -404,6 +404,16 @@ impl ModelCfg {
                 chunkserver_crashes: 1,
                 ..base
             },
+            // `concurrent-crash` with the crash before the server's barrier
+            // instead (issue #13): a primary's write lost while the other
+            // client's append goes on, and the lost one's secondaries
+            // overwritten under the next lease.
+            "concurrent-barrier-crash" => ModelCfg {
+                name: "concurrent-barrier-crash",
+                chunkserver_crashes: 0,
+                barrier_crashes: 1,
+                ..ModelCfg::named("concurrent-crash").expect("concurrent-crash is named")
+            },
             // Issue #10's target: two clients appending concurrently to
             // three replicas, one chunkserver crash-restart, replies
             // delayed past timeouts (loss, as the actors see it), one
@@ -727,7 +737,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 52] = [
+    pub const NAMES: [&'static str; 53] = [
         "tiny",
         "small",
         "pad",
@@ -756,6 +766,7 @@ impl ModelCfg {
         "live-store-master-crash",
         "mixed",
         "concurrent-crash",
+        "concurrent-barrier-crash",
         "concurrent-faults",
         "concurrent-lossy",
         "concurrent-master-crash",
