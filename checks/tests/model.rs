@@ -165,7 +165,7 @@ fn barrier_crash_holds_and_reaches_every_companion() {
     // secondary holds it (FAULT-1's companion); the client was told
     // nothing, retries, and the next lease goes on. Every property holds.
     let r = exhaustive("barrier-crash");
-    assert_eq!(r.unique_states, 435_699);
+    assert_eq!(r.unique_states, 425_803);
 }
 
 #[test]
@@ -555,11 +555,12 @@ fn concurrent_crash_holds_and_reaches_every_companion() {
 /// (issue #13): a primary's write whose `Apply` left is lost while two
 /// clients append at once. Breadth first: faster here than depth first
 /// with client symmetry (1,092,380 states in about 23 s against 549,623
-/// in 34 s).
+/// in 34 s, both before the wrapper stopped keeping unsynced stores once
+/// the crash was used).
 #[test]
 fn concurrent_barrier_crash_holds_and_reaches_every_companion() {
     let r = exhaustive("concurrent-barrier-crash");
-    assert_eq!(r.unique_states, 1_092_380);
+    assert_eq!(r.unique_states, 1_059_548);
 }
 
 /// Two clients append at once over a network that may lose any message.

@@ -301,10 +301,11 @@ where
     /// what the handlers wrote is durable before anything they commanded
     /// happens, but for the sends the protocol lets leave first
     /// ([`EarlySends`]: a primary's `Apply`, so that its own write and the
-    /// secondaries' overlap). Those go before the barrier, from each step
-    /// of the batch up to the first that also sends something else: a
-    /// crash before the barrier then loses only writes that nothing but
-    /// such sends told of, which is the model's `barrier_crashes` fault.
+    /// secondaries' overlap, and the push). Those go before the barrier,
+    /// from each step of the batch up to the first that also sends
+    /// something else: a crash before the barrier then loses only writes
+    /// that nothing but such sends told of, which is the model's
+    /// `barrier_crashes` fault.
     /// The steps are already recorded (see [`NodeLoop::step`]).
     pub(super) fn commit(&mut self, mut steps: Vec<Step<A>>) -> Result<(), HostError> {
         if let Some(early) = &self.early_sends {

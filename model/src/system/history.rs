@@ -22,12 +22,12 @@ pub struct History {
     pub barrier_crashes: u8,
     /// Per chunkserver that wrote since its last barrier without telling
     /// anyone but by messages that leave before the barrier
-    /// (`Msg::leaves_before_barrier`): its saved store as of that barrier, which a
-    /// crash before its next barrier brings back. Empty unless
-    /// `barrier_crashes` > 0.
+    /// (`Msg::leaves_before_barrier`): its saved store as of that barrier,
+    /// which a crash before its next barrier brings back. Empty unless a
+    /// crash before a barrier is left (`barrier_crashes`).
     pub unsynced: SmallVec<[(Id, Arc<MemStore>); 1]>,
-    /// A crash before the barrier lost a primary's write of a mutation whose `Apply`
-    /// had left (the `barrier_crashes` companion).
+    /// A crash before the barrier lost a primary's write of a mutation
+    /// whose `Apply` had left (the `barrier_crashes` companion).
     pub unsynced_apply_lost: bool,
     /// Set by a chunkserver's send that must follow the barrier, within
     /// one step only: the wrapper reads and clears it before the state is

@@ -406,6 +406,12 @@ impl LeaseholdModel {
         crash: Option<Id>,
     ) {
         let passed = std::mem::take(&mut next.history.barrier_passed);
+        if next.history.barrier_crashes >= self.cfg.barrier_crashes {
+            // No crash before a barrier is left to lose what is unsynced:
+            // keeping it would only split states by when barriers pass.
+            next.history.unsynced.clear();
+            return;
+        }
         if let Some(id) = crash {
             next.history.unsynced.retain(|(u, _)| *u != id);
         }
@@ -438,6 +444,7 @@ impl LeaseholdModel {
         let mut next = self.next_state(last, ActorModelAction::Crash(id))?;
         next.history.chunkserver_crashes -= 1;
         next.history.barrier_crashes += 1;
+        next.history.unsynced.clear();
         let lost = last
             .history
             .applied
