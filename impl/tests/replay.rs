@@ -221,6 +221,23 @@ fn primary_keeps_in_flight_after_lease_lease_6() {
     );
 }
 
+/// A real secondary holds back a later serial behind one a crash lost,
+/// then takes the next lease's version; the bug keeps the held `Apply`,
+/// which validation's step rule sees. With the bug off the real node drops
+/// it in that step, and the same schedule validates clean.
+#[test]
+fn secondary_keeps_passed_held_order_3() {
+    replays("secondary-keeps-passed-held", "crash", &[], "ORDER-3");
+}
+
+/// A real primary answers a secondary's gap report with `Skip` for a
+/// serial it still waits for; validation's step rule reads the step's
+/// sends beside the primary's in-flight list.
+#[test]
+fn primary_skips_serial_in_flight_order_4() {
+    replays("primary-skips-serial-in-flight", "age-out", &[], "ORDER-4");
+}
+
 #[test]
 fn revoked_primary_keeps_lease_rename_1() {
     replays("revoked-primary-keeps-lease", "rename", &[], "RENAME-1");

@@ -227,10 +227,20 @@ pub enum Bug {
     /// crash before the barrier then loses a record the client was told
     /// is stored (APPEND-1, under `barrier_crashes`).
     AckLeavesBeforeBarrier,
+    /// A secondary keeps an `Apply` it holds back after moving past it (a
+    /// newer version learned, a later lease's mutation applied): it will
+    /// never be in turn, and takes a place of the hold-back limit until a
+    /// restart (ORDER-3).
+    SecondaryKeepsPassedHeld,
+    /// A primary answers a gap report with `Skip` for every serial the
+    /// secondary lacks, also one it still waits for: that mutation is used
+    /// up unwritten and its client learns only by a reply timeout
+    /// (ORDER-4).
+    PrimarySkipsSerialInFlight,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 54] = [
+    pub const ALL: [Bug; 56] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -285,6 +295,8 @@ impl Bug {
         Bug::PrimaryKeepsInFlightAfterLease,
         Bug::PrimaryCountsSerialsDown,
         Bug::AckLeavesBeforeBarrier,
+        Bug::SecondaryKeepsPassedHeld,
+        Bug::PrimarySkipsSerialInFlight,
     ];
 
     /// Kebab-case name used on the command line.

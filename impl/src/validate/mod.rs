@@ -63,6 +63,10 @@ pub enum Check {
     Lease6,
     Order1,
     Order2,
+    /// A replica holds back only mutations that can still be in turn.
+    Order3,
+    /// A primary skips only a serial it no longer waits for.
+    Order4,
     Append1,
     Append2,
     Append3,
@@ -113,6 +117,8 @@ impl Check {
             Check::Lease6 => "LEASE-6",
             Check::Order1 => "ORDER-1",
             Check::Order2 => "ORDER-2",
+            Check::Order3 => "ORDER-3",
+            Check::Order4 => "ORDER-4",
             Check::Append1 => "APPEND-1",
             Check::Append2 => "APPEND-2",
             Check::Append3 => "APPEND-3",

@@ -149,6 +149,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         match s.store.set_version(chunk, version) {
             Ok(()) => {
                 self.save(s, o);
+                self.drop_passed_held(s, chunk, o);
                 true
             }
             Err(e) => {

@@ -308,6 +308,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 .find(|m| m.chunk == chunk && m.stamp == stamp)
             {
                 Some(m) if m.acked.contains(&secondary) => continue,
+                Some(_) if self.cfg.bug == Bug::PrimarySkipsSerialInFlight => ApplyOp::Skip,
                 Some(m) => match m.offset {
                     Some(offset) => ApplyOp::WriteAt {
                         offset,

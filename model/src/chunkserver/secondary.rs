@@ -28,8 +28,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 )
             }
         };
-        if a.version < meta.version || a.stamp.epoch < meta.applied.epoch {
-            // From a lease older than one this replica already follows.
+        if from_older_lease(&meta, &a) {
             return reply(o, Err(Failure::StaleLease));
         }
         if let Some(e) = state.store_failure(chunk) {
@@ -37,11 +36,8 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             return reply(o, Err(Failure::Store(e.clone())));
         }
         let expected = expected_serial(&meta, a.stamp.epoch);
-        if a.stamp.serial < expected
-            && a.stamp.epoch == meta.applied.epoch
-            && self.cfg.bug != Bug::SecondaryAppliesOutOfOrder
-        {
-            return; // a duplicate of a mutation already applied
+        if already_applied(&meta, &a) && self.cfg.bug != Bug::SecondaryAppliesOutOfOrder {
+            return;
         }
         let in_turn = a.version == meta.version && a.stamp.serial == expected;
         // The bug applies whatever arrives, in arrival order.
@@ -135,12 +131,53 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         );
     }
 
+    /// ORDER-3: drops the mutations of `chunk` held back that this
+    /// replica has moved past (it learned a newer version, or applied a
+    /// later lease's or the same serial's mutation): they can never be in
+    /// turn again, and kept they would take places of the hold-back limit
+    /// (`Busy` beyond it) until a restart. Answered as `on_apply` answers
+    /// one that arrives that late, so their primary fails them at once.
+    pub(super) fn drop_passed_held(
+        &self,
+        s: &mut ChunkserverState<S>,
+        chunk: ChunkHandle,
+        o: &mut O<S>,
+    ) {
+        if self.cfg.bug == Bug::SecondaryKeepsPassedHeld {
+            return;
+        }
+        let meta = s.store.meta(chunk);
+        let passed = |h: &HeldApply| {
+            h.chunk == chunk && (from_older_lease(&meta, h) || already_applied(&meta, h))
+        };
+        if !s.held.iter().any(passed) {
+            return;
+        }
+        let (gone, kept) = std::mem::take(&mut s.held).into_iter().partition(passed);
+        s.held = kept;
+        for h in gone {
+            if from_older_lease(&meta, &h) && h.op != ApplyOp::Skip {
+                o.send(
+                    h.primary,
+                    Msg::Applied {
+                        chunk,
+                        stamp: h.stamp,
+                        result: Err(Failure::StaleLease),
+                    },
+                );
+            }
+        }
+    }
+
     pub(super) fn apply_held(
         &self,
         state: &mut Cow<ChunkserverState<S>>,
         chunk: ChunkHandle,
         o: &mut O<S>,
     ) {
+        if state.held.iter().any(|h| h.chunk == chunk) {
+            self.drop_passed_held(state.to_mut(), chunk, o);
+        }
         loop {
             let meta = state.store.meta(chunk);
             let next = state.held.iter().position(|h| {
@@ -154,6 +191,18 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             self.on_apply(state, primary, h, o);
         }
     }
+}
+
+/// From a lease older than one this replica already follows (its version
+/// is older, or a later lease's mutation is applied here): never in turn.
+fn from_older_lease(meta: &ReplicaMeta, a: &HeldApply) -> bool {
+    a.version < meta.version || a.stamp.epoch < meta.applied.epoch
+}
+
+/// A second copy of a mutation already applied here (a resend answering
+/// a gap report, or the network's duplicate): never in turn again.
+fn already_applied(meta: &ReplicaMeta, a: &HeldApply) -> bool {
+    a.stamp.epoch == meta.applied.epoch && a.stamp.serial <= meta.applied.serial
 }
 
 /// The serial a replica applies next under lease `epoch` ([00100]): the

@@ -141,6 +141,46 @@ pub(super) fn held_back(model: &LeaseholdModel, s: &State) -> bool {
         .any(|(_, cs)| !cs.held.is_empty())
 }
 
+/// ORDER-3's situation: a replica holds back a mutation while a message on
+/// its way to it would move it past that mutation (a newer version of the
+/// chunk, announced or offered with a lease, or a later lease's mutation),
+/// so the step that delivers it must drop what it holds.
+pub(super) fn held_about_to_pass(model: &LeaseholdModel, s: &State) -> bool {
+    s.network.iter_deliverable().any(|e| {
+        let Some((_, cs)) = model.live_chunkservers(s).find(|(id, _)| *id == e.dst) else {
+            return false;
+        };
+        cs.held.iter().any(|h| match e.msg {
+            Msg::NewVersion { chunk, version, .. } | Msg::LeaseOffer { chunk, version, .. } => {
+                *chunk == h.chunk && *version > h.version
+            }
+            Msg::Apply { chunk, stamp, .. } => *chunk == h.chunk && stamp.epoch > h.stamp.epoch,
+            _ => false,
+        })
+    })
+}
+
+/// ORDER-4's situation: a gap report on its way to a primary that still
+/// has in flight, unanswered by the reporting secondary, a serial the
+/// report names; the step that delivers it must send that serial again,
+/// not `Skip` it.
+pub(super) fn gap_report_names_in_flight(model: &LeaseholdModel, s: &State) -> bool {
+    s.network.iter_deliverable().any(|e| {
+        let Msg::ApplyGap {
+            chunk, from, until, ..
+        } = e.msg
+        else {
+            return false;
+        };
+        let Some((_, cs)) = model.live_chunkservers(s).find(|(id, _)| *id == e.dst) else {
+            return false;
+        };
+        cs.in_flight.iter().any(|m| {
+            m.chunk == *chunk && *from <= m.stamp && m.stamp < *until && !m.acked.contains(&e.src)
+        })
+    })
+}
+
 pub(super) fn lease_expired_and_regranted(_: &LeaseholdModel, s: &State) -> bool {
     s.history.grants.iter().any(|(_, e, _)| *e >= 2)
 }

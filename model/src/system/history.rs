@@ -94,7 +94,7 @@ pub struct History {
     pub snapshot_written: bool,
     /// Steps that broke a rule only a step can show (`STEP_*` bits): set
     /// only by a seeded bug, so the protocol's state space is unchanged.
-    pub broken: u16,
+    pub broken: u32,
 }
 
 /// Per chunk, the last mutation ordered on it (`History::snapshot`).
@@ -107,50 +107,56 @@ pub const BUSY_MUTATE: u8 = 2;
 
 /// A replica accepted a lease grant that answered no request of its own
 /// still pending (LEASE-2).
-pub const STEP_LATE_GRANT: u16 = 1;
+pub const STEP_LATE_GRANT: u32 = 1;
 /// A client sent a mutation in a step that was not the chain's
 /// acknowledgement of its data, or a push went to a server that was not
 /// the closest one left on the chain (PUSH-1).
-pub const STEP_PUSH_ORDER: u16 = 2;
+pub const STEP_PUSH_ORDER: u32 = 2;
 /// A replica applied data that was not in its buffer, or kept data that
 /// aged out (PUSH-2).
-pub const STEP_STALE_DATA: u16 = 4;
+pub const STEP_STALE_DATA: u32 = 4;
 /// A client gave up on a record append with retries left (APPEND-5).
-pub const STEP_APPEND_GAVE_UP: u16 = 8;
+pub const STEP_APPEND_GAVE_UP: u32 = 8;
 /// A client gave up on a write with retries left, or a primary kept a
 /// mutation a replica failed instead of failing it at once (WRITE-2).
-pub const STEP_WRITE_FAILURE_HIDDEN: u16 = 16;
+pub const STEP_WRITE_FAILURE_HIDDEN: u32 = 16;
 /// A replica acknowledged the revocation of a lease it still holds (or
 /// still asks for), so it may go on ordering mutations under it (LEASE-5).
-pub const STEP_REVOKED_LEASE_KEPT: u16 = 32;
+pub const STEP_REVOKED_LEASE_KEPT: u32 = 32;
 /// The master made a rename while a replica held a lease of one of the
 /// file's chunks (RENAME-1).
-pub const STEP_RENAMED_UNDER_LEASE: u16 = 64;
+pub const STEP_RENAMED_UNDER_LEASE: u32 = 64;
 /// A replica re-armed a lease clock that was running: a grant (or a second
 /// request) moved a lease's deadline later than its request's (LEASE-2).
-pub const STEP_LEASE_CLOCK_REARMED: u16 = 128;
+pub const STEP_LEASE_CLOCK_REARMED: u32 = 128;
 /// A client sent a read to a replica other than the closest one its
 /// located chunk names and it has not tried (READ-1).
-pub const STEP_READ_NOT_CLOSEST: u16 = 256;
+pub const STEP_READ_NOT_CLOSEST: u32 = 256;
 /// A chunkserver deleted a replica that the master placed on it (GC-1).
-pub const STEP_DELETED_PLACED_REPLICA: u16 = 512;
+pub const STEP_DELETED_PLACED_REPLICA: u32 = 512;
 /// A client reported a result that does not answer the operation it had
 /// under way: a record append reported as an open, say (CLIENT-1).
-pub const STEP_WRONG_RESULT: u16 = 1024;
+pub const STEP_WRONG_RESULT: u32 = 1024;
 /// A client moved its record append to another chunk than the one after
 /// the chunk it was appending to, or without that chunk's primary
 /// reporting it full (APPEND-4).
-pub const STEP_SKIPPED_CHUNK: u16 = 2048;
+pub const STEP_SKIPPED_CHUNK: u32 = 2048;
 /// The master took a replica's report that its store failed a change of a
 /// chunk at the chunk's current version, and still counts that replica up
 /// to date (FAULT-2).
-pub const STEP_FAILED_REPLICA_COUNTED: u16 = 4096;
+pub const STEP_FAILED_REPLICA_COUNTED: u32 = 4096;
 /// A replica kept a mutation in flight after the lease it ordered it under
 /// ended (LEASE-6).
-pub const STEP_IN_FLIGHT_WITHOUT_LEASE: u16 = 8192;
+pub const STEP_IN_FLIGHT_WITHOUT_LEASE: u32 = 8192;
 /// A replica wrote a mutation at or below one it had applied before: its
 /// own replica, as primary, included (ORDER-2).
-pub const STEP_APPLIED_OUT_OF_ORDER: u16 = 16384;
+pub const STEP_APPLIED_OUT_OF_ORDER: u32 = 16384;
+/// A replica holds back an `Apply` it has moved past, which can never be
+/// in turn (ORDER-3).
+pub const STEP_HELD_PASSED: u32 = 32768;
+/// A primary answered a gap report with `Skip` for a serial it still had
+/// in flight, so that mutation was used up unwritten (ORDER-4).
+pub const STEP_SKIPPED_IN_FLIGHT: u32 = 65536;
 
 impl History {
     pub(super) fn on_send(

@@ -59,9 +59,9 @@ pub use queries::{
     moved_to_spare, reads,
 };
 pub use step_rules::{
-    awaits_replica, failed_replica_still_counted, grant_taken_unasked, holds_push,
+    awaits_replica, failed_replica_still_counted, grant_taken_unasked, held_passed, holds_push,
     holds_whole_push, in_flight_without_lease, keeps_in_flight, read_not_closest,
-    rearmed_lease_clock, result_answers, skipped_chunk,
+    rearmed_lease_clock, result_answers, skipped_chunk, skips_in_flight,
 };
 pub use timed::master;
 pub use timed::{LeaseholdModel, StoreFault};
@@ -483,19 +483,62 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
                 || cfg.writes.get(c).is_some_and(|w| !w.is_empty())
         })
         .count();
-    if two_in_flight
+    let holds_back = two_in_flight
         && (mutating_clients > 1
             || (cfg.client_retries_max > 0
                 && cfg.lease_grants_max > 1
                 && cfg.faulty()
-                && !store_fault_only))
-    {
+                && !store_fault_only));
+    if holds_back {
         p.push(Property::sometimes(
             "ORDER-2 reached: a secondary held back an early mutation",
             held_back,
         ));
     }
     if mutates {
+        p.push(Property::always(
+            "ORDER-3 a replica holds back only mutations that can still be in turn",
+            |m, s| order_3(&ModelView::new(m, s)),
+        ));
+        // A held mutation is passed only by a later lease's version, and
+        // one is held with a later lease on its way only behind a crash or
+        // the other client's mutation, delayed (not on a prompt network).
+        if holds_back
+            && cfg.lease_grants_max > 1
+            && !cfg.prompt_network
+            && (mutating_clients > 1 || cfg.chunkserver_crashes > 0 || cfg.barrier_crashes > 0)
+        {
+            p.push(Property::sometimes(
+                "ORDER-3 reached: a replica holds back a mutation that a message on its way will move it past",
+                held_about_to_pass,
+            ));
+        }
+        p.push(Property::always(
+            "ORDER-4 a primary answers a gap report with Skip only for a serial it no longer waits for",
+            |m, s| order_4(&ModelView::new(m, s)),
+        ));
+        // A gap report naming a serial still in flight needs two record
+        // appends ordered under one lease (two clients, an attempt and its
+        // retry, or a `Mutate` delivered twice with a second copy left for
+        // another message), the earlier `Apply` late at one secondary past
+        // its gap timer while the primary waits: faults on a network that is
+        // not prompt, and more than one replica. Not reached where a
+        // snapshot revokes the lease (`snapshot-delays`), nor in the read,
+        // open-stat and `writes` configurations (one operation).
+        if appends
+            && cfg.faulty()
+            && !cfg.prompt_network
+            && cfg.chunkservers > 1
+            && (mutating_clients > 1 || cfg.client_retries_max > 0 || cfg.duplications > 1)
+            && cfg.snapshotters.is_empty()
+            && !cfg.opens_and_stats
+            && cfg.read_faults == 0
+        {
+            p.push(Property::sometimes(
+                "ORDER-4 reached: a gap report on its way to a primary that still waits for a serial it names",
+                gap_report_names_in_flight,
+            ));
+        }
         p.push(Property::always(
             "LEASE-6 a replica has a mutation in flight only under the lease it holds",
             |m, s| lease_6(&ModelView::new(m, s)),

@@ -373,6 +373,21 @@ pub fn lease_6<V: GlobalView>(v: &V) -> bool {
     v.history().broken & STEP_IN_FLIGHT_WITHOUT_LEASE == 0
 }
 
+/// ORDER-3 ([00100]): a replica holds back only mutations that can still
+/// be in turn; the step that moves it past one drops it (checked at every
+/// step of a chunkserver: `STEP_HELD_PASSED`, and by `leasehold validate`
+/// on each replayed step of a real one).
+pub fn order_3<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_HELD_PASSED == 0
+}
+
+/// ORDER-4 ([00100], [00101]): a primary answers a gap report with `Skip`
+/// only for a serial it no longer waits for (checked at every step of a
+/// chunkserver: `STEP_SKIPPED_IN_FLIGHT`, and by `leasehold validate`).
+pub fn order_4<V: GlobalView>(v: &V) -> bool {
+    v.history().broken & STEP_SKIPPED_IN_FLIGHT == 0
+}
+
 /// FAULT-2 ([00101]): a replica that reports its store failed a change of
 /// a chunk at the chunk's current version is no longer counted up to date
 /// once the master has taken the report (checked at that step:

@@ -170,7 +170,7 @@ impl LeaseholdModel {
     }
 
     /// The `STEP_*` rules this step broke (see [`History::broken`]).
-    pub(super) fn step_breaks(&self, last: &State, kind: &StepKind, next: &State) -> u16 {
+    pub(super) fn step_breaks(&self, last: &State, kind: &StepKind, next: &State) -> u32 {
         let mut broken = 0;
         fn cs_of(s: &State, id: Id) -> Option<&crate::chunkserver::ChunkserverState<MemStore>> {
             match &**s.actor_states[usize::from(id)] {
@@ -241,6 +241,23 @@ impl LeaseholdModel {
         if let (Some(a), Some(b)) = (cs_of(last, actor), cs_of(next, actor)) {
             if in_flight_without_lease(b).is_some() {
                 broken |= STEP_IN_FLIGHT_WITHOUT_LEASE;
+            }
+            if held_passed(b).is_some() {
+                broken |= STEP_HELD_PASSED;
+            }
+            // ORDER-4: a `Skip` this step sent (one more in flight than
+            // before) names no serial the primary still waits for.
+            for m in &b.in_flight {
+                let skips = |s: &State| {
+                    count(s, &|e| {
+                        e.src == actor
+                            && matches!(e.msg, Msg::Apply { chunk, stamp, op: ApplyOp::Skip, .. }
+                                if *chunk == m.chunk && *stamp == m.stamp)
+                    })
+                };
+                if skips(next) > skips(last) {
+                    broken |= STEP_SKIPPED_IN_FLIGHT;
+                }
             }
             // LEASE-5: a replica that acknowledges a revocation (it always
             // answers one) no longer holds or asks for that lease, so by
@@ -476,6 +493,54 @@ pub fn in_flight_without_lease<S: ChunkStore>(
                 .is_some_and(|l| l.holding && l.epoch == m.stamp.epoch)
         })
         .map(|m| (m.chunk, m.stamp))
+}
+
+/// ORDER-3 ([00100]): an `Apply` that `s` holds back though it has moved
+/// past it (a newer version learned, a later lease's mutation or the same
+/// serial applied), so it can never be in turn: the step that moves a
+/// replica past a held mutation must drop it, or it keeps a place of the
+/// hold-back limit (`Busy` beyond it) until a restart.
+pub fn held_passed<S: ChunkStore>(
+    s: &crate::chunkserver::ChunkserverState<S>,
+) -> Option<(ChunkHandle, Stamp)> {
+    // Stated apart from the actor's own tests (`from_older_lease`,
+    // `already_applied`), so a change to those is not also a change to
+    // what checks them: an older version, or a stamp not after the last
+    // applied (stamps order by epoch, then serial).
+    s.held
+        .iter()
+        .find(|h| {
+            let meta = s.store.meta(h.chunk);
+            h.version < meta.version || h.stamp <= meta.applied
+        })
+        .map(|h| (h.chunk, h.stamp))
+}
+
+/// ORDER-4 ([00100], [00101]): a `Skip` among a chunkserver's sends
+/// `sent` for a serial it has in flight (after the step: a step that
+/// answers a gap report orders nothing new, and a new serial is never one
+/// a report names). `Skip` tells a secondary to use the serial up without
+/// writing it, so that mutation could never be acknowledged: a primary
+/// still waiting for it must send it again instead.
+pub fn skips_in_flight<'a, S: ChunkStore, P: 'a>(
+    s: &crate::chunkserver::ChunkserverState<S>,
+    sent: impl IntoIterator<Item = &'a Msg<P>>,
+) -> Option<(ChunkHandle, Stamp)> {
+    sent.into_iter().find_map(|m| match m {
+        Msg::Apply {
+            chunk,
+            stamp,
+            op: ApplyOp::Skip,
+            ..
+        } if s
+            .in_flight
+            .iter()
+            .any(|f| f.chunk == *chunk && f.stamp == *stamp) =>
+        {
+            Some((*chunk, *stamp))
+        }
+        _ => None,
+    })
 }
 
 /// ORDER-2 ([00100], [0099]) at a step that changed a replica's store:

@@ -784,6 +784,35 @@ pub(super) fn after_step(
                     ),
                 );
             }
+            // ORDER-3 ([00100]): after every step, each mutation held back
+            // can still be in turn (the model's `STEP_HELD_PASSED`).
+            if let Some((chunk, stamp)) = held_passed(s) {
+                ctx.fail(
+                    Check::Order3,
+                    at,
+                    path,
+                    format!(
+                        "holds back mutation {stamp:?} of chunk {chunk}, which it has moved past"
+                    ),
+                );
+            }
+            // ORDER-4 ([00100], [00101]): a `Skip` the step sent names no
+            // serial the primary still waits for (the model's
+            // `STEP_SKIPPED_IN_FLIGHT`).
+            let sent = step.commands.iter().filter_map(|c| match c {
+                TraceCommand::Send { msg, .. } => Some(msg),
+                _ => None,
+            });
+            if let Some((chunk, stamp)) = skips_in_flight(s, sent) {
+                ctx.fail(
+                    Check::Order4,
+                    at,
+                    path,
+                    format!(
+                        "answers a gap report with Skip for {stamp:?} of chunk {chunk}, still in flight"
+                    ),
+                );
+            }
             // LEASE-5 ([0091]): a replica answers every revocation, and
             // after the step that answers one it neither holds nor asks for
             // that lease (the model's `STEP_REVOKED_LEASE_KEPT`).
