@@ -318,13 +318,24 @@ where
                 if !only_early {
                     break;
                 }
+                // A step that sends nothing (a timer re-armed, a save) has
+                // nothing to move: its commands are not rebuilt.
+                if !step
+                    .commands
+                    .iter()
+                    .any(|c| matches!(c, StepCommand::Send(..)))
+                {
+                    continue;
+                }
                 let (sends, rest) = std::mem::take(&mut step.commands)
                     .into_iter()
                     .partition(|c| matches!(c, StepCommand::Send(..)));
                 step.commands = rest;
                 now.extend(sends);
             }
-            self.execute(now)?;
+            if !now.is_empty() {
+                self.execute(now)?;
+            }
         }
         if let Some(barrier) = &mut self.barrier {
             barrier().map_err(HostError::Barrier)?;
