@@ -509,7 +509,7 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             && (mutating_clients > 1 || cfg.chunkserver_crashes > 0 || cfg.barrier_crashes > 0)
         {
             p.push(Property::sometimes(
-                "ORDER-3 reached: a replica holds back a mutation that a message on its way will move it past",
+                "ORDER-3 reached: a replica holds back a mutation while a newer version or a later lease's mutation is on its way to it",
                 held_about_to_pass,
             ));
         }
