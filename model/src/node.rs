@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::fmt::{self, Debug, Formatter};
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Node<S: ChunkStore> {
@@ -59,16 +60,27 @@ impl<S: ChunkStore> NodeState<S> {
 /// the digest cannot go stale. It is taken lazily because the TCP host
 /// never hashes states, and a chunkserver's state there holds megabytes of
 /// pushed data. Equality, `Debug` and the value are the state's own.
+///
+/// The symmetry reduction permutes every node of every state the checker
+/// generates, though a step changes one node at most; so a node also keeps
+/// its images under the client permutations once made (`image`), and a
+/// node shared with the state it came from is permuted (and digested) once.
 #[derive(Clone)]
 pub struct Digested<T> {
     value: T,
-    digest: std::sync::OnceLock<u64>,
+    digest: OnceLock<u64>,
+    images: [OnceLock<Arc<Digested<T>>>; IMAGES_KEPT],
 }
+
+/// The non-identity permutations of three clients, the most any
+/// configuration with interchangeable clients has; more are made afresh.
+pub const IMAGES_KEPT: usize = 5;
 
 impl<T: Hash> Digested<T> {
     pub fn new(value: T) -> Self {
         Digested {
-            digest: std::sync::OnceLock::new(),
+            digest: OnceLock::new(),
+            images: Default::default(),
             value,
         }
     }
@@ -77,6 +89,17 @@ impl<T: Hash> Digested<T> {
         *self
             .digest
             .get_or_init(|| crate::types::digest(&self.value))
+    }
+
+    /// This state under the permutation numbered `index`, which `make`
+    /// computes; kept from the first call on, since the value never changes.
+    pub fn image(&self, index: usize, make: impl FnOnce(&T) -> T) -> Arc<Digested<T>> {
+        match self.images.get(index) {
+            Some(kept) => kept
+                .get_or_init(|| Arc::new(Digested::new(make(&self.value))))
+                .clone(),
+            None => Arc::new(Digested::new(make(&self.value))),
+        }
     }
 }
 
