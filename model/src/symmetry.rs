@@ -23,8 +23,6 @@ use crate::types::*;
 use crate::NodeState;
 use stateright::actor::{Envelope, Id, Network};
 use std::borrow::Cow;
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// A permutation of client numbers: `map[old] = new`.
@@ -474,10 +472,10 @@ fn permutations_of(k: usize) -> Cow<'static, [Vec<usize>]> {
     Cow::Borrowed(&MADE.get_or_init(|| (0..=KEPT).map(permutations).collect())[k])
 }
 
+/// aHash with fixed keys (`types::digest`), as stateright fingerprints:
+/// SipHash over every message in flight cost more.
 fn fingerprint(s: &State) -> u64 {
-    let mut h = DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
+    crate::types::digest(s)
 }
 
 /// The representative of a state's class under client permutations: the
