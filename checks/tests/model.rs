@@ -610,7 +610,7 @@ fn concurrent_lossy_holds_and_reaches_every_companion() {
 /// Two clients append at once while the master crashes and restarts at any
 /// point (LEASE-3 with both waiting).
 #[test]
-#[ignore = "about 12 million states, about fifteen minutes on one core; run with --ignored (see README)"]
+#[ignore = "about 12 million states, about five and a half minutes on two cores; run with --ignored (see README)"]
 fn concurrent_master_crash_holds_and_reaches_every_companion() {
     // 1,436,530 before a lease clock could run out freely while the
     // restarted master waits (see `master-crash`).
