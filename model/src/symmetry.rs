@@ -461,15 +461,15 @@ fn permutations(k: usize) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// `permutations(k)` for the few `k` there are, made once: the checker
-/// asks for them at every state it generates.
+/// `permutations(k)`, made once for up to five clients (more than any
+/// configuration has): the checker asks for them at every state.
 fn permutations_of(k: usize) -> Cow<'static, [Vec<usize>]> {
     static MADE: std::sync::OnceLock<Vec<Vec<Vec<usize>>>> = std::sync::OnceLock::new();
-    const KEPT: usize = 5;
-    if k > KEPT {
+    const CLIENTS_KEPT: usize = 5;
+    if k > CLIENTS_KEPT {
         return Cow::Owned(permutations(k));
     }
-    Cow::Borrowed(&MADE.get_or_init(|| (0..=KEPT).map(permutations).collect())[k])
+    Cow::Borrowed(&MADE.get_or_init(|| (0..=CLIENTS_KEPT).map(permutations).collect())[k])
 }
 
 /// aHash with fixed keys (`types::digest`), as stateright fingerprints:
