@@ -1136,6 +1136,16 @@ fn bug_secondary_keeps_passed_held_breaks_order_3() {
     caught(Bug::SecondaryKeepsPassedHeld, "crash", "ORDER-3");
 }
 
+/// A secondary that drops an older lease's held-back mutation without
+/// answering it (the crash lost an earlier serial, the next lease's
+/// version arrived): its primary learns of the failure only by a timeout.
+/// Found by mutation testing (`drop_passed_held`'s answer rule turned,
+/// which no property saw before ORDER-3 checked the answers).
+#[test]
+fn bug_secondary_drops_held_unanswered_breaks_order_3() {
+    caught(Bug::SecondaryDropsHeldUnanswered, "crash", "ORDER-3");
+}
+
 /// A primary that answers a gap report with `Skip` for a serial it still
 /// waits for (the pushed data aged out at one secondary, which reports the
 /// gap behind it): the mutation is used up unwritten. Found by mutation

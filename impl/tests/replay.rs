@@ -230,6 +230,14 @@ fn secondary_keeps_passed_held_order_3() {
     replays("secondary-keeps-passed-held", "crash", &[], "ORDER-3");
 }
 
+/// A real secondary drops an older lease's `Apply` it held back (the
+/// next lease's version arrived) without answering its primary;
+/// validation's step rule reads the step's sends beside what it held.
+#[test]
+fn secondary_drops_held_unanswered_order_3() {
+    replays("secondary-drops-held-unanswered", "crash", &[], "ORDER-3");
+}
+
 /// A real primary answers a secondary's gap report with `Skip` for a
 /// serial it still waits for; validation's step rule reads the step's
 /// sends beside the primary's in-flight list.

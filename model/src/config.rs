@@ -237,10 +237,15 @@ pub enum Bug {
     /// up unwritten and its client learns only by a reply timeout
     /// (ORDER-4).
     PrimarySkipsSerialInFlight,
+    /// A secondary that moves past an older lease's mutation it holds
+    /// back drops it without answering: its primary waits for an answer
+    /// that never comes and fails the mutation only by a timeout, or when
+    /// its lease ends (ORDER-3's answers).
+    SecondaryDropsHeldUnanswered,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 56] = [
+    pub const ALL: [Bug; 57] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -297,6 +302,7 @@ impl Bug {
         Bug::AckLeavesBeforeBarrier,
         Bug::SecondaryKeepsPassedHeld,
         Bug::PrimarySkipsSerialInFlight,
+        Bug::SecondaryDropsHeldUnanswered,
     ];
 
     /// Kebab-case name used on the command line.

@@ -156,7 +156,8 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         let (gone, kept) = std::mem::take(&mut s.held).into_iter().partition(passed);
         s.held = kept;
         for h in gone {
-            if from_older_lease(&meta, &h) && h.op != ApplyOp::Skip {
+            let answered = self.cfg.bug != Bug::SecondaryDropsHeldUnanswered;
+            if from_older_lease(&meta, &h) && h.op != ApplyOp::Skip && answered {
                 o.send(
                     h.primary,
                     Msg::Applied {

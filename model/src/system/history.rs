@@ -157,6 +157,10 @@ pub const STEP_HELD_PASSED: u32 = 32768;
 /// A primary answered a gap report with `Skip` for a serial it still had
 /// in flight, so that mutation was used up unwritten (ORDER-4).
 pub const STEP_SKIPPED_IN_FLIGHT: u32 = 65536;
+/// A replica dropped a held-back mutation it had moved past and answered
+/// it otherwise than a late arrival is answered: an older lease's without
+/// `StaleLease`, or a copy of one it applied (or a `Skip`) with it (ORDER-3).
+pub const STEP_HELD_MISANSWERED: u32 = 131072;
 
 impl History {
     pub(super) fn on_send(

@@ -376,9 +376,10 @@ pub fn lease_6<V: GlobalView>(v: &V) -> bool {
 /// ORDER-3 ([00100]): a replica holds back only mutations that can still
 /// be in turn; the step that moves it past one drops it (checked at every
 /// step of a chunkserver: `STEP_HELD_PASSED`, and by `leasehold validate`
-/// on each replayed step of a real one).
+/// on each replayed step of a real one), answering it as a late arrival
+/// is answered (`STEP_HELD_MISANSWERED`, `held_drop_misanswered`).
 pub fn order_3<V: GlobalView>(v: &V) -> bool {
-    v.history().broken & STEP_HELD_PASSED == 0
+    v.history().broken & (STEP_HELD_PASSED | STEP_HELD_MISANSWERED) == 0
 }
 
 /// ORDER-4 ([00100], [00101]): a primary answers a gap report with `Skip`

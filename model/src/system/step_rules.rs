@@ -521,6 +521,62 @@ pub fn held_passed<S: ChunkStore>(
         .map(|h| (h.chunk, h.stamp))
 }
 
+/// ORDER-3's answers ([00100], [00101]): the step that moves a replica past
+/// mutations it held back drops each, unapplied, and answers it as one
+/// that arrives that late is answered: `StaleLease` to its primary when it
+/// is from an older lease (an older chunk version, or an epoch before the
+/// one now applied) and not a `Skip` (nobody waits for a skipped serial);
+/// nothing for a copy of a mutation already applied here (its first copy
+/// was answered when applied, and a failure now would fail a mutation this
+/// replica holds). `before` is what the replica held before the step, each
+/// with its chunk's metadata then; `sent` is what the step sent, with each
+/// destination.
+/// Stated apart from the actor's own tests, as [`held_passed`] is. The
+/// first held mutation answered otherwise, if any.
+pub fn held_drop_misanswered<'a, S: ChunkStore, P: 'a>(
+    before: &[(crate::chunkserver::HeldApply, ReplicaMeta)],
+    after: &crate::chunkserver::ChunkserverState<S>,
+    sent: impl IntoIterator<Item = (Id, &'a Msg<P>)> + Clone,
+) -> Option<(ChunkHandle, Stamp)> {
+    before
+        .iter()
+        .filter(|(h, _)| !after.held.contains(h))
+        .find(|(h, was)| {
+            let now = after.store.meta(h.chunk);
+            // Applied in this step: on_apply's own answer, checked elsewhere.
+            let applied = h.version == now.version
+                && h.stamp.epoch == now.applied.epoch
+                && was.applied < h.stamp
+                && h.stamp <= now.applied;
+            if applied {
+                return false;
+            }
+            let older = h.version < now.version || h.stamp.epoch < now.applied.epoch;
+            let want = older && h.op != ApplyOp::Skip;
+            let answered = sent.clone().into_iter().any(|(dst, m)| {
+                dst == h.primary
+                    && matches!(m, Msg::Applied {
+                        chunk,
+                        stamp,
+                        result: Err(Failure::StaleLease),
+                    } if *chunk == h.chunk && *stamp == h.stamp)
+            });
+            want != answered
+        })
+        .map(|(h, _)| (h.chunk, h.stamp))
+}
+
+/// What [`held_drop_misanswered`] needs of a replica before a step: each
+/// mutation it holds back, with its chunk's metadata.
+pub fn held_with_meta<S: ChunkStore>(
+    s: &crate::chunkserver::ChunkserverState<S>,
+) -> Vec<(crate::chunkserver::HeldApply, ReplicaMeta)> {
+    s.held
+        .iter()
+        .map(|h| (h.clone(), s.store.meta(h.chunk)))
+        .collect()
+}
+
 /// ORDER-4 ([00100], [00101]): a `Skip` among a chunkserver's sends
 /// `sent` for a serial it has in flight (after the step: a step that
 /// answers a gap report orders nothing new, and a new serial is never one

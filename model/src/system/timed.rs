@@ -61,6 +61,27 @@ impl LeaseholdModel {
         !s.crashed[i] && master(s).quiet
     }
 
+    /// What `id`'s handler commands if it takes `action` (a delivery to it
+    /// or its timeout) in `last`: a second run of the step, for what its
+    /// state and the network's multiset do not show (a timer re-armed, a
+    /// message sent that was already on its way).
+    fn commands_of(&self, last: &State, id: Id, action: &Action) -> Option<Out<ModelNode>> {
+        let i = usize::from(id);
+        let mut out = Out::new();
+        let mut state = Cow::Borrowed(&*last.actor_states[i]);
+        let actor = &self.inner.actors[i];
+        match action {
+            ActorModelAction::Deliver { src, msg, .. } => {
+                actor.on_msg(id, &mut state, *src, msg.clone(), &mut out)
+            }
+            ActorModelAction::Timeout(_, timer) => {
+                actor.on_timeout(id, &mut state, timer, &mut out)
+            }
+            _ => return None,
+        }
+        Some(out)
+    }
+
     /// The chunks whose `LeaseExpiry` the master (re)arms if it takes
     /// `action` in `last`. A re-armed timer leaves the timer set as it was,
     /// so the wrapper asks the master's handler what it commands (a second
@@ -68,18 +89,17 @@ impl LeaseholdModel {
     fn expiry_armed_by(&self, last: &State, action: &Action) -> SmallVec<[ChunkHandle; 1]> {
         let master = self.cfg.master_id();
         let i = usize::from(master);
-        let mut out = Out::new();
-        let mut state = Cow::Borrowed(&*last.actor_states[i]);
-        let actor = &self.inner.actors[i];
-        match action {
-            ActorModelAction::Deliver { src, dst, msg } if *dst == master && !last.crashed[i] => {
-                actor.on_msg(master, &mut state, *src, msg.clone(), &mut out)
-            }
-            ActorModelAction::Timeout(id, timer) if *id == master => {
-                actor.on_timeout(master, &mut state, timer, &mut out)
-            }
-            _ => return SmallVec::new(),
-        }
+        let ours = match action {
+            ActorModelAction::Deliver { dst, .. } => *dst == master && !last.crashed[i],
+            ActorModelAction::Timeout(id, _) => *id == master,
+            _ => false,
+        };
+        let Some(out) = ours
+            .then(|| self.commands_of(last, master, action))
+            .flatten()
+        else {
+            return SmallVec::new();
+        };
         out.iter()
             .filter_map(|c| match c {
                 Command::SetTimer(Timer::LeaseExpiry(chunk), _) => Some(*chunk),
@@ -112,18 +132,9 @@ impl LeaseholdModel {
         if !running.iter().any(|t| matches!(t, Timer::LeaseClock(..))) {
             return false;
         }
-        let mut out = Out::new();
-        let mut state = Cow::Borrowed(&*last.actor_states[i]);
-        let actor = &self.inner.actors[i];
-        match action {
-            ActorModelAction::Deliver { src, msg, .. } => {
-                actor.on_msg(id, &mut state, *src, msg.clone(), &mut out)
-            }
-            ActorModelAction::Timeout(_, timer) => {
-                actor.on_timeout(id, &mut state, timer, &mut out)
-            }
-            _ => return false,
-        }
+        let Some(out) = self.commands_of(last, id, action) else {
+            return false;
+        };
         // A new lease's request (an offer taken) abandons the request its
         // clock timed: the epoch moves on, so no grant of the old one is
         // taken, and its clock starts again for the new request.
@@ -139,6 +150,50 @@ impl LeaseholdModel {
             _ => None,
         });
         rearmed_lease_clock(|t| running.iter().any(|r| r == t), set, &requested).is_some()
+    }
+
+    /// Whether `action` is a step of a live chunkserver that holds
+    /// mutations back: only such a step can drop one (ORDER-3's answers).
+    fn steps_holder(&self, last: &State, action: &Action) -> bool {
+        let id = match action {
+            ActorModelAction::Deliver { dst, .. } => *dst,
+            ActorModelAction::Timeout(id, _) => *id,
+            _ => return false,
+        };
+        let i = usize::from(id);
+        self.cfg.is_chunkserver(id)
+            && !last.crashed[i]
+            && matches!(&**last.actor_states[i], NodeState::Chunkserver(c) if !c.held.is_empty())
+    }
+
+    /// Whether the step (`steps_holder`'s) dropped a held mutation and
+    /// answered it wrongly (`held_drop_misanswered`). The answers are
+    /// among the step's sends, which the network's multiset cannot tell
+    /// apart from copies already on their way, so this asks the handler
+    /// what it sent, only for a step that did drop one.
+    fn held_drop_misanswered_by(&self, last: &State, action: &Action, next: &State) -> bool {
+        let id = match action {
+            ActorModelAction::Deliver { dst, .. } => *dst,
+            ActorModelAction::Timeout(id, _) => *id,
+            _ => return false,
+        };
+        let i = usize::from(id);
+        let (NodeState::Chunkserver(before), NodeState::Chunkserver(after)) =
+            (&**last.actor_states[i], &**next.actor_states[i])
+        else {
+            return false;
+        };
+        if before.held.iter().all(|h| after.held.contains(h)) {
+            return false;
+        }
+        let Some(out) = self.commands_of(last, id, action) else {
+            return false;
+        };
+        let sent = out.iter().filter_map(|c| match c {
+            Command::Send(dst, msg) => Some((*dst, msg)),
+            _ => None,
+        });
+        held_drop_misanswered(&held_with_meta(before), after, sent).is_some()
     }
 
     /// Keeps `History::expiry_waits` exact after a step: a chunk whose
@@ -628,6 +683,7 @@ impl Model for LeaseholdModel {
                 ActorModelAction::Timeout(_, Timer::GrantTimeout(_))
             )
             && (self.can_still_arrive(last, None) || self.holding_back(last));
+        let holder_step = self.steps_holder(last, &action).then(|| action.clone());
         let action_copy = self.step_kind(&action);
         let resends = matches!(
             &action,
@@ -688,6 +744,11 @@ impl Model for LeaseholdModel {
         let mut broken = self.step_breaks(last, &action_copy, &next);
         if rearmed {
             broken |= STEP_LEASE_CLOCK_REARMED;
+        }
+        if let Some(action) = &holder_step {
+            if self.held_drop_misanswered_by(last, action, &next) {
+                broken |= STEP_HELD_MISANSWERED;
+            }
         }
         if broken & !next.history.broken != 0 {
             next.history.broken |= broken;

@@ -404,6 +404,38 @@ pub(super) fn check_failure_ends_mutation(
     }
 }
 
+/// ORDER-3's answers ([00100], [00101]): a held-back mutation the step
+/// dropped is answered as a late arrival is, `StaleLease` for an older
+/// lease's and nothing for a copy already applied (the model's
+/// `STEP_HELD_MISANSWERED`, the same `held_drop_misanswered`).
+pub(super) fn check_held_drops_answered(
+    ctx: &mut NodeCtx,
+    before: &[(
+        leasehold_model::chunkserver::HeldApply,
+        leasehold_model::types::ReplicaMeta,
+    )],
+    after: &leasehold_model::chunkserver::ChunkserverState<ReplayStore>,
+    step: &TraceStep,
+    at: Loc,
+    path: &Path,
+) {
+    let sent = step.commands.iter().filter_map(|c| match c {
+        TraceCommand::Send { dst, msg } => Some((Id::from(*dst as usize), msg)),
+        _ => None,
+    });
+    if let Some((chunk, stamp)) = held_drop_misanswered(before, after, sent) {
+        ctx.fail(
+            Check::Order3,
+            at,
+            path,
+            format!(
+                "drops held-back mutation {stamp:?} of chunk {chunk} without the answer a late \
+                 arrival gets (StaleLease for an older lease's, none for a copy already applied)"
+            ),
+        );
+    }
+}
+
 /// PUSH-2 ([0095]): pushed data that ages out leaves the buffer (the
 /// model's step rule `STEP_STALE_DATA`, its age-out half).
 pub(super) fn check_aged_out(

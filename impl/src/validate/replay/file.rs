@@ -213,6 +213,10 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             ) => Some(m.clone()),
             _ => None,
         };
+        let held_before = match &state {
+            Some(NodeState::Chunkserver(c)) if !c.held.is_empty() => held_with_meta(c),
+            _ => vec![],
+        };
         let (grant_before, data_before, failure_before) = match &state {
             Some(NodeState::Chunkserver(c)) => (
                 grant_taken_before(c, step),
@@ -253,6 +257,9 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
                         }
                         if let Some(before) = &failure_before {
                             check_failure_ends_mutation(ctx, before, c, at, path);
+                        }
+                        if !held_before.is_empty() {
+                            check_held_drops_answered(ctx, &held_before, c, step, at, path);
                         }
                     }
                     pending_saves.extend(pending.into_iter().map(|v| (v, step.n)));
