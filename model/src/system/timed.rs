@@ -152,31 +152,32 @@ impl LeaseholdModel {
         rearmed_lease_clock(|t| running.iter().any(|r| r == t), set, &requested).is_some()
     }
 
-    /// Whether `action` is a step of a live chunkserver that holds
-    /// mutations back: only such a step can drop one (ORDER-3's answers).
-    fn steps_holder(&self, last: &State, action: &Action) -> bool {
+    /// The live chunkserver that holds mutations back whose step `action`
+    /// is, if it is one: only such a step can drop one (ORDER-3's answers).
+    fn steps_holder(&self, last: &State, action: &Action) -> Option<Id> {
         let id = match action {
             ActorModelAction::Deliver { dst, .. } => *dst,
             ActorModelAction::Timeout(id, _) => *id,
-            _ => return false,
+            _ => return None,
         };
         let i = usize::from(id);
-        self.cfg.is_chunkserver(id)
-            && !last.crashed[i]
-            && matches!(&**last.actor_states[i], NodeState::Chunkserver(c) if !c.held.is_empty())
+        let holds =
+            matches!(&**last.actor_states[i], NodeState::Chunkserver(c) if !c.held.is_empty());
+        (self.cfg.is_chunkserver(id) && !last.crashed[i] && holds).then_some(id)
     }
 
-    /// Whether the step (`steps_holder`'s) dropped a held mutation and
-    /// answered it wrongly (`held_drop_misanswered`). The answers are
+    /// Whether the step of `id` (`steps_holder`'s) dropped a held mutation
+    /// and answered it wrongly (`held_drop_misanswered`). The answers are
     /// among the step's sends, which the network's multiset cannot tell
     /// apart from copies already on their way, so this asks the handler
     /// what it sent, only for a step that did drop one.
-    fn held_drop_misanswered_by(&self, last: &State, action: &Action, next: &State) -> bool {
-        let id = match action {
-            ActorModelAction::Deliver { dst, .. } => *dst,
-            ActorModelAction::Timeout(id, _) => *id,
-            _ => return false,
-        };
+    fn held_drop_misanswered_by(
+        &self,
+        last: &State,
+        id: Id,
+        action: &Action,
+        next: &State,
+    ) -> bool {
         let i = usize::from(id);
         let (NodeState::Chunkserver(before), NodeState::Chunkserver(after)) =
             (&**last.actor_states[i], &**next.actor_states[i])
@@ -683,7 +684,9 @@ impl Model for LeaseholdModel {
                 ActorModelAction::Timeout(_, Timer::GrantTimeout(_))
             )
             && (self.can_still_arrive(last, None) || self.holding_back(last));
-        let holder_step = self.steps_holder(last, &action).then(|| action.clone());
+        let holder_step = self
+            .steps_holder(last, &action)
+            .map(|id| (id, action.clone()));
         let action_copy = self.step_kind(&action);
         let resends = matches!(
             &action,
@@ -745,8 +748,8 @@ impl Model for LeaseholdModel {
         if rearmed {
             broken |= STEP_LEASE_CLOCK_REARMED;
         }
-        if let Some(action) = &holder_step {
-            if self.held_drop_misanswered_by(last, action, &next) {
+        if let Some((id, action)) = &holder_step {
+            if self.held_drop_misanswered_by(last, *id, action, &next) {
                 broken |= STEP_HELD_MISANSWERED;
             }
         }
