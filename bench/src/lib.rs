@@ -60,6 +60,35 @@ pub const APPEND_RECORDS_MAX: u64 = 200_000;
 /// state and passed 10 GB within a minute on `writes`) under the shorter
 /// `--large-cap-s`, so the report shows how far, and how fast, each got.
 pub const LARGE_CONFIGS: [&str; 3] = ["faults", "master-restart", "writes"];
+/// Configurations checked depth-first, as their tests check them: each has
+/// millions of states (or a frontier BFS would hold in gigabytes), under
+/// the ordinary cap.
+pub const DFS_CONFIGS: [&str; 11] = [
+    "crash",
+    "master-crash",
+    "barrier-crash",
+    "limits-expiry",
+    "live-store-master-crash",
+    "store-faults",
+    "reads-crash",
+    "mixed",
+    "concurrent-barrier-crash",
+    "concurrent-duplicating",
+    "snapshot-delays",
+];
+/// The two-client fault configurations: checked depth-first with client
+/// symmetry, as their tests check them (checks/tests/model.rs,
+/// `exhaustive_symmetric`), and `concurrent-faults`, issue #10's target, the
+/// same way under the large configurations' cap.
+pub const SYMMETRIC_CONFIGS: [&str; 7] = [
+    "concurrent-crash",
+    "concurrent-crash-delays",
+    "concurrent-crash-expiry",
+    "concurrent-lossy",
+    "concurrent-master-crash",
+    "concurrent-faults",
+    "repl-concurrent",
+];
 /// Configurations `--quick` checks: those that finish in seconds.
 pub const QUICK_CONFIGS: [&str; 5] = ["tiny", "small", "pad", "default", "three-clients"];
 
@@ -390,6 +419,7 @@ fn run_checker_part(args: &BenchArgs, results: &mut Results) {
     let large: Vec<&str> = LARGE_CONFIGS
         .iter()
         .copied()
+        .chain(["concurrent-faults"])
         .filter(|l| names.iter().any(|n| n == l))
         .collect();
     if !large.is_empty() {
@@ -397,6 +427,19 @@ fn run_checker_part(args: &BenchArgs, results: &mut Results) {
             "{} are checked depth-first (BFS memory passed 10 GB within a minute on some) and capped at {} s (`--large-cap-s`); a row marked capped shows how far that check got and at what rate",
             large.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", "),
             args.large_cap_s
+        ));
+    }
+    let dfs: Vec<String> = DFS_CONFIGS
+        .iter()
+        .chain(SYMMETRIC_CONFIGS.iter())
+        .filter(|l| names.iter().any(|n| n == *l) && **l != "concurrent-faults")
+        .map(|l| format!("`{l}`"))
+        .collect();
+    if !dfs.is_empty() {
+        results.check_notes.push(format!(
+            "{} are checked depth-first as their tests check them (the two-client fault configurations with client symmetry), capped at {} s; the rest breadth-first, as `leasehold check` runs by default",
+            dfs.join(", "),
+            args.check_cap_s
         ));
     }
     if args.quick {
@@ -432,7 +475,9 @@ fn run_checker_part(args: &BenchArgs, results: &mut Results) {
         });
     }
     for n in &names {
-        let strategy = if LARGE_CONFIGS.contains(&n.as_str()) {
+        let n_ = n.as_str();
+        let symmetry = SYMMETRIC_CONFIGS.contains(&n_);
+        let strategy = if LARGE_CONFIGS.contains(&n_) || DFS_CONFIGS.contains(&n_) || symmetry {
             Strategy::Dfs
         } else {
             Strategy::Bfs
@@ -440,7 +485,7 @@ fn run_checker_part(args: &BenchArgs, results: &mut Results) {
         plans.push(checker::CheckPlan {
             config: n.clone(),
             strategy,
-            symmetry: false,
+            symmetry,
         });
     }
     for plan in &plans {
@@ -450,7 +495,9 @@ fn run_checker_part(args: &BenchArgs, results: &mut Results) {
             checker::strategy_name(plan.strategy),
             if plan.symmetry { ", symmetry" } else { "" }
         );
-        let cap = if LARGE_CONFIGS.contains(&plan.config.as_str()) {
+        let large =
+            LARGE_CONFIGS.contains(&plan.config.as_str()) || plan.config == "concurrent-faults";
+        let cap = if large {
             Duration::from_secs(args.large_cap_s)
         } else {
             cap
@@ -495,5 +542,28 @@ pub fn durability_label(d: Durability) -> &'static str {
     match d {
         Durability::Fsync => "durable",
         Durability::PageCache => "page-cache",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name in the strategy lists that is no configuration would leave
+    /// the configuration it meant to the default plan (breadth-first, and
+    /// gigabytes of frontier for the large ones) without a word.
+    #[test]
+    fn the_strategy_lists_name_configurations() {
+        let lists = LARGE_CONFIGS
+            .iter()
+            .chain(DFS_CONFIGS.iter())
+            .chain(SYMMETRIC_CONFIGS.iter())
+            .chain(QUICK_CONFIGS.iter());
+        for name in lists {
+            assert!(
+                ModelCfg::NAMES.contains(name),
+                "{name} is not a configuration"
+            );
+        }
     }
 }

@@ -63,6 +63,12 @@ fn err(e: impl std::fmt::Display) -> String {
     format!("plot: {e}")
 }
 
+/// Pixels of the label column for these bars' labels.
+fn label_area(bars: &[(String, f64, bool)]) -> u32 {
+    let longest = bars.iter().map(|b| b.0.chars().count()).max().unwrap_or(0);
+    (longest as u32 * 7 + 16).max(230)
+}
+
 /// Check time (log scale) per configuration, with the paxos baseline.
 pub fn checker_plots(dir: &Path, r: &Results) -> Result<Vec<String>, String> {
     let mut bars: Vec<(String, f64, bool)> = Vec::new();
@@ -107,7 +113,9 @@ pub fn checker_plots(dir: &Path, r: &Results) -> Result<Vec<String>, String> {
             )
             .margin(12)
             .x_label_area_size(40)
-            .y_label_area_size(230)
+            // Room for the longest label (13 px sans-serif: about 7 px a
+            // character), so a long configuration name is not cut off.
+            .y_label_area_size(label_area(&bars))
             .build_cartesian_2d((0.01f64..max).log_scale(), 0f64..n as f64)
             .map_err(err)?;
         let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
