@@ -71,10 +71,21 @@ pub struct MemReplica {
     /// `None` is a hole: a unit never written on this replica (possible when
     /// it missed a failed mutation and a later one wrote past it).
     pub cells: Cells,
+    /// The replica is damaged: a crash tore the sync that wrote it (its new
+    /// metadata durable, data it covers not), so a restart finds it
+    /// unusable, as the file store's `Entry::Damaged`: version 0 and no
+    /// data (so no report names it), and every change, read and clone of it
+    /// fails `Corrupt` until a clone from offset 0 replaces it or it is
+    /// deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub damaged: bool,
 }
 
 impl Debug for MemReplica {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        if self.damaged {
+            return write!(f, "damaged");
+        }
         write!(f, "v{} [", self.meta.version)?;
         for (i, c) in self.cells.iter().enumerate() {
             if i > 0 {
@@ -187,6 +198,7 @@ impl MemStore {
     /// hold (its metadata needs room), as the file store's does: metadata
     /// is rewritten in place, and so are bytes below the data's end.
     fn check_space(&self, chunk: ChunkHandle, end: Offset) -> Result<(), StoreError> {
+        self.check_sound(chunk)?;
         let held = self.replica(chunk).filter(|r| **r != MemReplica::default());
         let len = held.map_or(0, |r| r.cells.len() as Offset);
         if self.contents.full && (end > len || held.is_none()) {
@@ -194,6 +206,26 @@ impl MemStore {
         } else {
             Ok(())
         }
+    }
+
+    /// A damaged replica refuses everything but a clone from offset 0 and
+    /// deletion, as the file store's does.
+    fn check_sound(&self, chunk: ChunkHandle) -> Result<(), StoreError> {
+        match self.replica(chunk) {
+            Some(r) if r.damaged => Err(StoreError::Corrupt),
+            _ => Ok(()),
+        }
+    }
+
+    /// A crash tore the sync of `chunk`'s replica: it is damaged from now
+    /// on (see [`MemReplica::damaged`]).
+    pub fn damage_replica(&mut self, chunk: ChunkHandle) {
+        self.change_replica(chunk, |r| {
+            *r = MemReplica {
+                damaged: true,
+                ..MemReplica::default()
+            }
+        });
     }
 
     fn from_contents(contents: StoreContents) -> Self {
@@ -320,7 +352,7 @@ impl ChunkStore for MemStore {
     ) -> Result<RecordToken, StoreError> {
         // The model reads whole records only: the token at `offset`.
         let r = self.replica(chunk).ok_or(StoreError::OutOfRange)?;
-        if self.contents.corrupt {
+        if self.contents.corrupt || r.damaged {
             return Err(StoreError::Corrupt);
         }
         match r.cells.get(offset as usize) {
@@ -337,6 +369,7 @@ impl ChunkStore for MemStore {
         offset: Offset,
         len: u64,
     ) -> Result<RecordToken, StoreError> {
+        self.check_sound(chunk)?;
         if !self.contents.corrupt {
             return self.read(chunk, offset, len);
         }
@@ -360,6 +393,7 @@ impl ChunkStore for MemStore {
         if self.contents.corrupt {
             return Err(StoreError::Corrupt);
         }
+        self.check_sound(chunk)?;
         let cells = self.replica(chunk).map(|r| &r.cells[..]).unwrap_or(&[]);
         let end = cells.len() as u64;
         let to = from.saturating_add(units_max).min(end);
@@ -391,6 +425,12 @@ impl ChunkStore for MemStore {
         pieces: &[ClonePiece<RecordToken>],
         done: Option<ReplicaMeta>,
     ) -> Result<(), StoreError> {
+        if from == 0 && self.replica(chunk).is_some_and(|r| r.damaged) {
+            // A clone from the start replaces a damaged replica, as the
+            // file store's rewrites its slots; before the room is checked,
+            // as there.
+            self.change_replica(chunk, |r| *r = MemReplica::default());
+        }
         self.check_space(chunk, from + pieces.len() as Offset)?;
         self.change_replica(chunk, |r| {
             if from == 0 {
@@ -441,5 +481,67 @@ impl ChunkStore for MemStore {
             c.incarnation += 1;
             c.incarnation
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u32) -> RecordToken {
+        RecordToken {
+            id: DataId { client: 0, seq },
+            units: 1,
+        }
+    }
+
+    fn stamp(serial: u32) -> Stamp {
+        Stamp {
+            epoch: 1,
+            serial: serial as _,
+        }
+    }
+
+    /// A replica a torn sync damaged behaves as the file store's
+    /// `Entry::Damaged`: no metadata, in no report, every read, change and
+    /// partial clone refused as corrupt; a clone from offset 0 replaces it.
+    #[test]
+    fn a_damaged_replica_refuses_everything_until_cloned_from_the_start() {
+        let mut s = MemStore::new(4);
+        s.set_version(0, 1).unwrap();
+        s.write_at(0, 0, &record(1), stamp(1)).unwrap();
+        s.damage_replica(0);
+        assert_eq!(s.meta(0), ReplicaMeta::default());
+        assert_eq!(s.chunk_len(0), 0);
+        assert!(s.chunks().is_empty(), "a damaged replica is in no report");
+        assert_eq!(s.read(0, 0, 1), Err(StoreError::Corrupt));
+        assert_eq!(s.read_unverified(0, 0, 1), Err(StoreError::Corrupt));
+        assert_eq!(s.clone_part(0, 0, 4).map(|_| ()), Err(StoreError::Corrupt));
+        assert_eq!(s.set_version(0, 2), Err(StoreError::Corrupt));
+        assert_eq!(
+            s.write_at(0, 0, &record(2), stamp(2)),
+            Err(StoreError::Corrupt)
+        );
+        assert_eq!(s.pad_to(0, 4, stamp(2)), Err(StoreError::Corrupt));
+        assert_eq!(s.set_applied(0, stamp(2)), Err(StoreError::Corrupt));
+        let unit = ClonePiece::Unit {
+            record: record(1),
+            part: 0,
+            stamp: stamp(1),
+        };
+        assert_eq!(
+            s.install_clone(0, 1, &[unit], None),
+            Err(StoreError::Corrupt),
+            "a clone that does not start at 0 cannot repair it"
+        );
+        let done = ReplicaMeta {
+            version: 1,
+            applied: stamp(1),
+        };
+        s.install_clone(0, 0, &[unit], Some(done)).unwrap();
+        assert_eq!(s.meta(0), done);
+        assert_eq!(s.read(0, 0, 1), Ok(record(1)));
+        assert_eq!(s.chunks(), vec![(0, 1)]);
+        assert!(!s.replica(0).unwrap().damaged);
     }
 }

@@ -22,10 +22,12 @@ use std::fmt::{self, Display, Formatter};
 ///   overwrite or a failed write).
 /// - `old×7`: data the configuration put in the chunk before the model ran.
 /// - `·`: free unit before the chunk's maximum size.
+///
+/// A damaged replica (a crash tore its sync) is drawn as `damaged`.
 pub fn mem_store(store: &MemStore, f: &mut Formatter<'_>) -> fmt::Result {
     let mut first = true;
     for (chunk, r) in store.replicas().iter().enumerate() {
-        if r.meta.version == 0 && r.cells.is_empty() {
+        if r.meta.version == 0 && r.cells.is_empty() && !r.damaged {
             continue; // a chunk this server never saw
         }
         let sep = match (f.alternate(), first) {
@@ -48,6 +50,9 @@ pub struct Strip<'a>(pub &'a MemReplica, pub u8);
 impl Display for Strip<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let Strip(r, size) = *self;
+        if r.damaged {
+            return f.write_str("damaged (a torn sync): refuses every read and change");
+        }
         write!(f, "v{} [", r.meta.version)?;
         let runs = runs(&r.cells);
         let free = (size as usize).saturating_sub(r.cells.len());
