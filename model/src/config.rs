@@ -242,10 +242,14 @@ pub enum Bug {
     /// that never comes and fails the mutation only by a timeout, or when
     /// its lease ends (ORDER-3's answers).
     SecondaryDropsHeldUnanswered,
+    /// The master keeps the lease of a primary whose restart report shows
+    /// it lost its replica (a torn sync) until the lease expires, naming
+    /// to clients meanwhile a primary that holds nothing (VERSION-2).
+    LostPrimaryKeepsLease,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 57] = [
+    pub const ALL: [Bug; 58] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -303,6 +307,7 @@ impl Bug {
         Bug::SecondaryKeepsPassedHeld,
         Bug::PrimarySkipsSerialInFlight,
         Bug::SecondaryDropsHeldUnanswered,
+        Bug::LostPrimaryKeepsLease,
     ];
 
     /// Kebab-case name used on the command line.

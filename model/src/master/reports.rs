@@ -149,6 +149,22 @@ impl MasterActor {
                         // lease so the next one leaves it out.
                         self.revoke(state, chunk, o);
                     }
+                    LeaseView::Granted { primary, .. }
+                        if *primary == src && self.cfg.bug != Bug::LostPrimaryKeepsLease =>
+                    {
+                        // The primary lost its replica in a restart (a
+                        // torn sync, unreadable metadata). The report of
+                        // its new incarnation proves the one that held
+                        // the lease is gone, as its `LeaseRevoked` would:
+                        // the lease is over, and waiting for it to expire
+                        // would leave clients sent to a replica that
+                        // holds nothing (VERSION-2).
+                        let epoch = match s.view(chunk).lease {
+                            LeaseView::Granted { epoch, .. } => epoch,
+                            _ => unreachable!("matched a granted lease"),
+                        };
+                        self.on_lease_revoked(state, chunk, epoch, o);
+                    }
                     LeaseView::Offered { primary, .. } if *primary == src => {
                         // The chosen replica restarted: offer anew (with a
                         // new version) instead of leading with a stale one.

@@ -67,6 +67,23 @@ pub(super) fn stale_replica_detected(_: &LeaseholdModel, s: &State) -> bool {
         .any(|(meta, view)| meta.version > 0 && view.up_to_date.len() < meta.replicas.len())
 }
 
+/// A replica came back damaged from a torn sync, and the master, having
+/// heard of the restart, no longer counts it up to date.
+pub(super) fn damaged_replica_left_out(model: &LeaseholdModel, s: &State) -> bool {
+    let m = master(s);
+    model.cfg.chunkserver_id_iter().any(|id| {
+        let st = store(s, id);
+        let heard = m
+            .servers
+            .iter()
+            .any(|v| v.id == id && v.incarnation >= st.incarnation());
+        heard
+            && st.replicas().iter().enumerate().any(|(c, r)| {
+                r.damaged && m.views.get(c).is_some_and(|v| !v.up_to_date.contains(&id))
+            })
+    })
+}
+
 pub(super) fn replicas_differ(model: &LeaseholdModel, s: &State) -> bool {
     (0..master(s).durable.chunks.len() as ChunkHandle).any(|c| {
         let v = ModelView::new(model, s);

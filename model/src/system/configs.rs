@@ -99,6 +99,12 @@ pub struct ModelCfg {
     /// because a write no message has told of is one whose step could as
     /// well not have happened (docs/model.md, "Barriers").
     pub barrier_crashes: u8,
+    /// A crash before a barrier may instead tear the barrier's sync: any
+    /// non-empty set of the replicas whose data the server wrote since its
+    /// last barrier comes back damaged (`MemStore::damage_replica`), the
+    /// rest as of the last barrier. A store that syncs a replica's data
+    /// and metadata together (one sync per batch) can leave that.
+    pub torn_syncs: bool,
     pub master_crashes: u8,
     /// Chunkserver disks that may fill up, one fault each: from then on
     /// that server's store fails every change (`MemStore::fill_disk`).
@@ -207,6 +213,7 @@ impl ModelCfg {
             "early_grant_timeouts" => self.early_grant_timeouts = num()? as u8,
             "chunkserver_crashes" => self.chunkserver_crashes = num()? as u8,
             "barrier_crashes" => self.barrier_crashes = num()? as u8,
+            "torn_syncs" => self.torn_syncs = flag()?,
             "master_crashes" => self.master_crashes = num()? as u8,
             "store_faults" => self.store_faults = num()? as u8,
             "read_faults" => self.read_faults = num()? as u8,

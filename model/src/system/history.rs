@@ -29,6 +29,9 @@ pub struct History {
     /// A crash before the barrier lost a primary's write of a mutation
     /// whose `Apply` had left (the `barrier_crashes` companion).
     pub unsynced_apply_lost: bool,
+    /// A crash tore a sync and left a replica damaged (the `torn_syncs`
+    /// companion).
+    pub sync_torn: bool,
     /// Set by a chunkserver's send that must follow the barrier, within
     /// one step only: the wrapper reads and clears it before the state is
     /// kept, so it is never part of a checked state.

@@ -350,6 +350,18 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             "FAULT-1 reached: a crash before the barrier lost a primary's write whose Apply had left",
             |_: &LeaseholdModel, s: &State| s.history.unsynced_apply_lost,
         ));
+        if cfg.torn_syncs {
+            p.push(Property::sometimes(
+                "FAULT-1 reached: a crash tore a sync, and the master left the damaged replica out",
+                damaged_replica_left_out,
+            ));
+        }
+        if cfg.torn_syncs && cfg.client_retries_max > 0 {
+            p.push(Property::sometimes(
+                "FAULT-1 reached: every client's operations succeeded after a crash tore a sync and left a replica damaged",
+                |m: &LeaseholdModel, s: &State| s.history.sync_torn && all_succeeded(m, s),
+            ));
+        }
     }
     if cfg.reads.iter().any(|r| *r > 0) {
         p.push(Property::always(

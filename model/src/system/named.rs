@@ -32,6 +32,7 @@ impl ModelCfg {
             early_grant_timeouts: 0,
             chunkserver_crashes: 0,
             barrier_crashes: 0,
+            torn_syncs: false,
             master_crashes: 0,
             store_faults: 0,
             read_faults: 0,
@@ -231,6 +232,7 @@ impl ModelCfg {
                 lease_grants_max: 2,
                 client_retries_max: 1,
                 barrier_crashes: 1,
+                torn_syncs: true,
                 ..base
             },
             // One master crash-restart, possibly while the lease is held,
@@ -412,6 +414,7 @@ impl ModelCfg {
                 name: "concurrent-barrier-crash",
                 chunkserver_crashes: 0,
                 barrier_crashes: 1,
+                torn_syncs: true,
                 ..ModelCfg::named("concurrent-crash").expect("concurrent-crash is named")
             },
             // Issue #10's target one addition at a time: `concurrent-crash`

@@ -98,6 +98,9 @@ fn ack_to_check<V: GlobalView>(v: &V, a: &Acked<PayloadOf<V>>) -> bool {
 /// later mutation overwrote it (VERSION-1, VERSION-2).
 fn holds_all_acked<V: GlobalView>(v: &V, id: Id, chunk: ChunkHandle) -> bool {
     let store = v.store(id);
+    if lost_unheard(v, id, chunk) {
+        return true;
+    }
     v.acked()
         .filter(|a| a.chunk == chunk && ack_to_check(v, a))
         .all(|a| match a.append {
@@ -108,6 +111,27 @@ fn holds_all_acked<V: GlobalView>(v: &V, id: Id, chunk: ChunkHandle) -> bool {
 
 // ---------------------------------------------------------------------------
 // The properties.
+
+/// Whether `id`'s replica of `chunk` came back damaged from a restart the
+/// master has not heard of yet (its report is on its way): the master
+/// cannot know the replica is lost until then, and the replica serves
+/// nothing meanwhile (every read and change of it fails), so no stale data
+/// can reach anyone through it. Once the report arrives the master must
+/// leave it out (VERSION-2's requirement text), and VERSION-1 holds it to
+/// that.
+fn lost_unheard<V: GlobalView>(v: &V, id: Id, chunk: ChunkHandle) -> bool {
+    let Some(restarts) = v.store(id).damaged(chunk) else {
+        return false;
+    };
+    let heard = v
+        .master()
+        .0
+        .servers
+        .iter()
+        .find(|s| s.id == id)
+        .map_or(0, |s| s.incarnation);
+    restarts > heard
+}
 
 /// LEASE-1 ([0090], [0091]): at most one primary per chunk at any instant.
 pub fn lease_1<V: GlobalView>(v: &V) -> bool {

@@ -398,6 +398,11 @@ const BARRIER: &str = "barrier";
 /// The key of the action that crashes a chunkserver before its barrier:
 /// what it wrote since the last one is lost.
 const BARRIER_CRASH: &str = "crash before barrier";
+/// The start of the key of the action that crashes a chunkserver while its
+/// barrier's sync is under way and tears it: the replicas the rest of the
+/// key names (their data written since the last barrier) come back
+/// damaged, the rest as of the last barrier.
+const BARRIER_CRASH_TORN: &str = "crash tearing the sync of chunks ";
 /// The start of the key of the action that makes the network deliver a
 /// message a second time; the rest names the message.
 const DUPLICATE: &str = "duplicate ";
@@ -490,13 +495,22 @@ impl LeaseholdModel {
     /// `id` crashes before its barrier: its saved store goes back to what
     /// it was at the last barrier. Did an `Apply` it sent tell of a write
     /// that is now gone? Then the companion is reached.
-    fn barrier_crash(&self, last: &State, id: Id) -> Option<State> {
-        let (_, before) = last
+    ///
+    /// The replicas in `torn` come back damaged instead: a store that makes
+    /// a replica's data and the metadata covering it durable with one sync
+    /// can be caught with the metadata on disk and the data not, and its
+    /// load then refuses the replica (the sync was not acknowledged, but a
+    /// load cannot tell that from blocks that went bad after it was).
+    fn barrier_crash(&self, last: &State, id: Id, torn: &[ChunkHandle]) -> Option<State> {
+        let (_, mut before) = last
             .history
             .unsynced
             .iter()
             .find(|(u, _)| *u == id)?
             .clone();
+        for chunk in torn {
+            Arc::make_mut(&mut before).damage_replica(*chunk);
+        }
         let mut next = self.next_state(last, ActorModelAction::Crash(id))?;
         next.history.chunkserver_crashes -= 1;
         next.history.barrier_crashes += 1;
@@ -507,8 +521,38 @@ impl LeaseholdModel {
             .iter()
             .any(|(u, chunk, stamp)| *u == id && before.meta(*chunk).applied < *stamp);
         next.history.unsynced_apply_lost |= lost;
+        next.history.sync_torn |= !torn.is_empty();
         next.actor_storages[usize::from(id)] = Some(NodeStorage::Chunkserver(before));
         Some(next)
+    }
+
+    /// The crashes of `id` that tear its sync: one per non-empty set of the
+    /// replicas whose data it wrote since its last barrier (a sync covers
+    /// every such replica, and each may be torn or not).
+    fn torn_sync_actions(&self, state: &State, id: Id, actions: &mut Vec<Action>) {
+        let Some((_, before)) = state.history.unsynced.iter().find(|(u, _)| *u == id) else {
+            return;
+        };
+        let Some(NodeStorage::Chunkserver(now)) = &state.actor_storages[usize::from(id)] else {
+            return;
+        };
+        let cells = |s: &MemStore, c: usize| s.replicas().get(c).map(|r| r.cells.clone());
+        let written: Vec<usize> = (0..now.replicas().len().max(before.replicas().len()))
+            .filter(|&c| cells(before, c) != cells(now, c))
+            .collect();
+        for set in 1..1u32 << written.len() {
+            let chunks: Vec<String> = written
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| set & (1 << bit) != 0)
+                .map(|(_, c)| c.to_string())
+                .collect();
+            actions.push(ActorModelAction::SelectRandom {
+                actor: id,
+                key: format!("{BARRIER_CRASH_TORN}{}", chunks.join(", ")),
+                random: (),
+            });
+        }
     }
 
     /// How a duplication action names its message: readable in
@@ -617,6 +661,9 @@ impl Model for LeaseholdModel {
                         key: BARRIER_CRASH.into(),
                         random: (),
                     });
+                    if self.cfg.torn_syncs {
+                        self.torn_sync_actions(state, *id, actions);
+                    }
                 }
             }
         }
@@ -654,7 +701,14 @@ impl Model for LeaseholdModel {
                 return Some(next);
             }
             if key == BARRIER_CRASH {
-                return self.barrier_crash(last, *actor);
+                return self.barrier_crash(last, *actor, &[]);
+            }
+            if let Some(chunks) = key.strip_prefix(BARRIER_CRASH_TORN) {
+                let torn: Vec<ChunkHandle> = chunks
+                    .split(", ")
+                    .map(|c| c.parse().expect("the wrapper names chunks by number"))
+                    .collect();
+                return self.barrier_crash(last, *actor, &torn);
             }
         }
         let crash = match &action {

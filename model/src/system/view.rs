@@ -65,6 +65,13 @@ pub trait StampedStore {
     ) -> bool;
     /// Whether `[from, to)` of `chunk` reads the same here and on `other`.
     fn same_data(&self, other: &Self, chunk: ChunkHandle, from: Offset, to: Offset) -> bool;
+    /// Whether this store's replica of `chunk` came back damaged from a
+    /// crash (it refuses every read and change), and how many restarts the
+    /// store has counted: a master that has not yet heard of the restart
+    /// that found it damaged cannot know it is lost (VERSION-1).
+    fn damaged(&self, _chunk: ChunkHandle) -> Option<u32> {
+        None
+    }
 }
 
 /// An acknowledged mutation, read back from a client's results.
@@ -204,6 +211,12 @@ pub fn is_primary<V: GlobalView>(v: &V, id: Id, chunk: ChunkHandle) -> bool {
 
 impl StampedStore for MemStore {
     type Payload = RecordToken;
+
+    fn damaged(&self, chunk: ChunkHandle) -> Option<u32> {
+        self.replica(chunk)
+            .is_some_and(|r| r.damaged)
+            .then(|| self.incarnation())
+    }
 
     fn replica_meta(&self, chunk: ChunkHandle) -> ReplicaMeta {
         self.meta(chunk)
