@@ -910,7 +910,7 @@ async fn a_replica_whose_writes_fail_is_left_out_and_appends_go_on() {
             let node = c.config.node(Id::from(victim as usize)).unwrap();
             let file = nodes::chunk_dir(node).join(format!("chunk-{}.dat", chunk.chunk));
             let mut bytes = std::fs::read(&file).unwrap();
-            let last = bytes.len() - 1;
+            let last = leasehold::filestore::last_data_byte(&bytes, CHUNK_BYTES).unwrap();
             bytes[last] ^= 0x55;
             std::fs::write(&file, bytes).unwrap();
             let flipped = Instant::now();
@@ -991,7 +991,7 @@ async fn a_real_full_disk_on_one_chunkserver_does_not_stop_appends() {
 
 /// The same with a disk full from the start: once chunkserver 3 has
 /// started on its tmpfs, the test fills what is left of it, so there is no
-/// room for a chunk's `.meta` file. Until 2026-12-04 the server took the
+/// room for a chunk's metadata slots. Until 2026-12-04 the server took the
 /// chunk's version in memory and failed the next sync, which stopped it
 /// (STORE-2); a new chunk's metadata room is now claimed when the chunk is
 /// created, so the version announcement fails `NoSpace`, the replica
@@ -1091,9 +1091,12 @@ async fn a_replica_restarted_with_unreadable_metadata_is_left_out_then_cloned_ba
         let victim = *chunk.replicas.iter().find(|r| **r != primary).unwrap();
         c.kill(victim);
         let node = c.config.node(Id::from(victim as usize)).unwrap();
-        let meta = nodes::chunk_dir(node).join(format!("chunk-{}.meta", chunk.chunk));
-        let len = std::fs::metadata(&meta).unwrap().len() as usize;
-        std::fs::write(&meta, vec![0xA5; len]).unwrap();
+        // Both metadata slots, at the end of the chunk's file.
+        let file = nodes::chunk_dir(node).join(format!("chunk-{}.dat", chunk.chunk));
+        let mut bytes = std::fs::read(&file).unwrap();
+        let slots = leasehold::filestore::metadata_offset(CHUNK_BYTES) as usize;
+        bytes[slots..].fill(0xA5);
+        std::fs::write(&file, bytes).unwrap();
         c.spawn(victim);
         // Its report lacks the chunk, so the master counts it stale and
         // clones the chunk back onto it (how long it stays out depends on
@@ -1271,12 +1274,11 @@ async fn a_chunkserver_gone_for_good_is_replaced_by_a_spare() {
         // GC-1 (GFS §4.4): the dead server comes back; its report names a
         // replica the master no longer places there, which it then deletes.
         let node = c.config.node(Id::from(gone as usize)).unwrap().clone();
-        let meta = nodes::chunk_dir(&node).join(format!("chunk-{}.meta", now.chunk));
         let data = nodes::chunk_dir(&node).join(format!("chunk-{}.dat", now.chunk));
-        assert!(meta.exists(), "the dead server held a replica");
+        assert!(data.exists(), "the dead server held a replica");
         c.spawn(gone);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while meta.exists() || data.exists() {
+        while data.exists() {
             assert!(
                 Instant::now() < deadline,
                 "the moved-away replica was not deleted"

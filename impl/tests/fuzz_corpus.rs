@@ -85,7 +85,7 @@ fn chunk_meta_corpus() {
     replay_corpus("chunk_meta");
 }
 
-/// The `.meta` corpus once more, through a store opened over each file: the
+/// The metadata corpus once more, through a store opened over each file: the
 /// load at open, reads checked against the loaded checksums, and a write.
 #[test]
 fn chunk_meta_corpus_in_a_store() {
@@ -312,15 +312,19 @@ fn storage_files() -> Seeds {
         .collect()
 }
 
-/// `.meta` files as a store writes them (one slot used, both, several
-/// blocks, no data), a store's `incarnation` file, and a slot of the
-/// previous format.
+/// Metadata slots as a store writes them (one slot used, both, several
+/// blocks, no data), a store's `incarnation` file, and a slot of an older
+/// format.
 fn store_files() -> Seeds {
     const B: u64 = 64 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let mut store = FileStore::open_with(dir.path(), 4 * B, Durability::PageCache).unwrap();
     let stamp = |serial| Stamp { epoch: 1, serial };
-    let meta = |chunk: u64| fs::read(dir.path().join(format!("chunk-{chunk}.meta"))).unwrap();
+    // A replica's metadata slots: the end of its data file.
+    let meta = |chunk: u64| {
+        let file = fs::read(dir.path().join(format!("chunk-{chunk}.dat"))).unwrap();
+        file[leasehold::filestore::metadata_offset(4 * B) as usize..].to_vec()
+    };
     let mut out = Seeds::new();
     store.set_version(1, 2).unwrap();
     store.sync().unwrap();

@@ -13,7 +13,7 @@ use std::io;
 
 use super::blocks::read_block;
 use super::incarnation::write_incarnation;
-use super::meta::{drop_first_meta, reserve_first_meta};
+use super::meta::reserve_slots;
 use super::{io_error, ChunkMeta, Entry, FileStore, CHECKSUM_BLOCK_BYTES};
 use crate::payload::{clone_bytes, clone_slice, Bytes};
 
@@ -58,21 +58,27 @@ impl FileStore {
                 return Err(StoreError::NoSpace);
             }
         }
-        if is_new {
-            reserve_first_meta(&self.inner.meta_path(chunk), self.inner.chunk_bytes)?;
-        }
+        // A new chunk's file goes by its temporary name until its first
+        // sync renames it into place.
+        let path = self.inner.data_path_of(
+            chunk,
+            is_new || self.inner.unsynced().new_chunks.contains(&chunk),
+        );
         let data = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(false)
-            .open(self.data_path(chunk))
+            .truncate(is_new)
+            .open(&path)
             .map_err(io_error)?;
+        if is_new {
+            reserve_slots(&data, self.inner.chunk_bytes)?;
+            self.inner.unsynced().new_chunks.insert(chunk);
+        }
         change(&mut meta, &data)?;
         chunks.insert(chunk, Entry::Healthy(meta));
         let mut unsynced = self.inner.unsynced();
         *unsynced.chunks.entry(chunk).or_default() |= writes_data;
-        unsynced.new_data_files |= is_new;
         Ok(())
     }
 
@@ -229,17 +235,25 @@ impl ChunkStore for FileStore {
         done: Option<ReplicaMeta>,
     ) -> Result<(), StoreError> {
         let bytes = clone_bytes(pieces)?;
+        let mut repairs = false;
         if from == 0 {
             // The replica starts over, and a replica whose metadata was
             // unreadable is repaired by it: its slots are rewritten.
             let mut chunks = self.lock();
             if let Some(Entry::Damaged(_)) = chunks.get(&chunk) {
                 chunks.insert(chunk, Entry::Healthy(ChunkMeta::default()));
+                repairs = true;
             }
         }
         let this = self.clone();
         let end = from.saturating_add(bytes.len() as u64);
         self.mutate(chunk, true, end, |meta, file| {
+            if repairs {
+                // The damaged replica's slots may still decode, with
+                // numbers above the repair's first: clear them, so that
+                // only the repair's own slots are ever read.
+                reserve_slots(file, this.inner.chunk_bytes)?;
+            }
             if from == 0 {
                 meta.len = 0;
                 meta.crcs.clear();
@@ -263,17 +277,17 @@ impl ChunkStore for FileStore {
         if chunks.remove(&chunk).is_none() {
             return Ok(());
         }
-        self.inner.unsynced().chunks.remove(&chunk);
-        // The metadata first: a `.dat` without its `.meta` is no replica
-        // (loading goes by `.meta`), so a crash part-way leaves either the
-        // whole replica, reported and deleted again, or none.
-        let gone = |path: std::path::PathBuf| match std::fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(e)),
-            _ => Ok(()),
+        let new = {
+            let mut unsynced = self.inner.unsynced();
+            unsynced.chunks.remove(&chunk);
+            unsynced.new_chunks.remove(&chunk)
         };
-        gone(self.inner.meta_path(chunk))?;
-        drop_first_meta(&self.inner.meta_path(chunk))?;
-        gone(self.data_path(chunk))?;
+        // One file: a crash leaves the whole replica, reported and
+        // deleted again, or none.
+        match std::fs::remove_file(self.inner.data_path_of(chunk, new)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
+            _ => {}
+        }
         if self.inner.durability == super::Durability::Fsync {
             super::sync::sync_dir(&self.inner.dir)?;
         }

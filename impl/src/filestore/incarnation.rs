@@ -9,7 +9,6 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use super::io_error;
-use super::meta::write_over_reserved;
 use super::sync::sync_dir;
 
 pub(super) const INCARNATION_FILE: &str = "incarnation";
@@ -104,4 +103,19 @@ pub(super) fn reserve_incarnation(dir: &Path) {
     if let Err(e) = keep() {
         tracing::warn!(dir = %dir.display(), "no room kept for the next restart count: {e}");
     }
+}
+
+/// Writes `bytes` at the start of the file at `path` without truncating
+/// it, so over room a reservation claimed before (created if missing);
+/// returns the file for the caller's sync.
+fn write_over_reserved(path: &Path, bytes: &[u8]) -> Result<File, StoreError> {
+    use std::os::unix::fs::FileExt;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(io_error)?;
+    file.write_all_at(bytes, 0).map_err(io_error)?;
+    Ok(file)
 }

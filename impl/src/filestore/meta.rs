@@ -1,26 +1,32 @@
-//! The `.meta` file: its two-slot format, the encoding of one slot, the
-//! write of the next slot and the load of every chunk's metadata at open.
-//! Separate because the format is a contract with every store already on
-//! disk (its magic changes when it does), and it can be read and tested
-//! without a store around it.
+//! A replica's metadata slots: their format, the encoding of one slot,
+//! the write of the next slot and the load of every chunk's metadata at
+//! open. The slots live in the chunk's `.dat` file, past the largest the
+//! chunk's data may grow to, so that one `fdatasync` makes a batch's data
+//! and the metadata covering it durable together. Separate because the
+//! format is a contract with every store already on disk (its magic
+//! changes when it does), and it can be read and tested without a store
+//! around it.
 
 use leasehold_model::types::{ChunkHandle, ReplicaMeta, Stamp, StoreError};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::blocks::block_count;
-use super::{io_error, ChunkMeta, Entry, CHECKSUM_BLOCK_BYTES};
+use super::blocks::{block_count, read_block};
+use super::{io_error, sync::sync_dir, ChunkMeta, Entry, CHECKSUM_BLOCK_BYTES};
 
-const META_MAGIC: &[u8; 8] = b"LHCHUNK2";
+const META_MAGIC: &[u8; 8] = b"LHCHUNK3";
+/// The previous format's magic: the same slots, in a `.meta` file of their
+/// own, synced after the data file. A store in that format is converted at
+/// open ([`load_dir`]).
+const META_MAGIC_SEPARATE: &[u8; 8] = b"LHCHUNK2";
 /// magic, sequence, version, epoch, serial, length, block count.
 pub(super) const META_HEADER_BYTES: usize = 8 + 8 * 5 + 4;
-/// Metadata slots per `.meta` file.
+/// Metadata slots per replica.
 const META_SLOTS: u64 = 2;
 /// Slots start at page boundaries so that writing one never touches the
-/// other's pages.
+/// other's pages, nor the data's.
 const META_SLOT_ALIGN: u64 = 4096;
 
 /// Bytes of one metadata slot: room for every block's checksum.
@@ -29,10 +35,26 @@ pub(super) fn meta_slot_bytes(chunk_bytes: u64) -> u64 {
     most.div_ceil(META_SLOT_ALIGN) * META_SLOT_ALIGN
 }
 
+/// Where a `.dat` file's slots start: the first page past the largest the
+/// chunk's data may be. The file is sparse between the data's end and
+/// there.
+pub(super) fn slots_offset(chunk_bytes: u64) -> u64 {
+    chunk_bytes.div_ceil(META_SLOT_ALIGN) * META_SLOT_ALIGN
+}
+
+/// Bytes of both slots.
+pub(super) fn slots_bytes(chunk_bytes: u64) -> u64 {
+    META_SLOTS * meta_slot_bytes(chunk_bytes)
+}
+
 pub(super) fn encode_meta(meta: &ChunkMeta) -> Vec<u8> {
+    encode_meta_as(meta, META_MAGIC)
+}
+
+fn encode_meta_as(meta: &ChunkMeta, magic: &[u8; 8]) -> Vec<u8> {
     assert_eq!(meta.crcs.len(), block_count(meta.len));
     let mut out = Vec::with_capacity(META_HEADER_BYTES + 4 * meta.crcs.len() + 4);
-    out.extend_from_slice(META_MAGIC);
+    out.extend_from_slice(magic);
     for field in [
         meta.seq,
         meta.replica.version,
@@ -51,12 +73,19 @@ pub(super) fn encode_meta(meta: &ChunkMeta) -> Vec<u8> {
     out
 }
 
-/// Decodes one slot; bytes after the slot's own checksum are ignored.
-fn decode_meta(slot: &[u8]) -> Result<ChunkMeta, String> {
+/// A slot of the previous format, for tests of the conversion.
+#[cfg(test)]
+pub(super) fn encode_meta_separate(meta: &ChunkMeta) -> Vec<u8> {
+    encode_meta_as(meta, META_MAGIC_SEPARATE)
+}
+
+/// Decodes one slot of `magic`'s format; bytes after the slot's own
+/// checksum are ignored.
+fn decode_meta(slot: &[u8], magic: &[u8; 8]) -> Result<ChunkMeta, String> {
     if slot.len() >= 8 && &slot[..8] == b"LHCHUNK1" {
-        return Err("metadata of an older leasehold (LHCHUNK1); this one reads LHCHUNK2".into());
+        return Err("metadata of an older leasehold (LHCHUNK1); this one reads LHCHUNK3".into());
     }
-    if slot.len() < META_HEADER_BYTES + 4 || &slot[..8] != META_MAGIC {
+    if slot.len() < META_HEADER_BYTES + 4 || &slot[..8] != magic {
         return Err("not chunk metadata".into());
     }
     let u64_at =
@@ -100,183 +129,271 @@ fn decode_meta(slot: &[u8]) -> Result<ChunkMeta, String> {
     })
 }
 
-/// The metadata in a `.meta` file: of its valid slots, the one with the
-/// higher sequence number. A slot is valid if it decodes and its number
-/// belongs in it. The slot size is the file's length over the slot count,
-/// so a store reopened with another chunk size still reads its files.
-pub(super) fn decode_meta_file(bytes: &[u8]) -> Result<ChunkMeta, String> {
+/// Both slots decoded: the newest valid one, and the other if it is valid
+/// too. A slot is valid if it decodes and its number belongs in it. The
+/// slot size is the bytes' length over the slot count, so a store
+/// reopened with another chunk size still reads its slots.
+fn decode_slots(bytes: &[u8], magic: &[u8; 8]) -> Result<(ChunkMeta, Option<ChunkMeta>), String> {
     let n = bytes.len() as u64;
     if n == 0 || !n.is_multiple_of(META_SLOTS) {
         return Err(format!("{n} bytes is no whole number of slots"));
     }
-    let mut newest: Option<ChunkMeta> = None;
+    let mut valid: Vec<ChunkMeta> = Vec::new();
     let mut why = Vec::new();
     for (i, slot) in bytes.chunks((n / META_SLOTS) as usize).enumerate() {
-        match decode_meta(slot) {
+        match decode_meta(slot, magic) {
             Ok(m) if m.seq % META_SLOTS != i as u64 => {
                 why.push(format!("slot {i} holds number {}", m.seq))
             }
-            Ok(m) => {
-                if newest.as_ref().is_none_or(|best| m.seq > best.seq) {
-                    newest = Some(m);
-                }
-            }
+            Ok(m) => valid.push(m),
             Err(e) => why.push(format!("slot {i}: {e}")),
         }
     }
-    newest.ok_or_else(|| why.join("; "))
+    valid.sort_by_key(|m| std::cmp::Reverse(m.seq));
+    let mut valid = valid.into_iter();
+    match valid.next() {
+        Some(newest) => Ok((newest, valid.next())),
+        None => Err(why.join("; ")),
+    }
+}
+
+/// The metadata in a replica's slots (`bytes`, both of them): of its valid
+/// slots, the one with the higher sequence number.
+pub(super) fn decode_meta_file(bytes: &[u8]) -> Result<ChunkMeta, String> {
+    decode_slots(bytes, META_MAGIC).map(|(newest, _)| newest)
 }
 
 /// Writes `meta` with the next sequence number into the slot not holding
-/// the current one, durably if `fsync`. Returns whether the file was new.
-///
-/// A chunk's first metadata is written whole to a temporary file and
-/// renamed into place (once per chunk, so its cost does not matter): a
-/// crash then leaves either no `.meta` or a complete one, never a sized
-/// file whose only slot was torn, which would read as damaged for ever.
-/// The temporary file is the one [`reserve_first_meta`] filled when the
-/// chunk was created, written over in place, so that this write (inside a
-/// sync, whose failure stops the node) needs no room the disk may lack.
+/// the current one, in the chunk's data file `data`; the caller syncs the
+/// file, which makes the data and this metadata durable together.
 pub(super) fn write_meta(
-    path: &Path,
+    data: &File,
     chunk_bytes: u64,
     meta: &mut ChunkMeta,
-    fsync: bool,
-) -> Result<bool, StoreError> {
+) -> Result<(), StoreError> {
     let mut next = meta.clone();
     next.seq += 1;
     let encoded = encode_meta(&next);
-    let too_big = |slot_bytes: u64| {
-        StoreError::Io(format!(
-            "{}: metadata of {} bytes does not fit its {slot_bytes}-byte slot",
-            path.display(),
+    let slot_bytes = meta_slot_bytes(chunk_bytes);
+    if encoded.len() as u64 > slot_bytes {
+        return Err(StoreError::Io(format!(
+            "metadata of {} bytes does not fit its {slot_bytes}-byte slot",
             encoded.len()
-        ))
-    };
-    let created = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(file) => {
-            let slot_bytes = file.metadata().map_err(io_error)?.len() / META_SLOTS;
-            if encoded.len() as u64 > slot_bytes {
-                return Err(too_big(slot_bytes));
-            }
-            file.write_all_at(&encoded, (next.seq % META_SLOTS) * slot_bytes)
-                .map_err(io_error)?;
-            if fsync {
-                file.sync_data().map_err(io_error)?;
-            }
-            false
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let slot_bytes = meta_slot_bytes(chunk_bytes);
-            if encoded.len() as u64 > slot_bytes {
-                return Err(too_big(slot_bytes));
-            }
-            let mut image = vec![0u8; (META_SLOTS * slot_bytes) as usize];
-            let at = ((next.seq % META_SLOTS) * slot_bytes) as usize;
-            image[at..at + encoded.len()].copy_from_slice(&encoded);
-            let tmp = path.with_extension(META_NEW_SUFFIX);
-            let file = write_over_reserved(&tmp, &image)?;
-            if fsync {
-                file.sync_data().map_err(io_error)?;
-            }
-            drop(file);
-            fs::rename(&tmp, path).map_err(io_error)?;
-            true
-        }
-        Err(e) => return Err(io_error(e)),
-    };
-    meta.seq = next.seq;
-    Ok(created)
-}
-
-/// Extension of a chunk's first metadata before it is renamed into place.
-const META_NEW_SUFFIX: &str = "meta.new";
-
-/// Writes `bytes` at the start of the file at `path` without truncating
-/// it, so over room a reservation claimed before (created if missing);
-/// returns the file for the caller's sync.
-pub(super) fn write_over_reserved(path: &Path, bytes: &[u8]) -> Result<File, StoreError> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(io_error)?;
-    file.write_all_at(bytes, 0).map_err(io_error)?;
-    Ok(file)
-}
-
-/// Claims the disk room of a new chunk's `.meta` file when the chunk is
-/// created, by writing its size in zeros under the temporary name its
-/// first metadata is later written over ([`write_meta`]). On a full disk
-/// the change that creates the chunk then fails with `NoSpace`, which the
-/// chunkserver reports (FAULT-2) and goes on, instead of the next sync
-/// failing, which would stop the server (STORE-2). Zeros are what a load
-/// ignores: a crash before the rename leaves no chunk.
-pub(super) fn reserve_first_meta(path: &Path, chunk_bytes: u64) -> Result<(), StoreError> {
-    let image = vec![0u8; (META_SLOTS * meta_slot_bytes(chunk_bytes)) as usize];
-    let mut file = File::create(path.with_extension(META_NEW_SUFFIX)).map_err(io_error)?;
-    file.write_all(&image).map_err(io_error)
-}
-
-/// Removes a chunk's reserved first metadata, if it was never renamed into
-/// place (a replica deleted before its first sync).
-pub(super) fn drop_first_meta(path: &Path) -> Result<(), StoreError> {
-    match fs::remove_file(path.with_extension(META_NEW_SUFFIX)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error(e)),
-        _ => Ok(()),
+        )));
     }
+    let at = slots_offset(chunk_bytes) + (next.seq % META_SLOTS) * slot_bytes;
+    data.write_all_at(&encoded, at).map_err(io_error)?;
+    meta.seq = next.seq;
+    Ok(())
 }
 
-/// What a chunk's `.meta` file holds: its metadata, or why it is damaged;
-/// `None` if it is all zeros (the chunk's first metadata write never
-/// reached the disk, a crash before its sync: nothing of it was
-/// acknowledged, so the replica does not have the chunk).
-pub(super) fn entry_of(bytes: &[u8]) -> Option<Entry> {
-    if bytes.iter().all(|&b| b == 0) {
+/// Extension of a chunk's data file until its first sync renames it into
+/// place: a crash before then leaves no chunk, instead of a file whose
+/// only slot may be torn, which would read as damaged for ever.
+pub(super) const DATA_NEW_SUFFIX: &str = "dat.new";
+
+/// Claims the disk room of a new chunk's slots when the chunk is created,
+/// by writing them as zeros in its (new) data file. On a full disk the
+/// change that creates the chunk then fails with `NoSpace`, which the
+/// chunkserver reports (FAULT-2) and goes on, instead of the next sync
+/// failing, which would stop the server (STORE-2).
+pub(super) fn reserve_slots(data: &File, chunk_bytes: u64) -> Result<(), StoreError> {
+    let zeros = vec![0u8; slots_bytes(chunk_bytes) as usize];
+    data.write_all_at(&zeros, slots_offset(chunk_bytes))
+        .map_err(io_error)
+}
+
+/// What a replica's slots (`slots`, both) hold: its metadata, or why it is
+/// damaged; `None` if they are all zeros (the chunk's first sync never
+/// reached the disk, as a file system without fsync may leave it: nothing
+/// of it was acknowledged, so the replica does not have the chunk). The
+/// slots are decoded only, not checked against the data; see
+/// [`verify_newest`].
+pub(super) fn entry_of(slots: &[u8]) -> Option<Entry> {
+    if slots.iter().all(|&b| b == 0) {
         return None;
     }
-    Some(match decode_meta_file(bytes) {
+    Some(match decode_meta_file(slots) {
         Ok(meta) => Entry::Healthy(meta),
         Err(why) => Entry::Damaged(why),
     })
 }
 
-pub(super) fn load_dir(dir: &Path) -> Result<BTreeMap<ChunkHandle, Entry>, StoreError> {
+/// Checks the newest slot against the data it covers, where a crash may
+/// have torn the sync that wrote it. One sync makes a batch's data and its
+/// slot durable together, in no order, so a crash during it may leave the
+/// slot on disk and some of the data not. That can only be the newest
+/// slot, and only when the other slot is valid (a torn write of the other
+/// slot came after the newest's sync had finished, and a chunk's first
+/// slot is renamed into place only once synced). Of its blocks, those
+/// whose checksum differs from the other slot's are what its sync wrote:
+/// if one fails, the replica is damaged. Whether a crash tore the sync
+/// (nothing acknowledged; the other slot would be right) or the blocks went
+/// bad after it (the other slot would silently drop acknowledged
+/// mutations under the same chunk version, VERSION-1) cannot be told, so
+/// the replica is left out and cloned back (the model's torn sync,
+/// docs/model.md "Barriers").
+fn verify_newest(data: &File, newest: &ChunkMeta, other: &ChunkMeta) -> Result<(), String> {
+    for block in 0..newest.crcs.len() {
+        if other.crcs.get(block) == Some(&newest.crcs[block]) {
+            continue;
+        }
+        match read_block(data, newest, block as u64, true) {
+            Ok(_) => {}
+            Err(StoreError::Corrupt) => {
+                return Err(format!(
+                    "block {block} does not match the newest metadata (number {}): a crash tore the sync that wrote it, or the block went bad since",
+                    newest.seq
+                ))
+            }
+            Err(e) => return Err(format!("block {block}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// The entry of a chunk's data file at `path`: its slots decoded, and the
+/// newest checked against the data (`None`: no metadata ever synced).
+fn load_data_file(path: &Path, chunk_bytes: u64) -> Option<Entry> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Some(Entry::Damaged(e.to_string())),
+    };
+    let slots = match read_slots(&file, chunk_bytes) {
+        Ok(slots) => slots,
+        Err(e) => return Some(Entry::Damaged(e)),
+    };
+    if slots.iter().all(|&b| b == 0) {
+        return None;
+    }
+    Some(match decode_slots(&slots, META_MAGIC) {
+        Ok((newest, None)) => Entry::Healthy(newest),
+        Ok((newest, Some(other))) => match verify_newest(&file, &newest, &other) {
+            Ok(()) => Entry::Healthy(newest),
+            Err(why) => Entry::Damaged(why),
+        },
+        Err(why) => Entry::Damaged(why),
+    })
+}
+
+/// The bytes of a data file's slots, from where they start to the file's
+/// end (empty if the file ends before: its first sync never reached the
+/// disk).
+fn read_slots(file: &File, chunk_bytes: u64) -> Result<Vec<u8>, String> {
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let at = slots_offset(chunk_bytes);
+    let mut slots = vec![0u8; len.saturating_sub(at) as usize];
+    file.read_exact_at(&mut slots, at)
+        .map_err(|e| e.to_string())?;
+    Ok(slots)
+}
+
+/// Loads every chunk's metadata from `dir`, converting replicas stored in
+/// the previous format (a `.meta` file beside the data) on the way.
+pub(super) fn load_dir(
+    dir: &Path,
+    chunk_bytes: u64,
+) -> Result<BTreeMap<ChunkHandle, Entry>, StoreError> {
     let mut chunks = BTreeMap::new();
+    let mut converted = false;
     for dirent in fs::read_dir(dir).map_err(io_error)? {
         let dirent = dirent.map_err(io_error)?;
         let name = dirent.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.ends_with(&format!(".{META_NEW_SUFFIX}")) {
-            // A chunk's first metadata that a crash kept from its rename:
+        if name.ends_with(&format!(".{DATA_NEW_SUFFIX}")) || name.ends_with(".meta.new") {
+            // A chunk whose first sync a crash kept from its rename:
             // nothing of that chunk was acknowledged.
             let _ = fs::remove_file(dirent.path());
             continue;
         }
-        let Some(handle) = name
-            .strip_prefix("chunk-")
-            .and_then(|n| n.strip_suffix(".meta"))
+        let Some((handle, ext)) = name.strip_prefix("chunk-").and_then(|n| n.split_once('.'))
         else {
             continue;
         };
         let Ok(handle) = handle.parse::<ChunkHandle>() else {
             continue;
         };
-        let entry = match fs::read(dirent.path()) {
-            Ok(bytes) => match entry_of(&bytes) {
-                Some(entry) => entry,
-                None => {
-                    tracing::warn!(chunk = handle, dir = %dir.display(), "chunk metadata never written, chunk ignored");
-                    continue;
-                }
-            },
-            Err(e) => Entry::Damaged(e.to_string()),
+        let entry = match ext {
+            "dat" if dir.join(format!("chunk-{handle}.meta")).exists() => continue,
+            "dat" => load_data_file(&dirent.path(), chunk_bytes),
+            "meta" => {
+                converted = true;
+                convert_separate(dir, handle, chunk_bytes)?
+            }
+            _ => continue,
+        };
+        let Some(entry) = entry else {
+            tracing::warn!(chunk = handle, dir = %dir.display(), "chunk metadata never written, chunk ignored");
+            continue;
         };
         if let Entry::Damaged(why) = &entry {
             tracing::error!(chunk = handle, dir = %dir.display(), "chunk metadata unusable, replica treated as stale: {why}");
         }
         chunks.insert(handle, entry);
     }
+    if converted {
+        sync_dir(dir)?;
+    }
     Ok(chunks)
+}
+
+/// Converts a replica of the previous format: its `.meta` file's newest
+/// slot is written as the first slot of the data file, the data file
+/// synced, and the `.meta` file removed. A `.meta` file that does not
+/// decode leaves the replica damaged: its slots are written as bytes that
+/// decode as nothing (not zeros, which would read as no chunk at all).
+/// Idempotent: a crash part-way converts again at the next open. `None`:
+/// the `.meta` file was all zeros (its first write never reached the
+/// disk), no chunk.
+fn convert_separate(
+    dir: &Path,
+    handle: ChunkHandle,
+    chunk_bytes: u64,
+) -> Result<Option<Entry>, StoreError> {
+    let meta_path = dir.join(format!("chunk-{handle}.meta"));
+    let data_path = dir.join(format!("chunk-{handle}.dat"));
+    let bytes = fs::read(&meta_path).map_err(io_error)?;
+    let entry = if bytes.iter().all(|&b| b == 0) {
+        None
+    } else {
+        Some(decode_slots(&bytes, META_MAGIC_SEPARATE).map(|(newest, _)| newest))
+    };
+    let data = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&data_path)
+        .map_err(io_error)?;
+    let slot_bytes = meta_slot_bytes(chunk_bytes) as usize;
+    let mut slots = vec![0u8; 2 * slot_bytes];
+    let result = match entry {
+        None => None,
+        Some(Ok(meta)) => {
+            let encoded = encode_meta(&meta);
+            let at = (meta.seq % META_SLOTS) as usize * slot_bytes;
+            if encoded.len() > slot_bytes {
+                return Err(StoreError::Io(format!(
+                    "{}: metadata of {} bytes does not fit a {slot_bytes}-byte slot of this chunk size",
+                    meta_path.display(),
+                    encoded.len()
+                )));
+            }
+            slots[at..at + encoded.len()].copy_from_slice(&encoded);
+            Some(Entry::Healthy(meta))
+        }
+        Some(Err(why)) => {
+            slots.fill(0xff);
+            Some(Entry::Damaged(format!(
+                "converted from {}: {why}",
+                meta_path.display()
+            )))
+        }
+    };
+    data.write_all_at(&slots, slots_offset(chunk_bytes))
+        .map_err(io_error)?;
+    data.sync_data().map_err(io_error)?;
+    fs::remove_file(&meta_path).map_err(io_error)?;
+    tracing::info!(chunk = handle, dir = %dir.display(), "chunk metadata converted from its .meta file into the data file");
+    Ok(result)
 }

@@ -1,34 +1,53 @@
 //! [`FileStore`]: chunk replicas as files, checksummed per 64 KiB block.
 //!
-//! Layout under the store's directory, one pair per chunk replica:
+//! Layout under the store's directory, one file per chunk replica,
+//! `chunk-<handle>.dat`:
 //!
-//! - `chunk-<handle>.dat`: the chunk's bytes, offset 0 at file offset 0.
-//! - `chunk-<handle>.meta`: two slots, each able to hold the chunk's
-//!   metadata: a sequence number, version, last applied [`Stamp`], data
-//!   length and one CRC32C per 64 KiB block of data, followed by a CRC32C of
-//!   the slot itself. A sync writes the next sequence number into the slot
-//!   not holding the current one, in place, and fdatasyncs it; loading takes
-//!   the valid slot with the higher number. So a write torn by a crash
-//!   leaves the previous metadata, like the torn tail of a log. (Replacing
-//!   a file by rename cost about a millisecond per mutation here, fsync or
-//!   not: ext4 flushes a file renamed over another.)
+//! - the chunk's bytes, offset 0 at file offset 0;
+//! - past the largest the data may grow to (the chunk size, rounded up to
+//!   a page; the file is sparse between), two slots, each able to hold
+//!   the chunk's metadata: a sequence number, version, last applied
+//!   [`Stamp`], data length and one CRC32C per 64 KiB block of data,
+//!   followed by a CRC32C of the slot itself. A sync writes the next
+//!   sequence number into the slot not holding the current one, in
+//!   place, then fdatasyncs the file: one sync makes the batch's data and
+//!   the metadata covering it durable together. Loading takes the valid
+//!   slot with the higher number, and checks the blocks it changed
+//!   against the data (below). (Replacing a file by rename cost about a
+//!   millisecond per mutation here, fsync or not: ext4 flushes a file
+//!   renamed over another. A separate metadata file, synced after the
+//!   data, cost a second sync per batch: issue #13.)
 //!
-//! The data length in `.meta` is the truth; bytes past it in `.dat` (left by
-//! a crash during a write) are never read and are overwritten with zeros
+//! The data length in the slot is the truth; bytes past it (left by a
+//! crash during a write) are never read and are overwritten with zeros
 //! before the length grows over them.
 //!
 //! A mutation writes the data at once but makes it durable later, at the
 //! next [`FileStore::sync`]: the host calls it before it carries out any
 //! command that follows a mutation (a reply, a forward, a save), so nothing
 //! is acknowledged before it is on disk, and every mutation handled since
-//! the last sync shares one sync (group commit). A sync fsyncs each changed
-//! data file first, then writes and fsyncs each changed `.meta` slot. A
-//! crash between the two leaves blocks whose bytes no longer match the old
-//! checksums: reading them returns [`StoreError::Corrupt`], never the torn
-//! bytes. The GFS paper's chunkservers check each 64 KiB block the same
-//! way before returning data, so corruption is detected, not served.
-//! (Appends write only past the durable length, which the old `.meta`
-//! ignores, so only an unacknowledged overwrite can leave such blocks.)
+//! the last sync shares one sync (group commit). A crash during a sync can
+//! leave any part of what it wrote durable:
+//!
+//! - the new slot not durable (torn or never written): the older slot
+//!   wins, and the data past its length is ignored. Blocks the batch
+//!   overwrote in place no longer match the older checksums: reading them
+//!   returns [`StoreError::Corrupt`], never the torn bytes. (Appends write
+//!   only past the durable length, so only an unacknowledged overwrite can
+//!   leave such blocks.)
+//! - the new slot durable and some data it covers not: the load finds a
+//!   block the new slot changed failing its checksum. It cannot tell that
+//!   from a block gone bad after an acknowledged sync (where falling back
+//!   to the older slot would drop acknowledged mutations under the same
+//!   version), so the replica is damaged: reported at version 0, never
+//!   used, cloned back by the master (the model's torn sync,
+//!   docs/model.md "Barriers").
+//!
+//! A chunk's data file is created as `chunk-<handle>.dat.new` and renamed
+//! into place by its first sync, once synced: a crash before leaves no
+//! chunk rather than a file whose only slot may be torn. A store of the
+//! previous format (slots in a `.meta` file beside the data) is converted
+//! when opened.
 //!
 //! [`Durability::PageCache`] skips the fsyncs (data, metadata, directory)
 //! but keeps the order and the writes: a killed process loses nothing it
@@ -68,6 +87,21 @@ use sync::Unsynced;
 
 /// Bytes covered by one checksum, as in the GFS paper.
 pub const CHECKSUM_BLOCK_BYTES: u64 = 64 * 1024;
+
+/// Where a chunk file (`chunk-<handle>.dat`) of a store of `chunk_bytes`
+/// chunks stops holding data and its metadata slots begin: for tools and
+/// tests that look at the files themselves.
+pub fn metadata_offset(chunk_bytes: u64) -> u64 {
+    meta::slots_offset(chunk_bytes)
+}
+
+/// The index of the last data byte written in a chunk file's bytes (its
+/// last non-zero byte before the slots), if any: what a test flips to make
+/// the block an append extends go bad.
+pub fn last_data_byte(file: &[u8], chunk_bytes: u64) -> Option<usize> {
+    let end = (metadata_offset(chunk_bytes) as usize).min(file.len());
+    file[..end].iter().rposition(|&b| b != 0)
+}
 
 /// Whether a sync reaches the disk or only the kernel's page cache.
 #[derive(
@@ -118,7 +152,8 @@ struct Inner {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Entry {
     Healthy(ChunkMeta),
-    /// The `.meta` file is unreadable or fails its checksum. The replica
+    /// The slots are unreadable or fail their checksums, or the newest
+    /// fails against the data it covers (a torn sync). The replica
     /// reports version 0 (stale, so the master never uses it) and refuses
     /// reads and mutations.
     Damaged(String),
@@ -170,7 +205,7 @@ impl FileStore {
             }
             return Ok(FileStore { inner });
         }
-        let chunks = load_dir(&dir)?;
+        let chunks = load_dir(&dir, chunk_bytes)?;
         let incarnation = load_incarnation(&dir)?;
         let inner = Arc::new(Inner {
             dir: dir.clone(),
@@ -234,17 +269,26 @@ impl FileStore {
     /// as they would a real bad block, and every later read fails
     /// `Corrupt`, of data written since too, as the model's store does.
     pub fn corrupt_blocks(&self) -> Result<(), StoreError> {
+        use std::os::unix::fs::FileExt;
         let chunks: Vec<ChunkHandle> = self.lock().keys().copied().collect();
         for chunk in chunks {
+            // The data only: the slots past it stay readable, as metadata
+            // is on a disk whose data blocks went bad.
             let path = self.data_path(chunk);
-            match fs::read(&path) {
-                Ok(bytes) => {
-                    let bad: Vec<u8> = bytes.iter().map(|b| !b).collect();
-                    fs::write(&path, bad).map_err(io_error)?;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            let file = match fs::OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(io_error(e)),
-            }
+            };
+            let len = file
+                .metadata()
+                .map_err(io_error)?
+                .len()
+                .min(self.inner.chunk_bytes);
+            let mut bytes = vec![0u8; len as usize];
+            file.read_exact_at(&mut bytes, 0).map_err(io_error)?;
+            bytes.iter_mut().for_each(|b| *b = !*b);
+            file.write_all_at(&bytes, 0).map_err(io_error)?;
         }
         self.keep_blocks_bad();
         Ok(())
@@ -306,12 +350,19 @@ impl FileStore {
 }
 
 impl Inner {
+    /// The chunk's data file: under its temporary name until its first
+    /// sync. Locks the unsynced set, so not to be called with it held.
     fn data_path(&self, chunk: ChunkHandle) -> PathBuf {
-        self.dir.join(format!("chunk-{chunk}.dat"))
+        self.data_path_of(chunk, self.unsynced().new_chunks.contains(&chunk))
     }
 
-    fn meta_path(&self, chunk: ChunkHandle) -> PathBuf {
-        self.dir.join(format!("chunk-{chunk}.meta"))
+    fn data_path_of(&self, chunk: ChunkHandle, new: bool) -> PathBuf {
+        match new {
+            false => self.dir.join(format!("chunk-{chunk}.dat")),
+            true => self
+                .dir
+                .join(format!("chunk-{chunk}.{}", meta::DATA_NEW_SUFFIX)),
+        }
     }
 }
 

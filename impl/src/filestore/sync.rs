@@ -1,12 +1,14 @@
 //! Group commit: what changed since the last sync, and the sync that makes
-//! it durable in order (data files and their directory entries, then
-//! `.meta` slots and theirs). Separate because that order is the store's
-//! whole argument for surviving a crash, and it is easier to check in one
-//! place than spread among the mutations that feed it.
+//! it durable: per changed chunk, its next metadata slot written into its
+//! data file and one fdatasync of that file (data and slot together), then
+//! the directory if a chunk's data file was renamed into place. Separate
+//! because this is the store's whole argument for surviving a crash, and
+//! it is easier to check in one place than spread among the mutations
+//! that feed it.
 
 use leasehold_model::types::{ChunkHandle, StoreError};
-use std::collections::BTreeMap;
-use std::fs::File;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
 use std::path::Path;
 
 use super::meta::write_meta;
@@ -17,9 +19,9 @@ use super::{io_error, Durability, Entry, Inner};
 pub(super) struct Unsynced {
     /// Chunks whose metadata changed, and whether their data did too.
     pub(super) chunks: BTreeMap<ChunkHandle, bool>,
-    /// A data file was created: its directory entry must be durable before
-    /// metadata that refers to it.
-    pub(super) new_data_files: bool,
+    /// Chunks whose data file still has its temporary name: the next sync
+    /// renames it into place once synced.
+    pub(super) new_chunks: BTreeSet<ChunkHandle>,
 }
 
 impl Inner {
@@ -48,28 +50,30 @@ impl Inner {
             return Ok(());
         }
         let fsync = self.durability == Durability::Fsync;
-        // Data before the metadata that covers it, so a crash leaves old
-        // metadata over new data (ignored or detected), never the reverse.
-        if fsync {
-            for (&chunk, _) in unsynced.chunks.iter().filter(|(_, &data)| data) {
-                File::open(self.data_path(chunk))
-                    .and_then(|f| f.sync_data())
-                    .map_err(io_error)?;
-            }
-            if unsynced.new_data_files {
-                sync_dir(&self.dir)?;
-            }
-        }
-        unsynced.new_data_files = false;
-        let mut new_meta_files = false;
+        let mut renamed = false;
         while let Some((&chunk, _)) = unsynced.chunks.first_key_value() {
             if let Some(Entry::Healthy(meta)) = chunks.get_mut(&chunk) {
-                new_meta_files |=
-                    write_meta(&self.meta_path(chunk), self.chunk_bytes, meta, fsync)?;
+                let new = unsynced.new_chunks.contains(&chunk);
+                let path = self.data_path_of(chunk, new);
+                let data = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_error)?;
+                write_meta(&data, self.chunk_bytes, meta)?;
+                // The one sync: the batch's data and the slot covering it,
+                // in no order (a crash part-way is the load's to judge).
+                if fsync {
+                    data.sync_data().map_err(io_error)?;
+                }
+                if new {
+                    fs::rename(&path, self.data_path_of(chunk, false)).map_err(io_error)?;
+                    unsynced.new_chunks.remove(&chunk);
+                    renamed = true;
+                }
             }
             unsynced.chunks.remove(&chunk);
         }
-        if fsync && new_meta_files {
+        if fsync && renamed {
             sync_dir(&self.dir)?;
         }
         Ok(())

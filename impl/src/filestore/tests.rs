@@ -3,13 +3,33 @@
 //! that each code file reads on its own.
 
 use super::incarnation::INCARNATION_FILE;
-use super::meta::{decode_meta_file, encode_meta, meta_slot_bytes};
+use super::meta::{
+    decode_meta_file, encode_meta, encode_meta_separate, meta_slot_bytes, slots_offset,
+};
 use super::*;
 use crate::payload::Bytes;
 use leasehold_model::types::{ChunkStore, Payload, Stamp};
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 const B: u64 = CHECKSUM_BLOCK_BYTES;
+
+/// The bytes of a replica's two metadata slots, where a store of 4 B
+/// chunks keeps them in the chunk's data file.
+fn slots(dir: &Path, chunk: u64) -> Vec<u8> {
+    let bytes = fs::read(dir.join(format!("chunk-{chunk}.dat"))).unwrap();
+    bytes[slots_offset(4 * B) as usize..].to_vec()
+}
+
+/// Writes `bytes` over a replica's slots (see [`slots`]).
+fn write_slots(dir: &Path, chunk: u64, bytes: &[u8]) {
+    File::options()
+        .write(true)
+        .open(dir.join(format!("chunk-{chunk}.dat")))
+        .unwrap()
+        .write_all_at(bytes, slots_offset(4 * B))
+        .unwrap();
+}
 
 fn stamp(serial: u64) -> Stamp {
     Stamp { epoch: 1, serial }
@@ -244,6 +264,7 @@ fn a_flipped_byte_is_corrupt_never_served() {
     let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
     s.write_at(3, 0, &Bytes::from(pattern(2 * B + 10, 1)), stamp(1))
         .unwrap();
+    s.sync().unwrap();
     let path = dir.path().join("chunk-3.dat");
     let mut bytes = fs::read(&path).unwrap();
     bytes[B as usize + 5] ^= 0x40;
@@ -273,6 +294,7 @@ fn truncated_data_file_is_corrupt() {
     let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
     s.write_at(4, 0, &Bytes::from(pattern(1000, 1)), stamp(1))
         .unwrap();
+    s.sync().unwrap();
     File::options()
         .write(true)
         .open(dir.path().join("chunk-4.dat"))
@@ -295,12 +317,11 @@ fn damaged_metadata_makes_the_replica_stale() {
     s.sync().unwrap();
     assert_eq!(s.chunks(), vec![(5, 3), (6, 4)]);
     // Both slots hold a version now; damage both.
-    let meta = dir.path().join("chunk-5.meta");
-    let mut bytes = fs::read(&meta).unwrap();
+    let mut bytes = slots(dir.path(), 5);
     let half = bytes.len() / 2;
     bytes[9] ^= 1;
     bytes[half + 9] ^= 1;
-    fs::write(&meta, bytes).unwrap();
+    write_slots(dir.path(), 5, &bytes);
     let mut s = reopen(s);
     assert_eq!(s.meta(5).version, 0);
     assert_eq!(s.chunks(), vec![(6, 4)]);
@@ -321,12 +342,11 @@ fn a_torn_metadata_write_leaves_the_previous_metadata() {
     s.sync().unwrap();
     // The second sync wrote slot 0 (number 2); tear it as a crash
     // during that write would.
-    let meta = dir.path().join("chunk-5.meta");
-    let mut bytes = fs::read(&meta).unwrap();
+    let mut bytes = slots(dir.path(), 5);
     for b in &mut bytes[20..60] {
         *b = 0xAA;
     }
-    fs::write(&meta, bytes).unwrap();
+    write_slots(dir.path(), 5, &bytes);
     let mut s = crash(s);
     assert_eq!((s.meta(5).version, s.meta(5).applied), (3, stamp(1)));
     assert_eq!(s.chunk_len(5), 10);
@@ -349,17 +369,21 @@ fn a_first_metadata_write_lost_in_a_crash_leaves_no_chunk() {
         .unwrap();
     s.sync().unwrap();
     // As a file system without fsync (page-cache mode) may leave a new
-    // file after a machine crash: sized but never written, or empty. A
-    // first write that never got renamed is ignored too.
-    fs::write(dir.path().join("chunk-3.meta.new"), b"junk").unwrap();
-    let meta = dir.path().join("chunk-1.meta");
-    let len = fs::metadata(&meta).unwrap().len() as usize;
-    fs::write(&meta, vec![0u8; len]).unwrap();
-    fs::write(dir.path().join("chunk-2.meta"), b"").unwrap();
+    // file after a machine crash: sized but never written, or cut short
+    // before its slots. A chunk never renamed into place is ignored too.
+    fs::write(dir.path().join("chunk-3.dat.new"), b"junk").unwrap();
+    let len = slots(dir.path(), 1).len();
+    write_slots(dir.path(), 1, &vec![0u8; len]);
+    File::options()
+        .write(true)
+        .open(dir.path().join("chunk-2.dat"))
+        .unwrap()
+        .set_len(10)
+        .unwrap();
     let mut s = crash(s);
     assert_eq!(s.chunks(), vec![]);
     assert_eq!(s.read(1, 0, 1), Err(StoreError::OutOfRange));
-    assert!(!dir.path().join("chunk-3.meta.new").exists());
+    assert!(!dir.path().join("chunk-3.dat.new").exists());
     // The chunk can be written afresh.
     s.write_at(1, 0, &Bytes::from(pattern(5, 3)), stamp(1))
         .unwrap();
@@ -375,15 +399,16 @@ fn after_a_failed_sync_the_store_never_syncs_again() {
     let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
     s.write_at(1, 0, &Bytes::from(pattern(10, 1)), stamp(1))
         .unwrap();
-    // The metadata path is taken by a directory: the sync fails.
-    fs::create_dir(dir.path().join("chunk-1.meta")).unwrap();
+    // The data file's place is taken by a directory that is not empty:
+    // the sync cannot rename the new chunk into place, and fails.
+    fs::create_dir_all(dir.path().join("chunk-1.dat/in-the-way")).unwrap();
     assert!(s.sync().is_err());
-    fs::remove_dir(dir.path().join("chunk-1.meta")).unwrap();
+    fs::remove_dir_all(dir.path().join("chunk-1.dat")).unwrap();
     assert!(s.sync().is_err(), "a sync after a failure must not succeed");
     let (path, size) = (s.dir().to_path_buf(), s.chunk_bytes());
     drop(s);
-    // Nothing was written at close either.
-    assert!(!path.join("chunk-1.meta").exists());
+    // Nothing was renamed at close either.
+    assert!(!path.join("chunk-1.dat").exists());
     assert_eq!(FileStore::open(&path, size).unwrap().chunks(), vec![]);
 }
 
@@ -549,9 +574,8 @@ fn a_clone_in_parts_copies_bytes_and_metadata_and_repairs_damage() {
     dst.write_at(3, 0, &Bytes::from(pattern(3 * B, 9)), stamp(1))
         .unwrap();
     dst.sync().unwrap();
-    let meta = dst_dir.path().join("chunk-3.meta");
-    let len = fs::metadata(&meta).unwrap().len() as usize;
-    fs::write(&meta, vec![0xA5; len]).unwrap();
+    let len = slots(dst_dir.path(), 3).len();
+    write_slots(dst_dir.path(), 3, &vec![0xA5; len]);
     let mut dst = reopen(dst);
     assert_eq!(dst.read(3, 0, 1), Err(StoreError::Corrupt));
     // Parts of 40,000 bytes: a full one, then the short rest.
@@ -653,4 +677,104 @@ fn bad_blocks_fail_every_read_and_the_checksum_catches_them() {
         &pattern(10, 2)[..],
         "written after the fault, and the flag is the open store's"
     );
+}
+
+/// One sync makes a batch's data and the slot covering it durable
+/// together, in no order: a crash during it can leave the slot on disk and
+/// the data not. The load finds a block the newest slot changed failing
+/// its checksum and leaves the replica damaged (the model's torn sync): not
+/// reported, every read and change refused, until a clone from offset 0
+/// repairs it, whose slots then win over the damaged ones.
+#[test]
+fn a_torn_sync_leaves_the_replica_damaged_until_a_clone_repairs_it() {
+    use leasehold_model::types::{ClonePiece, ReplicaMeta};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+    s.set_version(1, 2).unwrap();
+    s.write_at(1, 0, &Bytes::from(pattern(1000, 1)), stamp(1))
+        .unwrap();
+    s.set_version(2, 2).unwrap();
+    s.sync().unwrap();
+    s.write_at(1, 1000, &Bytes::from(pattern(B, 2)), stamp(2))
+        .unwrap();
+    s.set_version(2, 3).unwrap();
+    s.sync().unwrap();
+    // The second sync's slot reached the disk, the bytes it covers did not.
+    File::options()
+        .write(true)
+        .open(dir.path().join("chunk-1.dat"))
+        .unwrap()
+        .write_all_at(&vec![0u8; B as usize], 1000)
+        .unwrap();
+    let mut s = crash(s);
+    assert_eq!(
+        s.chunks(),
+        vec![(2, 3)],
+        "the damaged replica is in no report"
+    );
+    assert_eq!(s.meta(1), ReplicaMeta::default());
+    assert_eq!(s.read(1, 0, 10), Err(StoreError::Corrupt));
+    assert_eq!(
+        s.write_at(1, 0, &Bytes::from(pattern(1, 3)), stamp(3)),
+        Err(StoreError::Corrupt)
+    );
+    // Metadata-only changes need no data, so they tear nothing.
+    assert_eq!(s.meta(2).version, 3);
+    let repaired = ReplicaMeta {
+        version: 4,
+        applied: stamp(5),
+    };
+    s.install_clone(
+        1,
+        0,
+        &[ClonePiece::Bytes(Bytes::from(pattern(10, 3)))],
+        Some(repaired),
+    )
+    .unwrap();
+    s.sync().unwrap();
+    let s = crash(s);
+    assert_eq!(s.chunks(), vec![(1, 4), (2, 3)]);
+    assert_eq!(s.meta(1), repaired);
+    assert_eq!(s.read(1, 0, 10).unwrap().as_slice(), &pattern(10, 3)[..]);
+}
+
+/// A store written by the previous format (slots in a `.meta` file beside
+/// the data, synced after it) is converted when opened: nothing it held is
+/// lost, a `.meta` that does not decode leaves its replica damaged, and
+/// the store goes on in the new format.
+#[test]
+fn a_store_of_the_previous_format_is_converted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(1000, 4);
+    fs::write(dir.path().join("chunk-7.dat"), &data).unwrap();
+    let meta = ChunkMeta {
+        replica: ReplicaMeta {
+            version: 3,
+            applied: stamp(2),
+        },
+        len: 1000,
+        crcs: vec![crc32c::crc32c(&data)],
+        seq: 5,
+    };
+    let slot = meta_slot_bytes(4 * B) as usize;
+    let mut file = vec![0u8; 2 * slot];
+    let encoded = encode_meta_separate(&meta);
+    file[slot..slot + encoded.len()].copy_from_slice(&encoded);
+    fs::write(dir.path().join("chunk-7.meta"), file).unwrap();
+    fs::write(dir.path().join("chunk-8.dat"), b"x").unwrap();
+    fs::write(dir.path().join("chunk-8.meta"), vec![0xA5; 2 * slot]).unwrap();
+    let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+    assert_eq!(s.chunks(), vec![(7, 3)]);
+    assert_eq!(s.meta(7).applied, stamp(2));
+    assert_eq!(s.read(7, 0, 1000).unwrap().as_slice(), &data[..]);
+    assert_eq!(s.read(8, 0, 1), Err(StoreError::Corrupt));
+    for chunk in [7, 8] {
+        assert!(!dir.path().join(format!("chunk-{chunk}.meta")).exists());
+    }
+    s.write_at(7, 1000, &Bytes::from(pattern(10, 5)), stamp(3))
+        .unwrap();
+    s.sync().unwrap();
+    let s = crash(s);
+    assert_eq!((s.chunk_len(7), s.meta(7).version), (1010, 3));
+    assert_eq!(s.read(8, 0, 1), Err(StoreError::Corrupt));
 }

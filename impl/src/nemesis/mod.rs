@@ -586,7 +586,7 @@ fn flip_last_byte(
     }
     let path = dir.join(format!("chunk-{chunk}.dat"));
     let mut bytes = std::fs::read(&path).ok()?;
-    let last = bytes.len().checked_sub(1)?;
+    let last = crate::filestore::last_data_byte(&bytes, config.chunk_bytes)?;
     bytes[last] ^= rng.random_range(1..=255u8);
     std::fs::write(&path, bytes).ok()?;
     Some(chunk)

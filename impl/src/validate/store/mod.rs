@@ -357,8 +357,8 @@ impl ReplayStore {
     }
 
     /// A metadata change that creates the chunk may fail as a data call
-    /// does: the file store claims the new chunk's `.meta` room then, and a
-    /// full disk refuses it.
+    /// does: the file store claims the room of the new chunk's metadata
+    /// slots then, and a full disk refuses it.
     fn creation_call(&self, chunk: ChunkHandle) -> Result<(), StoreError> {
         if self.chunks.contains_key(&chunk) {
             Ok(())
