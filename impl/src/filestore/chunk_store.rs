@@ -21,12 +21,11 @@ impl FileStore {
     /// Runs `change` on the chunk's metadata (a fresh empty chunk if the
     /// store never saw it), with the chunk's data file open for writing,
     /// then makes the new metadata visible; the next sync makes it durable.
-    /// `writes_data` says whether `change` writes the data file, and
-    /// `grows_to` how long it may make the chunk (0: it writes no data).
+    /// `grows_to` says how long it may make the chunk (0: it writes no
+    /// data).
     fn mutate(
         &self,
         chunk: ChunkHandle,
-        writes_data: bool,
         grows_to: Offset,
         change: impl FnOnce(&mut ChunkMeta, &File) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
@@ -78,7 +77,7 @@ impl FileStore {
         change(&mut meta, &data)?;
         chunks.insert(chunk, Entry::Healthy(meta));
         let mut unsynced = self.inner.unsynced();
-        *unsynced.chunks.entry(chunk).or_default() |= writes_data;
+        unsynced.chunks.insert(chunk);
         Ok(())
     }
 
@@ -139,7 +138,7 @@ impl ChunkStore for FileStore {
     }
 
     fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
-        self.mutate(chunk, false, 0, |meta, _| {
+        self.mutate(chunk, 0, |meta, _| {
             meta.replica.version = version;
             Ok(())
         })
@@ -161,7 +160,7 @@ impl ChunkStore for FileStore {
     ) -> Result<(), StoreError> {
         let this = self.clone();
         let end = offset.saturating_add(data.as_slice().len() as u64);
-        self.mutate(chunk, true, end, |meta, file| {
+        self.mutate(chunk, end, |meta, file| {
             this.splice(meta, file, offset, data.as_slice())?;
             meta.replica.applied = stamp;
             Ok(())
@@ -173,7 +172,7 @@ impl ChunkStore for FileStore {
             return Err(StoreError::OutOfRange);
         }
         let this = self.clone();
-        self.mutate(chunk, true, end, |meta, file| {
+        self.mutate(chunk, end, |meta, file| {
             // Padding is zeros; readers find records by their own framing.
             if end > meta.len {
                 let zeros = vec![0u8; (end - meta.len) as usize];
@@ -186,7 +185,7 @@ impl ChunkStore for FileStore {
     }
 
     fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
-        self.mutate(chunk, false, 0, |meta, _| {
+        self.mutate(chunk, 0, |meta, _| {
             meta.replica.applied = stamp;
             Ok(())
         })
@@ -247,7 +246,7 @@ impl ChunkStore for FileStore {
         }
         let this = self.clone();
         let end = from.saturating_add(bytes.len() as u64);
-        self.mutate(chunk, true, end, |meta, file| {
+        self.mutate(chunk, end, |meta, file| {
             if repairs {
                 // The damaged replica's slots may still decode, with
                 // numbers above the repair's first: clear them, so that

@@ -7,7 +7,7 @@
 //! that feed it.
 
 use leasehold_model::types::{ChunkHandle, StoreError};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::path::Path;
 
@@ -17,8 +17,9 @@ use super::{io_error, Durability, Entry, Inner};
 /// What the next sync must make durable.
 #[derive(Default)]
 pub(super) struct Unsynced {
-    /// Chunks whose metadata changed, and whether their data did too.
-    pub(super) chunks: BTreeMap<ChunkHandle, bool>,
+    /// Chunks whose metadata changed (with their data or not: one sync of
+    /// the chunk's file covers both).
+    pub(super) chunks: BTreeSet<ChunkHandle>,
     /// Chunks whose data file still has its temporary name: the next sync
     /// renames it into place once synced.
     pub(super) new_chunks: BTreeSet<ChunkHandle>,
@@ -51,7 +52,7 @@ impl Inner {
         }
         let fsync = self.durability == Durability::Fsync;
         let mut renamed = false;
-        while let Some((&chunk, _)) = unsynced.chunks.first_key_value() {
+        while let Some(&chunk) = unsynced.chunks.first() {
             if let Some(Entry::Healthy(meta)) = chunks.get_mut(&chunk) {
                 let new = unsynced.new_chunks.contains(&chunk);
                 let path = self.data_path_of(chunk, new);
