@@ -149,9 +149,10 @@ impl MasterActor {
                         // lease so the next one leaves it out.
                         self.revoke(state, chunk, o);
                     }
-                    LeaseView::Granted { primary, .. }
+                    LeaseView::Granted { primary, epoch, .. }
                         if *primary == src && self.cfg.bug != Bug::LostPrimaryKeepsLease =>
                     {
+                        let epoch = *epoch;
                         // The primary lost its replica in a restart (a
                         // torn sync, unreadable metadata). The report of
                         // its new incarnation proves the one that held
@@ -159,10 +160,6 @@ impl MasterActor {
                         // the lease is over, and waiting for it to expire
                         // would leave clients sent to a replica that
                         // holds nothing (VERSION-2).
-                        let epoch = match s.view(chunk).lease {
-                            LeaseView::Granted { epoch, .. } => epoch,
-                            _ => unreachable!("matched a granted lease"),
-                        };
                         self.on_lease_revoked(state, chunk, epoch, o);
                     }
                     LeaseView::Offered { primary, .. } if *primary == src => {

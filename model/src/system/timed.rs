@@ -536,7 +536,9 @@ impl LeaseholdModel {
         let Some(NodeStorage::Chunkserver(now)) = &state.actor_storages[usize::from(id)] else {
             return;
         };
-        let cells = |s: &MemStore, c: usize| s.replicas().get(c).map(|r| r.cells.clone());
+        fn cells(s: &MemStore, c: usize) -> Option<&[Option<Cell>]> {
+            s.replicas().get(c).map(|r| r.cells.as_slice())
+        }
         let written: Vec<usize> = (0..now.replicas().len().max(before.replicas().len()))
             .filter(|&c| cells(before, c) != cells(now, c))
             .collect();
