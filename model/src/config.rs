@@ -246,10 +246,15 @@ pub enum Bug {
     /// it lost its replica (a torn sync) until the lease expires, naming
     /// to clients meanwhile a primary that holds nothing (VERSION-2).
     LostPrimaryKeepsLease,
+    /// A secondary looks for held mutations it has moved past only before
+    /// it applies the held ones in turn, not after each: a `Skip` held
+    /// beside the real `Apply` of the same stamp is applied, and the real
+    /// one stays held, never in turn again (ORDER-3).
+    SecondaryKeepsHeldCopyOfApplied,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 58] = [
+    pub const ALL: [Bug; 59] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -308,6 +313,7 @@ impl Bug {
         Bug::PrimarySkipsSerialInFlight,
         Bug::SecondaryDropsHeldUnanswered,
         Bug::LostPrimaryKeepsLease,
+        Bug::SecondaryKeepsHeldCopyOfApplied,
     ];
 
     /// Kebab-case name used on the command line.

@@ -146,14 +146,13 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         if self.cfg.bug == Bug::SecondaryKeepsPassedHeld {
             return;
         }
-        let meta = s.store.meta(chunk);
-        let passed = |h: &HeldApply| {
-            h.chunk == chunk && (from_older_lease(&meta, h) || already_applied(&meta, h))
-        };
-        if !s.held.iter().any(passed) {
+        if !passed_held(s, chunk) {
             return;
         }
-        let (gone, kept) = std::mem::take(&mut s.held).into_iter().partition(passed);
+        let meta = s.store.meta(chunk);
+        let (gone, kept) = std::mem::take(&mut s.held)
+            .into_iter()
+            .partition(|h| passed(&meta, chunk, h));
         s.held = kept;
         for h in gone {
             let answered = self.cfg.bug != Bug::SecondaryDropsHeldUnanswered;
@@ -176,10 +175,19 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         chunk: ChunkHandle,
         o: &mut O<S>,
     ) {
-        if state.held.iter().any(|h| h.chunk == chunk) {
-            self.drop_passed_held(state.to_mut(), chunk, o);
-        }
+        let mut first = true;
         loop {
+            // Before each held mutation is applied, not only the first:
+            // applying one may pass another held copy of its stamp (a
+            // `Skip` held beside the real `Apply` its primary gave up on,
+            // the first to arrive applied), which is never in turn again.
+            // Mutably only when something is dropped: a step that changes
+            // nothing (a copy of an `Apply` already held, ignored) is no step.
+            let bug_skips_drop = !first && self.cfg.bug == Bug::SecondaryKeepsHeldCopyOfApplied;
+            first = false;
+            if !bug_skips_drop && passed_held(state, chunk) {
+                self.drop_passed_held(state.to_mut(), chunk, o);
+            }
             let meta = state.store.meta(chunk);
             let next = state.held.iter().position(|h| {
                 h.chunk == chunk
@@ -192,6 +200,17 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             self.on_apply(state, primary, h, o);
         }
     }
+}
+
+/// Whether a mutation of `chunk` held back here can never be in turn
+/// again (ORDER-3): `drop_passed_held` drops exactly these.
+fn passed_held<S: ChunkStore>(s: &ChunkserverState<S>, chunk: ChunkHandle) -> bool {
+    let meta = s.store.meta(chunk);
+    s.held.iter().any(|h| passed(&meta, chunk, h))
+}
+
+fn passed(meta: &ReplicaMeta, chunk: ChunkHandle, h: &HeldApply) -> bool {
+    h.chunk == chunk && (from_older_lease(meta, h) || already_applied(meta, h))
 }
 
 /// From a lease older than one this replica already follows (its version

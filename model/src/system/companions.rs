@@ -177,6 +177,22 @@ pub(super) fn held_about_to_pass(model: &LeaseholdModel, s: &State) -> bool {
     })
 }
 
+/// ORDER-3's second situation: a replica holds back a `Skip` and the real
+/// `Apply` of the same stamp (its primary failed the mutation after
+/// sending it, and answered a gap report naming it), so the step that
+/// applies one of them must drop the other.
+pub(super) fn held_skip_beside_apply(model: &LeaseholdModel, s: &State) -> bool {
+    model.live_chunkservers(s).any(|(_, cs)| {
+        cs.held.iter().any(|h| {
+            h.op == ApplyOp::Skip
+                && cs
+                    .held
+                    .iter()
+                    .any(|o| o.chunk == h.chunk && o.stamp == h.stamp && o.op != ApplyOp::Skip)
+        })
+    })
+}
+
 /// ORDER-4's situation: a gap report on its way to a primary that still
 /// has in flight, unanswered by the reporting secondary, a serial the
 /// report names; the step that delivers it must send that serial again,

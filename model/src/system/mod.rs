@@ -526,6 +526,16 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
                 held_about_to_pass,
             ));
         }
+        // A `Skip` held beside the real `Apply` of its stamp needs a gap
+        // report answered while that `Apply` is on its way, for a serial
+        // its primary failed: a duplicated `Mutate` whose data another
+        // replica had used up, and a retry's serial after it.
+        if cfg.duplications > 1 && cfg.client_retries_max > 0 && cfg.chunkservers > 2 {
+            p.push(Property::sometimes(
+                "ORDER-3 reached: a replica holds back a Skip and the real Apply of one stamp",
+                held_skip_beside_apply,
+            ));
+        }
         p.push(Property::always(
             "ORDER-4 a primary answers a gap report with Skip only for a serial it no longer waits for",
             |m, s| order_4(&ModelView::new(m, s)),

@@ -708,8 +708,21 @@ impl ModelCfg {
                 duplications: 2,
                 ..base
             },
+            // `duplicating` with one client retry: the retry's serial comes
+            // after the duplicated `Mutate`'s, so a replica that lacks the
+            // first asks for the gap, and its primary, which failed the
+            // duplicate (the data was used up at another replica), answers
+            // `Skip` while the real `Apply` of that serial is on its way: a
+            // `Skip` held beside the real `Apply` of its stamp, one of
+            // which the replica applies and the other it must drop
+            // (ORDER-3; seeded bug `secondary-keeps-held-copy-of-applied`).
+            "duplicating-retry" => ModelCfg {
+                name: "duplicating-retry",
+                client_retries_max: 1,
+                ..Self::named("duplicating")?
+            },
             // Two clients appending at once while one message is delivered
-            // twice (two second copies: 9.6 million states, 98 s).
+            // twice (two second copies: 10.1 million states, 131 s).
             "concurrent-duplicating" => ModelCfg {
                 name: "concurrent-duplicating",
                 appends: vec![1, 1],
@@ -756,7 +769,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 55] = [
+    pub const NAMES: [&'static str; 56] = [
         "tiny",
         "small",
         "pad",
@@ -800,6 +813,7 @@ impl ModelCfg {
         "rename",
         "rename-two",
         "duplicating",
+        "duplicating-retry",
         "concurrent-duplicating",
         "live-slow-offer",
         "live-unannounced",
