@@ -238,6 +238,21 @@ fn secondary_drops_held_unanswered_order_3() {
     replays("secondary-drops-held-unanswered", "crash", &[], "ORDER-3");
 }
 
+/// A real secondary holds a `Skip` and the real `Apply` of one serial
+/// behind a missing one; the bug applies one copy and keeps the other.
+/// The path pushes one record three times (a duplicated push, then the
+/// retry's), so the replay must not count the duplicate's copy as the
+/// retry's identical forward.
+#[test]
+fn secondary_keeps_held_copy_of_applied_order_3() {
+    replays(
+        "secondary-keeps-held-copy-of-applied",
+        "duplicating-retry",
+        &[],
+        "ORDER-3",
+    );
+}
+
 /// A real primary answers a secondary's gap report with `Skip` for a
 /// serial it still waits for; validation's step rule reads the step's
 /// sends beside the primary's in-flight list.

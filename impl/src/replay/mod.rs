@@ -211,6 +211,10 @@ fn pick(expected: RealMsg) -> crate::host::Pick<RealMsg> {
 struct Passages {
     sent: Vec<(Id, Id, RealMsg)>,
     delivered: Vec<(Id, Id, RealMsg)>,
+    /// Deliveries of a duplicated message's copy (`keep`): handed over,
+    /// but of no send of their own, so no later send of an identical
+    /// message counts as handed over by them.
+    copies: Vec<(Id, Id, RealMsg)>,
 }
 
 impl Passages {
@@ -223,6 +227,18 @@ impl Passages {
         } else {
             &self.sent
         };
+        let (same, like) = Self::count(log, src, dst, expected);
+        if !delivered {
+            return (same, like);
+        }
+        let (same_copies, like_copies) = Self::count(&self.copies, src, dst, expected);
+        (
+            same.saturating_sub(same_copies),
+            like.saturating_sub(like_copies),
+        )
+    }
+
+    fn count(log: &[(Id, Id, RealMsg)], src: Id, dst: Id, expected: &RealMsg) -> (usize, usize) {
         let mut same = 0;
         let mut like = 0;
         for (s, d, m) in log {
@@ -734,12 +750,13 @@ async fn walk(
                 }
                 let again = keep || copy.is_some();
                 let real = real_msg(msg);
+                let handed_copy = copy.is_some().then(|| (*src, *dst, real.clone()));
                 let order = |real: RealMsg| Order::Deliver {
                     src: *src,
                     pick: pick(real),
                     keep,
                 };
-                match nodes.sent(*src, *dst, &real, again) {
+                let result = match nodes.sent(*src, *dst, &real, again) {
                     Err(why) => Err(why),
                     Ok(()) => match nodes.order(dst_n, order(real.clone())).await {
                         Err(why)
@@ -764,7 +781,16 @@ async fn walk(
                         }
                         other => other,
                     },
+                };
+                if let (Ok(_), Some(handed)) = (&result, handed_copy) {
+                    nodes
+                        .passages
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .copies
+                        .push(handed);
                 }
+                result
             }
             ActorModelAction::Drop(envelope) => {
                 let real = real_msg(&envelope.msg);

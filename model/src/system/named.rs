@@ -722,7 +722,7 @@ impl ModelCfg {
                 ..Self::named("duplicating")?
             },
             // Two clients appending at once while one message is delivered
-            // twice (two second copies: 10.1 million states, 131 s).
+            // twice (two second copies: 9.1 million states, 102 s).
             "concurrent-duplicating" => ModelCfg {
                 name: "concurrent-duplicating",
                 appends: vec![1, 1],
