@@ -528,7 +528,9 @@ pub fn held_passed<S: ChunkStore>(
 /// one now applied) and not a `Skip` (nobody waits for a skipped serial);
 /// nothing for a copy of a mutation already applied here (its first copy
 /// was answered when applied, and a failure now would fail a mutation this
-/// replica holds). `before` is what the replica held before the step, each
+/// replica holds), nor for one whose stamp the step applied (a `Skip` and
+/// the real `Apply` of one stamp held together: one applied, the other
+/// dropped; `duplicating-retry`). `before` is what the replica held before the step, each
 /// with its chunk's metadata then; `sent` is what the step sent, with each
 /// destination.
 /// Stated apart from the actor's own tests, as [`held_passed`] is. The
@@ -543,15 +545,16 @@ pub fn held_drop_misanswered<'a, S: ChunkStore, P: 'a>(
         .filter(|(h, _)| !after.held.contains(h))
         .find(|(h, was)| {
             let now = after.store.meta(h.chunk);
-            // Applied in this step: on_apply's own answer, checked elsewhere.
+            // Its stamp applied in this step: this copy was applied (its
+            // answer is on_apply's, checked elsewhere, and never
+            // `StaleLease`, as it was in turn), or it is a second copy of
+            // the one applied (a `Skip` beside the real `Apply`), dropped
+            // unanswered. Either way no `StaleLease` for it.
             let applied = h.version == now.version
                 && h.stamp.epoch == now.applied.epoch
                 && was.applied < h.stamp
                 && h.stamp <= now.applied;
-            if applied {
-                return false;
-            }
-            let older = h.version < now.version || h.stamp.epoch < now.applied.epoch;
+            let older = !applied && (h.version < now.version || h.stamp.epoch < now.applied.epoch);
             let want = older && h.op != ApplyOp::Skip;
             let answered = sent.clone().into_iter().any(|(dst, m)| {
                 dst == h.primary
