@@ -146,9 +146,6 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         if self.cfg.bug == Bug::SecondaryKeepsPassedHeld {
             return;
         }
-        if !passed_held(s, chunk) {
-            return;
-        }
         let meta = s.store.meta(chunk);
         let (gone, kept) = std::mem::take(&mut s.held)
             .into_iter()

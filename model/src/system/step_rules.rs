@@ -530,9 +530,9 @@ pub fn held_passed<S: ChunkStore>(
 /// was answered when applied, and a failure now would fail a mutation this
 /// replica holds), nor for one whose stamp the step applied (a `Skip` and
 /// the real `Apply` of one stamp held together: one applied, the other
-/// dropped; `duplicating-retry`). `before` is what the replica held before the step, each
-/// with its chunk's metadata then; `sent` is what the step sent, with each
-/// destination.
+/// dropped; `duplicating-retry`). `before` is what the replica held before
+/// the step, each with its chunk's metadata then; `sent` is what the step
+/// sent, with each destination.
 /// Stated apart from the actor's own tests, as [`held_passed`] is. The
 /// first held mutation answered otherwise, if any.
 pub fn held_drop_misanswered<'a, S: ChunkStore, P: 'a>(
