@@ -24,6 +24,15 @@ use tracing::Instrument;
 /// reservation from the node's budget for unfinished frames.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// Room a read is given at least, whatever the frame at the front still
+/// lacks: protocol messages but pushed data are a few hundred bytes, so a
+/// read sized to the missing header or body took one frame, or part of
+/// one, per system call. Room for many lets one `recv` take every frame
+/// that has arrived (issue #13: 11.1 `recvfrom`s per 1 KiB record append
+/// across the cluster before, 3.6 after; docs/performance.md). No memory
+/// bound moves: a buffer could already grow to [`READ_CHUNK_BYTES`].
+const READ_ROOM_BYTES_MIN: usize = 16 * 1024;
+
 /// Accepts peers until shutdown, one reader task per connection, within
 /// the connection limits: a peer over one is refused at once (never left
 /// waiting in the backlog, where it would wait behind idle peers). Accept
@@ -274,7 +283,11 @@ impl<M: DeserializeOwned + std::fmt::Debug> Reader<'_, M> {
                     Err(idle) => return Ended::Refuse(idle_refusal(idle)),
                 }
             }
-            buf.reserve(wanted.saturating_sub(buf.len()).clamp(1, READ_CHUNK_BYTES));
+            buf.reserve(
+                wanted
+                    .saturating_sub(buf.len())
+                    .clamp(READ_ROOM_BYTES_MIN, READ_CHUNK_BYTES),
+            );
             let read = tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => return Ended::Left,
                 read = within(self.idle, rd.read_buf(buf)) => read,
