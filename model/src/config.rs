@@ -251,10 +251,14 @@ pub enum Bug {
     /// beside the real `Apply` of the same stamp is applied, and the real
     /// one stays held, never in turn again (ORDER-3).
     SecondaryKeepsHeldCopyOfApplied,
+    /// The master keeps the lease of a primary whose secondary's restart
+    /// report shows it lost its replica (a torn sync), so clients go on
+    /// holding a lease that names a replica holding nothing (VERSION-2).
+    LostSecondaryKeepsLease,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 59] = [
+    pub const ALL: [Bug; 60] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -314,6 +318,7 @@ impl Bug {
         Bug::SecondaryDropsHeldUnanswered,
         Bug::LostPrimaryKeepsLease,
         Bug::SecondaryKeepsHeldCopyOfApplied,
+        Bug::LostSecondaryKeepsLease,
     ];
 
     /// Kebab-case name used on the command line.

@@ -144,9 +144,13 @@ impl MasterActor {
                         secondaries,
                         revoking: false,
                         ..
-                    } if secondaries.contains(&src) => {
+                    } if secondaries.contains(&src)
+                        && self.cfg.bug != Bug::LostSecondaryKeepsLease =>
+                    {
                         // Its primary would keep forwarding to it; end the
-                        // lease so the next one leaves it out.
+                        // lease so the next one leaves it out. At once:
+                        // clients were told of it under this lease, and
+                        // only the lease's end un-names it (VERSION-2).
                         self.revoke(state, chunk, o);
                     }
                     LeaseView::Granted { primary, epoch, .. }

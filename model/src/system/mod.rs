@@ -356,6 +356,14 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
                 damaged_replica_left_out,
             ));
         }
+        if cfg.torn_syncs && cfg.clients() > 1 {
+            p.push(Property::sometimes(
+                "VERSION-2 reached: a crash tore a secondary's sync, and the lease naming it to clients is being revoked",
+                |m: &LeaseholdModel, s: &State| {
+                    version_2_excused_by_revocation(&ModelView::new(m, s))
+                },
+            ));
+        }
         if cfg.torn_syncs && cfg.client_retries_max > 0 {
             p.push(Property::sometimes(
                 "FAULT-1 reached: every client's operations succeeded after a crash tore a sync and left a replica damaged",

@@ -403,6 +403,10 @@ const BARRIER_CRASH: &str = "crash before barrier";
 /// key names (their data written since the last barrier) come back
 /// damaged, the rest as of the last barrier.
 const BARRIER_CRASH_TORN: &str = "crash tearing the sync of chunks ";
+/// The start of the key of the action in which a chunkserver takes an
+/// `Apply` and crashes during the sync of the barrier it passes within
+/// that step, tearing it; the rest names the message.
+const STEP_CRASH_TORN: &str = "crash tearing the sync of its step on ";
 /// The start of the key of the action that makes the network deliver a
 /// message a second time; the rest names the message.
 const DUPLICATE: &str = "duplicate ";
@@ -536,12 +540,7 @@ impl LeaseholdModel {
         let Some(NodeStorage::Chunkserver(now)) = &state.actor_storages[usize::from(id)] else {
             return;
         };
-        fn cells(s: &MemStore, c: usize) -> Option<&[Option<Cell>]> {
-            s.replicas().get(c).map(|r| r.cells.as_slice())
-        }
-        let written: Vec<usize> = (0..now.replicas().len().max(before.replicas().len()))
-            .filter(|&c| cells(before, c) != cells(now, c))
-            .collect();
+        let written = written_between(before, now);
         for set in 1..1u32 << written.len() {
             let chunks: Vec<String> = written
                 .iter()
@@ -555,6 +554,51 @@ impl LeaseholdModel {
                 random: (),
             });
         }
+    }
+
+    /// `id` takes the `Apply` named `which` and crashes during the sync
+    /// of the barrier it passes within that step (before its `Applied`
+    /// leaves), tearing it: the replicas the step wrote come back damaged,
+    /// the rest as they were, and nothing the step would send leaves. The
+    /// host passes one barrier per batch of such steps, so a kill during
+    /// a secondary's sync does this; a step's own barrier is otherwise
+    /// atomic here, so without it only a sync a step leaves pending (a
+    /// primary's) is ever torn. Only for a node with nothing unsynced, so
+    /// its saved store is the one as of its last barrier.
+    fn step_crash_torn(&self, last: &State, id: Id, which: &str) -> Option<State> {
+        if last.history.unsynced.iter().any(|(u, _)| *u == id) {
+            return None;
+        }
+        let env = last
+            .network
+            .iter_deliverable()
+            .find(|e| e.dst == id && self.envelope_name(e) == which)?
+            .to_cloned_msg();
+        let i = usize::from(id);
+        let Some(NodeStorage::Chunkserver(before)) = &last.actor_storages[i] else {
+            return None;
+        };
+        let deliver = ActorModelAction::Deliver {
+            src: env.src,
+            dst: env.dst,
+            msg: env.msg.clone(),
+        };
+        let stepped = self.inner.next_state(last, deliver)?;
+        let Some(NodeStorage::Chunkserver(after)) = &stepped.actor_storages[i] else {
+            return None;
+        };
+        let torn: Vec<ChunkHandle> = written_between(before, after)
+            .into_iter()
+            .map(|c| c as ChunkHandle)
+            .collect();
+        if torn.is_empty() {
+            return None;
+        }
+        // The message is taken; the crash then leaves the store as of the
+        // last barrier, the written replicas damaged.
+        let mut taken = self.inner.next_state(last, ActorModelAction::Drop(env))?;
+        taken.history.unsynced.push((id, before.clone()));
+        self.barrier_crash(&taken, id, &torn)
     }
 
     /// How a duplication action names its message: readable in
@@ -603,6 +647,16 @@ impl LeaseholdModel {
         next.history.duplications += 1;
         Some(next)
     }
+}
+
+/// The replicas (by chunk) whose data differs between two stores.
+fn written_between(before: &MemStore, now: &MemStore) -> Vec<usize> {
+    fn cells(s: &MemStore, c: usize) -> Option<&[Option<Cell>]> {
+        s.replicas().get(c).map(|r| r.cells.as_slice())
+    }
+    (0..now.replicas().len().max(before.replicas().len()))
+        .filter(|&c| cells(before, c) != cells(now, c))
+        .collect()
 }
 
 pub fn master(s: &State) -> &MasterState {
@@ -668,6 +722,21 @@ impl Model for LeaseholdModel {
                     }
                 }
             }
+            if none_down && crash_left && self.cfg.torn_syncs {
+                for e in state.network.iter_deliverable() {
+                    if matches!(e.msg, Msg::Apply { .. })
+                        && self.cfg.is_chunkserver(e.dst)
+                        && !state.crashed[usize::from(e.dst)]
+                        && !state.history.unsynced.iter().any(|(u, _)| *u == e.dst)
+                    {
+                        actions.push(ActorModelAction::SelectRandom {
+                            actor: e.dst,
+                            key: format!("{STEP_CRASH_TORN}{}", self.envelope_name(&e)),
+                            random: (),
+                        });
+                    }
+                }
+            }
         }
         for (key, left) in faults {
             if !left {
@@ -704,6 +773,9 @@ impl Model for LeaseholdModel {
             }
             if key == BARRIER_CRASH {
                 return self.barrier_crash(last, *actor, &[]);
+            }
+            if let Some(which) = key.strip_prefix(STEP_CRASH_TORN) {
+                return self.step_crash_torn(last, *actor, which);
             }
             if let Some(chunks) = key.strip_prefix(BARRIER_CRASH_TORN) {
                 let torn: Vec<ChunkHandle> = chunks
