@@ -166,6 +166,12 @@ pub const STEP_SKIPPED_IN_FLIGHT: u32 = 65536;
 pub const STEP_HELD_MISANSWERED: u32 = 131072;
 
 impl History {
+    /// Whether chunkserver `id` wrote since its last barrier: its saved
+    /// store is not the one as of that barrier.
+    pub(super) fn has_unsynced(&self, id: Id) -> bool {
+        self.unsynced.iter().any(|(u, _)| *u == id)
+    }
+
     pub(super) fn on_send(
         cfg: &ModelCfg,
         h: &History,

@@ -597,22 +597,28 @@ pub fn version_1<V: GlobalView>(v: &V) -> bool {
 /// VERSION-2 (GFS §4.5): the master names to clients, under a lease that
 /// is still current, only replicas holding every acknowledged mutation.
 pub fn version_2<V: GlobalView>(v: &V) -> bool {
-    let m = master_of(v);
-    let current = |chunk: ChunkHandle, epoch: LeaseEpoch| matches!(m.lease(chunk), Some(LeaseView::Granted { epoch: e, .. }) if *e == epoch);
-    // (chunk, replica) pairs already found holding: many clients cache the
-    // same lease holders.
+    // Pairs already found holding: many clients cache the same lease holders.
     let mut checked: SmallVec<[(ChunkHandle, Id); 4]> = SmallVec::new();
+    named_under_current_lease(v).all(|(chunk, id)| {
+        if checked.contains(&(chunk, id)) {
+            return true;
+        }
+        checked.push((chunk, id));
+        holds_all_acked(v, id, chunk) || lost_under_revocation(v, id, chunk)
+    })
+}
+
+/// Every (chunk, replica) pair a client was told of under the chunk's
+/// current lease, for chunks in focus; a pair repeats once per client
+/// that cached it. What VERSION-2 and its excuse's companion range over.
+fn named_under_current_lease<V: GlobalView>(v: &V) -> impl Iterator<Item = (ChunkHandle, Id)> + '_ {
+    let m = master_of(v);
     v.named()
-        .filter(|info| v.in_focus(info.chunk) && current(info.chunk, info.epoch))
-        .all(|info| {
-            info.replicas().all(|id| {
-                if checked.contains(&(info.chunk, id)) {
-                    return true;
-                }
-                checked.push((info.chunk, id));
-                holds_all_acked(v, id, info.chunk) || lost_under_revocation(v, id, info.chunk)
-            })
+        .filter(move |info| {
+            v.in_focus(info.chunk)
+                && matches!(m.lease(info.chunk), Some(LeaseView::Granted { epoch, .. }) if *epoch == info.epoch)
         })
+        .flat_map(|info| info.replicas().map(move |id| (info.chunk, id)))
 }
 
 /// Whether VERSION-2 holds in `v` only by [`lost_under_revocation`]: a
@@ -620,17 +626,11 @@ pub fn version_2<V: GlobalView>(v: &V) -> bool {
 /// came back damaged, and the master, having heard, is revoking that
 /// lease. The excuse's companion.
 pub fn version_2_excused_by_revocation<V: GlobalView>(v: &V) -> bool {
-    let m = master_of(v);
-    let current = |chunk: ChunkHandle, epoch: LeaseEpoch| matches!(m.lease(chunk), Some(LeaseView::Granted { epoch: e, .. }) if *e == epoch);
-    v.named()
-        .filter(|info| v.in_focus(info.chunk) && current(info.chunk, info.epoch))
-        .any(|info| {
-            info.replicas().any(|id| {
-                !lost_unheard(v, id, info.chunk)
-                    && lost_under_revocation(v, id, info.chunk)
-                    && !holds_all_acked(v, id, info.chunk)
-            })
-        })
+    named_under_current_lease(v).any(|(chunk, id)| {
+        !lost_unheard(v, id, chunk)
+            && lost_under_revocation(v, id, chunk)
+            && !holds_all_acked(v, id, chunk)
+    })
 }
 
 /// Whether `id`'s replica of `chunk` came back damaged and the master,

@@ -484,7 +484,7 @@ impl LeaseholdModel {
             return;
         };
         let i = usize::from(id);
-        let tracked = next.history.unsynced.iter().any(|(u, _)| *u == id);
+        let tracked = next.history.has_unsynced(id);
         if passed {
             if tracked {
                 next.history.unsynced.retain(|(u, _)| *u != id);
@@ -566,7 +566,10 @@ impl LeaseholdModel {
     /// primary's) is ever torn. Only for a node with nothing unsynced, so
     /// its saved store is the one as of its last barrier.
     fn step_crash_torn(&self, last: &State, id: Id, which: &str) -> Option<State> {
-        if last.history.unsynced.iter().any(|(u, _)| *u == id) {
+        // Generated only for such a node (`actions`); the store below
+        // must be the barrier's, so a path replayed or edited by hand
+        // that breaks this is refused rather than torn wrongly.
+        if last.history.has_unsynced(id) {
             return None;
         }
         let env = last
@@ -727,7 +730,7 @@ impl Model for LeaseholdModel {
                     if matches!(e.msg, Msg::Apply { .. })
                         && self.cfg.is_chunkserver(e.dst)
                         && !state.crashed[usize::from(e.dst)]
-                        && !state.history.unsynced.iter().any(|(u, _)| *u == e.dst)
+                        && !state.history.has_unsynced(e.dst)
                     {
                         actions.push(ActorModelAction::SelectRandom {
                             actor: e.dst,
