@@ -1,8 +1,8 @@
-//! The actor thread's loop: takes one event at a time (an expired timer, a
-//! message to itself, a random choice, or else a batch of inbound
-//! messages), calls the handlers, records each step, passes the barrier and
-//! carries out the commands in order (see "Group commit" and "Time" in the
-//! [module doc](super)).
+//! A node's loop, on its actor thread (a client's: a task): takes one
+//! event at a time (an expired timer, a message to itself, a random
+//! choice, or else a batch of inbound messages), calls the handlers,
+//! records each step, passes the barrier and carries out the commands in
+//! order (see "Group commit" and "Time" in the [module doc](super)).
 
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -65,22 +65,42 @@ where
     A::Msg: Serialize + Send + 'static,
     A::Storage: Serialize + Clone,
 {
-    pub(super) fn run(
+    /// The loop. Its only await is the wait for the next event (channels
+    /// and one timer, never I/O); the handlers run synchronously between
+    /// waits. A node whose handlers may block runs it on a thread of its
+    /// own ([`waiter`]); one whose handlers never block (a client) may run
+    /// it as a task of the network's runtime.
+    pub(super) async fn run(
         mut self,
         storage: Option<A::Storage>,
         mut inbox: mpsc::Receiver<Inbound<A::Msg>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), HostError> {
-        // Only channels and one timer are awaited here, never I/O.
-        let waiter = waiter()?;
         tracing::info!(restored = storage.is_some(), "starting actor");
-        let (mut state, start) = self.start_actor(storage, StepClock::now());
+        let (state, start) = self.start_actor(storage, StepClock::now());
+        let result = match self.commit(vec![start]) {
+            Ok(()) => self.serve(state, &mut inbox, &mut shutdown).await,
+            Err(e) => Err(e),
+        };
+        // Whatever ended the loop, the rest of the node stops with it.
+        self.shutdown.send_replace(true);
+        tracing::info!("actor stopped");
+        result
+    }
+
+    /// Takes events until shutdown or a failed commit.
+    async fn serve(
+        &mut self,
+        mut state: A::State,
+        inbox: &mut mpsc::Receiver<Inbound<A::Msg>>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), HostError> {
         // A message taken from the inbox when a timer had expired: handled
         // after the timers, as the next batch's first.
         let mut carried: Option<Inbound<A::Msg>> = None;
-        let result = self.commit(vec![start]).and_then(|()| loop {
+        loop {
             if *shutdown.borrow() {
-                break Ok(());
+                return Ok(());
             }
             // Local work first, but an expired timer before anything else
             // so a busy inbox cannot starve timers.
@@ -115,17 +135,15 @@ where
             let deadline = self.timers.values().map(|d| d.at).min();
             let wake = match carried.take() {
                 Some(inbound) => Wake::Inbound(inbound),
-                None => waiter.block_on(async {
-                    tokio::select! {
-                        biased;
-                        _ = shutdown.wait_for(|stop| *stop) => Wake::Shutdown,
-                        m = inbox.recv() => m.map_or(Wake::Shutdown, Wake::Inbound),
-                        _ = sleep_until(deadline) => Wake::Timer,
-                    }
-                }),
+                None => tokio::select! {
+                    biased;
+                    _ = shutdown.wait_for(|stop| *stop) => Wake::Shutdown,
+                    m = inbox.recv() => m.map_or(Wake::Shutdown, Wake::Inbound),
+                    _ = sleep_until(deadline) => Wake::Timer,
+                },
             };
             match wake {
-                Wake::Shutdown => break Ok(()),
+                Wake::Shutdown => return Ok(()),
                 Wake::Timer => continue,
                 Wake::Inbound(Inbound { src, msg, budget }) => {
                     // The select may pick a message although a deadline has
@@ -169,11 +187,7 @@ where
                     drop(budgets);
                 }
             }
-        });
-        // Whatever ended the loop, the rest of the node stops with it.
-        self.shutdown.send_replace(true);
-        tracing::info!("actor stopped");
-        result
+        }
     }
 
     fn trace(&mut self, src: Id, msg: &A::Msg) {
@@ -454,7 +468,8 @@ where
     }
 }
 
-/// The runtime a node's loop waits on: channels and timers only.
+/// The runtime a server's actor thread drives its loop with: channels and
+/// timers only.
 pub(super) fn waiter() -> Result<tokio::runtime::Runtime, HostError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -15,13 +15,18 @@
 //! | `on_msg(src, msg)`         | a frame from a peer, or [`HostHandle::inject`] |
 //! | `on_timeout(t)`            | `t`'s deadline passed (it is disarmed first, as in stateright's model) |
 //!
-//! Why a dedicated OS thread per actor, with tokio for the network: the
-//! actor's handlers are synchronous and may block (a chunkserver's handler
-//! writes and fsyncs chunk files through [`crate::filestore::FileStore`],
-//! and `Save` must be durable before the next command). Blocking a tokio
-//! worker would stall every connection; a thread of its own keeps the actor
-//! strictly sequential, and it waits for its next event with a tiny
-//! single-threaded runtime of its own (channels and a timer only). Reading,
+//! Why a dedicated OS thread per server actor, with tokio for the network:
+//! the actor's handlers are synchronous and a server's may block (a
+//! chunkserver's handler writes and fsyncs chunk files through
+//! [`crate::filestore::FileStore`], and `Save` must be durable before the
+//! next command). Blocking a tokio worker would stall every connection; a
+//! thread of its own keeps the actor strictly sequential, and it waits for
+//! its next event with a tiny single-threaded runtime of its own (channels
+//! and a timer only). A client's handlers never block (no files, no
+//! barrier), so its loop, the same code, is a task on the caller's runtime:
+//! a message reaches it, and its sends leave, without waking a thread of
+//! their own (issue #13: a quarter of the context switches and about half
+//! the CPU per 1 KiB append in the client; docs/performance.md). Reading,
 //! writing and accepting connections are tokio tasks on the caller's runtime.
 //!
 //! Group commit: when messages are waiting, the host hands up to
@@ -397,7 +402,8 @@ pub enum Passage {
 
 /// Sees every message the actor sends and is delivered, with source and
 /// destination, for measurement (the client library times pushes with
-/// it). Runs on the actor thread, so it must be quick.
+/// it). Runs in the actor's loop, so it must be quick; on a client, whose
+/// loop is a task, it must never block.
 pub type MsgObserver<M> = Box<dyn FnMut(Passage, Id, Id, &M) + Send>;
 
 /// A test hook: how long to hold a message to `dst` before it is queued
@@ -430,6 +436,9 @@ where
     A::Msg: Serialize + DeserializeOwned + Send + 'static,
     A::Storage: Serialize + DeserializeOwned + Send + 'static,
     A::Timer: Send + Eq + Hash + Clone,
+    // A client's loop is a task, held across its waits.
+    A::State: Send,
+    A::Random: Send,
 {
     pub fn new(actor: A, config: HostConfig) -> Self {
         ActorHost {
@@ -609,49 +618,72 @@ where
             None => StdRng::from_os_rng(),
         };
         let (result_tx, actor_result) = oneshot::channel();
-        let thread_span = span.clone();
         let node_shutdown = shutdown_tx.clone();
         let network = tokio::runtime::Handle::current();
-        std::thread::Builder::new()
-            .name(format!("leasehold-node-{}", usize::from(id)))
-            .spawn(move || {
-                let _entered = thread_span.enter();
-                let _done = done_tx;
-                // Built here so that timer and random values, which live
-                // only on this thread, need not be `Send`.
-                let node = NodeLoop {
-                    actor,
-                    id,
-                    timers: HashMap::new(),
-                    randoms: BTreeMap::new(),
-                    local: VecDeque::new(),
-                    peers,
-                    routes,
-                    app: app_tx,
-                    storage: StorageFile::new(storage_path, storage.as_ref()),
-                    rng,
-                    shutdown: node_shutdown,
-                    tracer,
-                    narrator,
-                    barrier,
-                    observer,
-                    recorder,
-                    send_delay,
-                    network,
-                    early_sends,
-                };
-                let result = match scheduling {
-                    Some(scheduling) => {
-                        node.run_scheduled(storage, inbox_rx, shutdown_rx, scheduling)
-                    }
-                    None => node.run(storage, inbox_rx, shutdown_rx),
-                };
-                if let Err(e) = &result {
-                    tracing::error!("node stopped: {e}");
+        // A client's handlers never block: no chunk files, no `Save`, no
+        // barrier. Its loop runs as a task of the network's runtime, so a
+        // message goes from reader to actor to writer without waking a
+        // thread of its own (issue #13). A server's handlers write and sync
+        // files, so its loop has a thread (see the module doc).
+        let on_runtime = local_addr.is_none()
+            && storage_path.is_none()
+            && barrier.is_none()
+            && scheduling.is_none();
+        let node = move |saved: Option<&A::Storage>| NodeLoop {
+            actor,
+            id,
+            timers: HashMap::new(),
+            randoms: BTreeMap::new(),
+            local: VecDeque::new(),
+            peers,
+            routes,
+            app: app_tx,
+            storage: StorageFile::new(storage_path, saved),
+            rng,
+            shutdown: node_shutdown,
+            tracer,
+            narrator,
+            barrier,
+            observer,
+            recorder,
+            send_delay,
+            network,
+            early_sends,
+        };
+        let finish = move |result: Result<(), HostError>| {
+            if let Err(e) = &result {
+                tracing::error!("node stopped: {e}");
+            }
+            let _ = result_tx.send(result);
+        };
+        if on_runtime {
+            tokio::spawn(
+                async move {
+                    let _done = done_tx;
+                    let node = node(storage.as_ref());
+                    finish(node.run(storage, inbox_rx, shutdown_rx).await);
                 }
-                let _ = result_tx.send(result);
-            })
-            .map_err(HostError::Thread)?;
+                .instrument(span),
+            );
+        } else {
+            std::thread::Builder::new()
+                .name(format!("leasehold-node-{}", usize::from(id)))
+                .spawn(move || {
+                    let _entered = span.enter();
+                    let _done = done_tx;
+                    let node = node(storage.as_ref());
+                    let result = match scheduling {
+                        Some(scheduling) => {
+                            node.run_scheduled(storage, inbox_rx, shutdown_rx, scheduling)
+                        }
+                        None => event_loop::waiter().and_then(|waiter| {
+                            waiter.block_on(node.run(storage, inbox_rx, shutdown_rx))
+                        }),
+                    };
+                    finish(result);
+                })
+                .map_err(HostError::Thread)?;
+        }
 
         Ok(RunningHost {
             handle: HostHandle {
