@@ -11,6 +11,12 @@ use std::io::{BufRead, Write};
 /// Records buffered between the input reader and the appenders.
 const APPEND_QUEUE_RECORDS_MAX: usize = 4096;
 
+/// Bytes of records read but not yet appended (queued or in flight): the
+/// record count alone let 4,096 records of 1 MiB, 4 GiB, pile up ahead of
+/// a cluster slower than the disk they are read from. A record larger than
+/// this still goes, alone.
+const APPEND_QUEUE_BYTES_MAX: usize = 64 << 20;
+
 /// `leasehold append`.
 pub(crate) async fn append(a: AppendArgs) -> Result<(), BoxError> {
     if a.workers == 0 {
@@ -48,7 +54,10 @@ pub(crate) async fn append(a: AppendArgs) -> Result<(), BoxError> {
     // Lines are read on a thread of their own (stdin is blocking) and handed
     // to the appenders through a bounded queue, so input of any size runs in
     // bounded memory.
-    let (tx, rx) = tokio::sync::mpsc::channel::<(u64, Vec<u8>)>(APPEND_QUEUE_RECORDS_MAX);
+    type Queued = (u64, Vec<u8>, tokio::sync::OwnedSemaphorePermit);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Queued>(APPEND_QUEUE_RECORDS_MAX);
+    let queued_bytes = std::sync::Arc::new(tokio::sync::Semaphore::new(APPEND_QUEUE_BYTES_MAX));
+    let runtime = tokio::runtime::Handle::current();
     let files = a.files.clone();
     let reader = std::thread::spawn(move || -> Result<(), String> {
         let mut line_no = 0u64;
@@ -66,7 +75,17 @@ pub(crate) async fn append(a: AppendArgs) -> Result<(), BoxError> {
                     line.pop();
                 }
                 line_no += 1;
-                if tx.blocking_send((line_no, line.clone())).is_err() {
+                // Hand the line over and read the next into a buffer of
+                // the same size: a copy of each record costs as much as
+                // reading it (a 1 MiB record's pages faulted in twice).
+                let next = Vec::with_capacity(line.len() + 1);
+                let bytes = line.len().clamp(1, APPEND_QUEUE_BYTES_MAX) as u32;
+                let Ok(room) = runtime.block_on(queued_bytes.clone().acquire_many_owned(bytes))
+                else {
+                    return Ok(false);
+                };
+                let queued = (line_no, std::mem::replace(&mut line, next), room);
+                if tx.blocking_send(queued).is_err() {
                     return Ok(false); // the appenders stopped on an error
                 }
             }
@@ -107,7 +126,11 @@ pub(crate) async fn append(a: AppendArgs) -> Result<(), BoxError> {
                     break;
                 }
                 let next = rx.lock().await.recv().await;
-                let Some((line_no, data)) = next else { break };
+                // The record's room is given back once it is appended (or
+                // failed): `_room` lives to the end of this iteration.
+                let Some((line_no, data, _room)) = next else {
+                    break;
+                };
                 match client.record_append_detailed(&path, &data).await {
                     Ok(at) => {
                         appended += 1;
