@@ -626,11 +626,9 @@ fn named_under_current_lease<V: GlobalView>(v: &V) -> impl Iterator<Item = (Chun
 /// came back damaged, and the master, having heard, is revoking that
 /// lease. The excuse's companion.
 pub fn version_2_excused_by_revocation<V: GlobalView>(v: &V) -> bool {
-    named_under_current_lease(v).any(|(chunk, id)| {
-        !lost_unheard(v, id, chunk)
-            && lost_under_revocation(v, id, chunk)
-            && !holds_all_acked(v, id, chunk)
-    })
+    // `holds_all_acked` already passes a replica lost unheard.
+    named_under_current_lease(v)
+        .any(|(chunk, id)| lost_under_revocation(v, id, chunk) && !holds_all_acked(v, id, chunk))
 }
 
 /// Whether `id`'s replica of `chunk` came back damaged and the master,
