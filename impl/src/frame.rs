@@ -69,11 +69,11 @@ pub enum Parsed<M> {
     Frame(Envelope<M>, usize),
 }
 
-/// Encodes one envelope as a complete frame (header and payload).
-pub fn encode<M: Serialize>(envelope: &Envelope<M>) -> Result<Vec<u8>, FrameError> {
-    // Sizing first costs a walk of the message without its bytes, and
-    // saves the copies of a growing buffer (a 64 KiB push fragment was
-    // copied about three times) and any work on an oversized message.
+/// The payload length `envelope` encodes to, refused if over the limit.
+/// Sizing first costs a walk of the message without its bytes, and saves
+/// the copies of a growing buffer (a 64 KiB push fragment was copied about
+/// three times) and any work on an oversized message.
+fn sized<M: Serialize>(envelope: &Envelope<M>) -> Result<usize, FrameError> {
     let payload_bytes = postcard::experimental::serialized_size(envelope)
         .map_err(|e| FrameError::Encode(e.to_string()))?;
     if payload_bytes > FRAME_PAYLOAD_BYTES_MAX {
@@ -82,12 +82,123 @@ pub fn encode<M: Serialize>(envelope: &Envelope<M>) -> Result<Vec<u8>, FrameErro
             max: FRAME_PAYLOAD_BYTES_MAX as u64,
         });
     }
+    Ok(payload_bytes)
+}
+
+/// Encodes one envelope as a complete frame (header and payload).
+pub fn encode<M: Serialize>(envelope: &Envelope<M>) -> Result<Vec<u8>, FrameError> {
+    let payload_bytes = sized(envelope)?;
     let mut frame = Vec::with_capacity(FRAME_HEADER_BYTES + payload_bytes);
     frame.extend_from_slice(&(payload_bytes as u32).to_be_bytes());
     let frame =
         postcard::to_extend(envelope, frame).map_err(|e| FrameError::Encode(e.to_string()))?;
     debug_assert_eq!(frame.len(), FRAME_HEADER_BYTES + payload_bytes);
     Ok(frame)
+}
+
+/// One encoded frame as the pieces to write in order: the header and the
+/// message's bytes, where each large payload is a piece of its own that
+/// shares the message's buffer instead of a copy (see [`encode_shared`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Encoded {
+    pieces: Vec<bytes::Bytes>,
+    len: usize,
+}
+
+impl Encoded {
+    /// Bytes on the wire, header included.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn pieces(&self) -> &[bytes::Bytes] {
+        &self.pieces
+    }
+
+    /// The frame's bytes in one buffer (a copy; for tests and tools).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.pieces.concat()
+    }
+}
+
+impl From<Vec<u8>> for Encoded {
+    fn from(frame: Vec<u8>) -> Self {
+        let len = frame.len();
+        Encoded {
+            pieces: vec![frame.into()],
+            len,
+        }
+    }
+}
+
+/// A postcard output that copies small writes into the current piece and
+/// takes a lent payload (see [`crate::payload::encoding_shared`]) as a
+/// piece of its own.
+struct PieceFlavor {
+    current: Vec<u8>,
+    pieces: Vec<bytes::Bytes>,
+}
+
+impl postcard::ser_flavors::Flavor for PieceFlavor {
+    type Output = Vec<bytes::Bytes>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() >= crate::payload::LENT_PAYLOAD_BYTES_MIN {
+            if let Some(lent) = crate::payload::lent_payload(data) {
+                if !self.current.is_empty() {
+                    let done = std::mem::take(&mut self.current);
+                    self.pieces.push(done.into());
+                }
+                self.pieces.push(lent);
+                return Ok(());
+            }
+        }
+        self.current.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.current.push(data);
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<Vec<bytes::Bytes>> {
+        if !self.current.is_empty() {
+            self.pieces.push(self.current.into());
+        }
+        Ok(self.pieces)
+    }
+}
+
+/// [`encode`], with each payload of at least
+/// [`crate::payload::LENT_PAYLOAD_BYTES_MIN`] shared rather than copied:
+/// the same bytes on the wire, in pieces for a vectored write.
+pub fn encode_shared<M: Serialize>(envelope: &Envelope<M>) -> Result<Encoded, FrameError> {
+    let payload_bytes = sized(envelope)?;
+    let len = FRAME_HEADER_BYTES + payload_bytes;
+    // A message without a large payload is one piece, sized exactly so
+    // that it becomes a `Bytes` without reallocating.
+    let first = if payload_bytes < crate::payload::LENT_PAYLOAD_BYTES_MIN {
+        len
+    } else {
+        FRAME_HEADER_BYTES + 64
+    };
+    let mut current = Vec::with_capacity(first);
+    current.extend_from_slice(&(payload_bytes as u32).to_be_bytes());
+    let flavor = PieceFlavor {
+        current,
+        pieces: Vec::new(),
+    };
+    let pieces = crate::payload::encoding_shared(|| {
+        postcard::serialize_with_flavor(envelope, flavor)
+            .map_err(|e| FrameError::Encode(e.to_string()))
+    })?;
+    debug_assert_eq!(pieces.iter().map(|p| p.len()).sum::<usize>(), len);
+    Ok(Encoded { pieces, len })
 }
 
 /// Checks whether `buf` starts with a whole, acceptable frame, and parses it.

@@ -14,14 +14,68 @@ const DEBUG_PREFIX_BYTES: usize = 8;
 /// and pushed data is forwarded to the next replica while it is buffered) are
 /// reference counts, not copies. Serializes as one byte string, so a frame
 /// carries it as a length and the raw bytes.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Bytes(bytes::Bytes);
+
+/// Payloads at least this long are lent to a frame being encoded rather
+/// than copied into it (see [`encoding_shared`]); below it a copy costs
+/// less than a piece of its own in the write.
+pub const LENT_PAYLOAD_BYTES_MIN: usize = 4 * 1024;
 
 thread_local! {
     /// The received frame being decoded on this thread, if its decoder
     /// lent it (see [`decoding_from`]).
     static SHARED_FRAME: RefCell<Option<bytes::Bytes>> = const { RefCell::new(None) };
+    /// While a frame is encoded on this thread (see [`encoding_shared`]):
+    /// the large payloads serialized so far, for the encoder to take as
+    /// pieces instead of copying their bytes.
+    static LENT_PAYLOADS: RefCell<Option<Vec<bytes::Bytes>>> = const { RefCell::new(None) };
+}
+
+/// Runs `encode` with large payloads lent to it: while it runs, a
+/// [`Bytes`] of at least [`LENT_PAYLOAD_BYTES_MIN`] that is serialized
+/// leaves a shared handle behind, which [`lent_payload`] finds by the
+/// address of the bytes the serializer was handed. A pushed fragment then
+/// goes out on the next hop as the buffer it arrived in (issue #13: the
+/// copy into each forwarded frame was 5.5% of the cluster's CPU on 1 MiB
+/// appends, docs/performance.md). The wire bytes are the same either way.
+pub fn encoding_shared<T>(encode: impl FnOnce() -> T) -> T {
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            LENT_PAYLOADS.with(|l| l.borrow_mut().take());
+        }
+    }
+    LENT_PAYLOADS.with(|l| *l.borrow_mut() = Some(Vec::new()));
+    let _clear = Clear;
+    encode()
+}
+
+/// The payload lent under [`encoding_shared`] whose bytes are exactly
+/// `bytes` (the same memory, not merely equal), if any.
+pub fn lent_payload(bytes: &[u8]) -> Option<bytes::Bytes> {
+    LENT_PAYLOADS.with(|l| {
+        l.borrow().as_ref().and_then(|lent| {
+            lent.iter()
+                .find(|p| p.as_ptr() == bytes.as_ptr() && p.len() == bytes.len())
+                .cloned()
+        })
+    })
+}
+
+/// As one byte string (a frame carries it as a length and the raw bytes),
+/// lent to the encoder when one is listening (see [`encoding_shared`]).
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.len() >= LENT_PAYLOAD_BYTES_MIN {
+            LENT_PAYLOADS.with(|l| {
+                if let Some(lent) = l.borrow_mut().as_mut() {
+                    lent.push(self.0.clone());
+                }
+            });
+        }
+        s.serialize_bytes(&self.0)
+    }
 }
 
 /// Runs `decode` with `frame` lent to [`Bytes`]'s deserializer: payloads

@@ -174,3 +174,44 @@ fn docs_tcp_lists_every_message_at_its_wire_index_with_its_fields_in_order() {
     // Every variant is sampled once: indices 0..n with no gap.
     assert!(actual.iter().enumerate().all(|(i, a)| a.0 == i as u64));
 }
+
+/// The frames a node sends (`encode_shared`, whose large payloads are
+/// pieces shared with the message) are, byte for byte, the frames the
+/// format specifies (`encode`), for every message and for payloads on
+/// both sides of the sharing threshold.
+#[test]
+fn shared_frames_are_the_specified_bytes() {
+    let envelope = |msg: RealMsg| Envelope {
+        src: Id::from(1),
+        dst: Id::from(2),
+        msg,
+    };
+    for (name, msg) in every_message() {
+        let e = envelope(msg);
+        let shared = frame::encode_shared(&e).unwrap();
+        assert_eq!(shared.to_vec(), frame::encode(&e).unwrap(), "{name}");
+        assert_eq!(shared.len(), shared.to_vec().len(), "{name}");
+    }
+    let data = DataId { client: 4, seq: 9 };
+    let threshold = leasehold::payload::LENT_PAYLOAD_BYTES_MIN;
+    for size in [threshold - 1, threshold, 64 * 1024] {
+        let payload = Bytes::from((0..size).map(|i| i as u8).collect::<Vec<u8>>());
+        let e = envelope(Msg::PushData {
+            data,
+            fragment: 3,
+            last: false,
+            bytes: payload.clone(),
+            chain: vec![Id::from(3)],
+            client: Id::from(4),
+        });
+        let shared = frame::encode_shared(&e).unwrap();
+        assert_eq!(shared.to_vec(), frame::encode(&e).unwrap(), "{size} bytes");
+        // At the threshold and above, the payload goes out as the buffer
+        // it is held in, not a copy.
+        let lent = shared
+            .pieces()
+            .iter()
+            .any(|p| p.as_ptr() == payload.as_slice().as_ptr() && p.len() == size);
+        assert_eq!(lent, size >= threshold, "{size} bytes");
+    }
+}

@@ -445,7 +445,7 @@ where
     /// the protocol retries it.
     fn answer(&mut self, envelope: Envelope<A::Msg>) {
         let dst = usize::from(envelope.dst) as u64;
-        let bytes = match frame::encode(&envelope) {
+        let bytes = match frame::encode_shared(&envelope) {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::error!(dst, msg = ?envelope.msg, "message dropped: {e}");

@@ -6,6 +6,7 @@
 //! a closed peer): about 10 `sendto` and 16 `recvfrom` per 1 KiB append at
 //! 16 clients (docs/performance.md).
 
+use crate::frame::Encoded;
 use crate::host::WRITE_BATCH_BYTES_MAX;
 use std::io::IoSlice;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -13,7 +14,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// `first`, then what `more` has waiting, in order, up to
 /// [`WRITE_BATCH_BYTES_MAX`] (a frame that starts under it is taken
 /// whole). `more` must not wait: it returns `None` when nothing is queued.
-pub(super) fn gather(first: Vec<u8>, mut more: impl FnMut() -> Option<Vec<u8>>) -> Vec<Vec<u8>> {
+pub(super) fn gather(first: Encoded, mut more: impl FnMut() -> Option<Encoded>) -> Vec<Encoded> {
     let mut bytes = first.len();
     let mut batch = vec![first];
     while bytes < WRITE_BATCH_BYTES_MAX {
@@ -24,16 +25,22 @@ pub(super) fn gather(first: Vec<u8>, mut more: impl FnMut() -> Option<Vec<u8>>) 
     batch
 }
 
-/// Writes every frame of `batch`, in order, in as few system calls as the
-/// socket takes.
+/// Writes every frame of `batch`, each piece of it in order, in as few
+/// system calls as the socket takes.
 pub(super) async fn write_batch<W: AsyncWrite + Unpin>(
     w: &mut W,
-    batch: &[Vec<u8>],
+    batch: &[Encoded],
 ) -> std::io::Result<()> {
     if let [one] = batch {
-        return w.write_all(one).await;
+        if let [piece] = one.pieces() {
+            return w.write_all(piece).await;
+        }
     }
-    let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|f| IoSlice::new(f)).collect();
+    let mut slices: Vec<IoSlice<'_>> = batch
+        .iter()
+        .flat_map(|f| f.pieces())
+        .map(|p| IoSlice::new(p))
+        .collect();
     let mut rest = &mut slices[..];
     IoSlice::advance_slices(&mut rest, 0);
     while !rest.is_empty() {
@@ -105,28 +112,31 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_is_written_whole_and_in_order_across_partial_writes() {
-        let batch: Vec<Vec<u8>> = vec![vec![1; 5], vec![], vec![2; 7], vec![3; 1]];
+        let frames: Vec<Vec<u8>> = vec![vec![1; 5], vec![], vec![2; 7], vec![3; 1]];
+        let batch: Vec<Encoded> = frames.iter().cloned().map(Encoded::from).collect();
         let mut w = Trickle {
             got: vec![],
             step: 3,
             calls: 0,
         };
         write_batch(&mut w, &batch).await.unwrap();
-        assert_eq!(w.got, batch.concat());
+        assert_eq!(w.got, frames.concat());
         // 13 bytes, 3 a call: five calls, not one per frame and a rest.
         assert_eq!(w.calls, 5);
     }
 
     #[test]
     fn gather_takes_what_waits_up_to_the_byte_budget() {
-        let mut queue: std::collections::VecDeque<Vec<u8>> =
-            [vec![0; 10], vec![0; WRITE_BATCH_BYTES_MAX], vec![0; 1]].into();
-        let batch = gather(vec![0; 1], || queue.pop_front());
+        let mut queue: std::collections::VecDeque<Encoded> =
+            [vec![0; 10], vec![0; WRITE_BATCH_BYTES_MAX], vec![0; 1]]
+                .map(Encoded::from)
+                .into();
+        let batch = gather(vec![0; 1].into(), || queue.pop_front());
         // The large frame starts under the budget and is taken whole; the
         // one after it waits for the next batch.
         assert_eq!(batch.len(), 3);
         assert_eq!(queue.len(), 1);
-        let batch = gather(vec![0; 1], || queue.pop_front());
+        let batch = gather(vec![0; 1].into(), || queue.pop_front());
         assert_eq!(batch.len(), 2);
         assert!(queue.is_empty());
     }

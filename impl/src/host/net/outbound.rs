@@ -6,7 +6,7 @@
 use super::admission::{Admission, REFUSAL_PREFIX};
 use super::gather::{gather, write_batch};
 use super::inbound::{Ended, Reader};
-use crate::frame::{self, Envelope};
+use crate::frame::{self, Encoded, Envelope};
 use crate::host::{
     Inbound, PEER_IO_TIMEOUT_MS, PEER_QUEUE_FRAMES_MAX, RECONNECT_BACKOFF_MS_MAX,
     RECONNECT_BACKOFF_MS_MIN,
@@ -30,7 +30,7 @@ const REFUSAL_BYTES_MAX: usize = 512;
 
 /// The queue to one peer's writer task.
 pub(in crate::host) struct Peer {
-    frames: mpsc::Sender<Vec<u8>>,
+    frames: mpsc::Sender<Encoded>,
     /// Frames dropped since the queue was last accepting, so an outage logs
     /// one line when it starts and one when it ends, not one per frame.
     dropped: u64,
@@ -49,7 +49,7 @@ impl Peer {
         network: &tokio::runtime::Handle,
     ) {
         let dst = envelope.dst;
-        let bytes = match frame::encode(&envelope) {
+        let bytes = match frame::encode_shared(&envelope) {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::error!(dst = usize::from(dst) as u64, msg = ?envelope.msg, "message dropped: {e}");
@@ -196,7 +196,7 @@ impl Conn {
         }
     }
 
-    async fn write_batch(&mut self, batch: &[Vec<u8>]) -> std::io::Result<()> {
+    async fn write_batch(&mut self, batch: &[Encoded]) -> std::io::Result<()> {
         match self {
             Conn::Whole(s) => write_batch(s, batch).await,
             Conn::Split { wr, .. } => write_batch(wr, batch).await,
@@ -266,7 +266,7 @@ impl<M: DeserializeOwned + Debug + Send + 'static> Link<M> {
 /// is connected; once shutting down it no longer reconnects.
 async fn write_peer<M: DeserializeOwned + Debug + Send + 'static>(
     link: Link<M>,
-    mut frames: mpsc::Receiver<Vec<u8>>,
+    mut frames: mpsc::Receiver<Encoded>,
     mut shutdown: watch::Receiver<bool>,
     _done: mpsc::Sender<()>,
 ) {
@@ -367,7 +367,7 @@ async fn write_peer<M: DeserializeOwned + Debug + Send + 'static>(
 
 /// What a client's writer waited for.
 enum Next {
-    Frame(Option<Vec<u8>>),
+    Frame(Option<Encoded>),
     /// The server closed the connection (its reader ended).
     Ended,
     Stopping,

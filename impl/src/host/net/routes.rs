@@ -7,6 +7,7 @@
 
 use super::admission::{refuse, Refusal};
 use super::gather::{gather, write_batch};
+use crate::frame::Encoded;
 use crate::host::{PEER_IO_TIMEOUT_MS, PEER_QUEUE_FRAMES_MAX};
 use stateright::actor::Id;
 use std::collections::{HashMap, HashSet};
@@ -21,7 +22,7 @@ use tokio::sync::mpsc;
 /// What goes back on a connection a peer opened.
 pub(super) enum Back {
     /// A frame for the client that opened it.
-    Frame(Vec<u8>),
+    Frame(Encoded),
     /// The reader is done: send the refusal line, if any, and close.
     Close(OwnedReadHalf, Option<Refusal>),
 }
@@ -98,7 +99,7 @@ impl Routes {
 
     /// Queues `frame` on the way back to `client`, never waiting (the actor
     /// thread calls this).
-    pub(in crate::host) fn send(&self, client: Id, frame: Vec<u8>) -> Result<(), Unrouted> {
+    pub(in crate::host) fn send(&self, client: Id, frame: Encoded) -> Result<(), Unrouted> {
         let mut table = self.table.lock().expect("routes lock");
         let Some(route) = table.get(&client) else {
             return Err(Unrouted::NoConnection);
