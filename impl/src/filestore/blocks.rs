@@ -47,10 +47,21 @@ impl FileStore {
         let last_start = last_block * CHECKSUM_BLOCK_BYTES;
         let region_end = (last_start + CHECKSUM_BLOCK_BYTES).min(new_len);
 
-        // Old bytes that share a block with the write survive it: verify
-        // them before they go into a new checksum, and before anything is
-        // written, so a refused write changes nothing.
-        let prefix = if region_start < write_start {
+        // An append (nothing old at or after its start) extends the
+        // checksum of the last block instead of reading the block's old
+        // bytes back (GFS §5.2: "we just incrementally update the checksum
+        // for the last partial checksum block"): that checksum covers
+        // exactly the old bytes, so appending 1 KiB no longer reads,
+        // checks and re-checksums up to 64 KiB (issue #13). It launders
+        // nothing: were an old byte corrupt, the extended checksum still
+        // disagrees with it, and the next read of the block fails.
+        let appending = offset >= old_len;
+        let extended =
+            (appending && region_start < write_start).then(|| meta.crcs[first_block as usize]);
+        // Otherwise old bytes that share a block with the write survive
+        // it: verify them before they go into a new checksum, and before
+        // anything is written, so a refused write changes nothing.
+        let prefix = if region_start < write_start && !appending {
             read_block(data, meta, first_block, true)?
         } else {
             Vec::new()
@@ -95,7 +106,10 @@ impl FileStore {
         for block in first_block..=last_block {
             let from = block * CHECKSUM_BLOCK_BYTES;
             let to = (from + CHECKSUM_BLOCK_BYTES).min(region_end);
-            let mut crc = 0;
+            let mut crc = match extended {
+                Some(old) if block == first_block => old,
+                _ => 0,
+            };
             for &(at, bytes) in &pieces {
                 let lo = from.max(at);
                 let hi = to.min(at + bytes.len() as u64);
