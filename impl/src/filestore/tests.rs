@@ -258,17 +258,24 @@ fn pad_then_read_the_padding_back() {
     assert_eq!((s.chunk_len(2), s.meta(2).applied), (3 * B, stamp(3)));
 }
 
-#[test]
-fn a_flipped_byte_is_corrupt_never_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
-    s.write_at(3, 0, &Bytes::from(pattern(2 * B + 10, 1)), stamp(1))
+/// A store holding `len` bytes of chunk 3, synced, then one byte of its
+/// second block changed on disk behind its back.
+fn stored_with_bad_byte(dir: &Path, len: u64) -> FileStore {
+    let mut s = FileStore::open(dir, 4 * B).unwrap();
+    s.write_at(3, 0, &Bytes::from(pattern(len, 1)), stamp(1))
         .unwrap();
     s.sync().unwrap();
-    let path = dir.path().join("chunk-3.dat");
+    let path = dir.join("chunk-3.dat");
     let mut bytes = fs::read(&path).unwrap();
     bytes[B as usize + 5] ^= 0x40;
     fs::write(&path, bytes).unwrap();
+    s
+}
+
+#[test]
+fn a_flipped_byte_is_corrupt_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = stored_with_bad_byte(dir.path(), 2 * B + 10);
     // Any read touching block 1 fails; blocks 0 and 2 still serve.
     assert_eq!(s.read(3, B + 5, 1), Err(StoreError::Corrupt));
     assert_eq!(s.read(3, 0, 3 * B), Err(StoreError::Corrupt));
@@ -824,14 +831,7 @@ fn appends_extend_the_last_blocks_checksum() {
 #[test]
 fn an_append_onto_a_corrupt_block_leaves_it_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
-    s.write_at(3, 0, &Bytes::from(pattern(B + 10, 1)), stamp(1))
-        .unwrap();
-    s.sync().unwrap();
-    let path = dir.path().join("chunk-3.dat");
-    let mut bytes = fs::read(&path).unwrap();
-    bytes[B as usize + 5] ^= 0x40;
-    fs::write(&path, bytes).unwrap();
+    let mut s = stored_with_bad_byte(dir.path(), B + 10);
     s.write_at(3, B + 10, &Bytes::from(vec![7u8; 10]), stamp(2))
         .unwrap();
     assert_eq!(s.read(3, B + 10, 10), Err(StoreError::Corrupt));
