@@ -8,7 +8,7 @@ use leasehold_model::types::{
     ChunkHandle, ChunkStore, ChunkVersion, ClonePiece, CloneSlice, Offset, ReplicaMeta, Stamp,
     StoreError,
 };
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 
 use super::blocks::read_block;
@@ -63,13 +63,12 @@ impl FileStore {
             chunk,
             is_new || self.inner.unsynced().new_chunks.contains(&chunk),
         );
-        let data = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(is_new)
-            .open(&path)
-            .map_err(io_error)?;
+        let data = if is_new {
+            self.inner.new_data_file(chunk, &path)
+        } else {
+            self.inner.data_file(chunk, &path)
+        }
+        .map_err(io_error)?;
         if is_new {
             reserve_slots(&data, self.inner.chunk_bytes)?;
             self.inner.unsynced().new_chunks.insert(chunk);
@@ -108,11 +107,15 @@ impl FileStore {
         if offset == end {
             return Ok(Bytes::default());
         }
-        let data = File::open(self.data_path(chunk)).map_err(|e| match e.kind() {
-            // Metadata says there is data; the file is gone.
-            io::ErrorKind::NotFound => StoreError::Corrupt,
-            _ => io_error(e),
-        })?;
+        let path = self.data_path(chunk);
+        let data = self
+            .inner
+            .data_file(chunk, &path)
+            .map_err(|e| match e.kind() {
+                // Metadata says there is data; the file is gone.
+                io::ErrorKind::NotFound => StoreError::Corrupt,
+                _ => io_error(e),
+            })?;
         let first_block = offset / CHECKSUM_BLOCK_BYTES;
         let last_block = (end - 1) / CHECKSUM_BLOCK_BYTES;
         let mut out = Vec::with_capacity((end - offset) as usize);
@@ -283,6 +286,7 @@ impl ChunkStore for FileStore {
         };
         // One file: a crash leaves the whole replica, reported and
         // deleted again, or none.
+        self.inner.forget_file(chunk);
         match std::fs::remove_file(self.inner.data_path_of(chunk, new)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
             _ => {}

@@ -75,7 +75,7 @@ use leasehold_model::types::{ChunkHandle, ReplicaMeta, StoreError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::{self, Debug, Formatter};
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -147,7 +147,15 @@ struct Inner {
     /// [`FileStore::corrupt_blocks`]); none in a node's own run.
     disk_full: std::sync::atomic::AtomicBool,
     blocks_bad: std::sync::atomic::AtomicBool,
+    /// Data files kept open, by chunk (see [`Inner::data_file`]). Locked
+    /// after `chunks` and `unsynced` when they are held.
+    files: Mutex<HashMap<ChunkHandle, Arc<File>>>,
 }
+
+/// Data files kept open at most; past it the cache starts over. A server
+/// appends to a few chunks at a time, and several stores may share one
+/// process's file descriptors (`leasehold cluster` runs three).
+const OPEN_DATA_FILES_MAX: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Entry {
@@ -218,6 +226,7 @@ impl FileStore {
             disk_bytes_max: std::sync::atomic::AtomicU64::new(u64::MAX),
             disk_full: Default::default(),
             blocks_bad: Default::default(),
+            files: Mutex::default(),
         });
         open.retain(|_, w| w.strong_count() > 0);
         open.insert(dir, Arc::downgrade(&inner));
@@ -350,6 +359,50 @@ impl FileStore {
 }
 
 impl Inner {
+    /// The chunk's data file at `path`, open for reading and writing. Kept
+    /// open: every write and every sync opened it again, 3.8 `openat` (and
+    /// as many `close`) per 1 KiB append across the cluster (issue #13).
+    /// A handle follows its file through the rename of its first sync; a
+    /// replica deleted or created afresh drops it ([`Inner::forget_file`],
+    /// [`Inner::new_data_file`]).
+    fn data_file(&self, chunk: ChunkHandle, path: &Path) -> io::Result<Arc<File>> {
+        let mut files = self.files.lock().expect("open files lock poisoned");
+        if let Some(file) = files.get(&chunk) {
+            return Ok(file.clone());
+        }
+        let file = Arc::new(OpenOptions::new().read(true).write(true).open(path)?);
+        if files.len() >= OPEN_DATA_FILES_MAX {
+            files.clear();
+        }
+        files.insert(chunk, file.clone());
+        Ok(file)
+    }
+
+    /// A new replica's data file at `path`, created empty (or emptied).
+    fn new_data_file(&self, chunk: ChunkHandle, path: &Path) -> io::Result<Arc<File>> {
+        let file = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)?,
+        );
+        let mut files = self.files.lock().expect("open files lock poisoned");
+        if files.len() >= OPEN_DATA_FILES_MAX {
+            files.clear();
+        }
+        files.insert(chunk, file.clone());
+        Ok(file)
+    }
+
+    fn forget_file(&self, chunk: ChunkHandle) {
+        self.files
+            .lock()
+            .expect("open files lock poisoned")
+            .remove(&chunk);
+    }
+
     /// The chunk's data file: under its temporary name until its first
     /// sync. Locks the unsynced set, so not to be called with it held.
     fn data_path(&self, chunk: ChunkHandle) -> PathBuf {

@@ -8,7 +8,7 @@
 
 use leasehold_model::types::{ChunkHandle, StoreError};
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::Path;
 
 use super::meta::write_meta;
@@ -56,10 +56,7 @@ impl Inner {
             if let Some(Entry::Healthy(meta)) = chunks.get_mut(&chunk) {
                 let new = unsynced.new_chunks.contains(&chunk);
                 let path = self.data_path_of(chunk, new);
-                let data = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io_error)?;
+                let data = self.data_file(chunk, &path).map_err(io_error)?;
                 write_meta(&data, self.chunk_bytes, meta)?;
                 // The one sync: the batch's data and the slot covering it,
                 // in no order (a crash part-way is the load's to judge).

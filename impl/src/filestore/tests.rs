@@ -840,3 +840,31 @@ fn an_append_onto_a_corrupt_block_leaves_it_corrupt() {
         &pattern(B + 10, 1)[..10]
     );
 }
+
+/// Data files stay open between writes: a replica deleted and created
+/// again is written to its new file, not the deleted one's handle, and a
+/// new chunk's file is written on after its first sync renamed it.
+#[test]
+fn a_kept_open_file_follows_its_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = FileStore::open(dir.path(), 4 * B).unwrap();
+    s.write_at(5, 0, &Bytes::from(pattern(100, 1)), stamp(1))
+        .unwrap();
+    s.sync().unwrap();
+    s.write_at(5, 100, &Bytes::from(pattern(50, 2)), stamp(2))
+        .unwrap();
+    s.sync().unwrap();
+    let mut expect = pattern(100, 1);
+    expect.extend_from_slice(&pattern(50, 2));
+    assert_eq!(
+        fs::read(dir.path().join("chunk-5.dat")).unwrap()[..150],
+        expect[..]
+    );
+    s.delete_replica(5).unwrap();
+    s.write_at(5, 0, &Bytes::from(pattern(30, 3)), stamp(3))
+        .unwrap();
+    s.sync().unwrap();
+    let s = reopen(s);
+    assert_eq!(s.chunk_len(5), 30);
+    assert_eq!(s.read(5, 0, 30).unwrap().as_slice(), &pattern(30, 3)[..]);
+}
