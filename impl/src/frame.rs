@@ -181,12 +181,9 @@ pub fn encode_shared<M: Serialize>(envelope: &Envelope<M>) -> Result<Encoded, Fr
     let payload_bytes = sized(envelope)?;
     let len = FRAME_HEADER_BYTES + payload_bytes;
     // A message without a large payload is one piece, sized exactly so
-    // that it becomes a `Bytes` without reallocating.
-    let first = if payload_bytes < crate::payload::LENT_PAYLOAD_BYTES_MIN {
-        len
-    } else {
-        FRAME_HEADER_BYTES + 64
-    };
+    // that it becomes a `Bytes` without reallocating; one with a large
+    // payload (or many fields) starts with room for what is copied.
+    let first = len.min(FRAME_HEADER_BYTES + crate::payload::LENT_PAYLOAD_BYTES_MIN);
     let mut current = Vec::with_capacity(first);
     current.extend_from_slice(&(payload_bytes as u32).to_be_bytes());
     let flavor = PieceFlavor {

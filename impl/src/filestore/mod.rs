@@ -366,41 +366,40 @@ impl Inner {
     /// replica deleted or created afresh drops it ([`Inner::forget_file`],
     /// [`Inner::new_data_file`]).
     fn data_file(&self, chunk: ChunkHandle, path: &Path) -> io::Result<Arc<File>> {
-        let mut files = self.files.lock().expect("open files lock poisoned");
-        if let Some(file) = files.get(&chunk) {
+        if let Some(file) = self.open_files().get(&chunk) {
             return Ok(file.clone());
         }
-        let file = Arc::new(OpenOptions::new().read(true).write(true).open(path)?);
-        if files.len() >= OPEN_DATA_FILES_MAX {
-            files.clear();
-        }
-        files.insert(chunk, file.clone());
-        Ok(file)
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(self.keep_open(chunk, file))
     }
 
     /// A new replica's data file at `path`, created empty (or emptied).
     fn new_data_file(&self, chunk: ChunkHandle, path: &Path) -> io::Result<Arc<File>> {
-        let file = Arc::new(
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(path)?,
-        );
-        let mut files = self.files.lock().expect("open files lock poisoned");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(self.keep_open(chunk, file))
+    }
+
+    fn keep_open(&self, chunk: ChunkHandle, file: File) -> Arc<File> {
+        let file = Arc::new(file);
+        let mut files = self.open_files();
         if files.len() >= OPEN_DATA_FILES_MAX {
             files.clear();
         }
         files.insert(chunk, file.clone());
-        Ok(file)
+        file
+    }
+
+    fn open_files(&self) -> std::sync::MutexGuard<'_, HashMap<ChunkHandle, Arc<File>>> {
+        self.files.lock().expect("open files lock poisoned")
     }
 
     fn forget_file(&self, chunk: ChunkHandle) {
-        self.files
-            .lock()
-            .expect("open files lock poisoned")
-            .remove(&chunk);
+        self.open_files().remove(&chunk);
     }
 
     /// The chunk's data file: under its temporary name until its first
