@@ -7,7 +7,10 @@
 //! Overwriting part of a block ([00106]: a secondary writes a record at the
 //! primary's offset even over existing data) verifies the block's bytes that
 //! survive the write before recomputing its checksum, so a write never
-//! launders corruption it did not cause.
+//! launders corruption it did not cause. An append extends the last
+//! block's stored checksum instead of reading the block back (GFS §5.2),
+//! which launders nothing either: a corrupt old byte still fails the
+//! block's next read.
 
 use leasehold_model::types::StoreError;
 use std::fs::File;
@@ -19,9 +22,10 @@ use super::{io_error, ChunkMeta, FileStore, CHECKSUM_BLOCK_BYTES};
 impl FileStore {
     /// Replaces `[offset, offset + new.len())` with `new`, filling any gap
     /// between the current end and `offset` with zeros. Only the new bytes
-    /// (and the gap) are written; the old bytes that share a block with
-    /// them are read, verified and fed to the block's new checksum, never
-    /// rewritten, so an append costs one copy into the page cache.
+    /// (and the gap) are written, never the old bytes, so an append costs
+    /// one copy into the page cache. Old bytes that share a block with an
+    /// overwrite are read, verified and fed to the block's new checksum;
+    /// an append only extends the checksum of the block it continues.
     pub(super) fn splice(
         &self,
         meta: &mut ChunkMeta,
