@@ -59,14 +59,11 @@ impl FileStore {
         }
         // A new chunk's file goes by its temporary name until its first
         // sync renames it into place.
-        let path = self.inner.data_path_of(
-            chunk,
-            is_new || self.inner.unsynced().new_chunks.contains(&chunk),
-        );
         let data = if is_new {
-            self.inner.new_data_file(chunk, &path)
+            self.inner
+                .new_data_file(chunk, &self.inner.data_path_of(chunk, true))
         } else {
-            self.inner.data_file(chunk, &path)
+            self.inner.data_file(chunk, || self.inner.data_path(chunk))
         }
         .map_err(io_error)?;
         if is_new {
@@ -107,10 +104,9 @@ impl FileStore {
         if offset == end {
             return Ok(Bytes::default());
         }
-        let path = self.data_path(chunk);
         let data = self
             .inner
-            .data_file(chunk, &path)
+            .data_file(chunk, || self.data_path(chunk))
             .map_err(|e| match e.kind() {
                 // Metadata says there is data; the file is gone.
                 io::ErrorKind::NotFound => StoreError::Corrupt,

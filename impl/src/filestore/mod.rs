@@ -364,12 +364,19 @@ impl Inner {
     /// as many `close`) per 1 KiB append across the cluster (issue #13).
     /// A handle follows its file through the rename of its first sync; a
     /// replica deleted or created afresh drops it ([`Inner::forget_file`],
-    /// [`Inner::new_data_file`]).
-    fn data_file(&self, chunk: ChunkHandle, path: &Path) -> io::Result<Arc<File>> {
-        if let Some(file) = self.open_files().get(&chunk) {
-            return Ok(file.clone());
+    /// [`Inner::new_data_file`]). `path` is asked for only when the file is
+    /// not open (building it formats a name and may lock the unsynced set),
+    /// and never with the files lock held, which is taken after it.
+    fn data_file(
+        &self,
+        chunk: ChunkHandle,
+        path: impl FnOnce() -> PathBuf,
+    ) -> io::Result<Arc<File>> {
+        let open = self.open_files().get(&chunk).cloned();
+        if let Some(file) = open {
+            return Ok(file);
         }
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let file = OpenOptions::new().read(true).write(true).open(path())?;
         Ok(self.keep_open(chunk, file))
     }
 

@@ -55,8 +55,8 @@ impl Inner {
         while let Some(&chunk) = unsynced.chunks.first() {
             if let Some(Entry::Healthy(meta)) = chunks.get_mut(&chunk) {
                 let new = unsynced.new_chunks.contains(&chunk);
-                let path = self.data_path_of(chunk, new);
-                let data = self.data_file(chunk, &path).map_err(io_error)?;
+                let path = || self.data_path_of(chunk, new);
+                let data = self.data_file(chunk, path).map_err(io_error)?;
                 write_meta(&data, self.chunk_bytes, meta)?;
                 // The one sync: the batch's data and the slot covering it,
                 // in no order (a crash part-way is the load's to judge).
@@ -64,7 +64,7 @@ impl Inner {
                     data.sync_data().map_err(io_error)?;
                 }
                 if new {
-                    fs::rename(&path, self.data_path_of(chunk, false)).map_err(io_error)?;
+                    fs::rename(path(), self.data_path_of(chunk, false)).map_err(io_error)?;
                     unsynced.new_chunks.remove(&chunk);
                     renamed = true;
                 }
