@@ -531,6 +531,18 @@ fn appenders(
     record_bytes: usize,
     stop: Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<AppenderReport>> {
+    paced_appenders(clients, path, record_bytes, stop, Duration::ZERO)
+}
+
+/// [`appenders`] that wait `pause` after each append, so that a test's
+/// records fit where it needs them however fast the cluster is.
+fn paced_appenders(
+    clients: Vec<Client>,
+    path: &'static str,
+    record_bytes: usize,
+    stop: Arc<AtomicBool>,
+    pause: Duration,
+) -> Vec<tokio::task::JoinHandle<AppenderReport>> {
     clients
         .into_iter()
         .enumerate()
@@ -545,6 +557,9 @@ fn appenders(
                     match client.record_append_detailed(path, &data).await {
                         Ok(a) => acked.push((Instant::now(), a, data)),
                         Err(_) => failed += 1,
+                    }
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
                     }
                 }
                 client.shutdown().await;
@@ -753,10 +768,12 @@ async fn a_paused_primary_is_replaced_only_after_its_lease_and_refuses_after() {
         let old_epoch = old.epoch;
         assert_eq!(first.stamp.epoch, old_epoch);
 
-        // Small records, so that the appends stay in chunk 0, whose
-        // primary is paused.
+        // Small records, at most one every 2 ms, so that the appends stay
+        // in chunk 0, whose primary is paused (back to back they filled it
+        // once the cluster got fast enough).
         let stop = Arc::new(AtomicBool::new(false));
-        let tasks = appenders(vec![warm], path, 100, stop.clone());
+        let pause = Duration::from_millis(2);
+        let tasks = paced_appenders(vec![warm], path, 100, stop.clone(), pause);
         tokio::time::sleep(Duration::from_millis(800)).await;
         c.signal(old_primary, Signal::SIGSTOP);
         let paused_at = Instant::now();

@@ -165,20 +165,40 @@ where
                     // is past an armed deadline.
                     // The clock is read after the message is taken, so no
                     // step's reading precedes its message's arrival.
-                    for _ in 1..BATCH_MSGS_MAX {
-                        let Ok(inbound) = inbox.try_recv() else {
-                            break;
-                        };
-                        let clock = StepClock::now();
-                        if self.has_expired_timer(clock) {
-                            carried = Some(inbound);
+                    loop {
+                        while batch.len() < BATCH_MSGS_MAX && carried.is_none() {
+                            let Ok(inbound) = inbox.try_recv() else {
+                                break;
+                            };
+                            let clock = StepClock::now();
+                            if self.has_expired_timer(clock) {
+                                carried = Some(inbound);
+                                break;
+                            }
+                            let Inbound { src, msg, budget } = inbound;
+                            budgets.push(budget);
+                            batch.push(self.handle_msg(&mut state, clock, src, msg));
+                        }
+                        self.send_early(&mut batch)?;
+                        if self.barrier.is_none()
+                            || batch.len() >= BATCH_MSGS_MAX
+                            || carried.is_some()
+                        {
                             break;
                         }
-                        let Inbound { src, msg, budget } = inbound;
-                        budgets.push(budget);
-                        batch.push(self.handle_msg(&mut state, clock, src, msg));
+                        // This thread's runtime carries the node's
+                        // connections: let its writers take the early
+                        // sends before the barrier syncs (so the
+                        // secondaries' writes overlap this replica's sync),
+                        // and its readers take what has arrived meanwhile
+                        // into this batch, as they would from threads of
+                        // their own (issue #13).
+                        tokio::task::yield_now().await;
+                        if inbox.is_empty() {
+                            break;
+                        }
                     }
-                    self.commit(batch)?;
+                    self.pass_barrier(batch)?;
                     // Only now: until the batch's commands are carried out
                     // they may still hold its messages' bytes (a forwarded
                     // fragment). From here on what is kept is the actor's
@@ -322,9 +342,17 @@ where
     /// `barrier_crashes` fault.
     /// The steps are already recorded (see [`NodeLoop::step`]).
     pub(super) fn commit(&mut self, mut steps: Vec<Step<A>>) -> Result<(), HostError> {
+        self.send_early(&mut steps)?;
+        self.pass_barrier(steps)
+    }
+
+    /// Carries out, and takes from `steps`, the sends that may leave before
+    /// the barrier (see [`NodeLoop::commit`]). Says whether there were any.
+    fn send_early(&mut self, steps: &mut [Step<A>]) -> Result<bool, HostError> {
+        let mut sent = false;
         if let Some(early) = &self.early_sends {
             let mut now = Vec::new();
-            for step in &mut steps {
+            for step in steps.iter_mut() {
                 let only_early = step.commands.iter().all(|c| match c {
                     StepCommand::Send(_, msg) => early(msg),
                     _ => true,
@@ -349,8 +377,15 @@ where
             }
             if !now.is_empty() {
                 self.execute(now)?;
+                sent = true;
             }
         }
+        Ok(sent)
+    }
+
+    /// Passes the barrier, then carries out what is left of the steps'
+    /// commands.
+    fn pass_barrier(&mut self, steps: Vec<Step<A>>) -> Result<(), HostError> {
         if let Some(barrier) = &mut self.barrier {
             barrier().map_err(HostError::Barrier)?;
         }

@@ -15,19 +15,21 @@
 //! | `on_msg(src, msg)`         | a frame from a peer, or [`HostHandle::inject`] |
 //! | `on_timeout(t)`            | `t`'s deadline passed (it is disarmed first, as in stateright's model) |
 //!
-//! Why a dedicated OS thread per server actor, with tokio for the network:
-//! the actor's handlers are synchronous and a server's may block (a
-//! chunkserver's handler writes and fsyncs chunk files through
-//! [`crate::filestore::FileStore`], and `Save` must be durable before the
-//! next command). Blocking a tokio worker would stall every connection; a
-//! thread of its own keeps the actor strictly sequential, and it waits for
-//! its next event with a tiny single-threaded runtime of its own (channels
-//! and a timer only). A client's handlers never block (no files, no
-//! barrier), so its loop, the same code, is a task on the caller's runtime:
-//! a message reaches it, and its sends leave, without waking a thread of
-//! their own (issue #13: a quarter of the context switches and about half
-//! the CPU per 1 KiB append in the client; docs/performance.md). Reading,
-//! writing and accepting connections are tokio tasks on the caller's runtime.
+//! Why a dedicated OS thread per server actor: the actor's handlers are
+//! synchronous and a server's may block (a chunkserver's handler writes and
+//! fsyncs chunk files through [`crate::filestore::FileStore`], and `Save`
+//! must be durable before the next command). Blocking a tokio worker would
+//! stall every other node's connections; a thread of its own keeps the
+//! actor strictly sequential. The thread runs a single-threaded runtime of
+//! its own that carries the server's connections too (reading, writing,
+//! accepting are tasks on it), so a frame read is handled, and a frame sent
+//! is written, without waking another thread (issue #13: 0.6-0.9× the
+//! cluster's CPU per 1 KiB append; docs/performance.md). While a handler or
+//! the barrier syncs, the server's own reading and writing wait, as in any
+//! single event loop. A client's handlers never block (no files, no
+//! barrier), so its loop, the same code, is a task on the caller's runtime,
+//! as are its connections: a message reaches it, and its sends leave,
+//! without waking a thread of their own.
 //!
 //! Group commit: when messages are waiting, the host hands up to
 //! [`BATCH_MSGS_MAX`] of them to their handlers one after another, then
@@ -44,7 +46,11 @@
 //! which leaves before the barrier from the batch's steps up to the first
 //! that sends anything else (the model's `barrier_crashes` checks what a
 //! crash then loses). A batch stops early at an expired timer, so that
-//! timers and cancellations keep their order.
+//! timers and cancellations keep their order. Before the barrier the loop
+//! yields to its runtime, whose writers then write the early sends and
+//! whose readers take in what arrived meanwhile; those messages join the
+//! batch, which changes nothing the model sees (they could have been
+//! there when the batch began).
 //!
 //! Time: every step (a handler call) has one reading of the monotonic
 //! clock, taken before its handler runs and before any timer that expired
@@ -127,6 +133,23 @@ pub use step::{Step, StepCommand, StepInput, StepRecorder};
 pub use storage::{decode_storage, encode_storage, load_storage, Barrier};
 
 use event_loop::NodeLoop;
+
+/// Where a node's loop runs.
+enum Seat<A: Actor> {
+    /// A task of the caller's runtime (a client).
+    Task,
+    /// A thread of its own.
+    Thread(OwnThread<A>),
+}
+
+/// What runs a node's loop on its own thread.
+enum OwnThread<A: Actor> {
+    /// A runtime of the thread's, which carries the node's network tasks
+    /// too (a server).
+    Runtime(tokio::runtime::Runtime),
+    /// A schedule (replay).
+    Scheduled(Scheduling<A>),
+}
 use net::{accept_loop, spawn_writers};
 use storage::StorageFile;
 
@@ -509,8 +532,8 @@ where
 
     /// Loads the saved storage, binds the listen address, and starts the
     /// node: the actor's `on_start` runs on its thread before any message is
-    /// handled. Must be called within a tokio runtime, which then carries the
-    /// node's network tasks.
+    /// handled. Must be called within a tokio runtime, which then carries a
+    /// client's loop and network tasks (a server's have its thread's runtime).
     pub async fn start(self) -> Result<RunningHost<A::Msg>, HostError> {
         let ActorHost {
             actor,
@@ -549,11 +572,61 @@ where
             None => None,
         };
         let local_addr = listener.as_ref().map(|(_, local)| *local);
+        let seat = match scheduling {
+            Some(scheduling) => Seat::Thread(OwnThread::Scheduled(scheduling)),
+            // A client's handlers never block: no chunk files, no `Save`,
+            // no barrier. Its loop runs as a task of the network's runtime,
+            // so a message goes from reader to actor to writer without
+            // waking a thread of its own (issue #13).
+            None if local_addr.is_none() && storage_path.is_none() && barrier.is_none() => {
+                Seat::Task
+            }
+            // A server's handlers write and sync files, so its loop has a
+            // thread, whose runtime carries the server's connections too:
+            // a frame read is handled, and a frame sent is written, by the
+            // thread the loop runs on, without a wake-up of another (see
+            // the module doc).
+            None => Seat::Thread(OwnThread::Runtime(
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(HostError::Thread)?,
+            )),
+        };
+        // The node's network tasks are spawned on its thread's runtime, if
+        // it has one, and the listener moves to that runtime's reactor.
+        let entered = match &seat {
+            Seat::Thread(OwnThread::Runtime(rt)) => Some(rt.enter()),
+            _ => None,
+        };
+        let listener = match (listener, &entered) {
+            (Some((listener, local)), Some(_)) => {
+                let moved = listener
+                    .into_std()
+                    .and_then(TcpListener::from_std)
+                    .map_err(|source| HostError::Bind {
+                        addr: local,
+                        source,
+                    })?;
+                Some((moved, local))
+            }
+            (listener, _) => listener,
+        };
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shutdown_tx = Arc::new(shutdown_tx);
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_MSGS_MAX);
         let (done_tx, all_done) = mpsc::channel::<()>(1);
+        // On a thread's runtime, the network tasks end with the thread (see
+        // below): they count on a channel of the thread's, which holds
+        // `done_tx` until they have.
+        let (net_done, net_done_rx) = match &seat {
+            Seat::Thread(OwnThread::Runtime(_)) => {
+                let (tx, rx) = mpsc::channel::<()>(1);
+                (tx, Some(rx))
+            }
+            _ => (done_tx.clone(), None),
+        };
 
         if let (None, Some(local_addr)) = (&config.secret, local_addr) {
             // Servers say it; a client of an open cluster needs no warning.
@@ -585,7 +658,7 @@ where
             &hello,
             answers,
             &shutdown_rx,
-            &done_tx,
+            &net_done,
             &span,
         );
         let configured = config.peers.keys().copied().chain([id]);
@@ -607,7 +680,7 @@ where
                     routes.clone(),
                     inbox_tx.clone(),
                     shutdown_rx.clone(),
-                    done_tx.clone(),
+                    net_done,
                 )
                 .instrument(span.clone()),
             );
@@ -620,15 +693,7 @@ where
         let (result_tx, actor_result) = oneshot::channel();
         let node_shutdown = shutdown_tx.clone();
         let network = tokio::runtime::Handle::current();
-        // A client's handlers never block: no chunk files, no `Save`, no
-        // barrier. Its loop runs as a task of the network's runtime, so a
-        // message goes from reader to actor to writer without waking a
-        // thread of its own (issue #13). A server's handlers write and sync
-        // files, so its loop has a thread (see the module doc).
-        let on_runtime = local_addr.is_none()
-            && storage_path.is_none()
-            && barrier.is_none()
-            && scheduling.is_none();
+        drop(entered);
         let node = move |saved: Option<&A::Storage>| NodeLoop {
             actor,
             id,
@@ -656,33 +721,49 @@ where
             }
             let _ = result_tx.send(result);
         };
-        if on_runtime {
-            tokio::spawn(
-                async move {
-                    let _done = done_tx;
-                    let node = node(storage.as_ref());
-                    finish(node.run(storage, inbox_rx, shutdown_rx).await);
-                }
-                .instrument(span),
-            );
-        } else {
-            std::thread::Builder::new()
-                .name(format!("leasehold-node-{}", usize::from(id)))
-                .spawn(move || {
-                    let _entered = span.enter();
-                    let _done = done_tx;
-                    let node = node(storage.as_ref());
-                    let result = match scheduling {
-                        Some(scheduling) => {
-                            node.run_scheduled(storage, inbox_rx, shutdown_rx, scheduling)
-                        }
-                        None => event_loop::waiter().and_then(|waiter| {
-                            waiter.block_on(node.run(storage, inbox_rx, shutdown_rx))
-                        }),
-                    };
-                    finish(result);
-                })
-                .map_err(HostError::Thread)?;
+        match seat {
+            Seat::Task => {
+                tokio::spawn(
+                    async move {
+                        let _done = done_tx;
+                        let node = node(storage.as_ref());
+                        finish(node.run(storage, inbox_rx, shutdown_rx).await);
+                    }
+                    .instrument(span),
+                );
+            }
+            Seat::Thread(own) => {
+                std::thread::Builder::new()
+                    .name(format!("leasehold-node-{}", usize::from(id)))
+                    .spawn(move || {
+                        let _entered = span.enter();
+                        let _done = done_tx;
+                        let node = node(storage.as_ref());
+                        let result = match own {
+                            OwnThread::Runtime(rt) => {
+                                let result = rt.block_on(node.run(storage, inbox_rx, shutdown_rx));
+                                // The loop has ended and dropped its frame
+                                // queues: the writers write what was queued
+                                // and close, the readers see the shutdown.
+                                // Drive them until they have, within the
+                                // time a write may take.
+                                if let Some(mut net_done) = net_done_rx {
+                                    let wait = Duration::from_millis(PEER_IO_TIMEOUT_MS);
+                                    rt.block_on(async {
+                                        tokio::time::timeout(wait, net_done.recv()).await
+                                    })
+                                    .ok();
+                                }
+                                result
+                            }
+                            OwnThread::Scheduled(scheduling) => {
+                                node.run_scheduled(storage, inbox_rx, shutdown_rx, scheduling)
+                            }
+                        };
+                        finish(result);
+                    })
+                    .map_err(HostError::Thread)?;
+            }
         }
 
         Ok(RunningHost {
