@@ -333,6 +333,34 @@ pub fn tcp_targets(t: &TcpResults) -> Vec<Target> {
             met: (!q.is_nan()).then_some(q <= 1.0),
         });
     }
+    // Issue #13: a 3-replica append's p50 at one client, against Redis's
+    // XADD + WAIT 2 of the same record size, also at one client.
+    for d in DURABILITY_MODES {
+        for bytes in [1 << 10, 64 << 10] {
+            let a = t.append_in(bytes, 1, d).map(|a| a.latency.p50_us);
+            let r = t.redis_run(bytes, 1).map(|r| r.latency.p50_us);
+            let (m, b) = (a.unwrap_or(f64::NAN), r.unwrap_or(f64::NAN));
+            if a.is_none() {
+                continue;
+            }
+            let q = ratio(m, b);
+            v.push(Target {
+                what: format!(
+                    "p50 latency of a {} append ({}), 1 client, vs Redis XADD + WAIT 2 0",
+                    size_label(bytes),
+                    durability_label(d)
+                ),
+                measured: format!("{} µs", fmt(m, 0)),
+                baseline: match r {
+                    Some(_) => format!("Redis {} µs", fmt(b, 0)),
+                    None => "Redis not run".to_string(),
+                },
+                ratio: q,
+                goal: "≤ 2×".to_string(),
+                met: (!q.is_nan()).then_some(q <= 2.0),
+            });
+        }
+    }
     for bytes in [64 << 10, 1 << 10] {
         if let Some(a) = t.append(bytes, 16) {
             let q = ratio(a.records_per_s(), t.fdatasync_per_s);
@@ -662,6 +690,8 @@ pub fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{redis, stats};
+    use std::time::Duration;
 
     #[test]
     fn replaces_only_its_section() {
@@ -669,5 +699,56 @@ mod tests {
         let new = replace_section(doc, "a", "new\n").unwrap();
         assert_eq!(new, "intro\n<!-- BEGIN bench:a -->\nnew\n<!-- END bench:a -->\nmiddle\n<!-- BEGIN bench:b -->\nkeep\n<!-- END bench:b -->\n");
         assert!(replace_section(doc, "c", "x").is_none());
+    }
+
+    /// Issue #13's latency target: one row per durability and size that was
+    /// run, its ratio the append's p50 over Redis's at one client.
+    #[test]
+    fn latency_targets_compare_one_clients_p50_with_redis() {
+        let p50 = |us: f64| stats::Latency {
+            p50_us: us,
+            p99_us: us * 2.0,
+            samples: 100,
+        };
+        let append = |durability, us| system::AppendRun {
+            durability,
+            record_bytes: 1 << 10,
+            clients: 1,
+            window: 1,
+            records: 100,
+            elapsed: Duration::from_secs(1),
+            latency: p50(us),
+            cpu_s: None,
+        };
+        let t = TcpResults {
+            seconds: 1.0,
+            rtt: None,
+            rtt_pinned: None,
+            raw_push: Vec::new(),
+            fdatasync_per_s: f64::NAN,
+            redis: vec![redis::RedisRun {
+                record_bytes: 1 << 10,
+                clients: 1,
+                records: 100,
+                elapsed: Duration::from_secs(1),
+                latency: p50(250.0),
+                cpu_s: None,
+            }],
+            redis_note: None,
+            appends: vec![
+                append(Durability::Fsync, 600.0),
+                append(Durability::PageCache, 400.0),
+            ],
+            pushes: Vec::new(),
+            notes: Vec::new(),
+        };
+        let rows: Vec<Target> = tcp_targets(&t)
+            .into_iter()
+            .filter(|r| r.what.starts_with("p50 latency"))
+            .collect();
+        assert_eq!(rows.len(), 2, "1 KiB in both modes; 64 KiB was not run");
+        assert_eq!((rows[0].ratio, rows[0].met), (2.4, Some(false)));
+        assert_eq!((rows[1].ratio, rows[1].met), (1.6, Some(true)));
+        assert_eq!(rows[1].baseline, "Redis 250 µs");
     }
 }
