@@ -74,6 +74,9 @@ impl FileStore {
         chunks.insert(chunk, Entry::Healthy(meta));
         let mut unsynced = self.inner.unsynced();
         unsynced.chunks.insert(chunk);
+        if grows_to > 0 {
+            unsynced.data_chunks.insert(chunk);
+        }
         Ok(())
     }
 

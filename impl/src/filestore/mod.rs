@@ -147,6 +147,8 @@ struct Inner {
     /// [`FileStore::corrupt_blocks`]); none in a node's own run.
     disk_full: std::sync::atomic::AtomicBool,
     blocks_bad: std::sync::atomic::AtomicBool,
+    /// [`FileStore::tear_next_sync`].
+    tear_next_sync: std::sync::atomic::AtomicBool,
     /// Data files kept open, by chunk (see [`Inner::data_file`]). Locked
     /// after `chunks` and `unsynced` when they are held.
     files: Mutex<HashMap<ChunkHandle, Arc<File>>>,
@@ -226,6 +228,7 @@ impl FileStore {
             disk_bytes_max: std::sync::atomic::AtomicU64::new(u64::MAX),
             disk_full: Default::default(),
             blocks_bad: Default::default(),
+            tear_next_sync: Default::default(),
             files: Mutex::default(),
         });
         open.retain(|_, w| w.strong_count() > 0);
@@ -301,6 +304,20 @@ impl FileStore {
         }
         self.keep_blocks_bad();
         Ok(())
+    }
+
+    /// The next sync of written data is torn, as by a machine crash in the
+    /// middle of it (for tests): every changed chunk's new metadata slot
+    /// reaches the disk, but the last byte of each chunk whose data the
+    /// batch wrote does not (it is zeroed), and the sync fails, which stops
+    /// the node as the crash would. A restart then finds such a replica
+    /// damaged (docs/model.md, "Torn syncs"). For a batch that appended to
+    /// the chunk, the zeroed byte is one of the batch's. Syncs of metadata
+    /// alone go through untouched until then.
+    pub fn tear_next_sync(&self) {
+        self.inner
+            .tear_next_sync
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The reads of a store reopened after [`FileStore::corrupt_blocks`]

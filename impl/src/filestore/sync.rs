@@ -23,6 +23,9 @@ pub(super) struct Unsynced {
     /// Chunks whose data file still has its temporary name: the next sync
     /// renames it into place once synced.
     pub(super) new_chunks: BTreeSet<ChunkHandle>,
+    /// Chunks whose data (not only metadata) changed: what a torn sync
+    /// tears ([`super::FileStore::tear_next_sync`]).
+    pub(super) data_chunks: BTreeSet<ChunkHandle>,
 }
 
 impl Inner {
@@ -51,6 +54,11 @@ impl Inner {
             return Ok(());
         }
         let fsync = self.durability == Durability::Fsync;
+        let data_chunks = std::mem::take(&mut unsynced.data_chunks);
+        let tear = !data_chunks.is_empty()
+            && self
+                .tear_next_sync
+                .swap(false, std::sync::atomic::Ordering::SeqCst);
         let mut renamed = false;
         while let Some(&chunk) = unsynced.chunks.first() {
             if let Some(Entry::Healthy(meta)) = chunks.get_mut(&chunk) {
@@ -58,6 +66,10 @@ impl Inner {
                 let path = || self.data_path_of(chunk, new);
                 let data = self.data_file(chunk, path).map_err(io_error)?;
                 write_meta(&data, self.chunk_bytes, meta)?;
+                if tear && meta.len > 0 && data_chunks.contains(&chunk) {
+                    use std::os::unix::fs::FileExt;
+                    data.write_all_at(&[0], meta.len - 1).map_err(io_error)?;
+                }
                 // The one sync: the batch's data and the slot covering it,
                 // in no order (a crash part-way is the load's to judge).
                 if fsync {
@@ -73,6 +85,11 @@ impl Inner {
         }
         if fsync && renamed {
             sync_dir(&self.dir)?;
+        }
+        if tear {
+            return Err(StoreError::Io(
+                "the sync was torn (FileStore::tear_next_sync)".into(),
+            ));
         }
         Ok(())
     }

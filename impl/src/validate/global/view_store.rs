@@ -120,8 +120,8 @@ impl ViewStore {
                 self.regions.remove(chunk);
                 vec![Touched::Whole(*chunk)]
             }
-            StoreEvent::Adopted(view) => {
-                self.store.adopt_view(view);
+            StoreEvent::Adopted { view, damaged } => {
+                self.store.adopt_view(view, damaged);
                 // Bytes a restart restored beyond the replay are unknown:
                 // in no region. A shorter replica loses its tail.
                 self.regions
@@ -142,7 +142,9 @@ impl ViewStore {
                 }
                 view.chunks
                     .iter()
-                    .map(|(c, ..)| Touched::Whole(*c))
+                    .map(|(c, ..)| *c)
+                    .chain(damaged.iter().copied())
+                    .map(Touched::Whole)
                     .collect()
             }
         }
@@ -269,6 +271,12 @@ fn overwrite(
 
 impl StampedStore for ViewStore {
     type Payload = Bytes;
+
+    fn damaged(&self, chunk: ChunkHandle) -> Option<u32> {
+        self.store
+            .is_damaged(chunk)
+            .then(|| self.store.incarnation())
+    }
 
     fn replica_meta(&self, chunk: ChunkHandle) -> ReplicaMeta {
         self.store.meta(chunk)

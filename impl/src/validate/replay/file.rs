@@ -226,6 +226,13 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             _ => (None, None, None),
         };
 
+        if index == file.committed {
+            // The last barrier this start passed: its store's chunks were
+            // durable there.
+            if let Some(NodeState::Chunkserver(c)) = &state {
+                ctx.synced_chunks = c.store.chunks().into_iter().map(|(h, _)| h).collect();
+            }
+        }
         if !diverged {
             match replay_step(ctx, &role, id, &mut state, step, previous, at, path) {
                 Ok(pending) => {
@@ -291,6 +298,9 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             }
         }
         if !diverged {
+            if !carried_out && matches!(role, Role::Chunkserver(_)) {
+                note_unsynced_writes(ctx);
+            }
             let observed_before = ctx.out.observed.len();
             after_step(
                 ctx,
@@ -474,4 +484,19 @@ fn stop_replay(ctx: &mut NodeCtx, file: &NodeTrace, index: usize, at: Loc, why: 
             describe_input(&step.input)
         ),
     );
+}
+
+/// Notes the chunks whose data the step just replayed wrote, a step whose
+/// barrier was never passed: a kill during its batch's sync may have torn
+/// them ([`NodeCtx::unsynced_writes`]).
+fn note_unsynced_writes(ctx: &mut NodeCtx) {
+    let journal = ctx.journal.clone();
+    let events = journal.lock().expect("journal lock");
+    ctx.unsynced_writes
+        .extend(events.iter().filter_map(|e| match e {
+            StoreEvent::Wrote { chunk, .. }
+            | StoreEvent::Padded { chunk, .. }
+            | StoreEvent::Cloned { chunk, .. } => Some(*chunk),
+            _ => None,
+        }));
 }

@@ -37,7 +37,7 @@ use leasehold_model::types::{
 use leasehold_model::{Node, NodeState};
 use stateright::actor::{Command, Id, Out};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -302,6 +302,13 @@ struct NodeCtx<'a> {
     faults: Arc<FaultSwitch>,
     /// The chunkserver's store as its last start left it.
     carried: Option<ReplayStore>,
+    /// Of the start being replayed (then of the last one, for the next
+    /// start): the chunks the store held when the node passed its last
+    /// barrier, and those whose data a later step wrote, never synced. A
+    /// kill during that batch's sync may tear it (docs/model.md, "Torn
+    /// syncs"), and the next start find such a replica damaged.
+    synced_chunks: BTreeSet<ChunkHandle>,
+    unsynced_writes: BTreeSet<ChunkHandle>,
     /// Chunkserver saves whose recorded view is the store after a later
     /// step of their batch (see [`compare`]).
     saves_from_later_steps: u64,
@@ -367,6 +374,8 @@ fn replay_node<'a>(
         journal: Arc::default(),
         faults: Arc::default(),
         carried: None,
+        synced_chunks: BTreeSet::new(),
+        unsynced_writes: BTreeSet::new(),
         earlier: &[],
         saves_from_later_steps: 0,
         last_applied: HashMap::new(),

@@ -92,6 +92,23 @@ pub(super) fn start(
             ));
         }
         Role::Chunkserver(a) => {
+            // Replicas the node came back without, whose data the previous
+            // start wrote after its last barrier into chunks that were
+            // durable before it: the kill tore that batch's sync, and the
+            // file store found them damaged (docs/model.md, "Torn syncs").
+            let synced = std::mem::take(&mut ctx.synced_chunks);
+            let unsynced = std::mem::take(&mut ctx.unsynced_writes);
+            let torn: Vec<ChunkHandle> = match restored {
+                Some(TraceStorage::Chunkserver(view)) => a
+                    .initial_store
+                    .chunks()
+                    .into_iter()
+                    .map(|(h, _)| h)
+                    .filter(|h| synced.contains(h) && unsynced.contains(h))
+                    .filter(|h| !view.chunks.iter().any(|(v, ..)| v == h))
+                    .collect(),
+                _ => vec![],
+            };
             // The replay's store where it differs from what the node found.
             let mut differs = None;
             let storage = match restored {
@@ -106,7 +123,7 @@ pub(super) fn start(
                     if mine != *view {
                         let mut found = view.clone();
                         found.incarnation = view.incarnation.saturating_sub(1);
-                        store.adopt_view(&found);
+                        store.adopt_view(&found, &torn);
                         differs = Some(mine);
                     }
                     Some(NodeStorage::Chunkserver(Arc::new(store)))
@@ -164,8 +181,19 @@ pub(super) fn start(
                             ),
                         ),
                     }
+                    if !torn.is_empty() {
+                        ctx.note(
+                            Check::Trace1,
+                            at,
+                            path,
+                            format!(
+                                "restored without the replicas of chunks {torn:?}, which steps of start {} wrote after its last barrier: the kill tore that batch's sync, and the replicas are taken as damaged (refusing every read and change until cloned back)",
+                                previous.map_or(0, |p| p.header.start)
+                            ),
+                        );
+                    }
                     ctx.out.store_exact = false;
-                    s.store.adopt_view(view);
+                    s.store.adopt_view(view, &torn);
                     for (chunk, meta, _) in &view.chunks {
                         ctx.out
                             .versions

@@ -36,6 +36,11 @@ struct ReplayChunk {
     len: u64,
     /// `len` bytes in blocks of `BLOCK_BYTES`; the last may be short.
     blocks: Vec<Arc<Vec<u8>>>,
+    /// A restart found the replica damaged by a torn sync, as the file
+    /// store's `Entry::Damaged` (and the model's `MemReplica::damaged`):
+    /// version 0, empty, in no listing, every read and change failing
+    /// `Corrupt` until a clone from offset 0 replaces it.
+    damaged: bool,
 }
 
 impl ReplayChunk {
@@ -122,8 +127,13 @@ pub enum StoreEvent {
     },
     /// A mutation used up without changing data (`set_applied`).
     Consumed { chunk: ChunkHandle, stamp: Stamp },
-    /// A restart restored more than the replay had ([`ReplayStore::adopt_view`]).
-    Adopted(StoreView),
+    /// A restart restored other than the replay had
+    /// ([`ReplayStore::adopt_view`]); the replicas in `damaged` came back
+    /// damaged.
+    Adopted {
+        view: StoreView,
+        damaged: Vec<ChunkHandle>,
+    },
     /// A part of a clone installed at `from` (re-replication); `from` 0
     /// replaced the replica, `done` ended the clone.
     Cloned {
@@ -188,7 +198,7 @@ impl StoreEvent {
                 done: done.is_some(),
             },
             StoreEvent::Deleted { chunk } => Applied::Delete { chunk: *chunk },
-            StoreEvent::Adopted(_) | StoreEvent::RefusedPastEnd { .. } => return None,
+            StoreEvent::Adopted { .. } | StoreEvent::RefusedPastEnd { .. } => return None,
         })
     }
 }
@@ -321,10 +331,20 @@ impl ReplayStore {
 
     /// Makes the store show `view`: metadata and lengths as recorded. Data
     /// a grown chunk gains is zeros, which the replay cannot know better
-    /// (used when a restart restored more than the replay carried over).
-    pub fn adopt_view(&mut self, view: &StoreView) {
+    /// (used when a restart restored other than the replay carried over).
+    /// The replicas in `damaged`, which the view lacks, are kept as damaged
+    /// ones (a torn sync: see [`ReplayChunk::damaged`]); other replicas the
+    /// view lacks are gone.
+    pub fn adopt_view(&mut self, view: &StoreView, damaged: &[ChunkHandle]) {
         let chunks = Arc::make_mut(&mut self.chunks);
         chunks.retain(|h, c| c.meta.version == 0 || view.chunks.iter().any(|(v, ..)| v == h));
+        for chunk in damaged {
+            let gone = ReplayChunk {
+                damaged: true,
+                ..ReplayChunk::default()
+            };
+            chunks.insert(*chunk, Arc::new(gone));
+        }
         for (handle, meta, len) in &view.chunks {
             let c = Arc::make_mut(chunks.entry(*handle).or_default());
             c.meta = *meta;
@@ -340,7 +360,24 @@ impl ReplayStore {
             }
         }
         self.incarnation = view.incarnation;
-        self.note(|| StoreEvent::Adopted(view.clone()));
+        self.note(|| StoreEvent::Adopted {
+            view: view.clone(),
+            damaged: damaged.to_vec(),
+        });
+    }
+
+    /// Whether the replica of `chunk` came back damaged from a restart
+    /// ([`ReplayChunk::damaged`]).
+    pub fn is_damaged(&self, chunk: ChunkHandle) -> bool {
+        self.chunks.get(&chunk).is_some_and(|c| c.damaged)
+    }
+
+    /// A change or read of a damaged replica fails as the file store's does.
+    fn refuse_damaged(&self, chunk: ChunkHandle) -> Result<(), StoreError> {
+        match self.is_damaged(chunk) {
+            true => Err(StoreError::Corrupt),
+            false => Ok(()),
+        }
     }
 
     fn note(&self, event: impl FnOnce() -> StoreEvent) {
@@ -381,6 +418,7 @@ impl ChunkStore for ReplayStore {
 
     fn set_version(&mut self, chunk: ChunkHandle, version: ChunkVersion) -> Result<(), StoreError> {
         self.creation_call(chunk)?;
+        self.refuse_damaged(chunk)?;
         self.chunk_mut(chunk).meta.version = version;
         self.note(|| StoreEvent::Version { chunk, version });
         Ok(())
@@ -398,6 +436,7 @@ impl ChunkStore for ReplayStore {
         stamp: Stamp,
     ) -> Result<(), StoreError> {
         self.data_call()?;
+        self.refuse_damaged(chunk)?;
         // As the file store: a write past the chunk's size changes nothing.
         let end = offset.saturating_add(data.len());
         if end > self.chunk_bytes {
@@ -423,6 +462,7 @@ impl ChunkStore for ReplayStore {
 
     fn pad_to(&mut self, chunk: ChunkHandle, end: Offset, stamp: Stamp) -> Result<(), StoreError> {
         self.data_call()?;
+        self.refuse_damaged(chunk)?;
         if end > self.chunk_bytes {
             self.note(|| StoreEvent::RefusedPastEnd { chunk, end });
             return Err(StoreError::OutOfRange);
@@ -438,6 +478,7 @@ impl ChunkStore for ReplayStore {
 
     fn set_applied(&mut self, chunk: ChunkHandle, stamp: Stamp) -> Result<(), StoreError> {
         self.creation_call(chunk)?;
+        self.refuse_damaged(chunk)?;
         self.chunk_mut(chunk).meta.applied = stamp;
         self.note(|| StoreEvent::Consumed { chunk, stamp });
         Ok(())
@@ -445,6 +486,7 @@ impl ChunkStore for ReplayStore {
 
     fn read(&self, chunk: ChunkHandle, offset: Offset, len: u64) -> Result<Bytes, StoreError> {
         self.data_call()?;
+        self.refuse_damaged(chunk)?;
         let c = self.chunks.get(&chunk).ok_or(StoreError::OutOfRange)?;
         if offset > c.len {
             return Err(StoreError::OutOfRange);
@@ -480,6 +522,11 @@ impl ChunkStore for ReplayStore {
             .ok_or(StoreError::OutOfRange)?;
         if end > self.chunk_bytes {
             return Err(StoreError::OutOfRange);
+        }
+        // A clone from the start replaces a damaged replica; any other
+        // part of one fails.
+        if from != 0 {
+            self.refuse_damaged(chunk)?;
         }
         let c = self.chunk_mut(chunk);
         if from == 0 {

@@ -179,3 +179,48 @@ fn clones_are_independent_and_faults_fail_the_armed_call() {
     faults.arm(&[]);
     assert!(ChunkStore::read(&a, 0, 0, 10).is_ok());
 }
+
+/// A replica a torn sync damaged (the file store's `tear_next_sync`, then a
+/// reopen) and the replay's adoption of the restart's view with that
+/// replica taken as damaged answer alike: not listed, version 0, every read
+/// and change failing `Corrupt`, until it is deleted.
+#[test]
+fn a_replica_damaged_by_a_torn_sync_answers_as_the_file_store_does() {
+    let mut p = Pair::new();
+    p.both("version", |s| s.set_version(1, 1));
+    p.both("append", |s| s.write_at(1, 0, &data(1000, 1), stamp(1)));
+    p.both("other chunk", |s| s.write_at(2, 0, &data(100, 2), stamp(1)));
+    p.file.sync().unwrap();
+    p.both("append in the torn batch", |s| {
+        s.write_at(1, 1000, &data(500, 3), stamp(2))
+    });
+    p.file.tear_next_sync();
+    assert!(p.file.sync().is_err(), "a torn sync fails");
+    // The restart: the damaged store's handle goes before the reopen (a
+    // directory open in the process is shared).
+    let path = p._dir.path().to_path_buf();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let placeholder = FileStore::open(elsewhere.path(), CHUNK).unwrap();
+    drop(std::mem::replace(&mut p.file, placeholder));
+    p.file = FileStore::open(&path, CHUNK).unwrap();
+    // Chunk 1 is damaged, chunk 2 never had a version: neither is listed.
+    assert!(p.file.chunks().is_empty(), "{:?}", p.file.chunks());
+    assert_eq!(
+        ChunkStore::read(&p.file, 1, 0, 10),
+        Err(StoreError::Corrupt)
+    );
+    p.replay.adopt_view(&StoreView::of(&p.file), &[1]);
+    assert!(p.replay.is_damaged(1) && !p.replay.is_damaged(2));
+    p.agree("restarted");
+    p.both("read", |s| s.read(1, 0, 10));
+    p.both("write", |s| s.write_at(1, 1500, &data(10, 4), stamp(3)));
+    p.both("pad", |s| s.pad_to(1, 2000, stamp(3)));
+    p.both("applied", |s| s.set_applied(1, stamp(3)));
+    p.both("version", |s| s.set_version(1, 2));
+    p.both("the undamaged chunk", |s| s.read(2, 0, 100));
+    ChunkStore::delete_replica(&mut p.file, 1).unwrap();
+    ChunkStore::delete_replica(&mut p.replay, 1).unwrap();
+    assert!(!p.replay.is_damaged(1));
+    p.agree("deleted");
+    p.both("created afresh", |s| s.set_version(1, 3));
+}
