@@ -347,9 +347,8 @@ where
     }
 
     /// Carries out, and takes from `steps`, the sends that may leave before
-    /// the barrier (see [`NodeLoop::commit`]). Says whether there were any.
-    fn send_early(&mut self, steps: &mut [Step<A>]) -> Result<bool, HostError> {
-        let mut sent = false;
+    /// the barrier (see [`NodeLoop::commit`]).
+    fn send_early(&mut self, steps: &mut [Step<A>]) -> Result<(), HostError> {
         if let Some(early) = &self.early_sends {
             let mut now = Vec::new();
             for step in steps.iter_mut() {
@@ -377,10 +376,9 @@ where
             }
             if !now.is_empty() {
                 self.execute(now)?;
-                sent = true;
             }
         }
-        Ok(sent)
+        Ok(())
     }
 
     /// Passes the barrier, then carries out what is left of the steps'

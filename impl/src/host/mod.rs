@@ -133,6 +133,8 @@ pub use step::{Step, StepCommand, StepInput, StepRecorder};
 pub use storage::{decode_storage, encode_storage, load_storage, Barrier};
 
 use event_loop::NodeLoop;
+use net::{accept_loop, spawn_writers};
+use storage::StorageFile;
 
 /// Where a node's loop runs.
 enum Seat<A: Actor> {
@@ -150,8 +152,6 @@ enum OwnThread<A: Actor> {
     /// A schedule (replay).
     Scheduled(Scheduling<A>),
 }
-use net::{accept_loop, spawn_writers};
-use storage::StorageFile;
 
 /// Where and with whom one node runs.
 #[derive(Clone, Debug)]

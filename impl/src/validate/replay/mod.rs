@@ -306,7 +306,7 @@ struct NodeCtx<'a> {
     /// start): the chunks the store held when the node passed its last
     /// barrier, and those whose data a later step wrote, never synced. A
     /// kill during that batch's sync may tear it (docs/model.md, "Torn
-    /// syncs"), and the next start find such a replica damaged.
+    /// syncs"), and the next start then finds such a replica damaged.
     synced_chunks: BTreeSet<ChunkHandle>,
     unsynced_writes: BTreeSet<ChunkHandle>,
     /// Chunkserver saves whose recorded view is the store after a later
