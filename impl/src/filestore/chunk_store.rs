@@ -74,7 +74,14 @@ impl FileStore {
         chunks.insert(chunk, Entry::Healthy(meta));
         let mut unsynced = self.inner.unsynced();
         unsynced.chunks.insert(chunk);
-        if grows_to > 0 {
+        // Only a torn sync needs to know (a test's switch): off it, one
+        // atomic load.
+        if grows_to > 0
+            && self
+                .inner
+                .tear_next_sync
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
             unsynced.data_chunks.insert(chunk);
         }
         Ok(())

@@ -306,14 +306,14 @@ impl FileStore {
         Ok(())
     }
 
-    /// The next sync of written data is torn, as by a machine crash in the
-    /// middle of it (for tests): every changed chunk's new metadata slot
-    /// reaches the disk, but the last byte of each chunk whose data the
-    /// batch wrote does not (it is zeroed), and the sync fails, which stops
-    /// the node as the crash would. A restart then finds such a replica
-    /// damaged (docs/model.md, "Torn syncs"). For a batch that appended to
-    /// the chunk, the zeroed byte is one of the batch's. Syncs of metadata
-    /// alone go through untouched until then.
+    /// The next sync of data written from now on is torn, as by a machine
+    /// crash in the middle of it (for tests): every changed chunk's new
+    /// metadata slot reaches the disk, but the last byte of each chunk
+    /// whose data the batch wrote does not (it is zeroed), and the sync
+    /// fails, which stops the node as the crash would. A restart then finds
+    /// such a replica damaged (docs/model.md, "Torn syncs"). For a batch
+    /// that appended to the chunk, the zeroed byte is one of the batch's.
+    /// Syncs of metadata alone go through untouched until then.
     pub fn tear_next_sync(&self) {
         self.inner
             .tear_next_sync

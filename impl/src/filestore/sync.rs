@@ -23,8 +23,8 @@ pub(super) struct Unsynced {
     /// Chunks whose data file still has its temporary name: the next sync
     /// renames it into place once synced.
     pub(super) new_chunks: BTreeSet<ChunkHandle>,
-    /// Chunks whose data (not only metadata) changed: what a torn sync
-    /// tears ([`super::FileStore::tear_next_sync`]).
+    /// Chunks whose data (not only metadata) changed since a torn sync was
+    /// armed: what it tears ([`super::FileStore::tear_next_sync`]).
     pub(super) data_chunks: BTreeSet<ChunkHandle>,
 }
 

@@ -147,8 +147,8 @@ enum Seat<A: Actor> {
 /// What runs a node's loop on its own thread.
 enum OwnThread<A: Actor> {
     /// A runtime of the thread's, which carries the node's network tasks
-    /// too (a server).
-    Runtime(tokio::runtime::Runtime),
+    /// too (a server), and the channel those tasks hold until they end.
+    Runtime(tokio::runtime::Runtime, mpsc::Receiver<()>),
     /// A schedule (replay).
     Scheduled(Scheduling<A>),
 }
@@ -572,6 +572,10 @@ where
             None => None,
         };
         let local_addr = listener.as_ref().map(|(_, local)| *local);
+        // On a thread's runtime, the network tasks end with the thread (see
+        // below): they count on a channel of the thread's, which holds
+        // `done_tx` until they have.
+        let mut net_done = None;
         let seat = match scheduling {
             Some(scheduling) => Seat::Thread(OwnThread::Scheduled(scheduling)),
             // A client's handlers never block: no chunk files, no `Save`,
@@ -586,17 +590,20 @@ where
             // a frame read is handled, and a frame sent is written, by the
             // thread the loop runs on, without a wake-up of another (see
             // the module doc).
-            None => Seat::Thread(OwnThread::Runtime(
-                tokio::runtime::Builder::new_current_thread()
+            None => {
+                let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(HostError::Thread)?,
-            )),
+                    .map_err(HostError::Thread)?;
+                let (tx, rx) = mpsc::channel::<()>(1);
+                net_done = Some(tx);
+                Seat::Thread(OwnThread::Runtime(rt, rx))
+            }
         };
         // The node's network tasks are spawned on its thread's runtime, if
         // it has one, and the listener moves to that runtime's reactor.
         let entered = match &seat {
-            Seat::Thread(OwnThread::Runtime(rt)) => Some(rt.enter()),
+            Seat::Thread(OwnThread::Runtime(rt, _)) => Some(rt.enter()),
             _ => None,
         };
         let listener = match (listener, &entered) {
@@ -617,16 +624,7 @@ where
         let shutdown_tx = Arc::new(shutdown_tx);
         let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_MSGS_MAX);
         let (done_tx, all_done) = mpsc::channel::<()>(1);
-        // On a thread's runtime, the network tasks end with the thread (see
-        // below): they count on a channel of the thread's, which holds
-        // `done_tx` until they have.
-        let (net_done, net_done_rx) = match &seat {
-            Seat::Thread(OwnThread::Runtime(_)) => {
-                let (tx, rx) = mpsc::channel::<()>(1);
-                (tx, Some(rx))
-            }
-            _ => (done_tx.clone(), None),
-        };
+        let net_done = net_done.unwrap_or_else(|| done_tx.clone());
 
         if let (None, Some(local_addr)) = (&config.secret, local_addr) {
             // Servers say it; a client of an open cluster needs no warning.
@@ -740,20 +738,18 @@ where
                         let _done = done_tx;
                         let node = node(storage.as_ref());
                         let result = match own {
-                            OwnThread::Runtime(rt) => {
+                            OwnThread::Runtime(rt, mut net_done) => {
                                 let result = rt.block_on(node.run(storage, inbox_rx, shutdown_rx));
                                 // The loop has ended and dropped its frame
                                 // queues: the writers write what was queued
                                 // and close, the readers see the shutdown.
                                 // Drive them until they have, within the
                                 // time a write may take.
-                                if let Some(mut net_done) = net_done_rx {
-                                    let wait = Duration::from_millis(PEER_IO_TIMEOUT_MS);
-                                    rt.block_on(async {
-                                        tokio::time::timeout(wait, net_done.recv()).await
-                                    })
-                                    .ok();
-                                }
+                                let wait = Duration::from_millis(PEER_IO_TIMEOUT_MS);
+                                rt.block_on(async {
+                                    tokio::time::timeout(wait, net_done.recv()).await
+                                })
+                                .ok();
                                 result
                             }
                             OwnThread::Scheduled(scheduling) => {

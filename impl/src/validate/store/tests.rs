@@ -191,10 +191,10 @@ fn a_replica_damaged_by_a_torn_sync_answers_as_the_file_store_does() {
     p.both("append", |s| s.write_at(1, 0, &data(1000, 1), stamp(1)));
     p.both("other chunk", |s| s.write_at(2, 0, &data(100, 2), stamp(1)));
     p.file.sync().unwrap();
+    p.file.tear_next_sync();
     p.both("append in the torn batch", |s| {
         s.write_at(1, 1000, &data(500, 3), stamp(2))
     });
-    p.file.tear_next_sync();
     assert!(p.file.sync().is_err(), "a torn sync fails");
     // The restart: the damaged store's handle goes before the reopen (a
     // directory open in the process is shared).
