@@ -7,10 +7,13 @@
 //! - [`liveness`]: the cycle-aware "a goal stays reachable" check that
 //!   stateright's `eventually` cannot make.
 //! - [`swarm`]: seeded random walks for configurations too large to close.
+//! - [`reduction`]: the proof obligation of the checker's reduction
+//!   `drop_ignored`, searched on unreduced configurations.
 
 pub mod check;
 pub mod explore;
 pub mod liveness;
+pub mod reduction;
 pub mod swarm;
 
 pub use check::{run_check, CheckArgs};

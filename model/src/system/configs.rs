@@ -172,6 +172,13 @@ pub struct ModelCfg {
     /// about one file's chunk, late, meets the lookup for the other's
     /// (FILE-1).
     pub two_files: bool,
+    /// The checker's reduction (docs/model.md, "Messages ignored for
+    /// ever"): after each step, a message its live receiver ignores now
+    /// and in every state that can follow is taken out of the network, so
+    /// states that differ only in such messages are one. Sound where its
+    /// proof obligation holds (`LeaseholdModel::stays_ignored`, checked
+    /// on the unreduced configurations in checks/tests/reduction.rs).
+    pub drop_ignored: bool,
     pub bug: Bug,
 }
 
@@ -235,6 +242,7 @@ impl ModelCfg {
             "snapshot_appends" => self.snapshot_appends = flag()?,
             "opens_and_stats" => self.opens_and_stats = flag()?,
             "two_files" => self.two_files = flag()?,
+            "drop_ignored" => self.drop_ignored = flag()?,
             _ => return Err(format!("unknown configuration field {key:?}")),
         }
         Ok(())

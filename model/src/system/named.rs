@@ -53,6 +53,7 @@ impl ModelCfg {
             prefill_as_placed: false,
             opens_and_stats: false,
             two_files: false,
+            drop_ignored: false,
             bug: Bug::None,
         };
         let cfg = match name {
@@ -426,11 +427,13 @@ impl ModelCfg {
             "concurrent-crash-delays" => ModelCfg {
                 name: "concurrent-crash-delays",
                 delays: true,
+                drop_ignored: true,
                 ..ModelCfg::named("concurrent-crash").expect("concurrent-crash is named")
             },
             "concurrent-crash-expiry" => ModelCfg {
                 name: "concurrent-crash-expiry",
                 lease_expiries: 1,
+                drop_ignored: true,
                 ..ModelCfg::named("concurrent-crash").expect("concurrent-crash is named")
             },
             // Issue #10's target: two clients appending concurrently to
@@ -449,6 +452,7 @@ impl ModelCfg {
                 lease_expiries: 1,
                 chunkserver_crashes: 1,
                 delays: true,
+                drop_ignored: true,
                 ..base
             },
             // Any message lost, two appends at once (one grant: with two,

@@ -287,6 +287,108 @@ impl LeaseholdModel {
         })
     }
 
+    /// Whether the live receiver of `e` ignores it now and in every state
+    /// that can follow (`drop_ignored`; docs/model.md, "Messages ignored
+    /// for ever"). Now: its handler neither changes its state nor
+    /// commands anything (`acts_on`). For ever: the message is one of the
+    /// kinds below, each stale by a field its receiver never takes back,
+    /// which `stays_ignored` checks step by step on unreduced runs:
+    /// - anything but `Submit` to a client that has finished its script
+    ///   (clients do not crash, and nothing in the model submits more);
+    /// - a `LeaseRequest` to the master for an epoch older than the last
+    ///   it granted (epochs never repeat, even across its restarts);
+    /// - a `VersionAck` to the master for a version older than the
+    ///   chunk's (versions only grow), unless the master re-replicates,
+    ///   where any acknowledgement may forgive a failed clone.
+    ///
+    /// With `now_only` the second half is skipped: the unsound reduction
+    /// the obligation test must reject.
+    pub fn ignored_for_ever(
+        &self,
+        s: &State,
+        e: &Envelope<&Msg<RecordToken>>,
+        now_only: bool,
+    ) -> bool {
+        let i = usize::from(e.dst);
+        if s.crashed[i] {
+            return false;
+        }
+        let stale = now_only
+            || match (&**s.actor_states[i], e.msg) {
+                (NodeState::Client(c), msg) => {
+                    c.current.is_none() && c.queue.is_empty() && !matches!(msg, Msg::Submit { .. })
+                }
+                (NodeState::Master(m), Msg::LeaseRequest { chunk, epoch }) => m
+                    .durable
+                    .chunks
+                    .get(*chunk as usize)
+                    .is_some_and(|c| *epoch < c.epoch),
+                (NodeState::Master(m), Msg::VersionAck { chunk, version }) => {
+                    !self.cfg.re_replication
+                        && m.durable
+                            .chunks
+                            .get(*chunk as usize)
+                            .is_some_and(|c| *version < c.version)
+                }
+                _ => false,
+            };
+        stale && !self.acts_on(s, e)
+    }
+
+    /// The messages in flight in `s` that `ignored_for_ever` marks.
+    pub fn ignored_in(&self, s: &State, now_only: bool) -> Vec<Envelope<Msg<RecordToken>>> {
+        let Network::UnorderedNonDuplicating(in_flight) = &s.network else {
+            return vec![];
+        };
+        in_flight
+            .keys()
+            .filter(|e| self.ignored_for_ever(s, &borrowed(e), now_only))
+            .cloned()
+            .collect()
+    }
+
+    /// The reduction's proof obligation for one step into `next`: a
+    /// message marked before it and still in flight is marked after it,
+    /// or, if its receiver is down, in the state its restart leads to
+    /// (what it restarts with does not change while it is down). So a
+    /// marked message is never acted on in any run from where it was
+    /// marked, and dropping it leaves every run the same but for a
+    /// delivery that changes nothing.
+    pub fn stays_ignored(
+        &self,
+        next: &State,
+        marked: &Envelope<Msg<RecordToken>>,
+        now_only: bool,
+    ) -> bool {
+        let Network::UnorderedNonDuplicating(in_flight) = &next.network else {
+            return true;
+        };
+        if !in_flight.contains_key(marked) {
+            return true;
+        }
+        let e = borrowed(marked);
+        if next.crashed[usize::from(marked.dst)] {
+            let Some(restarted) = self
+                .inner
+                .next_state(next, ActorModelAction::Recover(marked.dst))
+            else {
+                return false;
+            };
+            return self.ignored_for_ever(&restarted, &e, now_only);
+        }
+        self.ignored_for_ever(next, &e, now_only)
+    }
+
+    /// Takes the messages `ignored_for_ever` marks out of `next`.
+    fn drop_ignored(&self, next: &mut State) {
+        let gone = self.ignored_in(next, false);
+        if let Network::UnorderedNonDuplicating(in_flight) = &mut next.network {
+            for e in gone {
+                in_flight.remove(&e);
+            }
+        }
+    }
+
     /// Keeps one copy of each message in flight: of gap reports and of the
     /// Applies sent again in answer to them (`all` false), or of every
     /// message (`all`: `prompt_network`, where a client retrying without
@@ -652,6 +754,15 @@ impl LeaseholdModel {
     }
 }
 
+/// `e` as the network's iterators give it.
+fn borrowed(e: &Envelope<Msg<RecordToken>>) -> Envelope<&Msg<RecordToken>> {
+    Envelope {
+        src: e.src,
+        dst: e.dst,
+        msg: &e.msg,
+    }
+}
+
 /// The replicas (by chunk) whose data differs between two stores.
 fn written_between(before: &MemStore, now: &MemStore) -> Vec<usize> {
     fn cells(s: &MemStore, c: usize) -> Option<&[Option<Cell>]> {
@@ -896,6 +1007,11 @@ impl Model for LeaseholdModel {
         }
         if self.cfg.barrier_crashes > 0 {
             self.track_barrier(last, &mut next, stepped, crash);
+        }
+        // Last, so that the step rules above see every message this step
+        // sent.
+        if self.cfg.drop_ignored {
+            self.drop_ignored(&mut next);
         }
         Some(next)
     }
