@@ -86,3 +86,34 @@ fn the_reduction_keeps_every_step_of_walks_of_concurrent_faults() {
         o.steps, o.states, o.states_with_marked
     );
 }
+
+/// `leasehold check --obligation` runs the same search on any
+/// configuration: it succeeds where the obligation holds.
+#[test]
+fn check_obligation_searches_a_named_configuration() {
+    use leasehold_checks::check::{CheckArgs, Strategy};
+    use leasehold_checks::run_check;
+    let args = |config: &str, sets: &[&str]| CheckArgs {
+        config: config.into(),
+        bug: None,
+        threads: 1,
+        strategy: Strategy::Dfs,
+        sets: sets.iter().map(|s| s.to_string()).collect(),
+        max_states: 10_000_000,
+        symmetry: true,
+        liveness: false,
+        swarm: None,
+        seed: 0,
+        depth: 200,
+        obligation: true,
+        list: false,
+    };
+    assert_eq!(
+        run_check(args("concurrent-lossy", &[])),
+        std::process::ExitCode::SUCCESS
+    );
+    // Stopped short of the whole configuration: not a success.
+    let mut capped = args("concurrent-lossy", &[]);
+    capped.max_states = 100;
+    assert_eq!(run_check(capped), std::process::ExitCode::FAILURE);
+}
