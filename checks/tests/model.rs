@@ -599,7 +599,7 @@ fn concurrent_crash_delays_holds_and_reaches_every_companion() {
         exhaustive_symmetric("concurrent-crash-delays").unique_states,
         // 1,253,158 without the reduction; 1,264,462 before a restarted
         // primary's stale report ended its lease.
-        843_581
+        471_618
     );
 }
 

@@ -295,11 +295,26 @@ impl LeaseholdModel {
     /// which `stays_ignored` checks step by step on unreduced runs:
     /// - anything but `Submit` to a client that has finished its script
     ///   (clients do not crash, and nothing in the model submits more);
-    /// - a `LeaseRequest` to the master for an epoch older than the last
-    ///   it granted (epochs never repeat, even across its restarts);
+    /// - a `LeaseRequest` or `LeaseRevoked` to the master for an epoch
+    ///   older than the chunk's last (epochs are durable and never repeat);
     /// - a `VersionAck` to the master for a version older than the
     ///   chunk's (versions only grow), unless the master re-replicates,
-    ///   where any acknowledgement may forgive a failed clone.
+    ///   where any acknowledgement may forgive a failed clone;
+    /// - a `LeaseOffer` or `NewVersion` to a chunkserver for an earlier
+    ///   incarnation of it (incarnations are durable), or for a version
+    ///   older than its replica's, or an offer of an epoch no newer than
+    ///   the lease it knows (both only grow while it runs; a restart
+    ///   makes the offer one of an earlier incarnation);
+    /// - a `LeaseGrant` to a chunkserver that no longer waits for it: it
+    ///   knows a later epoch, or a later extension of this one, or this
+    ///   one's request ran out, or (no lease known) the request it answers
+    ///   was an earlier incarnation's;
+    /// - an `Applied` to a replica that applied that stamp or a later one
+    ///   and has it no longer in flight (each stamp is issued once).
+    ///
+    /// Versions and applied stamps count only where they never go back
+    /// (`versions_only_grow`), and the kinds a seeded bug changes the
+    /// handling of are left alone under that bug.
     ///
     /// With `now_only` the second half is skipped: the unsound reduction
     /// the obligation test must reject.
@@ -330,9 +345,76 @@ impl LeaseholdModel {
                             .get(*chunk as usize)
                             .is_some_and(|c| *version < c.version)
                 }
+                (NodeState::Chunkserver(c), Msg::Applied { chunk, stamp, .. }) => {
+                    c.store.meta(*chunk).applied >= *stamp
+                        && !c
+                            .in_flight
+                            .iter()
+                            .any(|m| m.chunk == *chunk && m.stamp == *stamp)
+                        && self.versions_only_grow()
+                }
+                (NodeState::Master(m), Msg::LeaseRevoked { chunk, epoch }) => m
+                    .durable
+                    .chunks
+                    .get(*chunk as usize)
+                    .is_some_and(|c| *epoch < c.epoch),
+                (
+                    NodeState::Chunkserver(c),
+                    Msg::LeaseOffer {
+                        chunk,
+                        epoch,
+                        version,
+                        incarnation,
+                    },
+                ) => {
+                    self.cfg.bug != Bug::TakesOfferOfPreviousLife
+                        && (*incarnation < c.store.incarnation()
+                            || (*version < c.store.meta(*chunk).version
+                                && self.versions_only_grow())
+                            || c.lease(*chunk).is_some_and(|l| l.epoch >= *epoch))
+                }
+                (
+                    NodeState::Chunkserver(c),
+                    Msg::NewVersion {
+                        chunk,
+                        version,
+                        incarnation,
+                    },
+                ) => {
+                    *incarnation < c.store.incarnation()
+                        || (*version < c.store.meta(*chunk).version && self.versions_only_grow())
+                }
+                (
+                    NodeState::Chunkserver(c),
+                    Msg::LeaseGrant {
+                        chunk,
+                        epoch,
+                        extension,
+                        ..
+                    },
+                ) => {
+                    let exact = !matches!(
+                        self.cfg.bug,
+                        Bug::AcceptsLateGrant | Bug::PrimaryTakesAnyGrantOfEpoch
+                    );
+                    exact
+                        && c.lease(*chunk).is_none_or(|l| {
+                            l.epoch > *epoch
+                                || (l.epoch == *epoch
+                                    && (l.extensions > *extension
+                                        || (l.extensions == *extension && !l.requested)))
+                        })
+                }
                 _ => false,
             };
         stale && !self.acts_on(s, e)
+    }
+
+    /// Whether a replica's version of a chunk never goes back: not where
+    /// the master deletes replicas it moved (re-replication), nor where a
+    /// crash may lose or tear what the replica wrote since its barrier.
+    fn versions_only_grow(&self) -> bool {
+        !self.cfg.re_replication && self.cfg.barrier_crashes == 0 && !self.cfg.torn_syncs
     }
 
     /// The messages in flight in `s` that `ignored_for_ever` marks.
