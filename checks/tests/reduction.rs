@@ -38,6 +38,14 @@ fn the_reduction_keeps_every_run_of_concurrent_crash_delays() {
     holds(named("concurrent-crash-delays"), true, 1_253_158);
 }
 
+/// `faults`, which `cargo test` checks with the reduction on: a
+/// chunkserver crash-restart, delays past timeouts, a lease expiry and a
+/// retry (about a minute).
+#[test]
+fn the_reduction_keeps_every_run_of_faults() {
+    holds(named("faults"), false, 4_568_688);
+}
+
 #[test]
 fn the_reduction_keeps_every_run_of_crash() {
     holds(named("crash"), false, 1_079_363);

@@ -106,7 +106,9 @@ impl ModelCfg {
             },
             // Faults: messages delayed past timeouts (for safety this
             // subsumes loss), one chunkserver crash-restart, one lease expiry
-            // and re-grant, one client retry.
+            // and re-grant, one client retry. The crash configurations
+            // search with the reduction `drop_ignored` (4,568,688 states
+            // without it, 1,830,482 with it).
             "faults" => ModelCfg {
                 name: "faults",
                 lease_grants_max: 2,
@@ -114,6 +116,7 @@ impl ModelCfg {
                 lease_expiries: 1,
                 delays: true,
                 chunkserver_crashes: 1,
+                drop_ignored: true,
                 ..base
             },
             // Stateright's lossy network: any message may be dropped.
@@ -131,6 +134,7 @@ impl ModelCfg {
                 client_retries_max: 1,
                 lease_expiries: 1,
                 master_crashes: 1,
+                drop_ignored: true,
                 ..base
             },
             // Serial writes by one client, with replies delayed past timeouts so
@@ -237,12 +241,14 @@ impl ModelCfg {
                 ..base
             },
             // One master crash-restart, possibly while the lease is held,
-            // and one retry (LEASE-3), small enough for every test run.
+            // and one retry (LEASE-3): 9,600,542 states without the
+            // reduction `drop_ignored`, 3,539,612 with it.
             "master-crash" => ModelCfg {
                 name: "master-crash",
                 lease_grants_max: 2,
                 client_retries_max: 1,
                 master_crashes: 1,
+                drop_ignored: true,
                 ..base
             },
             // LIVE-2: liveness after a fault. One chunkserver crash-restart
@@ -469,14 +475,16 @@ impl ModelCfg {
                 ..base
             },
             // A master crash-restart at any point of two appends (LEASE-3
-            // with two clients waiting): 12,334,905 states with symmetry,
-            // several minutes, so `#[ignore]`d in the test suite.
+            // with two clients waiting): 12,193,187 states with symmetry,
+            // 4,367,044 with the reduction `drop_ignored` too, over a
+            // minute, so `#[ignore]`d in the test suite.
             "concurrent-master-crash" => ModelCfg {
                 name: "concurrent-master-crash",
                 appends: vec![1, 1],
                 lease_grants_max: 2,
                 client_retries_max: 0,
                 master_crashes: 1,
+                drop_ignored: true,
                 ..base
             },
             // CLIENT-1: the client opens the file by its path, appends a
