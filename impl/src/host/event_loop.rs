@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
-use super::clock::sleep_until;
+use super::clock::Wakeup;
 use super::net::{Peer, Routes, Unrouted};
 use super::storage::StorageFile;
 use super::{
@@ -98,6 +98,7 @@ where
         // A message taken from the inbox when a timer had expired: handled
         // after the timers, as the next batch's first.
         let mut carried: Option<Inbound<A::Msg>> = None;
+        let mut wakeup = Wakeup::new();
         loop {
             if *shutdown.borrow() {
                 return Ok(());
@@ -139,7 +140,7 @@ where
                     biased;
                     _ = shutdown.wait_for(|stop| *stop) => Wake::Shutdown,
                     m = inbox.recv() => m.map_or(Wake::Shutdown, Wake::Inbound),
-                    _ = sleep_until(deadline) => Wake::Timer,
+                    _ = wakeup.until(deadline) => Wake::Timer,
                 },
             };
             match wake {

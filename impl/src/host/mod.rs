@@ -739,7 +739,27 @@ where
                         let node = node(storage.as_ref());
                         let result = match own {
                             OwnThread::Runtime(rt, mut net_done) => {
-                                let result = rt.block_on(node.run(storage, inbox_rx, shutdown_rx));
+                                // The loop runs as a task of the runtime,
+                                // not as the future `block_on` polls: a
+                                // reader task's wake-up of a task is a push
+                                // on the thread's run queue, where waking
+                                // `block_on`'s future costs a turn of the
+                                // runtime's driver (`epoll_wait`), and the
+                                // loop takes its turn among the readers, so
+                                // a batch gathers more of what they read
+                                // (issue #13; docs/performance.md).
+                                let result = rt.block_on(async {
+                                    match tokio::spawn(node.run(storage, inbox_rx, shutdown_rx))
+                                        .await
+                                    {
+                                        Ok(result) => result,
+                                        // As before: the thread unwinds.
+                                        Err(e) if e.is_panic() => {
+                                            std::panic::resume_unwind(e.into_panic())
+                                        }
+                                        Err(_) => Err(HostError::Panicked),
+                                    }
+                                });
                                 // The loop has ended and dropped its frame
                                 // queues: the writers write what was queued
                                 // and close, the readers see the shutdown.
