@@ -19,10 +19,12 @@
 //!   round trip, and a single `fdatasync` writer: the physical limits.
 //! - [`redis`]: Redis, a primary and two replicas, `XADD` + `WAIT 2 0`.
 //! - [`system`]: Leasehold record appends and pushes over a local cluster.
+//! - [`anatomy`]: one record append's path, leg by leg, from step traces.
 //! - [`report`] and [`plot`]: `docs/performance.md` and its PNG plots.
 //!
 //! These are benchmarks, not tests: nothing here asserts a time.
 
+pub mod anatomy;
 pub mod checker;
 pub mod plot;
 pub mod proc;
@@ -105,6 +107,12 @@ pub struct BenchArgs {
     /// with traces off and on, and `validate` on the recorded trace.
     #[arg(long)]
     pub trace: bool,
+    /// Run the anatomy of one append: one client's 1 KiB appends on a
+    /// traced cluster, in each durability mode, and each leg of their path
+    /// (push hops, the chain's acknowledgement, the request, Apply,
+    /// Applied, the answer) from the traces.
+    #[arg(long)]
+    pub anatomy: bool,
     /// Short runs: 1 s per load, the small configurations only, fewer
     /// repeats. For trying the benchmark out; the figures are noisier.
     #[arg(long)]
@@ -164,6 +172,16 @@ pub fn leasehold_exe() -> Result<PathBuf, String> {
     }
 }
 
+/// Which parts of the benchmark ran (and so which report sections are
+/// rewritten).
+#[derive(Clone, Copy, Debug)]
+pub struct Parts {
+    pub checker: bool,
+    pub tcp: bool,
+    pub trace: bool,
+    pub anatomy: bool,
+}
+
 /// What the machine was doing, reported with every figure.
 #[derive(Clone, Debug)]
 pub struct MachineInfo {
@@ -216,6 +234,7 @@ pub struct Results {
     pub check_notes: Vec<String>,
     pub tcp: Option<TcpResults>,
     pub trace: Option<trace::TraceResults>,
+    pub anatomy: Option<anatomy::AnatomyResults>,
 }
 
 #[derive(Default)]
@@ -306,10 +325,13 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
     if let Some(config) = &args.child_check {
         return checker::run_child(config, args.child_strategy, args.child_symmetry);
     }
-    let (do_checker, do_tcp, do_trace) = match (args.checker, args.tcp, args.trace) {
-        (false, false, false) => (true, true, true),
-        other => other,
-    };
+    let all = !(args.checker || args.tcp || args.trace || args.anatomy);
+    let (do_checker, do_tcp, do_trace, do_anatomy) = (
+        all || args.checker,
+        all || args.tcp,
+        all || args.trace,
+        all || args.anatomy,
+    );
     let mut machine = MachineInfo::now();
     let work = args
         .work_dir
@@ -357,6 +379,17 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
             }
         }
     }
+    if do_anatomy {
+        let secs = args.seconds.unwrap_or(if args.quick { 1.0 } else { 5.0 });
+        match anatomy::run_anatomy_part(&work, Duration::from_secs_f64(secs)) {
+            Ok(a) => results.anatomy = Some(a),
+            Err(e) => {
+                eprintln!("error: the anatomy benchmark failed: {e}");
+                let _ = std::fs::remove_dir_all(&work);
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&work);
     machine.load_after = load_average();
     eprintln!(
@@ -368,7 +401,16 @@ pub fn run_bench(args: BenchArgs) -> ExitCode {
     println!("{text}");
     if !args.no_write {
         if let Err(e) = report::write(
-            &args.out, &results, &machine, args.quick, do_checker, do_tcp, do_trace,
+            &args.out,
+            &results,
+            &machine,
+            args.quick,
+            Parts {
+                checker: do_checker,
+                tcp: do_tcp,
+                trace: do_trace,
+                anatomy: do_anatomy,
+            },
         ) {
             eprintln!("error: cannot write the report: {e}");
             return ExitCode::FAILURE;

@@ -636,6 +636,92 @@ pub fn summary(r: &Results, m: &MachineInfo, quick: bool) -> String {
         s.push_str("\n## Step traces\n\n");
         s.push_str(&trace_section(t, m, quick));
     }
+    if let Some(a) = &r.anatomy {
+        s.push_str("\n## Anatomy of one append\n\n");
+        s.push_str(&anatomy_section(a, m, quick));
+    }
+    s
+}
+
+fn anatomy_section(a: &super::anatomy::AnatomyResults, m: &MachineInfo, quick: bool) -> String {
+    use super::anatomy::ANATOMY_RECORD_BYTES;
+    use super::stats::size_label;
+    let mut s = String::new();
+    let _ = writeln!(s, "{}\n", machine_line(m));
+    if quick {
+        s.push_str("`--quick`: 1 s loads; noisier figures.\n\n");
+    }
+    let _ = writeln!(
+        s,
+        "One client appends {} records one at a time to a three-replica cluster that records step traces; each leg of an append's path runs from the step that sent its message to the step that took it in (`CLOCK_MONOTONIC` readings of the traces), so a leg holds the sender's work after it (its barrier, for a message that waits for one), the wire, and the receiver's wait; the legs add up to the append. Medians over the appends whose whole path the traces give.\n",
+        size_label(ANATOMY_RECORD_BYTES)
+    );
+    if a.runs.is_empty() {
+        return s;
+    }
+    s.push_str("| leg |");
+    for r in &a.runs {
+        let _ = write!(s, " {} p50 µs | share |", durability_label(r.durability));
+    }
+    s.push_str("\n|---|");
+    for _ in &a.runs {
+        s.push_str("---:|---:|");
+    }
+    s.push('\n');
+    let legs: Vec<super::anatomy::Leg> = a.runs[0].legs.iter().map(|(l, _)| *l).collect();
+    for leg in legs {
+        let _ = write!(s, "| {} |", leg.label());
+        for r in &a.runs {
+            match r.legs.iter().find(|(l, _)| *l == leg) {
+                Some((_, lat)) => {
+                    let _ = write!(
+                        s,
+                        " {:.0} | {:.0}% |",
+                        lat.p50_us,
+                        100.0 * lat.p50_us / r.total.p50_us
+                    );
+                }
+                None => s.push_str(" | |"),
+            }
+        }
+        s.push('\n');
+    }
+    s.push_str("| **the path, summed** |");
+    for r in &a.runs {
+        let _ = write!(s, " **{:.0}** | |", r.total.p50_us);
+    }
+    s.push_str("\n| the append as the application saw it, traced |");
+    for r in &a.runs {
+        let _ = write!(s, " {:.0} | |", r.run.latency.p50_us);
+    }
+    s.push_str("\n| the append as the application saw it, untraced (the run before) |");
+    for r in &a.runs {
+        let _ = write!(s, " {:.0} | |", r.untraced.latency.p50_us);
+    }
+    s.push('\n');
+    let _ = writeln!(
+        s,
+        "\nAppends traced whole: {}.",
+        a.runs
+            .iter()
+            .map(|r| format!(
+                "{} {} (the run timed {}, after one untimed)",
+                durability_label(r.durability),
+                r.paths,
+                r.run.records
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(rtt) = a.rtt {
+        let _ = writeln!(
+            s,
+            "Loopback one-byte round trip in the same run: p50 {:.1} µs, so a bare one-way hop is about {:.0} µs; the eight legs of an append at that cost would take {:.0} µs.",
+            rtt.p50_us,
+            rtt.p50_us / 2.0,
+            4.0 * rtt.p50_us
+        );
+    }
     s
 }
 
@@ -644,7 +730,11 @@ Rerun everything (minutes; prints progress):\n\n\
 ```sh\nscripts/bench-all\n```\n\n\
 ## Model checker\n\n<!-- BEGIN bench:checker -->\n<!-- END bench:checker -->\n\n\
 ## TCP system\n\n<!-- BEGIN bench:tcp -->\n<!-- END bench:tcp -->\n\n\
-## Step traces\n\n<!-- BEGIN bench:trace -->\n<!-- END bench:trace -->\n";
+## Step traces\n\n<!-- BEGIN bench:trace -->\n<!-- END bench:trace -->\n\
+## Anatomy of one append\n\n<!-- BEGIN bench:anatomy -->\n<!-- END bench:anatomy -->\n";
+
+const ANATOMY_TEMPLATE: &str =
+    "\n## Anatomy of one append\n\n<!-- BEGIN bench:anatomy -->\n<!-- END bench:anatomy -->\n";
 
 /// Replaces the text between the markers of `name` in `doc`.
 pub fn replace_section(doc: &str, name: &str, body: &str) -> Option<String> {
@@ -660,10 +750,14 @@ pub fn write(
     r: &Results,
     m: &MachineInfo,
     quick: bool,
-    checker: bool,
-    tcp: bool,
-    trace: bool,
+    parts: super::Parts,
 ) -> Result<(), String> {
+    let super::Parts {
+        checker,
+        tcp,
+        trace,
+        anatomy,
+    } = parts;
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -689,6 +783,13 @@ pub fn write(
         }
         doc = replace_section(&doc, "trace", &trace_section(t, m, quick))
             .ok_or("the report has no bench:trace markers")?;
+    }
+    if let (true, Some(a)) = (anatomy, &r.anatomy) {
+        if !doc.contains("<!-- BEGIN bench:anatomy -->") {
+            doc.push_str(ANATOMY_TEMPLATE);
+        }
+        doc = replace_section(&doc, "anatomy", &anatomy_section(a, m, quick))
+            .ok_or("the report has no bench:anatomy markers")?;
     }
     std::fs::write(out, doc).map_err(|e| format!("{}: {e}", out.display()))
 }
