@@ -584,13 +584,19 @@ fn tcp_section(t: &TcpResults, m: &MachineInfo, quick: bool, plots: &[String]) -
     s
 }
 
-fn trace_section(t: &super::trace::TraceResults, m: &MachineInfo, quick: bool) -> String {
-    use super::stats::size_label;
-    let mut s = String::new();
-    let _ = writeln!(s, "{}\n", machine_line(m));
+/// A generated section's first lines: the machine, and whether loads were
+/// shortened.
+fn section_head(m: &MachineInfo, quick: bool) -> String {
+    let mut s = format!("{}\n\n", machine_line(m));
     if quick {
         s.push_str("`--quick`: 1 s loads; noisier figures.\n\n");
     }
+    s
+}
+
+fn trace_section(t: &super::trace::TraceResults, m: &MachineInfo, quick: bool) -> String {
+    use super::stats::size_label;
+    let mut s = section_head(m, quick);
     let _ = writeln!(
         s,
         "Durable {} record appends from {} clients, one file, {:.0} s per run, {} runs with traces off and {} on, alternating; each row is its kind's median run. Then `leasehold validate` ({} threads) on the last traced run's trace.\n",
@@ -649,11 +655,7 @@ pub fn summary(r: &Results, m: &MachineInfo, quick: bool) -> String {
 fn anatomy_section(a: &super::anatomy::AnatomyResults, m: &MachineInfo, quick: bool) -> String {
     use super::anatomy::ANATOMY_RECORD_BYTES;
     use super::stats::size_label;
-    let mut s = String::new();
-    let _ = writeln!(s, "{}\n", machine_line(m));
-    if quick {
-        s.push_str("`--quick`: 1 s loads; noisier figures.\n\n");
-    }
+    let mut s = section_head(m, quick);
     let _ = writeln!(
         s,
         "One client appends {} records one at a time to a three-replica cluster that records step traces; each leg of an append's path runs from the step that sent its message to the step that took it in (`CLOCK_MONOTONIC` readings of the traces), so a leg holds the sender's work after it (its barrier, for a message that waits for one), the wire, and the receiver's wait; the legs add up to the append. Medians over the appends whose whole path the traces give.\n",
@@ -717,12 +719,13 @@ fn anatomy_section(a: &super::anatomy::AnatomyResults, m: &MachineInfo, quick: b
             .join(", ")
     );
     if let Some(rtt) = a.rtt {
+        let legs = a.runs[0].legs.len();
         let _ = writeln!(
             s,
-            "Loopback one-byte round trip in the same run: p50 {:.1} µs, so a bare one-way hop is about {:.0} µs; the eight legs of an append at that cost would take {:.0} µs.",
+            "Loopback one-byte round trip in the same run: p50 {:.1} µs, so a bare one-way hop is about {:.0} µs; the {legs} legs of an append at that cost would take {:.0} µs.",
             rtt.p50_us,
             rtt.p50_us / 2.0,
-            4.0 * rtt.p50_us
+            legs as f64 * rtt.p50_us / 2.0
         );
     }
     s
