@@ -640,6 +640,34 @@ fn concurrent_barrier_crash_holds_and_reaches_every_companion() {
     assert_eq!(r.unique_states, 1_294_776);
 }
 
+/// Batched serials (issue #13): two clients' appends, the primary's
+/// `Apply`s sent each alone or both in one `ApplyBatch` (its companion).
+#[test]
+fn batched_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("batched").unique_states, 588);
+}
+
+/// A batch's writes lost or torn together by a secondary's crash before
+/// its barrier, and the next lease after it.
+#[test]
+fn batched_crash_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("batched-crash").unique_states, 1_435_613);
+}
+
+/// A lost batch: the secondary reports the gap and the primary sends its
+/// serials again one by one.
+#[test]
+fn batched_lossy_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("batched-lossy").unique_states, 135_565);
+}
+
+/// A secondary that acknowledges a whole batch having written only its
+/// first mutation: the record acknowledged is missing on that replica.
+#[test]
+fn bug_secondary_acks_batch_unapplied_breaks_append_1() {
+    caught(Bug::SecondaryAcksBatchUnapplied, "batched", "APPEND-1");
+}
+
 /// Two clients append at once over a network that may lose any message.
 #[test]
 fn concurrent_lossy_holds_and_reaches_every_companion() {

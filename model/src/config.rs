@@ -255,10 +255,14 @@ pub enum Bug {
     /// report shows it lost its replica (a torn sync), so clients go on
     /// holding a lease that names a replica holding nothing (VERSION-2).
     LostSecondaryKeepsLease,
+    /// A secondary answers every mutation of an `ApplyBatch` as applied
+    /// but writes only the first: the primary acknowledges a record one
+    /// replica lacks (APPEND-1, in `batched`).
+    SecondaryAcksBatchUnapplied,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 60] = [
+    pub const ALL: [Bug; 61] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -319,6 +323,7 @@ impl Bug {
         Bug::LostPrimaryKeepsLease,
         Bug::SecondaryKeepsHeldCopyOfApplied,
         Bug::LostSecondaryKeepsLease,
+        Bug::SecondaryAcksBatchUnapplied,
     ];
 
     /// Kebab-case name used on the command line.
@@ -466,6 +471,10 @@ impl Durations {
     }
 }
 
+fn one() -> u32 {
+    1
+}
+
 /// The parameters every actor of one cluster shares.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProtocolCfg {
@@ -525,6 +534,15 @@ pub struct ProtocolCfg {
     /// frame's worth over TCP, a unit in the model's `live-repl`, so that
     /// a clone of several parts is checked.
     pub clone_part_units: u64,
+    /// Mutations a primary sends a secondary in one frame
+    /// ([`Msg::ApplyBatch`](crate::msg::Msg::ApplyBatch)): the ones it
+    /// ordered while their `Apply`s waited for [`Timer::SendApplies`]
+    /// (crate::msg::Timer::SendApplies), which the TCP host fires when its
+    /// batch of messages ends. 1 sends each `Apply` at once, as most model
+    /// configurations do; `batched` checks 2; the TCP nodes allow as many
+    /// as a host batch holds (docs/model.md argues why 2 covers them).
+    #[serde(default = "one")]
+    pub apply_batch_max: u32,
     pub durations: Durations,
     pub bug: Bug,
 }

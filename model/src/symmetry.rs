@@ -176,6 +176,9 @@ impl Permute for ChunkserverState<MemStore> {
         for h in &mut s.held {
             h.op = h.op.permute(p);
         }
+        for u in &mut s.unsent {
+            u.op = u.op.permute(p);
+        }
         for e in &mut s.early {
             e.client = e.client.permute(p);
             e.data = e.data.permute(p);
@@ -314,6 +317,18 @@ impl Permute for Msg<RecordToken> {
                 version,
                 stamp,
                 op: op.permute(p),
+            },
+            Msg::ApplyBatch {
+                chunk,
+                version,
+                applies,
+            } => Msg::ApplyBatch {
+                chunk,
+                version,
+                applies: applies
+                    .iter()
+                    .map(|(stamp, op)| (*stamp, op.permute(p)))
+                    .collect(),
             },
             Msg::MutationDone {
                 chunk,

@@ -18,7 +18,7 @@ use super::clock::Wakeup;
 use super::net::{Peer, Routes, Unrouted};
 use super::storage::StorageFile;
 use super::{
-    Barrier, EarlySends, HostError, Inbound, MsgObserver, MsgTracer, Passage, SendDelay,
+    Barrier, BatchEnd, EarlySends, HostError, Inbound, MsgObserver, MsgTracer, Passage, SendDelay,
     StateNarrator, Step, StepClock, StepCommand, StepInput, StepRecorder, BATCH_MSGS_MAX,
     SELF_QUEUE_MSGS_MAX,
 };
@@ -55,6 +55,7 @@ pub(super) struct NodeLoop<A: Actor> {
     pub(super) recorder: Option<Box<dyn StepRecorder<A>>>,
     pub(super) send_delay: Option<SendDelay<A::Msg>>,
     pub(super) early_sends: Option<EarlySends<A::Msg>>,
+    pub(super) batch_end: Option<BatchEnd<A>>,
     /// The runtime of the network tasks, for held messages.
     pub(super) network: tokio::runtime::Handle,
 }
@@ -95,9 +96,9 @@ where
         inbox: &mut mpsc::Receiver<Inbound<A::Msg>>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), HostError> {
-        // A message taken from the inbox when a timer had expired: handled
-        // after the timers, as the next batch's first.
-        let mut carried: Option<Inbound<A::Msg>> = None;
+        // Messages taken from the inbox when a timer had expired: handled
+        // after the timers, in the next batch.
+        let mut carried: VecDeque<Inbound<A::Msg>> = VecDeque::new();
         let mut wakeup = Wakeup::new();
         loop {
             if *shutdown.borrow() {
@@ -134,7 +135,7 @@ where
                 continue;
             }
             let deadline = self.timers.values().map(|d| d.at).min();
-            let wake = match carried.take() {
+            let wake = match carried.pop_front() {
                 Some(inbound) => Wake::Inbound(inbound),
                 None => tokio::select! {
                     biased;
@@ -146,7 +147,7 @@ where
             match wake {
                 Wake::Shutdown => return Ok(()),
                 Wake::Timer => continue,
-                Wake::Inbound(Inbound { src, msg, budget }) => {
+                Wake::Inbound(first) => {
                     // The select may pick a message although a deadline has
                     // passed meanwhile (e.g. the process was stopped with
                     // SIGSTOP and continued): expired timers go first, so a
@@ -158,8 +159,9 @@ where
                         self.commit(vec![step])?;
                         clock = StepClock::now();
                     }
-                    let mut budgets = vec![budget];
-                    let mut batch = vec![self.handle_msg(&mut state, clock, src, msg)];
+                    let mut budgets = vec![];
+                    let mut batch = vec![];
+                    let mut taken = vec![first];
                     // Group commit: handle what else has arrived, then pass
                     // one barrier for all of it. A timer that expires
                     // meanwhile ends the batch, so no step's clock reading
@@ -167,23 +169,23 @@ where
                     // The clock is read after the message is taken, so no
                     // step's reading precedes its message's arrival.
                     loop {
-                        while batch.len() < BATCH_MSGS_MAX && carried.is_none() {
+                        while batch.len() + taken.len() < BATCH_MSGS_MAX && carried.is_empty() {
                             let Ok(inbound) = inbox.try_recv() else {
                                 break;
                             };
-                            let clock = StepClock::now();
-                            if self.has_expired_timer(clock) {
-                                carried = Some(inbound);
-                                break;
-                            }
-                            let Inbound { src, msg, budget } = inbound;
-                            budgets.push(budget);
-                            batch.push(self.handle_msg(&mut state, clock, src, msg));
+                            taken.push(inbound);
                         }
+                        self.handle_taken(
+                            &mut state,
+                            &mut taken,
+                            &mut batch,
+                            &mut budgets,
+                            &mut carried,
+                        );
                         self.send_early(&mut batch)?;
                         if self.barrier.is_none()
                             || batch.len() >= BATCH_MSGS_MAX
-                            || carried.is_some()
+                            || !carried.is_empty()
                         {
                             break;
                         }
@@ -209,6 +211,93 @@ where
                 }
             }
         }
+    }
+
+    /// Handles the messages `taken` from the inbox into `batch`: those the
+    /// protocol orders mutations with first, then the timers that fire at
+    /// the batch's end (a primary's waiting `Apply`s, which then leave
+    /// early, before any step that must wait for the barrier), then the
+    /// rest, each kind in arrival order. The network's order between
+    /// messages of different senders is no promise the protocol relies on
+    /// (the model's network is unordered), and a sender's `Mutate` never
+    /// depends on a message of its own that arrives with it. At a timer
+    /// that expires meanwhile the batch ends: what is left is carried to
+    /// the next one, after the timer.
+    fn handle_taken(
+        &mut self,
+        state: &mut A::State,
+        taken: &mut Vec<Inbound<A::Msg>>,
+        batch: &mut Vec<Step<A>>,
+        budgets: &mut Vec<Option<tokio::sync::OwnedSemaphorePermit>>,
+        carried: &mut VecDeque<Inbound<A::Msg>>,
+    ) {
+        let (first, rest): (Vec<_>, Vec<_>) =
+            taken.drain(..).partition(|i| self.handled_first(&i.msg));
+        let mut rest = rest.into_iter();
+        let mut queue = first.into_iter();
+        let mut at_end_fired = false;
+        loop {
+            let Some(inbound) = queue.next() else {
+                if !at_end_fired {
+                    at_end_fired = true;
+                    self.fire_batch_end_timers(state, batch);
+                    queue = std::mem::replace(&mut rest, Vec::new().into_iter());
+                    continue;
+                }
+                break;
+            };
+            let clock = StepClock::now();
+            if self.has_expired_timer(clock) {
+                carried.push_back(inbound);
+                carried.extend(queue);
+                carried.extend(rest);
+                break;
+            }
+            let Inbound { src, msg, budget } = inbound;
+            budgets.push(budget);
+            batch.push(self.handle_msg(state, clock, src, msg));
+        }
+        self.fire_batch_end_timers(state, batch);
+    }
+
+    /// What the batch left for its end goes now, so that it leaves before
+    /// the barrier as it would have from the steps themselves. The batch's
+    /// commands are carried out only after its barrier, so a timer its
+    /// steps armed is armed in their commands, not yet in `timers`: firing
+    /// it here takes those commands out of what is carried out (armed,
+    /// then fired, leaves it disarmed, as the trace's steps say).
+    fn fire_batch_end_timers(&mut self, state: &mut A::State, batch: &mut Vec<Step<A>>) {
+        while let Some(timer) = self.armed_batch_end_timer(batch) {
+            self.timers.remove(&timer);
+            for step in batch.iter_mut() {
+                step.commands.retain(|c| {
+                    !matches!(c, StepCommand::SetTimer(t, _) | StepCommand::CancelTimer(t) if *t == timer)
+                });
+            }
+            let clock = StepClock::now();
+            batch.push(self.handle_timer(state, clock, timer));
+        }
+    }
+
+    /// A timer that fires at the batch's end and is armed once the batch's
+    /// commands so far are carried out.
+    fn armed_batch_end_timer(&self, batch: &[Step<A>]) -> Option<A::Timer> {
+        let mut armed: Vec<A::Timer> = self
+            .timers
+            .keys()
+            .filter(|t| self.fires_at_batch_end(t))
+            .cloned()
+            .collect();
+        for c in batch.iter().flat_map(|s| &s.commands) {
+            match c {
+                StepCommand::SetTimer(t, _) if self.fires_at_batch_end(t) && !armed.contains(t) => {
+                    armed.push(t.clone());
+                }
+                StepCommand::CancelTimer(t) => armed.retain(|a| a != t),
+                _ => {}
+            }
+        }
+        armed.into_iter().next()
     }
 
     fn trace(&mut self, src: Id, msg: &A::Msg) {
@@ -328,8 +417,24 @@ where
         step
     }
 
+    /// Whether a timer that fires at its deadline has expired (one that
+    /// fires at the batch's end does not end the batch early).
     fn has_expired_timer(&self, clock: StepClock) -> bool {
-        self.timers.values().any(|d| d.at <= clock.at)
+        self.timers
+            .iter()
+            .any(|(t, d)| d.at <= clock.at && !self.fires_at_batch_end(t))
+    }
+
+    fn fires_at_batch_end(&self, timer: &A::Timer) -> bool {
+        self.batch_end
+            .as_ref()
+            .is_some_and(|b| (b.fires_at_end)(timer))
+    }
+
+    fn handled_first(&self, msg: &A::Msg) -> bool {
+        self.batch_end
+            .as_ref()
+            .is_some_and(|b| (b.handled_first)(msg))
     }
 
     /// Passes the barrier, then carries out the steps' commands. STORE-2:

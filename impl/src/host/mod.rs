@@ -439,6 +439,22 @@ pub type SendDelay<M> = Box<dyn Fn(Id, &M) -> Option<Duration> + Send>;
 /// the host so that model and host use the same rule.
 pub type EarlySends<M> = Box<dyn Fn(&M) -> bool + Send>;
 
+/// Batched serials over the host's group commit (issue #13): which timers
+/// fire when the batch of messages the node is handling ends, before its
+/// barrier, whatever their deadline (`Timer::fires_at_batch_end`: a
+/// primary's waiting `Apply`s leave as one batch), and which messages of a
+/// batch are handled before them (`Msg::handled_before_batch_end`: the
+/// `Mutate`s, so that every mutation the batch orders is in it). The model
+/// fires such timers at any moment and delivers messages in any order,
+/// which covers both.
+pub struct BatchEnd<A: Actor> {
+    pub fires_at_end: Predicate<A::Timer>,
+    pub handled_first: Predicate<A::Msg>,
+}
+
+/// A predicate the protocol hands the host.
+pub type Predicate<T> = Box<dyn Fn(&T) -> bool + Send>;
+
 /// Runs one actor as one node.
 pub struct ActorHost<A: Actor> {
     actor: A,
@@ -451,6 +467,7 @@ pub struct ActorHost<A: Actor> {
     send_delay: Option<SendDelay<A::Msg>>,
     scheduling: Option<Scheduling<A>>,
     early_sends: Option<EarlySends<A::Msg>>,
+    batch_end: Option<BatchEnd<A>>,
 }
 
 impl<A> ActorHost<A>
@@ -475,6 +492,7 @@ where
             send_delay: None,
             scheduling: None,
             early_sends: None,
+            batch_end: None,
         }
     }
 
@@ -501,6 +519,14 @@ where
     /// (see [`NodeLoop::commit`](event_loop::NodeLoop)).
     pub fn with_early_sends(mut self, early: EarlySends<A::Msg>) -> Self {
         self.early_sends = Some(early);
+        self
+    }
+
+    /// Fires the timers `batch_end` picks when a batch of messages ends
+    /// rather than at their deadlines, after the messages it picks
+    /// ([`BatchEnd`]).
+    pub fn with_batch_end(mut self, batch_end: BatchEnd<A>) -> Self {
+        self.batch_end = Some(batch_end);
         self
     }
 
@@ -546,6 +572,7 @@ where
             send_delay,
             scheduling,
             early_sends,
+            batch_end,
         } = self;
         let id = config.id;
         let span = tracing::info_span!("node", id = usize::from(id) as u64);
@@ -712,6 +739,7 @@ where
             send_delay,
             network,
             early_sends,
+            batch_end,
         };
         let finish = move |result: Result<(), HostError>| {
             if let Err(e) = &result {

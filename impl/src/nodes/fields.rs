@@ -86,6 +86,19 @@ pub fn msg_fields(msg: &RealMsg) -> MsgFields {
                 ApplyOp::Skip => None,
             };
         }
+        Msg::ApplyBatch {
+            chunk,
+            version,
+            applies,
+        } => {
+            // The first serial of the batch; the rest follow it.
+            f.chunk = Some(*chunk);
+            f.version = Some(*version);
+            if let Some((stamp, _)) = applies.first() {
+                f.epoch = Some(stamp.epoch);
+                f.serial = Some(stamp.serial);
+            }
+        }
         Msg::ApplyGap {
             chunk,
             version,

@@ -23,7 +23,7 @@ use leasehold_model::client::ClientActor;
 use leasehold_model::config::{Bug, Durations, ProtocolCfg};
 use leasehold_model::master::MasterNote;
 use leasehold_model::master::{MasterActor, MasterDurable};
-use leasehold_model::msg::{ApplyOp, Msg, MutationKind};
+use leasehold_model::msg::{ApplyOp, Msg, MutationKind, Timer};
 use leasehold_model::node::Digested;
 use leasehold_model::types::{ClonePiece, Payload, StoreError};
 use leasehold_model::{Node, NodeState};
@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use crate::config::{ClusterConfig, ConfigError, NodeConfig, Role};
 use crate::filestore::FileStore;
-use crate::host::{ActorHost, HostConfig, HostError, MsgObserver, RunningHost};
+use crate::host::{ActorHost, BatchEnd, HostConfig, HostError, MsgObserver, RunningHost};
 use crate::payload::Bytes;
 use crate::trace::{TraceActor, TraceInitial, TraceWriter};
 
@@ -186,6 +186,9 @@ pub fn protocol_cfg(cluster: &ClusterConfig) -> Result<ProtocolCfg, NodeError> {
         heartbeats_when_idle: true,
         re_replication: true,
         clone_part_units: CLONE_PART_BYTES,
+        // A primary's Applies wait only until its host's batch of messages
+        // ends, and a batch holds at most this many Mutates.
+        apply_batch_max: crate::host::BATCH_MSGS_MAX as u32,
         durations,
         bug: Bug::None,
     })
@@ -273,6 +276,10 @@ async fn start_at(
         host = host.with_send_delay(delay);
     }
     let bug = actor_bug(&actor);
+    host = host.with_batch_end(BatchEnd {
+        fires_at_end: Box::new(Timer::fires_at_batch_end),
+        handled_first: Box::new(RealMsg::handled_before_batch_end),
+    });
     host = host.with_early_sends(Box::new(move |msg: &RealMsg| {
         msg.leaves_before_barrier(bug)
     }));

@@ -59,9 +59,10 @@ pub fn every_message() -> Vec<(String, RealMsg)> {
             Msg::SnapshotTaken { .. } => "SnapshotTaken",
             Msg::CopyChunk { .. } => "CopyChunk",
             Msg::ChunkCopied { .. } => "ChunkCopied",
+            Msg::ApplyBatch { .. } => "ApplyBatch",
         }
     }
-    const VARIANTS: usize = 42;
+    const VARIANTS: usize = 43;
     let data = DataId {
         client: 4,
         seq: 300,
@@ -372,6 +373,20 @@ pub fn every_message() -> Vec<(String, RealMsg)> {
         Msg::ChunkCopied {
             chunk: 9,
             version: 4,
+        },
+        Msg::ApplyBatch {
+            chunk: 7,
+            version: 5,
+            applies: vec![
+                (stamp, ApplyOp::WriteAt { offset: 64, data }),
+                (
+                    Stamp {
+                        serial: stamp.serial + 1,
+                        ..stamp
+                    },
+                    ApplyOp::PadTo { end: 1 << 26 },
+                ),
+            ],
         },
     ];
     let names: BTreeSet<&str> = msgs.iter().map(variant).collect();

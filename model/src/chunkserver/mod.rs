@@ -122,6 +122,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             in_flight: vec![],
             held: vec![],
             early: vec![],
+            unsent: vec![],
             failed: vec![],
             clones: vec![],
             heartbeat_due,
@@ -401,6 +402,36 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 );
                 self.apply_held(state, chunk, o);
             }
+            // Exactly as that many `Apply`s in this order.
+            Msg::ApplyBatch {
+                chunk,
+                version,
+                applies,
+            } => {
+                for (i, (stamp, op)) in applies.into_iter().enumerate() {
+                    if i > 0 && self.cfg.bug == Bug::SecondaryAcksBatchUnapplied {
+                        let result = Ok(());
+                        o.send(
+                            src,
+                            Msg::Applied {
+                                chunk,
+                                stamp,
+                                result,
+                            },
+                        );
+                        continue;
+                    }
+                    let apply = HeldApply {
+                        primary: src,
+                        chunk,
+                        version,
+                        stamp,
+                        op,
+                    };
+                    self.on_apply(state, src, apply, o);
+                    self.apply_held(state, chunk, o);
+                }
+            }
             Msg::ApplyGap {
                 chunk,
                 version,
@@ -500,6 +531,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 }
             }
             Timer::HeldBack(chunk) => self.report_gap(state, chunk, o),
+            Timer::SendApplies(chunk) => self.send_unsent(state, chunk, o),
             Timer::HeartBeat => self.heartbeat(state, o),
             Timer::AgeOut(data) => {
                 if self.cfg.bug == Bug::AgedOutDataKept {

@@ -155,18 +155,15 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         let skip_secondaries =
             offset.is_none() && self.cfg.bug == Bug::PrimaryDoesNotPadSecondaries;
         let version = s.store.meta(chunk).version;
-        if !skip_secondaries {
-            for r in &secondaries {
-                o.send(
-                    *r,
-                    Msg::Apply {
-                        chunk,
-                        version,
-                        stamp,
-                        op,
-                    },
-                );
-            }
+        if !skip_secondaries && !secondaries.is_empty() {
+            let unsent = UnsentApply {
+                chunk,
+                version,
+                stamp,
+                op,
+                secondaries: secondaries.clone(),
+            };
+            self.forward(s, unsent, o);
         }
         if secondaries.is_empty()
             || skip_secondaries
@@ -183,6 +180,55 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 acked: vec![],
             });
         }
+    }
+
+    /// Act 1250: sends the secondaries a mutation just ordered, at once or,
+    /// with `apply_batch_max` > 1, together with the next ones of its chunk
+    /// when `Timer::SendApplies` fires or the batch is full. A batch holds
+    /// one lease's consecutive serials for one set of secondaries at one
+    /// version, so what waits under another is sent first.
+    fn forward(&self, s: &mut ChunkserverState<S>, apply: UnsentApply, o: &mut O<S>) {
+        if self.cfg.apply_batch_max <= 1 {
+            return send_applies(&[apply], o);
+        }
+        let other_batch = s.unsent.iter().any(|u| {
+            u.chunk == apply.chunk
+                && (u.version != apply.version
+                    || u.stamp.epoch != apply.stamp.epoch
+                    || u.secondaries != apply.secondaries)
+        });
+        if other_batch {
+            self.flush_unsent(s, apply.chunk, o);
+        }
+        let chunk = apply.chunk;
+        s.unsent.push(apply);
+        let waiting = s.unsent.iter().filter(|u| u.chunk == chunk).count();
+        if waiting as u32 >= self.cfg.apply_batch_max {
+            self.flush_unsent(s, chunk, o);
+        } else {
+            o.set_timer(Timer::SendApplies(chunk), Durations::range(0));
+        }
+    }
+
+    /// `Timer::SendApplies`: the waiting `Apply`s of `chunk` leave.
+    pub(super) fn send_unsent(
+        &self,
+        state: &mut Cow<ChunkserverState<S>>,
+        chunk: ChunkHandle,
+        o: &mut O<S>,
+    ) {
+        if state.unsent.iter().any(|u| u.chunk == chunk) {
+            self.flush_unsent(state.to_mut(), chunk, o);
+        }
+    }
+
+    fn flush_unsent(&self, s: &mut ChunkserverState<S>, chunk: ChunkHandle, o: &mut O<S>) {
+        o.cancel_timer(Timer::SendApplies(chunk));
+        let (batch, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut s.unsent)
+            .into_iter()
+            .partition(|u| u.chunk == chunk);
+        s.unsent = rest;
+        send_applies(&batch, o);
     }
 
     pub(super) fn reply_done(
@@ -330,6 +376,29 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 },
             );
         }
+    }
+}
+
+/// Sends each secondary the `Apply`s of `batch` (one chunk, version, lease
+/// and set of secondaries, in serial order): one `Apply`, or one
+/// `ApplyBatch` for more.
+fn send_applies<S: ChunkStore>(batch: &[UnsentApply], o: &mut O<S>) {
+    let Some(first) = batch.first() else { return };
+    for r in &first.secondaries {
+        let msg = match batch {
+            [one] => Msg::Apply {
+                chunk: one.chunk,
+                version: one.version,
+                stamp: one.stamp,
+                op: one.op,
+            },
+            _ => Msg::ApplyBatch {
+                chunk: first.chunk,
+                version: first.version,
+                applies: batch.iter().map(|u| (u.stamp, u.op)).collect(),
+            },
+        };
+        o.send(*r, msg);
     }
 }
 

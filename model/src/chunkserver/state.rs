@@ -78,6 +78,19 @@ pub struct HeldApply {
     pub op: ApplyOp,
 }
 
+/// A mutation the primary ordered and applied whose `Apply` waits to go
+/// out with the next ones of its chunk in one frame per secondary
+/// ([`Msg::ApplyBatch`], issue #13). Waiting is a delay the network may
+/// add anyway, and a crash loses it as it loses any message not yet sent.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UnsentApply {
+    pub chunk: ChunkHandle,
+    pub version: ChunkVersion,
+    pub stamp: Stamp,
+    pub op: ApplyOp,
+    pub secondaries: Vec<Id>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ChunkserverState<S: ChunkStore> {
     pub store: S,
@@ -86,6 +99,9 @@ pub struct ChunkserverState<S: ChunkStore> {
     pub in_flight: Vec<InFlight>,
     pub held: Vec<HeldApply>,
     pub early: Vec<EarlyMutate>,
+    /// `Apply`s waiting to go out together, in serial order
+    /// (`ProtocolCfg::apply_batch_max` > 1).
+    pub unsent: Vec<UnsentApply>,
     /// Chunks whose replica here failed to store something, with the
     /// error (FAULT-2). Reported to the master once; until this server
     /// restarts, their mutations fail here at once, so nothing is held

@@ -413,6 +413,20 @@ pub enum Msg<P> {
         chunk: ChunkHandle,
         version: ChunkVersion,
     },
+
+    // ---- batched serials (issue #13; appended, as above)
+    /// Act 1250 for several mutations at once: primary to a secondary, the
+    /// `Apply`s of consecutive serials of one lease that were waiting
+    /// together, in serial order ([0099]). The secondary takes them one by
+    /// one, exactly as that many `Apply`s in this order, within one step,
+    /// so its host passes one barrier for all of them. Sent only when the
+    /// primary has more than one waiting (`ProtocolCfg::apply_batch_max`);
+    /// a resend in answer to a gap report is always a single `Apply`.
+    ApplyBatch {
+        chunk: ChunkHandle,
+        version: ChunkVersion,
+        applies: Vec<(Stamp, ApplyOp)>,
+    },
 }
 
 /// One part of a chunk a clone copies ([`Msg::ChunkPart`]).
@@ -445,10 +459,22 @@ impl<P> Msg<P> {
     /// out early too.
     pub fn leaves_before_barrier(&self, bug: Bug) -> bool {
         match self {
-            Msg::Apply { .. } | Msg::PushData { .. } | Msg::DataPushed { .. } => true,
+            Msg::Apply { .. }
+            | Msg::ApplyBatch { .. }
+            | Msg::PushData { .. }
+            | Msg::DataPushed { .. } => true,
             Msg::MutationDone { .. } | Msg::ChunkFull { .. } => bug == Bug::AckLeavesBeforeBarrier,
             _ => false,
         }
+    }
+
+    /// Whether a host handles this message, among those of a batch, before
+    /// the timers that fire at the batch's end ([`Timer::fires_at_batch_end`]):
+    /// a `Mutate` orders a mutation whose `Apply` then leaves with the
+    /// batch's others, before any step of the batch that must wait for the
+    /// barrier (a reply to a client) and so before the barrier itself.
+    pub fn handled_before_batch_end(&self) -> bool {
+        matches!(self, Msg::Mutate { .. })
     }
 
     /// The protocol step a message belongs to, for the Explorer and traces.
@@ -477,6 +503,7 @@ impl<P> Msg<P> {
             } => "act 1410 append request",
             Msg::Mutate { .. } => "act 1240 write request",
             Msg::Apply { .. } => "act 1250 apply",
+            Msg::ApplyBatch { .. } => "act 1250 apply (batch)",
             Msg::ApplyGap { .. } => "act 1250 apply gap",
             Msg::ReplicaFailed { .. } => "replica failed",
             Msg::Applied { .. } => "act 1260 applied",
@@ -547,6 +574,22 @@ pub enum Timer {
     /// first mutation, are overdue: the new chunk goes on with the
     /// replicas that made theirs.
     CopyTimeout(ChunkHandle),
+    // chunkserver, last for the same reason
+    /// A primary's `Apply`s of this chunk that wait to go out together
+    /// ([`Msg::ApplyBatch`]) leave now. Over TCP it fires when the host's
+    /// batch of messages ends ([`Timer::fires_at_batch_end`]); the model
+    /// fires it at any moment, which covers every point a batch can end.
+    SendApplies(ChunkHandle),
+}
+
+impl Timer {
+    /// Whether the host fires this timer when it has handled the batch of
+    /// messages that were waiting (before the batch's barrier), rather
+    /// than at a deadline: the mutations ordered in that batch then leave
+    /// in one frame per secondary.
+    pub fn fires_at_batch_end(&self) -> bool {
+        matches!(self, Timer::SendApplies(_))
+    }
 }
 
 /// Formats struct-like variants field by field, as derive(Debug) would.
@@ -591,7 +634,8 @@ impl<P: Debug> Debug for Msg<P> {
             DeleteReplica { chunk, version },
             SnapshotFile { from, to }, SnapshotTaken { from, to, file },
             CopyChunk { chunk, to, version, incarnation },
-            ChunkCopied { chunk, version };
+            ChunkCopied { chunk, version },
+            ApplyBatch { chunk, version, applies };
             ReportRequest)
     }
 }

@@ -172,6 +172,9 @@ pub(super) fn held_about_to_pass(model: &LeaseholdModel, s: &State) -> bool {
                 *chunk == h.chunk && *version > h.version
             }
             Msg::Apply { chunk, stamp, .. } => *chunk == h.chunk && stamp.epoch > h.stamp.epoch,
+            Msg::ApplyBatch { chunk, applies, .. } => {
+                *chunk == h.chunk && applies.iter().any(|(stamp, _)| stamp.epoch > h.stamp.epoch)
+            }
             _ => false,
         })
     })

@@ -127,6 +127,8 @@ pub struct ModelCfg {
     pub re_replication: bool,
     /// Units one part of a clone carries (`ProtocolCfg::clone_part_units`).
     pub clone_part_units: u64,
+    /// `ProtocolCfg::apply_batch_max`: 2 in `batched`, 1 elsewhere.
+    pub apply_batch_max: u32,
     /// The network delivers what can still arrive before a reply timeout
     /// fires: a client's, the master's or a held-back secondary's timeout
     /// fires only once no message to or from it can still take effect (it
@@ -233,6 +235,7 @@ impl ModelCfg {
             "re_replication" => self.re_replication = flag()?,
             "replicas" => self.replicas = num()? as u8,
             "clone_part_units" => self.clone_part_units = u64::from(num()?),
+            "apply_batch_max" => self.apply_batch_max = num()?.max(1),
             "replication_goal" => self.replication_goal = flag()?,
             "silent_servers" => self.silent_servers = flag()?,
             "crashes_permanent" => self.crashes_permanent = flag()?,
@@ -371,6 +374,7 @@ impl ModelCfg {
             heartbeats_when_idle: false,
             re_replication: self.re_replication,
             clone_part_units: self.clone_part_units,
+            apply_batch_max: self.apply_batch_max,
             durations: Durations {
                 retry_backoff_ms: if self.retry_backoff {
                     Durations::gfs().retry_backoff_ms

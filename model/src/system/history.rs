@@ -72,6 +72,8 @@ pub struct History {
     pub data_missing: bool,
     /// A secondary reported a gap in the serials it was sent (LIVE-2).
     pub gap_reported: bool,
+    /// A primary sent a secondary several serials in one `ApplyBatch`.
+    pub batch_sent: bool,
     /// A replica served the last part of a clone (REPL-1's companion).
     pub clone_served: bool,
     /// A chunkserver deleted a replica it held (GC-1's companion).
@@ -258,6 +260,22 @@ impl History {
                 ..h.clone()
             }),
             Msg::Apply { chunk, stamp, .. } => Some(h.with_applied(env.src, *chunk, *stamp, true)),
+            // A batch is new serials, never a resend. The same batch goes
+            // to each secondary: a copy ends where the last one did.
+            Msg::ApplyBatch { chunk, applies, .. } => {
+                let again = h.applied.iter().any(|(n, c, last)| {
+                    *n == env.src && c == chunk && applies.last().map(|a| a.0) == Some(*last)
+                });
+                (!again).then(|| {
+                    let h = History {
+                        batch_sent: true,
+                        ..h.clone()
+                    };
+                    applies.iter().fold(h, |h, (stamp, _)| {
+                        h.with_applied(env.src, *chunk, *stamp, false)
+                    })
+                })
+            }
             Msg::Applied {
                 chunk,
                 stamp,

@@ -43,6 +43,7 @@ impl ModelCfg {
             replicas: 0,
             re_replication: false,
             clone_part_units: u64::MAX,
+            apply_batch_max: 1,
             prompt_network: false,
             replication_goal: false,
             renamers: vec![],
@@ -424,6 +425,32 @@ impl ModelCfg {
                 torn_syncs: true,
                 ..ModelCfg::named("concurrent-crash").expect("concurrent-crash is named")
             },
+            // Batched serials (issue #13): two clients' appends ordered
+            // while the first one's Apply waits, so the primary sends both
+            // to each secondary in one `ApplyBatch`, or each alone.
+            "batched" => ModelCfg {
+                name: "batched",
+                appends: vec![1, 1],
+                apply_batch_max: 2,
+                ..base
+            },
+            // `concurrent-barrier-crash` with batches: a secondary's
+            // crash before the barrier of the step that took a batch, or
+            // tearing its sync, loses or damages both mutations at once.
+            "batched-crash" => ModelCfg {
+                name: "batched-crash",
+                apply_batch_max: 2,
+                ..ModelCfg::named("concurrent-barrier-crash")
+                    .expect("concurrent-barrier-crash is named")
+            },
+            // `concurrent-lossy` with batches: a lost batch leaves a gap
+            // the secondary reports, and the primary sends its serials
+            // again one `Apply` at a time.
+            "batched-lossy" => ModelCfg {
+                name: "batched-lossy",
+                apply_batch_max: 2,
+                ..ModelCfg::named("concurrent-lossy").expect("concurrent-lossy is named")
+            },
             // Issue #10's target one addition at a time: `concurrent-crash`
             // with its replies delayed past timeouts, or with one lease
             // expiry (and the re-grant its second grant allows). Each
@@ -784,7 +811,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 56] = [
+    pub const NAMES: [&'static str; 59] = [
         "tiny",
         "small",
         "pad",
@@ -841,5 +868,8 @@ impl ModelCfg {
         "pad-duplicating",
         "extension-duplicating",
         "two-files",
+        "batched",
+        "batched-crash",
+        "batched-lossy",
     ];
 }

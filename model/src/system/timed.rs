@@ -561,7 +561,7 @@ impl LeaseholdModel {
             }
             ActorModelAction::Drop(env) => {
                 self.cfg.lossy
-                    || (matches!(env.msg, Msg::Apply { .. })
+                    || (matches!(env.msg, Msg::Apply { .. } | Msg::ApplyBatch { .. })
                         && s.history.losses < self.cfg.apply_losses)
                     || (matches!(env.msg, Msg::CloneChunk { .. })
                         && s.history.losses < self.cfg.clone_losses)
@@ -920,7 +920,7 @@ impl Model for LeaseholdModel {
             }
             if none_down && crash_left && self.cfg.torn_syncs {
                 for e in state.network.iter_deliverable() {
-                    if matches!(e.msg, Msg::Apply { .. })
+                    if matches!(e.msg, Msg::Apply { .. } | Msg::ApplyBatch { .. })
                         && self.cfg.is_chunkserver(e.dst)
                         && !state.crashed[usize::from(e.dst)]
                         && !state.history.has_unsynced(e.dst)

@@ -411,7 +411,7 @@ pub fn check(by_node: &BTreeMap<u64, Vec<NodeTrace>>, outcomes: &[NodeOutcome]) 
         }
         // The sends, as the checker's history sees them: only those that
         // may have left the node (see `NodeTrace::committed`).
-        for cmd in &step.commands {
+        for cmd in crate::validate::replay::commands_in_apply_order(step) {
             let TraceCommand::Send { dst, msg } = cmd else {
                 continue;
             };

@@ -18,6 +18,43 @@ pub(super) fn master_saves(files: &[NodeTrace]) -> impl Iterator<Item = &MasterD
         })
 }
 
+/// A step's commands, with its `Applied` answers in the order of their
+/// stamps and everything else where it was. A secondary that takes an
+/// `ApplyBatch` answers each of its mutations in one step, in serial order;
+/// a foreign node may emit one step's commands in any order, so which of
+/// them it applied first is the stamps', not the list's (the replay checks
+/// that the step did what the model's actor does with the same input).
+pub(crate) fn commands_in_apply_order(step: &TraceStep) -> Vec<&TraceCommand> {
+    let is_applied = |c: &TraceCommand| {
+        matches!(
+            c,
+            TraceCommand::Send {
+                msg: Msg::Applied { .. },
+                ..
+            }
+        )
+    };
+    let mut applied: Vec<&TraceCommand> = step.commands.iter().filter(|c| is_applied(c)).collect();
+    applied.sort_by_key(|c| match c {
+        TraceCommand::Send {
+            msg: Msg::Applied { chunk, stamp, .. },
+            ..
+        } => (*chunk, *stamp),
+        _ => unreachable!("only answers were taken"),
+    });
+    let mut applied = applied.into_iter();
+    step.commands
+        .iter()
+        .map(|c| {
+            if is_applied(c) {
+                applied.next().expect("as many as were taken")
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 /// Checks over what the node recorded, whether or not its replay got here.
 pub(super) fn recorded_checks(
     ctx: &mut NodeCtx,
@@ -34,44 +71,87 @@ pub(super) fn recorded_checks(
             ..
         }
     );
+    // A primary's batch goes to each secondary alike: its stamps count once.
+    let mut batches_seen: Vec<&Vec<(Stamp, ApplyOp)>> = vec![];
+    let mut sent: Vec<(&TraceCommand, Option<(ChunkHandle, Stamp)>)> = vec![];
+    for c in commands_in_apply_order(step) {
+        match c {
+            TraceCommand::Send {
+                msg: Msg::ApplyBatch { chunk, applies, .. },
+                ..
+            } => {
+                if !batches_seen.contains(&applies) {
+                    batches_seen.push(applies);
+                    sent.extend(applies.iter().map(|(stamp, _)| (c, Some((*chunk, *stamp)))));
+                }
+            }
+            _ => sent.push((c, None)),
+        }
+    }
+    // LEASE-1 for a primary whose `Apply`s wait to go out together
+    // (`Timer::SendApplies`): it orders the mutation in the step that arms
+    // the timer, and the step that sends the batch later orders nothing.
+    let sends_waiting = matches!(step.input, TraceInput::Timer(Timer::SendApplies(_)));
     for c in &step.commands {
+        if let TraceCommand::SetTimer {
+            timer: Timer::SendApplies(chunk),
+            ..
+        } = c
+        {
+            check_ordered_in_lease(
+                ctx,
+                step,
+                at,
+                path,
+                open_primary,
+                *chunk,
+                None,
+                &mut late_reported,
+            );
+        }
+    }
+    for (c, batched) in sent {
         let TraceCommand::Send { msg, .. } = c else {
             continue;
         };
-        let (chunk, stamp, as_primary) = match msg {
-            // A skip uses up a serial that failed: nothing is applied.
-            Msg::Apply {
-                op: ApplyOp::Skip, ..
-            } => continue,
-            // Applies sent again in answer to a gap report were ordered
-            // (and checked) when first sent.
-            Msg::Apply { .. } if answers_gap_report => continue,
-            Msg::Apply { chunk, stamp, .. } => (*chunk, *stamp, true),
-            Msg::Applied {
-                chunk,
-                stamp,
-                result: Ok(()),
-            } => (*chunk, *stamp, false),
-            Msg::ChunkFull { chunk, .. } => {
-                ctx.out.full.push((*chunk, at, path.to_path_buf()));
-                continue;
-            }
-            Msg::LeaseHolder { info, .. }
-            | Msg::Located {
-                info: Some(info), ..
-            } => {
-                ctx.out.named.push(Named {
-                    clock_ns: step.clock_ns,
-                    at,
-                    file: path.to_path_buf(),
-                    info: info.clone(),
-                });
-                continue;
-            }
-            _ => continue,
+        let (chunk, stamp, as_primary) = match (batched, msg) {
+            (Some((chunk, stamp)), _) => (chunk, stamp, true),
+            (None, msg) => match msg {
+                // A skip uses up a serial that failed: nothing is applied.
+                Msg::Apply {
+                    op: ApplyOp::Skip, ..
+                } => continue,
+                // Applies sent again in answer to a gap report were ordered
+                // (and checked) when first sent.
+                Msg::Apply { .. } if answers_gap_report => continue,
+                Msg::Apply { chunk, stamp, .. } => (*chunk, *stamp, true),
+                Msg::Applied {
+                    chunk,
+                    stamp,
+                    result: Ok(()),
+                } => (*chunk, *stamp, false),
+                Msg::ChunkFull { chunk, .. } => {
+                    ctx.out.full.push((*chunk, at, path.to_path_buf()));
+                    continue;
+                }
+                Msg::LeaseHolder { info, .. }
+                | Msg::Located {
+                    info: Some(info), ..
+                } => {
+                    ctx.out.named.push(Named {
+                        clock_ns: step.clock_ns,
+                        at,
+                        file: path.to_path_buf(),
+                        info: info.clone(),
+                    });
+                    continue;
+                }
+                _ => continue,
+            },
         };
         // ORDER-2 ([00100]): stamps applied on one replica only grow; a
-        // primary sends one stamp to each secondary in one step.
+        // primary sends one stamp (or one batch) to each secondary in one
+        // step.
         if let Some((last, last_at)) = ctx.last_applied.get(&chunk).copied() {
             let in_order = stamp > last || (as_primary && stamp == last && last_at == at);
             if !in_order {
@@ -87,25 +167,59 @@ pub(super) fn recorded_checks(
         if stamp >= e.0 {
             *e = (stamp, at);
         }
-        // LEASE-1: a primary orders mutations only within its lease (once
-        // per step: it sends one stamp to every secondary).
-        if as_primary && !late_reported.contains(&chunk) {
-            late_reported.push(chunk);
-            if let Some(l) = open_primary.get(&chunk) {
-                if let Some(d) = l.deadline.filter(|d| *d <= step.clock_ns) {
-                    ctx.fail(
-                        Check::Lease1,
-                        at,
-                        path,
-                        format!(
-                            "orders {stamp:?} of chunk {chunk} as primary {} ms after its lease ran out",
-                            ms(step.clock_ns - d)
-                        ),
-                    );
-                }
-            }
+        if as_primary && !sends_waiting {
+            let stamp = Some(stamp);
+            check_ordered_in_lease(
+                ctx,
+                step,
+                at,
+                path,
+                open_primary,
+                chunk,
+                stamp,
+                &mut late_reported,
+            );
         }
     }
+}
+
+/// LEASE-1: a primary orders mutations only within its lease (once per
+/// step and chunk: it sends one stamp, or one batch, to every secondary).
+#[allow(clippy::too_many_arguments)]
+fn check_ordered_in_lease(
+    ctx: &mut NodeCtx,
+    step: &TraceStep,
+    at: Loc,
+    path: &Path,
+    open_primary: &BTreeMap<ChunkHandle, OpenLease>,
+    chunk: ChunkHandle,
+    stamp: Option<Stamp>,
+    late_reported: &mut Vec<ChunkHandle>,
+) {
+    if late_reported.contains(&chunk) {
+        return;
+    }
+    late_reported.push(chunk);
+    let Some(d) = open_primary
+        .get(&chunk)
+        .and_then(|l| l.deadline)
+        .filter(|d| *d <= step.clock_ns)
+    else {
+        return;
+    };
+    let what = match stamp {
+        Some(stamp) => format!("{stamp:?}"),
+        None => "a mutation".to_string(),
+    };
+    ctx.fail(
+        Check::Lease1,
+        at,
+        path,
+        format!(
+            "orders {what} of chunk {chunk} as primary {} ms after its lease ran out",
+            ms(step.clock_ns - d)
+        ),
+    );
 }
 
 /// Notes a mutation the client acknowledges to its application in this
@@ -458,36 +572,43 @@ pub(super) fn check_aged_out(
 }
 
 /// The pushed data a chunkserver's step may write (a `Mutate` at the
-/// primary, an `Apply` of a write at a secondary), and whether its buffer
-/// held all of it before the step (PUSH-2's other half).
+/// primary, an `Apply` of a write at a secondary, or each write of an
+/// `ApplyBatch`), and whether its buffer held all of it before the step
+/// (PUSH-2's other half).
 pub(super) struct DataBefore {
-    data: leasehold_model::types::DataId,
-    held: bool,
+    data: Vec<(leasehold_model::types::DataId, bool)>,
+    /// From a batch: some of its mutations may have been applied before
+    /// (a repeated batch), so only data held before is checked.
+    batch: bool,
 }
 
 pub(super) fn data_before(
     before: &leasehold_model::chunkserver::ChunkserverState<ReplayStore>,
     step: &TraceStep,
 ) -> Option<DataBefore> {
-    let data = match &step.input {
-        TraceInput::Msg {
-            msg: Msg::Mutate { data, .. },
+    let TraceInput::Msg { msg, .. } = &step.input else {
+        return None;
+    };
+    let (data, batch) = match msg {
+        Msg::Mutate { data, .. }
+        | Msg::Apply {
+            op: ApplyOp::WriteAt { data, .. },
             ..
+        } => (vec![*data], false),
+        Msg::ApplyBatch { applies, .. } => {
+            let data = applies.iter().filter_map(|(_, op)| match op {
+                ApplyOp::WriteAt { data, .. } => Some(*data),
+                _ => None,
+            });
+            (data.collect(), true)
         }
-        | TraceInput::Msg {
-            msg:
-                Msg::Apply {
-                    op: ApplyOp::WriteAt { data, .. },
-                    ..
-                },
-            ..
-        } => *data,
         _ => return None,
     };
-    Some(DataBefore {
-        data,
-        held: holds_whole_push(before, data),
-    })
+    let data = data
+        .into_iter()
+        .map(|d| (d, holds_whole_push(before, d)))
+        .collect();
+    Some(DataBefore { data, batch })
 }
 
 /// PUSH-2 ([0095], [00101]) at a step that writes a mutation's data: the
@@ -511,22 +632,23 @@ pub(super) fn check_data_used_up(
     if !wrote {
         return;
     }
-    let kept = holds_push(after, before.data);
-    if !before.held || kept {
-        ctx.fail(
-            Check::Push2,
-            at,
-            path,
-            format!(
-                "writes {:?} {}",
-                before.data,
-                if before.held {
-                    "and keeps it in its buffer, for a repeated mutation to apply again"
-                } else {
-                    "though its buffer did not hold the whole push"
-                }
-            ),
-        );
+    for &(data, held) in &before.data {
+        let kept = holds_push(after, data);
+        if (!held && !before.batch) || (held && kept) {
+            ctx.fail(
+                Check::Push2,
+                at,
+                path,
+                format!(
+                    "writes {data:?} {}",
+                    if held {
+                        "and keeps it in its buffer, for a repeated mutation to apply again"
+                    } else {
+                        "though its buffer did not hold the whole push"
+                    }
+                ),
+            );
+        }
     }
 }
 

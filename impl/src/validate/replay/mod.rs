@@ -55,6 +55,7 @@ mod file;
 mod start;
 mod step;
 
+pub(crate) use facts::commands_in_apply_order;
 use facts::*;
 use file::*;
 use start::*;
