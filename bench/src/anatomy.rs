@@ -37,6 +37,10 @@ pub enum Leg {
     Push(u8),
     DataPushed,
     Mutate,
+    /// On the primary, from the step that ordered the mutation to the one
+    /// that sent its `Apply` (`SendApplies`, when the host's batch of
+    /// messages ends; the same instant but for the handler in between).
+    BatchEnd,
     /// The primary's `Apply` to the secondary whose `Applied` came last.
     Apply,
     /// That secondary's `Applied`, sent after its write's barrier.
@@ -45,12 +49,18 @@ pub enum Leg {
 }
 
 impl Leg {
+    /// A message between two nodes (every leg but the primary's own wait).
+    pub fn is_message(self) -> bool {
+        self != Leg::BatchEnd
+    }
+
     pub fn label(self) -> String {
         match self {
             Leg::Push(1) => "`PushData`, client → first server of the chain".to_string(),
             Leg::Push(n) => format!("`PushData`, forwarded to server {n} of the chain"),
             Leg::DataPushed => "`DataPushed`, chain's end → client".to_string(),
             Leg::Mutate => "`Mutate`, client → primary".to_string(),
+            Leg::BatchEnd => "the primary's batch end (`SendApplies`)".to_string(),
             Leg::Apply => "`Apply`, primary → the later secondary".to_string(),
             Leg::Applied => {
                 "`Applied`, that secondary → primary (its write and barrier first)".to_string()
@@ -163,12 +173,32 @@ impl Run<'_> {
             at,
             |m| matches!(m, Msg::Mutate { data: d, .. } if *d == data),
         );
-        let [primary] = mutate[..] else { return None };
-        legs.push((Leg::Mutate, self.leg(at, primary)));
-        let applies = self.next(
-            primary,
-            |m| matches!(m, Msg::Apply { op: ApplyOp::WriteAt { data: d, .. }, .. } if *d == data),
-        );
+        let [ordered] = mutate[..] else { return None };
+        legs.push((Leg::Mutate, self.leg(at, ordered)));
+        // The step that sent the mutation's `Apply`: the one that ordered
+        // it, or a later one of the primary's (`SendApplies`).
+        let carries = |m: &RealMsg| match m {
+            Msg::Apply {
+                op: ApplyOp::WriteAt { data: d, .. },
+                ..
+            } => *d == data,
+            Msg::ApplyBatch { applies, .. } => applies
+                .iter()
+                .any(|(_, op)| matches!(op, ApplyOp::WriteAt { data: d, .. } if *d == data)),
+            _ => false,
+        };
+        let primary = (ordered.1..self.traces[ordered.0].steps.len())
+            .map(|s| (ordered.0, s))
+            .find(|&(t, s)| {
+                self.traces[t].steps[s]
+                    .commands
+                    .iter()
+                    .any(|c| matches!(c, TraceCommand::Send { msg, .. } if carries(msg)))
+            })?;
+        if primary != ordered {
+            legs.push((Leg::BatchEnd, self.leg(ordered, primary)));
+        }
+        let applies = self.next(primary, carries);
         // The secondary whose `Applied` was taken in by the step that
         // answered the client is the one the append waited for.
         for secondary in applies {
@@ -518,5 +548,47 @@ mod tests {
             }]
         );
         assert_eq!(paths[0].total(), us(19), "the client's wait, from its push");
+
+        // The same append with batched serials: the primary orders it at
+        // 6 µs and its `SendApplies` step sends the batch at 6.5 µs.
+        let batch = Msg::ApplyBatch {
+            chunk: 0,
+            version: 1,
+            applies: vec![(stamp, ApplyOp::WriteAt { offset: 0, data })],
+        };
+        let mut batched = traces;
+        let primary = &mut batched[1].steps;
+        primary[1].commands.clear();
+        let mut send_applies = primary[1].clone();
+        send_applies.clock_ns = 6_500;
+        send_applies.input = TraceInput::Timer(leasehold_model::msg::Timer::SendApplies(0));
+        send_applies.commands = [2, 3]
+            .map(|dst| TraceCommand::Send {
+                dst,
+                msg: batch.clone(),
+            })
+            .into();
+        primary.insert(2, send_applies);
+        for t in &mut batched[2..] {
+            for step in &mut t.steps {
+                if let TraceInput::Msg { msg, .. } = &mut step.input {
+                    if matches!(msg, Msg::Apply { .. }) {
+                        *msg = batch.clone();
+                    }
+                }
+            }
+        }
+        let paths = append_paths(&batched);
+        let ns = |n: u64| Duration::from_nanos(n);
+        let legs: Vec<(Leg, Duration)> = paths[0].legs[4..7].to_vec();
+        assert_eq!(
+            legs,
+            [
+                (Leg::Mutate, us(1)),
+                (Leg::BatchEnd, ns(500)),
+                (Leg::Apply, ns(1_500)),
+            ]
+        );
+        assert_eq!(paths[0].total(), us(19), "the legs still add up");
     }
 }

@@ -719,7 +719,7 @@ fn anatomy_section(a: &super::anatomy::AnatomyResults, m: &MachineInfo, quick: b
             .join(", ")
     );
     if let Some(rtt) = a.rtt {
-        let legs = a.runs[0].legs.len();
+        let legs = a.runs[0].legs.iter().filter(|l| l.0.is_message()).count();
         let _ = writeln!(
             s,
             "Loopback one-byte round trip in the same run: p50 {:.1} µs, so a bare one-way hop is about {:.0} µs; the {legs} legs of an append at that cost would take {:.0} µs.",
