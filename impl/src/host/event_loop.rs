@@ -233,24 +233,19 @@ where
     ) {
         let (first, rest): (Vec<_>, Vec<_>) =
             taken.drain(..).partition(|i| self.handled_first(&i.msg));
-        let mut rest = rest.into_iter();
-        let mut queue = first.into_iter();
-        let mut at_end_fired = false;
-        loop {
-            let Some(inbound) = queue.next() else {
-                if !at_end_fired {
-                    at_end_fired = true;
-                    self.fire_batch_end_timers(state, batch);
-                    queue = std::mem::replace(&mut rest, Vec::new().into_iter());
-                    continue;
-                }
-                break;
+        // `None` marks the batch's end for its timers.
+        let mut order = (first.into_iter().map(Some))
+            .chain([None])
+            .chain(rest.into_iter().map(Some));
+        while let Some(next) = order.next() {
+            let Some(inbound) = next else {
+                self.fire_batch_end_timers(state, batch);
+                continue;
             };
             let clock = StepClock::now();
             if self.has_expired_timer(clock) {
                 carried.push_back(inbound);
-                carried.extend(queue);
-                carried.extend(rest);
+                carried.extend(order.flatten());
                 break;
             }
             let Inbound { src, msg, budget } = inbound;
