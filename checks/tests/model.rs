@@ -651,7 +651,9 @@ fn batched_holds_and_reaches_every_companion() {
 /// its barrier, and the next lease after it.
 #[test]
 fn batched_crash_holds_and_reaches_every_companion() {
-    assert_eq!(exhaustive("batched-crash").unique_states, 1_435_613);
+    // 1,435,613 before the end of a lease sent the Applies waiting for a
+    // batch (they went out at the timer, whenever it fired).
+    assert_eq!(exhaustive("batched-crash").unique_states, 1_432_589);
 }
 
 /// A lost batch: the secondary reports the gap and the primary sends its

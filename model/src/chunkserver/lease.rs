@@ -134,6 +134,14 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         chunk: ChunkHandle,
         o: &mut O<S>,
     ) {
+        // What it ordered under the lease and keeps for a batch leaves now,
+        // as it would have in the step that ordered it: so a batch only ever
+        // holds the serials of the lease held (over TCP the host sends a
+        // batch before its lease clock's expiry is handled, so only a
+        // revocation or a newer offer in the same batch finds one left).
+        if s.unsent.iter().any(|u| u.chunk == chunk) {
+            self.flush_unsent(s, chunk, o);
+        }
         if self.cfg.bug == Bug::PrimaryKeepsInFlightAfterLease {
             return;
         }

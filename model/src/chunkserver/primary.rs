@@ -185,20 +185,11 @@ impl<S: ChunkStore> ChunkserverActor<S> {
     /// Act 1250: sends the secondaries a mutation just ordered, at once or,
     /// with `apply_batch_max` > 1, together with the next ones of its chunk
     /// when `Timer::SendApplies` fires or the batch is full. A batch holds
-    /// one lease's consecutive serials for one set of secondaries at one
-    /// version, so what waits under another is sent first.
+    /// consecutive serials of the lease held (one version, one set of
+    /// secondaries): the end of a lease sends what waits (`fail_in_flight`).
     fn forward(&self, s: &mut ChunkserverState<S>, apply: UnsentApply, o: &mut O<S>) {
         if self.cfg.apply_batch_max <= 1 {
             return send_applies(&[apply], o);
-        }
-        let other_batch = s.unsent.iter().any(|u| {
-            u.chunk == apply.chunk
-                && (u.version != apply.version
-                    || u.stamp.epoch != apply.stamp.epoch
-                    || u.secondaries != apply.secondaries)
-        });
-        if other_batch {
-            self.flush_unsent(s, apply.chunk, o);
         }
         let chunk = apply.chunk;
         s.unsent.push(apply);
@@ -222,7 +213,12 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         }
     }
 
-    fn flush_unsent(&self, s: &mut ChunkserverState<S>, chunk: ChunkHandle, o: &mut O<S>) {
+    pub(super) fn flush_unsent(
+        &self,
+        s: &mut ChunkserverState<S>,
+        chunk: ChunkHandle,
+        o: &mut O<S>,
+    ) {
         o.cancel_timer(Timer::SendApplies(chunk));
         let (batch, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut s.unsent)
             .into_iter()
