@@ -337,7 +337,37 @@ struct NodeCtx<'a> {
     replayed_master_save: Option<MasterDurable>,
 }
 
-impl NodeCtx<'_> {
+impl<'a> NodeCtx<'a> {
+    fn new(
+        node: u64,
+        kind: Kind,
+        foreign: Option<&'a ForeignApplied>,
+        tick: &'a (dyn Fn(u64) + Sync),
+    ) -> Self {
+        NodeCtx {
+            out: NodeOutcome::new(node, kind),
+            tick,
+            untold: 0,
+            journal: Arc::default(),
+            faults: Arc::default(),
+            carried: None,
+            synced_chunks: BTreeSet::new(),
+            unsynced_writes: BTreeSet::new(),
+            earlier: &[],
+            saves_from_later_steps: 0,
+            last_applied: HashMap::new(),
+            changes: vec![],
+            last_leases: vec![],
+            last_master: None,
+            last_cache: vec![],
+            had_op: false,
+            op_started_ns: 0,
+            was_idle: None,
+            foreign,
+            replayed_master_save: None,
+        }
+    }
+
     fn fail(&mut self, check: Check, at: Loc, file: &Path, explanation: String) {
         self.out.findings.push(Finding {
             check,
@@ -368,28 +398,7 @@ fn replay_node<'a>(
         TraceActor::Chunkserver { .. } => Kind::Chunkserver,
         TraceActor::Client { .. } => Kind::Client,
     };
-    let mut ctx = NodeCtx {
-        out: NodeOutcome::new(node, kind),
-        tick,
-        untold: 0,
-        journal: Arc::default(),
-        faults: Arc::default(),
-        carried: None,
-        synced_chunks: BTreeSet::new(),
-        unsynced_writes: BTreeSet::new(),
-        earlier: &[],
-        saves_from_later_steps: 0,
-        last_applied: HashMap::new(),
-        changes: vec![],
-        last_leases: vec![],
-        last_master: None,
-        last_cache: vec![],
-        had_op: false,
-        op_started_ns: 0,
-        was_idle: None,
-        foreign,
-        replayed_master_save: None,
-    };
+    let mut ctx = NodeCtx::new(node, kind, foreign, tick);
     for (i, file) in files.iter().enumerate() {
         ctx.earlier = &files[..i];
         replay_file(&mut ctx, file, &files[i + 1..]);

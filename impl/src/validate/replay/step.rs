@@ -26,7 +26,7 @@ pub(super) fn replay_step(
         judge(foreign, &out, step, state, &mut pending)?;
         return Ok(pending);
     }
-    let recorded_faults = store_errors(step.commands.iter().filter_map(|c| match c {
+    let recorded_faults = store_fault_msgs(step.commands.iter().filter_map(|c| match c {
         TraceCommand::Send { msg, .. } => Some(msg),
         _ => None,
     }));
@@ -46,7 +46,12 @@ pub(super) fn replay_step(
     let Some((snapshot, journal_len)) = before else {
         return Err(why);
     };
-    // Search, fault by fault, for the data call each recorded fault hit.
+    // Search, fault by fault, for the data call each recorded fault hit:
+    // the one whose failure the replay answers with the recorded message,
+    // not just the same error. In a batch, an earlier mutation's write
+    // failed with that error too answers with another stamp (nemesis seed
+    // 1 in CI, 2026-12-07: a full disk failed the second of two batched
+    // writes, and the search, matching errors alone, failed the first).
     let restore = |ctx: &mut NodeCtx, state: &mut Option<NodeState<ReplayStore>>| {
         *state = snapshot.clone();
         ctx.journal
@@ -55,7 +60,8 @@ pub(super) fn replay_step(
             .truncate(journal_len);
     };
     let mut chosen: Vec<(u32, StoreError)> = vec![];
-    for (j, e) in recorded_faults.iter().enumerate() {
+    for (j, recorded) in recorded_faults.iter().enumerate() {
+        let e = fault_of(recorded);
         let from = chosen.last().map_or(0, |(k, _)| k + 1);
         let mut found = false;
         let mut k = from;
@@ -66,7 +72,7 @@ pub(super) fn replay_step(
             ctx.faults.arm(&trial);
             let out = handle(role, id, state, &step.input);
             let calls = ctx.faults.calls();
-            let got = store_errors(out.iter().filter_map(|c| match c {
+            let got = store_fault_msgs(out.iter().filter_map(|c| match c {
                 Command::Send(_, m) => Some(m),
                 _ => None,
             }));
@@ -110,38 +116,59 @@ pub(super) fn replay_step(
     Ok(pending)
 }
 
-/// Store errors carried in failure replies, in command order; in a step
-/// that sends no such reply, those its `ReplicaFailed` reports carry (a
-/// clone that could not be installed answers nobody: it only reports). A
-/// report beside a failure reply is that same fault, not another.
-pub(super) fn store_errors<'a>(msgs: impl Iterator<Item = &'a Msg<Bytes>>) -> Vec<StoreError> {
+/// The failure replies that carry a store error, in command order; in a
+/// step that sends no such reply, its `ReplicaFailed` reports (a clone
+/// that could not be installed answers nobody: it only reports). A report
+/// beside a failure reply is that same fault, not another. The whole
+/// message is kept: it says which mutation, read or part failed.
+pub(super) fn store_fault_msgs<'a>(
+    msgs: impl Iterator<Item = &'a Msg<Bytes>>,
+) -> Vec<&'a Msg<Bytes>> {
     let (mut replies, mut reports) = (vec![], vec![]);
     for m in msgs {
-        match m {
-            Msg::MutationFailed {
-                reason: Failure::Store(e),
-                ..
-            }
-            | Msg::Applied {
-                result: Err(Failure::Store(e)),
-                ..
-            }
-            | Msg::ReadReply {
-                result: Err(Failure::Store(e)),
-                ..
-            }
-            | Msg::ChunkPart {
-                part: Err(Failure::Store(e)),
-                ..
-            } => replies.push(e.clone()),
-            Msg::ReplicaFailed { error, .. } => reports.push(error.clone()),
-            _ => {}
+        match carried_fault(m) {
+            Some((_, true)) => replies.push(m),
+            Some((_, false)) => reports.push(m),
+            None => {}
         }
     }
     if replies.is_empty() {
         reports
     } else {
         replies
+    }
+}
+
+/// The store error a message of [`store_fault_msgs`] carries.
+fn fault_of(m: &Msg<Bytes>) -> StoreError {
+    carried_fault(m)
+        .expect("store_fault_msgs keeps only messages that carry a store error")
+        .0
+        .clone()
+}
+
+/// The store error a message carries, and whether it answers a request
+/// (rather than reporting the replica to the master).
+fn carried_fault(m: &Msg<Bytes>) -> Option<(&StoreError, bool)> {
+    match m {
+        Msg::MutationFailed {
+            reason: Failure::Store(e),
+            ..
+        }
+        | Msg::Applied {
+            result: Err(Failure::Store(e)),
+            ..
+        }
+        | Msg::ReadReply {
+            result: Err(Failure::Store(e)),
+            ..
+        }
+        | Msg::ChunkPart {
+            part: Err(Failure::Store(e)),
+            ..
+        } => Some((e, true)),
+        Msg::ReplicaFailed { error, .. } => Some((error, false)),
+        _ => None,
     }
 }
 
@@ -467,9 +494,150 @@ mod tests {
             version: 3,
             error: StoreError::NoSpace,
         };
-        assert_eq!(
-            store_errors([&report].into_iter()),
-            vec![StoreError::NoSpace]
+        assert_eq!(store_fault_msgs([&report].into_iter()), vec![&report]);
+        assert_eq!(fault_of(&report), StoreError::NoSpace);
+    }
+
+    // Nemesis seed 1 in CI (2026-12-07): a secondary on a full disk took
+    // an `ApplyBatch` of two writes, and only the second failed. Matching
+    // errors alone, the replay failed the first write instead and reported
+    // TRACE-1 on a correct run. The fault must be taken where the record's
+    // failure reply says, at the second mutation.
+    #[test]
+    fn a_store_fault_in_a_batch_is_taken_at_the_mutation_the_record_names() {
+        use crate::trace::TraceStorage;
+        use leasehold_model::types::DataId;
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = crate::config::ClusterConfig::local(3, dir.path()).unwrap();
+        let cfg = Arc::new(crate::nodes::protocol_cfg(&cluster).unwrap());
+        let (master, primary, me) = (0u64, 1u64, 3u64);
+        let tick = |_: u64| {};
+        let mut ctx = NodeCtx::new(me, Kind::Chunkserver, None, &tick);
+        let actor = ChunkserverActor {
+            cfg: cfg.clone(),
+            initial_store: ReplayStore::new(cfg.chunk_size)
+                .with_journal(ctx.journal.clone())
+                .with_faults(ctx.faults.clone()),
+        };
+        let mut start_out = ReplayOut::new();
+        let mut state = Some(NodeState::Chunkserver(
+            actor.on_start(&None, &mut start_out),
+        ));
+        let role = Role::Chunkserver(actor);
+        let id = Id::from(me as usize);
+        let data = |seq| DataId { client: 4, seq };
+        let mut inputs = vec![TraceInput::Msg {
+            src: master,
+            msg: Msg::NewVersion {
+                chunk: 0,
+                version: 1,
+                incarnation: 0,
+            },
+        }];
+        for seq in [1, 2] {
+            inputs.push(TraceInput::Msg {
+                src: primary,
+                msg: Msg::PushData {
+                    data: data(seq),
+                    fragment: 0,
+                    last: true,
+                    bytes: Bytes::from(vec![seq as u8; 100]),
+                    chain: vec![],
+                    client: Id::from(4),
+                },
+            });
+        }
+        for input in &inputs {
+            handle(&role, id, &mut state, input);
+        }
+        let stamp = |serial| Stamp { epoch: 1, serial };
+        let batch = TraceInput::Msg {
+            src: primary,
+            msg: Msg::ApplyBatch {
+                chunk: 0,
+                version: 1,
+                applies: vec![
+                    (
+                        stamp(1),
+                        ApplyOp::WriteAt {
+                            offset: 0,
+                            data: data(1),
+                        },
+                    ),
+                    (
+                        stamp(2),
+                        ApplyOp::WriteAt {
+                            offset: 100,
+                            data: data(2),
+                        },
+                    ),
+                ],
+            },
+        };
+        // What the real node did: the first write landed, the second found
+        // the disk full.
+        let before = state.clone();
+        let answered = |out: &ReplayOut, serial, ok: bool| {
+            out.iter().any(|c| {
+                matches!(c, Command::Send(_, Msg::Applied { stamp: s, result, .. })
+                    if s.serial == serial && result.is_ok() == ok)
+            })
+        };
+        let recorded = (0..8)
+            .find_map(|k| {
+                state = before.clone();
+                ctx.faults.arm(&[(k, StoreError::NoSpace)]);
+                let out = handle(&role, id, &mut state, &batch);
+                (answered(&out, 1, true) && answered(&out, 2, false)).then_some(out)
+            })
+            .expect("some data call is the second write");
+        ctx.faults.arm(&[]);
+        let step = TraceStep {
+            n: 4,
+            clock_ns: 0,
+            input: batch,
+            commands: recorded
+                .iter()
+                .map(|c| match c {
+                    Command::Send(dst, msg) => TraceCommand::Send {
+                        dst: usize::from(*dst) as u64,
+                        msg: msg.clone(),
+                    },
+                    Command::SetTimer(timer, _) => TraceCommand::SetTimer {
+                        timer: timer.clone(),
+                        deadline_ns: 0,
+                    },
+                    Command::CancelTimer(timer) => TraceCommand::CancelTimer(timer.clone()),
+                    Command::Save(s) => TraceCommand::Save(TraceStorage::of(s)),
+                    Command::ChooseRandom(..) => unreachable!("the protocol chooses nothing"),
+                })
+                .collect(),
+            digest: state.as_ref().unwrap().protocol_digest(),
+        };
+        state = before;
+        let at = Loc {
+            node: me,
+            start: 0,
+            step: 4,
+        };
+        let replayed = replay_step(
+            &mut ctx,
+            &role,
+            id,
+            &mut state,
+            &step,
+            None,
+            at,
+            Path::new("node-3.trace"),
+        );
+        assert_eq!(replayed.map(|_| ()), Ok(()));
+        assert!(
+            ctx.out
+                .notes
+                .iter()
+                .any(|n| n.explanation.contains("store fault taken from the trace")),
+            "{:?}",
+            ctx.out.notes
         );
     }
 
@@ -490,8 +658,8 @@ mod tests {
             error: StoreError::NoSpace,
         };
         assert_eq!(
-            store_errors([&report, &reply].into_iter()),
-            vec![StoreError::NoSpace]
+            store_fault_msgs([&report, &reply].into_iter()),
+            vec![&reply]
         );
     }
 }
