@@ -1156,7 +1156,7 @@ pub(super) fn master_leases(
             epoch,
             from_ns,
             to_ns: Some(clock),
-            ran_out: false,
+            ran_out: matches!(step.input, TraceInput::Timer(_)),
             from,
             file: path.to_path_buf(),
         });

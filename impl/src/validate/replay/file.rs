@@ -368,7 +368,7 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
             epoch,
             from_ns,
             to_ns: quiet_end,
-            ran_out: false,
+            ran_out: quiet_end.is_some(),
             from,
             file: path.to_path_buf(),
         });

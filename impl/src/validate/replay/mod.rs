@@ -93,6 +93,9 @@ pub struct Interval {
     /// A primary's lease that ended at its timer's deadline: it ran out on
     /// the primary's clock, which the master cannot see, rather than being
     /// given up at a step the master learns of (a revocation's answer).
+    /// The master's view of a lease: it ended on the master's own clock (a
+    /// timer: the lease's expiry, or a restarted master's quiet period),
+    /// rather than on a message that told the master the lease was over.
     pub ran_out: bool,
     pub from: Loc,
     pub file: PathBuf,
