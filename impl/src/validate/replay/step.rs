@@ -502,7 +502,10 @@ mod tests {
     // an `ApplyBatch` of two writes, and only the second failed. Matching
     // errors alone, the replay failed the first write instead and reported
     // TRACE-1 on a correct run. The fault must be taken where the record's
-    // failure reply says, at the second mutation.
+    // failure reply says, at the second mutation. Seed 11 (the same day):
+    // a third write in the batch, refused because the replica had failed,
+    // keeps its data unwritten, which PUSH-2 took for data written and
+    // kept. Here the batch has three writes, the second one failing.
     #[test]
     fn a_store_fault_in_a_batch_is_taken_at_the_mutation_the_record_names() {
         use crate::trace::TraceStorage;
@@ -534,7 +537,7 @@ mod tests {
                 incarnation: 0,
             },
         }];
-        for seq in [1, 2] {
+        for seq in [1, 2, 3] {
             inputs.push(TraceInput::Msg {
                 src: primary,
                 msg: Msg::PushData {
@@ -571,11 +574,18 @@ mod tests {
                             data: data(2),
                         },
                     ),
+                    (
+                        stamp(3),
+                        ApplyOp::WriteAt {
+                            offset: 200,
+                            data: data(3),
+                        },
+                    ),
                 ],
             },
         };
         // What the real node did: the first write landed, the second found
-        // the disk full.
+        // the disk full, and the third was refused by the failed replica.
         let before = state.clone();
         let answered = |out: &ReplayOut, serial, ok: bool| {
             out.iter().any(|c| {
@@ -588,7 +598,8 @@ mod tests {
                 state = before.clone();
                 ctx.faults.arm(&[(k, StoreError::NoSpace)]);
                 let out = handle(&role, id, &mut state, &batch);
-                (answered(&out, 1, true) && answered(&out, 2, false)).then_some(out)
+                (answered(&out, 1, true) && answered(&out, 2, false) && answered(&out, 3, false))
+                    .then_some(out)
             })
             .expect("some data call is the second write");
         ctx.faults.arm(&[]);
@@ -615,6 +626,11 @@ mod tests {
             digest: state.as_ref().unwrap().protocol_digest(),
         };
         state = before;
+        let pushes_before = match &state {
+            Some(NodeState::Chunkserver(c)) => data_before(c, &step).expect("a batch of writes"),
+            _ => unreachable!("a chunkserver"),
+        };
+        ctx.journal.lock().unwrap().clear();
         let at = Loc {
             node: me,
             start: 0,
@@ -631,6 +647,12 @@ mod tests {
             Path::new("node-3.trace"),
         );
         assert_eq!(replayed.map(|_| ()), Ok(()));
+        let Some(NodeState::Chunkserver(after)) = &state else {
+            unreachable!("a chunkserver")
+        };
+        assert!(holds_push(after, data(3)), "the refused write's data stays");
+        check_data_used_up(&mut ctx, &pushes_before, after, at, Path::new("t"));
+        assert!(ctx.out.findings.is_empty(), "{:?}", ctx.out.findings);
         assert!(
             ctx.out
                 .notes
