@@ -442,6 +442,7 @@ mod tests {
         };
         let push = |chain: Vec<u64>| Msg::PushData {
             data,
+            chunk: 0,
             fragment: 0,
             last: true,
             bytes: Bytes::from(vec![7u8; 4]),

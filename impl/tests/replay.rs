@@ -546,6 +546,7 @@ fn tokens_map_to_bytes_that_name_the_record() {
     assert!(a.iter().chain(&b).all(|&x| x != 0), "padding is zeros");
     let push = Msg::PushData {
         data: DataId { client: 1, seq: 0 },
+        chunk: 0,
         fragment: 0,
         last: true,
         bytes: token(1, 0),

@@ -53,6 +53,7 @@ fn pushed_fragment_carries_raw_bytes() {
     // raw), chain (length + ids), client.
     let msg = Msg::PushData {
         data: DataId { client: 4, seq: 1 },
+        chunk: 0,
         fragment: 0,
         last: true,
         bytes: Bytes::from(&b"abc"[..]),
@@ -198,6 +199,7 @@ fn shared_frames_are_the_specified_bytes() {
         let payload = Bytes::from((0..size).map(|i| i as u8).collect::<Vec<u8>>());
         let e = envelope(Msg::PushData {
             data,
+            chunk: 0,
             fragment: 3,
             last: false,
             bytes: payload.clone(),

@@ -259,10 +259,15 @@ pub enum Bug {
     /// but writes only the first: the primary acknowledges a record one
     /// replica lacks (APPEND-1, in `batched`).
     SecondaryAcksBatchUnapplied,
+    /// A replica that failed a chunk (FAULT-2) still buffers data pushed
+    /// for it, and keeps what it held: data no mutation will use, which
+    /// filled a chunkserver's buffer over TCP (nemesis seed 20) and kept
+    /// every push out, for the chunks it still served too (PUSH-3).
+    FailedReplicaBuffersPush,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 61] = [
+    pub const ALL: [Bug; 62] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -324,6 +329,7 @@ impl Bug {
         Bug::SecondaryKeepsHeldCopyOfApplied,
         Bug::LostSecondaryKeepsLease,
         Bug::SecondaryAcksBatchUnapplied,
+        Bug::FailedReplicaBuffersPush,
     ];
 
     /// Kebab-case name used on the command line.

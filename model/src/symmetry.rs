@@ -280,6 +280,7 @@ impl Permute for Msg<RecordToken> {
         match self.clone() {
             Msg::PushData {
                 data,
+                chunk,
                 fragment,
                 last,
                 bytes,
@@ -287,6 +288,7 @@ impl Permute for Msg<RecordToken> {
                 client,
             } => Msg::PushData {
                 data: data.permute(p),
+                chunk,
                 fragment,
                 last,
                 bytes: bytes.permute(p),

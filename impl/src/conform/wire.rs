@@ -227,6 +227,7 @@ pub(super) async fn duplicated_mutation(
         .collect();
     let push = Msg::PushData {
         data,
+        chunk: now.chunk,
         fragment: 0,
         last: true,
         bytes: Bytes::from(record),

@@ -60,7 +60,10 @@ pub fn msg_fields(msg: &RealMsg) -> MsgFields {
             f.chunk = Some(*chunk);
             f.epoch = Some(*epoch);
         }
-        Msg::PushData { bytes, .. } => f.bytes = Some(bytes.len()),
+        Msg::PushData { chunk, bytes, .. } => {
+            f.chunk = Some(*chunk);
+            f.bytes = Some(bytes.len());
+        }
         Msg::Mutate {
             chunk, epoch, kind, ..
         } => {

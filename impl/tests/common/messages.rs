@@ -218,6 +218,7 @@ pub fn every_message() -> Vec<(String, RealMsg)> {
         Msg::ReportRequest,
         Msg::PushData {
             data,
+            chunk: 7,
             fragment: 1,
             last: true,
             bytes: bytes(100),

@@ -175,6 +175,15 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         if error.is_replica_fault() && state.store_failure(chunk).is_none() {
             state.failed.push((chunk, error.clone()));
             state.failed.sort();
+            // Data pushed for the chunk will never be used here; kept, it
+            // took the buffer's room from the chunks this server still
+            // serves (nemesis seed 20).
+            if self.cfg.bug != Bug::FailedReplicaBuffersPush {
+                for b in state.buffer.iter().filter(|b| b.chunk == chunk) {
+                    o.cancel_timer(Timer::AgeOut(b.data));
+                }
+                state.buffer.retain(|b| b.chunk != chunk);
+            }
             // Nothing held back can be applied any more.
             state.held.retain(|h| h.chunk != chunk);
             o.cancel_timer(Timer::HeldBack(chunk));
@@ -260,12 +269,15 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         match msg {
             Msg::PushData {
                 data,
+                chunk,
                 fragment,
                 last,
                 bytes,
                 chain,
                 client,
-            } => self.on_push(id, state, data, fragment, last, bytes, chain, client, o),
+            } => self.on_push(
+                id, state, data, chunk, fragment, last, bytes, chain, client, o,
+            ),
             Msg::LeaseOffer {
                 chunk,
                 epoch,

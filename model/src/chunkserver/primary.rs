@@ -465,6 +465,7 @@ mod tests {
         let data = DataId { client: 9, seq: 1 };
         let push = Msg::PushData {
             data,
+            chunk: 0,
             fragment: 0,
             last: true,
             bytes: RecordToken { id: data, units: 1 },

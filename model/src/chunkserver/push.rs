@@ -10,6 +10,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         id: Id,
         state: &mut Cow<ChunkserverState<S>>,
         data: DataId,
+        chunk: ChunkHandle,
         fragment: u32,
         last: bool,
         bytes: S::Payload,
@@ -17,6 +18,19 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         client: Id,
         o: &mut O<S>,
     ) {
+        if let Some(e) = state.store_failure(chunk) {
+            if self.cfg.bug != Bug::FailedReplicaBuffersPush {
+                // FAULT-2: this replica applies nothing to the chunk any
+                // more, so the data would only take room. The refusal goes
+                // once, for the first fragment; the rest are out of
+                // sequence here.
+                if fragment == 0 {
+                    let reason = Failure::Store(e.clone());
+                    o.send(client, Msg::PushRefused { data, reason });
+                }
+                return;
+            }
+        }
         let existing = state.buffer.iter().position(|b| b.data == data);
         // Only a fragment that would be kept counts against the budget: a
         // stale or out-of-sequence one is ignored below, and must neither
@@ -43,6 +57,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 // A retry pushes the data again from the start.
                 s.buffer[i] = Buffered {
                     data,
+                    chunk,
                     fragments: vec![bytes.clone()],
                     complete: last,
                 };
@@ -54,6 +69,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                 }
                 s.buffer.push(Buffered {
                     data,
+                    chunk,
                     fragments: vec![bytes.clone()],
                     complete: last,
                 });
@@ -83,6 +99,7 @@ impl<S: ChunkStore> ChunkserverActor<S> {
                     next,
                     Msg::PushData {
                         data,
+                        chunk,
                         fragment,
                         last,
                         bytes,
@@ -140,6 +157,7 @@ mod tests {
         let data = DataId { client: 0, seq };
         Msg::PushData {
             data,
+            chunk: 0,
             fragment: 0,
             last: true,
             bytes: RecordToken { id: data, units },
@@ -204,6 +222,7 @@ mod tests {
         };
         let stale = Msg::PushData {
             data,
+            chunk: 0,
             fragment: 1,
             last: true,
             bytes,

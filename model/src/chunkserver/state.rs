@@ -39,6 +39,8 @@ pub struct ReplicaLease {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Buffered<P> {
     pub data: DataId,
+    /// The chunk it was pushed for: dropped if this replica fails it.
+    pub chunk: ChunkHandle,
     pub fragments: Vec<P>,
     pub complete: bool,
 }

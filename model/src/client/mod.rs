@@ -513,6 +513,7 @@ impl<P: Payload> ClientActor<P> {
                 first,
                 Msg::PushData {
                     data: cur.data,
+                    chunk: info.chunk,
                     fragment: i,
                     last: i + 1 == n,
                     bytes: fragment,

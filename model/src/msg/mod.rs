@@ -210,8 +210,12 @@ pub enum Msg<P> {
     ReportRequest,
 
     // ---- data push: act 1230, along a chain ([0095]–[0098])
+    /// Names the chunk the data is for, so that a replica that failed
+    /// that chunk (FAULT-2) refuses it rather than keep data no mutation
+    /// will use, which filled its buffer (nemesis seed 20).
     PushData {
         data: DataId,
+        chunk: ChunkHandle,
         fragment: u32,
         last: bool,
         bytes: P,
@@ -618,7 +622,7 @@ impl<P: Debug> Debug for Msg<P> {
             LeaseRequest { chunk, epoch }, LeaseGrant { chunk, epoch, extension, version, secondaries },
             RevokeLease { chunk, epoch }, LeaseRevoked { chunk, epoch },
             ChunkReport { incarnation, chunks },
-            PushData { data, fragment, last, bytes, chain, client }, DataPushed { data },
+            PushData { data, chunk, fragment, last, bytes, chain, client }, DataPushed { data },
             Mutate { chunk, epoch, kind, data }, Apply { chunk, version, stamp, op },
             ApplyGap { chunk, version, from, until },
             ReplicaFailed { chunk, version, error },

@@ -276,6 +276,20 @@ pub(super) fn renamed_after_revocation(model: &LeaseholdModel, s: &State) -> boo
     renamed && h.revoked != 0 && acked(model, s).any(|a| a.append && a.stamp.epoch > h.revoked)
 }
 
+/// A `PushRefused` naming a store failure is in flight: a replica that
+/// failed the chunk refused data pushed for it (PUSH-2 with FAULT-2).
+pub(super) fn push_refused_for_failed_chunk(_: &LeaseholdModel, s: &State) -> bool {
+    s.network.iter_all().any(|e| {
+        matches!(
+            e.msg,
+            Msg::PushRefused {
+                reason: Failure::Store(_),
+                ..
+            }
+        )
+    })
+}
+
 /// A `FileRenamed` refusing a rename as `Busy` is in flight: the master
 /// took a second rename of the file while the first was pending.
 pub(super) fn rename_refused_busy(_: &LeaseholdModel, s: &State) -> bool {

@@ -61,8 +61,8 @@ pub use queries::{
 pub use step_rules::{
     awaits_replica, failed_replica_still_counted, grant_taken_unasked, held_drop_misanswered,
     held_passed, held_with_meta, holds_push, holds_whole_push, in_flight_without_lease,
-    keeps_in_flight, read_not_closest, rearmed_lease_clock, result_answers, skipped_chunk,
-    skips_in_flight,
+    keeps_in_flight, push_for_failed_chunk, read_not_closest, rearmed_lease_clock, result_answers,
+    skipped_chunk, skips_in_flight,
 };
 pub use timed::master;
 pub use timed::{LeaseholdModel, StoreFault};
@@ -193,7 +193,7 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             |m, s| push_1(&ModelView::new(m, s)),
         ));
         p.push(Property::always(
-            "PUSH-2 a replica applies only buffered data, used up by the mutation, and aged-out data leaves the buffer",
+            "PUSH-2 a replica applies only buffered data, used up by the mutation; aged-out data, and data for a chunk it failed, leave the buffer",
             |m, s| push_2(&ModelView::new(m, s)),
         ));
     }
@@ -598,6 +598,10 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
         p.push(Property::sometimes(
             "FAULT-2 reached: an append acked without the replica whose disk filled",
             acked_without_failed_replica,
+        ));
+        p.push(Property::sometimes(
+            "PUSH-2 reached: a replica that failed a chunk refused data pushed for it",
+            push_refused_for_failed_chunk,
         ));
     }
     if cfg.re_replication && cfg.replicas > 0 && cfg.replicas < cfg.chunkservers {

@@ -395,6 +395,17 @@ impl ModelCfg {
                 prompt_network: true,
                 ..base
             },
+            // LIVE-2 with the push buffer at one record (nemesis seed 20): a
+            // disk fills while two clients append. A replica that kept
+            // data pushed for a chunk it had failed (no mutation uses it
+            // there) filled its buffer and refused every later push `Busy`,
+            // for good here (no age-out), over TCP until it aged out.
+            "live-buffers" => ModelCfg {
+                name: "live-buffers",
+                appends: vec![1, 1],
+                push_buffers_max: 1,
+                ..Self::named("live-store")?
+            },
             // Concurrent record appends under faults (issue #10): two
             // clients append at once while the environment injects one
             // fault. A retry multiplies every interleaving by the fault's
@@ -811,7 +822,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 59] = [
+    pub const NAMES: [&'static str; 60] = [
         "tiny",
         "small",
         "pad",
@@ -838,6 +849,7 @@ impl ModelCfg {
         "store-faults",
         "live-store",
         "live-store-master-crash",
+        "live-buffers",
         "mixed",
         "concurrent-crash",
         "concurrent-barrier-crash",

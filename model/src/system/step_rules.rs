@@ -295,6 +295,10 @@ impl LeaseholdModel {
                     broken |= STEP_STALE_DATA;
                 }
             }
+            // PUSH-2 with FAULT-2: nothing is buffered for a failed chunk.
+            if push_for_failed_chunk(b).is_some() {
+                broken |= STEP_STALE_DATA;
+            }
             let copied = matches!(delivered, Some(Delivered::ClonePart));
             // ORDER-2: what a step applies, as primary or secondary, comes
             // after everything the replica applied before it.
@@ -656,6 +660,19 @@ pub fn holds_push<S: ChunkStore>(
     data: DataId,
 ) -> bool {
     s.buffer.iter().any(|b| b.data == data)
+}
+
+/// PUSH-2 ([0095]) with FAULT-2: pushed data a replica holds for a chunk
+/// it has failed, which no mutation will ever use there. Kept, such data
+/// filled a chunkserver's buffer over TCP and kept every push out, for the
+/// chunks it still served too, until it aged out (nemesis seed 20).
+pub fn push_for_failed_chunk<S: ChunkStore>(
+    s: &crate::chunkserver::ChunkserverState<S>,
+) -> Option<(DataId, ChunkHandle)> {
+    s.buffer
+        .iter()
+        .find(|b| s.store_failure(b.chunk).is_some())
+        .map(|b| (b.data, b.chunk))
 }
 
 /// LEASE-2 ([0091]) at a chunkserver's step: the first lease clock among

@@ -571,6 +571,25 @@ pub(super) fn check_aged_out(
     }
 }
 
+/// PUSH-2 with FAULT-2: after a chunkserver's step, nothing is buffered
+/// for a chunk its replica has failed (the model's step rule
+/// `STEP_STALE_DATA`, with the same `push_for_failed_chunk`).
+pub(super) fn check_no_push_for_failed_chunk(
+    ctx: &mut NodeCtx,
+    after: &leasehold_model::chunkserver::ChunkserverState<ReplayStore>,
+    at: Loc,
+    path: &Path,
+) {
+    if let Some((data, chunk)) = push_for_failed_chunk(after) {
+        ctx.fail(
+            Check::Push2,
+            at,
+            path,
+            format!("keeps {data:?} pushed for chunk {chunk}, whose replica here failed"),
+        );
+    }
+}
+
 /// The pushed data a chunkserver's step may write (a `Mutate` at the
 /// primary, an `Apply` of a write at a secondary, or each write of an
 /// `ApplyBatch`), and whether its buffer held all of it before the step

@@ -256,6 +256,7 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
                     }
                     if let Some(NodeState::Chunkserver(c)) = &state {
                         check_aged_out(ctx, c, step, at, path);
+                        check_no_push_for_failed_chunk(ctx, c, at, path);
                         if let Some(before) = &grant_before {
                             check_grant_answers_request(ctx, before, c, at, path);
                         }

@@ -557,6 +557,7 @@ mod tests {
                 src: primary,
                 msg: Msg::PushData {
                     data: data(seq),
+                    chunk: 0,
                     fragment: 0,
                     last: true,
                     bytes: Bytes::from(vec![seq as u8; 100]),
