@@ -49,11 +49,11 @@ fn record_append_request() {
 
 #[test]
 fn pushed_fragment_carries_raw_bytes() {
-    // PushData is variant 18: data id, fragment, last, bytes (length +
-    // raw), chain (length + ids), client.
+    // PushData is variant 18: data id, chunk, fragment, last, bytes
+    // (length + raw), chain (length + ids), client.
     let msg = Msg::PushData {
         data: DataId { client: 4, seq: 1 },
-        chunk: 0,
+        chunk: 7,
         fragment: 0,
         last: true,
         bytes: Bytes::from(&b"abc"[..]),
@@ -62,7 +62,7 @@ fn pushed_fragment_carries_raw_bytes() {
     };
     assert_eq!(
         frame_of(4, 1, msg),
-        [0, 0, 0, 15, 4, 1, 18, 4, 1, 0, 1, 3, b'a', b'b', b'c', 2, 2, 3, 4]
+        [0, 0, 0, 16, 4, 1, 18, 4, 1, 7, 0, 1, 3, b'a', b'b', b'c', 2, 2, 3, 4]
     );
 }
 

@@ -262,7 +262,8 @@ pub enum Bug {
     /// A replica that failed a chunk (FAULT-2) still buffers data pushed
     /// for it, and keeps what it held: data no mutation will use, which
     /// filled a chunkserver's buffer over TCP (nemesis seed 20) and kept
-    /// every push out, for the chunks it still served too (PUSH-3).
+    /// every push out, for the chunks it still served too (PUSH-2;
+    /// LIVE-2 in `live-buffers`).
     FailedReplicaBuffersPush,
 }
 

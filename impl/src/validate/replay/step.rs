@@ -519,8 +519,10 @@ mod tests {
     // TRACE-1 on a correct run. The fault must be taken where the record's
     // failure reply says, at the second mutation. Seed 11 (the same day):
     // a third write in the batch, refused because the replica had failed,
-    // keeps its data unwritten, which PUSH-2 took for data written and
-    // kept. Here the batch has three writes, the second one failing.
+    // kept its data unwritten, which PUSH-2 took for data written and
+    // kept (since a replica that fails a chunk drops what was pushed for
+    // it, the data is gone after the step, which PUSH-2 checks too). Here
+    // the batch has three writes, the second one failing.
     #[test]
     fn a_store_fault_in_a_batch_is_taken_at_the_mutation_the_record_names() {
         use crate::trace::TraceStorage;
@@ -666,8 +668,12 @@ mod tests {
         let Some(NodeState::Chunkserver(after)) = &state else {
             unreachable!("a chunkserver")
         };
-        assert!(holds_push(after, data(3)), "the refused write's data stays");
+        // The replica failed the chunk at the second write, so it dropped
+        // what was pushed for it, the refused third write's data too
+        // (PUSH-2 with FAULT-2).
+        assert!(!holds_push(after, data(3)), "the failed chunk's data goes");
         check_data_used_up(&mut ctx, &pushes_before, after, at, Path::new("t"));
+        check_no_push_for_failed_chunk(&mut ctx, after, at, Path::new("t"));
         assert!(ctx.out.findings.is_empty(), "{:?}", ctx.out.findings);
         // One fault, the second write's: the third write's failure follows
         // from it.
