@@ -37,9 +37,9 @@ const COUNTEREXAMPLE: [&str; 16] = [
     "act 1220 lease holder master → client0: LeaseHolder { info: LeaseInfo { file: 0, index: 0, chunk: 0, version: 1, epoch: 1, primary: Some(Id(1)), secondaries: [Id(2), Id(3)] }, chunks: 1 }",
     // Act 1230 ([0096]-[0098]): to the closest replica, which forwards
     // along the rest of the chain; the end of the chain acknowledges.
-    "act 1230 push client0 → cs3: PushData { data: d0.0, fragment: 0, last: true, bytes: r0.0x1, chain: [Id(1), Id(2)], client: Id(4) }",
-    "act 1230 push cs3 → cs2: PushData { data: d0.0, fragment: 0, last: true, bytes: r0.0x1, chain: [Id(1)], client: Id(4) }",
-    "act 1230 push cs2 → cs1: PushData { data: d0.0, fragment: 0, last: true, bytes: r0.0x1, chain: [], client: Id(4) }",
+    "act 1230 push client0 → cs3: PushData { data: d0.0, chunk: 0, fragment: 0, last: true, bytes: r0.0x1, chain: [Id(1), Id(2)], client: Id(4) }",
+    "act 1230 push cs3 → cs2: PushData { data: d0.0, chunk: 0, fragment: 0, last: true, bytes: r0.0x1, chain: [Id(1)], client: Id(4) }",
+    "act 1230 push cs2 → cs1: PushData { data: d0.0, chunk: 0, fragment: 0, last: true, bytes: r0.0x1, chain: [], client: Id(4) }",
     "act 1230 push cs1 → client0: DataPushed { data: d0.0 }",
     // Act 1410 ([00103]): the append request to the primary, which assigns
     // serial 1 and offset 0 and sends Apply to its secondaries (act 1250,
