@@ -675,6 +675,21 @@ mod tests {
         check_data_used_up(&mut ctx, &pushes_before, after, at, Path::new("t"));
         check_no_push_for_failed_chunk(&mut ctx, after, at, Path::new("t"));
         assert!(ctx.out.findings.is_empty(), "{:?}", ctx.out.findings);
+        // A batch entry the step did not write (one held back behind a
+        // gap, say) keeps its data: PUSH-2 asks that only of the writes
+        // the journal shows (seed 11). Checking every entry once anything
+        // was written reports this one kept.
+        let mut unwritten = after.clone();
+        unwritten
+            .buffer
+            .push(leasehold_model::chunkserver::Buffered {
+                data: data(3),
+                chunk: 0,
+                fragments: vec![Bytes::from(vec![3u8; 100])],
+                complete: true,
+            });
+        check_data_used_up(&mut ctx, &pushes_before, &unwritten, at, Path::new("t"));
+        assert!(ctx.out.findings.is_empty(), "{:?}", ctx.out.findings);
         // One fault, the second write's: the third write's failure follows
         // from it.
         let taken: Vec<&String> = ctx
