@@ -17,7 +17,10 @@ pinned count (one property is enough to call it caught), to keep a mutant
 near a minute on two cores; a mutant that only moves counts runs the
 whole suite, and is COUNT-ONLY if no property catches it (issue #10: a
 changed count must never be the only thing that catches a change).
-`--from N` resumes a run at the Nth mutant; `--only N,M` runs those.
+`--from N` resumes a run at the Nth mutant; `--only N,M` runs those;
+`--in-diff D` lists only the mutants of lines a diff D changed (cargo
+mutants' own option; the numbering is then of that list), so code changed
+since a file's last run is tested without running the file again.
 """
 import json
 import re
@@ -107,11 +110,12 @@ def run_until_property_failure(test, cwd, env, timeout):
     return ("MISSED" if proc.returncode == 0 else "caught"), []
 
 
-def main(path, out, first=1, only=()):
+def main(path, out, first=1, only=(), in_diff=None):
     root = subprocess.check_output(["git", "rev-parse", "--show-toplevel"], text=True).strip()
-    listing = subprocess.check_output(
-        ["cargo", "mutants", "--list", "--json", "--diff", "-f", path], cwd=root, text=True
-    )
+    lister = ["cargo", "mutants", "--list", "--json", "--diff", "-f", path]
+    if in_diff:
+        lister += ["--in-diff", os.path.abspath(in_diff)]
+    listing = subprocess.check_output(lister, cwd=root, text=True)
     mutants = json.loads(listing)
     wt = "/tmp/leasehold-mutants-wt"
     subprocess.run(["git", "worktree", "remove", "--force", wt], cwd=root, capture_output=True)
@@ -147,4 +151,9 @@ if __name__ == "__main__":
         i = args.index("--only")
         only = {int(n) for n in args[i + 1].split(",")}
         del args[i:i + 2]
-    main(args[0], args[1], first, only)
+    in_diff = None
+    if "--in-diff" in args:
+        i = args.index("--in-diff")
+        in_diff = args[i + 1]
+        del args[i:i + 2]
+    main(args[0], args[1], first, only, in_diff)
