@@ -780,6 +780,18 @@ fn store_faults_holds_and_reaches_every_companion() {
     assert_eq!(exhaustive("live-store").unique_states, 2_040);
 }
 
+/// `store-faults` with age-out on, as the TCP nodes run, and a replica
+/// that fails a chunk while it holds data the failed write did not use: it
+/// drops that data and exactly its age-out timers (PUSH-2's age-out
+/// clause: the timers are the pushes buffered), and the companion is
+/// reached. Mutation testing found the gap: cancelling the other chunks'
+/// timers instead passed every configuration, none of which had both
+/// age-out and a store fault; here it breaks PUSH-2.
+#[test]
+fn store_age_out_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("store-age-out").unique_states, 1_151_072);
+}
+
 /// LIVE-2 after a disk fills: the client's append succeeds from every
 /// state; with the master ignoring the replica's report, a replica whose
 /// every write fails stays in the set and the append can never succeed.

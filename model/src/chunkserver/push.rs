@@ -47,7 +47,10 @@ impl<S: ChunkStore> ChunkserverActor<S> {
             // fragments are then out of sequence and ignored, and the
             // client pushes again.
             let s = state.to_mut();
-            s.buffer.retain(|b| b.data != data);
+            if s.buffer.iter().any(|b| b.data == data) {
+                s.buffer.retain(|b| b.data != data);
+                o.cancel_timer(Timer::AgeOut(data));
+            }
             o.send(client, push_busy(data));
             return;
         }

@@ -290,6 +290,13 @@ pub(super) fn push_refused_for_failed_chunk(_: &LeaseholdModel, s: &State) -> bo
     })
 }
 
+/// A replica failed a chunk while it held more pushes for it, under
+/// age-out, than the failed write used, and dropped them (PUSH-2's
+/// age-out clause at work).
+pub(super) fn failed_push_dropped(_: &LeaseholdModel, s: &State) -> bool {
+    s.history.failed_push_dropped
+}
+
 /// A `FileRenamed` refusing a rename as `Busy` is in flight: the master
 /// took a second rename of the file while the first was pending.
 pub(super) fn rename_refused_busy(_: &LeaseholdModel, s: &State) -> bool {

@@ -604,6 +604,12 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             push_refused_for_failed_chunk,
         ));
     }
+    if appends && cfg.store_faults > 0 && cfg.age_out {
+        p.push(Property::sometimes(
+            "PUSH-2 reached: a replica failed a chunk while it held more data pushed for it than the failed write used, under age-out",
+            failed_push_dropped,
+        ));
+    }
     if cfg.re_replication && cfg.replicas > 0 && cfg.replicas < cfg.chunkservers {
         p.push(Property::sometimes(
             "REPL-1 reached: a replica moved to a spare server and counted up to date after its clone",

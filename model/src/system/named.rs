@@ -351,6 +351,22 @@ impl ModelCfg {
                 store_faults: 1,
                 ..base
             },
+            // `store-faults` with age-out on, as over TCP, and two appends
+            // without retries: the first fails when its data ages out at
+            // the primary and stays buffered at a secondary beside the
+            // second's, so the disk filling there fails a chunk while the
+            // replica holds data the failed write did not use. It drops
+            // that data and exactly that data's age-out timers (PUSH-2; a
+            // mutant cancelling the other chunks' timers instead passed
+            // every configuration). (With a retry: over 15 million
+            // states, not closed in 5 min.)
+            "store-age-out" => ModelCfg {
+                name: "store-age-out",
+                appends: vec![2],
+                client_retries_max: 0,
+                age_out: true,
+                ..Self::named("store-faults")?
+            },
             // Writes and record appends on one file ([00106], [00107]):
             // one client appends while another writes the chunk's last
             // unit, so the write may leave no room for the record (padded
@@ -822,7 +838,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 60] = [
+    pub const NAMES: [&'static str; 61] = [
         "tiny",
         "small",
         "pad",
@@ -847,6 +863,7 @@ impl ModelCfg {
         "live-lossy",
         "live-master-crash",
         "store-faults",
+        "store-age-out",
         "live-store",
         "live-store-master-crash",
         "live-buffers",

@@ -144,6 +144,31 @@ impl LeaseholdModel {
         }
     }
 
+    /// Whether `id`'s step failed a chunk while it held two or more
+    /// pushes for it, their age-out timers running, and none is left: the
+    /// write that failed used one of them at most, so the failure dropped
+    /// the rest, whose timers the age-out clause of PUSH-2 checks.
+    pub(super) fn failed_push_dropped(&self, last: &State, id: Id, next: &State) -> bool {
+        let i = usize::from(id);
+        let (NodeState::Chunkserver(a), NodeState::Chunkserver(b)) =
+            (&**last.actor_states[i], &**next.actor_states[i])
+        else {
+            return false;
+        };
+        if last.crashed[i] || next.crashed[i] {
+            return false;
+        }
+        let gone = a.buffer.iter().filter(|p| {
+            a.store_failure(p.chunk).is_none()
+                && b.store_failure(p.chunk).is_some()
+                && !b.buffer.iter().any(|q| q.data == p.data)
+                && last.timers_set[i]
+                    .iter()
+                    .any(|t| *t == Timer::AgeOut(p.data))
+        });
+        gone.count() >= 2
+    }
+
     /// The chunkserver and chunk whose replica this step deleted (garbage
     /// collection), if it deleted one.
     pub(super) fn deletion(
@@ -297,6 +322,13 @@ impl LeaseholdModel {
             }
             // PUSH-2 with FAULT-2: nothing is buffered for a failed chunk.
             if push_for_failed_chunk(b).is_some() {
+                broken |= STEP_STALE_DATA;
+            }
+            // PUSH-2: with age-out on, the age-out timers are exactly the
+            // pushes buffered, so unused data always leaves.
+            if self.cfg.age_out
+                && age_out_unmatched(b, next.timers_set[usize::from(actor)].iter()).is_some()
+            {
                 broken |= STEP_STALE_DATA;
             }
             let copied = matches!(delivered, Some(Delivered::ClonePart));
@@ -673,6 +705,30 @@ pub fn push_for_failed_chunk<S: ChunkStore>(
         .iter()
         .find(|b| s.store_failure(b.chunk).is_some())
         .map(|b| (b.data, b.chunk))
+}
+
+/// PUSH-2 ([0095]) with age-out on: a push buffered without its age-out
+/// timer armed (it would stay until a mutation used it, and unused it
+/// would take the buffer's room for good, as data for a failed chunk did
+/// over TCP), or an age-out timer armed for data no longer buffered. The
+/// data either way.
+pub fn age_out_unmatched<'a, S: ChunkStore>(
+    s: &crate::chunkserver::ChunkserverState<S>,
+    timers: impl IntoIterator<Item = &'a Timer>,
+) -> Option<DataId> {
+    let armed: Vec<DataId> = timers
+        .into_iter()
+        .filter_map(|t| match t {
+            Timer::AgeOut(d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    let unarmed = s.buffer.iter().map(|b| b.data).find(|d| !armed.contains(d));
+    unarmed.or_else(|| {
+        armed
+            .into_iter()
+            .find(|d| !s.buffer.iter().any(|b| b.data == *d))
+    })
 }
 
 /// LEASE-2 ([0091]) at a chunkserver's step: the first lease clock among

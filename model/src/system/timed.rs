@@ -1065,6 +1065,11 @@ impl Model for LeaseholdModel {
         }
         self.settle_expiry_waits(&mut next, &armed);
         self.record_starts(last, &mut next);
+        if self.cfg.age_out && !next.history.failed_push_dropped {
+            if let Some(id) = stepped {
+                next.history.failed_push_dropped = self.failed_push_dropped(last, id, &next);
+            }
+        }
         if !next.history.replica_deleted && self.deletion(last, &action_copy, &next).is_some() {
             next.history.replica_deleted = true;
         }
