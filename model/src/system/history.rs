@@ -70,8 +70,9 @@ pub struct History {
     pub revoked: LeaseEpoch,
     /// A mutation failed because its pushed data was gone (aged out).
     pub data_missing: bool,
-    /// A replica that failed a chunk dropped data pushed for it whose
-    /// age-out timer ran (PUSH-2's companion where age-out is on).
+    /// A replica failed a chunk while it held two or more pushes for it
+    /// with their age-out timers running, so it dropped data the failed
+    /// write did not use (PUSH-2's companion where age-out is on).
     pub failed_push_dropped: bool,
     /// A secondary reported a gap in the serials it was sent (LIVE-2).
     pub gap_reported: bool,
