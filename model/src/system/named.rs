@@ -352,10 +352,12 @@ impl ModelCfg {
                 ..base
             },
             // `store-faults` with age-out on, as over TCP, and two appends
-            // without retries: the first fails when its data ages out at
-            // the primary and stays buffered at a secondary beside the
-            // second's, so the disk filling there fails a chunk while the
-            // replica holds data the failed write did not use. It drops
+            // without retries: the first can fail (its reply timed out, or
+            // its data aged out at one replica) while its data stays
+            // buffered at another beside the second's, so the disk filling
+            // there fails a chunk while the replica holds data the failed
+            // write did not use (the checker's path: a primary with no
+            // secondaries, the first reply timed out). It drops
             // that data and exactly that data's age-out timers (PUSH-2; a
             // mutant cancelling the other chunks' timers instead passed
             // every configuration). (With a retry: over 15 million
