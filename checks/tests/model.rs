@@ -679,6 +679,25 @@ fn bug_secondary_acks_batch_unapplied_breaks_append_1() {
     caught(Bug::SecondaryAcksBatchUnapplied, "batched", "APPEND-1");
 }
 
+/// `default` with batched serials: a lease ends at a primary while an
+/// `Apply` waits for its batch, and the retry goes to the next lease.
+#[test]
+fn batched_expiry_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("batched-expiry").unique_states, 656_477);
+}
+
+/// A primary keeps what waits for a batch past its lease's end: the old
+/// lease's `Apply` leaves after the server took the next lease's
+/// mutation as a secondary, out of order on the wire.
+#[test]
+fn bug_primary_keeps_batch_after_lease_breaks_order_2() {
+    caught(
+        Bug::PrimaryKeepsBatchAfterLease,
+        "batched-expiry",
+        "ORDER-2",
+    );
+}
+
 /// Two clients append at once over a network that may lose any message.
 #[test]
 fn concurrent_lossy_holds_and_reaches_every_companion() {

@@ -265,10 +265,19 @@ pub enum Bug {
     /// every push out, for the chunks it still served too (PUSH-2;
     /// LIVE-2 in `live-buffers`).
     FailedReplicaBuffersPush,
+    /// A primary whose lease ends keeps the `Apply`s waiting for a batch
+    /// instead of sending them then: they leave when their `SendApplies`
+    /// fires, which may be after the primary, now a secondary of the
+    /// chunk's next lease, took that lease's mutations, so its `Apply`s
+    /// leave out of (epoch, serial) order (ORDER-2 in `batched-expiry`);
+    /// granted the chunk again first, its next mutation would join them
+    /// in one `ApplyBatch` of two leases (mutant `lease.rs` 2 of the
+    /// forty-third session).
+    PrimaryKeepsBatchAfterLease,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 62] = [
+    pub const ALL: [Bug; 63] = [
         Bug::None,
         Bug::SecondaryAppendsAtOwnEnd,
         Bug::MasterIgnoresClockBound,
@@ -331,6 +340,7 @@ impl Bug {
         Bug::LostSecondaryKeepsLease,
         Bug::SecondaryAcksBatchUnapplied,
         Bug::FailedReplicaBuffersPush,
+        Bug::PrimaryKeepsBatchAfterLease,
     ];
 
     /// Kebab-case name used on the command line.

@@ -139,7 +139,9 @@ impl<S: ChunkStore> ChunkserverActor<S> {
         // holds the serials of the lease held (over TCP the host sends a
         // batch before its lease clock's expiry is handled, so only a
         // revocation or a newer offer in the same batch finds one left).
-        if s.unsent.iter().any(|u| u.chunk == chunk) {
+        if s.unsent.iter().any(|u| u.chunk == chunk)
+            && self.cfg.bug != Bug::PrimaryKeepsBatchAfterLease
+        {
             self.flush_unsent(s, chunk, o);
         }
         if self.cfg.bug == Bug::PrimaryKeepsInFlightAfterLease {

@@ -463,6 +463,18 @@ impl ModelCfg {
                 apply_batch_max: 2,
                 ..base
             },
+            // `default` with batched serials: a lease that ends at a
+            // primary while an `Apply` waits for its batch, and the retry
+            // under the next lease at another replica. The end of a lease
+            // sends what waits (`fail_in_flight`): kept past it, the old
+            // lease's `Apply` would leave after its primary took the next
+            // lease's mutations as a secondary (mutant `lease.rs` 2 of the
+            // forty-third session, `PrimaryKeepsBatchAfterLease`).
+            "batched-expiry" => ModelCfg {
+                name: "batched-expiry",
+                apply_batch_max: 2,
+                ..ModelCfg::named("default").expect("default is named")
+            },
             // `concurrent-barrier-crash` with batches: a secondary's
             // crash before the barrier of the step that took a batch, or
             // tearing its sync, loses or damages both mutations at once.
@@ -840,7 +852,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 61] = [
+    pub const NAMES: [&'static str; 62] = [
         "tiny",
         "small",
         "pad",
@@ -900,6 +912,7 @@ impl ModelCfg {
         "extension-duplicating",
         "two-files",
         "batched",
+        "batched-expiry",
         "batched-crash",
         "batched-lossy",
     ];
