@@ -571,6 +571,30 @@ pub(super) fn check_aged_out(
     }
 }
 
+/// PUSH-2 with age-out on (the real nodes always run it): after a
+/// chunkserver's step, the `AgeOut` timers armed (as the trace's
+/// `SetTimer`, `CancelTimer` and firings left them) are exactly the
+/// pushes buffered, the model's step rule with the same
+/// `age_out_unmatched`. A push buffered without its timer would stay
+/// until a mutation used it; a timer left for data gone would fire on
+/// nothing, or on the next push of that data too early.
+pub(super) fn check_age_out_armed(
+    ctx: &mut NodeCtx,
+    after: &leasehold_model::chunkserver::ChunkserverState<ReplayStore>,
+    armed: &HashMap<Timer, u64>,
+    at: Loc,
+    path: &Path,
+) {
+    if let Some(data) = age_out_unmatched(after, armed.keys()) {
+        let what = if holds_push(after, data) {
+            format!("buffers {data:?} without its age-out timer armed")
+        } else {
+            format!("keeps an age-out timer armed for {data:?}, which it no longer buffers")
+        };
+        ctx.fail(Check::Push2, at, path, what);
+    }
+}
+
 /// PUSH-2 with FAULT-2: after a chunkserver's step, nothing is buffered
 /// for a chunk its replica has failed (the model's step rule
 /// `STEP_STALE_DATA`, with the same `push_for_failed_chunk`).

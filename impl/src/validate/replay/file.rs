@@ -298,6 +298,11 @@ pub(super) fn replay_file(ctx: &mut NodeCtx, file: &NodeTrace, later: &[NodeTrac
                 _ => {}
             }
         }
+        if !diverged && header.protocol.age_out {
+            if let Some(NodeState::Chunkserver(c)) = &state {
+                check_age_out_armed(ctx, c, &armed, at, path);
+            }
+        }
         if !diverged {
             if !carried_out && matches!(role, Role::Chunkserver(_)) {
                 note_unsynced_writes(ctx);

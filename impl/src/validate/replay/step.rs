@@ -724,4 +724,75 @@ mod tests {
             vec![&reply]
         );
     }
+
+    // PUSH-2's age-out clause on a real node's trace (the model's step rule
+    // `age_out_unmatched`, 2026-12-07): after a step, the `AgeOut` timers
+    // the trace left armed are exactly the pushes buffered. A node that
+    // cancelled the wrong push's timer when it failed a chunk would keep
+    // healthy chunks' unused data for good.
+    #[test]
+    fn age_out_timers_armed_match_the_pushes_buffered() {
+        use leasehold_model::types::DataId;
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = crate::config::ClusterConfig::local(3, dir.path()).unwrap();
+        let cfg = Arc::new(crate::nodes::protocol_cfg(&cluster).unwrap());
+        assert!(cfg.age_out, "the real nodes run age-out");
+        let me = 3u64;
+        let tick = |_: u64| {};
+        let mut ctx = NodeCtx::new(me, Kind::Chunkserver, None, &tick);
+        let actor = ChunkserverActor {
+            cfg: cfg.clone(),
+            initial_store: ReplayStore::new(cfg.chunk_size),
+        };
+        let mut state = Some(NodeState::Chunkserver(
+            actor.on_start(&None, &mut ReplayOut::new()),
+        ));
+        let role = Role::Chunkserver(actor);
+        let data = DataId { client: 4, seq: 1 };
+        let push = TraceInput::Msg {
+            src: 4,
+            msg: Msg::PushData {
+                data,
+                chunk: 0,
+                fragment: 0,
+                last: true,
+                bytes: Bytes::from(vec![1u8; 100]),
+                chain: vec![],
+                client: Id::from(4),
+            },
+        };
+        let mut armed: HashMap<Timer, u64> = HashMap::new();
+        for c in handle(&role, Id::from(me as usize), &mut state, &push) {
+            if let Command::SetTimer(t, _) = c {
+                armed.insert(t, 0);
+            }
+        }
+        let Some(NodeState::Chunkserver(after)) = &state else {
+            unreachable!("a chunkserver")
+        };
+        let at = Loc {
+            node: me,
+            start: 0,
+            step: 1,
+        };
+        let t = Path::new("t");
+        check_age_out_armed(&mut ctx, after, &armed, at, t);
+        assert!(ctx.out.findings.is_empty(), "{:?}", ctx.out.findings);
+        // The push's timer cancelled while its data stays buffered.
+        let mut cancelled = armed.clone();
+        assert!(cancelled.remove(&Timer::AgeOut(data)).is_some());
+        check_age_out_armed(&mut ctx, after, &cancelled, at, t);
+        // The data gone while its timer stays armed.
+        let mut dropped = after.clone();
+        dropped.buffer.clear();
+        check_age_out_armed(&mut ctx, &dropped, &armed, at, t);
+        let found: Vec<&String> = ctx.out.findings.iter().map(|f| &f.explanation).collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].contains("without its age-out timer"),
+            "{}",
+            found[0]
+        );
+        assert!(found[1].contains("no longer buffers"), "{}", found[1]);
+    }
 }
