@@ -694,7 +694,18 @@ fn bug_primary_keeps_batch_after_lease_breaks_order_2() {
     caught(
         Bug::PrimaryKeepsBatchAfterLease,
         "batched-expiry",
-        "ORDER-2",
+        "ORDER-2 each replica applies",
+    );
+}
+
+/// A primary that counts serials down puts a batch's entries in
+/// decreasing order, which a secondary would take as resends.
+#[test]
+fn bug_primary_counts_serials_down_breaks_the_batch_clause_of_order_2() {
+    caught(
+        Bug::PrimaryCountsSerialsDown,
+        "batched",
+        "ORDER-2 an ApplyBatch holds consecutive serials",
     );
 }
 

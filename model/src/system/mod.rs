@@ -666,6 +666,12 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             gap_reported_and_closed,
         ));
     }
+    if cfg.apply_batch_max > 1 {
+        p.push(Property::always(
+            "ORDER-2 an ApplyBatch holds consecutive serials of one lease, in order",
+            batch_consecutive,
+        ));
+    }
     if cfg.apply_batch_max > 1 && two_in_flight && mutating_clients > 1 {
         p.push(Property::sometimes(
             "ORDER-2 reached: a primary sent two serials in one batch and every append was acked",
