@@ -82,6 +82,7 @@ pub(super) fn recorded_checks(
             } => {
                 if !batches_seen.contains(&applies) {
                     batches_seen.push(applies);
+                    check_batch_consecutive(ctx, *chunk, applies, at, path);
                     sent.extend(applies.iter().map(|(stamp, _)| (c, Some((*chunk, *stamp)))));
                 }
             }
@@ -180,6 +181,35 @@ pub(super) fn recorded_checks(
                 &mut late_reported,
             );
         }
+    }
+}
+
+/// ORDER-2's batch clause ([00100], [0099]; the model's
+/// `batch_consecutive`): an `ApplyBatch` holds consecutive serials of one
+/// lease in increasing order. The stamp-by-stamp check below catches a
+/// batch out of order; this one also a gap or two leases in one batch,
+/// which a secondary would take under the batch's one version.
+pub(super) fn check_batch_consecutive(
+    ctx: &mut NodeCtx,
+    chunk: ChunkHandle,
+    applies: &[(Stamp, ApplyOp)],
+    at: Loc,
+    path: &Path,
+) {
+    let broken = applies.windows(2).find(|w| {
+        let (a, b) = (w[0].0, w[1].0);
+        a.epoch != b.epoch || b.serial != a.serial + 1
+    });
+    if let Some(w) = broken {
+        ctx.fail(
+            Check::Order2,
+            at,
+            path,
+            format!(
+                "sends an ApplyBatch of chunk {chunk} with {:?} after {:?}: not consecutive serials of one lease",
+                w[1].0, w[0].0
+            ),
+        );
     }
 }
 

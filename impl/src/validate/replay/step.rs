@@ -795,4 +795,35 @@ mod tests {
         );
         assert!(found[1].contains("no longer buffers"), "{}", found[1]);
     }
+
+    // ORDER-2's batch clause on a recorded send: consecutive serials of
+    // one lease pass; a gap, or a batch spanning two leases, is reported
+    // (the stamp-by-stamp order check alone passes both, their stamps
+    // increase).
+    #[test]
+    fn an_apply_batch_holds_consecutive_serials_of_one_lease() {
+        let tick = |_: u64| {};
+        let mut ctx = NodeCtx::new(1, Kind::Chunkserver, None, &tick);
+        let at = Loc {
+            node: 1,
+            start: 0,
+            step: 1,
+        };
+        let t = Path::new("t");
+        let batch = |stamps: &[(u64, u64)]| -> Vec<(Stamp, ApplyOp)> {
+            stamps
+                .iter()
+                .map(|&(epoch, serial)| (Stamp { epoch, serial }, ApplyOp::Skip))
+                .collect()
+        };
+        check_batch_consecutive(&mut ctx, 0, &batch(&[(2, 1), (2, 2), (2, 3)]), at, t);
+        assert!(ctx.out.findings.is_empty(), "{:?}", ctx.out.findings);
+        check_batch_consecutive(&mut ctx, 0, &batch(&[(2, 1), (2, 3)]), at, t);
+        check_batch_consecutive(&mut ctx, 0, &batch(&[(1, 2), (2, 1)]), at, t);
+        let found: Vec<&String> = ctx.out.findings.iter().map(|f| &f.explanation).collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("e2#3 after e2#1"), "{}", found[0]);
+        assert!(found[1].contains("e2#1 after e1#2"), "{}", found[1]);
+        assert!(ctx.out.findings.iter().all(|f| f.check == Check::Order2));
+    }
 }
