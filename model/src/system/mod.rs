@@ -59,10 +59,10 @@ pub use queries::{
     moved_to_spare, reads,
 };
 pub use step_rules::{
-    age_out_unmatched, awaits_replica, failed_replica_still_counted, grant_taken_unasked,
-    held_drop_misanswered, held_passed, held_with_meta, holds_push, holds_whole_push,
-    in_flight_without_lease, keeps_in_flight, push_for_failed_chunk, read_not_closest,
-    rearmed_lease_clock, result_answers, skipped_chunk, skips_in_flight,
+    age_out_unmatched, awaits_replica, batch_break, failed_replica_still_counted,
+    grant_taken_unasked, held_drop_misanswered, held_passed, held_with_meta, holds_push,
+    holds_whole_push, in_flight_without_lease, keeps_in_flight, push_for_failed_chunk,
+    read_not_closest, rearmed_lease_clock, result_answers, skipped_chunk, skips_in_flight,
 };
 pub use timed::master;
 pub use timed::{LeaseholdModel, StoreFault};

@@ -185,17 +185,13 @@ pub fn order_1<V: GlobalView>(v: &V) -> bool {
     })
 }
 
-/// ORDER-2's batch clause ([00100], [0099]): an `ApplyBatch` on its way
-/// holds consecutive serials of one lease, in increasing order, which is
-/// what lets a secondary take it as that many `Apply`s under the batch's
-/// one version and from its one primary. Over TCP a batch is one frame,
-/// so nothing but the primary's order puts its entries in order.
+/// ORDER-2's batch clause: every `ApplyBatch` on its way holds
+/// consecutive serials of one lease in increasing order (`batch_break`).
+/// Over TCP a batch is one frame, so nothing but the primary's order
+/// puts its entries in order.
 pub(super) fn batch_consecutive(_: &LeaseholdModel, s: &State) -> bool {
     s.network.iter_all().all(|e| match e.msg {
-        Msg::ApplyBatch { applies, .. } => applies.windows(2).all(|w| {
-            let (a, b) = (w[0].0, w[1].0);
-            a.epoch == b.epoch && b.serial == a.serial + 1
-        }),
+        Msg::ApplyBatch { applies, .. } => batch_break(applies).is_none(),
         _ => true,
     })
 }

@@ -707,6 +707,19 @@ pub fn push_for_failed_chunk<S: ChunkStore>(
         .map(|b| (b.data, b.chunk))
 }
 
+/// ORDER-2's batch clause ([00100], [0099]), for the model and for
+/// `validate` alike: the first two neighbouring entries of an
+/// `ApplyBatch` that are not consecutive serials of one lease in
+/// increasing order. A gap, or a batch spanning two leases, passes the
+/// stamp-by-stamp order check (its stamps increase), and a secondary
+/// would take the whole batch under its one version.
+pub fn batch_break<O>(applies: &[(Stamp, O)]) -> Option<(Stamp, Stamp)> {
+    applies
+        .windows(2)
+        .map(|w| (w[0].0, w[1].0))
+        .find(|(a, b)| a.epoch != b.epoch || b.serial != a.serial + 1)
+}
+
 /// PUSH-2 ([0095]) with age-out on: a push buffered without its age-out
 /// timer armed (it would stay until a mutation used it, and unused it
 /// would take the buffer's room for good, as data for a failed chunk did

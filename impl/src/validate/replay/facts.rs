@@ -184,11 +184,8 @@ pub(super) fn recorded_checks(
     }
 }
 
-/// ORDER-2's batch clause ([00100], [0099]; the model's
-/// `batch_consecutive`): an `ApplyBatch` holds consecutive serials of one
-/// lease in increasing order. The stamp-by-stamp check below catches a
-/// batch out of order; this one also a gap or two leases in one batch,
-/// which a secondary would take under the batch's one version.
+/// ORDER-2's batch clause (the model's `batch_break`): an `ApplyBatch`
+/// holds consecutive serials of one lease in increasing order.
 pub(super) fn check_batch_consecutive(
     ctx: &mut NodeCtx,
     chunk: ChunkHandle,
@@ -196,18 +193,13 @@ pub(super) fn check_batch_consecutive(
     at: Loc,
     path: &Path,
 ) {
-    let broken = applies.windows(2).find(|w| {
-        let (a, b) = (w[0].0, w[1].0);
-        a.epoch != b.epoch || b.serial != a.serial + 1
-    });
-    if let Some(w) = broken {
+    if let Some((a, b)) = batch_break(applies) {
         ctx.fail(
             Check::Order2,
             at,
             path,
             format!(
-                "sends an ApplyBatch of chunk {chunk} with {:?} after {:?}: not consecutive serials of one lease",
-                w[1].0, w[0].0
+                "sends an ApplyBatch of chunk {chunk} with {b:?} after {a:?}: not consecutive serials of one lease"
             ),
         );
     }

@@ -26,10 +26,10 @@ use leasehold_model::client::ClientActor;
 use leasehold_model::master::{LeaseView, MasterActor, MasterDurable, MasterState, NodeStorage};
 use leasehold_model::msg::{ApplyOp, ClientOp, Failure, LeaseInfo, Msg, OpResult, Timer};
 use leasehold_model::system::{
-    age_out_unmatched, awaits_replica, failed_replica_still_counted, grant_taken_unasked,
-    held_drop_misanswered, held_passed, held_with_meta, holds_push, holds_whole_push,
-    in_flight_without_lease, keeps_in_flight, push_for_failed_chunk, read_not_closest,
-    rearmed_lease_clock, result_answers, skipped_chunk, skips_in_flight,
+    age_out_unmatched, awaits_replica, batch_break, failed_replica_still_counted,
+    grant_taken_unasked, held_drop_misanswered, held_passed, held_with_meta, holds_push,
+    holds_whole_push, in_flight_without_lease, keeps_in_flight, push_for_failed_chunk,
+    read_not_closest, rearmed_lease_clock, result_answers, skipped_chunk, skips_in_flight,
 };
 use leasehold_model::types::{
     ChunkHandle, ChunkStore, ChunkVersion, FileId, Offset, Stamp, StoreError, StoreView,
