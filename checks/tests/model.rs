@@ -698,6 +698,25 @@ fn bug_primary_keeps_batch_after_lease_breaks_order_2() {
     );
 }
 
+/// `batched-expiry` on two servers with a third grant: the re-grant comes
+/// back to the first primary while an `Apply` of its first lease may
+/// still be on its way.
+#[test]
+fn batched_regrant_holds_and_reaches_every_companion() {
+    assert_eq!(exhaustive("batched-regrant").unique_states, 181_855);
+}
+
+/// Kept past the lease's end, the waiting `Apply` and the mutation the
+/// same primary orders under its next lease leave in one `ApplyBatch`.
+#[test]
+fn bug_primary_keeps_batch_after_lease_mixes_two_leases_in_a_batch() {
+    caught(
+        Bug::PrimaryKeepsBatchAfterLease,
+        "batched-regrant",
+        "ORDER-2 an ApplyBatch holds consecutive serials",
+    );
+}
+
 /// A primary that counts serials down puts a batch's entries in
 /// decreasing order, which a secondary would take as resends.
 #[test]

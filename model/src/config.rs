@@ -270,9 +270,10 @@ pub enum Bug {
     /// fires, which may be after the primary, now a secondary of the
     /// chunk's next lease, took that lease's mutations, so its `Apply`s
     /// leave out of (epoch, serial) order (ORDER-2 in `batched-expiry`);
-    /// granted the chunk again first, its next mutation would join them
-    /// in one `ApplyBatch` of two leases (mutant `lease.rs` 2 of the
-    /// forty-third session).
+    /// granted the chunk again first, its next mutation joins them in one
+    /// `ApplyBatch` of two leases (ORDER-2's batch clause in
+    /// `batched-regrant`). Mutant `lease.rs` 2 of the forty-third
+    /// session.
     PrimaryKeepsBatchAfterLease,
 }
 

@@ -477,3 +477,27 @@ pub(super) fn in_flight_failed_at_lease_end(_: &LeaseholdModel, s: &State) -> bo
         })
     })
 }
+
+/// ORDER-2's batch clause at stake: a primary has in flight a mutation it
+/// ordered under a later lease of a chunk while an `Apply` it sent under
+/// an earlier lease of that chunk is still on its way. Had it kept that
+/// earlier lease's `Apply`s waiting for a batch past the lease's end,
+/// the later mutation would have joined them in one `ApplyBatch`.
+pub(super) fn later_lease_beside_earlier_applies(_: &LeaseholdModel, s: &State) -> bool {
+    s.network.iter_deliverable().any(|e| {
+        let (chunk, epoch) = match e.msg {
+            Msg::Apply { chunk, stamp, .. } => (chunk, stamp.epoch),
+            Msg::ApplyBatch { chunk, applies, .. } => match applies.first() {
+                Some((stamp, _)) => (chunk, stamp.epoch),
+                None => return false,
+            },
+            _ => return false,
+        };
+        let NodeState::Chunkserver(cs) = &**s.actor_states[usize::from(e.src)] else {
+            return false;
+        };
+        cs.in_flight
+            .iter()
+            .any(|m| m.chunk == *chunk && m.stamp.epoch > epoch)
+    })
+}

@@ -672,6 +672,17 @@ fn attach(cfg: &ModelCfg) -> Vec<Property<LeaseholdModel>> {
             batch_consecutive,
         ));
     }
+    // A re-grant rotates past the last primary, so it comes back to one
+    // only when there are more grants than servers.
+    if cfg.apply_batch_max > 1
+        && cfg.lease_grants_max > u32::from(cfg.chunkservers)
+        && (cfg.lease_expiries > 0 || revokes)
+    {
+        p.push(Property::sometimes(
+            "ORDER-2 reached: a primary ordered a mutation under a later lease while an Apply of its earlier lease was on its way",
+            later_lease_beside_earlier_applies,
+        ));
+    }
     if cfg.apply_batch_max > 1 && two_in_flight && mutating_clients > 1 {
         p.push(Property::sometimes(
             "ORDER-2 reached: a primary sent two serials in one batch and every append was acked",

@@ -475,6 +475,19 @@ impl ModelCfg {
                 apply_batch_max: 2,
                 ..ModelCfg::named("default").expect("default is named")
             },
+            // `batched-expiry` on two servers with a third grant: the
+            // re-grant rotates back to the first primary, which may order
+            // a mutation under its new lease while an `Apply` of its first
+            // one is still on its way. Kept waiting past the first lease's
+            // end (`PrimaryKeepsBatchAfterLease`), that `Apply` and the new
+            // mutation would leave in one `ApplyBatch` of two leases.
+            "batched-regrant" => ModelCfg {
+                name: "batched-regrant",
+                chunkservers: 2,
+                lease_grants_max: 3,
+                lease_expiries: 2,
+                ..ModelCfg::named("batched-expiry").expect("batched-expiry is named")
+            },
             // `concurrent-barrier-crash` with batches: a secondary's
             // crash before the barrier of the step that took a batch, or
             // tearing its sync, loses or damages both mutations at once.
@@ -852,7 +865,7 @@ impl ModelCfg {
         Some(cfg)
     }
 
-    pub const NAMES: [&'static str; 62] = [
+    pub const NAMES: [&'static str; 63] = [
         "tiny",
         "small",
         "pad",
@@ -913,6 +926,7 @@ impl ModelCfg {
         "two-files",
         "batched",
         "batched-expiry",
+        "batched-regrant",
         "batched-crash",
         "batched-lossy",
     ];
