@@ -91,8 +91,24 @@ pub(super) fn recorded_checks(
     }
     // LEASE-1 for a primary whose `Apply`s wait to go out together
     // (`Timer::SendApplies`): it orders the mutation in the step that arms
-    // the timer, and the step that sends the batch later orders nothing.
-    let sends_waiting = matches!(step.input, TraceInput::Timer(Timer::SendApplies(_)));
+    // the timer, and the step that sends the batch later orders nothing:
+    // the timer's own step, or one that is not a `Mutate` and cancels the
+    // timer, the end of the lease sending what waited (`fail_in_flight`:
+    // its lease clock can run out before the timer fires, and that step
+    // comes after the lease's deadline by definition). Found by replaying
+    // `primary-keeps-batch-after-lease` with the bug off (2026-12-08).
+    let flushes_at_lease_end = !matches!(
+        step.input,
+        TraceInput::Msg {
+            msg: Msg::Mutate { .. },
+            ..
+        }
+    ) && step
+        .commands
+        .iter()
+        .any(|c| matches!(c, TraceCommand::CancelTimer(Timer::SendApplies(_))));
+    let sends_waiting =
+        matches!(step.input, TraceInput::Timer(Timer::SendApplies(_))) || flushes_at_lease_end;
     for c in &step.commands {
         if let TraceCommand::SetTimer {
             timer: Timer::SendApplies(chunk),
