@@ -809,3 +809,29 @@ fn master_ignores_clock_bound_lease_1_with_a_fast_master_clock() {
         shown(&on)
     );
 }
+
+/// Seeded bugs added after the table above was first filled (2026-12-07
+/// and 2026-12-08): a secondary that acknowledges a batch's later
+/// mutations unapplied, a replica that keeps buffering data for a chunk
+/// it failed, and a primary that keeps what waits for a batch past its
+/// lease's end (its old lease's `Apply` then leaves after it applied the
+/// next lease's mutation as a secondary).
+#[test]
+fn secondary_acks_batch_unapplied_append_1() {
+    replays("secondary-acks-batch-unapplied", "batched", &[], "APPEND-1");
+}
+
+#[test]
+fn failed_replica_buffers_push_push_2() {
+    replays("failed-replica-buffers-push", "store-faults", &[], "PUSH-2");
+}
+
+#[test]
+fn primary_keeps_batch_after_lease_order_2() {
+    replays(
+        "primary-keeps-batch-after-lease",
+        "batched-regrant",
+        &[],
+        "ORDER-2",
+    );
+}
