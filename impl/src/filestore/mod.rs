@@ -306,6 +306,17 @@ impl FileStore {
         Ok(())
     }
 
+    /// Forgets what was written since the last sync, as a machine crash
+    /// does (for replaying the model's crash before the barrier): the
+    /// next sync, the one at close included, writes nothing of it, so a
+    /// reopened store holds what the last sync made durable. The data
+    /// file may keep the bytes; the metadata never saw them.
+    pub fn lose_unsynced(&self) {
+        let mut unsynced = self.inner.unsynced();
+        unsynced.chunks.clear();
+        unsynced.data_chunks.clear();
+    }
+
     /// The next sync of data written from now on is torn, as by a machine
     /// crash in the middle of it (for tests): every changed chunk's new
     /// metadata slot reaches the disk, but the last byte of each chunk

@@ -54,7 +54,7 @@ fn apply(mirror: &mut Vec<u8>, offset: u64, data: &[u8]) {
 /// disk (the data file may hold the bytes; the metadata never saw them).
 fn crash(store: FileStore) -> FileStore {
     let (dir, size) = (store.dir().to_path_buf(), store.chunk_bytes());
-    store.inner.unsynced().chunks.clear();
+    store.lose_unsynced();
     drop(store);
     FileStore::open(&dir, size).unwrap()
 }
@@ -133,7 +133,7 @@ fn page_cache_mode_keeps_order_and_data_without_fsync() {
     s.sync().unwrap();
     // A killed process keeps what the page cache has.
     let (dir_path, size) = (s.dir().to_path_buf(), s.chunk_bytes());
-    s.inner.unsynced().chunks.clear();
+    s.lose_unsynced();
     drop(s);
     let s = FileStore::open_with(&dir_path, size, Durability::PageCache).unwrap();
     assert_eq!(s.read(1, 0, 100).unwrap().as_slice(), &pattern(100, 1)[..]);

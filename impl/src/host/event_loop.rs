@@ -449,7 +449,7 @@ where
 
     /// Carries out, and takes from `steps`, the sends that may leave before
     /// the barrier (see [`NodeLoop::commit`]).
-    fn send_early(&mut self, steps: &mut [Step<A>]) -> Result<(), HostError> {
+    pub(super) fn send_early(&mut self, steps: &mut [Step<A>]) -> Result<(), HostError> {
         if let Some(early) = &self.early_sends {
             let mut now = Vec::new();
             for step in steps.iter_mut() {
@@ -484,7 +484,7 @@ where
 
     /// Passes the barrier, then carries out what is left of the steps'
     /// commands.
-    fn pass_barrier(&mut self, steps: Vec<Step<A>>) -> Result<(), HostError> {
+    pub(super) fn pass_barrier(&mut self, steps: Vec<Step<A>>) -> Result<(), HostError> {
         if let Some(barrier) = &mut self.barrier {
             barrier().map_err(HostError::Barrier)?;
         }

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 
 use super::event_loop::NodeLoop;
 use super::{HostError, Inbound, StepClock};
+use super::{Step, StepCommand};
 
 /// How long an ordered message may still be on its way before the order
 /// is refused. Loopback frames take microseconds; the margin is for a
@@ -114,6 +115,18 @@ pub enum Order<A: Actor> {
     /// Nothing: answered once every earlier step, the start included, has
     /// been carried out.
     Sync,
+    /// The steps from now on do not pass their barrier: each sends what
+    /// may leave before it ([`super::EarlySends`]) and keeps the rest of
+    /// its commands until [`Order::PassBarrier`], or until a step sends
+    /// something that must follow the barrier (which passes it then, for
+    /// all of them, as a batch of the event loop would). A crash meanwhile
+    /// loses what they wrote if the store loses what was not synced
+    /// (`crate::filestore::FileStore::lose_unsynced`): the model's crash
+    /// before the barrier (`barrier_crashes`).
+    HoldBarrier,
+    /// Pass the barrier the steps since [`Order::HoldBarrier`] wait for,
+    /// and carry out the rest of their commands; nothing if none wait.
+    PassBarrier,
 }
 
 /// When an ordered timer fires on the virtual clock.
@@ -223,6 +236,8 @@ where
         tracing::info!(restored = storage.is_some(), "starting actor (scheduled)");
         let (mut state, start) = self.start_actor(storage, clock.reading());
         let mut held: Vec<(Id, A::Msg)> = vec![];
+        // Steps waiting for their barrier, while one is held.
+        let mut unpassed: Option<Vec<Step<A>>> = None;
         let result = self.commit(vec![start]).and_then(|()| loop {
             // What the actor sent itself is held like the rest.
             held.extend(self.local.drain(..).map(|m| (self.id, m)));
@@ -257,7 +272,7 @@ where
                                 held.remove(i).1
                             };
                             let step = self.handle_msg(&mut state, clock.reading(), src, msg);
-                            self.commit(vec![step])?;
+                            self.commit_scheduled(&mut unpassed, step)?;
                             Ok(Done {
                                 similar,
                                 ..Done::default()
@@ -291,7 +306,7 @@ where
                             clock.advance_to(deadline.ns.max(not_before_ns));
                         }
                         let step = self.handle_timer(&mut state, clock.reading(), timer);
-                        self.commit(vec![step])?;
+                        self.commit_scheduled(&mut unpassed, step)?;
                         Ok(Done::default())
                     }
                     None => Err(Refusal::NotArmed {
@@ -308,7 +323,7 @@ where
                     } else {
                         let (src, msg) = held.remove(0);
                         let step = self.handle_msg(&mut state, clock.reading(), src, msg);
-                        self.commit(vec![step])?;
+                        self.commit_scheduled(&mut unpassed, step)?;
                         Ok(Done {
                             handled: true,
                             ..Done::default()
@@ -324,7 +339,7 @@ where
                         self.timers.remove(&timer);
                         clock.advance_to(ns);
                         let step = self.handle_timer(&mut state, clock.reading(), timer);
-                        self.commit(vec![step])?;
+                        self.commit_scheduled(&mut unpassed, step)?;
                         Ok(Done {
                             handled: true,
                             ..Done::default()
@@ -332,12 +347,56 @@ where
                     }
                     None => Ok(Done::default()),
                 },
+                Order::HoldBarrier => {
+                    unpassed.get_or_insert_with(Vec::new);
+                    Ok(Done::default())
+                }
+                Order::PassBarrier => {
+                    if let Some(steps) = unpassed.take() {
+                        self.pass_barrier(steps)?;
+                    }
+                    Ok(Done::default())
+                }
             };
             let _ = answer.send(outcome);
         });
         self.shutdown.send_replace(true);
         tracing::info!("actor stopped");
         result
+    }
+}
+
+impl<A> NodeLoop<A>
+where
+    A: Actor,
+    A::Msg: Serialize + Send + 'static,
+    A::Storage: Serialize + Clone,
+{
+    /// Commits a scheduled step, or, while a barrier is held
+    /// ([`Order::HoldBarrier`]), sends what may leave before it and keeps
+    /// the rest, passing it at once if the step sends anything that must
+    /// follow it. A node stopped meanwhile never carries the rest out.
+    fn commit_scheduled(
+        &mut self,
+        unpassed: &mut Option<Vec<Step<A>>>,
+        step: Step<A>,
+    ) -> Result<(), HostError> {
+        let Some(steps) = unpassed else {
+            return self.commit(vec![step]);
+        };
+        steps.push(step);
+        self.send_early(steps)?;
+        let must_pass = steps.iter().any(|s| {
+            s.commands
+                .iter()
+                .any(|c| matches!(c, StepCommand::Send(..)))
+        });
+        if must_pass {
+            tracing::debug!("a held step sends what must follow the barrier: passing it");
+            let steps = unpassed.take().unwrap_or_default();
+            self.pass_barrier(steps)?;
+        }
+        Ok(())
     }
 }
 
