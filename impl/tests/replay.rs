@@ -835,3 +835,39 @@ fn primary_keeps_batch_after_lease_order_2() {
         "ORDER-2",
     );
 }
+
+/// Crashes at a barrier, on real nodes: the scheduled chunkserver keeps
+/// the barrier of the steps the model lists unsynced (`Order::HoldBarrier`)
+/// and a crash before it is a power cut that loses what its store wrote
+/// since the last sync (`FileStore::lose_unsynced`); a crash that tears the
+/// sync arms the store to tear it (`FileStore::tear_next_sync`) before the
+/// writes it tears. With the bugs off, the same schedules run clean.
+#[test]
+fn ack_leaves_before_barrier_append_1() {
+    replays(
+        "ack-leaves-before-barrier",
+        "barrier-crash",
+        &[],
+        "APPEND-1",
+    );
+}
+
+#[test]
+fn lost_primary_keeps_lease_version_2() {
+    replays(
+        "lost-primary-keeps-lease",
+        "barrier-crash",
+        &[],
+        "VERSION-2",
+    );
+}
+
+#[test]
+fn lost_secondary_keeps_lease_version_2() {
+    replays(
+        "lost-secondary-keeps-lease",
+        "concurrent-barrier-crash",
+        &[],
+        "VERSION-2",
+    );
+}

@@ -9,7 +9,9 @@
 //! (`crate::host::Schedule`): it holds what arrives and acts only on the
 //! scheduler's orders. Replay then walks the path and orders each step of
 //! it: deliver this message to that node, lose it, fire that timer, crash
-//! or restart that node, fill its disk or make its blocks go bad. Last, `validate` checks the traces; the run shows
+//! or restart that node, fill its disk or make its blocks go bad, hold a
+//! chunkserver's barrier and then pass it, cut its power before it or
+//! tear its sync. Last, `validate` checks the traces; the run shows
 //! the bug if it names the property the checker found violated.
 //!
 //! Model and real messages differ only in their payload: the model pushes
@@ -40,7 +42,7 @@ use leasehold_model::types::{ChunkStore, DataId, Stamp};
 use leasehold_model::{chunkserver::ChunkserverActor, client::ClientActor};
 use stateright::actor::{ActorModelAction, Id};
 use stateright::Model;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -426,6 +428,34 @@ impl Cluster {
         Ok(())
     }
 
+    /// Stops chunkserver `id` as a machine crash would: what its store
+    /// wrote since its last sync is lost with it (the model's crash before
+    /// the barrier).
+    async fn power_cut(&mut self, id: u64) -> Result<(), ReplayError> {
+        if let Some(store) = self.stores.get(&id) {
+            store.lose_unsynced();
+        }
+        self.stop(id).await
+    }
+
+    /// Arms chunkserver `id`'s store to tear its next sync of what is
+    /// written from now on (`FileStore::tear_next_sync`).
+    fn tear_next_sync(&self, id: u64) {
+        if let Some(store) = self.stores.get(&id) {
+            store.tear_next_sync();
+        }
+    }
+
+    /// Stops a node whose loop ended in an error the path asked for (a
+    /// torn sync): that error is the crash, not a failure of the replay.
+    async fn stop_failed(&mut self, id: u64) -> Result<(), String> {
+        match self.stop(id).await {
+            Ok(()) => Ok(()),
+            Err(ReplayError::Node(_, why)) if why.contains("torn") => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Whether the real run sent a message like `real` from `src` to
     /// `dst` that was not handed over yet (or, with `again`, at all: a
     /// duplicating network may deliver one twice); if not, the step
@@ -701,6 +731,39 @@ pub async fn replay(plan: ReplayPlan) -> Result<ReplayReport, ReplayError> {
     })
 }
 
+/// Whether the model's chunkserver `n` wrote since its last barrier and
+/// may still lose it to a crash before the next.
+fn unsynced(state: &State, n: u64) -> bool {
+    state
+        .history
+        .unsynced
+        .iter()
+        .any(|(id, _)| usize::from(*id) as u64 == n)
+}
+
+/// Whether the barrier chunkserver `id` is about to hold is the one a
+/// crash of the rest of the path tears: the path's first choice about
+/// that barrier is such a crash, before a later step of the node passes
+/// the barrier itself (the model's state no longer lists it unsynced).
+fn torn_later(model: &LeaseholdModel, rest: &[(State, Action)], id: Id) -> bool {
+    let n = usize::from(id) as u64;
+    for (before, action) in rest {
+        if !unsynced(before, n) {
+            return false;
+        }
+        if let ActorModelAction::SelectRandom { actor, key, .. } = action {
+            if *actor == id
+                && (model.is_barrier(key)
+                    || model.is_barrier_crash(key)
+                    || model.is_torn_barrier_crash(key))
+            {
+                return model.is_torn_barrier_crash(key);
+            }
+        }
+    }
+    false
+}
+
 /// The configuration the nodes run: the checked one, the bug switched
 /// off with `bug_off`.
 fn node_cfg(cfg: &ModelCfg, bug_off: bool) -> ModelCfg {
@@ -733,7 +796,40 @@ async fn walk(
     let mut duplicated: Vec<(Id, Id, Msg<RecordToken>)> = vec![];
     let mut kept: Vec<(Id, Id, Msg<RecordToken>)> = vec![];
     let keep_all = model.cfg.duplicating;
+    // Chunkservers whose steps wait for their barrier, as the model's
+    // `unsynced` says (configurations with `barrier_crashes` only).
+    let mut holding: BTreeSet<u64> = BTreeSet::new();
     for (step, (state, action)) in path.iter().enumerate() {
+        let last_after;
+        let after = match path.get(step + 1) {
+            Some((next, _)) => Some(next),
+            None => {
+                last_after = model.next_state(state, action.clone());
+                last_after.as_ref()
+            }
+        };
+        let stepping = match action {
+            ActorModelAction::Deliver { dst: id, .. } | ActorModelAction::Timeout(id, _) => {
+                Some(*id)
+            }
+            _ => None,
+        };
+        if let (Some(id), Some(after)) = (stepping, after) {
+            let n = usize::from(id) as u64;
+            if model.cfg.is_chunkserver(id) && unsynced(after, n) && holding.insert(n) {
+                // The step writes, and tells of it only by what may leave
+                // before the barrier: the node keeps the barrier until
+                // the path passes it, or crashes before it. A crash that
+                // will tear that barrier's sync must be armed before the
+                // writes it tears.
+                if torn_later(model, &path[step + 1..], id) {
+                    nodes.tear_next_sync(n);
+                }
+                if let Err(why) = nodes.order(n, Order::HoldBarrier).await {
+                    tracing::warn!(node = n, %why, "cannot hold the barrier");
+                }
+            }
+        }
         let result: Result<bool, String> = match action {
             ActorModelAction::Deliver { src, dst, msg } => {
                 let dst_n = usize::from(*dst) as u64;
@@ -857,13 +953,64 @@ async fn walk(
                     (None, Some(fault)) => nodes
                         .store_fault(usize::from(*actor) as u64, fault)
                         .map(|()| false),
+                    // Passed below, once the model's state says so.
                     (None, None) if model.is_barrier(key) => Ok(false),
+                    (None, None) if model.is_torn_barrier_crash(key) => {
+                        // Its sync, armed to tear when the barrier was
+                        // held, fails and stops the node as a crash would.
+                        let n = usize::from(*actor) as u64;
+                        holding.remove(&n);
+                        let _ = nodes.order(n, Order::PassBarrier).await;
+                        nodes.stop_failed(n).await.map(|()| false)
+                    }
+                    (None, None) if model.torn_step_of(state, key).is_some() => {
+                        let (src, dst, msg) = model.torn_step_of(state, key).expect("matched");
+                        let n = usize::from(dst) as u64;
+                        let real = real_msg(&msg);
+                        match nodes.sent(src, dst, &real, false) {
+                            Err(why) => Err(why),
+                            Ok(()) => {
+                                // The step's own barrier tears and stops the
+                                // node (the order's answer is lost with it).
+                                nodes.tear_next_sync(n);
+                                let order = Order::Deliver {
+                                    src,
+                                    pick: pick(real),
+                                    keep: false,
+                                };
+                                let _ = nodes.order(n, order).await;
+                                nodes.stop_failed(n).await.map(|()| false)
+                            }
+                        }
+                    }
+                    (None, None) if model.is_barrier_crash(key) => {
+                        let n = usize::from(*actor) as u64;
+                        holding.remove(&n);
+                        nodes
+                            .power_cut(n)
+                            .await
+                            .map(|()| false)
+                            .map_err(|e| e.to_string())
+                    }
                     (None, None) => {
                         Err(format!("environment choice {key} has no real counterpart"))
                     }
                 }
             }
         };
+        // A held barrier the model's state no longer lists is passed: by
+        // the path's "barrier", or because no crash before one is left.
+        for n in holding.clone() {
+            if after.is_none_or(|a| !unsynced(a, n)) {
+                holding.remove(&n);
+                tracing::debug!(node = n, step, "the path passes the held barrier");
+                if nodes.running.contains_key(&n) {
+                    if let Err(why) = nodes.order(n, Order::PassBarrier).await {
+                        tracing::warn!(node = n, %why, "cannot pass the held barrier");
+                    }
+                }
+            }
+        }
         match result {
             Ok(was_similar) => {
                 done += 1;

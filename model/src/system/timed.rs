@@ -806,11 +806,33 @@ impl LeaseholdModel {
         key == BARRIER
     }
 
+    /// Whether an environment choice under `key` crashes its chunkserver
+    /// before its barrier (for replaying a path on real nodes).
+    pub fn is_barrier_crash(&self, key: &str) -> bool {
+        key == BARRIER_CRASH
+    }
+
     /// The message a duplication choice (`SelectRandom` under `key`)
     /// copies in `last`, if `key` is one: for replaying a path on real
     /// nodes, which cannot parse the name back.
     pub fn duplicated_by(&self, last: &State, key: &str) -> Option<(Id, Id, Msg<RecordToken>)> {
-        let which = key.strip_prefix(DUPLICATE)?;
+        self.envelope_named(last, key.strip_prefix(DUPLICATE)?)
+    }
+
+    /// The message a chunkserver takes in the step whose barrier's sync
+    /// a crash tears (`SelectRandom` under `key`), if `key` is such a
+    /// choice: for replaying a path on real nodes.
+    pub fn torn_step_of(&self, last: &State, key: &str) -> Option<(Id, Id, Msg<RecordToken>)> {
+        self.envelope_named(last, key.strip_prefix(STEP_CRASH_TORN)?)
+    }
+
+    /// Whether an environment choice under `key` crashes its chunkserver
+    /// tearing the sync of the barrier its last steps wait for.
+    pub fn is_torn_barrier_crash(&self, key: &str) -> bool {
+        key.starts_with(BARRIER_CRASH_TORN)
+    }
+
+    fn envelope_named(&self, last: &State, which: &str) -> Option<(Id, Id, Msg<RecordToken>)> {
         last.network
             .iter_deliverable()
             .find(|e| self.envelope_name(e) == which)
