@@ -310,7 +310,12 @@ impl FileStore {
     /// does (for replaying the model's crash before the barrier): the
     /// next sync, the one at close included, writes nothing of it, so a
     /// reopened store holds what the last sync made durable. The data
-    /// file may keep the bytes; the metadata never saw them.
+    /// file may keep the bytes; the metadata never saw them. Bytes past
+    /// the durable length are then ignored; an overwrite of durable bytes
+    /// would stay under the old checksums, so reads of its block fail
+    /// (`Corrupt`) where the model's store, after its crash before the
+    /// barrier, returns the old bytes. The model's configurations with
+    /// crashes at a barrier append only.
     pub fn lose_unsynced(&self) {
         let mut unsynced = self.inner.unsynced();
         unsynced.chunks.clear();
