@@ -68,6 +68,7 @@ pub(crate) mod fuzzing;
 mod incarnation;
 mod meta;
 mod sync;
+pub use sync::TORN_SYNC;
 #[cfg(test)]
 mod tests;
 

@@ -14,6 +14,10 @@ use std::path::Path;
 use super::meta::write_meta;
 use super::{io_error, Durability, Entry, Inner};
 
+/// The error of a sync [`super::FileStore::tear_next_sync`] tore: the
+/// crash it stands for, which a replay expects to stop the node.
+pub const TORN_SYNC: &str = "the sync was torn (FileStore::tear_next_sync)";
+
 /// What the next sync must make durable.
 #[derive(Default)]
 pub(super) struct Unsynced {
@@ -87,9 +91,7 @@ impl Inner {
             sync_dir(&self.dir)?;
         }
         if tear {
-            return Err(StoreError::Io(
-                "the sync was torn (FileStore::tear_next_sync)".into(),
-            ));
+            return Err(StoreError::Io(TORN_SYNC.into()));
         }
         Ok(())
     }

@@ -451,7 +451,7 @@ impl Cluster {
     async fn stop_failed(&mut self, id: u64) -> Result<(), String> {
         match self.stop(id).await {
             Ok(()) => Ok(()),
-            Err(ReplayError::Node(_, why)) if why.contains("torn") => Ok(()),
+            Err(ReplayError::Node(_, why)) if why.contains(crate::filestore::TORN_SYNC) => Ok(()),
             Err(e) => Err(e.to_string()),
         }
     }
