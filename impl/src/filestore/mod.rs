@@ -308,7 +308,9 @@ impl FileStore {
     }
 
     /// Forgets what was written since the last sync, as a machine crash
-    /// does (for replaying the model's crash before the barrier): the
+    /// does, and a killed process too (the metadata reaches the file only
+    /// at a sync), where an orderly close would sync it (for replaying the
+    /// model's crash before the barrier on an in-process node): the
     /// next sync, the one at close included, writes nothing of it, so a
     /// reopened store holds what the last sync made durable. The data
     /// file may keep the bytes; the metadata never saw them. Bytes past

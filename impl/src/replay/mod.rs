@@ -10,7 +10,7 @@
 //! scheduler's orders. Replay then walks the path and orders each step of
 //! it: deliver this message to that node, lose it, fire that timer, crash
 //! or restart that node, fill its disk or make its blocks go bad, hold a
-//! chunkserver's barrier and then pass it, cut its power before it or
+//! chunkserver's barrier and then pass it, crash it before that barrier or
 //! tear its sync. Last, `validate` checks the traces; the run shows
 //! the bug if it names the property the checker found violated.
 //!
@@ -428,10 +428,10 @@ impl Cluster {
         Ok(())
     }
 
-    /// Stops chunkserver `id` as a machine crash would: what its store
-    /// wrote since its last sync is lost with it (the model's crash before
-    /// the barrier).
-    async fn power_cut(&mut self, id: u64) -> Result<(), ReplayError> {
+    /// Stops chunkserver `id` as a kill would: what its store wrote since
+    /// its last sync is lost with it (the model's crash before the
+    /// barrier), where an orderly stop would sync it.
+    async fn crash_before_barrier(&mut self, id: u64) -> Result<(), ReplayError> {
         if let Some(store) = self.stores.get(&id) {
             store.lose_unsynced();
         }
@@ -987,7 +987,7 @@ async fn walk(
                         let n = usize::from(*actor) as u64;
                         holding.remove(&n);
                         nodes
-                            .power_cut(n)
+                            .crash_before_barrier(n)
                             .await
                             .map(|()| false)
                             .map_err(|e| e.to_string())
