@@ -618,6 +618,86 @@ async fn an_early_send_leaves_before_the_barrier_only_from_a_step_sending_nothin
     .await;
 }
 
+// Replay's crash before the barrier (docs/replay.md): a scheduled node
+// told to hold its barrier sends what may leave before it and keeps the
+// rest of its steps' commands until told to pass it, or until a step sends
+// something that must follow it, which passes it then for every step held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_node_holds_its_barrier_until_told_or_until_a_step_must_pass_it() {
+    use leasehold::host::{schedule, Likeness, Order, VirtualClock};
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = cluster(dir.path());
+        let mut b = start(&cluster, 1, 0).await;
+        let mut b_app = b.take_app_receiver().unwrap();
+        let disk = Arc::new(Disk::default());
+        let (orders, scheduling) = schedule::<Toy>(VirtualClock::starting_now());
+        let early = |m: &Msg| matches!(m, Msg::Forward { .. });
+        let mut a = host(&cluster, 0, 0, disk.clone(), true)
+            .with_early_sends(Box::new(early))
+            .with_schedule(scheduling)
+            .start()
+            .await
+            .unwrap();
+        let mut a_app = a.take_app_receiver().unwrap();
+        let deliver = |n: u64, answer: bool| {
+            let msg = Msg::WriteThenRelay { via: 1, n, answer };
+            let handle = a.handle();
+            let orders = orders.clone();
+            let wanted = msg.clone();
+            async move {
+                handle.inject(app_id(), msg).await.unwrap();
+                let pick = move |m: &Msg| {
+                    if *m == wanted {
+                        Likeness::Same
+                    } else {
+                        Likeness::Unlike
+                    }
+                };
+                orders
+                    .order(Order::Deliver {
+                        src: app_id(),
+                        pick: Box::new(pick),
+                        keep: false,
+                    })
+                    .await
+                    .unwrap();
+            }
+        };
+        let synced = || disk.synced.load(Ordering::SeqCst);
+
+        // Held, then passed when told.
+        orders.order(Order::HoldBarrier).await.unwrap();
+        deliver(1, false).await;
+        assert_eq!(next(&mut b_app).await, Msg::Pong(1), "the early send left");
+        assert_eq!(synced(), 0, "the barrier passed although held");
+        orders.order(Order::PassBarrier).await.unwrap();
+        assert_eq!(synced(), 1);
+
+        // Held over two steps, then passed by the one that answers: its
+        // answer waits for the write of both.
+        orders.order(Order::HoldBarrier).await.unwrap();
+        deliver(2, false).await;
+        assert_eq!(next(&mut b_app).await, Msg::Pong(2));
+        assert_eq!(synced(), 1);
+        deliver(3, true).await;
+        assert_eq!(synced(), 3, "a step that answers passes the held barrier");
+        assert_eq!(disk.syncs.load(Ordering::SeqCst), 2, "one sync for both");
+        assert_eq!(next(&mut a_app).await, Msg::Written(3));
+        assert_eq!(next(&mut b_app).await, Msg::Pong(3));
+
+        // Nothing held: passing is a no-op, and steps commit as before.
+        orders.order(Order::PassBarrier).await.unwrap();
+        deliver(4, true).await;
+        assert_eq!(synced(), 4);
+        assert_eq!(next(&mut a_app).await, Msg::Written(4));
+        for h in [a, b] {
+            h.shutdown().await.unwrap();
+        }
+    })
+    .await;
+}
+
 /// The most a loopback connection's receiving socket may buffer beyond what
 /// the host has read (the kernel's autotuning maximum; 32 MiB where it
 /// cannot be read), so that a test can send well past it.
