@@ -33,6 +33,23 @@ impl Tmpfs {
         }
         Ok(Tmpfs(dir.to_path_buf()))
     }
+
+    /// Gives the mounted tmpfs `size` of room, keeping its files (an
+    /// operator freeing a full disk).
+    pub fn grow(&self, size: &str) -> Result<(), String> {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "grow the tmpfs at {} to {size}: {status}",
+                self.0.display()
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Tmpfs {
