@@ -657,8 +657,9 @@ pub(super) fn check_no_push_for_failed_chunk(
 /// `ApplyBatch`), and whether its buffer held all of it before the step
 /// (PUSH-2's other half).
 pub(super) struct DataBefore {
-    /// Each data id, whether the buffer held its whole push, and in a
-    /// batch the stamp of the mutation that writes it.
+    /// Each data id, whether the buffer held its whole push, and the
+    /// stamp of the mutation that writes it (known before the step for an
+    /// `Apply` and a batch, not for a `Mutate`).
     data: Vec<(leasehold_model::types::DataId, bool, Option<Stamp>)>,
     /// From a batch: some of its mutations may have been applied before
     /// (a repeated batch), so only data held before is checked.
@@ -673,11 +674,16 @@ pub(super) fn data_before(
         return None;
     };
     let (data, batch) = match msg {
-        Msg::Mutate { data, .. }
-        | Msg::Apply {
+        // A primary's write of a `Mutate` is stamped only as it is taken.
+        Msg::Mutate { data, .. } => (vec![(*data, None)], false),
+        // An `Apply` may be skipped (its data missing) and release a held
+        // one's write in the same step (nemesis seed 4501): only a write
+        // under its own stamp uses its data.
+        Msg::Apply {
+            stamp,
             op: ApplyOp::WriteAt { data, .. },
             ..
-        } => (vec![(*data, None)], false),
+        } => (vec![(*data, Some(*stamp))], false),
         Msg::ApplyBatch { applies, .. } => {
             let data = applies.iter().filter_map(|(stamp, op)| match op {
                 ApplyOp::WriteAt { data, .. } => Some((*data, Some(*stamp))),
@@ -706,10 +712,11 @@ pub(super) fn check_data_used_up(
     at: Loc,
     path: &Path,
 ) {
-    // Which writes the step made: of a batch, the stamps written, since a
-    // batch's mutation may also be held back behind a gap or refused (a
-    // store that failed an earlier one of the batch: nemesis seed 11,
-    // 2026-12-07), and then its data stays for later, unwritten.
+    // Which writes the step made: the stamps written, since a batch's
+    // mutation may also be held back behind a gap or refused (a store that
+    // failed an earlier one of the batch: nemesis seed 11, 2026-12-07), and
+    // then its data stays for later, unwritten; and a skipped `Apply` may
+    // release a held one's write (seed 4501, 2026-12-08).
     let written: Vec<Stamp> = ctx
         .journal
         .lock()

@@ -525,7 +525,6 @@ mod tests {
     // the batch has three writes, the second one failing.
     #[test]
     fn a_store_fault_in_a_batch_is_taken_at_the_mutation_the_record_names() {
-        use crate::trace::TraceStorage;
         use leasehold_model::types::DataId;
         let dir = tempfile::tempdir().unwrap();
         let cluster = crate::config::ClusterConfig::local(3, dir.path()).unwrap();
@@ -621,28 +620,7 @@ mod tests {
             })
             .expect("some data call is the second write");
         ctx.faults.arm(&[]);
-        let step = TraceStep {
-            n: 4,
-            clock_ns: 0,
-            input: batch,
-            commands: recorded
-                .iter()
-                .map(|c| match c {
-                    Command::Send(dst, msg) => TraceCommand::Send {
-                        dst: usize::from(*dst) as u64,
-                        msg: msg.clone(),
-                    },
-                    Command::SetTimer(timer, _) => TraceCommand::SetTimer {
-                        timer: timer.clone(),
-                        deadline_ns: 0,
-                    },
-                    Command::CancelTimer(timer) => TraceCommand::CancelTimer(timer.clone()),
-                    Command::Save(s) => TraceCommand::Save(TraceStorage::of(s)),
-                    Command::ChooseRandom(..) => unreachable!("the protocol chooses nothing"),
-                })
-                .collect(),
-            digest: state.as_ref().unwrap().protocol_digest(),
-        };
+        let step = recorded_step(4, batch, &recorded, &state);
         state = before;
         let pushes_before = match &state {
             Some(NodeState::Chunkserver(c)) => data_before(c, &step).expect("a batch of writes"),
@@ -701,6 +679,151 @@ mod tests {
             .collect();
         assert_eq!(taken.len(), 1, "{:?}", ctx.out.notes);
         assert!(!taken[0].contains(';'), "{}", taken[0]);
+    }
+
+    /// The trace step a node records for `input`, given what its handler
+    /// did (`out`) and the state it left.
+    fn recorded_step(
+        n: u64,
+        input: TraceInput,
+        out: &ReplayOut,
+        state: &Option<NodeState<ReplayStore>>,
+    ) -> TraceStep {
+        use crate::trace::TraceStorage;
+        TraceStep {
+            n,
+            clock_ns: 0,
+            input,
+            commands: out
+                .iter()
+                .map(|c| match c {
+                    Command::Send(dst, msg) => TraceCommand::Send {
+                        dst: usize::from(*dst) as u64,
+                        msg: msg.clone(),
+                    },
+                    Command::SetTimer(timer, _) => TraceCommand::SetTimer {
+                        timer: timer.clone(),
+                        deadline_ns: 0,
+                    },
+                    Command::CancelTimer(timer) => TraceCommand::CancelTimer(timer.clone()),
+                    Command::Save(s) => TraceCommand::Save(TraceStorage::of(s)),
+                    Command::ChooseRandom(..) => unreachable!("the protocol chooses nothing"),
+                })
+                .collect(),
+            digest: state.as_ref().unwrap().protocol_digest(),
+        }
+    }
+
+    // Nemesis seed 4501 (2026-12-08): a restarted secondary held an
+    // `Apply` behind a gap, then took the gap's `Apply`s, whose data its
+    // restart had lost: it skips each (`DataMissing`), and the last skip
+    // releases the held write. PUSH-2 took that write for the skipped
+    // mutation's own and reported data written that the buffer never held.
+    #[test]
+    fn a_skipped_apply_that_releases_a_held_write_writes_none_of_its_own_data() {
+        use leasehold_model::types::DataId;
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = crate::config::ClusterConfig::local(3, dir.path()).unwrap();
+        let cfg = Arc::new(crate::nodes::protocol_cfg(&cluster).unwrap());
+        let (master, primary, me) = (0u64, 1u64, 3u64);
+        let tick = |_: u64| {};
+        let mut ctx = NodeCtx::new(me, Kind::Chunkserver, None, &tick);
+        let actor = ChunkserverActor {
+            cfg: cfg.clone(),
+            initial_store: ReplayStore::new(cfg.chunk_size).with_journal(ctx.journal.clone()),
+        };
+        let mut start_out = ReplayOut::new();
+        let mut state = Some(NodeState::Chunkserver(
+            actor.on_start(&None, &mut start_out),
+        ));
+        let role = Role::Chunkserver(actor);
+        let id = Id::from(me as usize);
+        let data = |seq| DataId { client: 4, seq };
+        let stamp = |serial| Stamp { epoch: 1, serial };
+        let apply = |serial, offset| TraceInput::Msg {
+            src: primary,
+            msg: Msg::Apply {
+                chunk: 0,
+                version: 1,
+                stamp: stamp(serial),
+                op: ApplyOp::WriteAt {
+                    offset,
+                    data: data(serial as u32),
+                },
+            },
+        };
+        // Serial 2's push arrives and its `Apply` is held behind serial 1,
+        // whose push never came.
+        for input in [
+            TraceInput::Msg {
+                src: master,
+                msg: Msg::NewVersion {
+                    chunk: 0,
+                    version: 1,
+                    incarnation: 0,
+                },
+            },
+            TraceInput::Msg {
+                src: primary,
+                msg: Msg::PushData {
+                    data: data(2),
+                    chunk: 0,
+                    fragment: 0,
+                    last: true,
+                    bytes: Bytes::from(vec![2u8; 100]),
+                    chain: vec![],
+                    client: Id::from(4),
+                },
+            },
+            apply(2, 100),
+        ] {
+            handle(&role, id, &mut state, &input);
+        }
+        let before = state.clone();
+        let out = handle(&role, id, &mut state, &apply(1, 0));
+        let step = recorded_step(4, apply(1, 0), &out, &state);
+        state = before;
+        let pushes_before = match &state {
+            Some(NodeState::Chunkserver(c)) => data_before(c, &step).expect("an Apply's write"),
+            _ => unreachable!("a chunkserver"),
+        };
+        ctx.journal.lock().unwrap().clear();
+        let at = Loc {
+            node: me,
+            start: 0,
+            step: 4,
+        };
+        let replayed = replay_step(
+            &mut ctx,
+            &role,
+            id,
+            &mut state,
+            &step,
+            None,
+            at,
+            Path::new("node-3.trace"),
+        );
+        assert_eq!(replayed.map(|_| ()), Ok(()));
+        let wrote: Vec<Stamp> = ctx
+            .journal
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                StoreEvent::Wrote { stamp, .. } => Some(*stamp),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            wrote,
+            vec![stamp(2)],
+            "the held write, released by the skip"
+        );
+        let Some(NodeState::Chunkserver(after)) = &state else {
+            unreachable!("a chunkserver")
+        };
+        check_data_used_up(&mut ctx, &pushes_before, after, at, Path::new("t"));
+        assert!(ctx.out.findings.is_empty(), "{:?}", ctx.out.findings);
     }
 
     // A failed Apply both answers the primary and reports: one fault.
