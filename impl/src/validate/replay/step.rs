@@ -526,23 +526,10 @@ mod tests {
     #[test]
     fn a_store_fault_in_a_batch_is_taken_at_the_mutation_the_record_names() {
         use leasehold_model::types::DataId;
-        let dir = tempfile::tempdir().unwrap();
-        let cluster = crate::config::ClusterConfig::local(3, dir.path()).unwrap();
-        let cfg = Arc::new(crate::nodes::protocol_cfg(&cluster).unwrap());
         let (master, primary, me) = (0u64, 1u64, 3u64);
         let tick = |_: u64| {};
         let mut ctx = NodeCtx::new(me, Kind::Chunkserver, None, &tick);
-        let actor = ChunkserverActor {
-            cfg: cfg.clone(),
-            initial_store: ReplayStore::new(cfg.chunk_size)
-                .with_journal(ctx.journal.clone())
-                .with_faults(ctx.faults.clone()),
-        };
-        let mut start_out = ReplayOut::new();
-        let mut state = Some(NodeState::Chunkserver(
-            actor.on_start(&None, &mut start_out),
-        ));
-        let role = Role::Chunkserver(actor);
+        let (role, mut state) = replayed_chunkserver(&ctx);
         let id = Id::from(me as usize);
         let data = |seq| DataId { client: 4, seq };
         let mut inputs = vec![TraceInput::Msg {
@@ -626,23 +613,7 @@ mod tests {
             Some(NodeState::Chunkserver(c)) => data_before(c, &step).expect("a batch of writes"),
             _ => unreachable!("a chunkserver"),
         };
-        ctx.journal.lock().unwrap().clear();
-        let at = Loc {
-            node: me,
-            start: 0,
-            step: 4,
-        };
-        let replayed = replay_step(
-            &mut ctx,
-            &role,
-            id,
-            &mut state,
-            &step,
-            None,
-            at,
-            Path::new("node-3.trace"),
-        );
-        assert_eq!(replayed.map(|_| ()), Ok(()));
+        let at = replay_recorded(&mut ctx, &role, &mut state, &step);
         let Some(NodeState::Chunkserver(after)) = &state else {
             unreachable!("a chunkserver")
         };
@@ -679,6 +650,53 @@ mod tests {
             .collect();
         assert_eq!(taken.len(), 1, "{:?}", ctx.out.notes);
         assert!(!taken[0].contains(';'), "{}", taken[0]);
+    }
+
+    /// Node 3, a chunkserver, as validation replays it (its store's
+    /// writes journaled into `ctx`, with the store faults `ctx` arms), and
+    /// its state after its start.
+    fn replayed_chunkserver(ctx: &NodeCtx) -> (Role, Option<NodeState<ReplayStore>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = crate::config::ClusterConfig::local(3, dir.path()).unwrap();
+        let cfg = Arc::new(crate::nodes::protocol_cfg(&cluster).unwrap());
+        let actor = ChunkserverActor {
+            cfg: cfg.clone(),
+            initial_store: ReplayStore::new(cfg.chunk_size)
+                .with_journal(ctx.journal.clone())
+                .with_faults(ctx.faults.clone()),
+        };
+        let state = Some(NodeState::Chunkserver(
+            actor.on_start(&None, &mut ReplayOut::new()),
+        ));
+        (Role::Chunkserver(actor), state)
+    }
+
+    /// Replays `step` as node 3's fourth step, its journal emptied first,
+    /// and says where.
+    fn replay_recorded(
+        ctx: &mut NodeCtx,
+        role: &Role,
+        state: &mut Option<NodeState<ReplayStore>>,
+        step: &TraceStep,
+    ) -> Loc {
+        ctx.journal.lock().unwrap().clear();
+        let at = Loc {
+            node: 3,
+            start: 0,
+            step: 4,
+        };
+        let replayed = replay_step(
+            ctx,
+            role,
+            Id::from(3),
+            state,
+            step,
+            None,
+            at,
+            Path::new("node-3.trace"),
+        );
+        assert_eq!(replayed.map(|_| ()), Ok(()));
+        at
     }
 
     /// The trace step a node records for `input`, given what its handler
@@ -722,21 +740,10 @@ mod tests {
     #[test]
     fn a_skipped_apply_that_releases_a_held_write_writes_none_of_its_own_data() {
         use leasehold_model::types::DataId;
-        let dir = tempfile::tempdir().unwrap();
-        let cluster = crate::config::ClusterConfig::local(3, dir.path()).unwrap();
-        let cfg = Arc::new(crate::nodes::protocol_cfg(&cluster).unwrap());
         let (master, primary, me) = (0u64, 1u64, 3u64);
         let tick = |_: u64| {};
         let mut ctx = NodeCtx::new(me, Kind::Chunkserver, None, &tick);
-        let actor = ChunkserverActor {
-            cfg: cfg.clone(),
-            initial_store: ReplayStore::new(cfg.chunk_size).with_journal(ctx.journal.clone()),
-        };
-        let mut start_out = ReplayOut::new();
-        let mut state = Some(NodeState::Chunkserver(
-            actor.on_start(&None, &mut start_out),
-        ));
-        let role = Role::Chunkserver(actor);
+        let (role, mut state) = replayed_chunkserver(&ctx);
         let id = Id::from(me as usize);
         let data = |seq| DataId { client: 4, seq };
         let stamp = |serial| Stamp { epoch: 1, serial };
@@ -787,23 +794,7 @@ mod tests {
             Some(NodeState::Chunkserver(c)) => data_before(c, &step).expect("an Apply's write"),
             _ => unreachable!("a chunkserver"),
         };
-        ctx.journal.lock().unwrap().clear();
-        let at = Loc {
-            node: me,
-            start: 0,
-            step: 4,
-        };
-        let replayed = replay_step(
-            &mut ctx,
-            &role,
-            id,
-            &mut state,
-            &step,
-            None,
-            at,
-            Path::new("node-3.trace"),
-        );
-        assert_eq!(replayed.map(|_| ()), Ok(()));
+        let at = replay_recorded(&mut ctx, &role, &mut state, &step);
         let wrote: Vec<Stamp> = ctx
             .journal
             .lock()
