@@ -447,7 +447,7 @@ pub async fn run(opts: &NemesisOptions) -> Result<NemesisReport, String> {
                     // disk, like a corrupt block, lasts until its server
                     // restarts, and the chunks it could not hold are
                     // cloned back onto it (REPL-1).
-                    free_small_disk(&mut procs, small_disk.as_ref())?;
+                    free_small_disk(&procs, small_disk.as_ref())?;
                     disk_freed = true;
                 }
                 procs.spawn(id)?;
@@ -581,7 +581,7 @@ async fn primary(client: &Client) -> Option<u64> {
 
 /// Gives the small disk room (its server is down): a tmpfs grown in
 /// place, or the store's own limit lifted in its server's cluster file.
-fn free_small_disk(procs: &mut Procs, tmpfs: Option<&Tmpfs>) -> Result<(), String> {
+fn free_small_disk(procs: &Procs, tmpfs: Option<&Tmpfs>) -> Result<(), String> {
     if let Some(t) = tmpfs {
         return t.grow(FREED_TMPFS);
     }
@@ -618,7 +618,7 @@ async fn fully_replicated(client: &Client) -> Vec<u64> {
 /// chunks made since lack its replica, and a corrupt block on one of them
 /// would leave a single healthy replica, which a kill of its server then
 /// leaves stale (two lasting faults and a third, transient one: seed 4501
-/// lost a chunk so, the only time a campaign lost anything).
+/// lost a chunk so, docs/reliability.md).
 fn flip_last_byte(
     config: &ClusterConfig,
     id: u64,
@@ -670,6 +670,9 @@ async fn check_records(
         }
     };
     let mut replicas = Replicas::new(config, corrupted);
+    // Acked records per chunk the master counts no replica of up to date:
+    // reported once per chunk, not once per record.
+    let mut unreplicated: std::collections::BTreeMap<u64, usize> = Default::default();
     for (a, data) in acked {
         let Some(chunk) = stat.chunks.get(a.index as usize) else {
             report.lost.push(format!(
@@ -679,10 +682,7 @@ async fn check_records(
             continue;
         };
         if chunk.replicas.is_empty() {
-            report.lost.push(format!(
-                "record {:x} (chunk {} offset {}): the master counts no replica of its chunk up to date",
-                a.record_id, a.chunk, a.offset
-            ));
+            *unreplicated.entry(a.chunk).or_default() += 1;
             continue;
         }
         let framed = crate::record::frame(a.record_id, data);
@@ -695,6 +695,11 @@ async fn check_records(
             };
             replicas.expect(r, a.chunk, a.offset, &framed, what, report);
         }
+    }
+    for (chunk, records) in unreplicated {
+        report.lost.push(format!(
+            "chunk {chunk}: {records} acknowledged records, and the master counts no replica of it up to date"
+        ));
     }
     match client.read_records(PATH).await {
         Ok(records) => {
